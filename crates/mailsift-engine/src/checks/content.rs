@@ -1,0 +1,58 @@
+//! Whole-message content facts: the GTUBE test string, empty messages, and the shape of the body.
+//!
+//! GTUBE (the Generic Test for Unsolicited Bulk Email) forces a spam verdict in every major filter, so an
+//! administrator can test the whole pipeline with a harmless message; it is matched in every decoded part,
+//! attachments included. The rest are weak shape signals that only add to other evidence.
+
+use super::Ctx;
+use crate::symbols::{Group::Content, Hits, SymbolSpec};
+
+pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new("GTUBE", Content, 1000.0, "The message contains the GTUBE anti-spam test string.",
+        "GTUBE is a test: the verdict is spam on purpose. Remove the string to send a real message."),
+    SymbolSpec::new("EMPTY_BODY", Content, 1.0, "The message has no text and no attachment.",
+        "Empty messages are often address probes; if legitimate (a monitoring ping), allow the sender."),
+    SymbolSpec::new("MIME_HTML_ONLY", Content, 0.4, "The message has HTML but no plain-text alternative.",
+        "Harmless alone; good mailers send a text part too."),
+    SymbolSpec::new("BODY_SHOUTING", Content, 1.0, "Much of the body is written in capital letters.",
+        "Ask the sender to write normally, or allow the sender."),
+    SymbolSpec::new("MESSAGE_TRUNCATED_FOR_SCAN", Content, 0.0,
+        "The message is larger than the scan limit; only its first part was examined.",
+        "Raise scan.max_scan_bytes if large messages must be examined whole."),
+];
+
+pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    let m = ctx.message;
+    if m.has_gtube {
+        hits.hit("GTUBE", "");
+    }
+    if m.problems.truncated_for_scan {
+        hits.hit(
+            "MESSAGE_TRUNCATED_FOR_SCAN",
+            format!("{} bytes", m.raw.len()),
+        );
+    }
+    if m.body_text.trim().is_empty()
+        && m.attachments.is_empty()
+        && m.html.iter().all(|h| h.images.is_empty())
+    {
+        hits.hit("EMPTY_BODY", "");
+    }
+    if !m.html.is_empty() && !m.text_parts.iter().any(|p| !p.is_html) {
+        hits.hit("MIME_HTML_ONLY", "");
+    }
+    let (mut upper, mut lower) = (0usize, 0usize);
+    for c in m.body_text.chars().take(20_000) {
+        if c.is_uppercase() {
+            upper += 1;
+        } else if c.is_lowercase() {
+            lower += 1;
+        }
+    }
+    if upper + lower >= 200 && upper * 100 / (upper + lower) >= 50 {
+        hits.hit(
+            "BODY_SHOUTING",
+            format!("{}% capitals", upper * 100 / (upper + lower)),
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Header sanity: the fields every real mail program writes, and the tricks of hand-made or forged headers.
+//!
+//! Detects missing or malformed Date, Message-ID and From; dates far from the time the message was received;
+//! a display name that shows an address other than the real sender; Reply-To leading to a free-mail account
+//! of another domain; Received chains that claim a free-mail provider the message never passed through; and
+//! "shouting" subjects. Deliberately not here: anything that needs DNS (the sender-evidence stage) or the
+//! envelope's authentication.
+//! Ideas from RFC 5322 §3.6 (required fields) and SpamAssassin's header tests.
+
+use super::{Ctx, FREEMAIL_DOMAINS};
+use crate::symbols::{Group::Headers, Hits, SymbolSpec};
+
+pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new("MISSING_DATE", Headers, 1.0, "The message has no Date header, which every mail program writes.",
+        "If the sender is a script or device of yours, make it add a Date header (RFC 5322 §3.6.1)."),
+    SymbolSpec::new("INVALID_DATE", Headers, 1.2, "The Date header cannot be parsed as an RFC 5322 date.",
+        "Ask the sender to fix the Date format of their mail program or script."),
+    SymbolSpec::new("DATE_IN_FUTURE", Headers, 2.0, "The Date is more than 12 hours after the message was received.",
+        "Usually a sender's clock or time zone is wrong; ask them to fix it, or allow the sender."),
+    SymbolSpec::new("DATE_IN_PAST", Headers, 0.5, "The Date is more than 4 days before the message was received.",
+        "Delayed or resent mail shows this; no action is needed unless it combines with other evidence."),
+    SymbolSpec::new("MISSING_MESSAGE_ID", Headers, 1.0, "The message has no Message-ID header.",
+        "If the sender is a script of yours, make it add a Message-ID."),
+    SymbolSpec::new("INVALID_MESSAGE_ID", Headers, 0.8, "The Message-ID is not of the form <left@right>.",
+        "Ask the sender to fix the Message-ID their mail program writes."),
+    SymbolSpec::new("MISSING_FROM", Headers, 2.5, "The message has no From header (or no address in it).",
+        "Every message must say who it is from; fix the sending program."),
+    SymbolSpec::new("MULTIPLE_FROM", Headers, 1.0, "The From header lists more than one address.",
+        "Rare in real mail; ask the sender to use one From address."),
+    SymbolSpec::new("FROM_DISPLAY_ADDR_MISMATCH", Headers, 3.0,
+        "The From display name shows an address in another domain than the real sender's.",
+        "A classic spoofing trick. If the sender is legitimate, ask them not to put an address in the display name."),
+    SymbolSpec::new("REPLYTO_FREEMAIL_DIFF", Headers, 2.0,
+        "Replies go to a free-mail address in a different domain from the sender's.",
+        "Common in fraud. If legitimate, allow the sender; their Reply-To is unusual."),
+    SymbolSpec::new("FORGED_FREEMAIL_RCVD", Headers, 2.0,
+        "From claims a large free-mail provider, but no Received header shows the message passing through it.",
+        "Mail really sent through a free-mail provider carries its Received headers; this From is likely forged."),
+    SymbolSpec::new("RCVD_ILLEGAL_IP", Headers, 1.5, "A Received header names a client IP that cannot exist on the Internet.",
+        "Forged Received headers; no fix on the receiving side other than allowing the sender."),
+    SymbolSpec::new("SUBJ_ALL_CAPS", Headers, 1.2, "The subject is written in capital letters only.",
+        "Shouting subjects are a spam habit; ask the sender to write normally, or allow the sender."),
+    SymbolSpec::new("SUBJ_EXCESS_PUNCT", Headers, 1.0, "The subject is full of '!', '$' or '%'.",
+        "Ask the sender to tone down the subject, or allow the sender."),
+    SymbolSpec::new("SUBJ_TRAILING_ID", Headers, 2.0,
+        "The subject ends with white space and a random-looking code, a bulk-mailer habit.",
+        "Bulk tools add such codes to defeat duplicate detection; allow the sender if legitimate."),
+    SymbolSpec::new("MISSING_SUBJECT", Headers, 0.5, "The message has no Subject header.", "Ask the sender to add a subject."),
+    SymbolSpec::new("UNDISCLOSED_RECIPIENTS", Headers, 0.8, "The message has no To header, or only undisclosed recipients.",
+        "Bulk senders hide their recipient list; allow the sender if legitimate."),
+    SymbolSpec::new("MIME_MISSING_BOUNDARY", Headers, 1.5, "A multipart part has no boundary parameter.",
+        "Broken MIME from a hand-made mailer; ask the sender to fix it."),
+    SymbolSpec::new("X_PRIORITY_HIGH", Headers, 0.3, "The message is marked high priority.",
+        "Harmless alone; it only adds to other evidence."),
+    SymbolSpec::new("MIME_ENCODING_ERRORS", Headers, 0.5, "A part could not be decoded cleanly (broken base64 or quoted-printable).",
+        "Ask the sender to check their mail program's encoding."),
+];
+
+const DAY: i64 = 86_400;
+
+pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    let m = ctx.message;
+    // Dates are judged against the newest Received timestamp: the time mail arrived, even for old archives.
+    let received_at = m.hops.iter().find_map(|h| h.timestamp).unwrap_or(ctx.now);
+    match (&m.date_raw, m.date) {
+        (None, _) => hits.hit("MISSING_DATE", ""),
+        (Some(raw), None) => hits.hit("INVALID_DATE", raw.chars().take(60).collect::<String>()),
+        (Some(_), Some(ts)) => {
+            if ts > received_at + DAY / 2 {
+                hits.hit(
+                    "DATE_IN_FUTURE",
+                    format!("{} h ahead", (ts - received_at) / 3600),
+                );
+            } else if ts < received_at - 4 * DAY {
+                hits.hit(
+                    "DATE_IN_PAST",
+                    format!("{} days before", (received_at - ts) / DAY),
+                );
+            }
+        }
+    }
+    match &m.message_id {
+        None => hits.hit("MISSING_MESSAGE_ID", ""),
+        Some(id) => {
+            let t = id.trim();
+            let ok = t.starts_with('<') && t.ends_with('>') && t.contains('@') && !t.contains(' ');
+            if !ok {
+                hits.hit("INVALID_MESSAGE_ID", t.chars().take(60).collect::<String>());
+            }
+        }
+    }
+    match &m.from {
+        None => hits.hit("MISSING_FROM", ""),
+        Some(f) if f.domain.is_empty() => hits.hit("MISSING_FROM", f.address.clone()),
+        Some(f) => {
+            if m.from_count > 1 {
+                hits.hit("MULTIPLE_FROM", format!("{} addresses", m.from_count));
+            }
+            if let Some(name) = &f.name {
+                if let Some(shown) = address_in(name) {
+                    let shown_dom = shown
+                        .rsplit_once('@')
+                        .map(|(_, d)| d.to_lowercase())
+                        .unwrap_or_default();
+                    if !shown_dom.is_empty()
+                        && crate::message::urls::registrable_domain(&shown_dom)
+                            != crate::message::urls::registrable_domain(&f.domain)
+                    {
+                        hits.hit(
+                            "FROM_DISPLAY_ADDR_MISMATCH",
+                            format!("shows {shown}, sent by {}", f.address),
+                        );
+                    }
+                }
+            }
+            if let Some(rt) = &m.reply_to {
+                if !rt.domain.is_empty()
+                    && rt.domain != f.domain
+                    && FREEMAIL_DOMAINS.contains(&rt.domain.as_str())
+                {
+                    hits.hit("REPLYTO_FREEMAIL_DIFF", format!("reply to {}", rt.address));
+                }
+            }
+            check_forged_freemail(ctx, &f.domain, hits);
+        }
+    }
+    for hop in &m.hops {
+        if let Some(std::net::IpAddr::V4(ip)) = hop.from_ip {
+            let o = ip.octets();
+            if o[0] == 0 || o[0] >= 240 {
+                hits.hit("RCVD_ILLEGAL_IP", ip.to_string());
+            }
+        }
+    }
+    match &m.subject {
+        None => hits.hit("MISSING_SUBJECT", ""),
+        Some(s) => check_subject(s, hits),
+    }
+    let to = m.header("To");
+    if to.is_none() || to.is_some_and(|t| t.to_ascii_lowercase().contains("undisclosed")) {
+        if m.header("Cc").is_none() {
+            hits.hit("UNDISCLOSED_RECIPIENTS", "");
+        }
+    }
+    if m.problems.missing_boundary {
+        hits.hit("MIME_MISSING_BOUNDARY", "");
+    }
+    if m.problems.encoding_errors > 0 {
+        hits.hit(
+            "MIME_ENCODING_ERRORS",
+            format!("{} parts", m.problems.encoding_errors),
+        );
+    }
+    let prio = m.header("X-Priority").map(str::trim);
+    if prio.is_some_and(|p| p.starts_with('1'))
+        || m.header("X-MSMail-Priority")
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("high"))
+    {
+        hits.hit("X_PRIORITY_HIGH", "");
+    }
+}
+
+fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'_>) {
+    const PROVIDERS: &[(&str, &[&str])] = &[
+        (
+            "hotmail.com",
+            &["hotmail", "msn.com", "outlook", "live.com"],
+        ),
+        ("msn.com", &["hotmail", "msn.com", "outlook", "live.com"]),
+        ("yahoo.com", &["yahoo"]),
+        ("aol.com", &["aol.com", "aol.net"]),
+        ("gmail.com", &["google", "gmail"]),
+    ];
+    let m = ctx.message;
+    let Some((_, marks)) = PROVIDERS.iter().find(|(d, _)| *d == from_domain) else {
+        return;
+    };
+    // Needs a real chain to judge: at least one hop that names a client host.
+    if m.hops.len() < 2 {
+        return;
+    }
+    let seen = m.hops.iter().any(|h| {
+        let raw = h.raw.to_ascii_lowercase();
+        marks.iter().any(|mk| raw.contains(mk))
+    });
+    if !seen {
+        hits.hit("FORGED_FREEMAIL_RCVD", from_domain.to_string());
+    }
+}
+
+fn check_subject(s: &str, hits: &mut Hits<'_>) {
+    let letters: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();
+    if letters.len() >= 12
+        && s.split_whitespace().count() >= 3
+        && letters.iter().all(|c| !c.is_lowercase())
+    {
+        hits.hit("SUBJ_ALL_CAPS", s.chars().take(60).collect::<String>());
+    }
+    let punct = s.chars().filter(|c| matches!(c, '!' | '$' | '%')).count();
+    if punct >= 3 || s.contains("!!") || s.contains("$$") {
+        hits.hit("SUBJ_EXCESS_PUNCT", s.chars().take(60).collect::<String>());
+    }
+    // "Great offer                 AB12x": a run of spaces then a code with digits.
+    if let Some(idx) = s.trim_end().rfind("   ") {
+        let tail = s[idx..].trim();
+        if tail.len() >= 3
+            && !tail.contains(' ')
+            && tail.chars().any(|c| c.is_ascii_digit())
+            && tail.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '[' | ']' | '(' | ')' | '#')
+            })
+        {
+            hits.hit("SUBJ_TRAILING_ID", tail.to_string());
+        }
+    }
+}
+
+/// An e-mail address written inside a display name, if any.
+fn address_in(name: &str) -> Option<&str> {
+    let at = name.find('@')?;
+    let start = name[..at]
+        .rfind(|c: char| c.is_whitespace() || matches!(c, '<' | '"' | '(' | '\''))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let end = name[at..]
+        .find(|c: char| c.is_whitespace() || matches!(c, '>' | '"' | ')' | '\''))
+        .map(|i| at + i)
+        .unwrap_or(name.len());
+    let addr = &name[start..end];
+    let domain = addr.rsplit_once('@')?.1;
+    if addr.len() > 3 && domain.contains('.') {
+        Some(addr)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_address_in_display_name() {
+        assert_eq!(
+            address_in("PayPal service@paypal.com"),
+            Some("service@paypal.com")
+        );
+        assert_eq!(
+            address_in("\"support@bank.example\""),
+            Some("support@bank.example")
+        );
+        assert_eq!(address_in("Alice Smith"), None);
+        assert_eq!(address_in("me @ home"), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! HTML tricks: text hidden from the reader, messages that are only an image, password forms, scripts and
+//! frames in mail, meta refreshes and shouting fonts.
+//!
+//! Hidden text is how spammers feed filters words the reader never sees (display:none, zero-size fonts, text
+//! coloured like its background). The ASF module reports the same structures under the administrator's
+//! switches; these symbols are the always-on, lower-weight view of them.
+
+use super::Ctx;
+use crate::symbols::{Group::Html, Hits, SymbolSpec};
+
+pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new("HTML_HIDDEN_TEXT", Html, 2.0,
+        "The HTML contains text the reader cannot see (display:none, zero-size font, text coloured like its background).",
+        "Some newsletter templates hide preview text; if legitimate, ask the sender to drop it or allow the sender."),
+    SymbolSpec::new("HTML_MOSTLY_HIDDEN", Html, 2.0, "Most of the HTML's text is invisible to the reader.",
+        "Hidden text is used to poison filters; no legitimate message needs it."),
+    SymbolSpec::new("HTML_IMAGE_ONLY", Html, 1.5, "The HTML is images with almost no text.",
+        "Ask the sender to include text; allow the sender if legitimate."),
+    SymbolSpec::new("HTML_PASSWORD_FORM", Html, 3.0, "The message contains a form that asks for a password.",
+        "Legitimate services never ask for passwords inside a message."),
+    SymbolSpec::new("HTML_SCRIPT", Html, 1.0, "The HTML contains scripts or event handlers, which mail clients never run.",
+        "Ask the sender to remove scripts from their template."),
+    SymbolSpec::new("HTML_IFRAME", Html, 1.0, "The HTML contains a frame or iframe.",
+        "Ask the sender to remove frames from their template."),
+    SymbolSpec::new("HTML_META_REFRESH", Html, 1.5, "The HTML tries to redirect the reader with a meta refresh.",
+        "No legitimate message needs this."),
+    SymbolSpec::new("HTML_SHOUTING_FONTS", Html, 0.6, "The HTML uses several very large fonts.",
+        "Harmless alone; typical of aggressive marketing."),
+    SymbolSpec::new("HTML_TINY_TEXT", Html, 0.5, "A good part of the visible text is in a tiny font.",
+        "Small print is common in footers; this only adds to other evidence."),
+];
+
+pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    let (mut visible, mut hidden, mut tiny, mut images, mut big) =
+        (0usize, 0usize, 0usize, 0usize, 0u32);
+    let mut sample = String::new();
+    for v in &ctx.message.html {
+        visible += v.text.chars().filter(|c| !c.is_whitespace()).count();
+        let h = v.hidden_text.chars().filter(|c| !c.is_whitespace()).count();
+        if h > 0 && sample.is_empty() {
+            sample = v.hidden_text.chars().take(40).collect();
+        }
+        hidden += h;
+        tiny += v.tiny_text_len;
+        images += v.images.len();
+        big += v.big_fonts;
+        if v.password_inputs > 0 {
+            hits.hit("HTML_PASSWORD_FORM", "");
+        }
+        if v.scripts > 0 || v.script_handlers > 0 {
+            hits.hit(
+                "HTML_SCRIPT",
+                format!("{} scripts, {} handlers", v.scripts, v.script_handlers),
+            );
+        }
+        if v.iframes > 0 || v.frames > 0 {
+            hits.hit("HTML_IFRAME", "");
+        }
+        if v.meta_refresh {
+            hits.hit("HTML_META_REFRESH", "");
+        }
+    }
+    if ctx.message.html.is_empty() {
+        return;
+    }
+    if hidden >= 30 {
+        if hidden > visible {
+            hits.hit(
+                "HTML_MOSTLY_HIDDEN",
+                format!("{hidden} hidden vs {visible} visible characters"),
+            );
+        } else {
+            hits.hit(
+                "HTML_HIDDEN_TEXT",
+                format!("{hidden} characters: \"{sample}\""),
+            );
+        }
+    }
+    let has_plain_text = ctx
+        .message
+        .text_parts
+        .iter()
+        .any(|p| !p.is_html && p.text.trim().len() > 50);
+    if images > 0 && visible < 60 && !has_plain_text {
+        hits.hit(
+            "HTML_IMAGE_ONLY",
+            format!("{images} images, {visible} characters of text"),
+        );
+    }
+    if big >= 2 {
+        hits.hit("HTML_SHOUTING_FONTS", format!("{big} large fonts"));
+    }
+    if visible >= 100 && tiny * 3 >= visible {
+        hits.hit("HTML_TINY_TEXT", format!("{tiny} of {visible} characters"));
+    }
+}

@@ -1,0 +1,239 @@
+//! URL tricks: links that show one domain and go to another, numeric and disguised hosts, odd ports,
+//! shorteners and open redirects, the user-info trick, risky top-level domains, and link farms.
+//!
+//! Phishing detection compares registrable domains (public-suffix aware), so `www.bank.example` shown for
+//! `login.bank.example` is fine while `www.bank.example` shown for `bank-example.top` is not. Deliberately
+//! not here: looking URLs up in DNS blocklists (the evidence stage does that).
+
+use rustc_hash::FxHashSet;
+
+use super::Ctx;
+use crate::message::urls::{self, UrlSource};
+use crate::symbols::{Group::Urls, Hits, SymbolSpec};
+
+pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new("PHISHING_LINK_MISMATCH", Urls, 4.0,
+        "A link's visible text shows one web address but the link goes to another domain.",
+        "If the sender is legitimate, ask them to show the real address in link texts (tracking domains cause this); allow the sender meanwhile."),
+    SymbolSpec::new("URL_NUMERIC_IP", Urls, 1.5, "A link points to a numeric IP address instead of a name.",
+        "Legitimate services use names; ask the sender to link by host name."),
+    SymbolSpec::new("URL_OBSCURED_IP", Urls, 3.0, "A link hides an IP address in decimal, hex or octal form.",
+        "Only used to evade filters; no legitimate sender does this."),
+    SymbolSpec::new("URL_NONSTANDARD_PORT", Urls, 1.0, "A web link points to a port other than 80 or 443.",
+        "Common for self-hosted services; allow the sender if legitimate."),
+    SymbolSpec::new("URL_SHORTENER", Urls, 0.5, "A link goes through a URL shortener that hides its destination.",
+        "Ask the sender to link to the real destination."),
+    SymbolSpec::new("URL_REDIRECTOR", Urls, 1.0, "A link goes through an open redirect to another web address.",
+        "Ask the sender to link to the destination directly."),
+    SymbolSpec::new("URL_USERINFO_TRICK", Urls, 3.5, "A link puts a host name before '@', so the reader sees the wrong site.",
+        "Only used to deceive; no legitimate sender writes links like this."),
+    SymbolSpec::new("URL_RISKY_TLD", Urls, 0.8, "A link points to a top-level domain much abused by spammers.",
+        "Allow the sender if their site really lives there."),
+    SymbolSpec::new("URL_MANY_DOMAINS", Urls, 0.8, "The message links to ten or more different domains.",
+        "Newsletters can do this; allow the sender if legitimate."),
+    SymbolSpec::new("URL_DEFANGED", Urls, 1.0, "A link is written with a disguised scheme such as hxxp://.",
+        "Security reports do this on purpose; allow those senders."),
+];
+
+/// Top-level domains with a high share of abuse in public phishing and spam statistics.
+const RISKY_TLDS: &[&str] = &[
+    "biz",
+    "info",
+    "top",
+    "xyz",
+    "club",
+    "work",
+    "click",
+    "loan",
+    "gq",
+    "tk",
+    "ml",
+    "cf",
+    "ga",
+    "buzz",
+    "rest",
+    "icu",
+    "cyou",
+    "monster",
+    "cam",
+    "country",
+    "kim",
+    "stream",
+    "download",
+    "racing",
+    "win",
+    "bid",
+    "review",
+    "date",
+    "faith",
+    "science",
+    "party",
+    "trade",
+    "accountant",
+    "men",
+    "zip",
+    "mov",
+];
+
+const SHORTENERS: &[&str] = &[
+    "bit.ly",
+    "tinyurl.com",
+    "goo.gl",
+    "t.co",
+    "ow.ly",
+    "is.gd",
+    "buff.ly",
+    "rebrand.ly",
+    "cutt.ly",
+    "shorturl.at",
+    "tiny.cc",
+    "rb.gy",
+    "bl.ink",
+    "t.ly",
+    "v.gd",
+    "s.id",
+    "qr.co",
+    "lnkd.in",
+    "x.co",
+    "shorte.st",
+    "adf.ly",
+    "bitly.com",
+];
+
+pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    let m = ctx.message;
+    let mut domains = FxHashSet::default();
+    for u in &m.urls {
+        domains.insert(u.domain.as_str());
+        if let Some(ip) = u.ip {
+            if u.obscured_ip {
+                hits.hit("URL_OBSCURED_IP", u.host.clone());
+            } else if u.source != UrlSource::Image {
+                hits.hit("URL_NUMERIC_IP", ip.to_string());
+            }
+        }
+        if let Some(p) = u.port {
+            if p != 80 && p != 443 && (u.scheme == "http" || u.scheme == "https") {
+                hits.hit("URL_NONSTANDARD_PORT", format!("{}:{}", u.host, p));
+            }
+        }
+        if SHORTENERS.contains(&u.domain.as_str()) || SHORTENERS.contains(&u.host.as_str()) {
+            hits.hit("URL_SHORTENER", u.host.clone());
+        }
+        if is_redirect(u) {
+            hits.hit("URL_REDIRECTOR", u.host.clone());
+        }
+        if let Some(ui) = &u.userinfo {
+            if ui.contains('.') || ui.len() > 20 {
+                hits.hit("URL_USERINFO_TRICK", format!("{ui}@{}", u.host));
+            }
+        }
+        if RISKY_TLDS.contains(&u.tld.as_str()) && u.source != UrlSource::Image {
+            hits.hit("URL_RISKY_TLD", u.domain.clone());
+        }
+        if u.defanged {
+            hits.hit("URL_DEFANGED", u.host.clone());
+        }
+    }
+    if domains.len() >= 10 {
+        hits.hit("URL_MANY_DOMAINS", format!("{} domains", domains.len()));
+    }
+    for v in &m.html {
+        for l in &v.links {
+            if let Some(detail) = phishing_mismatch(&l.text, &l.href) {
+                hits.hit("PHISHING_LINK_MISMATCH", detail);
+            }
+        }
+    }
+}
+
+/// A link whose query carries another absolute URL (`?url=http://...`), the shape of an open redirect.
+fn is_redirect(u: &urls::UrlInfo) -> bool {
+    let q = match u.path_and_query.split_once('?') {
+        Some((_, q)) => q,
+        None => return false,
+    };
+    let lower = q.to_ascii_lowercase();
+    let target = lower
+        .find("http%3a%2f%2f")
+        .or_else(|| lower.find("https%3a%2f%2f"))
+        .or_else(|| lower.find("=http"));
+    match target {
+        Some(i) => {
+            let rest = &q[i..];
+            let rest = rest.trim_start_matches('=');
+            let decoded = rest
+                .replace("%3A", ":")
+                .replace("%3a", ":")
+                .replace("%2F", "/")
+                .replace("%2f", "/");
+            urls::parse(&decoded, UrlSource::Other).is_some_and(|t| t.domain != u.domain)
+        }
+        None => false,
+    }
+}
+
+/// When the visible text of a link is itself a web address (or a bare domain) in another registrable domain
+/// than the link's target, returns a description.
+fn phishing_mismatch(text: &str, href: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 200 || text.contains(' ') {
+        return None;
+    }
+    let target = urls::parse(href, UrlSource::Href)?;
+    let shown = if text.contains("://") || text.to_ascii_lowercase().starts_with("www.") {
+        urls::parse(text, UrlSource::Text)?
+    } else {
+        // A bare "paypal.com" or "secure.bank.example/login" counts when it has a known public suffix.
+        let host = text.split(['/', '?']).next()?;
+        if !host.contains('.') || host.starts_with('.') || host.ends_with('.') {
+            return None;
+        }
+        let lower = host.to_ascii_lowercase();
+        let known = psl::suffix(lower.as_bytes()).is_some_and(|s| s.is_known());
+        if !known
+            || lower
+                .chars()
+                .any(|c| !(c.is_alphanumeric() || c == '.' || c == '-'))
+        {
+            return None;
+        }
+        urls::parse(&format!("http://{text}"), UrlSource::Text)?
+    };
+    if shown.domain == target.domain {
+        return None;
+    }
+    Some(format!("shows {} goes to {}", shown.host, target.host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mismatch_needs_different_registrable_domains() {
+        assert!(phishing_mismatch("www.paypal.com", "http://evil.example/login").is_some());
+        assert!(
+            phishing_mismatch("https://www.bank.co.uk/", "https://login.bank.co.uk/x").is_none()
+        );
+        assert!(phishing_mismatch("paypal.com", "http://192.0.2.1/").is_some());
+        assert!(phishing_mismatch("click here", "http://evil.example/").is_none());
+        assert!(phishing_mismatch("file.txt", "http://evil.example/").is_none());
+    }
+
+    #[test]
+    fn redirect_shape() {
+        let u = urls::parse(
+            "http://r.example/go?url=http%3A%2F%2Fevil.example%2F",
+            UrlSource::Href,
+        )
+        .unwrap();
+        assert!(is_redirect(&u));
+        let same = urls::parse(
+            "http://r.example/go?next=http://r.example/home",
+            UrlSource::Href,
+        )
+        .unwrap();
+        assert!(!is_redirect(&same));
+    }
+}

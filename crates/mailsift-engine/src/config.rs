@@ -1,0 +1,160 @@
+//! The engine's configuration: thresholds, symbol weights, ASF options, the administrator's own rules.
+//!
+//! Every field has a default, so an empty file is a working configuration; unknown keys are refused so a
+//! typo does not silently leave a setting at its default. The reference documentation is these comments.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Score thresholds that turn a score into an action.
+    pub thresholds: Thresholds,
+    /// Weight overrides: `SYMBOL_NAME = weight`. A weight of 0 switches a symbol off.
+    pub weights: BTreeMap<String, f64>,
+    /// Additional Spam Filtering options: each `off`, `on` or `test`.
+    pub asf: AsfConfig,
+    /// The administrator's phrase and pattern rules, added to the built-in set.
+    pub rules: Vec<RuleConfig>,
+    /// Limits on how much of a message is examined.
+    pub scan: ScanConfig,
+    /// The organisation this gateway protects.
+    pub organisation: OrganisationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// At or above this score the message is delivered tagged (headers, optional subject prefix).
+    pub tag: f64,
+    /// At or above this score the message is quarantined.
+    pub quarantine: f64,
+    /// At or above this score the message is rejected with a 550.
+    pub reject: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            tag: 5.0,
+            quarantine: 10.0,
+            reject: 15.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Messages larger than this are scanned on their first `max_scan_bytes` only (and say so).
+    pub max_scan_bytes: usize,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            max_scan_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrganisationConfig {
+    /// The organisation's own domains (used by backscatter detection and, later, anti-spoofing).
+    pub domains: Vec<String>,
+}
+
+/// The mode of one ASF option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AsfMode {
+    /// Not evaluated.
+    #[default]
+    Off,
+    /// Evaluated and applied.
+    On,
+    /// Evaluated and reported in `X-Mailsift-ASF`, but adds nothing to the score.
+    Test,
+}
+
+/// The ASF options, named as in Microsoft's filtering service. All are off by default, as there.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsfConfig {
+    /// Images whose source is a remote web site (increases the score).
+    pub image_links_to_remote_sites: AsfMode,
+    /// URLs whose host is a numeric IP address (increases the score).
+    pub numeric_ip_in_url: AsfMode,
+    /// URLs that point to a port other than 80 or 443 (increases the score).
+    pub url_redirect_to_other_port: AsfMode,
+    /// URLs to .biz or .info web sites (increases the score).
+    pub url_to_biz_or_info: AsfMode,
+    /// Messages with no subject, no body and no attachment (high-confidence spam).
+    pub empty_messages: AsfMode,
+    /// JavaScript or VBScript in HTML (high-confidence spam).
+    pub javascript_or_vbscript_in_html: AsfMode,
+    /// Frame or iframe tags in HTML (high-confidence spam).
+    pub frame_or_iframe_tags: AsfMode,
+    /// Object tags in HTML (high-confidence spam).
+    pub object_tags: AsfMode,
+    /// Embed tags in HTML (high-confidence spam).
+    pub embed_tags: AsfMode,
+    /// Form tags in HTML (high-confidence spam).
+    pub form_tags: AsfMode,
+    /// Web bugs: tiny remote images that report the message was read (high-confidence spam).
+    pub web_bugs: AsfMode,
+    /// Words from `sensitive_words` in the subject or body (high-confidence spam).
+    pub sensitive_word_list: AsfMode,
+    /// The list used by `sensitive_word_list`; a built-in list of sexually explicit terms when empty.
+    pub sensitive_words: Vec<String>,
+    /// SPF hard fail of the envelope sender (high-confidence spam).
+    pub spf_hard_fail: AsfMode,
+    /// Bounces for messages the organisation never sent (high-confidence spam).
+    pub ndr_backscatter: AsfMode,
+    /// Bulk mail (newsletters, marketing) recognised by its headers (increases the score).
+    pub bulk_mail: AsfMode,
+}
+
+/// Where a rule looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleTarget {
+    Subject,
+    /// The text a reader sees (plain parts, rendered HTML).
+    Body,
+    /// Every header, as "Name: value" lines.
+    Headers,
+    /// The URLs' full text.
+    Url,
+    /// Subject and body.
+    Text,
+    /// The From: header (display name and address).
+    From,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Symbol name, UPPER_SNAKE.
+    pub name: String,
+    pub target: RuleTarget,
+    /// A literal phrase, matched case-insensitively on word boundaries.
+    #[serde(default)]
+    pub phrase: Option<String>,
+    /// A regular expression (Rust `regex` syntax).
+    #[serde(default)]
+    pub regex: Option<String>,
+    pub score: f64,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl EngineConfig {
+    /// Parses TOML; the error names the line and the reason.
+    pub fn from_toml(text: &str) -> Result<EngineConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,218 @@
+//! mailsift's scanning engine: a message goes in, a verdict with its evidence comes out.
+//!
+//! The flow (see the README's architecture tour): `Message::parse` builds every view once; the evidence
+//! stage (later: DNS, authentication, reputation, classifiers) gathers facts; the checks turn views and facts
+//! into symbols; the registry weighs them; thresholds turn the score into an action. This crate does no
+//! network or storage I/O of its own: the gateway and the store feed it facts.
+//!
+//! It is not the SMTP server, the web console or the database; those live in their own crates and call
+//! [`Engine::scan`].
+
+pub mod checks;
+pub mod config;
+pub mod envelope;
+pub mod evidence;
+pub mod explain;
+pub mod message;
+pub mod symbols;
+pub mod verdict;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use config::EngineConfig;
+pub use envelope::{Direction, Envelope};
+pub use evidence::Evidence;
+pub use message::Message;
+pub use symbols::{Group, Registry};
+pub use verdict::{Action, Verdict};
+
+use checks::rules::RuleSet;
+use config::AsfMode;
+use symbols::{AsfEffect, Hits};
+use verdict::SymbolResult;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Rule(#[from] checks::rules::RuleError),
+    #[error("[weights]: {0}")]
+    Weights(String),
+    #[error("[thresholds]: {0}")]
+    Thresholds(String),
+    #[error("symbol registry: {0}")]
+    Registry(String),
+}
+
+/// The configured engine: registry, compiled rules, thresholds. Build once, share across threads.
+pub struct Engine {
+    config: EngineConfig,
+    registry: Registry,
+    rules: RuleSet,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine, EngineError> {
+        let t = &config.thresholds;
+        if !(t.tag <= t.quarantine && t.quarantine <= t.reject) {
+            return Err(EngineError::Thresholds(format!(
+                "must satisfy tag <= quarantine <= reject (got {} / {} / {})",
+                t.tag, t.quarantine, t.reject
+            )));
+        }
+        let mut registry = Registry::default();
+        for table in checks::all_symbols() {
+            registry.add_specs(table).map_err(EngineError::Registry)?;
+        }
+        checks::rules::builtin_symbols(&mut registry).map_err(EngineError::Registry)?;
+        let rules = RuleSet::compile(&config.rules, &mut registry)?;
+        for (name, w) in &config.weights {
+            if !w.is_finite() {
+                return Err(EngineError::Weights(format!(
+                    "{name}: the weight must be a number"
+                )));
+            }
+            if !registry.set_weight(name, *w) {
+                return Err(EngineError::Weights(format!(
+                    "{name}: no such symbol (see `mailsift symbols`)"
+                )));
+            }
+        }
+        Ok(Engine {
+            config,
+            registry,
+            rules,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Parses the raw bytes (once) with the configured limits.
+    pub fn parse<'a>(&self, raw: &'a [u8]) -> Message<'a> {
+        Message::parse(raw, self.config.scan.max_scan_bytes)
+    }
+
+    /// Parses and judges a message.
+    pub fn scan(&self, raw: &[u8], envelope: &Envelope, evidence: &Evidence) -> Verdict {
+        let msg = self.parse(raw);
+        self.judge(&msg, envelope, evidence)
+    }
+
+    /// Judges an already parsed message.
+    pub fn judge(&self, msg: &Message<'_>, envelope: &Envelope, evidence: &Evidence) -> Verdict {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let ctx = checks::Ctx {
+            envelope,
+            message: msg,
+            evidence,
+            config: &self.config,
+            now,
+        };
+        let mut hits = Hits::new(&self.registry);
+        checks::run(&ctx, &mut hits);
+        self.rules.check(&ctx, &mut hits);
+        self.weigh(hits)
+    }
+
+    fn weigh(&self, hits: Hits<'_>) -> Verdict {
+        let mut score = 0.0;
+        let mut high_confidence = false;
+        let mut symbols = Vec::new();
+        for h in hits.into_vec() {
+            let def = self.registry.get(h.id);
+            let (mut weight, mut asf_mode) = (def.weight, None);
+            if def.asf.is_some() {
+                match checks::asf::mode_of(&def.name, &self.config.asf) {
+                    AsfMode::Off => continue,
+                    AsfMode::Test => {
+                        weight = 0.0;
+                        asf_mode = Some("test");
+                    }
+                    AsfMode::On => {
+                        asf_mode = Some("on");
+                        if def.asf == Some(AsfEffect::HighConfidenceSpam) {
+                            high_confidence = true;
+                        }
+                    }
+                }
+            }
+            score += weight;
+            symbols.push(SymbolResult {
+                name: def.name.clone(),
+                group: def.group,
+                score: weight,
+                detail: h.detail,
+                asf_mode,
+                asf_effect: def.asf,
+            });
+        }
+        symbols.sort_by(|a, b| {
+            b.score
+                .abs()
+                .total_cmp(&a.score.abs())
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let score = (score * 100.0).round() / 100.0;
+        let (action, scl) = Verdict::decide(&self.config.thresholds, score, high_confidence);
+        let mut engines = vec!["heuristics"];
+        if symbols.iter().any(|s| s.asf_mode.is_some()) || asf_enabled(&self.config.asf) {
+            engines.push("asf");
+        }
+        Verdict {
+            id: new_reference_id(),
+            score,
+            thresholds: self.config.thresholds.clone(),
+            scl,
+            action,
+            high_confidence,
+            symbols,
+            engines,
+            decided_by: None,
+        }
+    }
+}
+
+fn asf_enabled(c: &config::AsfConfig) -> bool {
+    checks::asf::SYMBOLS
+        .iter()
+        .any(|s| checks::asf::mode_of(s.name, c) != AsfMode::Off)
+}
+
+/// A short unique reference: milliseconds since the epoch and a per-process counter, in base 36.
+pub fn new_reference_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt = (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44;
+    format!(
+        "{}{:0>7}",
+        base36(ms),
+        base36(((salt << 24) | (n & 0xFF_FFFF)) & 0xFFFF_FFFF_FF)
+    )
+    .to_uppercase()
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut s = Vec::new();
+    loop {
+        s.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap_or_default()
+}

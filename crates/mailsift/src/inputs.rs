@@ -1,0 +1,92 @@
+//! Where messages come from on the command line: files, directories (recursively, in name order), standard
+//! input; and the project's standard split of the SpamAssassin public corpus.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Lists the message files under `path`: the file itself, or every regular file below a directory
+/// (hidden files, the corpus' `cmds` index files and JSON/Markdown metadata skipped), sorted for reproducible runs.
+pub fn message_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .with_context(|| format!("{}: cannot list directory", dir.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("{}: cannot list directory", dir.display()))?;
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            // The corpus ships metadata beside each message (`*.json`); it is never mail.
+            if name.starts_with('.')
+                || name == "cmds"
+                || name.ends_with(".json")
+                || name.ends_with(".md")
+            {
+                continue;
+            }
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Which half of the standard SpamAssassin split a corpus file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// Every file.
+    All,
+    /// Files whose md5 (in the name `NNNNN.<md5>.txt`) starts with 4-f.
+    Train,
+    /// Files whose md5 starts with 0-3.
+    Test,
+}
+
+/// The standard split: a message is TEST if the first hex digit of the md5 in its file name is 0-3, else
+/// TRAIN. Files without an md5 in their name belong to neither half.
+pub fn in_split(path: &Path, split: Split) -> bool {
+    if split == Split::All {
+        return true;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let md5 = name.split('.').nth(1).unwrap_or("");
+    let Some(first) = md5.chars().next().filter(|_| md5.len() == 32) else {
+        return false;
+    };
+    let is_test = matches!(first, '0'..='3');
+    match split {
+        Split::Test => is_test,
+        Split::Train => !is_test,
+        Split::All => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_split() {
+        let t = Path::new("data/spam-1/00001.3f4a0e8b0e0e8b0e0e8b0e0e8b0e0e8b.txt");
+        let r = Path::new("data/spam-1/00002.a0000000000000000000000000000000.txt");
+        assert!(in_split(t, Split::Test) && !in_split(t, Split::Train));
+        assert!(in_split(r, Split::Train) && !in_split(r, Split::Test));
+        assert!(!in_split(Path::new("x.eml"), Split::Train));
+        assert!(in_split(Path::new("x.eml"), Split::All));
+    }
+}

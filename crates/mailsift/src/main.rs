@@ -1,0 +1,169 @@
+//! The `mailsift` command: scan, explain, evaluate and benchmark messages, and print the symbol registry.
+
+mod bench;
+mod eval;
+mod inputs;
+mod scan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use mailsift_engine::{Engine, EngineConfig, Envelope};
+
+#[derive(Parser)]
+#[command(
+    name = "mailsift",
+    version,
+    about = "An email security gateway: every verdict explained."
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded defaults apply.
+    #[arg(long, short, global = true, env = "MAILSIFT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scan messages and print one verdict line each (exit 0: all ham, 1: some spam, 2: an error).
+    Scan(scan::ScanArgs),
+    /// Explain the verdict on one message for a person: every symbol with its meaning and remedy.
+    Explain {
+        /// The message file, or - for standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        envelope: EnvelopeArgs,
+    },
+    /// Print the symbol registry: name, group, weight, description, remedy.
+    Symbols {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure scan throughput over every message under a directory.
+    Bench(bench::BenchArgs),
+    /// Score labelled ham and spam and report false positives and spam caught, per folder.
+    Eval(eval::EvalArgs),
+}
+
+/// Envelope facts for a scan: what the SMTP session would have told us.
+#[derive(Args, Clone, Default)]
+pub struct EnvelopeArgs {
+    /// Connecting client IP.
+    #[arg(long)]
+    ip: Option<std::net::IpAddr>,
+    /// HELO/EHLO name.
+    #[arg(long)]
+    helo: Option<String>,
+    /// Envelope sender (MAIL FROM); "" for the null sender.
+    #[arg(long = "from")]
+    mail_from: Option<String>,
+    /// Envelope recipient (RCPT TO); repeat for several.
+    #[arg(long = "rcpt")]
+    rcpt: Vec<String>,
+    /// Fill missing envelope facts from the message's own trace headers (Received, Return-Path).
+    #[arg(long)]
+    from_trace: bool,
+}
+
+impl EnvelopeArgs {
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            client_ip: self.ip,
+            helo: self.helo.clone(),
+            mail_from: self.mail_from.clone(),
+            rcpt_to: self.rcpt.clone(),
+            ..Envelope::default()
+        }
+    }
+}
+
+pub fn load_engine(path: Option<&PathBuf>) -> Result<Engine> {
+    let config = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read configuration", p.display()))?;
+            EngineConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => EngineConfig::default(),
+    };
+    let where_ = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "embedded defaults".to_string());
+    Engine::new(config).with_context(|| format!("{where_}: invalid configuration"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailsift: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Scan(args) => scan::run(&load_engine(cli.config.as_ref())?, &args),
+        Command::Explain { file, envelope } => {
+            let engine = load_engine(cli.config.as_ref())?;
+            let raw = scan::read_input(&file)?;
+            let verdict = scan::scan_one(&engine, &raw, &envelope);
+            print!(
+                "{}",
+                mailsift_engine::explain::render(&verdict, engine.registry())
+            );
+            Ok(if verdict.action.is_spam() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Symbols { json } => {
+            let engine = load_engine(cli.config.as_ref())?;
+            print_symbols(&engine, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            eval::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_symbols(engine: &Engine, json: bool) -> Result<()> {
+    let reg = engine.registry();
+    if json {
+        let all: Vec<_> = reg.iter().collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    let mut defs: Vec<_> = reg.iter().collect();
+    defs.sort_by(|a, b| a.group.cmp(&b.group).then(a.name.cmp(&b.name)));
+    let mut group = None;
+    for d in defs {
+        if group != Some(d.group) {
+            println!("\n[{}]", d.group.as_str());
+            group = Some(d.group);
+        }
+        let asf = match d.asf {
+            Some(mailsift_engine::symbols::AsfEffect::HighConfidenceSpam) => {
+                "  (ASF: marks high-confidence spam)"
+            }
+            Some(mailsift_engine::symbols::AsfEffect::IncreaseScore) => {
+                "  (ASF: increases the score)"
+            }
+            None => "",
+        };
+        println!("{:<28} {:>8.2}  {}{}", d.name, d.weight, d.description, asf);
+        println!("{:<28} {:>8}  fix: {}", "", "", d.remedy);
+    }
+    Ok(())
+}
