@@ -37,11 +37,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds {
-            tag: 5.0,
-            quarantine: 10.0,
-            reject: 15.0,
-        }
+        Thresholds { tag: 5.0, quarantine: 10.0, reject: 15.0 }
     }
 }
 
@@ -54,9 +50,7 @@ pub struct ScanConfig {
 
 impl Default for ScanConfig {
     fn default() -> Self {
-        ScanConfig {
-            max_scan_bytes: 10 * 1024 * 1024,
-        }
+        ScanConfig { max_scan_bytes: 10 * 1024 * 1024 }
     }
 }
 
@@ -144,12 +138,28 @@ pub struct RuleConfig {
     /// A literal phrase, matched case-insensitively on word boundaries.
     #[serde(default)]
     pub phrase: Option<String>,
+    /// Several phrases for the same symbol.
+    #[serde(default)]
+    pub phrases: Vec<String>,
     /// A regular expression (Rust `regex` syntax).
     #[serde(default)]
     pub regex: Option<String>,
+    /// Several regular expressions for the same symbol.
+    #[serde(default)]
+    pub regexes: Vec<String>,
     pub score: f64,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+impl RuleConfig {
+    pub fn all_phrases(&self) -> impl Iterator<Item = &str> {
+        self.phrase.iter().chain(&self.phrases).map(String::as_str)
+    }
+
+    pub fn all_regexes(&self) -> impl Iterator<Item = &str> {
+        self.regex.iter().chain(&self.regexes).map(String::as_str)
+    }
 }
 
 impl EngineConfig {

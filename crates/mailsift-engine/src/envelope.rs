@@ -36,20 +36,14 @@ impl Envelope {
     /// are gone.
     pub fn fill_from_trace(&mut self, m: &Message<'_>) {
         if self.client_ip.is_none() {
-            if let Some(hop) = m
-                .hops
-                .iter()
-                .find(|h| h.from_ip.is_some_and(|ip| !is_local(ip)))
-            {
+            if let Some(hop) = m.hops.iter().find(|h| h.from_ip.is_some_and(|ip| !is_local(ip))) {
                 self.client_ip = hop.from_ip;
                 if self.helo.is_none() {
                     self.helo = hop.helo.clone().or_else(|| hop.from_host.clone());
                 }
                 if self.client_name.is_none() {
-                    self.client_name = hop
-                        .from_host
-                        .clone()
-                        .filter(|h| h.contains('.') && h.parse::<IpAddr>().is_err());
+                    self.client_name =
+                        hop.from_host.clone().filter(|h| h.contains('.') && h.parse::<IpAddr>().is_err());
                 }
             }
         }
@@ -59,13 +53,9 @@ impl Envelope {
             }
         }
         if self.rcpt_to.is_empty() {
-            let rcpt = m
-                .header("Delivered-To")
-                .or_else(|| m.header("X-Original-To"));
+            let rcpt = m.header("Delivered-To").or_else(|| m.header("X-Original-To"));
             match rcpt {
-                Some(r) => self
-                    .rcpt_to
-                    .push(r.trim().trim_matches(['<', '>']).to_string()),
+                Some(r) => self.rcpt_to.push(r.trim().trim_matches(['<', '>']).to_string()),
                 None => self.rcpt_to.extend(m.to.iter().map(|t| t.address.clone())),
             }
         }

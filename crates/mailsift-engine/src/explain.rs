@@ -22,16 +22,17 @@ pub fn render(verdict: &Verdict, registry: &Registry) -> String {
         verdict.id
     );
     if verdict.high_confidence {
-        let _ = writeln!(
-            out,
-            "Marked high-confidence spam by an Additional Spam Filtering option that is On."
-        );
+        let _ = writeln!(out, "Marked high-confidence spam by an Additional Spam Filtering option that is On.");
     }
     if let Some(rule) = &verdict.decided_by {
         let _ = writeln!(out, "Decided by: {rule}");
     }
     if verdict.symbols.is_empty() {
-        let _ = writeln!(out, "\nNo evidence fired: nothing about this message looks like spam to the engines that ran ({}).", verdict.engines.join(", "));
+        let _ = writeln!(
+            out,
+            "\nNo evidence fired: nothing about this message looks like spam to the engines that ran ({}).",
+            verdict.engines.join(", ")
+        );
         return out;
     }
     // Engines in order of their total weight.
@@ -46,11 +47,7 @@ pub fn render(verdict: &Verdict, registry: &Registry) -> String {
     engines.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
     for (engine, total) in engines {
         let _ = writeln!(out, "\n{} ({:+.2})", engine_title(engine), total);
-        for s in verdict
-            .symbols
-            .iter()
-            .filter(|s| s.group.engine() == engine)
-        {
+        for s in verdict.symbols.iter().filter(|s| s.group.engine() == engine) {
             let def = registry.by_name(&s.name);
             let mode = match s.asf_mode {
                 Some("test") => " [ASF test mode: reported, not scored]",

@@ -67,21 +67,13 @@ impl Engine {
         let rules = RuleSet::compile(&config.rules, &mut registry)?;
         for (name, w) in &config.weights {
             if !w.is_finite() {
-                return Err(EngineError::Weights(format!(
-                    "{name}: the weight must be a number"
-                )));
+                return Err(EngineError::Weights(format!("{name}: the weight must be a number")));
             }
             if !registry.set_weight(name, *w) {
-                return Err(EngineError::Weights(format!(
-                    "{name}: no such symbol (see `mailsift symbols`)"
-                )));
+                return Err(EngineError::Weights(format!("{name}: no such symbol (see `mailsift symbols`)")));
             }
         }
-        Ok(Engine {
-            config,
-            registry,
-            rules,
-        })
+        Ok(Engine { config, registry, rules })
     }
 
     pub fn registry(&self) -> &Registry {
@@ -105,17 +97,9 @@ impl Engine {
 
     /// Judges an already parsed message.
     pub fn judge(&self, msg: &Message<'_>, envelope: &Envelope, evidence: &Evidence) -> Verdict {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let ctx = checks::Ctx {
-            envelope,
-            message: msg,
-            evidence,
-            config: &self.config,
-            now,
-        };
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let ctx = checks::Ctx { envelope, message: msg, evidence, config: &self.config, now };
         let mut hits = Hits::new(&self.registry);
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
@@ -154,12 +138,7 @@ impl Engine {
                 asf_effect: def.asf,
             });
         }
-        symbols.sort_by(|a, b| {
-            b.score
-                .abs()
-                .total_cmp(&a.score.abs())
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then_with(|| a.name.cmp(&b.name)));
         let score = (score * 100.0).round() / 100.0;
         let (action, scl) = Verdict::decide(&self.config.thresholds, score, high_confidence);
         let mut engines = vec!["heuristics"];
@@ -181,26 +160,17 @@ impl Engine {
 }
 
 fn asf_enabled(c: &config::AsfConfig) -> bool {
-    checks::asf::SYMBOLS
-        .iter()
-        .any(|s| checks::asf::mode_of(s.name, c) != AsfMode::Off)
+    checks::asf::SYMBOLS.iter().any(|s| checks::asf::mode_of(s.name, c) != AsfMode::Off)
 }
 
 /// A short unique reference: milliseconds since the epoch and a per-process counter, in base 36.
 pub fn new_reference_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let salt = (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44;
-    format!(
-        "{}{:0>7}",
-        base36(ms),
-        base36(((salt << 24) | (n & 0xFF_FFFF)) & 0xFFFF_FFFF_FF)
-    )
-    .to_uppercase()
+    format!("{}{:0>7}", base36(ms), base36(((salt << 24) | (n & 0xFF_FFFF)) & 0xFFFF_FFFF_FF)).to_uppercase()
 }
 
 fn base36(mut n: u64) -> String {

@@ -87,14 +87,7 @@ impl SymbolSpec {
         description: &'static str,
         remedy: &'static str,
     ) -> Self {
-        SymbolSpec {
-            name,
-            group,
-            weight,
-            description,
-            remedy,
-            asf: None,
-        }
+        SymbolSpec { name, group, weight, description, remedy, asf: None }
     }
 }
 
@@ -198,10 +191,7 @@ const MAX_DETAIL: usize = 160;
 
 impl<'r> Hits<'r> {
     pub fn new(registry: &'r Registry) -> Self {
-        Hits {
-            registry,
-            hits: Vec::with_capacity(16),
-        }
+        Hits { registry, hits: Vec::with_capacity(16) }
     }
 
     /// Records `name` with a detail. Emitting a name that is not registered is a bug in the check; it is
@@ -216,10 +206,7 @@ impl<'r> Hits<'r> {
 
     pub fn hit_id(&mut self, id: SymbolId, detail: String) {
         if let Some(h) = self.hits.iter_mut().find(|h| h.id == id) {
-            if h.detail.len() < MAX_DETAIL
-                && !detail.is_empty()
-                && !h.detail.contains(detail.as_str())
-            {
+            if h.detail.len() < MAX_DETAIL && !detail.is_empty() && !h.detail.contains(detail.as_str()) {
                 if !h.detail.is_empty() {
                     h.detail.push_str(", ");
                 }

@@ -81,11 +81,7 @@ pub struct Verdict {
 pub const HEADER_PREFIX: &str = "X-Mailsift-";
 
 impl Verdict {
-    pub(crate) fn decide(
-        thresholds: &Thresholds,
-        score: f64,
-        high_confidence: bool,
-    ) -> (Action, i8) {
+    pub(crate) fn decide(thresholds: &Thresholds, score: f64, high_confidence: bool) -> (Action, i8) {
         let t = thresholds;
         let mut action = if score >= t.reject {
             Action::Reject
@@ -121,15 +117,9 @@ impl Verdict {
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![
             (format!("{HEADER_PREFIX}Id"), self.id.clone()),
-            (
-                format!("{HEADER_PREFIX}Score"),
-                format!("{:.2} / {:.2}", self.score, self.thresholds.tag),
-            ),
+            (format!("{HEADER_PREFIX}Score"), format!("{:.2} / {:.2}", self.score, self.thresholds.tag)),
             (format!("{HEADER_PREFIX}SCL"), self.scl.to_string()),
-            (
-                format!("{HEADER_PREFIX}Action"),
-                self.action.as_str().to_string(),
-            ),
+            (format!("{HEADER_PREFIX}Action"), self.action.as_str().to_string()),
             (format!("{HEADER_PREFIX}Scanned"), self.engines.join(", ")),
         ];
         let syms: Vec<String> = self
@@ -139,11 +129,8 @@ impl Verdict {
             .map(|s| format!("{}({:.2})", s.name, s.score))
             .collect();
         h.push((format!("{HEADER_PREFIX}Symbols"), fold_list(&syms)));
-        let asf: Vec<String> = self
-            .symbols
-            .iter()
-            .filter_map(|s| s.asf_mode.map(|m| format!("{}={m}", s.name)))
-            .collect();
+        let asf: Vec<String> =
+            self.symbols.iter().filter_map(|s| s.asf_mode.map(|m| format!("{}={m}", s.name))).collect();
         if !asf.is_empty() {
             h.push((format!("{HEADER_PREFIX}ASF"), fold_list(&asf)));
         }
@@ -163,10 +150,7 @@ impl Verdict {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(
-                value
-                    .replace("\r\n", "\n")
-                    .replace('\n', std::str::from_utf8(nl).unwrap_or("\n"))
-                    .as_bytes(),
+                value.replace("\r\n", "\n").replace('\n', std::str::from_utf8(nl).unwrap_or("\n")).as_bytes(),
             );
             out.extend_from_slice(nl);
         }
@@ -182,11 +166,7 @@ pub fn strip_own_headers(raw: &[u8]) -> Vec<u8> {
     let mut skipping = false;
     let mut in_headers = true;
     while i < raw.len() {
-        let end = raw[i..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| i + p + 1)
-            .unwrap_or(raw.len());
+        let end = raw[i..].iter().position(|&b| b == b'\n').map(|p| i + p + 1).unwrap_or(raw.len());
         let line = &raw[i..end];
         if in_headers {
             if line == b"\n" || line == b"\r\n" {
@@ -251,9 +231,6 @@ mod tests {
     fn strips_forged_headers_only_from_the_header_block() {
         let raw = b"X-Mailsift-Score: -100\r\n\tcontinued\r\nSubject: hi\r\nx-mailsift-action: deliver\r\n\r\nX-Mailsift-Score: body text stays\r\n";
         let out = strip_own_headers(raw);
-        assert_eq!(
-            out,
-            b"Subject: hi\r\n\r\nX-Mailsift-Score: body text stays\r\n"
-        );
+        assert_eq!(out, b"Subject: hi\r\n\r\nX-Mailsift-Score: body text stays\r\n");
     }
 }

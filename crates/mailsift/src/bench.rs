@@ -33,19 +33,12 @@ pub fn run(engine: &Engine, args: &BenchArgs) -> Result<()> {
             Err(e) => eprintln!("mailsift: {}: cannot read: {e}", f.display()),
         }
     }
-    anyhow::ensure!(
-        !corpus.is_empty(),
-        "{}: no messages to scan",
-        args.path.display()
-    );
+    anyhow::ensure!(!corpus.is_empty(), "{}: no messages to scan", args.path.display());
     let bytes: usize = corpus.iter().map(Vec::len).sum();
     let total = corpus.len() * args.passes.max(1);
     let threads = args.threads.max(1);
     let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec} eta {eta}")
-            .expect("template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec} eta {eta}").expect("template"));
     let next = AtomicUsize::new(0);
     let counts: [AtomicUsize; 4] = Default::default();
     let envelope = Envelope::default();
@@ -81,9 +74,6 @@ pub fn run(engine: &Engine, args: &BenchArgs) -> Result<()> {
         mb / secs
     );
     let c: Vec<usize> = counts.iter().map(|a| a.load(Ordering::Relaxed)).collect();
-    println!(
-        "actions: deliver {} tag {} quarantine {} reject {}",
-        c[0], c[1], c[2], c[3]
-    );
+    println!("actions: deliver {} tag {} quarantine {} reject {}", c[0], c[1], c[2], c[3]);
     Ok(())
 }

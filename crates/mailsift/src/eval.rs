@@ -47,10 +47,7 @@ pub fn run(engine: &Engine, args: &EvalArgs) -> Result<()> {
     let mut jobs: Vec<(PathBuf, String, bool)> = Vec::new();
     for (paths, is_spam) in [(&args.ham, false), (&args.spam, true)] {
         for root in paths {
-            let folder = root
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let folder = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             for f in message_files(root)? {
                 if in_split(&f, args.subset) {
                     jobs.push((f, folder.clone(), is_spam));
@@ -58,10 +55,7 @@ pub fn run(engine: &Engine, args: &EvalArgs) -> Result<()> {
             }
         }
     }
-    anyhow::ensure!(
-        !jobs.is_empty(),
-        "no messages: give --ham and --spam folders"
-    );
+    anyhow::ensure!(!jobs.is_empty(), "no messages: give --ham and --spam folders");
     let results = Mutex::new(Vec::with_capacity(jobs.len()));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -85,12 +79,7 @@ pub fn run(engine: &Engine, args: &EvalArgs) -> Result<()> {
                     flagged: v.action.is_spam(),
                     score: v.score,
                     file: file.clone(),
-                    symbols: v
-                        .symbols
-                        .iter()
-                        .filter(|s| s.score != 0.0)
-                        .map(|s| s.name.clone())
-                        .collect(),
+                    symbols: v.symbols.iter().filter(|s| s.score != 0.0).map(|s| s.name.clone()).collect(),
                 };
                 results.lock().expect("results").push(o);
             });
@@ -109,16 +98,10 @@ fn report(results: &[Outcome], args: &EvalArgs) {
         e.0 += 1;
         e.1 += r.flagged as usize;
     }
-    println!(
-        "{:<14} {:<5} {:>8} {:>8} {:>9}",
-        "folder", "label", "messages", "flagged", "rate"
-    );
+    println!("{:<14} {:<5} {:>8} {:>8} {:>9}", "folder", "label", "messages", "flagged", "rate");
     for ((is_spam, folder), (n, flagged)) in &folders {
         let label = if *is_spam { "spam" } else { "ham" };
-        println!(
-            "{folder:<14} {label:<5} {n:>8} {flagged:>8} {:>8.2}%",
-            pct(*flagged, *n)
-        );
+        println!("{folder:<14} {label:<5} {n:>8} {flagged:>8} {:>8.2}%", pct(*flagged, *n));
     }
     let ham: Vec<_> = results.iter().filter(|r| !r.is_spam).collect();
     let spam: Vec<_> = results.iter().filter(|r| r.is_spam).collect();
@@ -137,23 +120,13 @@ fn report(results: &[Outcome], args: &EvalArgs) {
         fps.sort_by(|a, b| b.score.total_cmp(&a.score));
         println!("\nfalse positives:");
         for r in fps.iter().take(args.show_errors) {
-            println!(
-                "  {:.2} {} {}",
-                r.score,
-                r.file.display(),
-                r.symbols.join(" ")
-            );
+            println!("  {:.2} {} {}", r.score, r.file.display(), r.symbols.join(" "));
         }
         let mut fns: Vec<_> = spam.iter().filter(|r| !r.flagged).collect();
         fns.sort_by(|a, b| a.score.total_cmp(&b.score));
         println!("\nspam missed (lowest scores):");
         for r in fns.iter().take(args.show_errors) {
-            println!(
-                "  {:.2} {} {}",
-                r.score,
-                r.file.display(),
-                r.symbols.join(" ")
-            );
+            println!("  {:.2} {} {}", r.score, r.file.display(), r.symbols.join(" "));
         }
     }
     if args.symbol_stats {
@@ -170,16 +143,9 @@ fn report(results: &[Outcome], args: &EvalArgs) {
         }
         let mut rows: Vec<_> = stats.into_iter().collect();
         rows.sort_by(|a, b| (b.1 .0 + b.1 .1).cmp(&(a.1 .0 + a.1 .1)));
-        println!(
-            "\n{:<30} {:>8} {:>8} {:>8} {:>8}",
-            "symbol", "ham", "ham%", "spam", "spam%"
-        );
+        println!("\n{:<30} {:>8} {:>8} {:>8} {:>8}", "symbol", "ham", "ham%", "spam", "spam%");
         for (name, (h, s)) in rows {
-            println!(
-                "{name:<30} {h:>8} {:>7.2}% {s:>8} {:>7.2}%",
-                pct(h, ham.len()),
-                pct(s, spam.len())
-            );
+            println!("{name:<30} {h:>8} {:>7.2}% {s:>8} {:>7.2}%", pct(h, ham.len()), pct(s, spam.len()));
         }
     }
 }

@@ -8,27 +8,21 @@ use anyhow::{Context, Result};
 /// Lists the message files under `path`: the file itself, or every regular file below a directory
 /// (hidden files, the corpus' `cmds` index files and JSON/Markdown metadata skipped), sorted for reproducible runs.
 pub fn message_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .with_context(|| format!("{}: cannot list directory", dir.display()))?;
+        let entries = std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list directory", dir.display()))?;
         for e in entries {
             let e = e.with_context(|| format!("{}: cannot list directory", dir.display()))?;
             let p = e.path();
             let name = e.file_name();
             let name = name.to_string_lossy();
             // The corpus ships metadata beside each message (`*.json`); it is never mail.
-            if name.starts_with('.')
-                || name == "cmds"
-                || name.ends_with(".json")
-                || name.ends_with(".md")
-            {
+            if name.starts_with('.') || name == "cmds" || name.ends_with(".json") || name.ends_with(".md") {
                 continue;
             }
             let ft = e.file_type()?;
@@ -60,10 +54,7 @@ pub fn in_split(path: &Path, split: Split) -> bool {
     if split == Split::All {
         return true;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let md5 = name.split('.').nth(1).unwrap_or("");
     let Some(first) = md5.chars().next().filter(|_| md5.len() == 32) else {
         return false;

@@ -13,11 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use mailsift_engine::{Engine, EngineConfig, Envelope};
 
 #[derive(Parser)]
-#[command(
-    name = "mailsift",
-    version,
-    about = "An email security gateway: every verdict explained."
-)]
+#[command(name = "mailsift", version, about = "An email security gateway: every verdict explained.")]
 struct Cli {
     /// Configuration file (TOML). Without it the embedded defaults apply.
     #[arg(long, short, global = true, env = "MAILSIFT_CONFIG")]
@@ -84,15 +80,13 @@ impl EnvelopeArgs {
 pub fn load_engine(path: Option<&PathBuf>) -> Result<Engine> {
     let config = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("{}: cannot read configuration", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?;
             EngineConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => EngineConfig::default(),
     };
-    let where_ = path
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "embedded defaults".to_string());
+    let where_ = path.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".to_string());
     Engine::new(config).with_context(|| format!("{where_}: invalid configuration"))
 }
 
@@ -114,27 +108,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let engine = load_engine(cli.config.as_ref())?;
             let raw = scan::read_input(&file)?;
             let verdict = scan::scan_one(&engine, &raw, &envelope);
-            print!(
-                "{}",
-                mailsift_engine::explain::render(&verdict, engine.registry())
-            );
-            Ok(if verdict.action.is_spam() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            print!("{}", mailsift_engine::explain::render(&verdict, engine.registry()));
+            Ok(if verdict.action.is_spam() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Symbols { json } => {
             let engine = load_engine(cli.config.as_ref())?;
             print_symbols(&engine, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => {
-            bench::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS)
-        }
-        Command::Eval(args) => {
-            eval::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS)
-        }
+        Command::Bench(args) => bench::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS),
+        Command::Eval(args) => eval::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS),
     }
 }
 
@@ -154,12 +137,8 @@ fn print_symbols(engine: &Engine, json: bool) -> Result<()> {
             group = Some(d.group);
         }
         let asf = match d.asf {
-            Some(mailsift_engine::symbols::AsfEffect::HighConfidenceSpam) => {
-                "  (ASF: marks high-confidence spam)"
-            }
-            Some(mailsift_engine::symbols::AsfEffect::IncreaseScore) => {
-                "  (ASF: increases the score)"
-            }
+            Some(mailsift_engine::symbols::AsfEffect::HighConfidenceSpam) => "  (ASF: marks high-confidence spam)",
+            Some(mailsift_engine::symbols::AsfEffect::IncreaseScore) => "  (ASF: increases the score)",
             None => "",
         };
         println!("{:<28} {:>8.2}  {}{}", d.name, d.weight, d.description, asf);

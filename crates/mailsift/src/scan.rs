@@ -33,9 +33,7 @@ pub struct ScanArgs {
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("standard input: cannot read")?;
+        std::io::stdin().read_to_end(&mut buf).context("standard input: cannot read")?;
         return Ok(buf);
     }
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
@@ -82,8 +80,7 @@ pub fn run(engine: &Engine, args: &ScanArgs) -> Result<ExitCode> {
                 spam += 1;
             }
             if args.json {
-                let line =
-                    serde_json::json!({ "file": file.display().to_string(), "verdict": verdict });
+                let line = serde_json::json!({ "file": file.display().to_string(), "verdict": verdict });
                 writeln!(out, "{line}")?;
             } else if args.headers {
                 out.write_all(&verdict.apply_headers(&raw))?;

@@ -19,14 +19,7 @@ const fn asf(
     description: &'static str,
     remedy: &'static str,
 ) -> SymbolSpec {
-    SymbolSpec {
-        name,
-        group: Asf,
-        weight,
-        description,
-        remedy,
-        asf: Some(effect),
-    }
+    SymbolSpec { name, group: Asf, weight, description, remedy, asf: Some(effect) }
 }
 use AsfEffect::{HighConfidenceSpam as Hc, IncreaseScore as Inc};
 
@@ -131,16 +124,8 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let m = ctx.message;
     let on = |mode: AsfMode| mode != AsfMode::Off;
     if on(c.image_links_to_remote_sites) {
-        if let Some(img) = m
-            .html
-            .iter()
-            .flat_map(|v| &v.images)
-            .find(|i| is_remote(&i.src))
-        {
-            hits.hit(
-                "ASF_IMAGE_LINKS_REMOTE",
-                img.src.chars().take(80).collect::<String>(),
-            );
+        if let Some(img) = m.html.iter().flat_map(|v| &v.images).find(|i| is_remote(&i.src)) {
+            hits.hit("ASF_IMAGE_LINKS_REMOTE", img.src.chars().take(80).collect::<String>());
         }
     }
     if on(c.numeric_ip_in_url) {
@@ -149,15 +134,8 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         }
     }
     if on(c.url_redirect_to_other_port) {
-        if let Some(u) = m
-            .urls
-            .iter()
-            .find(|u| u.port.is_some_and(|p| p != 80 && p != 443))
-        {
-            hits.hit(
-                "ASF_URL_OTHER_PORT",
-                format!("{}:{}", u.host, u.port.unwrap_or(0)),
-            );
+        if let Some(u) = m.urls.iter().find(|u| u.port.is_some_and(|p| p != 80 && p != 443)) {
+            hits.hit("ASF_URL_OTHER_PORT", format!("{}:{}", u.host, u.port.unwrap_or(0)));
         }
     }
     if on(c.url_to_biz_or_info) {
@@ -173,17 +151,8 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         hits.hit("ASF_EMPTY_MESSAGE", "");
     }
     let html = &m.html;
-    if on(c.javascript_or_vbscript_in_html)
-        && html.iter().any(|v| v.scripts > 0 || v.script_handlers > 0)
-    {
-        hits.hit(
-            "ASF_JS_VBS",
-            if html.iter().any(|v| v.vbscript) {
-                "vbscript"
-            } else {
-                "javascript"
-            },
-        );
+    if on(c.javascript_or_vbscript_in_html) && html.iter().any(|v| v.scripts > 0 || v.script_handlers > 0) {
+        hits.hit("ASF_JS_VBS", if html.iter().any(|v| v.vbscript) { "vbscript" } else { "javascript" });
     }
     if on(c.frame_or_iframe_tags) && html.iter().any(|v| v.iframes > 0 || v.frames > 0) {
         hits.hit("ASF_FRAME_IFRAME", "");
@@ -198,9 +167,10 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         hits.hit("ASF_FORM_TAGS", "");
     }
     if on(c.web_bugs) {
-        let bug = html.iter().flat_map(|v| &v.images).find(|i| {
-            is_remote(&i.src) && i.width.is_some_and(|w| w <= 2) && i.height.is_some_and(|h| h <= 2)
-        });
+        let bug = html
+            .iter()
+            .flat_map(|v| &v.images)
+            .find(|i| is_remote(&i.src) && i.width.is_some_and(|w| w <= 2) && i.height.is_some_and(|h| h <= 2));
         if let Some(b) = bug {
             hits.hit("ASF_WEB_BUGS", b.src.chars().take(80).collect::<String>());
         }
@@ -211,10 +181,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         }
     }
     if on(c.spf_hard_fail) && ctx.evidence.spf == Some(SpfResult::Fail) {
-        hits.hit(
-            "ASF_SPF_HARD_FAIL",
-            ctx.envelope.mail_from.clone().unwrap_or_default(),
-        );
+        hits.hit("ASF_SPF_HARD_FAIL", ctx.envelope.mail_from.clone().unwrap_or_default());
     }
     if on(c.ndr_backscatter) {
         if let Some(detail) = backscatter(ctx) {
@@ -238,12 +205,7 @@ fn sensitive_word(ctx: &Ctx<'_, '_>) -> Option<String> {
     let words: Vec<&str> = if ctx.config.asf.sensitive_words.is_empty() {
         DEFAULT_SENSITIVE_WORDS.to_vec()
     } else {
-        ctx.config
-            .asf
-            .sensitive_words
-            .iter()
-            .map(String::as_str)
-            .collect()
+        ctx.config.asf.sensitive_words.iter().map(String::as_str).collect()
     };
     let subject = ctx.message.subject_str().to_lowercase();
     let body = ctx.message.body_text.to_lowercase();
@@ -260,14 +222,8 @@ fn contains_word(hay: &str, word: &str) -> bool {
     let mut start = 0;
     while let Some(i) = hay[start..].find(word) {
         let p = start + i;
-        let before = hay[..p]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_alphanumeric());
-        let after = hay[p + word.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| !c.is_alphanumeric());
+        let before = hay[..p].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        let after = hay[p + word.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric());
         if before && after {
             return true;
         }
@@ -284,34 +240,17 @@ fn backscatter(ctx: &Ctx<'_, '_>) -> Option<String> {
     if ours.is_empty() {
         return None;
     }
-    let null_sender = ctx
-        .envelope
-        .mail_from
-        .as_deref()
-        .is_some_and(|s| s.is_empty() || s == "<>");
+    let null_sender = ctx.envelope.mail_from.as_deref().is_some_and(|s| s.is_empty() || s == "<>");
     let from_daemon = m.from.as_ref().is_some_and(|f| {
-        let local = f
-            .address
-            .split('@')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let local = f.address.split('@').next().unwrap_or("").to_ascii_lowercase();
         local == "mailer-daemon" || local == "postmaster"
     });
-    let report = m.header("Content-Type").is_some_and(|c| {
-        c.to_ascii_lowercase()
-            .contains("report-type=delivery-status")
-    });
+    let report =
+        m.header("Content-Type").is_some_and(|c| c.to_ascii_lowercase().contains("report-type=delivery-status"));
     let subject = m.subject_str().to_ascii_lowercase();
-    let bounce_subject = [
-        "undeliver",
-        "delivery status",
-        "failure notice",
-        "returned mail",
-        "delivery failure",
-    ]
-    .iter()
-    .any(|s| subject.contains(s));
+    let bounce_subject = ["undeliver", "delivery status", "failure notice", "returned mail", "delivery failure"]
+        .iter()
+        .any(|s| subject.contains(s));
     if !(null_sender || from_daemon) || !(report || bounce_subject) {
         return None;
     }
@@ -320,20 +259,12 @@ fn backscatter(ctx: &Ctx<'_, '_>) -> Option<String> {
     let original_from = text
         .lines()
         .skip_while(|l| !l.is_empty())
-        .filter(|l| {
-            l.starts_with("from:") || l.starts_with("message-id:") || l.starts_with("return-path:")
-        })
-        .any(|l| {
-            ours.iter()
-                .any(|d| l.contains(&format!("@{}", d.to_ascii_lowercase())))
-        });
+        .filter(|l| l.starts_with("from:") || l.starts_with("message-id:") || l.starts_with("return-path:"))
+        .any(|l| ours.iter().any(|d| l.contains(&format!("@{}", d.to_ascii_lowercase()))));
     if original_from {
         None
     } else {
-        Some(format!(
-            "bounce to {}",
-            ctx.envelope.rcpt_to.first().cloned().unwrap_or_default()
-        ))
+        Some(format!("bounce to {}", ctx.envelope.rcpt_to.first().cloned().unwrap_or_default()))
     }
 }
 
@@ -349,15 +280,8 @@ fn bulk_signs(ctx: &Ctx<'_, '_>) -> Vec<&'static str> {
     if m.has_header("List-Unsubscribe") && !m.has_header("List-Id") {
         signs.push("List-Unsubscribe");
     }
-    const ESP_HEADERS: &[&str] = &[
-        "X-Campaign",
-        "X-CampaignID",
-        "X-Mailgun-Tag",
-        "X-SG-EID",
-        "X-MC-User",
-        "X-Mailer-RecptId",
-        "Feedback-ID",
-    ];
+    const ESP_HEADERS: &[&str] =
+        &["X-Campaign", "X-CampaignID", "X-Mailgun-Tag", "X-SG-EID", "X-MC-User", "X-Mailer-RecptId", "Feedback-ID"];
     if ESP_HEADERS.iter().any(|h| m.has_header(h)) {
         signs.push("bulk-mailer header");
     }

@@ -11,49 +11,146 @@ use super::{Ctx, FREEMAIL_DOMAINS};
 use crate::symbols::{Group::Headers, Hits, SymbolSpec};
 
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("MISSING_DATE", Headers, 1.0, "The message has no Date header, which every mail program writes.",
-        "If the sender is a script or device of yours, make it add a Date header (RFC 5322 §3.6.1)."),
-    SymbolSpec::new("INVALID_DATE", Headers, 1.2, "The Date header cannot be parsed as an RFC 5322 date.",
-        "Ask the sender to fix the Date format of their mail program or script."),
-    SymbolSpec::new("DATE_IN_FUTURE", Headers, 2.0, "The Date is more than 12 hours after the message was received.",
-        "Usually a sender's clock or time zone is wrong; ask them to fix it, or allow the sender."),
-    SymbolSpec::new("DATE_IN_PAST", Headers, 0.5, "The Date is more than 4 days before the message was received.",
-        "Delayed or resent mail shows this; no action is needed unless it combines with other evidence."),
-    SymbolSpec::new("MISSING_MESSAGE_ID", Headers, 1.0, "The message has no Message-ID header.",
-        "If the sender is a script of yours, make it add a Message-ID."),
-    SymbolSpec::new("INVALID_MESSAGE_ID", Headers, 0.8, "The Message-ID is not of the form <left@right>.",
-        "Ask the sender to fix the Message-ID their mail program writes."),
-    SymbolSpec::new("MISSING_FROM", Headers, 2.5, "The message has no From header (or no address in it).",
-        "Every message must say who it is from; fix the sending program."),
-    SymbolSpec::new("MULTIPLE_FROM", Headers, 1.0, "The From header lists more than one address.",
-        "Rare in real mail; ask the sender to use one From address."),
-    SymbolSpec::new("FROM_DISPLAY_ADDR_MISMATCH", Headers, 3.0,
+    SymbolSpec::new(
+        "MISSING_DATE",
+        Headers,
+        1.0,
+        "The message has no Date header, which every mail program writes.",
+        "If the sender is a script or device of yours, make it add a Date header (RFC 5322 §3.6.1).",
+    ),
+    SymbolSpec::new(
+        "INVALID_DATE",
+        Headers,
+        2.7,
+        "The Date header cannot be parsed as an RFC 5322 date.",
+        "Ask the sender to fix the Date format of their mail program or script.",
+    ),
+    SymbolSpec::new(
+        "DATE_IN_FUTURE",
+        Headers,
+        2.6,
+        "The Date is more than 12 hours after the message was received.",
+        "Usually a sender's clock or time zone is wrong; ask them to fix it, or allow the sender.",
+    ),
+    SymbolSpec::new(
+        "DATE_IN_PAST",
+        Headers,
+        0.2,
+        "The Date is more than 4 days before the message was received.",
+        "Delayed or resent mail shows this; no action is needed unless it combines with other evidence.",
+    ),
+    SymbolSpec::new(
+        "MISSING_MESSAGE_ID",
+        Headers,
+        1.1,
+        "The message has no Message-ID header.",
+        "If the sender is a script of yours, make it add a Message-ID.",
+    ),
+    SymbolSpec::new(
+        "INVALID_MESSAGE_ID",
+        Headers,
+        1.4,
+        "The Message-ID is not of the form <left@right>.",
+        "Ask the sender to fix the Message-ID their mail program writes.",
+    ),
+    SymbolSpec::new(
+        "MISSING_FROM",
+        Headers,
+        2.4,
+        "The message has no From header (or no address in it).",
+        "Every message must say who it is from; fix the sending program.",
+    ),
+    SymbolSpec::new(
+        "MULTIPLE_FROM",
+        Headers,
+        1.2,
+        "The From header lists more than one address.",
+        "Rare in real mail; ask the sender to use one From address.",
+    ),
+    SymbolSpec::new(
+        "FROM_DISPLAY_ADDR_MISMATCH",
+        Headers,
+        2.9,
         "The From display name shows an address in another domain than the real sender's.",
-        "A classic spoofing trick. If the sender is legitimate, ask them not to put an address in the display name."),
-    SymbolSpec::new("REPLYTO_FREEMAIL_DIFF", Headers, 2.0,
+        "A classic spoofing trick. If the sender is legitimate, ask them not to put an address in the display name.",
+    ),
+    SymbolSpec::new(
+        "REPLYTO_FREEMAIL_DIFF",
+        Headers,
+        2.7,
         "Replies go to a free-mail address in a different domain from the sender's.",
-        "Common in fraud. If legitimate, allow the sender; their Reply-To is unusual."),
-    SymbolSpec::new("FORGED_FREEMAIL_RCVD", Headers, 2.0,
+        "Common in fraud. If legitimate, allow the sender; their Reply-To is unusual.",
+    ),
+    SymbolSpec::new(
+        "FORGED_FREEMAIL_RCVD",
+        Headers,
+        2.8,
         "From claims a large free-mail provider, but no Received header shows the message passing through it.",
-        "Mail really sent through a free-mail provider carries its Received headers; this From is likely forged."),
-    SymbolSpec::new("RCVD_ILLEGAL_IP", Headers, 1.5, "A Received header names a client IP that cannot exist on the Internet.",
-        "Forged Received headers; no fix on the receiving side other than allowing the sender."),
-    SymbolSpec::new("SUBJ_ALL_CAPS", Headers, 1.2, "The subject is written in capital letters only.",
-        "Shouting subjects are a spam habit; ask the sender to write normally, or allow the sender."),
-    SymbolSpec::new("SUBJ_EXCESS_PUNCT", Headers, 1.0, "The subject is full of '!', '$' or '%'.",
-        "Ask the sender to tone down the subject, or allow the sender."),
-    SymbolSpec::new("SUBJ_TRAILING_ID", Headers, 2.0,
+        "Mail really sent through a free-mail provider carries its Received headers; this From is likely forged.",
+    ),
+    SymbolSpec::new(
+        "RCVD_ILLEGAL_IP",
+        Headers,
+        1.5,
+        "A Received header names a client IP that cannot exist on the Internet.",
+        "Forged Received headers; no fix on the receiving side other than allowing the sender.",
+    ),
+    SymbolSpec::new(
+        "SUBJ_ALL_CAPS",
+        Headers,
+        2.1,
+        "The subject is written in capital letters only.",
+        "Shouting subjects are a spam habit; ask the sender to write normally, or allow the sender.",
+    ),
+    SymbolSpec::new(
+        "SUBJ_EXCESS_PUNCT",
+        Headers,
+        1.7,
+        "The subject is full of '!', '$' or '%'.",
+        "Ask the sender to tone down the subject, or allow the sender.",
+    ),
+    SymbolSpec::new(
+        "SUBJ_TRAILING_ID",
+        Headers,
+        3.1,
         "The subject ends with white space and a random-looking code, a bulk-mailer habit.",
-        "Bulk tools add such codes to defeat duplicate detection; allow the sender if legitimate."),
-    SymbolSpec::new("MISSING_SUBJECT", Headers, 0.5, "The message has no Subject header.", "Ask the sender to add a subject."),
-    SymbolSpec::new("UNDISCLOSED_RECIPIENTS", Headers, 0.8, "The message has no To header, or only undisclosed recipients.",
-        "Bulk senders hide their recipient list; allow the sender if legitimate."),
-    SymbolSpec::new("MIME_MISSING_BOUNDARY", Headers, 1.5, "A multipart part has no boundary parameter.",
-        "Broken MIME from a hand-made mailer; ask the sender to fix it."),
-    SymbolSpec::new("X_PRIORITY_HIGH", Headers, 0.3, "The message is marked high priority.",
-        "Harmless alone; it only adds to other evidence."),
-    SymbolSpec::new("MIME_ENCODING_ERRORS", Headers, 0.5, "A part could not be decoded cleanly (broken base64 or quoted-printable).",
-        "Ask the sender to check their mail program's encoding."),
+        "Bulk tools add such codes to defeat duplicate detection; allow the sender if legitimate.",
+    ),
+    SymbolSpec::new(
+        "MISSING_SUBJECT",
+        Headers,
+        0.7,
+        "The message has no Subject header.",
+        "Ask the sender to add a subject.",
+    ),
+    SymbolSpec::new(
+        "UNDISCLOSED_RECIPIENTS",
+        Headers,
+        0.4,
+        "The message has no To header, or only undisclosed recipients.",
+        "Bulk senders hide their recipient list; allow the sender if legitimate.",
+    ),
+    SymbolSpec::new(
+        "MIME_MISSING_BOUNDARY",
+        Headers,
+        1.5,
+        "A multipart part has no boundary parameter.",
+        "Broken MIME from a hand-made mailer; ask the sender to fix it.",
+    ),
+    SymbolSpec::new(
+        "X_PRIORITY_HIGH",
+        Headers,
+        1.4,
+        "The message is marked high priority.",
+        "Harmless alone; it only adds to other evidence.",
+    ),
+    SymbolSpec::new(
+        "MIME_ENCODING_ERRORS",
+        Headers,
+        2.0,
+        "A part could not be decoded cleanly (broken base64 or quoted-printable).",
+        "Ask the sender to check their mail program's encoding.",
+    ),
 ];
 
 const DAY: i64 = 86_400;
@@ -67,15 +164,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         (Some(raw), None) => hits.hit("INVALID_DATE", raw.chars().take(60).collect::<String>()),
         (Some(_), Some(ts)) => {
             if ts > received_at + DAY / 2 {
-                hits.hit(
-                    "DATE_IN_FUTURE",
-                    format!("{} h ahead", (ts - received_at) / 3600),
-                );
+                hits.hit("DATE_IN_FUTURE", format!("{} h ahead", (ts - received_at) / 3600));
             } else if ts < received_at - 4 * DAY {
-                hits.hit(
-                    "DATE_IN_PAST",
-                    format!("{} days before", (received_at - ts) / DAY),
-                );
+                hits.hit("DATE_IN_PAST", format!("{} days before", (received_at - ts) / DAY));
             }
         }
     }
@@ -98,26 +189,17 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             }
             if let Some(name) = &f.name {
                 if let Some(shown) = address_in(name) {
-                    let shown_dom = shown
-                        .rsplit_once('@')
-                        .map(|(_, d)| d.to_lowercase())
-                        .unwrap_or_default();
+                    let shown_dom = shown.rsplit_once('@').map(|(_, d)| d.to_lowercase()).unwrap_or_default();
                     if !shown_dom.is_empty()
                         && crate::message::urls::registrable_domain(&shown_dom)
                             != crate::message::urls::registrable_domain(&f.domain)
                     {
-                        hits.hit(
-                            "FROM_DISPLAY_ADDR_MISMATCH",
-                            format!("shows {shown}, sent by {}", f.address),
-                        );
+                        hits.hit("FROM_DISPLAY_ADDR_MISMATCH", format!("shows {shown}, sent by {}", f.address));
                     }
                 }
             }
             if let Some(rt) = &m.reply_to {
-                if !rt.domain.is_empty()
-                    && rt.domain != f.domain
-                    && FREEMAIL_DOMAINS.contains(&rt.domain.as_str())
-                {
+                if !rt.domain.is_empty() && rt.domain != f.domain && FREEMAIL_DOMAINS.contains(&rt.domain.as_str()) {
                     hits.hit("REPLYTO_FREEMAIL_DIFF", format!("reply to {}", rt.address));
                 }
             }
@@ -146,15 +228,11 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         hits.hit("MIME_MISSING_BOUNDARY", "");
     }
     if m.problems.encoding_errors > 0 {
-        hits.hit(
-            "MIME_ENCODING_ERRORS",
-            format!("{} parts", m.problems.encoding_errors),
-        );
+        hits.hit("MIME_ENCODING_ERRORS", format!("{} parts", m.problems.encoding_errors));
     }
     let prio = m.header("X-Priority").map(str::trim);
     if prio.is_some_and(|p| p.starts_with('1'))
-        || m.header("X-MSMail-Priority")
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("high"))
+        || m.header("X-MSMail-Priority").is_some_and(|p| p.trim().eq_ignore_ascii_case("high"))
     {
         hits.hit("X_PRIORITY_HIGH", "");
     }
@@ -162,10 +240,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
 
 fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'_>) {
     const PROVIDERS: &[(&str, &[&str])] = &[
-        (
-            "hotmail.com",
-            &["hotmail", "msn.com", "outlook", "live.com"],
-        ),
+        ("hotmail.com", &["hotmail", "msn.com", "outlook", "live.com"]),
         ("msn.com", &["hotmail", "msn.com", "outlook", "live.com"]),
         ("yahoo.com", &["yahoo"]),
         ("aol.com", &["aol.com", "aol.net"]),
@@ -190,29 +265,48 @@ fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'
 
 fn check_subject(s: &str, hits: &mut Hits<'_>) {
     let letters: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();
-    if letters.len() >= 12
-        && s.split_whitespace().count() >= 3
-        && letters.iter().all(|c| !c.is_lowercase())
-    {
+    if letters.len() >= 12 && s.split_whitespace().count() >= 3 && letters.iter().all(|c| !c.is_lowercase()) {
         hits.hit("SUBJ_ALL_CAPS", s.chars().take(60).collect::<String>());
     }
     let punct = s.chars().filter(|c| matches!(c, '!' | '$' | '%')).count();
     if punct >= 3 || s.contains("!!") || s.contains("$$") {
         hits.hit("SUBJ_EXCESS_PUNCT", s.chars().take(60).collect::<String>());
     }
-    // "Great offer                 AB12x": a run of spaces then a code with digits.
-    if let Some(idx) = s.trim_end().rfind("   ") {
-        let tail = s[idx..].trim();
-        if tail.len() >= 3
-            && !tail.contains(' ')
-            && tail.chars().any(|c| c.is_ascii_digit())
-            && tail.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '[' | ']' | '(' | ')' | '#')
-            })
-        {
-            hits.hit("SUBJ_TRAILING_ID", tail.to_string());
-        }
+    // "Great offer                 AB12x": a long run of spaces before a final token; or a final token
+    // that looks machine-made ("DVD lovers 9959GLXz3-738HFdN8831kbee5--25", "ULTIMATE-hGH17283").
+    let trimmed = s.trim_end();
+    let last = trimmed.rsplit(char::is_whitespace).next().unwrap_or("");
+    let spaced = trimmed.len() > last.len() && trimmed[..trimmed.len() - last.len()].ends_with("     ");
+    if !last.is_empty() && (spaced && last.len() <= 12 || looks_random(last)) {
+        hits.hit("SUBJ_TRAILING_ID", last.to_string());
     }
+}
+
+/// A token whose characters flip between letters and digits, or between cases, too often for a word,
+/// version number or date.
+fn looks_random(token: &str) -> bool {
+    let t = token.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if t.len() < 6
+        || !t.is_ascii()
+        || !t.bytes().any(|b| b.is_ascii_digit())
+        || !t.bytes().any(|b| b.is_ascii_alphabetic())
+    {
+        return false;
+    }
+    let class = |b: u8| {
+        if b.is_ascii_digit() {
+            0
+        } else if b.is_ascii_uppercase() {
+            1
+        } else if b.is_ascii_lowercase() {
+            2
+        } else {
+            3
+        }
+    };
+    let flips =
+        t.as_bytes().windows(2).filter(|w| class(w[0]) != class(w[1]) && class(w[0]) != 3 && class(w[1]) != 3).count();
+    flips >= 4
 }
 
 /// An e-mail address written inside a display name, if any.
@@ -240,15 +334,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn machine_made_subject_codes() {
+        assert!(looks_random("9959GLXz3-738HFdN8831kbee5--25"));
+        assert!(looks_random("x1m5l2i4"));
+        assert!(!looks_random("2.4.19-pre1"));
+        assert!(!looks_random("07/10/2002"));
+        assert!(!looks_random("MP3s"));
+        assert!(!looks_random("SpamAssassin"));
+    }
+
+    #[test]
     fn finds_address_in_display_name() {
-        assert_eq!(
-            address_in("PayPal service@paypal.com"),
-            Some("service@paypal.com")
-        );
-        assert_eq!(
-            address_in("\"support@bank.example\""),
-            Some("support@bank.example")
-        );
+        assert_eq!(address_in("PayPal service@paypal.com"), Some("service@paypal.com"));
+        assert_eq!(address_in("\"support@bank.example\""), Some("support@bank.example"));
         assert_eq!(address_in("Alice Smith"), None);
         assert_eq!(address_in("me @ home"), None);
     }

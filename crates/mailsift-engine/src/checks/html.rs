@@ -9,30 +9,29 @@ use super::Ctx;
 use crate::symbols::{Group::Html, Hits, SymbolSpec};
 
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("HTML_HIDDEN_TEXT", Html, 2.0,
+    SymbolSpec::new("HTML_HIDDEN_TEXT", Html, 1.6,
         "The HTML contains text the reader cannot see (display:none, zero-size font, text coloured like its background).",
         "Some newsletter templates hide preview text; if legitimate, ask the sender to drop it or allow the sender."),
     SymbolSpec::new("HTML_MOSTLY_HIDDEN", Html, 2.0, "Most of the HTML's text is invisible to the reader.",
         "Hidden text is used to poison filters; no legitimate message needs it."),
-    SymbolSpec::new("HTML_IMAGE_ONLY", Html, 1.5, "The HTML is images with almost no text.",
+    SymbolSpec::new("HTML_IMAGE_ONLY", Html, 1.9, "The HTML is images with almost no text.",
         "Ask the sender to include text; allow the sender if legitimate."),
     SymbolSpec::new("HTML_PASSWORD_FORM", Html, 3.0, "The message contains a form that asks for a password.",
         "Legitimate services never ask for passwords inside a message."),
-    SymbolSpec::new("HTML_SCRIPT", Html, 1.0, "The HTML contains scripts or event handlers, which mail clients never run.",
+    SymbolSpec::new("HTML_SCRIPT", Html, 0.5, "The HTML contains scripts or event handlers, which mail clients never run.",
         "Ask the sender to remove scripts from their template."),
-    SymbolSpec::new("HTML_IFRAME", Html, 1.0, "The HTML contains a frame or iframe.",
+    SymbolSpec::new("HTML_IFRAME", Html, 0.5, "The HTML contains a frame or iframe.",
         "Ask the sender to remove frames from their template."),
     SymbolSpec::new("HTML_META_REFRESH", Html, 1.5, "The HTML tries to redirect the reader with a meta refresh.",
         "No legitimate message needs this."),
-    SymbolSpec::new("HTML_SHOUTING_FONTS", Html, 0.6, "The HTML uses several very large fonts.",
+    SymbolSpec::new("HTML_SHOUTING_FONTS", Html, 1.6, "The HTML uses several very large fonts.",
         "Harmless alone; typical of aggressive marketing."),
-    SymbolSpec::new("HTML_TINY_TEXT", Html, 0.5, "A good part of the visible text is in a tiny font.",
+    SymbolSpec::new("HTML_TINY_TEXT", Html, 1.1, "A good part of the visible text is in a tiny font.",
         "Small print is common in footers; this only adds to other evidence."),
 ];
 
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
-    let (mut visible, mut hidden, mut tiny, mut images, mut big) =
-        (0usize, 0usize, 0usize, 0usize, 0u32);
+    let (mut visible, mut hidden, mut tiny, mut images, mut big) = (0usize, 0usize, 0usize, 0usize, 0u32);
     let mut sample = String::new();
     for v in &ctx.message.html {
         visible += v.text.chars().filter(|c| !c.is_whitespace()).count();
@@ -48,10 +47,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             hits.hit("HTML_PASSWORD_FORM", "");
         }
         if v.scripts > 0 || v.script_handlers > 0 {
-            hits.hit(
-                "HTML_SCRIPT",
-                format!("{} scripts, {} handlers", v.scripts, v.script_handlers),
-            );
+            hits.hit("HTML_SCRIPT", format!("{} scripts, {} handlers", v.scripts, v.script_handlers));
         }
         if v.iframes > 0 || v.frames > 0 {
             hits.hit("HTML_IFRAME", "");
@@ -65,27 +61,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     }
     if hidden >= 30 {
         if hidden > visible {
-            hits.hit(
-                "HTML_MOSTLY_HIDDEN",
-                format!("{hidden} hidden vs {visible} visible characters"),
-            );
+            hits.hit("HTML_MOSTLY_HIDDEN", format!("{hidden} hidden vs {visible} visible characters"));
         } else {
-            hits.hit(
-                "HTML_HIDDEN_TEXT",
-                format!("{hidden} characters: \"{sample}\""),
-            );
+            hits.hit("HTML_HIDDEN_TEXT", format!("{hidden} characters: \"{sample}\""));
         }
     }
-    let has_plain_text = ctx
-        .message
-        .text_parts
-        .iter()
-        .any(|p| !p.is_html && p.text.trim().len() > 50);
+    let has_plain_text = ctx.message.text_parts.iter().any(|p| !p.is_html && p.text.trim().len() > 50);
     if images > 0 && visible < 60 && !has_plain_text {
-        hits.hit(
-            "HTML_IMAGE_ONLY",
-            format!("{images} images, {visible} characters of text"),
-        );
+        hits.hit("HTML_IMAGE_ONLY", format!("{images} images, {visible} characters of text"));
     }
     if big >= 2 {
         hits.hit("HTML_SHOUTING_FONTS", format!("{big} large fonts"));

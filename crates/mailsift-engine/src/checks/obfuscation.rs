@@ -16,25 +16,55 @@ use super::Ctx;
 use crate::symbols::{Group::Obfuscation, Hits, SymbolSpec};
 
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("OBFUSCATION_MIXED_SCRIPT", Obfuscation, 2.5,
+    SymbolSpec::new(
+        "OBFUSCATION_MIXED_SCRIPT",
+        Obfuscation,
+        3.1,
         "A word mixes Latin letters with Cyrillic or Greek look-alikes (\"pаypal\").",
-        "Never done by accident in Latin-script text; if the sender writes Cyrillic or Greek, allow the sender."),
-    SymbolSpec::new("OBFUSCATION_HOMOGLYPH_BRAND", Obfuscation, 4.0,
+        "Never done by accident in Latin-script text; if the sender writes Cyrillic or Greek, allow the sender.",
+    ),
+    SymbolSpec::new(
+        "OBFUSCATION_HOMOGLYPH_BRAND",
+        Obfuscation,
+        4.0,
         "A brand name is spelled with look-alike characters to impersonate it.",
-        "Impersonation; no legitimate sender does this."),
-    SymbolSpec::new("OBFUSCATION_ZERO_WIDTH", Obfuscation, 2.0,
+        "Impersonation; no legitimate sender does this.",
+    ),
+    SymbolSpec::new(
+        "OBFUSCATION_ZERO_WIDTH",
+        Obfuscation,
+        2.0,
         "Invisible zero-width characters are placed inside words.",
-        "Used to break words for filters; if the sender's tool inserts them, ask them to fix it."),
-    SymbolSpec::new("OBFUSCATION_BIDI", Obfuscation, 2.5, "Bidirectional control characters reorder the text the reader sees.",
-        "Used to disguise names and links; legitimate only in right-to-left languages."),
-    SymbolSpec::new("OBFUSCATION_LEET", Obfuscation, 2.5, "A spam word is written with digits or symbols for letters (\"v1agr@\").",
-        "Only used to evade filters."),
-    SymbolSpec::new("OBFUSCATION_SPACED_LETTERS", Obfuscation, 2.0,
+        "Used to break words for filters; if the sender's tool inserts them, ask them to fix it.",
+    ),
+    SymbolSpec::new(
+        "OBFUSCATION_BIDI",
+        Obfuscation,
+        2.5,
+        "Bidirectional control characters reorder the text the reader sees.",
+        "Used to disguise names and links; legitimate only in right-to-left languages.",
+    ),
+    SymbolSpec::new(
+        "OBFUSCATION_LEET",
+        Obfuscation,
+        2.5,
+        "A spam word is written with digits or symbols for letters (\"v1agr@\").",
+        "Only used to evade filters.",
+    ),
+    SymbolSpec::new(
+        "OBFUSCATION_SPACED_LETTERS",
+        Obfuscation,
+        2.0,
         "A spam word is written with its letters spaced or punctuated apart (\"F R E E\").",
-        "Only used to evade filters."),
-    SymbolSpec::new("OBFUSCATION_BASE64_TEXT", Obfuscation, 0.5,
+        "Only used to evade filters.",
+    ),
+    SymbolSpec::new(
+        "OBFUSCATION_BASE64_TEXT",
+        Obfuscation,
+        0.6,
         "Plain ASCII text was sent base64-encoded, which hides it from simple filters.",
-        "Some mail programs do this; allow the sender if legitimate."),
+        "Some mail programs do this; allow the sender if legitimate.",
+    ),
 ];
 
 /// Words spammers disguise. Kept short: each one is checked after l33t folding and letter joining.
@@ -120,8 +150,7 @@ fn spaced_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     // Single letters separated by one repeated separator: "F R E E", "f.r.e.e", "V-I-A-G-R-A".
     RE.get_or_init(|| {
-        Regex::new(r"(?:^|[^\p{L}\p{N}])((?:\p{L}[ .\-_*]{1,2}){3,}\p{L})(?:$|[^\p{L}\p{N}])")
-            .expect("spaced regex")
+        Regex::new(r"(?:^|[^\p{L}\p{N}])((?:\p{L}[ .\-_*]{1,2}){3,}\p{L})(?:$|[^\p{L}\p{N}])").expect("spaced regex")
     })
 }
 
@@ -216,11 +245,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     for text in [subject, m.body_text.as_str()] {
         for cap in spaced_regex().captures_iter(text).take(50) {
             let run = &cap[1];
-            let joined: String = run
-                .chars()
-                .filter(|c| c.is_alphabetic())
-                .flat_map(char::to_lowercase)
-                .collect();
+            let joined: String = run.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect();
             if spam_words().contains(joined.as_str()) {
                 hits.hit("OBFUSCATION_SPACED_LETTERS", run.to_string());
             }
@@ -236,9 +261,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
 fn scan_words(text: &str, hits: &mut Hits<'_>) {
     // Most text is plain ASCII letters: skip the per-word work unless the text has the raw material.
     let has_foreign = text.chars().any(is_cyrillic_or_greek);
-    for word in text.split(|c: char| {
-        c.is_whitespace() || matches!(c, ',' | ';' | ':' | '(' | ')' | '"' | '<' | '>' | '/')
-    }) {
+    for word in
+        text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ':' | '(' | ')' | '"' | '<' | '>' | '/'))
+    {
         let word = word.trim_matches(|c: char| matches!(c, '.' | '?' | '\'' | '*' | '-'));
         if word.len() < 3 || word.len() > 40 {
             continue;
@@ -252,20 +277,11 @@ fn scan_words(text: &str, hits: &mut Hits<'_>) {
             if foreign > 0 {
                 let folded: Option<String> = word
                     .chars()
-                    .map(|c| {
-                        if c.is_ascii() {
-                            Some(c.to_ascii_lowercase())
-                        } else {
-                            confusable(c)
-                        }
-                    })
+                    .map(|c| if c.is_ascii() { Some(c.to_ascii_lowercase()) } else { confusable(c) })
                     .collect();
                 if let Some(f) = folded {
                     let f = f.trim_end_matches(|c: char| !c.is_alphanumeric());
-                    if BRANDS
-                        .iter()
-                        .any(|b| f == *b || f.strip_suffix(".com") == Some(b))
-                    {
+                    if BRANDS.iter().any(|b| f == *b || f.strip_suffix(".com") == Some(b)) {
                         hits.hit("OBFUSCATION_HOMOGLYPH_BRAND", word.to_string());
                     }
                 }
@@ -274,10 +290,7 @@ fn scan_words(text: &str, hits: &mut Hits<'_>) {
         let has_letter = word.bytes().any(|b| b.is_ascii_alphabetic());
         let has_sub = word.chars().any(|c| leet(c).is_some());
         if has_letter && has_sub && word.is_ascii() {
-            let folded: String = word
-                .chars()
-                .map(|c| leet(c).unwrap_or(c.to_ascii_lowercase()))
-                .collect();
+            let folded: String = word.chars().map(|c| leet(c).unwrap_or(c.to_ascii_lowercase())).collect();
             if spam_words().contains(folded.as_str()) && folded.len() >= 4 {
                 hits.hit("OBFUSCATION_LEET", word.to_string());
             }

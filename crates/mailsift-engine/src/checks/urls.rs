@@ -12,24 +12,24 @@ use crate::message::urls::{self, UrlSource};
 use crate::symbols::{Group::Urls, Hits, SymbolSpec};
 
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("PHISHING_LINK_MISMATCH", Urls, 4.0,
+    SymbolSpec::new("PHISHING_LINK_MISMATCH", Urls, 3.5,
         "A link's visible text shows one web address but the link goes to another domain.",
         "If the sender is legitimate, ask them to show the real address in link texts (tracking domains cause this); allow the sender meanwhile."),
-    SymbolSpec::new("URL_NUMERIC_IP", Urls, 1.5, "A link points to a numeric IP address instead of a name.",
+    SymbolSpec::new("URL_NUMERIC_IP", Urls, 2.7, "A link points to a numeric IP address instead of a name.",
         "Legitimate services use names; ask the sender to link by host name."),
     SymbolSpec::new("URL_OBSCURED_IP", Urls, 3.0, "A link hides an IP address in decimal, hex or octal form.",
         "Only used to evade filters; no legitimate sender does this."),
-    SymbolSpec::new("URL_NONSTANDARD_PORT", Urls, 1.0, "A web link points to a port other than 80 or 443.",
+    SymbolSpec::new("URL_NONSTANDARD_PORT", Urls, 0.9, "A web link points to a port other than 80 or 443.",
         "Common for self-hosted services; allow the sender if legitimate."),
     SymbolSpec::new("URL_SHORTENER", Urls, 0.5, "A link goes through a URL shortener that hides its destination.",
         "Ask the sender to link to the real destination."),
-    SymbolSpec::new("URL_REDIRECTOR", Urls, 1.0, "A link goes through an open redirect to another web address.",
+    SymbolSpec::new("URL_REDIRECTOR", Urls, 0.5, "A link goes through an open redirect to another web address.",
         "Ask the sender to link to the destination directly."),
-    SymbolSpec::new("URL_USERINFO_TRICK", Urls, 3.5, "A link puts a host name before '@', so the reader sees the wrong site.",
+    SymbolSpec::new("URL_USERINFO_TRICK", Urls, 3.6, "A link puts a host name before '@', so the reader sees the wrong site.",
         "Only used to deceive; no legitimate sender writes links like this."),
-    SymbolSpec::new("URL_RISKY_TLD", Urls, 0.8, "A link points to a top-level domain much abused by spammers.",
+    SymbolSpec::new("URL_RISKY_TLD", Urls, 0.3, "A link points to a top-level domain much abused by spammers.",
         "Allow the sender if their site really lives there."),
-    SymbolSpec::new("URL_MANY_DOMAINS", Urls, 0.8, "The message links to ten or more different domains.",
+    SymbolSpec::new("URL_MANY_DOMAINS", Urls, 0.2, "The message links to ten or more different domains.",
         "Newsletters can do this; allow the sender if legitimate."),
     SymbolSpec::new("URL_DEFANGED", Urls, 1.0, "A link is written with a disguised scheme such as hxxp://.",
         "Security reports do this on purpose; allow those senders."),
@@ -138,9 +138,12 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     if domains.len() >= 10 {
         hits.hit("URL_MANY_DOMAINS", format!("{} domains", domains.len()));
     }
+    // Links into the sender's own domain are its tracking, not a deception (newsletters show the shop's
+    // address and count the click on their own host).
+    let sender_domain = m.from.as_ref().map(|f| urls::registrable_domain(&f.domain)).unwrap_or_default();
     for v in &m.html {
         for l in &v.links {
-            if let Some(detail) = phishing_mismatch(&l.text, &l.href) {
+            if let Some(detail) = phishing_mismatch(&l.text, &l.href, &sender_domain) {
                 hits.hit("PHISHING_LINK_MISMATCH", detail);
             }
         }
@@ -154,19 +157,12 @@ fn is_redirect(u: &urls::UrlInfo) -> bool {
         None => return false,
     };
     let lower = q.to_ascii_lowercase();
-    let target = lower
-        .find("http%3a%2f%2f")
-        .or_else(|| lower.find("https%3a%2f%2f"))
-        .or_else(|| lower.find("=http"));
+    let target = lower.find("http%3a%2f%2f").or_else(|| lower.find("https%3a%2f%2f")).or_else(|| lower.find("=http"));
     match target {
         Some(i) => {
             let rest = &q[i..];
             let rest = rest.trim_start_matches('=');
-            let decoded = rest
-                .replace("%3A", ":")
-                .replace("%3a", ":")
-                .replace("%2F", "/")
-                .replace("%2f", "/");
+            let decoded = rest.replace("%3A", ":").replace("%3a", ":").replace("%2F", "/").replace("%2f", "/");
             urls::parse(&decoded, UrlSource::Other).is_some_and(|t| t.domain != u.domain)
         }
         None => false,
@@ -175,7 +171,7 @@ fn is_redirect(u: &urls::UrlInfo) -> bool {
 
 /// When the visible text of a link is itself a web address (or a bare domain) in another registrable domain
 /// than the link's target, returns a description.
-fn phishing_mismatch(text: &str, href: &str) -> Option<String> {
+fn phishing_mismatch(text: &str, href: &str, sender_domain: &str) -> Option<String> {
     let text = text.trim();
     if text.is_empty() || text.len() > 200 || text.contains(' ') {
         return None;
@@ -191,16 +187,12 @@ fn phishing_mismatch(text: &str, href: &str) -> Option<String> {
         }
         let lower = host.to_ascii_lowercase();
         let known = psl::suffix(lower.as_bytes()).is_some_and(|s| s.is_known());
-        if !known
-            || lower
-                .chars()
-                .any(|c| !(c.is_alphanumeric() || c == '.' || c == '-'))
-        {
+        if !known || lower.chars().any(|c| !(c.is_alphanumeric() || c == '.' || c == '-')) {
             return None;
         }
         urls::parse(&format!("http://{text}"), UrlSource::Text)?
     };
-    if shown.domain == target.domain {
+    if shown.domain == target.domain || (!sender_domain.is_empty() && target.domain == sender_domain) {
         return None;
     }
     Some(format!("shows {} goes to {}", shown.host, target.host))
@@ -212,28 +204,20 @@ mod tests {
 
     #[test]
     fn mismatch_needs_different_registrable_domains() {
-        assert!(phishing_mismatch("www.paypal.com", "http://evil.example/login").is_some());
-        assert!(
-            phishing_mismatch("https://www.bank.co.uk/", "https://login.bank.co.uk/x").is_none()
-        );
-        assert!(phishing_mismatch("paypal.com", "http://192.0.2.1/").is_some());
-        assert!(phishing_mismatch("click here", "http://evil.example/").is_none());
-        assert!(phishing_mismatch("file.txt", "http://evil.example/").is_none());
+        assert!(phishing_mismatch("www.paypal.com", "http://evil.example/login", "").is_some());
+        assert!(phishing_mismatch("https://www.bank.co.uk/", "https://login.bank.co.uk/x", "").is_none());
+        assert!(phishing_mismatch("paypal.com", "http://192.0.2.1/", "").is_some());
+        assert!(phishing_mismatch("click here", "http://evil.example/", "").is_none());
+        assert!(phishing_mismatch("file.txt", "http://evil.example/", "").is_none()
+        // The sender's own click-tracking host is not a deception.
+        assert!(phishing_mismatch("dilbert.com", "http://ummail4.unitedmedia.com/x", "unitedmedia.com").is_none()););
     }
 
     #[test]
     fn redirect_shape() {
-        let u = urls::parse(
-            "http://r.example/go?url=http%3A%2F%2Fevil.example%2F",
-            UrlSource::Href,
-        )
-        .unwrap();
+        let u = urls::parse("http://r.example/go?url=http%3A%2F%2Fevil.example%2F", UrlSource::Href).unwrap();
         assert!(is_redirect(&u));
-        let same = urls::parse(
-            "http://r.example/go?next=http://r.example/home",
-            UrlSource::Href,
-        )
-        .unwrap();
+        let same = urls::parse("http://r.example/go?next=http://r.example/home", UrlSource::Href).unwrap();
         assert!(!is_redirect(&same));
     }
 }

@@ -8,9 +8,7 @@
 
 use html5ever::tendril::StrTendril;
 use html5ever::tokenizer::states::RawKind;
-use html5ever::tokenizer::{
-    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
-};
+use html5ever::tokenizer::{BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts};
 use std::cell::RefCell;
 
 /// HTML beyond this size is not rendered (the checks see the first part only).
@@ -93,10 +91,8 @@ struct State {
 
 struct Sink(RefCell<State>);
 
-const VOID: &[&str] = &[
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
-    "track", "wbr",
-];
+const VOID: &[&str] =
+    &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
 const BLOCK: &[&str] = &[
     "p",
     "div",
@@ -124,10 +120,7 @@ const BLOCK: &[&str] = &[
 
 impl State {
     fn current(&self) -> Style {
-        self.stack.last().map(|o| o.style).unwrap_or(Style {
-            bg: self.body_bg,
-            ..Style::default()
-        })
+        self.stack.last().map(|o| o.style).unwrap_or(Style { bg: self.body_bg, ..Style::default() })
     }
 
     fn push_text(&mut self, s: &str) {
@@ -188,12 +181,7 @@ impl State {
     fn start_tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
         self.view.tags += 1;
         let name: &str = &tag.name;
-        let attr = |n: &str| {
-            tag.attrs
-                .iter()
-                .find(|a| &*a.name.local == n)
-                .map(|a| &*a.value)
-        };
+        let attr = |n: &str| tag.attrs.iter().find(|a| &*a.name.local == n).map(|a| &*a.value);
         for a in &tag.attrs {
             let an: &str = &a.name.local;
             if an.len() > 2 && an.starts_with("on") {
@@ -225,10 +213,7 @@ impl State {
             "a" => {
                 if let Some(href) = attr("href") {
                     if self.view.links.len() < MAX_LINKS {
-                        self.view.links.push(Link {
-                            href: href.trim().to_string(),
-                            ..Link::default()
-                        });
+                        self.view.links.push(Link { href: href.trim().to_string(), ..Link::default() });
                         self.in_link = Some(self.view.links.len() - 1);
                     }
                 }
@@ -238,9 +223,7 @@ impl State {
                     self.view.links[i].has_image = true;
                 }
                 if self.view.images.len() < MAX_IMAGES {
-                    let dim = |n: &str| {
-                        attr(n).and_then(|v| v.trim().trim_end_matches("px").parse::<u32>().ok())
-                    };
+                    let dim = |n: &str| attr(n).and_then(|v| v.trim().trim_end_matches("px").parse::<u32>().ok());
                     let mut width = dim("width");
                     let mut height = dim("height");
                     if let Some(css) = attr("style") {
@@ -261,19 +244,14 @@ impl State {
                     if s == "1" || s == "0" || s == "-2" || s == "-3" {
                         // size=1 is small print, common in legitimate footers: only tiny, never hidden.
                         style.tiny = true;
-                    } else if s.starts_with('+')
-                        || s.parse::<i32>().map(|n| n >= 5).unwrap_or(false)
-                    {
+                    } else if s.starts_with('+') || s.parse::<i32>().map(|n| n >= 5).unwrap_or(false) {
                         self.view.big_fonts += 1;
                     }
                 }
             }
             "script" => {
                 self.view.scripts += 1;
-                if attr("language")
-                    .or(attr("type"))
-                    .is_some_and(|l| l.to_ascii_lowercase().contains("vbs"))
-                {
+                if attr("language").or(attr("type")).is_some_and(|l| l.to_ascii_lowercase().contains("vbs")) {
                     self.view.vbscript = true;
                 }
             }
@@ -329,10 +307,7 @@ impl State {
             self.raw_skip -= 1;
         }
         if !tag.self_closing && !VOID.contains(&name) && self.stack.len() < MAX_STACK {
-            self.stack.push(Open {
-                name: name.to_string(),
-                style,
-            });
+            self.stack.push(Open { name: name.to_string(), style });
         }
         TokenSinkResult::Continue
     }
@@ -386,10 +361,7 @@ pub fn render(html: &str) -> HtmlView {
     } else {
         (html, false)
     };
-    let tok = Tokenizer::new(
-        Sink(RefCell::new(State::default())),
-        TokenizerOpts::default(),
-    );
+    let tok = Tokenizer::new(Sink(RefCell::new(State::default())), TokenizerOpts::default());
     let queue = BufferQueue::default();
     queue.push_back(StrTendril::from_slice(input));
     let _ = tok.feed(&queue);
@@ -404,9 +376,7 @@ pub fn render(html: &str) -> HtmlView {
 
 /// ASCII case-insensitive prefix test that never slices inside a UTF-8 character.
 pub(crate) fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.as_bytes()
-        .get(..prefix.len())
-        .is_some_and(|b| b.eq_ignore_ascii_case(prefix.as_bytes()))
+    s.as_bytes().get(..prefix.len()).is_some_and(|b| b.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 fn apply_css(css: &str, style: &mut Style) {
@@ -450,9 +420,7 @@ fn css_px(css: &str, prop: &str) -> Option<u32> {
 
 fn css_length_px(v: &str) -> Option<f32> {
     let v = v.trim();
-    let num_end = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
+    let num_end = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
     let n: f32 = v[..num_end].parse().ok()?;
     let unit = &v[num_end..];
     Some(match unit {
@@ -480,10 +448,7 @@ pub(crate) fn parse_colour(v: &str) -> Option<u32> {
         };
     }
     if let Some(inner) = v.strip_prefix("rgb(").and_then(|s| s.strip_suffix(')')) {
-        let parts: Vec<u32> = inner
-            .split(',')
-            .filter_map(|p| p.trim().parse().ok())
-            .collect();
+        let parts: Vec<u32> = inner.split(',').filter_map(|p| p.trim().parse().ok()).collect();
         if parts.len() == 3 {
             return Some((parts[0].min(255) << 16) | (parts[1].min(255) << 8) | parts[2].min(255));
         }
@@ -498,9 +463,7 @@ pub(crate) fn parse_colour(v: &str) -> Option<u32> {
         "yellow" => Some(0xffff00),
         "gray" | "grey" => Some(0x808080),
         "silver" => Some(0xc0c0c0),
-        _ if v.len() == 6 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            u32::from_str_radix(v, 16).ok()
-        }
+        _ if v.len() == 6 && v.bytes().all(|b| b.is_ascii_hexdigit()) => u32::from_str_radix(v, 16).ok(),
         _ => None,
     }
 }
@@ -547,10 +510,7 @@ mod tests {
             r#"<iframe src="http://x.example/"></iframe><form action="http://y.example/p"><input type=password></form>
             <object></object><embed src=a><img src="http://t.example/p.gif" width=1 height="1"><a href="javascript:go()">x</a>"#,
         );
-        assert_eq!(
-            (v.iframes, v.forms, v.password_inputs, v.objects, v.embeds),
-            (1, 1, 1, 1, 1)
-        );
+        assert_eq!((v.iframes, v.forms, v.password_inputs, v.objects, v.embeds), (1, 1, 1, 1, 1));
         assert_eq!(v.script_handlers, 1);
         assert_eq!(v.images[0].width, Some(1));
         assert_eq!(v.other_urls.len(), 2);

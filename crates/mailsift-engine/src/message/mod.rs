@@ -37,15 +37,8 @@ pub struct Mailbox {
 impl Mailbox {
     fn from_parts(name: Option<&str>, address: &str) -> Mailbox {
         let address = address.trim().trim_matches(['<', '>']).to_string();
-        let domain = address
-            .rsplit_once('@')
-            .map(|(_, d)| d.trim_end_matches('.').to_lowercase())
-            .unwrap_or_default();
-        Mailbox {
-            name: name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
-            address,
-            domain,
-        }
+        let domain = address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_lowercase()).unwrap_or_default();
+        Mailbox { name: name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()), address, domain }
     }
 
     /// Parses a bare address such as an envelope sender.
@@ -139,11 +132,7 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     /// Parses `raw`, scanning at most `max_scan_bytes` of it.
     pub fn parse(raw: &'a [u8], max_scan_bytes: usize) -> Message<'a> {
-        let (scan, truncated) = if raw.len() > max_scan_bytes {
-            (&raw[..max_scan_bytes], true)
-        } else {
-            (raw, false)
-        };
+        let (scan, truncated) = if raw.len() > max_scan_bytes { (&raw[..max_scan_bytes], true) } else { (raw, false) };
         // Strip an mbox "From " line: it is not a header and would hide the real first header.
         let scan = if scan.starts_with(b"From ") {
             match scan.iter().position(|&b| b == b'\n') {
@@ -155,10 +144,7 @@ impl<'a> Message<'a> {
         };
         let parsed = MessageParser::default()
             .parse(scan)
-            .unwrap_or_else(|| mail_parser::Message {
-                raw_message: Cow::Borrowed(scan),
-                ..Default::default()
-            });
+            .unwrap_or_else(|| mail_parser::Message { raw_message: Cow::Borrowed(scan), ..Default::default() });
         let mut m = Message {
             raw,
             headers: Vec::new(),
@@ -177,10 +163,7 @@ impl<'a> Message<'a> {
             body_text: String::new(),
             urls: Vec::new(),
             attachments: Vec::new(),
-            problems: ParseProblems {
-                truncated_for_scan: truncated,
-                ..Default::default()
-            },
+            problems: ParseProblems { truncated_for_scan: truncated, ..Default::default() },
             has_gtube: false,
             mime_parts: 0,
             parsed,
@@ -201,10 +184,7 @@ impl<'a> Message<'a> {
                 HeaderValue::Text(t) => t.to_string(),
                 _ => unfold(&raw_value),
             };
-            self.headers.push(HeaderField {
-                name: h.name.as_str().to_string(),
-                value,
-            });
+            self.headers.push(HeaderField { name: h.name.as_str().to_string(), value });
         }
         if let Some(from) = parsed.from() {
             self.from_count = from.iter().count();
@@ -218,41 +198,22 @@ impl<'a> Message<'a> {
             }
         }
         if let Some(to) = parsed.to() {
-            self.to = to
-                .iter()
-                .filter_map(|a| a.address().map(|ad| Mailbox::from_parts(a.name(), ad)))
-                .collect();
+            self.to = to.iter().filter_map(|a| a.address().map(|ad| Mailbox::from_parts(a.name(), ad))).collect();
         }
         self.cc_count = parsed.cc().map(|c| c.iter().count()).unwrap_or(0);
         self.subject = parsed.subject().map(str::to_string);
         self.date_raw = self.header("Date").map(str::to_string);
-        self.date = parsed
-            .date()
-            .filter(|d| d.is_valid())
-            .map(|d| d.to_timestamp());
+        self.date = parsed.date().filter(|d| d.is_valid()).map(|d| d.to_timestamp());
         // The raw field, not the parser's: the parser strips the brackets whose absence is evidence.
         self.message_id = root
             .headers
             .iter()
             .find(|h| matches!(h.name, HeaderName::MessageId))
-            .map(|h| {
-                unfold(&raw_slice(
-                    parsed.raw_message.as_ref(),
-                    h.offset_start,
-                    h.offset_end,
-                ))
-            });
+            .map(|h| unfold(&raw_slice(parsed.raw_message.as_ref(), h.offset_start, h.offset_end)));
         for h in &root.headers {
             if let HeaderName::Received = h.name {
-                let raw = unfold(&raw_slice(
-                    parsed.raw_message.as_ref(),
-                    h.offset_start,
-                    h.offset_end,
-                ));
-                let mut hop = Hop {
-                    raw,
-                    ..Hop::default()
-                };
+                let raw = unfold(&raw_slice(parsed.raw_message.as_ref(), h.offset_start, h.offset_end));
+                let mut hop = Hop { raw, ..Hop::default() };
                 if let Some(r) = h.value.as_received() {
                     hop.from_host = r.from.as_ref().map(host_str);
                     hop.helo = r.helo.as_ref().map(host_str);
@@ -280,17 +241,12 @@ impl<'a> Message<'a> {
                 self.problems.encoding_errors += 1;
             }
             if let Some(ct) = part.content_type() {
-                if ct.ctype().eq_ignore_ascii_case("multipart")
-                    && ct.attribute("boundary").is_none()
-                {
+                if ct.ctype().eq_ignore_ascii_case("multipart") && ct.attribute("boundary").is_none() {
                     self.problems.missing_boundary = true;
                 }
             }
             let base64 = matches!(part.encoding, mail_parser::Encoding::Base64);
-            let charset = part
-                .content_type()
-                .and_then(|c| c.attribute("charset"))
-                .map(str::to_string);
+            let charset = part.content_type().and_then(|c| c.attribute("charset")).map(str::to_string);
             let in_body = body_ids.contains(&(idx as u32));
             let is_attachment = parsed.attachments.contains(&(idx as u32)) && !in_body;
             match &part.body {
@@ -313,12 +269,7 @@ impl<'a> Message<'a> {
                         self.problems.text_truncated = true;
                     }
                     budget -= text.len();
-                    self.text_parts.push(TextPart {
-                        text,
-                        is_html,
-                        base64,
-                        charset,
-                    });
+                    self.text_parts.push(TextPart { text, is_html, base64, charset });
                 }
                 PartType::Binary(b) | PartType::InlineBinary(b) => {
                     if contains_bytes(b, GTUBE.as_bytes()) {
@@ -336,10 +287,7 @@ impl<'a> Message<'a> {
             }
         }
         // Render HTML once; the body text takes plain parts where they exist, rendered HTML otherwise.
-        let has_plain = self
-            .text_parts
-            .iter()
-            .any(|p| !p.is_html && !p.text.trim().is_empty());
+        let has_plain = self.text_parts.iter().any(|p| !p.is_html && !p.text.trim().is_empty());
         let mut body = String::new();
         for p in &self.text_parts {
             if p.is_html {
@@ -393,36 +341,22 @@ impl<'a> Message<'a> {
 
     /// The first header with this name (case-insensitive), as decoded text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     /// Every header with this name.
     pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.headers
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(name))
+        self.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
     }
 
     /// The raw header block (everything before the first empty line).
     pub fn raw_headers(&self) -> &[u8] {
         let r = self.parsed.raw_message.as_ref();
-        let end = self
-            .parsed
-            .parts
-            .first()
-            .map(|p| p.offset_body as usize)
-            .unwrap_or(r.len())
-            .min(r.len());
+        let end = self.parsed.parts.first().map(|p| p.offset_body as usize).unwrap_or(r.len()).min(r.len());
         &r[..end]
     }
 
@@ -488,11 +422,7 @@ fn attachment_of(part: &mail_parser::MessagePart<'_>, data: &[u8]) -> Attachment
         })
         .unwrap_or_else(|| "application/octet-stream".to_string());
     let real_type = sniff::sniff(data);
-    let archive_names = if real_type == RealType::Zip {
-        sniff::zip_names(data)
-    } else {
-        Vec::new()
-    };
+    let archive_names = if real_type == RealType::Zip { sniff::zip_names(data) } else { Vec::new() };
     Attachment {
         name: part.attachment_name().map(str::to_string),
         declared_type,
@@ -528,7 +458,8 @@ mod tests {
 
     #[test]
     fn html_only_body_is_rendered() {
-        let raw = b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<p>Click <a href=\"http://x.example/\">here</a></p>";
+        let raw =
+            b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<p>Click <a href=\"http://x.example/\">here</a></p>";
         let m = Message::parse(raw, 10 << 20);
         assert_eq!(m.body_text, "Click here");
         assert_eq!(m.html.len(), 1);

@@ -52,10 +52,7 @@ impl RealType {
     }
 
     pub fn is_archive(self) -> bool {
-        matches!(
-            self,
-            RealType::Zip | RealType::Rar | RealType::SevenZip | RealType::Gzip
-        )
+        matches!(self, RealType::Zip | RealType::Rar | RealType::SevenZip | RealType::Gzip)
     }
 }
 
@@ -95,11 +92,7 @@ pub fn sniff(data: &[u8]) -> RealType {
         let has = |n: &[u8]| lower.windows(n.len()).any(|w| w == n);
         if has(b"<html") || has(b"<!doctype html") {
             RealType::Html
-        } else if !head.is_empty()
-            && head
-                .iter()
-                .all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t')
-        {
+        } else if !head.is_empty() && head.iter().all(|&b| b >= 0x20 || b == b'\n' || b == b'\r' || b == b'\t') {
             RealType::Text
         } else {
             RealType::Unknown

@@ -46,10 +46,8 @@ pub struct UrlInfo {
 fn text_url_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(
-            r#"(?i)\b(?:(?:https?|hxxps?|h\*\*ps?|ftp)://|www\d{0,3}\.)[^\s<>"'`{}|\\^\[\]]+"#,
-        )
-        .expect("url regex")
+        Regex::new(r#"(?i)\b(?:(?:https?|hxxps?|h\*\*ps?|ftp)://|www\d{0,3}\.)[^\s<>"'`{}|\\^\[\]]+"#)
+            .expect("url regex")
     })
 }
 
@@ -59,9 +57,7 @@ pub fn find_in_text(text: &str, out: &mut Vec<UrlInfo>) {
         if out.len() >= MAX_URLS {
             return;
         }
-        let raw = m
-            .as_str()
-            .trim_end_matches(['.', ',', ';', ':', ')', '!', '?', '>', '*']);
+        let raw = m.as_str().trim_end_matches(['.', ',', ';', ':', ')', '!', '?', '>', '*']);
         if let Some(u) = parse(raw, UrlSource::Text) {
             out.push(u);
         }
@@ -75,11 +71,7 @@ pub fn parse(raw: &str, source: UrlSource) -> Option<UrlInfo> {
     if raw.is_empty() || raw.len() > 4096 {
         return None;
     }
-    let lower_prefix: String = raw
-        .chars()
-        .take(10)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let lower_prefix: String = raw.chars().take(10).collect::<String>().to_ascii_lowercase();
     let (scheme, rest, defanged) = if let Some(i) = raw.find("://") {
         let scheme = raw[..i].to_ascii_lowercase();
         let (s, defanged) = match scheme.as_str() {
@@ -107,34 +99,24 @@ pub fn parse(raw: &str, source: UrlSource) -> Option<UrlInfo> {
         return None;
     }
     let mut obscured_ip = false;
-    let ip: Option<std::net::IpAddr> =
-        if let Some(v6) = host_raw.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            v6.parse().ok()
-        } else if let Ok(v4) = host_raw.parse::<Ipv4Addr>() {
-            Some(v4.into())
-        } else if let Some(v4) = numeric_host(host_raw) {
-            obscured_ip = true;
-            Some(v4.into())
-        } else {
-            None
-        };
-    let host = if ip.is_some() {
-        host_raw.to_ascii_lowercase()
+    let ip: Option<std::net::IpAddr> = if let Some(v6) = host_raw.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse().ok()
+    } else if let Ok(v4) = host_raw.parse::<Ipv4Addr>() {
+        Some(v4.into())
+    } else if let Some(v4) = numeric_host(host_raw) {
+        obscured_ip = true;
+        Some(v4.into())
     } else {
-        normalise_host(host_raw)?
+        None
     };
+    let host = if ip.is_some() { host_raw.to_ascii_lowercase() } else { normalise_host(host_raw)? };
     let (domain, tld) = if ip.is_some() {
         (host.clone(), String::new())
     } else {
         let ascii = idna::domain_to_ascii(&host).unwrap_or_else(|_| host.clone());
-        let domain_ascii = psl::domain_str(&ascii)
-            .map(str::to_string)
-            .unwrap_or_else(|| ascii.clone());
-        let domain = if domain_ascii.contains("xn--") {
-            idna::domain_to_unicode(&domain_ascii).0
-        } else {
-            domain_ascii
-        };
+        let domain_ascii = psl::domain_str(&ascii).map(str::to_string).unwrap_or_else(|| ascii.clone());
+        let domain =
+            if domain_ascii.contains("xn--") { idna::domain_to_unicode(&domain_ascii).0 } else { domain_ascii };
         let tld = host.rsplit('.').next().unwrap_or("").to_string();
         (domain, tld)
     };
@@ -157,17 +139,13 @@ pub fn parse(raw: &str, source: UrlSource) -> Option<UrlInfo> {
 fn split_port(hostport: &str) -> (&str, Option<u16>) {
     if hostport.starts_with('[') {
         if let Some(i) = hostport.find(']') {
-            let port = hostport[i + 1..]
-                .strip_prefix(':')
-                .and_then(|p| p.parse().ok());
+            let port = hostport[i + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
             return (&hostport[..=i], port);
         }
         return (hostport, None);
     }
     match hostport.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            (h, p.parse().ok())
-        }
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, p.parse().ok()),
         Some((h, "")) => (h, None),
         _ => (hostport, None),
     }
@@ -185,10 +163,7 @@ fn normalise_host(h: &str) -> Option<String> {
             s = u;
         }
     }
-    let ok = s
-        .chars()
-        .all(|c| c.is_alphanumeric() || c == '.' || c == '-' || c == '_')
-        && s.contains('.');
+    let ok = s.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-' || c == '_') && s.contains('.');
     if ok {
         Some(s)
     } else {
@@ -273,19 +248,13 @@ mod tests {
 
     #[test]
     fn numeric_and_obscured_ips() {
-        assert_eq!(
-            parse("http://192.168.0.1/x", UrlSource::Text).unwrap().ip,
-            Some("192.168.0.1".parse().unwrap())
-        );
+        assert_eq!(parse("http://192.168.0.1/x", UrlSource::Text).unwrap().ip, Some("192.168.0.1".parse().unwrap()));
         let d = parse("http://3232235521/", UrlSource::Text).unwrap();
         assert_eq!(d.ip, Some("192.168.0.1".parse().unwrap()));
         assert!(d.obscured_ip);
         let h = parse("http://0xC0.0xA8.0.1/", UrlSource::Text).unwrap();
         assert_eq!(h.ip, Some("192.168.0.1".parse().unwrap()));
-        assert!(parse("http://example.com/", UrlSource::Text)
-            .unwrap()
-            .ip
-            .is_none());
+        assert!(parse("http://example.com/", UrlSource::Text).unwrap().ip.is_none());
     }
 
     #[test]
@@ -300,10 +269,7 @@ mod tests {
     #[test]
     fn finds_urls_in_text() {
         let mut v = Vec::new();
-        find_in_text(
-            "see http://a.example/x, and www.b.example. Also hxxp://c.example/ too",
-            &mut v,
-        );
+        find_in_text("see http://a.example/x, and www.b.example. Also hxxp://c.example/ too", &mut v);
         let hosts: Vec<_> = v.iter().map(|u| u.host.as_str()).collect();
         assert_eq!(hosts, ["a.example", "www.b.example", "c.example"]);
         assert!(v[2].defanged);
