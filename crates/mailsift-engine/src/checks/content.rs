@@ -86,21 +86,65 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     }
 }
 
-/// A Bitcoin address in a text that talks about Bitcoin; the address shape alone matches too many random
-/// tokens (tracking ids, hashes) to count by itself.
+/// A Bitcoin address whose checksum is valid: Base58Check for legacy addresses, Bech32 for `bc1` ones. The
+/// shape alone matches too many random tokens (tracking ids, hashes); the checksum does not.
 fn bitcoin_address(text: &str) -> Option<String> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
         Regex::new(r"\b(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|bc1[02-9ac-hj-np-z]{11,71})\b").expect("bitcoin regex")
     });
-    let lower_mentions = text.len() < 200_000 && {
-        let l = text.to_ascii_lowercase();
-        l.contains("bitcoin") || l.contains("btc")
-    };
-    if !lower_mentions {
-        return None;
+    re.find_iter(text)
+        .take(20)
+        .map(|m| m.as_str())
+        .find(|a| if a.starts_with("bc1") { bech32_valid(a) } else { base58check_valid(a) })
+        .map(str::to_string)
+}
+
+fn base58check_valid(addr: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    const ALPHABET: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    // Decode into a 25-byte big-endian number.
+    let mut bytes = [0u8; 25];
+    for c in addr.bytes() {
+        let Some(mut carry) = ALPHABET.iter().position(|&a| a == c).map(|v| v as u32) else { return false };
+        for b in bytes.iter_mut().rev() {
+            carry += 58 * (*b as u32);
+            *b = (carry & 0xff) as u8;
+            carry >>= 8;
+        }
+        if carry != 0 {
+            return false;
+        }
     }
-    re.find(text).map(|m| m.as_str().to_string())
+    let check = Sha256::digest(Sha256::digest(&bytes[..21]));
+    check[..4] == bytes[21..]
+}
+
+fn bech32_valid(addr: &str) -> bool {
+    const CHARSET: &[u8] = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    const GEN: [u32; 5] = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+    let Some((hrp, data)) = addr.rsplit_once('1') else { return false };
+    let mut values: Vec<u32> = hrp.bytes().map(|b| (b >> 5) as u32).collect();
+    values.push(0);
+    values.extend(hrp.bytes().map(|b| (b & 31) as u32));
+    for c in data.bytes() {
+        match CHARSET.iter().position(|&x| x == c) {
+            Some(v) => values.push(v as u32),
+            None => return false,
+        }
+    }
+    let mut chk: u32 = 1;
+    for v in values {
+        let top = chk >> 25;
+        chk = ((chk & 0x1ff_ffff) << 5) ^ v;
+        for (i, g) in GEN.iter().enumerate() {
+            if (top >> i) & 1 == 1 {
+                chk ^= g;
+            }
+        }
+    }
+    // Bech32 (segwit v0) or Bech32m (v1+).
+    chk == 1 || chk == 0x2bc8_30a3
 }
 
 #[cfg(test)]
@@ -108,8 +152,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bitcoin_needs_context() {
+    fn bitcoin_addresses_need_a_valid_checksum() {
         assert!(bitcoin_address("pay 0.5 BTC to 1BoatSLRHtKNngkdXEeobR76b53LETtpyT now").is_some());
+        assert!(bitcoin_address("segwit bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq").is_some());
+        assert!(bitcoin_address("one typo 1BoatSLRHtKNngkdXEeobR76b53LETtpyU").is_none());
         assert!(bitcoin_address("tracking id 3aouzKr6RGL1qjtct6wKrYAq6gViidRR").is_none());
     }
 }

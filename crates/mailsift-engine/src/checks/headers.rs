@@ -12,6 +12,20 @@ use crate::symbols::{Group::Headers, Hits, SymbolSpec};
 
 pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::new(
+        "FROM_DUPLICATE_HEADER",
+        Headers,
+        3.0,
+        "The message has more than one From header; readers and filters may each see a different sender.",
+        "A spoofing technique; no legitimate mail program writes two From headers.",
+    ),
+    SymbolSpec::new(
+        "FROM_NAME_IMPERSONATES_BRAND",
+        Headers,
+        2.0,
+        "The From display name names a well-known brand, but the address is in an unrelated domain.",
+        "If the brand really sends from this domain (a mailing partner), allow the sender address.",
+    ),
+    SymbolSpec::new(
         "MISSING_DATE",
         Headers,
         1.0,
@@ -180,6 +194,15 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             }
         }
     }
+    let from_fields = m.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("From")).count();
+    if from_fields > 1 {
+        hits.hit("FROM_DUPLICATE_HEADER", format!("{from_fields} From headers"));
+    }
+    if let Some(f) = &m.from {
+        if let Some(brand) = f.name.as_deref().and_then(|n| impersonated_brand(n, &f.domain)) {
+            hits.hit("FROM_NAME_IMPERSONATES_BRAND", format!("\"{brand}\" from {}", f.domain));
+        }
+    }
     match &m.from {
         None => hits.hit("MISSING_FROM", ""),
         Some(f) if f.domain.is_empty() => hits.hit("MISSING_FROM", f.address.clone()),
@@ -309,6 +332,52 @@ fn looks_random(token: &str) -> bool {
     flips >= 4
 }
 
+/// Brands most impersonated in display names, with the labels their real sending domains contain.
+const BRANDS: &[(&str, &[&str])] = &[
+    ("paypal", &["paypal"]),
+    ("bank of america", &["bankofamerica", "bofa"]),
+    ("wells fargo", &["wellsfargo", "wf"]),
+    ("chase bank", &["chase"]),
+    ("citibank", &["citi"]),
+    ("american express", &["americanexpress", "aexp", "amex"]),
+    ("docusign", &["docusign"]),
+    ("netflix", &["netflix"]),
+    ("amazon", &["amazon"]),
+    ("microsoft", &["microsoft", "office", "outlook", "live", "msn", "skype"]),
+    ("office 365", &["microsoft", "office", "outlook"]),
+    ("apple id", &["apple", "icloud"]),
+    ("apple support", &["apple", "icloud"]),
+    ("icloud", &["apple", "icloud"]),
+    ("dhl", &["dhl"]),
+    ("fedex", &["fedex"]),
+    ("usps", &["usps"]),
+    ("ebay", &["ebay"]),
+    ("coinbase", &["coinbase"]),
+    ("binance", &["binance"]),
+    ("hsbc", &["hsbc"]),
+    ("barclays", &["barclays"]),
+    ("santander", &["santander"]),
+    ("linkedin", &["linkedin"]),
+    ("dropbox", &["dropbox"]),
+    ("facebook", &["facebook", "facebookmail", "fb"]),
+    ("instagram", &["instagram", "facebookmail"]),
+    ("whatsapp", &["whatsapp"]),
+];
+
+/// The brand a display name claims when the sending domain does not belong to it.
+fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
+    let lower = name.to_lowercase();
+    let site = crate::message::urls::registrable_domain(domain);
+    let label = site.split('.').next().unwrap_or("");
+    BRANDS.iter().find_map(|(brand, labels)| {
+        let pos = lower.find(brand)?;
+        let before = lower[..pos].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+        let after = lower[pos + brand.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric());
+        let legit = labels.iter().any(|l| label == *l || label.contains(l) && l.len() >= 4);
+        (before && after && !legit).then_some(*brand)
+    })
+}
+
 /// An e-mail address written inside a display name, if any.
 fn address_in(name: &str) -> Option<&str> {
     let at = name.find('@')?;
@@ -332,6 +401,15 @@ fn address_in(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brand_display_names() {
+        assert_eq!(impersonated_brand("Bank of America Alerts", "evil-spoof.example.org"), Some("bank of america"));
+        assert_eq!(impersonated_brand("PayPal", "mail.paypal.co.uk"), None);
+        assert_eq!(impersonated_brand("Amazon.com", "amazon.com"), None);
+        assert_eq!(impersonated_brand("John Chase", "example.com"), None);
+        assert_eq!(impersonated_brand("Paypalooza fan club", "example.com"), None);
+    }
 
     #[test]
     fn machine_made_subject_codes() {

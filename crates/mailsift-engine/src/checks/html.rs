@@ -9,6 +9,13 @@ use super::Ctx;
 use crate::symbols::{Group::Html, Hits, SymbolSpec};
 
 pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new(
+        "HTML_HIDDEN_WORD_BREAK",
+        Html,
+        3.0,
+        "Invisible fragments are placed inside words, so the reader sees one word and a filter another.",
+        "Only used to evade filters; no legitimate template hides text inside words.",
+    ),
     SymbolSpec::new("HTML_HIDDEN_TEXT", Html, 1.6,
         "The HTML contains text the reader cannot see (display:none, zero-size font, text coloured like its background).",
         "Some newsletter templates hide preview text; if legitimate, ask the sender to drop it or allow the sender."),
@@ -40,6 +47,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             sample = v.hidden_text.chars().take(40).collect();
         }
         hidden += h;
+        if v.hidden_word_breaks >= 2 {
+            hits.hit("HTML_HIDDEN_WORD_BREAK", format!("{} words broken", v.hidden_word_breaks));
+        }
         tiny += v.tiny_text_len;
         images += v.images.len();
         big += v.big_fonts;

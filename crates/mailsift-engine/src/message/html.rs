@@ -42,6 +42,9 @@ pub struct HtmlView {
     pub hidden_text: String,
     /// Characters of text in a tiny (≤ 2px or size=1 font) but not zero font.
     pub tiny_text_len: usize,
+    /// Hidden fragments placed inside visible words ("fi<span style=font-size:0>xx</span>le"): the reader
+    /// sees a word, a filter sees garbage.
+    pub hidden_word_breaks: u32,
     pub links: Vec<Link>,
     pub images: Vec<Image>,
     /// Other URLs referenced by markup (form actions, frame sources, backgrounds).
@@ -130,6 +133,12 @@ impl State {
         }
         let same_colour = matches!((style.fg, style.bg), (Some(f), Some(b)) if colours_close(f, b));
         let hidden = style.hidden || same_colour;
+        if hidden
+            && s.chars().next().is_some_and(char::is_alphabetic)
+            && self.view.text.chars().next_back().is_some_and(char::is_alphabetic)
+        {
+            self.view.hidden_word_breaks += 1;
+        }
         let (buf, last_space) = if hidden {
             (&mut self.view.hidden_text, &mut self.last_hidden_space)
         } else {
