@@ -271,6 +271,7 @@ mod tests {
     fn builtin_rules_parse_and_compile() {
         assert!(builtin().len() >= 20);
         let mut reg = Registry::default();
+        reg.add_specs(SYMBOLS).unwrap();
         builtin_symbols(&mut reg).unwrap();
         RuleSet::compile(&[], &mut reg).unwrap();
     }

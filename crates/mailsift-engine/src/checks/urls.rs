@@ -208,9 +208,9 @@ mod tests {
         assert!(phishing_mismatch("https://www.bank.co.uk/", "https://login.bank.co.uk/x", "").is_none());
         assert!(phishing_mismatch("paypal.com", "http://192.0.2.1/", "").is_some());
         assert!(phishing_mismatch("click here", "http://evil.example/", "").is_none());
-        assert!(phishing_mismatch("file.txt", "http://evil.example/", "").is_none()
+        assert!(phishing_mismatch("file.txt", "http://evil.example/", "").is_none());
         // The sender's own click-tracking host is not a deception.
-        assert!(phishing_mismatch("dilbert.com", "http://ummail4.unitedmedia.com/x", "unitedmedia.com").is_none()););
+        assert!(phishing_mismatch("dilbert.com", "http://ummail4.unitedmedia.com/x", "unitedmedia.com").is_none());
     }
 
     #[test]

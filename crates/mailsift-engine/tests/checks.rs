@@ -1,0 +1,446 @@
+//! Every check on small synthetic messages: a clean personal message fires nothing, and each variant
+//! fires the symbol it is about. Configuration: weights, ASF modes, the administrator's own rules.
+
+use mailsift_engine::config::{AsfMode, RuleConfig, RuleTarget};
+use mailsift_engine::evidence::SpfResult;
+use mailsift_engine::{Action, Engine, EngineConfig, Envelope, Evidence, Verdict};
+
+const HEADERS: &str = "From: Alice Example <alice@example.org>\r\n\
+To: Bob <bob@example.net>\r\n\
+Subject: Lunch on Thursday\r\n\
+Date: Mon, 6 Jan 2025 10:00:00 +0000\r\n\
+Message-ID: <20250106100000.1234@mail.example.org>\r\n\
+Received: from mail.example.org (mail.example.org [192.0.2.10]) by mx.example.net; Mon, 6 Jan 2025 10:00:02 +0000\r\n\
+MIME-Version: 1.0\r\n";
+
+const BODY: &str = "Hi Bob,\r\n\r\nShall we meet at noon at the usual place? I will bring the report.\r\n\r\nAlice\r\n";
+
+fn plain(headers: &str, body: &str) -> String {
+    format!("{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}")
+}
+
+fn html(headers: &str, body: &str) -> String {
+    format!("{headers}Content-Type: text/html; charset=utf-8\r\n\r\n{body}")
+}
+
+fn scan_with(config: EngineConfig, raw: &str, evidence: &Evidence) -> Verdict {
+    Engine::new(config).unwrap().scan(raw.as_bytes(), &Envelope::default(), evidence)
+}
+
+fn scan(raw: &str) -> Verdict {
+    scan_with(EngineConfig::default(), raw, &Evidence::default())
+}
+
+fn fired(raw: &str) -> Vec<String> {
+    scan(raw).symbols.into_iter().map(|s| s.name).collect()
+}
+
+fn with_header(name: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut replaced = false;
+    for line in HEADERS.split_inclusive("\r\n") {
+        if line.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())) {
+            if !value.is_empty() {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+            replaced = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if !replaced {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out
+}
+
+#[test]
+fn a_clean_personal_message_fires_nothing() {
+    let v = scan(&plain(HEADERS, BODY));
+    assert!(v.symbols.is_empty(), "{:?}", v.symbols);
+    assert_eq!((v.action, v.scl), (Action::Deliver, 0));
+    // The same message in HTML with a text alternative is clean too.
+    let alt = format!(
+        "{HEADERS}Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n{BODY}\r\n--b\r\n\
+         Content-Type: text/html\r\n\r\n<p>Hi Bob,</p><p>Shall we meet at noon? See <a href=\"https://www.example.org/menu\">www.example.org/menu</a></p>\r\n--b--\r\n"
+    );
+    assert!(scan(&alt).symbols.is_empty(), "{:?}", scan(&alt).symbols);
+}
+
+#[test]
+fn header_checks_fire_on_their_defect() {
+    let cases: Vec<(String, &str)> = vec![
+        (with_header("Date", ""), "MISSING_DATE"),
+        (with_header("Date", "yesterday at noon"), "INVALID_DATE"),
+        (with_header("Date", "Mon, 13 Jan 2025 10:00:00 +0000"), "DATE_IN_FUTURE"),
+        (with_header("Date", "Mon, 6 Dec 2024 10:00:00 +0000"), "DATE_IN_PAST"),
+        (with_header("Message-ID", ""), "MISSING_MESSAGE_ID"),
+        (with_header("Message-ID", "no-brackets-here"), "INVALID_MESSAGE_ID"),
+        (with_header("From", ""), "MISSING_FROM"),
+        (with_header("From", "\"service@paypal.com\" <x@evil.example>"), "FROM_DISPLAY_ADDR_MISMATCH"),
+        (with_header("From", "PayPal Security <alerts@secure-notice.example>"), "FROM_NAME_IMPERSONATES_BRAND"),
+        (with_header("Reply-To", "winner.claims@yahoo.com"), "REPLYTO_FREEMAIL_DIFF"),
+        (with_header("Subject", "MAKE MONEY FAST WITH THIS SECRET"), "SUBJ_ALL_CAPS"),
+        (with_header("Subject", "Win big!!! $$$"), "SUBJ_EXCESS_PUNCT"),
+        (with_header("Subject", "Lunch on Thursday           4736"), "SUBJ_TRAILING_ID"),
+        (with_header("Subject", "Great deals 9959GLXz3-738HFdN8831kbee5"), "SUBJ_TRAILING_ID"),
+        (with_header("Subject", ""), "MISSING_SUBJECT"),
+        (with_header("To", ""), "UNDISCLOSED_RECIPIENTS"),
+        (with_header("X-Priority", "1 (Highest)"), "X_PRIORITY_HIGH"),
+    ];
+    for (headers, symbol) in cases {
+        let got = fired(&plain(&headers, BODY));
+        assert!(got.iter().any(|s| s == symbol), "{symbol} did not fire: {got:?}\n{headers}");
+    }
+    let two_from = format!("{HEADERS}From: <admin@bank.example>\r\n");
+    assert!(fired(&plain(&two_from, BODY)).contains(&"FROM_DUPLICATE_HEADER".to_string()));
+}
+
+#[test]
+fn forged_freemail_needs_a_chain_without_the_provider() {
+    let forged = with_header("From", "Jane <jane@hotmail.com>")
+        + "Received: from unknown (HELO relay.example.com) (203.0.113.9) by mail.example.org; Mon, 6 Jan 2025 09:59:00 +0000\r\n";
+    assert!(fired(&plain(&forged, BODY)).contains(&"FORGED_FREEMAIL_RCVD".to_string()));
+    let real = with_header("From", "Jane <jane@hotmail.com>")
+        + "Received: from BAY4-F12.bay4.hotmail.com (65.54.171.12) by mail.example.org; Mon, 6 Jan 2025 09:59:00 +0000\r\n";
+    assert!(!fired(&plain(&real, BODY)).contains(&"FORGED_FREEMAIL_RCVD".to_string()));
+}
+
+#[test]
+fn url_checks_fire_on_their_trick() {
+    let cases = [
+        ("<a href=\"http://evil.example/login\">www.paypal.com</a>", "PHISHING_LINK_MISMATCH"),
+        ("<a href=\"http://198.51.100.7/x\">offer</a>", "URL_NUMERIC_IP"),
+        ("<a href=\"http://3325256711/x\">offer</a>", "URL_OBSCURED_IP"),
+        ("<a href=\"http://shop.example.com:8081/x\">offer</a>", "URL_NONSTANDARD_PORT"),
+        ("<a href=\"https://bit.ly/3abc\">offer</a>", "URL_SHORTENER"),
+        ("<a href=\"http://r.example.com/go?u=http%3A%2F%2Fevil.example%2F\">offer</a>", "URL_REDIRECTOR"),
+        ("<a href=\"http://www.paypal.com@evil.example/\">offer</a>", "URL_USERINFO_TRICK"),
+        ("<a href=\"http://cheap-pills.top/\">offer</a>", "URL_RISKY_TLD"),
+        ("see hxxp://evil.example/payload", "URL_DEFANGED"),
+    ];
+    for (fragment, symbol) in cases {
+        let got = fired(&html(HEADERS, &format!("<p>Hello Bob, have a look.</p><p>{fragment}</p>")));
+        assert!(got.iter().any(|s| s == symbol), "{symbol} did not fire on {fragment}: {got:?}");
+    }
+    let many: String = (0..12).map(|i| format!("<a href=\"http://www.shop{i}.com/\">shop {i}</a> ")).collect();
+    assert!(fired(&html(HEADERS, &many)).contains(&"URL_MANY_DOMAINS".to_string()));
+    // Shown and real domain agree: no mismatch.
+    let ok = fired(&html(
+        HEADERS,
+        "<p>Hello <a href=\"https://login.example.org/\">www.example.org</a> thanks for the report</p>",
+    ));
+    assert!(!ok.contains(&"PHISHING_LINK_MISMATCH".to_string()), "{ok:?}");
+}
+
+#[test]
+fn html_checks_fire_on_their_trick() {
+    let filler = "<p>Dear Bob, here is the quarterly report you asked about last week, with the figures.</p>";
+    let cases = [
+        (format!("{filler}<div style=\"display:none\">cheap pills cheap pills cheap pills cheap</div>"), "HTML_HIDDEN_TEXT"),
+        ("<p>Hi</p><div style=\"display:none\">hidden hidden hidden hidden hidden hidden hidden</div>".to_string(), "HTML_MOSTLY_HIDDEN"),
+        ("<img src=\"http://img.example.com/offer.jpg\"><img src=\"http://img.example.com/b.jpg\">".to_string(), "HTML_IMAGE_ONLY"),
+        (format!("{filler}<form action=\"http://x.example/\"><input type=password name=p></form>"), "HTML_PASSWORD_FORM"),
+        (format!("{filler}<script>alert(1)</script>"), "HTML_SCRIPT"),
+        (format!("{filler}<iframe src=\"http://x.example/\"></iframe>"), "HTML_IFRAME"),
+        (format!("<meta http-equiv=\"refresh\" content=\"0;url=http://x.example/\">{filler}"), "HTML_META_REFRESH"),
+        (format!("{filler}<font size=\"+3\">BIG</font><font size=\"6\">DEAL</font>"), "HTML_SHOUTING_FONTS"),
+        ("<p>Vi<span style=\"font-size:0\">xq</span>agra and ca<span style=\"font-size:0\">zz</span>sino tonight</p>".to_string(), "HTML_HIDDEN_WORD_BREAK"),
+    ];
+    for (body, symbol) in cases {
+        let got = fired(&html(HEADERS, &body));
+        assert!(got.iter().any(|s| s == symbol), "{symbol} did not fire: {got:?}");
+    }
+}
+
+#[test]
+fn obfuscation_checks_fire_on_their_trick() {
+    let cases = [
+        ("Please log in to your p\u{0430}ypal account today.", "OBFUSCATION_MIXED_SCRIPT"),
+        ("Please log in to your p\u{0430}yp\u{0430}l account today.", "OBFUSCATION_HOMOGLYPH_BRAND"),
+        ("Get v1agr@ and c1al1s here.", "OBFUSCATION_LEET"),
+        ("It is F R E E for you.", "OBFUSCATION_SPACED_LETTERS"),
+        ("Buy v.i.a.g.r.a now.", "OBFUSCATION_SPACED_LETTERS"),
+        ("Fr\u{200B}ee mo\u{200B}ney for you", "OBFUSCATION_ZERO_WIDTH"),
+        ("Open invoice\u{202E}fdp.exe now", "OBFUSCATION_BIDI"),
+    ];
+    for (body, symbol) in cases {
+        let got = fired(&plain(HEADERS, body));
+        assert!(got.iter().any(|s| s == symbol), "{symbol} did not fire on {body:?}: {got:?}");
+    }
+    // Real Cyrillic text and ordinary abbreviations are not obfuscation.
+    let russian =
+        fired(&plain(HEADERS, "Привет, Боб! Встречаемся в полдень. See you at the U.S.A. office, e.g. at 12."));
+    assert!(!russian.iter().any(|s| s.starts_with("OBFUSCATION")), "{russian:?}");
+}
+
+#[test]
+fn attachment_checks_judge_real_types() {
+    let attach = |name: &str, ctype: &str, data: &[u8]| {
+        use std::fmt::Write;
+        let b64 = base64_encode(data);
+        let mut s = format!("{HEADERS}Content-Type: multipart/mixed; boundary=xx\r\n\r\n--xx\r\nContent-Type: text/plain\r\n\r\n{BODY}\r\n--xx\r\n");
+        let _ = write!(s, "Content-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--xx--\r\n");
+        s
+    };
+    let exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff";
+    assert!(fired(&attach("setup.exe", "application/octet-stream", exe)).contains(&"ATTACH_EXECUTABLE".to_string()));
+    let d = fired(&attach("invoice.pdf.exe", "application/pdf", exe));
+    assert!(
+        d.contains(&"ATTACH_DOUBLE_EXTENSION".to_string()) && d.contains(&"ATTACH_TYPE_MISMATCH".to_string()),
+        "{d:?}"
+    );
+    assert!(fired(&attach("page.html", "text/html", b"<html><form>")).contains(&"ATTACH_HTML".to_string()));
+    let pdf = fired(&attach("report.pdf", "application/pdf", b"%PDF-1.7 real pdf"));
+    assert!(!pdf.iter().any(|s| s.starts_with("ATTACH_")), "{pdf:?}");
+}
+
+#[test]
+fn content_checks() {
+    assert!(fired(&plain(HEADERS, "")).contains(&"EMPTY_BODY".to_string()));
+    let shouting = "THIS IS AN AMAZING OFFER THAT YOU WILL NOT SEE AGAIN. ".repeat(6);
+    assert!(fired(&plain(HEADERS, &shouting)).contains(&"BODY_SHOUTING".to_string()));
+    let only_html = fired(&html(HEADERS, "<p>Hi Bob, lunch at noon?</p>"));
+    assert!(only_html.contains(&"MIME_HTML_ONLY".to_string()));
+}
+
+#[test]
+fn phrase_rules_and_density() {
+    let spam = "Dear friend, this is not spam. Act now: 100% free, risk free, no obligation. \
+                Make money from home! Click here. To be removed from our list reply with remove in the subject.";
+    let v = scan(&plain(HEADERS, spam));
+    let got: Vec<&str> = v.symbols.iter().map(|s| s.name.as_str()).collect();
+    for s in [
+        "PHRASE_DEAR_FRIEND",
+        "PHRASE_COMPLIANCE_CLAIM",
+        "PHRASE_GUARANTEE",
+        "PHRASE_CLICK_HERE",
+        "PHRASE_REMOVE_INSTRUCTIONS",
+        "SPAM_PHRASES_LOTS",
+    ] {
+        assert!(got.contains(&s), "{s} missing: {got:?}");
+    }
+    assert!(v.action.is_spam());
+    // Phrases only match on word boundaries.
+    assert!(!fired(&plain(HEADERS, "The freedom of clicking heretical links."))
+        .iter()
+        .any(|s| s.starts_with("PHRASE_")));
+}
+
+#[test]
+fn weights_and_thresholds_come_from_configuration() {
+    let raw = plain(&with_header("Subject", "MAKE MONEY FAST WITH THIS SECRET"), BODY);
+    let mut c = EngineConfig::default();
+    c.weights.insert("SUBJ_ALL_CAPS".into(), 6.0);
+    let v = scan_with(c, &raw, &Evidence::default());
+    assert_eq!(v.action, Action::Tag);
+    assert!(v.symbols.iter().any(|s| s.name == "SUBJ_ALL_CAPS" && s.score == 6.0));
+    let mut bad = EngineConfig::default();
+    bad.weights.insert("NO_SUCH_SYMBOL".into(), 1.0);
+    let err = Engine::new(bad).err().expect("unknown symbol refused").to_string();
+    assert!(err.contains("NO_SUCH_SYMBOL"), "{err}");
+    let mut t = EngineConfig::default();
+    t.thresholds.quarantine = 1.0;
+    assert!(Engine::new(t).is_err());
+}
+
+#[test]
+fn administrators_rules_become_symbols() {
+    let mut c = EngineConfig::default();
+    c.rules.push(RuleConfig {
+        name: "PROJECT_FALCON".into(),
+        target: RuleTarget::Body,
+        phrase: Some("project falcon".into()),
+        phrases: vec![],
+        regex: None,
+        regexes: vec![],
+        score: 7.5,
+        description: Some("Leak of the secret project name".into()),
+    });
+    c.rules.push(RuleConfig {
+        name: "ORDER_NUMBER".into(),
+        target: RuleTarget::Subject,
+        phrase: None,
+        phrases: vec![],
+        regex: Some(r"(?i)order #\d{6}".into()),
+        regexes: vec![],
+        score: -1.0,
+        description: None,
+    });
+    let engine = Engine::new(c).unwrap();
+    let raw = plain(&with_header("Subject", "Your order #123456"), "About Project Falcon: details inside.");
+    let v = engine.scan(raw.as_bytes(), &Envelope::default(), &Evidence::default());
+    let got: Vec<(&str, f64)> = v.symbols.iter().map(|s| (s.name.as_str(), s.score)).collect();
+    assert!(got.contains(&("PROJECT_FALCON", 7.5)) && got.contains(&("ORDER_NUMBER", -1.0)), "{got:?}");
+    assert_eq!(engine.registry().by_name("PROJECT_FALCON").unwrap().description, "Leak of the secret project name");
+
+    let mut bad = EngineConfig::default();
+    bad.rules.push(RuleConfig {
+        name: "BROKEN".into(),
+        target: RuleTarget::Body,
+        phrase: None,
+        phrases: vec![],
+        regex: Some("(unclosed".into()),
+        regexes: vec![],
+        score: 1.0,
+        description: None,
+    });
+    let err = Engine::new(bad).err().expect("bad regex refused").to_string();
+    assert!(err.contains("BROKEN") && err.contains("regex"), "{err}");
+}
+
+#[test]
+fn configuration_errors_name_the_line() {
+    let err = EngineConfig::from_toml("[thresholds]\ntag = 5.0\nqarantine = 9.0\n").unwrap_err();
+    assert!(err.contains("line 3") && err.contains("qarantine"), "{err}");
+    let ok = EngineConfig::from_toml("[asf]\nweb_bugs = \"test\"\n[weights]\nGTUBE = 500.0\n").unwrap();
+    assert_eq!(ok.asf.web_bugs, AsfMode::Test);
+}
+
+fn asf_message() -> String {
+    html(
+        HEADERS,
+        "<p>Hello Bob, the newsletter.</p><img src=\"http://track.example.com/o.gif\" width=\"1\" height=\"1\">\
+         <iframe src=\"http://x.example/\"></iframe><a href=\"http://192.0.2.44/\">x</a><a href=\"http://deals.biz/\">deals</a>",
+    )
+}
+
+#[test]
+fn asf_options_off_test_and_on() {
+    // Off (the default): nothing is reported.
+    let v = scan(&asf_message());
+    assert!(!v.symbols.iter().any(|s| s.name.starts_with("ASF_")));
+    assert!(!v.engines.contains(&"asf"));
+
+    // Test: reported in X-Mailsift-ASF, adds nothing.
+    let mut c = EngineConfig::default();
+    c.asf.web_bugs = AsfMode::Test;
+    c.asf.numeric_ip_in_url = AsfMode::Test;
+    let base = scan(&asf_message()).score;
+    let v = scan_with(c, &asf_message(), &Evidence::default());
+    assert_eq!(v.score, base);
+    let headers = v.headers();
+    let asf = headers.iter().find(|(n, _)| n == "X-Mailsift-ASF").expect("ASF header").1.clone();
+    assert!(asf.contains("ASF_WEB_BUGS=test") && asf.contains("ASF_NUMERIC_IP_URL=test"), "{asf}");
+
+    // On: an increase-score option adds its weight; a high-confidence option quarantines with SCL 9.
+    let mut c = EngineConfig::default();
+    c.asf.url_to_biz_or_info = AsfMode::On;
+    let v = scan_with(c, &asf_message(), &Evidence::default());
+    assert!((v.score - base - 2.0).abs() < 1e-9, "{} vs {base}", v.score);
+    assert!(!v.high_confidence);
+    let mut c = EngineConfig::default();
+    c.asf.frame_or_iframe_tags = AsfMode::On;
+    let v = scan_with(c, &asf_message(), &Evidence::default());
+    assert!(v.high_confidence && v.scl == 9 && v.action >= Action::Quarantine, "{v:?}");
+    let explained = mailsift_engine::explain::render(&v, Engine::new(EngineConfig::default()).unwrap().registry());
+    assert!(explained.contains("ASF_FRAME_IFRAME") && explained.contains("frame_or_iframe_tags"), "{explained}");
+}
+
+#[test]
+fn asf_options_each_detect_their_structure() {
+    let all_on = || {
+        let mut c = EngineConfig::default();
+        let a = &mut c.asf;
+        for m in [
+            &mut a.image_links_to_remote_sites,
+            &mut a.numeric_ip_in_url,
+            &mut a.url_redirect_to_other_port,
+            &mut a.url_to_biz_or_info,
+            &mut a.empty_messages,
+            &mut a.javascript_or_vbscript_in_html,
+            &mut a.frame_or_iframe_tags,
+            &mut a.object_tags,
+            &mut a.embed_tags,
+            &mut a.form_tags,
+            &mut a.web_bugs,
+            &mut a.sensitive_word_list,
+            &mut a.spf_hard_fail,
+            &mut a.ndr_backscatter,
+            &mut a.bulk_mail,
+        ] {
+            *m = AsfMode::On;
+        }
+        c.organisation.domains = vec!["example.net".into()];
+        c
+    };
+    let fired_asf = |raw: &str, evidence: &Evidence| -> Vec<String> {
+        scan_with(all_on(), raw, evidence)
+            .symbols
+            .into_iter()
+            .map(|s| s.name)
+            .filter(|n| n.starts_with("ASF_"))
+            .collect()
+    };
+    let none = Evidence::default();
+    assert!(fired_asf(&plain(HEADERS, BODY), &none).is_empty(), "clean message");
+    let cases: Vec<(String, &str)> = vec![
+        (html(HEADERS, "<p>hello</p><img src=\"https://cdn.example.com/a.png\" width=300 height=100>"), "ASF_IMAGE_LINKS_REMOTE"),
+        (html(HEADERS, "<a href=\"http://192.0.2.1/\">x</a>"), "ASF_NUMERIC_IP_URL"),
+        (html(HEADERS, "<a href=\"http://a.example.com:8080/\">x</a>"), "ASF_URL_OTHER_PORT"),
+        (html(HEADERS, "<a href=\"http://a.example.info/\">x</a>"), "ASF_URL_BIZ_INFO"),
+        (with_header("Subject", "") + "Content-Type: text/plain\r\n\r\n", "ASF_EMPTY_MESSAGE"),
+        (html(HEADERS, "<p onclick=\"go()\">hi</p>"), "ASF_JS_VBS"),
+        (html(HEADERS, "<frameset><frame src=\"a.html\"></frameset>"), "ASF_FRAME_IFRAME"),
+        (html(HEADERS, "<object data=\"x.swf\"></object>"), "ASF_OBJECT_TAGS"),
+        (html(HEADERS, "<embed src=\"x.swf\">"), "ASF_EMBED_TAGS"),
+        (html(HEADERS, "<form action=\"https://a.example.com/\"><input name=q></form>"), "ASF_FORM_TAGS"),
+        (html(HEADERS, "<p>hi</p><img src=\"http://t.example.com/p.gif\" width=\"1\" height=\"1\">"), "ASF_WEB_BUGS"),
+        (plain(HEADERS, "Hot live sex cam tonight"), "ASF_SENSITIVE_WORDS"),
+        (
+            plain(&(with_header("From", "MAILER-DAEMON@mx.elsewhere.example") + "Subject: Undelivered Mail Returned to Sender\r\n").replace("Subject: Lunch on Thursday\r\n", ""),
+                  "The message could not be delivered.\r\n\r\nFrom: someone@forged.example\r\nMessage-ID: <1@forged.example>\r\n"),
+            "ASF_NDR_BACKSCATTER",
+        ),
+        (plain(&(HEADERS.to_string() + "Precedence: bulk\r\nList-Unsubscribe: <mailto:u@example.org>\r\n"), BODY), "ASF_BULK_MAIL"),
+    ];
+    for (raw, symbol) in cases {
+        let got = fired_asf(&raw, &none);
+        assert!(got.iter().any(|s| s == symbol), "{symbol} did not fire: {got:?}");
+    }
+    let spf_fail = Evidence { spf: Some(SpfResult::Fail) };
+    assert!(fired_asf(&plain(HEADERS, BODY), &spf_fail).contains(&"ASF_SPF_HARD_FAIL".to_string()));
+    let spf_soft = Evidence { spf: Some(SpfResult::SoftFail) };
+    assert!(fired_asf(&plain(HEADERS, BODY), &spf_soft).is_empty());
+    // A real bounce for mail we sent is not backscatter.
+    let real_bounce = plain(
+        &(with_header("From", "MAILER-DAEMON@mx.elsewhere.example")
+            + "Subject: Undelivered Mail Returned to Sender\r\n")
+            .replace("Subject: Lunch on Thursday\r\n", ""),
+        "The message could not be delivered.\r\n\r\nFrom: bob@example.net\r\nMessage-ID: <1@example.net>\r\n",
+    );
+    assert!(!fired_asf(&real_bounce, &none).contains(&"ASF_NDR_BACKSCATTER".to_string()));
+}
+
+#[test]
+fn verdict_headers_replace_forged_ones() {
+    let forged = format!(
+        "X-Mailsift-Score: -50.00 / 5.00\r\nX-Mailsift-Action: deliver\r\n{}",
+        plain(HEADERS, "GTUBE: XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
+    );
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let v = engine.scan(forged.as_bytes(), &Envelope::default(), &Evidence::default());
+    let out = String::from_utf8(v.apply_headers(forged.as_bytes())).unwrap();
+    assert_eq!(out.matches("X-Mailsift-Score:").count(), 1);
+    assert!(out.contains("X-Mailsift-Action: reject"));
+    assert!(!out.contains("-50.00"));
+    assert!(out.contains("X-Mailsift-Symbols: GTUBE(1000.00)"));
+    assert!(out.contains("X-Mailsift-Scanned: heuristics"));
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
