@@ -14,8 +14,9 @@ use crate::inputs::message_files;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Directory (or file) of messages.
-    path: PathBuf,
+    /// Directories (or files) of messages.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
     /// Scanning threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -25,7 +26,10 @@ pub struct BenchArgs {
 }
 
 pub fn run(engine: &Engine, args: &BenchArgs) -> Result<()> {
-    let files = message_files(&args.path)?;
+    let mut files = Vec::new();
+    for p in &args.paths {
+        files.extend(message_files(p)?);
+    }
     let mut corpus = Vec::with_capacity(files.len());
     for f in &files {
         match std::fs::read(f) {
@@ -33,7 +37,7 @@ pub fn run(engine: &Engine, args: &BenchArgs) -> Result<()> {
             Err(e) => eprintln!("mailsift: {}: cannot read: {e}", f.display()),
         }
     }
-    anyhow::ensure!(!corpus.is_empty(), "{}: no messages to scan", args.path.display());
+    anyhow::ensure!(!corpus.is_empty(), "no messages to scan under the given paths");
     let bytes: usize = corpus.iter().map(Vec::len).sum();
     let total = corpus.len() * args.passes.max(1);
     let threads = args.threads.max(1);

@@ -172,13 +172,14 @@ fn normalise_host(h: &str) -> Option<String> {
 }
 
 fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
                 i += 3;
                 continue;
             }
@@ -273,6 +274,12 @@ mod tests {
         let hosts: Vec<_> = v.iter().map(|u| u.host.as_str()).collect();
         assert_eq!(hosts, ["a.example", "www.b.example", "c.example"]);
         assert!(v[2].defanged);
+    }
+
+    #[test]
+    fn percent_decoding_never_splits_characters() {
+        assert!(parse("http://www.paypal.com%\u{202e}x/", UrlSource::Text).is_none());
+        assert_eq!(percent_decode("p%61ypal.com%"), "paypal.com%");
     }
 
     #[test]

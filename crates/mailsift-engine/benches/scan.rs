@@ -1,0 +1,60 @@
+//! Scan-path benchmark: parse + checks + verdict on the fixture messages and, when present, on the
+//! SpamAssassin corpus (`MAILSIFT_CORPUS=/path/to/data`, the folders of the npm package).
+
+use std::path::{Path, PathBuf};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence};
+
+fn load(dir: &Path, out: &mut Vec<Vec<u8>>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            load(&p, out);
+        } else if !p.extension().is_some_and(|e| e == "json" || e == "md" || e == "js") {
+            if let Ok(b) = std::fs::read(&p) {
+                out.push(b);
+            }
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let (env, ev) = (Envelope::default(), Evidence::default());
+    let mut sets =
+        vec![("fixtures", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages"))];
+    if let Ok(corpus) = std::env::var("MAILSIFT_CORPUS") {
+        sets.push(("sa-corpus", PathBuf::from(corpus)));
+    }
+    for (name, dir) in sets {
+        let mut msgs = Vec::new();
+        load(&dir, &mut msgs);
+        if msgs.is_empty() {
+            continue;
+        }
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Elements(msgs.len() as u64));
+        g.sample_size(10);
+        g.bench_function("scan", |b| {
+            b.iter(|| {
+                for m in &msgs {
+                    std::hint::black_box(engine.scan(m, &env, &ev));
+                }
+            })
+        });
+        g.bench_function("parse", |b| {
+            b.iter(|| {
+                for m in &msgs {
+                    std::hint::black_box(engine.parse(m));
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

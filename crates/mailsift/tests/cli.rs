@@ -1,0 +1,142 @@
+//! The `mailsift` command as a user runs it: exit statuses, output formats, errors that name the file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailsift"));
+    c.env_remove("MAILSIFT_CONFIG");
+    c
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages").join(name)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mailsift-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn scan_exit_status_tells_ham_spam_and_error() {
+    let ham = bin().arg("scan").arg(fixture("rspamd_ham.eml")).output().unwrap();
+    assert_eq!(ham.status.code(), Some(0), "{}", String::from_utf8_lossy(&ham.stderr));
+    let line = String::from_utf8(ham.stdout).unwrap();
+    assert!(line.contains("rspamd_ham.eml\t") && line.contains("\tdeliver\t"), "{line}");
+
+    let spam = bin().arg("scan").arg(fixture("sa_gtube.eml")).output().unwrap();
+    assert_eq!(spam.status.code(), Some(1));
+    assert!(String::from_utf8(spam.stdout).unwrap().contains("GTUBE(1000.0)"));
+
+    let missing = bin().args(["scan", "/nonexistent/message.eml"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("/nonexistent/message.eml"));
+}
+
+#[test]
+fn directory_scan_goes_on_past_an_unreadable_file() {
+    let dir = temp_dir("dir");
+    std::fs::copy(fixture("rspamd_ham.eml"), dir.join("a.eml")).unwrap();
+    std::fs::copy(fixture("sa_gtube.eml"), dir.join("c.eml")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", dir.join("b.eml")).unwrap();
+    let out = bin().arg("scan").arg(&dir).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // The dangling link is not a regular file: skipped; both real messages are scanned.
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert_eq!(out.status.code(), Some(1));
+    // A file we cannot read is named, and the rest is still scanned.
+    let unreadable = dir.join("d.eml");
+    std::fs::create_dir(&unreadable).unwrap();
+    let out = bin()
+        .arg("scan")
+        .arg(dir.join("a.eml"))
+        .arg(dir.join("zz-missing.eml"))
+        .arg(dir.join("c.eml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+    assert!(String::from_utf8(out.stderr).unwrap().contains("zz-missing.eml"));
+}
+
+#[test]
+fn scan_json_and_headers() {
+    let out = bin().args(["scan", "--json"]).arg(fixture("rspamd_phishing1.eml")).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["verdict"]["score"].as_f64().unwrap() > 5.0);
+    assert!(v["verdict"]["symbols"].as_array().unwrap().iter().any(|s| s["name"] == "PHISHING_LINK_MISMATCH"));
+
+    let mut child =
+        bin().args(["scan", "--headers", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"X-Mailsift-Action: deliver\r\nFrom: a@example.org\r\nSubject: hi\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("X-Mailsift-Id: "), "{text}");
+    assert!(text.contains("X-Mailsift-Action: reject") && !text.contains("X-Mailsift-Action: deliver"), "{text}");
+    assert!(text.contains("\r\nSubject: hi\r\n"));
+}
+
+#[test]
+fn envelope_from_trace_headers() {
+    let out = bin().args(["scan", "--json", "--from-trace"]).arg(fixture("sa_ham_001.eml")).output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn explain_gives_descriptions_and_remedies() {
+    let out = bin().arg("explain").arg(fixture("rspamd_zip_doublebad.eml")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("Verdict: "), "{text}");
+    assert!(text.contains("ATTACH_ARCHIVE_EXECUTABLE") && text.contains("fix: ") && text.contains("seen: "), "{text}");
+}
+
+#[test]
+fn symbols_registry_text_and_json() {
+    let out = bin().args(["symbols", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = v.as_array().unwrap();
+    assert!(all.iter().any(|s| s["name"] == "ASF_WEB_BUGS" && s["asf"] == "high_confidence_spam"));
+    let text = String::from_utf8(bin().arg("symbols").output().unwrap().stdout).unwrap();
+    assert!(text.contains("[asf]") && text.contains("marks high-confidence spam"));
+}
+
+#[test]
+fn configuration_is_applied_and_errors_name_the_file_and_line() {
+    let dir = temp_dir("config");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[weights]\nGTUBE = 2.0\n").unwrap();
+    let out = bin().arg("--config").arg(&good).arg("scan").arg(fixture("sa_gtube.eml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "GTUBE at weight 2 is not spam");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[thresholds]\ntag = 5\nqarantine = 9\n").unwrap();
+    let out = bin().arg("--config").arg(&bad).arg("scan").arg(fixture("sa_gtube.eml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn bench_and_eval_run_over_a_folder() {
+    let out = bin().args(["bench", "--threads", "2"]).arg(fixture("")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("messages/s") && text.contains("MB/s"), "{text}");
+    let dir = temp_dir("eval");
+    let (ham, spam) = (dir.join("ham"), dir.join("spam"));
+    std::fs::create_dir_all(&ham).unwrap();
+    std::fs::create_dir_all(&spam).unwrap();
+    std::fs::copy(fixture("rspamd_ham.eml"), ham.join("1.eml")).unwrap();
+    std::fs::copy(fixture("sa_gtube.eml"), spam.join("1.eml")).unwrap();
+    std::fs::copy(fixture("sa_spam_freemail1.eml"), spam.join("2.eml")).unwrap();
+    let out = bin().args(["eval", "--ham"]).arg(&ham).arg("--spam").arg(&spam).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("false positives: 0 of 1 ham") && text.contains("spam caught: 1 of 2"), "{text}");
+}
