@@ -25,11 +25,12 @@ pub fn message_files(path: &Path) -> Result<Vec<PathBuf>> {
             if name.starts_with('.') || name == "cmds" || name.ends_with(".json") || name.ends_with(".md") {
                 continue;
             }
-            let ft = e.file_type()?;
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                out.push(p);
+            // Follow links; one that leads nowhere is listed so that reading it reports the error by name.
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => stack.push(p),
+                Ok(m) if m.is_file() => out.push(p),
+                Ok(_) => {}
+                Err(_) => out.push(p),
             }
         }
     }

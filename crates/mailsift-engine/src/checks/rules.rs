@@ -6,7 +6,7 @@
 //! literal phrases per target and one `RegexSet` of all patterns per target, so a message costs one pass per
 //! target whatever the number of rules. Phrases match case-insensitively on word boundaries.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use super::Ctx;
@@ -62,20 +62,48 @@ pub fn builtin_symbols(registry: &mut Registry) -> Result<(), String> {
     Ok(())
 }
 
-struct TargetRules {
+/// The texts rules look at. A rule's target covers one or more views (`text` = subject and body), and each
+/// view gets one automaton and one regex set holding every rule that covers it, so the body is scanned once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Subject,
+    Body,
+    Headers,
+    Url,
+    From,
+}
+
+fn views(target: RuleTarget) -> &'static [View] {
+    match target {
+        RuleTarget::Subject => &[View::Subject],
+        RuleTarget::Body => &[View::Body],
+        RuleTarget::Text => &[View::Subject, View::Body],
+        RuleTarget::Headers => &[View::Headers],
+        RuleTarget::Url => &[View::Url],
+        RuleTarget::From => &[View::From],
+    }
+}
+
+struct ViewRules {
     phrases: Option<AhoCorasick>,
-    phrase_rule: Vec<SymbolId>,
-    /// Whether each phrase is one of the built-in stock phrases (counted for SPAM_PHRASES_*).
-    phrase_builtin: Vec<bool>,
+    /// For each automaton pattern: the index of its item (phrase) in the rule set.
+    phrase_item: Vec<usize>,
     regexes: Option<RegexSet>,
-    regex_rule: Vec<SymbolId>,
+    regex_item: Vec<usize>,
     /// Kept to report what matched (only run for rules the set says matched).
     regex_list: Vec<Regex>,
 }
 
+struct Item {
+    symbol: SymbolId,
+    /// One of the built-in stock phrases (counted for SPAM_PHRASES_*).
+    stock_phrase: bool,
+}
+
 /// All rules, compiled once.
 pub struct RuleSet {
-    targets: Vec<(RuleTarget, TargetRules)>,
+    items: Vec<Item>,
+    views: Vec<(View, ViewRules)>,
     many: SymbolId,
     lots: SymbolId,
 }
@@ -134,33 +162,28 @@ impl RuleSet {
             items.extend(r.all_phrases().map(|p| (r.target, id, Some(p.to_string()), None, false)));
             items.extend(r.all_regexes().map(|x| (r.target, id, None, Some(x.to_string()), false)));
         }
-        let mut targets = Vec::new();
-        for target in [
-            RuleTarget::Subject,
-            RuleTarget::Body,
-            RuleTarget::Headers,
-            RuleTarget::Url,
-            RuleTarget::Text,
-            RuleTarget::From,
-        ] {
-            let mine: Vec<_> = items.iter().filter(|i| i.0 == target).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let (mut pats, mut phrase_rule, mut rx, mut regex_rule) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let mut phrase_builtin = Vec::new();
-            for (_, id, p, x, is_builtin) in mine {
+        let mut compiled = Vec::new();
+        for view in [View::Subject, View::Body, View::Headers, View::Url, View::From] {
+            let (mut pats, mut phrase_item, mut rx, mut regex_item) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (n, (target, _, p, x, is_builtin)) in items.iter().enumerate() {
+                if !views(*target).contains(&view) {
+                    continue;
+                }
                 if let Some(p) = p {
                     pats.push(p.to_ascii_lowercase());
-                    phrase_rule.push(*id);
-                    phrase_builtin.push(*is_builtin);
+                    phrase_item.push(n);
                 }
                 if let Some(x) = x {
-                    rx.push(x.clone());
-                    regex_rule.push(*id);
+                    // Built-in patterns use ASCII word boundaries: Unicode ones force the slow NFA engine on
+                    // non-ASCII text, and the built-in patterns are English.
+                    rx.push(if *is_builtin { x.replace(r"\b", r"(?-u:\b)") } else { x.clone() });
+                    regex_item.push(n);
                 }
             }
-            let err = |e: String| RuleError::Invalid { name: format!("{target:?} rules"), reason: e };
+            if pats.is_empty() && rx.is_empty() {
+                continue;
+            }
+            let err = |e: String| RuleError::Invalid { name: format!("{view:?} rules"), reason: e };
             let phrases = if pats.is_empty() {
                 None
             } else {
@@ -168,6 +191,7 @@ impl RuleSet {
                     AhoCorasickBuilder::new()
                         .ascii_case_insensitive(true)
                         .match_kind(MatchKind::Standard)
+                        .kind(Some(AhoCorasickKind::DFA))
                         .build(&pats)
                         .map_err(|e| err(e.to_string()))?,
                 )
@@ -179,26 +203,26 @@ impl RuleSet {
             };
             let regex_list =
                 rx.iter().map(|x| Regex::new(x).map_err(|e| err(e.to_string()))).collect::<Result<_, _>>()?;
-            targets
-                .push((target, TargetRules { phrases, phrase_rule, phrase_builtin, regexes, regex_rule, regex_list }));
+            compiled.push((view, ViewRules { phrases, phrase_item, regexes, regex_item, regex_list }));
         }
         let many = registry.id("SPAM_PHRASES_MANY").expect("registered");
         let lots = registry.id("SPAM_PHRASES_LOTS").expect("registered");
-        Ok(RuleSet { targets, many, lots })
+        let items =
+            items.into_iter().map(|(_, symbol, p, _, b)| Item { symbol, stock_phrase: b && p.is_some() }).collect();
+        Ok(RuleSet { items, views: compiled, many, lots })
     }
 
     pub fn check(&self, ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         let m = ctx.message;
-        let mut headers_text = None;
-        let mut url_text = None;
-        let mut text_joined = None;
-        // Distinct built-in phrases seen, as (target index, pattern index).
-        let mut stock: Vec<(usize, usize)> = Vec::new();
-        for (t_idx, (target, rules)) in self.targets.iter().enumerate() {
-            let text: &str = match target {
-                RuleTarget::Subject => m.subject_str(),
-                RuleTarget::Body => &m.body_text,
-                RuleTarget::Headers => headers_text.get_or_insert_with(|| {
+        // Items already reported: one hit per phrase or pattern, and the distinct stock phrases counted.
+        let mut seen: Vec<usize> = Vec::new();
+        let mut stock = 0usize;
+        for (view, rules) in &self.views {
+            let owned;
+            let text: &str = match view {
+                View::Subject => m.subject_str(),
+                View::Body => &m.body_text,
+                View::Headers => {
                     let mut s = String::new();
                     for h in &m.headers {
                         s.push_str(&h.name);
@@ -206,41 +230,48 @@ impl RuleSet {
                         s.push_str(&h.value);
                         s.push('\n');
                     }
-                    s
-                }),
-                RuleTarget::Url => {
-                    url_text.get_or_insert_with(|| m.urls.iter().map(|u| u.raw.as_str()).collect::<Vec<_>>().join("\n"))
+                    owned = s;
+                    &owned
                 }
-                RuleTarget::Text => text_joined.get_or_insert_with(|| format!("{}\n{}", m.subject_str(), m.body_text)),
-                RuleTarget::From => m.header("From").unwrap_or(""),
+                View::Url => {
+                    owned = m.urls.iter().map(|u| u.raw.as_str()).collect::<Vec<_>>().join("\n");
+                    &owned
+                }
+                View::From => m.header("From").unwrap_or(""),
             };
             if text.is_empty() {
                 continue;
             }
             if let Some(ac) = &rules.phrases {
                 for mat in ac.find_overlapping_iter(text) {
-                    let p = mat.pattern().as_usize();
-                    if on_word_boundary(text, mat.start(), mat.end()) {
-                        hits.hit_id(rules.phrase_rule[p], text[mat.start()..mat.end()].to_lowercase());
-                        if rules.phrase_builtin[p] && !stock.contains(&(t_idx, p)) {
-                            stock.push((t_idx, p));
-                        }
+                    let item = rules.phrase_item[mat.pattern().as_usize()];
+                    if seen.contains(&item) || !on_word_boundary(text, mat.start(), mat.end()) {
+                        continue;
                     }
+                    seen.push(item);
+                    let it = &self.items[item];
+                    hits.hit_id(it.symbol, text[mat.start()..mat.end()].to_lowercase());
+                    stock += it.stock_phrase as usize;
                 }
             }
             if let Some(set) = &rules.regexes {
                 for i in set.matches(text).iter() {
+                    let item = rules.regex_item[i];
+                    if seen.contains(&item) {
+                        continue;
+                    }
+                    seen.push(item);
                     let detail = rules.regex_list[i]
                         .find(text)
                         .map(|m| m.as_str().chars().take(40).collect())
                         .unwrap_or_default();
-                    hits.hit_id(rules.regex_rule[i], detail);
+                    hits.hit_id(self.items[item].symbol, detail);
                 }
             }
         }
-        match stock.len() {
+        match stock {
             0..=3 => {}
-            4..=7 => hits.hit_id(self.many, format!("{} phrases", stock.len())),
+            4..=7 => hits.hit_id(self.many, format!("{stock} phrases")),
             n => hits.hit_id(self.lots, format!("{n} phrases")),
         }
     }
