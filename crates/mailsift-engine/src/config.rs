@@ -22,6 +22,8 @@ pub struct EngineConfig {
     pub scan: ScanConfig,
     /// The organisation this gateway protects.
     pub organisation: OrganisationConfig,
+    /// DNS for sender evidence (reverse DNS, SPF, DKIM, DMARC, ARC).
+    pub dns: crate::sender::DnsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -57,8 +59,25 @@ impl Default for ScanConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OrganisationConfig {
-    /// The organisation's own domains (used by backscatter detection and, later, anti-spoofing).
+    /// The organisation's own domains (backscatter detection; HELO names that claim to be us).
     pub domains: Vec<String>,
+    /// Domains protected against spoofing, each with the servers allowed to send as it.
+    pub protected: Vec<ProtectedDomain>,
+    /// Trust ARC chains only when the newest seal is from one of these domains; empty trusts any chain that
+    /// validates, for softening SPF and DMARC failures of forwarded mail (never to allow spoofing).
+    pub trusted_arc_sealers: Vec<String>,
+}
+
+/// A domain of ours that outsiders must not send as.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectedDomain {
+    pub domain: String,
+    /// IP addresses and CIDR ranges allowed to send mail whose From: is this domain.
+    pub sending_servers: Vec<String>,
+    /// Relays recognised by a pattern (regular expression) in a Received header, e.g. a hosted mail
+    /// service's host names: mail that passed through one is treated as sent by us.
+    pub trusted_relays: Vec<String>,
 }
 
 /// The mode of one ASF option.

@@ -22,4 +22,13 @@ pub enum SpfResult {
 pub struct Evidence {
     /// SPF of the envelope sender, when the sender-evidence stage ran.
     pub spf: Option<SpfResult>,
+    /// Everything else the sender-evidence stage found (reverse DNS, DKIM, DMARC, ARC).
+    pub sender: Option<crate::sender::SenderFacts>,
+}
+
+impl Evidence {
+    /// Evidence from the sender-evidence stage.
+    pub fn from_sender(facts: crate::sender::SenderFacts) -> Evidence {
+        Evidence { spf: facts.spf, sender: Some(facts), ..Evidence::default() }
+    }
 }

@@ -9,11 +9,13 @@
 //! [`Engine::scan`].
 
 pub mod checks;
+pub mod cidr;
 pub mod config;
 pub mod envelope;
 pub mod evidence;
 pub mod explain;
 pub mod message;
+pub mod sender;
 pub mod symbols;
 pub mod verdict;
 
@@ -41,6 +43,8 @@ pub enum EngineError {
     Thresholds(String),
     #[error("symbol registry: {0}")]
     Registry(String),
+    #[error("[organisation]: {0}")]
+    Organisation(String),
 }
 
 /// The configured engine: registry, compiled rules, thresholds. Build once, share across threads.
@@ -48,6 +52,7 @@ pub struct Engine {
     config: EngineConfig,
     registry: Registry,
     rules: RuleSet,
+    spoof: checks::auth::SpoofGuard,
 }
 
 impl Engine {
@@ -73,7 +78,8 @@ impl Engine {
                 return Err(EngineError::Weights(format!("{name}: no such symbol (see `mailsift symbols`)")));
             }
         }
-        Ok(Engine { config, registry, rules })
+        let spoof = checks::auth::SpoofGuard::compile(&config.organisation).map_err(EngineError::Organisation)?;
+        Ok(Engine { config, registry, rules, spoof })
     }
 
     pub fn registry(&self) -> &Registry {
@@ -99,11 +105,16 @@ impl Engine {
     pub fn judge(&self, msg: &Message<'_>, envelope: &Envelope, evidence: &Evidence) -> Verdict {
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let ctx = checks::Ctx { envelope, message: msg, evidence, config: &self.config, now };
+        let ctx = checks::Ctx { envelope, message: msg, evidence, config: &self.config, now, spoof: &self.spoof };
         let mut hits = Hits::new(&self.registry);
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
-        self.weigh(hits)
+        let mut verdict = self.weigh(hits);
+        if let Some(facts) = &evidence.sender {
+            verdict.engines.insert(0, "sender");
+            verdict.authentication_results = facts.authentication_results.clone();
+        }
+        verdict
     }
 
     fn weigh(&self, hits: Hits<'_>) -> Verdict {
@@ -155,6 +166,7 @@ impl Engine {
             symbols,
             engines,
             decided_by: None,
+            authentication_results: None,
         }
     }
 }

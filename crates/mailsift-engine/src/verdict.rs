@@ -76,6 +76,9 @@ pub struct Verdict {
     /// The rule or list entry that decided, when policy decided rather than the score.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// RFC 8601 Authentication-Results value, when sender evidence was gathered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authentication_results: Option<String>,
 }
 
 pub const HEADER_PREFIX: &str = "X-Mailsift-";
@@ -136,6 +139,9 @@ impl Verdict {
         }
         if let Some(rule) = &self.decided_by {
             h.push((format!("{HEADER_PREFIX}Rule"), rule.clone()));
+        }
+        if let Some(ar) = &self.authentication_results {
+            h.push(("Authentication-Results".to_string(), ar.clone()));
         }
         h
     }

@@ -398,9 +398,9 @@ fn asf_options_each_detect_their_structure() {
         let got = fired_asf(&raw, &none);
         assert!(got.iter().any(|s| s == symbol), "{symbol} did not fire: {got:?}");
     }
-    let spf_fail = Evidence { spf: Some(SpfResult::Fail) };
+    let spf_fail = Evidence { spf: Some(SpfResult::Fail), ..Evidence::default() };
     assert!(fired_asf(&plain(HEADERS, BODY), &spf_fail).contains(&"ASF_SPF_HARD_FAIL".to_string()));
-    let spf_soft = Evidence { spf: Some(SpfResult::SoftFail) };
+    let spf_soft = Evidence { spf: Some(SpfResult::SoftFail), ..Evidence::default() };
     assert!(fired_asf(&plain(HEADERS, BODY), &spf_soft).is_empty());
     // A real bounce for mail we sent is not backscatter.
     let real_bounce = plain(

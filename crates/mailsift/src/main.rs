@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod inputs;
 mod scan;
+mod scanner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,12 +104,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Scan(args) => scan::run(&load_engine(cli.config.as_ref())?, &args),
+        Command::Scan(args) => scan::run(&scanner::Scanner::new(load_engine(cli.config.as_ref())?)?, &args),
         Command::Explain { file, envelope } => {
-            let engine = load_engine(cli.config.as_ref())?;
+            let scanner = scanner::Scanner::new(load_engine(cli.config.as_ref())?)?;
             let raw = scan::read_input(&file)?;
-            let verdict = scan::scan_one(&engine, &raw, &envelope);
-            print!("{}", mailsift_engine::explain::render(&verdict, engine.registry()));
+            let verdict = scanner.scan(&raw, &envelope);
+            print!("{}", mailsift_engine::explain::render(&verdict, scanner.engine.registry()));
             Ok(if verdict.action.is_spam() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Symbols { json } => {

@@ -8,9 +8,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::scanner::Scanner;
 use anyhow::{Context, Result};
 use clap::Args;
-use mailsift_engine::{Engine, Evidence, Verdict};
 
 use crate::inputs::message_files;
 use crate::EnvelopeArgs;
@@ -39,17 +39,7 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-/// Scans one message with the envelope from the options (and from its trace headers when asked).
-pub fn scan_one(engine: &Engine, raw: &[u8], args: &EnvelopeArgs) -> Verdict {
-    let msg = engine.parse(raw);
-    let mut envelope = args.envelope();
-    if args.from_trace {
-        envelope.fill_from_trace(&msg);
-    }
-    engine.judge(&msg, &envelope, &Evidence::default())
-}
-
-pub fn run(engine: &Engine, args: &ScanArgs) -> Result<ExitCode> {
+pub fn run(scanner: &Scanner, args: &ScanArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut errors, mut spam) = (0usize, 0usize);
@@ -75,7 +65,7 @@ pub fn run(engine: &Engine, args: &ScanArgs) -> Result<ExitCode> {
                     continue;
                 }
             };
-            let verdict = scan_one(engine, &raw, &args.envelope);
+            let verdict = scanner.scan(&raw, &args.envelope);
             if verdict.action.is_spam() {
                 spam += 1;
             }

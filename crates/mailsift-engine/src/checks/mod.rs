@@ -6,6 +6,8 @@
 
 pub mod asf;
 pub mod attachments;
+pub mod auth;
+pub mod connection;
 pub mod content;
 pub mod headers;
 pub mod html;
@@ -27,12 +29,16 @@ pub struct Ctx<'e, 'm> {
     pub config: &'e EngineConfig,
     /// The scan time, Unix seconds.
     pub now: i64,
+    /// Our protected domains and their sending servers, compiled.
+    pub spoof: &'e auth::SpoofGuard,
 }
 
 /// Every built-in symbol table.
 pub fn all_symbols() -> Vec<&'static [SymbolSpec]> {
     vec![
         content::SYMBOLS,
+        connection::SYMBOLS,
+        auth::SYMBOLS,
         headers::SYMBOLS,
         obfuscation::SYMBOLS,
         urls::SYMBOLS,
@@ -46,6 +52,8 @@ pub fn all_symbols() -> Vec<&'static [SymbolSpec]> {
 /// Runs the fixed checks (the rule set runs separately: it holds compiled state).
 pub fn run(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     content::check(ctx, hits);
+    connection::check(ctx, hits);
+    auth::check(ctx, hits);
     headers::check(ctx, hits);
     obfuscation::check(ctx, hits);
     urls::check(ctx, hits);

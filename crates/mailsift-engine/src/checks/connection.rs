@@ -1,0 +1,154 @@
+//! Bad sender practices at the connection: missing or unconfirmed reverse DNS, dynamic-looking PTR names,
+//! and HELO/EHLO names that are not real host names, are bare or wrong IP literals, claim to be us, or do
+//! not belong with the client's PTR.
+//!
+//! RFC 5321 §4.1.1.1 asks for a fully-qualified HELO (or an address literal); RFC 1912 §2.1 and every large
+//! receiver expect a PTR that resolves back (forward-confirmed reverse DNS). Each is weak evidence alone:
+//! plenty of small legitimate servers get one of them wrong, so weights stay low and every symbol says what
+//! the sender's administrator should fix. Deliberately not here: blocklists and reputation.
+
+use std::net::IpAddr;
+
+use super::Ctx;
+use crate::message::urls::registrable_domain;
+use crate::sender::Outcome;
+use crate::symbols::{Group::Connection, Hits, SymbolSpec};
+
+pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new("RDNS_NONE", Connection, 1.5, "The sending server's IP address has no reverse DNS (PTR) name.",
+        "The sender's administrator (or their provider) must publish a PTR record for the IP. Meanwhile you can allow the sender."),
+    SymbolSpec::new("RDNS_NOT_CONFIRMED", Connection, 1.0,
+        "The sending server's PTR name does not resolve back to its IP address (no forward-confirmed reverse DNS).",
+        "The sender must make the PTR name's A/AAAA record point at the sending IP."),
+    SymbolSpec::new("RDNS_DYNAMIC", Connection, 1.5,
+        "The sending server's PTR name looks like a dynamic or residential address (IP digits, dsl, dhcp, pool...).",
+        "Mail servers should send from a static address with its own name; the sender should relay through their provider."),
+    SymbolSpec::new("RDNS_TEMPERROR", Connection, 0.0, "Reverse DNS could not be looked up in time.",
+        "A DNS problem on either side; nothing to fix in policy. Check the gateway's resolver if it is frequent."),
+    SymbolSpec::new("HELO_NOT_FQDN", Connection, 1.5, "The HELO/EHLO name is not a fully-qualified host name.",
+        "The sender's server must greet with its full host name (RFC 5321 §4.1.1.1)."),
+    SymbolSpec::new("HELO_BARE_IP", Connection, 1.5, "The HELO/EHLO name is a bare IP address instead of a name or [literal].",
+        "The sender's server must greet with its host name, or an address literal in brackets."),
+    SymbolSpec::new("HELO_IP_LITERAL_MISMATCH", Connection, 2.5, "The HELO/EHLO address literal is not the client's IP address.",
+        "The sender's server announces an address it does not connect from; its configuration is wrong or forged."),
+    SymbolSpec::new("HELO_CLAIMS_OUR_DOMAIN", Connection, 3.5,
+        "The HELO/EHLO name claims one of our own domains, but the client is not one of our servers.",
+        "If this is really one of your servers, add its IP to the domain's sending_servers."),
+    SymbolSpec::new("HELO_NOT_PTR_DOMAIN", Connection, 0.5, "The HELO/EHLO name is not in the same domain as the client's PTR name.",
+        "The sender's server should greet with the name its PTR record gives."),
+];
+
+pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    let env = ctx.envelope;
+    let Some(ip) = env.client_ip else { return };
+    let ptr = ctx.evidence.sender.as_ref().and_then(|s| s.ptr.as_ref());
+    if let Some(p) = ptr {
+        match p.result {
+            Outcome::None => hits.hit("RDNS_NONE", ip.to_string()),
+            Outcome::Fail => hits.hit("RDNS_NOT_CONFIRMED", format!("{ip} → {}", p.names.join(", "))),
+            Outcome::TempError => hits.hit("RDNS_TEMPERROR", ip.to_string()),
+            _ => {}
+        }
+        if let Some(n) = p.names.iter().find(|n| looks_dynamic(n, ip)) {
+            hits.hit("RDNS_DYNAMIC", n.clone());
+        }
+    }
+    let Some(helo) = env.helo.as_deref().map(str::trim).filter(|h| !h.is_empty()) else { return };
+    let lower = helo.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(lit) = lower.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        let lit = lit.strip_prefix("ipv6:").unwrap_or(lit);
+        match lit.parse::<IpAddr>() {
+            Ok(claimed) if claimed != ip => hits.hit("HELO_IP_LITERAL_MISMATCH", format!("{helo} from {ip}")),
+            Ok(_) => {}
+            Err(_) => hits.hit("HELO_NOT_FQDN", helo.to_string()),
+        }
+        return;
+    }
+    if lower.parse::<IpAddr>().is_ok() {
+        hits.hit("HELO_BARE_IP", helo.to_string());
+        return;
+    }
+    let labels: Vec<&str> = lower.split('.').collect();
+    let fqdn = labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && l.len() <= 63)
+        && lower.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
+        && lower != "localhost.localdomain";
+    if !fqdn {
+        hits.hit("HELO_NOT_FQDN", helo.to_string());
+        return;
+    }
+    let helo_domain = registrable_domain(&lower);
+    let ours =
+        ctx.config.organisation.domains.iter().chain(ctx.config.organisation.protected.iter().map(|p| &p.domain));
+    let claims_ours = ours.into_iter().any(|d| registrable_domain(d) == helo_domain);
+    if claims_ours && !ctx.spoof.is_our_server(ip) {
+        hits.hit("HELO_CLAIMS_OUR_DOMAIN", format!("{helo} from {ip}"));
+    }
+    if let Some(p) = ptr {
+        if !p.names.is_empty() && !p.names.iter().any(|n| registrable_domain(n) == helo_domain) {
+            hits.hit("HELO_NOT_PTR_DOMAIN", format!("{helo} vs {}", p.names[0]));
+        }
+    }
+}
+
+/// PTR names that embed the IP address or carry access-network words are residential or dynamic.
+fn looks_dynamic(name: &str, ip: IpAddr) -> bool {
+    let n = name.to_ascii_lowercase();
+    const WORDS: &[&str] = &[
+        "dynamic",
+        "dyn.",
+        "dhcp",
+        "dsl",
+        "pppoe",
+        "ppp",
+        "dialup",
+        "dial-up",
+        "pool",
+        "cable",
+        "broadband",
+        "customer",
+        "dyn-",
+        "-dyn",
+        "client",
+        "host-",
+        "ip-",
+    ];
+    let first_label = n.split('.').next().unwrap_or("");
+    if WORDS.iter().any(|w| first_label.contains(w.trim_matches('.')) || n.contains(w)) && n.split('.').count() > 3 {
+        return true;
+    }
+    if let IpAddr::V4(v4) = ip {
+        let o = v4.octets();
+        let digits: Vec<String> = o.iter().map(|b| b.to_string()).collect();
+        let dashed = digits.join("-");
+        let dotted_rev = format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0]);
+        let hex = format!("{:02x}{:02x}{:02x}{:02x}", o[0], o[1], o[2], o[3]);
+        if n.contains(&dashed) || n.starts_with(&dotted_rev) || n.contains(&hex) || n.contains(&digits.join(".")) {
+            return true;
+        }
+        // Three or four of the octets appear as separate labels or parts.
+        let parts: Vec<&str> = n.split(['.', '-']).collect();
+        let found = digits.iter().filter(|d| parts.contains(&d.as_str())).count();
+        if found >= 3 {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_names() {
+        let ip: IpAddr = "203.0.113.45".parse().unwrap();
+        assert!(looks_dynamic("203-0-113-45.dsl.example.net", ip));
+        assert!(looks_dynamic("45.113.0.203.in-addr.isp.example", ip));
+        assert!(looks_dynamic("cpe-203-0-113-45.cable.isp.example", ip));
+        assert!(looks_dynamic("dhcp-45.pool.isp.example.net", ip));
+        assert!(!looks_dynamic("mail.example.com", ip));
+        assert!(!looks_dynamic("mx1.mailhost.example.org", ip));
+    }
+}

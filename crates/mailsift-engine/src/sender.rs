@@ -1,0 +1,521 @@
+//! Sender evidence: the facts about who sent a message, gathered from DNS before judging.
+//!
+//! This is the one place in the engine that does network I/O. For a message and its envelope it looks up,
+//! concurrently and under one deadline: the client's reverse DNS and whether it confirms forward (FCrDNS),
+//! SPF for the envelope sender (or the HELO name for bounces), every DKIM signature, the ARC chain, and then
+//! DMARC for the From: domain. SPF, DKIM, DMARC and ARC are evaluated by the `mail-auth` crate; we turn its
+//! answers into plain facts (`SenderFacts`) that the pure checks in `checks/connection.rs` and
+//! `checks/auth.rs` read. A lookup that times out or fails is a fact too: `TempError`, never a pass, never a
+//! fail, never a hang.
+//!
+//! DNS answers are cached in memory (bounded, honouring TTLs) so a busy gateway asks once per sender.
+
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mail_auth::common::resolver::ToFqdn;
+use mail_auth::dkim::DkimError;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, Error as AuthError, IprevResult,
+    MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt, MX,
+};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Envelope;
+use crate::evidence::SpfResult;
+
+/// DNS settings (`[dns]` in the configuration).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Gather sender evidence from DNS. Off in the embedded defaults, which must work offline and never
+    /// send traffic anywhere by surprise; a production gateway turns it on.
+    pub enabled: bool,
+    /// Name servers as "IP" or "IP:port"; empty uses the system's resolver configuration.
+    pub nameservers: Vec<String>,
+    /// Time allowed for one DNS query, in milliseconds.
+    pub timeout_ms: u64,
+    /// Time allowed for all of one message's lookups together, in milliseconds; what is not answered by then
+    /// is reported as a temporary error.
+    pub deadline_ms: u64,
+    /// Entries kept in each in-memory DNS cache.
+    pub cache_entries: usize,
+    /// The name this gateway writes in Authentication-Results (its authserv-id).
+    pub hostname: String,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: false,
+            nameservers: Vec::new(),
+            timeout_ms: 2000,
+            deadline_ms: 5000,
+            cache_entries: 50_000,
+            hostname: "mailsift.local".to_string(),
+        }
+    }
+}
+
+/// Outcome of a DNS-based check that can also fail to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    None,
+    TempError,
+    PermError,
+}
+
+/// Reverse DNS of the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PtrFacts {
+    /// Pass: a PTR name resolves back to the IP. Fail: PTR names exist but none confirms. None: no PTR.
+    pub result: Outcome,
+    pub names: Vec<String>,
+}
+
+/// What happened to one DKIM signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimVerdict {
+    Pass,
+    /// Headers verify but the body hash does not: the body changed after signing (footer, disclaimer).
+    BodyModified,
+    /// The signature does not verify.
+    Fail,
+    /// No key published at selector._domainkey.domain.
+    KeyMissing,
+    Expired,
+    TempError,
+    PermError,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DkimFacts {
+    pub domain: String,
+    pub selector: String,
+    pub verdict: DkimVerdict,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcPolicy {
+    None,
+    Quarantine,
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DmarcFacts {
+    /// The From: domain the policy is about.
+    pub domain: String,
+    /// Pass when SPF or DKIM passed aligned with it; None when the domain publishes no policy.
+    pub result: Outcome,
+    pub policy: DmarcPolicy,
+    pub spf_aligned: bool,
+    pub dkim_aligned: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArcFacts {
+    pub result: Outcome,
+    /// Number of ARC sets (hops that sealed the message).
+    pub hops: usize,
+    /// The authentication results the first ARC sealer recorded (what it saw before forwarding).
+    pub first_hop_results: Option<String>,
+}
+
+/// Everything the sender-evidence stage found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SenderFacts {
+    pub ptr: Option<PtrFacts>,
+    /// SPF domain checked (MAIL FROM domain, or HELO for the null sender).
+    pub spf_domain: Option<String>,
+    pub dkim: Vec<DkimFacts>,
+    pub dmarc: Option<DmarcFacts>,
+    pub arc: Option<ArcFacts>,
+    /// The RFC 8601 Authentication-Results header value (without the field name).
+    pub authentication_results: Option<String>,
+    /// SPF result of the envelope sender (or HELO for the null sender).
+    pub spf: Option<SpfResult>,
+    /// Lookups that did not finish before the deadline.
+    pub timed_out: Vec<String>,
+}
+
+/// A bounded in-memory cache with expiry, shared by all lookups of the gateway.
+pub struct TtlCache<K, V> {
+    map: Mutex<FxHashMap<K, (V, Instant)>>,
+    max: usize,
+}
+
+impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
+    pub fn new(max: usize) -> Self {
+        TtlCache { map: Mutex::new(FxHashMap::default()), max: max.max(1) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut map = self.map.lock().ok()?;
+        match map.get(name) {
+            Some((v, until)) if *until > Instant::now() => Some(v.clone()),
+            Some(_) => {
+                map.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.lock().ok()?.remove(name).map(|(v, _)| v)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= self.max {
+                // Drop what has expired; if the cache is still full, start afresh rather than grow.
+                let now = Instant::now();
+                map.retain(|_, (_, until)| *until > now);
+                if map.len() >= self.max {
+                    map.clear();
+                }
+            }
+            map.insert(key, (value, valid_until));
+        }
+    }
+}
+
+struct Caches {
+    txt: TtlCache<Box<str>, Txt>,
+    mx: TtlCache<Box<str>, RecordSet<MX>>,
+    ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+    ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+}
+
+/// Gathers sender evidence. Build once (it holds the resolver and the caches) and share.
+pub struct SenderGatherer {
+    auth: MessageAuthenticator,
+    caches: Caches,
+    config: DnsConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsSetupError {
+    #[error("[dns] nameservers: {0:?} is not an IP address or IP:port")]
+    BadNameserver(String),
+    #[error("[dns]: cannot set up the resolver: {0}")]
+    Resolver(String),
+}
+
+macro_rules! params {
+    ($self:ident, $p:expr) => {
+        Parameters::new($p)
+            .with_txt_cache(&$self.caches.txt)
+            .with_mx_cache(&$self.caches.mx)
+            .with_ptr_cache(&$self.caches.ptr)
+            .with_ipv4_cache(&$self.caches.ipv4)
+            .with_ipv6_cache(&$self.caches.ipv6)
+    };
+}
+
+impl SenderGatherer {
+    pub fn new(config: &DnsConfig) -> Result<SenderGatherer, DnsSetupError> {
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_millis(config.timeout_ms.max(1));
+        opts.attempts = 1;
+        // Our caches hold parsed positive answers; the resolver's own cache is what remembers negative ones
+        // (no DMARC record, no PTR), which mail-auth does not cache.
+        opts.cache_size = config.cache_entries.min(u64::MAX as usize) as u64;
+        opts.negative_min_ttl = Some(Duration::from_secs(60));
+        opts.negative_max_ttl = Some(Duration::from_secs(900));
+        let auth = if config.nameservers.is_empty() {
+            let (conf, _) = mail_auth::hickory_resolver::system_conf::read_system_conf()
+                .unwrap_or_else(|_| (ResolverConfig::from_parts(None, vec![], vec![]), ResolverOpts::default()));
+            MessageAuthenticator::new(conf, opts)
+        } else {
+            let mut servers = Vec::new();
+            for ns in &config.nameservers {
+                let addr: SocketAddr = ns
+                    .parse()
+                    .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| DnsSetupError::BadNameserver(ns.clone()))?;
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
+            }
+            MessageAuthenticator::new(ResolverConfig::from_parts(None, vec![], servers), opts)
+        }
+        .map_err(|e| DnsSetupError::Resolver(e.to_string()))?;
+        let n = config.cache_entries;
+        Ok(SenderGatherer {
+            auth,
+            caches: Caches {
+                txt: TtlCache::new(n),
+                mx: TtlCache::new(n),
+                ptr: TtlCache::new(n),
+                ipv4: TtlCache::new(n),
+                ipv6: TtlCache::new(n),
+            },
+            config: config.clone(),
+        })
+    }
+
+    /// Gathers every fact for one message. Never takes longer than the configured deadline.
+    pub async fn gather(&self, raw: &[u8], envelope: &Envelope) -> SenderFacts {
+        let deadline = Duration::from_millis(self.config.deadline_ms.max(1));
+        let start = tokio::time::Instant::now() + deadline;
+        let mut facts = SenderFacts::default();
+        let parsed = AuthenticatedMessage::parse(raw);
+        let helo = envelope.helo.as_deref().unwrap_or("");
+        let mail_from = envelope.mail_from.as_deref().unwrap_or("");
+        let ip = envelope.client_ip;
+
+        let spf_fut = async {
+            let ip = ip?;
+            let params = if mail_from.is_empty() || !mail_from.contains('@') {
+                SpfParameters::verify_ehlo(ip, helo, &self.config.hostname)
+            } else {
+                SpfParameters::verify_mail_from(ip, helo, &self.config.hostname, mail_from)
+            };
+            Some(self.auth.verify_spf(params!(self, params)).await)
+        };
+        let iprev_fut = async {
+            let ip = ip?;
+            Some(self.auth.verify_iprev(params!(self, ip)).await)
+        };
+        let dkim_fut = async {
+            let m = parsed.as_ref()?;
+            Some(self.auth.verify_dkim(params!(self, m)).await)
+        };
+        let arc_fut = async {
+            let m = parsed.as_ref()?;
+            Some(self.auth.verify_arc(params!(self, m)).await)
+        };
+        let (spf, iprev, dkim, arc) = tokio::join!(
+            async { tokio::time::timeout_at(start, spf_fut).await.map_err(|_| "spf") },
+            async { tokio::time::timeout_at(start, iprev_fut).await.map_err(|_| "ptr") },
+            async { tokio::time::timeout_at(start, dkim_fut).await.map_err(|_| "dkim") },
+            async { tokio::time::timeout_at(start, arc_fut).await.map_err(|_| "arc") },
+        );
+        for r in
+            [spf.as_ref().err(), iprev.as_ref().err(), dkim.as_ref().err(), arc.as_ref().err()].into_iter().flatten()
+        {
+            facts.timed_out.push(r.to_string());
+        }
+
+        // Reverse DNS.
+        match &iprev {
+            Ok(Some(out)) => {
+                let names: Vec<String> = out
+                    .ptr
+                    .as_ref()
+                    .map(|p| p.iter().map(|n| n.trim_end_matches('.').to_lowercase()).collect())
+                    .unwrap_or_default();
+                let result = match &out.result {
+                    IprevResult::Pass => Outcome::Pass,
+                    IprevResult::Fail(_) => Outcome::Fail,
+                    IprevResult::TempError(_) => Outcome::TempError,
+                    IprevResult::PermError(e) if is_not_found(e) => {
+                        if names.is_empty() {
+                            Outcome::None
+                        } else {
+                            Outcome::Fail
+                        }
+                    }
+                    IprevResult::PermError(_) => Outcome::PermError,
+                    IprevResult::None => Outcome::None,
+                };
+                facts.ptr = Some(PtrFacts { result, names });
+            }
+            Ok(None) => {}
+            Err(_) => facts.ptr = Some(PtrFacts { result: Outcome::TempError, names: vec![] }),
+        }
+
+        let spf_out = match spf {
+            Ok(Some(out)) => Some(out),
+            Ok(None) => None,
+            Err(_) => Some(mail_auth::SpfOutput::new(String::new()).with_result(mail_auth::SpfResult::TempError)),
+        };
+        if let Some(out) = &spf_out {
+            facts.spf_domain = Some(out.domain().to_string()).filter(|d| !d.is_empty());
+        }
+        let empty_dkim = Vec::new();
+        let dkim_out = match &dkim {
+            Ok(Some(v)) => v,
+            _ => &empty_dkim,
+        };
+        for d in dkim_out {
+            let (domain, selector) = d.signature().map(|s| (s.d.to_lowercase(), s.s.clone())).unwrap_or_default();
+            let (verdict, detail) = dkim_verdict(d.result());
+            facts.dkim.push(DkimFacts { domain, selector, verdict, detail });
+        }
+        if dkim.is_err() {
+            facts.dkim.push(DkimFacts {
+                domain: String::new(),
+                selector: String::new(),
+                verdict: DkimVerdict::TempError,
+                detail: "DNS deadline".into(),
+            });
+        }
+        if let Ok(Some(a)) = &arc {
+            let result = match a.result() {
+                DkimResult::Pass => Outcome::Pass,
+                DkimResult::None => Outcome::None,
+                DkimResult::TempError(_) => Outcome::TempError,
+                DkimResult::PermError(_) => Outcome::PermError,
+                DkimResult::Fail(_) | DkimResult::Neutral(_) => Outcome::Fail,
+            };
+            if result != Outcome::None {
+                let first_hop_results = parsed.as_ref().and_then(first_arc_results);
+                facts.arc = Some(ArcFacts { result, hops: a.sets().len(), first_hop_results });
+            }
+        }
+
+        // DMARC needs the SPF and DKIM outcomes.
+        let mut dmarc_out = None;
+        if let (Some(m), Some(spf_o)) = (parsed.as_ref(), spf_out.as_ref()) {
+            let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo);
+            let params = DmarcParameters {
+                message: m,
+                dkim_output: dkim_out,
+                dkim2_output: None,
+                rfc5321_mail_from_domain: mail_from_domain,
+                spf_output: spf_o,
+            };
+            match tokio::time::timeout_at(start, self.auth.verify_dmarc(params!(self, params))).await {
+                Ok(out) => {
+                    let result = match out.result() {
+                        DmarcResult::Pass => Outcome::Pass,
+                        DmarcResult::Fail(_) => Outcome::Fail,
+                        DmarcResult::TempError(_) => Outcome::TempError,
+                        DmarcResult::PermError(_) => Outcome::PermError,
+                        DmarcResult::None => Outcome::None,
+                    };
+                    let policy = match out.policy() {
+                        mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
+                        mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,
+                        _ => DmarcPolicy::None,
+                    };
+                    if !out.domain().is_empty() {
+                        facts.dmarc = Some(DmarcFacts {
+                            domain: out.domain().to_string(),
+                            result,
+                            policy,
+                            spf_aligned: *out.spf_result() == DmarcResult::Pass,
+                            dkim_aligned: *out.dkim_result() == DmarcResult::Pass,
+                        });
+                    }
+                    dmarc_out = Some(out);
+                }
+                Err(_) => facts.timed_out.push("dmarc".into()),
+            }
+        }
+
+        // Authentication-Results (RFC 8601), written by mail-auth from the same outputs.
+        let mut ar = AuthenticationResults::new(&self.config.hostname);
+        let header_from = parsed.as_ref().and_then(|m| m.from.first().map(String::as_str)).unwrap_or("");
+        if !dkim_out.is_empty() {
+            ar = ar.with_dkim_results(dkim_out, header_from);
+        }
+        if let (Some(o), Some(ip)) = (&spf_out, ip) {
+            ar = if mail_from.contains('@') {
+                ar.with_spf_mailfrom_result(o, ip, mail_from, helo)
+            } else {
+                ar.with_spf_ehlo_result(o, ip, helo)
+            };
+        }
+        if let (Ok(Some(a)), Some(ip)) = (&arc, ip) {
+            if !a.sets().is_empty() {
+                ar = ar.with_arc_result(a, ip);
+            }
+        }
+        if let Some(d) = &dmarc_out {
+            ar = ar.with_dmarc_result(d);
+        }
+        if let (Ok(Some(out)), Some(ip)) = (&iprev, ip) {
+            ar = ar.with_iprev_result(out, ip);
+        }
+        let text = ar.to_string();
+        let value = text.strip_prefix("Authentication-Results:").unwrap_or(&text).trim();
+        facts.authentication_results = Some(value.to_string()).filter(|s| !s.is_empty());
+        facts.spf = spf_out.map(|o| spf_result(o.result()));
+        facts
+    }
+}
+
+fn is_not_found(e: &AuthError) -> bool {
+    matches!(e, AuthError::Dns(mail_auth::DnsError::RecordNotFound(_)))
+}
+
+fn spf_result(r: mail_auth::SpfResult) -> SpfResult {
+    match r {
+        mail_auth::SpfResult::Pass => SpfResult::Pass,
+        mail_auth::SpfResult::Fail => SpfResult::Fail,
+        mail_auth::SpfResult::SoftFail => SpfResult::SoftFail,
+        mail_auth::SpfResult::Neutral => SpfResult::Neutral,
+        mail_auth::SpfResult::TempError => SpfResult::TempError,
+        mail_auth::SpfResult::PermError => SpfResult::PermError,
+        mail_auth::SpfResult::None => SpfResult::None,
+    }
+}
+
+fn dkim_verdict(r: &DkimResult) -> (DkimVerdict, String) {
+    match r {
+        DkimResult::Pass => (DkimVerdict::Pass, String::new()),
+        DkimResult::Neutral(AuthError::Dkim(DkimError::FailedBodyHashMatch))
+        | DkimResult::Fail(AuthError::Dkim(DkimError::FailedBodyHashMatch)) => {
+            (DkimVerdict::BodyModified, "body hash does not match".into())
+        }
+        DkimResult::Neutral(AuthError::Dkim(DkimError::SignatureExpired))
+        | DkimResult::Fail(AuthError::Dkim(DkimError::SignatureExpired)) => {
+            (DkimVerdict::Expired, "signature expired".into())
+        }
+        DkimResult::PermError(e) | DkimResult::Neutral(e) | DkimResult::Fail(e) if is_not_found(e) => {
+            (DkimVerdict::KeyMissing, "no key published".into())
+        }
+        DkimResult::Fail(e) | DkimResult::Neutral(e) => (DkimVerdict::Fail, e.to_string()),
+        DkimResult::TempError(e) => (DkimVerdict::TempError, e.to_string()),
+        DkimResult::PermError(e) => (DkimVerdict::PermError, e.to_string()),
+        DkimResult::None => (DkimVerdict::PermError, "no result".into()),
+    }
+}
+
+/// The ARC-Authentication-Results of instance 1: what the first forwarder saw.
+fn first_arc_results(m: &AuthenticatedMessage<'_>) -> Option<String> {
+    m.aar_headers.iter().find(|h| h.header.i == 1).map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+}
+
+/// The fully-qualified form mail-auth expects for a name (kept here so callers need not import mail-auth).
+pub fn fqdn(name: &str) -> String {
+    name.to_fqdn().into_owned()
+}

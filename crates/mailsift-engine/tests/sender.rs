@@ -1,0 +1,346 @@
+//! Sender evidence through real DNS on loopback: the scenarios a mail administrator meets. Each test starts
+//! its own DNS server with the zone it needs; nothing leaves the machine.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use mailsift_engine::config::{OrganisationConfig, ProtectedDomain};
+use mailsift_engine::sender::{DnsConfig, SenderGatherer};
+use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_testkit::auth::{authenticator, TestKey};
+use mailsift_testkit::dns::{TestDns, Zone};
+
+fn message(from: &str, subject: &str, body: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: staff@ourcorp.example\r\nSubject: {subject}\r\nDate: Mon, 6 Jan 2025 10:00:00 +0000\r\n\
+         Message-ID: <{}@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n{body}\r\n",
+        subject.len() * 7919 + body.len()
+    )
+}
+
+fn envelope(ip: &str, helo: &str, mail_from: &str) -> Envelope {
+    Envelope {
+        client_ip: Some(ip.parse().unwrap()),
+        helo: Some(helo.into()),
+        mail_from: Some(mail_from.into()),
+        rcpt_to: vec!["staff@ourcorp.example".into()],
+        ..Envelope::default()
+    }
+}
+
+fn config(dns: &TestDns, org: OrganisationConfig) -> EngineConfig {
+    EngineConfig {
+        organisation: org,
+        dns: DnsConfig {
+            enabled: true,
+            nameservers: vec![dns.addr().to_string()],
+            timeout_ms: 400,
+            deadline_ms: 1500,
+            ..DnsConfig::default()
+        },
+        ..EngineConfig::default()
+    }
+}
+
+fn ourcorp(servers: &[&str], relays: &[&str]) -> OrganisationConfig {
+    OrganisationConfig {
+        domains: vec!["ourcorp.example".into()],
+        protected: vec![ProtectedDomain {
+            domain: "ourcorp.example".into(),
+            sending_servers: servers.iter().map(|s| s.to_string()).collect(),
+            trusted_relays: relays.iter().map(|s| s.to_string()).collect(),
+        }],
+        trusted_arc_sealers: vec![],
+    }
+}
+
+async fn judge(config: EngineConfig, raw: &str, env: &Envelope) -> Verdict {
+    let gatherer = SenderGatherer::new(&config.dns).unwrap();
+    let engine = Engine::new(config).unwrap();
+    let facts = gatherer.gather(raw.as_bytes(), env).await;
+    engine.scan(raw.as_bytes(), env, &Evidence::from_sender(facts))
+}
+
+fn has(v: &Verdict, name: &str) -> bool {
+    v.symbols.iter().any(|s| s.name == name)
+}
+
+fn names(v: &Verdict) -> Vec<String> {
+    v.symbols.iter().map(|s| format!("{}({})", s.name, s.detail)).collect()
+}
+
+/// A well-run sender: PTR confirmed, HELO matching, SPF pass.
+fn good_sender_zone() -> Zone {
+    let mut z = Zone::new();
+    z.ptr("192.0.2.10", "mail.partner.example")
+        .a("mail.partner.example", "192.0.2.10")
+        .txt("partner.example", "v=spf1 ip4:192.0.2.0/24 -all");
+    z
+}
+
+#[tokio::test]
+async fn a_well_run_sender_shows_only_good_evidence() {
+    let dns = TestDns::start(good_sender_zone());
+    let raw = message("Pat <pat@partner.example>", "Quarterly figures", "Hello, the figures are attached.");
+    let v = judge(
+        config(&dns, ourcorp(&[], &[])),
+        &raw,
+        &envelope("192.0.2.10", "mail.partner.example", "pat@partner.example"),
+    )
+    .await;
+    assert!(has(&v, "SPF_PASS"), "{:?}", names(&v));
+    assert!(!v.symbols.iter().any(|s| s.group == mailsift_engine::Group::Connection), "{:?}", names(&v));
+    let ar = v.authentication_results.as_deref().expect("Authentication-Results");
+    assert!(ar.starts_with("mailsift.local") && ar.contains("spf=pass") && ar.contains("iprev=pass"), "{ar}");
+    assert!(v.engines.contains(&"sender"));
+    assert!(dns.queries() > 0);
+}
+
+#[tokio::test]
+async fn a_sender_with_no_ptr() {
+    let mut z = good_sender_zone();
+    z.a("mail.nopointer.example", "192.0.2.77").txt("nopointer.example", "v=spf1 ip4:192.0.2.77 -all");
+    let dns = TestDns::start(z);
+    let raw = message("Sam <sam@nopointer.example>", "Hello", "Just checking in about the meeting.");
+    let v = judge(
+        config(&dns, ourcorp(&[], &[])),
+        &raw,
+        &envelope("192.0.2.77", "mail.nopointer.example", "sam@nopointer.example"),
+    )
+    .await;
+    assert!(has(&v, "RDNS_NONE"), "{:?}", names(&v));
+    assert!(v.symbols.iter().find(|s| s.name == "RDNS_NONE").unwrap().detail.contains("192.0.2.77"));
+    assert!(!has(&v, "RDNS_NOT_CONFIRMED"));
+}
+
+#[tokio::test]
+async fn ptr_that_does_not_confirm_and_dynamic_names() {
+    let mut z = Zone::new();
+    z.ptr("203.0.113.45", "203-0-113-45.dsl.isp.example").a("203-0-113-45.dsl.isp.example", "198.51.100.1");
+    let dns = TestDns::start(z);
+    let raw = message("someone@isp.example", "hi", "hello there friend");
+    let v = judge(
+        config(&dns, ourcorp(&[], &[])),
+        &raw,
+        &envelope("203.0.113.45", "203-0-113-45.dsl.isp.example", "someone@isp.example"),
+    )
+    .await;
+    assert!(has(&v, "RDNS_NOT_CONFIRMED") && has(&v, "RDNS_DYNAMIC"), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn helo_names_that_lie() {
+    let dns = TestDns::start(good_sender_zone());
+    let raw = message("Pat <pat@partner.example>", "Figures", "Hello, the figures are attached.");
+    let cases = [
+        ("localhost", "HELO_NOT_FQDN"),
+        ("192.0.2.10", "HELO_BARE_IP"),
+        ("[198.51.100.99]", "HELO_IP_LITERAL_MISMATCH"),
+        ("mx.ourcorp.example", "HELO_CLAIMS_OUR_DOMAIN"),
+        ("smtp.other.example", "HELO_NOT_PTR_DOMAIN"),
+    ];
+    for (helo, symbol) in cases {
+        let v =
+            judge(config(&dns, ourcorp(&[], &[])), &raw, &envelope("192.0.2.10", helo, "pat@partner.example")).await;
+        assert!(has(&v, symbol), "HELO {helo}: expected {symbol}, got {:?}", names(&v));
+    }
+    let v =
+        judge(config(&dns, ourcorp(&[], &[])), &raw, &envelope("192.0.2.10", "[192.0.2.10]", "pat@partner.example"))
+            .await;
+    assert!(!v.symbols.iter().any(|s| s.name.starts_with("HELO_")), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn spf_results_are_graded() {
+    let mut z = good_sender_zone();
+    z.txt("soft.example", "v=spf1 ip4:198.51.100.0/24 ~all")
+        .txt("hard.example", "v=spf1 ip4:198.51.100.0/24 -all")
+        .txt("broken.example", "v=spf1 ip4:not-an-ip -all");
+    let dns = TestDns::start(z);
+    for (domain, symbol) in [
+        ("soft.example", "SPF_SOFTFAIL"),
+        ("hard.example", "SPF_FAIL"),
+        ("broken.example", "SPF_PERMERROR"),
+        ("none.example", "SPF_NONE"),
+    ] {
+        let raw = message(&format!("x@{domain}"), "Note", "A short note for you.");
+        let v = judge(
+            config(&dns, ourcorp(&[], &[])),
+            &raw,
+            &envelope("192.0.2.10", "mail.partner.example", &format!("x@{domain}")),
+        )
+        .await;
+        assert!(has(&v, symbol), "{domain}: expected {symbol}, got {:?}", names(&v));
+    }
+}
+
+#[tokio::test]
+async fn web_form_spoofing_our_domain_then_fixed_by_adding_the_server() {
+    // Our web server 198.51.100.20 sends form mail as forms@ourcorp.example; our SPF does not list it.
+    let mut z = Zone::new();
+    z.ptr("198.51.100.20", "web1.hosting.example")
+        .a("web1.hosting.example", "198.51.100.20")
+        .txt("ourcorp.example", "v=spf1 ip4:192.0.2.200 -all")
+        .txt("_dmarc.ourcorp.example", "v=DMARC1; p=none");
+    let dns = TestDns::start(z);
+    let raw = message("Web form <forms@ourcorp.example>", "New contact request", "Name: Ann\nMessage: please call me");
+    let env = envelope("198.51.100.20", "web1.hosting.example", "forms@ourcorp.example");
+    let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[])), &raw, &env).await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
+    assert!(v.action.is_spam(), "a spoof of our domain is flagged: {} {:?}", v.score, names(&v));
+    let detail = &v.symbols.iter().find(|s| s.name == "SPOOF_OWN_DOMAIN").unwrap().detail;
+    assert!(detail.contains("198.51.100.20"), "the symbol names the server to authorise: {detail}");
+
+    // The fix: add the web server to the domain's sending servers.
+    let v = judge(config(&dns, ourcorp(&["192.0.2.200", "198.51.100.16/29"], &[])), &raw, &env).await;
+    assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
+    // The same message from elsewhere is still caught.
+    let v = judge(
+        config(&dns, ourcorp(&["192.0.2.200", "198.51.100.16/29"], &[])),
+        &raw,
+        &envelope("203.0.113.9", "evil.example", "forms@ourcorp.example"),
+    )
+    .await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"));
+}
+
+#[tokio::test]
+async fn our_mail_through_a_trusted_relay_is_not_spoofing() {
+    let dns = TestDns::start(Zone::new());
+    let raw = format!(
+        "Received: from out.sigservice.example (out.sigservice.example [203.0.113.50]) by mx.ourcorp.example; Mon, 6 Jan 2025 10:00:00 +0000\r\n{}",
+        message("Boss <boss@ourcorp.example>", "Plan", "Here is the plan.")
+    );
+    let env = envelope("203.0.113.50", "out.sigservice.example", "boss@ourcorp.example");
+    let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[])), &raw, &env).await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"));
+    let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[r"\bsigservice\.example\b"])), &raw, &env).await;
+    assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn newsletter_service_sending_as_us_with_its_own_spf_and_our_dkim() {
+    // The service sends from its own servers with its own bounce domain (SPF pass, not aligned) and signs
+    // with a key we published for it at esp._domainkey.ourcorp.example (DKIM aligned).
+    let key = TestKey::new("ourcorp.example", "esp");
+    let mut z = Zone::new();
+    z.ptr("192.0.2.150", "o1.esp.example")
+        .a("o1.esp.example", "192.0.2.150")
+        .txt("bounces.esp.example", "v=spf1 ip4:192.0.2.128/25 -all");
+    z.txt("_dmarc.ourcorp.example", "v=DMARC1; p=reject");
+    key.publish(&mut z);
+    let dns = TestDns::start(z);
+    let raw = key.sign(&message(
+        "Ourcorp News <news@ourcorp.example>",
+        "Our March newsletter",
+        "Dear reader, this month we opened a new office.",
+    ));
+    let env = envelope("192.0.2.150", "o1.esp.example", "b123@bounces.esp.example");
+    let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[])), &raw, &env).await;
+    assert!(has(&v, "DKIM_VALID") && has(&v, "DMARC_PASS") && has(&v, "SPF_PASS"), "{:?}", names(&v));
+    assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
+    assert!(!v.action.is_spam());
+
+    // Without the signature, the same mail is a spoof, and DMARC p=reject says so too.
+    let unsigned = message(
+        "Ourcorp News <news@ourcorp.example>",
+        "Our March newsletter",
+        "Dear reader, this month we opened a new office.",
+    );
+    let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[])), &unsigned, &env).await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN") && has(&v, "DMARC_POLICY_REJECT"), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn dkim_signed_message_with_a_footer_added_after_signing() {
+    let key = TestKey::new("partner.example", "s1");
+    let mut z = good_sender_zone();
+    key.publish(&mut z);
+    let dns = TestDns::start(z);
+    let signed = key.sign(&message("Pat <pat@partner.example>", "Contract", "Please find the contract terms below."));
+    let footer = format!("{signed}--\r\nThis email and any attachments are confidential.\r\n");
+    let env = envelope("192.0.2.10", "mail.partner.example", "pat@partner.example");
+    let v = judge(config(&dns, ourcorp(&[], &[])), &signed, &env).await;
+    assert!(has(&v, "DKIM_VALID"), "{:?}", names(&v));
+    let v = judge(config(&dns, ourcorp(&[], &[])), &footer, &env).await;
+    assert!(has(&v, "DKIM_BODY_MODIFIED") && !has(&v, "DKIM_INVALID"), "{:?}", names(&v));
+    assert!(v.symbols.iter().find(|s| s.name == "DKIM_BODY_MODIFIED").unwrap().detail.contains("partner.example"));
+    let explained = mailsift_engine::explain::render(&v, Engine::new(EngineConfig::default()).unwrap().registry());
+    assert!(explained.contains("Sign after the footer"), "{explained}");
+
+    // A signature with no published key.
+    let orphan = TestKey::new("partner.example", "gone").sign(&message("Pat <pat@partner.example>", "X", "Y z."));
+    let v = judge(config(&dns, ourcorp(&[], &[])), &orphan, &env).await;
+    assert!(has(&v, "DKIM_KEY_MISSING"), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn forwarded_message_breaks_spf_but_carries_a_valid_arc_chain() {
+    // The author's domain signs and publishes SPF and DMARC p=reject; a mailing list forwards the message,
+    // adds a footer (breaking DKIM) and seals it with ARC; it reaches us from the list's server, which the
+    // author's SPF does not list.
+    let author = TestKey::new("author.example", "a1");
+    let list = TestKey::new("lists.example", "arc");
+    let mut z = Zone::new();
+    z.txt("author.example", "v=spf1 ip4:192.0.2.10 -all").txt("_dmarc.author.example", "v=DMARC1; p=reject");
+    z.ptr("198.51.100.60", "mx.lists.example").a("mx.lists.example", "198.51.100.60");
+    author.publish(&mut z);
+    list.publish(&mut z);
+    let dns = TestDns::start(z);
+    let original =
+        author.sign(&message("Alex <alex@author.example>", "Meeting notes", "Notes from the meeting are below."));
+    let auth = authenticator(dns.addr());
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let forwarded_body = format!("{original}-- \r\nYou are subscribed to the team list.\r\n");
+    let sealed = list.arc_seal(&forwarded_body, &auth, ip, "mail.author.example", "alex@author.example").await;
+    let env = envelope("198.51.100.60", "mx.lists.example", "alex@author.example");
+
+    let v = judge(config(&dns, ourcorp(&[], &[])), &sealed, &env).await;
+    assert!(has(&v, "ARC_VALID") && has(&v, "ARC_FORWARDED"), "{:?}", names(&v));
+    assert!(!has(&v, "SPF_FAIL") && !has(&v, "DMARC_POLICY_REJECT"), "{:?}", names(&v));
+    assert!(!v.action.is_spam(), "{} {:?}", v.score, names(&v));
+
+    // Without the ARC seal the same forwarded message fails SPF and DMARC.
+    let v = judge(config(&dns, ourcorp(&[], &[])), &forwarded_body, &env).await;
+    assert!(has(&v, "SPF_FAIL") && has(&v, "DMARC_POLICY_REJECT"), "{:?}", names(&v));
+
+    // Trusting only other sealers: the chain is reported valid but no longer vouches.
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    c.organisation.trusted_arc_sealers = vec!["trusted-forwarder.example".into()];
+    let v = judge(c, &sealed, &env).await;
+    assert!(has(&v, "ARC_VALID") && has(&v, "SPF_FAIL"), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn dns_timeouts_are_temporary_errors_within_the_deadline() {
+    let mut z = Zone::new();
+    z.timeout("slow.example").timeout("45.113.0.203.in-addr.arpa");
+    let dns = TestDns::start(z);
+    let raw = message("x@slow.example", "hello", "hello there");
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    c.dns.timeout_ms = 200;
+    c.dns.deadline_ms = 600;
+    let start = Instant::now();
+    let v = judge(c, &raw, &envelope("203.0.113.45", "mail.slow.example", "x@slow.example")).await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "a message must not wait much past the deadline: {took:?}");
+    assert!(has(&v, "SPF_TEMPERROR") || has(&v, "DNS_DEADLINE"), "{:?}", names(&v));
+    assert!(!has(&v, "SPF_FAIL") && !has(&v, "SPF_PASS") && !has(&v, "RDNS_NONE"), "{:?}", names(&v));
+}
+
+#[tokio::test]
+async fn cached_answers_are_not_asked_again() {
+    let dns = TestDns::start(good_sender_zone());
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    c.dns.enabled = true;
+    let gatherer = SenderGatherer::new(&c.dns).unwrap();
+    let raw = message("Pat <pat@partner.example>", "Figures", "Hello.");
+    let env = envelope("192.0.2.10", "mail.partner.example", "pat@partner.example");
+    gatherer.gather(raw.as_bytes(), &env).await;
+    let first = dns.queries();
+    for _ in 0..5 {
+        gatherer.gather(raw.as_bytes(), &env).await;
+    }
+    assert!(first > 0);
+    assert!(dns.queries() - first <= 2, "asked again: {:?}", &dns.log()[first..]);
+}

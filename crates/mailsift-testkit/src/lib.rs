@@ -1,0 +1,7 @@
+//! Test-only parts shared by every crate's tests. Not for production use.
+//!
+//! - [`dns::TestDns`]: a real DNS server on 127.0.0.1 (UDP) serving in-memory zones, with names that time
+//!   out or fail on purpose, so sender-evidence tests run offline against real DNS traffic.
+
+pub mod auth;
+pub mod dns;

@@ -1,0 +1,53 @@
+//! One scan as the command line does it: gather sender evidence (when DNS is enabled), then judge.
+
+use anyhow::{Context, Result};
+use mailsift_engine::sender::SenderGatherer;
+use mailsift_engine::{Engine, Envelope, Evidence, Verdict};
+
+use crate::EnvelopeArgs;
+
+pub struct Scanner {
+    pub engine: Engine,
+    gatherer: Option<SenderGatherer>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Scanner {
+    pub fn new(engine: Engine) -> Result<Scanner> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let gatherer = if engine.config().dns.enabled {
+            // The resolver registers with the runtime it is built in.
+            let _guard = runtime.enter();
+            Some(SenderGatherer::new(&engine.config().dns)?)
+        } else {
+            None
+        };
+        Ok(Scanner { engine, gatherer, runtime })
+    }
+
+    pub fn dns_enabled(&self) -> bool {
+        self.gatherer.is_some()
+    }
+
+    /// Parses once, fills the envelope (from the options, and from trace headers when asked), gathers sender
+    /// evidence when DNS is on, and judges.
+    pub fn scan(&self, raw: &[u8], args: &EnvelopeArgs) -> Verdict {
+        let msg = self.engine.parse(raw);
+        let mut envelope = args.envelope();
+        if args.from_trace {
+            envelope.fill_from_trace(&msg);
+        }
+        let evidence = self.evidence(raw, &envelope);
+        self.engine.judge(&msg, &envelope, &evidence)
+    }
+
+    pub fn evidence(&self, raw: &[u8], envelope: &Envelope) -> Evidence {
+        match &self.gatherer {
+            Some(g) => Evidence::from_sender(self.runtime.block_on(g.gather(raw, envelope))),
+            None => Evidence::default(),
+        }
+    }
+}
