@@ -160,13 +160,17 @@ impl Verdict {
             );
             out.extend_from_slice(nl);
         }
-        out.extend_from_slice(&strip_own_headers(raw));
+        let authserv_id = self.authentication_results.as_deref().and_then(|a| a.split(';').next()).map(str::trim);
+        out.extend_from_slice(&strip_own_headers(raw, authserv_id));
         out
     }
 }
 
-/// Removes every `X-Mailsift-*` field (with its continuation lines) from the top-level header block.
-pub fn strip_own_headers(raw: &[u8]) -> Vec<u8> {
+/// Removes every `X-Mailsift-*` field (with its continuation lines) from the top-level header block, and
+/// every `Authentication-Results` field that claims our authserv-id (RFC 8601 §5: a receiver removes
+/// results that pretend to be its own).
+pub fn strip_own_headers(raw: &[u8], authserv_id: Option<&str>) -> Vec<u8> {
+    const AR: &[u8] = b"Authentication-Results:";
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     let mut skipping = false;
@@ -181,8 +185,19 @@ pub fn strip_own_headers(raw: &[u8]) -> Vec<u8> {
             } else if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
                 // Continuation of the previous field.
             } else {
-                skipping = line.len() >= HEADER_PREFIX.len()
+                let ours = line.len() >= HEADER_PREFIX.len()
                     && line[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX.as_bytes());
+                let forged_results = authserv_id.is_some_and(|id| {
+                    line.len() > AR.len() && line[..AR.len()].eq_ignore_ascii_case(AR) && {
+                        let value = String::from_utf8_lossy(&line[AR.len()..]);
+                        value
+                            .trim_start()
+                            .split([';', ' ', '\t', '\r', '\n'])
+                            .next()
+                            .is_some_and(|v| v.eq_ignore_ascii_case(id))
+                    }
+                });
+                skipping = ours || forged_results;
             }
             if !skipping {
                 out.extend_from_slice(line);
@@ -234,9 +249,16 @@ mod tests {
     }
 
     #[test]
+    fn strips_results_that_claim_to_be_ours() {
+        let ar = b"Authentication-Results: mx.ours.example; spf=pass\r\nAuthentication-Results: mx.theirs.example; spf=fail\r\n\r\nbody";
+        let out = strip_own_headers(ar, Some("mx.ours.example"));
+        assert_eq!(out, b"Authentication-Results: mx.theirs.example; spf=fail\r\n\r\nbody");
+    }
+
+    #[test]
     fn strips_forged_headers_only_from_the_header_block() {
         let raw = b"X-Mailsift-Score: -100\r\n\tcontinued\r\nSubject: hi\r\nx-mailsift-action: deliver\r\n\r\nX-Mailsift-Score: body text stays\r\n";
-        let out = strip_own_headers(raw);
+        let out = strip_own_headers(raw, None);
         assert_eq!(out, b"Subject: hi\r\n\r\nX-Mailsift-Score: body text stays\r\n");
     }
 }

@@ -6,6 +6,8 @@ use mailsift_engine::{Engine, EngineConfig};
 const CHECK_SOURCES: &[(&str, &str)] = &[
     ("asf.rs", include_str!("../src/checks/asf.rs")),
     ("attachments.rs", include_str!("../src/checks/attachments.rs")),
+    ("auth.rs", include_str!("../src/checks/auth.rs")),
+    ("connection.rs", include_str!("../src/checks/connection.rs")),
     ("content.rs", include_str!("../src/checks/content.rs")),
     ("headers.rs", include_str!("../src/checks/headers.rs")),
     ("html.rs", include_str!("../src/checks/html.rs")),

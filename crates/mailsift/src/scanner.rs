@@ -28,10 +28,6 @@ impl Scanner {
         Ok(Scanner { engine, gatherer, runtime })
     }
 
-    pub fn dns_enabled(&self) -> bool {
-        self.gatherer.is_some()
-    }
-
     /// Parses once, fills the envelope (from the options, and from trace headers when asked), gathers sender
     /// evidence when DNS is on, and judges.
     pub fn scan(&self, raw: &[u8], args: &EnvelopeArgs) -> Verdict {
