@@ -24,6 +24,86 @@ pub struct EngineConfig {
     pub organisation: OrganisationConfig,
     /// DNS for sender evidence (reverse DNS, SPF, DKIM, DMARC, ARC).
     pub dns: crate::sender::DnsConfig,
+    /// DNS blocklists and allowlists. None by default: they need the Internet, and each list's terms of use.
+    pub dnsbl: Vec<DnsListConfig>,
+    /// The verdict at connect and HELO time, before any data is read.
+    pub connection: ConnectionConfig,
+}
+
+/// What a DNS list is queried with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsListKind {
+    /// The connecting IP (reversed octets or nibbles under the zone).
+    Ip,
+    /// The envelope sender's domain.
+    Sender,
+    /// The HELO name.
+    Helo,
+    /// The registrable domains of URLs in the message.
+    Url,
+}
+
+/// One DNS blocklist or allowlist.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsListConfig {
+    /// Symbol reported for a listing (UPPER_SNAKE); returns below may name their own.
+    pub symbol: String,
+    /// The list's DNS zone, e.g. "zen.spamhaus.org".
+    pub zone: String,
+    #[serde(default = "default_kind")]
+    pub kind: DnsListKind,
+    /// Weight of a listing with no specific return below; negative for allowlists.
+    pub weight: f64,
+    /// Return codes with their own symbol and weight (e.g. a combined list's sub-lists).
+    #[serde(default)]
+    pub returns: Vec<DnsListReturn>,
+    /// A listing here is reason enough to refuse the connection at the door (with `connection.reject_at_door`).
+    #[serde(default)]
+    pub reject_at_door: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_kind() -> DnsListKind {
+    DnsListKind::Ip
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsListReturn {
+    /// The A record the list answers, e.g. "127.0.0.2".
+    pub code: String,
+    pub symbol: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// Refuse at the door (550 at connect/HELO) when the connection-stage score reaches this. 0 disables.
+    pub reject_score: f64,
+    /// Refuse at the door on any listing from a list marked `reject_at_door`.
+    pub reject_at_door: bool,
+    /// Probe the client's common proxy ports (off by default, as it connects back to the sender).
+    pub open_proxy_probe: bool,
+    /// Ports the probe tries.
+    pub open_proxy_ports: Vec<u16>,
+    /// Time allowed for the whole probe, in milliseconds.
+    pub open_proxy_timeout_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            reject_score: 15.0,
+            reject_at_door: true,
+            open_proxy_probe: false,
+            open_proxy_ports: vec![1080, 3128, 8080, 8000, 8888],
+            open_proxy_timeout_ms: 1500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -69,6 +69,7 @@ impl Engine {
             registry.add_specs(table).map_err(EngineError::Registry)?;
         }
         checks::rules::builtin_symbols(&mut registry).map_err(EngineError::Registry)?;
+        checks::reputation::register_lists(&config.dnsbl, &mut registry).map_err(EngineError::Registry)?;
         let rules = RuleSet::compile(&config.rules, &mut registry)?;
         for (name, w) in &config.weights {
             if !w.is_finite() {
@@ -115,6 +116,37 @@ impl Engine {
             verdict.authentication_results = facts.authentication_results.clone();
         }
         verdict
+    }
+
+    /// The verdict at connect/HELO/MAIL time, before any data: connection practices and DNS lists only.
+    /// The gateway refuses at the door (550) when `reject` is set, so such mail never costs a content scan.
+    pub fn judge_connection(&self, envelope: &Envelope, evidence: &Evidence) -> ConnectionVerdict {
+        let empty = Message::parse(b"", 0);
+        let now = 0;
+        let ctx = checks::Ctx { envelope, message: &empty, evidence, config: &self.config, now, spoof: &self.spoof };
+        let mut hits = Hits::new(&self.registry);
+        checks::connection::check(&ctx, &mut hits);
+        checks::reputation::check(&ctx, &mut hits);
+        let verdict = self.weigh(hits);
+        let c = &self.config.connection;
+        let door_list = evidence.sender.as_ref().and_then(|f| {
+            f.dns_lists.iter().find(|h| self.config.dnsbl.iter().any(|l| l.zone == h.zone && l.reject_at_door))
+        });
+        let reason = if let (true, Some(h)) = (c.reject_at_door, door_list) {
+            Some(format!("{} is listed in {}", h.queried, h.zone))
+        } else if c.reject_score > 0.0 && verdict.score >= c.reject_score {
+            let names: Vec<&str> = verdict.symbols.iter().take(3).map(|s| s.name.as_str()).collect();
+            Some(format!("sender reputation too poor ({})", names.join(", ")))
+        } else {
+            None
+        };
+        ConnectionVerdict {
+            reject: reason.is_some(),
+            reason,
+            id: verdict.id.clone(),
+            score: verdict.score,
+            symbols: verdict.symbols,
+        }
     }
 
     fn weigh(&self, hits: Hits<'_>) -> Verdict {
@@ -169,6 +201,18 @@ impl Engine {
             authentication_results: None,
         }
     }
+}
+
+/// The connection-stage decision.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionVerdict {
+    pub reject: bool,
+    /// Why, in a few words for the 550 text.
+    pub reason: Option<String>,
+    /// Reference id for the message log and the 550 text.
+    pub id: String,
+    pub score: f64,
+    pub symbols: Vec<verdict::SymbolResult>,
 }
 
 fn asf_enabled(c: &config::AsfConfig) -> bool {

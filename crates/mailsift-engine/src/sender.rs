@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig as DnsConnection, NameServerConfig, ResolverConfig, ResolverOpts,
+};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, Error as AuthError, IprevResult,
@@ -28,6 +30,7 @@ use mail_auth::{
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ConnectionConfig, DnsListConfig, DnsListKind};
 use crate::envelope::Envelope;
 use crate::evidence::SpfResult;
 
@@ -148,8 +151,22 @@ pub struct SenderFacts {
     pub authentication_results: Option<String>,
     /// SPF result of the envelope sender (or HELO for the null sender).
     pub spf: Option<SpfResult>,
+    /// DNS list listings: (symbol, what was looked up, the list's answer).
+    pub dns_lists: Vec<DnsListHit>,
+    /// Lists that answered with an error or policy code (refused, over quota): never taken as a listing.
+    pub dns_list_errors: Vec<String>,
+    /// A port on the client that answered as an open proxy, when the probe is on.
+    pub open_proxy: Option<u16>,
     /// Lookups that did not finish before the deadline.
     pub timed_out: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsListHit {
+    pub symbol: String,
+    pub zone: String,
+    pub queried: String,
+    pub code: String,
 }
 
 /// A bounded in-memory cache with expiry, shared by all lookups of the gateway.
@@ -225,7 +242,14 @@ pub struct SenderGatherer {
     auth: MessageAuthenticator,
     caches: Caches,
     config: DnsConfig,
+    lists: Vec<DnsListConfig>,
+    /// Lists that answered with an error code, and until when they are left alone.
+    backoff: Mutex<FxHashMap<String, Instant>>,
+    probe: Option<ConnectionConfig>,
 }
+
+/// How long a list that answered with an error code is left alone.
+const LIST_BACKOFF: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsSetupError {
@@ -267,9 +291,9 @@ impl SenderGatherer {
                     .parse()
                     .or_else(|_| ns.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
                     .map_err(|_| DnsSetupError::BadNameserver(ns.clone()))?;
-                let mut udp = ConnectionConfig::udp();
+                let mut udp = DnsConnection::udp();
                 udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
+                let mut tcp = DnsConnection::tcp();
                 tcp.port = addr.port();
                 servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
             }
@@ -287,7 +311,130 @@ impl SenderGatherer {
                 ipv6: TtlCache::new(n),
             },
             config: config.clone(),
+            lists: Vec::new(),
+            backoff: Mutex::new(FxHashMap::default()),
+            probe: None,
         })
+    }
+
+    /// The gatherer the engine configuration asks for: DNS, lists, and the open-proxy probe when on.
+    pub fn from_config(config: &crate::EngineConfig) -> Result<SenderGatherer, DnsSetupError> {
+        let mut g = SenderGatherer::new(&config.dns)?;
+        g.lists = config.dnsbl.clone();
+        if config.connection.open_proxy_probe {
+            g.probe = Some(config.connection.clone());
+        }
+        Ok(g)
+    }
+
+    /// Gathers every fact for one message; URL domains (from the parsed message) feed URL lists.
+    pub async fn gather_with_urls(&self, raw: &[u8], envelope: &Envelope, url_domains: &[&str]) -> SenderFacts {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.deadline_ms.max(1));
+        let (facts, lists, proxy) = tokio::join!(
+            self.gather(raw, envelope),
+            tokio::time::timeout_at(deadline, self.query_lists(envelope, url_domains)),
+            tokio::time::timeout_at(deadline, self.probe_proxy(envelope)),
+        );
+        let mut facts = facts;
+        match lists {
+            Ok((hits, errors)) => {
+                facts.dns_lists = hits;
+                facts.dns_list_errors = errors;
+            }
+            Err(_) => facts.timed_out.push("dns lists".into()),
+        }
+        facts.open_proxy = proxy.ok().flatten();
+        facts
+    }
+
+    async fn query_lists(&self, envelope: &Envelope, url_domains: &[&str]) -> (Vec<DnsListHit>, Vec<String>) {
+        let mut queries: Vec<(usize, String, String)> = Vec::new();
+        let now = Instant::now();
+        {
+            let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+            backoff.retain(|_, until| *until > now);
+            for (i, l) in self.lists.iter().enumerate() {
+                if backoff.contains_key(&l.zone) {
+                    continue;
+                }
+                // (what a person reads, the label asked under the zone)
+                let subjects: Vec<(String, String)> = match l.kind {
+                    DnsListKind::Ip => {
+                        envelope.client_ip.map(|ip| (ip.to_string(), reversed(ip))).into_iter().collect()
+                    }
+                    DnsListKind::Sender => envelope
+                        .mail_from
+                        .as_deref()
+                        .and_then(|m| m.rsplit_once('@'))
+                        .map(|(_, d)| (d.to_ascii_lowercase(), d.to_ascii_lowercase()))
+                        .into_iter()
+                        .collect(),
+                    DnsListKind::Helo => envelope
+                        .helo
+                        .iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .filter(|h| h.contains('.'))
+                        .map(|h| (h.clone(), h))
+                        .collect(),
+                    DnsListKind::Url => url_domains.iter().take(10).map(|d| (d.to_string(), d.to_string())).collect(),
+                };
+                for (shown, label) in subjects {
+                    let name = format!("{label}.{}", l.zone.trim_end_matches('.'));
+                    queries.push((i, shown, name));
+                }
+            }
+        }
+        let lookups = queries.iter().map(|(_, _, name)| self.auth.ipv4_lookup(name.as_str(), Some(&self.caches.ipv4)));
+        let answers = futures_join_all(lookups).await;
+        let (mut hits, mut errors) = (Vec::new(), Vec::new());
+        for ((i, subj, _), answer) in queries.iter().zip(answers) {
+            let l = &self.lists[*i];
+            let Ok(set) = answer else { continue };
+            for code in set.rrset.iter() {
+                let o = code.octets();
+                if o[0] != 127 || (o[1] == 255 && o[2] == 255) {
+                    // An error or policy answer ("query refused", "over quota"): report it and back off.
+                    errors.push(format!("{} answered {code} for {subj}", l.zone));
+                    self.backoff
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(l.zone.clone(), Instant::now() + LIST_BACKOFF);
+                    continue;
+                }
+                let code_s = code.to_string();
+                let symbol = l
+                    .returns
+                    .iter()
+                    .find(|r| r.code == code_s)
+                    .map(|r| r.symbol.clone())
+                    .unwrap_or_else(|| l.symbol.clone());
+                if !hits.iter().any(|h: &DnsListHit| h.symbol == symbol) {
+                    hits.push(DnsListHit { symbol, zone: l.zone.clone(), queried: subj.clone(), code: code_s });
+                }
+            }
+        }
+        (hits, errors)
+    }
+
+    /// Connects back to the client's common proxy ports and asks each to relay to itself; a port that
+    /// agrees is an open proxy. Off unless configured.
+    async fn probe_proxy(&self, envelope: &Envelope) -> Option<u16> {
+        let probe = self.probe.as_ref()?;
+        let ip = envelope.client_ip?;
+        let per_port = Duration::from_millis(probe.open_proxy_timeout_ms.max(1));
+        let tries = probe.open_proxy_ports.iter().map(|&port| async move {
+            let attempt = async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut s = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
+                s.write_all(format!("CONNECT {ip}:25 HTTP/1.0\r\n\r\n").as_bytes()).await.ok()?;
+                let mut buf = [0u8; 64];
+                let n = s.read(&mut buf).await.ok()?;
+                let head = String::from_utf8_lossy(&buf[..n]);
+                (head.starts_with("HTTP/1.") && head.get(9..12) == Some("200")).then_some(port)
+            };
+            tokio::time::timeout(per_port, attempt).await.ok().flatten()
+        });
+        futures_join_all(tries).await.into_iter().flatten().next()
     }
 
     /// Gathers every fact for one message. Never takes longer than the configured deadline.
@@ -471,6 +618,53 @@ impl SenderGatherer {
         facts.spf = spf_out.map(|o| spf_result(o.result()));
         facts
     }
+}
+
+/// The name a DNS list is asked for an IP: reversed octets (or nibbles for IPv6).
+fn reversed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::new();
+            for b in v6.octets().iter().rev() {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(&format!("{:x}.{:x}", b & 0xf, b >> 4));
+            }
+            s
+        }
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order (a small join_all, to avoid a dependency).
+async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 fn is_not_found(e: &AuthError) -> bool {

@@ -12,6 +12,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("headers.rs", include_str!("../src/checks/headers.rs")),
     ("html.rs", include_str!("../src/checks/html.rs")),
     ("obfuscation.rs", include_str!("../src/checks/obfuscation.rs")),
+    ("reputation.rs", include_str!("../src/checks/reputation.rs")),
     ("rules.rs", include_str!("../src/checks/rules.rs")),
     ("urls.rs", include_str!("../src/checks/urls.rs")),
 ];

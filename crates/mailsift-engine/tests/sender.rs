@@ -344,3 +344,131 @@ async fn cached_answers_are_not_asked_again() {
     assert!(first > 0);
     assert!(dns.queries() - first <= 2, "asked again: {:?}", &dns.log()[first..]);
 }
+
+fn list(symbol: &str, zone: &str, weight: f64) -> mailsift_engine::config::DnsListConfig {
+    mailsift_engine::config::DnsListConfig {
+        symbol: symbol.into(),
+        zone: zone.into(),
+        kind: mailsift_engine::config::DnsListKind::Ip,
+        weight,
+        returns: vec![],
+        reject_at_door: false,
+        description: None,
+    }
+}
+
+async fn judge_full(config: EngineConfig, raw: &str, env: &Envelope) -> (Verdict, mailsift_engine::ConnectionVerdict) {
+    let gatherer = SenderGatherer::from_config(&config).unwrap();
+    let engine = Engine::new(config).unwrap();
+    let msg = engine.parse(raw.as_bytes());
+    let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
+    let facts = gatherer.gather_with_urls(raw.as_bytes(), env, &domains).await;
+    let evidence = Evidence::from_sender(facts);
+    (engine.judge(&msg, env, &evidence), engine.judge_connection(env, &evidence))
+}
+
+#[tokio::test]
+async fn dns_blocklists_allowlists_and_error_codes() {
+    let mut z = good_sender_zone();
+    // 192.0.2.10 is listed in the combined list with two codes, and in an allowlist.
+    z.a("10.2.0.192.combined.bl.example", "127.0.0.2")
+        .a("10.2.0.192.combined.bl.example", "127.0.0.10")
+        .a("10.2.0.192.wl.example", "127.0.0.2")
+        // The refusing list answers with its "query refused" code for everybody.
+        .a("10.2.0.192.refusing.bl.example", "127.255.255.254")
+        .a("bad-urls.example.dbl.example", "127.0.1.2");
+    let dns = TestDns::start(z);
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    let mut combined = list("COMBINED_LISTED", "combined.bl.example", 1.0);
+    combined.returns = vec![
+        mailsift_engine::config::DnsListReturn {
+            code: "127.0.0.2".into(),
+            symbol: "COMBINED_SPAM_SOURCE".into(),
+            weight: 6.0,
+        },
+        mailsift_engine::config::DnsListReturn {
+            code: "127.0.0.10".into(),
+            symbol: "COMBINED_DYNAMIC".into(),
+            weight: 1.5,
+        },
+    ];
+    let mut dbl = list("URL_DOMAIN_LISTED", "dbl.example", 4.0);
+    dbl.kind = mailsift_engine::config::DnsListKind::Url;
+    c.dnsbl = vec![
+        combined,
+        list("ALLOWLISTED", "wl.example", -3.0),
+        list("REFUSING_LISTED", "refusing.bl.example", 5.0),
+        dbl,
+    ];
+    let raw = message("Pat <pat@partner.example>", "Offer", "See http://www.bad-urls.example/offer today.");
+    let env = envelope("192.0.2.10", "mail.partner.example", "pat@partner.example");
+    let (v, _) = judge_full(c.clone(), &raw, &env).await;
+    for s in ["COMBINED_SPAM_SOURCE", "COMBINED_DYNAMIC", "ALLOWLISTED", "URL_DOMAIN_LISTED", "DNSBL_ERROR_ANSWER"] {
+        assert!(has(&v, s), "{s} missing: {:?}", names(&v));
+    }
+    assert!(!has(&v, "REFUSING_LISTED"), "an error code is never a listing: {:?}", names(&v));
+    let allow = v.symbols.iter().find(|s| s.name == "ALLOWLISTED").unwrap();
+    assert_eq!(allow.score, -3.0);
+    assert!(v.symbols.iter().find(|s| s.name == "COMBINED_SPAM_SOURCE").unwrap().detail.contains("192.0.2.10"));
+
+    // The refusing list is backed off: a second message does not ask it again.
+    let gatherer = SenderGatherer::from_config(&c).unwrap();
+    gatherer.gather_with_urls(raw.as_bytes(), &env, &[]).await;
+    let before = dns.log().iter().filter(|q| q.contains("refusing")).count();
+    gatherer.gather_with_urls(raw.as_bytes(), &env, &[]).await;
+    let after = dns.log().iter().filter(|q| q.contains("refusing")).count();
+    assert_eq!(before, after, "the refusing zone is left alone after an error answer");
+}
+
+#[tokio::test]
+async fn very_bad_senders_are_refused_at_the_door() {
+    let mut z = Zone::new();
+    z.a("66.113.0.203.zen.bl.example", "127.0.0.2");
+    let dns = TestDns::start(z);
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    let mut zen = list("ZEN_LISTED", "zen.bl.example", 8.0);
+    zen.reject_at_door = true;
+    c.dnsbl = vec![zen];
+    let env = envelope("203.0.113.66", "localhost", "x@spam.example");
+    let (_, door) = judge_full(c.clone(), "", &env).await;
+    assert!(door.reject, "{door:?}");
+    assert!(door.reason.as_deref().unwrap().contains("zen.bl.example"));
+    // A clean sender passes the door.
+    let (_, door) =
+        judge_full(c.clone(), "", &envelope("192.0.2.10", "mail.partner.example", "pat@partner.example")).await;
+    assert!(!door.reject, "{door:?}");
+    // Without reject_at_door, only the score threshold refuses.
+    c.connection.reject_at_door = false;
+    let (_, door) = judge_full(c, "", &env).await;
+    assert!(!door.reject, "score {} is below the reject score", door.score);
+}
+
+#[tokio::test]
+async fn open_proxy_probe_on_loopback() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A fake open proxy on 127.0.0.1: it agrees to CONNECT anywhere.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = proxy.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = proxy.accept().await {
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.0 200 Connection established\r\n\r\n").await;
+        }
+    });
+    // A port that is closed: bind then drop to get one.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dns = TestDns::start(Zone::new());
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    c.connection.open_proxy_probe = true;
+    c.connection.open_proxy_ports = vec![closed, port];
+    c.connection.open_proxy_timeout_ms = 500;
+    let env = envelope("127.0.0.1", "proxy.example.net", "x@example.net");
+    let (v, _) = judge_full(c.clone(), &message("x@example.net", "hi", "hello"), &env).await;
+    assert!(has(&v, "OPEN_PROXY"), "{:?}", names(&v));
+    assert!(v.symbols.iter().find(|s| s.name == "OPEN_PROXY").unwrap().detail.ends_with(&format!(":{port}")));
+    // Off by default.
+    c.connection.open_proxy_probe = false;
+    let (v, _) = judge_full(c, &message("x@example.net", "hi", "hello"), &env).await;
+    assert!(!has(&v, "OPEN_PROXY"));
+}

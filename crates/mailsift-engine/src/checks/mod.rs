@@ -12,6 +12,7 @@ pub mod content;
 pub mod headers;
 pub mod html;
 pub mod obfuscation;
+pub mod reputation;
 pub mod rules;
 pub mod urls;
 
@@ -39,6 +40,7 @@ pub fn all_symbols() -> Vec<&'static [SymbolSpec]> {
         content::SYMBOLS,
         connection::SYMBOLS,
         auth::SYMBOLS,
+        reputation::SYMBOLS,
         headers::SYMBOLS,
         obfuscation::SYMBOLS,
         urls::SYMBOLS,
@@ -54,6 +56,7 @@ pub fn run(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     content::check(ctx, hits);
     connection::check(ctx, hits);
     auth::check(ctx, hits);
+    reputation::check(ctx, hits);
     headers::check(ctx, hits);
     obfuscation::check(ctx, hits);
     urls::check(ctx, hits);

@@ -1,0 +1,83 @@
+//! Sender reputation from DNS lists (blocklists and allowlists configured by the administrator) and the
+//! open-proxy probe. Local reputation (our own history of each sender) joins here when the store keeps it.
+//!
+//! A list's error and policy answers (127.255.255.x: query refused, over quota; anything outside 127/8) are
+//! never a listing: the evidence stage reports them and backs off the zone, and `DNSBL_ERROR_ANSWER` says so.
+
+use super::Ctx;
+use crate::config::DnsListConfig;
+use crate::symbols::{Group, Group::Reputation, Hits, Registry, SymbolDef, SymbolSpec};
+
+pub const SYMBOLS: &[SymbolSpec] = &[
+    SymbolSpec::new(
+        "DNSBL_ERROR_ANSWER",
+        Reputation,
+        0.0,
+        "A DNS list answered with an error or policy code (refused or over quota); it was not counted and is paused.",
+        "Check your access to the list (many require a subscription or their own resolver).",
+    ),
+    SymbolSpec::new(
+        "OPEN_PROXY",
+        Reputation,
+        5.0,
+        "The sending client runs an open proxy that relays connections for anyone.",
+        "The sender's administrator must close the proxy; hijacked proxies send most of the world's spam.",
+    ),
+];
+
+/// Registers the symbols the configured lists report.
+pub fn register_lists(lists: &[DnsListConfig], registry: &mut Registry) -> Result<(), String> {
+    for l in lists {
+        let valid =
+            |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+        if l.zone.trim().is_empty() || !l.zone.contains('.') {
+            return Err(format!("dnsbl {}: zone {:?} is not a DNS zone", l.symbol, l.zone));
+        }
+        let desc = l.description.clone().unwrap_or_else(|| format!("Listed in the DNS list {}.", l.zone));
+        let remedy = if l.weight < 0.0 {
+            format!("{} is an allowlist you configured; remove it from [[dnsbl]] to stop trusting it.", l.zone)
+        } else {
+            format!("The sender must ask {} to delist them (see the list's web site); meanwhile allow the sender if legitimate.", l.zone)
+        };
+        let mut add = |name: &str, weight: f64| -> Result<(), String> {
+            if !valid(name) {
+                return Err(format!("dnsbl {}: symbol {name:?} must be UPPER_SNAKE_CASE", l.zone));
+            }
+            if registry.id(name).is_some() {
+                return Ok(()); // Two lists may share a symbol; the first weight stands.
+            }
+            registry.add(SymbolDef {
+                name: name.to_string(),
+                group: Group::Reputation,
+                weight,
+                default_weight: weight,
+                description: desc.clone(),
+                remedy: remedy.clone(),
+                asf: None,
+            })?;
+            Ok(())
+        };
+        add(&l.symbol, l.weight)?;
+        for r in &l.returns {
+            if r.code.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(format!("dnsbl {}: return code {:?} is not an IPv4 address", l.zone, r.code));
+            }
+            add(&r.symbol, r.weight)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    let Some(facts) = ctx.evidence.sender.as_ref() else { return };
+    for h in &facts.dns_lists {
+        hits.hit(&h.symbol, format!("{} in {} ({})", h.queried, h.zone, h.code));
+    }
+    if !facts.dns_list_errors.is_empty() {
+        hits.hit("DNSBL_ERROR_ANSWER", facts.dns_list_errors.join("; "));
+    }
+    if let Some(port) = facts.open_proxy {
+        let ip = ctx.envelope.client_ip.map(|i| i.to_string()).unwrap_or_default();
+        hits.hit("OPEN_PROXY", format!("{ip}:{port}"));
+    }
+}
