@@ -22,4 +22,7 @@ pub enum SpfResult {
 pub struct Evidence {
     /// SPF of the envelope sender, when the sender-evidence stage ran.
     pub spf: Option<SpfResult>,
+    /// Spam probabilities from the statistical engines, when a model was consulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<crate::classify::ClassifierScores>,
 }

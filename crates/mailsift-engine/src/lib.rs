@@ -9,6 +9,7 @@
 //! [`Engine::scan`].
 
 pub mod checks;
+pub mod classify;
 pub mod config;
 pub mod envelope;
 pub mod evidence;
@@ -18,6 +19,7 @@ pub mod symbols;
 pub mod verdict;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 pub use config::EngineConfig;
 pub use envelope::{Direction, Envelope};
@@ -48,7 +50,12 @@ pub struct Engine {
     config: EngineConfig,
     registry: Registry,
     rules: RuleSet,
+    /// The trained classifiers, shared with whoever keeps them learning (reports, auto-learn).
+    model: Option<SharedModel>,
 }
+
+/// A classifier model that scans read and learning updates.
+pub type SharedModel = Arc<RwLock<classify::Model>>;
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, EngineError> {
@@ -81,7 +88,30 @@ impl Engine {
             config,
             registry,
             rules,
+            model: None,
         })
+    }
+
+    /// Gives the engine a trained model to consult at scan time.
+    pub fn with_model(mut self, model: SharedModel) -> Engine {
+        self.model = Some(model);
+        self
+    }
+
+    pub fn model(&self) -> Option<&SharedModel> {
+        self.model.as_ref()
+    }
+
+    /// The classifiers' answers about a parsed message, when a model is loaded and enabled.
+    pub fn classify(&self, msg: &Message<'_>) -> Option<classify::ClassifierScores> {
+        let model = self
+            .model
+            .as_ref()
+            .filter(|_| self.config.classifier.enabled)?;
+        let features = classify::features(msg);
+        let model = model.read().unwrap_or_else(|e| e.into_inner());
+        let scores = model.classify(&features, &self.config.classifier);
+        (scores != classify::ClassifierScores::default()).then_some(scores)
     }
 
     pub fn registry(&self) -> &Registry {
@@ -109,6 +139,18 @@ impl Engine {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        // Classifier probabilities are evidence; compute them here unless the caller brought them.
+        let with_scores;
+        let evidence = match evidence.classifier.is_none().then(|| self.classify(msg)) {
+            Some(Some(scores)) => {
+                with_scores = Evidence {
+                    classifier: Some(scores),
+                    ..evidence.clone()
+                };
+                &with_scores
+            }
+            _ => evidence,
+        };
         let ctx = checks::Ctx {
             envelope,
             message: msg,
@@ -119,10 +161,10 @@ impl Engine {
         let mut hits = Hits::new(&self.registry);
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
-        self.weigh(hits)
+        self.weigh(hits, evidence.classifier.is_some())
     }
 
-    fn weigh(&self, hits: Hits<'_>) -> Verdict {
+    fn weigh(&self, hits: Hits<'_>, classifier_ran: bool) -> Verdict {
         let mut score = 0.0;
         let mut high_confidence = false;
         let mut symbols = Vec::new();
@@ -165,6 +207,9 @@ impl Engine {
         let mut engines = vec!["heuristics"];
         if symbols.iter().any(|s| s.asf_mode.is_some()) || asf_enabled(&self.config.asf) {
             engines.push("asf");
+        }
+        if classifier_ran {
+            engines.push("classifier");
         }
         Verdict {
             id: new_reference_id(),

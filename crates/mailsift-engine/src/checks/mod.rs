@@ -6,6 +6,7 @@
 
 pub mod asf;
 pub mod attachments;
+pub mod classifier;
 pub mod content;
 pub mod headers;
 pub mod html;
@@ -40,6 +41,7 @@ pub fn all_symbols() -> Vec<&'static [SymbolSpec]> {
         attachments::SYMBOLS,
         asf::SYMBOLS,
         rules::SYMBOLS,
+        classifier::SYMBOLS,
     ]
 }
 
@@ -52,6 +54,7 @@ pub fn run(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     html::check(ctx, hits);
     attachments::check(ctx, hits);
     asf::check(ctx, hits);
+    classifier::check(ctx, hits);
 }
 
 /// Large free-mail providers: a Reply-To there, or a From that claims one, means something.
