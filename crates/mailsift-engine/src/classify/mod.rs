@@ -84,7 +84,7 @@ impl Model {
             return ClassifierScores::default();
         }
         ClassifierScores {
-            bayes: Some(self.bayes.score(&f.ids)),
+            bayes: Some(self.bayes.score(f.bayes_ids())),
             linear: Some(self.linear.score(&f.ids)),
         }
     }
@@ -94,13 +94,13 @@ impl Model {
         match before {
             Some(b) if b == side => LearnOutcome::AlreadyKnown,
             Some(b) => {
-                self.bayes.apply(&f.ids, b.is_spam(), -1);
-                self.bayes.apply(&f.ids, side.is_spam(), 1);
+                self.bayes.apply(f.bayes_ids(), b.is_spam(), -1);
+                self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
                 self.linear.correct(&f.ids, side.is_spam(), 20);
                 LearnOutcome::Relearned
             }
             None => {
-                self.bayes.apply(&f.ids, side.is_spam(), 1);
+                self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
                 self.linear.step(&f.ids, side.is_spam(), 1.0);
                 LearnOutcome::Learned
             }
@@ -110,7 +110,7 @@ impl Model {
     /// Forgets a message learned on `side` (Bayes exactly; the linear model is stepped back toward the
     /// other side once, the closest a logistic model has to unlearning).
     pub fn unlearn(&mut self, f: &Features, side: Side) {
-        self.bayes.apply(&f.ids, side.is_spam(), -1);
+        self.bayes.apply(f.bayes_ids(), side.is_spam(), -1);
         self.linear.step(&f.ids, !side.is_spam(), 1.0);
     }
 }

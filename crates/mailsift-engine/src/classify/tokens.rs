@@ -52,13 +52,25 @@ enum Kind {
     Encoding = 15,
 }
 
-/// The features of one message: distinct 64-bit ids, in the order first seen.
+/// The features of one message: distinct 64-bit ids. The single features (words, header and URL facts)
+/// come first, `ids[..singles]`, then the word pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Features {
     pub ids: Vec<u64>,
+    pub singles: usize,
 }
 
 impl Features {
+    /// The features Bayes counts. Bayes reads single features only: pairs are strongly correlated with
+    /// the words they are made of, and chi-square combining treats clues as independent, so pairs would
+    /// make it sure both ways at once. The linear model weighs correlated features correctly and reads all.
+    pub fn bayes_ids(&self) -> &[u64] {
+        if std::env::var_os("MAILSIFT_BAYES_PAIRS").is_some() {
+            return &self.ids;
+        }
+        &self.ids[..self.singles]
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -71,12 +83,19 @@ impl Features {
 struct Collector {
     seen: FxHashSet<u64>,
     ids: Vec<u64>,
+    pairs: Vec<u64>,
 }
 
 impl Collector {
     fn add_hash(&mut self, h: u64) {
         if self.seen.insert(h) {
             self.ids.push(h);
+        }
+    }
+
+    fn add_pair(&mut self, h: u64) {
+        if self.seen.insert(h) {
+            self.pairs.push(h);
         }
     }
 
@@ -90,6 +109,7 @@ pub fn features(msg: &Message<'_>) -> Features {
     let mut c = Collector {
         seen: FxHashSet::default(),
         ids: Vec::with_capacity(1024),
+        pairs: Vec::with_capacity(2048),
     };
     c.seen.reserve(1024);
     let mut words = WordStream::new(&mut c);
@@ -104,8 +124,10 @@ pub fn features(msg: &Message<'_>) -> Features {
     words.window_break();
     words.text(&msg.body_text, Kind::Word);
     header_features(msg, &mut c);
-    c.ids.shrink_to_fit();
-    Features { ids: c.ids }
+    let singles = c.ids.len();
+    let mut ids = c.ids;
+    ids.extend_from_slice(&c.pairs);
+    Features { ids, singles }
 }
 
 fn header_features(msg: &Message<'_>, c: &mut Collector) {
@@ -347,7 +369,7 @@ impl<'c> WordStream<'c> {
         let n = self.filled.min(OSB_WINDOW - 1);
         for d in 1..=n {
             let older = self.window[OSB_WINDOW - d];
-            self.c.add_hash(pair_hash(older, h, d as u64));
+            self.c.add_pair(pair_hash(older, h, d as u64));
         }
         self.window.copy_within(1.., 0);
         self.window[OSB_WINDOW - 1] = h;
