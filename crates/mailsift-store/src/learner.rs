@@ -137,7 +137,9 @@ impl<S: TokenStore> Learner<S> {
     }
 
     fn touch(&mut self, ex: &Example) {
-        self.changes.tokens.extend(ex.features.bayes_ids().iter().copied());
+        self.changes
+            .tokens
+            .extend(ex.features.bayes_ids().iter().copied());
         self.changes.trained.push((ex.digest, ex.side));
         self.pending.insert(ex.digest, ex.side);
     }

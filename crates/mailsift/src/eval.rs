@@ -5,8 +5,9 @@
 //! symbol fired on ham and on spam: the figures weights are tuned from. `--plot` draws the ROC curves.
 //!
 //! `--split sa` trains a fresh temporary model on the TRAIN half of the standard SpamAssassin split and
-//! evaluates on the TEST half, in one command. `--split sa-tune` does the same inside TRAIN only (train on
-//! md5 4-9, evaluate on a-f), for tuning weights without ever looking at TEST.
+//! evaluates on the TEST half, in one command. `--split sa-tune` does the same inside TRAIN only, as four-fold
+//! cross-validation (`--fold 0..3`: evaluate on three of TRAIN's twelve md5 digits, train on the other
+//! nine), for tuning weights without ever looking at TEST.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,9 @@ pub struct EvalArgs {
     /// `sa` trains on TRAIN and evaluates on TEST; `sa-tune` splits TRAIN itself (for tuning).
     #[arg(long, value_enum, conflicts_with = "subset")]
     split: Option<EvalSplit>,
+    /// With `--split sa-tune`: which quarter of TRAIN to evaluate on (md5 4-6, 7-9, a-c, d-f).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..4))]
+    fold: u32,
     /// Extra passes of the linear model when `--split` trains.
     #[arg(long, default_value_t = crate::train::DEFAULT_PASSES)]
     passes: usize,
@@ -60,22 +64,22 @@ pub struct EvalArgs {
 pub enum EvalSplit {
     /// Train on the standard TRAIN half (md5 4-f), evaluate on TEST (md5 0-3).
     Sa,
-    /// Within TRAIN: train on md5 4-9, evaluate on md5 a-f. TEST is never read.
+    /// Within TRAIN, one fold of four (see `--fold`). TEST is never read.
     SaTune,
 }
 
 impl EvalSplit {
-    fn trains(self, f: &Path) -> bool {
+    fn trains(self, f: &Path, fold: u32) -> bool {
         match self {
             EvalSplit::Sa => in_split(f, Split::Train),
-            EvalSplit::SaTune => matches!(md5_digit(f), Some(4..=9)),
+            EvalSplit::SaTune => md5_digit(f).is_some_and(|d| d >= 4 && (d - 4) / 3 != fold),
         }
     }
 
-    fn evaluates(self, f: &Path) -> bool {
+    fn evaluates(self, f: &Path, fold: u32) -> bool {
         match self {
             EvalSplit::Sa => in_split(f, Split::Test),
-            EvalSplit::SaTune => matches!(md5_digit(f), Some(10..=15)),
+            EvalSplit::SaTune => md5_digit(f).is_some_and(|d| d >= 4 && (d - 4) / 3 == fold),
         }
     }
 }
@@ -113,8 +117,10 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
             for f in message_files(root)? {
                 let side = if is_spam { Side::Spam } else { Side::Ham };
                 match args.split {
-                    Some(split) if split.trains(&f) => training.push((f, side)),
-                    Some(split) if split.evaluates(&f) => jobs.push((f, folder.clone(), is_spam)),
+                    Some(split) if split.trains(&f, args.fold) => training.push((f, side)),
+                    Some(split) if split.evaluates(&f, args.fold) => {
+                        jobs.push((f, folder.clone(), is_spam))
+                    }
                     Some(_) => {}
                     None if in_split(&f, args.subset) => jobs.push((f, folder.clone(), is_spam)),
                     None => {}
@@ -242,8 +248,15 @@ fn engine_report(results: &[Outcome], tag: f64) -> Vec<crate::roc::Curve> {
     ];
     println!(
         "\n{:<11} {:>6} {:>9} {:>11} {:>9} {:>8} {:>8}  {:<24} {:<24}",
-        "engine", "at", "FP rate", "spam caught", "accuracy", "ROC AUC", "1-ROCA%",
-        "for 0.1% FP: score >", "for 0.5% FP: score >"
+        "engine",
+        "at",
+        "FP rate",
+        "spam caught",
+        "accuracy",
+        "ROC AUC",
+        "1-ROCA%",
+        "for 0.1% FP: score >",
+        "for 0.5% FP: score >"
     );
     let mut curves = Vec::new();
     for (name, pick, at) in engines {

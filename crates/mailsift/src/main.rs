@@ -27,7 +27,12 @@ struct Cli {
     config: Option<PathBuf>,
     /// Data directory: the classifier store (`classifier.sqlite`) lives here. Scans use the trained
     /// model found there, if any.
-    #[arg(long, global = true, env = "MAILSIFT_DATA_DIR", default_value = "mailsift-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAILSIFT_DATA_DIR",
+        default_value = "mailsift-data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,

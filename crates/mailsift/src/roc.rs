@@ -120,7 +120,11 @@ pub fn svg(curves: &[Curve]) -> String {
     let (xmin, xmax) = (-3.3f64, 0.0f64); // log10 of the false-positive rate
     let (ymin, ymax) = (0.5f64, 1.0f64);
     let x = |fpr: f64| {
-        let l = if fpr <= 0.0 { xmin } else { fpr.log10().max(xmin) };
+        let l = if fpr <= 0.0 {
+            xmin
+        } else {
+            fpr.log10().max(xmin)
+        };
         left + (l - xmin) / (xmax - xmin) * pw
     };
     let y = |tpr: f64| top + (1.0 - (tpr.max(ymin) - ymin) / (ymax - ymin)) * ph;

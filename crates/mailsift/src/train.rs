@@ -38,7 +38,7 @@ pub struct TrainArgs {
     passes: usize,
 }
 
-pub const DEFAULT_PASSES: usize = 4;
+pub const DEFAULT_PASSES: usize = 8;
 
 /// What a training run did.
 pub struct TrainReport {
