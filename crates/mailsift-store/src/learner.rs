@@ -37,8 +37,8 @@ pub struct Learner<S: TokenStore> {
     store: S,
     model: SharedModel,
     changes: Changes,
-    /// Digests learned since the last commit (the store does not know them yet).
-    pending: FxHashMap<[u8; 16], Side>,
+    /// Digests learned (or forgotten: `None`) since the last commit; the store does not know yet.
+    pending: FxHashMap<[u8; 16], Option<Side>>,
     hook: Box<dyn SpamtrapHook>,
 }
 
@@ -77,7 +77,7 @@ impl<S: TokenStore> Learner<S> {
     /// The side a message was learned on, counting what is not committed yet.
     pub fn trained_side(&self, digest: &[u8; 16]) -> Result<Option<Side>, StoreError> {
         match self.pending.get(digest) {
-            Some(s) => Ok(Some(*s)),
+            Some(s) => Ok(*s),
             None => self.store.trained_side(digest),
         }
     }
@@ -140,8 +140,25 @@ impl<S: TokenStore> Learner<S> {
         self.changes
             .tokens
             .extend(ex.features.bayes_ids().iter().copied());
-        self.changes.trained.push((ex.digest, ex.side));
-        self.pending.insert(ex.digest, ex.side);
+        self.changes.trained.push((ex.digest, Some(ex.side)));
+        self.pending.insert(ex.digest, Some(ex.side));
+    }
+
+    /// Unlearns a message that was learned (on whichever side), as if it had never been trained. Returns
+    /// the side it had been learned on; `None` (and nothing changes) when it was never learned.
+    pub fn forget(&mut self, msg: &Message<'_>) -> Result<Option<Side>, StoreError> {
+        let digest = classify::message_digest(msg);
+        let Some(side) = self.trained_side(&digest)? else {
+            return Ok(None);
+        };
+        let features = classify::features(msg);
+        self.write_model().unlearn(&features, side);
+        self.changes
+            .tokens
+            .extend(features.bayes_ids().iter().copied());
+        self.changes.trained.push((digest, None));
+        self.pending.insert(digest, None);
+        Ok(Some(side))
     }
 
     /// A user's correction: learns the message on `correct_side` (unlearning the other side if it had

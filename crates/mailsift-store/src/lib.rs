@@ -40,8 +40,8 @@ pub enum StoreError {
 pub struct Changes {
     /// Tokens whose counts changed (written as the model now has them; absent means delete).
     pub tokens: rustc_hash::FxHashSet<u64>,
-    /// Trained-message digests and the side each is now trained on.
-    pub trained: Vec<([u8; 16], Side)>,
+    /// Trained-message digests and the side each is now trained on (`None`: forgotten).
+    pub trained: Vec<([u8; 16], Option<Side>)>,
 }
 
 impl Changes {

@@ -266,10 +266,16 @@ impl TokenStore for SqliteStore {
             let mut trained = tx
                 .prepare("INSERT OR REPLACE INTO trained (digest, side, at) VALUES (?1, ?2, ?3)")
                 .map_err(e)?;
+            let mut forget = tx
+                .prepare("DELETE FROM trained WHERE digest = ?1")
+                .map_err(e)?;
             for (digest, side) in &changes.trained {
-                trained
-                    .execute(params![&digest[..], side.as_str(), now])
-                    .map_err(e)?;
+                match side {
+                    Some(side) => trained
+                        .execute(params![&digest[..], side.as_str(), now])
+                        .map_err(e)?,
+                    None => forget.execute([&digest[..]]).map_err(e)?,
+                };
             }
         }
         tx.commit().map_err(e)
