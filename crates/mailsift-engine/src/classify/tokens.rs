@@ -182,7 +182,6 @@ pub fn features(msg: &Message<'_>) -> Features {
     words.text(&msg.body_text, Kind::Word);
     header_features(msg, &mut c);
     let singles = c.ids.len();
-    char_grams(msg.subject.as_deref().unwrap_or(""), &msg.body_text, &mut c);
     let mut ids = c.ids;
     ids.extend_from_slice(&c.pairs);
     Features { ids, singles }
@@ -329,42 +328,6 @@ fn header_features(msg: &Message<'_>, c: &mut Collector) {
     );
 }
 
-/// Bytes of text read for character n-grams.
-const GRAM_BYTES: usize = 3000;
-
-/// Character 4-grams of the subject and the start of the text, lower-cased, white space collapsed: the
-/// features that led the TREC spam track's logistic models. They see through split words, odd spacing and
-/// inflections that word features miss. The linear model reads them; Bayes does not (they overlap).
-fn char_grams(subject: &str, body: &str, c: &mut Collector) {
-    let mut last_space = true;
-    let mut seen = 0usize;
-    for (part, seed) in [(subject, 0x4A11u64), (body, 0x4A12u64)] {
-        let mut window: u32 = 0;
-        let mut filled = 0usize;
-        for &b in part.as_bytes() {
-            if seen >= GRAM_BYTES {
-                return;
-            }
-            seen += 1;
-            let b = if b.is_ascii_whitespace() {
-                if last_space {
-                    continue;
-                }
-                last_space = true;
-                b' '
-            } else {
-                last_space = false;
-                b.to_ascii_lowercase()
-            };
-            window = (window << 8) | b as u32;
-            filled += 1;
-            if filled >= 4 {
-                c.add_pair(xxh3_64_with_seed(&window.to_le_bytes(), seed));
-            }
-        }
-    }
-}
-
 /// The names of the HTML tags used (and a few tell-tale attributes), from the markup's first 64 KiB.
 fn html_tags(markup: &str, c: &mut Collector) {
     let b = markup.as_bytes();
@@ -484,9 +447,21 @@ fn list_id(v: &str) -> String {
     inner.trim().to_ascii_lowercase()
 }
 
-/// Splits text into normalised words and feeds words and word pairs to the collector.
+/// Characters of normalised text read for character n-grams.
+const GRAM_CHARS: usize = 3000;
+
+/// Splits text into normalised words and feeds words, word pairs and character 4-grams to the collector.
+///
+/// The character 4-grams (of the normalised text, word separators collapsed to one space) are the
+/// features that led the TREC spam track's logistic models: they see through split words, odd spacing and
+/// inflections that word features miss. Like the pairs they overlap heavily, so only the linear model
+/// reads them.
 struct WordStream<'c> {
     c: &'c mut Collector,
+    /// The last four normalised characters, 16 bits each.
+    gram: u64,
+    gram_filled: usize,
+    gram_chars: usize,
     /// Hashes of the last words, newest last, for the pairs.
     window: [u64; OSB_WINDOW],
     filled: usize,
@@ -499,6 +474,9 @@ impl<'c> WordStream<'c> {
     fn new(c: &'c mut Collector) -> Self {
         WordStream {
             c,
+            gram: 0,
+            gram_filled: 0,
+            gram_chars: 0,
             window: [0; OSB_WINDOW],
             filled: 0,
             words: 0,
@@ -531,14 +509,44 @@ impl<'c> WordStream<'c> {
         self.end_word(kind);
     }
 
+    fn push_gram(&mut self, ch: char) {
+        if self.gram_chars >= GRAM_CHARS || (ch == ' ' && self.gram & 0xFFFF == ' ' as u64) {
+            return;
+        }
+        self.gram_chars += 1;
+        self.gram = (self.gram << 16) | (ch as u64 & 0xFFFF);
+        self.gram_filled += 1;
+        if self.gram_filled >= 4 {
+            self.c
+                .add_pair(xxh3_64_with_seed(&self.gram.to_le_bytes(), 0x4A11));
+        }
+    }
+
     fn push_char(&mut self, ch: char, kind: Kind) {
+        let grams = matches!(kind, Kind::Word);
         if ch.is_alphanumeric() || (ch == '@' && !self.word.is_empty()) {
             if ch.is_ascii() {
-                self.word.push(ch.to_ascii_lowercase());
+                let l = ch.to_ascii_lowercase();
+                self.word.push(l);
+                if grams {
+                    self.push_gram(l);
+                }
             } else {
-                self.word.extend(ch.to_lowercase());
+                for l in ch.to_lowercase() {
+                    self.word.push(l);
+                    if grams {
+                        self.push_gram(l);
+                    }
+                }
             }
         } else {
+            if grams {
+                self.push_gram(if matches!(ch, '$' | '€' | '£' | '!' | '%') {
+                    ch
+                } else {
+                    ' '
+                });
+            }
             self.end_word(kind);
             if matches!(ch, '$' | '€' | '£' | '!' | '%') {
                 self.word.push(ch);
