@@ -139,7 +139,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let data_dir = cli.data_dir.as_path();
     let trained = || with_trained_model(load_engine(cli.config.as_ref())?, data_dir);
     match cli.command {
-        Command::Scan(args) => scan::run(&trained()?, &args),
+        Command::Scan(args) => {
+            let engine = load_engine(cli.config.as_ref())?;
+            let c = &engine.config().classifier;
+            if c.autolearn || !c.spamtraps.is_empty() {
+                // Learning from verdicts: the engine scans with the learner's own model, so what is
+                // learned from one message counts for the next.
+                let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
+                let mut learner = mailsift_store::Learner::open(store)?;
+                let engine = engine.with_model(learner.model());
+                scan::run(&engine, &args, Some(&mut learner))
+            } else {
+                scan::run(&with_trained_model(engine, data_dir)?, &args, None)
+            }
+        }
         Command::Explain { file, envelope } => {
             let engine = trained()?;
             let raw = scan::read_input(&file)?;

@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use mailsift_engine::{Engine, Evidence, Verdict};
 
+use mailsift_store::{Learner, SqliteStore};
+
 use crate::inputs::message_files;
 use crate::EnvelopeArgs;
 
@@ -51,7 +53,30 @@ pub fn scan_one(engine: &Engine, raw: &[u8], args: &EnvelopeArgs) -> Verdict {
     engine.judge(&msg, &envelope, &Evidence::default())
 }
 
-pub fn run(engine: &Engine, args: &ScanArgs) -> Result<ExitCode> {
+/// Scans one message and lets the learner act on the verdict: spamtrap hits and (when enabled) auto-learning.
+fn scan_and_learn(
+    engine: &Engine,
+    raw: &[u8],
+    args: &EnvelopeArgs,
+    learner: &mut Learner<SqliteStore>,
+) -> Result<Verdict> {
+    let msg = engine.parse(raw);
+    let mut envelope = args.envelope();
+    if args.from_trace {
+        envelope.fill_from_trace(&msg);
+    }
+    let verdict = engine.judge(&msg, &envelope, &Evidence::default());
+    learner.after_verdict(&envelope, &msg, &verdict, &engine.config().classifier)?;
+    Ok(verdict)
+}
+
+/// Scans every message. With a learner (auto-learning or spamtraps configured), what it learns is saved
+/// at the end.
+pub fn run(
+    engine: &Engine,
+    args: &ScanArgs,
+    mut learner: Option<&mut Learner<SqliteStore>>,
+) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut errors, mut spam) = (0usize, 0usize);
@@ -77,7 +102,10 @@ pub fn run(engine: &Engine, args: &ScanArgs) -> Result<ExitCode> {
                     continue;
                 }
             };
-            let verdict = scan_one(engine, &raw, &args.envelope);
+            let verdict = match learner.as_deref_mut() {
+                Some(l) => scan_and_learn(engine, &raw, &args.envelope, l)?,
+                None => scan_one(engine, &raw, &args.envelope),
+            };
             if verdict.action.is_spam() {
                 spam += 1;
             }
@@ -107,6 +135,9 @@ pub fn run(engine: &Engine, args: &ScanArgs) -> Result<ExitCode> {
         }
     }
     out.flush()?;
+    if let Some(l) = learner {
+        l.commit(crate::train::unix_now())?;
+    }
     Ok(if errors > 0 {
         ExitCode::from(2)
     } else if spam > 0 {
