@@ -55,12 +55,9 @@ pub fn split_mbox(bytes: Vec<u8>) -> Vec<Vec<u8>> {
     while let Some(p) = memchr_newline_from(&bytes, i) {
         // A new message starts at a "From " line that follows an empty line (or the file start).
         let next = p + 1;
-        if bytes[next..].starts_with(b"From ") && next >= 2 && bytes[next - 2] == b'\n' {
-            starts.push(next);
-        } else if bytes[next..].starts_with(b"From ")
-            && next >= 3
-            && &bytes[next - 3..next] == b"\r\n\n"
-        {
+        let after_blank_line = (next >= 2 && bytes[next - 2] == b'\n')
+            || (next >= 3 && &bytes[next - 3..next] == b"\r\n\n");
+        if after_blank_line && bytes[next..].starts_with(b"From ") {
             starts.push(next);
         }
         i = next;

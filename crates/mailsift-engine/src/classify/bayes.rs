@@ -17,9 +17,6 @@ const X: f64 = 0.5;
 const MIN_STRENGTH: f64 = 0.1;
 /// At most this many of the strongest tokens are combined.
 const MAX_DISCRIMINATORS: usize = 150;
-/// Tokens whose probability is closer than this to 0.5 are ignored.
-
-/// At most this many of the strongest tokens are combined.
 
 /// Learned counts: per token, in how many ham and spam messages it appeared; and the message totals.
 #[derive(Debug, Clone, Default)]
