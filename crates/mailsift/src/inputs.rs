@@ -56,7 +56,7 @@ pub fn split_mbox(bytes: Vec<u8>) -> Vec<Vec<u8>> {
         // A new message starts at a "From " line that follows an empty line (or the file start).
         let next = p + 1;
         let after_blank_line = (next >= 2 && bytes[next - 2] == b'\n')
-            || (next >= 3 && &bytes[next - 3..next] == b"\r\n\n");
+            || (next >= 3 && &bytes[next - 3..next] == b"\n\r\n");
         if after_blank_line && bytes[next..].starts_with(b"From ") {
             starts.push(next);
         }
@@ -148,6 +148,8 @@ mod tests {
         assert_eq!(msgs.len(), 2);
         assert!(msgs[0].ends_with(b"hi\nFrom here\n\n"));
         assert!(msgs[1].starts_with(b"From b@x"));
+        let crlf = b"From a@x Mon\r\nSubject: one\r\n\r\nhi\r\n\r\nFrom b@x Mon\r\nSubject: two\r\n\r\nyo\r\n";
+        assert_eq!(split_mbox(crlf.to_vec()).len(), 2);
         let single = b"From a@x Mon\nSubject: one\n\nhello\nFrom the start\n".to_vec();
         assert_eq!(split_mbox(single).len(), 1);
     }
