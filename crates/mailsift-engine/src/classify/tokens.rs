@@ -4,8 +4,11 @@
 //! message views), normalised (NFKC, lower case, look-alike letters folded, zero-width characters dropped,
 //! leet spellings such as `v1agra` folded into an extra variant); pairs of nearby words (orthogonal sparse
 //! bigrams, as Rspamd and CRM114 use: each word paired with the next few, the distance part of the
-//! feature); a few header facts that describe the sender (From and Reply-To domains, the mailer, the
-//! content type and charset, the origin hop's host pattern); URL domains; attachment types.
+//! feature); character 4-grams of the normalised text; header facts that describe the sender (From
+//! address and domain, Reply-To and Return-Path domains, the mailer, content type, charset and MIME
+//! boundary layout, Message-ID and Date layouts, which sender-side headers are present, the origin hop's
+//! host pattern); URL domains, hosts and path words; HTML tag names; attachment types. Bayes reads the
+//! single features; the linear model reads everything (see [`Features::bayes_ids`]).
 //!
 //! What stays out, on purpose: other filters' verdict headers (`X-Spam-*`, anything with `Spam` in an
 //! `X-` name, our own `X-Mailsift-*`) and trace details that only say where a corpus was collected
