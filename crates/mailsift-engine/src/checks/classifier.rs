@@ -32,7 +32,7 @@ pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::new("BAYES_HAM_99", Classifier, -3.0, "Bayes: spam probability under 1%.", RETRAIN),
     SymbolSpec::new("LINEAR_SPAM_99", Classifier, 5.0, "Linear model: spam probability 99% or more.", RETRAIN),
     SymbolSpec::new("LINEAR_SPAM_90", Classifier, 5.0, "Linear model: spam probability 90% to 99%.", RETRAIN),
-    SymbolSpec::new("LINEAR_SPAM_70", Classifier, 1.5, "Linear model: spam probability 70% to 90%.", RETRAIN),
+    SymbolSpec::new("LINEAR_SPAM_70", Classifier, 0.5, "Linear model: spam probability 70% to 90%.", RETRAIN),
     SymbolSpec::new("LINEAR_HAM_70", Classifier, -0.5, "Linear model: spam probability 10% to 30%.", RETRAIN),
     SymbolSpec::new("LINEAR_HAM_90", Classifier, -1.5, "Linear model: spam probability 1% to 10%.", RETRAIN),
     SymbolSpec::new("LINEAR_HAM_99", Classifier, -3.0, "Linear model: spam probability under 1%.", RETRAIN),
