@@ -133,9 +133,12 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
     let engine = match args.split {
         None => crate::with_trained_model(engine, data_dir)?,
         Some(split) => {
+            let name = clap::ValueEnum::to_possible_value(&split)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default();
             anyhow::ensure!(
                 !training.is_empty(),
-                "--split {split:?}: no corpus files named NNNNN.<md5>.txt to train on"
+                "--split {name}: no corpus files named NNNNN.<md5>.txt to train on"
             );
             let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
             let store = SqliteStore::open_dir(tmp.path())?;
@@ -148,7 +151,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                 args.passes,
                 true,
             )?;
-            print!("training on {split:?} train half: ");
+            print!("--split {name}: training on the train half: ");
             report.print();
             println!();
             _tmp = tmp;
