@@ -28,6 +28,8 @@ pub struct EngineConfig {
     pub dnsbl: Vec<DnsListConfig>,
     /// The verdict at connect and HELO time, before any data is read.
     pub connection: ConnectionConfig,
+    /// The statistical engines (Bayes and the linear model): experience gate, auto-learning, spamtraps.
+    pub classifier: ClassifierConfig,
 }
 
 /// What a DNS list is queried with.
@@ -102,6 +104,47 @@ impl Default for ConnectionConfig {
             open_proxy_probe: false,
             open_proxy_ports: vec![1080, 3128, 8080, 8000, 8888],
             open_proxy_timeout_ms: 1500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierConfig {
+    /// Consult the classifiers when a trained model is loaded.
+    pub enabled: bool,
+    /// The classifiers stay silent until at least this many ham messages were learned.
+    pub min_ham: u64,
+    /// The classifiers stay silent until at least this many spam messages were learned.
+    pub min_spam: u64,
+    /// Learn from the gateway's own verdicts, far from the thresholds only. Off by default: a model that
+    /// learns from itself can drift; user reports and spamtraps are the safer teachers.
+    pub autolearn: bool,
+    /// Auto-learn as spam at or above this score (the heuristics alone must also reach the tag threshold).
+    pub autolearn_spam_score: f64,
+    /// Auto-learn as ham at or below this score (the heuristics alone must stay below half the tag
+    /// threshold).
+    pub autolearn_ham_score: f64,
+    /// Spamtrap addresses: mail to them is learned as spam, and the sender is reported to reputation.
+    pub spamtraps: Vec<String>,
+    /// The token store keeps at most this many tokens; rare stale ones are expired first.
+    pub max_tokens: u64,
+    /// Tokens seen in a single message and not seen again for this many days are expired.
+    pub expire_after_days: u64,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig {
+            enabled: true,
+            min_ham: 200,
+            min_spam: 200,
+            autolearn: false,
+            autolearn_spam_score: 15.0,
+            autolearn_ham_score: -2.0,
+            spamtraps: Vec::new(),
+            max_tokens: 3_000_000,
+            expire_after_days: 60,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Evidence {
     pub spf: Option<SpfResult>,
     /// Everything else the sender-evidence stage found (reverse DNS, DKIM, DMARC, ARC).
     pub sender: Option<crate::sender::SenderFacts>,
+    /// Spam probabilities from the statistical engines, when a model was consulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<crate::classify::ClassifierScores>,
 }
 
 impl Evidence {

@@ -10,6 +10,7 @@
 
 pub mod checks;
 pub mod cidr;
+pub mod classify;
 pub mod config;
 pub mod envelope;
 pub mod evidence;
@@ -20,6 +21,7 @@ pub mod symbols;
 pub mod verdict;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 pub use config::EngineConfig;
 pub use envelope::{Direction, Envelope};
@@ -53,7 +55,12 @@ pub struct Engine {
     registry: Registry,
     rules: RuleSet,
     spoof: checks::auth::SpoofGuard,
+    /// The trained classifiers, shared with whoever keeps them learning (reports, auto-learn).
+    model: Option<SharedModel>,
 }
+
+/// A classifier model that scans read and learning updates.
+pub type SharedModel = Arc<RwLock<classify::Model>>;
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, EngineError> {
@@ -80,7 +87,26 @@ impl Engine {
             }
         }
         let spoof = checks::auth::SpoofGuard::compile(&config.organisation).map_err(EngineError::Organisation)?;
-        Ok(Engine { config, registry, rules, spoof })
+        Ok(Engine { config, registry, rules, spoof, model: None })
+    }
+
+    /// Gives the engine a trained model to consult at scan time.
+    pub fn with_model(mut self, model: SharedModel) -> Engine {
+        self.model = Some(model);
+        self
+    }
+
+    pub fn model(&self) -> Option<&SharedModel> {
+        self.model.as_ref()
+    }
+
+    /// The classifiers' answers about a parsed message, when a model is loaded and enabled.
+    pub fn classify(&self, msg: &Message<'_>) -> Option<classify::ClassifierScores> {
+        let model = self.model.as_ref().filter(|_| self.config.classifier.enabled)?;
+        let features = classify::features(msg);
+        let model = model.read().unwrap_or_else(|e| e.into_inner());
+        let scores = model.classify(&features, &self.config.classifier);
+        (scores != classify::ClassifierScores::default()).then_some(scores)
     }
 
     pub fn registry(&self) -> &Registry {
@@ -106,11 +132,20 @@ impl Engine {
     pub fn judge(&self, msg: &Message<'_>, envelope: &Envelope, evidence: &Evidence) -> Verdict {
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        // Classifier probabilities are evidence; compute them here unless the caller brought them.
+        let with_scores;
+        let evidence = match evidence.classifier.is_none().then(|| self.classify(msg)) {
+            Some(Some(scores)) => {
+                with_scores = Evidence { classifier: Some(scores), ..evidence.clone() };
+                &with_scores
+            }
+            _ => evidence,
+        };
         let ctx = checks::Ctx { envelope, message: msg, evidence, config: &self.config, now, spoof: &self.spoof };
         let mut hits = Hits::new(&self.registry);
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
-        let mut verdict = self.weigh(hits);
+        let mut verdict = self.weigh(hits, evidence.classifier.is_some());
         if let Some(facts) = &evidence.sender {
             verdict.engines.insert(0, "sender");
             verdict.authentication_results = facts.authentication_results.clone();
@@ -127,7 +162,7 @@ impl Engine {
         let mut hits = Hits::new(&self.registry);
         checks::connection::check(&ctx, &mut hits);
         checks::reputation::check(&ctx, &mut hits);
-        let verdict = self.weigh(hits);
+        let verdict = self.weigh(hits, false);
         let c = &self.config.connection;
         let door_list = evidence.sender.as_ref().and_then(|f| {
             f.dns_lists.iter().find(|h| self.config.dnsbl.iter().any(|l| l.zone == h.zone && l.reject_at_door))
@@ -149,7 +184,7 @@ impl Engine {
         }
     }
 
-    fn weigh(&self, hits: Hits<'_>) -> Verdict {
+    fn weigh(&self, hits: Hits<'_>, classifier_ran: bool) -> Verdict {
         let mut score = 0.0;
         let mut high_confidence = false;
         let mut symbols = Vec::new();
@@ -187,6 +222,9 @@ impl Engine {
         let mut engines = vec!["heuristics"];
         if symbols.iter().any(|s| s.asf_mode.is_some()) || asf_enabled(&self.config.asf) {
             engines.push("asf");
+        }
+        if classifier_ran {
+            engines.push("classifier");
         }
         Verdict {
             id: new_reference_id(),

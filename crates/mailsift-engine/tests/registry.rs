@@ -8,6 +8,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("attachments.rs", include_str!("../src/checks/attachments.rs")),
     ("auth.rs", include_str!("../src/checks/auth.rs")),
     ("connection.rs", include_str!("../src/checks/connection.rs")),
+    ("classifier.rs", include_str!("../src/checks/classifier.rs")),
     ("content.rs", include_str!("../src/checks/content.rs")),
     ("headers.rs", include_str!("../src/checks/headers.rs")),
     ("html.rs", include_str!("../src/checks/html.rs")),

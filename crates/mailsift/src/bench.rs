@@ -77,6 +77,14 @@ pub fn run(engine: &Engine, args: &BenchArgs) -> Result<()> {
         total as f64 / secs,
         mb / secs
     );
+    println!(
+        "classifiers: {}",
+        if engine.model().is_some() {
+            "on (trained model from the data directory)"
+        } else {
+            "off (no trained model in the data directory)"
+        }
+    );
     let c: Vec<usize> = counts.iter().map(|a| a.load(Ordering::Relaxed)).collect();
     println!("actions: deliver {} tag {} quarantine {} reject {}", c[0], c[1], c[2], c[3]);
     Ok(())

@@ -1,14 +1,24 @@
 //! `mailsift eval`: score labelled ham and spam without training, and report false positives and spam
-//! caught per folder and in total, at the configured thresholds. With `--symbol-stats`, how often each
-//! symbol fired on ham and on spam: the figures weights are tuned from.
+//! caught per folder and in total, at the configured thresholds; then per engine (Bayes, linear,
+//! heuristics, the full verdict) the false-positive rate, spam caught, accuracy, ROC AUC and 1-ROCA%, and
+//! the thresholds that would give 0.1% and 0.5% false positives. With `--symbol-stats`, how often each
+//! symbol fired on ham and on spam: the figures weights are tuned from. `--plot` draws the ROC curves.
+//!
+//! `--split sa` trains a fresh temporary model on the TRAIN half of the standard SpamAssassin split and
+//! evaluates on the TEST half, in one command. `--split sa-tune` does the same inside TRAIN only, as four-fold
+//! cross-validation (`--fold 0..3`: evaluate on three of TRAIN's twelve md5 digits, train on the other
+//! nine), for tuning weights without ever looking at TEST.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
+use mailsift_engine::classify::Side;
+use mailsift_engine::symbols::Group;
 use mailsift_engine::{Engine, Envelope, Evidence};
+use mailsift_store::{Learner, SqliteStore};
 
 use crate::inputs::{in_split, message_files, Split};
 
@@ -32,6 +42,54 @@ pub struct EvalArgs {
     /// Scanning threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Train a fresh temporary model on one half of the given folders and evaluate on the other:
+    /// `sa` trains on TRAIN and evaluates on TEST; `sa-tune` splits TRAIN itself (for tuning).
+    #[arg(long, value_enum, conflicts_with = "subset")]
+    split: Option<EvalSplit>,
+    /// With `--split sa-tune`: which quarter of TRAIN to evaluate on (md5 4-6, 7-9, a-c, d-f).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..4))]
+    fold: u32,
+    /// Extra passes of the linear model when `--split` trains.
+    #[arg(long, default_value_t = crate::train::DEFAULT_PASSES)]
+    passes: usize,
+    /// Draw the ROC curves of every engine to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Write every message's scores (label, verdict score, heuristics, Bayes, linear) to this TSV file.
+    #[arg(long, value_name = "FILE")]
+    scores_tsv: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplit {
+    /// Train on the standard TRAIN half (md5 4-f), evaluate on TEST (md5 0-3).
+    Sa,
+    /// Within TRAIN, one fold of four (see `--fold`). TEST is never read.
+    SaTune,
+}
+
+impl EvalSplit {
+    fn trains(self, f: &Path, fold: u32) -> bool {
+        match self {
+            EvalSplit::Sa => in_split(f, Split::Train),
+            EvalSplit::SaTune => md5_digit(f).is_some_and(|d| d >= 4 && (d - 4) / 3 != fold),
+        }
+    }
+
+    fn evaluates(self, f: &Path, fold: u32) -> bool {
+        match self {
+            EvalSplit::Sa => in_split(f, Split::Test),
+            EvalSplit::SaTune => md5_digit(f).is_some_and(|d| d >= 4 && (d - 4) / 3 == fold),
+        }
+    }
+}
+
+fn md5_digit(f: &Path) -> Option<u32> {
+    if !in_split(f, Split::Train) && !in_split(f, Split::Test) {
+        return None;
+    }
+    let name = f.file_name()?.to_string_lossy().into_owned();
+    name.split('.').nth(1)?.chars().next()?.to_digit(16)
 }
 
 struct Outcome {
@@ -41,20 +99,49 @@ struct Outcome {
     score: f64,
     file: PathBuf,
     symbols: Vec<String>,
+    /// The score of every symbol outside the classifier group: the heuristics alone.
+    heuristics: f64,
+    bayes: Option<f64>,
+    linear: Option<f64>,
 }
 
-pub fn run(engine: &Engine, args: &EvalArgs) -> Result<()> {
+pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
     let mut jobs: Vec<(PathBuf, String, bool)> = Vec::new();
+    let mut training: Vec<(PathBuf, Side)> = Vec::new();
     for (paths, is_spam) in [(&args.ham, false), (&args.spam, true)] {
         for root in paths {
             let folder = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             for f in message_files(root)? {
-                if in_split(&f, args.subset) {
-                    jobs.push((f, folder.clone(), is_spam));
+                let side = if is_spam { Side::Spam } else { Side::Ham };
+                match args.split {
+                    Some(split) if split.trains(&f, args.fold) => training.push((f, side)),
+                    Some(split) if split.evaluates(&f, args.fold) => jobs.push((f, folder.clone(), is_spam)),
+                    Some(_) => {}
+                    None if in_split(&f, args.subset) => jobs.push((f, folder.clone(), is_spam)),
+                    None => {}
                 }
             }
         }
     }
+    // The temporary model's directory lives until the evaluation is over.
+    let _tmp;
+    let engine = match args.split {
+        None => crate::with_trained_model(engine, data_dir)?,
+        Some(split) => {
+            let name = clap::ValueEnum::to_possible_value(&split).map(|v| v.get_name().to_string()).unwrap_or_default();
+            anyhow::ensure!(!training.is_empty(), "--split {name}: no corpus files named NNNNN.<md5>.txt to train on");
+            let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            let store = SqliteStore::open_dir(tmp.path())?;
+            let mut learner = Learner::open(store)?;
+            let report = crate::train::train_files(&engine, &mut learner, &training, args.threads, args.passes, true)?;
+            print!("--split {name}: training on the train half: ");
+            report.print();
+            println!();
+            _tmp = tmp;
+            engine.with_model(learner.model())
+        }
+    };
+    let engine = &engine;
     anyhow::ensure!(!jobs.is_empty(), "no messages: give --ham and --spam folders");
     let results = Mutex::new(Vec::with_capacity(jobs.len()));
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -72,8 +159,14 @@ pub fn run(engine: &Engine, args: &EvalArgs) -> Result<()> {
                         continue;
                     }
                 };
-                let v = engine.scan(&raw, &Envelope::default(), &Evidence::default());
+                let msg = engine.parse(&raw);
+                let scores = engine.classify(&msg);
+                let evidence = Evidence { classifier: scores, ..Evidence::default() };
+                let v = engine.judge(&msg, &Envelope::default(), &evidence);
                 let o = Outcome {
+                    heuristics: v.symbols.iter().filter(|s| s.group != Group::Classifier).map(|s| s.score).sum(),
+                    bayes: scores.and_then(|s| s.bayes),
+                    linear: scores.and_then(|s| s.linear),
                     folder: folder.clone(),
                     is_spam: *is_spam,
                     flagged: v.action.is_spam(),
@@ -88,7 +181,78 @@ pub fn run(engine: &Engine, args: &EvalArgs) -> Result<()> {
     let mut results = results.into_inner().expect("results");
     results.sort_by(|a, b| a.file.cmp(&b.file));
     report(&results, args);
+    let curves = engine_report(&results, engine.config().thresholds.tag);
+    if let Some(path) = &args.plot {
+        std::fs::write(path, crate::roc::svg(&curves))
+            .with_context(|| format!("{}: cannot write the plot", path.display()))?;
+        println!("\nROC curves drawn to {}", path.display());
+    }
+    if let Some(path) = &args.scores_tsv {
+        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\n");
+        let opt = |p: Option<f64>| p.map(|p| p.to_string()).unwrap_or_default();
+        for r in &results {
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\n",
+                r.file.display(),
+                if r.is_spam { "spam" } else { "ham" },
+                r.score,
+                r.heuristics,
+                opt(r.bayes),
+                opt(r.linear)
+            ));
+        }
+        std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
     Ok(())
+}
+
+/// Per-engine figures: each engine alone (Bayes and linear decide at probability 0.5, the heuristics at
+/// the tag threshold) and the full verdict. Returns the ROC curves for the plot.
+fn engine_report(results: &[Outcome], tag: f64) -> Vec<crate::roc::Curve> {
+    type Pick = fn(&Outcome) -> Option<f64>;
+    let engines: [(&str, Pick, f64); 4] = [
+        ("bayes", |r| r.bayes, 0.5),
+        ("linear", |r| r.linear, 0.5),
+        ("heuristics", |r| Some(r.heuristics), tag),
+        ("combined", |r| Some(r.score), tag),
+    ];
+    println!(
+        "\n{:<11} {:>6} {:>9} {:>11} {:>9} {:>8} {:>8}  {:<24} {:<24}",
+        "engine",
+        "at",
+        "FP rate",
+        "spam caught",
+        "accuracy",
+        "ROC AUC",
+        "1-ROCA%",
+        "for 0.1% FP: score >",
+        "for 0.5% FP: score >"
+    );
+    let mut curves = Vec::new();
+    for (name, pick, at) in engines {
+        let scored: Vec<(f64, bool)> = results.iter().filter_map(|r| pick(r).map(|s| (s, r.is_spam))).collect();
+        if scored.is_empty() {
+            println!("{name:<11} (silent: no trained model, or too little training)");
+            continue;
+        }
+        let m = crate::roc::Metrics::of(&scored, at);
+        let op = |o: Option<(f64, f64)>| {
+            o.map(|(t, caught)| format!("{t:<9.5} ({caught:>6.2}% caught)")).unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{name:<11} {at:>6.2} {:>8.2}% {:>10.2}% {:>8.2}% {:>8.5} {:>8.3}  {:<24} {:<24}",
+            m.fp_rate * 100.0,
+            m.caught * 100.0,
+            m.accuracy * 100.0,
+            m.auc,
+            (1.0 - m.auc) * 100.0,
+            op(m.at_fp_rate(0.001)),
+            op(m.at_fp_rate(0.005)),
+        );
+        curves.push(crate::roc::Curve::new(name, &scored, at));
+    }
+    println!("(bayes and linear alone decide at probability 0.5; silent engines are left out)");
+    curves
 }
 
 fn report(results: &[Outcome], args: &EvalArgs) {

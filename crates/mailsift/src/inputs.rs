@@ -38,6 +38,48 @@ pub fn message_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Splits a file's bytes into messages: an mbox file (a `From ` line before each message) gives each
+/// message, with `>From ` quoting undone; anything else is one message. A single corpus file that starts
+/// with its `From ` line is one message either way.
+pub fn split_mbox(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    if !bytes.starts_with(b"From ") {
+        return vec![bytes];
+    }
+    let mut starts = vec![0usize];
+    let mut i = 0;
+    while let Some(p) = memchr_newline_from(&bytes, i) {
+        // A new message starts at a "From " line that follows an empty line (or the file start).
+        let next = p + 1;
+        let after_blank_line =
+            (next >= 2 && bytes[next - 2] == b'\n') || (next >= 3 && &bytes[next - 3..next] == b"\n\r\n");
+        if after_blank_line && bytes[next..].starts_with(b"From ") {
+            starts.push(next);
+        }
+        i = next;
+    }
+    if starts.len() == 1 {
+        return vec![bytes];
+    }
+    starts.push(bytes.len());
+    starts.windows(2).map(|w| unquote_from(&bytes[w[0]..w[1]])).collect()
+}
+
+fn memchr_newline_from(b: &[u8], from: usize) -> Option<usize> {
+    b.get(from..)?.iter().position(|&c| c == b'\n').map(|p| p + from).filter(|&p| p + 1 < b.len())
+}
+
+fn unquote_from(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len());
+    for (i, line) in m.split_inclusive(|&c| c == b'\n').enumerate() {
+        if i > 0 && line.starts_with(b">From ") {
+            out.extend_from_slice(&line[1..]);
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 /// Which half of the standard SpamAssassin split a corpus file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
@@ -80,5 +122,20 @@ mod tests {
         assert!(in_split(r, Split::Train) && !in_split(r, Split::Test));
         assert!(!in_split(Path::new("x.eml"), Split::Train));
         assert!(in_split(Path::new("x.eml"), Split::All));
+    }
+
+    #[test]
+    fn mbox_files_give_each_message() {
+        let mbox = b"From a@x Mon Jan 1 00:00:00 2024\nSubject: one\n\nhi\n>From here\n\n\
+                     From b@x Mon Jan 1 00:00:00 2024\nSubject: two\n\nyo\n"
+            .to_vec();
+        let msgs = split_mbox(mbox);
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[0].ends_with(b"hi\nFrom here\n\n"));
+        assert!(msgs[1].starts_with(b"From b@x"));
+        let crlf = b"From a@x Mon\r\nSubject: one\r\n\r\nhi\r\n\r\nFrom b@x Mon\r\nSubject: two\r\n\r\nyo\r\n";
+        assert_eq!(split_mbox(crlf.to_vec()).len(), 2);
+        let single = b"From a@x Mon\nSubject: one\n\nhello\nFrom the start\n".to_vec();
+        assert_eq!(split_mbox(single).len(), 1);
     }
 }

@@ -3,8 +3,11 @@
 mod bench;
 mod eval;
 mod inputs;
+mod report;
+mod roc;
 mod scan;
 mod scanner;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +22,10 @@ struct Cli {
     /// Configuration file (TOML). Without it the embedded defaults apply.
     #[arg(long, short, global = true, env = "MAILSIFT_CONFIG")]
     config: Option<PathBuf>,
+    /// Data directory: the classifier store (`classifier.sqlite`) lives here. Scans use the trained
+    /// model found there, if any.
+    #[arg(long, global = true, env = "MAILSIFT_DATA_DIR", default_value = "mailsift-data")]
+    data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +51,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Score labelled ham and spam and report false positives and spam caught, per folder.
     Eval(eval::EvalArgs),
+    /// Train the statistical engines (Bayes and the linear model) on sorted spam and ham.
+    Train(train::TrainArgs),
+    /// Correct the classifiers about one message a user reported (retrains both engines).
+    Report(report::ReportArgs),
 }
 
 /// Envelope facts for a scan: what the SMTP session would have told us.
@@ -91,6 +102,18 @@ pub fn load_engine(path: Option<&PathBuf>) -> Result<Engine> {
     Engine::new(config).with_context(|| format!("{where_}: invalid configuration"))
 }
 
+/// Gives the engine the trained model from the data directory, when there is one.
+pub fn with_trained_model(engine: Engine, data_dir: &std::path::Path) -> Result<Engine> {
+    let file = data_dir.join(mailsift_store::sqlite::FILE_NAME);
+    if !file.exists() || !engine.config().classifier.enabled {
+        return Ok(engine);
+    }
+    let store = mailsift_store::SqliteStore::open(&file)?;
+    let learner = mailsift_store::Learner::open(store)
+        .with_context(|| format!("{}: cannot load the classifier store", file.display()))?;
+    Ok(engine.with_model(learner.model()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -103,10 +126,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let data_dir = cli.data_dir.as_path();
+    let trained = || with_trained_model(load_engine(cli.config.as_ref())?, data_dir);
     match cli.command {
-        Command::Scan(args) => scan::run(&scanner::Scanner::new(load_engine(cli.config.as_ref())?)?, &args),
+        Command::Scan(args) => {
+            let engine = load_engine(cli.config.as_ref())?;
+            let c = &engine.config().classifier;
+            if c.autolearn || !c.spamtraps.is_empty() {
+                // Learning from verdicts: the engine scans with the learner's own model, so what is
+                // learned from one message counts for the next.
+                let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
+                let mut learner = mailsift_store::Learner::open(store)?;
+                let engine = engine.with_model(learner.model());
+                scan::run(&scanner::Scanner::new(engine)?, &args, Some(&mut learner))
+            } else {
+                scan::run(&scanner::Scanner::new(with_trained_model(engine, data_dir)?)?, &args, None)
+            }
+        }
         Command::Explain { file, envelope } => {
-            let scanner = scanner::Scanner::new(load_engine(cli.config.as_ref())?)?;
+            let scanner = scanner::Scanner::new(trained()?)?;
             let raw = scan::read_input(&file)?;
             let verdict = scanner.scan(&raw, &envelope);
             print!("{}", mailsift_engine::explain::render(&verdict, scanner.engine.registry()));
@@ -117,8 +155,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_symbols(&engine, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => bench::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS),
-        Command::Eval(args) => eval::run(&load_engine(cli.config.as_ref())?, &args).map(|_| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(&trained()?, &args).map(|_| ExitCode::SUCCESS),
+        Command::Eval(args) => eval::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Train(args) => {
+            train::run(&load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            report::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
+        }
     }
 }
 

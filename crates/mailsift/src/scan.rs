@@ -12,6 +12,8 @@ use crate::scanner::Scanner;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use mailsift_store::{Learner, SqliteStore};
+
 use crate::inputs::message_files;
 use crate::EnvelopeArgs;
 
@@ -39,7 +41,9 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-pub fn run(scanner: &Scanner, args: &ScanArgs) -> Result<ExitCode> {
+/// Scans every message. With a learner (auto-learning or spamtraps configured), what it learns is saved
+/// at the end.
+pub fn run(scanner: &Scanner, args: &ScanArgs, mut learner: Option<&mut Learner<SqliteStore>>) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut errors, mut spam) = (0usize, 0usize);
@@ -65,7 +69,10 @@ pub fn run(scanner: &Scanner, args: &ScanArgs) -> Result<ExitCode> {
                     continue;
                 }
             };
-            let verdict = scanner.scan(&raw, &args.envelope);
+            let (msg, envelope, verdict) = scanner.scan_parts(&raw, &args.envelope);
+            if let Some(l) = learner.as_deref_mut() {
+                l.after_verdict(&envelope, &msg, &verdict, &scanner.engine.config().classifier)?;
+            }
             if verdict.action.is_spam() {
                 spam += 1;
             }
@@ -94,6 +101,9 @@ pub fn run(scanner: &Scanner, args: &ScanArgs) -> Result<ExitCode> {
         }
     }
     out.flush()?;
+    if let Some(l) = learner {
+        l.commit(crate::train::unix_now())?;
+    }
     Ok(if errors > 0 {
         ExitCode::from(2)
     } else if spam > 0 {

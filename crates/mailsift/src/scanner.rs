@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use mailsift_engine::sender::SenderGatherer;
-use mailsift_engine::{Engine, Envelope, Evidence, Verdict};
+use mailsift_engine::{Engine, Envelope, Evidence, Message, Verdict};
 
 use crate::EnvelopeArgs;
 
@@ -21,7 +21,7 @@ impl Scanner {
         let gatherer = if engine.config().dns.enabled {
             // The resolver registers with the runtime it is built in.
             let _guard = runtime.enter();
-            Some(SenderGatherer::new(&engine.config().dns)?)
+            Some(SenderGatherer::from_config(engine.config())?)
         } else {
             None
         };
@@ -31,18 +31,27 @@ impl Scanner {
     /// Parses once, fills the envelope (from the options, and from trace headers when asked), gathers sender
     /// evidence when DNS is on, and judges.
     pub fn scan(&self, raw: &[u8], args: &EnvelopeArgs) -> Verdict {
+        self.scan_parts(raw, args).2
+    }
+
+    /// As `scan`, also returning the parsed message and the envelope (for learning from the verdict).
+    pub fn scan_parts<'a>(&self, raw: &'a [u8], args: &EnvelopeArgs) -> (Message<'a>, Envelope, Verdict) {
         let msg = self.engine.parse(raw);
         let mut envelope = args.envelope();
         if args.from_trace {
             envelope.fill_from_trace(&msg);
         }
-        let evidence = self.evidence(raw, &envelope);
-        self.engine.judge(&msg, &envelope, &evidence)
+        let evidence = self.evidence(raw, &envelope, &msg);
+        let verdict = self.engine.judge(&msg, &envelope, &evidence);
+        (msg, envelope, verdict)
     }
 
-    pub fn evidence(&self, raw: &[u8], envelope: &Envelope) -> Evidence {
+    pub fn evidence(&self, raw: &[u8], envelope: &Envelope, msg: &Message<'_>) -> Evidence {
         match &self.gatherer {
-            Some(g) => Evidence::from_sender(self.runtime.block_on(g.gather(raw, envelope))),
+            Some(g) => {
+                let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
+                Evidence::from_sender(self.runtime.block_on(g.gather_with_urls(raw, envelope, &domains)))
+            }
             None => Evidence::default(),
         }
     }

@@ -7,6 +7,7 @@
 pub mod asf;
 pub mod attachments;
 pub mod auth;
+pub mod classifier;
 pub mod connection;
 pub mod content;
 pub mod headers;
@@ -48,6 +49,7 @@ pub fn all_symbols() -> Vec<&'static [SymbolSpec]> {
         attachments::SYMBOLS,
         asf::SYMBOLS,
         rules::SYMBOLS,
+        classifier::SYMBOLS,
     ]
 }
 
@@ -63,6 +65,7 @@ pub fn run(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     html::check(ctx, hits);
     attachments::check(ctx, hits);
     asf::check(ctx, hits);
+    classifier::check(ctx, hits);
 }
 
 /// Large free-mail providers: a Reply-To there, or a From that claims one, means something.

@@ -1,0 +1,669 @@
+//! The one tokenizer both statistical engines read: a message becomes a set of 64-bit feature ids.
+//!
+//! What goes in: words of the subject and of the text a reader sees (HTML already rendered by the
+//! message views), normalised (NFKC, lower case, look-alike letters folded, zero-width characters dropped,
+//! leet spellings such as `v1agra` folded into an extra variant); pairs of nearby words (orthogonal sparse
+//! bigrams, as Rspamd and CRM114 use: each word paired with the next few, the distance part of the
+//! feature); character 4-grams of the normalised text; header facts that describe the sender (From
+//! address and domain, Reply-To domain, the mailer, content type, charset and MIME boundary layout, the
+//! Date layout, which sender-side headers are present, the origin hop's
+//! host pattern); URL domains, hosts and path words; HTML tag names; attachment types. Bayes reads the
+//! single features; the linear model reads everything (see [`Features::bayes_ids`]).
+//!
+//! What stays out, on purpose: other filters' verdict headers (`X-Spam-*`, anything with `Spam` in an
+//! `X-` name, our own `X-Mailsift-*`) and trace details that only say where a corpus was collected
+//! (`Delivered-To`, `X-Original-To`, `X-Loop`, the recipients' addresses, every `Received` hop but the
+//! origin; `Return-Path` and the `Message-ID` domain, which the collecting server writes when it forwards
+//! or when the sender left them out: in the SpamAssassin corpus one collector's host names the Message-ID
+//! of 183 spam and no ham). A model
+//! that reads another filter's answer looks brilliant in a test and fails in production. Headers are read
+//! from a short allow-list, never by name pattern, so a new collector header cannot leak in.
+//!
+//! Features are hashed with xxh3 as they are found, so nothing readable from users' mail reaches the token
+//! store. The hash of a feature is part of the stored model: changing it invalidates trained data.
+
+use rustc_hash::FxHashSet;
+use unicode_normalization::UnicodeNormalization;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::message::Message;
+
+/// Words beyond this many (subject and body together) are not tokenized: the start of a message carries
+/// its character, and a bound keeps a huge message from costing more than a normal one.
+pub const MAX_WORDS: usize = 3000;
+/// Pair each word with the next `OSB_WINDOW - 1` words.
+const OSB_WINDOW: usize = 4;
+/// Longer "words" are base64 blobs, URLs, hashes: they become one shape feature.
+const MAX_WORD_CHARS: usize = 24;
+
+/// Feature families: the seed of each family's hash, so `example.com` the URL domain and `example.com`
+/// the sender domain are different features.
+#[derive(Debug, Clone, Copy)]
+#[repr(u64)]
+enum Kind {
+    Word = 1,
+    SubjectWord = 2,
+    FromDomain = 3,
+    FromName = 4,
+    ReplyToDomain = 5,
+    Mailer = 6,
+    ContentType = 7,
+    Charset = 8,
+    OriginHost = 9,
+    UrlDomain = 10,
+    UrlShape = 11,
+    Attachment = 12,
+    Shape = 13,
+    ListId = 14,
+    Encoding = 15,
+    FromAddress = 16,
+    HeaderName = 19,
+    HeaderValue = 20,
+    DateShape = 21,
+    Boundary = 22,
+    HtmlTag = 23,
+    UrlHost = 24,
+    UrlWord = 25,
+    ToShape = 26,
+}
+
+/// Header names that only a sender (its mail program or its list server) writes. Their presence is a
+/// fingerprint of the sending software; collector-side and filter headers are deliberately absent.
+const SENDER_HEADERS: &[&str] = &[
+    "x-msmail-priority",
+    "x-mimeole",
+    "x-priority",
+    "importance",
+    "precedence",
+    "organization",
+    "x-originating-ip",
+    "errors-to",
+    "x-accept-language",
+    "sender",
+    "x-beenthere",
+    "list-post",
+    "list-help",
+    "list-subscribe",
+    "list-archive",
+    "mime-version",
+    "x-mailman-version",
+    "references",
+    "in-reply-to",
+    "thread-index",
+    "x-ms-has-attach",
+    "x-sender",
+    "x-complaints-to",
+    "x-abuse",
+    "x-face",
+    "content-disposition",
+    "comments",
+    "reply-to",
+    "cc",
+    "x-url",
+    "x-ms-tnef-correlator",
+    "x-mailer",
+    "user-agent",
+];
+
+/// Headers whose (short) values are worth a feature as they are.
+const VALUE_HEADERS: &[&str] = &["x-priority", "x-msmail-priority", "precedence", "importance", "mime-version"];
+
+/// The features of one message: distinct 64-bit ids. The single features (words, header and URL facts)
+/// come first, `ids[..singles]`, then the word pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    pub ids: Vec<u64>,
+    pub singles: usize,
+}
+
+impl Features {
+    /// The features Bayes counts. Bayes reads single features only: pairs are strongly correlated with
+    /// the words they are made of, and chi-square combining treats clues as independent, so pairs would
+    /// make it sure both ways at once. The linear model weighs correlated features correctly and reads all.
+    pub fn bayes_ids(&self) -> &[u64] {
+        &self.ids[..self.singles]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+struct Collector {
+    seen: FxHashSet<u64>,
+    ids: Vec<u64>,
+    pairs: Vec<u64>,
+}
+
+impl Collector {
+    fn add_hash(&mut self, h: u64) {
+        if self.seen.insert(h) {
+            self.ids.push(h);
+        }
+    }
+
+    fn add_pair(&mut self, h: u64) {
+        if self.seen.insert(h) {
+            self.pairs.push(h);
+        }
+    }
+
+    fn add(&mut self, kind: Kind, text: &str) {
+        self.add_hash(xxh3_64_with_seed(text.as_bytes(), kind as u64));
+    }
+}
+
+/// Tokenizes a parsed message. Pure and deterministic: the same message always gives the same features.
+pub fn features(msg: &Message<'_>) -> Features {
+    let mut c =
+        Collector { seen: FxHashSet::default(), ids: Vec::with_capacity(1024), pairs: Vec::with_capacity(2048) };
+    c.seen.reserve(1024);
+    let mut words = WordStream::new(&mut c);
+    if let Some(s) = &msg.subject {
+        words.text(s, Kind::SubjectWord);
+    }
+    // The subject's words count in the body vocabulary too, but pairs never span subject and body.
+    words.window_break();
+    if let Some(s) = &msg.subject {
+        words.text(s, Kind::Word);
+    }
+    words.window_break();
+    words.text(&msg.body_text, Kind::Word);
+    header_features(msg, &mut c);
+    let singles = c.ids.len();
+    let mut ids = c.ids;
+    ids.extend_from_slice(&c.pairs);
+    Features { ids, singles }
+}
+
+fn header_features(msg: &Message<'_>, c: &mut Collector) {
+    if let Some(from) = &msg.from {
+        c.add(Kind::FromDomain, &from.domain);
+        c.add(Kind::FromAddress, &from.address.to_lowercase());
+        if let Some(name) = &from.name {
+            for w in name.split(|ch: char| !ch.is_alphanumeric()).take(6) {
+                if !w.is_empty() {
+                    c.add(Kind::FromName, &w.to_lowercase());
+                }
+            }
+        } else {
+            c.add(Kind::FromName, "(none)");
+        }
+    }
+    if let Some(rt) = &msg.reply_to {
+        c.add(Kind::ReplyToDomain, &rt.domain);
+        let same = msg.from.as_ref().is_some_and(|f| f.domain == rt.domain);
+        c.add(Kind::Shape, if same { "reply-to-same" } else { "reply-to-other" });
+    }
+    // An allow-list of sender-side headers; see the module comment for why not a deny-list.
+    for h in &msg.headers {
+        let name = h.name.as_str();
+        if name.eq_ignore_ascii_case("x-mailer") || name.eq_ignore_ascii_case("user-agent") {
+            c.add(Kind::Mailer, &mailer_pattern(&h.value));
+        } else if name.eq_ignore_ascii_case("content-type") {
+            let lower = h.value.to_ascii_lowercase();
+            let mime = lower.split(';').next().unwrap_or("").trim();
+            c.add(Kind::ContentType, mime);
+            if let Some(cs) = param(&lower, "charset") {
+                c.add(Kind::Charset, cs);
+            }
+            if let Some(b) = param(&h.value, "boundary") {
+                c.add(Kind::Boundary, &shape(b));
+            }
+        } else if name.eq_ignore_ascii_case("date") {
+            c.add(Kind::DateShape, &date_shape(&h.value));
+        } else if name.eq_ignore_ascii_case("to") {
+            let v = h.value.to_ascii_lowercase();
+            if v.contains("undisclosed") {
+                c.add(Kind::ToShape, "undisclosed");
+            }
+            c.add(Kind::ToShape, &format!("n:{}", bucket(v.matches('@').count())));
+        } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
+            c.add(Kind::Encoding, h.value.trim().to_ascii_lowercase().as_str());
+        } else if name.eq_ignore_ascii_case("list-id") {
+            c.add(Kind::ListId, &list_id(&h.value));
+        } else if name.eq_ignore_ascii_case("list-unsubscribe") {
+            c.add(Kind::Shape, "has-list-unsubscribe");
+        }
+        if let Some(known) = SENDER_HEADERS.iter().find(|n| name.eq_ignore_ascii_case(n)) {
+            c.add(Kind::HeaderName, known);
+            if VALUE_HEADERS.contains(known) {
+                let mut v = String::with_capacity(40);
+                v.push_str(known);
+                v.push(':');
+                v.extend(h.value.trim().chars().take(32).flat_map(char::to_lowercase));
+                c.add(Kind::HeaderValue, &v);
+            }
+        }
+    }
+    if msg.to.is_empty() {
+        c.add(Kind::ToShape, "no-to");
+    }
+    for part in msg.text_parts.iter().filter(|p| p.is_html).take(4) {
+        html_tags(&part.text, c);
+    }
+    // Only the origin hop (the oldest Received) describes the sender; the newer ones describe whoever
+    // collected the mail. Its host is reduced to a pattern: digits hidden, the registrable domain kept.
+    if let Some(origin) = msg.hops.last() {
+        if let Some(host) = origin.from_host.as_deref() {
+            if !is_local(host) {
+                c.add(Kind::OriginHost, &host_pattern(host));
+                let dom = crate::message::urls::registrable_domain(host);
+                c.add(Kind::OriginHost, &dom);
+            }
+        } else if origin.from_ip.is_some() {
+            c.add(Kind::OriginHost, "(ip only)");
+        }
+    }
+    for u in msg.urls.iter().take(64) {
+        if u.ip.is_some() {
+            c.add(Kind::UrlShape, "ip-host");
+        } else if !u.domain.is_empty() {
+            c.add(Kind::UrlDomain, &u.domain);
+            c.add(Kind::UrlHost, &u.host);
+        }
+        for w in u
+            .path_and_query
+            .split(|ch: char| !ch.is_ascii_alphanumeric())
+            .filter(|w| w.len() >= 3 && w.len() <= 20)
+            .take(12)
+        {
+            if w.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            c.add(Kind::UrlWord, &w.to_ascii_lowercase());
+        }
+        if u.port.is_some() {
+            c.add(Kind::UrlShape, "port");
+        }
+    }
+    let nurls = msg.urls.len();
+    c.add(Kind::Shape, &format!("urls:{}", bucket(nurls)));
+    for a in msg.attachments.iter().take(16) {
+        c.add(Kind::Attachment, a.real_type.as_str());
+    }
+    c.add(
+        Kind::Shape,
+        if msg.html.is_empty() {
+            "no-html"
+        } else if msg.text_parts.iter().any(|p| !p.is_html) {
+            "html-and-text"
+        } else {
+            "html-only"
+        },
+    );
+}
+
+/// The names of the HTML tags used (and a few tell-tale attributes), from the markup's first 64 KiB.
+fn html_tags(markup: &str, c: &mut Collector) {
+    let b = markup.as_bytes();
+    let b = &b[..b.len().min(64 * 1024)];
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'<', &b[i..]) {
+        let start = i + p + 1;
+        let mut end = start;
+        if end < b.len() && b[end] == b'/' {
+            end += 1;
+        }
+        let name_start = end;
+        while end < b.len() && end - name_start < 12 && b[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+        if end > name_start {
+            let mut name = [0u8; 12];
+            let n = end - name_start;
+            for (d, s) in name.iter_mut().zip(&b[name_start..end]) {
+                *d = s.to_ascii_lowercase();
+            }
+            c.add_hash(xxh3_64_with_seed(&name[..n], Kind::HtmlTag as u64));
+        }
+        i = end.max(start);
+    }
+}
+
+/// A value's shape: runs of digits become `9`, runs of letters `a`, other characters kept; so
+/// `----=_NextPart_000_0012_01C2` -> `----=_a_9_9_9a9a`.
+fn shape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len().min(48));
+    let mut last = ' ';
+    for ch in v.chars().take(48) {
+        let class = if ch.is_ascii_digit() {
+            '9'
+        } else if ch.is_alphabetic() {
+            'a'
+        } else {
+            ch
+        };
+        if class != last || !(class == '9' || class == 'a') {
+            out.push(class);
+        }
+        last = class;
+    }
+    out
+}
+
+/// The layout of a Date header, which mail programs write each their own way.
+fn date_shape(v: &str) -> String {
+    let mut s = shape(v.trim());
+    if let Some(p) = v.trim().rfind(['+', '-']) {
+        // The zone's sign and whether a comment follows are part of the layout; the value is not.
+        s.push_str(if v.trim()[p..].contains('(') { "(c)" } else { "" });
+    }
+    s
+}
+
+fn bucket(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1 => 1,
+        2..=3 => 2,
+        4..=9 => 3,
+        _ => 4,
+    }
+}
+
+fn is_local(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.starts_with("127.")
+        || host == "::1"
+        || host.starts_with("localhost.")
+}
+
+/// `Microsoft Outlook Express 6.00.2600.0000` -> `microsoft outlook express #.#.#.#`.
+fn mailer_pattern(v: &str) -> String {
+    let mut out = String::with_capacity(v.len().min(64));
+    let mut last_digit = false;
+    for ch in v.chars().take(64) {
+        if ch.is_ascii_digit() {
+            if !last_digit {
+                out.push('#');
+            }
+            last_digit = true;
+        } else {
+            out.extend(ch.to_lowercase());
+            last_digit = false;
+        }
+    }
+    out
+}
+
+/// `dsl-12-34-56-78.pool.example.net` -> `dsl-#-#-#-#.pool.example.net`.
+fn host_pattern(host: &str) -> String {
+    mailer_pattern(host)
+}
+
+fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+fn list_id(v: &str) -> String {
+    let inner = match (v.rfind('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v,
+    };
+    inner.trim().to_ascii_lowercase()
+}
+
+/// Characters of normalised text read for character n-grams.
+const GRAM_CHARS: usize = 3000;
+
+/// Splits text into normalised words and feeds words, word pairs and character 4-grams to the collector.
+///
+/// The character 4-grams (of the normalised text, word separators collapsed to one space) are the
+/// features that led the TREC spam track's logistic models: they see through split words, odd spacing and
+/// inflections that word features miss. Like the pairs they overlap heavily, so only the linear model
+/// reads them.
+struct WordStream<'c> {
+    c: &'c mut Collector,
+    /// The last four normalised characters, 16 bits each.
+    gram: u64,
+    gram_filled: usize,
+    gram_chars: usize,
+    /// Hashes of the last words, newest last, for the pairs.
+    window: [u64; OSB_WINDOW],
+    filled: usize,
+    words: usize,
+    word: String,
+    folded: String,
+}
+
+impl<'c> WordStream<'c> {
+    fn new(c: &'c mut Collector) -> Self {
+        WordStream {
+            c,
+            gram: 0,
+            gram_filled: 0,
+            gram_chars: 0,
+            window: [0; OSB_WINDOW],
+            filled: 0,
+            words: 0,
+            word: String::with_capacity(32),
+            folded: String::with_capacity(32),
+        }
+    }
+
+    fn window_break(&mut self) {
+        self.filled = 0;
+    }
+
+    fn text(&mut self, text: &str, kind: Kind) {
+        for ch in text.chars() {
+            if self.words >= MAX_WORDS {
+                return;
+            }
+            if is_invisible(ch) {
+                continue;
+            }
+            if ch.is_ascii() {
+                self.push_char(ch, kind);
+            } else {
+                // NFKC turns full-width letters, ligatures and styled (mathematical) letters into plain ones.
+                for n in std::iter::once(ch).nfkc() {
+                    self.push_char(fold_confusable(n), kind);
+                }
+            }
+        }
+        self.end_word(kind);
+    }
+
+    fn push_gram(&mut self, ch: char) {
+        if self.gram_chars >= GRAM_CHARS || (ch == ' ' && self.gram & 0xFFFF == ' ' as u64) {
+            return;
+        }
+        self.gram_chars += 1;
+        self.gram = (self.gram << 16) | (ch as u64 & 0xFFFF);
+        self.gram_filled += 1;
+        if self.gram_filled >= 4 {
+            self.c.add_pair(xxh3_64_with_seed(&self.gram.to_le_bytes(), 0x4A11));
+        }
+    }
+
+    fn push_char(&mut self, ch: char, kind: Kind) {
+        let grams = matches!(kind, Kind::Word);
+        if ch.is_alphanumeric() || (ch == '@' && !self.word.is_empty()) {
+            if ch.is_ascii() {
+                let l = ch.to_ascii_lowercase();
+                self.word.push(l);
+                if grams {
+                    self.push_gram(l);
+                }
+            } else {
+                for l in ch.to_lowercase() {
+                    self.word.push(l);
+                    if grams {
+                        self.push_gram(l);
+                    }
+                }
+            }
+        } else {
+            if grams {
+                self.push_gram(if matches!(ch, '$' | '€' | '£' | '!' | '%') { ch } else { ' ' });
+            }
+            self.end_word(kind);
+            if matches!(ch, '$' | '€' | '£' | '!' | '%') {
+                self.word.push(ch);
+                self.end_word(kind);
+            }
+        }
+    }
+
+    fn end_word(&mut self, kind: Kind) {
+        if self.word.is_empty() {
+            return;
+        }
+        let word = std::mem::take(&mut self.word);
+        self.emit(&word, kind);
+        self.word = word;
+        self.word.clear();
+    }
+
+    fn emit(&mut self, word: &str, kind: Kind) {
+        let chars = word.chars().count();
+        let first = word.chars().next().unwrap_or(' ');
+        let h = if chars == 1 && first.is_alphanumeric() {
+            // Single letters and digits say nothing alone, but they still break pairs.
+            self.filled = 0;
+            return;
+        } else if word.bytes().all(|b| b.is_ascii_digit()) {
+            shape_hash(kind, 'n', chars)
+        } else if chars > MAX_WORD_CHARS {
+            shape_hash(kind, first, chars / 8)
+        } else {
+            xxh3_64_with_seed(word.as_bytes(), kind as u64)
+        };
+        self.words += 1;
+        self.c.add_hash(h);
+        if let Some(fold) = self.leet_fold(word) {
+            let hf = xxh3_64_with_seed(fold.as_bytes(), kind as u64);
+            self.c.add_hash(hf);
+        }
+        // Orthogonal sparse bigrams: (older word, this word, distance).
+        let n = self.filled.min(OSB_WINDOW - 1);
+        for d in 1..=n {
+            let older = self.window[OSB_WINDOW - d];
+            self.c.add_pair(pair_hash(older, h, d as u64));
+        }
+        self.window.copy_within(1.., 0);
+        self.window[OSB_WINDOW - 1] = h;
+        self.filled += 1;
+    }
+
+    /// `v1agra` -> `viagra`, `fr33` -> `free`: only for words that mix letters with look-alike digits.
+    fn leet_fold(&mut self, word: &str) -> Option<&str> {
+        let has_alpha = word.chars().any(|c| c.is_alphabetic());
+        let has_leet = word.chars().any(|c| matches!(c, '0' | '1' | '3' | '4' | '5' | '@'));
+        if !has_alpha || !has_leet || word.contains('@') && word.len() > 8 {
+            return None;
+        }
+        self.folded.clear();
+        for ch in word.chars() {
+            self.folded.push(match ch {
+                '0' => 'o',
+                '1' => 'i',
+                '3' => 'e',
+                '4' | '@' => 'a',
+                '5' => 's',
+                c => c,
+            });
+        }
+        Some(&self.folded)
+    }
+}
+
+fn shape_hash(kind: Kind, c: char, n: usize) -> u64 {
+    let mut buf = [0u8; 16];
+    let s = c.encode_utf8(&mut buf[..4]).len();
+    buf[s..s + 8].copy_from_slice(&(n as u64).to_le_bytes());
+    xxh3_64_with_seed(&buf[..s + 8], (kind as u64) | 0x100)
+}
+
+fn pair_hash(a: u64, b: u64, distance: u64) -> u64 {
+    let mut buf = [0u8; 16];
+    buf[..8].copy_from_slice(&a.to_le_bytes());
+    buf[8..].copy_from_slice(&b.to_le_bytes());
+    xxh3_64_with_seed(&buf, 0x05B0 + distance)
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{034F}'
+    )
+}
+
+/// Cyrillic and Greek letters that look like Latin ones, folded to the Latin letter (lower case; the
+/// caller lower-cases the rest). A small table of the look-alikes spam actually uses.
+fn fold_confusable(c: char) -> char {
+    match c {
+        'а' | 'А' | 'α' | 'Α' => 'a',
+        'в' | 'В' | 'β' | 'Β' => 'b',
+        'с' | 'С' | 'ϲ' => 'c',
+        'е' | 'Е' | 'ε' | 'Ε' => 'e',
+        'н' | 'Н' | 'Η' => 'h',
+        'і' | 'І' | 'ι' | 'Ι' => 'i',
+        'ј' | 'Ј' => 'j',
+        'к' | 'К' | 'κ' | 'Κ' => 'k',
+        'м' | 'М' | 'Μ' => 'm',
+        'п' | 'η' => 'n',
+        'о' | 'О' | 'ο' | 'Ο' => 'o',
+        'р' | 'Р' | 'ρ' | 'Ρ' => 'p',
+        'ѕ' | 'Ѕ' => 's',
+        'т' | 'Т' | 'τ' | 'Τ' => 't',
+        'υ' | 'Υ' => 'u',
+        'ν' => 'v',
+        'х' | 'Х' | 'χ' | 'Χ' => 'x',
+        'у' | 'У' | 'γ' => 'y',
+        'Ζ' => 'z',
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feats(raw: &str) -> Features {
+        features(&Message::parse(raw.as_bytes(), 1 << 20))
+    }
+
+    #[test]
+    fn lookalikes_and_case_give_the_same_word() {
+        let a = feats("Subject: x\n\nbuy cheap viagra\n");
+        let b = feats("Subject: x\n\nBUY CHEAP VIАGRA\n"); // Cyrillic А
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn leet_spelling_shares_the_plain_word() {
+        let plain = feats("Subject: x\n\nviagra\n");
+        let leet = feats("Subject: x\n\nv1agra\n");
+        let word = xxh3_64_with_seed(b"viagra", Kind::Word as u64);
+        assert!(plain.ids.contains(&word));
+        assert!(leet.ids.contains(&word));
+    }
+
+    #[test]
+    fn other_filters_verdicts_are_not_features() {
+        let a = feats("From: a@example.com\nSubject: hello\n\nsee you tomorrow\n");
+        let b = feats(
+            "From: a@example.com\nSubject: hello\nX-Spam-Status: Yes, score=20\nX-Spam-Flag: YES\n\
+             X-Mailsift-Action: reject\nDelivered-To: trap@collector.example\nX-Loop: collector\n\
+             \nsee you tomorrow\n",
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn pairs_are_features() {
+        let a = feats("Subject: x\n\nfree money now\n");
+        let b = feats("Subject: x\n\nmoney free now\n");
+        assert_ne!(a, b, "word order must matter through the pairs");
+    }
+}

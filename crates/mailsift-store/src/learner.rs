@@ -1,0 +1,240 @@
+//! The learner: keeps the in-memory model and the store in step.
+//!
+//! Every way a message is learned goes through here: bulk training, a user's report, a spamtrap hit,
+//! auto-learning. The learner checks the trained-message digests (a message never counts twice; a message
+//! learned on the wrong side is unlearned first), updates the shared model the engine scans with, and
+//! remembers what changed so [`Learner::commit`] writes it in one transaction.
+
+use std::sync::{Arc, RwLock};
+
+use mailsift_engine::classify::{self, Features, LearnOutcome, Model, NoReputation, Side, SpamtrapHook};
+use mailsift_engine::config::ClassifierConfig;
+use mailsift_engine::{Envelope, Message, SharedModel, Verdict};
+use rustc_hash::FxHashMap;
+
+use crate::{Changes, StoreError, Submission, TokenStore};
+
+/// One message ready to learn: its digest and features (computed off the learner, in parallel).
+pub struct Example {
+    pub digest: [u8; 16],
+    pub features: Features,
+    pub side: Side,
+}
+
+impl Example {
+    pub fn new(msg: &Message<'_>, side: Side) -> Example {
+        Example { digest: classify::message_digest(msg), features: classify::features(msg), side }
+    }
+}
+
+pub struct Learner<S: TokenStore> {
+    store: S,
+    model: SharedModel,
+    changes: Changes,
+    /// Digests learned (or forgotten: `None`) since the last commit; the store does not know yet.
+    pending: FxHashMap<[u8; 16], Option<Side>>,
+    hook: Box<dyn SpamtrapHook>,
+}
+
+impl<S: TokenStore> Learner<S> {
+    /// Loads the model from the store.
+    pub fn open(store: S) -> Result<Learner<S>, StoreError> {
+        let model = store.load()?;
+        Ok(Learner {
+            store,
+            model: Arc::new(RwLock::new(model)),
+            changes: Changes::default(),
+            pending: FxHashMap::default(),
+            hook: Box::new(NoReputation),
+        })
+    }
+
+    /// Where spamtrap hits are reported (the reputation engine, when it exists).
+    pub fn with_spamtrap_hook(mut self, hook: Box<dyn SpamtrapHook>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// The model, to give to [`mailsift_engine::Engine::with_model`].
+    pub fn model(&self) -> SharedModel {
+        self.model.clone()
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn write_model(&self) -> std::sync::RwLockWriteGuard<'_, Model> {
+        self.model.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The side a message was learned on, counting what is not committed yet.
+    pub fn trained_side(&self, digest: &[u8; 16]) -> Result<Option<Side>, StoreError> {
+        match self.pending.get(digest) {
+            Some(s) => Ok(*s),
+            None => self.store.trained_side(digest),
+        }
+    }
+
+    /// Learns one message (not saved until [`Learner::commit`]).
+    pub fn learn(&mut self, msg: &Message<'_>, side: Side) -> Result<LearnOutcome, StoreError> {
+        self.learn_example(&Example::new(msg, side))
+    }
+
+    pub fn learn_example(&mut self, ex: &Example) -> Result<LearnOutcome, StoreError> {
+        let before = self.trained_side(&ex.digest)?;
+        let outcome = self.write_model().learn(&ex.features, ex.side, before);
+        if outcome != LearnOutcome::AlreadyKnown {
+            self.touch(ex);
+        }
+        Ok(outcome)
+    }
+
+    /// Bulk training: learns every example once (Bayes counts each once, the linear model takes one step),
+    /// then gives the linear model `extra_passes` more passes over the newly learned examples in a fixed
+    /// shuffled order, as online learners are trained on a corpus. Returns how many were new, relearned,
+    /// already known.
+    pub fn train(&mut self, examples: &[Example], extra_passes: usize) -> Result<[usize; 3], StoreError> {
+        let mut counts = [0usize; 3];
+        let mut fresh = Vec::with_capacity(examples.len());
+        for (i, ex) in examples.iter().enumerate() {
+            match self.learn_example(ex)? {
+                LearnOutcome::Learned => {
+                    counts[0] += 1;
+                    fresh.push(i);
+                }
+                LearnOutcome::Relearned => counts[1] += 1,
+                LearnOutcome::AlreadyKnown => counts[2] += 1,
+            }
+        }
+        let mut model = self.model.write().unwrap_or_else(|e| e.into_inner());
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        for pass in 0..extra_passes {
+            // Fisher-Yates with a fixed xorshift: reproducible training.
+            for i in (1..fresh.len()).rev() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                fresh.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let rate = 1.0 / (pass as f32 + 2.0);
+            for &i in &fresh {
+                let ex = &examples[i];
+                model.linear.step(&ex.features.ids, ex.side.is_spam(), rate);
+            }
+        }
+        Ok(counts)
+    }
+
+    fn touch(&mut self, ex: &Example) {
+        self.changes.tokens.extend(ex.features.bayes_ids().iter().copied());
+        self.changes.trained.push((ex.digest, Some(ex.side)));
+        self.pending.insert(ex.digest, Some(ex.side));
+    }
+
+    /// Unlearns a message that was learned (on whichever side), as if it had never been trained. Returns
+    /// the side it had been learned on; `None` (and nothing changes) when it was never learned.
+    pub fn forget(&mut self, msg: &Message<'_>) -> Result<Option<Side>, StoreError> {
+        let digest = classify::message_digest(msg);
+        let Some(side) = self.trained_side(&digest)? else {
+            return Ok(None);
+        };
+        let features = classify::features(msg);
+        self.write_model().unlearn(&features, side);
+        self.changes.tokens.extend(features.bayes_ids().iter().copied());
+        self.changes.trained.push((digest, None));
+        self.pending.insert(digest, None);
+        Ok(Some(side))
+    }
+
+    /// A user's correction: learns the message on `correct_side` (unlearning the other side if it had
+    /// been trained there), records the submission and saves.
+    pub fn report(
+        &mut self,
+        msg: &Message<'_>,
+        correct_side: Side,
+        source: &str,
+        now: i64,
+    ) -> Result<(LearnOutcome, Option<Side>), StoreError> {
+        let ex = Example::new(msg, correct_side);
+        let before = self.trained_side(&ex.digest)?;
+        let outcome = {
+            let mut model = self.write_model();
+            match before {
+                // Never trained: learn it, and make sure the linear model now gets it right.
+                None => {
+                    let o = model.learn(&ex.features, correct_side, None);
+                    model.linear.correct(&ex.features.ids, correct_side.is_spam(), 20);
+                    o
+                }
+                b => model.learn(&ex.features, correct_side, b),
+            }
+        };
+        if outcome != LearnOutcome::AlreadyKnown {
+            self.touch(&ex);
+        }
+        self.store.record_submission(&Submission {
+            at: now,
+            correct_side,
+            previous_side: before,
+            digest: ex.digest,
+            source: source.to_string(),
+        })?;
+        self.commit(now)?;
+        Ok((outcome, before))
+    }
+
+    /// After a verdict: a message to a spamtrap is learned as spam and reported to reputation; otherwise
+    /// auto-learning (when enabled) learns verdicts far from the thresholds. Returns the side learned.
+    pub fn after_verdict(
+        &mut self,
+        envelope: &Envelope,
+        msg: &Message<'_>,
+        verdict: &Verdict,
+        config: &ClassifierConfig,
+    ) -> Result<Option<Side>, StoreError> {
+        if let Some(trap) = classify::spamtrap_hit(envelope, msg, config) {
+            self.hook.spamtrap_hit(envelope, msg, trap);
+            self.learn(msg, Side::Spam)?;
+            return Ok(Some(Side::Spam));
+        }
+        match classify::autolearn_side(verdict, config) {
+            Some(side) => {
+                // Auto-learning never overrides a decision a person or a trap made.
+                let ex = Example::new(msg, side);
+                if self.trained_side(&ex.digest)?.is_none() {
+                    self.learn_example(&ex)?;
+                    return Ok(Some(side));
+                }
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Saves everything learned since the last commit, in one transaction.
+    pub fn commit(&mut self, now: i64) -> Result<(), StoreError> {
+        if self.changes.is_empty() {
+            return Ok(());
+        }
+        let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+        self.store.save(&model, &self.changes, now)?;
+        drop(model);
+        self.write_model().linear.clear_dirty();
+        self.changes = Changes::default();
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Bounds the store (see [`TokenStore::expire`]) and drops the expired tokens from memory too.
+    pub fn expire(&mut self, config: &ClassifierConfig, now: i64) -> Result<usize, StoreError> {
+        self.commit(now)?;
+        let stale_before = now - (config.expire_after_days as i64) * 86_400;
+        let removed = self.store.expire(config.max_tokens, stale_before)?;
+        let mut model = self.write_model();
+        for id in &removed {
+            model.bayes.tokens.remove(id);
+        }
+        Ok(removed.len())
+    }
+}

@@ -1,0 +1,85 @@
+//! mailsift's persistence: the classifier token store, behind a trait so PostgreSQL can follow SQLite.
+//!
+//! What it holds: per hashed token, in how many ham and spam messages it was learned (and the day it was
+//! last learned, for expiry); the linear model's weights as fixed-size chunks; the totals; a digest of every
+//! trained message with the side it was trained on, so a message never counts twice and a correction knows
+//! what to undo; and the users' report submissions. No readable text from anyone's mail is stored: tokens
+//! are 64-bit hashes and messages are 128-bit digests.
+//!
+//! What it is not: the model arithmetic (that is `mailsift_engine::classify`, which does no I/O) nor the
+//! decision of what to learn (the [`learner::Learner`] asks the engine and tells the store).
+
+pub mod learner;
+pub mod sqlite;
+
+use mailsift_engine::classify::{Model, Side};
+
+pub use learner::Learner;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("{path}: cannot create the data directory: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What changed in the model since the last save; the store writes exactly this, in one transaction.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Tokens whose counts changed (written as the model now has them; absent means delete).
+    pub tokens: rustc_hash::FxHashSet<u64>,
+    /// Trained-message digests and the side each is now trained on (`None`: forgotten).
+    pub trained: Vec<([u8; 16], Option<Side>)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.trained.is_empty()
+    }
+}
+
+/// A user's correction, as recorded by `mailsift report`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// Unix seconds.
+    pub at: i64,
+    /// The side the user says the message is on.
+    pub correct_side: Side,
+    /// The side it had been trained on before, if any.
+    pub previous_side: Option<Side>,
+    pub digest: [u8; 16],
+    /// Where the message came from (a file name), for the administrator.
+    pub source: String,
+}
+
+/// The classifier token store. One implementation per database; the learner only speaks this.
+pub trait TokenStore {
+    /// Reads the whole model into memory.
+    fn load(&self) -> Result<Model, StoreError>;
+    /// The side a message was trained on, if it was.
+    fn trained_side(&self, digest: &[u8; 16]) -> Result<Option<Side>, StoreError>;
+    /// Saves what changed: token counts, dirty linear chunks, totals, digests. All or nothing.
+    fn save(&mut self, model: &Model, changes: &Changes, now: i64) -> Result<(), StoreError>;
+    /// Bounds the store: drops tokens seen in at most one message and not learned since `stale_before`
+    /// (Unix seconds), then the rarest, oldest tokens until at most `max_tokens` remain. Returns the ids
+    /// removed, so the caller can drop them from its in-memory model.
+    fn expire(&mut self, max_tokens: u64, stale_before: i64) -> Result<Vec<u64>, StoreError>;
+    /// Records a user's correction.
+    fn record_submission(&mut self, s: &Submission) -> Result<(), StoreError>;
+    /// Every recorded correction, oldest first.
+    fn submissions(&self) -> Result<Vec<Submission>, StoreError>;
+    /// How many tokens the store holds.
+    fn token_count(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,291 @@
+//! Learning scenarios on a real SQLite file in a temporary directory: learn and unlearn, a user's
+//! correction, a restart, a message trained twice, the experience gate, expiry, spamtraps.
+
+use std::path::PathBuf;
+
+use mailsift_engine::classify::{LearnOutcome, Side};
+use mailsift_engine::config::ClassifierConfig;
+use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, Message};
+use mailsift_store::{Learner, SqliteStore, TokenStore};
+
+const NOW: i64 = 1_750_000_000;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const SPAM_WORDS: &[&str] = &[
+    "viagra",
+    "cheap",
+    "winner",
+    "lottery",
+    "claim",
+    "prize",
+    "casino",
+    "pills",
+    "offer",
+    "unsubscribe",
+    "million",
+    "dollars",
+    "urgent",
+    "beneficiary",
+    "bonus",
+    "limited",
+    "discount",
+    "guaranteed",
+];
+const HAM_WORDS: &[&str] = &[
+    "meeting", "agenda", "patch", "review", "kernel", "compile", "thanks", "tomorrow", "minutes", "budget", "project",
+    "release", "branch", "merge", "lunch", "schedule", "draft", "report",
+];
+
+/// A small synthetic message: words drawn from one vocabulary, varied by `n` so each is distinct.
+fn synthetic(side: Side, n: usize) -> Vec<u8> {
+    let (words, from) = match side {
+        Side::Spam => (SPAM_WORDS, "promo@deals.example"),
+        Side::Ham => (HAM_WORDS, "alice@work.example"),
+    };
+    let mut body = String::new();
+    for i in 0..40 {
+        body.push_str(words[(n * 7 + i * 3) % words.len()]);
+        body.push(' ');
+    }
+    format!(
+        "From: {from}\r\nTo: bob@work.example\r\nSubject: {} {n}\r\nMessage-ID: <{n}.{side:?}@x>\r\n\r\n{body}\r\n",
+        words[n % words.len()]
+    )
+    .into_bytes()
+}
+
+fn small_gate() -> ClassifierConfig {
+    ClassifierConfig { min_ham: 5, min_spam: 5, ..ClassifierConfig::default() }
+}
+
+fn engine(classifier: ClassifierConfig) -> Engine {
+    Engine::new(EngineConfig { classifier, ..EngineConfig::default() }).expect("engine")
+}
+
+fn open(dir: &tempfile::TempDir) -> Learner<SqliteStore> {
+    Learner::open(SqliteStore::open_dir(dir.path()).expect("store")).expect("learner")
+}
+
+/// Trains `n` synthetic messages of each side and commits.
+fn train_basics(learner: &mut Learner<SqliteStore>, engine: &Engine, n: usize) {
+    for i in 0..n {
+        for side in [Side::Ham, Side::Spam] {
+            let raw = synthetic(side, i);
+            learner.learn(&engine.parse(&raw), side).expect("learn");
+        }
+    }
+    learner.commit(NOW).expect("commit");
+}
+
+fn scores(engine: &Engine, learner: &Learner<SqliteStore>, raw: &[u8]) -> (f64, f64) {
+    let msg = engine.parse(raw);
+    let features = mailsift_engine::classify::features(&msg);
+    let model = learner.model();
+    let model = model.read().unwrap();
+    let s = model.classify(&features, &engine.config().classifier);
+    (s.bayes.expect("bayes speaks"), s.linear.expect("linear speaks"))
+}
+
+fn counts(learner: &Learner<SqliteStore>) -> (u64, u64, usize) {
+    let model = learner.model();
+    let m = model.read().unwrap();
+    (m.bayes.ham, m.bayes.spam, m.bayes.tokens.len())
+}
+
+#[test]
+fn learn_then_unlearn_restores_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(small_gate());
+    let mut learner = open(&dir);
+    train_basics(&mut learner, &engine, 6);
+    let before = counts(&learner);
+    let raw = fixture("rspamd_spam_message.eml");
+    let msg = engine.parse(&raw);
+    assert_eq!(learner.learn(&msg, Side::Spam).unwrap(), LearnOutcome::Learned);
+    let learned = counts(&learner);
+    assert_eq!(learned.1, before.1 + 1);
+    assert!(learned.2 > before.2, "the fixture brings new tokens");
+    assert_eq!(learner.forget(&msg).unwrap(), Some(Side::Spam));
+    assert_eq!(counts(&learner), before);
+    learner.commit(NOW).unwrap();
+    // Forgotten means it can be learned afresh, and the store agrees after a reload.
+    let reopened = open(&dir);
+    assert_eq!(counts(&reopened), before);
+    assert_eq!(reopened.trained_side(&mailsift_engine::classify::message_digest(&msg)).unwrap(), None);
+}
+
+#[test]
+fn a_message_trained_as_spam_then_reported_as_ham_scores_lower() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(small_gate());
+    let mut learner = open(&dir);
+    train_basics(&mut learner, &engine, 8);
+    let raw = fixture("rspamd_newsletter.eml");
+    learner.learn(&engine.parse(&raw), Side::Spam).unwrap();
+    learner.commit(NOW).unwrap();
+    let (bayes_before, linear_before) = scores(&engine, &learner, &raw);
+
+    let (outcome, previous) = learner.report(&engine.parse(&raw), Side::Ham, "test", NOW).unwrap();
+    assert_eq!(outcome, LearnOutcome::Relearned);
+    assert_eq!(previous, Some(Side::Spam));
+    let (bayes_after, linear_after) = scores(&engine, &learner, &raw);
+    assert!(bayes_after < bayes_before, "{bayes_after} < {bayes_before}");
+    assert!(linear_after < linear_before, "{linear_after} < {linear_before}");
+    assert!(linear_after < 0.5, "the correction lands on the ham side");
+
+    let subs = learner.store().submissions().unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].correct_side, Side::Ham);
+    assert_eq!(subs[0].previous_side, Some(Side::Spam));
+    // The counts moved sides: one spam fewer, one ham more than the basics.
+    let (ham, spam, _) = counts(&learner);
+    assert_eq!((ham, spam), (9, 8));
+}
+
+#[test]
+fn a_model_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(small_gate());
+    let probe = fixture("rspamd_advance_fee_fraud.eml");
+    let before = {
+        let mut learner = open(&dir);
+        train_basics(&mut learner, &engine, 8);
+        learner.learn(&engine.parse(&fixture("rspamd_btc.eml")), Side::Spam).unwrap();
+        learner.commit(NOW).unwrap();
+        (scores(&engine, &learner, &probe), counts(&learner))
+    };
+    let learner = open(&dir);
+    let after = (scores(&engine, &learner, &probe), counts(&learner));
+    assert_eq!(before, after);
+    // And the engine scans with it: the classifier symbols and engine appear in the verdict.
+    let engine = engine.with_model(learner.model());
+    let v = engine.scan(&synthetic(Side::Spam, 99), &Envelope::default(), &Evidence::default());
+    assert!(v.engines.contains(&"classifier"), "{:?}", v.engines);
+    assert!(v.symbols.iter().any(|s| s.name.starts_with("BAYES_SPAM")), "{:?}", v.symbols);
+}
+
+#[test]
+fn the_same_message_trained_twice_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(small_gate());
+    let mut learner = open(&dir);
+    let raw = fixture("rspamd_ham.eml");
+    assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::Learned);
+    // Before the commit (pending) and after it (in the store), the digest is known.
+    assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
+    learner.commit(NOW).unwrap();
+    let mut learner = open(&dir);
+    assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
+    // A delivered copy with trace and verdict headers added is the same message.
+    let mut delivered = b"Received: from mx.example by gw.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                          X-Mailsift-Score: 1.0\r\n"
+        .to_vec();
+    delivered.extend_from_slice(&raw);
+    assert_eq!(learner.learn(&engine.parse(&delivered), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
+    assert_eq!(counts(&learner).0, 1);
+}
+
+#[test]
+fn the_experience_gate_keeps_bayes_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default gate: 200 of each.
+    let engine = engine(ClassifierConfig::default());
+    let mut learner = open(&dir);
+    train_basics(&mut learner, &engine, 20);
+    let engine = engine.with_model(learner.model());
+    let msg_raw = synthetic(Side::Spam, 7);
+    assert_eq!(engine.classify(&engine.parse(&msg_raw)), None);
+    let v = engine.scan(&msg_raw, &Envelope::default(), &Evidence::default());
+    assert!(!v.engines.contains(&"classifier"));
+    assert!(v.symbols.iter().all(|s| s.group != mailsift_engine::Group::Classifier));
+    // The same model with a gate it passes speaks.
+    let open_gate = self::engine(small_gate()).with_model(learner.model());
+    assert!(open_gate.classify(&open_gate.parse(&msg_raw)).is_some());
+}
+
+#[test]
+fn expiry_bounds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(small_gate());
+    let mut learner = open(&dir);
+    train_basics(&mut learner, &engine, 10);
+    for f in ["rspamd_spam_message.eml", "rspamd_btc.eml", "rspamd_newsletter.eml"] {
+        learner.learn(&engine.parse(&fixture(f)), Side::Spam).unwrap();
+    }
+    learner.commit(NOW).unwrap();
+    let total = learner.store().token_count().unwrap();
+    assert!(total > 100, "{total}");
+
+    // Nothing is stale yet and the bound is loose: nothing goes.
+    let loose = ClassifierConfig { max_tokens: total + 10, ..small_gate() };
+    assert_eq!(learner.expire(&loose, NOW).unwrap(), 0);
+
+    // Much later, the tokens seen in one message only are stale and go; the common ones stay.
+    let later = NOW + 365 * 86_400;
+    let removed = learner.expire(&loose, later).unwrap();
+    assert!(removed > 0);
+    let after_stale = learner.store().token_count().unwrap();
+    assert_eq!(after_stale, total - removed as u64);
+    let common = mailsift_engine::classify::features(&engine.parse(&synthetic(Side::Ham, 1)));
+    let model = learner.model();
+    let kept = common.bayes_ids().iter().filter(|id| model.read().unwrap().bayes.tokens.contains_key(id)).count();
+    assert!(kept > 10, "words seen in many messages survive ({kept})");
+
+    // A hard bound: at most that many tokens remain, in the store and in memory.
+    let tight = ClassifierConfig { max_tokens: 40, ..small_gate() };
+    learner.expire(&tight, later).unwrap();
+    assert_eq!(learner.store().token_count().unwrap(), 40);
+    assert_eq!(model.read().unwrap().bayes.tokens.len(), 40);
+    assert_eq!(open(&dir).model().read().unwrap().bayes.tokens.len(), 40);
+}
+
+#[test]
+fn mail_to_a_spamtrap_is_learned_as_spam_and_reported() {
+    use std::sync::{Arc, Mutex};
+    struct Seen(Arc<Mutex<Vec<String>>>);
+    impl mailsift_engine::classify::SpamtrapHook for Seen {
+        fn spamtrap_hit(&self, _: &Envelope, _: &Message<'_>, trap: &str) {
+            self.0.lock().unwrap().push(trap.to_string());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = ClassifierConfig { spamtraps: vec!["trap@work.example".into()], ..small_gate() };
+    let engine = engine(config.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut learner = open(&dir).with_spamtrap_hook(Box::new(Seen(seen.clone())));
+    let raw = synthetic(Side::Ham, 3);
+    let msg = engine.parse(&raw);
+    let verdict = engine.judge(&msg, &Envelope::default(), &Evidence::default());
+
+    // Not to the trap: nothing learned (auto-learning is off by default).
+    let to_bob = Envelope { rcpt_to: vec!["bob@work.example".into()], ..Envelope::default() };
+    assert_eq!(learner.after_verdict(&to_bob, &msg, &verdict, &config).unwrap(), None);
+
+    let to_trap = Envelope { rcpt_to: vec!["<Trap@work.example>".into()], ..Envelope::default() };
+    assert_eq!(learner.after_verdict(&to_trap, &msg, &verdict, &config).unwrap(), Some(Side::Spam));
+    assert_eq!(*seen.lock().unwrap(), vec!["trap@work.example".to_string()]);
+    assert_eq!(counts(&learner).1, 1);
+}
+
+#[test]
+fn autolearn_learns_only_far_from_the_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ClassifierConfig { autolearn: true, ..small_gate() };
+    let engine = engine(config.clone());
+    let mut learner = open(&dir);
+    // GTUBE scores far above every threshold, from the heuristics alone: learned as spam.
+    let gtube = fixture("rspamd_gtube.eml");
+    let msg = engine.parse(&gtube);
+    let v = engine.judge(&msg, &Envelope::default(), &Evidence::default());
+    assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), Some(Side::Spam));
+    // An ordinary message near zero is not far enough from the thresholds to be learned as ham.
+    let raw = synthetic(Side::Ham, 1);
+    let msg = engine.parse(&raw);
+    let v = engine.judge(&msg, &Envelope::default(), &Evidence::default());
+    assert!(v.score > config.autolearn_ham_score, "{}", v.score);
+    assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), None);
+}

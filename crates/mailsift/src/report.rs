@@ -1,0 +1,67 @@
+//! `mailsift report --false-positive FILE` / `--false-negative FILE`: a user's correction.
+//!
+//! The message is learned on the side the user says (unlearned from the other side first when it had
+//! been trained there), both engines are updated and saved, and the submission is recorded.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mailsift_engine::classify::{LearnOutcome, Side};
+use mailsift_engine::Engine;
+use mailsift_store::{Learner, SqliteStore};
+
+use crate::scan::read_input;
+use crate::train::unix_now;
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct ReportArgs {
+    /// A good message that was judged spam: it is learned as ham.
+    #[arg(long, value_name = "FILE")]
+    false_positive: Option<PathBuf>,
+    /// A spam message that got through: it is learned as spam.
+    #[arg(long, value_name = "FILE")]
+    false_negative: Option<PathBuf>,
+}
+
+pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
+    let (file, side) = match (&args.false_positive, &args.false_negative) {
+        (Some(f), _) => (f, Side::Ham),
+        (_, Some(f)) => (f, Side::Spam),
+        _ => anyhow::bail!("give --false-positive FILE or --false-negative FILE"),
+    };
+    let raw = read_input(file)?;
+    let store = SqliteStore::open_dir(data_dir)?;
+    let mut learner =
+        Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?;
+    let engine = engine.with_model(learner.model());
+    let msg = engine.parse(&raw);
+    let before = engine.classify(&msg);
+    let (outcome, previous) = learner
+        .report(&msg, side, &file.display().to_string(), unix_now())
+        .with_context(|| format!("{}: cannot record the report", file.display()))?;
+    let after = engine.classify(&msg);
+    let what = match (outcome, previous) {
+        (LearnOutcome::AlreadyKnown, _) => format!("was already learned as {}", side.as_str()),
+        (LearnOutcome::Relearned, Some(p)) => {
+            format!("unlearned as {}, learned as {}", p.as_str(), side.as_str())
+        }
+        _ => format!("learned as {}", side.as_str()),
+    };
+    println!("{}: {what}; submission recorded", file.display());
+    let fmt = |p: Option<f64>| p.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into());
+    if before.is_some() || after.is_some() {
+        let (b, a) = (before.unwrap_or_default(), after.unwrap_or_default());
+        println!(
+            "spam probability: bayes {} -> {}, linear {} -> {}",
+            fmt(b.bayes),
+            fmt(a.bayes),
+            fmt(b.linear),
+            fmt(a.linear)
+        );
+    } else {
+        println!("(the classifiers stay silent until they have learned enough ham and spam)");
+    }
+    Ok(())
+}
