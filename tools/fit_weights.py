@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Suggest heuristic symbol weights from labelled scans, the way SpamAssassin derives its scores.
 
-Input: `mailsift scan --json` lines for the SpamAssassin corpus folders (the folder name gives the label:
+Input: `mailsift scan --json` lines for the SpamAssassin corpus folders (for the classifier grades, scans of
+held-out folds of TRAIN by models trained on the other folds, so the grades are as honest as on new mail) (the folder name gives the label:
 `*ham*` is ham, `spam*` is spam). Only TRAIN files of the standard split (md5 first hex digit 4-f) are used.
 Fits non-negative weights w (no intercept: the tag threshold plays that part) minimising a logistic loss on
 (score - tag) / T, with false positives weighted `--ham-cost` times more than misses and an L2 pull towards
@@ -55,12 +56,16 @@ w0 = np.array([current[n] for n in names])
 w = w0.copy()
 cost = np.where(y == 1, 1.0, args.ham_cost)
 free = np.array([n not in fixed for n in names])
+ham_side = np.array(["_HAM_" in n for n in names])
 lr = 0.05
 for it in range(4000):
     z = (X @ w - args.tag) / args.temperature
     p = 1 / (1 + np.exp(-np.clip(z, -30, 30)))
     grad = X.T @ ((p - y) * cost) / len(y) / args.temperature + args.l2 * (w - w0)
-    w = np.where(free, np.clip(w - lr * grad * 50, 0.0, args.max_weight), w0)
+    step = w - lr * grad * 50
+    # Evidence of ham (classifier *_HAM_* grades) may only pull the score down; everything else only up.
+    step = np.where(ham_side, np.clip(step, -args.max_weight, 0.0), np.clip(step, 0.0, args.max_weight))
+    w = np.where(free, step, w0)
 
 score = X @ w
 fp = ((score >= args.tag) & (y == 0)).sum()

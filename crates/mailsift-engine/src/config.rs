@@ -7,13 +7,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Score thresholds that turn a score into an action.
     pub thresholds: Thresholds,
     /// Weight overrides: `SYMBOL_NAME = weight`. A weight of 0 switches a symbol off.
     pub weights: BTreeMap<String, f64>,
+    /// Most a group of symbols may add to the score, so one family of evidence cannot decide alone:
+    /// `group = cap`. By default the content wording (phrase rules) counts at most 4, under the tag
+    /// threshold: spam wording alone never tags a message; it needs a second kind of evidence.
+    pub group_caps: BTreeMap<String, f64>,
     /// Additional Spam Filtering options: each `off`, `on` or `test`.
     pub asf: AsfConfig,
     /// The administrator's phrase and pattern rules, added to the built-in set.
@@ -145,6 +149,24 @@ impl Default for ClassifierConfig {
             spamtraps: Vec::new(),
             max_tokens: 3_000_000,
             expire_after_days: 60,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            thresholds: Thresholds::default(),
+            weights: BTreeMap::new(),
+            group_caps: BTreeMap::from([("content".to_string(), 4.0)]),
+            asf: AsfConfig::default(),
+            rules: Vec::new(),
+            scan: ScanConfig::default(),
+            organisation: OrganisationConfig::default(),
+            dns: crate::sender::DnsConfig::default(),
+            dnsbl: Vec::new(),
+            connection: ConnectionConfig::default(),
+            classifier: ClassifierConfig::default(),
         }
     }
 }

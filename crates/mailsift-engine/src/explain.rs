@@ -24,6 +24,13 @@ pub fn render(verdict: &Verdict, registry: &Registry) -> String {
     if verdict.high_confidence {
         let _ = writeln!(out, "Marked high-confidence spam by an Additional Spam Filtering option that is On.");
     }
+    for c in &verdict.capped {
+        let _ = writeln!(
+            out,
+            "The {} group added {:.2} but counts at most {:.2} (group_caps.{}): one family of evidence may not decide alone.",
+            c.group, c.total, c.cap, c.group
+        );
+    }
     if let Some(rule) = &verdict.decided_by {
         let _ = writeln!(out, "Decided by: {rule}");
     }

@@ -47,6 +47,8 @@ pub enum EngineError {
     Registry(String),
     #[error("[organisation]: {0}")]
     Organisation(String),
+    #[error("[group_caps]: {0}")]
+    GroupCaps(String),
 }
 
 /// The configured engine: registry, compiled rules, thresholds. Build once, share across threads.
@@ -87,6 +89,14 @@ impl Engine {
             }
         }
         let spoof = checks::auth::SpoofGuard::compile(&config.organisation).map_err(EngineError::Organisation)?;
+        for (group, cap) in &config.group_caps {
+            if !registry.iter().any(|d| d.group.as_str() == group) {
+                return Err(EngineError::GroupCaps(format!("{group}: no such group (see `mailsift symbols`)")));
+            }
+            if !cap.is_finite() || *cap < 0.0 {
+                return Err(EngineError::GroupCaps(format!("{group}: the cap must be a number of at least 0")));
+            }
+        }
         Ok(Engine { config, registry, rules, spoof, model: None })
     }
 
@@ -217,6 +227,16 @@ impl Engine {
             });
         }
         symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then_with(|| a.name.cmp(&b.name)));
+        // Group caps: one family of evidence may not decide alone. The symbols keep their own scores (the
+        // explanation shows them); the total counts each capped group at most at its cap.
+        let mut capped = Vec::new();
+        for (group, cap) in &self.config.group_caps {
+            let total: f64 = symbols.iter().filter(|s| s.group.as_str() == group).map(|s| s.score).sum();
+            if total > *cap {
+                score -= total - cap;
+                capped.push(verdict::GroupCap { group: group.clone(), total, cap: *cap });
+            }
+        }
         let score = (score * 100.0).round() / 100.0;
         let (action, scl) = Verdict::decide(&self.config.thresholds, score, high_confidence);
         let mut engines = vec!["heuristics"];
@@ -237,6 +257,7 @@ impl Engine {
             engines,
             decided_by: None,
             authentication_results: None,
+            capped,
         }
     }
 }

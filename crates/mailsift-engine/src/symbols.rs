@@ -25,6 +25,8 @@ pub enum Group {
     Classifier,
     Asf,
     Policy,
+    /// Pipeline tests such as GTUBE: never capped, never learned from.
+    Test,
 }
 
 impl Group {
@@ -42,6 +44,7 @@ impl Group {
             Group::Classifier => "classifier",
             Group::Asf => "asf",
             Group::Policy => "policy",
+            Group::Test => "test",
         }
     }
 

@@ -79,6 +79,17 @@ pub struct Verdict {
     /// RFC 8601 Authentication-Results value, when sender evidence was gathered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_results: Option<String>,
+    /// Groups whose total was capped (`group_caps` in the configuration).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<GroupCap>,
+}
+
+/// A group of evidence counted at its cap rather than its total.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupCap {
+    pub group: String,
+    pub total: f64,
+    pub cap: f64,
 }
 
 pub const HEADER_PREFIX: &str = "X-Mailsift-";

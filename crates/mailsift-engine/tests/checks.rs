@@ -220,7 +220,24 @@ fn phrase_rules_and_density() {
     ] {
         assert!(got.contains(&s), "{s} missing: {got:?}");
     }
-    assert!(v.action.is_spam());
+    // Wording alone is capped under the tag threshold (group_caps.content = 4): it needs a second kind of
+    // evidence, and the explanation says so.
+    assert!(!v.action.is_spam(), "{}", v.score);
+    assert_eq!(v.capped.len(), 1);
+    assert_eq!(v.capped[0].group, "content");
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let text = mailsift_engine::explain::render(&v, engine.registry());
+    assert!(text.contains("counts at most 4.00 (group_caps.content)"), "{text}");
+    let shouting = plain(&with_header("Subject", "MAKE MONEY FAST WITH THIS SECRET"), spam);
+    let v2 = scan(&shouting);
+    assert!(v2.action.is_spam(), "wording plus a shouting subject: {}", v2.score);
+    // Without the cap the wording alone decides.
+    let mut c = EngineConfig::default();
+    c.group_caps.clear();
+    assert!(scan_with(c, &plain(HEADERS, spam), &Evidence::default()).action.is_spam());
+    let mut bad = EngineConfig::default();
+    bad.group_caps.insert("nonsense".into(), 1.0);
+    assert!(Engine::new(bad).is_err());
     // Phrases only match on word boundaries.
     assert!(!fired(&plain(HEADERS, "The freedom of clicking heretical links."))
         .iter()

@@ -14,7 +14,7 @@ use crate::symbols::{Group::Content, Hits, SymbolSpec};
 pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::new(
         "GTUBE",
-        Content,
+        crate::symbols::Group::Test,
         1000.0,
         "The message contains the GTUBE anti-spam test string.",
         "GTUBE is a test: the verdict is spam on purpose. Remove the string to send a real message.",
