@@ -139,3 +139,27 @@ fn bench_and_eval_run_over_a_folder() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("false positives: 0 of 1 ham") && text.contains("spam caught: 1 of 2"), "{text}");
 }
+
+#[test]
+fn scan_and_explain_show_sender_evidence_from_dns() {
+    use mailsift_testkit::dns::{TestDns, Zone};
+    let mut zone = Zone::new();
+    zone.txt("sender.example", "v=spf1 ip4:198.51.100.0/24 -all");
+    let dns = TestDns::start(zone);
+    let dir = temp_dir("dns");
+    let config = dir.join("dns.toml");
+    std::fs::write(&config, format!("[dns]\nenabled = true\nnameservers = [\"{}\"]\ntimeout_ms = 400\n", dns.addr())).unwrap();
+    let msg = dir.join("m.eml");
+    std::fs::write(&msg, "From: a@sender.example\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nhello there\r\n").unwrap();
+    let envelope = ["--ip", "192.0.2.77", "--helo", "localhost", "--from", "a@sender.example"];
+    let out = bin().arg("--config").arg(&config).args(["scan", "--json"]).args(envelope).arg(&msg).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let names: Vec<&str> = v["verdict"]["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for s in ["SPF_FAIL", "RDNS_NONE", "HELO_NOT_FQDN"] {
+        assert!(names.contains(&s), "{s} missing: {names:?}");
+    }
+    assert!(v["verdict"]["authentication_results"].as_str().unwrap().contains("spf=fail"));
+    let out = bin().arg("--config").arg(&config).arg("explain").args(envelope).arg(&msg).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Sender reputation and practices") && text.contains("Authentication") && text.contains("SPF record"), "{text}");
+}
