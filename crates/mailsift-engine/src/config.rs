@@ -34,6 +34,23 @@ pub struct EngineConfig {
     pub connection: ConnectionConfig,
     /// The statistical engines (Bayes and the linear model): experience gate, auto-learning, spamtraps.
     pub classifier: ClassifierConfig,
+    /// Local reputation of senders, kept in the data directory.
+    pub reputation: ReputationConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationConfig {
+    /// Consult (and, in the gateway, update) local reputation.
+    pub enabled: bool,
+    /// Evidence about a sender halves every this many days, so a quiet sender drifts back to neutral.
+    pub half_life_days: f64,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        ReputationConfig { enabled: true, half_life_days: 14.0 }
+    }
 }
 
 /// What a DNS list is queried with.
@@ -167,6 +184,7 @@ impl Default for EngineConfig {
             dnsbl: Vec::new(),
             connection: ConnectionConfig::default(),
             classifier: ClassifierConfig::default(),
+            reputation: ReputationConfig::default(),
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Evidence {
     pub spf: Option<SpfResult>,
     /// Everything else the sender-evidence stage found (reverse DNS, DKIM, DMARC, ARC).
     pub sender: Option<crate::sender::SenderFacts>,
+    /// Our own history of this sender, from the store (decayed counts of spam and good evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reputation: Option<ReputationFacts>,
     /// Spam probabilities from the statistical engines, when a model was consulted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<crate::classify::ClassifierScores>,
@@ -34,4 +37,78 @@ impl Evidence {
     pub fn from_sender(facts: crate::sender::SenderFacts) -> Evidence {
         Evidence { spf: facts.spf, sender: Some(facts), ..Evidence::default() }
     }
+}
+
+/// What local reputation is kept about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReputationKind {
+    /// The connecting IP address.
+    Ip,
+    /// Its network: the /24 of an IPv4 address, the /64 of an IPv6 one.
+    Net,
+    /// The sender's registrable domain (envelope sender, else From:).
+    Domain,
+    /// The sender's full address.
+    Address,
+}
+
+impl ReputationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReputationKind::Ip => "ip",
+            ReputationKind::Net => "net",
+            ReputationKind::Domain => "domain",
+            ReputationKind::Address => "address",
+        }
+    }
+}
+
+/// One remembered sender identity, with evidence decayed to now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReputationEntry {
+    pub kind: ReputationKind,
+    pub key: String,
+    /// Decayed weight of bad evidence (spam verdicts, spamtrap hits, spam reports).
+    pub spam: f64,
+    /// Decayed weight of good evidence (clean verdicts, false-positive reports).
+    pub ham: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReputationFacts {
+    pub entries: Vec<ReputationEntry>,
+}
+
+/// The reputation keys of a message: (kind, key) for the client IP, its network, the sender domain and
+/// address. The store looks these up before judging and records the verdict against them after.
+pub fn reputation_keys(envelope: &crate::Envelope, msg: &crate::Message<'_>) -> Vec<(ReputationKind, String)> {
+    let mut keys = Vec::new();
+    if let Some(ip) = envelope.client_ip {
+        keys.push((ReputationKind::Ip, ip.to_string()));
+        let net = match ip {
+            std::net::IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            }
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
+        keys.push((ReputationKind::Net, net));
+    }
+    let address = envelope
+        .mail_from
+        .as_deref()
+        .filter(|a| a.contains('@'))
+        .map(|a| a.trim_matches(['<', '>']).to_lowercase())
+        .or_else(|| msg.from.as_ref().map(|f| f.address.to_lowercase()).filter(|a| a.contains('@')));
+    if let Some(a) = address {
+        if let Some((_, d)) = a.rsplit_once('@') {
+            keys.push((ReputationKind::Domain, crate::message::urls::registrable_domain(d)));
+        }
+        keys.push((ReputationKind::Address, a));
+    }
+    keys
 }

@@ -178,7 +178,7 @@ fn obfuscation_checks_fire_on_their_trick() {
 fn attachment_checks_judge_real_types() {
     let attach = |name: &str, ctype: &str, data: &[u8]| {
         use std::fmt::Write;
-        let b64 = base64_encode(data);
+        let b64 = mailsift_testkit::auth::base64(data);
         let mut s = format!("{HEADERS}Content-Type: multipart/mixed; boundary=xx\r\n\r\n--xx\r\nContent-Type: text/plain\r\n\r\n{BODY}\r\n--xx\r\n");
         let _ = write!(s, "Content-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--xx--\r\n");
         s
@@ -443,21 +443,4 @@ fn verdict_headers_replace_forged_ones() {
     assert!(!out.contains("-50.00"));
     assert!(out.contains("X-Mailsift-Symbols: GTUBE(1000.00)"));
     assert!(out.contains("X-Mailsift-Scanned: heuristics"));
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -10,11 +10,13 @@
 //! decision of what to learn (the [`learner::Learner`] asks the engine and tells the store).
 
 pub mod learner;
+pub mod reputation;
 pub mod sqlite;
 
 use mailsift_engine::classify::{Model, Side};
 
 pub use learner::Learner;
+pub use reputation::{Event as ReputationEvent, ReputationHook, SqliteReputation};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

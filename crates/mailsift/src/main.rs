@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod inputs;
 mod report;
+mod reputation;
 mod roc;
 mod scan;
 mod scanner;
@@ -55,6 +56,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Correct the classifiers about one message a user reported (retrains both engines).
     Report(report::ReportArgs),
+    /// Local sender reputation: show or reset what the gateway remembers about an IP, domain or address.
+    #[command(subcommand)]
+    Reputation(reputation::ReputationCommand),
 }
 
 /// Envelope facts for a scan: what the SMTP session would have told us.
@@ -137,14 +141,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 // learned from one message counts for the next.
                 let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
                 let mut learner = mailsift_store::Learner::open(store)?;
+                if engine.config().reputation.enabled {
+                    // Spamtrap hits feed the sender's reputation.
+                    let rep = mailsift_store::SqliteReputation::open_dir(
+                        data_dir,
+                        engine.config().reputation.half_life_days,
+                    )?;
+                    learner = learner.with_spamtrap_hook(Box::new(mailsift_store::ReputationHook::new(rep)));
+                }
+                let rep = reputation::for_scans(&engine, data_dir)?;
                 let engine = engine.with_model(learner.model());
-                scan::run(&scanner::Scanner::new(engine)?, &args, Some(&mut learner))
+                scan::run(&scanner::Scanner::new(engine)?.with_reputation(rep), &args, Some(&mut learner))
             } else {
-                scan::run(&scanner::Scanner::new(with_trained_model(engine, data_dir)?)?, &args, None)
+                let rep = reputation::for_scans(&engine, data_dir)?;
+                let scanner = scanner::Scanner::new(with_trained_model(engine, data_dir)?)?.with_reputation(rep);
+                scan::run(&scanner, &args, None)
             }
         }
         Command::Explain { file, envelope } => {
-            let scanner = scanner::Scanner::new(trained()?)?;
+            let engine = trained()?;
+            let rep = reputation::for_scans(&engine, data_dir)?;
+            let scanner = scanner::Scanner::new(engine)?.with_reputation(rep);
             let raw = scan::read_input(&file)?;
             let verdict = scanner.scan(&raw, &envelope);
             print!("{}", mailsift_engine::explain::render(&verdict, scanner.engine.registry()));
@@ -159,6 +176,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Train(args) => {
             train::run(&load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Reputation(cmd) => {
+            reputation::run(&load_engine(cli.config.as_ref())?, data_dir, &cmd).map(|_| ExitCode::SUCCESS)
         }
         Command::Report(args) => {
             report::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)

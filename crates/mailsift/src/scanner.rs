@@ -9,6 +9,7 @@ use crate::EnvelopeArgs;
 pub struct Scanner {
     pub engine: Engine,
     gatherer: Option<SenderGatherer>,
+    reputation: Option<mailsift_store::SqliteReputation>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -25,7 +26,13 @@ impl Scanner {
         } else {
             None
         };
-        Ok(Scanner { engine, gatherer, runtime })
+        Ok(Scanner { engine, gatherer, reputation: None, runtime })
+    }
+
+    /// Consult local reputation before judging.
+    pub fn with_reputation(mut self, reputation: Option<mailsift_store::SqliteReputation>) -> Scanner {
+        self.reputation = reputation;
+        self
     }
 
     /// Parses once, fills the envelope (from the options, and from trace headers when asked), gathers sender
@@ -41,7 +48,14 @@ impl Scanner {
         if args.from_trace {
             envelope.fill_from_trace(&msg);
         }
-        let evidence = self.evidence(raw, &envelope, &msg);
+        let mut evidence = self.evidence(raw, &envelope, &msg);
+        if let Some(rep) = &self.reputation {
+            let keys = mailsift_engine::evidence::reputation_keys(&envelope, &msg);
+            match rep.lookup(&keys, crate::reputation::unix_now()) {
+                Ok(facts) => evidence.reputation = Some(facts),
+                Err(e) => eprintln!("mailsift: reputation: {e}"),
+            }
+        }
         let verdict = self.engine.judge(&msg, &envelope, &evidence);
         (msg, envelope, verdict)
     }

@@ -148,18 +148,53 @@ fn scan_and_explain_show_sender_evidence_from_dns() {
     let dns = TestDns::start(zone);
     let dir = temp_dir("dns");
     let config = dir.join("dns.toml");
-    std::fs::write(&config, format!("[dns]\nenabled = true\nnameservers = [\"{}\"]\ntimeout_ms = 400\n", dns.addr())).unwrap();
+    std::fs::write(&config, format!("[dns]\nenabled = true\nnameservers = [\"{}\"]\ntimeout_ms = 400\n", dns.addr()))
+        .unwrap();
     let msg = dir.join("m.eml");
-    std::fs::write(&msg, "From: a@sender.example\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nhello there\r\n").unwrap();
+    std::fs::write(&msg, "From: a@sender.example\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nhello there\r\n")
+        .unwrap();
     let envelope = ["--ip", "192.0.2.77", "--helo", "localhost", "--from", "a@sender.example"];
     let out = bin().arg("--config").arg(&config).args(["scan", "--json"]).args(envelope).arg(&msg).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let names: Vec<&str> = v["verdict"]["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let names: Vec<&str> =
+        v["verdict"]["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     for s in ["SPF_FAIL", "RDNS_NONE", "HELO_NOT_FQDN"] {
         assert!(names.contains(&s), "{s} missing: {names:?}");
     }
     assert!(v["verdict"]["authentication_results"].as_str().unwrap().contains("spf=fail"));
     let out = bin().arg("--config").arg(&config).arg("explain").args(envelope).arg(&msg).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("Sender reputation and practices") && text.contains("Authentication") && text.contains("SPF record"), "{text}");
+    assert!(
+        text.contains("Sender reputation and practices")
+            && text.contains("Authentication")
+            && text.contains("SPF record"),
+        "{text}"
+    );
+}
+
+#[test]
+fn reports_feed_reputation_which_scans_read_and_reset_forgets() {
+    let dir = temp_dir("rep");
+    let data = dir.join("data");
+    let msg = dir.join("spam.eml");
+    std::fs::write(
+        &msg,
+        "Received: from mx.bad.example (mx.bad.example [203.0.113.66]) by mx.ours.example; Mon, 6 Jan 2025 10:00:00 +0000\r\n\
+         Return-Path: <seller@bad.example>\r\nFrom: seller@bad.example\r\nTo: me@ours.example\r\nSubject: hi\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let out = bin().arg("--data-dir").arg(&data).arg("report").arg("--false-negative").arg(&msg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("reputation: recorded a spam report for 203.0.113.66"));
+    let show = bin().arg("--data-dir").arg(&data).args(["reputation", "show", "203.0.113.66"]).output().unwrap();
+    let text = String::from_utf8(show.stdout).unwrap();
+    assert!(text.contains("ip 203.0.113.66: 3.00 bad") && text.contains(": bad"), "{text}");
+    let scan = bin().arg("--data-dir").arg(&data).args(["scan", "--from-trace"]).arg(&msg).output().unwrap();
+    let line = String::from_utf8(scan.stdout).unwrap();
+    assert!(line.contains("REPUTATION_IP_BAD"), "{line}");
+    let reset = bin().arg("--data-dir").arg(&data).args(["reputation", "reset", "203.0.113.66"]).output().unwrap();
+    assert!(String::from_utf8(reset.stdout).unwrap().contains("1 entries forgotten"));
+    let scan = bin().arg("--data-dir").arg(&data).args(["scan", "--from-trace"]).arg(&msg).output().unwrap();
+    assert!(!String::from_utf8(scan.stdout).unwrap().contains("REPUTATION_IP_BAD"));
 }

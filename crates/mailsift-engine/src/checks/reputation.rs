@@ -10,6 +10,55 @@ use crate::symbols::{Group, Group::Reputation, Hits, Registry, SymbolDef, Symbol
 
 pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::new(
+        "REPUTATION_IP_BAD",
+        Reputation,
+        3.0,
+        "This IP address has sent us mostly spam recently (local reputation).",
+        "If this sender is legitimate, report its mail as false positives (or reset: `mailsift reputation reset IP`).",
+    ),
+    SymbolSpec::new(
+        "REPUTATION_IP_GOOD",
+        Reputation,
+        -1.0,
+        "This IP address has sent us mostly good mail recently.",
+        "Nothing to fix.",
+    ),
+    SymbolSpec::new(
+        "REPUTATION_NET_BAD",
+        Reputation,
+        1.5,
+        "This IP's network (/24 or /64) has sent us mostly spam recently.",
+        "Shared hosting neighbours spoil a network's reputation; the sender may need a cleaner provider.",
+    ),
+    SymbolSpec::new(
+        "REPUTATION_DOMAIN_BAD",
+        Reputation,
+        2.0,
+        "This sender domain has sent us mostly spam recently.",
+        "If the domain is legitimate, report its mail as false positives, or `mailsift reputation reset DOMAIN`.",
+    ),
+    SymbolSpec::new(
+        "REPUTATION_DOMAIN_GOOD",
+        Reputation,
+        -1.0,
+        "This sender domain has sent us mostly good mail recently.",
+        "Nothing to fix.",
+    ),
+    SymbolSpec::new(
+        "REPUTATION_ADDRESS_BAD",
+        Reputation,
+        2.0,
+        "This sender address has sent us mostly spam recently.",
+        "If the sender is legitimate, report its mail as false positives, or `mailsift reputation reset ADDRESS`.",
+    ),
+    SymbolSpec::new(
+        "REPUTATION_ADDRESS_GOOD",
+        Reputation,
+        -1.5,
+        "This sender address has sent us mostly good mail recently.",
+        "Nothing to fix.",
+    ),
+    SymbolSpec::new(
         "DNSBL_ERROR_ANSWER",
         Reputation,
         0.0,
@@ -68,7 +117,26 @@ pub fn register_lists(lists: &[DnsListConfig], registry: &mut Registry) -> Resul
     Ok(())
 }
 
+/// Evidence needed before a reputation speaks, and how one-sided it must be.
+const MIN_EVIDENCE: f64 = 3.0;
+const ONE_SIDED: f64 = 0.8;
+
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
+    if let Some(rep) = &ctx.evidence.reputation {
+        for e in &rep.entries {
+            let total = e.spam + e.ham;
+            if total < MIN_EVIDENCE {
+                continue;
+            }
+            let detail = format!("{} ({:.1} bad, {:.1} good)", e.key, e.spam, e.ham);
+            let kind = e.kind.as_str().to_ascii_uppercase();
+            if e.spam / total >= ONE_SIDED {
+                hits.hit(&format!("REPUTATION_{kind}_BAD"), detail);
+            } else if e.ham / total >= ONE_SIDED && e.kind != crate::evidence::ReputationKind::Net {
+                hits.hit(&format!("REPUTATION_{kind}_GOOD"), detail);
+            }
+        }
+    }
     let Some(facts) = ctx.evidence.sender.as_ref() else { return };
     for h in &facts.dns_lists {
         hits.hit(&h.symbol, format!("{} in {} ({})", h.queried, h.zone, h.code));

@@ -1,0 +1,222 @@
+//! Local reputation: what this gateway has seen from each sender identity (client IP, its /24 or /64,
+//! sender domain, sender address), kept as two decaying weights, bad and good evidence.
+//!
+//! Every piece of evidence ages with a half-life (14 days by default), so a sender that goes quiet drifts
+//! back to neutral and a compromised-then-cleaned server recovers on its own. Evidence comes from verdicts
+//! (the history of SCLs), spamtrap hits and users' reports; reports and traps weigh more than one verdict.
+//! One SQLite file (`reputation.sqlite`) in the data directory, WAL, one row per identity.
+
+use std::path::{Path, PathBuf};
+
+use mailsift_engine::evidence::{ReputationEntry, ReputationFacts, ReputationKind};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::StoreError;
+
+const FILE_NAME: &str = "reputation.sqlite";
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reputation (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    spam REAL NOT NULL,
+    ham REAL NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+";
+
+/// How much one event counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Event {
+    /// A verdict with this SCL: 7-9 counts as spam, 5-6 as half spam, 0-1 as good; -1 (policy) nothing.
+    Verdict(i8),
+    /// Mail to a spamtrap.
+    SpamtrapHit,
+    /// A user reported a message from this sender as spam that got through.
+    ReportedSpam,
+    /// A user reported a message from this sender as good mail that was flagged.
+    ReportedGood,
+}
+
+impl Event {
+    /// (bad, good) weight of the event.
+    fn weights(self) -> (f64, f64) {
+        match self {
+            Event::Verdict(scl) if scl >= 7 => (1.0, 0.0),
+            Event::Verdict(scl) if scl >= 5 => (0.5, 0.0),
+            Event::Verdict(scl) if (0..=1).contains(&scl) => (0.0, 1.0),
+            Event::Verdict(_) => (0.0, 0.0),
+            Event::SpamtrapHit => (5.0, 0.0),
+            Event::ReportedSpam => (3.0, 0.0),
+            Event::ReportedGood => (0.0, 3.0),
+        }
+    }
+}
+
+pub struct SqliteReputation {
+    conn: Connection,
+    path: PathBuf,
+    half_life_secs: f64,
+}
+
+fn kind_str(k: ReputationKind) -> &'static str {
+    k.as_str()
+}
+
+fn kind_from(s: &str) -> Option<ReputationKind> {
+    Some(match s {
+        "ip" => ReputationKind::Ip,
+        "net" => ReputationKind::Net,
+        "domain" => ReputationKind::Domain,
+        "address" => ReputationKind::Address,
+        _ => return None,
+    })
+}
+
+impl SqliteReputation {
+    /// Opens (creating if needed) the reputation store in `data_dir`; evidence halves every
+    /// `half_life_days`.
+    pub fn open_dir(data_dir: &Path, half_life_days: f64) -> Result<SqliteReputation, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
+        let path = data_dir.join(FILE_NAME);
+        let conn = Connection::open(&path).map_err(|e| err(&path, e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| err(&path, e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| err(&path, e))?;
+        let half_life_secs = (half_life_days.max(0.01)) * 86_400.0;
+        Ok(SqliteReputation { conn, path, half_life_secs })
+    }
+
+    fn decay(&self, value: f64, age_secs: i64) -> f64 {
+        value * 0.5f64.powf(age_secs.max(0) as f64 / self.half_life_secs)
+    }
+
+    /// The entries for these identities, decayed to `now` (Unix seconds); unknown ones are left out.
+    pub fn lookup(&self, keys: &[(ReputationKind, String)], now: i64) -> Result<ReputationFacts, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT spam, ham, updated FROM reputation WHERE kind = ?1 AND key = ?2")
+            .map_err(|e| err(&self.path, e))?;
+        let mut entries = Vec::new();
+        for (kind, key) in keys {
+            let row: Option<(f64, f64, i64)> = stmt
+                .query_row(params![kind_str(*kind), key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(|e| err(&self.path, e))?;
+            if let Some((spam, ham, updated)) = row {
+                let age = now - updated;
+                entries.push(ReputationEntry {
+                    kind: *kind,
+                    key: key.clone(),
+                    spam: self.decay(spam, age),
+                    ham: self.decay(ham, age),
+                });
+            }
+        }
+        Ok(ReputationFacts { entries })
+    }
+
+    /// Records one event against every identity of a message, in one transaction.
+    pub fn record(&mut self, keys: &[(ReputationKind, String)], event: Event, now: i64) -> Result<(), StoreError> {
+        let (bad, good) = event.weights();
+        if bad == 0.0 && good == 0.0 {
+            return Ok(());
+        }
+        let half_life = self.half_life_secs;
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
+        for (kind, key) in keys {
+            let old: Option<(f64, f64, i64)> = tx
+                .query_row(
+                    "SELECT spam, ham, updated FROM reputation WHERE kind = ?1 AND key = ?2",
+                    params![kind_str(*kind), key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(|e| err(&path, e))?;
+            let (spam, ham) = match old {
+                Some((s, h, updated)) => {
+                    let f = 0.5f64.powf((now - updated).max(0) as f64 / half_life);
+                    (s * f, h * f)
+                }
+                None => (0.0, 0.0),
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO reputation (kind, key, spam, ham, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![kind_str(*kind), key, spam + bad, ham + good, now],
+            )
+            .map_err(|e| err(&path, e))?;
+        }
+        tx.commit().map_err(|e| err(&path, e))
+    }
+
+    /// Every entry whose key is `key` (an IP, network, domain or address), decayed to `now`.
+    pub fn show(&self, key: &str, now: i64) -> Result<Vec<ReputationEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, key, spam, ham, updated FROM reputation WHERE key = ?1 ORDER BY kind")
+            .map_err(|e| err(&self.path, e))?;
+        let rows = stmt
+            .query_map(params![key.to_lowercase()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, f64>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| err(&self.path, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, key, spam, ham, updated) = row.map_err(|e| err(&self.path, e))?;
+            if let Some(kind) = kind_from(&kind) {
+                let age = now - updated;
+                out.push(ReputationEntry { kind, key, spam: self.decay(spam, age), ham: self.decay(ham, age) });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything about `key`; returns how many entries were removed.
+    pub fn reset(&mut self, key: &str) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM reputation WHERE key = ?1", params![key.to_lowercase()])
+            .map_err(|e| err(&self.path, e))
+    }
+}
+
+fn err(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite { path: path.display().to_string(), source }
+}
+
+/// Feeds spamtrap hits into reputation (the learner calls it when mail reaches a trap).
+pub struct ReputationHook {
+    store: std::sync::Mutex<SqliteReputation>,
+}
+
+impl ReputationHook {
+    pub fn new(store: SqliteReputation) -> ReputationHook {
+        ReputationHook { store: std::sync::Mutex::new(store) }
+    }
+}
+
+impl mailsift_engine::classify::SpamtrapHook for ReputationHook {
+    fn spamtrap_hit(&self, envelope: &mailsift_engine::Envelope, msg: &mailsift_engine::Message<'_>, _trap: &str) {
+        let keys = mailsift_engine::evidence::reputation_keys(envelope, msg);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        if let Ok(mut store) = self.store.lock() {
+            // A failed write loses one piece of evidence, never the message: report it and go on.
+            if let Err(e) = store.record(&keys, Event::SpamtrapHit, now) {
+                eprintln!("mailsift: reputation: {e}");
+            }
+        }
+    }
+}
+
+/// Whether a reputation store exists in `data_dir` (scans read it only then; they never create one).
+pub fn exists(data_dir: &Path) -> bool {
+    data_dir.join(FILE_NAME).exists()
+}

@@ -1,0 +1,65 @@
+//! `mailsift reputation show|reset`: what the gateway remembers about a sender, and forgetting it.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Subcommand;
+use mailsift_engine::Engine;
+use mailsift_store::SqliteReputation;
+
+#[derive(Subcommand)]
+pub enum ReputationCommand {
+    /// Show the remembered evidence for an IP, network (a.b.c.0/24), domain or address.
+    Show { key: String },
+    /// Forget everything remembered about an IP, network, domain or address.
+    Reset { key: String },
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The reputation store for scans: only when enabled and already there (a scan never creates one).
+pub fn for_scans(engine: &Engine, data_dir: &Path) -> Result<Option<SqliteReputation>> {
+    let c = &engine.config().reputation;
+    if !c.enabled || !mailsift_store::reputation::exists(data_dir) {
+        return Ok(None);
+    }
+    Ok(Some(SqliteReputation::open_dir(data_dir, c.half_life_days)?))
+}
+
+pub fn run(engine: &Engine, data_dir: &Path, cmd: &ReputationCommand) -> Result<()> {
+    let mut store = SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
+    match cmd {
+        ReputationCommand::Show { key } => {
+            let entries = store.show(key, unix_now())?;
+            if entries.is_empty() {
+                println!("{key}: nothing remembered (neutral)");
+            }
+            for e in entries {
+                let total = e.spam + e.ham;
+                let verdict = if total < 3.0 {
+                    "too little evidence to count"
+                } else if e.spam / total >= 0.8 {
+                    "bad"
+                } else if e.ham / total >= 0.8 {
+                    "good"
+                } else {
+                    "mixed"
+                };
+                println!(
+                    "{} {}: {:.2} bad, {:.2} good evidence (decayed to now): {verdict}",
+                    e.kind.as_str(),
+                    e.key,
+                    e.spam,
+                    e.ham
+                );
+            }
+        }
+        ReputationCommand::Reset { key } => {
+            let n = store.reset(key)?;
+            println!("{key}: {n} entries forgotten");
+        }
+    }
+    Ok(())
+}
