@@ -159,6 +159,10 @@ impl Engine {
         if let Some(facts) = &evidence.sender {
             verdict.engines.insert(0, "sender");
             verdict.authentication_results = facts.authentication_results.clone();
+            let failed = facts.temporary_failures();
+            if self.config.dns.defer_on_temperror && !failed.is_empty() {
+                verdict.defer = Some(format!("sender checks incomplete ({}): try again later", failed.join(", ")));
+            }
         }
         verdict
     }
@@ -257,6 +261,7 @@ impl Engine {
             engines,
             decided_by: None,
             authentication_results: None,
+            defer: None,
             capped,
         }
     }

@@ -52,6 +52,9 @@ pub struct DnsConfig {
     pub cache_entries: usize,
     /// The name this gateway writes in Authentication-Results (its authserv-id).
     pub hostname: String,
+    /// When a sender check fails temporarily (timeout, SERVFAIL), ask the sending server to retry later (4xx)
+    /// instead of judging the message half-checked. Off: the message is judged on what is known.
+    pub defer_on_temperror: bool,
 }
 
 impl Default for DnsConfig {
@@ -63,6 +66,7 @@ impl Default for DnsConfig {
             deadline_ms: 5000,
             cache_entries: 50_000,
             hostname: "mailsift.local".to_string(),
+            defer_on_temperror: false,
         }
     }
 }
@@ -173,6 +177,25 @@ pub struct DnsListHit {
 pub struct TtlCache<K, V> {
     map: Mutex<FxHashMap<K, (V, Instant)>>,
     max: usize,
+}
+
+impl SenderFacts {
+    /// The checks that could not be completed (timeouts and temporary DNS errors), for deferring.
+    pub fn temporary_failures(&self) -> Vec<String> {
+        let mut out = self.timed_out.clone();
+        if self.spf == Some(SpfResult::TempError) {
+            out.push("spf".into());
+        }
+        if self.dkim.iter().any(|d| d.verdict == DkimVerdict::TempError) {
+            out.push("dkim".into());
+        }
+        if self.dmarc.as_ref().is_some_and(|d| d.result == Outcome::TempError) {
+            out.push("dmarc".into());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {

@@ -79,6 +79,10 @@ pub struct Verdict {
     /// RFC 8601 Authentication-Results value, when sender evidence was gathered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_results: Option<String>,
+    /// Set when sender checks failed temporarily and `dns.defer_on_temperror` is on: the gateway answers 4xx
+    /// so the sender retries, instead of acting on a half-checked message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defer: Option<String>,
     /// Groups whose total was capped (`group_caps` in the configuration).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capped: Vec<GroupCap>,

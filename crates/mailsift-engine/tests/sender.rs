@@ -326,6 +326,14 @@ async fn dns_timeouts_are_temporary_errors_within_the_deadline() {
     assert!(took < Duration::from_secs(5), "a message must not wait much past the deadline: {took:?}");
     assert!(has(&v, "SPF_TEMPERROR") || has(&v, "DNS_DEADLINE"), "{:?}", names(&v));
     assert!(!has(&v, "SPF_FAIL") && !has(&v, "SPF_PASS") && !has(&v, "RDNS_NONE"), "{:?}", names(&v));
+    assert!(v.defer.is_none(), "deferring is off by default");
+    // Configured to defer: the verdict asks the gateway for a 4xx.
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    c.dns.timeout_ms = 200;
+    c.dns.deadline_ms = 600;
+    c.dns.defer_on_temperror = true;
+    let v = judge(c, &raw, &envelope("203.0.113.45", "mail.slow.example", "x@slow.example")).await;
+    assert!(v.defer.as_deref().is_some_and(|d| d.contains("spf")), "{:?}", v.defer);
 }
 
 #[tokio::test]

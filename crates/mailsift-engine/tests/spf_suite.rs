@@ -118,6 +118,9 @@ async fn rfc7208_test_suite() {
                 Value::Sequence(v) => v.iter().map(text).collect(),
                 v => vec![text(v)],
             };
+            if std::env::var("SPF_DEBUG").is_ok_and(|d| d == text(name)) {
+                println!("DEBUG {}: {:?} {:?}", text(name), facts.spf, dns.log());
+            }
             if allowed.iter().any(|a| a == got) {
                 passed += 1;
             } else {
