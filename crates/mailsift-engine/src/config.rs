@@ -36,6 +36,26 @@ pub struct EngineConfig {
     pub classifier: ClassifierConfig,
     /// Local reputation of senders, kept in the data directory.
     pub reputation: ReputationConfig,
+    /// How authentication results act beyond their symbols.
+    pub auth: AuthConfig,
+}
+
+/// What a failed DMARC check with a quarantine or reject policy does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcEnforcement {
+    /// Evidence only: the DMARC_POLICY_* symbols add their weight (the default; forwarded mail breaks DMARC).
+    #[default]
+    Score,
+    /// Do what the domain asks: p=quarantine quarantines, p=reject rejects, whatever the score.
+    Honor,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `score` (default) or `honor` the From: domain's DMARC policy as an action.
+    pub dmarc: DmarcEnforcement,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -185,6 +205,7 @@ impl Default for EngineConfig {
             connection: ConnectionConfig::default(),
             classifier: ClassifierConfig::default(),
             reputation: ReputationConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -159,6 +159,20 @@ impl Engine {
         if let Some(facts) = &evidence.sender {
             verdict.engines.insert(0, "sender");
             verdict.authentication_results = facts.authentication_results.clone();
+            if self.config.auth.dmarc == config::DmarcEnforcement::Honor {
+                let policy = verdict.symbols.iter().find_map(|s| match s.name.as_str() {
+                    "DMARC_POLICY_REJECT" => Some((Action::Reject, "reject", s.detail.clone())),
+                    "DMARC_POLICY_QUARANTINE" => Some((Action::Quarantine, "quarantine", s.detail.clone())),
+                    _ => None,
+                });
+                if let Some((action, p, domain)) = policy {
+                    if verdict.action < action {
+                        verdict.action = action;
+                        verdict.scl = verdict.scl.max(if action == Action::Reject { 8 } else { 7 });
+                    }
+                    verdict.decided_by = Some(format!("DMARC policy p={p} of {domain} (auth.dmarc = \"honor\")"));
+                }
+            }
             let failed = facts.temporary_failures();
             if self.config.dns.defer_on_temperror && !failed.is_empty() {
                 verdict.defer = Some(format!("sender checks incomplete ({}): try again later", failed.join(", ")));

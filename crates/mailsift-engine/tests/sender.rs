@@ -249,6 +249,15 @@ async fn newsletter_service_sending_as_us_with_its_own_spf_and_our_dkim() {
     );
     let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[])), &unsigned, &env).await;
     assert!(has(&v, "SPOOF_OWN_DOMAIN") && has(&v, "DMARC_POLICY_REJECT"), "{:?}", names(&v));
+    assert!(v.decided_by.is_none(), "DMARC is evidence only by default");
+
+    // Honouring DMARC makes p=reject an action, named in the verdict; without the anti-spoofing entry the
+    // score alone would not have rejected it.
+    let mut c = config(&dns, OrganisationConfig::default());
+    c.auth.dmarc = mailsift_engine::config::DmarcEnforcement::Honor;
+    let v = judge(c, &unsigned, &env).await;
+    assert_eq!(v.action, mailsift_engine::Action::Reject, "{} {:?}", v.score, names(&v));
+    assert!(v.decided_by.as_deref().is_some_and(|d| d.contains("p=reject of ourcorp.example")), "{:?}", v.decided_by);
 }
 
 #[tokio::test]
