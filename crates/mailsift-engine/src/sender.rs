@@ -720,6 +720,13 @@ fn dkim_verdict(r: &DkimResult) -> (DkimVerdict, String) {
         DkimResult::PermError(e) | DkimResult::Neutral(e) | DkimResult::Fail(e) if is_not_found(e) => {
             (DkimVerdict::KeyMissing, "no key published".into())
         }
+        // A signature we cannot even evaluate (unknown version or algorithm, i= outside d=, revoked key) is
+        // broken rather than failed.
+        DkimResult::Fail(e @ AuthError::Dkim(k)) | DkimResult::Neutral(e @ AuthError::Dkim(k))
+            if !matches!(k, DkimError::FailedBodyHashMatch | DkimError::SignatureExpired) =>
+        {
+            (DkimVerdict::PermError, e.to_string())
+        }
         DkimResult::Fail(e) | DkimResult::Neutral(e) => (DkimVerdict::Fail, e.to_string()),
         DkimResult::TempError(e) => (DkimVerdict::TempError, e.to_string()),
         DkimResult::PermError(e) => (DkimVerdict::PermError, e.to_string()),
