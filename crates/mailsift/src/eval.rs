@@ -164,7 +164,9 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                 let evidence = Evidence { classifier: scores, ..Evidence::default() };
                 let v = engine.judge(&msg, &Envelope::default(), &evidence);
                 let o = Outcome {
-                    heuristics: v.symbols.iter().filter(|s| s.group != Group::Classifier).map(|s| s.score).sum(),
+                    // The verdict's score (group caps applied) without the classifiers' part.
+                    heuristics: v.score
+                        - v.symbols.iter().filter(|s| s.group == Group::Classifier).map(|s| s.score).sum::<f64>(),
                     bayes: scores.and_then(|s| s.bayes),
                     linear: scores.and_then(|s| s.linear),
                     folder: folder.clone(),
