@@ -472,6 +472,12 @@ impl SenderGatherer {
 
         let spf_fut = async {
             let ip = ip?;
+            // RFC 7208 §4.3: a malformed or single-label identity has no SPF policy: "none", without a lookup.
+            let identity =
+                if mail_from.contains('@') { mail_from.rsplit_once('@').map_or("", |(_, d)| d) } else { helo };
+            if !spf_domain_well_formed(identity) {
+                return Some(mail_auth::SpfOutput::new(identity.to_string()).with_result(mail_auth::SpfResult::None));
+            }
             let params = if mail_from.is_empty() || !mail_from.contains('@') {
                 SpfParameters::verify_ehlo(ip, helo, &self.config.hostname)
             } else {
@@ -688,6 +694,18 @@ async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item =
     })
     .await;
     out.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+/// Whether a domain can carry an SPF record: at least two labels, none empty or longer than 63 octets, no
+/// address literal (RFC 7208 §4.3).
+fn spf_domain_well_formed(domain: &str) -> bool {
+    let d = domain.strip_suffix('.').unwrap_or(domain);
+    let labels: Vec<&str> = d.split('.').collect();
+    !d.is_empty()
+        && d.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| !l.is_empty() && l.len() <= 63)
+        && !d.starts_with('[')
 }
 
 fn is_not_found(e: &AuthError) -> bool {
