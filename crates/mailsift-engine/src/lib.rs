@@ -17,6 +17,7 @@ pub mod evidence;
 pub mod explain;
 pub mod message;
 pub mod sender;
+pub mod spf;
 pub mod symbols;
 pub mod verdict;
 

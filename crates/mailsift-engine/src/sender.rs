@@ -22,7 +22,6 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig as DnsConnection, NameServerConfig, ResolverConfig, ResolverOpts,
 };
-use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, Error as AuthError, IprevResult,
     MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt, MX,
@@ -253,6 +252,8 @@ impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
 }
 
 struct Caches {
+    /// SPF's own TXT answers (mail-auth's cache holds parsed records of its own kinds).
+    spf_txt: TtlCache<Box<str>, Vec<String>>,
     txt: TtlCache<Box<str>, Txt>,
     mx: TtlCache<Box<str>, RecordSet<MX>>,
     ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
@@ -327,6 +328,7 @@ impl SenderGatherer {
         Ok(SenderGatherer {
             auth,
             caches: Caches {
+                spf_txt: TtlCache::new(n),
                 txt: TtlCache::new(n),
                 mx: TtlCache::new(n),
                 ptr: TtlCache::new(n),
@@ -472,18 +474,20 @@ impl SenderGatherer {
 
         let spf_fut = async {
             let ip = ip?;
-            // RFC 7208 §4.3: a malformed or single-label identity has no SPF policy: "none", without a lookup.
-            let identity =
-                if mail_from.contains('@') { mail_from.rsplit_once('@').map_or("", |(_, d)| d) } else { helo };
-            if !spf_domain_well_formed(identity) {
-                return Some(mail_auth::SpfOutput::new(identity.to_string()).with_result(mail_auth::SpfResult::None));
-            }
-            let params = if mail_from.is_empty() || !mail_from.contains('@') {
-                SpfParameters::verify_ehlo(ip, helo, &self.config.hostname)
-            } else {
-                SpfParameters::verify_mail_from(ip, helo, &self.config.hostname, mail_from)
+            // The MAIL FROM identity, or postmaster@HELO for the null sender (RFC 7208 §2.3, §2.4).
+            let (domain, sender) = match mail_from.rsplit_once('@') {
+                Some((_, d)) if mail_from.contains('@') => {
+                    let sender = if mail_from.starts_with('@') {
+                        format!("postmaster{mail_from}")
+                    } else {
+                        mail_from.to_string()
+                    };
+                    (d.to_string(), sender)
+                }
+                _ => (helo.to_string(), format!("postmaster@{helo}")),
             };
-            Some(self.auth.verify_spf(params!(self, params)).await)
+            let result = crate::spf::check_host(self, ip, &domain, &sender, helo).await;
+            Some(mail_auth::SpfOutput::new(domain).with_result(to_auth_spf(result)))
         };
         let iprev_fut = async {
             let ip = ip?;
@@ -649,6 +653,106 @@ impl SenderGatherer {
     }
 }
 
+fn void_or_temp(e: &AuthError) -> bool {
+    matches!(e, AuthError::Dns(mail_auth::DnsError::RecordNotFound(_)))
+}
+
+impl crate::spf::SpfDns for SenderGatherer {
+    fn txt(
+        &self,
+        name: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, bool>> + Send + '_>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            if let Some(v) = self.caches.spf_txt.get(name.as_str()) {
+                return Ok(v);
+            }
+            let Ok(qname) = mail_auth::hickory_resolver::proto::rr::Name::from_str_relaxed(fqdn(&name).as_str()) else {
+                return Err(true);
+            };
+            match self.auth.resolver().txt_lookup(qname).await {
+                Ok(lookup) => {
+                    let mut out = Vec::new();
+                    for r in lookup.answers() {
+                        if let mail_auth::hickory_resolver::proto::rr::RData::TXT(txt) = &r.data {
+                            let joined: Vec<u8> = txt.txt_data.iter().flat_map(|d| d.iter().copied()).collect();
+                            out.push(String::from_utf8_lossy(&joined).into_owned());
+                        }
+                    }
+                    self.caches.spf_txt.insert(
+                        name.into_boxed_str(),
+                        out.clone(),
+                        Instant::now() + Duration::from_secs(300),
+                    );
+                    Ok(out)
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    // "no records found" covers NXDOMAIN and NODATA.
+                    Err(text.contains("no record") || text.contains("NXDomain") || text.contains("NoRecordsFound"))
+                }
+            }
+        })
+    }
+
+    fn a(
+        &self,
+        name: &str,
+        v6: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<IpAddr>, bool>> + Send + '_>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            // A name DNS cannot carry does not exist (a void answer), it is not a DNS failure.
+            if mail_auth::hickory_resolver::proto::rr::Name::from_ascii(fqdn(&name).as_str()).is_err() {
+                return Err(true);
+            }
+            if v6 {
+                match self.auth.ipv6_lookup(name.as_str(), Some(&self.caches.ipv6)).await {
+                    Ok(r) => Ok(r.rrset.iter().map(|a| IpAddr::V6(*a)).collect()),
+                    Err(e) => Err(void_or_temp(&e)),
+                }
+            } else {
+                match self.auth.ipv4_lookup(name.as_str(), Some(&self.caches.ipv4)).await {
+                    Ok(r) => Ok(r.rrset.iter().map(|a| IpAddr::V4(*a)).collect()),
+                    Err(e) => Err(void_or_temp(&e)),
+                }
+            }
+        })
+    }
+
+    fn mx(
+        &self,
+        name: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, bool>> + Send + '_>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            match self.auth.mx_lookup(name.as_str(), Some(&self.caches.mx)).await {
+                Ok(r) => {
+                    let mut mx: Vec<&MX> = r.rrset.iter().collect();
+                    mx.sort_by_key(|m| m.preference);
+                    Ok(mx
+                        .iter()
+                        .flat_map(|m| m.exchanges.iter().map(|e| e.trim_end_matches('.').to_string()))
+                        .collect())
+                }
+                Err(e) => Err(void_or_temp(&e)),
+            }
+        })
+    }
+
+    fn ptr(
+        &self,
+        ip: IpAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, bool>> + Send + '_>> {
+        Box::pin(async move {
+            match self.auth.ptr_lookup(ip, Some(&self.caches.ptr)).await {
+                Ok(r) => Ok(r.rrset.iter().map(|n| n.to_string()).collect()),
+                Err(e) => Err(void_or_temp(&e)),
+            }
+        })
+    }
+}
+
 /// The name a DNS list is asked for an IP: reversed octets (or nibbles for IPv6).
 fn reversed(ip: IpAddr) -> String {
     match ip {
@@ -696,16 +800,16 @@ async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item =
     out.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
-/// Whether a domain can carry an SPF record: at least two labels, none empty or longer than 63 octets, no
-/// address literal (RFC 7208 §4.3).
-fn spf_domain_well_formed(domain: &str) -> bool {
-    let d = domain.strip_suffix('.').unwrap_or(domain);
-    let labels: Vec<&str> = d.split('.').collect();
-    !d.is_empty()
-        && d.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|l| !l.is_empty() && l.len() <= 63)
-        && !d.starts_with('[')
+fn to_auth_spf(r: SpfResult) -> mail_auth::SpfResult {
+    match r {
+        SpfResult::Pass => mail_auth::SpfResult::Pass,
+        SpfResult::Fail => mail_auth::SpfResult::Fail,
+        SpfResult::SoftFail => mail_auth::SpfResult::SoftFail,
+        SpfResult::Neutral => mail_auth::SpfResult::Neutral,
+        SpfResult::None => mail_auth::SpfResult::None,
+        SpfResult::TempError => mail_auth::SpfResult::TempError,
+        SpfResult::PermError => mail_auth::SpfResult::PermError,
+    }
 }
 
 fn is_not_found(e: &AuthError) -> bool {

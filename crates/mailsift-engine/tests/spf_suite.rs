@@ -1,5 +1,6 @@
 //! The official SPF test suite (openspf, RFC 7208, in `../shared/testdata/spf/openspf`) run through our
 //! sender-evidence stage against a real DNS server on loopback serving each scenario's zone data.
+//! `SPF_DEBUG=<case name>` prints that case's result and the DNS queries it made.
 //!
 //! Driver rules from the suite's schema: type SPF records are served as TXT unless the name lists TXT
 //! records of its own (`TXT: NONE` means it has none); `TIMEOUT` makes every query the name cannot answer
@@ -140,4 +141,4 @@ async fn rfc7208_test_suite() {
 
 use serde::Deserialize;
 
-const MIN_PASS: usize = 152;
+const MIN_PASS: usize = 197;
