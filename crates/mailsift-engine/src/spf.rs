@@ -56,6 +56,8 @@ struct Eval<'a, D: SpfDns> {
     helo: String,
     lookups: u32,
     voids: u32,
+    /// The validated name of the client (the `%{p}` macro), looked up on first use.
+    validated: Option<String>,
 }
 
 const MAX_LOOKUPS: u32 = 10;
@@ -69,7 +71,8 @@ pub async fn check_host<D: SpfDns>(dns: &D, ip: IpAddr, domain: &str, sender: &s
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
-    let mut e = Eval { dns, ip, sender: sender.to_string(), helo: helo.to_string(), lookups: 0, voids: 0 };
+    let mut e =
+        Eval { dns, ip, sender: sender.to_string(), helo: helo.to_string(), lookups: 0, voids: 0, validated: None };
     e.check(domain.trim_end_matches('.').to_string(), 0).await
 }
 
@@ -132,6 +135,7 @@ impl<D: SpfDns> Eval<'_, D> {
                 if let Err(r) = self.count_lookup() {
                     return r;
                 }
+                self.prepare_p(target, &domain).await;
                 let Some(target) = self.expand_domain(target, &domain) else { return SpfResult::PermError };
                 return match self.check(target, depth + 1).await {
                     SpfResult::None => SpfResult::PermError,
@@ -176,7 +180,41 @@ impl<D: SpfDns> Eval<'_, D> {
         }
     }
 
+    /// Looks up the client's validated name when a macro string needs `%{p}` (§7.3): a PTR name whose
+    /// address records include the client, preferring one in the domain being checked.
+    async fn prepare_p(&mut self, spec: &str, domain: &str) {
+        if self.validated.is_some() || !spec.to_ascii_lowercase().contains("%{p") {
+            return;
+        }
+        let mut found: Vec<String> = Vec::new();
+        if let Ok(names) = self.dns.ptr(self.ip).await {
+            for n in names.into_iter().take(10) {
+                let n = n.trim_end_matches('.').to_string();
+                if let Ok(ips) = self.dns.a(&n, self.ip.is_ipv6()).await {
+                    if ips.contains(&self.ip) {
+                        found.push(n);
+                    }
+                }
+            }
+        }
+        let d = domain.to_ascii_lowercase();
+        let best = found
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(&d))
+            .or_else(|| found.iter().find(|n| n.to_ascii_lowercase().ends_with(&format!(".{d}"))))
+            .or(found.first());
+        self.validated = Some(best.cloned().unwrap_or_else(|| "unknown".to_string()));
+    }
+
     async fn matches(&mut self, m: &Mechanism, domain: &str, depth: u32) -> Result<bool, SpfResult> {
+        let spec = match m {
+            Mechanism::Include(s) | Mechanism::Exists(s) => Some(s.as_str()),
+            Mechanism::A(Some(s), ..) | Mechanism::Mx(Some(s), ..) | Mechanism::Ptr(Some(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        if let Some(spec) = spec {
+            self.prepare_p(spec, domain).await;
+        }
         match m {
             Mechanism::All => Ok(true),
             Mechanism::Ip(net, prefix) => Ok(in_network(self.ip, *net, *prefix)),
@@ -276,7 +314,9 @@ impl<D: SpfDns> Eval<'_, D> {
 
     /// Expands a domain-spec's macros and checks the result is a usable name (§7, §4.8).
     fn expand_domain(&self, spec: &str, domain: &str) -> Option<String> {
-        let mut out = expand(spec, &MacroVars { sender: &self.sender, domain, ip: self.ip, helo: &self.helo })?;
+        let validated = self.validated.as_deref().unwrap_or("unknown");
+        let mut out =
+            expand(spec, &MacroVars { sender: &self.sender, domain, ip: self.ip, helo: &self.helo, validated })?;
         // §7.3: over 253 octets, drop labels from the left.
         while out.len() > 253 {
             out = out.split_once('.')?.1.to_string();
@@ -314,6 +354,7 @@ struct MacroVars<'a> {
     domain: &'a str,
     ip: IpAddr,
     helo: &'a str,
+    validated: &'a str,
 }
 
 /// Macro expansion (§7.2-7.4). None on a syntax error.
@@ -379,7 +420,7 @@ fn macro_value(body: &str, v: &MacroVars<'_>) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join("."),
         },
-        'p' => "unknown".to_string(),
+        'p' => v.validated.to_string(),
         'v' => if v.ip.is_ipv4() { "in-addr" } else { "ip6" }.to_string(),
         'h' => v.helo.to_string(),
         _ => return None,
@@ -439,7 +480,13 @@ fn valid_domain_spec(s: &str) -> bool {
 }
 
 fn valid_macro_string(s: &str) -> bool {
-    let v = MacroVars { sender: "a@b.c", domain: "b.c", ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), helo: "b.c" };
+    let v = MacroVars {
+        sender: "a@b.c",
+        domain: "b.c",
+        ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        helo: "b.c",
+        validated: "unknown",
+    };
     expand(s, &v).is_some()
 }
 
