@@ -139,6 +139,9 @@ pub struct ArcFacts {
     pub hops: usize,
     /// The authentication results the first ARC sealer recorded (what it saw before forwarding).
     pub first_hop_results: Option<String>,
+    /// Why the chain failed, when it is malformed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Everything the sender-evidence stage found.
@@ -567,7 +570,15 @@ impl SenderGatherer {
                 detail: "DNS deadline".into(),
             });
         }
-        if let Ok(Some(a)) = &arc {
+        // Structural checks the ARC library is lenient about (RFC 8617 §4.1): every instance needs its
+        // three headers, tag lists must be well formed, only SHA-256 signatures count, and the message
+        // signature must not cover ARC-Seal.
+        let arc_broken = parsed.as_ref().and_then(|m| arc_structure_error(&m.headers));
+        if let Some(problem) = &arc_broken {
+            let hops = parsed.as_ref().map(|m| m.as_headers.len()).unwrap_or(0);
+            facts.arc =
+                Some(ArcFacts { result: Outcome::Fail, hops, first_hop_results: None, problem: Some(problem.clone()) });
+        } else if let Ok(Some(a)) = &arc {
             let result = match a.result() {
                 DkimResult::Pass => Outcome::Pass,
                 DkimResult::None => Outcome::None,
@@ -577,7 +588,7 @@ impl SenderGatherer {
             };
             if result != Outcome::None {
                 let first_hop_results = parsed.as_ref().and_then(first_arc_results);
-                facts.arc = Some(ArcFacts { result, hops: a.sets().len(), first_hop_results });
+                facts.arc = Some(ArcFacts { result, hops: a.sets().len(), first_hop_results, problem: None });
             }
         }
 
@@ -854,6 +865,50 @@ fn dkim_verdict(r: &DkimResult) -> (DkimVerdict, String) {
         DkimResult::PermError(e) => (DkimVerdict::PermError, e.to_string()),
         DkimResult::None => (DkimVerdict::PermError, "no result".into()),
     }
+}
+
+/// Why an ARC chain is malformed, if it is: the structural rules of RFC 8617 §4.1 and RFC 6376 §3.2 tag
+/// lists that a lenient validator lets through.
+fn arc_structure_error(headers: &[(&[u8], &[u8])]) -> Option<String> {
+    fn named<'h>(headers: &'h [(&'h [u8], &'h [u8])], n: &'static str) -> impl Iterator<Item = &'h [u8]> + 'h {
+        headers.iter().filter(move |(k, _)| k.eq_ignore_ascii_case(n.as_bytes())).map(|(_, v)| *v)
+    }
+    let named = |n: &'static str| named(headers, n);
+    let (seals, sigs, results) = (
+        named("ARC-Seal").count(),
+        named("ARC-Message-Signature").count(),
+        named("ARC-Authentication-Results").count(),
+    );
+    if seals + sigs + results == 0 {
+        return None;
+    }
+    if seals != sigs || sigs != results {
+        return Some(format!("incomplete ARC sets ({seals} seals, {sigs} signatures, {results} results)"));
+    }
+    for (name, is_seal) in [("ARC-Seal", true), ("ARC-Message-Signature", false)] {
+        for value in named(name) {
+            let value = String::from_utf8_lossy(value);
+            let mut keys = Vec::new();
+            for element in value.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+                let Some((k, v)) = element.split_once('=') else { return Some(format!("{name}: tag without value")) };
+                let k = k.trim();
+                let valid_key = k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid_key || keys.contains(&k.to_string()) {
+                    return Some(format!("{name}: bad or repeated tag {k:?}"));
+                }
+                keys.push(k.to_string());
+                let v: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+                if k == "a" && v != "rsa-sha256" && v != "ed25519-sha256" {
+                    return Some(format!("{name}: algorithm {v} is not acceptable"));
+                }
+                if k == "h" && !is_seal && v.split(':').any(|h| h.eq_ignore_ascii_case("arc-seal")) {
+                    return Some(format!("{name}: signs ARC-Seal"));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The ARC-Authentication-Results of instance 1: what the first forwarder saw.

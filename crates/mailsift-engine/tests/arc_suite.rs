@@ -1,8 +1,9 @@
 //! The ValiMail ARC validation suite (`../shared/testdata/arc/valimail`, draft-18 = RFC 8617 on the wire):
 //! each message with its scenario's DNS records served on loopback, the chain validated by our
 //! sender-evidence stage and compared with the expected `cv` (none, pass, fail). Counted with a floor:
-//! 159 of 175 today. The misses are the ARC library's leniency (SHA-1 and unknown algorithms accepted,
-//! malformed tag lists tolerated, an AMS covering ARC-Seal accepted) and three cases the suite leaves blank.
+//! 167 of 175 today, with our structural checks (incomplete sets, tag-list syntax, algorithms, AMS over
+//! ARC-Seal) on top of the ARC library. The misses: two missing-algorithm cases, a trailing-semicolon case,
+//! two AMS variants the library rejects, and three cases whose expected value the suite leaves blank.
 
 use std::path::PathBuf;
 
@@ -88,4 +89,4 @@ async fn valimail_arc_validation_suite() {
     assert!(passed >= MIN_PASS, "{passed} of {total}: {failed:#?}");
 }
 
-const MIN_PASS: usize = 159;
+const MIN_PASS: usize = 167;

@@ -184,7 +184,7 @@ fn arc_vouches(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) -> bool {
     match arc.result {
         Outcome::Pass => hits.hit("ARC_VALID", format!("{} hops", arc.hops)),
         Outcome::Fail | Outcome::PermError => {
-            hits.hit("ARC_INVALID", "");
+            hits.hit("ARC_INVALID", arc.problem.clone().unwrap_or_default());
             return false;
         }
         _ => return false,
