@@ -607,6 +607,7 @@ mod tests {
             domain: "email.example.com",
             ip: "192.0.2.3".parse().unwrap(),
             helo: "mx.example.org",
+            validated: "mx.example.org",
         };
         assert_eq!(expand("%{s}", &v).unwrap(), "strong-bad@email.example.com");
         assert_eq!(expand("%{o}", &v).unwrap(), "email.example.com");
@@ -615,6 +616,7 @@ mod tests {
         assert_eq!(expand("%{dr}", &v).unwrap(), "com.example.email");
         assert_eq!(expand("%{l-}", &v).unwrap(), "strong.bad");
         assert_eq!(expand("%{ir}.%{v}._spf.%{d2}", &v).unwrap(), "3.2.0.192.in-addr._spf.example.com");
+        assert_eq!(expand("%{p}", &v).unwrap(), "mx.example.org");
         assert!(expand("%{x}", &v).is_none());
         assert!(expand("%a", &v).is_none());
     }
