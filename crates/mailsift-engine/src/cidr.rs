@@ -9,6 +9,12 @@ pub struct IpRange {
 }
 
 impl IpRange {
+    /// A range from a base address and a prefix length (clamped to the address size).
+    pub fn new(base: IpAddr, prefix: u8) -> IpRange {
+        let max = if base.is_ipv4() { 32 } else { 128 };
+        IpRange { base, prefix: prefix.min(max) }
+    }
+
     pub fn parse(s: &str) -> Result<IpRange, String> {
         let s = s.trim();
         let (addr, prefix) = match s.split_once('/') {

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
+use crate::cidr::IpRange;
 use crate::evidence::SpfResult;
 
 /// The DNS questions `check_host` asks; the gatherer answers them through its resolver and caches.
@@ -336,17 +337,8 @@ impl<D: SpfDns> Eval<'_, D> {
 }
 
 fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(i), IpAddr::V4(n)) => {
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix as u32) };
-            u32::from(i) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(i), IpAddr::V6(n)) => {
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix as u32) };
-            u128::from(i) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
+    // Families never mix here: an IPv4-mapped client was made IPv4 on entry (§5).
+    ip.is_ipv4() == net.is_ipv4() && IpRange::new(net, prefix).contains(ip)
 }
 
 struct MacroVars<'a> {
