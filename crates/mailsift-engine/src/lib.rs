@@ -305,7 +305,7 @@ pub fn new_reference_id() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let salt = (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44;
-    format!("{}{:0>7}", base36(ms), base36(((salt << 24) | (n & 0xFF_FFFF)) & 0xFFFF_FFFF_FF)).to_uppercase()
+    format!("{}{:0>7}", base36(ms), base36(((salt << 24) | (n & 0xFF_FFFF)) & 0x00FF_FFFF_FFFF)).to_uppercase()
 }
 
 fn base36(mut n: u64) -> String {

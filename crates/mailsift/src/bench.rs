@@ -63,7 +63,7 @@ pub fn run(engine: &Engine, args: &BenchArgs) -> Result<()> {
                     Action::Reject => 3,
                 };
                 counts[slot].fetch_add(1, Ordering::Relaxed);
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     bar.set_position(i as u64);
                 }
             });

@@ -308,7 +308,7 @@ fn report(results: &[Outcome], args: &EvalArgs) {
             }
         }
         let mut rows: Vec<_> = stats.into_iter().collect();
-        rows.sort_by(|a, b| (b.1 .0 + b.1 .1).cmp(&(a.1 .0 + a.1 .1)));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0 + r.1 .1));
         println!("\n{:<30} {:>8} {:>8} {:>8} {:>8}", "symbol", "ham", "ham%", "spam", "spam%");
         for (name, (h, s)) in rows {
             println!("{name:<30} {h:>8} {:>7.2}% {s:>8} {:>7.2}%", pct(h, ham.len()), pct(s, spam.len()));

@@ -242,10 +242,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         Some(s) => check_subject(s, hits),
     }
     let to = m.header("To");
-    if to.is_none() || to.is_some_and(|t| t.to_ascii_lowercase().contains("undisclosed")) {
-        if m.header("Cc").is_none() {
-            hits.hit("UNDISCLOSED_RECIPIENTS", "");
-        }
+    if (to.is_none() || to.is_some_and(|t| t.to_ascii_lowercase().contains("undisclosed"))) && m.header("Cc").is_none()
+    {
+        hits.hit("UNDISCLOSED_RECIPIENTS", "");
     }
     if m.problems.missing_boundary {
         hits.hit("MIME_MISSING_BOUNDARY", "");

@@ -216,7 +216,7 @@ fn leet(c: char) -> Option<char> {
 }
 
 fn is_cyrillic_or_greek(c: char) -> bool {
-    matches!(c as u32, 0x0370..=0x03FF | 0x0400..=0x052F)
+    matches!(c as u32, 0x0370..=0x052F)
 }
 
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
@@ -238,7 +238,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         scan_controls(text, hits);
     }
     for u in &m.urls {
-        if u.host.chars().any(|c| !c.is_ascii()) {
+        if !u.host.is_ascii() {
             scan_words(&u.host.replace('.', " "), hits);
         }
     }

@@ -100,6 +100,9 @@ struct Item {
     stock_phrase: bool,
 }
 
+/// One phrase or pattern before compiling: (target, symbol, phrase, regex, built-in).
+type RuleItem = (RuleTarget, SymbolId, Option<String>, Option<String>, bool);
+
 /// All rules, compiled once.
 pub struct RuleSet {
     items: Vec<Item>,
@@ -118,7 +121,7 @@ impl RuleSet {
     /// Compiles the built-in rules and the configured ones; configured rules become symbols in the registry.
     pub fn compile(configured: &[RuleConfig], registry: &mut Registry) -> Result<RuleSet, RuleError> {
         // (target, symbol, phrase, regex, built-in)
-        let mut items: Vec<(RuleTarget, SymbolId, Option<String>, Option<String>, bool)> = Vec::new();
+        let mut items: Vec<RuleItem> = Vec::new();
         for r in builtin() {
             let id = registry.id(&r.name).expect("builtin rule registered");
             items.extend(r.all_phrases().map(|p| (r.target, id, Some(p.to_string()), None, true)));

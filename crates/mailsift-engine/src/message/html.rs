@@ -270,10 +270,8 @@ impl State {
                     self.view.other_urls.push(a.trim().to_string());
                 }
             }
-            "input" => {
-                if attr("type").is_some_and(|t| t.eq_ignore_ascii_case("password")) {
-                    self.view.password_inputs += 1;
-                }
+            "input" if attr("type").is_some_and(|t| t.eq_ignore_ascii_case("password")) => {
+                self.view.password_inputs += 1;
             }
             "iframe" => {
                 self.view.iframes += 1;
@@ -289,10 +287,8 @@ impl State {
             }
             "object" | "applet" => self.view.objects += 1,
             "embed" => self.view.embeds += 1,
-            "meta" => {
-                if attr("http-equiv").is_some_and(|v| v.eq_ignore_ascii_case("refresh")) {
-                    self.view.meta_refresh = true;
-                }
+            "meta" if attr("http-equiv").is_some_and(|v| v.eq_ignore_ascii_case("refresh")) => {
+                self.view.meta_refresh = true;
             }
             _ => {}
         }
@@ -348,11 +344,7 @@ impl TokenSink for Sink {
                 TagKind::StartTag => return st.start_tag(&tag),
                 TagKind::EndTag => st.end_tag(&tag),
             },
-            Token::CharacterTokens(t) => {
-                if st.raw_skip == 0 {
-                    st.push_text(&t)
-                }
-            }
+            Token::CharacterTokens(t) if st.raw_skip == 0 => st.push_text(&t),
             _ => {}
         }
         TokenSinkResult::Continue
