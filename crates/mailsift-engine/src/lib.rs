@@ -141,8 +141,7 @@ impl Engine {
 
     /// Judges an already parsed message.
     pub fn judge(&self, msg: &Message<'_>, envelope: &Envelope, evidence: &Evidence) -> Verdict {
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = unix_now();
         // Classifier probabilities are evidence; compute them here unless the caller brought them.
         let with_scores;
         let evidence = match evidence.classifier.is_none().then(|| self.classify(msg)) {
@@ -296,6 +295,11 @@ pub struct ConnectionVerdict {
 
 fn asf_enabled(c: &config::AsfConfig) -> bool {
     checks::asf::SYMBOLS.iter().any(|s| checks::asf::mode_of(s.name, c) != AsfMode::Off)
+}
+
+/// The current time as Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// A short unique reference: milliseconds since the epoch and a per-process counter, in base 36.

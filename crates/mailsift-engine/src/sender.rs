@@ -664,10 +664,6 @@ impl SenderGatherer {
     }
 }
 
-fn void_or_temp(e: &AuthError) -> bool {
-    matches!(e, AuthError::Dns(mail_auth::DnsError::RecordNotFound(_)))
-}
-
 impl crate::spf::SpfDns for SenderGatherer {
     fn txt(
         &self,
@@ -697,11 +693,8 @@ impl crate::spf::SpfDns for SenderGatherer {
                     );
                     Ok(out)
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    // "no records found" covers NXDOMAIN and NODATA.
-                    Err(text.contains("no record") || text.contains("NXDomain") || text.contains("NoRecordsFound"))
-                }
+                // NXDOMAIN and NODATA are "no records found"; anything else is a temporary failure.
+                Err(e) => Err(is_not_found(&AuthError::from(e))),
             }
         })
     }
@@ -720,12 +713,12 @@ impl crate::spf::SpfDns for SenderGatherer {
             if v6 {
                 match self.auth.ipv6_lookup(name.as_str(), Some(&self.caches.ipv6)).await {
                     Ok(r) => Ok(r.rrset.iter().map(|a| IpAddr::V6(*a)).collect()),
-                    Err(e) => Err(void_or_temp(&e)),
+                    Err(e) => Err(is_not_found(&e)),
                 }
             } else {
                 match self.auth.ipv4_lookup(name.as_str(), Some(&self.caches.ipv4)).await {
                     Ok(r) => Ok(r.rrset.iter().map(|a| IpAddr::V4(*a)).collect()),
-                    Err(e) => Err(void_or_temp(&e)),
+                    Err(e) => Err(is_not_found(&e)),
                 }
             }
         })
@@ -746,7 +739,7 @@ impl crate::spf::SpfDns for SenderGatherer {
                         .flat_map(|m| m.exchanges.iter().map(|e| e.trim_end_matches('.').to_string()))
                         .collect())
                 }
-                Err(e) => Err(void_or_temp(&e)),
+                Err(e) => Err(is_not_found(&e)),
             }
         })
     }
@@ -758,7 +751,7 @@ impl crate::spf::SpfDns for SenderGatherer {
         Box::pin(async move {
             match self.auth.ptr_lookup(ip, Some(&self.caches.ptr)).await {
                 Ok(r) => Ok(r.rrset.iter().map(|n| n.to_string()).collect()),
-                Err(e) => Err(void_or_temp(&e)),
+                Err(e) => Err(is_not_found(&e)),
             }
         })
     }

@@ -205,8 +205,7 @@ impl ReputationHook {
 impl mailsift_engine::classify::SpamtrapHook for ReputationHook {
     fn spamtrap_hit(&self, envelope: &mailsift_engine::Envelope, msg: &mailsift_engine::Message<'_>, _trap: &str) {
         let keys = mailsift_engine::evidence::reputation_keys(envelope, msg);
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = mailsift_engine::unix_now();
         if let Ok(mut store) = self.store.lock() {
             // A failed write loses one piece of evidence, never the message: report it and go on.
             if let Err(e) = store.record(&keys, Event::SpamtrapHit, now) {

@@ -12,7 +12,7 @@ use mailsift_engine::Engine;
 use mailsift_store::{Learner, SqliteStore};
 
 use crate::scan::read_input;
-use crate::train::unix_now;
+use mailsift_engine::unix_now;
 
 #[derive(Args)]
 #[group(required = true, multiple = false)]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Subcommand;
-use mailsift_engine::Engine;
+use mailsift_engine::{unix_now, Engine};
 use mailsift_store::SqliteReputation;
 
 #[derive(Subcommand)]
@@ -13,10 +13,6 @@ pub enum ReputationCommand {
     Show { key: String },
     /// Forget everything remembered about an IP, network, domain or address.
     Reset { key: String },
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// The reputation store for scans: only when enabled and already there (a scan never creates one).

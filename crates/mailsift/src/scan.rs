@@ -102,7 +102,7 @@ pub fn run(scanner: &Scanner, args: &ScanArgs, mut learner: Option<&mut Learner<
     }
     out.flush()?;
     if let Some(l) = learner {
-        l.commit(crate::train::unix_now())?;
+        l.commit(mailsift_engine::unix_now())?;
     }
     Ok(if errors > 0 {
         ExitCode::from(2)

@@ -51,7 +51,7 @@ impl Scanner {
         let mut evidence = self.evidence(raw, &envelope, &msg);
         if let Some(rep) = &self.reputation {
             let keys = mailsift_engine::evidence::reputation_keys(&envelope, &msg);
-            match rep.lookup(&keys, crate::reputation::unix_now()) {
+            match rep.lookup(&keys, mailsift_engine::unix_now()) {
                 Ok(facts) => evidence.reputation = Some(facts),
                 Err(e) => eprintln!("mailsift: reputation: {e}"),
             }

@@ -143,7 +143,7 @@ pub fn train_files(
     let ham = examples.iter().filter(|e| e.side == Side::Ham).count();
     let spam = examples.len() - ham;
     let outcomes = learner.train(&examples, passes)?;
-    let now = unix_now();
+    let now = mailsift_engine::unix_now();
     learner.commit(now)?;
     learner.expire(&engine.config().classifier, now)?;
     Ok(TrainReport {
@@ -154,8 +154,4 @@ pub fn train_files(
         tokens: learner.store().token_count()?,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

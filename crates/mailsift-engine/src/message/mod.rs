@@ -360,7 +360,7 @@ impl<'a> Message<'a> {
         &r[..end]
     }
 
-    /// All visible text including the subject, for rules that look at "anything a reader sees".
+    /// The decoded subject, or "" when there is none.
     pub fn subject_str(&self) -> &str {
         self.subject.as_deref().unwrap_or("")
     }
