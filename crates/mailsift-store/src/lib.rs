@@ -1,4 +1,5 @@
-//! mailsift's persistence: the classifier token store, behind a trait so PostgreSQL can follow SQLite.
+//! mailsift's persistence: the classifier token store, behind a trait so PostgreSQL can follow SQLite; the
+//! local reputation store; and the gateway's database (message log and quarantine, [`gateway`]).
 //!
 //! What it holds: per hashed token, in how many ham and spam messages it was learned (and the day it was
 //! last learned, for expiry); the linear model's weights as fixed-size chunks; the totals; a digest of every
@@ -9,12 +10,14 @@
 //! What it is not: the model arithmetic (that is `mailsift_engine::classify`, which does no I/O) nor the
 //! decision of what to learn (the [`learner::Learner`] asks the engine and tells the store).
 
+pub mod gateway;
 pub mod learner;
 pub mod reputation;
 pub mod sqlite;
 
 use mailsift_engine::classify::{Model, Side};
 
+pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery};
 pub use learner::Learner;
 pub use reputation::{Event as ReputationEvent, ReputationHook, SqliteReputation};
 pub use sqlite::SqliteStore;
@@ -35,6 +38,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A queued write that did not happen: the gateway database's writer stopped, or the batch it was in
+    /// failed to commit (the reason is the SQLite error's text: one error is shared by everyone in the batch).
+    #[error("{path}: {reason}")]
+    Write { path: String, reason: String },
 }
 
 /// What changed in the model since the last save; the store writes exactly this, in one transaction.

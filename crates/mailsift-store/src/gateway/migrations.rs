@@ -1,0 +1,198 @@
+//! The gateway database's schema, as an ordered list of migrations.
+//!
+//! `PRAGMA user_version` holds how many of [`MIGRATIONS`] a file has had applied. Opening a file applies the
+//! missing ones in order, each in its own `BEGIN IMMEDIATE` transaction together with the new version number,
+//! so a crash leaves the file at a known version and two processes opening the same file at once cannot both
+//! apply a step (the second one re-reads the version under the write lock and skips it).
+//!
+//! To change the schema, append a migration; never edit one that has been released, because files in the
+//! field already carry its effects. A file written by a newer mailsift (a version beyond this list) is refused
+//! rather than misread.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+
+/// One schema step; its position in [`MIGRATIONS`], counting from 1, is the `user_version` it leaves.
+pub(crate) struct Migration {
+    /// What the step adds, for error messages.
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every schema step, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "message log",
+        // Recipients are a JSON array of strings (exact round trip, searchable with json_each). Symbols live
+        // in their own table so that "which messages fired X" is an index lookup; their names are interned
+        // because the same few hundred names repeat in every row.
+        sql: "
+CREATE TABLE message_log (
+    id INTEGER PRIMARY KEY,
+    reference_id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    direction TEXT NOT NULL,
+    client_ip TEXT,
+    helo TEXT,
+    mail_from TEXT,
+    recipients TEXT NOT NULL,
+    from_header TEXT,
+    subject TEXT,
+    message_id TEXT,
+    size INTEGER NOT NULL,
+    score REAL,
+    required REAL,
+    action TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    reason TEXT,
+    next_hop_response TEXT
+);
+CREATE INDEX message_log_by_time ON message_log (time);
+CREATE INDEX message_log_by_reference ON message_log (reference_id);
+CREATE INDEX message_log_by_client_ip ON message_log (client_ip);
+CREATE TABLE symbol_names (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE message_log_symbols (
+    log_id INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    symbol_id INTEGER NOT NULL,
+    score REAL,
+    PRIMARY KEY (log_id, pos)
+) WITHOUT ROWID;
+CREATE INDEX message_log_symbols_by_symbol ON message_log_symbols (symbol_id, log_id);
+",
+    },
+    Migration {
+        name: "quarantine",
+        // One quarantine row per recipient, so each can be released or deleted on its own; the raw message
+        // is stored once per put in quarantine_raw and shared. AUTOINCREMENT because release links name row
+        // ids: an id must never come back for a different message after a delete.
+        sql: "
+CREATE TABLE quarantine_raw (
+    id INTEGER PRIMARY KEY,
+    encoding TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    raw_id INTEGER NOT NULL REFERENCES quarantine_raw (id),
+    reference_id TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    mail_from TEXT,
+    from_header TEXT,
+    subject TEXT,
+    score REAL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    direction TEXT NOT NULL,
+    released_at INTEGER
+);
+CREATE INDEX quarantine_by_time ON quarantine (time);
+CREATE INDEX quarantine_by_raw ON quarantine (raw_id);
+CREATE INDEX quarantine_by_reference ON quarantine (reference_id);
+",
+    },
+];
+
+/// The schema version this build writes: the number of migrations it knows.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the file behind `conn` up to [`SCHEMA_VERSION`]; returns the version it found.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<u32, StoreError> {
+    migrate_to(conn, path, MIGRATIONS)
+}
+
+pub(crate) fn migrate_to(conn: &mut Connection, path: &Path, migrations: &[Migration]) -> Result<u32, StoreError> {
+    let sql = |e| crate::gateway::sqlite_error(path, e);
+    let found = user_version(conn).map_err(sql)?;
+    if found as usize > migrations.len() {
+        return Err(StoreError::Invalid {
+            path: path.display().to_string(),
+            reason: format!(
+                "the database has schema version {found}, newer than this mailsift knows ({}): \
+                 run the newer mailsift, or restore a backup",
+                migrations.len()
+            ),
+        });
+    }
+    for (i, step) in migrations.iter().enumerate() {
+        let version = i as u32 + 1;
+        if version <= found {
+            continue;
+        }
+        let failed = |e: rusqlite::Error| StoreError::Invalid {
+            path: path.display().to_string(),
+            reason: format!("schema migration {version} ({}) failed: {e}", step.name),
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        // Another process may have applied it while this one waited for the write lock.
+        if user_version(&tx).map_err(sql)? >= version {
+            continue;
+        }
+        tx.execute_batch(step.sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", version).map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(found)
+}
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Connection {
+        Connection::open(dir.join("m.sqlite")).unwrap()
+    }
+
+    #[test]
+    fn an_older_file_is_brought_forward_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        let mut conn = open(dir.path());
+        assert_eq!(migrate_to(&mut conn, &path, &MIGRATIONS[..1]).unwrap(), 0);
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        conn.execute(
+            "INSERT INTO message_log (reference_id, time, direction, recipients, size, action, stage) \
+             VALUES ('r1', 1, 'inbound', '[]', 10, 'deliver', 'data')",
+            [],
+        )
+        .unwrap();
+        // No quarantine yet at version 1.
+        assert!(conn.prepare("SELECT id FROM quarantine").is_err());
+
+        assert_eq!(migrate(&mut conn, &path).unwrap(), 1);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let n: i64 = conn.query_row("SELECT count(*) FROM message_log", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        conn.prepare("SELECT id, raw_id FROM quarantine").unwrap();
+        // Running again is a no-op.
+        assert_eq!(migrate(&mut conn, &path).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_file_at_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        let mut conn = open(dir.path());
+        let steps = [
+            Migration { name: "one", sql: "CREATE TABLE a (x INTEGER);" },
+            Migration { name: "broken", sql: "CREATE TABLE b (x INTEGER); CREATE TABLE a (y INTEGER);" },
+        ];
+        let e = migrate_to(&mut conn, &path, &steps).unwrap_err().to_string();
+        assert!(e.contains("schema migration 2 (broken)"), "{e}");
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        // The half-applied step was rolled back with its transaction.
+        assert!(conn.prepare("SELECT x FROM b").is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! The gateway's database: one SQLite file, `mailsift.sqlite` in the data directory, holding the message log
+//! and the quarantine (and, as they come, filter rules, allow and block lists, domains and report
+//! submissions: each adds a step to the list in `migrations.rs`).
+//!
+//! Several processes may open it at once (the server writes while the CLI reads and releases): WAL journal,
+//! a busy timeout, and `BEGIN IMMEDIATE` for every write so a writer waits for the lock up front instead of
+//! failing halfway. Inside one process, a [`Database`] is a cheap clone around one writer thread (see
+//! `writer.rs`: group commit, log rows without waiting, everything else durable before it returns) and a small
+//! pool of reader connections.
+//!
+//! What it is not: the classifier's token store or the reputation store (their own files, written at other
+//! rhythms), nor the policy that decides what to log, quarantine or purge.
+
+pub(crate) mod migrations;
+pub mod msglog;
+pub mod quarantine;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::StoreError;
+pub use migrations::SCHEMA_VERSION;
+pub use msglog::{LogEntry, LogQuery, DEFAULT_LIMIT};
+pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery};
+use writer::{Call, Command};
+
+/// The file name inside the data directory.
+pub const FILE_NAME: &str = "mailsift.sqlite";
+
+/// How long a connection waits for another one's lock before SQLite gives up (the writer retries a few
+/// times on top).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle reader connections kept for reuse; more are opened when more threads read at once.
+const IDLE_READERS: usize = 4;
+/// Rows deleted per transaction by a purge, so the server's writes interleave with a long purge.
+const PURGE_CHUNK: usize = 5_000;
+
+/// The gateway database. Clone it freely: the clones share the writer thread and the readers; the writer
+/// stops, after committing what was queued, when the last clone is dropped.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    queue: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer drain it and end.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("path", &self.inner.path).finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens the database file at `path`, creating it and its directory if needed, and brings its schema up
+    /// to date.
+    pub fn open(path: &Path) -> Result<Database, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
+        configure(&conn).map_err(|e| sqlite_error(path, e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| sqlite_error(path, e))?;
+        // After a checkpoint, cut the WAL back: one quarantined 30 MB message must not leave a 30 MB WAL.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(|e| sqlite_error(path, e))?;
+        migrations::migrate(&mut conn, path)?;
+
+        let (queue, receiver) = mpsc::sync_channel(writer::QUEUE);
+        let writer_path = path.to_path_buf();
+        let writer = std::thread::Builder::new()
+            .name("mailsift-db-writer".into())
+            .spawn(move || writer::run(conn, writer_path, receiver))
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                queue: Some(queue),
+                writer: Some(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Opens `data_dir/mailsift.sqlite`.
+    pub fn open_in(data_dir: &Path) -> Result<Database, StoreError> {
+        Database::open(&data_dir.join(FILE_NAME))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version of the file (`PRAGMA user_version`); [`SCHEMA_VERSION`] once opened by this build.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.read(migrations::user_version)
+    }
+
+    // ---- message log ----
+
+    /// Queues a log entry for the writer and returns at once (it blocks only when the writer is thousands of
+    /// entries behind). The entry is committed with the next batch; [`Database::flush`] waits for that and
+    /// reports entries that could not be written.
+    pub fn log_append(&self, entry: LogEntry) -> Result<(), StoreError> {
+        self.send(Command::Log(Box::new(entry)))
+    }
+
+    /// Waits until everything appended before it is committed. Fails if log entries were lost since the
+    /// previous flush (the error says how many and why).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Flush(reply))?;
+        answer.recv().map_err(|_| self.writer_gone())?
+    }
+
+    /// The newest entry with this reference id. Entries still queued are not seen: flush first.
+    pub fn log_get(&self, reference_id: &str) -> Result<Option<LogEntry>, StoreError> {
+        self.read(|c| msglog::get(c, reference_id))
+    }
+
+    /// The entries matching `q`, newest first.
+    pub fn log_search(&self, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(|c| msglog::search(c, q))
+    }
+
+    /// Deletes the entries older than `older_than` (Unix seconds); returns how many.
+    pub fn log_purge(&self, older_than: i64) -> Result<usize, StoreError> {
+        self.purge(move |c| msglog::purge_chunk(c, older_than, PURGE_CHUNK))
+    }
+
+    // ---- quarantine ----
+
+    /// Quarantines a message for each of its recipients: the raw message is compressed (in the caller's
+    /// thread) and stored once, with one row per recipient. Returns the rows' ids in recipient order, once
+    /// the transaction is committed and fsynced.
+    pub fn quarantine_put(&self, item: &NewQuarantine, raw: &[u8]) -> Result<Vec<i64>, StoreError> {
+        if item.recipients.is_empty() {
+            return Err(StoreError::Invalid {
+                path: self.inner.path.display().to_string(),
+                reason: format!("quarantine of {}: no recipients", item.reference_id),
+            });
+        }
+        let stored = quarantine::encode(raw).map_err(|e| StoreError::Invalid {
+            path: self.inner.path.display().to_string(),
+            reason: format!("quarantine of {}: cannot compress the message: {e}", item.reference_id),
+        })?;
+        let item = item.clone();
+        self.write(move |c| quarantine::insert(c, &item, &stored))
+    }
+
+    pub fn quarantine_get(&self, id: i64) -> Result<Option<QuarantineItem>, StoreError> {
+        self.read(|c| quarantine::get(c, id))
+    }
+
+    /// The raw message of quarantine row `id`, byte for byte as it was put.
+    pub fn quarantine_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some((encoding, size, data)) = self.read(|c| quarantine::raw(c, id))? else { return Ok(None) };
+        quarantine::decode(&encoding, size, data).map(Some).map_err(|reason| StoreError::Invalid {
+            path: self.inner.path.display().to_string(),
+            reason: format!("quarantined message {id}: {reason}"),
+        })
+    }
+
+    /// The items matching `q`, newest first.
+    pub fn quarantine_list(&self, q: &QuarantineQuery) -> Result<Vec<QuarantineItem>, StoreError> {
+        self.read(|c| quarantine::list(c, q))
+    }
+
+    /// Marks row `id` released at `now`, durably, if it is held: `true` means this caller won the row and
+    /// must deliver it; `false` means it is absent or was already released (by any process).
+    pub fn quarantine_claim_release(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        self.write(move |c| quarantine::claim_release(c, id, now))
+    }
+
+    /// Puts a claimed row back on hold, after its delivery failed.
+    pub fn quarantine_unclaim_release(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |c| quarantine::unclaim_release(c, id))
+    }
+
+    /// Deletes row `id`, and the raw message when no other recipient's row shares it; `false` if absent.
+    pub fn quarantine_delete(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(move |c| quarantine::delete(c, id))
+    }
+
+    /// Deletes the rows older than `older_than` (Unix seconds), then every raw message no row refers to;
+    /// returns how many rows.
+    pub fn quarantine_purge(&self, older_than: i64) -> Result<usize, StoreError> {
+        let n = self.purge(move |c| quarantine::purge_chunk(c, older_than, PURGE_CHUNK))?;
+        self.write(quarantine::drop_orphans)?;
+        Ok(n)
+    }
+
+    // ---- plumbing ----
+
+    fn send(&self, cmd: Command) -> Result<(), StoreError> {
+        let queue = self.inner.queue.as_ref().ok_or_else(|| self.writer_gone())?;
+        queue.send(cmd).map_err(|_| self.writer_gone())
+    }
+
+    fn writer_gone(&self) -> StoreError {
+        writer::write_error(&self.inner.path, "the database writer thread has stopped".into())
+    }
+
+    /// Runs `f` on the writer connection, inside a durable batch, and waits for its committed result.
+    pub(crate) fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(Command::Job(Box::new(Call::new(f, reply))))?;
+        answer.recv().map_err(|_| self.writer_gone())?
+    }
+
+    /// Repeats a chunked delete until a chunk comes back short, each chunk its own transaction.
+    fn purge<F>(&self, chunk: F) -> Result<usize, StoreError>
+    where
+        F: Fn(&Connection) -> rusqlite::Result<usize> + Send + Sync + Clone + 'static,
+    {
+        let mut total = 0;
+        loop {
+            let n = self.write(chunk.clone())?;
+            total += n;
+            if n < PURGE_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs `f` on a reader connection from the pool.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let path = &self.inner.path;
+        let pooled = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_reader(path).map_err(|e| sqlite_error(path, e))?,
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+        result.map_err(|e| sqlite_error(path, e))
+    }
+}
+
+/// Settings every connection needs, writer or reader.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Persistent in the file; a no-op when it is already WAL.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}, not wal")));
+    }
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", true)?;
+    register_contains(&conn)?;
+    Ok(conn)
+}
+
+/// `mailsift_contains(haystack, needle)`: whether `haystack`, lowercased, contains `needle` (lowercased by
+/// the caller). SQLite's own LIKE and lower() fold ASCII only, and subjects are often not ASCII.
+fn register_contains(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "mailsift_contains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let hay = match ctx.get_raw(0) {
+                ValueRef::Text(t) => String::from_utf8_lossy(t),
+                _ => return Ok(false),
+            };
+            let needle = match ctx.get_raw(1) {
+                ValueRef::Text(t) => String::from_utf8_lossy(t),
+                _ => return Ok(false),
+            };
+            Ok(if hay.is_ascii() {
+                contains_ascii_ci(hay.as_bytes(), needle.as_bytes())
+            } else {
+                hay.to_lowercase().contains(&*needle)
+            })
+        },
+    )
+}
+
+fn contains_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// A substring filter as the search functions use it: lowercased, `None` when empty.
+fn needle(filter: &Option<String>) -> Option<String> {
+    filter.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase)
+}
+
+fn limit(limit: usize) -> i64 {
+    if limit == 0 {
+        DEFAULT_LIMIT as i64
+    } else {
+        limit.min(i64::MAX as usize) as i64
+    }
+}
+
+/// A WHERE clause under construction, with its numbered arguments.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    args: Vec<Value>,
+}
+
+impl Where {
+    /// Adds an argument; returns its placeholder.
+    fn arg(&mut self, v: Value) -> String {
+        self.args.push(v);
+        format!("?{}", self.args.len())
+    }
+
+    fn and(&mut self, condition: String) {
+        self.conditions.push(condition);
+    }
+
+    fn clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
+pub(crate) fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite { path: path.display().to_string(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_commit_with_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        // 2 = FULL: the WAL is fsynced at every commit of a batch that holds a job.
+        let sync: i64 = db.write(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0))).unwrap();
+        assert_eq!(sync, 2);
+    }
+
+    #[test]
+    fn a_failing_job_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        let e = db
+            .write(|c| {
+                c.execute("INSERT INTO symbol_names (name) VALUES ('HALF_DONE')", [])?;
+                c.execute("INSERT INTO no_such_table VALUES (1)", [])
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("no_such_table"), "{e}");
+        db.log_append(LogEntry {
+            reference_id: "r".into(),
+            symbols: vec![("AFTER".into(), 1.0)],
+            ..LogEntry::default()
+        })
+        .unwrap();
+        db.flush().unwrap();
+        let names: Vec<String> = db
+            .read(|c| c.prepare("SELECT name FROM symbol_names ORDER BY id")?.query_map([], |r| r.get(0))?.collect())
+            .unwrap();
+        assert_eq!(names, ["AFTER"]);
+    }
+
+    #[test]
+    fn contains_folds_case_beyond_ascii() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        let ask = |hay: &str, needle: &str| -> bool {
+            db.read(|c| c.query_row("SELECT mailsift_contains(?1, ?2)", [hay, needle], |r| r.get(0))).unwrap()
+        };
+        assert!(ask("Hello World", "o w"));
+        assert!(!ask("Hello", "hellox"));
+        assert!(ask("Ваш ЗАКАЗ готов", "заказ"));
+        assert!(!ask("Ваш ЗАКАЗ", "счёт"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The database's one writer: a thread that owns the write connection and commits whatever is queued in one
+//! transaction (group commit).
+//!
+//! Log rows are the bulk of the writes and need not reach the disk before the SMTP reply, so they are queued
+//! without waiting and committed with `synchronous = NORMAL` (in WAL mode: durable from the next checkpoint,
+//! never corrupt). Every other write (quarantine puts, release claims, deletes, purges) is a job whose caller
+//! waits for its result; a batch holding a job is committed with `synchronous = FULL`, so the WAL is fsynced
+//! before the job's caller hears back. Each queued item runs inside its own savepoint, so one that fails is
+//! rolled back alone and the rest of the batch still commits.
+//!
+//! The queue is bounded: when the disk cannot keep up, appending blocks instead of growing memory or
+//! dropping rows.
+
+use rusqlite::{Connection, ErrorCode};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use super::msglog::{self, LogEntry, SymbolIds};
+use crate::StoreError;
+
+/// How many queued items can wait for the writer before appending blocks.
+pub(super) const QUEUE: usize = 8192;
+/// At most this many items go into one transaction, so a backlog still commits in bounded steps.
+const MAX_BATCH: usize = 2048;
+/// How many times the writer waits `busy_timeout` for another process's write lock before failing a batch.
+const BEGIN_ATTEMPTS: u32 = 3;
+
+pub(super) enum Command {
+    Log(Box<LogEntry>),
+    Job(Box<dyn Job>),
+    /// Answered once everything queued before it is committed (or lost: then with the error).
+    Flush(SyncSender<Result<(), StoreError>>),
+}
+
+/// A write whose caller waits for its outcome.
+pub(super) trait Job: Send {
+    /// Does the work inside the batch's transaction; `false` if it failed (its savepoint is rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Tells the caller, once the batch is committed (`Ok`) or failed (the reason).
+    fn finish(self: Box<Self>, path: &Path, committed: Result<(), &str>);
+}
+
+/// A closure as a job, answering on a channel.
+pub(super) struct Call<T, F> {
+    f: Option<F>,
+    out: Option<rusqlite::Result<T>>,
+    reply: SyncSender<Result<T, StoreError>>,
+}
+
+impl<T, F> Call<T, F> {
+    pub(super) fn new(f: F, reply: SyncSender<Result<T, StoreError>>) -> Call<T, F> {
+        Call { f: Some(f), out: None, reply }
+    }
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let f = self.f.take().expect("a job runs once");
+        let out = f(conn);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn finish(self: Box<Self>, path: &Path, committed: Result<(), &str>) {
+        let result = match (self.out, committed) {
+            (Some(Err(e)), _) => Err(super::sqlite_error(path, e)),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(reason)) => Err(write_error(path, reason.to_string())),
+            (None, Ok(())) => Err(write_error(path, "the write was not carried out".to_string())),
+        };
+        // The caller may have given up waiting (its thread ended); nothing to tell then.
+        let _ = self.reply.send(result);
+    }
+}
+
+pub(super) fn write_error(path: &Path, reason: String) -> StoreError {
+    StoreError::Write { path: path.display().to_string(), reason }
+}
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    symbols: SymbolIds,
+    full_sync: bool,
+    /// Log entries lost since the last flush, and the first reason.
+    lost: u64,
+    first_loss: Option<String>,
+}
+
+pub(super) fn run(conn: Connection, path: PathBuf, queue: Receiver<Command>) {
+    let mut w = Writer { conn, path, symbols: SymbolIds::default(), full_sync: false, lost: 0, first_loss: None };
+    while let Ok(first) = queue.recv() {
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        w.write(batch);
+    }
+}
+
+impl Writer {
+    fn write(&mut self, mut batch: Vec<Command>) {
+        let durable = batch.iter().any(|c| matches!(c, Command::Job(_)));
+        let mut failed_entries = Vec::new();
+        let outcome = self
+            .set_full_sync(durable)
+            .and_then(|()| transact(&self.conn, &mut self.symbols, &mut batch, &mut failed_entries));
+        for reason in &failed_entries {
+            self.note_loss(1, reason);
+        }
+        let failure = outcome.err().map(|e| e.to_string());
+        if let Some(reason) = &failure {
+            // Ids handed out in a rolled-back transaction may not exist.
+            self.symbols.clear();
+            let logs = batch.iter().filter(|c| matches!(c, Command::Log(_))).count() as u64;
+            if logs > 0 {
+                self.note_loss(logs, reason);
+            }
+        }
+        for cmd in batch {
+            match cmd {
+                Command::Log(_) => {}
+                Command::Job(job) => job.finish(&self.path, failure.as_deref().map_or(Ok(()), Err)),
+                Command::Flush(reply) => {
+                    let answer = match self.first_loss.take() {
+                        Some(first) => Err(write_error(
+                            &self.path,
+                            format!(
+                                "{} message log entries were lost since the last flush; the first: {first}",
+                                self.lost
+                            ),
+                        )),
+                        None => Ok(()),
+                    };
+                    self.lost = 0;
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+
+    fn set_full_sync(&mut self, full: bool) -> rusqlite::Result<()> {
+        if self.full_sync != full {
+            self.conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+            self.full_sync = full;
+        }
+        Ok(())
+    }
+
+    fn note_loss(&mut self, n: u64, reason: &str) {
+        self.lost += n;
+        if self.first_loss.is_none() {
+            self.first_loss = Some(reason.to_string());
+        }
+        // Nobody waits on a log entry: say where the operator looks that it is gone.
+        eprintln!("mailsift: message log: {}: {n} entries not written: {reason}", self.path.display());
+    }
+}
+
+/// Runs the batch in one transaction; entries that fail alone are rolled back to their savepoint and their
+/// reasons pushed to `failed_entries`. An error means the whole transaction was rolled back.
+fn transact(
+    conn: &Connection,
+    symbols: &mut SymbolIds,
+    batch: &mut [Command],
+    failed_entries: &mut Vec<String>,
+) -> rusqlite::Result<()> {
+    begin(conn)?;
+    let result = (|| {
+        for cmd in batch.iter_mut() {
+            match cmd {
+                Command::Log(entry) => {
+                    savepoint(conn)?;
+                    match msglog::insert(conn, entry, symbols) {
+                        Ok(()) => release(conn)?,
+                        Err(e) => {
+                            rollback_to(conn)?;
+                            symbols.clear();
+                            failed_entries.push(e.to_string());
+                        }
+                    }
+                }
+                Command::Job(job) => {
+                    savepoint(conn)?;
+                    if job.run(conn) {
+                        release(conn)?;
+                    } else {
+                        rollback_to(conn)?;
+                        symbols.clear();
+                    }
+                }
+                Command::Flush(_) => {}
+            }
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+/// BEGIN IMMEDIATE: takes the write lock now, waiting `busy_timeout` (a few times over) for another
+/// process that holds it, instead of failing halfway through the batch.
+fn begin(conn: &Connection) -> rusqlite::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match conn.prepare_cached("BEGIN IMMEDIATE")?.execute([]) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < BEGIN_ATTEMPTS && is_busy(&e) => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+fn savepoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("SAVEPOINT item")?.execute([])?;
+    Ok(())
+}
+
+fn release(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("RELEASE item")?.execute([])?;
+    Ok(())
+}
+
+fn rollback_to(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached("ROLLBACK TO item")?.execute([])?;
+    release(conn)
+}
