@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub reputation: ReputationConfig,
     /// How authentication results act beyond their symbols.
     pub auth: AuthConfig,
+    /// The SMTP gateway's table, read and checked by `mailsift-smtp` (the engine only lets it through).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<toml::Value>,
 }
 
 /// What a failed DMARC check with a quarantine or reject policy does.
@@ -206,6 +209,7 @@ impl Default for EngineConfig {
             classifier: ClassifierConfig::default(),
             reputation: ReputationConfig::default(),
             auth: AuthConfig::default(),
+            smtp: None,
         }
     }
 }

@@ -355,6 +355,36 @@ impl SenderGatherer {
         Ok(g)
     }
 
+    /// Where mail for `domain` goes (RFC 5321 §5.1), for outbound delivery: the MX hosts by preference,
+    /// each resolved to its IPv4 then IPv6 addresses; without MX records, the domain's own addresses (the
+    /// implicit MX). `Err(true)`: the domain takes no mail (no such domain, or a null MX, RFC 7505);
+    /// `Err(false)`: DNS failed for now.
+    pub async fn mail_hosts(&self, domain: &str) -> Result<Vec<IpAddr>, bool> {
+        use crate::spf::SpfDns;
+        let hosts = match self.mx(domain).await {
+            Ok(hosts) if hosts.iter().any(|h| h.is_empty() || h == ".") => return Err(true),
+            Ok(hosts) if !hosts.is_empty() => hosts,
+            Ok(_) | Err(true) => vec![domain.to_string()],
+            Err(false) => return Err(false),
+        };
+        let mut out = Vec::new();
+        let mut temporary = false;
+        for host in &hosts {
+            for v6 in [false, true] {
+                match self.a(host, v6).await {
+                    Ok(ips) => out.extend(ips),
+                    Err(false) => temporary = true,
+                    Err(true) => {}
+                }
+            }
+        }
+        match (out.is_empty(), temporary) {
+            (false, _) => Ok(out),
+            (true, true) => Err(false),
+            (true, false) => Err(true),
+        }
+    }
+
     /// Gathers every fact for one message; URL domains (from the parsed message) feed URL lists.
     pub async fn gather_with_urls(&self, raw: &[u8], envelope: &Envelope, url_domains: &[&str]) -> SenderFacts {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.deadline_ms.max(1));

@@ -3,11 +3,14 @@
 mod bench;
 mod eval;
 mod inputs;
+mod load;
+mod log;
 mod report;
 mod reputation;
 mod roc;
 mod scan;
 mod scanner;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -59,6 +62,15 @@ enum Command {
     /// Local sender reputation: show or reset what the gateway remembers about an IP, domain or address.
     #[command(subcommand)]
     Reputation(reputation::ReputationCommand),
+    /// Run the SMTP gateway (inbound MX and outbound relay) until SIGTERM; SIGHUP reloads the configuration.
+    Serve(serve::ServeArgs),
+    /// The message log the gateway writes: list and search, show one transaction, purge.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+    /// An SMTP server that accepts and counts everything: a stand-in next hop for trials and load tests.
+    SmtpSink(serve::SinkArgs),
+    /// Load-test a gateway: concurrent SMTP senders replay messages; prints messages/s and latency.
+    SmtpLoad(load::LoadArgs),
 }
 
 /// Envelope facts for a scan: what the SMTP session would have told us.
@@ -183,6 +195,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => {
             report::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
+        Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
     }
 }
 

@@ -1,0 +1,277 @@
+//! The gateway's configuration: the `[smtp]` table of mailsift's TOML file (the engine reads the rest).
+//!
+//! Every field has a default, so `mailsift serve` with no file is a working gateway on loopback: SMTP on
+//! 127.0.0.1:2525, mail for `localhost` accepted and stored in a Maildir per recipient under the data
+//! directory. Unknown keys are refused, so a typo does not silently leave a setting at its default.
+
+use std::net::SocketAddr;
+
+use mailsift_engine::cidr::IpRange;
+use serde::{Deserialize, Serialize};
+
+/// The file as the gateway sees it: only `[smtp]`; the engine checks every other table.
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Addresses the inbound (MX) listener binds.
+    pub listen: Vec<SocketAddr>,
+    /// The name the gateway gives itself in its greeting, EHLO answer and `Received:` headers.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (announced with SIZE; larger ones get 552).
+    pub max_message_bytes: u64,
+    /// Recipients per transaction; more get 452 and are sent by the client in another transaction.
+    pub max_recipients: usize,
+    /// Simultaneous connections in total; more get 421 at connect.
+    pub max_connections: usize,
+    /// Simultaneous connections from one client IP.
+    pub max_connections_per_ip: usize,
+    /// Bad commands in one session before it is closed.
+    pub max_errors: u32,
+    /// Seconds to wait for each command (RFC 5321 §4.5.3.2 asks a server for at least 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for each block of message data.
+    pub data_timeout_secs: u64,
+    /// Most seconds one DATA or BDAT transfer may take in total, so a trickling client cannot hold a
+    /// connection forever.
+    pub data_total_secs: u64,
+    /// Received: headers a message may already carry; more means a mail loop (554 5.4.6).
+    pub max_hops: usize,
+    /// Prefix added to the Subject of tagged mail; empty leaves the subject alone.
+    pub subject_tag: String,
+    /// Recipients of a second domain in one transaction get 452 4.5.3 (the client sends them separately),
+    /// so every transaction has one domain's policy and next hop. See the README, "Several recipients".
+    pub split_domains: bool,
+    /// Seconds to finish sessions in flight at shutdown before they are cut.
+    pub shutdown_grace_secs: u64,
+    /// STARTTLS on both listeners.
+    pub tls: TlsConfig,
+    /// The domains the gateway receives mail for. Empty means the organisation's domains
+    /// (`[organisation] domains`), and `localhost` when that is empty too.
+    pub domains: Vec<DomainConfig>,
+    /// Relay to other domains: who may, and how the mail leaves.
+    pub outbound: OutboundConfig,
+    /// Accounts that may authenticate (AUTH PLAIN/LOGIN, only over TLS) to send outbound mail.
+    pub users: Vec<UserConfig>,
+    /// Next-hop connections (inbound delivery, outbound relay).
+    pub relay: RelayConfig,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            hostname: "mailsift.localhost".into(),
+            max_message_bytes: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_errors: 10,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            data_total_secs: 600,
+            max_hops: 50,
+            subject_tag: "[SPAM]".into(),
+            split_domains: true,
+            shutdown_grace_secs: 30,
+            tls: TlsConfig::default(),
+            domains: Vec::new(),
+            outbound: OutboundConfig::default(),
+            users: Vec::new(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Offer STARTTLS.
+    pub enabled: bool,
+    /// PEM certificate chain. Without `cert` and `key`, a self-signed certificate for `hostname` is made
+    /// once and kept in the data directory (`tls/`).
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM private key.
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { enabled: true, cert: None, key: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainConfig {
+    /// The domain, e.g. `example.com` (exact match, case-insensitive).
+    pub name: String,
+    /// Where accepted mail goes: `host:port` of the organisation's mail server. Without it, mail is stored
+    /// in a Maildir per recipient under the data directory (`maildir/<recipient>/`).
+    pub next_hop: Option<String>,
+    /// When set, only these addresses are accepted (others get 550 5.1.1 at RCPT).
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Addresses of a listener for the organisation's own servers (submission). Empty: no such listener.
+    pub listen: Vec<SocketAddr>,
+    /// Clients in these networks may relay to any domain, on either listener (CIDR, e.g. `10.0.0.0/8`).
+    /// Empty by default: nobody relays unless configured or authenticated.
+    pub trusted_networks: Vec<String>,
+    /// `host:port` every outbound message is handed to. Without it, the recipient domain's MX is looked up.
+    pub smarthost: Option<String>,
+    /// Port used for MX delivery (25; tests point it elsewhere).
+    pub mx_port: u16,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig { listen: Vec::new(), trusted_networks: Vec::new(), smarthost: None, mx_port: 25 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// The password, as `sha256:<hex>` of the password (`mailsift passwd` prints it) or plain text.
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Seconds to connect to a next hop.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for each answer of the next hop (the final one after DATA included).
+    pub reply_timeout_secs: u64,
+    /// Use STARTTLS with the next hop when it offers it (certificates are not verified: opportunistic TLS).
+    pub starttls: bool,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig { connect_timeout_secs: 30, reply_timeout_secs: 120, starttls: true }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("[smtp] {field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+impl SmtpConfig {
+    /// Reads `[smtp]` from the whole configuration text and validates it.
+    pub fn from_toml(text: &str) -> Result<SmtpConfig, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        file.smtp.validate()?;
+        Ok(file.smtp)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(invalid("listen", "at least one address is needed"));
+        }
+        if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
+            return Err(invalid("hostname", "must be a host name"));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(invalid("max_message_bytes", "must be at least 1024"));
+        }
+        for (field, v) in [
+            ("max_recipients", self.max_recipients as u64),
+            ("max_connections", self.max_connections as u64),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            ("command_timeout_secs", self.command_timeout_secs),
+            ("data_timeout_secs", self.data_timeout_secs),
+            ("data_total_secs", self.data_total_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid("tls", "give both `cert` and `key`, or neither"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &self.domains {
+            let name = d.name.to_ascii_lowercase();
+            if name.is_empty() || name.contains(['@', ' ']) {
+                return Err(invalid("domains", format!("{:?} is not a domain name", d.name)));
+            }
+            if !seen.insert(name) {
+                return Err(invalid("domains", format!("{} is listed twice", d.name)));
+            }
+            if let Some(hop) = &d.next_hop {
+                check_host_port(hop).map_err(|r| invalid(&format!("domains.{}.next_hop", d.name), r))?;
+            }
+        }
+        for n in &self.outbound.trusted_networks {
+            IpRange::parse(n).map_err(|e| invalid("outbound.trusted_networks", e))?;
+        }
+        if let Some(h) = &self.outbound.smarthost {
+            check_host_port(h).map_err(|r| invalid("outbound.smarthost", r))?;
+        }
+        for u in &self.users {
+            if u.name.is_empty() || u.password.is_empty() {
+                return Err(invalid("users", "each user needs a name and a password"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn trusted_networks(&self) -> Vec<IpRange> {
+        self.outbound.trusted_networks.iter().filter_map(|n| IpRange::parse(n).ok()).collect()
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        _ => Err(format!("{s:?} must be host:port")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_loopback_default() {
+        let c = SmtpConfig::from_toml("").unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert!(c.outbound.trusted_networks.is_empty());
+    }
+
+    #[test]
+    fn engine_tables_are_left_to_the_engine() {
+        assert!(SmtpConfig::from_toml("[thresholds]\ntag = 5.0\n[smtp]\nmax_recipients = 5\n").is_ok());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = SmtpConfig::from_toml("[smtp]\nmax_recipent = 5\n").unwrap_err().to_string();
+        assert!(e.contains("max_recipent"), "{e}");
+        let e = SmtpConfig::from_toml("[[smtp.domains]]\nname = \"a.example\"\nnext_hop = \"nohost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("domains.a.example.next_hop"), "{e}");
+        let e = SmtpConfig::from_toml("[smtp.outbound]\ntrusted_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(e.to_string().contains("trusted_networks"), "{e}");
+    }
+}

@@ -1,0 +1,632 @@
+//! The end of DATA: judge the message, act on the verdict, answer the client, write the message-log row.
+//!
+//! The answer is only 250 when the message is safe: accepted by the next hop, fsynced into a Maildir, or
+//! committed to the quarantine. Otherwise the client gets 4xx (it retries) or the next hop's 5xx (its server
+//! bounces). One transaction has one route (see [`crate::session`]), so one answer is true for all recipients.
+//! When the next hop refuses some recipients and accepts others, the others got the message: the client hears
+//! 250 and the refused recipients are reported to the sender in a bounce (RFC 3464), as a queueing MTA would.
+//!
+//! Actions and recipients: the verdict is per message (thresholds are the organisation's). Should per-recipient
+//! policy ever give mixed actions in one transaction, the rule is: rejecting recipients are quarantined instead
+//! (one answer cannot be both 250 and 550, and a 250 must never lose mail).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailsift_engine::{Action, ConnectionVerdict, Direction, Envelope, Verdict};
+use mailsift_store::{LogEntry, NewQuarantine};
+
+use crate::config::UserConfig;
+use crate::proto::{self, sanitize};
+use crate::relay::{Delivered, RelayError, Reply};
+use crate::server::GatewayState;
+use crate::session::{Client, Transaction};
+use crate::{Counters, Gateway};
+
+/// Where the recipients of a transaction go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The organisation's mail server for the domain (`host:port`).
+    NextHop(String),
+    /// A Maildir per recipient under the data directory (the embedded default).
+    Maildir,
+    /// Outbound, through the configured smarthost.
+    Smarthost(String),
+    /// Outbound, to the MX of this domain.
+    Mx(String),
+}
+
+/// The reply to the end of data.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub code: u16,
+    pub enhanced: String,
+    pub text: String,
+}
+
+fn answer(code: u16, enhanced: &str, text: impl Into<String>) -> Answer {
+    Answer { code, enhanced: enhanced.into(), text: text.into() }
+}
+
+/// What the log row needs from the message itself.
+#[derive(Debug, Default)]
+struct Meta {
+    from: Option<String>,
+    subject: Option<String>,
+    message_id: Option<String>,
+}
+
+/// Judges and acts on one message; returns what the client is told.
+pub async fn process(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    client: &Client,
+    txn: &Transaction,
+    data: Vec<u8>,
+) -> Answer {
+    let started = Instant::now();
+    let size = data.len() as u64;
+    let envelope = Envelope {
+        client_ip: Some(client.peer.ip()),
+        helo: client.helo.clone(),
+        client_name: None,
+        mail_from: Some(txn.mail_from.clone()),
+        rcpt_to: txn.rcpts.clone(),
+        direction: txn.direction,
+        authenticated_user: client.user.clone(),
+        tls: client.tls,
+    };
+    let mut entry = LogEntry {
+        time: mailsift_engine::unix_now(),
+        direction: direction_name(txn.direction).into(),
+        client_ip: Some(client.peer.ip().to_string()),
+        helo: client.helo.clone(),
+        mail_from: Some(txn.mail_from.clone()),
+        recipients: txn.rcpts.clone(),
+        size,
+        stage: "data".into(),
+        ..LogEntry::default()
+    };
+
+    if hop_count(&data) > state.config.max_hops {
+        entry.reference_id = mailsift_engine::new_reference_id();
+        entry.action = "refused".into();
+        entry.reason = Some("mail loop: too many Received headers".into());
+        append_log(gateway, entry);
+        return answer(554, "5.4.6", "Too many hops: mail loop detected");
+    }
+
+    // Parse once, gather sender evidence, judge: CPU work (and blocking DNS waits) off the async threads.
+    let judged = {
+        let state = state.clone();
+        let envelope = envelope.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let msg = state.engine.parse(&data);
+            let evidence = match (&state.gatherer, envelope.direction) {
+                (Some(g), Direction::Inbound) => {
+                    let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
+                    mailsift_engine::Evidence::from_sender(handle.block_on(g.gather_with_urls(&data, &envelope, &domains)))
+                }
+                _ => mailsift_engine::Evidence::default(),
+            };
+            let verdict = state.engine.judge(&msg, &envelope, &evidence);
+            let meta = Meta {
+                from: msg.from.as_ref().map(|f| f.address.clone()),
+                subject: msg.subject.clone(),
+                message_id: msg.message_id.clone(),
+            };
+            drop(msg);
+            (verdict, meta, data)
+        })
+        .await
+    };
+    let (verdict, meta, data) = match judged {
+        Ok(j) => j,
+        Err(e) => {
+            // A panic in a check must not cost the message: the sender retries, and we hear about it.
+            tracing::error!(error = %e, "scan failed");
+            entry.reference_id = mailsift_engine::new_reference_id();
+            entry.action = "tempfail".into();
+            entry.reason = Some("internal scan failure".into());
+            append_log(gateway, entry);
+            Counters::bump(&gateway.counters.tempfailed);
+            return answer(451, "4.3.0", "Temporary scanning failure, try again later");
+        }
+    };
+    let id = verdict.id.clone();
+    entry.reference_id = id.clone();
+    entry.from_header = meta.from.map(|f| sanitize(&f, 320));
+    entry.subject = meta.subject.map(|s| sanitize(&s, 500));
+    entry.message_id = meta.message_id.map(|m| sanitize(&m, 500));
+    entry.score = Some(verdict.score);
+    entry.required = Some(verdict.thresholds.tag);
+    entry.symbols = verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
+    entry.reason = verdict.decided_by.clone();
+
+    let result = act(gateway, state, client, txn, &verdict, data).await;
+    entry.action = result.action.into();
+    entry.next_hop_response = result.next_hop.clone();
+    if entry.reason.is_none() {
+        entry.reason = result.reason.clone();
+    }
+    let c = &gateway.counters;
+    Counters::bump(match result.action {
+        "deliver" => &c.messages_delivered,
+        "tag" => &c.messages_tagged,
+        "quarantine" => &c.messages_quarantined,
+        "reject" => &c.messages_rejected,
+        _ => &c.tempfailed,
+    });
+    c.observe_latency(started.elapsed());
+    tracing::info!(
+        id = %id,
+        client = %client.peer,
+        from = %sanitize(&txn.mail_from, 200),
+        rcpts = txn.rcpts.len(),
+        size,
+        score = verdict.score,
+        action = result.action,
+        "message"
+    );
+    append_log(gateway, entry);
+    result.answer
+}
+
+struct Outcome {
+    action: &'static str,
+    answer: Answer,
+    next_hop: Option<String>,
+    reason: Option<String>,
+}
+
+async fn act(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    client: &Client,
+    txn: &Transaction,
+    verdict: &Verdict,
+    data: Vec<u8>,
+) -> Outcome {
+    let id = &verdict.id;
+    if let Some(why) = &verdict.defer {
+        return Outcome {
+            action: "tempfail",
+            answer: answer(451, "4.7.1", format!("{} [ref {id}]", sanitize(why, 200))),
+            next_hop: None,
+            reason: Some(why.clone()),
+        };
+    }
+    let final_bytes = || {
+        let mut tagged = std::borrow::Cow::Borrowed(&data[..]);
+        if verdict.action == Action::Tag && !state.config.subject_tag.is_empty() {
+            tagged = std::borrow::Cow::Owned(tag_subject(&data, &state.config.subject_tag));
+        }
+        let mut out = received_header(state, client, txn, id);
+        out.extend_from_slice(&verdict.apply_headers(&tagged));
+        out
+    };
+    match verdict.action {
+        Action::Reject => Outcome {
+            action: "reject",
+            answer: answer(550, "5.7.1", format!("Message rejected as spam [ref {id}]")),
+            next_hop: None,
+            reason: None,
+        },
+        Action::Quarantine => {
+            let bytes = final_bytes();
+            let item = NewQuarantine {
+                reference_id: id.clone(),
+                time: mailsift_engine::unix_now(),
+                recipients: txn.rcpts.clone(),
+                mail_from: Some(txn.mail_from.clone()),
+                from_header: None,
+                subject: None,
+                score: verdict.score,
+                reason: quarantine_reason(verdict),
+                size: bytes.len() as u64,
+                direction: direction_name(txn.direction).into(),
+            };
+            let db = gateway.db.clone();
+            let stored = tokio::task::spawn_blocking(move || db.quarantine_put(&item, &bytes)).await;
+            match stored {
+                Ok(Ok(_)) => Outcome {
+                    action: "quarantine",
+                    answer: answer(250, "2.0.0", format!("Message accepted [ref {id}]")),
+                    next_hop: None,
+                    reason: None,
+                },
+                Ok(Err(e)) => storage_failure(id, &e.to_string()),
+                Err(e) => storage_failure(id, &e.to_string()),
+            }
+        }
+        Action::Deliver | Action::Tag => {
+            let action = if verdict.action == Action::Tag { "tag" } else { "deliver" };
+            let bytes = final_bytes();
+            let route = txn.route.clone().unwrap_or(Route::Maildir);
+            match deliver(gateway, state, &route, &txn.mail_from, &txn.rcpts, &bytes).await {
+                Ok(d) => {
+                    if !d.refused.is_empty() {
+                        send_bounce(gateway, state, txn, &d.refused, &bytes, id);
+                    }
+                    Outcome {
+                        action,
+                        answer: answer(250, "2.0.0", format!("Message accepted for delivery [ref {id}]")),
+                        next_hop: Some(d.reply.to_string()),
+                        reason: (!d.refused.is_empty()).then(|| {
+                            let r: Vec<String> = d.refused.iter().map(|(rcpt, reply)| format!("{rcpt}: {reply}")).collect();
+                            format!("refused by the next hop, bounced: {}", r.join("; "))
+                        }),
+                    }
+                }
+                Err(RelayError::Temporary(why)) => {
+                    Counters::bump(&gateway.counters.relay_failures);
+                    tracing::warn!(id = %id, route = ?route, error = %why, "delivery deferred");
+                    Outcome {
+                        action: "tempfail",
+                        answer: answer(451, "4.4.1", format!("Next hop not available, try again later [ref {id}]")),
+                        next_hop: Some(why.clone()),
+                        reason: Some(why),
+                    }
+                }
+                Err(RelayError::Permanent(reply)) => Outcome {
+                    action: "failed",
+                    // The next hop's own words go back to the sender's server, which writes the bounce.
+                    answer: answer(reply.code, "", format!("{} [ref {id}]", sanitize(&reply.text, 300))),
+                    next_hop: Some(reply.to_string()),
+                    reason: Some("refused by the next hop".into()),
+                },
+            }
+        }
+    }
+}
+
+fn storage_failure(id: &str, why: &str) -> Outcome {
+    tracing::error!(id = %id, error = %why, "quarantine write failed");
+    Outcome {
+        action: "tempfail",
+        answer: answer(451, "4.3.0", format!("Temporary storage failure, try again later [ref {id}]")),
+        next_hop: None,
+        reason: Some(format!("quarantine write failed: {why}")),
+    }
+}
+
+/// The reason shown in the quarantine list, in a few words: the rule that decided, or the strongest symbols.
+fn quarantine_reason(v: &Verdict) -> String {
+    if let Some(rule) = &v.decided_by {
+        return rule.clone();
+    }
+    let top: Vec<&str> = v.symbols.iter().filter(|s| s.score > 0.0).take(3).map(|s| s.name.as_str()).collect();
+    format!("score {:.2}: {}", v.score, top.join(", "))
+}
+
+/// Hands a message to its route.
+pub async fn deliver(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    route: &Route,
+    mail_from: &str,
+    rcpts: &[String],
+    bytes: &[u8],
+) -> Result<Delivered, RelayError> {
+    let client = state.relay_client(&gateway.client_tls);
+    match route {
+        Route::NextHop(target) | Route::Smarthost(target) => client.deliver(target, mail_from, rcpts, bytes).await,
+        Route::Mx(domain) => {
+            let resolver = state.mx_resolver().map_err(RelayError::Temporary)?;
+            let hosts = match resolver.mail_hosts(domain).await {
+                Ok(h) => h,
+                Err(true) => {
+                    return Err(RelayError::Permanent(Reply {
+                        code: 550,
+                        text: format!("5.1.2 {domain} does not accept mail (no MX or address)"),
+                    }))
+                }
+                Err(false) => return Err(RelayError::Temporary(format!("DNS lookup of {domain} failed"))),
+            };
+            let mut last = RelayError::Temporary(format!("no mail host of {domain} answered"));
+            for ip in hosts.iter().take(5) {
+                let target = std::net::SocketAddr::new(*ip, state.config.outbound.mx_port).to_string();
+                match client.deliver(&target, mail_from, rcpts, bytes).await {
+                    Ok(d) => return Ok(d),
+                    // A permanent refusal is the domain's answer; a temporary one means try the next host.
+                    Err(e @ RelayError::Permanent(_)) => return Err(e),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        Route::Maildir => {
+            let dir = gateway.data_dir.join("maildir");
+            let rcpts = rcpts.to_vec();
+            let bytes = bytes.to_vec();
+            let written = tokio::task::spawn_blocking(move || {
+                for r in &rcpts {
+                    maildir_deliver(&dir, r, &bytes)?;
+                }
+                Ok::<_, std::io::Error>(rcpts)
+            })
+            .await;
+            match written {
+                Ok(Ok(rcpts)) => {
+                    Ok(Delivered { accepted: rcpts, refused: Vec::new(), reply: Reply { code: 250, text: "maildir".into() } })
+                }
+                Ok(Err(e)) => Err(RelayError::Temporary(format!("maildir write failed: {e}"))),
+                Err(e) => Err(RelayError::Temporary(format!("maildir write failed: {e}"))),
+            }
+        }
+    }
+}
+
+/// Writes one message into `root/<recipient>/new`, the Maildir way: a unique file in `tmp`, synced, renamed
+/// into `new`, and the directory synced, so a 250 survives a crash.
+pub fn maildir_deliver(root: &std::path::Path, rcpt: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = root.join(maildir_name(rcpt));
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let name = format!(
+        "{}.M{}P{}Q{}.mailsift",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let tmp = dir.join("tmp").join(&name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    let new = dir.join("new").join(&name);
+    std::fs::rename(&tmp, &new)?;
+    std::fs::File::open(dir.join("new"))?.sync_all()?;
+    Ok(new)
+}
+
+/// A recipient as a safe directory name: lower case, nothing that climbs out or hides.
+pub fn maildir_name(rcpt: &str) -> String {
+    let s: String = rcpt
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_' | '+') { c } else { '_' })
+        .collect();
+    let s = s.trim_start_matches('.');
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Our `Received:` header (RFC 5321 §4.4), with the line ending the message uses.
+fn received_header(state: &GatewayState, client: &Client, txn: &Transaction, id: &str) -> Vec<u8> {
+    let nl = "\r\n";
+    let protocol = match (client.esmtp, client.tls, client.user.is_some()) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    };
+    let helo = sanitize(client.helo.as_deref().unwrap_or("unknown"), 100).replace(['(', ')'], "_");
+    let ip = match client.peer.ip() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("IPv6:{v6}"),
+    };
+    let rcpt = if txn.rcpts.len() == 1 { format!("{nl}\tfor <{}>", sanitize(&txn.rcpts[0], 320)) } else { String::new() };
+    format!(
+        "Received: from {helo} ([{ip}]){nl}\tby {} (mailsift) with {protocol} id {id}{rcpt};{nl}\t{}{nl}",
+        state.config.hostname,
+        proto::rfc5322_date(mailsift_engine::unix_now())
+    )
+    .into_bytes()
+}
+
+/// The message with `tag` put in front of its subject (once), or a Subject added when it has none.
+pub fn tag_subject(raw: &[u8], tag: &str) -> Vec<u8> {
+    let header_end = find_header_end(raw);
+    let mut pos = 0;
+    while pos < header_end {
+        let end = raw[pos..header_end].iter().position(|&b| b == b'\n').map(|p| pos + p + 1).unwrap_or(header_end);
+        let line = &raw[pos..end];
+        if line.len() >= 8 && line[..8].eq_ignore_ascii_case(b"subject:") {
+            let value_start = pos + 8 + line[8..].iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+            if raw[value_start..].starts_with(tag.as_bytes()) {
+                return raw.to_vec();
+            }
+            let mut out = Vec::with_capacity(raw.len() + tag.len() + 1);
+            out.extend_from_slice(&raw[..value_start]);
+            out.extend_from_slice(tag.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(&raw[value_start..]);
+            return out;
+        }
+        pos = end;
+    }
+    let mut out = format!("Subject: {tag}\r\n").into_bytes();
+    out.extend_from_slice(raw);
+    out
+}
+
+/// Offset of the blank line that ends the header block (or the end of the message).
+fn find_header_end(raw: &[u8]) -> usize {
+    let mut pos = 0;
+    while pos < raw.len() {
+        let end = raw[pos..].iter().position(|&b| b == b'\n').map(|p| pos + p + 1).unwrap_or(raw.len());
+        if &raw[pos..end] == b"\n" || &raw[pos..end] == b"\r\n" {
+            return pos;
+        }
+        pos = end;
+    }
+    raw.len()
+}
+
+/// How many `Received:` headers the message already carries.
+fn hop_count(raw: &[u8]) -> usize {
+    let end = find_header_end(raw);
+    raw[..end]
+        .split(|&b| b == b'\n')
+        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    }
+}
+
+/// Queues a log row; a failure to log is reported, never passed to the client.
+pub fn append_log(gateway: &Gateway, entry: LogEntry) {
+    if let Err(e) = gateway.db.log_append(entry) {
+        tracing::error!(error = %e, "message log write failed");
+    }
+}
+
+pub fn door_log_entry(client: &Client, env: &Envelope, v: &ConnectionVerdict, reason: &str) -> LogEntry {
+    LogEntry {
+        reference_id: v.id.clone(),
+        time: mailsift_engine::unix_now(),
+        direction: "inbound".into(),
+        client_ip: Some(client.peer.ip().to_string()),
+        helo: client.helo.clone(),
+        mail_from: env.mail_from.clone(),
+        score: Some(v.score),
+        symbols: v.symbols.iter().map(|s| (s.name.clone(), s.score)).collect(),
+        action: "refused".into(),
+        stage: "mail".into(),
+        reason: Some(reason.to_string()),
+        ..LogEntry::default()
+    }
+}
+
+pub fn relay_denied_entry(client: &Client, txn: &Transaction, rcpt: &str) -> LogEntry {
+    LogEntry {
+        reference_id: mailsift_engine::new_reference_id(),
+        time: mailsift_engine::unix_now(),
+        direction: direction_name(txn.direction).into(),
+        client_ip: Some(client.peer.ip().to_string()),
+        helo: client.helo.clone(),
+        mail_from: Some(txn.mail_from.clone()),
+        recipients: vec![sanitize(rcpt, 320)],
+        action: "refused".into(),
+        stage: "rcpt".into(),
+        reason: Some("relaying denied".into()),
+        ..LogEntry::default()
+    }
+}
+
+/// Checks a password against the configured users: `sha256:<hex>` or plain text, compared in constant time.
+pub fn check_password(users: &[UserConfig], user: &str, password: &str) -> bool {
+    use sha2::Digest;
+    let Some(u) = users.iter().find(|u| u.name == user) else {
+        return false;
+    };
+    let (expected, given) = match u.password.strip_prefix("sha256:") {
+        Some(hex) => (hex.to_ascii_lowercase().into_bytes(), hex_lower(&sha2::Sha256::digest(password.as_bytes()))),
+        None => (u.password.as_bytes().to_vec(), password.as_bytes().to_vec()),
+    };
+    expected.len() == given.len() && expected.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+pub fn hex_lower(bytes: &[u8]) -> Vec<u8> {
+    const HEX: &[u8] = b"0123456789abcdef";
+    bytes.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]).collect()
+}
+
+/// Tells the sender which recipients the next hop refused after others accepted the message (RFC 3464).
+/// Never for the null sender (no bounce loops); sent in the background through the delivery routes.
+fn send_bounce(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    txn: &Transaction,
+    refused: &[(String, Reply)],
+    original: &[u8],
+    id: &str,
+) {
+    if txn.mail_from.is_empty() {
+        return;
+    }
+    let sender = txn.mail_from.clone();
+    let host = state.config.hostname.clone();
+    let boundary = format!("{id}.bounce");
+    let mut failed = String::new();
+    let mut status = String::new();
+    for (rcpt, reply) in refused {
+        failed.push_str(&format!("  <{rcpt}>: {reply}\r\n"));
+        status.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: smtp; {reply}\r\n"
+        ));
+    }
+    let headers = &original[..find_header_end(original)];
+    let mut msg = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\nTo: <{sender}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+Date: {}\r\nMessage-ID: <{id}.bounce@{host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n\
+--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+Your message (reference {id}) could not be delivered to these recipients:\r\n{failed}\r\n\
+It was delivered to the others.\r\n\r\n\
+--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\n{status}\r\n\
+--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+        proto::rfc5322_date(mailsift_engine::unix_now())
+    )
+    .into_bytes();
+    msg.extend_from_slice(headers);
+    msg.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let domain = proto::domain_of(&sender);
+    let route = match state.local_domain(&domain) {
+        Some(d) => d.next_hop.clone().map(Route::NextHop).unwrap_or(Route::Maildir),
+        None => match &state.config.outbound.smarthost {
+            Some(h) => Route::Smarthost(h.clone()),
+            None => Route::Mx(domain),
+        },
+    };
+    let (gateway, state, id) = (gateway.clone(), state.clone(), id.to_string());
+    tokio::spawn(async move {
+        match deliver(&gateway, &state, &route, "", &[sender.clone()], &msg).await {
+            Ok(_) => tracing::info!(id = %id, to = %sender, "bounce sent"),
+            Err(e) => tracing::error!(id = %id, to = %sender, error = %e, "bounce could not be sent"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_tagging() {
+        assert_eq!(tag_subject(b"Subject: hi\r\n\r\nbody", "[SPAM]"), b"Subject: [SPAM] hi\r\n\r\nbody".to_vec());
+        assert_eq!(tag_subject(b"Subject: [SPAM] hi\r\n\r\n", "[SPAM]"), b"Subject: [SPAM] hi\r\n\r\n".to_vec());
+        assert_eq!(tag_subject(b"From: a\r\n\r\nSubject: no\r\n", "[SPAM]"), b"Subject: [SPAM]\r\nFrom: a\r\n\r\nSubject: no\r\n".to_vec());
+    }
+
+    #[test]
+    fn hops_and_names() {
+        assert_eq!(hop_count(b"Received: a\r\nreceived: b\r\n\r\nReceived: body"), 2);
+        assert_eq!(maildir_name("../Bob@Example.COM/x"), "_bob@example.com_x");
+    }
+
+    #[test]
+    fn passwords() {
+        let users = vec![
+            UserConfig { name: "app".into(), password: "s3cret".into() },
+            UserConfig {
+                name: "h".into(),
+                // sha256("s3cret")
+                password: format!("sha256:{}", String::from_utf8(hex_lower(&sha2::Sha256::digest(b"s3cret"))).unwrap()),
+            },
+        ];
+        use sha2::Digest;
+        assert!(check_password(&users, "app", "s3cret"));
+        assert!(!check_password(&users, "app", "s3cre"));
+        assert!(check_password(&users, "h", "s3cret"));
+        assert!(!check_password(&users, "nobody", "s3cret"));
+    }
+}

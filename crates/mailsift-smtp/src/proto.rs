@@ -1,0 +1,369 @@
+//! The SMTP grammar the gateway speaks (RFC 5321, with RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8,
+//! RFC 3030 CHUNKING, RFC 4954 AUTH): command lines in, typed commands out; replies out as text. Pure
+//! functions, no I/O, so every odd client line is a unit test.
+//!
+//! It is lenient where real clients are sloppy (lower-case verbs, a space after `MAIL FROM:`, a bare address
+//! without angle brackets) and strict where leniency would be a hole (a recipient must be an address with a
+//! domain; source routes are dropped as RFC 5321 §4.1.1.3 asks).
+
+/// One parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    Mail { from: String, params: MailParams },
+    Rcpt { to: String },
+    Data,
+    Bdat { size: u64, last: bool },
+    Rset,
+    Noop,
+    Quit,
+    Help,
+    Vrfy,
+    StartTls,
+    Auth { mechanism: String, initial: Option<String> },
+}
+
+/// ESMTP parameters of MAIL FROM that change how the gateway behaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    /// The size the client declared (RFC 1870).
+    pub size: Option<u64>,
+    /// `BODY=8BITMIME` or `BODY=BINARYMIME`.
+    pub body: Option<String>,
+    pub smtputf8: bool,
+}
+
+/// Why a command line was not understood; the reply code and text go back to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub code: u16,
+    pub enhanced: &'static str,
+    pub text: String,
+}
+
+fn syntax(code: u16, enhanced: &'static str, text: impl Into<String>) -> SyntaxError {
+    SyntaxError { code, enhanced, text: text.into() }
+}
+
+/// Parses one command line (without its CRLF).
+pub fn parse_command(line: &[u8]) -> Result<Command, SyntaxError> {
+    let line = std::str::from_utf8(line).map_err(|_| syntax(500, "5.5.2", "Command line is not valid UTF-8"))?;
+    let line = line.trim_end_matches([' ', '\t']);
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim_start()),
+        None => (line, ""),
+    };
+    let verb = verb.to_ascii_uppercase();
+    match verb.as_str() {
+        "EHLO" | "HELO" => {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            if name.is_empty() {
+                return Err(syntax(501, "5.5.4", format!("{verb} needs a domain name or address literal")));
+            }
+            Ok(if verb == "EHLO" { Command::Ehlo(name.to_string()) } else { Command::Helo(name.to_string()) })
+        }
+        "MAIL" => {
+            let rest = strip_keyword(rest, "FROM:").ok_or_else(|| syntax(501, "5.5.4", "Syntax: MAIL FROM:<address>"))?;
+            let (addr, params) = split_path(rest)?;
+            let from = parse_path(addr, true)?;
+            Ok(Command::Mail { from, params: parse_mail_params(params)? })
+        }
+        "RCPT" => {
+            let rest = strip_keyword(rest, "TO:").ok_or_else(|| syntax(501, "5.5.4", "Syntax: RCPT TO:<address>"))?;
+            let (addr, _params) = split_path(rest)?;
+            let to = parse_path(addr, false)?;
+            Ok(Command::Rcpt { to })
+        }
+        "DATA" => no_args(rest, Command::Data),
+        "BDAT" => {
+            let mut parts = rest.split_whitespace();
+            let size = parts
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| syntax(501, "5.5.4", "Syntax: BDAT <size> [LAST]"))?;
+            let last = match parts.next() {
+                None => false,
+                Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+                Some(_) => return Err(syntax(501, "5.5.4", "Syntax: BDAT <size> [LAST]")),
+            };
+            Ok(Command::Bdat { size, last })
+        }
+        "RSET" => no_args(rest, Command::Rset),
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_args(rest, Command::Quit),
+        "HELP" => Ok(Command::Help),
+        "VRFY" | "EXPN" => Ok(Command::Vrfy),
+        "STARTTLS" => no_args(rest, Command::StartTls),
+        "AUTH" => {
+            let mut parts = rest.split_whitespace();
+            let mechanism = parts
+                .next()
+                .map(str::to_ascii_uppercase)
+                .ok_or_else(|| syntax(501, "5.5.4", "Syntax: AUTH <mechanism> [initial-response]"))?;
+            Ok(Command::Auth { mechanism, initial: parts.next().map(str::to_string) })
+        }
+        "" => Err(syntax(500, "5.5.2", "Empty command")),
+        _ => Err(syntax(500, "5.5.1", "Command not recognized")),
+    }
+}
+
+fn no_args(rest: &str, cmd: Command) -> Result<Command, SyntaxError> {
+    if rest.is_empty() {
+        Ok(cmd)
+    } else {
+        Err(syntax(501, "5.5.4", "This command takes no arguments"))
+    }
+}
+
+/// `FROM:` / `TO:` case-insensitively, tolerating a space after the colon.
+fn strip_keyword<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = rest.get(..keyword.len())?;
+    head.eq_ignore_ascii_case(keyword).then(|| rest[keyword.len()..].trim_start())
+}
+
+/// Splits `<path> params` into the path and the parameter text.
+fn split_path(rest: &str) -> Result<(&str, &str), SyntaxError> {
+    if let Some(stripped) = rest.strip_prefix('<') {
+        // A quoted local part may contain '>'; find the closing bracket outside quotes.
+        let mut in_quotes = false;
+        let mut escaped = false;
+        for (i, c) in stripped.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '>' if !in_quotes => return Ok((&stripped[..i], stripped[i + 1..].trim())),
+                _ => {}
+            }
+        }
+        Err(syntax(501, "5.1.7", "Unbalanced angle brackets in the address"))
+    } else {
+        // Bare address (not RFC 5321, but common): up to the first space.
+        Ok(match rest.find(' ') {
+            Some(i) => (&rest[..i], rest[i + 1..].trim()),
+            None => (rest, ""),
+        })
+    }
+}
+
+/// Validates a mailbox path: the null path only for MAIL FROM, a source route dropped, an address that has a
+/// local part and a domain.
+fn parse_path(path: &str, null_allowed: bool) -> Result<String, SyntaxError> {
+    if path.is_empty() {
+        return if null_allowed { Ok(String::new()) } else { Err(syntax(501, "5.1.3", "A recipient is required")) };
+    }
+    // RFC 5321 §4.1.1.3: "@a,@b:user@host" — the route is ignored.
+    let path = match (path.starts_with('@'), path.find(':')) {
+        (true, Some(i)) => &path[i + 1..],
+        _ => path,
+    };
+    if path.len() > 320 {
+        return Err(syntax(501, "5.1.3", "Address too long"));
+    }
+    if path.chars().any(|c| c.is_control() || c == ' ' && !path.starts_with('"')) {
+        return Err(syntax(501, "5.1.3", "Bad character in the address"));
+    }
+    let at = path.rfind('@').ok_or_else(|| syntax(501, "5.1.3", "The address needs a domain (user@domain)"))?;
+    let (local, domain) = (&path[..at], &path[at + 1..]);
+    if local.is_empty() || domain.is_empty() || !valid_domain(domain) {
+        return Err(syntax(501, "5.1.3", format!("Bad address syntax: {path}")));
+    }
+    Ok(path.to_string())
+}
+
+fn valid_domain(d: &str) -> bool {
+    if d.starts_with('[') && d.ends_with(']') {
+        let inner = &d[1..d.len() - 1];
+        return inner.parse::<std::net::Ipv4Addr>().is_ok()
+            || inner.strip_prefix("IPv6:").is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    !d.starts_with('.')
+        && !d.ends_with('.')
+        && !d.contains("..")
+        && d.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.' || !c.is_ascii())
+}
+
+fn parse_mail_params(params: &str) -> Result<MailParams, SyntaxError> {
+    let mut out = MailParams::default();
+    for p in params.split_whitespace() {
+        let (key, value) = match p.find('=') {
+            Some(i) => (&p[..i], Some(&p[i + 1..])),
+            None => (p, None),
+        };
+        match (key.to_ascii_uppercase().as_str(), value) {
+            ("SIZE", Some(v)) => {
+                out.size = Some(v.parse().map_err(|_| syntax(501, "5.5.4", "SIZE must be a number"))?);
+            }
+            ("BODY", Some(v)) => {
+                let v = v.to_ascii_uppercase();
+                if v != "7BIT" && v != "8BITMIME" && v != "BINARYMIME" {
+                    return Err(syntax(501, "5.5.4", "BODY must be 7BIT or 8BITMIME"));
+                }
+                out.body = Some(v);
+            }
+            ("SMTPUTF8", None) => out.smtputf8 = true,
+            // RFC 3461 DSN and RFC 4954 AUTH= parameters are accepted and not acted on.
+            ("RET" | "ENVID" | "AUTH", _) => {}
+            _ => return Err(syntax(555, "5.5.4", format!("Unsupported MAIL parameter {key}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// The domain of an address, lower-cased (empty for the null sender).
+pub fn domain_of(address: &str) -> String {
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default()
+}
+
+/// Formats a reply; a multi-line text becomes `code-text` lines and a final `code text` line (RFC 5321 §4.2.1).
+pub fn reply(code: u16, enhanced: &str, text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len() + 16 * lines.len().max(1));
+    let last = lines.len().saturating_sub(1);
+    for (i, line) in lines.iter().enumerate().chain(if lines.is_empty() { Some((0, &"")) } else { None }) {
+        let sep = if i == last { ' ' } else { '-' };
+        out.push_str(&code.to_string());
+        out.push(sep);
+        if !enhanced.is_empty() {
+            out.push_str(enhanced);
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Replaces anything that could break a reply line or a header (CR, LF, other controls) with a space and
+/// bounds the length: texts built from client input or a next hop's answer go into our replies.
+pub fn sanitize(text: &str, max: usize) -> String {
+    let mut s: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Decodes an SMTP AUTH PLAIN response (RFC 4616): authzid NUL authcid NUL password.
+pub fn decode_plain(b64: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let mut parts = raw.split(|&b| b == 0);
+    let _authzid = parts.next()?;
+    let user = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let pass = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    parts.next().is_none().then_some((user, pass))
+}
+
+pub fn decode_b64_text(b64: &str) -> Option<String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    String::from_utf8(raw).ok()
+}
+
+pub fn encode_b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// RFC 5322 date-time for `Received:` headers, in UTC.
+pub fn rfc5322_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_from_variants() {
+        let c = parse_command(b"MAIL FROM:<a@example.com> SIZE=1000 BODY=8BITMIME").unwrap();
+        assert_eq!(
+            c,
+            Command::Mail {
+                from: "a@example.com".into(),
+                params: MailParams { size: Some(1000), body: Some("8BITMIME".into()), smtputf8: false }
+            }
+        );
+        assert!(matches!(parse_command(b"mail from: <>").unwrap(), Command::Mail { from, .. } if from.is_empty()));
+        assert!(matches!(parse_command(b"MAIL FROM:a@b.example").unwrap(), Command::Mail { from, .. } if from == "a@b.example"));
+        assert!(matches!(
+            parse_command(b"MAIL FROM:<@relay.example:u@example.org>").unwrap(),
+            Command::Mail { from, .. } if from == "u@example.org"
+        ));
+        assert_eq!(parse_command(b"MAIL FROM:<a@b.example> FOO=1").unwrap_err().code, 555);
+        assert_eq!(parse_command(b"MAIL FROM:<a@b.example").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"MAIL TO:<a@b.example>").unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn rcpt_needs_an_address_with_a_domain() {
+        assert_eq!(parse_command(b"RCPT TO:<bob@example.com>").unwrap(), Command::Rcpt { to: "bob@example.com".into() });
+        assert_eq!(parse_command(b"RCPT TO:<>").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"RCPT TO:<postmaster>").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"RCPT TO:<a@bad..domain>").unwrap_err().code, 501);
+        assert!(parse_command(b"RCPT TO:<a@[127.0.0.1]>").is_ok());
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(parse_command(b"ehlo client.example").unwrap(), Command::Ehlo("client.example".into()));
+        assert_eq!(parse_command(b"EHLO").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"BDAT 100 LAST").unwrap(), Command::Bdat { size: 100, last: true });
+        assert_eq!(parse_command(b"BDAT x").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"DATA extra").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"XYZZY").unwrap_err().code, 500);
+        assert_eq!(parse_command(b"\xff\xfe").unwrap_err().code, 500);
+        assert_eq!(
+            parse_command(b"AUTH plain AGEAYg==").unwrap(),
+            Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==".into()) }
+        );
+    }
+
+    #[test]
+    fn replies_fold_lines() {
+        assert_eq!(reply(250, "2.0.0", "OK"), "250 2.0.0 OK\r\n");
+        assert_eq!(reply(250, "", "a\nb"), "250-a\r\n250 b\r\n");
+        assert_eq!(sanitize("bad\r\nline", 100), "bad  line");
+    }
+
+    #[test]
+    fn plain_auth() {
+        assert_eq!(decode_plain(&encode_b64("\0user\0secret")), Some(("user".into(), "secret".into())));
+        assert_eq!(decode_plain("!!!"), None);
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322_date(1_795_450_000), "Mon, 23 Nov 2026 16:06:40 +0000");
+    }
+}

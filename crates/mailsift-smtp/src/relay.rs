@@ -1,0 +1,269 @@
+//! The SMTP client that hands mail to a next hop: the organisation's mail server (inbound), a smarthost or a
+//! recipient domain's MX (outbound), a test sink.
+//!
+//! It reports what the next hop said, recipient by recipient, so the gateway can answer its own client
+//! truthfully: 250 only when the next hop took the message, the next hop's 5xx when it refused for good,
+//! 451 when it could not be reached or failed temporarily.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+use crate::proto::sanitize;
+use crate::Stream;
+
+/// One SMTP reply: its code and its (possibly multi-line) text, lines joined with a space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.text)
+    }
+}
+
+/// What the next hop did with one message.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Recipients it accepted (the message was delivered to them).
+    pub accepted: Vec<String>,
+    /// Recipients it refused permanently, with its reply.
+    pub refused: Vec<(String, Reply)>,
+    /// Its answer to the end of data.
+    pub reply: Reply,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RelayError {
+    /// Could not connect, timed out, or a 4xx: the sender should retry.
+    #[error("{0}")]
+    Temporary(String),
+    /// The next hop refused the message (or every recipient) for good.
+    #[error("{0}")]
+    Permanent(Reply),
+}
+
+/// How to reach next hops.
+#[derive(Clone)]
+pub struct RelayClient {
+    pub helo: String,
+    pub connect_timeout: Duration,
+    pub reply_timeout: Duration,
+    /// STARTTLS when offered.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+struct Conn {
+    io: BufReader<Stream>,
+    timeout: Duration,
+}
+
+impl Conn {
+    async fn read_reply(&mut self) -> Result<Reply, RelayError> {
+        let mut text = String::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = tokio::time::timeout(self.timeout, (&mut self.io).take(8192).read_until(b'\n', &mut line))
+                .await
+                .map_err(|_| RelayError::Temporary("next hop timed out".into()))?
+                .map_err(|e| RelayError::Temporary(format!("next hop connection failed: {e}")))?;
+            if n == 0 {
+                return Err(RelayError::Temporary("next hop closed the connection".into()));
+            }
+            let s = String::from_utf8_lossy(&line);
+            let s = s.trim_end();
+            let code = s.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (200..600).contains(c));
+            let Some(code) = code else {
+                return Err(RelayError::Temporary(format!("next hop sent a malformed reply: {}", sanitize(s, 100))));
+            };
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(s.get(4..).unwrap_or(""));
+            if s.as_bytes().get(3) != Some(&b'-') {
+                return Ok(Reply { code, text: sanitize(&text, 512) });
+            }
+            if text.len() > 65_536 {
+                return Err(RelayError::Temporary("next hop reply too long".into()));
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
+        let w = self.io.get_mut();
+        tokio::time::timeout(self.timeout, async {
+            w.write_all(bytes).await?;
+            w.flush().await
+        })
+        .await
+        .map_err(|_| RelayError::Temporary("next hop timed out".into()))?
+        .map_err(|e| RelayError::Temporary(format!("next hop connection failed: {e}")))
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, RelayError> {
+        self.send(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply().await
+    }
+}
+
+/// Whether an EHLO reply announces an extension.
+fn offers(ehlo: &Reply, ext: &str) -> bool {
+    ehlo.text.split(' ').any(|w| w.eq_ignore_ascii_case(ext))
+}
+
+/// A 4xx is temporary, a 5xx permanent, anything else positive.
+fn expect_ok(reply: Reply, step: &str) -> Result<Reply, RelayError> {
+    match reply.code {
+        200..=399 => Ok(reply),
+        400..=499 => Err(RelayError::Temporary(format!("next hop answered {step} with {reply}"))),
+        _ => Err(RelayError::Permanent(reply)),
+    }
+}
+
+impl RelayClient {
+    /// Delivers one message to `target` (`host:port`). `data` is the message as it should arrive, with
+    /// any line ending; it is sent with CRLF line endings and dot-stuffed.
+    pub async fn deliver(
+        &self,
+        target: &str,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+    ) -> Result<Delivered, RelayError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(target))
+            .await
+            .map_err(|_| RelayError::Temporary(format!("connecting to {target} timed out")))?
+            .map_err(|e| RelayError::Temporary(format!("cannot connect to {target}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target).to_string();
+        let mut conn = Conn { io: BufReader::new(Stream::Plain(tcp)), timeout: self.reply_timeout };
+        let result = self.transaction(&mut conn, &host, mail_from, recipients, data).await;
+        // A polite goodbye; its answer does not matter.
+        if result.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.command("QUIT")).await;
+        }
+        result
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut Conn,
+        host: &str,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+    ) -> Result<Delivered, RelayError> {
+        expect_ok(conn.read_reply().await?, "the greeting")?;
+        let mut ehlo = conn.command(&format!("EHLO {}", self.helo)).await?;
+        if !ehlo.is_positive() {
+            ehlo = expect_ok(conn.command(&format!("HELO {}", self.helo)).await?, "HELO")?;
+        }
+        if let (true, Some(tls)) = (offers(&ehlo, "STARTTLS"), &self.tls) {
+            expect_ok(conn.command("STARTTLS").await?, "STARTTLS")?;
+            let io = std::mem::replace(&mut conn.io, BufReader::new(Stream::Closed));
+            let Stream::Plain(tcp) = io.into_inner() else {
+                return Err(RelayError::Temporary("STARTTLS on an encrypted connection".into()));
+            };
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("localhost").expect("valid name"));
+            let stream = tokio::time::timeout(
+                self.reply_timeout,
+                tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| RelayError::Temporary("TLS handshake with the next hop timed out".into()))?
+            .map_err(|e| RelayError::Temporary(format!("TLS handshake with the next hop failed: {e}")))?;
+            conn.io = BufReader::new(Stream::ClientTls(Box::new(stream)));
+            ehlo = expect_ok(conn.command(&format!("EHLO {}", self.helo)).await?, "EHLO")?;
+        }
+        let eight_bit = !data.is_ascii() && (offers(&ehlo, "8BITMIME"));
+        let utf8 = !mail_from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        let mut mail = format!("MAIL FROM:<{mail_from}>");
+        if offers(&ehlo, "SIZE") {
+            mail.push_str(&format!(" SIZE={}", data.len()));
+        }
+        if eight_bit {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if utf8 && offers(&ehlo, "SMTPUTF8") {
+            mail.push_str(" SMTPUTF8");
+        }
+        expect_ok(conn.command(&mail).await?, "MAIL FROM")?;
+        let mut accepted = Vec::new();
+        let mut refused = Vec::new();
+        let mut temporary = None;
+        for r in recipients {
+            let reply = conn.command(&format!("RCPT TO:<{r}>")).await?;
+            match reply.code {
+                200..=399 => accepted.push(r.clone()),
+                400..=499 => temporary = Some(reply),
+                _ => refused.push((r.clone(), reply)),
+            }
+        }
+        // Before-queue delivery answers one reply for the whole transaction: if any recipient failed only
+        // temporarily, nobody gets the message now and the sender retries all of them.
+        if let Some(t) = temporary {
+            let _ = conn.command("RSET").await;
+            return Err(RelayError::Temporary(format!("next hop deferred a recipient: {t}")));
+        }
+        if accepted.is_empty() {
+            let _ = conn.command("RSET").await;
+            let reply = refused.first().map(|(_, r)| r.clone()).expect("recipients is not empty");
+            return Err(RelayError::Permanent(reply));
+        }
+        expect_ok(conn.command("DATA").await?, "DATA")?;
+        conn.send(&dot_stuff(data)).await?;
+        let reply = expect_ok(conn.read_reply().await?, "the end of data")?;
+        Ok(Delivered { accepted, refused, reply })
+    }
+}
+
+/// CRLF line endings, a leading dot doubled (RFC 5321 §4.5.2), and the end-of-data marker.
+pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 50 + 8);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in data {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuffing() {
+        assert_eq!(dot_stuff(b"a\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b""), b"\r\n.\r\n".to_vec());
+    }
+}

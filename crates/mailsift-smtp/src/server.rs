@@ -1,0 +1,306 @@
+//! Listeners, connection limits, configuration reload and graceful shutdown.
+//!
+//! The configuration a session uses is the [`GatewayState`] current when the session starts; a reload
+//! (SIGHUP) swaps it for new sessions while running ones finish with the old one. Shutdown stops accepting,
+//! lets sessions finish the transaction in flight (idle ones are told 421), and gives up after the grace period.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mailsift_engine::cidr::IpRange;
+use mailsift_engine::sender::SenderGatherer;
+use mailsift_engine::Engine;
+use mailsift_store::Database;
+use rustc_hash::FxHashMap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+
+use crate::config::{DomainConfig, SmtpConfig};
+use crate::relay::RelayClient;
+use crate::{Counters, Stream};
+
+/// Which door a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The MX: mail for the organisation's domains (and relaying for trusted or authenticated clients).
+    Inbound,
+    /// Submission from the organisation's own servers: only trusted networks or authenticated users.
+    Outbound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Dns(#[from] mailsift_engine::sender::DnsSetupError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a session reads that a reload may change.
+pub struct GatewayState {
+    pub engine: Arc<Engine>,
+    pub config: SmtpConfig,
+    /// Sender evidence (DNS), when `[dns] enabled`.
+    pub gatherer: Option<Arc<SenderGatherer>>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The resolver for outbound MX delivery (the gatherer's, or one of its own when DNS evidence is off).
+    mx: Result<Arc<SenderGatherer>, String>,
+    domains: FxHashMap<String, DomainConfig>,
+    trusted: Vec<IpRange>,
+}
+
+impl GatewayState {
+    /// Builds the state; call inside a Tokio runtime (the DNS resolver registers with it).
+    pub fn new(engine: Engine, config: SmtpConfig, data_dir: &Path) -> Result<GatewayState, GatewayError> {
+        config.validate()?;
+        let gatherer = if engine.config().dns.enabled {
+            Some(Arc::new(SenderGatherer::from_config(engine.config())?))
+        } else {
+            None
+        };
+        let tls = if config.tls.enabled {
+            Some(crate::tls::server_config(&config.tls, &config.hostname, data_dir)?)
+        } else {
+            None
+        };
+        let mut domains = FxHashMap::default();
+        if config.domains.is_empty() {
+            let org = &engine.config().organisation.domains;
+            let names: Vec<String> = if org.is_empty() { vec!["localhost".into()] } else { org.clone() };
+            for name in names {
+                domains.insert(name.to_ascii_lowercase(), DomainConfig { name, ..DomainConfig::default() });
+            }
+        } else {
+            for d in &config.domains {
+                let mut d = d.clone();
+                d.recipients = d.recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
+                domains.insert(d.name.to_ascii_lowercase(), d);
+            }
+        }
+        let trusted = config.trusted_networks();
+        let mx = match &gatherer {
+            Some(g) => Ok(g.clone()),
+            None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
+        };
+        Ok(GatewayState { engine: Arc::new(engine), config, gatherer, tls, mx, domains, trusted })
+    }
+
+    /// The settings of a domain the gateway receives mail for.
+    pub fn local_domain(&self, domain: &str) -> Option<&DomainConfig> {
+        self.domains.get(&domain.trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    pub fn mx_resolver(&self) -> Result<&SenderGatherer, String> {
+        self.mx.as_deref().map_err(Clone::clone)
+    }
+
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|n| n.contains(ip))
+    }
+
+    pub fn relay_client(&self, client_tls: &Arc<rustls::ClientConfig>) -> RelayClient {
+        let r = &self.config.relay;
+        RelayClient {
+            helo: self.config.hostname.clone(),
+            connect_timeout: Duration::from_secs(r.connect_timeout_secs.max(1)),
+            reply_timeout: Duration::from_secs(r.reply_timeout_secs.max(1)),
+            tls: r.starttls.then(|| client_tls.clone()),
+        }
+    }
+}
+
+/// The running gateway, shared by every session.
+pub struct Gateway {
+    state: RwLock<Arc<GatewayState>>,
+    pub db: Database,
+    pub counters: Counters,
+    pub data_dir: PathBuf,
+    pub client_tls: Arc<rustls::ClientConfig>,
+    per_ip: Mutex<FxHashMap<IpAddr, usize>>,
+    active: AtomicUsize,
+    idle: tokio::sync::Notify,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Counts a connection while it lives.
+struct Slot {
+    gateway: Arc<Gateway>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let g = &self.gateway;
+        {
+            let mut map = g.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+        if g.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            g.idle.notify_waiters();
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(state: GatewayState, db: Database, data_dir: &Path) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            state: RwLock::new(Arc::new(state)),
+            db,
+            counters: Counters::default(),
+            data_dir: data_dir.to_path_buf(),
+            client_tls: crate::tls::client_config(),
+            per_ip: Mutex::new(FxHashMap::default()),
+            active: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            shutdown: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// The configuration new sessions use.
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a new configuration (SIGHUP). Listen addresses are not rebound.
+    pub fn reload(&self, state: GatewayState) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+        tracing::info!("configuration reloaded");
+    }
+
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Binds the configured listeners (port 0 picks a free port; see `local_addr`).
+    pub async fn bind(&self) -> Result<Vec<(TcpListener, Listener)>, GatewayError> {
+        let state = self.state();
+        let mut out = Vec::new();
+        let all = state.config.listen.iter().map(|a| (*a, Listener::Inbound));
+        for (addr, kind) in all.chain(state.config.outbound.listen.iter().map(|a| (*a, Listener::Outbound))) {
+            let l = TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })?;
+            out.push((l, kind));
+        }
+        Ok(out)
+    }
+
+    /// Accepts connections until shutdown, then waits (up to the grace period) for sessions to finish.
+    pub async fn serve(self: Arc<Self>, listeners: Vec<(TcpListener, Listener)>) {
+        let mut tasks = Vec::new();
+        for (listener, kind) in listeners {
+            let g = self.clone();
+            tasks.push(tokio::spawn(async move { g.accept_loop(listener, kind).await }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let grace = Duration::from_secs(self.state().config.shutdown_grace_secs);
+        let waited = tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.idle.notified();
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(sessions = self.active.load(Ordering::SeqCst), "shutdown grace period over; cutting sessions");
+        }
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "message log flush failed at shutdown");
+        }
+    }
+
+    /// Stops accepting; sessions finish what they are doing.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, kind: Listener) {
+        let mut stop = self.shutdown_signal();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            Counters::bump(&self.counters.connections);
+            let _ = tcp.set_nodelay(true);
+            match self.take_slot(peer.ip()) {
+                Some(slot) => {
+                    tokio::spawn(async move {
+                        let g = slot.gateway.clone();
+                        crate::session::run(g, Stream::Plain(tcp), peer, kind).await;
+                        drop(slot);
+                    });
+                }
+                None => {
+                    Counters::bump(&self.counters.connections_refused);
+                    tokio::spawn(refuse(tcp, peer));
+                }
+            }
+        }
+    }
+
+    fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let config = &self.state().config;
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= config.max_connections_per_ip || self.active.load(Ordering::SeqCst) >= config.max_connections {
+            if *n == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Some(Slot { gateway: self.clone(), ip })
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+}
+
+async fn refuse(mut tcp: TcpStream, peer: SocketAddr) {
+    tracing::info!(client = %peer, "too many connections; refused");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tcp.write_all(b"421 4.7.0 Too many connections, try again later\r\n"),
+    )
+    .await;
+}

@@ -1,0 +1,686 @@
+//! One SMTP session: the ESMTP state machine from greeting to QUIT (RFC 5321), with STARTTLS (RFC 3207),
+//! AUTH PLAIN/LOGIN over TLS (RFC 4954), PIPELINING (RFC 2920), SIZE, 8BITMIME, SMTPUTF8, CHUNKING/BDAT
+//! (RFC 3030) and ENHANCEDSTATUSCODES.
+//!
+//! Guarding the door is its job: no relaying for strangers, limits on lines, recipients, errors and time, and
+//! the connection-stage verdict at MAIL FROM. The message itself is judged and delivered by [`crate::deliver`].
+//!
+//! Pipelining falls out of the buffering: replies are collected and written when the client has nothing
+//! more in flight (our read buffer is empty), so a pipelined batch gets its replies in one write.
+//!
+//! The end of data is only `CRLF . CRLF`; a bare LF never starts a line here, and relayed mail is re-stuffed
+//! with every LF treated as a line end, so the "SMTP smuggling" ambiguity cannot pass through the gateway.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailsift_engine::{Direction, Envelope, Evidence};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::deliver::{self, Route};
+use crate::proto::{self, reply, Command, MailParams};
+use crate::server::{GatewayState, Listener};
+use crate::{Counters, Gateway, Stream};
+
+/// Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; extensions make real clients longer).
+const MAX_COMMAND_LINE: usize = 4096;
+
+/// What the session knows about the client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub peer: SocketAddr,
+    pub listener: Listener,
+    pub helo: Option<String>,
+    pub esmtp: bool,
+    pub tls: bool,
+    pub user: Option<String>,
+}
+
+/// A mail transaction in progress.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub mail_from: String,
+    pub params: MailParams,
+    pub rcpts: Vec<String>,
+    /// Where every recipient of this transaction goes (one route per transaction).
+    pub route: Option<Route>,
+    /// Whether the client may relay (trusted network or authenticated): its mail is outbound.
+    pub direction: Direction,
+    /// The reference id, shared by the connection verdict and the message's log row.
+    pub started: Instant,
+}
+
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+    Eof,
+    TimedOut,
+    Shutdown,
+}
+
+struct Session {
+    gateway: Arc<Gateway>,
+    state: Arc<GatewayState>,
+    io: BufReader<Stream>,
+    out: Vec<u8>,
+    client: Client,
+    txn: Option<Transaction>,
+    errors: u32,
+    /// BDAT chunks received so far in this transaction.
+    chunks: Option<Chunks>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct Chunks {
+    data: Vec<u8>,
+    too_big: bool,
+}
+
+/// Runs one session to its end. Errors end the session; they never reach other sessions.
+pub async fn run(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listener: Listener) {
+    let state = gateway.state();
+    let shutdown = gateway.shutdown_signal();
+    let mut s = Session {
+        gateway,
+        state,
+        io: BufReader::with_capacity(16 * 1024, stream),
+        out: Vec::with_capacity(512),
+        client: Client { peer, listener, helo: None, esmtp: false, tls: false, user: None },
+        txn: None,
+        errors: 0,
+        chunks: None,
+        shutdown,
+    };
+    if let Err(e) = s.converse().await {
+        tracing::debug!(client = %peer, error = %e, "session ended with an error");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.io.get_mut().shutdown()).await;
+}
+
+impl Session {
+    fn say(&mut self, code: u16, enhanced: &str, text: &str) {
+        self.out.extend_from_slice(reply(code, enhanced, text).as_bytes());
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let w = self.io.get_mut();
+        let res = tokio::time::timeout(Duration::from_secs(self.state.config.command_timeout_secs), async {
+            w.write_all(&self.out).await?;
+            w.flush().await
+        })
+        .await;
+        self.out.clear();
+        match res {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read")),
+        }
+    }
+
+    /// Reads one line without its CRLF, flushing pending replies first when the client has nothing more
+    /// buffered (pipelining).
+    async fn read_line(&mut self, timeout: Duration) -> std::io::Result<Line> {
+        if self.io.buffer().is_empty() {
+            self.flush().await?;
+        }
+        let mut line = Vec::new();
+        let mut too_long = false;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let idle = self.txn.is_none();
+            let buf = tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.io.fill_buf()) => match r {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(Line::TimedOut),
+                },
+                // Between transactions a shutdown ends the session politely; inside one, it may finish.
+                _ = self.shutdown.wait_for(|s| *s), if idle => return Ok(Line::Shutdown),
+            };
+            if buf.is_empty() {
+                return Ok(if line.is_empty() && !too_long { Line::Eof } else { Line::Text(line) });
+            }
+            match memchr::memchr(b'\n', buf) {
+                Some(i) => {
+                    if !too_long {
+                        line.extend_from_slice(&buf[..i]);
+                    }
+                    self.io.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    if !too_long {
+                        line.extend_from_slice(buf);
+                    }
+                    self.io.consume(n);
+                }
+            }
+            if line.len() > MAX_COMMAND_LINE {
+                too_long = true;
+                line.clear();
+            }
+        }
+        if too_long || line.len() > MAX_COMMAND_LINE {
+            return Ok(Line::TooLong);
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Ok(Line::Text(line))
+    }
+
+    async fn converse(&mut self) -> std::io::Result<()> {
+        let hostname = self.state.config.hostname.clone();
+        if self.gateway.is_shutting_down() {
+            self.say(421, "4.3.2", &format!("{hostname} Service shutting down, try again later"));
+            return self.flush().await;
+        }
+        self.say(220, "", &format!("{hostname} ESMTP mailsift"));
+        let command_timeout = Duration::from_secs(self.state.config.command_timeout_secs);
+        loop {
+            let line = match self.read_line(command_timeout).await? {
+                Line::Text(l) => l,
+                Line::Eof => return Ok(()),
+                Line::TimedOut => {
+                    Counters::bump(&self.gateway.counters.timeouts);
+                    self.say(421, "4.4.2", &format!("{hostname} Timeout waiting for a command, closing"));
+                    return self.flush().await;
+                }
+                Line::Shutdown => {
+                    self.say(421, "4.3.2", &format!("{hostname} Service shutting down, closing"));
+                    return self.flush().await;
+                }
+                Line::TooLong => {
+                    self.say(500, "5.5.2", "Line too long");
+                    if self.count_error() {
+                        return self.flush().await;
+                    }
+                    continue;
+                }
+            };
+            let cmd = match proto::parse_command(&line) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.say(e.code, e.enhanced, &e.text);
+                    if self.count_error() {
+                        return self.flush().await;
+                    }
+                    continue;
+                }
+            };
+            match cmd {
+                Command::Quit => {
+                    self.say(221, "2.0.0", &format!("{hostname} Bye"));
+                    return self.flush().await;
+                }
+                Command::Ehlo(name) | Command::Helo(name) if name.len() > 255 => {
+                    self.say(501, "5.5.4", "Name too long");
+                }
+                Command::Ehlo(name) => {
+                    self.client.helo = Some(name);
+                    self.client.esmtp = true;
+                    self.txn = None;
+                    let ext = self.extensions();
+                    self.say(250, "", &ext);
+                }
+                Command::Helo(name) => {
+                    self.client.helo = Some(name);
+                    self.client.esmtp = false;
+                    self.txn = None;
+                    self.say(250, "", &hostname);
+                }
+                Command::StartTls => {
+                    if !self.start_tls().await? {
+                        continue;
+                    }
+                }
+                Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
+                Command::Mail { from, params } => self.mail(from, params).await,
+                Command::Rcpt { to } => self.rcpt(to),
+                Command::Data => {
+                    if self.ready_for_data() {
+                        self.say(354, "", "End data with <CR><LF>.<CR><LF>");
+                        self.flush().await?;
+                        let data = self.read_data().await?;
+                        self.finish(data).await;
+                    }
+                }
+                Command::Bdat { size, last } => self.bdat(size, last).await?,
+                Command::Rset => {
+                    self.txn = None;
+                    self.chunks = None;
+                    self.say(250, "2.0.0", "Reset");
+                }
+                Command::Noop => self.say(250, "2.0.0", "OK"),
+                Command::Help => self.say(
+                    214,
+                    "2.0.0",
+                    "mailsift: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP STARTTLS AUTH\nSee RFC 5321",
+                ),
+                Command::Vrfy => self.say(252, "2.5.2", "Cannot verify the user; send mail and it will be tried"),
+            }
+        }
+    }
+
+    /// Counts a protocol error; true when the client has made too many and is dropped.
+    fn count_error(&mut self) -> bool {
+        self.errors += 1;
+        if self.errors >= self.state.config.max_errors {
+            self.say(421, "4.7.0", "Too many errors, closing");
+            return true;
+        }
+        false
+    }
+
+    fn extensions(&self) -> String {
+        let c = &self.state.config;
+        let mut ext = vec![
+            format!("{} greets {}", c.hostname, self.client.helo.as_deref().unwrap_or("")),
+            "PIPELINING".into(),
+            format!("SIZE {}", c.max_message_bytes),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+        ];
+        if self.state.tls.is_some() && !self.client.tls {
+            ext.push("STARTTLS".into());
+        }
+        if self.client.tls && !self.state.config.users.is_empty() && self.client.user.is_none() {
+            ext.push("AUTH PLAIN LOGIN".into());
+        }
+        ext.join("\n")
+    }
+
+    /// Returns false when the upgrade was refused (the session goes on in plain text).
+    async fn start_tls(&mut self) -> std::io::Result<bool> {
+        let Some(tls) = self.state.tls.clone().filter(|_| !self.client.tls) else {
+            self.say(454, "4.7.0", "TLS not available");
+            return Ok(false);
+        };
+        self.say(220, "2.0.0", "Ready to start TLS");
+        self.flush().await?;
+        // RFC 3207 §6: anything the client pipelined after STARTTLS arrived in clear text and must not be
+        // taken as if it came over TLS (the command-injection attack).
+        if !self.io.buffer().is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "data pipelined after STARTTLS"));
+        }
+        let io = std::mem::replace(&mut self.io, BufReader::new(Stream::Closed));
+        let Stream::Plain(tcp) = io.into_inner() else {
+            return Err(std::io::Error::other("STARTTLS on a non-TCP stream"));
+        };
+        let timeout = Duration::from_secs(self.state.config.command_timeout_secs);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let tls_stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
+        };
+        self.io = BufReader::with_capacity(16 * 1024, Stream::ServerTls(Box::new(tls_stream)));
+        // RFC 3207 §4.2: forget everything learned before TLS.
+        self.client.tls = true;
+        self.client.helo = None;
+        self.client.esmtp = false;
+        self.client.user = None;
+        self.txn = None;
+        Ok(true)
+    }
+
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<()> {
+        if self.client.user.is_some() {
+            self.say(503, "5.5.1", "Already authenticated");
+            return Ok(());
+        }
+        if self.txn.is_some() {
+            self.say(503, "5.5.1", "AUTH not allowed during a mail transaction");
+            return Ok(());
+        }
+        if !self.client.tls {
+            self.say(538, "5.7.11", "Encryption required for authentication: use STARTTLS first");
+            return Ok(());
+        }
+        if self.state.config.users.is_empty() {
+            self.say(502, "5.5.1", "Authentication is not enabled");
+            return Ok(());
+        }
+        let credentials = match mechanism {
+            "PLAIN" => {
+                let response = match initial {
+                    Some(r) if r != "=" => r,
+                    _ => match self.challenge("").await? {
+                        Some(r) => r,
+                        None => return Ok(()),
+                    },
+                };
+                proto::decode_plain(&response)
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(r) => Some(r),
+                    None => self.challenge(&proto::encode_b64("Username:")).await?,
+                };
+                let Some(user) = user else { return Ok(()) };
+                let Some(pass) = self.challenge(&proto::encode_b64("Password:")).await? else { return Ok(()) };
+                proto::decode_b64_text(&user).zip(proto::decode_b64_text(&pass))
+            }
+            _ => {
+                self.say(504, "5.5.4", "Unrecognized authentication mechanism");
+                return Ok(());
+            }
+        };
+        match credentials {
+            Some((user, pass)) if deliver::check_password(&self.state.config.users, &user, &pass) => {
+                tracing::info!(client = %self.client.peer, user = %user, "authenticated");
+                self.client.user = Some(user);
+                self.say(235, "2.7.0", "Authentication successful");
+            }
+            Some((user, _)) => {
+                // The user name is logged to trace abuse; the password never is.
+                tracing::warn!(client = %self.client.peer, user = %proto::sanitize(&user, 64), "authentication failed");
+                // Slow down password guessing.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.say(535, "5.7.8", "Authentication credentials invalid");
+                if self.count_error() {
+                    self.flush().await?;
+                    return Err(std::io::Error::other("too many errors"));
+                }
+            }
+            None => self.say(501, "5.5.2", "Cannot decode the response"),
+        }
+        Ok(())
+    }
+
+    /// Sends a 334 challenge and reads the answer; `None` when the client cancelled with `*`.
+    async fn challenge(&mut self, text: &str) -> std::io::Result<Option<String>> {
+        self.out.extend_from_slice(format!("334 {text}\r\n").as_bytes());
+        let timeout = Duration::from_secs(self.state.config.command_timeout_secs);
+        match self.read_line(timeout).await? {
+            Line::Text(l) if l == b"*" => {
+                self.say(501, "5.7.0", "Authentication cancelled");
+                Ok(None)
+            }
+            Line::Text(l) => Ok(Some(String::from_utf8_lossy(&l).into_owned())),
+            _ => Err(std::io::Error::other("connection lost during authentication")),
+        }
+    }
+
+    fn may_relay(&self) -> bool {
+        self.client.user.is_some() || self.state.is_trusted(self.client.peer.ip())
+    }
+
+    async fn mail(&mut self, from: String, params: MailParams) {
+        if self.client.helo.is_none() {
+            return self.say(503, "5.5.1", "Say EHLO first");
+        }
+        if self.txn.is_some() {
+            return self.say(503, "5.5.1", "Nested MAIL command");
+        }
+        if params.size.is_some_and(|s| s > self.state.config.max_message_bytes) {
+            return self.say(552, "5.3.4", "Message size exceeds the fixed maximum message size");
+        }
+        if params.smtputf8 && !self.client.esmtp {
+            return self.say(555, "5.5.4", "SMTPUTF8 needs EHLO");
+        }
+        let may_relay = self.may_relay();
+        if self.client.listener == Listener::Outbound && !may_relay {
+            return self.say(530, "5.7.0", "Authentication required");
+        }
+        let direction = if may_relay { Direction::Outbound } else { Direction::Inbound };
+        if direction == Direction::Inbound {
+            if let Some(refusal) = self.door_check(&from).await {
+                return self.say(550, "5.7.1", &refusal);
+            }
+        }
+        self.txn = Some(Transaction {
+            mail_from: from,
+            params,
+            rcpts: Vec::new(),
+            route: None,
+            direction,
+            started: Instant::now(),
+        });
+        self.say(250, "2.1.0", "Sender OK");
+    }
+
+    /// The connection-stage verdict: practices and lists of the client. Returns the 550 text when refused.
+    async fn door_check(&mut self, from: &str) -> Option<String> {
+        let envelope = Envelope {
+            client_ip: Some(self.client.peer.ip()),
+            helo: self.client.helo.clone(),
+            mail_from: Some(from.to_string()),
+            tls: self.client.tls,
+            ..Envelope::default()
+        };
+        let evidence = match &self.state.gatherer {
+            Some(g) => Evidence::from_sender(g.gather(b"", &envelope).await),
+            None => Evidence::default(),
+        };
+        let verdict = self.state.engine.judge_connection(&envelope, &evidence);
+        if !verdict.reject {
+            return None;
+        }
+        let reason = verdict.reason.clone().unwrap_or_else(|| "sender refused".into());
+        Counters::bump(&self.gateway.counters.refused_at_door);
+        tracing::info!(client = %self.client.peer, id = %verdict.id, reason = %reason, "refused at the door");
+        let entry = deliver::door_log_entry(&self.client, &envelope, &verdict, &reason);
+        deliver::append_log(&self.gateway, entry);
+        Some(format!("Refused: {} [ref {}]", proto::sanitize(&reason, 200), verdict.id))
+    }
+
+    fn rcpt(&mut self, to: String) {
+        let Some(txn) = &self.txn else {
+            return self.say(503, "5.5.1", "Need MAIL before RCPT");
+        };
+        if txn.rcpts.len() >= self.state.config.max_recipients {
+            return self.say(452, "4.5.3", "Too many recipients");
+        }
+        if txn.rcpts.iter().any(|r| r.eq_ignore_ascii_case(&to)) {
+            return self.say(250, "2.1.5", "Recipient OK (duplicate)");
+        }
+        let domain = proto::domain_of(&to);
+        let route = match self.state.local_domain(&domain) {
+            Some(d) => {
+                if !d.recipients.is_empty() && !d.recipients.contains(&to.to_ascii_lowercase()) {
+                    return self.say(550, "5.1.1", "No such recipient here");
+                }
+                match &d.next_hop {
+                    Some(hop) => Route::NextHop(hop.clone()),
+                    None => Route::Maildir,
+                }
+            }
+            None if txn.direction == Direction::Outbound => match &self.state.config.outbound.smarthost {
+                Some(host) => Route::Smarthost(host.clone()),
+                None => Route::Mx(domain.clone()),
+            },
+            None => {
+                Counters::bump(&self.gateway.counters.relay_denied);
+                tracing::warn!(client = %self.client.peer, rcpt = %proto::sanitize(&to, 100), "relaying denied");
+                let entry = deliver::relay_denied_entry(&self.client, txn, &to);
+                deliver::append_log(&self.gateway, entry);
+                return self.say(550, "5.7.1", "Relaying denied: this server does not accept mail for that domain");
+            }
+        };
+        if !to.is_ascii() && !txn.params.smtputf8 {
+            return self.say(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+        }
+        let txn = self.txn.as_mut().expect("checked above");
+        match &txn.route {
+            Some(r) if *r != route => {
+                // One answer at the end of data must be true for every recipient: a recipient that goes
+                // elsewhere comes in its own transaction (RFC 5321 §4.5.3.1.10; clients retry it).
+                self.say(452, "4.5.3", "Too many recipients for this transaction; send the rest separately")
+            }
+            _ => {
+                txn.route = Some(route);
+                txn.rcpts.push(to);
+                self.say(250, "2.1.5", "Recipient OK");
+            }
+        }
+    }
+
+    fn ready_for_data(&mut self) -> bool {
+        match &self.txn {
+            None => {
+                self.say(503, "5.5.1", "Need MAIL and RCPT before DATA");
+                false
+            }
+            Some(t) if t.rcpts.is_empty() => {
+                self.say(554, "5.5.1", "No valid recipients");
+                false
+            }
+            Some(_) if self.chunks.is_some() => {
+                self.say(503, "5.5.1", "DATA after BDAT is not allowed");
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Reads the message after 354 until CRLF.CRLF, undoing dot-stuffing. `Err` when the client is gone or
+    /// too slow; `Ok(None)` when the message was larger than allowed (read and thrown away).
+    async fn read_data(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        #[derive(Clone, Copy)]
+        enum S {
+            LineStart,
+            Mid { prev_cr: bool },
+            Dot,
+            DotCr,
+        }
+        let max = self.state.config.max_message_bytes as usize;
+        let block = Duration::from_secs(self.state.config.data_timeout_secs);
+        let total = tokio::time::Instant::now() + Duration::from_secs(self.state.config.data_total_secs);
+        let mut data = Vec::with_capacity(8192);
+        let mut too_big = false;
+        let mut st = S::LineStart;
+        loop {
+            let deadline = (tokio::time::Instant::now() + block).min(total);
+            let buf = match tokio::time::timeout_at(deadline, self.io.fill_buf()).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    Counters::bump(&self.gateway.counters.timeouts);
+                    self.say(421, "4.4.2", "Timeout reading message data, closing");
+                    self.flush().await?;
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "data timeout"));
+                }
+            };
+            if buf.is_empty() {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client left during DATA"));
+            }
+            let mut used = 0;
+            let mut done = false;
+            for &b in buf {
+                used += 1;
+                let mut push = |b: u8| {
+                    if !too_big {
+                        if data.len() >= max {
+                            too_big = true;
+                            data = Vec::new();
+                        } else {
+                            data.push(b);
+                        }
+                    }
+                };
+                st = match st {
+                    S::LineStart if b == b'.' => S::Dot,
+                    S::LineStart | S::Mid { prev_cr: false } => {
+                        push(b);
+                        S::Mid { prev_cr: b == b'\r' }
+                    }
+                    S::Mid { prev_cr: true } => {
+                        push(b);
+                        if b == b'\n' {
+                            S::LineStart
+                        } else {
+                            S::Mid { prev_cr: b == b'\r' }
+                        }
+                    }
+                    S::Dot if b == b'\r' => S::DotCr,
+                    S::Dot => {
+                        push(b);
+                        S::Mid { prev_cr: false }
+                    }
+                    S::DotCr if b == b'\n' => {
+                        done = true;
+                        break;
+                    }
+                    S::DotCr => {
+                        push(b'\r');
+                        push(b);
+                        S::Mid { prev_cr: b == b'\r' }
+                    }
+                };
+            }
+            self.io.consume(used);
+            if done {
+                return Ok(if too_big { None } else { Some(data) });
+            }
+        }
+    }
+
+    /// Handles the end of a message (DATA or the last BDAT chunk): judge, act, answer.
+    async fn finish(&mut self, data: Option<Vec<u8>>) {
+        let Some(txn) = self.txn.take() else { return };
+        self.chunks = None;
+        let Some(data) = data else {
+            return self.say(552, "5.3.4", "Message size exceeds the fixed maximum message size");
+        };
+        let answer = deliver::process(&self.gateway, &self.state, &self.client, &txn, data).await;
+        self.say(answer.code, &answer.enhanced, &answer.text);
+    }
+
+    async fn bdat(&mut self, size: u64, last: bool) -> std::io::Result<()> {
+        let ok = match &self.txn {
+            None => Some((503, "5.5.1", "Need MAIL and RCPT before BDAT")),
+            Some(t) if t.rcpts.is_empty() => Some((554, "5.5.1", "No valid recipients")),
+            Some(_) => None,
+        };
+        // The chunk is on the wire whatever we answer: read it to stay in step with the client.
+        let max = self.state.config.max_message_bytes;
+        let mut chunks = self.chunks.take().unwrap_or_default();
+        let keep = ok.is_none() && !chunks.too_big && chunks.data.len() as u64 + size <= max;
+        if !keep && ok.is_none() {
+            chunks.too_big = true;
+            chunks.data = Vec::new();
+        }
+        let block = Duration::from_secs(self.state.config.data_timeout_secs);
+        let total = tokio::time::Instant::now() + Duration::from_secs(self.state.config.data_total_secs);
+        let mut remaining = size;
+        let mut scratch = [0u8; 16 * 1024];
+        while remaining > 0 {
+            let deadline = (tokio::time::Instant::now() + block).min(total);
+            let want = remaining.min(scratch.len() as u64) as usize;
+            let n = match tokio::time::timeout_at(deadline, self.io.read(&mut scratch[..want])).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    Counters::bump(&self.gateway.counters.timeouts);
+                    self.say(421, "4.4.2", "Timeout reading message data, closing");
+                    self.flush().await?;
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "BDAT timeout"));
+                }
+            };
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client left during BDAT"));
+            }
+            if keep {
+                chunks.data.extend_from_slice(&scratch[..n]);
+            }
+            remaining -= n as u64;
+        }
+        if let Some((code, enhanced, text)) = ok {
+            self.say(code, enhanced, text);
+            return Ok(());
+        }
+        if last {
+            let data = (!chunks.too_big).then_some(chunks.data);
+            self.finish(data).await;
+        } else {
+            self.say(250, "2.0.0", &format!("{size} octets received"));
+            self.chunks = Some(chunks);
+        }
+        Ok(())
+    }
+}

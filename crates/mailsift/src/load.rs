@@ -1,0 +1,209 @@
+//! `mailsift smtp-load`: a load generator. Many concurrent SMTP senders replay corpus messages to a gateway
+//! and the command reports messages per second and transaction latency (MAIL FROM to the final reply), with a
+//! bound on both the count and the time, so it always ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// The gateway to load.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    target: SocketAddr,
+    /// Concurrent SMTP sessions.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Messages to send in all (the corpus is cycled).
+    #[arg(long, default_value_t = 5000)]
+    count: usize,
+    /// Stop after this many seconds even if not all were sent.
+    #[arg(long, default_value_t = 120)]
+    max_secs: u64,
+    /// Messages per connection before reconnecting.
+    #[arg(long, default_value_t = 10)]
+    per_connection: usize,
+    /// Envelope recipient.
+    #[arg(long, default_value = "user@localhost")]
+    rcpt: String,
+    /// Envelope sender.
+    #[arg(long, default_value = "load@example.org")]
+    from: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Message files or folders to replay.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    temp: usize,
+    perm: usize,
+    errors: usize,
+    latencies_us: Vec<u64>,
+}
+
+pub fn run(args: &LoadArgs) -> Result<()> {
+    let mut messages = Vec::new();
+    'outer: for p in &args.paths {
+        for f in crate::inputs::message_files(p)? {
+            messages.push(mailsift_smtp::relay::dot_stuff(&std::fs::read(&f).with_context(|| format!("{}", f.display()))?));
+            if messages.len() >= args.count {
+                break 'outer;
+            }
+        }
+    }
+    if messages.is_empty() {
+        bail!("no messages found to send");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let messages = Arc::new(messages);
+    let next = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_secs);
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..args.concurrency.max(1) {
+            let (messages, next, tally) = (messages.clone(), next.clone(), tally.clone());
+            let (target, count, per, from, rcpt) =
+                (args.target, args.count, args.per_connection.max(1), args.from.clone(), args.rcpt.clone());
+            tasks.push(tokio::spawn(async move {
+                while next.load(Ordering::Relaxed) < count && Instant::now() < deadline {
+                    let result = session(target, &messages, &next, count, per, &from, &rcpt, &tally, deadline).await;
+                    if let Err(e) = result {
+                        {
+                            tally.lock().unwrap().errors += 1;
+                        }
+                        tracing_error(&e);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut t = std::mem::take(&mut *tally.lock().unwrap());
+    t.latencies_us.sort_unstable();
+    let pct = |p: f64| {
+        if t.latencies_us.is_empty() {
+            0.0
+        } else {
+            t.latencies_us[((t.latencies_us.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+        }
+    };
+    let done = t.ok + t.temp + t.perm;
+    let rate = done as f64 / elapsed;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"messages": done, "accepted": t.ok, "tempfailed": t.temp, "rejected": t.perm,
+                "errors": t.errors, "seconds": elapsed, "per_second": rate, "concurrency": args.concurrency,
+                "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)}})
+        );
+    } else {
+        println!(
+            "{done} messages in {elapsed:.2} s with {} senders: {rate:.0} messages/s",
+            args.concurrency
+        );
+        println!("  answers: {} accepted (2xx), {} deferred (4xx), {} refused (5xx); {} connection errors", t.ok, t.temp, t.perm, t.errors);
+        println!(
+            "  transaction latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
+        );
+    }
+    Ok(())
+}
+
+fn tracing_error(e: &anyhow::Error) {
+    eprintln!("smtp-load: {e:#}");
+}
+
+async fn read_reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<u16> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            bail!("the server closed the connection");
+        }
+        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).context("malformed reply")?;
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(code);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    target: SocketAddr,
+    messages: &[Vec<u8>],
+    next: &AtomicUsize,
+    count: usize,
+    per: usize,
+    from: &str,
+    rcpt: &str,
+    tally: &Mutex<Tally>,
+    deadline: Instant,
+) -> Result<()> {
+    let tcp = TcpStream::connect(target).await.with_context(|| format!("cannot connect to {target}"))?;
+    tcp.set_nodelay(true)?;
+    let (r, mut w) = tcp.into_split();
+    let mut r = BufReader::new(r);
+    if read_reply(&mut r).await? != 220 {
+        bail!("no 220 greeting");
+    }
+    w.write_all(b"EHLO load.example.org\r\n").await?;
+    read_reply(&mut r).await?;
+    for _ in 0..per {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= count || Instant::now() >= deadline {
+            break;
+        }
+        let msg = &messages[i % messages.len()];
+        let t0 = Instant::now();
+        // MAIL, RCPT and DATA in one write (PIPELINING).
+        w.write_all(format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes()).await?;
+        let mail = read_reply(&mut r).await?;
+        let rc = read_reply(&mut r).await?;
+        let data = read_reply(&mut r).await?;
+        let code = if data == 354 {
+            w.write_all(msg).await?;
+            read_reply(&mut r).await?
+        } else {
+            mail.max(rc).max(data)
+        };
+        let us = t0.elapsed().as_micros() as u64;
+        {
+            let mut t = tally.lock().unwrap();
+            match code {
+                200..=299 => t.ok += 1,
+                400..=499 => t.temp += 1,
+                _ => t.perm += 1,
+            }
+            t.latencies_us.push(us);
+        }
+        if code >= 400 {
+            w.write_all(b"RSET\r\n").await?;
+            read_reply(&mut r).await?;
+        }
+    }
+    w.write_all(b"QUIT\r\n").await?;
+    let _ = read_reply(&mut r).await;
+    Ok(())
+}

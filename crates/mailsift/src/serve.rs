@@ -1,0 +1,137 @@
+//! `mailsift serve`: the SMTP gateway, with reload on SIGHUP and graceful shutdown on SIGTERM/SIGINT; and
+//! `mailsift smtp-sink`, a next hop that accepts everything (for trying mailsift and for load tests).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Listen here instead of `[smtp] listen` (repeat for several; port 0 picks a free port).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Log format on standard error: `text` or `json`.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+/// Reads the configuration file (or the embedded defaults) into a gateway state.
+fn build_state(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<GatewayState> {
+    let text = match config {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?,
+        None => String::new(),
+    };
+    let engine = crate::with_trained_model(crate::load_engine(config)?, data_dir)?;
+    let where_ = config.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
+    let mut smtp = SmtpConfig::from_toml(&text).with_context(|| format!("{where_}: invalid configuration"))?;
+    if !args.listen.is_empty() {
+        smtp.listen = args.listen.clone();
+    }
+    GatewayState::new(engine, smtp, data_dir).with_context(|| format!("{where_}: cannot start the gateway"))
+}
+
+pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<()> {
+    init_logging(&args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
+        let state = build_state(config, data_dir, args)?;
+        let db = mailsift_store::Database::open_in(data_dir)?;
+        let gateway = Gateway::new(state, db, data_dir);
+        let listeners = gateway.bind().await?;
+        for (l, kind) in &listeners {
+            // One line per listener on standard output: scripts and tests read the address from it.
+            println!("mailsift: SMTP {} listening on {}", if *kind == mailsift_smtp::Listener::Inbound { "inbound" } else { "outbound" }, l.local_addr()?);
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone(), args.log_format.clone());
+        gateway.clone().serve(listeners).await;
+        let counts: Vec<String> =
+            gateway.counters.snapshot().iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+        tracing::info!(counters = %counts.join(" "), "stopped");
+        Ok(())
+    })
+}
+
+fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_dir: PathBuf, listen: Vec<SocketAddr>, log_format: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let g = gateway.clone();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down: finishing sessions in flight");
+        g.shutdown();
+    });
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let args = ServeArgs { listen: listen.clone(), log_format: log_format.clone() };
+            // A broken file is reported and the running configuration kept.
+            match build_state(config.as_ref(), &data_dir, &args) {
+                Ok(state) => gateway.reload(state),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+            }
+        }
+    });
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILSIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+#[derive(Args)]
+pub struct SinkArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:2526")]
+    listen: SocketAddr,
+    /// Keep every message in a Maildir-like folder (one file per message) instead of only counting.
+    #[arg(long)]
+    keep: Option<PathBuf>,
+}
+
+pub fn sink(args: &SinkArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let sink = mailsift_smtp::sink::Sink::start(args.listen, args.keep.is_some()).await?;
+        println!("mailsift: SMTP sink listening on {}", sink.addr());
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let mut written = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            }
+            if let Some(dir) = &args.keep {
+                let msgs = sink.messages();
+                for m in &msgs[written..] {
+                    mailsift_smtp::deliver::maildir_deliver(dir, &m.rcpts.join(","), &m.data)?;
+                }
+                written = msgs.len();
+            }
+        }
+        println!("mailsift: sink received {} messages", sink.count());
+        Ok(())
+    })
+}
