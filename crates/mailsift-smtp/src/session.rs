@@ -133,6 +133,7 @@ impl Session {
         loop {
             let idle = self.txn.is_none();
             let buf = tokio::select! {
+                biased;
                 r = tokio::time::timeout_at(deadline, self.io.fill_buf()) => match r {
                     Ok(r) => r?,
                     Err(_) => return Ok(Line::TimedOut),
