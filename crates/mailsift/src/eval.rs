@@ -55,7 +55,8 @@ pub struct EvalArgs {
     /// Draw the ROC curves of every engine to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Write every message's scores (label, verdict score, heuristics, Bayes, linear) to this TSV file.
+    /// Write every message's scores (label, verdict score, heuristics, Bayes, linear, the symbols that
+    /// scored) to this TSV file.
     #[arg(long, value_name = "FILE")]
     scores_tsv: Option<PathBuf>,
 }
@@ -190,17 +191,18 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
         println!("\nROC curves drawn to {}", path.display());
     }
     if let Some(path) = &args.scores_tsv {
-        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\n");
+        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\tsymbols\n");
         let opt = |p: Option<f64>| p.map(|p| p.to_string()).unwrap_or_default();
         for r in &results {
             out.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 r.file.display(),
                 if r.is_spam { "spam" } else { "ham" },
                 r.score,
                 r.heuristics,
                 opt(r.bayes),
-                opt(r.linear)
+                opt(r.linear),
+                r.symbols.join(" ")
             ));
         }
         std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;

@@ -7,7 +7,8 @@
 //! feature); character 4-grams of the normalised text; header facts that describe the sender (From
 //! address and domain, Reply-To domain, the mailer, content type, charset and MIME boundary layout, the
 //! Date layout, which sender-side headers are present, the origin hop's
-//! host pattern); URL domains, hosts and path words; HTML tag names; attachment types. Bayes reads the
+//! host pattern); whether the From: domain is the links' domain and the origin hop's (alignment); URL
+//! domains, hosts and path words; HTML tag names; attachment types. Bayes reads the
 //! single features; the linear model reads everything (see [`Features::bayes_ids`]).
 //!
 //! What stays out, on purpose: other filters' verdict headers (`X-Spam-*`, anything with `Spam` in an
@@ -281,6 +282,7 @@ fn header_features(msg: &Message<'_>, c: &mut Collector) {
             c.add(Kind::UrlShape, "port");
         }
     }
+    domain_alignment(msg, c);
     let nurls = msg.urls.len();
     c.add(Kind::Shape, &format!("urls:{}", bucket(nurls)));
     for a in msg.attachments.iter().take(16) {
@@ -296,6 +298,29 @@ fn header_features(msg: &Message<'_>, c: &mut Collector) {
             "html-only"
         },
     );
+}
+
+/// Whether the From: domain is the domain the message links to and the domain it was sent from. A company's
+/// own newsletter links to its own site and leaves from its own servers; spam borrows a From: domain that
+/// has nothing to do with where the links go or where the mail came from. The same idea as DMARC's
+/// alignment, as a fact for the classifiers rather than a verdict.
+fn domain_alignment(msg: &Message<'_>, c: &mut Collector) {
+    let Some(from) = &msg.from else { return };
+    if from.domain.is_empty() {
+        return;
+    }
+    let fd = crate::message::urls::registrable_domain(&from.domain);
+    if !msg.urls.is_empty() {
+        let n = msg.urls.iter().filter(|u| u.domain == fd).count();
+        let share = if n == 0 { "none" } else if n * 2 >= msg.urls.len() { "most" } else { "some" };
+        c.add(Kind::Shape, &format!("from-domain-in-urls:{share}"));
+    }
+    if let Some(host) = msg.hops.last().and_then(|o| o.from_host.as_deref()) {
+        if !is_local(host) {
+            let same = crate::message::urls::registrable_domain(host) == fd;
+            c.add(Kind::Shape, if same { "origin-is-from-domain" } else { "origin-not-from-domain" });
+        }
+    }
 }
 
 /// The names of the HTML tags used (and a few tell-tale attributes), from the markup's first 64 KiB.
@@ -665,5 +690,14 @@ mod tests {
         let a = feats("Subject: x\n\nfree money now\n");
         let b = feats("Subject: x\n\nmoney free now\n");
         assert_ne!(a, b, "word order must matter through the pairs");
+    }
+
+    #[test]
+    fn from_domain_alignment_is_a_feature() {
+        let shape = |v: &str| xxh3_64_with_seed(v.as_bytes(), Kind::Shape as u64);
+        let own = feats("From: News <news@mail.shop.example>\nSubject: x\n\nsee https://www.shop.example/sale\n");
+        assert!(own.ids.contains(&shape("from-domain-in-urls:most")));
+        let borrowed = feats("From: News <news@freemail.example>\nSubject: x\n\nsee http://pills.example/buy\n");
+        assert!(borrowed.ids.contains(&shape("from-domain-in-urls:none")));
     }
 }
