@@ -1,0 +1,237 @@
+//! `mailsift serve` as a process: crash safety (kill -9 in the middle of DATA), reload on SIGHUP, the
+//! message log from the command line, and the load generator against a real gateway and sink.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailsift"));
+    c.env_remove("MAILSIFT_CONFIG").env("MAILSIFT_LOG", "warn");
+    c
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mailsift-serve-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A child process killed when the test ends, whatever happens.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a command that prints "... listening on ADDR" lines; returns it and the first address.
+fn spawn_listening(mut cmd: Command) -> (Proc, SocketAddr) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line.rsplit(' ').next().unwrap().trim().parse().unwrap_or_else(|_| panic!("no address in {line:?}"));
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    (Proc(child), addr)
+}
+
+fn serve(data: &Path, config: Option<&Path>) -> (Proc, SocketAddr) {
+    let mut cmd = bin();
+    cmd.arg("--data-dir").arg(data);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    spawn_listening(cmd)
+}
+
+struct Smtp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Smtp {
+    fn connect(addr: SocketAddr) -> Smtp {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut s = Smtp { r: BufReader::new(tcp.try_clone().unwrap()), w: tcp };
+        assert_eq!(s.reply().0, 220);
+        s
+    }
+    /// One reply; code 0 when the connection is gone.
+    fn reply(&mut self) -> (u16, String) {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
+                return (0, all);
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return (line[..3].parse().unwrap(), all);
+            }
+        }
+    }
+    fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+    fn send_message(&mut self, rcpt: &str, msg: &str) -> (u16, String) {
+        self.cmd("EHLO client.sender.example");
+        assert_eq!(self.cmd("MAIL FROM:<alice@sender.example>").0, 250);
+        let (code, text) = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+        if code != 250 {
+            return (code, text);
+        }
+        assert_eq!(self.cmd("DATA").0, 354);
+        self.w.write_all(msg.as_bytes()).unwrap();
+        self.w.write_all(b".\r\n").unwrap();
+        self.reply()
+    }
+}
+
+fn message(subject: &str) -> String {
+    format!(
+        "From: alice@sender.example\r\nTo: bob@localhost\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+Message-ID: <{}@sender.example>\r\n\r\nHello,\r\nthis is {subject}.\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+fn maildir_messages(data: &Path, rcpt: &str) -> Vec<String> {
+    let dir = data.join("maildir").join(rcpt).join("new");
+    let mut out: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(d) => d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+#[test]
+fn killing_the_gateway_mid_data_loses_nothing_that_was_answered_250() {
+    let data = temp_dir("kill");
+    let (mut gw, addr) = serve(&data, None);
+    let mut c = Smtp::connect(addr);
+    let (code, text) = c.send_message("bob@localhost", &message("first message"));
+    assert_eq!(code, 250, "{text}");
+    // The second message is half sent when the gateway dies.
+    c.cmd("MAIL FROM:<alice@sender.example>");
+    c.cmd("RCPT TO:<bob@localhost>");
+    assert_eq!(c.cmd("DATA").0, 354);
+    c.w.write_all(b"From: alice@sender.example\r\nSubject: second message\r\n\r\nhalf of it").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    gw.0.kill().unwrap();
+    gw.0.wait().unwrap();
+    assert_eq!(c.reply().0, 0, "no answer: the sender still owns the second message");
+
+    // What got a 250 is on disk; what did not is not.
+    let got = maildir_messages(&data, "bob@localhost");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("Subject: first message"));
+
+    // The sender retries after the restart: the second arrives, once.
+    let (_gw, addr) = serve(&data, None);
+    let mut c = Smtp::connect(addr);
+    assert_eq!(c.send_message("bob@localhost", &message("second message")).0, 250);
+    let got = maildir_messages(&data, "bob@localhost");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got.iter().filter(|m| m.contains("Subject: second message")).count(), 1);
+    assert_eq!(got.iter().filter(|m| m.contains("Subject: first message")).count(), 1);
+}
+
+#[test]
+fn sighup_reloads_the_configuration_and_a_bad_file_keeps_the_old_one() {
+    let data = temp_dir("hup");
+    let config = data.join("mailsift.toml");
+    std::fs::write(&config, "[[smtp.domains]]\nname = \"a.test\"\n").unwrap();
+    let (gw, addr) = serve(&data, Some(&config));
+    let pid = gw.0.id().to_string();
+    assert_eq!(Smtp::connect(addr).send_message("x@b.test", &message("before")).0, 550);
+
+    std::fs::write(&config, "[[smtp.domains]]\nname = \"a.test\"\n[[smtp.domains]]\nname = \"b.test\"\n").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let mut accepted = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if Smtp::connect(addr).send_message("x@b.test", &message("after")).0 == 250 {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "b.test is accepted after the reload");
+
+    // A broken file is refused; the gateway keeps running with what it had.
+    std::fs::write(&config, "[smtp\nbroken").unwrap();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(Smtp::connect(addr).send_message("y@b.test", &message("still")).0, 250);
+}
+
+#[test]
+fn the_message_log_is_searchable_from_the_command_line() {
+    let data = temp_dir("log");
+    let (mut gw, addr) = serve(&data, None);
+    let mut c = Smtp::connect(addr);
+    assert_eq!(c.send_message("bob@localhost", &message("quarterly report")).0, 250);
+    let gtube = "Subject: test\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+    let (code, text) = c.send_message("bob@localhost", gtube);
+    assert_eq!(code, 550);
+    let id = text.split("[ref ").nth(1).unwrap().trim().trim_end_matches(']').to_string();
+    assert_eq!(c.cmd("QUIT").0, 221);
+    // A graceful stop commits the log.
+    assert!(Command::new("kill").args(["-TERM", &gw.0.id().to_string()]).status().unwrap().success());
+    gw.0.wait().unwrap();
+
+    let list = bin().arg("--data-dir").arg(&data).args(["log", "list", "--action", "reject"]).output().unwrap();
+    let stdout = String::from_utf8(list.stdout).unwrap();
+    assert!(stdout.contains(&id) && !stdout.contains("quarterly"), "{stdout}");
+    let show = bin().arg("--data-dir").arg(&data).args(["log", "show", &id]).output().unwrap();
+    let stdout = String::from_utf8(show.stdout).unwrap();
+    assert!(stdout.contains("Action:      reject") && stdout.contains("GTUBE"), "{stdout}");
+    let json = bin().arg("--data-dir").arg(&data).args(["log", "list", "--subject", "QUARTERLY", "--json"]).output().unwrap();
+    let row: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(row["action"], "deliver");
+    assert_eq!(row["recipients"][0], "bob@localhost");
+    let missing = bin().arg("--data-dir").arg(&data).args(["log", "show", "NOSUCHID"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn the_load_generator_counts_what_the_gateway_and_the_sink_saw() {
+    let data = temp_dir("load");
+    let mut sink_cmd = bin();
+    sink_cmd.args(["smtp-sink", "--listen", "127.0.0.1:0"]);
+    let (mut sink, sink_addr) = spawn_listening(sink_cmd);
+    let config = data.join("mailsift.toml");
+    std::fs::write(&config, format!("[[smtp.domains]]\nname = \"localhost\"\nnext_hop = \"{sink_addr}\"\n")).unwrap();
+    let (_gw, addr) = serve(&data, Some(&config));
+    let corpus = data.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("a.eml"), message("one")).unwrap();
+    std::fs::write(corpus.join("b.eml"), message("two")).unwrap();
+    let out = bin()
+        .args(["smtp-load", "--target", &addr.to_string(), "--concurrency", "8", "--count", "120", "--json"])
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["messages"], 120);
+    assert_eq!(r["accepted"], 120);
+    assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    // The sink reports what it received when interrupted.
+    assert!(Command::new("kill").args(["-INT", &sink.0.id().to_string()]).status().unwrap().success());
+    let status = sink.0.wait().unwrap();
+    assert!(status.success());
+}
