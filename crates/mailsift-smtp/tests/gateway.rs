@@ -619,3 +619,45 @@ async fn shutdown_lets_the_transaction_in_flight_finish() {
 
 #[allow(dead_code)]
 fn _unused(_: &Path) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_mail_without_a_smarthost_goes_to_the_recipient_domains_mx() {
+    use mailsift_testkit::dns::{TestDns, Zone};
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap(), true).await.unwrap();
+    let mut zone = Zone::new();
+    zone.mx("elsewhere.example", 10, "mx1.elsewhere.example").a("mx1.elsewhere.example", "127.0.0.1");
+    zone.mx("nullmx.example", 0, ".");
+    let dns = TestDns::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[dns]\nnameservers = [\"{}\"]\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[smtp.outbound]\ntrusted_networks = [\"127.0.0.0/8\"]\nmx_port = {}\n",
+        dns.addr(),
+        sink.addr().port()
+    );
+    let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
+    let state = GatewayState::new(engine, SmtpConfig::from_toml(&text).unwrap(), dir.path()).unwrap();
+    let gateway = Gateway::new(state, Database::open_in(dir.path()).unwrap(), dir.path());
+    let listeners = gateway.bind().await.unwrap();
+    let addr = listeners[0].0.local_addr().unwrap();
+    let task = tokio::spawn(gateway.clone().serve(listeners));
+    let (mut c, _) = Raw::connect(addr).await;
+    c.cmd("EHLO app.internal.example").await;
+    c.cmd("MAIL FROM:<app@localhost>").await;
+    assert_eq!(c.cmd("RCPT TO:<customer@elsewhere.example>").await.0, 250, "trusted network relays");
+    // Another domain has another MX: its own transaction.
+    assert_eq!(c.cmd("RCPT TO:<x@nullmx.example>").await.0, 452);
+    c.cmd("DATA").await;
+    c.send(format!("{}.\r\n", message("order shipped", "x")).as_bytes()).await;
+    let (code, text) = c.reply().await;
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(sink.messages()[0].rcpts, vec!["customer@elsewhere.example".to_string()]);
+    // A domain that takes no mail (null MX, RFC 7505): refused for good, not retried forever.
+    c.cmd("MAIL FROM:<app@localhost>").await;
+    c.cmd("RCPT TO:<x@nullmx.example>").await;
+    c.cmd("DATA").await;
+    c.send(format!("{}.\r\n", message("nowhere", "x")).as_bytes()).await;
+    let (code, text) = c.reply().await;
+    assert_eq!(code, 550, "{text}");
+    assert_eq!(sink.messages().len(), 1);
+    task.abort();
+}
