@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod evidence;
 pub mod explain;
 pub mod message;
+pub mod policy;
 pub mod sender;
 pub mod spf;
 pub mod symbols;
