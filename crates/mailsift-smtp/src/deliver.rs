@@ -140,12 +140,13 @@ pub async fn process(
     entry.from_header = meta.from.map(|f| sanitize(&f, 320));
     entry.subject = meta.subject.map(|s| sanitize(&s, 500));
     entry.message_id = meta.message_id.map(|m| sanitize(&m, 500));
+    let shown = (entry.from_header.clone(), entry.subject.clone());
     entry.score = Some(verdict.score);
     entry.required = Some(verdict.thresholds.tag);
     entry.symbols = verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
     entry.reason = verdict.decided_by.clone();
 
-    let result = act(gateway, state, client, txn, &verdict, data).await;
+    let result = act(gateway, state, client, txn, &verdict, data, shown).await;
     entry.action = result.action.into();
     entry.next_hop_response = result.next_hop.clone();
     if entry.reason.is_none() {
@@ -188,6 +189,7 @@ async fn act(
     txn: &Transaction,
     verdict: &Verdict,
     data: Vec<u8>,
+    (from_header, subject): (Option<String>, Option<String>),
 ) -> Outcome {
     let id = &verdict.id;
     if let Some(why) = &verdict.defer {
@@ -221,8 +223,8 @@ async fn act(
                 time: mailsift_engine::unix_now(),
                 recipients: txn.rcpts.clone(),
                 mail_from: Some(txn.mail_from.clone()),
-                from_header: None,
-                subject: None,
+                from_header,
+                subject,
                 score: verdict.score,
                 reason: quarantine_reason(verdict),
                 size: bytes.len() as u64,
@@ -579,14 +581,7 @@ It was delivered to the others.\r\n\r\n\
     .into_bytes();
     msg.extend_from_slice(headers);
     msg.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let domain = proto::domain_of(&sender);
-    let route = match state.local_domain(&domain) {
-        Some(d) => d.next_hop.clone().map(Route::NextHop).unwrap_or(Route::Maildir),
-        None => match &state.config.outbound.smarthost {
-            Some(h) => Route::Smarthost(h.clone()),
-            None => Route::Mx(domain),
-        },
-    };
+    let Some(route) = state.route_for(&sender, true) else { return };
     let (gateway, state, id) = (gateway.clone(), state.clone(), id.to_string());
     tokio::spawn(async move {
         match deliver(&gateway, &state, &route, "", &[sender.clone()], &msg).await {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod deliver;
 pub mod proto;
 pub mod relay;
+pub mod release;
 pub mod server;
 pub mod session;
 pub mod sink;

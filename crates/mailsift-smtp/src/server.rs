@@ -102,6 +102,21 @@ impl GatewayState {
         self.domains.get(&domain.trim_end_matches('.').to_ascii_lowercase())
     }
 
+    /// Where mail for `rcpt` goes: a local domain's next hop (or the Maildir), or, for mail that may be relayed
+    /// (`outbound`), the smarthost or the domain's MX. `None`: not ours and not relayable.
+    pub fn route_for(&self, rcpt: &str, outbound: bool) -> Option<crate::deliver::Route> {
+        use crate::deliver::Route;
+        let domain = crate::proto::domain_of(rcpt);
+        match self.local_domain(&domain) {
+            Some(d) => Some(d.next_hop.clone().map(Route::NextHop).unwrap_or(Route::Maildir)),
+            None if outbound => Some(match &self.config.outbound.smarthost {
+                Some(host) => Route::Smarthost(host.clone()),
+                None => Route::Mx(domain),
+            }),
+            None => None,
+        }
+    }
+
     pub fn mx_resolver(&self) -> Result<&SenderGatherer, String> {
         self.mx.as_deref().map_err(Clone::clone)
     }

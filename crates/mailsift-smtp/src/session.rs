@@ -483,27 +483,17 @@ impl Session {
             return self.say(250, "2.1.5", "Recipient OK (duplicate)");
         }
         let domain = proto::domain_of(&to);
-        let route = match self.state.local_domain(&domain) {
-            Some(d) => {
-                if !d.recipients.is_empty() && !d.recipients.contains(&to.to_ascii_lowercase()) {
-                    return self.say(550, "5.1.1", "No such recipient here");
-                }
-                match &d.next_hop {
-                    Some(hop) => Route::NextHop(hop.clone()),
-                    None => Route::Maildir,
-                }
+        if let Some(d) = self.state.local_domain(&domain) {
+            if !d.recipients.is_empty() && !d.recipients.contains(&to.to_ascii_lowercase()) {
+                return self.say(550, "5.1.1", "No such recipient here");
             }
-            None if txn.direction == Direction::Outbound => match &self.state.config.outbound.smarthost {
-                Some(host) => Route::Smarthost(host.clone()),
-                None => Route::Mx(domain.clone()),
-            },
-            None => {
-                Counters::bump(&self.gateway.counters.relay_denied);
-                tracing::warn!(client = %self.client.peer, rcpt = %proto::sanitize(&to, 100), "relaying denied");
-                let entry = deliver::relay_denied_entry(&self.client, txn, &to);
-                deliver::append_log(&self.gateway, entry);
-                return self.say(550, "5.7.1", "Relaying denied: this server does not accept mail for that domain");
-            }
+        }
+        let Some(route) = self.state.route_for(&to, txn.direction == Direction::Outbound) else {
+            Counters::bump(&self.gateway.counters.relay_denied);
+            tracing::warn!(client = %self.client.peer, rcpt = %proto::sanitize(&to, 100), "relaying denied");
+            let entry = deliver::relay_denied_entry(&self.client, txn, &to);
+            deliver::append_log(&self.gateway, entry);
+            return self.say(550, "5.7.1", "Relaying denied: this server does not accept mail for that domain");
         };
         if !to.is_ascii() && !txn.params.smtputf8 {
             return self.say(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");

@@ -207,6 +207,8 @@ async fn ham_is_delivered_with_our_headers_spam_is_tagged_quarantined_or_rejecte
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].recipient, "bob@example.com");
     assert!(q[0].reason.contains("TEST_QUARANTINE_WORD"), "{}", q[0].reason);
+    assert_eq!(q[0].subject.as_deref(), Some("quarantineme now"));
+    assert_eq!(q[0].from_header.as_deref(), Some("alice@sender.example"));
     let raw = String::from_utf8(g.gateway.db.quarantine_raw(q[0].id).unwrap().unwrap()).unwrap();
     assert_eq!(header(&raw, "X-Mailsift-Action"), Some("quarantine"));
 

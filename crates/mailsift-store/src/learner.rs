@@ -156,6 +156,20 @@ impl<S: TokenStore> Learner<S> {
         source: &str,
         now: i64,
     ) -> Result<(LearnOutcome, Option<Side>), StoreError> {
+        self.report_via(msg, correct_side, source, "cli", None, now)
+    }
+
+    /// As [`Learner::report`], recording how the report came (`channel`: cli, quarantine, email) and who
+    /// made it, for the submission report.
+    pub fn report_via(
+        &mut self,
+        msg: &Message<'_>,
+        correct_side: Side,
+        source: &str,
+        channel: &str,
+        reporter: Option<&str>,
+        now: i64,
+    ) -> Result<(LearnOutcome, Option<Side>), StoreError> {
         let ex = Example::new(msg, correct_side);
         let before = self.trained_side(&ex.digest)?;
         let outcome = {
@@ -179,6 +193,9 @@ impl<S: TokenStore> Learner<S> {
             previous_side: before,
             digest: ex.digest,
             source: source.to_string(),
+            channel: channel.to_string(),
+            reporter: reporter.map(str::to_string),
+            sender_domain: msg.from.as_ref().map(|f| f.domain.clone()).filter(|d| !d.is_empty()),
         })?;
         self.commit(now)?;
         Ok((outcome, before))

@@ -69,8 +69,14 @@ pub struct Submission {
     /// The side it had been trained on before, if any.
     pub previous_side: Option<Side>,
     pub digest: [u8; 16],
-    /// Where the message came from (a file name), for the administrator.
+    /// Where the message came from (a file name, "quarantine item 12", "email"), for the administrator.
     pub source: String,
+    /// How it was submitted: `cli`, `quarantine` (not spam on release) or `email` (a report address).
+    pub channel: String,
+    /// Who reported it (the user's address), when known.
+    pub reporter: Option<String>,
+    /// The reported message's From: domain, for the submission report.
+    pub sender_domain: Option<String>,
 }
 
 /// The classifier token store. One implementation per database; the learner only speaks this.

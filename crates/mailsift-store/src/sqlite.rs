@@ -68,6 +68,25 @@ impl SqliteStore {
             )
             .map_err(|e| store.err(e))?;
         store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+        // Submissions learned who reported, how and about which sender after the first release; older
+        // files get the columns added (empty for their earlier rows).
+        let has_channel: bool = store
+            .conn
+            .query_row("SELECT count(*) FROM pragma_table_info('submissions') WHERE name = 'channel'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(|e| store.err(e))?;
+        if !has_channel {
+            store
+                .conn
+                .execute_batch(
+                    "ALTER TABLE submissions ADD COLUMN channel TEXT NOT NULL DEFAULT 'cli'; \
+                     ALTER TABLE submissions ADD COLUMN reporter TEXT; \
+                     ALTER TABLE submissions ADD COLUMN sender_domain TEXT;",
+                )
+                .map_err(|e| store.err(e))?;
+        }
         let version: Option<String> = store
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
@@ -281,9 +300,18 @@ impl TokenStore for SqliteStore {
     fn record_submission(&mut self, s: &Submission) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT INTO submissions (at, correct_side, previous_side, digest, source) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![s.at, s.correct_side.as_str(), s.previous_side.map(Side::as_str), &s.digest[..], s.source],
+                "INSERT INTO submissions (at, correct_side, previous_side, digest, source, channel, reporter, \
+                 sender_domain) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    s.at,
+                    s.correct_side.as_str(),
+                    s.previous_side.map(Side::as_str),
+                    &s.digest[..],
+                    s.source,
+                    s.channel,
+                    s.reporter,
+                    s.sender_domain
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -292,7 +320,10 @@ impl TokenStore for SqliteStore {
     fn submissions(&self) -> Result<Vec<Submission>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT at, correct_side, previous_side, digest, source FROM submissions ORDER BY id")
+            .prepare(
+                "SELECT at, correct_side, previous_side, digest, source, channel, reporter, sender_domain \
+                 FROM submissions ORDER BY id",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -306,6 +337,9 @@ impl TokenStore for SqliteStore {
                     previous_side: r.get::<_, Option<String>>(2)?.as_deref().and_then(side_from),
                     digest: d,
                     source: r.get(4)?,
+                    channel: r.get(5)?,
+                    reporter: r.get(6)?,
+                    sender_domain: r.get(7)?,
                 })
             })
             .map_err(|e| self.err(e))?;

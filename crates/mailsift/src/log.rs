@@ -60,7 +60,7 @@ pub struct LogFilters {
 }
 
 /// A point in time from `90m` / `12h` / `7d` ago, or Unix seconds.
-fn parse_when(s: &str, now: i64) -> Result<i64> {
+pub fn parse_when(s: &str, now: i64) -> Result<i64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num.parse().with_context(|| format!("{s:?}: expected a duration like 12h or Unix seconds"))?;
     Ok(match unit {
@@ -139,7 +139,7 @@ pub fn run(data_dir: &Path, cmd: &LogCommand) -> Result<()> {
     Ok(())
 }
 
-fn clip(s: &str, n: usize) -> String {
+pub fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -149,7 +149,7 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-fn short_time(t: i64) -> String {
+pub fn short_time(t: i64) -> String {
     // "Mon, 23 Nov 2026 16:06:40 +0000" → "23 Nov 2026 16:06:40"
     let d = mailsift_smtp::proto::rfc5322_date(t);
     d.get(5..d.len() - 6).unwrap_or(&d).to_string()

@@ -5,7 +5,9 @@ mod eval;
 mod inputs;
 mod load;
 mod log;
+mod quarantine;
 mod report;
+mod reports;
 mod reputation;
 mod roc;
 mod scan;
@@ -67,6 +69,12 @@ enum Command {
     /// The message log the gateway writes: list and search, show one transaction, purge.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// The submission report: false-positive and false-negative reports over a period, by type, channel,
+    /// outcome, sender domain and user.
+    Reports(reports::ReportsArgs),
+    /// The quarantine: list, show, release (once), delete, purge.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
     /// An SMTP server that accepts and counts everything: a stand-in next hop for trials and load tests.
     SmtpSink(serve::SinkArgs),
     /// Load-test a gateway: concurrent SMTP senders replay messages; prints messages/s and latency.
@@ -197,6 +205,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Reports(args) => reports::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
     }

@@ -32,15 +32,28 @@ pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
         _ => anyhow::bail!("give --false-positive FILE or --false-negative FILE"),
     };
     let raw = read_input(file)?;
+    report_message(engine, data_dir, &raw, side, &file.display().to_string(), "cli", None)
+}
+
+/// Learns one message on the side a user says it is on, records the submission (under `source`, e.g. a file
+/// name or "quarantine item 12"), feeds reputation, and prints what changed.
+pub fn report_message(
+    engine: Engine,
+    data_dir: &Path,
+    raw: &[u8],
+    side: Side,
+    source: &str,
+    channel: &str,
+    reporter: Option<&str>,
+) -> Result<()> {
     let store = SqliteStore::open_dir(data_dir)?;
     let mut learner =
         Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?;
     let engine = engine.with_model(learner.model());
-    let msg = engine.parse(&raw);
+    let msg = engine.parse(raw);
     let before = engine.classify(&msg);
-    let (outcome, previous) = learner
-        .report(&msg, side, &file.display().to_string(), unix_now())
-        .with_context(|| format!("{}: cannot record the report", file.display()))?;
+    let (outcome, previous) =
+        learner.report_via(&msg, side, source, channel, reporter, unix_now()).with_context(|| format!("{source}: cannot record the report"))?;
     let after = engine.classify(&msg);
     let what = match (outcome, previous) {
         (LearnOutcome::AlreadyKnown, _) => format!("was already learned as {}", side.as_str()),
@@ -49,7 +62,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
         }
         _ => format!("learned as {}", side.as_str()),
     };
-    println!("{}: {what}; submission recorded", file.display());
+    println!("{source}: {what}; submission recorded");
     if engine.config().reputation.enabled {
         // The sender's reputation learns from the report too (identities from the message's trace headers).
         let mut envelope = mailsift_engine::Envelope::default();

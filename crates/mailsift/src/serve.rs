@@ -20,7 +20,7 @@ pub struct ServeArgs {
 }
 
 /// Reads the configuration file (or the embedded defaults) into a gateway state.
-fn build_state(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<GatewayState> {
+pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAddr]) -> Result<GatewayState> {
     let text = match config {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?,
         None => String::new(),
@@ -28,8 +28,8 @@ fn build_state(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> R
     let engine = crate::with_trained_model(crate::load_engine(config)?, data_dir)?;
     let where_ = config.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
     let mut smtp = SmtpConfig::from_toml(&text).with_context(|| format!("{where_}: invalid configuration"))?;
-    if !args.listen.is_empty() {
-        smtp.listen = args.listen.clone();
+    if !listen.is_empty() {
+        smtp.listen = listen.to_vec();
     }
     GatewayState::new(engine, smtp, data_dir).with_context(|| format!("{where_}: cannot start the gateway"))
 }
@@ -39,7 +39,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         std::fs::create_dir_all(data_dir).with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
-        let state = build_state(config, data_dir, args)?;
+        let state = build_state(config, data_dir, &args.listen)?;
         let db = mailsift_store::Database::open_in(data_dir)?;
         let gateway = Gateway::new(state, db, data_dir);
         let listeners = gateway.bind().await?;
@@ -49,7 +49,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone(), args.log_format.clone());
+        spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone());
         gateway.clone().serve(listeners).await;
         let counts: Vec<String> =
             gateway.counters.snapshot().iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
@@ -58,7 +58,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
     })
 }
 
-fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_dir: PathBuf, listen: Vec<SocketAddr>, log_format: String) {
+fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_dir: PathBuf, listen: Vec<SocketAddr>) {
     use tokio::signal::unix::{signal, SignalKind};
     let g = gateway.clone();
     tokio::spawn(async move {
@@ -75,9 +75,8 @@ fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_di
     tokio::spawn(async move {
         let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
-            let args = ServeArgs { listen: listen.clone(), log_format: log_format.clone() };
             // A broken file is reported and the running configuration kept.
-            match build_state(config.as_ref(), &data_dir, &args) {
+            match build_state(config.as_ref(), &data_dir, &listen) {
                 Ok(state) => gateway.reload(state),
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
             }

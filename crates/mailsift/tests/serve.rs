@@ -235,3 +235,58 @@ fn the_load_generator_counts_what_the_gateway_and_the_sink_saw() {
     let status = sink.0.wait().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn quarantined_mail_is_listed_shown_and_released_once() {
+    let data = temp_dir("quarantine");
+    let config = data.join("mailsift.toml");
+    std::fs::write(
+        &config,
+        "[group_caps]\ncontent = 100.0\n[[rules]]\nname = \"HOLD_WORD\"\ntarget = \"subject\"\nphrase = \"holdme\"\nscore = 11.0\n",
+    )
+    .unwrap();
+    let (mut gw, addr) = serve(&data, Some(&config));
+    let mut c = Smtp::connect(addr);
+    assert_eq!(c.send_message("bob@localhost", &message("holdme invoice")).0, 250);
+    assert_eq!(c.send_message("bob@localhost", &message("holdme second")).0, 250);
+    assert!(maildir_messages(&data, "bob@localhost").is_empty(), "held, not delivered");
+    assert!(Command::new("kill").args(["-TERM", &gw.0.id().to_string()]).status().unwrap().success());
+    gw.0.wait().unwrap();
+
+    let q = |args: &[&str]| {
+        bin().arg("--data-dir").arg(&data).arg("--config").arg(&config).arg("quarantine").args(args).output().unwrap()
+    };
+    let list = q(&["list", "--json"]);
+    let items: Vec<serde_json::Value> =
+        String::from_utf8(list.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(items.len(), 2);
+    let first = items.iter().find(|i| i["subject"] == "holdme invoice").unwrap();
+    let id = first["id"].as_i64().unwrap().to_string();
+    assert!(first["reason"].as_str().unwrap().contains("HOLD_WORD"));
+
+    let show = String::from_utf8(q(&["show", &id]).stdout).unwrap();
+    assert!(show.contains("Recipient:  bob@localhost") && show.contains("HOLD_WORD") && show.contains("this is holdme invoice"), "{show}");
+
+    let released = q(&["release", &id]);
+    assert!(released.status.success(), "{}", String::from_utf8_lossy(&released.stderr));
+    let got = maildir_messages(&data, "bob@localhost");
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("X-Mailsift-Released: from quarantine item"), "{}", got[0]);
+    assert!(got[0].contains("Subject: holdme invoice"));
+    // Twice delivers once.
+    let again = q(&["release", &id]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already released"));
+    assert_eq!(maildir_messages(&data, "bob@localhost").len(), 1);
+    // Released items leave the default list.
+    let held = String::from_utf8(q(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(held.lines().count(), 1);
+    // Delete and purge.
+    let other = items.iter().find(|i| i["subject"] == "holdme second").unwrap()["id"].as_i64().unwrap().to_string();
+    assert!(q(&["delete", &other]).status.success());
+    assert_eq!(q(&["show", &other]).status.code(), Some(2));
+    // "Older than" is strict: let the clock pass the item's second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let purged = String::from_utf8(q(&["purge", "--older-than-days", "0"]).stdout).unwrap();
+    assert!(purged.contains("purged 1 "), "{purged}");
+}
