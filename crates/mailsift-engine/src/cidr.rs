@@ -30,6 +30,15 @@ impl IpRange {
         Ok(IpRange { base, prefix })
     }
 
+    /// The address as written (not masked).
+    pub fn base(&self) -> IpAddr {
+        self.base
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.base, ip) {
             (IpAddr::V4(b), IpAddr::V4(i)) => {

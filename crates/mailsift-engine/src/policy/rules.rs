@@ -1,0 +1,1011 @@
+//! Filter rules, compiled so that ten thousand of them cost about as much as ten.
+//!
+//! Each distinct condition becomes a *leaf*. Leaves are computed per message in bulk, field by field:
+//! - `is`: one hash map per field from the lower-cased value to the leaves that want it;
+//! - `contains`, `starts_with`, `ends_with`: one Aho-Corasick automaton per field holding every literal of
+//!   every rule, run once over each value of the field;
+//! - `matches`: one `RegexSet` per field (and each regex compiled alone once, at construction, to name the
+//!   rule whose pattern is invalid);
+//! - `in_cidr`: a hash map per prefix length of the masked network;
+//! - `size` thresholds: sorted, so the true ones are a prefix or a suffix.
+//!
+//! Headers are fed by walking the message's header list once and looking each name up, so a rule set that
+//! tests a thousand different headers does not mean a thousand searches of the header list.
+//!
+//! Then only the rules a true leaf could have satisfied are evaluated, in rule order: a rule whose
+//! conditions must all hold is filed under one of its (positive) leaves, a rule that needs any one of
+//! them under each. Rules that can hold with no leaf true (a negated condition, a `score` condition, no
+//! conditions) are evaluated for every message. `score` conditions are evaluated when their rule is,
+//! because earlier rules' `add_score` changes the score they see.
+//!
+//! Not here: what the decisions do to the verdict (the engine) and the allowed/blocked senders
+//! (`lists.rs`).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use super::model::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
+use super::{AddedHeader, PolicyAction, PolicyEffects, PolicyError, PolicyInput};
+use crate::cidr::IpRange;
+use crate::verdict::HEADER_PREFIX;
+
+/// Limits that keep one policy from exhausting memory: per-field regex sets are capped (the regex crate
+/// refuses beyond), and so are texts a person types.
+const REGEX_SIZE_LIMIT: usize = 256 << 20;
+const MAX_NAME: usize = 200;
+const MAX_REJECT_TEXT: usize = 400;
+
+type LeafId = u32;
+
+/// Where a field's values come from. Headers are keyed by their lower-cased name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    EnvelopeFrom,
+    EnvelopeFromDomain,
+    From,
+    FromDomain,
+    Recipient,
+    RecipientDomain,
+    Header(String),
+    AnyHeader,
+    Subject,
+    Body,
+    Helo,
+    Spf,
+    Dkim,
+    Dmarc,
+    AuthDomain,
+    AttachmentName,
+    AttachmentType,
+}
+
+/// The rule stage's result for one message.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuleOutcome {
+    /// Every rule that matched, in order (up to and including the one that decided or stopped).
+    pub matched: Vec<RuleMatch>,
+    /// The first allow, quarantine or reject.
+    pub decision: Option<RuleDecision>,
+    /// The first rule that asked for the message to be tagged.
+    pub tag: Option<String>,
+    /// The sum of the matching rules' `add_score`.
+    pub add_score: f64,
+    pub effects: PolicyEffects,
+    /// The rule whose `stop` ended the rule stage.
+    pub stopped_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleMatch {
+    pub rule: String,
+    /// The rule's position in the configured list.
+    pub index: usize,
+    pub add_score: f64,
+    /// The conditions that held, for the explanation.
+    pub why: String,
+    /// The rule's actions, by name.
+    pub actions: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleDecision {
+    pub action: PolicyAction,
+    pub rule: String,
+    /// The reject text the rule gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+enum Test {
+    Leaf(LeafId),
+    /// Evaluated late: the score grows as rules match.
+    Score {
+        above: bool,
+        value: f64,
+    },
+}
+
+struct CompiledCondition {
+    test: Test,
+    not: bool,
+    /// How the condition reads, for the explanation.
+    text: String,
+}
+
+struct CompiledRule {
+    index: usize,
+    name: String,
+    direction: RuleDirection,
+    mode: MatchMode,
+    conditions: Vec<CompiledCondition>,
+    actions: Vec<RuleAction>,
+}
+
+impl CompiledRule {
+    fn holds(&self, c: &CompiledCondition, bits: &Bits, score: f64) -> bool {
+        let v = match c.test {
+            Test::Leaf(l) => bits.get(l),
+            Test::Score { above: true, value } => score > value,
+            Test::Score { above: false, value } => score < value,
+        };
+        v != c.not
+    }
+
+    fn matches(&self, bits: &Bits, score: f64) -> bool {
+        if self.conditions.is_empty() {
+            return true;
+        }
+        match self.mode {
+            MatchMode::All => self.conditions.iter().all(|c| self.holds(c, bits, score)),
+            MatchMode::Any => self.conditions.iter().any(|c| self.holds(c, bits, score)),
+        }
+    }
+}
+
+/// The per-field indexes, before and after building the automata.
+#[derive(Default)]
+struct SlotBuilder {
+    exact: FxHashMap<String, Vec<LeafId>>,
+    needles: Vec<(String, LeafId, Operator)>,
+    regexes: Vec<(String, LeafId)>,
+    exists: Vec<LeafId>,
+}
+
+struct Slot {
+    source: Source,
+    exact: FxHashMap<String, Vec<LeafId>>,
+    needles: Option<Needles>,
+    regexes: Option<(RegexSet, Vec<LeafId>)>,
+    exists: Vec<LeafId>,
+}
+
+struct Needles {
+    automaton: AhoCorasick,
+    leaves: Vec<(LeafId, Operator)>,
+    /// Some needle is not ASCII: the automaton's case folding is ASCII only, so the value is lower-cased
+    /// (Unicode) first and the needles were too.
+    lowercase_value: bool,
+}
+
+impl Slot {
+    fn feed(&self, value: &str, bits: &mut Bits) {
+        for &l in &self.exists {
+            bits.set(l);
+        }
+        if !self.exact.is_empty() {
+            let key = value.trim();
+            let lower: Cow<str> =
+                if key.chars().any(|c| c.is_uppercase()) { Cow::Owned(key.to_lowercase()) } else { Cow::Borrowed(key) };
+            if let Some(ls) = self.exact.get(lower.as_ref()) {
+                for &l in ls {
+                    bits.set(l);
+                }
+            }
+        }
+        if let Some(n) = &self.needles {
+            let hay: Cow<str> = if n.lowercase_value { Cow::Owned(value.to_lowercase()) } else { Cow::Borrowed(value) };
+            for m in n.automaton.find_overlapping_iter(hay.as_ref()) {
+                let (leaf, op) = n.leaves[m.pattern().as_usize()];
+                let hit = match op {
+                    Operator::StartsWith => m.start() == 0,
+                    Operator::EndsWith => m.end() == hay.len(),
+                    _ => true,
+                };
+                if hit {
+                    bits.set(leaf);
+                }
+            }
+        }
+        if let Some((set, leaves)) = &self.regexes {
+            for i in set.matches(value).iter() {
+                bits.set(leaves[i]);
+            }
+        }
+    }
+}
+
+/// Which leaves are true for this message, as bits and as a list (to find the candidate rules).
+struct Bits {
+    words: Vec<u64>,
+    set: Vec<LeafId>,
+}
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits { words: vec![0; n.div_ceil(64)], set: Vec::new() }
+    }
+
+    fn set(&mut self, l: LeafId) {
+        let (w, b) = (l as usize / 64, 1u64 << (l % 64));
+        if self.words[w] & b == 0 {
+            self.words[w] |= b;
+            self.set.push(l);
+        }
+    }
+
+    fn get(&self, l: LeafId) -> bool {
+        self.words[l as usize / 64] & (1u64 << (l % 64)) != 0
+    }
+}
+
+/// CIDR ranges by prefix length: the client IP masked to each length present is one hash lookup.
+#[derive(Default)]
+struct CidrIndex {
+    v4: FxHashMap<(u8, u32), Vec<LeafId>>,
+    v4_prefixes: Vec<u8>,
+    v6: FxHashMap<(u8, u128), Vec<LeafId>>,
+    v6_prefixes: Vec<u8>,
+    exists: Vec<LeafId>,
+}
+
+fn mask4(a: u32, p: u8) -> u32 {
+    if p == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - p as u32))
+    }
+}
+
+fn mask6(a: u128, p: u8) -> u128 {
+    if p == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - p as u32))
+    }
+}
+
+impl CidrIndex {
+    fn add(&mut self, r: IpRange, leaf: LeafId) {
+        match r.base() {
+            IpAddr::V4(b) => {
+                self.v4.entry((r.prefix(), mask4(u32::from(b), r.prefix()))).or_default().push(leaf);
+                if !self.v4_prefixes.contains(&r.prefix()) {
+                    self.v4_prefixes.push(r.prefix());
+                }
+            }
+            IpAddr::V6(b) => {
+                self.v6.entry((r.prefix(), mask6(u128::from(b), r.prefix()))).or_default().push(leaf);
+                if !self.v6_prefixes.contains(&r.prefix()) {
+                    self.v6_prefixes.push(r.prefix());
+                }
+            }
+        }
+    }
+
+    fn feed(&self, ip: IpAddr, bits: &mut Bits) {
+        for &l in &self.exists {
+            bits.set(l);
+        }
+        // An IPv4 client seen through an IPv6 socket is still that IPv4 client.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(a) => {
+                for &p in &self.v4_prefixes {
+                    if let Some(ls) = self.v4.get(&(p, mask4(u32::from(a), p))) {
+                        ls.iter().for_each(|&l| bits.set(l));
+                    }
+                }
+            }
+            IpAddr::V6(a) => {
+                for &p in &self.v6_prefixes {
+                    if let Some(ls) = self.v6.get(&(p, mask6(u128::from(a), p))) {
+                        ls.iter().for_each(|&l| bits.set(l));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Size thresholds, sorted by value.
+#[derive(Default)]
+struct SizeIndex {
+    above: Vec<(f64, LeafId)>,
+    below: Vec<(f64, LeafId)>,
+}
+
+impl SizeIndex {
+    fn feed(&self, size: f64, bits: &mut Bits) {
+        let n = self.above.partition_point(|(v, _)| *v < size);
+        self.above[..n].iter().for_each(|&(_, l)| bits.set(l));
+        let n = self.below.partition_point(|(v, _)| *v <= size);
+        self.below[n..].iter().for_each(|&(_, l)| bits.set(l));
+    }
+}
+
+/// The enabled rules, compiled.
+#[derive(Default)]
+pub(crate) struct CompiledRules {
+    rules: Vec<CompiledRule>,
+    leaf_count: usize,
+    slots: Vec<Slot>,
+    /// Lower-cased header name to its slot.
+    header_slots: FxHashMap<String, usize>,
+    cidr: CidrIndex,
+    sizes: SizeIndex,
+    /// For each leaf, the rules it can make true on its own account (see the module docs).
+    triggers: Vec<Vec<u32>>,
+    /// Rules evaluated for every message.
+    always: Vec<u32>,
+}
+
+/// Collects leaves while rules are compiled; identical conditions share one leaf.
+#[derive(Default)]
+struct Builder {
+    leaves: FxHashMap<String, LeafId>,
+    /// Whether each leaf is an exact-value lookup (preferred when filing an all-conditions rule).
+    exact_leaf: Vec<bool>,
+    slots: Vec<(Source, SlotBuilder)>,
+    cidr: CidrIndex,
+    sizes: SizeIndex,
+}
+
+impl Builder {
+    fn slot(&mut self, s: Source) -> &mut SlotBuilder {
+        let i = match self.slots.iter().position(|(src, _)| *src == s) {
+            Some(i) => i,
+            None => {
+                self.slots.push((s, SlotBuilder::default()));
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[i].1
+    }
+
+    /// The leaf for a condition (without its negation), new or shared.
+    fn leaf(&mut self, key: String, exact: bool) -> (LeafId, bool) {
+        if let Some(&l) = self.leaves.get(&key) {
+            return (l, false);
+        }
+        let l = self.exact_leaf.len() as LeafId;
+        self.leaves.insert(key, l);
+        self.exact_leaf.push(exact);
+        (l, true)
+    }
+}
+
+impl CompiledRules {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub(crate) fn compile(rules: &[FilterRule]) -> Result<CompiledRules, PolicyError> {
+        let mut seen: FxHashMap<String, usize> = FxHashMap::default();
+        let mut b = Builder::default();
+        let mut compiled = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            let err = |field: &str, reason: String| PolicyError::Rule {
+                index,
+                rule: rule.name.clone(),
+                field: field.to_string(),
+                reason,
+            };
+            check_name(&rule.name).map_err(|r| err("name", r))?;
+            if let Some(first) = seen.insert(rule.name.trim().to_lowercase(), index) {
+                return Err(err("name", format!("rules[{first}] has the same name (names are unique, ignoring case)")));
+            }
+            check_actions(&rule.actions).map_err(|(i, r)| err(&format!("actions[{i}]"), r))?;
+            // Validate every condition, enabled or not; only enabled rules get leaves.
+            let mut conditions = Vec::new();
+            for (i, c) in rule.conditions.iter().enumerate() {
+                let checked = check_condition(c).map_err(|(f, r)| err(&format!("conditions[{i}].{f}"), r))?;
+                if rule.enabled {
+                    conditions.push(b.add(c, checked).map_err(|(f, r)| err(&format!("conditions[{i}].{f}"), r))?);
+                }
+            }
+            if rule.enabled {
+                compiled.push(CompiledRule {
+                    index,
+                    name: rule.name.trim().to_string(),
+                    direction: rule.direction,
+                    mode: rule.match_mode,
+                    conditions,
+                    actions: rule.actions.clone(),
+                });
+            }
+        }
+        let leaf_count = b.exact_leaf.len();
+        let mut triggers: Vec<Vec<u32>> = vec![Vec::new(); leaf_count];
+        let mut always = Vec::new();
+        for (ri, r) in compiled.iter().enumerate() {
+            let positive = |c: &CompiledCondition| match (c.not, &c.test) {
+                (false, Test::Leaf(l)) => Some(*l),
+                _ => None,
+            };
+            let ri = ri as u32;
+            match r.mode {
+                _ if r.conditions.is_empty() => always.push(ri),
+                MatchMode::All => {
+                    // Any one positive leaf must be true: file the rule under one, an exact-value one if
+                    // there is one (they are rarely true, so the rule is rarely a candidate).
+                    let leaves: Vec<LeafId> = r.conditions.iter().filter_map(positive).collect();
+                    match leaves.iter().find(|&&l| b.exact_leaf[l as usize]).or(leaves.first()) {
+                        Some(&l) => triggers[l as usize].push(ri),
+                        None => always.push(ri),
+                    }
+                }
+                MatchMode::Any => {
+                    if r.conditions.iter().all(|c| positive(c).is_some()) {
+                        for c in &r.conditions {
+                            if let Some(l) = positive(c) {
+                                triggers[l as usize].push(ri);
+                            }
+                        }
+                    } else {
+                        always.push(ri);
+                    }
+                }
+            }
+        }
+        let mut slots = Vec::new();
+        let mut header_slots = FxHashMap::default();
+        for (source, sb) in b.slots {
+            let field = source_name(&source);
+            let limit = |reason: String| PolicyError::Limit { field: field.clone(), reason };
+            let needles = if sb.needles.is_empty() {
+                None
+            } else {
+                let lowercase_value = sb.needles.iter().any(|(n, _, _)| !n.is_ascii());
+                let pats: Vec<String> = sb.needles.iter().map(|(n, _, _)| n.to_lowercase()).collect();
+                let automaton = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&pats)
+                    .map_err(|e| limit(e.to_string()))?;
+                Some(Needles {
+                    automaton,
+                    leaves: sb.needles.iter().map(|(_, l, op)| (*l, *op)).collect(),
+                    lowercase_value,
+                })
+            };
+            let regexes = if sb.regexes.is_empty() {
+                None
+            } else {
+                let set = RegexSetBuilder::new(sb.regexes.iter().map(|(r, _)| r))
+                    .case_insensitive(true)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| limit(e.to_string()))?;
+                Some((set, sb.regexes.iter().map(|(_, l)| *l).collect()))
+            };
+            if let Source::Header(name) = &source {
+                header_slots.insert(name.clone(), slots.len());
+            }
+            slots.push(Slot { source, exact: sb.exact, needles, regexes, exists: sb.exists });
+        }
+        let mut sizes = b.sizes;
+        sizes.above.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sizes.below.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(CompiledRules { rules: compiled, leaf_count, slots, header_slots, cidr: b.cidr, sizes, triggers, always })
+    }
+
+    /// Runs the rules over one message.
+    pub(crate) fn evaluate(&self, input: &PolicyInput<'_, '_>) -> RuleOutcome {
+        let mut out = RuleOutcome::default();
+        if self.rules.is_empty() {
+            return out;
+        }
+        let mut bits = Bits::new(self.leaf_count);
+        self.compute_leaves(input, &mut bits);
+        let mut candidates: Vec<u32> = self.always.clone();
+        for &l in &bits.set {
+            candidates.extend_from_slice(&self.triggers[l as usize]);
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut score = input.score;
+        for ri in candidates {
+            let r = &self.rules[ri as usize];
+            if !r.direction.applies_to(input.envelope.direction) || !r.matches(&bits, score) {
+                continue;
+            }
+            // The conditions that held, for the explanation, with the score this rule saw.
+            let why: Vec<&str> =
+                r.conditions.iter().filter(|c| r.holds(c, &bits, score)).map(|c| c.text.as_str()).collect();
+            let mut add = 0.0;
+            let mut stop = false;
+            for a in &r.actions {
+                match a {
+                    RuleAction::Allow {} | RuleAction::Quarantine {} | RuleAction::Reject { .. } => {
+                        let (action, message) = match a {
+                            RuleAction::Allow {} => (PolicyAction::Allow, None),
+                            RuleAction::Quarantine {} => (PolicyAction::Quarantine, None),
+                            RuleAction::Reject { message } => (PolicyAction::Reject, message.clone()),
+                            _ => unreachable!("matched above"),
+                        };
+                        if out.decision.is_none() {
+                            out.effects.reject_message = message.clone();
+                            out.decision = Some(RuleDecision { action, rule: r.name.clone(), message });
+                        }
+                        stop = true;
+                    }
+                    RuleAction::Tag {} => {
+                        out.tag.get_or_insert_with(|| r.name.clone());
+                    }
+                    RuleAction::AddScore { score: s } => add += s,
+                    RuleAction::AddHeader { name, value } => {
+                        out.effects.add_headers.push(AddedHeader { name: name.clone(), value: value.clone() })
+                    }
+                    RuleAction::Redirect { to } => {
+                        out.effects.redirect.get_or_insert_with(|| to.clone());
+                    }
+                    RuleAction::Copy { to } => {
+                        if !out.effects.copy.iter().any(|c| c.eq_ignore_ascii_case(to)) {
+                            out.effects.copy.push(to.clone());
+                        }
+                    }
+                    RuleAction::Stop {} => {
+                        out.stopped_by.get_or_insert_with(|| r.name.clone());
+                        stop = true;
+                    }
+                }
+            }
+            score += add;
+            out.add_score += add;
+            out.matched.push(RuleMatch {
+                rule: r.name.clone(),
+                index: r.index,
+                add_score: add,
+                why: if r.conditions.is_empty() { "no conditions: every message".into() } else { why.join("; ") },
+                actions: r.actions.iter().map(RuleAction::as_str).collect(),
+            });
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
+    fn compute_leaves(&self, input: &PolicyInput<'_, '_>, bits: &mut Bits) {
+        let msg = input.message;
+        for slot in &self.slots {
+            match &slot.source {
+                // Fed below, in one walk over the headers.
+                Source::Header(_) => {}
+                Source::AnyHeader => {
+                    let mut line = String::new();
+                    for h in &msg.headers {
+                        line.clear();
+                        line.push_str(&h.name);
+                        line.push_str(": ");
+                        line.push_str(&h.value);
+                        slot.feed(&line, bits);
+                    }
+                }
+                source => {
+                    for v in values(source, input) {
+                        if !v.is_empty() {
+                            slot.feed(&v, bits);
+                        }
+                    }
+                }
+            }
+        }
+        if !self.header_slots.is_empty() {
+            let mut name = String::new();
+            for h in &msg.headers {
+                name.clear();
+                name.push_str(&h.name);
+                name.make_ascii_lowercase();
+                if let Some(&i) = self.header_slots.get(&name) {
+                    self.slots[i].feed(&h.value, bits);
+                }
+            }
+        }
+        if let Some(ip) = input.envelope.client_ip {
+            self.cidr.feed(ip, bits);
+        }
+        self.sizes.feed(msg.raw.len() as f64, bits);
+    }
+}
+
+/// The values of a field for this message (several for recipients, authenticated domains, attachments).
+fn values<'a>(source: &Source, input: &'a PolicyInput<'_, '_>) -> Vec<Cow<'a, str>> {
+    let (env, msg) = (input.envelope, input.message);
+    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| super::normal_domain(d));
+    let recipients = || env.rcpt_to.iter().map(|r| r.trim().trim_matches(['<', '>']));
+    match source {
+        Source::EnvelopeFrom => input.envelope_from().map(Cow::Borrowed).into_iter().collect(),
+        Source::EnvelopeFromDomain => input.envelope_from().and_then(domain_of).map(Cow::Owned).into_iter().collect(),
+        Source::From => msg.from.as_ref().map(|f| Cow::Borrowed(f.address.as_str())).into_iter().collect(),
+        Source::FromDomain => msg.from.as_ref().map(|f| Cow::Borrowed(f.domain.as_str())).into_iter().collect(),
+        Source::Recipient => recipients().map(Cow::Borrowed).collect(),
+        Source::RecipientDomain => recipients().filter_map(domain_of).map(Cow::Owned).collect(),
+        Source::Subject => msg.subject.as_deref().map(Cow::Borrowed).into_iter().collect(),
+        Source::Body => vec![Cow::Borrowed(msg.body_text.as_str())],
+        Source::Helo => env.helo.as_deref().map(Cow::Borrowed).into_iter().collect(),
+        Source::Spf => input.spf().map(|r| Cow::Borrowed(super::spf_str(r))).into_iter().collect(),
+        Source::Dkim => input.dkim().map(Cow::Borrowed).into_iter().collect(),
+        Source::Dmarc => input.dmarc().map(Cow::Borrowed).into_iter().collect(),
+        Source::AuthDomain => input.auth_domains().into_iter().map(Cow::Owned).collect(),
+        Source::AttachmentName => msg.attachments.iter().filter_map(|a| a.name.as_deref()).map(Cow::Borrowed).collect(),
+        Source::AttachmentType => msg.attachments.iter().map(|a| Cow::Borrowed(a.real_type.as_str())).collect(),
+        Source::Header(_) | Source::AnyHeader => Vec::new(),
+    }
+}
+
+fn source_name(s: &Source) -> String {
+    match s {
+        Source::Header(h) => format!("header {h}"),
+        Source::EnvelopeFrom => Field::EnvelopeFrom.as_str().into(),
+        Source::EnvelopeFromDomain => Field::EnvelopeFromDomain.as_str().into(),
+        Source::From => Field::From.as_str().into(),
+        Source::FromDomain => Field::FromDomain.as_str().into(),
+        Source::Recipient => Field::Recipient.as_str().into(),
+        Source::RecipientDomain => Field::RecipientDomain.as_str().into(),
+        Source::AnyHeader => Field::AnyHeader.as_str().into(),
+        Source::Subject => Field::Subject.as_str().into(),
+        Source::Body => Field::Body.as_str().into(),
+        Source::Helo => Field::Helo.as_str().into(),
+        Source::Spf => Field::Spf.as_str().into(),
+        Source::Dkim => Field::Dkim.as_str().into(),
+        Source::Dmarc => Field::Dmarc.as_str().into(),
+        Source::AuthDomain => Field::AuthDomain.as_str().into(),
+        Source::AttachmentName => Field::AttachmentName.as_str().into(),
+        Source::AttachmentType => Field::AttachmentType.as_str().into(),
+    }
+}
+
+/// A condition after validation, before it becomes a leaf.
+enum Checked {
+    Texts(Vec<String>),
+    Number(f64),
+    Cidr(IpRange),
+    Exists,
+}
+
+type FieldError = (&'static str, String);
+
+const SPF_VALUES: &[&str] = &["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"];
+const DKIM_VALUES: &[&str] = &["pass", "fail", "none", "temperror"];
+const DMARC_VALUES: &[&str] = &["pass", "fail", "none", "temperror", "permerror"];
+const TYPE_VALUES: &[&str] = &[
+    "exe", "elf", "zip", "rar", "7z", "gzip", "pdf", "ole", "rtf", "png", "jpeg", "gif", "html", "script", "iso",
+    "text", "unknown",
+];
+
+fn check_condition(c: &Condition) -> Result<Checked, FieldError> {
+    use Field as F;
+    use Operator as O;
+    match (c.field, &c.header) {
+        (F::Header, None) => return Err(("header", "give the header's name (header = \"Received\")".into())),
+        (F::Header, Some(h)) => check_header_name(h).map_err(|r| ("header", r))?,
+        (_, Some(_)) => return Err(("header", "only for field = \"header\"".into())),
+        _ => {}
+    }
+    let allowed: &[Operator] = match c.field {
+        F::Size | F::Score => &[O::Above, O::Below],
+        F::ClientIp => &[O::Is, O::InCidr, O::Exists],
+        F::Spf | F::Dkim | F::Dmarc => &[O::Is, O::Exists],
+        _ => &[O::Is, O::Contains, O::StartsWith, O::EndsWith, O::Matches, O::Exists],
+    };
+    if !allowed.contains(&c.op) {
+        let names: Vec<&str> = allowed.iter().map(|o| o.as_str()).collect();
+        return Err((
+            "op",
+            format!("{} does not apply to {}; use {}", c.op.as_str(), c.field.as_str(), names.join(", ")),
+        ));
+    }
+    if c.op == O::Exists {
+        return match c.value {
+            Some(_) => Err(("value", "exists takes no value".into())),
+            None => Ok(Checked::Exists),
+        };
+    }
+    let Some(value) = &c.value else { return Err(("value", format!("{} needs a value", c.op.as_str()))) };
+    match c.op {
+        O::Above | O::Below => {
+            let n = match value {
+                Value::Number(n) => *n,
+                Value::Text(t) if c.field == F::Size => parse_size(t).map_err(|r| ("value", r))?,
+                _ => return Err(("value", format!("{} compares with a number", c.field.as_str()))),
+            };
+            if !n.is_finite() {
+                return Err(("value", "the number must be finite".into()));
+            }
+            Ok(Checked::Number(n))
+        }
+        O::InCidr | O::Is if c.field == F::ClientIp => {
+            let Value::Text(t) = value else { return Err(("value", "give one address or CIDR range as text".into())) };
+            if c.op == O::Is && t.contains('/') {
+                return Err(("value", format!("{t:?} is a range: use in_cidr")));
+            }
+            IpRange::parse(t).map(Checked::Cidr).map_err(|r| ("value", r))
+        }
+        _ => {
+            let texts = value.texts();
+            if texts.is_empty() {
+                return Err(("value", "the list is empty".into()));
+            }
+            if texts.iter().any(|t| t.trim().is_empty()) {
+                return Err((
+                    "value",
+                    "an empty text would match everything (or nothing); to test for an absent field use exists with not = true".into(),
+                ));
+            }
+            let known = match c.field {
+                F::Spf => Some(SPF_VALUES),
+                F::Dkim => Some(DKIM_VALUES),
+                F::Dmarc => Some(DMARC_VALUES),
+                F::AttachmentType if c.op == O::Is => Some(TYPE_VALUES),
+                _ => None,
+            };
+            if let Some(known) = known {
+                if let Some(bad) = texts.iter().find(|t| !known.contains(&t.trim().to_lowercase().as_str())) {
+                    return Err((
+                        "value",
+                        format!("{bad:?} is not a {} result; use one of {}", c.field.as_str(), known.join(", ")),
+                    ));
+                }
+            }
+            if c.op == O::Matches {
+                for t in &texts {
+                    // Compiled alone once, so a bad pattern names its rule; the per-field set is built later.
+                    RegexBuilder::new(t)
+                        .case_insensitive(true)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| ("value", format!("bad regular expression {t:?}: {e}")))?;
+                }
+            }
+            Ok(Checked::Texts(texts))
+        }
+    }
+}
+
+/// "10 MB", "500k", "1000000": bytes, with decimal (kB, MB, GB) or binary (KiB, MiB, GiB) units.
+fn parse_size(t: &str) -> Result<f64, String> {
+    let s = t.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{t:?} is not a size (e.g. 1000000, \"500 kB\", \"10 MB\")"))?;
+    let mult = match unit.trim() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("{t:?}: unknown unit {u:?} (B, kB, MB, GB, KiB, MiB, GiB)")),
+    };
+    Ok(n * mult)
+}
+
+impl Builder {
+    /// Files a checked condition under its leaf and returns it compiled.
+    fn add(&mut self, c: &Condition, checked: Checked) -> Result<CompiledCondition, FieldError> {
+        let header = c.header.as_deref().map(|h| h.trim().to_ascii_lowercase());
+        let field_text = match (&c.field, &c.header) {
+            (Field::Header, Some(h)) => h.trim().to_string(),
+            (f, _) => f.as_str().to_string(),
+        };
+        let text = match (&c.value, c.op) {
+            (_, Operator::Exists) => format!("{}{field_text} exists", if c.not { "not " } else { "" }),
+            (Some(v), op) => format!("{}{field_text} {} {v}", if c.not { "not " } else { "" }, op.as_str()),
+            (None, op) => format!("{field_text} {}", op.as_str()),
+        };
+        let test = match (c.field, checked) {
+            (Field::Score, Checked::Number(value)) => Test::Score { above: c.op == Operator::Above, value },
+            (Field::Size, Checked::Number(value)) => {
+                let (leaf, new) = self.leaf(format!("size\0{}\0{value}", c.op.as_str()), false);
+                if new {
+                    let list = if c.op == Operator::Above { &mut self.sizes.above } else { &mut self.sizes.below };
+                    list.push((value, leaf));
+                }
+                Test::Leaf(leaf)
+            }
+            (Field::ClientIp, Checked::Cidr(r)) => {
+                let (leaf, new) = self.leaf(format!("ip\0{}/{}", r.base(), r.prefix()), true);
+                if new {
+                    self.cidr.add(r, leaf);
+                }
+                Test::Leaf(leaf)
+            }
+            (Field::ClientIp, Checked::Exists) => {
+                let (leaf, new) = self.leaf("ip\0exists".into(), false);
+                if new {
+                    self.cidr.exists.push(leaf);
+                }
+                Test::Leaf(leaf)
+            }
+            (field, checked) => {
+                let source = match field {
+                    Field::EnvelopeFrom => Source::EnvelopeFrom,
+                    Field::EnvelopeFromDomain => Source::EnvelopeFromDomain,
+                    Field::From => Source::From,
+                    Field::FromDomain => Source::FromDomain,
+                    Field::Recipient => Source::Recipient,
+                    Field::RecipientDomain => Source::RecipientDomain,
+                    Field::Header => Source::Header(header.clone().unwrap_or_default()),
+                    Field::AnyHeader => Source::AnyHeader,
+                    Field::Subject => Source::Subject,
+                    Field::Body => Source::Body,
+                    Field::Helo => Source::Helo,
+                    Field::Spf => Source::Spf,
+                    Field::Dkim => Source::Dkim,
+                    Field::Dmarc => Source::Dmarc,
+                    Field::AuthDomain => Source::AuthDomain,
+                    Field::AttachmentName => Source::AttachmentName,
+                    Field::AttachmentType => Source::AttachmentType,
+                    Field::ClientIp | Field::Size | Field::Score => {
+                        return Err(("op", format!("{} does not apply to {}", c.op.as_str(), field.as_str())))
+                    }
+                };
+                let texts: Vec<String> = match checked {
+                    // Exact values compare trimmed; literals keep their inner and outer spaces ("open sesame ");
+                    // regular expressions are left alone (lower-casing `\S` would change its meaning).
+                    Checked::Texts(t) => match c.op {
+                        Operator::Is => t.into_iter().map(|t| t.trim().to_lowercase()).collect(),
+                        Operator::Matches => t,
+                        _ => t.into_iter().map(|t| t.to_lowercase()).collect(),
+                    },
+                    Checked::Exists => Vec::new(),
+                    Checked::Number(_) | Checked::Cidr(_) => {
+                        return Err(("value", format!("{} compares with text", field.as_str())))
+                    }
+                };
+                let mut sorted = texts.clone();
+                sorted.sort();
+                let key = format!("{}\0{}\0{}", source_name(&source), c.op.as_str(), sorted.join("\0"));
+                let (leaf, new) = self.leaf(key, c.op == Operator::Is);
+                if new {
+                    let op = c.op;
+                    let slot = self.slot(source);
+                    match op {
+                        Operator::Exists => slot.exists.push(leaf),
+                        Operator::Is => {
+                            for t in texts {
+                                slot.exact.entry(t).or_default().push(leaf);
+                            }
+                        }
+                        Operator::Matches => slot.regexes.extend(texts.into_iter().map(|t| (t, leaf))),
+                        _ => slot.needles.extend(texts.into_iter().map(|t| (t, leaf, op))),
+                    }
+                }
+                Test::Leaf(leaf)
+            }
+        };
+        Ok(CompiledCondition { test, not: c.not, text })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err("a rule needs a name".into());
+    }
+    if n.chars().count() > MAX_NAME {
+        return Err(format!("at most {MAX_NAME} characters"));
+    }
+    if n.chars().any(char::is_control) {
+        return Err("no control characters (it is written into a header)".into());
+    }
+    Ok(())
+}
+
+fn check_header_name(h: &str) -> Result<(), String> {
+    let h = h.trim();
+    if h.is_empty() || !h.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(format!("{h:?} is not a header name (printable ASCII, no colon or space)"));
+    }
+    Ok(())
+}
+
+fn check_address(a: &str) -> Result<(), String> {
+    let ok = match a.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !a.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',')
+        }
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{a:?} is not an email address"))
+    }
+}
+
+fn check_actions(actions: &[RuleAction]) -> Result<(), (usize, String)> {
+    if actions.is_empty() {
+        return Err((0, "a rule needs at least one action".into()));
+    }
+    let mut decision: Option<(usize, &str)> = None;
+    let mut redirect = None;
+    for (i, a) in actions.iter().enumerate() {
+        match a {
+            RuleAction::Allow {} | RuleAction::Quarantine {} | RuleAction::Reject { .. } => {
+                if let Some((j, first)) = decision {
+                    return Err((i, format!("a rule makes one decision; actions[{j}] is already {first}")));
+                }
+                decision = Some((i, a.as_str()));
+                if let RuleAction::Reject { message: Some(m) } = a {
+                    if m.trim().is_empty()
+                        || m.len() > MAX_REJECT_TEXT
+                        || !m.bytes().all(|b| (b' '..=b'~').contains(&b))
+                    {
+                        return Err((
+                            i,
+                            format!("message: the SMTP reply text must be 1 to {MAX_REJECT_TEXT} printable ASCII characters on one line"),
+                        ));
+                    }
+                }
+            }
+            RuleAction::AddScore { score } => {
+                if !score.is_finite() {
+                    return Err((i, "score: must be a finite number".into()));
+                }
+            }
+            RuleAction::AddHeader { name, value } => {
+                check_header_name(name).map_err(|r| (i, format!("name: {r}")))?;
+                if name.trim().len() >= HEADER_PREFIX.len()
+                    && name.trim()[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX)
+                {
+                    return Err((i, format!("name: {HEADER_PREFIX}* headers are the gateway's own verdict")));
+                }
+                if value.contains(['\r', '\n']) || value.len() > 900 {
+                    return Err((i, "value: one line of at most 900 characters".into()));
+                }
+            }
+            RuleAction::Redirect { to } => {
+                check_address(to.trim()).map_err(|r| (i, format!("to: {r}")))?;
+                if let Some(j) = redirect.replace(i) {
+                    return Err((i, format!("to: actions[{j}] already redirects")));
+                }
+            }
+            RuleAction::Copy { to } => check_address(to.trim()).map_err(|r| (i, format!("to: {r}")))?,
+            RuleAction::Tag {} | RuleAction::Stop {} => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_with_units() {
+        assert_eq!(parse_size("1000").unwrap(), 1000.0);
+        assert_eq!(parse_size("10 MB").unwrap(), 10e6);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048.0);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn size_index_finds_the_true_thresholds() {
+        let s = SizeIndex { above: vec![(100.0, 0), (1000.0, 1)], below: vec![(100.0, 2), (1000.0, 3)] };
+        let mut bits = Bits::new(4);
+        s.feed(500.0, &mut bits);
+        assert_eq!((bits.get(0), bits.get(1), bits.get(2), bits.get(3)), (true, false, false, true));
+    }
+
+    #[test]
+    fn cidr_index_masks_per_prefix() {
+        let mut c = CidrIndex::default();
+        c.add(IpRange::parse("198.51.100.0/24").unwrap(), 0);
+        c.add(IpRange::parse("198.51.100.7").unwrap(), 1);
+        c.add(IpRange::parse("2001:db8::/32").unwrap(), 2);
+        let mut bits = Bits::new(3);
+        c.feed("::ffff:198.51.100.9".parse().unwrap(), &mut bits);
+        assert_eq!((bits.get(0), bits.get(1), bits.get(2)), (true, false, false));
+        let mut bits = Bits::new(3);
+        c.feed("2001:db8:5::1".parse().unwrap(), &mut bits);
+        assert!(bits.get(2) && !bits.get(0));
+    }
+}
