@@ -38,6 +38,10 @@ pub struct EngineConfig {
     pub reputation: ReputationConfig,
     /// How authentication results act beyond their symbols.
     pub auth: AuthConfig,
+    /// Filter rules and allowed/blocked senders (`[[policy.rules]]`, `[[policy.allow]]`, `[[policy.block]]`),
+    /// for a gateway without a database; see `policy::model` for every key. None by default.
+    #[serde(skip_serializing_if = "crate::policy::PolicyConfig::is_empty")]
+    pub policy: crate::policy::PolicyConfig,
     /// The SMTP gateway's table, read and checked by `mailsift-smtp` (the engine only lets it through).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<toml::Value>,
@@ -209,6 +213,7 @@ impl Default for EngineConfig {
             classifier: ClassifierConfig::default(),
             reputation: ReputationConfig::default(),
             auth: AuthConfig::default(),
+            policy: crate::policy::PolicyConfig::default(),
             smtp: None,
         }
     }

@@ -51,6 +51,8 @@ pub enum EngineError {
     Organisation(String),
     #[error("[group_caps]: {0}")]
     GroupCaps(String),
+    #[error("[policy]: {0}")]
+    Policy(#[from] policy::PolicyError),
 }
 
 /// The configured engine: registry, compiled rules, thresholds. Build once, share across threads.
@@ -59,6 +61,8 @@ pub struct Engine {
     registry: Registry,
     rules: RuleSet,
     spoof: checks::auth::SpoofGuard,
+    /// The policy from the configuration's `[policy]` table (empty unless one is given).
+    policy: policy::Policy,
     /// The trained classifiers, shared with whoever keeps them learning (reports, auto-learn).
     model: Option<SharedModel>,
 }
@@ -79,12 +83,18 @@ impl Engine {
         for table in checks::all_symbols() {
             registry.add_specs(table).map_err(EngineError::Registry)?;
         }
+        registry.add_specs(policy::SYMBOLS).map_err(EngineError::Registry)?;
         checks::rules::builtin_symbols(&mut registry).map_err(EngineError::Registry)?;
         checks::reputation::register_lists(&config.dnsbl, &mut registry).map_err(EngineError::Registry)?;
         let rules = RuleSet::compile(&config.rules, &mut registry)?;
         for (name, w) in &config.weights {
             if !w.is_finite() {
                 return Err(EngineError::Weights(format!("{name}: the weight must be a number")));
+            }
+            if policy::SYMBOLS.iter().any(|s| s.name == name) {
+                return Err(EngineError::Weights(format!(
+                    "{name}: policy symbols carry no weight; a rule's add_score is its score"
+                )));
             }
             if !registry.set_weight(name, *w) {
                 return Err(EngineError::Weights(format!("{name}: no such symbol (see `mailsift symbols`)")));
@@ -99,7 +109,8 @@ impl Engine {
                 return Err(EngineError::GroupCaps(format!("{group}: the cap must be a number of at least 0")));
             }
         }
-        Ok(Engine { config, registry, rules, spoof, model: None })
+        let policy = policy::Policy::new(&config.policy)?;
+        Ok(Engine { config, registry, rules, spoof, policy, model: None })
     }
 
     /// Gives the engine a trained model to consult at scan time.
@@ -129,6 +140,11 @@ impl Engine {
         &self.config
     }
 
+    /// The policy compiled from the configuration's `[policy]` table, the one [`Engine::judge`] applies.
+    pub fn policy(&self) -> &policy::Policy {
+        &self.policy
+    }
+
     /// Parses the raw bytes (once) with the configured limits.
     pub fn parse<'a>(&self, raw: &'a [u8]) -> Message<'a> {
         Message::parse(raw, self.config.scan.max_scan_bytes)
@@ -140,8 +156,24 @@ impl Engine {
         self.judge(&msg, envelope, evidence)
     }
 
-    /// Judges an already parsed message.
+    /// Judges an already parsed message, with the policy of the configuration's `[policy]` table.
     pub fn judge(&self, msg: &Message<'_>, envelope: &Envelope, evidence: &Evidence) -> Verdict {
+        self.judge_with_policy(msg, envelope, evidence, &self.policy)
+    }
+
+    /// Judges an already parsed message with the given policy instead of the configuration's (the store's
+    /// rules and lists, compiled once with [`policy::Policy::new`] and shared).
+    ///
+    /// The checks run and score as always; then the filter rules (once), then each envelope recipient's
+    /// allowed/blocked senders, then the thresholds. `action` is for the whole envelope: when recipients'
+    /// lists lead to different outcomes it is the strictest one, and `recipient_actions` gives each.
+    pub fn judge_with_policy(
+        &self,
+        msg: &Message<'_>,
+        envelope: &Envelope,
+        evidence: &Evidence,
+        policy: &policy::Policy,
+    ) -> Verdict {
         let now = unix_now();
         // Classifier probabilities are evidence; compute them here unless the caller brought them.
         let with_scores;
@@ -157,29 +189,141 @@ impl Engine {
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
         let mut verdict = self.weigh(hits, evidence.classifier.is_some());
+        let mut dmarc_policy = None;
         if let Some(facts) = &evidence.sender {
             verdict.engines.insert(0, "sender");
             verdict.authentication_results = facts.authentication_results.clone();
             if self.config.auth.dmarc == config::DmarcEnforcement::Honor {
-                let policy = verdict.symbols.iter().find_map(|s| match s.name.as_str() {
-                    "DMARC_POLICY_REJECT" => Some((Action::Reject, "reject", s.detail.clone())),
-                    "DMARC_POLICY_QUARANTINE" => Some((Action::Quarantine, "quarantine", s.detail.clone())),
+                dmarc_policy = verdict.symbols.iter().find_map(|s| match s.name.as_str() {
+                    "DMARC_POLICY_REJECT" => Some((Action::Reject, format!("DMARC policy p=reject of {}", s.detail))),
+                    "DMARC_POLICY_QUARANTINE" => {
+                        Some((Action::Quarantine, format!("DMARC policy p=quarantine of {}", s.detail)))
+                    }
                     _ => None,
                 });
-                if let Some((action, p, domain)) = policy {
-                    if verdict.action < action {
-                        verdict.action = action;
-                        verdict.scl = verdict.scl.max(if action == Action::Reject { 8 } else { 7 });
-                    }
-                    verdict.decided_by = Some(format!("DMARC policy p={p} of {domain} (auth.dmarc = \"honor\")"));
-                }
             }
             let failed = facts.temporary_failures();
             if self.config.dns.defer_on_temperror && !failed.is_empty() {
                 verdict.defer = Some(format!("sender checks incomplete ({}): try again later", failed.join(", ")));
             }
         }
+        self.apply_policy(&mut verdict, policy, envelope, msg, evidence, now, dmarc_policy);
         verdict
+    }
+
+    /// The policy stage on a weighed verdict: the rules' scores and decisions, each recipient's lists, then
+    /// the thresholds (and the From: domain's DMARC policy when honoured).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_policy(
+        &self,
+        verdict: &mut Verdict,
+        policy: &policy::Policy,
+        envelope: &Envelope,
+        msg: &Message<'_>,
+        evidence: &Evidence,
+        now: i64,
+        dmarc_policy: Option<(Action, String)>,
+    ) {
+        use policy::{PolicyAction, PolicyMatch};
+        let symbols = std::mem::take(&mut verdict.symbols);
+        let input =
+            policy::PolicyInput { envelope, message: msg, evidence, symbols: &symbols, score: verdict.score, now };
+        let rules = policy.rules(&input);
+        let mut added = Vec::new();
+        for m in &rules.matched {
+            let detail = format!("{:?}: {} => {}", m.rule, m.why, m.actions.join(", "));
+            added.push(policy::symbol("POLICY_RULE", m.add_score, detail));
+            verdict.policy_matches.push(PolicyMatch::Rule { name: m.rule.clone(), index: m.index });
+        }
+        if rules.add_score != 0.0 {
+            // The administrator's own scores are never capped: they said so explicitly.
+            verdict.score = ((verdict.score + rules.add_score) * 100.0).round() / 100.0;
+            (verdict.action, verdict.scl) =
+                Verdict::decide(&verdict.thresholds, verdict.score, verdict.high_confidence);
+        }
+        // What the score decides for a recipient that policy leaves to it.
+        let mut by_score = (verdict.action, verdict.scl, None);
+        if let Some((action, reason)) = dmarc_policy {
+            if by_score.0 < action {
+                by_score.0 = action;
+                by_score.1 = by_score.1.max(if action == Action::Reject { 8 } else { 7 });
+            }
+            by_score.2 = Some(format!("{reason} (auth.dmarc = \"honor\")"));
+        }
+        if let Some(rule) = &rules.tag {
+            if by_score.0 < Action::Tag {
+                by_score = (Action::Tag, by_score.1.max(5), Some(format!("rule {rule:?}")));
+            }
+        }
+        // Lists are per recipient; rules and the score are the same for all, so one pass stands for all when
+        // no list applies.
+        let mut recipients: Vec<Option<String>> = Vec::new();
+        if rules.decision.is_none() && envelope.direction == Direction::Inbound && policy.entry_count() > 0 {
+            for r in &envelope.rcpt_to {
+                let r = r.trim().trim_matches(['<', '>']).to_lowercase();
+                if !recipients.iter().any(|x| x.as_deref() == Some(r.as_str())) {
+                    recipients.push(Some(r));
+                }
+            }
+        }
+        if recipients.is_empty() {
+            recipients.push(None);
+        }
+        let mut outcomes = Vec::new();
+        for r in &recipients {
+            let list = if rules.decision.is_none() { policy.lists(&input, r.as_deref()) } else { Default::default() };
+            for (entry, why) in &list.passed_over {
+                let (name, detail) = match why {
+                    policy::PassedOver::Spoof(d) => ("POLICY_ALLOW_REFUSED_SPOOF", d),
+                    policy::PassedOver::Dmarc(d) => ("POLICY_ALLOW_REFUSED_DMARC", d),
+                    policy::PassedOver::ConditionUnmet(d) => ("POLICY_ALLOW_CONDITION_UNMET", d),
+                };
+                push_entry(verdict, &mut added, name, entry, Some(detail), false);
+            }
+            if let (Some(d), Some(entry)) = (list.decision, &list.entry) {
+                let name = match d {
+                    policy::ListDecision::Allow => "POLICY_ALLOWED_SENDER",
+                    policy::ListDecision::Block(_) => "POLICY_BLOCKED_SENDER",
+                };
+                push_entry(verdict, &mut added, name, entry, None, true);
+            }
+            let (action, decided_by) = policy::decision_of(&rules, &list);
+            let outcome = match action {
+                Some(PolicyAction::Allow) => (Action::Deliver, -1, decided_by),
+                Some(PolicyAction::Quarantine) => (Action::Quarantine, verdict.scl.max(7), decided_by),
+                Some(PolicyAction::Reject) => (Action::Reject, verdict.scl.max(8), decided_by),
+                None => by_score.clone(),
+            };
+            outcomes.push(outcome);
+        }
+        let strictest = outcomes
+            .iter()
+            .enumerate()
+            .max_by(|(i, a), (j, b)| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(j.cmp(i)))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        if outcomes.iter().any(|o| *o != outcomes[0]) {
+            verdict.recipient_actions = recipients
+                .iter()
+                .zip(&outcomes)
+                .map(|(r, o)| verdict::RecipientAction {
+                    recipient: r.clone().unwrap_or_default(),
+                    action: o.0,
+                    scl: o.1,
+                    decided_by: o.2.clone(),
+                })
+                .collect();
+        }
+        (verdict.action, verdict.scl, verdict.decided_by) = outcomes.swap_remove(strictest);
+        verdict.policy_effects = rules.effects;
+        verdict.symbols = symbols;
+        if !added.is_empty() {
+            verdict.symbols.extend(added);
+            verdict.symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then_with(|| a.name.cmp(&b.name)));
+        }
+        if !policy.is_empty() {
+            verdict.engines.push("policy");
+        }
     }
 
     /// The verdict at connect/HELO/MAIL time, before any data: connection practices and DNS lists only.
@@ -278,6 +422,9 @@ impl Engine {
             authentication_results: None,
             defer: None,
             capped,
+            policy_effects: Default::default(),
+            recipient_actions: Vec::new(),
+            policy_matches: Vec::new(),
         }
     }
 }
@@ -292,6 +439,27 @@ pub struct ConnectionVerdict {
     pub id: String,
     pub score: f64,
     pub symbols: Vec<verdict::SymbolResult>,
+}
+
+/// Reports a list entry once per verdict, however many recipients it matched for.
+fn push_entry(
+    verdict: &mut Verdict,
+    added: &mut Vec<verdict::SymbolResult>,
+    name: &'static str,
+    entry: &policy::EntryRef,
+    why: Option<&String>,
+    honoured: bool,
+) {
+    let m = policy::PolicyMatch::Entry { entry: entry.clone(), honoured };
+    if verdict.policy_matches.contains(&m) {
+        return;
+    }
+    verdict.policy_matches.push(m);
+    let detail = match why {
+        Some(w) => format!("{}: {w}", entry.describe()),
+        None => entry.describe(),
+    };
+    added.push(policy::symbol(name, 0.0, detail));
 }
 
 fn asf_enabled(c: &config::AsfConfig) -> bool {

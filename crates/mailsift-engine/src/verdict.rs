@@ -17,6 +17,7 @@
 use serde::Serialize;
 
 use crate::config::Thresholds;
+use crate::policy::{PolicyEffects, PolicyMatch};
 use crate::symbols::{AsfEffect, Group};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -86,6 +87,30 @@ pub struct Verdict {
     /// Groups whose total was capped (`group_caps` in the configuration).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capped: Vec<GroupCap>,
+    /// What the filter rules ask the gateway to do besides the action: headers to add (written by
+    /// [`Verdict::apply_headers`]), a redirect, copies, the reject text.
+    #[serde(skip_serializing_if = "PolicyEffects::is_empty")]
+    pub policy_effects: PolicyEffects,
+    /// Each recipient's own outcome, filled only when the recipients' allowed/blocked senders lists make
+    /// them differ. `action`, `scl` and `decided_by` are then the strictest recipient's, so a caller that
+    /// cannot split the transaction loses no protection; one that can delivers, quarantines or refuses per
+    /// recipient from this list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipient_actions: Vec<RecipientAction>,
+    /// Every filter rule and list entry that matched (including allow entries passed over), so the store
+    /// can record when each last matched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_matches: Vec<PolicyMatch>,
+}
+
+/// One recipient's outcome when the recipients' outcomes differ.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecipientAction {
+    pub recipient: String,
+    pub action: Action,
+    pub scl: i8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }
 
 /// A group of evidence counted at its cap rather than its total.
@@ -131,7 +156,8 @@ impl Verdict {
         (action, scl)
     }
 
-    /// The headers mailsift adds, in order. A message carrying them can be explained without the database.
+    /// The headers mailsift adds, in order, then those the filter rules add. A message carrying them can be
+    /// explained without the database.
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![
             (format!("{HEADER_PREFIX}Id"), self.id.clone()),
@@ -158,6 +184,8 @@ impl Verdict {
         if let Some(ar) = &self.authentication_results {
             h.push(("Authentication-Results".to_string(), ar.clone()));
         }
+        // The filter rules' own headers (add_header), after ours.
+        h.extend(self.policy_effects.add_headers.iter().map(|a| (a.name.clone(), a.value.clone())));
         h
     }
 
