@@ -60,6 +60,34 @@ pub struct SmtpConfig {
     pub users: Vec<UserConfig>,
     /// Next-hop connections (inbound delivery, outbound relay).
     pub relay: RelayConfig,
+    /// Addresses users send false-positive and false-negative reports to.
+    pub reports: ReportsConfig,
+}
+
+/// Report addresses: mail to them is not delivered but learned from (see `reports.rs`). Accepted only from
+/// clients that may relay (trusted networks, authenticated users), so outsiders cannot train the classifiers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// "This is not spam": the attached messages are learned as ham.
+    pub false_positive: Vec<String>,
+    /// "This is spam": the attached messages are learned as spam.
+    pub false_negative: Vec<String>,
+}
+
+impl ReportsConfig {
+    /// The side a report to `rcpt` teaches, if `rcpt` is a report address.
+    pub fn side_for(&self, rcpt: &str) -> Option<mailsift_engine::classify::Side> {
+        use mailsift_engine::classify::Side;
+        let is = |list: &[String]| list.iter().any(|a| a.eq_ignore_ascii_case(rcpt));
+        if is(&self.false_positive) {
+            Some(Side::Ham)
+        } else if is(&self.false_negative) {
+            Some(Side::Spam)
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for SmtpConfig {
@@ -84,6 +112,7 @@ impl Default for SmtpConfig {
             outbound: OutboundConfig::default(),
             users: Vec::new(),
             relay: RelayConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }

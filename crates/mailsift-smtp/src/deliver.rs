@@ -35,6 +35,8 @@ pub enum Route {
     Smarthost(String),
     /// Outbound, to the MX of this domain.
     Mx(String),
+    /// A report address: the message is learned from, not delivered.
+    Report(mailsift_engine::classify::Side),
 }
 
 /// The reply to the end of data.
@@ -65,6 +67,9 @@ pub async fn process(
     txn: &Transaction,
     data: Vec<u8>,
 ) -> Answer {
+    if let Some(Route::Report(side)) = txn.route {
+        return crate::reports::process(gateway, state, client, txn, side, data).await;
+    }
     let started = Instant::now();
     let size = data.len() as u64;
     let envelope = Envelope {
@@ -111,7 +116,25 @@ pub async fn process(
                 }
                 _ => mailsift_engine::Evidence::default(),
             };
+            let mut evidence = evidence;
+            let keys = state.reputation().map(|_| mailsift_engine::evidence::reputation_keys(&envelope, &msg));
+            if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
+                match rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(keys, mailsift_engine::unix_now()) {
+                    Ok(facts) => evidence.reputation = Some(facts),
+                    Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
+                }
+            }
             let verdict = state.engine.judge(&msg, &envelope, &evidence);
+            if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
+                // The verdict is evidence about the sender for next time (inbound only: our own users' mail
+                // says nothing about the outside world).
+                if envelope.direction == Direction::Inbound {
+                    let event = mailsift_store::ReputationEvent::Verdict(verdict.scl);
+                    if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record(keys, event, mailsift_engine::unix_now()) {
+                        tracing::warn!(error = %e, "reputation update failed");
+                    }
+                }
+            }
             let meta = Meta {
                 from: msg.from.as_ref().map(|f| f.address.clone()),
                 subject: msg.subject.clone(),
@@ -339,6 +362,7 @@ pub async fn deliver(
             }
             Err(last)
         }
+        Route::Report(_) => Err(RelayError::Permanent(Reply { code: 550, text: "5.1.1 Report addresses take reports only".into() })),
         Route::Maildir => {
             let dir = gateway.data_dir.join("maildir");
             let rcpts = rcpts.to_vec();

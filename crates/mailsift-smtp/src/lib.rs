@@ -16,6 +16,7 @@ pub mod deliver;
 pub mod proto;
 pub mod relay;
 pub mod release;
+pub mod reports;
 pub mod server;
 pub mod session;
 pub mod sink;

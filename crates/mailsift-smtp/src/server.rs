@@ -59,6 +59,10 @@ pub struct GatewayState {
     mx: Result<Arc<SenderGatherer>, String>,
     domains: FxHashMap<String, DomainConfig>,
     trusted: Vec<IpRange>,
+    /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
+    learner: Option<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>,
+    /// Local sender reputation, when enabled: consulted for every message and fed by verdicts and reports.
+    reputation: Option<Mutex<mailsift_store::SqliteReputation>>,
 }
 
 impl GatewayState {
@@ -94,7 +98,37 @@ impl GatewayState {
             Some(g) => Ok(g.clone()),
             None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
         };
-        Ok(GatewayState { engine: Arc::new(engine), config, gatherer, tls, mx, domains, trusted })
+        Ok(GatewayState {
+            engine: Arc::new(engine),
+            config,
+            gatherer,
+            tls,
+            mx,
+            domains,
+            trusted,
+            learner: None,
+            reputation: None,
+        })
+    }
+
+    /// Keeps the learner whose model the engine scans with, so reports retrain the running gateway.
+    pub fn with_learner(mut self, learner: mailsift_store::Learner<mailsift_store::SqliteStore>) -> GatewayState {
+        self.learner = Some(Mutex::new(learner));
+        self
+    }
+
+    /// Consults and feeds local reputation.
+    pub fn with_reputation(mut self, reputation: mailsift_store::SqliteReputation) -> GatewayState {
+        self.reputation = Some(Mutex::new(reputation));
+        self
+    }
+
+    pub fn learner(&self) -> Option<&Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>> {
+        self.learner.as_ref()
+    }
+
+    pub fn reputation(&self) -> Option<&Mutex<mailsift_store::SqliteReputation>> {
+        self.reputation.as_ref()
     }
 
     /// The settings of a domain the gateway receives mail for.

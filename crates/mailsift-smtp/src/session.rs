@@ -482,6 +482,12 @@ impl Session {
         if txn.rcpts.iter().any(|r| r.eq_ignore_ascii_case(&to)) {
             return self.say(250, "2.1.5", "Recipient OK (duplicate)");
         }
+        if let Some(side) = self.state.config.reports.side_for(&to) {
+            if txn.direction != Direction::Outbound {
+                return self.say(550, "5.7.1", "Reports are accepted from the organisation's own mail servers only");
+            }
+            return self.add_recipient(to, Route::Report(side));
+        }
         let domain = proto::domain_of(&to);
         if let Some(d) = self.state.local_domain(&domain) {
             if !d.recipients.is_empty() && !d.recipients.contains(&to.to_ascii_lowercase()) {
@@ -498,7 +504,11 @@ impl Session {
         if !to.is_ascii() && !txn.params.smtputf8 {
             return self.say(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
         }
-        let txn = self.txn.as_mut().expect("checked above");
+        self.add_recipient(to, route);
+    }
+
+    fn add_recipient(&mut self, to: String, route: Route) {
+        let txn = self.txn.as_mut().expect("a transaction is open");
         match &txn.route {
             Some(r) if *r != route => {
                 // One answer at the end of data must be true for every recipient: a recipient that goes

@@ -25,13 +25,37 @@ pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAd
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?,
         None => String::new(),
     };
-    let engine = crate::with_trained_model(crate::load_engine(config)?, data_dir)?;
+    let engine = crate::load_engine(config)?;
+    // The gateway keeps the learner whose model it scans with, so reports by email retrain it live.
+    let learner = if engine.config().classifier.enabled {
+        let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
+        Some(mailsift_store::Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?)
+    } else {
+        None
+    };
+    let engine = match &learner {
+        Some(l) => engine.with_model(l.model()),
+        None => engine,
+    };
+    let reputation = if engine.config().reputation.enabled {
+        Some(mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?)
+    } else {
+        None
+    };
     let where_ = config.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
     let mut smtp = SmtpConfig::from_toml(&text).with_context(|| format!("{where_}: invalid configuration"))?;
     if !listen.is_empty() {
         smtp.listen = listen.to_vec();
     }
-    GatewayState::new(engine, smtp, data_dir).with_context(|| format!("{where_}: cannot start the gateway"))
+    let mut state =
+        GatewayState::new(engine, smtp, data_dir).with_context(|| format!("{where_}: cannot start the gateway"))?;
+    if let Some(l) = learner {
+        state = state.with_learner(l);
+    }
+    if let Some(r) = reputation {
+        state = state.with_reputation(r);
+    }
+    Ok(state)
 }
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<()> {
