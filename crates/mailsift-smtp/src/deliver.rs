@@ -105,6 +105,7 @@ pub async fn process(
     // Parse once, gather sender evidence, judge: CPU work (and blocking DNS waits) off the async threads.
     let judged = {
         let state = state.clone();
+        let policy = gateway.policy();
         let envelope = envelope.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -124,7 +125,7 @@ pub async fn process(
                     Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
                 }
             }
-            let verdict = state.engine.judge(&msg, &envelope, &evidence);
+            let verdict = state.engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
             if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
                 // The verdict is evidence about the sender for next time (inbound only: our own users' mail
                 // says nothing about the outside world).
@@ -158,6 +159,13 @@ pub async fn process(
             return answer(451, "4.3.0", "Temporary scanning failure, try again later");
         }
     };
+    if !verdict.policy_matches.is_empty() {
+        use mailsift_store::PolicyStore;
+        // "Last matched" for the rules and entries that acted, so stale ones can be found (queued, cheap).
+        if let Err(e) = gateway.db.touch_policy_matches(&verdict.policy_matches, mailsift_engine::unix_now()) {
+            tracing::warn!(error = %e, "could not record policy matches");
+        }
+    }
     let id = verdict.id.clone();
     entry.reference_id = id.clone();
     entry.from_header = meta.from.map(|f| sanitize(&f, 320));
@@ -223,88 +231,135 @@ async fn act(
             reason: Some(why.clone()),
         };
     }
-    let final_bytes = || {
+    let effects = &verdict.policy_effects;
+    // Each recipient's action: the verdict's, or the per-recipient outcomes when lists made them differ. A
+    // redirect rule sends the message to its address instead of every envelope recipient.
+    let mut actions: Vec<(String, Action)> = match &effects.redirect {
+        Some(to) => vec![(to.clone(), verdict.action)],
+        None if verdict.recipient_actions.is_empty() => txn.rcpts.iter().map(|r| (r.clone(), verdict.action)).collect(),
+        None => verdict.recipient_actions.iter().map(|r| (r.recipient.clone(), r.action)).collect(),
+    };
+    if actions.iter().all(|(_, a)| *a == Action::Reject) {
+        let text = match &effects.reject_message {
+            Some(m) => format!("{} [ref {id}]", sanitize(m, 200)),
+            None => format!("Message rejected as spam [ref {id}]"),
+        };
+        return Outcome { action: "reject", answer: answer(550, "5.7.1", text), next_hop: None, reason: None };
+    }
+    // One answer cannot be both 250 and 550, and a 250 must not lose mail: a recipient whose own action is
+    // reject, in a transaction others accept, is quarantined instead.
+    for (_, a) in actions.iter_mut() {
+        if *a == Action::Reject {
+            *a = Action::Quarantine;
+        }
+    }
+    let to_quarantine: Vec<String> =
+        actions.iter().filter(|(_, a)| *a == Action::Quarantine).map(|(r, _)| r.clone()).collect();
+    let to_deliver: Vec<String> = actions.iter().filter(|(_, a)| *a != Action::Quarantine).map(|(r, _)| r.clone()).collect();
+    // Tagging changes the bytes; recipients delivered together get the strictest of their actions.
+    let tag = actions.iter().any(|(_, a)| *a == Action::Tag);
+    let final_bytes = |tag: bool| {
         let mut tagged = std::borrow::Cow::Borrowed(&data[..]);
-        if verdict.action == Action::Tag && !state.config.subject_tag.is_empty() {
+        if tag && !state.config.subject_tag.is_empty() {
             tagged = std::borrow::Cow::Owned(tag_subject(&data, &state.config.subject_tag));
         }
         let mut out = received_header(state, client, txn, id);
         out.extend_from_slice(&verdict.apply_headers(&tagged));
         out
     };
-    match verdict.action {
-        Action::Reject => Outcome {
-            action: "reject",
-            answer: answer(550, "5.7.1", format!("Message rejected as spam [ref {id}]")),
+    // Quarantine first: it is local and durable. If the delivery after it fails temporarily, the sender
+    // retries and the quarantine may hold the message twice, which loses nothing.
+    let mut outcome = None;
+    if !to_quarantine.is_empty() {
+        let bytes = final_bytes(false);
+        let item = NewQuarantine {
+            reference_id: id.clone(),
+            time: mailsift_engine::unix_now(),
+            recipients: to_quarantine,
+            mail_from: Some(txn.mail_from.clone()),
+            from_header,
+            subject,
+            score: verdict.score,
+            reason: quarantine_reason(verdict),
+            size: bytes.len() as u64,
+            direction: direction_name(txn.direction).into(),
+        };
+        let db = gateway.db.clone();
+        let stored = tokio::task::spawn_blocking(move || db.quarantine_put(&item, &bytes)).await;
+        match stored {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return storage_failure(id, &e.to_string()),
+            Err(e) => return storage_failure(id, &e.to_string()),
+        }
+        outcome = Some(Outcome {
+            action: "quarantine",
+            answer: answer(250, "2.0.0", format!("Message accepted [ref {id}]")),
             next_hop: None,
             reason: None,
-        },
-        Action::Quarantine => {
-            let bytes = final_bytes();
-            let item = NewQuarantine {
-                reference_id: id.clone(),
-                time: mailsift_engine::unix_now(),
-                recipients: txn.rcpts.clone(),
-                mail_from: Some(txn.mail_from.clone()),
-                from_header,
-                subject,
-                score: verdict.score,
-                reason: quarantine_reason(verdict),
-                size: bytes.len() as u64,
-                direction: direction_name(txn.direction).into(),
-            };
-            let db = gateway.db.clone();
-            let stored = tokio::task::spawn_blocking(move || db.quarantine_put(&item, &bytes)).await;
-            match stored {
-                Ok(Ok(_)) => Outcome {
-                    action: "quarantine",
-                    answer: answer(250, "2.0.0", format!("Message accepted [ref {id}]")),
-                    next_hop: None,
-                    reason: None,
-                },
-                Ok(Err(e)) => storage_failure(id, &e.to_string()),
-                Err(e) => storage_failure(id, &e.to_string()),
-            }
-        }
-        Action::Deliver | Action::Tag => {
-            let action = if verdict.action == Action::Tag { "tag" } else { "deliver" };
-            let bytes = final_bytes();
-            let route = txn.route.clone().unwrap_or(Route::Maildir);
-            match deliver(gateway, state, &route, &txn.mail_from, &txn.rcpts, &bytes).await {
-                Ok(d) => {
-                    if !d.refused.is_empty() {
-                        send_bounce(gateway, state, txn, &d.refused, &bytes, id);
-                    }
-                    Outcome {
-                        action,
-                        answer: answer(250, "2.0.0", format!("Message accepted for delivery [ref {id}]")),
-                        next_hop: Some(d.reply.to_string()),
-                        reason: (!d.refused.is_empty()).then(|| {
-                            let r: Vec<String> = d.refused.iter().map(|(rcpt, reply)| format!("{rcpt}: {reply}")).collect();
-                            format!("refused by the next hop, bounced: {}", r.join("; "))
-                        }),
-                    }
+        });
+    }
+    let bytes = final_bytes(tag);
+    if !to_deliver.is_empty() {
+        let action = if tag { "tag" } else { "deliver" };
+        let route = match &effects.redirect {
+            Some(to) => state.route_for(to, true).unwrap_or(Route::Maildir),
+            None => txn.route.clone().unwrap_or(Route::Maildir),
+        };
+        outcome = Some(match deliver(gateway, state, &route, &txn.mail_from, &to_deliver, &bytes).await {
+            Ok(d) => {
+                if !d.refused.is_empty() {
+                    send_bounce(gateway, state, txn, &d.refused, &bytes, id);
                 }
-                Err(RelayError::Temporary(why)) => {
-                    Counters::bump(&gateway.counters.relay_failures);
-                    tracing::warn!(id = %id, route = ?route, error = %why, "delivery deferred");
-                    Outcome {
-                        action: "tempfail",
-                        answer: answer(451, "4.4.1", format!("Next hop not available, try again later [ref {id}]")),
-                        next_hop: Some(why.clone()),
-                        reason: Some(why),
-                    }
+                Outcome {
+                    action,
+                    answer: answer(250, "2.0.0", format!("Message accepted for delivery [ref {id}]")),
+                    next_hop: Some(d.reply.to_string()),
+                    reason: (!d.refused.is_empty()).then(|| {
+                        let r: Vec<String> = d.refused.iter().map(|(rcpt, reply)| format!("{rcpt}: {reply}")).collect();
+                        format!("refused by the next hop, bounced: {}", r.join("; "))
+                    }),
                 }
-                Err(RelayError::Permanent(reply)) => Outcome {
-                    action: "failed",
-                    // The next hop's own words go back to the sender's server, which writes the bounce.
-                    answer: answer(reply.code, "", format!("{} [ref {id}]", sanitize(&reply.text, 300))),
-                    next_hop: Some(reply.to_string()),
-                    reason: Some("refused by the next hop".into()),
-                },
             }
+            Err(RelayError::Temporary(why)) => {
+                Counters::bump(&gateway.counters.relay_failures);
+                tracing::warn!(id = %id, route = ?route, error = %why, "delivery deferred");
+                return Outcome {
+                    action: "tempfail",
+                    answer: answer(451, "4.4.1", format!("Next hop not available, try again later [ref {id}]")),
+                    next_hop: Some(why.clone()),
+                    reason: Some(why),
+                };
+            }
+            Err(RelayError::Permanent(reply)) => Outcome {
+                action: "failed",
+                // The next hop's own words go back to the sender's server, which writes the bounce.
+                answer: answer(reply.code, "", format!("{} [ref {id}]", sanitize(&reply.text, 300))),
+                next_hop: Some(reply.to_string()),
+                reason: Some("refused by the next hop".into()),
+            },
+        });
+    }
+    let outcome = outcome.expect("every recipient is delivered or quarantined");
+    if outcome.answer.code == 250 {
+        for to in &effects.copy {
+            send_copy(gateway, state, &txn.mail_from, to, &bytes, id);
         }
     }
+    outcome
+}
+
+/// A filter rule's copy (bcc) to another address, in the background: the original's answer does not wait for
+/// it, and a failure is logged.
+fn send_copy(gateway: &Arc<Gateway>, state: &Arc<GatewayState>, mail_from: &str, to: &str, bytes: &[u8], id: &str) {
+    let Some(route) = state.route_for(to, true) else { return };
+    let (gateway, state, mail_from, to, bytes, id) =
+        (gateway.clone(), state.clone(), mail_from.to_string(), to.to_string(), bytes.to_vec(), id.to_string());
+    tokio::spawn(async move {
+        match deliver(&gateway, &state, &route, &mail_from, &[to.clone()], &bytes).await {
+            Ok(_) => tracing::info!(id = %id, to = %to, "policy copy delivered"),
+            Err(e) => tracing::error!(id = %id, to = %to, error = %e, "policy copy could not be delivered"),
+        }
+    });
 }
 
 fn storage_failure(id: &str, why: &str) -> Outcome {

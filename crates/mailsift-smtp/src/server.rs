@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use mailsift_engine::cidr::IpRange;
 use mailsift_engine::sender::SenderGatherer;
+use mailsift_engine::policy::Policy;
 use mailsift_engine::Engine;
 use mailsift_store::Database;
 use rustc_hash::FxHashMap;
@@ -185,6 +186,11 @@ pub struct Gateway {
     active: AtomicUsize,
     idle: tokio::sync::Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The policy in force: the configuration's `[policy]` and the store's rules and lists, compiled once
+    /// per change (see [`Gateway::refresh_policy`]).
+    policy: RwLock<Arc<Policy>>,
+    /// The store's policy version the compiled policy was built from (-1: not read yet).
+    policy_version: std::sync::atomic::AtomicI64,
 }
 
 /// Counts a connection while it lives.
@@ -223,7 +229,47 @@ impl Gateway {
             active: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
             shutdown: tokio::sync::watch::channel(false).0,
+            policy: RwLock::new(Arc::new(Policy::default())),
+            policy_version: std::sync::atomic::AtomicI64::new(-1),
         })
+        .with_policy_loaded()
+    }
+
+    fn with_policy_loaded(self: Arc<Self>) -> Arc<Self> {
+        if let Err(e) = self.refresh_policy(true) {
+            tracing::error!(error = %e, "policy not loaded; filtering with the configuration's policy only");
+            if let Ok(p) = Policy::new(&self.state().engine.config().policy) {
+                *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+            }
+        }
+        self
+    }
+
+    /// The policy sessions judge with.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Recompiles the policy when the store's changed (or always with `force`, after a reload): the
+    /// configuration's `[policy]` first, then the store's rules and lists. Returns whether it changed. On an
+    /// error the policy in force stays.
+    pub fn refresh_policy(&self, force: bool) -> Result<bool, String> {
+        use mailsift_store::PolicyStore;
+        let version = self.db.policy_version().map_err(|e| e.to_string())?;
+        if !force && version == self.policy_version.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let stored = self.db.load_policy().map_err(|e| e.to_string())?;
+        let state = self.state();
+        let mut all = state.engine.config().policy.clone();
+        all.rules.extend(stored.config.rules);
+        all.allow.extend(stored.config.allow);
+        all.block.extend(stored.config.block);
+        let compiled = Policy::new(&all).map_err(|e| e.to_string())?;
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
+        self.policy_version.store(stored.version, Ordering::SeqCst);
+        tracing::info!(version = stored.version, "policy loaded");
+        Ok(true)
     }
 
     /// The configuration new sessions use.
@@ -234,6 +280,9 @@ impl Gateway {
     /// Swaps in a new configuration (SIGHUP). Listen addresses are not rebound.
     pub fn reload(&self, state: GatewayState) {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+        if let Err(e) = self.refresh_policy(true) {
+            tracing::error!(error = %e, "policy not recompiled after the reload; the previous one stays");
+        }
         tracing::info!("configuration reloaded");
     }
 
@@ -259,6 +308,21 @@ impl Gateway {
 
     /// Accepts connections until shutdown, then waits (up to the grace period) for sessions to finish.
     pub async fn serve(self: Arc<Self>, listeners: Vec<(TcpListener, Listener)>) {
+        // Policy edits from the CLI or the console reach the running gateway within a couple of seconds.
+        let watcher = {
+            let g = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tick.tick().await;
+                    let g2 = g.clone();
+                    match tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
+                        Ok(Err(e)) => tracing::error!(error = %e, "policy change not applied; the previous policy stays"),
+                        _ => {}
+                    }
+                }
+            })
+        };
         let mut tasks = Vec::new();
         for (listener, kind) in listeners {
             let g = self.clone();
@@ -267,6 +331,7 @@ impl Gateway {
         for t in tasks {
             let _ = t.await;
         }
+        watcher.abort();
         let grace = Duration::from_secs(self.state().config.shutdown_grace_secs);
         let waited = tokio::time::timeout(grace, async {
             loop {

@@ -663,3 +663,102 @@ async fn outbound_mail_without_a_smarthost_goes_to_the_recipient_domains_mx() {
     assert_eq!(sink.messages().len(), 1);
     task.abort();
 }
+
+/// Sends one message with the given recipients over a raw session; returns the answer to the end of data.
+async fn send_raw(addr: SocketAddr, from: &str, rcpts: &[&str], msg: &str) -> (u16, String) {
+    let (mut c, _) = Raw::connect(addr).await;
+    c.cmd("EHLO client.sender.example").await;
+    c.cmd(&format!("MAIL FROM:<{from}>")).await;
+    for r in rcpts {
+        let (code, text) = c.cmd(&format!("RCPT TO:<{r}>")).await;
+        assert_eq!(code, 250, "{r}: {text}");
+    }
+    assert_eq!(c.cmd("DATA").await.0, 354);
+    c.send(format!("{msg}.\r\n").as_bytes()).await;
+    c.reply().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_policy_decides_per_recipient_and_its_effects_are_carried_out() {
+    use mailsift_store::{ImportMode, PolicyStore};
+    let g = start("").await;
+    let policy = r#"
+[[rules]]
+name = "web forms"
+conditions = [
+  { field = "envelope_from", op = "is", value = "forms@example.com" },
+  { field = "header", header = "Received", op = "contains", value = "web01.hosting.example" },
+]
+actions = [{ action = "allow" }, { action = "add_header", name = "X-Web-Form", value = "yes" }]
+
+[[rules]]
+name = "legal hold"
+conditions = [{ field = "subject", op = "contains", value = "subpoena" }]
+actions = [{ action = "copy", to = "archive@local.test" }]
+
+[[rules]]
+name = "no lottery"
+conditions = [{ field = "subject", op = "contains", value = "lottery" }]
+actions = [{ action = "reject", message = "Lotteries are not welcome here" }]
+
+[[block]]
+sender = "pushy.example"
+recipient = "bob@example.com"
+action = "reject"
+"#;
+    g.gateway.db.import_policy(policy, ImportMode::Merge).unwrap();
+    assert!(g.gateway.refresh_policy(false).unwrap(), "the change is picked up");
+
+    // 1. The web form, with the tag word: allowed, untagged, the rule named, its header added.
+    let form = format!("Received: from web01.hosting.example by x; Mon, 23 Nov 2026 10:00:00 +0000\r\n{}", message("tagme contact form", "hi"));
+    assert_eq!(send_raw(g.inbound, "forms@example.com", &["bob@example.com"], &form).await.0, 250);
+    // The same message from another sender is not allowed: tagged.
+    assert_eq!(send_raw(g.inbound, "forms@elsewhere.example", &["bob@example.com"], &form).await.0, 250);
+    let got = g.sink.messages();
+    let allowed = String::from_utf8_lossy(&got[0].data).to_string();
+    assert_eq!(header(&allowed, "X-Mailsift-SCL"), Some("-1"), "{allowed}");
+    assert!(header(&allowed, "X-Mailsift-Rule").unwrap().contains("web forms"), "{allowed}");
+    assert_eq!(header(&allowed, "X-Web-Form"), Some("yes"));
+    assert_eq!(header(&allowed, "Subject"), Some("tagme contact form"));
+    let tagged = String::from_utf8_lossy(&got[1].data).to_string();
+    assert_eq!(header(&tagged, "Subject"), Some("[SPAM] tagme contact form"));
+
+    // 2. A rule's reject message reaches the sender.
+    let (code, text) = send_raw(g.inbound, "a@b.example", &["bob@example.com"], &message("lottery winner", "x")).await;
+    assert_eq!(code, 550);
+    assert!(text.contains("Lotteries are not welcome here"), "{text}");
+
+    // 3. Bob blocks pushy.example; Carol does not: Carol gets it, Bob's copy is held (not rejected: one
+    //    answer serves both).
+    let (code, _) = send_raw(g.inbound, "sales@pushy.example", &["bob@example.com", "carol@example.com"], &message("offer", "x")).await;
+    assert_eq!(code, 250);
+    let got = g.sink.messages();
+    assert_eq!(got.last().unwrap().rcpts, vec!["carol@example.com".to_string()]);
+    let held = g.gateway.db.quarantine_list(&QuarantineQuery::default()).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].recipient, "bob@example.com");
+    // Bob alone: rejected at the end of data.
+    let (code, _) = send_raw(g.inbound, "sales@pushy.example", &["bob@example.com"], &message("offer again", "x")).await;
+    assert_eq!(code, 550);
+
+    // 4. A copy rule: the message goes to its recipient and a copy to the archive.
+    assert_eq!(send_raw(g.inbound, "lawyer@firm.example", &["bob@example.com"], &message("subpoena notice", "x")).await.0, 250);
+    let archive = g.dir.path().join("maildir/archive@local.test/new");
+    let mut copied = false;
+    for _ in 0..50 {
+        if std::fs::read_dir(&archive).map(|d| d.count() == 1).unwrap_or(false) {
+            copied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(copied, "the archive copy arrived");
+
+    // 5. The store learns when rules and entries last matched.
+    g.gateway.db.flush().unwrap();
+    let rules = g.gateway.db.rules().unwrap();
+    assert!(rules.iter().find(|r| r.rule.name == "web forms").unwrap().last_matched.is_some());
+    let entries = g.gateway.db.list_entries().unwrap();
+    assert!(entries[0].last_matched.is_some(), "{entries:?}");
+    g.task.abort();
+}
