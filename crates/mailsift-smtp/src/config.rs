@@ -49,6 +49,10 @@ pub struct SmtpConfig {
     pub split_domains: bool,
     /// Seconds to finish sessions in flight at shutdown before they are cut.
     pub shutdown_grace_secs: u64,
+    /// Quarantined messages older than this many days are deleted (checked hourly; 0 keeps them forever).
+    pub quarantine_retention_days: u64,
+    /// Message-log rows older than this many days are deleted (checked hourly; 0 keeps them forever).
+    pub log_retention_days: u64,
     /// STARTTLS on both listeners.
     pub tls: TlsConfig,
     /// The domains the gateway receives mail for. Empty means the organisation's domains
@@ -107,6 +111,8 @@ impl Default for SmtpConfig {
             subject_tag: "[SPAM]".into(),
             split_domains: true,
             shutdown_grace_secs: 30,
+            quarantine_retention_days: 30,
+            log_retention_days: 90,
             tls: TlsConfig::default(),
             domains: Vec::new(),
             outbound: OutboundConfig::default(),

@@ -313,8 +313,14 @@ impl Gateway {
             let g = self.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(2));
+                let mut last_purge: Option<tokio::time::Instant> = None;
                 loop {
                     tick.tick().await;
+                    if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                        last_purge = Some(tokio::time::Instant::now());
+                        let g2 = g.clone();
+                        let _ = tokio::task::spawn_blocking(move || g2.purge_expired()).await;
+                    }
                     let g2 = g.clone();
                     match tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
                         Ok(Err(e)) => tracing::error!(error = %e, "policy change not applied; the previous policy stays"),
@@ -348,6 +354,26 @@ impl Gateway {
         }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "message log flush failed at shutdown");
+        }
+    }
+
+    /// Applies the retention periods: old quarantined messages and old message-log rows are deleted.
+    pub fn purge_expired(&self) {
+        let c = &self.state().config;
+        let now = mailsift_engine::unix_now();
+        if c.quarantine_retention_days > 0 {
+            match self.db.quarantine_purge(now - c.quarantine_retention_days as i64 * 86_400) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "quarantine retention"),
+                Err(e) => tracing::error!(error = %e, "quarantine retention purge failed"),
+            }
+        }
+        if c.log_retention_days > 0 {
+            match self.db.log_purge(now - c.log_retention_days as i64 * 86_400) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "message log retention"),
+                Err(e) => tracing::error!(error = %e, "message log retention purge failed"),
+            }
         }
     }
 

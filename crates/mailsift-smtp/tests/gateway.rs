@@ -762,3 +762,37 @@ action = "reject"
     assert!(entries[0].last_matched.is_some(), "{entries:?}");
     g.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_quarantine_and_log_rows() {
+    use mailsift_store::{LogEntry, NewQuarantine};
+    let g = start("quarantine_retention_days = 30\nlog_retention_days = 90").await;
+    let db = &g.gateway.db;
+    let now = mailsift_engine::unix_now();
+    let held = |days: i64, subject: &str| NewQuarantine {
+        reference_id: format!("REF{days}"),
+        time: now - days * 86_400,
+        recipients: vec!["bob@example.com".into()],
+        subject: Some(subject.into()),
+        reason: "test".into(),
+        direction: "inbound".into(),
+        ..Default::default()
+    };
+    db.quarantine_put(&held(31, "old"), b"Subject: old\r\n\r\nx\r\n").unwrap();
+    db.quarantine_put(&held(29, "recent"), b"Subject: recent\r\n\r\nx\r\n").unwrap();
+    for (days, id) in [(91, "OLDLOG"), (89, "NEWLOG")] {
+        db.log_append(LogEntry { reference_id: id.into(), time: now - days * 86_400, action: "deliver".into(), ..Default::default() }).unwrap();
+    }
+    db.flush().unwrap();
+    g.gateway.purge_expired();
+    let left: Vec<String> = db
+        .quarantine_list(&QuarantineQuery { include_released: true, ..Default::default() })
+        .unwrap()
+        .into_iter()
+        .filter_map(|q| q.subject)
+        .collect();
+    assert_eq!(left, vec!["recent".to_string()]);
+    assert!(db.log_get("OLDLOG").unwrap().is_none());
+    assert!(db.log_get("NEWLOG").unwrap().is_some());
+    g.task.abort();
+}
