@@ -18,6 +18,7 @@ pub mod sqlite;
 use mailsift_engine::classify::{Model, Side};
 
 pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery};
+pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
 pub use learner::Learner;
 pub use reputation::{Event as ReputationEvent, ReputationHook, SqliteReputation};
 pub use sqlite::SqliteStore;

@@ -99,6 +99,49 @@ CREATE INDEX quarantine_by_raw ON quarantine (raw_id);
 CREATE INDEX quarantine_by_reference ON quarantine (reference_id);
 ",
     },
+    Migration {
+        name: "policy",
+        // Filter rules and allowed/blocked senders (see `policy.rs`). Each row keeps the item as its JSON, the
+        // exact text serde reads back, plus copies of the fields worth an index; the JSON is the truth and the
+        // columns are rewritten with it. Rule names are unique ignoring case, as the engine compares them, hence
+        // `name_key`. Allow and block entries share one table so that an entry's id alone names it, and ids are
+        // never reused (AUTOINCREMENT): a verdict in flight that reports entry 12 must not touch a newer one.
+        // `policy_version` counts changes, so a running gateway notices one with a single-row read.
+        sql: "
+CREATE TABLE policy_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    enabled INTEGER NOT NULL,
+    direction TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    last_matched INTEGER
+);
+CREATE INDEX policy_rules_by_position ON policy_rules (position);
+CREATE TABLE policy_list_entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    list TEXT NOT NULL CHECK (list IN ('allow', 'block')),
+    level TEXT NOT NULL,
+    recipient TEXT,
+    sender TEXT NOT NULL,
+    expires INTEGER,
+    entry TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_matched INTEGER
+);
+CREATE UNIQUE INDEX policy_list_entries_unique ON policy_list_entries (list, entry);
+CREATE INDEX policy_list_entries_by_sender ON policy_list_entries (sender);
+CREATE INDEX policy_list_entries_by_recipient ON policy_list_entries (recipient);
+CREATE TABLE policy_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO policy_version (id, version) VALUES (1, 0);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

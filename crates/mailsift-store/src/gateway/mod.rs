@@ -1,6 +1,6 @@
-//! The gateway's database: one SQLite file, `mailsift.sqlite` in the data directory, holding the message log
-//! and the quarantine (and, as they come, filter rules, allow and block lists, domains and report
-//! submissions: each adds a step to the list in `migrations.rs`).
+//! The gateway's database: one SQLite file, `mailsift.sqlite` in the data directory, holding the message log,
+//! the quarantine and the policy (filter rules, allowed and blocked senders; `policy.rs`), and, as they come,
+//! domains and report submissions: each adds a step to the list in `migrations.rs`.
 //!
 //! Several processes may open it at once (the server writes while the CLI reads and releases): WAL journal,
 //! a busy timeout, and `BEGIN IMMEDIATE` for every write so a writer waits for the lock up front instead of
@@ -13,6 +13,7 @@
 
 pub(crate) mod migrations;
 pub mod msglog;
+pub mod policy;
 pub mod quarantine;
 mod writer;
 
@@ -29,6 +30,9 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 pub use migrations::SCHEMA_VERSION;
 pub use msglog::{LogEntry, LogQuery, DEFAULT_LIMIT};
+pub use policy::{
+    ImportMode, ImportSummary, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy,
+};
 pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery};
 use writer::{Call, Command};
 

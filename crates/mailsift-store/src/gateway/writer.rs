@@ -5,8 +5,10 @@
 //! without waiting and committed with `synchronous = NORMAL` (in WAL mode: durable from the next checkpoint,
 //! never corrupt). Every other write (quarantine puts, release claims, deletes, purges) is a job whose caller
 //! waits for its result; a batch holding a job is committed with `synchronous = FULL`, so the WAL is fsynced
-//! before the job's caller hears back. Each queued item runs inside its own savepoint, so one that fails is
-//! rolled back alone and the rest of the batch still commits.
+//! before the job's caller hears back. A lazy job (recording when a policy rule or entry last matched) is a
+//! job nobody waits for: it rides with the log rows and does not make its batch durable. Each queued item
+//! runs inside its own savepoint, so one that fails is rolled back alone and the rest of the batch still
+//! commits.
 //!
 //! The queue is bounded: when the disk cannot keep up, appending blocks instead of growing memory or
 //! dropping rows.
@@ -28,6 +30,9 @@ const BEGIN_ATTEMPTS: u32 = 3;
 pub(super) enum Command {
     Log(Box<LogEntry>),
     Job(Box<dyn Job>),
+    /// A write nobody waits for and that may reach the disk with the log rows (`synchronous = NORMAL`), such
+    /// as recording when a policy entry last matched; its `finish` reports a failure itself.
+    Lazy(Box<dyn Job>),
     /// Answered once everything queued before it is committed (or lost: then with the error).
     Flush(SyncSender<Result<(), StoreError>>),
 }
@@ -129,7 +134,9 @@ impl Writer {
         for cmd in batch {
             match cmd {
                 Command::Log(_) => {}
-                Command::Job(job) => job.finish(&self.path, failure.as_deref().map_or(Ok(()), Err)),
+                Command::Job(job) | Command::Lazy(job) => {
+                    job.finish(&self.path, failure.as_deref().map_or(Ok(()), Err))
+                }
                 Command::Flush(reply) => {
                     let answer = match self.first_loss.take() {
                         Some(first) => Err(write_error(
@@ -189,7 +196,7 @@ fn transact(
                         }
                     }
                 }
-                Command::Job(job) => {
+                Command::Job(job) | Command::Lazy(job) => {
                     savepoint(conn)?;
                     if job.run(conn) {
                         release(conn)?;
