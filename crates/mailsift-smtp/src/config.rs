@@ -151,6 +151,25 @@ pub struct DomainConfig {
     pub next_hop: Option<String>,
     /// When set, only these addresses are accepted (others get 550 5.1.1 at RCPT).
     pub recipients: Vec<String>,
+    /// Score thresholds for mail to this domain, instead of `[thresholds]`.
+    pub thresholds: Option<mailsift_engine::config::Thresholds>,
+    /// ASF options set differently for this domain: `option = "on" | "off" | "test"`.
+    pub asf: std::collections::BTreeMap<String, mailsift_engine::config::AsfMode>,
+    /// Addresses of this domain that only spammers write to: mail to them is learned as spam and counts
+    /// against the sender's reputation (added to `[classifier] spamtraps`).
+    pub spamtraps: Vec<String>,
+    /// Servers (IPs, CIDR ranges) allowed to send mail whose From: is this domain. Setting it (or
+    /// `trusted_relays`) makes the domain protected against spoofing (added to `[organisation] protected`).
+    pub sending_servers: Vec<String>,
+    /// Hosted services that send for this domain, recognised by a pattern in a Received header.
+    pub trusted_relays: Vec<String>,
+}
+
+impl DomainConfig {
+    /// Whether the domain changes how mail to it is judged (so it needs an engine of its own).
+    pub fn has_engine_overrides(&self) -> bool {
+        self.thresholds.is_some() || !self.asf.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -254,6 +273,29 @@ impl SmtpConfig {
             }
             if let Some(hop) = &d.next_hop {
                 check_host_port(hop).map_err(|r| invalid(&format!("domains.{}.next_hop", d.name), r))?;
+            }
+            for server in &d.sending_servers {
+                IpRange::parse(server).map_err(|e| invalid(&format!("domains.{}.sending_servers", d.name), e))?;
+            }
+            if let Some(t) = &d.thresholds {
+                if !(t.tag <= t.quarantine && t.quarantine <= t.reject) {
+                    return Err(invalid(
+                        &format!("domains.{}.thresholds", d.name),
+                        "must satisfy tag <= quarantine <= reject",
+                    ));
+                }
+            }
+            let known = mailsift_engine::config::AsfConfig::default();
+            let known = toml::Value::try_from(&known).map_err(|e| invalid("asf", e.to_string()))?;
+            for option in d.asf.keys() {
+                if known.get(option).is_none() || option == "sensitive_words" {
+                    return Err(invalid(&format!("domains.{}.asf", d.name), format!("{option}: no such ASF option")));
+                }
+            }
+            for trap in &d.spamtraps {
+                if !crate::proto::domain_of(trap).eq_ignore_ascii_case(&d.name) {
+                    return Err(invalid(&format!("domains.{}.spamtraps", d.name), format!("{trap} is not an address of {}", d.name)));
+                }
             }
         }
         for n in &self.outbound.trusted_networks {

@@ -109,7 +109,12 @@ pub async fn process(
         let envelope = envelope.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let msg = state.engine.parse(&data);
+            let domain = match envelope.direction {
+                Direction::Inbound => envelope.rcpt_to.first().map(|r| proto::domain_of(r)).unwrap_or_default(),
+                Direction::Outbound => proto::domain_of(envelope.mail_from.as_deref().unwrap_or("")),
+            };
+            let engine = state.engine_for(&domain).clone();
+            let msg = engine.parse(&data);
             let evidence = match (&state.gatherer, envelope.direction) {
                 (Some(g), Direction::Inbound) => {
                     let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
@@ -125,7 +130,21 @@ pub async fn process(
                     Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
                 }
             }
-            let verdict = state.engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
+            let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
+            // Spamtraps and auto-learning (when configured) learn from the verdict.
+            let c = &engine.config().classifier;
+            if let (Some(learner), true) = (state.learner(), c.autolearn || !c.spamtraps.is_empty()) {
+                let mut learner = learner.lock().unwrap_or_else(|e| e.into_inner());
+                match learner.after_verdict(&envelope, &msg, &verdict, c) {
+                    Ok(Some(_)) => {
+                        if let Err(e) = learner.commit(mailsift_engine::unix_now()) {
+                            tracing::warn!(error = %e, "classifier store not updated");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "learning from the verdict failed"),
+                }
+            }
             if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
                 // The verdict is evidence about the sender for next time (inbound only: our own users' mail
                 // says nothing about the outside world).

@@ -41,6 +41,8 @@ pub enum GatewayError {
     Tls(#[from] crate::tls::TlsError),
     #[error("{0}")]
     Dns(#[from] mailsift_engine::sender::DnsSetupError),
+    #[error("[smtp] domains: {0}")]
+    DomainEngine(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -59,6 +61,8 @@ pub struct GatewayState {
     /// The resolver for outbound MX delivery (the gatherer's, or one of its own when DNS evidence is off).
     mx: Result<Arc<SenderGatherer>, String>,
     domains: FxHashMap<String, DomainConfig>,
+    /// Engines for domains with their own thresholds or ASF options (sharing the model).
+    domain_engines: FxHashMap<String, Arc<Engine>>,
     trusted: Vec<IpRange>,
     /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
     learner: Option<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>,
@@ -95,6 +99,7 @@ impl GatewayState {
             }
         }
         let trusted = config.trusted_networks();
+        let (engine, domain_engines) = domain_engines(engine, &config.domains)?;
         let mx = match &gatherer {
             Some(g) => Ok(g.clone()),
             None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
@@ -106,6 +111,7 @@ impl GatewayState {
             tls,
             mx,
             domains,
+            domain_engines,
             trusted,
             learner: None,
             reputation: None,
@@ -130,6 +136,12 @@ impl GatewayState {
 
     pub fn reputation(&self) -> Option<&Mutex<mailsift_store::SqliteReputation>> {
         self.reputation.as_ref()
+    }
+
+    /// The engine that judges a transaction: its domain's own (thresholds, ASF options), else the main one.
+    /// Inbound mail belongs to its recipients' domain (one per transaction), outbound to its sender's.
+    pub fn engine_for(&self, domain: &str) -> &Arc<Engine> {
+        self.domain_engines.get(&domain.to_ascii_lowercase()).unwrap_or(&self.engine)
     }
 
     /// The settings of a domain the gateway receives mail for.
@@ -173,6 +185,61 @@ impl GatewayState {
             tls: r.starttls.then(|| client_tls.clone()),
         }
     }
+}
+
+/// Folds the domains' settings into the engine configuration: sending servers and trusted relays make a
+/// domain protected (anti-spoofing), spamtraps join the classifier's; domains with their own thresholds or
+/// ASF options get an engine of their own, sharing the model.
+fn domain_engines(base: Engine, domains: &[DomainConfig]) -> Result<(Engine, FxHashMap<String, Arc<Engine>>), GatewayError> {
+    use mailsift_engine::config::ProtectedDomain;
+    let model = base.model().cloned();
+    let build = |config: mailsift_engine::EngineConfig| -> Result<Engine, GatewayError> {
+        let e = Engine::new(config).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+        Ok(match &model {
+            Some(m) => e.with_model(m.clone()),
+            None => e,
+        })
+    };
+    let mut config = base.config().clone();
+    let mut changed = false;
+    for d in domains {
+        if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
+            config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
+            config.organisation.protected.push(ProtectedDomain {
+                domain: d.name.to_ascii_lowercase(),
+                sending_servers: d.sending_servers.clone(),
+                trusted_relays: d.trusted_relays.clone(),
+            });
+            if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
+                config.organisation.domains.push(d.name.to_ascii_lowercase());
+            }
+            changed = true;
+        }
+        for trap in &d.spamtraps {
+            config.classifier.spamtraps.push(trap.to_ascii_lowercase());
+            changed = true;
+        }
+    }
+    let base = if changed { build(config.clone())? } else { base };
+    let mut out = FxHashMap::default();
+    for d in domains.iter().filter(|d| d.has_engine_overrides()) {
+        let mut c = config.clone();
+        if let Some(t) = &d.thresholds {
+            c.thresholds = t.clone();
+        }
+        if !d.asf.is_empty() {
+            let mut asf = toml::Value::try_from(&c.asf).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+            for (option, mode) in &d.asf {
+                let mode = toml::Value::try_from(mode).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+                if let Some(t) = asf.as_table_mut() {
+                    t.insert(option.clone(), mode);
+                }
+            }
+            c.asf = asf.try_into().map_err(|e: toml::de::Error| GatewayError::DomainEngine(format!("{}.asf: {e}", d.name)))?;
+        }
+        out.insert(d.name.to_ascii_lowercase(), Arc::new(build(c)?));
+    }
+    Ok((base, out))
 }
 
 /// The running gateway, shared by every session.

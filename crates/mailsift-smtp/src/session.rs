@@ -509,8 +509,11 @@ impl Session {
 
     fn add_recipient(&mut self, to: String, route: Route) {
         let txn = self.txn.as_mut().expect("a transaction is open");
+        // Inbound, one domain per transaction too: each domain may judge with its own thresholds and options.
+        let other_domain = txn.direction == Direction::Inbound
+            && txn.rcpts.first().is_some_and(|first| proto::domain_of(first) != proto::domain_of(&to));
         match &txn.route {
-            Some(r) if *r != route => {
+            Some(r) if *r != route || other_domain => {
                 // One answer at the end of data must be true for every recipient: a recipient that goes
                 // elsewhere comes in its own transaction (RFC 5321 §4.5.3.1.10; clients retry it).
                 self.say(452, "4.5.3", "Too many recipients for this transaction; send the rest separately")

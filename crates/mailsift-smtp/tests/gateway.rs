@@ -796,3 +796,39 @@ async fn retention_purges_old_quarantine_and_log_rows() {
     assert!(db.log_get("NEWLOG").unwrap().is_some());
     g.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_domain_judges_with_its_own_thresholds_options_and_sending_servers() {
+    let extra = r#"
+[[smtp.domains]]
+name = "strict.test"
+thresholds = { tag = 1.0, quarantine = 2.0, reject = 3.0 }
+asf = { numeric_ip_in_url = "on" }
+sending_servers = ["192.0.2.0/24"]
+"#;
+    let g = start(extra).await;
+    // Different domains come in different transactions, so each is judged by its own settings.
+    let (mut c, _) = Raw::connect(g.inbound).await;
+    c.cmd("EHLO client.sender.example").await;
+    c.cmd("MAIL FROM:<alice@sender.example>").await;
+    assert_eq!(c.cmd("RCPT TO:<bob@example.com>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<eve@strict.test>").await.0, 452);
+    // The same tag-worthy message: tagged for example.com, rejected by strict.test's thresholds.
+    let m = message("tagme now", "see http://192.0.2.7/offer");
+    assert_eq!(send_raw(g.inbound, "alice@sender.example", &["bob@example.com"], &m).await.0, 250);
+    let (code, _) = send_raw(g.inbound, "alice@sender.example", &["eve@strict.test"], &m).await;
+    assert_eq!(code, 550);
+    let tagged = String::from_utf8_lossy(&g.sink.messages()[0].data).to_string();
+    assert_eq!(header(&tagged, "X-Mailsift-Action"), Some("tag"));
+    assert!(!header(&tagged, "X-Mailsift-Symbols").unwrap().contains("ASF_NUMERIC_IP_URL"), "off by default");
+    g.gateway.db.flush().unwrap();
+    let log = g.gateway.db.log_search(&LogQuery { recipient: Some("strict.test".into()), ..Default::default() }).unwrap();
+    assert!(log[0].symbols.iter().any(|(n, _)| n == "ASF_NUMERIC_IP_URL"), "on for strict.test: {:?}", log[0].symbols);
+    // strict.test is protected: its name in From: from a server that is not one of its own is spoofing.
+    let spoof = message("hello", "x").replace("alice@sender.example", "ceo@strict.test");
+    assert_eq!(send_raw(g.inbound, "ceo@strict.test", &["bob@example.com"], &spoof).await.0, 250);
+    g.gateway.db.flush().unwrap();
+    let log = g.gateway.db.log_search(&LogQuery { sender: Some("ceo@strict.test".into()), ..Default::default() }).unwrap();
+    assert!(log[0].symbols.iter().any(|(n, _)| n == "SPOOF_OWN_DOMAIN"), "{:?}", log[0].symbols);
+    g.task.abort();
+}
