@@ -29,6 +29,13 @@ pub enum QuarantineCommand {
         #[arg(long, default_value = "administrator")]
         by: String,
     },
+    /// Release, then add the sender to that recipient's allowed senders, so their next message is delivered.
+    Approve {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[arg(long, default_value = "administrator")]
+        by: String,
+    },
     /// Delete held copies for good.
     Delete {
         #[arg(required = true)]
@@ -119,41 +126,36 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
                 print!("{}", render(&item, &bytes, db.log_get(&item.reference_id)?.as_ref()));
             }
         }
-        QuarantineCommand::Release { ids, not_spam, by } => {
-            let state = crate::serve::build_state(config, data_dir, &[])?;
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let gateway = {
-                let _guard = runtime.enter();
-                mailsift_smtp::Gateway::new(state, db.clone(), data_dir)
-            };
-            let mut failed = 0;
-            for id in ids {
-                match runtime.block_on(mailsift_smtp::release::release(&gateway, *id, by)) {
-                    Ok(r) => {
-                        println!("{id}: released to {} ({})", r.recipient, r.reply);
-                        if *not_spam {
-                            let engine = crate::load_engine(config)?;
-                            crate::report::report_message(
-                                engine,
-                                data_dir,
-                                &r.message,
-                                mailsift_engine::classify::Side::Ham,
-                                &format!("quarantine item {id}"),
-                                "quarantine",
-                                Some(r.recipient.as_str()),
-                            )?;
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("mailsift: {e}");
-                        failed += 1;
-                    }
-                }
-            }
-            if failed > 0 {
-                bail!("{failed} of {} release(s) failed", ids.len());
+        QuarantineCommand::Approve { ids, by } => {
+            use mailsift_store::PolicyStore;
+            let items: Vec<QuarantineItem> = ids
+                .iter()
+                .map(|id| db.quarantine_get(*id)?.with_context(|| format!("quarantine item {id} does not exist")))
+                .collect::<Result<_>>()?;
+            release_all(config, data_dir, &db, ids, false, by)?;
+            for item in items {
+                // The address the user saw (From:), else the envelope sender. The entry is the user's own and
+                // keeps the safe default: it never lets through mail that spoofs our domains or fails DMARC.
+                let Some(sender) = item.from_header.clone().or(item.mail_from.clone()).filter(|s| s.contains('@')) else {
+                    eprintln!("mailsift: quarantine item {}: no sender address to approve", item.id);
+                    continue;
+                };
+                let entry = mailsift_engine::policy::AllowEntry {
+                    id: None,
+                    sender: sender.clone(),
+                    recipient: Some(item.recipient.clone()),
+                    require_auth: false,
+                    from_ptr_domain: None,
+                    from_network: None,
+                    allow_spoofed: false,
+                    expires: None,
+                    comment: Some(format!("approved from quarantine item {} by {by}", item.id)),
+                };
+                let id = db.list_add(mailsift_store::ListEntry::Allow(entry))?;
+                println!("{}: {sender} is now an allowed sender for {} (list entry {id})", item.id, item.recipient);
             }
         }
+        QuarantineCommand::Release { ids, not_spam, by } => release_all(config, data_dir, &db, ids, *not_spam, by)?,
         QuarantineCommand::Delete { ids } => {
             for id in ids {
                 if db.quarantine_delete(*id)? {
@@ -167,6 +169,44 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
             let n = db.quarantine_purge(now - *older_than_days as i64 * 86_400)?;
             println!("purged {n} quarantined message(s) older than {older_than_days} days");
         }
+    }
+    Ok(())
+}
+
+/// Releases each item through the gateway's delivery path; with `not_spam`, also reports it as ham.
+fn release_all(config: Option<&PathBuf>, data_dir: &Path, db: &Database, ids: &[i64], not_spam: bool, by: &str) -> Result<()> {
+    let state = crate::serve::build_state(config, data_dir, &[])?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let gateway = {
+        let _guard = runtime.enter();
+        mailsift_smtp::Gateway::new(state, db.clone(), data_dir)
+    };
+    let mut failed = 0;
+    for id in ids {
+        match runtime.block_on(mailsift_smtp::release::release(&gateway, *id, by)) {
+            Ok(r) => {
+                println!("{id}: released to {} ({})", r.recipient, r.reply);
+                if not_spam {
+                    let engine = crate::load_engine(config)?;
+                    crate::report::report_message(
+                        engine,
+                        data_dir,
+                        &r.message,
+                        mailsift_engine::classify::Side::Ham,
+                        &format!("quarantine item {id}"),
+                        "quarantine",
+                        Some(r.recipient.as_str()),
+                    )?;
+                }
+            }
+            Err(e) => {
+                eprintln!("mailsift: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} release(s) failed", ids.len());
     }
     Ok(())
 }

@@ -249,6 +249,7 @@ fn quarantined_mail_is_listed_shown_and_released_once() {
     let mut c = Smtp::connect(addr);
     assert_eq!(c.send_message("bob@localhost", &message("holdme invoice")).0, 250);
     assert_eq!(c.send_message("bob@localhost", &message("holdme second")).0, 250);
+    assert_eq!(c.send_message("bob@localhost", &message("holdme third")).0, 250);
     assert!(maildir_messages(&data, "bob@localhost").is_empty(), "held, not delivered");
     assert!(Command::new("kill").args(["-TERM", &gw.0.id().to_string()]).status().unwrap().success());
     gw.0.wait().unwrap();
@@ -259,7 +260,7 @@ fn quarantined_mail_is_listed_shown_and_released_once() {
     let list = q(&["list", "--json"]);
     let items: Vec<serde_json::Value> =
         String::from_utf8(list.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(items.len(), 2);
+    assert_eq!(items.len(), 3);
     let first = items.iter().find(|i| i["subject"] == "holdme invoice").unwrap();
     let id = first["id"].as_i64().unwrap().to_string();
     assert!(first["reason"].as_str().unwrap().contains("HOLD_WORD"));
@@ -280,13 +281,25 @@ fn quarantined_mail_is_listed_shown_and_released_once() {
     assert_eq!(maildir_messages(&data, "bob@localhost").len(), 1);
     // Released items leave the default list.
     let held = String::from_utf8(q(&["list", "--json"]).stdout).unwrap();
-    assert_eq!(held.lines().count(), 1);
+    assert_eq!(held.lines().count(), 2);
+    // Release and approve: the sender becomes bob's allowed sender, so the next message is delivered.
+    let id_of = |subject: &str| items.iter().find(|i| i["subject"] == subject).unwrap()["id"].as_i64().unwrap().to_string();
+    let approved = q(&["approve", &id_of("holdme second")]);
+    assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
+    assert!(String::from_utf8_lossy(&approved.stdout).contains("alice@sender.example is now an allowed sender for bob@localhost"));
+    assert_eq!(maildir_messages(&data, "bob@localhost").len(), 2);
+    let (_gw, addr) = serve(&data, Some(&config));
+    assert_eq!(Smtp::connect(addr).send_message("bob@localhost", &message("holdme fourth")).0, 250);
+    let got = maildir_messages(&data, "bob@localhost");
+    assert_eq!(got.len(), 3, "the approved sender's next message is delivered");
+    let fourth = got.iter().find(|m| m.contains("Subject: holdme fourth")).unwrap();
+    assert!(fourth.contains("X-Mailsift-SCL: -1"), "{fourth}");
     // Delete and purge.
-    let other = items.iter().find(|i| i["subject"] == "holdme second").unwrap()["id"].as_i64().unwrap().to_string();
+    let other = id_of("holdme third");
     assert!(q(&["delete", &other]).status.success());
     assert_eq!(q(&["show", &other]).status.code(), Some(2));
     // "Older than" is strict: let the clock pass the item's second.
     std::thread::sleep(Duration::from_millis(1100));
     let purged = String::from_utf8(q(&["purge", "--older-than-days", "0"]).stdout).unwrap();
-    assert!(purged.contains("purged 1 "), "{purged}");
+    assert!(purged.contains("purged 2 "), "{purged}");
 }

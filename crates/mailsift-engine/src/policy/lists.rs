@@ -100,18 +100,20 @@ pub struct ListOutcome {
     pub passed_over: Vec<(EntryRef, PassedOver)>,
 }
 
+#[derive(Clone)]
 enum Kind {
     Allow { require_auth: bool, from_ptr_domain: Option<String>, from_network: Option<IpRange>, allow_spoofed: bool },
     Block(BlockAction),
 }
 
+#[derive(Clone)]
 struct Entry {
     r: EntryRef,
     kind: Kind,
     expires: Option<i64>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct CompiledLists {
     entries: Vec<Entry>,
     /// "level\0whose\0sender" to entries, in the order given (allows first, then blocks).
@@ -124,6 +126,12 @@ fn key(level: Level, whose: &str, sender: &str) -> String {
 
 /// Checks a domain as an entry names it: lower case, no trailing dot, at least two labels.
 fn check_domain(d: &str) -> Result<String, String> {
+    check_domain_labels(d, true)
+}
+
+/// As [`check_domain`]; `two_labels` off for recipients, whose domains are ours and may be a single label
+/// (`localhost`, an internal name), while a sender entry for a bare label would cover a whole TLD.
+fn check_domain_labels(d: &str, two_labels: bool) -> Result<String, String> {
     let n = normal_domain(d);
     if n.starts_with('@') || n.starts_with("*.") {
         return Err(format!(
@@ -132,7 +140,7 @@ fn check_domain(d: &str) -> Result<String, String> {
         ));
     }
     let label_ok = |l: &str| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
-    if !n.contains('.') || !n.split('.').all(label_ok) {
+    if (two_labels && !n.contains('.')) || !n.split('.').all(label_ok) {
         return Err(format!("{d:?} is not a domain name with at least two labels"));
     }
     Ok(n)
@@ -141,16 +149,25 @@ fn check_domain(d: &str) -> Result<String, String> {
 /// An address or a domain, normalised (the domain part lower-cased; local parts compare ignoring case too,
 /// as every large mail system treats them).
 fn check_sender(s: &str) -> Result<String, String> {
+    check_address(s, true)
+}
+
+/// A recipient address or domain: ours, so a single-label domain is fine.
+fn check_recipient(s: &str) -> Result<String, String> {
+    check_address(s, false)
+}
+
+fn check_address(s: &str, two_labels: bool) -> Result<String, String> {
     let s = s.trim();
     match s.rsplit_once('@') {
-        Some(("", _)) => check_domain(s),
+        Some(("", _)) => check_domain_labels(s, two_labels),
         Some((local, domain)) => {
             if local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') {
                 return Err(format!("{s:?} is not an email address"));
             }
-            Ok(format!("{}@{}", local.to_lowercase(), check_domain(domain)?))
+            Ok(format!("{}@{}", local.to_lowercase(), check_domain_labels(domain, two_labels)?))
         }
-        None => check_domain(s),
+        None => check_domain_labels(s, two_labels),
     }
 }
 
@@ -183,7 +200,7 @@ impl CompiledLists {
             let sender_n = check_sender(sender).map_err(|r| err("sender", r))?;
             let recipient_n = match recipient.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
                 None => None,
-                Some(r) => Some(check_sender(r).map_err(|e| err("recipient", e))?),
+                Some(r) => Some(check_recipient(r).map_err(|e| err("recipient", e))?),
             };
             let level = Level::of(recipient_n.as_deref());
             let kind = match list {
@@ -231,7 +248,7 @@ impl CompiledLists {
             return out;
         }
         let recipient = recipient.map(|r| r.trim().trim_matches(['<', '>'])).filter(|r| !r.is_empty());
-        let rcpt = recipient.and_then(|r| check_sender(r).ok());
+        let rcpt = recipient.and_then(|r| check_recipient(r).ok());
         let rcpt_domain = rcpt.as_deref().and_then(|r| r.rsplit_once('@')).map(|(_, d)| d.to_string());
         let levels =
             [(Level::User, rcpt.as_deref()), (Level::Domain, rcpt_domain.as_deref()), (Level::Organisation, Some(""))];
