@@ -932,8 +932,8 @@ fn name_taken(s: &Snapshot, rule: &FilterRule, except: Option<usize>) -> Result<
             item: format!("rule {:?}", rule.name.trim()),
             field: "name".into(),
             reason: format!(
-                "rule {} ({:?}) has this name already (names are unique, ignoring case)",
-                i, s.rules[i].rule.name
+                "a rule named {:?} is stored already (names are unique, ignoring case)",
+                s.rules[i].rule.name.trim()
             ),
         }),
         _ => Ok(()),
@@ -944,7 +944,7 @@ fn bad_position(rule: &str, position: usize, count: usize) -> PolicyStoreError {
     PolicyStoreError::Invalid {
         item: format!("rule {:?}", rule.trim()),
         field: "position".into(),
-        reason: format!("{position} is beyond the last position ({})", count.saturating_sub(1)),
+        reason: format!("{position} is beyond the end: {count} rules are stored (positions count from 0)"),
     }
 }
 
@@ -992,11 +992,7 @@ impl PolicyStore for Database {
             name_taken(s, &rule, None)?;
             let position = at.unwrap_or(s.rules.len());
             if position > s.rules.len() {
-                return Err(PolicyStoreError::Invalid {
-                    item: format!("rule {:?}", rule.name.trim()),
-                    field: "position".into(),
-                    reason: format!("{position} is beyond the end of the rules ({} of them)", s.rules.len()),
-                });
+                return Err(bad_position(&rule.name, position, s.rules.len()));
             }
             let mut t = Target::of(s);
             t.rules.insert(position, (None, rule.clone()));
