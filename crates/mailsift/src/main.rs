@@ -5,6 +5,7 @@ mod eval;
 mod inputs;
 mod load;
 mod log;
+mod policy;
 mod quarantine;
 mod report;
 mod reports;
@@ -75,6 +76,17 @@ enum Command {
     /// The quarantine: list, show, release (once), delete, purge.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Filter rules, evaluated in order before the allowed/blocked senders: add, list, show, move, enable,
+    /// disable, remove, and test on a message.
+    #[command(subcommand)]
+    Rules(policy::RulesCommand),
+    /// Allowed and blocked senders, per organisation, domain or user: add, list (with when each last
+    /// matched), remove.
+    #[command(subcommand)]
+    Lists(policy::ListsCommand),
+    /// The stored policy (rules and lists) as TOML: import, export.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// An SMTP server that accepts and counts everything: a stand-in next hop for trials and load tests.
     SmtpSink(serve::SinkArgs),
     /// Load-test a gateway: concurrent SMTP senders replay messages; prints messages/s and latency.
@@ -207,6 +219,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Reports(args) => reports::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Lists(cmd) => policy::run_lists(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Policy(cmd) => policy::run_policy(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
     }
