@@ -65,14 +65,43 @@ pub struct GatewayState {
     domain_engines: FxHashMap<String, Arc<Engine>>,
     trusted: Vec<IpRange>,
     /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
-    learner: Option<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>,
+    learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>>,
     /// Local sender reputation, when enabled: consulted for every message and fed by verdicts and reports.
-    reputation: Option<Mutex<mailsift_store::SqliteReputation>>,
+    reputation: Option<Arc<Mutex<mailsift_store::SqliteReputation>>>,
+    /// What the domains were built from, so stored domain changes can rebuild the state.
+    base_engine: mailsift_engine::EngineConfig,
+    base_smtp: SmtpConfig,
+    data_dir: std::path::PathBuf,
+    /// The stored domains (name, JSON) this state includes.
+    stored_domains: Vec<(String, String)>,
 }
 
 impl GatewayState {
     /// Builds the state; call inside a Tokio runtime (the DNS resolver registers with it).
     pub fn new(engine: Engine, config: SmtpConfig, data_dir: &Path) -> Result<GatewayState, GatewayError> {
+        GatewayState::with_domains(engine, config, data_dir, Vec::new())
+    }
+
+    /// As [`GatewayState::new`], with domains from the store (name, settings JSON) added to the
+    /// configuration's; a stored domain replaces a configured one of the same name.
+    pub fn with_domains(
+        engine: Engine,
+        base_smtp: SmtpConfig,
+        data_dir: &Path,
+        stored_domains: Vec<(String, String)>,
+    ) -> Result<GatewayState, GatewayError> {
+        let base_engine = engine.config().clone();
+        let mut config = base_smtp.clone();
+        for (name, json) in &stored_domains {
+            let d: DomainConfig = serde_json::from_str(json).map_err(|e| {
+                GatewayError::Config(crate::config::ConfigError::Invalid {
+                    field: format!("domains.{name} (stored)"),
+                    reason: e.to_string(),
+                })
+            })?;
+            config.domains.retain(|c| !c.name.eq_ignore_ascii_case(name));
+            config.domains.push(d);
+        }
         config.validate()?;
         let gatherer = if engine.config().dns.enabled {
             Some(Arc::new(SenderGatherer::from_config(engine.config())?))
@@ -115,27 +144,49 @@ impl GatewayState {
             trusted,
             learner: None,
             reputation: None,
+            base_engine,
+            base_smtp,
+            data_dir: data_dir.to_path_buf(),
+            stored_domains,
         })
+    }
+
+    /// The same state with another set of stored domains (the learner and reputation are shared).
+    pub fn rebuild_with_domains(&self, stored: Vec<(String, String)>) -> Result<GatewayState, GatewayError> {
+        let mut engine =
+            Engine::new(self.base_engine.clone()).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+        if let Some(m) = self.engine.model() {
+            engine = engine.with_model(m.clone());
+        }
+        let mut state = GatewayState::with_domains(engine, self.base_smtp.clone(), &self.data_dir, stored)?;
+        state.learner = self.learner.clone();
+        state.reputation = self.reputation.clone();
+        Ok(state)
+    }
+
+    /// The stored domains this state was built with.
+    pub fn stored_domains(&self) -> &[(String, String)] {
+        &self.stored_domains
     }
 
     /// Keeps the learner whose model the engine scans with, so reports retrain the running gateway.
     pub fn with_learner(mut self, learner: mailsift_store::Learner<mailsift_store::SqliteStore>) -> GatewayState {
-        self.learner = Some(Mutex::new(learner));
+        self.learner = Some(Arc::new(Mutex::new(learner)));
         self
     }
 
     /// Consults and feeds local reputation.
     pub fn with_reputation(mut self, reputation: mailsift_store::SqliteReputation) -> GatewayState {
-        self.reputation = Some(Mutex::new(reputation));
+        self.reputation = Some(Arc::new(Mutex::new(reputation)));
         self
     }
 
     pub fn learner(&self) -> Option<&Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>> {
-        self.learner.as_ref()
+        self.learner.as_deref()
     }
 
     pub fn reputation(&self) -> Option<&Mutex<mailsift_store::SqliteReputation>> {
-        self.reputation.as_ref()
+        self.reputation.as_deref()
     }
 
     /// The engine that judges a transaction: its domain's own (thresholds, ASF options), else the main one.
@@ -327,6 +378,12 @@ impl Gateway {
             return Ok(false);
         }
         let stored = self.db.load_policy().map_err(|e| e.to_string())?;
+        let domains = self.db.domains().map_err(|e| e.to_string())?;
+        if domains != self.state().stored_domains() {
+            let rebuilt = self.state().rebuild_with_domains(domains).map_err(|e| e.to_string())?;
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rebuilt);
+            tracing::info!("domains reloaded from the store");
+        }
         let state = self.state();
         let mut all = state.engine.config().policy.clone();
         all.rules.extend(stored.config.rules);

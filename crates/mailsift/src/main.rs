@@ -1,6 +1,7 @@
 //! The `mailsift` command: scan, explain, evaluate and benchmark messages, and print the symbol registry.
 
 mod bench;
+mod domains;
 mod eval;
 mod inputs;
 mod load;
@@ -73,6 +74,9 @@ enum Command {
     /// The submission report: false-positive and false-negative reports over a period, by type, channel,
     /// outcome, sender domain and user.
     Reports(reports::ReportsArgs),
+    /// The organisation's domains: next hop, recipients, thresholds, ASF options, spamtraps, sending servers.
+    #[command(subcommand)]
+    Domains(domains::DomainsCommand),
     /// The quarantine: list, show, release (once), delete, purge.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
@@ -217,6 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Domains(cmd) => domains::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Reports(args) => reports::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),

@@ -303,3 +303,42 @@ fn quarantined_mail_is_listed_shown_and_released_once() {
     let purged = String::from_utf8(q(&["purge", "--older-than-days", "0"]).stdout).unwrap();
     assert!(purged.contains("purged 2 "), "{purged}");
 }
+
+#[test]
+fn domains_managed_from_the_command_line_reach_the_running_gateway() {
+    let data = temp_dir("domains");
+    let (_gw, addr) = serve(&data, None);
+    let d = |args: &[&str]| bin().arg("--data-dir").arg(&data).arg("domains").args(args).output().unwrap();
+    assert_eq!(Smtp::connect(addr).send_message("alice@new.test", &message("before")).0, 550, "not our domain yet");
+
+    let set = d(&["set", "new.test", "--recipient", "alice@new.test", "--thresholds", "4,8,12", "--asf", "numeric_ip_in_url=on"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    // The gateway polls the store's version: within a few seconds the domain is ours.
+    let mut accepted = false;
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(100));
+        if Smtp::connect(addr).send_message("alice@new.test", &message("after")).0 == 250 {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "new.test is accepted once stored");
+    assert_eq!(Smtp::connect(addr).send_message("bob@new.test", &message("unknown user")).0, 550, "only listed recipients");
+    assert_eq!(maildir_messages(&data, "alice@new.test").len(), 1);
+
+    // Invalid settings are refused with the field named, and nothing is stored.
+    let bad = d(&["set", "bad.test", "--sending-server", "10.0.0.0/99"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("domains.bad.test.sending_servers"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    // Export, remove, import: the same settings come back.
+    let exported = String::from_utf8(d(&["export"]).stdout).unwrap();
+    assert!(exported.contains("name = \"new.test\"") && exported.contains("numeric_ip_in_url = \"on\""), "{exported}");
+    assert!(!exported.contains("bad.test"));
+    assert!(d(&["rm", "new.test"]).status.success());
+    assert_eq!(d(&["show", "new.test"]).status.code(), Some(2));
+    let file = data.join("domains.toml");
+    std::fs::write(&file, &exported).unwrap();
+    assert!(d(&["import", file.to_str().unwrap()]).status.success());
+    assert_eq!(String::from_utf8(d(&["export"]).stdout).unwrap(), exported);
+}

@@ -142,6 +142,20 @@ CREATE TABLE policy_version (
 INSERT INTO policy_version (id, version) VALUES (1, 0);
 ",
     },
+    Migration {
+        name: "domains",
+        // The organisation's domains and their settings (next hop, recipients, thresholds, ASF options,
+        // spamtraps, sending servers). The settings are the gateway's own type, kept as its JSON: this crate
+        // sits below the gateway and only stores them. A change bumps `policy_version`, which the running
+        // gateway already polls.
+        sql: "
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -11,6 +11,7 @@
 //! What it is not: the classifier's token store or the reputation store (their own files, written at other
 //! rhythms), nor the policy that decides what to log, quarantine or purge.
 
+mod domains;
 pub(crate) mod migrations;
 pub mod msglog;
 pub mod policy;
@@ -251,6 +252,11 @@ impl Database {
                 return Ok(total);
             }
         }
+    }
+
+    /// Runs `f` on a reader connection from the pool (for modules that read their own tables).
+    pub(crate) fn read_rows<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.read(f)
     }
 
     /// Runs `f` on a reader connection from the pool.
