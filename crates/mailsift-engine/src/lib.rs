@@ -228,12 +228,12 @@ impl Engine {
         let symbols = std::mem::take(&mut verdict.symbols);
         let input =
             policy::PolicyInput { envelope, message: msg, evidence, symbols: &symbols, score: verdict.score, now };
-        let rules = policy.rules(&input);
-        let mut added = Vec::new();
-        for m in &rules.matched {
-            let detail = format!("{:?}: {} => {}", m.rule, m.why, m.actions.join(", "));
-            added.push(policy::symbol("POLICY_RULE", m.add_score, detail));
-            verdict.policy_matches.push(PolicyMatch::Rule { name: m.rule.clone(), index: m.index });
+        let mut rules = policy.rules(&input);
+        let mut added = Vec::with_capacity(rules.matched.len());
+        verdict.policy_matches.reserve(rules.matched.len());
+        for m in std::mem::take(&mut rules.matched) {
+            added.push(policy::symbol("POLICY_RULE", m.add_score, m.explanation));
+            verdict.policy_matches.push(PolicyMatch::Rule { name: m.rule, index: m.index });
         }
         if rules.add_score != 0.0 {
             // The administrator's own scores are never capped: they said so explicitly.
@@ -318,7 +318,7 @@ impl Engine {
         verdict.policy_effects = rules.effects;
         verdict.symbols = symbols;
         if !added.is_empty() {
-            verdict.symbols.extend(added);
+            verdict.symbols.append(&mut added);
             verdict.symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then_with(|| a.name.cmp(&b.name)));
         }
         if !policy.is_empty() {

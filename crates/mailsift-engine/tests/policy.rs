@@ -874,6 +874,11 @@ fn invalid_rules_and_entries_are_refused_with_the_rule_the_field_and_the_reason(
             &["\"bad regex\"", "conditions[0].value", "bad regular expression"],
         ),
         (
+            "[[policy.rules]]\nname = \"fine\"\nconditions = [{ field = \"body\", op = \"matches\", value = \"ok\" }]\nactions = [{ action = \"tag\" }]\n\
+             [[policy.rules]]\nname = \"huge\"\nconditions = [{ field = \"subject\", op = \"exists\" }, { field = \"body\", op = \"matches\", value = '(?:\\w{500}){500}' }]\nactions = [{ action = \"tag\" }]\n",
+            &["\"huge\" (rules[1])", "conditions[1].value", "size limit"],
+        ),
+        (
             "[[policy.rules]]\nname = \"bad cidr\"\nconditions = [{ field = \"client_ip\", op = \"in_cidr\", value = \"10.0.0.0/33\" }]\nactions = [{ action = \"tag\" }]\n",
             &["\"bad cidr\"", "conditions[0].value", "prefix"],
         ),
@@ -917,7 +922,8 @@ fn invalid_rules_and_entries_are_refused_with_the_rule_the_field_and_the_reason(
             &["allow[0]", "from_network"],
         ),
         ("[[policy.block]]\nsender = \"x.example\"\nallow_spoofed = true\n", &["\"x.example\"", "allow_spoofed"]),
-        ("[[policy.block]]\nsender = \"x.example\"\nrecipient = \"com\"\n", &["block[0]", "recipient", "two labels"]),
+        ("[[policy.block]]\nsender = \"x.example\"\nrecipient = \"our domain\"\n", &["block[0]", "recipient", "not a domain"]),
+        ("[[policy.block]]\nsender = \"com\"\n", &["block[0]", "sender", "two labels"]),
     ];
     for (toml, wanted) in cases {
         let err = match EngineConfig::from_toml(toml) {

@@ -275,6 +275,7 @@ pub(crate) fn decision_of(rules: &RuleOutcome, list: &ListOutcome) -> (Option<Po
 
 /// The compiled policy. Build once (at start, on reload, when the store's rules change); share across
 /// threads; evaluate per message.
+#[derive(Clone)]
 pub struct Policy {
     rules: rules::CompiledRules,
     lists: lists::CompiledLists,

@@ -4,8 +4,8 @@
 //! - `is`: one hash map per field from the lower-cased value to the leaves that want it;
 //! - `contains`, `starts_with`, `ends_with`: one Aho-Corasick automaton per field holding every literal of
 //!   every rule, run once over each value of the field;
-//! - `matches`: one `RegexSet` per field (and each regex compiled alone once, at construction, to name the
-//!   rule whose pattern is invalid);
+//! - `matches`: per field, one Aho-Corasick automaton of the literals each pattern requires, so only the
+//!   patterns whose literal occurs are run; patterns without such a literal share one `RegexSet`;
 //! - `in_cidr`: a hash map per prefix length of the masked network;
 //! - `size` thresholds: sorted, so the true ones are a prefix or a suffix.
 //!
@@ -25,7 +25,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -34,9 +34,11 @@ use super::{AddedHeader, PolicyAction, PolicyEffects, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
 use crate::verdict::HEADER_PREFIX;
 
-/// Limits that keep one policy from exhausting memory: per-field regex sets are capped (the regex crate
-/// refuses beyond), and so are texts a person types.
-const REGEX_SIZE_LIMIT: usize = 256 << 20;
+/// Limits that keep one policy from exhausting memory: a compiled pattern (the regex crate refuses beyond),
+/// and texts a person types.
+const REGEX_SIZE_LIMIT: usize = 16 << 20;
+/// The shared set of patterns without a usable literal holds many patterns, so it may grow larger.
+const REGEX_SET_SIZE_LIMIT: usize = 256 << 20;
 const MAX_NAME: usize = 200;
 const MAX_REJECT_TEXT: usize = 400;
 
@@ -86,10 +88,9 @@ pub struct RuleMatch {
     /// The rule's position in the configured list.
     pub index: usize,
     pub add_score: f64,
-    /// The conditions that held, for the explanation.
-    pub why: String,
-    /// The rule's actions, by name.
-    pub actions: Vec<&'static str>,
+    /// The rule, the conditions that held and the actions, as the `POLICY_RULE` symbol shows them:
+    /// `"web forms": envelope_from is "forms@ourdomain.example"; Received contains "web01" => allow`.
+    pub explanation: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +102,7 @@ pub struct RuleDecision {
     pub message: Option<String>,
 }
 
+#[derive(Clone)]
 enum Test {
     Leaf(LeafId),
     /// Evaluated late: the score grows as rules match.
@@ -110,6 +112,7 @@ enum Test {
     },
 }
 
+#[derive(Clone)]
 struct CompiledCondition {
     test: Test,
     not: bool,
@@ -117,6 +120,7 @@ struct CompiledCondition {
     text: String,
 }
 
+#[derive(Clone)]
 struct CompiledRule {
     index: usize,
     name: String,
@@ -124,6 +128,10 @@ struct CompiledRule {
     mode: MatchMode,
     conditions: Vec<CompiledCondition>,
     actions: Vec<RuleAction>,
+    /// The parts of the explanation that do not depend on the message: `"name": ` and ` => allow, stop`.
+    quoted_name: String,
+    actions_text: String,
+    explanation_len: usize,
 }
 
 impl CompiledRule {
@@ -152,27 +160,176 @@ impl CompiledRule {
 struct SlotBuilder {
     exact: FxHashMap<String, Vec<LeafId>>,
     needles: Vec<(String, LeafId, Operator)>,
-    regexes: Vec<(String, LeafId)>,
+    /// Each pattern with its leaf and where it was written (rule index, condition index), for errors.
+    regexes: Vec<(String, LeafId, (usize, usize))>,
     exists: Vec<LeafId>,
 }
 
+#[derive(Clone)]
 struct Slot {
     source: Source,
     exact: FxHashMap<String, Vec<LeafId>>,
     needles: Option<Needles>,
-    regexes: Option<(RegexSet, Vec<LeafId>)>,
+    regexes: Option<RegexIndex>,
     exists: Vec<LeafId>,
 }
 
+/// A field's regular expressions. Most patterns administrators write contain a literal every match must
+/// start (or end) with: those literals join the field's Aho-Corasick automaton (the same pass that finds
+/// the `contains` texts), and only the patterns whose literal occurs are run, each alone. The rest share
+/// one `RegexSet`. Without this, thousands of patterns in one set over a non-ASCII body fall back to the
+/// regex crate's slowest engine (Unicode `\b` defeats its lazy DFA), and a policy of ten thousand rules
+/// costs most of the scan.
+#[derive(Clone)]
+struct RegexIndex {
+    /// The patterns with literals, compiled alone, with their leaf.
+    filtered: Vec<(Regex, LeafId)>,
+    unfiltered: Option<(RegexSet, Vec<LeafId>)>,
+}
+
+/// Why a field's index could not be built: one pattern (rule index, condition index) or all of them.
+enum SlotError {
+    Pattern((usize, usize), String),
+    Field(String),
+}
+
+/// More literals than this for one pattern, and it goes to the shared set instead.
+const MAX_LITERALS_PER_PATTERN: usize = 32;
+
+impl RegexIndex {
+    /// The index, and the literals (with the filtered pattern each stands for) for the field's automaton.
+    /// Each pattern is compiled here and only here (it was checked for syntax before): a compiled regex is
+    /// hundreds of allocations, and compiling thousands twice would litter the heap the scans then use.
+    fn build(patterns: &[(String, LeafId, (usize, usize))]) -> Result<(RegexIndex, Vec<(String, u32)>), SlotError> {
+        let (mut literals, mut filtered, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for (p, leaf, origin) in patterns {
+            match required_literals(p) {
+                Some(l) => {
+                    let re = RegexBuilder::new(p)
+                        .case_insensitive(true)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| SlotError::Pattern(*origin, format!("regular expression {p:?}: {e}")))?;
+                    let n = filtered.len() as u32;
+                    literals.extend(l.into_iter().map(|l| (l, n)));
+                    filtered.push((re, *leaf));
+                }
+                None => rest.push((p, *leaf, *origin)),
+            }
+        }
+        let unfiltered = if rest.is_empty() {
+            None
+        } else {
+            let set = RegexSetBuilder::new(rest.iter().map(|(r, _, _)| r))
+                .case_insensitive(true)
+                .size_limit(REGEX_SET_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    // Name the pattern that is too large on its own, if one is; else they are, together.
+                    let alone = |(p, _, o): &(&String, LeafId, (usize, usize))| {
+                        let built = RegexBuilder::new(p).case_insensitive(true).size_limit(REGEX_SIZE_LIMIT).build();
+                        built.err().map(|e| SlotError::Pattern(*o, format!("regular expression {p:?}: {e}")))
+                    };
+                    rest.iter().find_map(alone).unwrap_or_else(|| SlotError::Field(e.to_string()))
+                })?;
+            Some((set, rest.iter().map(|(_, l, _)| *l).collect()))
+        };
+        Ok((RegexIndex { filtered, unfiltered }, literals))
+    }
+
+    /// Runs a filtered pattern whose literal occurs in the value.
+    fn try_pattern(&self, p: u32, value: &str, bits: &mut Bits) {
+        let (re, leaf) = &self.filtered[p as usize];
+        if !bits.get(*leaf) && re.is_match(value) {
+            bits.set(*leaf);
+        }
+    }
+
+    fn run_unfiltered(&self, value: &str, bits: &mut Bits) {
+        if let Some((set, leaves)) = &self.unfiltered {
+            for i in set.matches(value).iter() {
+                bits.set(leaves[i]);
+            }
+        }
+    }
+}
+
+/// Literals one of which every match of the pattern contains (its prefixes, else its suffixes), when there
+/// are few and they are ASCII. The pattern is read case-sensitively and the literals are then matched
+/// ignoring ASCII case: a superset of where the case-insensitive pattern can match, except for the few
+/// Unicode letters that fold to ASCII ones (the Kelvin sign to k), which such a pattern would find and the
+/// literal would not.
+fn required_literals(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let mut ex = Extractor::new();
+        ex.kind(kind).limit_class(4).limit_total(MAX_LITERALS_PER_PATTERN);
+        let seq = ex.extract(&hir);
+        let Some(lits) = seq.literals() else { continue };
+        let usable = !lits.is_empty()
+            && lits.len() <= MAX_LITERALS_PER_PATTERN
+            && lits.iter().all(|l| l.as_bytes().len() >= 2 && l.as_bytes().is_ascii());
+        if usable {
+            let mut out: Vec<String> =
+                lits.iter().map(|l| String::from_utf8_lossy(l.as_bytes()).to_ascii_lowercase()).collect();
+            out.sort();
+            out.dedup();
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// What a pattern of a field's automaton stands for.
+#[derive(Clone, Copy)]
+enum Literal {
+    /// A `contains`, `starts_with` or `ends_with` text.
+    Text(LeafId, Operator),
+    /// A literal of a filtered regular expression.
+    Pattern(u32),
+}
+
+#[derive(Clone)]
 struct Needles {
     automaton: AhoCorasick,
-    leaves: Vec<(LeafId, Operator)>,
+    literals: Vec<Literal>,
     /// Some needle is not ASCII: the automaton's case folding is ASCII only, so the value is lower-cased
     /// (Unicode) first and the needles were too.
     lowercase_value: bool,
 }
 
 impl Slot {
+    fn build(source: Source, sb: SlotBuilder) -> Result<Slot, SlotError> {
+        let (regexes, pattern_literals) = if sb.regexes.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (index, literals) = RegexIndex::build(&sb.regexes)?;
+            (Some(index), literals)
+        };
+        let mut pats: Vec<String> = Vec::new();
+        let mut literals = Vec::new();
+        for (n, leaf, op) in sb.needles {
+            pats.push(n.to_lowercase());
+            literals.push(Literal::Text(leaf, op));
+        }
+        for (l, p) in pattern_literals {
+            pats.push(l);
+            literals.push(Literal::Pattern(p));
+        }
+        let needles = if pats.is_empty() {
+            None
+        } else {
+            let automaton = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&pats)
+                .map_err(|e| SlotError::Field(e.to_string()))?;
+            Some(Needles { automaton, literals, lowercase_value: pats.iter().any(|p| !p.is_ascii()) })
+        };
+        Ok(Slot { source, exact: sb.exact, needles, regexes, exists: sb.exists })
+    }
+
     fn feed(&self, value: &str, bits: &mut Bits) {
         for &l in &self.exists {
             bits.set(l);
@@ -189,35 +346,58 @@ impl Slot {
         }
         if let Some(n) = &self.needles {
             let hay: Cow<str> = if n.lowercase_value { Cow::Owned(value.to_lowercase()) } else { Cow::Borrowed(value) };
+            let mut tried: Vec<u32> = Vec::new();
             for m in n.automaton.find_overlapping_iter(hay.as_ref()) {
-                let (leaf, op) = n.leaves[m.pattern().as_usize()];
-                let hit = match op {
-                    Operator::StartsWith => m.start() == 0,
-                    Operator::EndsWith => m.end() == hay.len(),
-                    _ => true,
-                };
-                if hit {
-                    bits.set(leaf);
+                match n.literals[m.pattern().as_usize()] {
+                    Literal::Text(leaf, op) => {
+                        let hit = match op {
+                            Operator::StartsWith => m.start() == 0,
+                            Operator::EndsWith => m.end() == hay.len(),
+                            _ => true,
+                        };
+                        if hit {
+                            bits.set(leaf);
+                        }
+                    }
+                    Literal::Pattern(p) => {
+                        if let (false, Some(r)) = (tried.contains(&p), &self.regexes) {
+                            tried.push(p);
+                            r.try_pattern(p, value, bits);
+                        }
+                    }
                 }
             }
         }
-        if let Some((set, leaves)) = &self.regexes {
-            for i in set.matches(value).iter() {
-                bits.set(leaves[i]);
-            }
+        if let Some(r) = &self.regexes {
+            r.run_unfiltered(value, bits);
         }
     }
 }
 
 /// Which leaves are true for this message, as bits and as a list (to find the candidate rules).
+#[derive(Default)]
 struct Bits {
     words: Vec<u64>,
     set: Vec<LeafId>,
 }
 
 impl Bits {
+    #[cfg(test)]
     fn new(n: usize) -> Bits {
         Bits { words: vec![0; n.div_ceil(64)], set: Vec::new() }
+    }
+
+    /// Ready for a message with `n` leaves, clearing only the words the last message set.
+    fn reset(&mut self, n: usize) {
+        for &l in &self.set {
+            if let Some(w) = self.words.get_mut(l as usize / 64) {
+                *w = 0;
+            }
+        }
+        self.set.clear();
+        if self.words.len() < n.div_ceil(64) {
+            self.words.resize(n.div_ceil(64), 0);
+        }
     }
 
     fn set(&mut self, l: LeafId) {
@@ -234,7 +414,7 @@ impl Bits {
 }
 
 /// CIDR ranges by prefix length: the client IP masked to each length present is one hash lookup.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct CidrIndex {
     v4: FxHashMap<(u8, u32), Vec<LeafId>>,
     v4_prefixes: Vec<u8>,
@@ -306,7 +486,7 @@ impl CidrIndex {
 }
 
 /// Size thresholds, sorted by value.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct SizeIndex {
     above: Vec<(f64, LeafId)>,
     below: Vec<(f64, LeafId)>,
@@ -322,13 +502,16 @@ impl SizeIndex {
 }
 
 /// The enabled rules, compiled.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct CompiledRules {
     rules: Vec<CompiledRule>,
     leaf_count: usize,
     slots: Vec<Slot>,
     /// Lower-cased header name to its slot.
     header_slots: FxHashMap<String, usize>,
+    /// The name lengths (capped at 63) that some header slot has: most of a message's headers are skipped
+    /// on their length alone, without lower-casing and hashing the name.
+    header_lengths: u64,
     cidr: CidrIndex,
     sizes: SizeIndex,
     /// For each leaf, the rules it can make true on its own account (see the module docs).
@@ -402,13 +585,24 @@ impl CompiledRules {
             for (i, c) in rule.conditions.iter().enumerate() {
                 let checked = check_condition(c).map_err(|(f, r)| err(&format!("conditions[{i}].{f}"), r))?;
                 if rule.enabled {
-                    conditions.push(b.add(c, checked).map_err(|(f, r)| err(&format!("conditions[{i}].{f}"), r))?);
+                    let compiled = b.add(c, checked, (index, i));
+                    conditions.push(compiled.map_err(|(f, r)| err(&format!("conditions[{i}].{f}"), r))?);
                 }
             }
             if rule.enabled {
+                let name = rule.name.trim().to_string();
+                let quoted_name = format!("{name:?}: ");
+                let actions: Vec<&str> = rule.actions.iter().map(RuleAction::as_str).collect();
+                let actions_text = format!(" => {}", actions.join(", "));
+                let explanation_len = quoted_name.len()
+                    + actions_text.len()
+                    + conditions.iter().map(|c: &CompiledCondition| c.text.len() + 2).sum::<usize>().max(30);
                 compiled.push(CompiledRule {
                     index,
-                    name: rule.name.trim().to_string(),
+                    quoted_name,
+                    actions_text,
+                    explanation_len,
+                    name,
                     direction: rule.direction,
                     mode: rule.match_mode,
                     conditions,
@@ -454,41 +648,34 @@ impl CompiledRules {
         for (source, sb) in b.slots {
             let field = source_name(&source);
             let limit = |reason: String| PolicyError::Limit { field: field.clone(), reason };
-            let needles = if sb.needles.is_empty() {
-                None
-            } else {
-                let lowercase_value = sb.needles.iter().any(|(n, _, _)| !n.is_ascii());
-                let pats: Vec<String> = sb.needles.iter().map(|(n, _, _)| n.to_lowercase()).collect();
-                let automaton = AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&pats)
-                    .map_err(|e| limit(e.to_string()))?;
-                Some(Needles {
-                    automaton,
-                    leaves: sb.needles.iter().map(|(_, l, op)| (*l, *op)).collect(),
-                    lowercase_value,
-                })
-            };
-            let regexes = if sb.regexes.is_empty() {
-                None
-            } else {
-                let set = RegexSetBuilder::new(sb.regexes.iter().map(|(r, _)| r))
-                    .case_insensitive(true)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| limit(e.to_string()))?;
-                Some((set, sb.regexes.iter().map(|(_, l)| *l).collect()))
-            };
             if let Source::Header(name) = &source {
                 header_slots.insert(name.clone(), slots.len());
             }
-            slots.push(Slot { source, exact: sb.exact, needles, regexes, exists: sb.exists });
+            slots.push(Slot::build(source, sb).map_err(|e| match e {
+                SlotError::Field(reason) => limit(reason),
+                SlotError::Pattern((index, condition), reason) => PolicyError::Rule {
+                    index,
+                    rule: rules[index].name.clone(),
+                    field: format!("conditions[{condition}].value"),
+                    reason,
+                },
+            })?);
         }
         let mut sizes = b.sizes;
         sizes.above.sort_by(|a, b| a.0.total_cmp(&b.0));
         sizes.below.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Ok(CompiledRules { rules: compiled, leaf_count, slots, header_slots, cidr: b.cidr, sizes, triggers, always })
+        let header_lengths = header_slots.keys().fold(0u64, |m, k| m | 1 << k.len().min(63));
+        Ok(CompiledRules {
+            rules: compiled,
+            leaf_count,
+            slots,
+            header_slots,
+            header_lengths,
+            cidr: b.cidr,
+            sizes,
+            triggers,
+            always,
+        })
     }
 
     /// Runs the rules over one message.
@@ -497,23 +684,52 @@ impl CompiledRules {
         if self.rules.is_empty() {
             return out;
         }
-        let mut bits = Bits::new(self.leaf_count);
-        self.compute_leaves(input, &mut bits);
-        let mut candidates: Vec<u32> = self.always.clone();
+        // The leaves' bits are kept per thread and reused: for ten thousand rules they are over a kilobyte, and
+        // allocating that per message makes glibc's malloc consolidate its small free chunks every time.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<(Bits, Vec<u32>)> = Default::default();
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let (bits, candidates) = &mut *scratch;
+                self.run(input, bits, candidates, &mut out);
+            }
+            // Only if evaluation were ever re-entered on this thread.
+            Err(_) => self.run(input, &mut Bits::default(), &mut Vec::new(), &mut out),
+        });
+        out
+    }
+
+    fn run(&self, input: &PolicyInput<'_, '_>, bits: &mut Bits, candidates: &mut Vec<u32>, out: &mut RuleOutcome) {
+        bits.reset(self.leaf_count);
+        self.compute_leaves(input, bits);
+        candidates.clear();
+        candidates.extend_from_slice(&self.always);
         for &l in &bits.set {
             candidates.extend_from_slice(&self.triggers[l as usize]);
         }
         candidates.sort_unstable();
         candidates.dedup();
+        let bits = &*bits;
         let mut score = input.score;
-        for ri in candidates {
+        for &ri in candidates.iter() {
             let r = &self.rules[ri as usize];
-            if !r.direction.applies_to(input.envelope.direction) || !r.matches(&bits, score) {
+            if !r.direction.applies_to(input.envelope.direction) || !r.matches(bits, score) {
                 continue;
             }
-            // The conditions that held, for the explanation, with the score this rule saw.
-            let why: Vec<&str> =
-                r.conditions.iter().filter(|c| r.holds(c, &bits, score)).map(|c| c.text.as_str()).collect();
+            // The explanation, in one allocation (this runs for every match), with the score this rule saw.
+            let mut explanation = String::with_capacity(r.explanation_len);
+            explanation.push_str(&r.quoted_name);
+            if r.conditions.is_empty() {
+                explanation.push_str("no conditions: every message");
+            }
+            for c in r.conditions.iter().filter(|c| r.holds(c, bits, score)) {
+                if explanation.len() > r.quoted_name.len() {
+                    explanation.push_str("; ");
+                }
+                explanation.push_str(&c.text);
+            }
+            explanation.push_str(&r.actions_text);
             let mut add = 0.0;
             let mut stop = false;
             for a in &r.actions {
@@ -554,18 +770,11 @@ impl CompiledRules {
             }
             score += add;
             out.add_score += add;
-            out.matched.push(RuleMatch {
-                rule: r.name.clone(),
-                index: r.index,
-                add_score: add,
-                why: if r.conditions.is_empty() { "no conditions: every message".into() } else { why.join("; ") },
-                actions: r.actions.iter().map(RuleAction::as_str).collect(),
-            });
+            out.matched.push(RuleMatch { rule: r.name.clone(), index: r.index, add_score: add, explanation });
             if stop {
                 break;
             }
         }
-        out
     }
 
     fn compute_leaves(&self, input: &PolicyInput<'_, '_>, bits: &mut Bits) {
@@ -584,18 +793,19 @@ impl CompiledRules {
                         slot.feed(&line, bits);
                     }
                 }
-                source => {
-                    for v in values(source, input) {
-                        if !v.is_empty() {
-                            slot.feed(&v, bits);
-                        }
+                source => for_each_value(source, input, |v| {
+                    if !v.is_empty() {
+                        slot.feed(v, bits);
                     }
-                }
+                }),
             }
         }
         if !self.header_slots.is_empty() {
             let mut name = String::new();
             for h in &msg.headers {
+                if self.header_lengths & (1 << h.name.len().min(63)) == 0 {
+                    continue;
+                }
                 name.clear();
                 name.push_str(&h.name);
                 name.make_ascii_lowercase();
@@ -611,28 +821,32 @@ impl CompiledRules {
     }
 }
 
-/// The values of a field for this message (several for recipients, authenticated domains, attachments).
-fn values<'a>(source: &Source, input: &'a PolicyInput<'_, '_>) -> Vec<Cow<'a, str>> {
+/// Calls `f` with each value of a field for this message (several for recipients, authenticated domains,
+/// attachments), borrowed where it can be: this runs for every message.
+fn for_each_value(source: &Source, input: &PolicyInput<'_, '_>, mut f: impl FnMut(&str)) {
     let (env, msg) = (input.envelope, input.message);
-    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| super::normal_domain(d));
+    // Domains compare lower-case; `Slot::feed` folds case itself, so only the trailing dot goes here.
+    fn domain_of(a: &str) -> Option<&str> {
+        a.rsplit_once('@').map(|(_, d)| d.trim().trim_end_matches('.'))
+    }
     let recipients = || env.rcpt_to.iter().map(|r| r.trim().trim_matches(['<', '>']));
     match source {
-        Source::EnvelopeFrom => input.envelope_from().map(Cow::Borrowed).into_iter().collect(),
-        Source::EnvelopeFromDomain => input.envelope_from().and_then(domain_of).map(Cow::Owned).into_iter().collect(),
-        Source::From => msg.from.as_ref().map(|f| Cow::Borrowed(f.address.as_str())).into_iter().collect(),
-        Source::FromDomain => msg.from.as_ref().map(|f| Cow::Borrowed(f.domain.as_str())).into_iter().collect(),
-        Source::Recipient => recipients().map(Cow::Borrowed).collect(),
-        Source::RecipientDomain => recipients().filter_map(domain_of).map(Cow::Owned).collect(),
-        Source::Subject => msg.subject.as_deref().map(Cow::Borrowed).into_iter().collect(),
-        Source::Body => vec![Cow::Borrowed(msg.body_text.as_str())],
-        Source::Helo => env.helo.as_deref().map(Cow::Borrowed).into_iter().collect(),
-        Source::Spf => input.spf().map(|r| Cow::Borrowed(super::spf_str(r))).into_iter().collect(),
-        Source::Dkim => input.dkim().map(Cow::Borrowed).into_iter().collect(),
-        Source::Dmarc => input.dmarc().map(Cow::Borrowed).into_iter().collect(),
-        Source::AuthDomain => input.auth_domains().into_iter().map(Cow::Owned).collect(),
-        Source::AttachmentName => msg.attachments.iter().filter_map(|a| a.name.as_deref()).map(Cow::Borrowed).collect(),
-        Source::AttachmentType => msg.attachments.iter().map(|a| Cow::Borrowed(a.real_type.as_str())).collect(),
-        Source::Header(_) | Source::AnyHeader => Vec::new(),
+        Source::EnvelopeFrom => input.envelope_from().into_iter().for_each(f),
+        Source::EnvelopeFromDomain => input.envelope_from().and_then(domain_of).into_iter().for_each(f),
+        Source::From => msg.from.iter().for_each(|m| f(&m.address)),
+        Source::FromDomain => msg.from.iter().for_each(|m| f(&m.domain)),
+        Source::Recipient => recipients().for_each(f),
+        Source::RecipientDomain => recipients().filter_map(domain_of).for_each(f),
+        Source::Subject => msg.subject.as_deref().into_iter().for_each(f),
+        Source::Body => f(&msg.body_text),
+        Source::Helo => env.helo.as_deref().into_iter().for_each(f),
+        Source::Spf => input.spf().map(super::spf_str).into_iter().for_each(f),
+        Source::Dkim => input.dkim().into_iter().for_each(f),
+        Source::Dmarc => input.dmarc().into_iter().for_each(f),
+        Source::AuthDomain => input.auth_domains().iter().for_each(|d| f(d)),
+        Source::AttachmentName => msg.attachments.iter().filter_map(|a| a.name.as_deref()).for_each(f),
+        Source::AttachmentType => msg.attachments.iter().for_each(|a| f(a.real_type.as_str())),
+        Source::Header(_) | Source::AnyHeader => {}
     }
 }
 
@@ -752,11 +966,12 @@ fn check_condition(c: &Condition) -> Result<Checked, FieldError> {
             }
             if c.op == O::Matches {
                 for t in &texts {
-                    // Compiled alone once, so a bad pattern names its rule; the per-field set is built later.
-                    RegexBuilder::new(t)
+                    // Syntax only, here, so a bad pattern names its rule; compiling (and its size limit) comes
+                    // once, when the field's index is built (which still names the rule).
+                    regex_syntax::ParserBuilder::new()
                         .case_insensitive(true)
-                        .size_limit(REGEX_SIZE_LIMIT)
                         .build()
+                        .parse(t)
                         .map_err(|e| ("value", format!("bad regular expression {t:?}: {e}")))?;
                 }
             }
@@ -786,7 +1001,12 @@ fn parse_size(t: &str) -> Result<f64, String> {
 
 impl Builder {
     /// Files a checked condition under its leaf and returns it compiled.
-    fn add(&mut self, c: &Condition, checked: Checked) -> Result<CompiledCondition, FieldError> {
+    fn add(
+        &mut self,
+        c: &Condition,
+        checked: Checked,
+        origin: (usize, usize),
+    ) -> Result<CompiledCondition, FieldError> {
         let header = c.header.as_deref().map(|h| h.trim().to_ascii_lowercase());
         let field_text = match (&c.field, &c.header) {
             (Field::Header, Some(h)) => h.trim().to_string(),
@@ -871,7 +1091,7 @@ impl Builder {
                                 slot.exact.entry(t).or_default().push(leaf);
                             }
                         }
-                        Operator::Matches => slot.regexes.extend(texts.into_iter().map(|t| (t, leaf))),
+                        Operator::Matches => slot.regexes.extend(texts.into_iter().map(|t| (t, leaf, origin))),
                         _ => slot.needles.extend(texts.into_iter().map(|t| (t, leaf, op))),
                     }
                 }
@@ -977,6 +1197,31 @@ fn check_actions(actions: &[RuleAction]) -> Result<(), (usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_are_filtered_by_their_required_literals() {
+        assert_eq!(required_literals(r"\b(payroll|salary)\b"), Some(vec!["payroll".into(), "salary".into()]));
+        assert_eq!(required_literals(r"^from mta\d+\.esp\.example "), Some(vec!["from mta".into()]));
+        assert_eq!(required_literals(r".*\.zip$"), Some(vec![".zip".into()]), "suffixes when there is no prefix");
+        assert_eq!(required_literals(r"\w+"), None);
+        assert_eq!(required_literals(r"(?i)a.*b"), None, "literals shorter than two bytes filter nothing");
+        assert_eq!(required_literals("caf\u{e9}"), None, "non-ASCII literals are not filtered ASCII-insensitively");
+
+        let pats = vec![
+            (r"\border-1-[0-9]{4}\b".to_string(), 0, (0, 0)),
+            (r"(?-i)\bURGENT\b".to_string(), 1, (1, 0)),
+            (r"\w{40,}".to_string(), 2, (2, 0)),
+        ];
+        let slot = Slot::build(Source::Body, SlotBuilder { regexes: pats, ..SlotBuilder::default() }).ok().unwrap();
+        let idx = slot.regexes.as_ref().unwrap();
+        assert!(idx.unfiltered.is_some() && idx.filtered.len() == 2);
+        let mut bits = Bits::new(3);
+        slot.feed("Ihre ORDER-1-2024 ist unterwegs, grüße, urgent", &mut bits);
+        assert_eq!((bits.get(0), bits.get(1), bits.get(2)), (true, false, false));
+        let mut bits = Bits::new(3);
+        slot.feed(&format!("URGENT {}", "x".repeat(41)), &mut bits);
+        assert_eq!((bits.get(0), bits.get(1), bits.get(2)), (false, true, true));
+    }
 
     #[test]
     fn sizes_read_with_units() {
