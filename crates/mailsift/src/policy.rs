@@ -693,7 +693,8 @@ fn test(
     for m in &rules.matched {
         let position =
             if m.index < configured.rules.len() { m.index + 1 } else { m.index - configured.rules.len() + 1 };
-        println!("  matched #{position} {:?}{}: {} => {}", m.rule, source(m.index), m.why, m.actions.join(", "));
+        // The explanation names the rule, the conditions that held and the actions.
+        println!("  matched #{position}{} {}", source(m.index), m.explanation);
     }
     if let Some(d) = &rules.decision {
         println!("  decided by rule {:?}: {}", d.rule, policy_action(d.action));
