@@ -225,6 +225,12 @@ impl Engine {
         dmarc_policy: Option<(Action, String)>,
     ) {
         use policy::{PolicyAction, PolicyMatch};
+        if policy.is_empty() {
+            // No rules, no lists: the score (and the DMARC policy when honoured) decides, as before policy.
+            let by_score = with_dmarc_policy((verdict.action, verdict.scl, None), dmarc_policy);
+            (verdict.action, verdict.scl, verdict.decided_by) = by_score;
+            return;
+        }
         let symbols = std::mem::take(&mut verdict.symbols);
         let input =
             policy::PolicyInput { envelope, message: msg, evidence, symbols: &symbols, score: verdict.score, now };
@@ -242,14 +248,7 @@ impl Engine {
                 Verdict::decide(&verdict.thresholds, verdict.score, verdict.high_confidence);
         }
         // What the score decides for a recipient that policy leaves to it.
-        let mut by_score = (verdict.action, verdict.scl, None);
-        if let Some((action, reason)) = dmarc_policy {
-            if by_score.0 < action {
-                by_score.0 = action;
-                by_score.1 = by_score.1.max(if action == Action::Reject { 8 } else { 7 });
-            }
-            by_score.2 = Some(format!("{reason} (auth.dmarc = \"honor\")"));
-        }
+        let mut by_score = with_dmarc_policy((verdict.action, verdict.scl, None), dmarc_policy);
         if let Some(rule) = &rules.tag {
             if by_score.0 < Action::Tag {
                 by_score = (Action::Tag, by_score.1.max(5), Some(format!("rule {rule:?}")));
@@ -439,6 +438,21 @@ pub struct ConnectionVerdict {
     pub id: String,
     pub score: f64,
     pub symbols: Vec<verdict::SymbolResult>,
+}
+
+/// The From: domain's DMARC policy, when honoured, raises the score's outcome and says so.
+fn with_dmarc_policy(
+    mut outcome: (Action, i8, Option<String>),
+    dmarc_policy: Option<(Action, String)>,
+) -> (Action, i8, Option<String>) {
+    if let Some((action, reason)) = dmarc_policy {
+        if outcome.0 < action {
+            outcome.0 = action;
+            outcome.1 = outcome.1.max(if action == Action::Reject { 8 } else { 7 });
+        }
+        outcome.2 = Some(format!("{reason} (auth.dmarc = \"honor\")"));
+    }
+    outcome
 }
 
 /// Reports a list entry once per verdict, however many recipients it matched for.

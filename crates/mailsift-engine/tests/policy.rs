@@ -770,6 +770,15 @@ fn an_allow_entry_is_not_honoured_for_mail_failing_the_senders_dmarc() {
     let v = judge(&honor, &p, &raw, &env, &dmarc_failing("bank.example", DmarcPolicy::Quarantine));
     assert_eq!(v.action, Action::Quarantine, "{}", show(&v));
     assert!(v.decided_by.as_deref().unwrap().contains("DMARC policy p=quarantine"));
+    // And without any policy at all, as before the policy stage existed.
+    let v = judge(&honor, &Policy::empty(), &raw, &env, &dmarc_failing("bank.example", DmarcPolicy::Reject));
+    assert_eq!(
+        (v.action, v.decided_by.as_deref()),
+        (Action::Reject, Some("DMARC policy p=reject of bank.example (auth.dmarc = \"honor\")")),
+        "{}",
+        show(&v)
+    );
+    assert!(v.scl >= 8 && !v.engines.contains(&"policy"));
 }
 
 #[test]
