@@ -6,6 +6,22 @@
 //! domains, Received-header and subject/body phrases, some regular expressions, CIDR ranges and sizes, with
 //! a few that match common words so rules do fire. Envelopes come from each message's trace headers, so the
 //! sender and recipient conditions and the lists have something to look at.
+//!
+//! Measured 2026-11-23 on a shared, busy 2-core machine (three runs; throughput in messages per second,
+//! change against 0 rules in the same run):
+//!
+//! | policy | fixtures (59 messages) | SpamAssassin corpus (6,046) |
+//! |---|---|---|
+//! | 0 rules | 16.5k-18.9k | 7.3k-9.4k |
+//! | 1,000 rules | -5% to -11% | -5% to -9% |
+//! | 10,000 rules | -14% to -19% | -9% to -13% |
+//! | 10,000 rules + 10,000 list entries | -4% to -19% | -8% to -15% |
+//! | 10,000 rules compiled on the scanning thread | -20% to -39% | -15% to -19% |
+//!
+//! Where the cost goes (CPU time on the corpus): 9,990 rules that never match cost about 4% (one pass of
+//! each tested field, mostly the body); the ten rules that match most messages, with their symbols and
+//! the automaton they deny a prefilter, the rest. The last row is glibc's malloc, not the evaluation: see
+//! [`Policy::new`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

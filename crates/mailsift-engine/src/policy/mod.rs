@@ -13,10 +13,18 @@
 //! 3. **The score** (the checks' plus the rules' `add_score`) against the thresholds; a `tag` action raises
 //!    the result to tag at least.
 //!
-//! Everything is compiled once by [`Policy::new`] (regular expressions, CIDR ranges, one Aho-Corasick
-//! automaton and one `RegexSet` per field, hash maps for exact values), so a message costs one pass over
-//! each field it is tested on, whatever the number of rules; only the rules that one of those passes
-//! could have satisfied are then evaluated (see `rules.rs`).
+//! Everything is compiled once by [`Policy::new`] (per field: hash maps for exact values, one
+//! Aho-Corasick automaton for the literal texts and the literals the regular expressions require, CIDR
+//! ranges by prefix length), so a message costs one pass over each field it is tested on, whatever the
+//! number of rules; only the rules that one of those passes could have satisfied are then evaluated (see
+//! `rules.rs`). Measured (`benches/policy.rs`, 6,046 SpamAssassin corpus messages): 1,000 or 10,000 rules,
+//! with or without 10,000 list entries, cost 8-10% of scan throughput.
+//!
+//! Multiple recipients: the rules are evaluated once per message (a `recipient` condition holds when any
+//! recipient matches, and a rule's decision applies to all); the lists once per recipient. A caller that
+//! acts per recipient uses [`Policy::rules`] once and [`Policy::lists`] for each, or reads
+//! `Verdict::recipient_actions`, filled by the engine when the recipients' outcomes differ (`action` is
+//! then the strictest, safe for a caller that cannot split the transaction).
 //!
 //! This module does no I/O: the store and the configuration give it [`PolicyConfig`]; the engine gives it
 //! the message, its envelope, its evidence and the checks' symbols ([`PolicyInput`]). It does not decide

@@ -69,7 +69,8 @@ impl PolicyConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterRule {
-    /// Unique name; it appears in the verdict (`decided_by`, the `POLICY_RULE` symbol, `X-Mailsift-Rule`).
+    /// Unique name, ignoring case; it appears in the verdict (`decided_by`, the `POLICY_RULE` symbol,
+    /// `X-Mailsift-Rule`).
     pub name: String,
     /// A disabled rule is kept but never evaluated. Default true.
     #[serde(default = "yes", skip_serializing_if = "is_true")]

@@ -3,9 +3,9 @@
 //! Each distinct condition becomes a *leaf*. Leaves are computed per message in bulk, field by field:
 //! - `is`: one hash map per field from the lower-cased value to the leaves that want it;
 //! - `contains`, `starts_with`, `ends_with`: one Aho-Corasick automaton per field holding every literal of
-//!   every rule, run once over each value of the field;
-//! - `matches`: per field, one Aho-Corasick automaton of the literals each pattern requires, so only the
-//!   patterns whose literal occurs are run; patterns without such a literal share one `RegexSet`;
+//!   every rule, run once over each value of the field (a DFA up to 4 MiB, else the compact NFA);
+//! - `matches`: the literals each pattern requires join that automaton, so only the patterns whose literal
+//!   occurs are run, each alone; patterns without such a literal share one `RegexSet`;
 //! - `in_cidr`: a hash map per prefix length of the masked network;
 //! - `size` thresholds: sorted, so the true ones are a prefix or a suffix.
 //!
