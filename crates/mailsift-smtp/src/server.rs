@@ -389,7 +389,11 @@ impl Gateway {
         all.rules.extend(stored.config.rules);
         all.allow.extend(stored.config.allow);
         all.block.extend(stored.config.block);
-        let compiled = Policy::new(&all).map_err(|e| e.to_string())?;
+        // Compiled on a thread of its own: a large policy leaves many small allocations in the compiling
+        // thread's heap (glibc), which would slow a scanning thread that did it (see `Policy::new`).
+        let compiled = std::thread::spawn(move || Policy::new(&all).map_err(|e| e.to_string()))
+            .join()
+            .map_err(|_| "the policy compiler panicked".to_string())??;
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
         self.policy_version.store(stored.version, Ordering::SeqCst);
         tracing::info!(version = stored.version, "policy loaded");
