@@ -294,7 +294,10 @@ impl SmtpConfig {
             }
             for trap in &d.spamtraps {
                 if !crate::proto::domain_of(trap).eq_ignore_ascii_case(&d.name) {
-                    return Err(invalid(&format!("domains.{}.spamtraps", d.name), format!("{trap} is not an address of {}", d.name)));
+                    return Err(invalid(
+                        &format!("domains.{}.spamtraps", d.name),
+                        format!("{trap} is not an address of {}", d.name),
+                    ));
                 }
             }
         }

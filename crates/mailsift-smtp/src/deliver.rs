@@ -118,7 +118,9 @@ pub async fn process(
             let evidence = match (&state.gatherer, envelope.direction) {
                 (Some(g), Direction::Inbound) => {
                     let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-                    mailsift_engine::Evidence::from_sender(handle.block_on(g.gather_with_urls(&data, &envelope, &domains)))
+                    mailsift_engine::Evidence::from_sender(
+                        handle.block_on(g.gather_with_urls(&data, &envelope, &domains)),
+                    )
                 }
                 _ => mailsift_engine::Evidence::default(),
             };
@@ -150,7 +152,9 @@ pub async fn process(
                 // says nothing about the outside world).
                 if envelope.direction == Direction::Inbound {
                     let event = mailsift_store::ReputationEvent::Verdict(verdict.scl);
-                    if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record(keys, event, mailsift_engine::unix_now()) {
+                    if let Err(e) =
+                        rep.lock().unwrap_or_else(|e| e.into_inner()).record(keys, event, mailsift_engine::unix_now())
+                    {
                         tracing::warn!(error = %e, "reputation update failed");
                     }
                 }
@@ -274,7 +278,8 @@ async fn act(
     }
     let to_quarantine: Vec<String> =
         actions.iter().filter(|(_, a)| *a == Action::Quarantine).map(|(r, _)| r.clone()).collect();
-    let to_deliver: Vec<String> = actions.iter().filter(|(_, a)| *a != Action::Quarantine).map(|(r, _)| r.clone()).collect();
+    let to_deliver: Vec<String> =
+        actions.iter().filter(|(_, a)| *a != Action::Quarantine).map(|(r, _)| r.clone()).collect();
     // Tagging changes the bytes; recipients delivered together get the strictest of their actions.
     let tag = actions.iter().any(|(_, a)| *a == Action::Tag);
     let final_bytes = |tag: bool| {
@@ -436,7 +441,9 @@ pub async fn deliver(
             }
             Err(last)
         }
-        Route::Report(_) => Err(RelayError::Permanent(Reply { code: 550, text: "5.1.1 Report addresses take reports only".into() })),
+        Route::Report(_) => {
+            Err(RelayError::Permanent(Reply { code: 550, text: "5.1.1 Report addresses take reports only".into() }))
+        }
         Route::Maildir => {
             let dir = gateway.data_dir.join("maildir");
             let rcpts = rcpts.to_vec();
@@ -449,9 +456,11 @@ pub async fn deliver(
             })
             .await;
             match written {
-                Ok(Ok(rcpts)) => {
-                    Ok(Delivered { accepted: rcpts, refused: Vec::new(), reply: Reply { code: 250, text: "maildir".into() } })
-                }
+                Ok(Ok(rcpts)) => Ok(Delivered {
+                    accepted: rcpts,
+                    refused: Vec::new(),
+                    reply: Reply { code: 250, text: "maildir".into() },
+                }),
                 Ok(Err(e)) => Err(RelayError::Temporary(format!("maildir write failed: {e}"))),
                 Err(e) => Err(RelayError::Temporary(format!("maildir write failed: {e}"))),
             }
@@ -518,7 +527,8 @@ fn received_header(state: &GatewayState, client: &Client, txn: &Transaction, id:
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("IPv6:{v6}"),
     };
-    let rcpt = if txn.rcpts.len() == 1 { format!("{nl}\tfor <{}>", sanitize(&txn.rcpts[0], 320)) } else { String::new() };
+    let rcpt =
+        if txn.rcpts.len() == 1 { format!("{nl}\tfor <{}>", sanitize(&txn.rcpts[0], 320)) } else { String::new() };
     format!(
         "Received: from {helo} ([{ip}]){nl}\tby {} (mailsift) with {protocol} id {id}{rcpt};{nl}\t{}{nl}",
         state.config.hostname,
@@ -569,10 +579,7 @@ fn find_header_end(raw: &[u8]) -> usize {
 /// How many `Received:` headers the message already carries.
 fn hop_count(raw: &[u8]) -> usize {
     let end = find_header_end(raw);
-    raw[..end]
-        .split(|&b| b == b'\n')
-        .filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:"))
-        .count()
+    raw[..end].split(|&b| b == b'\n').filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:")).count()
 }
 
 fn direction_name(d: Direction) -> &'static str {
@@ -697,7 +704,10 @@ mod tests {
     fn subject_tagging() {
         assert_eq!(tag_subject(b"Subject: hi\r\n\r\nbody", "[SPAM]"), b"Subject: [SPAM] hi\r\n\r\nbody".to_vec());
         assert_eq!(tag_subject(b"Subject: [SPAM] hi\r\n\r\n", "[SPAM]"), b"Subject: [SPAM] hi\r\n\r\n".to_vec());
-        assert_eq!(tag_subject(b"From: a\r\n\r\nSubject: no\r\n", "[SPAM]"), b"Subject: [SPAM]\r\nFrom: a\r\n\r\nSubject: no\r\n".to_vec());
+        assert_eq!(
+            tag_subject(b"From: a\r\n\r\nSubject: no\r\n", "[SPAM]"),
+            b"Subject: [SPAM]\r\nFrom: a\r\n\r\nSubject: no\r\n".to_vec()
+        );
     }
 
     #[test]

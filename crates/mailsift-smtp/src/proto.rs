@@ -64,7 +64,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, SyntaxError> {
             Ok(if verb == "EHLO" { Command::Ehlo(name.to_string()) } else { Command::Helo(name.to_string()) })
         }
         "MAIL" => {
-            let rest = strip_keyword(rest, "FROM:").ok_or_else(|| syntax(501, "5.5.4", "Syntax: MAIL FROM:<address>"))?;
+            let rest =
+                strip_keyword(rest, "FROM:").ok_or_else(|| syntax(501, "5.5.4", "Syntax: MAIL FROM:<address>"))?;
             let (addr, params) = split_path(rest)?;
             let from = parse_path(addr, true)?;
             Ok(Command::Mail { from, params: parse_mail_params(params)? })
@@ -314,7 +315,9 @@ mod tests {
             }
         );
         assert!(matches!(parse_command(b"mail from: <>").unwrap(), Command::Mail { from, .. } if from.is_empty()));
-        assert!(matches!(parse_command(b"MAIL FROM:a@b.example").unwrap(), Command::Mail { from, .. } if from == "a@b.example"));
+        assert!(
+            matches!(parse_command(b"MAIL FROM:a@b.example").unwrap(), Command::Mail { from, .. } if from == "a@b.example")
+        );
         assert!(matches!(
             parse_command(b"MAIL FROM:<@relay.example:u@example.org>").unwrap(),
             Command::Mail { from, .. } if from == "u@example.org"
@@ -326,7 +329,10 @@ mod tests {
 
     #[test]
     fn rcpt_needs_an_address_with_a_domain() {
-        assert_eq!(parse_command(b"RCPT TO:<bob@example.com>").unwrap(), Command::Rcpt { to: "bob@example.com".into() });
+        assert_eq!(
+            parse_command(b"RCPT TO:<bob@example.com>").unwrap(),
+            Command::Rcpt { to: "bob@example.com".into() }
+        );
         assert_eq!(parse_command(b"RCPT TO:<>").unwrap_err().code, 501);
         assert_eq!(parse_command(b"RCPT TO:<postmaster>").unwrap_err().code, 501);
         assert_eq!(parse_command(b"RCPT TO:<a@bad..domain>").unwrap_err().code, 501);

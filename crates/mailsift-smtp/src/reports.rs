@@ -75,9 +75,19 @@ pub async fn process(
         ),
         Ok(Err(e)) => {
             tracing::error!(id = %id, error = %e, "report could not be learned");
-            (Answer { code: 451, enhanced: "4.3.0".into(), text: format!("Report not processed, try again later [ref {id}]") }, e)
+            (
+                Answer {
+                    code: 451,
+                    enhanced: "4.3.0".into(),
+                    text: format!("Report not processed, try again later [ref {id}]"),
+                },
+                e,
+            )
         }
-        Err(e) => (Answer { code: 451, enhanced: "4.3.0".into(), text: "Report not processed, try again later".into() }, e.to_string()),
+        Err(e) => (
+            Answer { code: 451, enhanced: "4.3.0".into(), text: "Report not processed, try again later".into() },
+            e.to_string(),
+        ),
     };
     let entry = LogEntry {
         reference_id: id,
@@ -90,7 +100,10 @@ pub async fn process(
         size,
         action: if answer.code == 250 { "report".into() } else { "failed".into() },
         stage: "data".into(),
-        reason: Some(format!("{} report: {reason}", if side == Side::Ham { "false-positive" } else { "false-negative" })),
+        reason: Some(format!(
+            "{} report: {reason}",
+            if side == Side::Ham { "false-positive" } else { "false-negative" }
+        )),
         ..LogEntry::default()
     };
     append_log(gateway, entry);
@@ -110,7 +123,8 @@ fn learn_all(state: &GatewayState, raw: &[u8], side: Side, reporter: &str) -> Re
     let now = mailsift_engine::unix_now();
     for r in &reported {
         let msg = state.engine.parse(&r.raw);
-        let source = if r.attached { "email (attached original)" } else { "email (inline forward: original headers lost)" };
+        let source =
+            if r.attached { "email (attached original)" } else { "email (inline forward: original headers lost)" };
         let (outcome, _) = learner
             .lock()
             .unwrap_or_else(|e| e.into_inner())

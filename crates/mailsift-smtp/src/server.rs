@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mailsift_engine::cidr::IpRange;
-use mailsift_engine::sender::SenderGatherer;
 use mailsift_engine::policy::Policy;
+use mailsift_engine::sender::SenderGatherer;
 use mailsift_engine::Engine;
 use mailsift_store::Database;
 use rustc_hash::FxHashMap;
@@ -241,7 +241,10 @@ impl GatewayState {
 /// Folds the domains' settings into the engine configuration: sending servers and trusted relays make a
 /// domain protected (anti-spoofing), spamtraps join the classifier's; domains with their own thresholds or
 /// ASF options get an engine of their own, sharing the model.
-fn domain_engines(base: Engine, domains: &[DomainConfig]) -> Result<(Engine, FxHashMap<String, Arc<Engine>>), GatewayError> {
+fn domain_engines(
+    base: Engine,
+    domains: &[DomainConfig],
+) -> Result<(Engine, FxHashMap<String, Arc<Engine>>), GatewayError> {
     use mailsift_engine::config::ProtectedDomain;
     let model = base.model().cloned();
     let build = |config: mailsift_engine::EngineConfig| -> Result<Engine, GatewayError> {
@@ -286,7 +289,9 @@ fn domain_engines(base: Engine, domains: &[DomainConfig]) -> Result<(Engine, FxH
                     t.insert(option.clone(), mode);
                 }
             }
-            c.asf = asf.try_into().map_err(|e: toml::de::Error| GatewayError::DomainEngine(format!("{}.asf: {e}", d.name)))?;
+            c.asf = asf
+                .try_into()
+                .map_err(|e: toml::de::Error| GatewayError::DomainEngine(format!("{}.asf: {e}", d.name)))?;
         }
         out.insert(d.name.to_ascii_lowercase(), Arc::new(build(c)?));
     }
@@ -451,7 +456,9 @@ impl Gateway {
                     }
                     let g2 = g.clone();
                     match tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
-                        Ok(Err(e)) => tracing::error!(error = %e, "policy change not applied; the previous policy stays"),
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "policy change not applied; the previous policy stays")
+                        }
                         _ => {}
                     }
                 }
@@ -478,7 +485,10 @@ impl Gateway {
         })
         .await;
         if waited.is_err() {
-            tracing::warn!(sessions = self.active.load(Ordering::SeqCst), "shutdown grace period over; cutting sessions");
+            tracing::warn!(
+                sessions = self.active.load(Ordering::SeqCst),
+                "shutdown grace period over; cutting sessions"
+            );
         }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "message log flush failed at shutdown");

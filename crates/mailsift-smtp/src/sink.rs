@@ -117,7 +117,9 @@ async fn session(
         let upper = text.to_ascii_uppercase();
         let addr = |t: &str| t.find('<').and_then(|a| t[a + 1..].find('>').map(|b| t[a + 1..a + 1 + b].to_string()));
         if upper.starts_with("EHLO") {
-            out.extend_from_slice(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 104857600\r\n");
+            out.extend_from_slice(
+                b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 104857600\r\n",
+            );
         } else if upper.starts_with("HELO") {
             out.extend_from_slice(b"250 sink\r\n");
         } else if upper.starts_with("MAIL FROM:") {
@@ -126,7 +128,12 @@ async fn session(
             out.extend_from_slice(b"250 2.1.0 OK\r\n");
         } else if upper.starts_with("RCPT TO:") {
             let to = addr(&text).unwrap_or_default();
-            let refused = behaviour.lock().unwrap_or_else(|e| e.into_inner()).refuse_rcpts.iter().any(|r| r.eq_ignore_ascii_case(&to));
+            let refused = behaviour
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .refuse_rcpts
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(&to));
             if refused {
                 out.extend_from_slice(b"550 5.1.1 No such user here\r\n");
             } else {

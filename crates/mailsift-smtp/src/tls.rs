@@ -34,7 +34,8 @@ pub fn server_config(tls: &TlsConfig, hostname: &str, data_dir: &Path) -> Result
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => self_signed(hostname, &data_dir.join("tls"))?,
     };
-    let file_err = |p: &Path, e: &dyn std::fmt::Display| TlsError::File { path: p.display().to_string(), reason: e.to_string() };
+    let file_err =
+        |p: &Path, e: &dyn std::fmt::Display| TlsError::File { path: p.display().to_string(), reason: e.to_string() };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .map_err(|e| file_err(&cert_path, &e))?
         .collect::<Result<_, _>>()

@@ -116,7 +116,8 @@ impl Raw {
         let mut text = String::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut line)).await.unwrap().unwrap_or(0);
+            let n =
+                tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut line)).await.unwrap().unwrap_or(0);
             if n == 0 {
                 return (0, text);
             }
@@ -191,7 +192,12 @@ async fn ham_is_delivered_with_our_headers_spam_is_tagged_quarantined_or_rejecte
     let got = g.sink.messages();
     assert_eq!(got.len(), 2, "{got:?}");
     let ham = String::from_utf8_lossy(&got[0].data).to_string();
-    assert!(ham.starts_with("Received: from client.sender.example ([127.0.0.1])\r\n\tby mx.test (mailsift) with ESMTPS id "), "{ham}");
+    assert!(
+        ham.starts_with(
+            "Received: from client.sender.example ([127.0.0.1])\r\n\tby mx.test (mailsift) with ESMTPS id "
+        ),
+        "{ham}"
+    );
     assert_eq!(header(&ham, "X-Mailsift-Action"), Some("deliver"));
     assert!(header(&ham, "X-Mailsift-Score").is_some());
     assert!(ham.contains("Hello Bob,\r\nsee you at lunch.\r\n"));
@@ -252,12 +258,14 @@ async fn pipelined_transactions_get_their_replies_in_order() {
     // Two whole transactions in one write, as a pipelining client may send after 354.
     let m1 = message("first", "one\r\n..dot-stuffed line");
     let m2 = message("second", "two");
-    c.send(b"MAIL FROM:<alice@sender.example>\r\nRCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\nDATA\r\n").await;
+    c.send(b"MAIL FROM:<alice@sender.example>\r\nRCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\nDATA\r\n")
+        .await;
     assert_eq!(c.reply().await.0, 250);
     assert_eq!(c.reply().await.0, 250);
     assert_eq!(c.reply().await.0, 250);
     assert_eq!(c.reply().await.0, 354);
-    c.send(format!("{m1}.\r\nMAIL FROM:<alice@sender.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n").as_bytes()).await;
+    c.send(format!("{m1}.\r\nMAIL FROM:<alice@sender.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n").as_bytes())
+        .await;
     assert_eq!(c.reply().await.0, 250);
     assert_eq!(c.reply().await.0, 250);
     assert_eq!(c.reply().await.0, 250);
@@ -307,7 +315,17 @@ async fn oversized_messages_get_552() {
     c.cmd("MAIL FROM:<alice@sender.example>").await;
     c.cmd("RCPT TO:<bob@example.com>").await;
     assert_eq!(c.cmd("DATA").await.0, 354);
-    let big = message("big", &"x".repeat(78).repeat(100).chars().collect::<Vec<_>>().chunks(78).map(|l| l.iter().collect::<String>()).collect::<Vec<_>>().join("\r\n"));
+    let big = message(
+        "big",
+        &"x".repeat(78)
+            .repeat(100)
+            .chars()
+            .collect::<Vec<_>>()
+            .chunks(78)
+            .map(|l| l.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\r\n"),
+    );
     c.send(big.as_bytes()).await;
     c.send(b".\r\n").await;
     let (code, text) = c.reply().await;
@@ -329,7 +347,9 @@ async fn never_an_open_relay() {
     assert_eq!(code, 550, "{text}");
     assert!(text.contains("5.7.1"), "{text}");
     // Tricks: a source route through us, a percent hack, a trailing dot.
-    for rcpt in ["<@mx.test:victim@elsewhere.example>", "<victim%elsewhere.example@mx.test>", "<victim@elsewhere.example.>"] {
+    for rcpt in
+        ["<@mx.test:victim@elsewhere.example>", "<victim%elsewhere.example@mx.test>", "<victim@elsewhere.example.>"]
+    {
         let (code, text) = c.cmd(&format!("RCPT TO:{rcpt}")).await;
         assert!(code >= 500, "{rcpt}: {code} {text}");
     }
@@ -568,7 +588,8 @@ async fn broken_clients_get_errors_and_the_gateway_goes_on() {
     d.cmd("MAIL FROM:<alice@sender.example>").await;
     d.cmd("RCPT TO:<bob@example.com>").await;
     d.cmd("DATA").await;
-    let looped = format!("{}{}", "Received: from x by y; Mon, 23 Nov 2026 10:00:00 +0000\r\n".repeat(60), message("loop", "x"));
+    let looped =
+        format!("{}{}", "Received: from x by y; Mon, 23 Nov 2026 10:00:00 +0000\r\n".repeat(60), message("loop", "x"));
     d.send(format!("{looped}.\r\n").as_bytes()).await;
     assert_eq!(d.reply().await.0, 554);
     g.task.abort();
@@ -710,7 +731,10 @@ action = "reject"
     assert!(g.gateway.refresh_policy(false).unwrap(), "the change is picked up");
 
     // 1. The web form, with the tag word: allowed, untagged, the rule named, its header added.
-    let form = format!("Received: from web01.hosting.example by x; Mon, 23 Nov 2026 10:00:00 +0000\r\n{}", message("tagme contact form", "hi"));
+    let form = format!(
+        "Received: from web01.hosting.example by x; Mon, 23 Nov 2026 10:00:00 +0000\r\n{}",
+        message("tagme contact form", "hi")
+    );
     assert_eq!(send_raw(g.inbound, "forms@example.com", &["bob@example.com"], &form).await.0, 250);
     // The same message from another sender is not allowed: tagged.
     assert_eq!(send_raw(g.inbound, "forms@elsewhere.example", &["bob@example.com"], &form).await.0, 250);
@@ -730,7 +754,9 @@ action = "reject"
 
     // 3. Bob blocks pushy.example; Carol does not: Carol gets it, Bob's copy is held (not rejected: one
     //    answer serves both).
-    let (code, _) = send_raw(g.inbound, "sales@pushy.example", &["bob@example.com", "carol@example.com"], &message("offer", "x")).await;
+    let (code, _) =
+        send_raw(g.inbound, "sales@pushy.example", &["bob@example.com", "carol@example.com"], &message("offer", "x"))
+            .await;
     assert_eq!(code, 250);
     let got = g.sink.messages();
     assert_eq!(got.last().unwrap().rcpts, vec!["carol@example.com".to_string()]);
@@ -738,11 +764,15 @@ action = "reject"
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].recipient, "bob@example.com");
     // Bob alone: rejected at the end of data.
-    let (code, _) = send_raw(g.inbound, "sales@pushy.example", &["bob@example.com"], &message("offer again", "x")).await;
+    let (code, _) =
+        send_raw(g.inbound, "sales@pushy.example", &["bob@example.com"], &message("offer again", "x")).await;
     assert_eq!(code, 550);
 
     // 4. A copy rule: the message goes to its recipient and a copy to the archive.
-    assert_eq!(send_raw(g.inbound, "lawyer@firm.example", &["bob@example.com"], &message("subpoena notice", "x")).await.0, 250);
+    assert_eq!(
+        send_raw(g.inbound, "lawyer@firm.example", &["bob@example.com"], &message("subpoena notice", "x")).await.0,
+        250
+    );
     let archive = g.dir.path().join("maildir/archive@local.test/new");
     let mut copied = false;
     for _ in 0..50 {
@@ -781,7 +811,13 @@ async fn retention_purges_old_quarantine_and_log_rows() {
     db.quarantine_put(&held(31, "old"), b"Subject: old\r\n\r\nx\r\n").unwrap();
     db.quarantine_put(&held(29, "recent"), b"Subject: recent\r\n\r\nx\r\n").unwrap();
     for (days, id) in [(91, "OLDLOG"), (89, "NEWLOG")] {
-        db.log_append(LogEntry { reference_id: id.into(), time: now - days * 86_400, action: "deliver".into(), ..Default::default() }).unwrap();
+        db.log_append(LogEntry {
+            reference_id: id.into(),
+            time: now - days * 86_400,
+            action: "deliver".into(),
+            ..Default::default()
+        })
+        .unwrap();
     }
     db.flush().unwrap();
     g.gateway.purge_expired();
@@ -822,13 +858,15 @@ sending_servers = ["192.0.2.0/24"]
     assert_eq!(header(&tagged, "X-Mailsift-Action"), Some("tag"));
     assert!(!header(&tagged, "X-Mailsift-Symbols").unwrap().contains("ASF_NUMERIC_IP_URL"), "off by default");
     g.gateway.db.flush().unwrap();
-    let log = g.gateway.db.log_search(&LogQuery { recipient: Some("strict.test".into()), ..Default::default() }).unwrap();
+    let log =
+        g.gateway.db.log_search(&LogQuery { recipient: Some("strict.test".into()), ..Default::default() }).unwrap();
     assert!(log[0].symbols.iter().any(|(n, _)| n == "ASF_NUMERIC_IP_URL"), "on for strict.test: {:?}", log[0].symbols);
     // strict.test is protected: its name in From: from a server that is not one of its own is spoofing.
     let spoof = message("hello", "x").replace("alice@sender.example", "ceo@strict.test");
     assert_eq!(send_raw(g.inbound, "ceo@strict.test", &["bob@example.com"], &spoof).await.0, 250);
     g.gateway.db.flush().unwrap();
-    let log = g.gateway.db.log_search(&LogQuery { sender: Some("ceo@strict.test".into()), ..Default::default() }).unwrap();
+    let log =
+        g.gateway.db.log_search(&LogQuery { sender: Some("ceo@strict.test".into()), ..Default::default() }).unwrap();
     assert!(log[0].symbols.iter().any(|(n, _)| n == "SPOOF_OWN_DOMAIN"), "{:?}", log[0].symbols);
     g.task.abort();
 }

@@ -42,7 +42,12 @@ async fn transaction(addr: std::net::SocketAddr, rcpt: &str, msg: &str) -> (u16,
     let (r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
     let mut r = BufReader::new(r);
     reply(&mut r).await;
-    let commands = ["EHLO client.sender.example".to_string(), "MAIL FROM:<alice@sender.example>".into(), format!("RCPT TO:<{rcpt}>"), "DATA".into()];
+    let commands = [
+        "EHLO client.sender.example".to_string(),
+        "MAIL FROM:<alice@sender.example>".into(),
+        format!("RCPT TO:<{rcpt}>"),
+        "DATA".into(),
+    ];
     for cmd in commands {
         w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
         let answer = reply(&mut r).await;

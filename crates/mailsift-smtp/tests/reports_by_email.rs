@@ -28,7 +28,9 @@ async fn send(addr: SocketAddr, from: &str, rcpt: &str, msg: &str) -> (u16, Stri
     let (r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
     let mut r = BufReader::new(r);
     reply(&mut r).await;
-    for cmd in ["EHLO mail.example.com".to_string(), format!("MAIL FROM:<{from}>"), format!("RCPT TO:<{rcpt}>"), "DATA".into()] {
+    for cmd in
+        ["EHLO mail.example.com".to_string(), format!("MAIL FROM:<{from}>"), format!("RCPT TO:<{rcpt}>"), "DATA".into()]
+    {
         w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
         let a = reply(&mut r).await;
         if a.0 >= 400 {
@@ -54,7 +56,8 @@ async fn start(trusted: bool) -> (tempfile::TempDir, SocketAddr, std::sync::Arc<
     );
     let learner = mailsift_store::Learner::open(SqliteStore::open_dir(dir.path()).unwrap()).unwrap();
     let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap().with_model(learner.model());
-    let state = GatewayState::new(engine, SmtpConfig::from_toml(&text).unwrap(), dir.path()).unwrap().with_learner(learner);
+    let state =
+        GatewayState::new(engine, SmtpConfig::from_toml(&text).unwrap(), dir.path()).unwrap().with_learner(learner);
     let g = Gateway::new(state, Database::open_in(dir.path()).unwrap(), dir.path());
     let listeners = g.bind().await.unwrap();
     let addr = listeners[0].0.local_addr().unwrap();
@@ -86,7 +89,11 @@ async fn a_report_with_the_original_attached_retrains_the_running_gateway() {
     g.db.flush().unwrap();
     let log = g.db.log_search(&LogQuery { action: Some("report".into()), ..Default::default() }).unwrap();
     assert_eq!(log.len(), 2);
-    assert!(log[1].reason.as_deref().unwrap().starts_with("false-positive report: learned: invoice 42"), "{:?}", log[1]);
+    assert!(
+        log[1].reason.as_deref().unwrap().starts_with("false-positive report: learned: invoice 42"),
+        "{:?}",
+        log[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

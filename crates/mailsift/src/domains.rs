@@ -62,7 +62,8 @@ fn validate(d: &DomainConfig) -> Result<()> {
 }
 
 fn open(data_dir: &Path) -> Result<Database> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
     Ok(Database::open_in(data_dir)?)
 }
 
@@ -108,7 +109,8 @@ pub fn run(data_dir: &Path, cmd: &DomainsCommand) -> Result<()> {
                 };
             }
             for opt in &a.asf {
-                let (k, v) = opt.split_once('=').with_context(|| format!("--asf {opt:?}: expected OPTION=on|off|test"))?;
+                let (k, v) =
+                    opt.split_once('=').with_context(|| format!("--asf {opt:?}: expected OPTION=on|off|test"))?;
                 let mode: AsfMode = toml::Value::String(v.to_string())
                     .try_into()
                     .map_err(|_| anyhow::anyhow!("--asf {opt:?}: the mode is on, off or test"))?;
@@ -166,7 +168,8 @@ pub fn run(data_dir: &Path, cmd: &DomainsCommand) -> Result<()> {
                 smtp: Option<Smtp>,
             }
             let f: File = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let all: Vec<DomainConfig> = f.domains.into_iter().chain(f.smtp.into_iter().flat_map(|s| s.domains)).collect();
+            let all: Vec<DomainConfig> =
+                f.domains.into_iter().chain(f.smtp.into_iter().flat_map(|s| s.domains)).collect();
             // All or nothing: every domain is checked before any is stored.
             for d in &all {
                 validate(d).with_context(|| format!("{}", file.display()))?;

@@ -57,7 +57,8 @@ pub fn run(args: &LoadArgs) -> Result<()> {
     let mut messages = Vec::new();
     'outer: for p in &args.paths {
         for f in crate::inputs::message_files(p)? {
-            messages.push(mailsift_smtp::relay::dot_stuff(&std::fs::read(&f).with_context(|| format!("{}", f.display()))?));
+            messages
+                .push(mailsift_smtp::relay::dot_stuff(&std::fs::read(&f).with_context(|| format!("{}", f.display()))?));
             if messages.len() >= args.count {
                 break 'outer;
             }
@@ -115,11 +116,11 @@ pub fn run(args: &LoadArgs) -> Result<()> {
                 "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)}})
         );
     } else {
+        println!("{done} messages in {elapsed:.2} s with {} senders: {rate:.0} messages/s", args.concurrency);
         println!(
-            "{done} messages in {elapsed:.2} s with {} senders: {rate:.0} messages/s",
-            args.concurrency
+            "  answers: {} accepted (2xx), {} deferred (4xx), {} refused (5xx); {} connection errors",
+            t.ok, t.temp, t.perm, t.errors
         );
-        println!("  answers: {} accepted (2xx), {} deferred (4xx), {} refused (5xx); {} connection errors", t.ok, t.temp, t.perm, t.errors);
         println!(
             "  transaction latency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             pct(0.5),

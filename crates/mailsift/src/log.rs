@@ -104,7 +104,10 @@ pub fn run(data_dir: &Path, cmd: &LogCommand) -> Result<()> {
                     println!("{}", serde_json::to_string(&json_of(r))?);
                 }
             } else {
-                println!("{:<20} {:<20} {:<10} {:>6} {:<15} {:<30} {:<30} subject", "id", "time (UTC)", "action", "score", "client", "from", "to");
+                println!(
+                    "{:<20} {:<20} {:<10} {:>6} {:<15} {:<30} {:<30} subject",
+                    "id", "time (UTC)", "action", "score", "client", "from", "to"
+                );
                 for r in &rows {
                     println!(
                         "{:<20} {:<20} {:<10} {:>6} {:<15} {:<30} {:<30} {}",

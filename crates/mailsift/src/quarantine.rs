@@ -99,7 +99,10 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
                     println!("{}", serde_json::to_string(i)?);
                 }
             } else {
-                println!("{:>6} {:<20} {:<28} {:<28} {:>6} {:<9} subject / reason", "id", "time (UTC)", "to", "from", "score", "state");
+                println!(
+                    "{:>6} {:<20} {:<28} {:<28} {:>6} {:<9} subject / reason",
+                    "id", "time (UTC)", "to", "from", "score", "state"
+                );
                 for i in &items {
                     println!(
                         "{:>6} {:<20} {:<28} {:<28} {:>6.2} {:<9} {} / {}",
@@ -136,7 +139,8 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
             for item in items {
                 // The address the user saw (From:), else the envelope sender. The entry is the user's own and
                 // keeps the safe default: it never lets through mail that spoofs our domains or fails DMARC.
-                let Some(sender) = item.from_header.clone().or(item.mail_from.clone()).filter(|s| s.contains('@')) else {
+                let Some(sender) = item.from_header.clone().or(item.mail_from.clone()).filter(|s| s.contains('@'))
+                else {
                     eprintln!("mailsift: quarantine item {}: no sender address to approve", item.id);
                     continue;
                 };
@@ -174,7 +178,14 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
 }
 
 /// Releases each item through the gateway's delivery path; with `not_spam`, also reports it as ham.
-fn release_all(config: Option<&PathBuf>, data_dir: &Path, db: &Database, ids: &[i64], not_spam: bool, by: &str) -> Result<()> {
+fn release_all(
+    config: Option<&PathBuf>,
+    data_dir: &Path,
+    db: &Database,
+    ids: &[i64],
+    not_spam: bool,
+    by: &str,
+) -> Result<()> {
     let state = crate::serve::build_state(config, data_dir, &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let gateway = {

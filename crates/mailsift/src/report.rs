@@ -52,8 +52,9 @@ pub fn report_message(
     let engine = engine.with_model(learner.model());
     let msg = engine.parse(raw);
     let before = engine.classify(&msg);
-    let (outcome, previous) =
-        learner.report_via(&msg, side, source, channel, reporter, unix_now()).with_context(|| format!("{source}: cannot record the report"))?;
+    let (outcome, previous) = learner
+        .report_via(&msg, side, source, channel, reporter, unix_now())
+        .with_context(|| format!("{source}: cannot record the report"))?;
     let after = engine.classify(&msg);
     let what = match (outcome, previous) {
         (LearnOutcome::AlreadyKnown, _) => format!("was already learned as {}", side.as_str()),

@@ -78,7 +78,11 @@ pub fn run(data_dir: &Path, args: &ReportsArgs) -> Result<()> {
     println!("{} report(s) since {}", subs.len(), mailsift_smtp::proto::rfc5322_date(since));
     for (name, rows) in &sections {
         println!("\n{name}:");
-        for (k, n) in rows.iter().take(if name.starts_with("by sender") || name.starts_with("by user") { args.top } else { usize::MAX }) {
+        for (k, n) in rows.iter().take(if name.starts_with("by sender") || name.starts_with("by user") {
+            args.top
+        } else {
+            usize::MAX
+        }) {
             println!("  {n:>6}  {k}");
         }
     }

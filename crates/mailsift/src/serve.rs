@@ -29,7 +29,10 @@ pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAd
     // The gateway keeps the learner whose model it scans with, so reports by email retrain it live.
     let learner = if engine.config().classifier.enabled {
         let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
-        Some(mailsift_store::Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?)
+        Some(
+            mailsift_store::Learner::open(store)
+                .with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?,
+        )
     } else {
         None
     };
@@ -60,16 +63,22 @@ pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAd
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<()> {
     init_logging(&args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
         let state = build_state(config, data_dir, &args.listen)?;
         let db = mailsift_store::Database::open_in(data_dir)?;
         let gateway = Gateway::new(state, db, data_dir);
         let listeners = gateway.bind().await?;
         for (l, kind) in &listeners {
             // One line per listener on standard output: scripts and tests read the address from it.
-            println!("mailsift: SMTP {} listening on {}", if *kind == mailsift_smtp::Listener::Inbound { "inbound" } else { "outbound" }, l.local_addr()?);
+            println!(
+                "mailsift: SMTP {} listening on {}",
+                if *kind == mailsift_smtp::Listener::Inbound { "inbound" } else { "outbound" },
+                l.local_addr()?
+            );
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -102,7 +111,9 @@ fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_di
             // A broken file is reported and the running configuration kept.
             match build_state(config.as_ref(), &data_dir, &listen) {
                 Ok(state) => gateway.reload(state),
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration")
+                }
             }
         }
     });

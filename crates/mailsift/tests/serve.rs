@@ -199,7 +199,8 @@ fn the_message_log_is_searchable_from_the_command_line() {
     let show = bin().arg("--data-dir").arg(&data).args(["log", "show", &id]).output().unwrap();
     let stdout = String::from_utf8(show.stdout).unwrap();
     assert!(stdout.contains("Action:      reject") && stdout.contains("GTUBE"), "{stdout}");
-    let json = bin().arg("--data-dir").arg(&data).args(["log", "list", "--subject", "QUARTERLY", "--json"]).output().unwrap();
+    let json =
+        bin().arg("--data-dir").arg(&data).args(["log", "list", "--subject", "QUARTERLY", "--json"]).output().unwrap();
     let row: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(row["action"], "deliver");
     assert_eq!(row["recipients"][0], "bob@localhost");
@@ -266,7 +267,12 @@ fn quarantined_mail_is_listed_shown_and_released_once() {
     assert!(first["reason"].as_str().unwrap().contains("HOLD_WORD"));
 
     let show = String::from_utf8(q(&["show", &id]).stdout).unwrap();
-    assert!(show.contains("Recipient:  bob@localhost") && show.contains("HOLD_WORD") && show.contains("this is holdme invoice"), "{show}");
+    assert!(
+        show.contains("Recipient:  bob@localhost")
+            && show.contains("HOLD_WORD")
+            && show.contains("this is holdme invoice"),
+        "{show}"
+    );
 
     let released = q(&["release", &id]);
     assert!(released.status.success(), "{}", String::from_utf8_lossy(&released.stderr));
@@ -283,10 +289,12 @@ fn quarantined_mail_is_listed_shown_and_released_once() {
     let held = String::from_utf8(q(&["list", "--json"]).stdout).unwrap();
     assert_eq!(held.lines().count(), 2);
     // Release and approve: the sender becomes bob's allowed sender, so the next message is delivered.
-    let id_of = |subject: &str| items.iter().find(|i| i["subject"] == subject).unwrap()["id"].as_i64().unwrap().to_string();
+    let id_of =
+        |subject: &str| items.iter().find(|i| i["subject"] == subject).unwrap()["id"].as_i64().unwrap().to_string();
     let approved = q(&["approve", &id_of("holdme second")]);
     assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
-    assert!(String::from_utf8_lossy(&approved.stdout).contains("alice@sender.example is now an allowed sender for bob@localhost"));
+    assert!(String::from_utf8_lossy(&approved.stdout)
+        .contains("alice@sender.example is now an allowed sender for bob@localhost"));
     assert_eq!(maildir_messages(&data, "bob@localhost").len(), 2);
     let (_gw, addr) = serve(&data, Some(&config));
     assert_eq!(Smtp::connect(addr).send_message("bob@localhost", &message("holdme fourth")).0, 250);
@@ -311,7 +319,16 @@ fn domains_managed_from_the_command_line_reach_the_running_gateway() {
     let d = |args: &[&str]| bin().arg("--data-dir").arg(&data).arg("domains").args(args).output().unwrap();
     assert_eq!(Smtp::connect(addr).send_message("alice@new.test", &message("before")).0, 550, "not our domain yet");
 
-    let set = d(&["set", "new.test", "--recipient", "alice@new.test", "--thresholds", "4,8,12", "--asf", "numeric_ip_in_url=on"]);
+    let set = d(&[
+        "set",
+        "new.test",
+        "--recipient",
+        "alice@new.test",
+        "--thresholds",
+        "4,8,12",
+        "--asf",
+        "numeric_ip_in_url=on",
+    ]);
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     // The gateway polls the store's version: within a few seconds the domain is ours.
     let mut accepted = false;
@@ -323,13 +340,21 @@ fn domains_managed_from_the_command_line_reach_the_running_gateway() {
         }
     }
     assert!(accepted, "new.test is accepted once stored");
-    assert_eq!(Smtp::connect(addr).send_message("bob@new.test", &message("unknown user")).0, 550, "only listed recipients");
+    assert_eq!(
+        Smtp::connect(addr).send_message("bob@new.test", &message("unknown user")).0,
+        550,
+        "only listed recipients"
+    );
     assert_eq!(maildir_messages(&data, "alice@new.test").len(), 1);
 
     // Invalid settings are refused with the field named, and nothing is stored.
     let bad = d(&["set", "bad.test", "--sending-server", "10.0.0.0/99"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("domains.bad.test.sending_servers"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("domains.bad.test.sending_servers"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // Export, remove, import: the same settings come back.
     let exported = String::from_utf8(d(&["export"]).stdout).unwrap();

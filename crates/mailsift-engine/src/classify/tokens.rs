@@ -312,7 +312,13 @@ fn domain_alignment(msg: &Message<'_>, c: &mut Collector) {
     let fd = crate::message::urls::registrable_domain(&from.domain);
     if !msg.urls.is_empty() {
         let n = msg.urls.iter().filter(|u| u.domain == fd).count();
-        let share = if n == 0 { "none" } else if n * 2 >= msg.urls.len() { "most" } else { "some" };
+        let share = if n == 0 {
+            "none"
+        } else if n * 2 >= msg.urls.len() {
+            "most"
+        } else {
+            "some"
+        };
         c.add(Kind::Shape, &format!("from-domain-in-urls:{share}"));
     }
     if let Some(host) = msg.hops.last().and_then(|o| o.from_host.as_deref()) {

@@ -255,7 +255,10 @@ impl Database {
     }
 
     /// Runs `f` on a reader connection from the pool (for modules that read their own tables).
-    pub(crate) fn read_rows<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(crate) fn read_rows<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         self.read(f)
     }
 
