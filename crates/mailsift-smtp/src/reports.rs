@@ -131,14 +131,7 @@ fn learn_all(state: &GatewayState, raw: &[u8], side: Side, reporter: &str) -> Re
             .report_via(&msg, side, source, "email", Some(reporter), now)
             .map_err(|e| e.to_string())?;
         if let Some(rep) = state.reputation() {
-            let mut envelope = mailsift_engine::Envelope::default();
-            envelope.fill_from_trace(&msg);
-            let keys = mailsift_engine::evidence::reputation_keys(&envelope, &msg);
-            let event = match side {
-                Side::Ham => mailsift_store::ReputationEvent::ReportedGood,
-                Side::Spam => mailsift_store::ReputationEvent::ReportedSpam,
-            };
-            if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record(&keys, event, now) {
+            if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record_report(&msg, side, now) {
                 tracing::warn!(error = %e, "reputation not updated from a report");
             }
         }

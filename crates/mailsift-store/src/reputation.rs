@@ -74,6 +74,25 @@ fn kind_from(s: &str) -> Option<ReputationKind> {
 }
 
 impl SqliteReputation {
+    /// Records a user's report against the reported message's sender (identities from its own trace
+    /// headers, as the message arrives attached or from a file). Returns the identities recorded.
+    pub fn record_report(
+        &mut self,
+        msg: &mailsift_engine::Message<'_>,
+        side: mailsift_engine::classify::Side,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut envelope = mailsift_engine::Envelope::default();
+        envelope.fill_from_trace(msg);
+        let keys = mailsift_engine::evidence::reputation_keys(&envelope, msg);
+        let event = match side {
+            mailsift_engine::classify::Side::Ham => Event::ReportedGood,
+            mailsift_engine::classify::Side::Spam => Event::ReportedSpam,
+        };
+        self.record(&keys, event, now)?;
+        Ok(keys.into_iter().map(|(_, k)| k).collect())
+    }
+
     /// Opens (creating if needed) the reputation store in `data_dir`; evidence halves every
     /// `half_life_days`.
     pub fn open_dir(data_dir: &Path, half_life_days: f64) -> Result<SqliteReputation, StoreError> {

@@ -66,17 +66,9 @@ pub fn report_message(
     println!("{source}: {what}; submission recorded");
     if engine.config().reputation.enabled {
         // The sender's reputation learns from the report too (identities from the message's trace headers).
-        let mut envelope = mailsift_engine::Envelope::default();
-        envelope.fill_from_trace(&msg);
-        let keys = mailsift_engine::evidence::reputation_keys(&envelope, &msg);
-        let event = match side {
-            Side::Ham => mailsift_store::ReputationEvent::ReportedGood,
-            Side::Spam => mailsift_store::ReputationEvent::ReportedSpam,
-        };
         let mut rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
-        rep.record(&keys, event, unix_now())?;
-        let shown: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
-        println!("reputation: recorded a {} report for {}", side.as_str(), shown.join(", "));
+        let keys = rep.record_report(&msg, side, unix_now())?;
+        println!("reputation: recorded a {} report for {}", side.as_str(), keys.join(", "));
     }
     let fmt = |p: Option<f64>| p.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into());
     if before.is_some() || after.is_some() {
