@@ -17,6 +17,7 @@ pub mod sqlite;
 
 use mailsift_engine::classify::{Model, Side};
 
+pub use gateway::{Account, HourlyCount, Role};
 pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery};
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
 pub use learner::Learner;
@@ -33,6 +34,9 @@ pub enum StoreError {
     },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
+    /// An add that would duplicate a unique name (an account's, compared ignoring case): `what` names it.
+    #[error("{path}: {what} already exists")]
+    Exists { path: String, what: String },
     #[error("{path}: cannot create the data directory: {source}")]
     Io {
         path: String,

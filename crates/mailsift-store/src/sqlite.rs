@@ -120,6 +120,32 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Report submissions since `since` (Unix seconds, inclusive), counted by UTC day and the side the user
+    /// said the message is on (ham: a false-positive report; spam: a false negative): (Unix start of the day,
+    /// side, count), by day then side. Days without submissions are absent.
+    pub fn submissions_per_day(&self, since: i64) -> Result<Vec<(i64, Side, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at - (at % 86400) AS day, correct_side, count(*) FROM submissions WHERE at >= ?1 \
+                 GROUP BY day, correct_side ORDER BY day, correct_side",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([since], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, side, n) = row.map_err(|e| self.err(e))?;
+            let side = side_from(&side).ok_or_else(|| StoreError::Invalid {
+                path: self.path.display().to_string(),
+                reason: format!("a submission on {day} names the side {side:?}"),
+            })?;
+            out.push((day, side, n as u64));
+        }
+        Ok(out)
+    }
+
     fn err(&self, e: rusqlite::Error) -> StoreError {
         err(&self.path, e)
     }

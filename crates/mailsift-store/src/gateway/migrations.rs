@@ -156,6 +156,29 @@ CREATE TABLE domains (
 );
 ",
     },
+    Migration {
+        name: "accounts and settings",
+        // Who may use the web console and the API (see `accounts.rs`), and a small key/value table for the
+        // console's own state. Names are unique ignoring case, hence `name_key`. AUTOINCREMENT because sessions
+        // name account ids: an id must never come back for a different person after a removal. `domains` is a
+        // JSON array of strings (a domain administrator's domains).
+        sql: "
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'domain_admin', 'user')),
+    domains TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

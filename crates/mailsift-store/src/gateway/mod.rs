@@ -11,11 +11,14 @@
 //! What it is not: the classifier's token store or the reputation store (their own files, written at other
 //! rhythms), nor the policy that decides what to log, quarantine or purge.
 
+mod accounts;
 mod domains;
+mod filter;
 pub(crate) mod migrations;
 pub mod msglog;
 pub mod policy;
 pub mod quarantine;
+mod stats;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,16 +28,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::StoreError;
+pub use accounts::{Account, Role};
 pub use migrations::SCHEMA_VERSION;
 pub use msglog::{LogEntry, LogQuery, DEFAULT_LIMIT};
 pub use policy::{
     ImportMode, ImportSummary, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy,
 };
 pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery};
+pub use stats::HourlyCount;
 use writer::{Call, Command};
 
 /// The file name inside the data directory.
@@ -298,77 +303,46 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", true)?;
-    register_contains(&conn)?;
+    register_text_functions(&conn)?;
     Ok(conn)
 }
 
-/// `mailsift_contains(haystack, needle)`: whether `haystack`, lowercased, contains `needle` (lowercased by
-/// the caller). SQLite's own LIKE and lower() fold ASCII only, and subjects are often not ASCII.
-fn register_contains(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "mailsift_contains",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        |ctx| {
-            let hay = match ctx.get_raw(0) {
-                ValueRef::Text(t) => String::from_utf8_lossy(t),
-                _ => return Ok(false),
-            };
-            let needle = match ctx.get_raw(1) {
-                ValueRef::Text(t) => String::from_utf8_lossy(t),
-                _ => return Ok(false),
-            };
-            Ok(if hay.is_ascii() {
-                contains_ascii_ci(hay.as_bytes(), needle.as_bytes())
-            } else {
-                hay.to_lowercase().contains(&*needle)
-            })
-        },
-    )
+/// The text functions the searches use (see `filter.rs`); SQLite's own LIKE and lower() fold ASCII only, and
+/// subjects and addresses are often not ASCII. Each takes needles already lowercased by the caller.
+/// - `mailsift_contains(haystack, needle)`: whether `haystack`, lowercased, contains `needle`;
+/// - `mailsift_ends_with(haystack, suffix)`: whether `haystack`, lowercased, ends with `suffix`;
+/// - `mailsift_lower(text)`: `text` lowercased by Unicode rules.
+fn register_text_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("mailsift_contains", 2, flags, |ctx| {
+        let (Some(hay), Some(needle)) = (text(ctx.get_raw(0)), text(ctx.get_raw(1))) else { return Ok(false) };
+        Ok(if hay.is_ascii() {
+            contains_ascii_ci(hay.as_bytes(), needle.as_bytes())
+        } else {
+            hay.to_lowercase().contains(&*needle)
+        })
+    })?;
+    conn.create_scalar_function("mailsift_ends_with", 2, flags, |ctx| {
+        let (Some(hay), Some(suffix)) = (text(ctx.get_raw(0)), text(ctx.get_raw(1))) else { return Ok(false) };
+        Ok(if hay.is_ascii() {
+            hay.len() >= suffix.len()
+                && hay.as_bytes()[hay.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        } else {
+            hay.to_lowercase().ends_with(&*suffix)
+        })
+    })?;
+    conn.create_scalar_function("mailsift_lower", 1, flags, |ctx| Ok(text(ctx.get_raw(0)).map(|t| t.to_lowercase())))
+}
+
+fn text(v: ValueRef<'_>) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t)),
+        _ => None,
+    }
 }
 
 fn contains_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-/// A substring filter as the search functions use it: lowercased, `None` when empty.
-fn needle(filter: &Option<String>) -> Option<String> {
-    filter.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase)
-}
-
-fn limit(limit: usize) -> i64 {
-    if limit == 0 {
-        DEFAULT_LIMIT as i64
-    } else {
-        limit.min(i64::MAX as usize) as i64
-    }
-}
-
-/// A WHERE clause under construction, with its numbered arguments.
-#[derive(Default)]
-struct Where {
-    conditions: Vec<String>,
-    args: Vec<Value>,
-}
-
-impl Where {
-    /// Adds an argument; returns its placeholder.
-    fn arg(&mut self, v: Value) -> String {
-        self.args.push(v);
-        format!("?{}", self.args.len())
-    }
-
-    fn and(&mut self, condition: String) {
-        self.conditions.push(condition);
-    }
-
-    fn clause(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.conditions.join(" AND "))
-        }
-    }
 }
 
 pub(crate) fn sqlite_error(path: &Path, source: rusqlite::Error) -> StoreError {
@@ -423,5 +397,21 @@ mod tests {
         assert!(!ask("Hello", "hellox"));
         assert!(ask("Ваш ЗАКАЗ готов", "заказ"));
         assert!(!ask("Ваш ЗАКАЗ", "счёт"));
+    }
+
+    #[test]
+    fn ends_with_and_lower_fold_case_beyond_ascii() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        let ends = |hay: &str, suffix: &str| -> bool {
+            db.read(|c| c.query_row("SELECT mailsift_ends_with(?1, ?2)", [hay, suffix], |r| r.get(0))).unwrap()
+        };
+        assert!(ends("Bob@Example.NET", "@example.net"));
+        assert!(!ends("bob@example.net.evil", "@example.net"));
+        assert!(!ends("t", "@example.net"));
+        assert!(ends("ЮЛИЯ@Почта.рф", "@почта.рф"));
+        let lower: String =
+            db.read(|c| c.query_row("SELECT mailsift_lower(?1)", ["ЮЛИЯ@Почта.РФ"], |r| r.get(0))).unwrap();
+        assert_eq!(lower, "юлия@почта.рф");
     }
 }

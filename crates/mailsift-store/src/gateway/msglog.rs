@@ -6,10 +6,11 @@
 //! keeps the messages that need one). Rows are written by the database's writer thread in batches
 //! ([`super::Database::log_append`]) and read here by the reader connections.
 
-use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use super::filter::Filter;
 
 /// One finished SMTP transaction.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,12 @@ pub struct LogQuery {
     pub reference_id: Option<String>,
     /// At most this many entries; 0 means [`DEFAULT_LIMIT`].
     pub limit: usize,
+    /// Skip this many matching entries first (paging).
+    pub offset: usize,
+    /// A domain administrator's scope: when not empty, only entries with a recipient in one of these domains
+    /// (the recipient ends with `@domain`, ignoring case) or, outbound, whose envelope sender is in one of them.
+    /// A list of blanks matches nothing.
+    pub domains: Vec<String>,
 }
 
 /// How many entries a search returns when its limit is 0.
@@ -154,52 +161,36 @@ pub(super) fn get(conn: &Connection, reference_id: &str) -> rusqlite::Result<Opt
 
 /// The entries matching `q`, newest first.
 pub(super) fn search(conn: &Connection, q: &LogQuery) -> rusqlite::Result<Vec<LogEntry>> {
-    let mut w = super::Where::default();
-    if let Some(s) = super::needle(&q.sender) {
-        let a = w.arg(Value::Text(s));
-        w.and(format!("(mailsift_contains(mail_from, {a}) OR mailsift_contains(from_header, {a}))"));
-    }
-    if let Some(s) = super::needle(&q.recipient) {
-        let a = w.arg(Value::Text(s));
+    let mut w = Filter::default();
+    w.contains(&["mail_from", "from_header"], &q.sender);
+    if let Some(s) = q.recipient.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        // The JSON text holds every recipient (a needle without quotes, backslashes or control characters reads
+        // the same there), so it rules out most rows before the array is unpacked.
+        let plain = !s.chars().any(|c| c == '"' || c == '\\' || c.is_control());
+        let a = w.arg(s.to_lowercase());
+        let prefilter = if plain { format!("mailsift_contains(recipients, {a}) AND ") } else { String::new() };
         w.and(format!(
-            "EXISTS (SELECT 1 FROM json_each(message_log.recipients) r WHERE mailsift_contains(r.value, {a}))"
+            "({prefilter}EXISTS (SELECT 1 FROM json_each(message_log.recipients) r \
+             WHERE mailsift_contains(r.value, {a})))"
         ));
     }
-    if let Some(s) = super::needle(&q.subject) {
-        let a = w.arg(Value::Text(s));
-        w.and(format!("mailsift_contains(subject, {a})"));
-    }
-    if let Some(ip) = &q.client_ip {
-        let a = w.arg(Value::Text(ip.clone()));
-        w.and(format!("client_ip = {a}"));
-    }
-    if let Some(action) = &q.action {
-        let a = w.arg(Value::Text(action.clone()));
-        w.and(format!("action = {a}"));
-    }
+    w.contains(&["subject"], &q.subject);
+    w.equals("client_ip", &q.client_ip);
+    w.equals("action", &q.action);
     if let Some(symbol) = &q.symbol {
-        let a = w.arg(Value::Text(symbol.clone()));
+        let a = w.arg(symbol.clone());
         w.and(format!(
             "id IN (SELECT s.log_id FROM message_log_symbols s \
              WHERE s.symbol_id = (SELECT n.id FROM symbol_names n WHERE n.name = {a}))"
         ));
     }
-    if let Some(since) = q.since {
-        let a = w.arg(Value::Integer(since));
-        w.and(format!("time >= {a}"));
-    }
-    if let Some(until) = q.until {
-        let a = w.arg(Value::Integer(until));
-        w.and(format!("time <= {a}"));
-    }
-    if let Some(r) = &q.reference_id {
-        let a = w.arg(Value::Text(r.clone()));
-        w.and(format!("reference_id = {a}"));
-    }
-    let limit = w.arg(Value::Integer(super::limit(q.limit)));
-    let sql = format!("SELECT {COLUMNS} FROM message_log{} ORDER BY time DESC, id DESC LIMIT {limit}", w.clause());
+    w.time_range("time", q.since, q.until);
+    w.equals("reference_id", &q.reference_id);
+    w.log_in_domains(&q.domains);
+    let page = w.page(q.limit, q.offset);
+    let sql = format!("SELECT {COLUMNS} FROM message_log{} ORDER BY time DESC, id DESC{page}", w.clause());
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(w.args.iter()), read_row)?;
+    let rows = stmt.query_map(w.args(), read_row)?;
     let mut out = Vec::new();
     for row in rows {
         let (id, mut entry) = row?;

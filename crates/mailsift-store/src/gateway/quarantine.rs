@@ -7,9 +7,10 @@
 //! delivers; if the delivery then fails, the caller undoes the claim. What the store does not do is deliver,
 //! notify, or decide retention: the gateway and its configuration do.
 
-use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
+
+use super::filter::Filter;
 
 /// A message to quarantine, for all of its recipients at once.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,15 @@ pub struct QuarantineQuery {
     pub include_released: bool,
     /// At most this many items; 0 means [`super::DEFAULT_LIMIT`].
     pub limit: usize,
+    /// Skip this many matching items first (paging).
+    pub offset: usize,
+    /// A domain administrator's scope: when not empty, only items whose recipient is in one of these domains
+    /// (ends with `@domain`, ignoring case). A list of blanks matches nothing.
+    pub domains: Vec<String>,
+    /// Exactly this recipient, ignoring case: an end user's own quarantine.
+    pub recipient_exact: Option<String>,
+    /// Only items with a greater id (ids only grow): what is new since a digest's high-water mark.
+    pub min_id: Option<i64>,
 }
 
 /// The raw message as stored: compressed with zstd (level 3, with a content checksum) unless that would
@@ -175,34 +185,24 @@ pub(super) fn raw(conn: &Connection, id: i64) -> rusqlite::Result<Option<(String
 }
 
 pub(super) fn list(conn: &Connection, q: &QuarantineQuery) -> rusqlite::Result<Vec<QuarantineItem>> {
-    let mut w = super::Where::default();
-    if let Some(s) = super::needle(&q.recipient) {
-        let a = w.arg(Value::Text(s));
-        w.and(format!("mailsift_contains(recipient, {a})"));
-    }
-    if let Some(s) = super::needle(&q.sender) {
-        let a = w.arg(Value::Text(s));
-        w.and(format!("(mailsift_contains(mail_from, {a}) OR mailsift_contains(from_header, {a}))"));
-    }
-    if let Some(s) = super::needle(&q.subject) {
-        let a = w.arg(Value::Text(s));
-        w.and(format!("mailsift_contains(subject, {a})"));
-    }
-    if let Some(since) = q.since {
-        let a = w.arg(Value::Integer(since));
-        w.and(format!("time >= {a}"));
-    }
-    if let Some(until) = q.until {
-        let a = w.arg(Value::Integer(until));
-        w.and(format!("time <= {a}"));
-    }
+    let mut w = Filter::default();
+    w.contains(&["recipient"], &q.recipient);
+    w.contains(&["mail_from", "from_header"], &q.sender);
+    w.contains(&["subject"], &q.subject);
+    w.time_range("time", q.since, q.until);
     if !q.include_released {
-        w.and("released_at IS NULL".to_string());
+        w.and("released_at IS NULL");
     }
-    let limit = w.arg(Value::Integer(super::limit(q.limit)));
-    let sql = format!("SELECT {COLUMNS} FROM quarantine{} ORDER BY time DESC, id DESC LIMIT {limit}", w.clause());
+    w.address_in_domains("recipient", &q.domains);
+    w.address_is("recipient", &q.recipient_exact);
+    if let Some(min_id) = q.min_id {
+        let a = w.arg(min_id);
+        w.and(format!("id > {a}"));
+    }
+    let page = w.page(q.limit, q.offset);
+    let sql = format!("SELECT {COLUMNS} FROM quarantine{} ORDER BY time DESC, id DESC{page}", w.clause());
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(w.args.iter()), read_row)?;
+    let rows = stmt.query_map(w.args(), read_row)?;
     rows.collect()
 }
 
