@@ -179,9 +179,12 @@ pub(super) fn search(conn: &Connection, q: &LogQuery) -> rusqlite::Result<Vec<Lo
     w.equals("action", &q.action);
     if let Some(symbol) = &q.symbol {
         let a = w.arg(symbol.clone());
+        // EXISTS, probed per row newest first through the (symbol_id, log_id) index, stops at the page; an
+        // `id IN (...)` list would first collect every entry the symbol ever fired on (141 ms for SPF_PASS
+        // over 100,000 entries, against 0.03 ms; a symbol on no entry costs 11 ms either way).
         w.and(format!(
-            "id IN (SELECT s.log_id FROM message_log_symbols s \
-             WHERE s.symbol_id = (SELECT n.id FROM symbol_names n WHERE n.name = {a}))"
+            "EXISTS (SELECT 1 FROM message_log_symbols s WHERE s.log_id = message_log.id \
+             AND s.symbol_id = (SELECT n.id FROM symbol_names n WHERE n.name = {a}))"
         ));
     }
     w.time_range("time", q.since, q.until);

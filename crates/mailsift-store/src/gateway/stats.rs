@@ -53,13 +53,13 @@ impl Database {
         w.time_range("time", Some(since), None);
         w.log_in_domains(domains);
         let limit = w.arg(limit.min(i64::MAX as usize) as i64);
-        // The entries in scope first, then their symbols through the (log_id, pos) key.
+        // The entries in scope first (the time index), then their symbols through the (log_id, pos) key: CROSS
+        // JOIN keeps that order. Left to itself SQLite walks every symbol row ever logged in symbol order to
+        // save the GROUP BY's sort (280 ms over 100,000 entries, against 2 ms for a day's).
         let sql = format!(
             "SELECT n.name, count(DISTINCT s.log_id) AS hits \
-             FROM (SELECT id FROM message_log{}) m \
-             JOIN message_log_symbols s ON s.log_id = m.id \
-             JOIN symbol_names n ON n.id = s.symbol_id \
-             WHERE s.score > 0 \
+             FROM message_log CROSS JOIN message_log_symbols s ON s.log_id = message_log.id \
+             JOIN symbol_names n ON n.id = s.symbol_id{} AND s.score > 0 \
              GROUP BY s.symbol_id ORDER BY hits DESC, n.name LIMIT {limit}",
             w.clause()
         );
