@@ -2,7 +2,9 @@
 //! days (varied senders, recipients in four domains of very different sizes, subjects partly not ASCII, the
 //! gateway's actions in their usual proportions, a dozen symbols each), written through `log_append` like the
 //! gateway writes them. Each search runs on the warm database; the first run, the median and the 95th
-//! percentile are printed, with how many entries came back. The target is 100 ms for every search.
+//! percentile are printed, with how many entries came back. The target is 100 ms for every search. Then the
+//! dashboard's figures, and the quarantine pages over a quarantine of 5% of the log's size (one row per
+//! recipient, put by four callers at once as the gateway's sessions do).
 //!
 //! `cargo bench -p mailsift-store --bench log_search` (`MAILSIFT_BENCH_ROWS=N` for another size,
 //! `MAILSIFT_BENCH_DIR=DIR` to keep the database). Without
@@ -10,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use mailsift_store::{Database, LogEntry, LogQuery};
+use mailsift_store::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineQuery};
 
 const DAY: i64 = 86_400;
 /// The newest entry's time.
@@ -209,6 +211,9 @@ fn entry(rng: &mut Rng, i: u64, rows: u64) -> LogEntry {
     }
 }
 
+/// A named figure to time, and what it counts.
+type Figure<'a, T> = (&'static str, Box<dyn Fn() -> T + 'a>);
+
 fn q() -> LogQuery {
     LogQuery { limit: 50, ..LogQuery::default() }
 }
@@ -329,8 +334,7 @@ fn main() {
     println!("\n{:<50} {:>9} {:>9} {:>9} {:>6}", "dashboard", "first ms", "median", "p95", "rows");
     let net = vec!["example.net".to_string()];
     let tiny = vec!["tiny.example".to_string()];
-    type Figure<'a> = (&'a str, Box<dyn Fn() -> usize + 'a>);
-    let stats: Vec<Figure> = vec![
+    let stats: Vec<Figure<usize>> = vec![
         ("messages per hour, 24 h", Box::new(|| db.stats_hourly(NOW - DAY, &[]).unwrap().len())),
         ("messages per hour, 7 days", Box::new(|| db.stats_hourly(NOW - 7 * DAY, &[]).unwrap().len())),
         ("messages per hour, 7 days, example.net", Box::new(|| db.stats_hourly(NOW - 7 * DAY, &net).unwrap().len())),
@@ -354,9 +358,84 @@ fn main() {
         println!("{name:<50} {:>9} {:>9} {:>9} {found:>6}", ms(first), ms(median), ms(p95));
     }
 
+    quarantine(&db, rows, runs, &mut slow);
+
     if slow.is_empty() {
         println!("\nevery search under {} ms at the 95th percentile", TARGET.as_millis());
     } else {
         println!("\nover {} ms at the 95th percentile: {}", TARGET.as_millis(), slow.join("; "));
+    }
+}
+
+/// Fills the quarantine (when it is empty) with about `rows / 20` rows and times the console's and the digest's
+/// lists and counts.
+fn quarantine(db: &Database, rows: u64, runs: usize, slow: &mut Vec<&'static str>) {
+    let target = (rows / 20).max(100);
+    let start = Instant::now();
+    if db.quarantine_count(false, &[]).expect("count") == 0 {
+        let callers = 4;
+        std::thread::scope(|scope| {
+            for caller in 0..callers {
+                scope.spawn(move || {
+                    let mut rng = Rng(0xC0FF_EE00 + caller);
+                    let mut put = 0;
+                    let mut i = 0;
+                    while put < target / callers {
+                        // 1 to 3 recipients, mostly 1; times over 30 days, oldest first.
+                        let recipients: Vec<String> =
+                            (0..1 + rng.below(10).saturating_sub(6) / 2).map(|_| our_address(&mut rng)).collect();
+                        put += recipients.len() as u64;
+                        let item = NewQuarantine {
+                            reference_id: format!("{:016x}", rng.next()),
+                            time: NOW - 30 * DAY + (put as i64 * 30 * DAY) / (target / callers) as i64,
+                            recipients,
+                            mail_from: Some(format!("{}@{}", rng.pick(&SENDER_LOCAL), external_domain(&mut rng))),
+                            from_header: None,
+                            subject: Some(format!("{} #{i}", rng.pick(&SUBJECT_WORDS))),
+                            score: 9.5,
+                            reason: "score 9.5 >= 8".into(),
+                            size: 3_000,
+                            direction: "inbound".into(),
+                        };
+                        db.quarantine_put(&item, b"Subject: held\r\n\r\nA held message.\r\n").expect("put");
+                        i += 1;
+                    }
+                });
+            }
+        });
+    }
+    let total = db.quarantine_count(false, &[]).expect("count");
+    let newest = db.quarantine_list(&QuarantineQuery { limit: 1, ..QuarantineQuery::default() }).expect("list");
+    let (user, last_id) = newest.first().map(|i| (i.recipient.clone(), i.id)).expect("a quarantined row");
+    println!("\n{total} quarantine rows (filled in {:.1} s); the end user is {user}", start.elapsed().as_secs_f64());
+    println!("{:<50} {:>9} {:>9} {:>9} {:>6}", "quarantine", "first ms", "median", "p95", "found");
+    let q = || QuarantineQuery { limit: 50, ..QuarantineQuery::default() };
+    let scope = |d: &str| vec![d.to_string()];
+    let lists: Vec<(&'static str, QuarantineQuery)> = vec![
+        ("held, newest 50", q()),
+        ("an end user's own (recipient_exact)", QuarantineQuery { recipient_exact: Some(user.to_uppercase()), ..q() }),
+        ("domain scope, tiny (tiny.example)", QuarantineQuery { domains: scope("tiny.example"), ..q() }),
+        ("recipient substring, absent", QuarantineQuery { recipient: Some("nobody@nowhere".into()), ..q() }),
+        (
+            "digest: newer than the high-water mark",
+            QuarantineQuery { min_id: Some(last_id - 100), limit: 100_000, ..q() },
+        ),
+        ("offset paging, offset 2,000", QuarantineQuery { offset: 2_000, include_released: true, ..q() }),
+    ];
+    for (name, query) in lists {
+        let (first, median, p95, found) = time(runs, || db.quarantine_list(&query).expect("list").len());
+        println!("{name:<50} {:>9} {:>9} {:>9} {found:>6}", ms(first), ms(median), ms(p95));
+        if p95 > TARGET {
+            slow.push(name);
+        }
+    }
+    let tiny = scope("tiny.example");
+    let counts: Vec<Figure<u64>> = vec![
+        ("count held", Box::new(|| db.quarantine_count(true, &[]).expect("count"))),
+        ("count held, tiny.example", Box::new(|| db.quarantine_count(true, &tiny).expect("count"))),
+    ];
+    for (name, f) in counts {
+        let (first, median, p95, n) = time(runs, f);
+        println!("{name:<50} {:>9} {:>9} {:>9} {n:>6}", ms(first), ms(median), ms(p95));
     }
 }

@@ -52,6 +52,7 @@ impl Database {
         let mut w = Filter::default();
         w.time_range("time", Some(since), None);
         w.log_in_domains(domains);
+        w.and("s.score > 0");
         let limit = w.arg(limit.min(i64::MAX as usize) as i64);
         // The entries in scope first (the time index), then their symbols through the (log_id, pos) key: CROSS
         // JOIN keeps that order. Left to itself SQLite walks every symbol row ever logged in symbol order to
@@ -59,7 +60,7 @@ impl Database {
         let sql = format!(
             "SELECT n.name, count(DISTINCT s.log_id) AS hits \
              FROM message_log CROSS JOIN message_log_symbols s ON s.log_id = message_log.id \
-             JOIN symbol_names n ON n.id = s.symbol_id{} AND s.score > 0 \
+             JOIN symbol_names n ON n.id = s.symbol_id{} \
              GROUP BY s.symbol_id ORDER BY hits DESC, n.name LIMIT {limit}",
             w.clause()
         );
