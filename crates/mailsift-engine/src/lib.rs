@@ -12,6 +12,7 @@ pub mod checks;
 pub mod cidr;
 pub mod classify;
 pub mod config;
+pub mod diagnose;
 pub mod envelope;
 pub mod evidence;
 pub mod explain;

@@ -1,0 +1,1446 @@
+//! Diagnosis: why a message was judged as it was, in the categories administrators work with, and the
+//! narrowest fix, as a change the store can apply and as the command that makes it.
+//!
+//! An administrator looking at a quarantined good message today reads score lines and writes a rule by
+//! hand. [`diagnose`] does that reading: it takes the message, its envelope, the evidence and the verdict
+//! it got ([`Observed`]: from a fresh [`Verdict`], from our own `X-Mailsift-*` headers, or from a
+//! message-log row) and returns a [`Diagnosis`]:
+//!
+//! - a [`Category`]: the **sender**'s reputation or practices (their DNS, SPF, DKIM, DMARC: the fix
+//!   belongs to their administrator, and we say exactly what is wrong), **our own policy** (a filter rule,
+//!   a blocked sender, an ASF option, the anti-spoofing settings of our domains), the **content** score
+//!   (the classifiers and heuristics), or **missed** spam (a message that got through: what evidence was
+//!   missing);
+//! - a [`Cause`] within it (a web application sending as our domain, a marketing service, our own mail
+//!   back through a signature service, a sender with broken DNS or signatures...);
+//! - findings in plain words with the facts (the IP, the domain, the selector, the rule's name);
+//! - [`Fix`]es, narrowest first, each a [`Change`] (serde, for the store and the HTTP API) and the
+//!   `mailsift` command that makes it. No fix allows a whole domain that can be spoofed: our own domain
+//!   only with a sending server or a rule that also names the sending service; an outside sender only by
+//!   address, for the affected recipients, with authentication (or its network) as a condition.
+//!
+//! [`try_fix`] judges the message again with a fix in place (the `--dry-run` of the command line, the
+//! "what if" of the web console); [`replay`] holds a fix against past messages of the message log
+//! ([`PastMessage`]: what the log keeps, plus the raw message when the quarantine still has it) and says
+//! how many it would have let through and which of those had been judged spam, so nobody opens a hole
+//! blind.
+//!
+//! This module does no I/O: the caller (the CLI, the web console) reads the store, gathers evidence and
+//! applies the chosen [`Change`].
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cidr::IpRange;
+use crate::config::{AsfMode, EngineConfig, ProtectedDomain};
+use crate::message::urls::registrable_domain;
+use crate::message::Message;
+use crate::policy::{AllowEntry, Condition, Field, FilterRule, MatchMode, Operator, PolicyConfig, RuleAction, Value};
+use crate::symbols::Group;
+use crate::verdict::{Action, Verdict, HEADER_PREFIX};
+use crate::{Engine, Envelope, Evidence};
+
+/// A fix that cannot be tried or applied as given.
+#[derive(Debug, thiserror::Error)]
+pub enum DiagnoseError {
+    #[error("the fix makes an invalid configuration: {0}")]
+    Engine(#[from] crate::EngineError),
+    #[error("the fix makes an invalid policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Where the message came from, so the fixes' commands name it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Source {
+    /// A file given on the command line.
+    File(String),
+    /// A quarantined copy (its id in the quarantine).
+    Quarantine(i64),
+    /// A message-log row (its reference id); no raw message.
+    Log(String),
+}
+
+/// The verdict a message got, however we know it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub reference: Option<String>,
+    pub score: f64,
+    pub action: Action,
+    /// Symbols with what they added, strongest first; the detail is empty when only the headers or the
+    /// log are known.
+    pub symbols: Vec<ObservedSymbol>,
+    /// The rule or list entry that decided (`X-Mailsift-Rule`).
+    pub decided_by: Option<String>,
+    /// Where the verdict was read: "scan", "headers" or "log".
+    pub from: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObservedSymbol {
+    pub name: String,
+    pub score: f64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl Observed {
+    pub fn from_verdict(v: &Verdict) -> Observed {
+        Observed {
+            reference: Some(v.id.clone()),
+            score: v.score,
+            action: v.action,
+            symbols: v
+                .symbols
+                .iter()
+                .map(|s| ObservedSymbol { name: s.name.clone(), score: s.score, detail: s.detail.clone() })
+                .collect(),
+            decided_by: v.decided_by.clone(),
+            from: "scan",
+        }
+    }
+
+    /// The verdict our headers carry (`X-Mailsift-Score`, `-Action`, `-Symbols`, `-Rule`, `-Id`); None when
+    /// the message has none.
+    pub fn from_headers(msg: &Message<'_>) -> Option<Observed> {
+        let h = |n: &str| msg.header(&format!("{HEADER_PREFIX}{n}")).map(|v| crate::message::unfold(v));
+        let action = parse_action(h("Action")?.trim())?;
+        let score = h("Score")?.split('/').next()?.trim().parse().ok()?;
+        let mut symbols: Vec<ObservedSymbol> = h("Symbols")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|s| {
+                let s = s.trim();
+                let (name, rest) = s.split_once('(')?;
+                Some(ObservedSymbol {
+                    name: name.trim().to_string(),
+                    score: rest.trim_end_matches(')').parse().ok()?,
+                    detail: String::new(),
+                })
+            })
+            .collect();
+        symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
+        Some(Observed { reference: h("Id"), score, action, symbols, decided_by: h("Rule"), from: "headers" })
+    }
+
+    /// What the message-log keeps: symbols with scores, the action, the reason.
+    pub fn from_log(
+        reference: &str,
+        score: f64,
+        action: &str,
+        symbols: &[(String, f64)],
+        reason: Option<&str>,
+    ) -> Observed {
+        let mut symbols: Vec<ObservedSymbol> =
+            symbols.iter().map(|(n, s)| ObservedSymbol { name: n.clone(), score: *s, detail: String::new() }).collect();
+        symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
+        Observed {
+            reference: Some(reference.to_string()),
+            score,
+            action: parse_action(action).unwrap_or(Action::Deliver),
+            symbols,
+            decided_by: reason.map(str::to_string).filter(|r| r.starts_with("rule ") || r.contains("sender \"")),
+            from: "log",
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&ObservedSymbol> {
+        self.symbols.iter().find(|s| s.name == name)
+    }
+}
+
+fn parse_action(s: &str) -> Option<Action> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "deliver" => Action::Deliver,
+        "tag" => Action::Tag,
+        "quarantine" => Action::Quarantine,
+        "reject" => Action::Reject,
+        _ => return None,
+    })
+}
+
+/// What is diagnosed: the message, how it arrived, what was found out, the verdict it got.
+pub struct Subject<'a, 'm> {
+    pub message: &'a Message<'m>,
+    pub envelope: &'a Envelope,
+    pub evidence: &'a Evidence,
+    pub observed: &'a Observed,
+    pub source: Source,
+}
+
+/// The kind of cause, as administrators sort them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// The sender's reputation or practices: the fix belongs to their administrator.
+    Sender,
+    /// Our own policy: a filter rule, a blocked sender, an ASF option, our domains' anti-spoofing settings.
+    Policy,
+    /// The content score: the classifiers and the content heuristics.
+    Content,
+    /// Spam that got through: evidence that was missing.
+    Missed,
+}
+
+impl Category {
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Sender => "the sender's reputation or practices",
+            Category::Policy => "your own policy",
+            Category::Content => "the content score",
+            Category::Missed => "spam that got through",
+        }
+    }
+}
+
+/// The cause within its category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// A web server or application sends mail "from" our domain from a server our settings do not know.
+    WebApplication,
+    /// A marketing or newsletter service sends as our domain.
+    SendingService,
+    /// Our own mail came back in through a hosted signature or relay service.
+    OwnMailThroughRelay,
+    /// The sender's DNS, SPF, DKIM or DMARC are broken or missing, or its reputation is poor.
+    SenderPractices,
+    /// One of our filter rules decided.
+    FilterRule,
+    /// A blocked-senders entry decided.
+    BlockedSender,
+    /// An ASF option that is On decided.
+    AsfOption,
+    /// The classifiers and content heuristics.
+    ContentScore,
+    /// A spam message was delivered.
+    MissedSpam,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub reference: Option<String>,
+    pub action: Action,
+    pub score: f64,
+    pub tag_threshold: f64,
+    pub category: Category,
+    pub cause: Cause,
+    /// One sentence: what happened.
+    pub summary: String,
+    /// The facts, in plain words, strongest first.
+    pub findings: Vec<String>,
+    /// Narrowest first.
+    pub fixes: Vec<Fix>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fix {
+    /// What the fix does, in a few words.
+    pub title: String,
+    /// Why it is safe, or what to watch.
+    pub note: String,
+    pub change: Change,
+    /// The command that makes the change.
+    pub command: String,
+}
+
+/// A change the store (or the configuration) can apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// Add a server (IP or CIDR) to a protected domain's sending servers.
+    AddSendingServer { domain: String, server: String },
+    /// Add a filter rule at the top of the stored rules.
+    AddRule { rule: FilterRule },
+    /// Replace a rule where it stands (e.g. with an exception added).
+    ReplaceRule { name: String, rule: FilterRule },
+    /// Add an allowed-senders entry.
+    AddAllow { entry: AllowEntry },
+    /// Add a blocked-senders entry.
+    AddBlock { entry: crate::policy::BlockEntry },
+    /// Remove a list entry by the store's id.
+    RemoveEntry { id: String },
+    /// Set an ASF option for one of our domains.
+    SetAsf { domain: String, option: String, mode: AsfMode },
+    /// Teach the classifiers: `spam = false` for a false positive.
+    Report { spam: bool },
+}
+
+/// Diagnoses one message. `policy` is the policy in force (the configuration's and the store's), used to
+/// read the rule that decided.
+pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> Diagnosis {
+    let obs = s.observed;
+    let tag = engine.config().thresholds.tag;
+    let mut d = Diagnosis {
+        reference: obs.reference.clone(),
+        action: obs.action,
+        score: obs.score,
+        tag_threshold: tag,
+        category: Category::Content,
+        cause: Cause::ContentScore,
+        summary: String::new(),
+        findings: Vec::new(),
+        fixes: Vec::new(),
+    };
+    if !obs.action.is_spam() {
+        missed(engine, s, &mut d);
+        return d;
+    }
+    // Decisive: without this evidence the message would not have been judged spam.
+    let decisive = |points: f64| obs.score - points < tag;
+    if let Some(by) = obs.decided_by.as_deref().filter(|b| b.starts_with("rule ")) {
+        filter_rule(policy, s, by, &mut d);
+    } else if let Some(by) = obs
+        .decided_by
+        .as_deref()
+        .filter(|b| b.contains("blocked sender"))
+        .or(obs.get("POLICY_BLOCKED_SENDER").map(|s| s.detail.as_str()))
+    {
+        blocked(s, by, &mut d);
+    } else if let Some(spoof) = obs.get("SPOOF_OWN_DOMAIN").filter(|sp| decisive(sp.score)) {
+        let spoof_score = spoof.score;
+        own_domain(engine, s, spoof_score, &mut d);
+    } else if let Some(asf) = asf_cause(engine, obs, tag) {
+        asf_option(engine, s, &asf, &mut d);
+    } else {
+        let (sender, content) = obs.symbols.iter().fold((0.0, 0.0), |(a, b), sym| match group_of(engine, &sym.name) {
+            Some(Group::Connection | Group::Auth | Group::Reputation) if sym.score > 0.0 => (a + sym.score, b),
+            Some(Group::Policy | Group::Asf | Group::Test) | None => (a, b),
+            _ if sym.score > 0.0 => (a, b + sym.score),
+            _ => (a, b),
+        });
+        if sender > 0.0 && (sender >= content || decisive(sender)) {
+            sender_practices(engine, s, &mut d);
+        } else {
+            content_score(engine, s, &mut d);
+        }
+    }
+    d
+}
+
+fn group_of(engine: &Engine, name: &str) -> Option<Group> {
+    engine.registry().by_name(name).map(|d| d.group)
+}
+
+fn describe(engine: &Engine, name: &str) -> String {
+    engine.registry().by_name(name).map(|d| d.description.clone()).unwrap_or_else(|| name.to_string())
+}
+
+// ---- the envelope and the message, in the terms the fixes use ----
+
+fn sender_address(s: &Subject<'_, '_>) -> Option<String> {
+    s.envelope
+        .mail_from
+        .as_deref()
+        .map(|a| a.trim().trim_matches(['<', '>']).to_lowercase())
+        .filter(|a| a.contains('@'))
+}
+
+fn from_address(s: &Subject<'_, '_>) -> Option<String> {
+    s.message.from.as_ref().map(|f| f.address.to_lowercase()).filter(|a| a.contains('@'))
+}
+
+fn domain_of(address: &str) -> String {
+    address.rsplit_once('@').map(|(_, d)| d).unwrap_or(address).trim_end_matches('.').to_lowercase()
+}
+
+fn recipients(s: &Subject<'_, '_>) -> Vec<String> {
+    let mut r: Vec<String> =
+        s.envelope.rcpt_to.iter().map(|r| r.trim().trim_matches(['<', '>']).to_lowercase()).collect();
+    if r.is_empty() {
+        r = s.message.to.iter().map(|t| t.address.to_lowercase()).collect();
+    }
+    r.dedup();
+    r
+}
+
+/// Quotes for a POSIX shell when needed.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._-/:=,+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn regex_escape_domain(d: &str) -> String {
+    d.replace('.', "\\.")
+}
+
+/// The names a Received hop gives for the client: the one in parentheses (written by the receiving
+/// server, usually from reverse DNS) and the one after `from` (the client's own HELO, anyone's to claim).
+fn hop_names(hop: &crate::message::Hop) -> (Option<String>, Option<String>) {
+    let raw = hop.raw.to_lowercase();
+    let after_from =
+        raw.trim_start().strip_prefix("from ").map(|r| r.split_whitespace().next().unwrap_or("").to_string());
+    let rdns = raw.find('(').and_then(|i| {
+        let inner = &raw[i + 1..];
+        let name = inner.split(|c: char| c.is_whitespace() || c == '[' || c == ')').next()?;
+        (name.contains('.') && name.parse::<IpAddr>().is_err()).then(|| name.to_string())
+    });
+    (rdns, after_from.filter(|h| h.contains('.') && h.parse::<IpAddr>().is_err()))
+}
+
+/// The hop where the message entered (the newest that names a client IP outside loopback).
+fn entry_hop<'a>(s: &'a Subject<'_, '_>) -> Option<&'a crate::message::Hop> {
+    let ip = s.envelope.client_ip;
+    s.message
+        .hops
+        .iter()
+        .find(|h| ip.is_some() && h.from_ip == ip)
+        .or_else(|| s.message.hops.iter().find(|h| h.from_ip.is_some_and(|i| !i.is_loopback())))
+}
+
+// ---- our own domain, sent from elsewhere ----
+
+fn protected_servers<'e>(engine: &'e Engine, domain: &str) -> Option<&'e ProtectedDomain> {
+    let reg = registrable_domain(domain);
+    engine.config().organisation.protected.iter().find(|p| registrable_domain(&p.domain) == reg)
+}
+
+fn own_domain(engine: &Engine, s: &Subject<'_, '_>, spoof_score: f64, d: &mut Diagnosis) {
+    d.category = Category::Policy;
+    let from = from_address(s).unwrap_or_default();
+    let ours = domain_of(&from);
+    let protected = protected_servers(engine, &ours);
+    let pdomain = protected.map(|p| p.domain.clone()).unwrap_or_else(|| ours.clone());
+    let ip = s.envelope.client_ip;
+    let ip_text = ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
+    let servers = protected.map(|p| p.sending_servers.join(", ")).unwrap_or_default();
+    let hop = entry_hop(s);
+    let (rdns, helo) = hop.map(hop_names).unwrap_or_default();
+    let host = rdns.clone().or(helo.clone()).or(s.envelope.helo.clone());
+    let host_text = host.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
+    d.findings.push(format!(
+        "The From: address {from} is in {pdomain}, which you protect against spoofing, but the message came from {ip_text}{host_text}, which is not one of its sending servers ({}), and carries no SPF or DKIM aligned with {pdomain} (SPOOF_OWN_DOMAIN, {spoof_score:+.2}).",
+        if servers.is_empty() { "none listed".to_string() } else { servers }
+    ));
+    if let Some(spf) = s.observed.get("SPF_FAIL").or(s.observed.get("SPF_SOFTFAIL")) {
+        if registrable_domain(&spf.detail) == registrable_domain(&ours) || spf.detail.is_empty() {
+            d.findings.push(format!(
+                "Your own SPF record for {ours} does not list {ip_text} either ({}): add it there too, or other receivers will refuse this mail as well.",
+                spf.name
+            ));
+        }
+    }
+    let mail_from = sender_address(s);
+    let mail_from_domain = mail_from.as_deref().map(domain_of);
+    // Our own mail coming back: an older hop from one of our servers, or from a host in our domain.
+    let our_hop = s.message.hops.iter().skip(1).find(|h| {
+        let from_our_server = h.from_ip.is_some_and(|ip| {
+            protected.is_some_and(|p| p.sending_servers.iter().any(|r| IpRange::parse(r).is_ok_and(|r| r.contains(ip))))
+        });
+        let (r, hl) = hop_names(h);
+        let named_ours = [r, hl].into_iter().flatten().any(|n| registrable_domain(&n) == registrable_domain(&ours));
+        from_our_server || named_ours
+    });
+    let service_domain =
+        host.as_deref().map(registrable_domain).filter(|h| registrable_domain(h) != registrable_domain(&ours));
+    let bulk = s.message.has_header("List-Unsubscribe")
+        || s.message.header("Precedence").is_some_and(|p| p.to_lowercase().contains("bulk"));
+    let foreign_bounce = mail_from_domain
+        .as_deref()
+        .filter(|m| registrable_domain(m) != registrable_domain(&ours))
+        .map(registrable_domain);
+
+    if let (Some(back), Some(service)) = (our_hop, service_domain.clone()) {
+        d.cause = Cause::OwnMailThroughRelay;
+        let (r, hl) = hop_names(back);
+        let ours_host = r.or(hl).unwrap_or_else(|| back.from_ip.map(|i| i.to_string()).unwrap_or_default());
+        d.summary = format!(
+            "Your own mail from {from} left through {ours_host}, passed a hosted service ({service}) and came back in from {ip_text}: the anti-spoofing check of {pdomain} does not know that service."
+        );
+        d.findings.push(format!("The Received chain shows the message leaving your server {ours_host}, then {service} sending it on from {ip_text}{host_text}."));
+        let marks = service_marks(s, &service);
+        if !marks.is_empty() {
+            d.findings.push(format!("The service marks the mail it handles with {}.", marks.join(", ")));
+        }
+        service_rule_fix(s, d, &ours, &service, &marks, None, "our mail back through");
+    } else if let Some(service) = foreign_bounce.clone().or(if bulk { service_domain.clone() } else { None }) {
+        d.cause = Cause::SendingService;
+        d.summary = format!(
+            "A sending service ({service}) sends mail as {pdomain} (From {from}) from {ip_text}{host_text}; the anti-spoofing check of {pdomain} does not know it."
+        );
+        if let Some(m) = &mail_from {
+            d.findings.push(format!("The envelope sender {m} is the service's own bounce address, not yours."));
+        }
+        let auth = authenticated_domains(s).into_iter().find(|a| registrable_domain(a) == service);
+        match &auth {
+            Some(a) => d.findings.push(format!("The service authenticated as {a} (SPF or DKIM passed for it).")),
+            None => d.findings.push(format!(
+                "Nothing authenticated the service as {service} (no SPF pass or DKIM signature of it was seen)."
+            )),
+        }
+        let marks = service_marks(s, &service);
+        if !marks.is_empty() {
+            d.findings.push(format!("The service marks its mail with {}.", marks.join(", ")));
+        }
+        service_rule_fix(s, d, &ours, &service, &marks, auth, "newsletter via");
+    } else {
+        d.cause = Cause::WebApplication;
+        d.summary = format!(
+            "Mail from {from} was sent by a server or application at {ip_text}{host_text} that {pdomain}'s anti-spoofing settings do not list as one of its sending servers."
+        );
+        if let Some(ip) = ip {
+            let server = ip.to_string();
+            d.fixes.push(Fix {
+                title: format!("Add {server} to {pdomain}'s sending servers"),
+                note: format!(
+                    "Only this one address may then send as {pdomain}; mail in {pdomain}'s name from anywhere else is still caught."
+                ),
+                command: format!("mailsift domains set {} --sending-server {}", shell_quote(&pdomain), shell_quote(&server)),
+                change: Change::AddSendingServer { domain: pdomain.clone(), server },
+            });
+        }
+        if let (Some(sender), Some(h)) =
+            (mail_from.clone().or(Some(from.clone())).filter(|a| !a.is_empty()), host.clone())
+        {
+            let rule = FilterRule {
+                name: format!("{sender} from {h}"),
+                enabled: true,
+                direction: crate::policy::RuleDirection::Inbound,
+                match_mode: MatchMode::All,
+                conditions: vec![
+                    cond(
+                        if mail_from.is_some() { Field::EnvelopeFrom } else { Field::From },
+                        None,
+                        Operator::Is,
+                        &sender,
+                    ),
+                    cond(Field::Header, Some("Received"), Operator::Contains, &h),
+                ],
+                actions: vec![RuleAction::Allow {}],
+                comment: Some(format!(
+                    "diagnosis {}: the application at {h} sends as {sender}",
+                    d.reference.clone().unwrap_or_default()
+                )),
+            };
+            d.fixes.push(Fix {
+                title: format!("When its IP address changes: allow {sender} when the Received chain names {h}"),
+                note: format!("Only this sender address, and only through {h}; other addresses of {pdomain}, and this one from elsewhere, are still checked."),
+                command: rule_command(&rule, mail_from.is_some()),
+                change: Change::AddRule { rule },
+            });
+        }
+    }
+}
+
+/// Domains that authenticated: the SPF domain when SPF passed, each DKIM d= that verified.
+fn authenticated_domains(s: &Subject<'_, '_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(f) = &s.evidence.sender {
+        if s.evidence.spf.or(f.spf) == Some(crate::evidence::SpfResult::Pass) {
+            out.extend(f.spf_domain.clone().or(sender_address(s).map(|a| domain_of(&a))));
+        }
+        out.extend(
+            f.dkim.iter().filter(|k| k.verdict == crate::sender::DkimVerdict::Pass).map(|k| k.domain.to_lowercase()),
+        );
+    } else {
+        for sym in &s.observed.symbols {
+            if (sym.name == "SPF_PASS" || sym.name == "DKIM_VALID") && !sym.detail.is_empty() {
+                out.push(sym.detail.to_lowercase());
+            }
+        }
+    }
+    out
+}
+
+/// Header fields a service adds to mark the mail it handled: X- headers that name it.
+fn service_marks(s: &Subject<'_, '_>, service: &str) -> Vec<String> {
+    let label = service.split('.').next().unwrap_or(service).to_lowercase().replace('-', "");
+    let mut out: Vec<String> = Vec::new();
+    for h in &s.message.headers {
+        let n = h.name.to_lowercase();
+        if n.starts_with("x-") && !n.starts_with(&HEADER_PREFIX.to_lowercase()) && n.replace('-', "").contains(&label) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&h.name)) {
+                out.push(h.name.clone());
+            }
+        }
+    }
+    out
+}
+
+fn cond(field: Field, header: Option<&str>, op: Operator, value: &str) -> Condition {
+    Condition {
+        field,
+        header: header.map(str::to_string),
+        op,
+        value: (op != Operator::Exists).then(|| Value::Text(value.to_string())),
+        not: false,
+    }
+}
+
+/// A rule for a sending service: our From: domain, the service's header marks, and what proves the
+/// service handled it (its authenticated domain, else its name where the receiving server wrote it in
+/// the Received chain).
+fn service_rule_fix(
+    s: &Subject<'_, '_>,
+    d: &mut Diagnosis,
+    ours: &str,
+    service: &str,
+    marks: &[String],
+    auth: Option<String>,
+    label: &str,
+) {
+    let mut conditions = vec![cond(Field::FromDomain, None, Operator::Is, ours)];
+    for m in marks.iter().take(1) {
+        conditions.push(cond(Field::Header, Some(m), Operator::Exists, ""));
+    }
+    let esc = regex_escape_domain(service);
+    let hop = entry_hop(s);
+    let (rdns, _) = hop.map(hop_names).unwrap_or_default();
+    let proof = match (&auth, &rdns) {
+        (Some(a), _) => {
+            conditions.push(cond(Field::AuthDomain, None, Operator::Is, &registrable_domain(a)));
+            format!("the message must authenticate as {} (SPF or DKIM)", registrable_domain(a))
+        }
+        (None, Some(r)) if registrable_domain(r) == service => {
+            conditions.push(cond(
+                Field::Header,
+                Some("Received"),
+                Operator::Matches,
+                &format!(r"\((?:[a-z0-9-]+\.)*{esc} \["),
+            ));
+            format!("the Received chain must show a server in {service} by the name the receiving server looked up, not the one the client claimed")
+        }
+        _ => {
+            conditions.push(cond(
+                Field::Header,
+                Some("Received"),
+                Operator::Matches,
+                &format!(r"^from (?:[a-z0-9-]+\.)*{esc} "),
+            ));
+            if let Some(ip) = s.envelope.client_ip {
+                let net = match ip {
+                    IpAddr::V4(v4) => {
+                        let o = v4.octets();
+                        format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+                    }
+                    IpAddr::V6(_) => format!("{ip}/64"),
+                };
+                conditions.push(cond(Field::ClientIp, None, Operator::InCidr, &net));
+            }
+            format!("the message must come from the service's network through a host named in {service}")
+        }
+    };
+    let rule = FilterRule {
+        name: format!("{label} {service}"),
+        enabled: true,
+        direction: crate::policy::RuleDirection::Inbound,
+        match_mode: MatchMode::All,
+        conditions,
+        actions: vec![RuleAction::Allow {}],
+        comment: Some(format!("diagnosis {}: {service} sends as {ours}", d.reference.clone().unwrap_or_default())),
+    };
+    let marks_text = if marks.is_empty() { String::new() } else { format!(", carrying {}", marks[0]) };
+    d.fixes.push(Fix {
+        title: format!("Allow mail from {ours} handled by {service}{marks_text}"),
+        note: format!(
+            "A header mark alone can be copied by a forger, so {proof}; {ours} from anywhere else is still checked."
+        ),
+        command: rule_command(&rule, false),
+        change: Change::AddRule { rule },
+    });
+}
+
+/// `mailsift rules add --name ... --if... --then allow --at 1`.
+fn rule_command(rule: &FilterRule, _sender_is_envelope: bool) -> String {
+    let mut c = format!("mailsift rules add --at 1 --name {}", shell_quote(&rule.name));
+    for k in &rule.conditions {
+        let v = k.value.as_ref().map(|v| v.texts().join(",")).unwrap_or_default();
+        let not = if k.not { "!" } else { "" };
+        match (k.field, k.op) {
+            (Field::EnvelopeFrom | Field::EnvelopeFromDomain, Operator::Is) if !k.not => {
+                let _ = write!(c, " --if-sender {}", shell_quote(&v));
+            }
+            (Field::From | Field::FromDomain, Operator::Is) if !k.not => {
+                let _ = write!(c, " --if-from {}", shell_quote(&v));
+            }
+            (Field::Header, op) => {
+                let h = k.header.clone().unwrap_or_default();
+                let arg = if op == Operator::Exists {
+                    format!("{not}{h}:exists")
+                } else {
+                    format!("{not}{h}:{}:{v}", op.as_str())
+                };
+                let _ = write!(c, " --if-header {}", shell_quote(&arg));
+            }
+            (f, op) => {
+                let _ = write!(c, " --if {}", shell_quote(&format!("{not}{}:{}:{v}", f.as_str(), op.as_str())));
+            }
+        }
+    }
+    for a in &rule.actions {
+        let _ = write!(c, " --then {}", a.as_str());
+    }
+    if let Some(comment) = &rule.comment {
+        let _ = write!(c, " --comment {}", shell_quote(comment));
+    }
+    c
+}
+
+// ---- our own policy: rules, blocked senders, ASF ----
+
+fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Diagnosis) {
+    d.category = Category::Policy;
+    d.cause = Cause::FilterRule;
+    let name = by.trim_start_matches("rule ").trim().trim_matches('"').to_string();
+    let rule = policy.rules.iter().find(|r| r.name.trim().eq_ignore_ascii_case(&name));
+    d.summary = format!("Your filter rule {name:?} decided: {}.", d.action.as_str());
+    if let Some(m) = s.observed.symbols.iter().find(|x| x.name == "POLICY_RULE" && x.detail.contains(&name)) {
+        d.findings.push(format!("It matched: {}.", m.detail));
+    }
+    d.findings.push(format!(
+        "Without the rule the score ({:.2} against a tag threshold of {}) would have decided.",
+        d.score, d.tag_threshold
+    ));
+    let sender = sender_address(s).or(from_address(s));
+    if let (Some(rule), Some(sender)) = (rule, sender) {
+        let mut narrowed = rule.clone();
+        let field = if sender_address(s).is_some() { Field::EnvelopeFrom } else { Field::From };
+        let mut exception = cond(field, None, Operator::Is, &sender);
+        exception.not = true;
+        if narrowed.match_mode == MatchMode::Any {
+            d.findings
+                .push("The rule matches on any one condition, so an exception cannot be added as a condition.".into());
+        } else {
+            narrowed.conditions.push(exception);
+            let toml_text = toml::to_string(&narrowed).unwrap_or_default();
+            d.fixes.push(Fix {
+                title: format!("Except {sender} from rule {name:?}"),
+                note: "The rule keeps working for everyone else; this sender's mail is then judged by the rest of the policy and the score.".into(),
+                command: format!("mailsift rules replace {} - <<'EOF'\n{toml_text}EOF", shell_quote(&name)),
+                change: Change::ReplaceRule { name: name.clone(), rule: narrowed },
+            });
+        }
+    }
+}
+
+fn blocked(s: &Subject<'_, '_>, by: &str, d: &mut Diagnosis) {
+    d.category = Category::Policy;
+    d.cause = Cause::BlockedSender;
+    d.summary = format!("The sender is on a blocked-senders list: {by}.");
+    d.findings.push(format!("The entry decided ({}) whatever the score ({:.2}).", d.action.as_str(), d.score));
+    let id = by.split("entry ").nth(1).map(|r| r.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>());
+    if let Some(id) = id.filter(|i| !i.is_empty()) {
+        d.fixes.push(Fix {
+            title: format!("Remove blocked-senders entry {id}"),
+            note: "The sender's mail is then judged by the rest of the policy and the score.".into(),
+            command: format!("mailsift lists rm {id}"),
+            change: Change::RemoveEntry { id },
+        });
+    } else {
+        let _ = s;
+        d.findings.push("The entry is in the configuration file's [policy]: remove it there.".into());
+    }
+}
+
+struct AsfHit {
+    symbol: String,
+    option: &'static str,
+    score: f64,
+}
+
+fn asf_cause(engine: &Engine, obs: &Observed, tag: f64) -> Option<AsfHit> {
+    let hits: Vec<&ObservedSymbol> =
+        obs.symbols.iter().filter(|s| group_of(engine, &s.name) == Some(Group::Asf) && s.score > 0.0).collect();
+    let total: f64 = hits.iter().map(|s| s.score).sum();
+    let first = hits.first()?;
+    let high_confidence = hits.iter().any(|h| {
+        engine.registry().by_name(&h.name).and_then(|d| d.asf) == Some(crate::symbols::AsfEffect::HighConfidenceSpam)
+    });
+    if obs.score - total >= tag && !high_confidence {
+        return None;
+    }
+    Some(AsfHit {
+        symbol: first.name.clone(),
+        option: crate::checks::asf::option_key(&first.name)?,
+        score: first.score,
+    })
+}
+
+fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagnosis) {
+    d.category = Category::Policy;
+    d.cause = Cause::AsfOption;
+    d.summary = format!(
+        "The Additional Spam Filtering option {} is On and fired ({}, {:+.2}): {}",
+        asf.option,
+        asf.symbol,
+        asf.score,
+        describe(engine, &asf.symbol)
+    );
+    if engine.registry().by_name(&asf.symbol).and_then(|x| x.asf) == Some(crate::symbols::AsfEffect::HighConfidenceSpam)
+    {
+        d.findings
+            .push("This option marks a message high-confidence spam (SCL 9, at least quarantined) by itself.".into());
+    }
+    if let Some(sym) = s.observed.get(&asf.symbol).filter(|x| !x.detail.is_empty()) {
+        d.findings.push(format!("Seen: {}.", sym.detail));
+    }
+    let rcpt_domain = recipients(s).first().map(|r| domain_of(r));
+    if let Some(domain) = rcpt_domain {
+        d.fixes.push(Fix {
+            title: format!("Set {} to test mode for {domain}", asf.option),
+            note: "Test mode keeps reporting the option in X-Mailsift-ASF without scoring it, so you can watch what it would catch.".into(),
+            command: format!("mailsift domains set {} --asf {}=test", shell_quote(&domain), asf.option),
+            change: Change::SetAsf { domain, option: asf.option.to_string(), mode: AsfMode::Test },
+        });
+    }
+}
+
+// ---- the sender ----
+
+fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
+    d.category = Category::Sender;
+    d.cause = Cause::SenderPractices;
+    let who = from_address(s).or(sender_address(s)).unwrap_or_else(|| "the sender".into());
+    let ip = s.envelope.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "the sending server".into());
+    let mut points = 0.0;
+    for sym in s.observed.symbols.iter().filter(|x| x.score > 0.0) {
+        let Some(g) = group_of(engine, &sym.name) else { continue };
+        if !matches!(g, Group::Connection | Group::Auth | Group::Reputation) {
+            continue;
+        }
+        points += sym.score;
+        d.findings.push(format!("{} ({}, {:+.2})", sender_fact(engine, s, sym, &ip), sym.name, sym.score));
+    }
+    d.summary = format!(
+        "Mail from {who} was judged {} mostly because of how the sender's mail system is set up ({points:+.2} of {:.2}): the fix belongs to their administrator; meanwhile you can allow this sender for the affected recipients.",
+        d.action.as_str(),
+        d.score
+    );
+    let Some(sender) = from_address(s).or(sender_address(s)) else { return };
+    let sender_domain = registrable_domain(&domain_of(&sender));
+    let authenticated = authenticated_domains(s).iter().any(|a| registrable_domain(a) == sender_domain);
+    let ptr_domain = s
+        .evidence
+        .sender
+        .as_ref()
+        .and_then(|f| f.ptr.as_ref())
+        .filter(|p| p.result == crate::sender::Outcome::Pass)
+        .and_then(|p| p.names.first())
+        .map(|n| registrable_domain(n));
+    // An allow entry is not honoured for mail failing the sender's DMARC (quarantine or reject) unless it
+    // says allow_spoofed; then it is tied to the one server the mail came from.
+    let dmarc_fails =
+        s.observed.symbols.iter().any(|x| x.name == "DMARC_POLICY_QUARANTINE" || x.name == "DMARC_POLICY_REJECT");
+    let network = match (dmarc_fails, s.envelope.client_ip) {
+        (true, Some(IpAddr::V4(ip))) => format!("{ip}/32"),
+        (true, Some(IpAddr::V6(ip))) => format!("{ip}/128"),
+        _ => network_of(s),
+    };
+    let (condition, why) = if authenticated {
+        (
+            "require_auth",
+            format!("only when {sender_domain} authenticates it (SPF or DKIM), so a forged {sender} is still checked"),
+        )
+    } else if dmarc_fails {
+        ("network", format!(
+            "only from the server it came from ({network}): its domain's DMARC fails, so the entry must say allow_spoofed, and the address ties it to that one server"
+        ))
+    } else if let Some(p) = &ptr_domain {
+        ("ptr", format!("only when it comes from a server whose confirmed reverse DNS is in {p}"))
+    } else {
+        ("network", format!("only when it comes from the sender's network ({network}), since nothing authenticates it"))
+    };
+    for r in recipients(s) {
+        let entry = AllowEntry {
+            id: None,
+            sender: sender.clone(),
+            recipient: Some(r.clone()),
+            require_auth: condition == "require_auth",
+            from_ptr_domain: if condition == "ptr" { ptr_domain.clone() } else { None },
+            from_network: if condition == "network" { Some(network.clone()) } else { None },
+            allow_spoofed: condition == "network" && dmarc_fails,
+            expires: None,
+            comment: Some(format!(
+                "diagnosis {}: the sender's DNS or signatures are broken",
+                d.reference.clone().unwrap_or_default()
+            )),
+        };
+        let mut cmd = format!("mailsift lists add allow {} --recipient {}", shell_quote(&sender), shell_quote(&r));
+        if entry.require_auth {
+            cmd.push_str(" --require-auth");
+        }
+        if let Some(p) = &entry.from_ptr_domain {
+            let _ = write!(cmd, " --from-ptr-domain {}", shell_quote(p));
+        }
+        if let Some(n) = &entry.from_network {
+            let _ = write!(cmd, " --from-network {}", shell_quote(n));
+        }
+        if entry.allow_spoofed {
+            cmd.push_str(" --allow-spoofed");
+        }
+        if let Some(c) = &entry.comment {
+            let _ = write!(cmd, " --comment {}", shell_quote(c));
+        }
+        d.fixes.push(Fix {
+            title: format!("Allow {sender} for {r}"),
+            note: format!("This address only, for this recipient only, and {why}. Remove it once the sender has fixed their side."),
+            command: cmd,
+            change: Change::AddAllow { entry },
+        });
+    }
+}
+
+fn network_of(s: &Subject<'_, '_>) -> String {
+    match s.envelope.client_ip {
+        Some(IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Some(ip) => format!("{ip}/64"),
+        None => "0.0.0.0/32".into(),
+    }
+}
+
+/// What is wrong on the sender's side, in the words their administrator needs.
+fn sender_fact(engine: &Engine, s: &Subject<'_, '_>, sym: &ObservedSymbol, ip: &str) -> String {
+    let detail = sym.detail.as_str();
+    let helo = s.envelope.helo.clone().unwrap_or_default();
+    let sender_domain = sender_address(s).map(|a| domain_of(&a)).unwrap_or_default();
+    let spf_domain = if detail.is_empty() { sender_domain.clone() } else { detail.to_string() };
+    match sym.name.as_str() {
+        "RDNS_NONE" => format!("Their PTR record is missing for {ip}: their administrator (or provider) must publish one"),
+        "RDNS_NOT_CONFIRMED" => format!("The PTR name of {ip} does not resolve back to it ({detail}): the name's A record must point at {ip}"),
+        "RDNS_DYNAMIC" => format!("{ip} has a dynamic-looking name ({detail}): their mail should leave through a server with a static address and its own name"),
+        "HELO_NOT_FQDN" => format!("Their server greets as {helo:?}, not a full host name: it must greet with its own name (RFC 5321)"),
+        "HELO_BARE_IP" => format!("Their server greets with a bare IP address ({helo:?}) instead of its host name"),
+        "HELO_NOT_PTR_DOMAIN" => format!("Their server greets as {helo:?}, which is not in the domain of its PTR name"),
+        "HELO_IP_LITERAL_MISMATCH" => format!("Their server greets with an address literal ({helo:?}) that is not the address it connects from ({ip})"),
+        "SPF_FAIL" => format!("Their SPF record for {spf_domain} does not list {ip} (hard fail): they must add it"),
+        "SPF_SOFTFAIL" => format!("Their SPF record for {spf_domain} does not list {ip} (~all): they should add it"),
+        "SPF_PERMERROR" => format!("Their SPF record for {spf_domain} is broken (a syntax error or too many lookups): they must fix it"),
+        "SPF_NONE" => format!("{spf_domain} publishes no SPF record"),
+        "DKIM_BODY_MODIFIED" => format!("Their DKIM signature ({detail}) covered the body before it was changed, typically a footer or disclaimer added after signing: they should sign after the footer"),
+        "DKIM_INVALID" => format!("Their DKIM signature does not verify ({detail}): they must check their signing key and selector"),
+        "DKIM_KEY_MISSING" => format!("Their DKIM signature names a key that is not published ({detail}): they must publish it or stop signing with that selector"),
+        "DKIM_EXPIRED" => format!("Their DKIM signature has expired ({detail})"),
+        "DMARC_POLICY_REJECT" | "DMARC_POLICY_QUARANTINE" | "DMARC_POLICY_NONE" => format!(
+            "The From: domain {detail} fails its own DMARC check (neither SPF nor DKIM aligned with it): its owner must authorise this server or sign with the domain"
+        ),
+        _ => {
+            let d = describe(engine, &sym.name);
+            if detail.is_empty() {
+                d.trim_end_matches('.').to_string()
+            } else {
+                format!("{} (seen: {detail})", d.trim_end_matches('.'))
+            }
+        }
+    }
+}
+
+// ---- the content ----
+
+fn content_score(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
+    d.category = Category::Content;
+    d.cause = Cause::ContentScore;
+    let mut by_engine: Vec<(&'static str, f64, Vec<String>)> = Vec::new();
+    for sym in s.observed.symbols.iter().filter(|x| x.score > 0.0) {
+        let Some(g) = group_of(engine, &sym.name) else { continue };
+        if matches!(g, Group::Connection | Group::Auth | Group::Reputation | Group::Policy | Group::Asf) {
+            continue;
+        }
+        let name = if g == Group::Classifier { "the statistical classifiers" } else { "the content heuristics" };
+        match by_engine.iter_mut().find(|e| e.0 == name) {
+            Some(e) => {
+                e.1 += sym.score;
+                e.2.push(sym.name.clone());
+            }
+            None => by_engine.push((name, sym.score, vec![sym.name.clone()])),
+        }
+    }
+    by_engine.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let main = by_engine.first().map(|e| e.0).unwrap_or("the content heuristics");
+    d.summary =
+        format!("The content was scored as spam ({:.2}, tag at {}), mostly by {main}.", d.score, d.tag_threshold);
+    for (name, points, syms) in &by_engine {
+        d.findings.push(format!("{name} added {points:+.2} ({})", syms.join(", ")));
+    }
+    let reported = match &s.source {
+        Source::File(f) => format!("mailsift report --false-positive {}", shell_quote(f)),
+        Source::Quarantine(id) => format!("mailsift quarantine release {id} --not-spam"),
+        Source::Log(r) => format!("mailsift report --false-positive <the message of {r}>"),
+    };
+    d.fixes.push(Fix {
+        title: "Report it as a false positive, so the classifiers learn it".into(),
+        note: "Both classifiers learn the message as ham; similar good mail scores lower from then on. Nothing is allowed outright.".into(),
+        command: reported,
+        change: Change::Report { spam: false },
+    });
+}
+
+// ---- spam that got through ----
+
+fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
+    d.category = Category::Missed;
+    d.cause = Cause::MissedSpam;
+    let who = from_address(s).or(sender_address(s)).unwrap_or_else(|| "an unknown sender".into());
+    if s.observed.symbols.iter().any(|x| x.name == "POLICY_ALLOWED_SENDER") || s.observed.decided_by.is_some() {
+        d.summary = format!(
+            "The message from {who} was delivered because your policy allowed it ({}); the score did not count.",
+            s.observed.decided_by.clone().unwrap_or_default()
+        );
+    } else {
+        d.summary = format!(
+            "The message from {who} was delivered: its score {:.2} stayed under the tag threshold {} ({:.2} short).",
+            d.score,
+            d.tag_threshold,
+            d.tag_threshold - d.score
+        );
+    }
+    let has_group = |g: Group| s.observed.symbols.iter().any(|x| group_of(engine, &x.name) == Some(g));
+    let sender_checked = s.evidence.sender.is_some() || has_group(Group::Auth) || has_group(Group::Connection);
+    if !sender_checked {
+        d.findings.push("The sender was not checked: no reverse DNS, SPF, DKIM or DMARC evidence (DNS checks are off, [dns] enabled = false).".into());
+    }
+    if !has_group(Group::Classifier) {
+        d.findings.push(
+            "The statistical classifiers said nothing: they are not trained, or have not yet learned enough ham and spam (classifier.min_ham / min_spam).".into(),
+        );
+    }
+    if engine.config().dnsbl.is_empty() {
+        d.findings.push("No DNS blocklists are configured ([[dnsbl]]), so a listed sender is not recognised.".into());
+    }
+    if !has_group(Group::Reputation) {
+        d.findings.push("Local reputation knew nothing bad about this sender yet.".into());
+    }
+    let strongest: Vec<String> = s
+        .observed
+        .symbols
+        .iter()
+        .filter(|x| x.score > 0.0)
+        .take(3)
+        .map(|x| format!("{} ({:+.2})", x.name, x.score))
+        .collect();
+    if !strongest.is_empty() {
+        d.findings.push(format!("What did fire: {}.", strongest.join(", ")));
+    }
+    let report = match &s.source {
+        Source::File(f) => format!("mailsift report --false-negative {}", shell_quote(f)),
+        Source::Quarantine(id) => format!("mailsift report --false-negative <quarantine item {id}>"),
+        Source::Log(r) => format!("mailsift report --false-negative <the message of {r}>"),
+    };
+    d.fixes.push(Fix {
+        title: "Report it as spam, so the classifiers and the sender's reputation learn it".into(),
+        note: "Similar messages score higher from then on; the sender's IP, domain and address get a bad mark.".into(),
+        command: report,
+        change: Change::Report { spam: true },
+    });
+    if let Some(sender) = sender_address(s).or(from_address(s)) {
+        for r in recipients(s) {
+            let entry = crate::policy::BlockEntry {
+                id: None,
+                sender: sender.clone(),
+                recipient: Some(r.clone()),
+                action: crate::policy::BlockAction::Quarantine,
+                expires: None,
+                comment: Some(format!("diagnosis {}: spam that got through", d.reference.clone().unwrap_or_default())),
+            };
+            d.fixes.push(Fix {
+                title: format!("Block {sender} for {r}"),
+                note: "Their next messages to this recipient are quarantined whatever the score (recoverable from the quarantine).".into(),
+                command: format!("mailsift lists add block {} --recipient {}", shell_quote(&sender), shell_quote(&r)),
+                change: Change::AddBlock { entry },
+            });
+        }
+    }
+}
+
+// ---- trying a fix ----
+
+impl Change {
+    /// Applies the change to an engine configuration and a policy, as the store would (for trying it).
+    /// A report changes neither: [`try_fix`] retrains a copy of the model instead.
+    pub fn apply_to(&self, config: &mut EngineConfig, policy: &mut PolicyConfig) -> Result<(), DiagnoseError> {
+        match self {
+            Change::AddSendingServer { domain, server } => {
+                IpRange::parse(server).map_err(DiagnoseError::Unsupported)?;
+                let org = &mut config.organisation;
+                match org.protected.iter_mut().find(|p| p.domain.eq_ignore_ascii_case(domain)) {
+                    Some(p) => p.sending_servers.push(server.clone()),
+                    None => org.protected.push(ProtectedDomain {
+                        domain: domain.clone(),
+                        sending_servers: vec![server.clone()],
+                        trusted_relays: vec![],
+                    }),
+                }
+            }
+            Change::AddRule { rule } => policy.rules.insert(0, rule.clone()),
+            Change::ReplaceRule { name, rule } => {
+                let r = policy
+                    .rules
+                    .iter_mut()
+                    .find(|r| r.name.trim().eq_ignore_ascii_case(name.trim()))
+                    .ok_or_else(|| DiagnoseError::Unsupported(format!("no rule named {name:?}")))?;
+                *r = rule.clone();
+            }
+            Change::AddAllow { entry } => policy.allow.push(entry.clone()),
+            Change::AddBlock { entry } => policy.block.push(entry.clone()),
+            Change::RemoveEntry { id } => {
+                policy.allow.retain(|e| e.id.as_deref() != Some(id.as_str()));
+                policy.block.retain(|e| e.id.as_deref() != Some(id.as_str()));
+            }
+            Change::SetAsf { option, mode, .. } => {
+                let mut asf =
+                    toml::Value::try_from(&config.asf).map_err(|e| DiagnoseError::Unsupported(e.to_string()))?;
+                let mode = toml::Value::try_from(mode).map_err(|e| DiagnoseError::Unsupported(e.to_string()))?;
+                if let Some(t) = asf.as_table_mut() {
+                    t.insert(option.clone(), mode);
+                }
+                config.asf = asf.try_into().map_err(|e: toml::de::Error| DiagnoseError::Unsupported(e.to_string()))?;
+            }
+            Change::Report { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// Judges the message again as if the change had been made: with the changed configuration and policy,
+/// or, for a report, with a copy of the model that learned the message (the store's model is untouched).
+pub fn try_fix(
+    engine: &Engine,
+    policy: &PolicyConfig,
+    change: &Change,
+    msg: &Message<'_>,
+    envelope: &Envelope,
+    evidence: &Evidence,
+) -> Result<Verdict, DiagnoseError> {
+    let (engine, policy) = fixed(engine, policy, change)?;
+    let mut evidence = evidence.clone();
+    // The classifiers' answer must be asked again of the (possibly retrained) model.
+    evidence.classifier = None;
+    if let (Change::Report { spam }, Some(model)) = (change, engine.model()) {
+        let features = crate::classify::features(msg);
+        let side = if *spam { crate::classify::Side::Spam } else { crate::classify::Side::Ham };
+        model.write().unwrap_or_else(|e| e.into_inner()).learn(&features, side, None);
+    }
+    Ok(engine.judge_with_policy(msg, envelope, &evidence, &policy))
+}
+
+/// An engine and a compiled policy with the change made; the model is copied, never shared.
+fn fixed(
+    engine: &Engine,
+    policy: &PolicyConfig,
+    change: &Change,
+) -> Result<(Engine, crate::policy::Policy), DiagnoseError> {
+    let mut config = engine.config().clone();
+    let mut policy = policy.clone();
+    change.apply_to(&mut config, &mut policy)?;
+    // The engine's own [policy] is passed in `policy` with the store's: compile it once, there.
+    config.policy = PolicyConfig::default();
+    let mut e = Engine::new(config)?;
+    if let Some(m) = engine.model() {
+        let copy = m.read().unwrap_or_else(|e| e.into_inner()).clone();
+        e = e.with_model(Arc::new(RwLock::new(copy)));
+    }
+    Ok((e, crate::policy::Policy::new(&policy)?))
+}
+
+// ---- replaying a fix over the message log ----
+
+/// A past transaction as the message log keeps it, with the raw message when the quarantine still has it.
+#[derive(Debug, Clone, Default)]
+pub struct PastMessage {
+    pub reference_id: String,
+    pub time: i64,
+    pub client_ip: Option<IpAddr>,
+    pub helo: Option<String>,
+    pub mail_from: Option<String>,
+    pub recipients: Vec<String>,
+    pub from_header: Option<String>,
+    pub subject: Option<String>,
+    pub score: Option<f64>,
+    pub symbols: Vec<(String, f64)>,
+    pub action: String,
+    pub raw: Option<Vec<u8>>,
+}
+
+/// What a fix would have done to past messages.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Replay {
+    /// Past messages looked at.
+    pub examined: usize,
+    /// Messages the fix would have delivered.
+    pub let_through: usize,
+    /// Of those, the ones that had been judged spam (tag, quarantine or reject): the ones to look at.
+    pub were_spam: Vec<ReplayedMessage>,
+    /// Messages the fix might have let through, but whose headers or body (which the log does not keep)
+    /// a condition needs: counted on everything else the log records.
+    pub undecidable: usize,
+    /// Why a fix could not be replayed, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_replayable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayedMessage {
+    pub reference_id: String,
+    pub time: i64,
+    pub from: String,
+    pub subject: String,
+    pub action: String,
+    pub score: Option<f64>,
+}
+
+/// Holds a change against past messages: how many it would have let through, and which of them had been
+/// judged spam. Rules and list entries are evaluated by the engine's own policy code on each message
+/// (the raw message when there is one, else one rebuilt from what the log keeps).
+pub fn replay(engine: &Engine, change: &Change, past: &[PastMessage]) -> Replay {
+    let mut out = Replay { examined: past.len(), ..Replay::default() };
+    let tag = engine.config().thresholds.tag;
+    let spam = |p: &PastMessage| parse_action(&p.action).is_some_and(|a| a.is_spam());
+    let note = |out: &mut Replay, p: &PastMessage| {
+        out.let_through += 1;
+        if spam(p) {
+            out.were_spam.push(ReplayedMessage {
+                reference_id: p.reference_id.clone(),
+                time: p.time,
+                from: p.from_header.clone().unwrap_or_default(),
+                subject: p.subject.clone().unwrap_or_default(),
+                action: p.action.clone(),
+                score: p.score,
+            });
+        }
+    };
+    match change {
+        Change::AddSendingServer { domain, server } => {
+            let Ok(range) = IpRange::parse(server) else { return out };
+            for p in past {
+                let from_ours = p
+                    .from_header
+                    .as_deref()
+                    .and_then(crate::message::Mailbox::parse_address)
+                    .is_some_and(|m| registrable_domain(&m.domain) == registrable_domain(domain));
+                if from_ours && p.client_ip.is_some_and(|ip| range.contains(ip)) {
+                    let spoof = p.symbols.iter().find(|s| s.0 == "SPOOF_OWN_DOMAIN").map(|s| s.1).unwrap_or(0.0);
+                    if p.score.unwrap_or(0.0) - spoof < tag {
+                        note(&mut out, p);
+                    }
+                }
+            }
+        }
+        Change::SetAsf { option, .. } => {
+            for p in past {
+                let hit: f64 = p
+                    .symbols
+                    .iter()
+                    .filter(|s| crate::checks::asf::option_key(&s.0) == Some(option.as_str()))
+                    .map(|s| s.1)
+                    .sum();
+                if hit > 0.0 && p.score.unwrap_or(0.0) - hit < tag {
+                    note(&mut out, p);
+                }
+            }
+        }
+        Change::AddRule { rule } => {
+            if !rule.actions.iter().any(|a| matches!(a, RuleAction::Allow {})) {
+                out.not_replayable = Some("only rules that allow are replayed".into());
+                return out;
+            }
+            let policy = PolicyConfig { rules: vec![rule.clone()], ..PolicyConfig::default() };
+            let logged = PolicyConfig {
+                rules: vec![FilterRule {
+                    conditions: rule.conditions.iter().filter(|c| loggable(c.field)).cloned().collect(),
+                    ..rule.clone()
+                }],
+                ..PolicyConfig::default()
+            };
+            let (Ok(full), Ok(partial)) = (crate::policy::Policy::new(&policy), crate::policy::Policy::new(&logged))
+            else {
+                return out;
+            };
+            for p in past {
+                let (raw, has_raw) = past_raw(p);
+                let msg = engine.parse(&raw);
+                let env = past_envelope(p);
+                let ev = past_evidence(p);
+                let syms = past_symbols(engine, p);
+                let input = crate::policy::PolicyInput {
+                    envelope: &env,
+                    message: &msg,
+                    evidence: &ev,
+                    symbols: &syms,
+                    score: p.score.unwrap_or(0.0),
+                    now: crate::unix_now(),
+                };
+                let policy = if has_raw { &full } else { &partial };
+                if policy.rules(&input).decision.is_some() {
+                    if has_raw || logged.rules[0].conditions.len() == rule.conditions.len() {
+                        note(&mut out, p);
+                    } else {
+                        out.undecidable += 1;
+                    }
+                }
+            }
+        }
+        Change::AddAllow { entry } => {
+            let policy = PolicyConfig { allow: vec![entry.clone()], ..PolicyConfig::default() };
+            let Ok(compiled) = crate::policy::Policy::new(&policy) else { return out };
+            for p in past {
+                let (raw, _) = past_raw(p);
+                let msg = engine.parse(&raw);
+                let env = past_envelope(p);
+                let ev = past_evidence(p);
+                let syms = past_symbols(engine, p);
+                let input = crate::policy::PolicyInput {
+                    envelope: &env,
+                    message: &msg,
+                    evidence: &ev,
+                    symbols: &syms,
+                    score: p.score.unwrap_or(0.0),
+                    now: crate::unix_now(),
+                };
+                let hit = p
+                    .recipients
+                    .iter()
+                    .any(|r| compiled.lists(&input, Some(r)).decision == Some(crate::policy::ListDecision::Allow));
+                if hit {
+                    note(&mut out, p);
+                }
+            }
+        }
+        Change::ReplaceRule { .. } | Change::RemoveEntry { .. } => {
+            out.not_replayable = Some(
+                "the log records which rule or entry decided, not what the rest of the policy would have said".into(),
+            );
+        }
+        Change::AddBlock { .. } => out.not_replayable = Some("a block lets nothing through".into()),
+        Change::Report { .. } => {
+            out.not_replayable = Some("retraining shifts the classifiers' scores of similar messages only".into())
+        }
+    }
+    out
+}
+
+/// Fields the message log records (or a message rebuilt from it carries).
+fn loggable(f: Field) -> bool {
+    matches!(
+        f,
+        Field::EnvelopeFrom
+            | Field::EnvelopeFromDomain
+            | Field::From
+            | Field::FromDomain
+            | Field::Recipient
+            | Field::RecipientDomain
+            | Field::Subject
+            | Field::ClientIp
+            | Field::Helo
+            | Field::Score
+            | Field::Spf
+            | Field::Dkim
+            | Field::AuthDomain
+    )
+}
+
+fn past_raw(p: &PastMessage) -> (Vec<u8>, bool) {
+    if let Some(raw) = &p.raw {
+        return (raw.clone(), true);
+    }
+    let mut m = String::new();
+    if let Some(f) = &p.from_header {
+        let _ = write!(m, "From: {f}\r\n");
+    }
+    if let Some(s) = &p.subject {
+        let _ = write!(m, "Subject: {s}\r\n");
+    }
+    m.push_str("\r\n");
+    (m.into_bytes(), false)
+}
+
+fn past_envelope(p: &PastMessage) -> Envelope {
+    Envelope {
+        client_ip: p.client_ip,
+        helo: p.helo.clone(),
+        mail_from: p.mail_from.clone(),
+        rcpt_to: p.recipients.clone(),
+        ..Envelope::default()
+    }
+}
+
+/// Authentication as the logged symbols tell it (SPF_PASS and DKIM_VALID carry no domain in the log: the
+/// envelope sender's domain stands for SPF's).
+fn past_evidence(p: &PastMessage) -> Evidence {
+    use crate::evidence::SpfResult;
+    let spf = p.symbols.iter().find_map(|(n, _)| {
+        Some(match n.as_str() {
+            "SPF_PASS" => SpfResult::Pass,
+            "SPF_FAIL" => SpfResult::Fail,
+            "SPF_SOFTFAIL" => SpfResult::SoftFail,
+            "SPF_NONE" => SpfResult::None,
+            _ => return None,
+        })
+    });
+    let Some(spf) = spf else { return Evidence::default() };
+    Evidence::from_sender(crate::sender::SenderFacts {
+        spf: Some(spf),
+        spf_domain: p.mail_from.as_deref().map(domain_of),
+        ..Default::default()
+    })
+}
+
+fn past_symbols(engine: &Engine, p: &PastMessage) -> Vec<crate::verdict::SymbolResult> {
+    p.symbols
+        .iter()
+        .map(|(n, s)| crate::verdict::SymbolResult {
+            name: n.clone(),
+            group: group_of(engine, n).unwrap_or(Group::Content),
+            score: *s,
+            detail: if n == "SPOOF_OWN_DOMAIN" { "from the message log".into() } else { String::new() },
+            asf_mode: None,
+            asf_effect: None,
+        })
+        .collect()
+}
+
+// ---- text ----
+
+/// The diagnosis as text for a person (the CLI's output without the dry runs).
+pub fn render(d: &Diagnosis) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Verdict:  {} (score {:.2}, tag at {}){}",
+        d.action.as_str().to_uppercase(),
+        d.score,
+        d.tag_threshold,
+        d.reference.as_deref().map(|r| format!(", reference {r}")).unwrap_or_default()
+    );
+    let _ = writeln!(out, "Cause:    {} ({})", d.category.title(), cause_title(d.cause));
+    let _ = writeln!(out, "\n{}\n", d.summary);
+    for f in &d.findings {
+        let _ = writeln!(out, "  - {f}");
+    }
+    if d.fixes.is_empty() {
+        let _ = writeln!(out, "\nNo fix to propose.");
+    } else {
+        let _ = writeln!(out, "\nFixes, narrowest first:");
+        for (i, f) in d.fixes.iter().enumerate() {
+            let _ = writeln!(out, "\n  {}. {}", i + 1, f.title);
+            let _ = writeln!(out, "     {}", f.note);
+            for line in f.command.lines() {
+                let _ = writeln!(out, "     $ {line}");
+            }
+        }
+    }
+    out
+}
+
+pub fn cause_title(c: Cause) -> &'static str {
+    match c {
+        Cause::WebApplication => "a web server or application sending as your domain",
+        Cause::SendingService => "a marketing or newsletter service sending as your domain",
+        Cause::OwnMailThroughRelay => "your own mail coming back through a hosted service",
+        Cause::SenderPractices => "the sender's DNS, authentication or reputation",
+        Cause::FilterRule => "a filter rule",
+        Cause::BlockedSender => "a blocked-senders entry",
+        Cause::AsfOption => "an Additional Spam Filtering option",
+        Cause::ContentScore => "the classifiers and content heuristics",
+        Cause::MissedSpam => "evidence that was missing",
+    }
+}
