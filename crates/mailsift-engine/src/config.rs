@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// The SMTP gateway's table, read and checked by `mailsift-smtp` (the engine only lets it through).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<toml::Value>,
+    /// The HTTP API, console and digest's table, read and checked by `mailsift-web`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<toml::Value>,
 }
 
 /// What a failed DMARC check with a quarantine or reject policy does.
@@ -215,6 +218,7 @@ impl Default for EngineConfig {
             auth: AuthConfig::default(),
             policy: crate::policy::PolicyConfig::default(),
             smtp: None,
+            web: None,
         }
     }
 }

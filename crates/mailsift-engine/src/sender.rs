@@ -273,6 +273,8 @@ pub struct SenderGatherer {
     /// Lists that answered with an error code, and until when they are left alone.
     backoff: Mutex<FxHashMap<String, Instant>>,
     probe: Option<ConnectionConfig>,
+    /// Messages whose sender checks had a lookup time out or fail temporarily (for the metrics endpoint).
+    temporary_failures: std::sync::atomic::AtomicU64,
 }
 
 /// How long a list that answered with an error code is left alone.
@@ -341,6 +343,7 @@ impl SenderGatherer {
             config: config.clone(),
             lists: Vec::new(),
             backoff: Mutex::new(FxHashMap::default()),
+            temporary_failures: std::sync::atomic::AtomicU64::new(0),
             probe: None,
         })
     }
@@ -402,7 +405,15 @@ impl SenderGatherer {
             Err(_) => facts.timed_out.push("dns lists".into()),
         }
         facts.open_proxy = proxy.ok().flatten();
+        if !facts.timed_out.is_empty() || !facts.temporary_failures().is_empty() {
+            self.temporary_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         facts
+    }
+
+    /// How many messages so far had a DNS lookup time out or fail temporarily during their sender checks.
+    pub fn temporary_failure_count(&self) -> u64 {
+        self.temporary_failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn query_lists(&self, envelope: &Envelope, url_domains: &[&str]) -> (Vec<DnsListHit>, Vec<String>) {

@@ -97,6 +97,7 @@ pub fn run(data_dir: &Path, cmd: &LogCommand) -> Result<()> {
                 until: f.until.as_deref().map(|s| parse_when(s, now)).transpose()?,
                 reference_id: None,
                 limit: f.limit,
+                ..LogQuery::default()
             };
             let rows = db.log_search(&q)?;
             if f.json {

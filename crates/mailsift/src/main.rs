@@ -1,5 +1,6 @@
 //! The `mailsift` command: scan, explain, evaluate and benchmark messages, and print the symbol registry.
 
+mod accounts;
 mod bench;
 mod domains;
 mod eval;
@@ -80,6 +81,9 @@ enum Command {
     /// The quarantine: list, show, release (once), delete, purge.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Console accounts: administrators, domain administrators and end users; API tokens.
+    #[command(subcommand)]
+    Accounts(accounts::AccountsCommand),
     /// Filter rules, evaluated in order before the allowed/blocked senders: add, list, show, move, enable,
     /// disable, remove, and test on a message.
     #[command(subcommand)]
@@ -223,6 +227,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Domains(cmd) => domains::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Reports(args) => reports::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Accounts(cmd) => accounts::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Lists(cmd) => policy::run_lists(data_dir, &cmd).map(|_| ExitCode::SUCCESS),

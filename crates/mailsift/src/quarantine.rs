@@ -92,6 +92,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
                 until: None,
                 include_released: f.all,
                 limit: f.limit,
+                ..QuarantineQuery::default()
             };
             let items = db.quarantine_list(&q)?;
             if f.json {

@@ -14,6 +14,9 @@ pub struct ServeArgs {
     /// Listen here instead of `[smtp] listen` (repeat for several; port 0 picks a free port).
     #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// Serve HTTP (API, console, digest links, metrics) here instead of `[web] listen` (port 0 picks one).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
     /// Log format on standard error: `text` or `json`.
     #[arg(long, default_value = "text")]
     log_format: String,
@@ -80,6 +83,16 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
                 l.local_addr()?
             );
         }
+        let web = web_config(config, args.http_listen)?;
+        if web.enabled {
+            let http = tokio::net::TcpListener::bind(web.listen)
+                .await
+                .with_context(|| format!("[web] listen: cannot bind {}", web.listen))?;
+            let bound = http.local_addr()?;
+            let app = mailsift_web::Web::new(gateway.clone(), web, bound)?;
+            println!("mailsift: HTTP listening on {bound}");
+            tokio::spawn(mailsift_web::serve(app, http));
+        }
         use std::io::Write;
         let _ = std::io::stdout().flush();
         spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone());
@@ -89,6 +102,21 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         tracing::info!(counters = %counts.join(" "), "stopped");
         Ok(())
     })
+}
+
+/// The `[web]` table, with the command line's listener.
+pub fn web_config(config: Option<&PathBuf>, listen: Option<SocketAddr>) -> Result<mailsift_web::WebConfig> {
+    let text = match config {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?,
+        None => String::new(),
+    };
+    let where_ = config.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
+    let mut web =
+        mailsift_web::WebConfig::from_toml(&text).with_context(|| format!("{where_}: invalid configuration"))?;
+    if let Some(l) = listen {
+        web.listen = l;
+    }
+    Ok(web)
 }
 
 fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_dir: PathBuf, listen: Vec<SocketAddr>) {

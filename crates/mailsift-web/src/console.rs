@@ -1,0 +1,885 @@
+//! The web console: server-rendered pages (minijinja templates compiled into the binary, `templates/`),
+//! plain HTML forms, inline SVG charts; no JavaScript and nothing loaded from elsewhere, so it is light and
+//! works offline. Every page calls the same functions as the JSON API (`api.rs`), so the two cannot
+//! disagree about who may see or do what.
+//!
+//! Forms that change something carry the session's CSRF token in a hidden `_csrf` field, checked before
+//! anything is done. Digest links (`/d/<token>`) show what they will do and act only on the button's POST.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequestParts, Path, Query, RawForm, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use mailsift_engine::classify::Side;
+use mailsift_engine::policy::FilterRule;
+use mailsift_store::{PolicyStore, Role};
+use minijinja::context;
+use serde::Serialize;
+
+use crate::api::{self, blocking, LogParams, QuarantineParams, ScanParams};
+use crate::auth::{self, Principal};
+use crate::tokens::Purpose;
+use crate::{charts, ApiError, AppState, Peer};
+
+pub fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    for (name, text) in [
+        ("base.html", include_str!("../templates/base.html")),
+        ("login.html", include_str!("../templates/login.html")),
+        ("dashboard.html", include_str!("../templates/dashboard.html")),
+        ("log.html", include_str!("../templates/log.html")),
+        ("log_detail.html", include_str!("../templates/log_detail.html")),
+        ("quarantine.html", include_str!("../templates/quarantine.html")),
+        ("quarantine_item.html", include_str!("../templates/quarantine_item.html")),
+        ("policy.html", include_str!("../templates/policy.html")),
+        ("link.html", include_str!("../templates/link.html")),
+        ("error.html", include_str!("../templates/error.html")),
+    ] {
+        env.add_template(name, text).expect("the console's templates compile");
+    }
+    env.add_filter("when", |t: i64| mailsift_smtp::proto::rfc5322_date(t).replace(" +0000", ""));
+    env
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", post(logout))
+        .route("/console", get(dashboard))
+        .route("/console/log", get(log_page))
+        .route("/console/log/{reference}", get(log_detail_page))
+        .route("/console/quarantine", get(quarantine_page))
+        .route("/console/quarantine/bulk", post(quarantine_bulk))
+        .route("/console/quarantine/{id}", get(quarantine_item_page))
+        .route("/console/quarantine/{id}/{action}", post(quarantine_action))
+        .route("/console/allow", post(allow_sender))
+        .route("/console/policy", get(policy_page))
+        .route("/console/policy/test", post(policy_test))
+        .route("/console/policy/rules/{op}", post(rules_op))
+        .route("/console/policy/lists/{op}", post(lists_op))
+        .route("/console/policy/domain", post(domain_save))
+        .route("/d/{token}", get(link_page).post(link_action))
+}
+
+/// A console page's caller: a session, or a redirect to the login page.
+pub struct Page {
+    pub principal: Principal,
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &AppState) -> Result<Page, Response> {
+        match crate::identify(&parts.headers, web) {
+            Ok((principal, Some(session))) => Ok(Page { principal, csrf: session.csrf }),
+            _ => {
+                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/console");
+                let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                Err(Redirect::to(&format!("/login?next={next}")).into_response())
+            }
+        }
+    }
+}
+
+/// A submitted form's fields, repeated keys kept.
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(form: &RawForm) -> Fields {
+        Fields(form_urlencoded::parse(&form.0).into_owned().collect())
+    }
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    }
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+impl Page {
+    /// Reads a form and checks its CSRF token.
+    fn form(&self, form: &RawForm) -> Result<Fields, Response> {
+        let fields = Fields::parse(form);
+        match fields.get("_csrf") {
+            Some(t) if auth::same_secret(t, &self.csrf) => Ok(fields),
+            _ => Err(error_page(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                "The form's CSRF token is missing or wrong; reload the page and try again.",
+            )),
+        }
+    }
+    fn require_manager(&self) -> Result<(), Response> {
+        if self.principal.is_manager() {
+            Ok(())
+        } else {
+            Err(error_page(StatusCode::FORBIDDEN, "Not for you", "This page is for administrators."))
+        }
+    }
+}
+
+fn render(web: &AppState, template: &str, ctx: minijinja::Value) -> Response {
+    match web.templates.get_template(template).and_then(|t| t.render(ctx)) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, template, "console page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render").into_response()
+        }
+    }
+}
+
+fn error_page(status: StatusCode, heading: &str, message: &str) -> Response {
+    // Rendered without the shared environment so it works even before state exists.
+    let env = templates();
+    let html = env
+        .get_template("error.html")
+        .and_then(|t| t.render(context! { title => heading, heading, message }))
+        .unwrap_or_else(|_| message.to_string());
+    (status, Html(html)).into_response()
+}
+
+fn api_error_page(e: ApiError) -> Response {
+    error_page(e.status, "That did not work", &e.message)
+}
+
+/// Back to a page with a message in the URL (shown escaped, never as markup).
+fn back(to: &str, flash: &str) -> Response {
+    let to = if to.starts_with('/') && !to.starts_with("//") { to } else { "/console" };
+    let sep = if to.contains('?') { '&' } else { '?' };
+    let flash: String = form_urlencoded::byte_serialize(flash.as_bytes()).collect();
+    Redirect::to(&format!("{to}{sep}flash={flash}")).into_response()
+}
+
+#[derive(serde::Deserialize, Default)]
+struct FlashParams {
+    flash: Option<String>,
+    next: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Login
+
+async fn login_page(State(web): State<AppState>, Query(p): Query<FlashParams>) -> Response {
+    render(&web, "login.html", context! { title => "Log in", next => p.next.unwrap_or_default(), flash => p.flash })
+}
+
+async fn login_submit(State(web): State<AppState>, Extension(Peer(peer)): Extension<Peer>, form: RawForm) -> Response {
+    let f = Fields::parse(&form);
+    let (name, password) = (f.get("name").unwrap_or(""), f.all("password").first().copied().unwrap_or(""));
+    match api::check_login(&web, peer.ip(), name, password).await {
+        Ok(principal) => {
+            let (id, _) = web.sessions.create(principal.clone(), web.session_ttl());
+            let next = f.get("next").filter(|n| n.starts_with('/') && !n.starts_with("//"));
+            let home = if principal.role == Role::User { "/console/quarantine" } else { "/console" };
+            (
+                [(header::SET_COOKIE, auth::session_cookie(&id, web.session_ttl(), web.config.tls))],
+                Redirect::to(next.unwrap_or(home)),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let page = render(
+                &web,
+                "login.html",
+                context! { title => "Log in", error => e.message, next => f.get("next").unwrap_or("") },
+            );
+            (e.status, page).into_response()
+        }
+    }
+}
+
+async fn logout(State(web): State<AppState>, page: Page, headers: axum::http::HeaderMap, form: RawForm) -> Response {
+    if let Err(r) = page.form(&form) {
+        return r;
+    }
+    if let Some(id) =
+        headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(|h| auth::cookie(h, auth::SESSION_COOKIE))
+    {
+        web.sessions.remove(id);
+    }
+    ([(header::SET_COOKIE, auth::clear_cookie(web.config.tls))], Redirect::to("/login")).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dashboard
+
+async fn dashboard(State(web): State<AppState>, page: Page, Query(p): Query<FlashParams>) -> Response {
+    if page.principal.role == Role::User {
+        return Redirect::to("/console/quarantine").into_response();
+    }
+    let hours = 24;
+    let now = mailsift_engine::unix_now();
+    let since = (now / 3600 - hours + 1) * 3600;
+    let stats = match api::gather_stats(&web, &page.principal, since).await {
+        Ok(s) => s,
+        Err(e) => return api_error_page(e),
+    };
+    let labels: Vec<String> = (0..hours).map(|h| format!("{:02}h", ((since / 3600 + h) % 24))).collect();
+    let mut by_action: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for c in &stats.hourly {
+        let i = ((c.hour - since) / 3600).clamp(0, hours - 1) as usize;
+        by_action.entry(c.action.clone()).or_insert_with(|| vec![0; hours as usize])[i] += c.count;
+    }
+    let order = ["deliver", "tag", "quarantine", "reject", "refused", "tempfail", "failed"];
+    let mut series: Vec<(String, &str, Vec<u64>)> = Vec::new();
+    for a in order {
+        if let Some(v) = by_action.remove(a) {
+            series.push((a.to_string(), charts::action_colour(a), v));
+        }
+    }
+    for (a, v) in by_action {
+        series.push((a, "#9e9e9e", v));
+    }
+    let per_hour = charts::stacked_bars("Messages per hour, by action", &labels, &series);
+    let top_symbols = charts::horizontal_bars("Top symbols", &stats.top_symbols, "#23395d");
+    let top_refused = charts::horizontal_bars("Top refused senders", &stats.top_refused_senders, "#b3261e");
+    let reports = page.principal.is_admin().then(|| {
+        let days: Vec<String> = (0..30).map(|d| short_day(now - (29 - d) * 86_400)).collect();
+        let mut fp = vec![0; 30];
+        let mut fn_ = vec![0; 30];
+        for (day, side, n) in &stats.reports_per_day {
+            let i = 29 - ((now / 86_400 - day / 86_400).clamp(0, 29)) as usize;
+            if side == "ham" {
+                fp[i] += n
+            } else {
+                fn_[i] += n
+            }
+        }
+        charts::stacked_bars(
+            "User reports per day (30 days)",
+            &days,
+            &[("false positives".into(), "#d9822b", fp), ("false negatives".into(), "#23395d", fn_)],
+        )
+    });
+    let scope = page.principal.scope().join(", ");
+    render(
+        &web,
+        "dashboard.html",
+        context! { title => "Dashboard", page => "dashboard", principal => &page.principal, csrf => &page.csrf,
+        flash => p.flash, stats => &stats, per_hour, top_symbols, top_refused, reports, hours, scope },
+    )
+}
+
+fn short_day(t: i64) -> String {
+    let (_, m, d) = mailsift_smtp::proto::civil_from_days(t.div_euclid(86_400));
+    format!("{m:02}-{d:02}")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Message log
+
+async fn log_page(
+    State(web): State<AppState>,
+    page: Page,
+    Query(p): Query<LogParams>,
+    Query(f): Query<FlashParams>,
+) -> Response {
+    if let Err(r) = page.require_manager() {
+        return r;
+    }
+    let mut q = match p.query(&page.principal) {
+        Ok(q) => q,
+        Err(e) => return api_error_page(e),
+    };
+    q.limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let db = web.db.clone();
+    let started = std::time::Instant::now();
+    let query = q.clone();
+    let entries = match blocking(move || Ok(db.log_search(&query)?)).await {
+        Ok(e) => e,
+        Err(e) => return api_error_page(e),
+    };
+    let elapsed = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0);
+    let more = (entries.len() == q.limit).then(|| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("sender", &p.sender),
+            ("recipient", &p.recipient),
+            ("subject", &p.subject),
+            ("action", &p.action),
+            ("symbol", &p.symbol),
+            ("since", &p.since),
+        ] {
+            if let Some(v) = v {
+                s.append_pair(k, v);
+            }
+        }
+        s.append_pair("offset", &(q.offset + q.limit).to_string());
+        format!("/console/log?{}", s.finish())
+    });
+    render(
+        &web,
+        "log.html",
+        context! { title => "Message log", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash,
+        entries, elapsed, more, q => context! { sender => p.sender, recipient => p.recipient, subject => p.subject,
+        action => p.action, symbol => p.symbol, since => p.since } },
+    )
+}
+
+async fn log_detail_page(
+    State(web): State<AppState>,
+    page: Page,
+    Path(reference): Path<String>,
+    Query(f): Query<FlashParams>,
+) -> Response {
+    if let Err(r) = page.require_manager() {
+        return r;
+    }
+    let d = match api::log_detail(&web, &page.principal, &reference).await {
+        Ok(d) => d,
+        Err(e) => return api_error_page(e),
+    };
+    // The headers, when a copy of the message is kept (the log itself keeps none).
+    let headers = match d.quarantine.first() {
+        Some(i) => match api::quarantine_item(&web, &page.principal, i.id).await {
+            Ok((_, raw)) => api::preview(&web, &raw).0,
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let sender = d.entry.from_header.clone().or(d.entry.mail_from.clone()).filter(|s| s.contains('@'));
+    render(
+        &web,
+        "log_detail.html",
+        context! { title => "Message", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash, d, headers, sender },
+    )
+}
+
+/// "Allow the sender" from a log entry: an allow entry in each recipient's own list (the narrowest that
+/// works), keeping the spoofing and DMARC guards.
+async fn allow_sender(State(web): State<AppState>, page: Page, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (Some(sender), Some(rcpts)) = (f.get("sender"), f.get("recipients")) else {
+        return error_page(StatusCode::BAD_REQUEST, "Missing fields", "sender and recipients are needed");
+    };
+    let mut added = Vec::new();
+    for r in rcpts.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        if !page.principal.may_act_for(r) {
+            continue;
+        }
+        let entry = mailsift_store::ListEntry::Allow(mailsift_engine::policy::AllowEntry {
+            id: None,
+            sender: sender.to_string(),
+            recipient: Some(r.to_string()),
+            require_auth: false,
+            from_ptr_domain: None,
+            from_network: None,
+            allow_spoofed: false,
+            expires: None,
+            comment: Some(format!("allowed from the message log by {}", page.principal.name)),
+        });
+        let db = web.db.clone();
+        if let Err(e) = blocking(move || db.list_add(entry).map_err(api::policy_error)).await {
+            return api_error_page(e);
+        }
+        added.push(r.to_string());
+    }
+    back(f.get("back").unwrap_or("/console/log"), &format!("{sender} is now allowed for {}", added.join(", ")))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Quarantine
+
+async fn quarantine_page(
+    State(web): State<AppState>,
+    page: Page,
+    Query(p): Query<QuarantineParams>,
+    Query(f): Query<FlashParams>,
+) -> Response {
+    let q = match p.query(&page.principal) {
+        Ok(q) => q,
+        Err(e) => return api_error_page(e),
+    };
+    let db = web.db.clone();
+    let items = match blocking(move || Ok(db.quarantine_list(&q)?)).await {
+        Ok(i) => i,
+        Err(e) => return api_error_page(e),
+    };
+    render(
+        &web,
+        "quarantine.html",
+        context! { title => "Quarantine", page => "quarantine", principal => &page.principal, csrf => &page.csrf, flash => f.flash,
+        items, q => context! { recipient => p.recipient, sender => p.sender, subject => p.subject, all => p.all } },
+    )
+}
+
+async fn quarantine_item_page(
+    State(web): State<AppState>,
+    page: Page,
+    Path(id): Path<i64>,
+    Query(f): Query<FlashParams>,
+) -> Response {
+    let (item, raw) = match api::quarantine_item(&web, &page.principal, id).await {
+        Ok(x) => x,
+        Err(e) => return api_error_page(e),
+    };
+    let (headers, text) = api::preview(&web, &raw);
+    render(
+        &web,
+        "quarantine_item.html",
+        context! { title => "Quarantined message", page => "quarantine", principal => &page.principal, csrf => &page.csrf,
+        flash => f.flash, item, headers, text },
+    )
+}
+
+/// One action on one item, shared by the console's buttons and digest links.
+async fn act(web: &AppState, p: &Principal, id: i64, action: &str, by: &str) -> Result<String, ApiError> {
+    match action {
+        "release" => Ok(api::release_item(web, p, id, false, by).await?.result),
+        "approve" => Ok(api::release_item(web, p, id, true, by).await?.result),
+        "block" => {
+            let (item, _) = api::quarantine_item(web, p, id).await?;
+            match api::block_sender_for(web, &item, by).await? {
+                Some(s) => Ok(format!("{s} is now blocked for {}; the message was deleted", item.recipient)),
+                None => Err(ApiError::bad_request("the message has no sender address to block")),
+            }
+        }
+        "delete" => {
+            api::quarantine_item(web, p, id).await?;
+            let db = web.db.clone();
+            blocking(move || Ok(db.quarantine_delete(id)?)).await?;
+            Ok("deleted".into())
+        }
+        "report" => {
+            let (_, raw) = api::quarantine_item(web, p, id).await?;
+            let r = api::report(web, p, raw, Side::Ham, format!("quarantine item {id}")).await?;
+            let released =
+                api::release_item(web, p, id, false, by).await.map(|a| a.result).unwrap_or_else(|e| e.message);
+            Ok(format!("reported as not spam ({}); {released}", r.result))
+        }
+        other => Err(ApiError::bad_request(format!("unknown action {other:?}"))),
+    }
+}
+
+async fn quarantine_action(
+    State(web): State<AppState>,
+    page: Page,
+    Path((id, action)): Path<(i64, String)>,
+    form: RawForm,
+) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match act(&web, &page.principal, id, &action, &page.principal.name).await {
+        Ok(done) => {
+            let default = if action == "delete" || action == "block" {
+                "/console/quarantine".to_string()
+            } else {
+                format!("/console/quarantine/{id}")
+            };
+            back(f.get("back").unwrap_or(&default), &format!("{id}: {done}"))
+        }
+        Err(e) => api_error_page(e),
+    }
+}
+
+async fn quarantine_bulk(State(web): State<AppState>, page: Page, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let ids: Vec<i64> = f.all("ids").iter().filter_map(|s| s.parse().ok()).collect();
+    let action = f.get("action").unwrap_or("");
+    if ids.is_empty() {
+        return back("/console/quarantine", "nothing selected");
+    }
+    match api::bulk(&web, &page.principal, &ids, action).await {
+        Ok(results) => {
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+            let mut msg = format!("{action}: {ok} done");
+            if !failed.is_empty() {
+                msg.push_str(&format!(", {} failed ({})", failed.len(), failed.join("; ")));
+            }
+            back("/console/quarantine", &msg)
+        }
+        Err(e) => api_error_page(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Policy
+
+#[derive(Serialize)]
+struct RuleRow {
+    position: usize,
+    rule: FilterRule,
+    toml: String,
+    last_matched: Option<i64>,
+}
+
+async fn policy_page(State(web): State<AppState>, page: Page, Query(f): Query<FlashParams>) -> Response {
+    policy_render(&web, &page, f.flash, None, None, None).await
+}
+
+async fn policy_render(
+    web: &AppState,
+    page: &Page,
+    flash: Option<String>,
+    error: Option<String>,
+    test: Option<BTreeMap<String, String>>,
+    result: Option<api::RulesTestAnswer>,
+) -> Response {
+    if let Err(r) = page.require_manager() {
+        return r;
+    }
+    let w = web.clone();
+    let p = page.principal.clone();
+    let loaded = blocking(move || {
+        let rules: Vec<RuleRow> = if p.is_admin() {
+            w.db.rules()
+                .map_err(api::policy_error)?
+                .into_iter()
+                .map(|r| RuleRow {
+                    position: r.position,
+                    toml: mailsift_store::gateway::policy::rule_to_toml(&r.rule).unwrap_or_default(),
+                    rule: r.rule,
+                    last_matched: r.last_matched,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let entries: Vec<mailsift_store::StoredEntry> =
+            w.db.list_entries()
+                .map_err(api::policy_error)?
+                .into_iter()
+                .filter(|e| api::may_manage_entry(&p, e.entry.recipient()))
+                .collect();
+        let domains: Vec<api::DomainView> = api::all_domains(&w)?
+            .into_iter()
+            .filter(|(d, _)| p.manages_domain(&d.name))
+            .map(|(settings, source)| api::DomainView { settings, source: source.into() })
+            .collect();
+        Ok((rules, entries, domains))
+    })
+    .await;
+    let (rules, entries, domains) = match loaded {
+        Ok(x) => x,
+        Err(e) => return api_error_page(e),
+    };
+    let state = web.gateway.state();
+    let thresholds = state.engine.config().thresholds.clone();
+    render(
+        web,
+        "policy.html",
+        context! { title => "Policy", page => "policy", principal => &page.principal, csrf => &page.csrf, flash, error,
+        rules, entries, domains, thresholds, asf => api::asf_list(web), test, result },
+    )
+}
+
+async fn policy_test(State(web): State<AppState>, page: Page, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let message = f.all("message").first().map(|m| m.replace("\r\n", "\n").replace('\n', "\r\n")).unwrap_or_default();
+    let params = ScanParams {
+        ip: f.get("ip").map(String::from),
+        mail_from: f.get("mail_from").map(String::from),
+        rcpt: f.get("rcpt").map(String::from),
+        ..Default::default()
+    };
+    let test: BTreeMap<String, String> = ["ip", "mail_from", "rcpt"]
+        .iter()
+        .filter_map(|k| f.get(k).map(|v| (k.to_string(), v.to_string())))
+        .chain(std::iter::once(("message".to_string(), message.clone())))
+        .collect();
+    if message.trim().is_empty() {
+        return policy_render(&web, &page, None, Some("paste a message to test".into()), Some(test), None).await;
+    }
+    match api::test_rules(&web, message.into_bytes(), &params).await {
+        Ok(result) => policy_render(&web, &page, None, None, Some(test), Some(result)).await,
+        Err(e) => policy_render(&web, &page, None, Some(e.message), Some(test), None).await,
+    }
+}
+
+async fn rules_op(State(web): State<AppState>, page: Page, Path(op): Path<String>, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !page.principal.is_admin() {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not for you",
+            "Filter rules are the organisation's: administrators only.",
+        );
+    }
+    let db = web.db.clone();
+    let name = f.get("name").unwrap_or("").to_string();
+    let result: Result<String, ApiError> = match op.as_str() {
+        "add" => {
+            let text = f.all("rule").first().copied().unwrap_or("").to_string();
+            let at = f.get("at").and_then(|a| a.parse().ok());
+            match toml::from_str::<FilterRule>(&text) {
+                Ok(rule) => {
+                    let n = rule.name.clone();
+                    blocking(move || db.rule_add(rule, at).map_err(api::policy_error))
+                        .await
+                        .map(|pos| format!("rule {n:?} added at {pos}"))
+                }
+                Err(e) => Err(ApiError::bad_request(format!("the rule does not read: {e}"))),
+            }
+        }
+        "delete" => {
+            blocking(move || db.rule_remove(&name).map_err(api::policy_error)).await.map(|_| "rule removed".into())
+        }
+        "toggle" => {
+            blocking(move || {
+                let rule = db
+                    .rule_get(&name)
+                    .map_err(api::policy_error)?
+                    .ok_or_else(|| ApiError::not_found("no such rule"))?;
+                db.rule_set_enabled(&name, !rule.rule.enabled).map_err(api::policy_error)?;
+                Ok(format!("rule {name:?} {}", if rule.rule.enabled { "disabled" } else { "enabled" }))
+            })
+            .await
+        }
+        "move" => {
+            let to: usize = f.get("to").and_then(|t| t.parse().ok()).unwrap_or(0);
+            blocking(move || {
+                let count = db.rules().map_err(api::policy_error)?.len();
+                db.rule_move(&name, to.min(count.saturating_sub(1))).map_err(api::policy_error)?;
+                Ok("rule moved".to_string())
+            })
+            .await
+        }
+        other => Err(ApiError::not_found(format!("no rule operation {other:?}"))),
+    };
+    match result {
+        Ok(done) => back("/console/policy", &done),
+        Err(e) => policy_render(&web, &page, None, Some(e.message), None, None).await,
+    }
+}
+
+async fn lists_op(State(web): State<AppState>, page: Page, Path(op): Path<String>, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let db = web.db.clone();
+    let p = page.principal.clone();
+    let result: Result<String, ApiError> = match op.as_str() {
+        "add" => {
+            let req = api::ListRequest {
+                list: f.get("list").unwrap_or("allow").to_string(),
+                entry: serde_json::json!({
+                    "sender": f.get("sender").unwrap_or(""),
+                    "recipient": f.get("recipient"),
+                    "comment": f.get("comment").map(String::from).unwrap_or_else(|| format!("added in the console by {}", p.name)),
+                }),
+            };
+            match api::parse_list_entry(req) {
+                Ok(entry) if api::may_manage_entry(&p, entry.recipient()) => {
+                    blocking(move || db.list_add(entry).map_err(api::policy_error))
+                        .await
+                        .map(|id| format!("entry {id} added"))
+                }
+                Ok(_) => Err(ApiError::forbidden("give a recipient (address or domain) that you manage")),
+                Err(e) => Err(e),
+            }
+        }
+        "delete" => {
+            let id: i64 = f.get("id").and_then(|i| i.parse().ok()).unwrap_or(-1);
+            blocking(move || {
+                let entry = db.list_entries().map_err(api::policy_error)?.into_iter().find(|e| e.id == id);
+                match entry {
+                    Some(e) if api::may_manage_entry(&p, e.entry.recipient()) => {
+                        db.list_remove(id).map_err(api::policy_error)
+                    }
+                    _ => Err(ApiError::not_found(format!("no list entry {id} that you may change"))),
+                }
+            })
+            .await
+            .map(|_| format!("entry {id} removed"))
+        }
+        other => Err(ApiError::not_found(format!("no list operation {other:?}"))),
+    };
+    match result {
+        Ok(done) => back("/console/policy", &done),
+        Err(e) => policy_render(&web, &page, None, Some(e.message), None, None).await,
+    }
+}
+
+fn split_list(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("").split([',', ' ', '\n']).map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect()
+}
+
+async fn domain_save(State(web): State<AppState>, page: Page, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Some(name) = f.get("name").map(|n| n.to_ascii_lowercase()) else {
+        return policy_render(&web, &page, None, Some("give the domain's name".into()), None, None).await;
+    };
+    // Start from the domain as it is (stored, or from the configuration), change what the form gives.
+    let w = web.clone();
+    let existing = blocking(move || api::all_domains(&w)).await.unwrap_or_default();
+    let mut d =
+        existing.into_iter().find(|(d, _)| d.name.eq_ignore_ascii_case(&name)).map(|(d, _)| d).unwrap_or_else(|| {
+            serde_json::from_value(serde_json::json!({ "name": name })).expect("a domain from its name")
+        });
+    if let Some(h) = f.get("next_hop") {
+        d.next_hop = Some(h.to_string());
+    }
+    if f.get("sending_servers").is_some() {
+        d.sending_servers = split_list(f.get("sending_servers"));
+    }
+    let num =
+        |k: &str| f.get(k).map(|v| v.parse::<f64>().map_err(|_| format!("{k}: {v:?} is not a number"))).transpose();
+    match (num("tag"), num("quarantine"), num("reject")) {
+        (Ok(Some(tag)), Ok(Some(quarantine)), Ok(Some(reject))) => {
+            d.thresholds = Some(mailsift_engine::config::Thresholds { tag, quarantine, reject })
+        }
+        (Ok(None), Ok(None), Ok(None)) => {}
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return policy_render(&web, &page, None, Some(e), None, None).await
+        }
+        _ => {
+            return policy_render(&web, &page, None, Some("give all three thresholds, or none".into()), None, None)
+                .await
+        }
+    }
+    if let Some(asf) = f.get("asf") {
+        let mut map = BTreeMap::new();
+        for pair in split_list(Some(asf)) {
+            let Some((k, v)) = pair.split_once('=') else {
+                return policy_render(&web, &page, None, Some(format!("asf: {pair:?} is not option=mode")), None, None)
+                    .await;
+            };
+            match serde_json::from_value(serde_json::Value::String(v.trim().to_string())) {
+                Ok(mode) => {
+                    map.insert(k.trim().to_string(), mode);
+                }
+                Err(_) => {
+                    return policy_render(
+                        &web,
+                        &page,
+                        None,
+                        Some(format!("asf: {v:?} is not on, off or test")),
+                        None,
+                        None,
+                    )
+                    .await
+                }
+            }
+        }
+        d.asf = map;
+    }
+    match api::store_domain(&web, &page.principal, d).await {
+        Ok(()) => back("/console/policy", &format!("domain {name} saved; the gateway applies it within seconds")),
+        Err(e) => policy_render(&web, &page, None, Some(e.message), None, None).await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Digest links
+
+fn link_error(e: crate::tokens::TokenError) -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "This link does not work",
+        &format!("{e}. Open your quarantine from your newest digest."),
+    )
+}
+
+fn link_purpose(token: &str, web: &AppState) -> Result<crate::tokens::Claims, Response> {
+    let claims = web.signer.verify_any(token, mailsift_engine::unix_now()).map_err(link_error)?;
+    if claims.purpose == Purpose::Api {
+        return Err(link_error(crate::tokens::TokenError::WrongPurpose));
+    }
+    Ok(claims)
+}
+
+fn end_user(subject: &str) -> Principal {
+    Principal { account_id: None, name: subject.to_ascii_lowercase(), role: Role::User, domains: Vec::new() }
+}
+
+async fn link_page(State(web): State<AppState>, Path(token): Path<String>) -> Response {
+    let claims = match link_purpose(&token, &web) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let user = end_user(&claims.subject);
+    if claims.purpose == Purpose::Digest {
+        // The recipient's own quarantine, in a session limited to it.
+        let (id, _) = web.sessions.create(user, web.session_ttl());
+        return (
+            [(header::SET_COOKIE, auth::session_cookie(&id, web.session_ttl(), web.config.tls))],
+            Redirect::to("/console/quarantine"),
+        )
+            .into_response();
+    }
+    let item = match api::quarantine_item(&web, &user, claims.id).await {
+        Ok((item, _)) => item,
+        Err(e) => return api_error_page(e),
+    };
+    let (heading, confirm) = match claims.purpose {
+        Purpose::Release => ("Release this message?", "Release it to my inbox"),
+        Purpose::Approve => ("Release this message and always accept its sender?", "Release and allow the sender"),
+        _ => ("Block this sender?", "Block the sender and delete the message"),
+    };
+    let released = item.released_at.is_some();
+    // A used link says so instead of asking again.
+    let heading = if released { "This message was already released" } else { heading };
+    let quarantine_link = crate::digest::link(&web, Purpose::Digest, 0, &claims.subject);
+    render(
+        &web,
+        "link.html",
+        context! { title => heading, heading, item, quarantine_link, action => format!("/d/{token}"),
+        confirm => (!released).then_some(confirm), done => released.then_some("It was already released.") },
+    )
+}
+
+async fn link_action(State(web): State<AppState>, Path(token): Path<String>) -> Response {
+    let claims = match link_purpose(&token, &web) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let user = end_user(&claims.subject);
+    let action = match claims.purpose {
+        Purpose::Release => "release",
+        Purpose::Approve => "approve",
+        Purpose::Block => "block",
+        _ => return Redirect::to(&format!("/d/{token}")).into_response(),
+    };
+    web.metrics.link_actions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let by = format!("{} (digest link)", claims.subject);
+    let quarantine_link = crate::digest::link(&web, Purpose::Digest, 0, &claims.subject);
+    match act(&web, &user, claims.id, action, &by).await {
+        Ok(done) => render(&web, "link.html", context! { title => "Done", heading => "Done", done, quarantine_link }),
+        Err(e) => (
+            e.status,
+            render(
+                &web,
+                "link.html",
+                context! { title => "Not done", heading => "Not done", error => e.message, quarantine_link },
+            ),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,251 @@
+//! The quarantine digest: on a schedule, every recipient with newly quarantined inbound mail gets one email
+//! listing it (sender, subject, date, the reason in a word) with links to release it, release it and
+//! allow the sender, or block the sender, and a link to their whole quarantine.
+//!
+//! Each link carries a signed, expiring token (`tokens.rs`) for that one action on that one message by
+//! that recipient. Opening a link shows what it will do and a button; only the button's POST acts, so a
+//! mail scanner or a browser that prefetches links cannot release anything.
+//!
+//! Digests go through the gateway's own delivery path (`mailsift_smtp::deliver::deliver`, the recipient's
+//! domain route). Which items were announced is a high-water mark in the database (`digest.last_id`), so a
+//! restart neither repeats nor skips a digest. A digest that cannot be delivered is logged and counted; its
+//! items stay in the quarantine, reachable from the console.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use mailsift_store::{QuarantineItem, QuarantineQuery};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::tokens::{Claims, Purpose};
+use crate::{ApiError, AppState, Caller};
+
+const LAST_ID: &str = "digest.last_id";
+const LAST_RUN: &str = "digest.last_run";
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Serialize, ToSchema)]
+pub struct DigestRun {
+    /// Recipients sent a digest.
+    pub sent: Vec<String>,
+    /// Recipients whose digest could not be delivered, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Quarantine items announced.
+    pub items: usize,
+}
+
+/// Starts the schedule: a run whenever `interval_hours` passed since the last one (checked every minute,
+/// so a restart does not reset the clock).
+pub fn spawn_scheduler(web: AppState) {
+    if !web.config.digest.enabled {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut shutdown = web.gateway.shutdown_signal();
+        loop {
+            let db = web.db.clone();
+            let last = tokio::task::spawn_blocking(move || db.setting_get(LAST_RUN)).await.ok().and_then(Result::ok);
+            let last: i64 = last.flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let now = mailsift_engine::unix_now();
+            if now - last >= web.config.digest.interval_hours as i64 * 3600 {
+                match send_digests(&web).await {
+                    Ok(run) if run.items > 0 => {
+                        tracing::info!(
+                            sent = run.sent.len(),
+                            failed = run.failed.len(),
+                            items = run.items,
+                            "quarantine digests"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e.message, "quarantine digests failed"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
+/// The reason in a word or two, for the digest's table.
+pub fn reason_word(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("blocked sender") {
+        "blocked sender"
+    } else if r.contains("rule") {
+        "filter rule"
+    } else if r.contains("dmarc") {
+        "failed DMARC"
+    } else if r.contains("spoof") {
+        "spoofing"
+    } else if r.contains("virus") || r.contains("malware") {
+        "malware"
+    } else if r.contains("phish") {
+        "phishing"
+    } else if r.contains("spamtrap") {
+        "spamtrap"
+    } else {
+        "spam"
+    }
+}
+
+/// Sends one digest per recipient for the inbound items quarantined since the last run.
+pub async fn send_digests(web: &AppState) -> Result<DigestRun, ApiError> {
+    let db = web.db.clone();
+    let (last_id, items) = crate::api::blocking(move || {
+        let last_id: i64 = db.setting_get(LAST_ID)?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let items =
+            db.quarantine_list(&QuarantineQuery { min_id: Some(last_id), limit: 100_000, ..Default::default() })?;
+        Ok((last_id, items))
+    })
+    .await?;
+    let high = items.iter().map(|i| i.id).max().unwrap_or(last_id);
+    let mut by_rcpt: BTreeMap<String, Vec<QuarantineItem>> = BTreeMap::new();
+    for item in items.into_iter().filter(|i| i.direction == "inbound" && i.released_at.is_none()) {
+        by_rcpt.entry(item.recipient.to_ascii_lowercase()).or_default().push(item);
+    }
+    let mut run = DigestRun::default();
+    let state = web.gateway.state();
+    let from = if web.config.digest.from.is_empty() {
+        format!("postmaster@{}", state.config.hostname)
+    } else {
+        web.config.digest.from.clone()
+    };
+    for (rcpt, mut list) in by_rcpt {
+        list.sort_by_key(|i| i.id);
+        run.items += list.len();
+        let message = build(web, &from, &rcpt, &list);
+        let result = match state.route_for(&rcpt, false) {
+            None => Err(format!("no route to {rcpt}")),
+            Some(route) => {
+                match mailsift_smtp::deliver::deliver(
+                    &web.gateway,
+                    &state,
+                    &route,
+                    &from,
+                    std::slice::from_ref(&rcpt),
+                    &message,
+                )
+                .await
+                {
+                    Ok(d) if !d.accepted.is_empty() => Ok(()),
+                    Ok(d) => Err(d.refused.first().map(|(_, r)| r.to_string()).unwrap_or_else(|| d.reply.to_string())),
+                    Err(e) => Err(format!("{e:?}")),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                web.metrics.digests_sent.fetch_add(1, Ordering::Relaxed);
+                run.sent.push(rcpt);
+            }
+            Err(reason) => {
+                web.metrics.digest_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%rcpt, %reason, "quarantine digest not delivered");
+                run.failed.push((rcpt, reason));
+            }
+        }
+    }
+    let db = web.db.clone();
+    let now = mailsift_engine::unix_now();
+    crate::api::blocking(move || {
+        db.setting_put(LAST_ID, &high.to_string())?;
+        db.setting_put(LAST_RUN, &now.to_string())?;
+        Ok(())
+    })
+    .await?;
+    Ok(run)
+}
+
+/// A link for one action on one item, or (`Purpose::Digest`) to the recipient's quarantine.
+pub fn link(web: &AppState, purpose: Purpose, id: i64, rcpt: &str) -> String {
+    let expires = mailsift_engine::unix_now() + web.config.digest.link_days as i64 * 86_400;
+    let token = web.signer.sign(&Claims { purpose, id, subject: rcpt.to_ascii_lowercase(), expires });
+    format!("{}/d/{token}", web.base_url)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The digest message: text and HTML alternatives, base64 so any next hop takes it.
+pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -> Vec<u8> {
+    let now = mailsift_engine::unix_now();
+    let mut text = format!(
+        "{} message(s) addressed to you were held back as suspected spam.\r\nNothing is lost: \
+         they are kept for a while in your quarantine, and you can release any of them.\r\n\r\n",
+        items.len()
+    );
+    let mut html = format!(
+        "<html><body><p>{} message(s) addressed to you were held back as suspected spam. Nothing is lost: \
+         they are kept for a while in your quarantine.</p><table border=\"1\" cellpadding=\"4\">\
+         <tr><th>From</th><th>Subject</th><th>Date (UTC)</th><th>Why</th><th></th></tr>",
+        items.len()
+    );
+    for i in items {
+        let sender = i.from_header.as_deref().or(i.mail_from.as_deref()).unwrap_or("(no sender)");
+        let subject = i.subject.as_deref().unwrap_or("(no subject)");
+        let date = mailsift_smtp::proto::rfc5322_date(i.time);
+        let why = reason_word(&i.reason);
+        let (release, approve, block) = (
+            link(web, Purpose::Release, i.id, rcpt),
+            link(web, Purpose::Approve, i.id, rcpt),
+            link(web, Purpose::Block, i.id, rcpt),
+        );
+        text.push_str(&format!(
+            "From:    {sender}\r\nSubject: {subject}\r\nDate:    {date}\r\nWhy:     {why}\r\n\
+             Release:             {release}\r\nRelease and approve: {approve}\r\nBlock sender:        {block}\r\n\r\n"
+        ));
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{release}\">Release</a> | \
+             <a href=\"{approve}\">Release and approve sender</a> | <a href=\"{block}\">Block sender</a></td></tr>",
+            html_escape(sender),
+            html_escape(subject),
+            html_escape(&date),
+            why
+        ));
+    }
+    let all = link(web, Purpose::Digest, 0, rcpt);
+    text.push_str(&format!(
+        "Your whole quarantine: {all}\r\nThe links work for {} days.\r\n",
+        web.config.digest.link_days
+    ));
+    html.push_str(&format!(
+        "</table><p><a href=\"{all}\">Open your quarantine</a>. The links work for {} days.</p></body></html>",
+        web.config.digest.link_days
+    ));
+    let boundary = format!("=_mailsift_{}", crate::tokens::random_id().replace(['-', '_'], ""));
+    let wrap = |s: &str| {
+        let b = STANDARD.encode(s.as_bytes());
+        b.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\r\n")
+    };
+    let host = web.gateway.state().config.hostname.clone();
+    format!(
+        "From: mailsift quarantine <{from}>\r\nTo: <{rcpt}>\r\nSubject: Quarantine digest: {n} message(s) held for you\r\n\
+         Date: {date}\r\nMessage-ID: <digest.{id}@{host}>\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n\
+         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{t}\r\n\
+         --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{h}\r\n\
+         --{boundary}--\r\n",
+        n = items.len(),
+        date = mailsift_smtp::proto::rfc5322_date(now),
+        id = crate::tokens::random_id(),
+        t = wrap(&text),
+        h = wrap(&html),
+    )
+    .into_bytes()
+}
+
+#[utoipa::path(post, path = "/api/v1/digest/send", responses((status = 200, body = DigestRun), (status = 403)))]
+pub async fn send_now(State(web): State<AppState>, caller: Caller) -> Result<Json<DigestRun>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(send_digests(&web).await?))
+}

@@ -1,0 +1,120 @@
+//! `GET /metrics`: the gateway's counters in Prometheus' text format (version 0.0.4).
+//!
+//! Served to loopback and the gateway's trusted networks, or to an administrator's API token, since the
+//! numbers say something about the organisation's mail. Counters restart at zero with the process, as
+//! Prometheus expects; the quarantine size is read from the database at each scrape.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use crate::{AppState, Peer};
+
+/// The HTTP side's own counters.
+#[derive(Debug, Default)]
+pub struct WebCounters {
+    pub digests_sent: AtomicU64,
+    pub digest_failures: AtomicU64,
+    pub link_actions: AtomicU64,
+}
+
+pub async fn handler(
+    State(web): State<AppState>,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let allowed = peer.ip().is_loopback()
+        || web.gateway.state().is_trusted(peer.ip())
+        || crate::identify(&headers, &web).is_ok_and(|(p, _)| p.is_admin());
+    if !allowed {
+        return (StatusCode::FORBIDDEN, "metrics are served to loopback, trusted networks and administrators\n")
+            .into_response();
+    }
+    let db = web.db.clone();
+    let held = tokio::task::spawn_blocking(move || db.quarantine_count(true, &[])).await.ok().and_then(Result::ok);
+    let body = render(&web, held);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
+    let c = &web.gateway.counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::with_capacity(4096);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    metric(
+        "mailsift_messages_total",
+        "counter",
+        "Messages finished by the SMTP gateway, by action.",
+        &[
+            ("{action=\"deliver\"}", get(&c.messages_delivered)),
+            ("{action=\"tag\"}", get(&c.messages_tagged)),
+            ("{action=\"quarantine\"}", get(&c.messages_quarantined)),
+            ("{action=\"reject\"}", get(&c.messages_rejected)),
+            ("{action=\"refused_at_door\"}", get(&c.refused_at_door)),
+            ("{action=\"tempfail\"}", get(&c.tempfailed)),
+        ],
+    );
+    metric("mailsift_connections_total", "counter", "SMTP connections accepted.", &[("", get(&c.connections))]);
+    metric(
+        "mailsift_connections_refused_total",
+        "counter",
+        "SMTP connections refused at connect (limits).",
+        &[("", get(&c.connections_refused))],
+    );
+    metric("mailsift_relay_denied_total", "counter", "Recipients refused as relaying.", &[("", get(&c.relay_denied))]);
+    metric(
+        "mailsift_relay_failures_total",
+        "counter",
+        "Deliveries to the next hop that failed.",
+        &[("", get(&c.relay_failures))],
+    );
+    metric("mailsift_smtp_timeouts_total", "counter", "SMTP sessions cut for silence.", &[("", get(&c.timeouts))]);
+    let dns = web.gateway.state().gatherer.as_ref().map(|g| g.temporary_failure_count()).unwrap_or(0);
+    metric(
+        "mailsift_dns_timeouts_total",
+        "counter",
+        "Messages whose sender checks had a DNS lookup time out or fail temporarily.",
+        &[("", dns)],
+    );
+    if let Some(n) = quarantine_held {
+        metric("mailsift_quarantine_held", "gauge", "Quarantined copies not released.", &[("", n)]);
+    }
+    let w = &web.metrics;
+    metric("mailsift_digests_sent_total", "counter", "Quarantine digests delivered.", &[("", get(&w.digests_sent))]);
+    metric(
+        "mailsift_digest_failures_total",
+        "counter",
+        "Quarantine digests that could not be delivered.",
+        &[("", get(&w.digest_failures))],
+    );
+    // The latency histogram: cumulative buckets in seconds.
+    let _ = writeln!(
+        out,
+        "# HELP mailsift_scan_latency_seconds From the end of DATA to the answer.\n\
+         # TYPE mailsift_scan_latency_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (i, bound) in mailsift_smtp::LATENCY_BUCKETS_MS.iter().enumerate() {
+        cumulative += get(&c.latency[i]);
+        let le = if *bound == u64::MAX { "+Inf".to_string() } else { format!("{}", *bound as f64 / 1000.0) };
+        let _ = writeln!(out, "mailsift_scan_latency_seconds_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "mailsift_scan_latency_seconds_sum {}", get(&c.latency_sum_us) as f64 / 1e6);
+    let _ = writeln!(out, "mailsift_scan_latency_seconds_count {cumulative}");
+    let _ = writeln!(
+        out,
+        "# HELP mailsift_uptime_seconds Seconds since the HTTP side started.\n# TYPE mailsift_uptime_seconds gauge\n\
+         mailsift_uptime_seconds {}",
+        web.started.elapsed().as_secs()
+    );
+    out
+}
