@@ -2,6 +2,7 @@
 
 mod accounts;
 mod bench;
+mod diagnose;
 mod domains;
 mod eval;
 mod inputs;
@@ -43,6 +44,9 @@ struct Cli {
 enum Command {
     /// Scan messages and print one verdict line each (exit 0: all ham, 1: some spam, 2: an error).
     Scan(scan::ScanArgs),
+    /// Diagnose why a message was (or was not) judged spam, and propose the narrowest fixes as commands;
+    /// --dry-run tries them (on the message and over the message log), --apply N makes one.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Explain the verdict on one message for a person: every symbol with its meaning and remedy.
     Explain {
         /// The message file, or - for standard input.
@@ -207,6 +211,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", mailsift_engine::explain::render(&verdict, scanner.engine.registry()));
             Ok(if verdict.action.is_spam() { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
+        Command::Diagnose(args) => diagnose::run(cli.config.as_ref(), data_dir, &args),
         Command::Symbols { json } => {
             let engine = load_engine(cli.config.as_ref())?;
             print_symbols(&engine, json)?;

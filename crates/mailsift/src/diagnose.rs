@@ -1,0 +1,604 @@
+//! `mailsift diagnose`: why a message was judged as it was, and the narrowest fix, printed as the command
+//! that makes it; `--dry-run` tries each fix on the message and replays it over the message log, `--apply N`
+//! makes fix N after confirmation.
+//!
+//! The message can be a file (with our `X-Mailsift-*` headers, whose verdict is diagnosed without a
+//! database; or without them, scanned afresh with the envelope options), a quarantine id, or a
+//! message-log reference id (the quarantined copy is used when there is one; otherwise what the log keeps).
+//! The engine is built as the gateway builds it for the recipient's domain: the configuration's settings
+//! with the stored domains folded in, and the configuration's policy followed by the stored one.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mailsift_engine::config::ProtectedDomain;
+use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, PastMessage, Source, Subject};
+use mailsift_engine::policy::{Policy, PolicyConfig};
+use mailsift_engine::{Engine, Envelope, Evidence, Verdict};
+use mailsift_smtp::config::DomainConfig;
+use mailsift_store::{Database, ListEntry, LogQuery, PolicyStore, QuarantineQuery};
+
+use crate::EnvelopeArgs;
+
+#[derive(Args)]
+pub struct DiagnoseArgs {
+    /// The message: a file (- for standard input), a quarantine id, or a message-log reference id.
+    target: String,
+    #[command(flatten)]
+    envelope: EnvelopeArgs,
+    /// Try each fix on this message, and replay it over the message log: how many past messages it would
+    /// have let through, and which of them had been judged spam.
+    #[arg(long)]
+    dry_run: bool,
+    /// Make fix N (as numbered in the output), after confirmation.
+    #[arg(long, value_name = "N")]
+    apply: Option<usize>,
+    /// Do not ask for confirmation before --apply.
+    #[arg(long)]
+    yes: bool,
+    /// How far back --dry-run replays the message log, in days.
+    #[arg(long, default_value_t = 30)]
+    replay_days: u64,
+    /// Print the diagnosis (and the dry runs) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The message to diagnose and what is known about it.
+struct Loaded {
+    source: Source,
+    /// The raw message, when there is one (a file, a quarantined copy).
+    raw: Option<Vec<u8>>,
+    /// The verdict as recorded (our headers, the log), when not scanned afresh.
+    recorded: Option<RecordedVerdict>,
+    envelope: Envelope,
+    /// Where the message was read, for the output.
+    label: String,
+}
+
+enum RecordedVerdict {
+    Headers,
+    Log(Box<mailsift_store::LogEntry>),
+}
+
+pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Result<std::process::ExitCode> {
+    let db = open_existing(data_dir)?;
+    let loaded = load(db.as_ref(), args)?;
+    let base = crate::load_engine(config)?;
+    let smtp_domains = configured_domains(config)?;
+    let stored_domains = match &db {
+        Some(db) => stored_domains(db)?,
+        None => Vec::new(),
+    };
+    let rcpt_domain = loaded.envelope.rcpt_to.first().map(|r| domain_of(r));
+    let engine = gateway_engine(base, &smtp_domains, &stored_domains, rcpt_domain.as_deref())?;
+    let engine = crate::with_trained_model(engine, data_dir)?;
+    let scanner = crate::scanner::Scanner::new(engine)?;
+    let engine = &scanner.engine;
+    let policy = policy_in_force(engine, db.as_ref())?;
+    let compiled = Policy::new(&policy).context("the configuration's [policy] and the stored policy together")?;
+
+    // The message as judged now (without our headers), and the verdict to diagnose.
+    let clean = loaded.raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));
+    let empty = rebuilt_from_log(&loaded);
+    let msg = engine.parse(clean.as_deref().unwrap_or(&empty));
+    let evidence = match &clean {
+        Some(raw) => scanner.evidence(raw, &loaded.envelope, &msg),
+        None => Evidence::default(),
+    };
+    let fresh: Option<Verdict> =
+        clean.as_ref().map(|_| engine.judge_with_policy(&msg, &loaded.envelope, &evidence, &compiled));
+    let observed = match (&loaded.recorded, &loaded.raw) {
+        (Some(RecordedVerdict::Headers), Some(raw)) => {
+            Observed::from_headers(&engine.parse(raw)).context("the message's X-Mailsift headers do not read")?
+        }
+        (Some(RecordedVerdict::Log(e)), _) => {
+            Observed::from_log(&e.reference_id, e.score.unwrap_or(0.0), &e.action, &e.symbols, e.reason.as_deref())
+        }
+        _ => Observed::from_verdict(fresh.as_ref().expect("a scanned message")),
+    };
+    let subject = Subject {
+        message: &msg,
+        envelope: &loaded.envelope,
+        evidence: &evidence,
+        observed: &observed,
+        source: loaded.source.clone(),
+    };
+    let diagnosis = diagnose::diagnose(engine, &policy, &subject);
+
+    // What each fix does to this message (when we have it), and over the log (with --dry-run).
+    let mut outcomes = Vec::new();
+    for f in &diagnosis.fixes {
+        outcomes.push(match &clean {
+            Some(_) => Some(diagnose::try_fix(engine, &policy, &f.change, &msg, &loaded.envelope, &evidence)),
+            None => None,
+        });
+    }
+    let replays: Vec<Option<diagnose::Replay>> = if args.dry_run {
+        let past = match &db {
+            Some(db) => past_messages(db, args.replay_days)?,
+            None => Vec::new(),
+        };
+        diagnosis.fixes.iter().map(|f| Some(diagnose::replay(engine, &f.change, &past))).collect()
+    } else {
+        diagnosis.fixes.iter().map(|_| None).collect()
+    };
+
+    if args.json {
+        let fixes: Vec<serde_json::Value> = diagnosis
+            .fixes
+            .iter()
+            .zip(&outcomes)
+            .zip(&replays)
+            .map(|((f, o), r)| {
+                serde_json::json!({
+                    "fix": f,
+                    "with_fix": o.as_ref().map(|o| match o {
+                        Ok(v) => serde_json::json!({"action": v.action, "score": v.score, "scl": v.scl, "decided_by": v.decided_by}),
+                        Err(e) => serde_json::json!({"error": e.to_string()}),
+                    }),
+                    "replay": r,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({ "source": loaded.source, "message": loaded.label, "diagnosis": diagnosis, "fixes": fixes });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_text(&loaded, &diagnosis, &observed, &outcomes, &replays, args);
+    }
+
+    if let Some(n) = args.apply {
+        let fix = n
+            .checked_sub(1)
+            .and_then(|i| diagnosis.fixes.get(i))
+            .with_context(|| format!("--apply {n}: there are {} fixes (numbered from 1)", diagnosis.fixes.len()))?;
+        if !args.yes && !confirm(&format!("Apply fix {n} ({})?", fix.title))? {
+            println!("not applied");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        apply(config, data_dir, engine, &smtp_domains, &fix.change, &loaded, clean.as_deref())?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn print_text(
+    loaded: &Loaded,
+    d: &Diagnosis,
+    observed: &Observed,
+    outcomes: &[Option<Result<Verdict, diagnose::DiagnoseError>>],
+    replays: &[Option<diagnose::Replay>],
+    args: &DiagnoseArgs,
+) {
+    let env = &loaded.envelope;
+    println!("Message:  {}", loaded.label);
+    println!(
+        "Envelope: from {}, to {}{}{}",
+        env.mail_from.as_deref().map(|m| format!("<{m}>")).unwrap_or_else(|| "(not given)".into()),
+        if env.rcpt_to.is_empty() { "(not given)".to_string() } else { env.rcpt_to.join(", ") },
+        env.client_ip.map(|ip| format!(", client {ip}")).unwrap_or_default(),
+        env.helo.as_deref().map(|h| format!(" (HELO {h})")).unwrap_or_default(),
+    );
+    let from = match observed.from {
+        "headers" => "the message's X-Mailsift headers",
+        "log" => "the message log",
+        _ => "a fresh scan",
+    };
+    println!("Read:     the verdict from {from}");
+    let text = diagnose::render(d);
+    // The cause and findings as rendered; the fixes again, each followed by what it does.
+    let head = text.split("\nFixes, narrowest first:").next().unwrap_or(&text);
+    print!("{head}");
+    let fix_no = d.fixes.len();
+    if fix_no > 0 {
+        println!("\nFixes, narrowest first:");
+    }
+    for (i, f) in d.fixes.iter().enumerate() {
+        println!("\n  {}. {}", i + 1, f.title);
+        println!("     {}", f.note);
+        for line in f.command.lines() {
+            println!("     $ {line}");
+        }
+        print_effect(i, outcomes, replays);
+    }
+    if fix_no > 0 {
+        let target = diagnose::shell_quote(&args.target);
+        println!();
+        if !args.dry_run {
+            println!("Try them first:  mailsift diagnose {target} --dry-run   (replays each fix over the message log)");
+        }
+        println!("Make one:        mailsift diagnose {target} --apply N   (asks for confirmation)");
+    }
+}
+
+fn print_effect(
+    i: usize,
+    outcomes: &[Option<Result<Verdict, diagnose::DiagnoseError>>],
+    replays: &[Option<diagnose::Replay>],
+) {
+    match outcomes.get(i) {
+        Some(Some(Ok(v))) => println!(
+            "     with it, this message: {} (score {:.2}, SCL {}){}",
+            v.action.as_str(),
+            v.score,
+            v.scl,
+            v.decided_by.as_deref().map(|b| format!(", decided by {b}")).unwrap_or_default()
+        ),
+        Some(Some(Err(e))) => println!("     cannot be tried: {e}"),
+        _ => {}
+    }
+    if let Some(Some(r)) = replays.get(i) {
+        if let Some(why) = &r.not_replayable {
+            println!("     replay over the message log: not possible ({why})");
+            return;
+        }
+        println!(
+            "     replayed over the message log ({} messages): would have let through {}, of which {} had been judged spam{}",
+            r.examined,
+            r.let_through,
+            r.were_spam.len(),
+            if r.undecidable > 0 {
+                format!("; {} more match on what the log keeps but need headers it does not keep", r.undecidable)
+            } else {
+                String::new()
+            }
+        );
+        for m in r.were_spam.iter().take(10) {
+            println!(
+                "       {}  {}  {:<10} {:>6}  {}  {:?}",
+                m.reference_id,
+                crate::log::short_time(m.time),
+                m.action,
+                m.score.map(|s| format!("{s:.2}")).unwrap_or_default(),
+                m.from,
+                m.subject
+            );
+        }
+        if r.were_spam.len() > 10 {
+            println!("       ... and {} more", r.were_spam.len() - 10);
+        }
+    }
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+// ---- reading the message ----
+
+fn open_existing(data_dir: &Path) -> Result<Option<Database>> {
+    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
+    if !file.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Database::open(&file)?))
+}
+
+fn load(db: Option<&Database>, args: &DiagnoseArgs) -> Result<Loaded> {
+    let t = args.target.trim();
+    let path = Path::new(t);
+    if t == "-" || path.exists() {
+        let raw = crate::scan::read_input(path)?;
+        let msg = mailsift_engine::Message::parse(&raw, usize::MAX);
+        let has_headers = Observed::from_headers(&msg).is_some();
+        let mut envelope = args.envelope.envelope();
+        // A message with our headers is judged already: its envelope is in its trace headers.
+        if args.envelope.from_trace || (has_headers && envelope.client_ip.is_none()) {
+            envelope.fill_from_trace(&msg);
+        }
+        drop(msg);
+        let label = if t == "-" { "standard input".to_string() } else { t.to_string() };
+        return Ok(Loaded {
+            source: Source::File(label.clone()),
+            raw: Some(raw),
+            recorded: has_headers.then_some(RecordedVerdict::Headers),
+            envelope,
+            label,
+        });
+    }
+    let db = db.with_context(|| format!("{t}: no such file, and no gateway database to look it up in"))?;
+    if let Ok(id) = t.parse::<i64>() {
+        if let Some(item) = db.quarantine_get(id)? {
+            let raw = db.quarantine_raw(id)?.with_context(|| format!("quarantine item {id}: the message is gone"))?;
+            let log = db.log_get(&item.reference_id)?;
+            let mut envelope = log.as_ref().map(envelope_of_log).unwrap_or_default();
+            if envelope.rcpt_to.is_empty() {
+                envelope.rcpt_to = vec![item.recipient.clone()];
+            }
+            envelope.mail_from = envelope.mail_from.or(item.mail_from.clone());
+            return Ok(Loaded {
+                source: Source::Quarantine(id),
+                raw: Some(raw),
+                recorded: log.map(|l| RecordedVerdict::Log(Box::new(l))),
+                envelope,
+                label: format!("quarantine item {id} (reference {}, to {})", item.reference_id, item.recipient),
+            });
+        }
+    }
+    let entry = db.log_get(t)?.with_context(|| format!("{t}: no such file, quarantine id or message-log reference"))?;
+    let envelope = envelope_of_log(&entry);
+    // A quarantined copy of the same transaction gives the whole message.
+    let held = db
+        .quarantine_list(&QuarantineQuery {
+            since: Some(entry.time - 1),
+            until: Some(entry.time + 1),
+            include_released: true,
+            limit: 1000,
+            ..Default::default()
+        })?
+        .into_iter()
+        .find(|q| q.reference_id == entry.reference_id);
+    let (source, raw, label) = match held {
+        Some(q) => (
+            Source::Quarantine(q.id),
+            db.quarantine_raw(q.id)?,
+            format!("message-log reference {t} (quarantine item {})", q.id),
+        ),
+        None => (
+            Source::Log(t.to_string()),
+            None,
+            format!("message-log reference {t} (no copy kept: what the log records)"),
+        ),
+    };
+    Ok(Loaded { source, raw, recorded: Some(RecordedVerdict::Log(Box::new(entry))), envelope, label })
+}
+
+fn envelope_of_log(e: &mailsift_store::LogEntry) -> Envelope {
+    Envelope {
+        client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
+        helo: e.helo.clone(),
+        mail_from: e.mail_from.clone(),
+        rcpt_to: e.recipients.clone(),
+        direction: if e.direction == "outbound" {
+            mailsift_engine::Direction::Outbound
+        } else {
+            mailsift_engine::Direction::Inbound
+        },
+        ..Envelope::default()
+    }
+}
+
+/// A message-log row without a copy: the headers the log keeps, as a message.
+fn rebuilt_from_log(l: &Loaded) -> Vec<u8> {
+    let Some(RecordedVerdict::Log(e)) = &l.recorded else { return Vec::new() };
+    let mut m = String::new();
+    if let Some(f) = &e.from_header {
+        m.push_str(&format!("From: {f}\r\n"));
+    }
+    if let Some(s) = &e.subject {
+        m.push_str(&format!("Subject: {s}\r\n"));
+    }
+    if let Some(id) = &e.message_id {
+        m.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    m.push_str("\r\n");
+    m.into_bytes()
+}
+
+fn past_messages(db: &Database, days: u64) -> Result<Vec<PastMessage>> {
+    let since = mailsift_engine::unix_now() - (days as i64) * 86_400;
+    let rows = db.log_search(&LogQuery { since: Some(since), limit: 100_000, ..Default::default() })?;
+    let held = db.quarantine_list(&QuarantineQuery {
+        since: Some(since),
+        include_released: true,
+        limit: 100_000,
+        ..Default::default()
+    })?;
+    let mut out = Vec::with_capacity(rows.len());
+    for e in rows {
+        let raw = match held.iter().find(|q| q.reference_id == e.reference_id) {
+            Some(q) => db.quarantine_raw(q.id)?,
+            None => None,
+        };
+        out.push(PastMessage {
+            reference_id: e.reference_id,
+            time: e.time,
+            client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
+            helo: e.helo,
+            mail_from: e.mail_from,
+            recipients: e.recipients,
+            from_header: e.from_header,
+            subject: e.subject,
+            score: e.score,
+            symbols: e.symbols,
+            action: e.action,
+            raw,
+        });
+    }
+    Ok(out)
+}
+
+// ---- the engine and policy as the gateway has them ----
+
+fn domain_of(address: &str) -> String {
+    address.trim().trim_matches(['<', '>']).rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase()
+}
+
+fn configured_domains(config: Option<&PathBuf>) -> Result<Vec<DomainConfig>> {
+    let Some(path) = config else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let smtp =
+        mailsift_smtp::SmtpConfig::from_toml(&text).with_context(|| format!("{}: invalid [smtp]", path.display()))?;
+    Ok(smtp.domains)
+}
+
+fn stored_domains(db: &Database) -> Result<Vec<DomainConfig>> {
+    db.domains()?
+        .into_iter()
+        .map(|(name, json)| serde_json::from_str(&json).with_context(|| format!("stored domain {name} does not read")))
+        .collect()
+}
+
+/// The configured and stored domains (a stored one replaces a configured one of the same name), folded
+/// into the engine as the gateway does: sending servers and trusted relays protect a domain; the
+/// recipient domain's thresholds and ASF options apply.
+fn gateway_engine(
+    base: Engine,
+    configured: &[DomainConfig],
+    stored: &[DomainConfig],
+    rcpt_domain: Option<&str>,
+) -> Result<Engine> {
+    let mut domains: Vec<DomainConfig> = configured.to_vec();
+    for d in stored {
+        domains.retain(|c| !c.name.eq_ignore_ascii_case(&d.name));
+        domains.push(d.clone());
+    }
+    if domains.is_empty() {
+        return Ok(base);
+    }
+    let mut config = base.config().clone();
+    for d in &domains {
+        if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
+            config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
+            config.organisation.protected.push(ProtectedDomain {
+                domain: d.name.to_ascii_lowercase(),
+                sending_servers: d.sending_servers.clone(),
+                trusted_relays: d.trusted_relays.clone(),
+            });
+            if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
+                config.organisation.domains.push(d.name.to_ascii_lowercase());
+            }
+        }
+    }
+    if let Some(d) = rcpt_domain.and_then(|r| domains.iter().find(|d| d.name.eq_ignore_ascii_case(r))) {
+        if let Some(t) = &d.thresholds {
+            config.thresholds = t.clone();
+        }
+        if !d.asf.is_empty() {
+            let mut asf = toml::Value::try_from(&config.asf)?;
+            for (option, mode) in &d.asf {
+                if let Some(t) = asf.as_table_mut() {
+                    t.insert(option.clone(), toml::Value::try_from(mode)?);
+                }
+            }
+            config.asf = asf.try_into().with_context(|| format!("domain {}: asf", d.name))?;
+        }
+    }
+    Ok(Engine::new(config)?)
+}
+
+/// The configuration's [policy], then the stored one, as the gateway compiles them.
+fn policy_in_force(engine: &Engine, db: Option<&Database>) -> Result<PolicyConfig> {
+    let mut all = engine.config().policy.clone();
+    if let Some(db) = db {
+        let stored = db.load_policy()?;
+        all.rules.extend(stored.config.rules);
+        all.allow.extend(stored.config.allow);
+        all.block.extend(stored.config.block);
+    }
+    Ok(all)
+}
+
+// ---- applying a fix ----
+
+fn apply(
+    config: Option<&PathBuf>,
+    data_dir: &Path,
+    engine: &Engine,
+    configured: &[DomainConfig],
+    change: &Change,
+    loaded: &Loaded,
+    raw: Option<&[u8]>,
+) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
+    let db = || -> Result<Database> { Ok(Database::open_in(data_dir)?) };
+    match change {
+        Change::AddSendingServer { domain, server } => {
+            let db = db()?;
+            let mut d = domain_to_store(&db, engine, configured, domain)?;
+            if !d.sending_servers.iter().any(|s| s == server) {
+                d.sending_servers.push(server.clone());
+            }
+            put_domain(&db, &d)?;
+            println!("{domain}: {server} added to the sending servers ({})", d.sending_servers.join(", "));
+        }
+        Change::SetAsf { domain, option, mode } => {
+            let db = db()?;
+            let mut d = domain_to_store(&db, engine, configured, domain)?;
+            d.asf.insert(option.clone(), *mode);
+            put_domain(&db, &d)?;
+            println!("{domain}: asf {option} set to {}", toml::Value::try_from(mode)?);
+        }
+        Change::AddRule { rule } => {
+            if engine.config().policy.rules.iter().any(|r| r.name.trim().eq_ignore_ascii_case(rule.name.trim())) {
+                bail!("rule {:?}: the configuration file's [policy] has a rule of this name", rule.name);
+            }
+            let position = db()?.rule_add(rule.clone(), Some(0))?;
+            println!("added rule {:?} at position {}", rule.name, position + 1);
+        }
+        Change::ReplaceRule { name, rule } => {
+            if engine.config().policy.rules.iter().any(|r| r.name.trim().eq_ignore_ascii_case(name.trim())) {
+                bail!("rule {name:?} is in the configuration file's [policy]: change it there");
+            }
+            db()?.rule_replace(name, rule.clone())?;
+            println!("replaced rule {name:?}");
+        }
+        Change::AddAllow { entry } => {
+            let id = db()?.list_add(ListEntry::Allow(entry.clone()))?;
+            println!("added {} as entry {id}", ListEntry::Allow(entry.clone()).describe());
+        }
+        Change::AddBlock { entry } => {
+            let id = db()?.list_add(ListEntry::Block(entry.clone()))?;
+            println!("added {} as entry {id}", ListEntry::Block(entry.clone()).describe());
+        }
+        Change::RemoveEntry { id } => {
+            let n: i64 = id.parse().with_context(|| format!("entry {id} is not a stored entry"))?;
+            db()?.list_remove(n)?;
+            println!("removed entry {id}");
+        }
+        Change::Report { spam } => {
+            let raw = raw.context("the message log keeps no copy of this message: report the message itself")?;
+            let side = if *spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
+            let engine = crate::load_engine(config)?;
+            crate::report::report_message(
+                engine,
+                data_dir,
+                raw,
+                side,
+                &format!("diagnosis of {}", loaded.label),
+                "cli",
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The domain's settings to store: the stored ones, else the configured ones (with the configuration's
+/// own anti-spoofing servers for it), so that storing it does not drop what the configuration said.
+fn domain_to_store(db: &Database, engine: &Engine, configured: &[DomainConfig], name: &str) -> Result<DomainConfig> {
+    if let Some(json) = db.domain_get(name)? {
+        return Ok(serde_json::from_str(&json)?);
+    }
+    let mut d = configured
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
+        .cloned()
+        .unwrap_or_else(|| DomainConfig { name: name.to_ascii_lowercase(), ..Default::default() });
+    if let Some(p) = engine.config().organisation.protected.iter().find(|p| p.domain.eq_ignore_ascii_case(name)) {
+        for s in &p.sending_servers {
+            if !d.sending_servers.contains(s) {
+                d.sending_servers.push(s.clone());
+            }
+        }
+        for r in &p.trusted_relays {
+            if !d.trusted_relays.contains(r) {
+                d.trusted_relays.push(r.clone());
+            }
+        }
+    }
+    Ok(d)
+}
+
+fn put_domain(db: &Database, d: &DomainConfig) -> Result<()> {
+    let config = mailsift_smtp::SmtpConfig { domains: vec![d.clone()], ..Default::default() };
+    config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    db.domain_put(&d.name, &serde_json::to_string(d)?, mailsift_engine::unix_now())?;
+    Ok(())
+}
