@@ -523,7 +523,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, spoof_score: f64, d: &mut Di
             d.fixes.push(Fix {
                 title: format!("When its IP address changes: allow {sender} when the Received chain names {h}"),
                 note: format!("Only this sender address, and only through {h}; other addresses of {pdomain}, and this one from elsewhere, are still checked."),
-                command: rule_command(&rule, mail_from.is_some()),
+                command: rule_command(&rule),
                 change: Change::AddRule { rule },
             });
         }
@@ -643,13 +643,13 @@ fn service_rule_fix(
         note: format!(
             "A header mark alone can be copied by a forger, so {proof}; {ours} from anywhere else is still checked."
         ),
-        command: rule_command(&rule, false),
+        command: rule_command(&rule),
         change: Change::AddRule { rule },
     });
 }
 
 /// `mailsift rules add --name ... --if... --then allow --at 1`.
-fn rule_command(rule: &FilterRule, _sender_is_envelope: bool) -> String {
+fn rule_command(rule: &FilterRule) -> String {
     let mut c = format!("mailsift rules add --at 1 --name {}", shell_quote(&rule.name));
     for k in &rule.conditions {
         let v = k.value.as_ref().map(|v| v.texts().join(",")).unwrap_or_default();
