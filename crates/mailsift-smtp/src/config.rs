@@ -66,6 +66,95 @@ pub struct SmtpConfig {
     pub relay: RelayConfig,
     /// Addresses users send false-positive and false-negative reports to.
     pub reports: ReportsConfig,
+    /// The milter listener, for Postfix and Sendmail (see `milter.rs`); off unless `listen` is set.
+    pub milter: MilterConfig,
+    /// The spamd-protocol listener, for spamc and SpamAssassin clients (see `spamd.rs`); off unless `listen` is set.
+    pub spamd: SpamdConfig,
+}
+
+/// Where a milter or spamd listener binds: `127.0.0.1:8891` or `inet:127.0.0.1:8891` (TCP), or
+/// `unix:/run/mailsift/milter.sock` (a Unix socket, replaced if a stale one is there).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(std::path::PathBuf),
+}
+
+impl TryFrom<String> for ListenAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<ListenAddr, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("{s:?}: a Unix socket needs an absolute path (unix:/run/mailsift/milter.sock)"));
+            }
+            return Ok(ListenAddr::Unix(path.into()));
+        }
+        let addr = s.strip_prefix("inet:").unwrap_or(&s);
+        addr.parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("{s:?}: expected ip:port (inet:127.0.0.1:8891) or unix:/absolute/path"))
+    }
+}
+
+impl From<ListenAddr> for String {
+    fn from(a: ListenAddr) -> String {
+        a.to_string()
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "inet:{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// What the milter tells the MTA about a message it put in mailsift's quarantine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MilterQuarantine {
+    /// The MTA drops its copy (for those recipients): the message is only in mailsift's quarantine.
+    #[default]
+    Discard,
+    /// The MTA also keeps the message in its own hold queue (Postfix: `postsuper -H` releases it).
+    Hold,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MilterConfig {
+    /// Where the milter listens; empty (the default) means no milter. Postfix: `smtpd_milters = inet:127.0.0.1:8891`.
+    pub listen: Vec<ListenAddr>,
+    /// What the MTA is told to do with a message mailsift quarantined: `discard` or `hold`.
+    pub quarantine: MilterQuarantine,
+    /// Permissions of a Unix socket (the MTA's user must be able to write to it).
+    pub unix_socket_mode: u32,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig { listen: Vec::new(), quarantine: MilterQuarantine::Discard, unix_socket_mode: 0o660 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpamdConfig {
+    /// Where the spamd-protocol listener listens; empty (the default) means none. spamd's own port is 783.
+    pub listen: Vec<ListenAddr>,
+    /// Accept TELL (learn and forget), which retrains the classifiers: only for clients you trust.
+    pub allow_tell: bool,
+    /// Permissions of a Unix socket.
+    pub unix_socket_mode: u32,
+}
+
+impl Default for SpamdConfig {
+    fn default() -> Self {
+        SpamdConfig { listen: Vec::new(), allow_tell: false, unix_socket_mode: 0o660 }
+    }
 }
 
 /// Report addresses: mail to them is not delivered but learned from (see `reports.rs`). Accepted only from
@@ -119,6 +208,8 @@ impl Default for SmtpConfig {
             users: Vec::new(),
             relay: RelayConfig::default(),
             reports: ReportsConfig::default(),
+            milter: MilterConfig::default(),
+            spamd: SpamdConfig::default(),
         }
     }
 }
@@ -307,6 +398,14 @@ impl SmtpConfig {
         if let Some(h) = &self.outbound.smarthost {
             check_host_port(h).map_err(|r| invalid("outbound.smarthost", r))?;
         }
+        for (field, mode) in [
+            ("milter.unix_socket_mode", self.milter.unix_socket_mode),
+            ("spamd.unix_socket_mode", self.spamd.unix_socket_mode),
+        ] {
+            if mode > 0o777 {
+                return Err(invalid(field, format!("{mode:o} is not a permission mode (write it as 0o660)")));
+            }
+        }
         for u in &self.users {
             if u.name.is_empty() || u.password.is_empty() {
                 return Err(invalid("users", "each user needs a name and a password"));
@@ -353,5 +452,21 @@ mod tests {
         assert!(e.contains("domains.a.example.next_hop"), "{e}");
         let e = SmtpConfig::from_toml("[smtp.outbound]\ntrusted_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
         assert!(e.to_string().contains("trusted_networks"), "{e}");
+        let e = SmtpConfig::from_toml("[smtp.milter]\nlisten = [\"localhost\"]\n").unwrap_err().to_string();
+        assert!(e.contains("unix:/absolute/path") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn milter_and_spamd_listeners() {
+        let c = SmtpConfig::from_toml(
+            "[smtp.milter]\nlisten = [\"inet:127.0.0.1:8891\", \"unix:/run/m.sock\"]\nquarantine = \"hold\"\n\
+[smtp.spamd]\nlisten = [\"127.0.0.1:783\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.milter.listen[0], ListenAddr::Tcp("127.0.0.1:8891".parse().unwrap()));
+        assert_eq!(c.milter.listen[1], ListenAddr::Unix("/run/m.sock".into()));
+        assert_eq!(c.milter.quarantine, MilterQuarantine::Hold);
+        assert!(!c.spamd.allow_tell);
+        assert!(SmtpConfig::from_toml("").unwrap().milter.listen.is_empty());
     }
 }

@@ -47,74 +47,56 @@ pub struct Answer {
     pub text: String,
 }
 
-fn answer(code: u16, enhanced: &str, text: impl Into<String>) -> Answer {
+pub(crate) fn answer(code: u16, enhanced: &str, text: impl Into<String>) -> Answer {
     Answer { code, enhanced: enhanced.into(), text: text.into() }
 }
 
-/// What the log row needs from the message itself.
+/// What the log row and the quarantine need from the message itself.
 #[derive(Debug, Default)]
-struct Meta {
-    from: Option<String>,
-    subject: Option<String>,
-    message_id: Option<String>,
+pub struct Meta {
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
 }
 
-/// Judges and acts on one message; returns what the client is told.
-pub async fn process(
+/// A judged message: the verdict, what the log needs from the message, and the bytes back.
+pub struct Judged {
+    pub verdict: Verdict,
+    pub meta: Meta,
+    pub data: Vec<u8>,
+    /// The envelope the message was judged with (filled from the message's trace headers when asked).
+    pub envelope: Envelope,
+}
+
+/// Judges one message and applies the effects every interface shares (SMTP, milter, spamd): parse once,
+/// gather sender evidence (inbound, DNS on), consult reputation, judge with the policy in force, learn from
+/// the verdict (spamtraps, auto-learning), feed reputation, record which policy entries matched.
+///
+/// `from_trace` fills what the envelope lacks from the message's own trace headers (spamd has no envelope).
+/// An error means the scan itself failed (a panic in a check): the caller answers with a temporary failure.
+pub async fn judge(
     gateway: &Arc<Gateway>,
     state: &Arc<GatewayState>,
-    client: &Client,
-    txn: &Transaction,
+    envelope: Envelope,
     data: Vec<u8>,
-) -> Answer {
-    if let Some(Route::Report(side)) = txn.route {
-        return crate::reports::process(gateway, state, client, txn, side, data).await;
-    }
-    let started = Instant::now();
-    let size = data.len() as u64;
-    let envelope = Envelope {
-        client_ip: Some(client.peer.ip()),
-        helo: client.helo.clone(),
-        client_name: None,
-        mail_from: Some(txn.mail_from.clone()),
-        rcpt_to: txn.rcpts.clone(),
-        direction: txn.direction,
-        authenticated_user: client.user.clone(),
-        tls: client.tls,
-    };
-    let mut entry = LogEntry {
-        time: mailsift_engine::unix_now(),
-        direction: direction_name(txn.direction).into(),
-        client_ip: Some(client.peer.ip().to_string()),
-        helo: client.helo.clone(),
-        mail_from: Some(txn.mail_from.clone()),
-        recipients: txn.rcpts.clone(),
-        size,
-        stage: "data".into(),
-        ..LogEntry::default()
-    };
-
-    if hop_count(&data) > state.config.max_hops {
-        entry.reference_id = mailsift_engine::new_reference_id();
-        entry.action = "refused".into();
-        entry.reason = Some("mail loop: too many Received headers".into());
-        append_log(gateway, entry);
-        return answer(554, "5.4.6", "Too many hops: mail loop detected");
-    }
-
+    from_trace: bool,
+) -> Result<Judged, String> {
     // Parse once, gather sender evidence, judge: CPU work (and blocking DNS waits) off the async threads.
     let judged = {
         let state = state.clone();
         let policy = gateway.policy();
-        let envelope = envelope.clone();
+        let mut envelope = envelope;
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let msg = state.engine.parse(&data);
+            if from_trace {
+                envelope.fill_from_trace(&msg);
+            }
             let domain = match envelope.direction {
                 Direction::Inbound => envelope.rcpt_to.first().map(|r| proto::domain_of(r)).unwrap_or_default(),
                 Direction::Outbound => proto::domain_of(envelope.mail_from.as_deref().unwrap_or("")),
             };
             let engine = state.engine_for(&domain).clone();
-            let msg = engine.parse(&data);
             let evidence = match (&state.gatherer, envelope.direction) {
                 (Some(g), Direction::Inbound) => {
                     let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
@@ -165,11 +147,78 @@ pub async fn process(
                 message_id: msg.message_id.clone(),
             };
             drop(msg);
-            (verdict, meta, data)
+            Judged { verdict, meta, data, envelope }
         })
         .await
     };
-    let (verdict, meta, data) = match judged {
+    let judged = judged.map_err(|e| e.to_string())?;
+    if !judged.verdict.policy_matches.is_empty() {
+        use mailsift_store::PolicyStore;
+        // "Last matched" for the rules and entries that acted, so stale ones can be found (queued, cheap).
+        if let Err(e) = gateway.db.touch_policy_matches(&judged.verdict.policy_matches, mailsift_engine::unix_now()) {
+            tracing::warn!(error = %e, "could not record policy matches");
+        }
+    }
+    Ok(judged)
+}
+
+/// Fills a log row with what the verdict and the message say; returns the From and Subject as logged.
+pub fn log_verdict(entry: &mut LogEntry, verdict: &Verdict, meta: Meta) -> (Option<String>, Option<String>) {
+    entry.reference_id = verdict.id.clone();
+    entry.from_header = meta.from.map(|f| sanitize(&f, 320));
+    entry.subject = meta.subject.map(|s| sanitize(&s, 500));
+    entry.message_id = meta.message_id.map(|m| sanitize(&m, 500));
+    entry.score = Some(verdict.score);
+    entry.required = Some(verdict.thresholds.tag);
+    entry.symbols = verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
+    entry.reason = verdict.decided_by.clone();
+    (entry.from_header.clone(), entry.subject.clone())
+}
+
+/// Judges and acts on one message; returns what the client is told.
+pub async fn process(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    client: &Client,
+    txn: &Transaction,
+    data: Vec<u8>,
+) -> Answer {
+    if let Some(Route::Report(side)) = txn.route {
+        return crate::reports::process(gateway, state, client, txn, side, data).await;
+    }
+    let started = Instant::now();
+    let size = data.len() as u64;
+    let envelope = Envelope {
+        client_ip: Some(client.peer.ip()),
+        helo: client.helo.clone(),
+        client_name: None,
+        mail_from: Some(txn.mail_from.clone()),
+        rcpt_to: txn.rcpts.clone(),
+        direction: txn.direction,
+        authenticated_user: client.user.clone(),
+        tls: client.tls,
+    };
+    let mut entry = LogEntry {
+        time: mailsift_engine::unix_now(),
+        direction: direction_name(txn.direction).into(),
+        client_ip: Some(client.peer.ip().to_string()),
+        helo: client.helo.clone(),
+        mail_from: Some(txn.mail_from.clone()),
+        recipients: txn.rcpts.clone(),
+        size,
+        stage: "data".into(),
+        ..LogEntry::default()
+    };
+
+    if hop_count(&data) > state.config.max_hops {
+        entry.reference_id = mailsift_engine::new_reference_id();
+        entry.action = "refused".into();
+        entry.reason = Some("mail loop: too many Received headers".into());
+        append_log(gateway, entry);
+        return answer(554, "5.4.6", "Too many hops: mail loop detected");
+    }
+
+    let Judged { verdict, meta, data, .. } = match judge(gateway, state, envelope, data, false).await {
         Ok(j) => j,
         Err(e) => {
             // A panic in a check must not cost the message: the sender retries, and we hear about it.
@@ -182,23 +231,8 @@ pub async fn process(
             return answer(451, "4.3.0", "Temporary scanning failure, try again later");
         }
     };
-    if !verdict.policy_matches.is_empty() {
-        use mailsift_store::PolicyStore;
-        // "Last matched" for the rules and entries that acted, so stale ones can be found (queued, cheap).
-        if let Err(e) = gateway.db.touch_policy_matches(&verdict.policy_matches, mailsift_engine::unix_now()) {
-            tracing::warn!(error = %e, "could not record policy matches");
-        }
-    }
     let id = verdict.id.clone();
-    entry.reference_id = id.clone();
-    entry.from_header = meta.from.map(|f| sanitize(&f, 320));
-    entry.subject = meta.subject.map(|s| sanitize(&s, 500));
-    entry.message_id = meta.message_id.map(|m| sanitize(&m, 500));
-    let shown = (entry.from_header.clone(), entry.subject.clone());
-    entry.score = Some(verdict.score);
-    entry.required = Some(verdict.thresholds.tag);
-    entry.symbols = verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
-    entry.reason = verdict.decided_by.clone();
+    let shown = log_verdict(&mut entry, &verdict, meta);
 
     let result = act(gateway, state, client, txn, &verdict, data, shown).await;
     entry.action = result.action.into();
@@ -296,24 +330,9 @@ async fn act(
     let mut outcome = None;
     if !to_quarantine.is_empty() {
         let bytes = final_bytes(false);
-        let item = NewQuarantine {
-            reference_id: id.clone(),
-            time: mailsift_engine::unix_now(),
-            recipients: to_quarantine,
-            mail_from: Some(txn.mail_from.clone()),
-            from_header,
-            subject,
-            score: verdict.score,
-            reason: quarantine_reason(verdict),
-            size: bytes.len() as u64,
-            direction: direction_name(txn.direction).into(),
-        };
-        let db = gateway.db.clone();
-        let stored = tokio::task::spawn_blocking(move || db.quarantine_put(&item, &bytes)).await;
-        match stored {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return storage_failure(id, &e.to_string()),
-            Err(e) => return storage_failure(id, &e.to_string()),
+        let shown = (from_header, subject);
+        if let Err(e) = quarantine(gateway, verdict, to_quarantine, &txn.mail_from, shown, txn.direction, bytes).await {
+            return storage_failure(id, &e);
         }
         outcome = Some(Outcome {
             action: "quarantine",
@@ -393,6 +412,36 @@ fn storage_failure(id: &str, why: &str) -> Outcome {
         answer: answer(451, "4.3.0", format!("Temporary storage failure, try again later [ref {id}]")),
         next_hop: None,
         reason: Some(format!("quarantine write failed: {why}")),
+    }
+}
+
+/// Stores a message in the quarantine, one copy per recipient, synced before this returns.
+pub async fn quarantine(
+    gateway: &Arc<Gateway>,
+    verdict: &Verdict,
+    recipients: Vec<String>,
+    mail_from: &str,
+    (from_header, subject): (Option<String>, Option<String>),
+    direction: Direction,
+    bytes: Vec<u8>,
+) -> Result<(), String> {
+    let item = NewQuarantine {
+        reference_id: verdict.id.clone(),
+        time: mailsift_engine::unix_now(),
+        recipients,
+        mail_from: Some(mail_from.to_string()),
+        from_header,
+        subject,
+        score: verdict.score,
+        reason: quarantine_reason(verdict),
+        size: bytes.len() as u64,
+        direction: direction_name(direction).into(),
+    };
+    let db = gateway.db.clone();
+    match tokio::task::spawn_blocking(move || db.quarantine_put(&item, &bytes)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -564,7 +613,7 @@ pub fn tag_subject(raw: &[u8], tag: &str) -> Vec<u8> {
 }
 
 /// Offset of the blank line that ends the header block (or the end of the message).
-fn find_header_end(raw: &[u8]) -> usize {
+pub(crate) fn find_header_end(raw: &[u8]) -> usize {
     let mut pos = 0;
     while pos < raw.len() {
         let end = raw[pos..].iter().position(|&b| b == b'\n').map(|p| pos + p + 1).unwrap_or(raw.len());
@@ -577,12 +626,12 @@ fn find_header_end(raw: &[u8]) -> usize {
 }
 
 /// How many `Received:` headers the message already carries.
-fn hop_count(raw: &[u8]) -> usize {
+pub(crate) fn hop_count(raw: &[u8]) -> usize {
     let end = find_header_end(raw);
     raw[..end].split(|&b| b == b'\n').filter(|l| l.len() >= 9 && l[..9].eq_ignore_ascii_case(b"received:")).count()
 }
 
-fn direction_name(d: Direction) -> &'static str {
+pub fn direction_name(d: Direction) -> &'static str {
     match d {
         Direction::Inbound => "inbound",
         Direction::Outbound => "outbound",

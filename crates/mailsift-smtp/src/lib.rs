@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod milter;
 pub mod proto;
 pub mod relay;
 pub mod release;
@@ -20,6 +21,7 @@ pub mod reports;
 pub mod server;
 pub mod session;
 pub mod sink;
+pub mod spamd;
 pub mod tls;
 
 use std::pin::Pin;
@@ -30,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 pub use config::SmtpConfig;
-pub use server::{Gateway, GatewayState, Listener};
+pub use server::{Gateway, GatewayState, Listener, SideListener};
 
 /// A connection, before or after STARTTLS.
 pub enum Stream {

@@ -49,6 +49,63 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr}: {source}")]
+    BindSide {
+        addr: crate::config::ListenAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A connection on a milter or spamd listener, TCP or Unix socket.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+/// A bound milter or spamd listener.
+pub enum SideListener {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+impl SideListener {
+    /// Binds `addr`; a Unix socket replaces a stale socket file and gets `mode` as its permissions.
+    pub async fn bind(addr: &crate::config::ListenAddr, mode: u32) -> Result<SideListener, GatewayError> {
+        use crate::config::ListenAddr;
+        let err = |source| GatewayError::BindSide { addr: addr.clone(), source };
+        match addr {
+            ListenAddr::Tcp(a) => Ok(SideListener::Tcp(TcpListener::bind(a).await.map_err(err)?)),
+            ListenAddr::Unix(path) => {
+                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                // A socket file left by a previous run would make bind fail; anything else is not ours to delete.
+                if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                    std::fs::remove_file(path).map_err(err)?;
+                }
+                let l = tokio::net::UnixListener::bind(path).map_err(err)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+                Ok(SideListener::Unix(l, path.clone()))
+            }
+        }
+    }
+
+    /// Where it listens, as configured (`inet:127.0.0.1:8891`, `unix:/path`), with the real port.
+    pub fn local_addr(&self) -> String {
+        match self {
+            SideListener::Tcp(l) => l.local_addr().map(|a| format!("inet:{a}")).unwrap_or_default(),
+            SideListener::Unix(_, p) => format!("unix:{}", p.display()),
+        }
+    }
+
+    /// The next connection and, for TCP, the peer's address.
+    async fn accept(&self) -> std::io::Result<(Box<dyn Conn>, Option<SocketAddr>)> {
+        match self {
+            SideListener::Tcp(l) => {
+                let (tcp, peer) = l.accept().await?;
+                let _ = tcp.set_nodelay(true);
+                Ok((Box::new(tcp), Some(peer)))
+            }
+            SideListener::Unix(l, _) => Ok((Box::new(l.accept().await?.0), None)),
+        }
+    }
 }
 
 /// Everything a session reads that a reload may change.
@@ -552,6 +609,70 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// Accepts connections on a milter or spamd listener until shutdown; each runs `handle` (with the peer's
+    /// address, `None` on a Unix socket) under the same connection limits as SMTP sessions.
+    pub async fn serve_side<F, Fut>(self: Arc<Self>, listener: SideListener, handle: F)
+    where
+        F: Fn(Arc<Gateway>, Box<dyn Conn>, Option<SocketAddr>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut stop = self.shutdown_signal();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let (conn, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            Counters::bump(&self.counters.connections);
+            let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            match self.take_slot(ip) {
+                Some(slot) => {
+                    let session = handle(self.clone(), conn, peer);
+                    tokio::spawn(async move {
+                        session.await;
+                        drop(slot);
+                    });
+                }
+                None => {
+                    // Closing is the refusal: both protocols' clients report a failed connection.
+                    Counters::bump(&self.counters.connections_refused);
+                    tracing::info!(client = ?peer, "too many connections; refused");
+                }
+            }
+        }
+    }
+
+    /// Binds the configured milter and spamd listeners and serves them until shutdown (in the background).
+    /// Returns each one's kind (`milter`, `spamd`) and address, for the caller to announce.
+    pub async fn start_side_listeners(self: &Arc<Self>) -> Result<Vec<(&'static str, String)>, GatewayError> {
+        let config = self.state().config.clone();
+        let mut bound = Vec::new();
+        for addr in &config.milter.listen {
+            bound.push(("milter", SideListener::bind(addr, config.milter.unix_socket_mode).await?));
+        }
+        for addr in &config.spamd.listen {
+            bound.push(("spamd", SideListener::bind(addr, config.spamd.unix_socket_mode).await?));
+        }
+        let mut out = Vec::new();
+        for (kind, listener) in bound {
+            out.push((kind, listener.local_addr()));
+            let g = self.clone();
+            if kind == "milter" {
+                tokio::spawn(g.serve_side(listener, crate::milter::run));
+            } else {
+                tokio::spawn(g.serve_side(listener, crate::spamd::run));
+            }
+        }
+        Ok(out)
     }
 
     fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
