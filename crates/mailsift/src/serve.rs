@@ -83,6 +83,10 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
                 l.local_addr()?
             );
         }
+        // The milter and spamd listeners, when configured ([smtp.milter], [smtp.spamd]): same engine and policy.
+        for (kind, addr) in gateway.start_side_listeners().await? {
+            println!("mailsift: {kind} listening on {addr}");
+        }
         let web = web_config(config, args.http_listen)?;
         if web.enabled {
             let http = tokio::net::TcpListener::bind(web.listen)
