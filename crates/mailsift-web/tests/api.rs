@@ -28,6 +28,10 @@ const DA_PW: &str = "domain-admin-pw-2";
 const BOB_PW: &str = "bob-password-333";
 
 fn start() -> Stack {
+    start_with("")
+}
+
+fn start_with(web_extra: &str) -> Stack {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (smtp, http, sink, web) = rt.block_on(async {
@@ -59,6 +63,7 @@ next_hop = "{hop}"
 [web]
 listen = "127.0.0.1:0"
 login_attempts = 3
+{web_extra}
 
 [web.digest]
 enabled = false
@@ -659,4 +664,27 @@ fn console_pages_render_and_forms_need_the_csrf_field() {
     // Adding a rule that does not read shows why.
     let r = c.post_form("/console/policy/rules/add", &[("_csrf", &csrf), ("rule", "name = ")]);
     assert!(r.text().contains("does not read"), "{}", r.text());
+}
+
+#[test]
+fn the_console_can_be_served_over_https() {
+    let s = start_with("tls = true");
+    // A real TLS client (Python's ssl module; the certificate is the self-signed one made in the data dir).
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import ssl, sys, urllib.request\n\
+             ctx = ssl._create_unverified_context()\n\
+             r = urllib.request.urlopen('https://' + sys.argv[1] + '/login', context=ctx)\n\
+             print(r.status, r.read().decode().count('id=\"login\"'))",
+        )
+        .arg(s.http.to_string())
+        .output()
+        .expect("python3");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200 1", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.dir.path().join("tls").exists(), "the self-signed pair is kept in the data directory");
+    // Plain HTTP to the HTTPS port gets nothing served.
+    let addr = s.http;
+    let plain = std::panic::catch_unwind(move || HttpClient::new(addr).get("/login").status);
+    assert!(plain.map(|st| st != 200).unwrap_or(true));
 }
