@@ -1,0 +1,501 @@
+//! The web console in a real browser: Debian's Chromium, driven by Playwright (`playwright-core` from npm,
+//! no browser download) through `tests/browser/console.mjs`, against `mailsift serve` as a process, with a
+//! real next hop (a private Debian Postfix, or `mailsift smtp-sink` where Postfix cannot run) and mail sent
+//! over SMTP.
+//!
+//! - `an_administrator_releases_a_quarantined_message_from_the_log`: logs in, finds the quarantined message
+//!   in the message log, opens it, releases it; the message then arrives at the next hop, exactly once.
+//! - `an_end_user_releases_a_message_from_a_digest_link`: the quarantine digest goes out through the gateway
+//!   to the next hop; its "Release" link, opened and confirmed in the browser, releases that one message,
+//!   and the page leads to the end user's own quarantine.
+//!
+//! The browser checks what a person sees; this file checks what happened (what the next hop got, what the
+//! quarantine says through the API). Every page visited is saved as a PNG under
+//! `target/browser-screenshots/<scenario>/`.
+//!
+//! Needs Chromium (`apt-get install chromium`), Node.js and `npm ci` in `tests/browser/` (`.ci/run` does
+//! all three). Without them the tests say what is missing and pass, unless `MAILSIFT_REQUIRE_BROWSER=1`
+//! (set by `.ci/run`) makes that a failure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailsift_testkit::clients::{encode, smtp_send, HttpClient};
+use mailsift_testkit::postfix::Postfix;
+
+const REQUIRE_ENV: &str = "MAILSIFT_REQUIRE_BROWSER";
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "correct horse battery";
+
+/// Rules that quarantine by a subject word (as in the gateway's own tests); content caps off so it counts.
+/// The schedule is off: these tests send the digest on demand.
+fn config(next_hop: SocketAddr) -> String {
+    format!(
+        r#"[group_caps]
+content = 1000.0
+
+[[rules]]
+name = "TEST_QUARANTINE_WORD"
+target = "subject"
+phrase = "quarantineme"
+score = 11.0
+
+[smtp]
+listen = ["127.0.0.1:0"]
+hostname = "mx.mailsift.test"
+
+[[smtp.domains]]
+name = "example.com"
+next_hop = "{next_hop}"
+
+[web.digest]
+enabled = false
+"#
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// What the browser needs
+
+/// Chromium, Node.js and playwright-core, or why they are not there.
+struct Browser {
+    chromium: PathBuf,
+    scripts: PathBuf,
+}
+
+fn browser() -> Option<Browser> {
+    let chromium =
+        std::env::var_os("MAILSIFT_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut missing = Vec::new();
+    if !chromium.is_file() {
+        missing.push(format!("Chromium ({} does not exist; `apt-get install chromium`)", chromium.display()));
+    }
+    if !Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        missing.push("Node.js (`node` is not on PATH; `apt-get install nodejs npm`)".into());
+    }
+    if !scripts.join("node_modules/playwright-core/package.json").is_file() {
+        missing.push(format!("playwright-core (run `npm ci` in {})", scripts.display()));
+    }
+    if missing.is_empty() {
+        return Some(Browser { chromium, scripts });
+    }
+    let why = format!("the browser test needs {}", missing.join(", "));
+    if std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1") {
+        panic!("{why}; {REQUIRE_ENV}=1 makes that a failure (.ci/run installs them)");
+    }
+    eprintln!("SKIPPED: {why}. Set {REQUIRE_ENV}=1 to fail instead.");
+    None
+}
+
+fn screenshots(scenario: &str) -> PathBuf {
+    let base = match std::env::var_os("MAILSIFT_SCREENSHOTS") {
+        Some(d) => PathBuf::from(d),
+        // CARGO_TARGET_TMPDIR is <target>/tmp.
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("browser-screenshots"),
+    };
+    let dir = base.join(scenario);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs one scenario of console.mjs; returns what the browser reported (its last line of output, JSON).
+fn run_browser(b: &Browser, scenario: &str, vars: &[(&str, String)]) -> serde_json::Value {
+    let shots = screenshots(scenario);
+    let mut cmd = Command::new("node");
+    cmd.arg(b.scripts.join("console.mjs"))
+        .current_dir(&b.scripts)
+        .env("SCENARIO", scenario)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &b.chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = Proc(cmd.spawn().expect("start node"));
+    let mut out = child.0.stdout.take().unwrap();
+    let mut err = child.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the browser scenario {scenario} took over 90 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (reader.join().unwrap(), err_reader.join().unwrap());
+    assert!(
+        status.success(),
+        "browser scenario {scenario} failed ({status}); screenshots in {}:\n{stderr}\n{stdout}",
+        shots.display()
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("the browser's report is not JSON ({e}): {stdout}"))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The stack: next hop, gateway, accounts
+
+/// A child process killed when the test ends, whatever happens.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Where the gateway delivers: a real Postfix when it can run here, else mailsift's own sink.
+enum NextHop {
+    Postfix(Postfix),
+    Sink { _proc: Proc, addr: SocketAddr, dir: PathBuf },
+}
+
+impl NextHop {
+    fn start(work: &Path) -> NextHop {
+        if Postfix::available_or_skip() {
+            return NextHop::Postfix(Postfix::start(&["example.com"]).expect("start Postfix"));
+        }
+        let dir = work.join("sink");
+        let mut cmd = bin();
+        cmd.args(["smtp-sink", "--listen", "127.0.0.1:0", "--keep"]).arg(&dir);
+        let (proc, lines) = spawn_listening(cmd, 1);
+        NextHop::Sink { _proc: proc, addr: address(&lines, "SMTP sink listening on"), dir }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            NextHop::Postfix(p) => p.smtp_addr(),
+            NextHop::Sink { addr, .. } => *addr,
+        }
+    }
+
+    /// Every message received so far, as text.
+    fn delivered(&self) -> Vec<String> {
+        let raw = match self {
+            NextHop::Postfix(p) => p.delivered(),
+            NextHop::Sink { dir, .. } => {
+                let mut files = Vec::new();
+                let mut stack = vec![dir.clone()];
+                while let Some(d) = stack.pop() {
+                    for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else if p.parent().is_some_and(|parent| parent.ends_with("new")) {
+                            files.push(std::fs::read(p).unwrap());
+                        }
+                    }
+                }
+                files
+            }
+        };
+        raw.into_iter().map(|m| String::from_utf8_lossy(&m).replace("\r\n", "\n")).collect()
+    }
+
+    /// Waits until at least `n` messages arrived (up to 20 s), then a little longer to see that no more
+    /// come (a release must deliver exactly once); returns them all.
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.delivered().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        self.delivered()
+    }
+
+    fn log(&self) -> String {
+        match self {
+            NextHop::Postfix(p) => p.log(),
+            NextHop::Sink { .. } => String::new(),
+        }
+    }
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailsift"));
+    c.env_remove("MAILSIFT_CONFIG").env_remove("MAILSIFT_DATA_DIR").env("MAILSIFT_LOG", "warn");
+    c
+}
+
+/// Starts a command and reads its first `n` lines of standard output (the "listening on" lines).
+fn spawn_listening(mut cmd: Command, n: usize) -> (Proc, Vec<String>) {
+    let mut child = Proc(cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap());
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..n {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "the process ended before saying where it listens; lines so far: {lines:?}");
+        lines.push(line.trim_end().to_string());
+    }
+    // Keep draining standard output so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    (child, lines)
+}
+
+fn address(lines: &[String], prefix: &str) -> SocketAddr {
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("mailsift: {prefix}")))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in {lines:?}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The whole stack for one test, stopped when dropped: the gateway, then the next hop, then the files
+/// (fields drop in this order).
+struct Stack {
+    _gateway: Proc,
+    next_hop: NextHop,
+    _work: tempfile::TempDir,
+    smtp: SocketAddr,
+    http: SocketAddr,
+    /// An administrator's API token.
+    token: String,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let work = tempfile::Builder::new().prefix("mailsift-browser-").tempdir().unwrap();
+        let data = work.path().join("data");
+        let next_hop = NextHop::start(work.path());
+        let config = work.path().join("mailsift.toml");
+        std::fs::write(&config, self::config(next_hop.addr())).unwrap();
+
+        let mut add = bin();
+        add.arg("--data-dir").arg(&data).args(["accounts", "add", ADMIN, "--role", "admin"]);
+        let mut child = add.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        writeln!(child.stdin.take().unwrap(), "{ADMIN_PASSWORD}").unwrap();
+        assert!(child.wait().unwrap().success(), "mailsift accounts add failed");
+        let out = bin().arg("--data-dir").arg(&data).args(["accounts", "token", ADMIN]).output().unwrap();
+        assert!(out.status.success(), "mailsift accounts token: {}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+        let mut serve = bin();
+        serve.arg("--config").arg(&config).arg("--data-dir").arg(&data);
+        serve.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+        let (gateway, lines) = spawn_listening(serve, 2);
+        Stack {
+            smtp: address(&lines, "SMTP inbound listening on"),
+            http: address(&lines, "HTTP listening on"),
+            _work: work,
+            next_hop,
+            _gateway: gateway,
+            token,
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    fn api(&self) -> HttpClient {
+        HttpClient::new(self.http).with_header("Authorization", &format!("Bearer {}", self.token))
+    }
+
+    /// Sends one message over SMTP and insists it is accepted (quarantined mail is accepted too).
+    fn send(&self, rcpt: &str, subject: &str, body: &str) {
+        let message = format!(
+            "From: Alice Sender <alice@sender.example>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\n\
+             Date: {}\r\nMessage-ID: <{}@sender.example>\r\n\r\n{body}\r\n",
+            mailsift_smtp::proto::rfc5322_date(mailsift_engine::unix_now()),
+            subject.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        );
+        let (code, text) = smtp_send(self.smtp, "alice@sender.example", &[rcpt], message.as_bytes()).unwrap();
+        assert_eq!(code, 250, "{subject}: {text}");
+    }
+
+    /// The message log entry for a subject, once it is written (the log is written in batches).
+    fn logged(&self, subject: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = self.api().get(&format!("/api/v1/log?subject={}", encode(subject)));
+            assert_eq!(page.status, 200, "{}", page.text());
+            if let Some(e) = page.json()["entries"].as_array().and_then(|a| a.first()).cloned() {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "{subject:?} never appeared in the message log");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Quarantine items (held and released) whose subject contains `subject`.
+    fn quarantined(&self, subject: &str) -> Vec<serde_json::Value> {
+        let r = self.api().get(&format!("/api/v1/quarantine?all=true&subject={}", encode(subject)));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().as_array().unwrap().clone()
+    }
+}
+
+fn subject_of(message: &str) -> &str {
+    message.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("")
+}
+
+fn has_header(message: &str, name: &str) -> bool {
+    let head = message.split("\n\n").next().unwrap_or("");
+    head.lines()
+        .any(|l| l.get(..name.len()).is_some_and(|n| n.eq_ignore_ascii_case(name)) && l[name.len()..].starts_with(':'))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The digest: its text part and links
+
+/// Standard base64 (RFC 4648), line breaks ignored.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c:?}"),
+    };
+    let digits: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').map(value).collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | (u32::from(*d) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// The decoded text/plain part of the digest.
+fn digest_text(digest: &str) -> String {
+    let start = digest.find("Content-Type: text/plain").expect("the digest has a text part");
+    let body = &digest[start..];
+    let body = &body[body.find("\n\n").unwrap() + 2..];
+    let body = &body[..body.find("\n--").unwrap()];
+    String::from_utf8(base64_decode(body)).unwrap()
+}
+
+/// The link on the line `label:` in the digest entry for `subject`.
+fn digest_link(text: &str, subject: &str, label: &str) -> String {
+    let entry =
+        text.split("\r\n\r\n").find(|e| e.contains(&format!("Subject: {subject}"))).expect("an entry for the subject");
+    let line = entry.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label} line in {entry}"));
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The scenarios
+
+#[test]
+fn an_administrator_releases_a_quarantined_message_from_the_log() {
+    let Some(b) = browser() else { return };
+    let started = Instant::now();
+    let stack = Stack::start();
+    let release = "quarantineme: invoice 4411 overdue";
+    let held = "quarantineme: claim your reward";
+    stack.send("bob@example.com", "Lunch on Friday", "Shall we meet at noon?");
+    stack.send("bob@example.com", release, "Please find the overdue invoice attached.");
+    stack.send("alice@example.com", held, "Your reward waits at https://rewards.example.net/claim today.");
+    assert_eq!(stack.logged("Lunch")["action"], "deliver");
+    assert_eq!(stack.logged(release)["action"], "quarantine");
+    assert_eq!(stack.logged(held)["action"], "quarantine");
+    assert_eq!(stack.next_hop.wait_for(1).len(), 1, "only the clean message is delivered before the release");
+
+    let seen = run_browser(
+        &b,
+        "console",
+        &[
+            ("BASE_URL", stack.base_url()),
+            ("ADMIN_NAME", ADMIN.into()),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ("RELEASE_SUBJECT", release.into()),
+            ("HELD_SUBJECT", held.into()),
+        ],
+    );
+    assert_eq!(seen["held_on_dashboard"], "2", "{seen}");
+    assert_eq!(seen["log_rows"], 1, "the search finds only that message: {seen}");
+
+    // The released message reached the next hop once, marked as released; the other is still held.
+    let delivered = stack.next_hop.wait_for(2);
+    let subjects: Vec<&str> = delivered.iter().map(|m| subject_of(m)).collect();
+    assert_eq!(subjects.iter().filter(|s| **s == release).count(), 1, "{subjects:?}\n{}", stack.next_hop.log());
+    assert_eq!(delivered.len(), 2, "{subjects:?}");
+    let released = delivered.iter().find(|m| subject_of(m) == release).unwrap();
+    assert!(has_header(released, "X-Mailsift-Released"), "{released}");
+    assert!(released.contains("overdue invoice attached"), "{released}");
+
+    let items = stack.quarantined(release);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], seen["released_id"]);
+    assert!(items[0]["released_at"].is_i64(), "{items:?}");
+    assert!(stack.quarantined(held)[0]["released_at"].is_null());
+    eprintln!("console scenario: {:.1} s in all", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn an_end_user_releases_a_message_from_a_digest_link() {
+    let Some(b) = browser() else { return };
+    let started = Instant::now();
+    let stack = Stack::start();
+    let release = "quarantineme: your parcel is waiting";
+    let held = "quarantineme: weekly offers";
+    stack.send("carol@example.com", release, "Your parcel could not be delivered.");
+    stack.send("carol@example.com", held, "This week's offers.");
+    assert_eq!(stack.logged(release)["action"], "quarantine");
+    assert_eq!(stack.logged(held)["action"], "quarantine");
+
+    // The digest, sent on demand, goes through the gateway's delivery path to the next hop.
+    let run = stack.api().post_json("/api/v1/digest/send", &serde_json::json!({}));
+    assert_eq!(run.status, 200, "{}", run.text());
+    assert_eq!(run.json()["sent"], serde_json::json!(["carol@example.com"]), "{}", run.text());
+    let delivered = stack.next_hop.wait_for(1);
+    assert_eq!(delivered.len(), 1, "{}", stack.next_hop.log());
+    let digest = &delivered[0];
+    assert!(subject_of(digest).starts_with("Quarantine digest: 2 message(s)"), "{digest}");
+    let text = digest_text(digest);
+    let link = digest_link(&text, release, "Release:");
+    assert!(link.starts_with(&format!("{}/d/", stack.base_url())), "{link}");
+
+    let seen = run_browser(
+        &b,
+        "digest",
+        &[
+            ("BASE_URL", stack.base_url()),
+            ("RELEASE_LINK", link.clone()),
+            ("RELEASE_SUBJECT", release.into()),
+            ("HELD_SUBJECT", held.into()),
+        ],
+    );
+    assert!(seen["reopened"].as_str().unwrap().contains("already released"), "{seen}");
+
+    // Released once: the digest and the message, however often the link is used.
+    let path = link.strip_prefix(&stack.base_url()).unwrap();
+    let again = HttpClient::new(stack.http).post_form(path, &[]);
+    assert_eq!(again.status, 409, "a second release through the link: {}", again.text());
+    let delivered = stack.next_hop.wait_for(2);
+    let subjects: Vec<&str> = delivered.iter().map(|m| subject_of(m)).collect();
+    assert_eq!(delivered.len(), 2, "{subjects:?}\n{}", stack.next_hop.log());
+    let released = delivered.iter().find(|m| subject_of(m) == release).expect("the released message arrived");
+    assert!(has_header(released, "X-Mailsift-Released"), "{released}");
+    assert!(stack.quarantined(release)[0]["released_at"].is_i64());
+    assert!(stack.quarantined(held)[0]["released_at"].is_null());
+    eprintln!("digest scenario: {:.1} s in all", started.elapsed().as_secs_f64());
+}
