@@ -1082,25 +1082,28 @@ pub struct AsfOption {
     pub description: String,
 }
 
-/// The ASF options and the organisation's setting of each (domains override them in their settings).
+/// The ASF options and the organisation's setting of each (domains override them in their settings), from
+/// the registry's ASF symbols, so every option that can fire is listed with its description.
 pub fn asf_list(web: &AppState) -> Vec<AsfOption> {
+    use mailsift_engine::checks::asf;
     let state = web.gateway.state();
     let engine = &state.engine;
-    let asf = serde_json::to_value(&engine.config().asf).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Some(map) = asf.as_object() {
-        for (name, mode) in map {
-            let symbol = format!("ASF_{}", name.to_ascii_uppercase());
-            let description = engine.registry().by_name(&symbol).map(|d| d.description.to_string()).unwrap_or_default();
-            out.push(AsfOption {
-                name: name.clone(),
+    let config = &engine.config().asf;
+    engine
+        .registry()
+        .iter()
+        .filter(|d| d.asf.is_some())
+        .filter_map(|d| {
+            let name = asf::option_key(&d.name)?;
+            let mode = serde_json::to_value(asf::mode_of(&d.name, config)).ok()?;
+            Some(AsfOption {
+                name: name.to_string(),
                 mode: mode.as_str().unwrap_or("").to_string(),
-                symbol,
-                description,
-            });
-        }
-    }
-    out
+                symbol: d.name.clone(),
+                description: d.description.clone(),
+            })
+        })
+        .collect()
 }
 
 #[utoipa::path(get, path = "/api/v1/asf", responses((status = 200, body = Vec<AsfOption>)))]

@@ -387,7 +387,10 @@ fn policy_domains_and_scans_through_the_api() {
 
     // ASF options and the symbol registry.
     let asf = admin.get("/api/v1/asf").json();
-    assert!(asf.as_array().unwrap().iter().any(|o| o["symbol"].as_str().unwrap().starts_with("ASF_")), "{asf}");
+    let asf = asf.as_array().unwrap();
+    assert_eq!(asf.len(), 15, "every option, once: {asf:?}");
+    assert!(asf.iter().all(|o| o["mode"] == "off" && !o["description"].as_str().unwrap().is_empty()), "{asf:?}");
+    assert!(asf.iter().any(|o| o["name"] == "sensitive_word_list" && o["symbol"] == "ASF_SENSITIVE_WORDS"));
     let symbols = admin.get("/api/v1/symbols").json();
     assert!(symbols
         .as_array()
