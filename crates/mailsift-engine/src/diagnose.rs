@@ -25,6 +25,16 @@
 //! how many it would have let through and which of those had been judged spam, so nobody opens a hole
 //! blind.
 //!
+//! The whole public API, for the CLI, the web console and the HTTP API:
+//!
+//! ```text
+//! Observed::from_verdict(&verdict) | Observed::from_headers(&msg) | Observed::from_log(..)   the verdict to explain
+//! diagnose(&engine, &policy_config, &Subject { message, envelope, evidence, observed, source }) -> Diagnosis
+//! try_fix(&engine, &policy_config, &change, &msg, &envelope, &evidence) -> Result<Verdict, DiagnoseError>
+//! replay(&engine, &change, &[PastMessage]) -> Replay
+//! Change::apply_to(&mut EngineConfig, &mut PolicyConfig)      render(&Diagnosis) -> String
+//! ```
+//!
 //! This module does no I/O: the caller (the CLI, the web console) reads the store, gathers evidence and
 //! applies the chosen [`Change`].
 
@@ -108,7 +118,7 @@ impl Observed {
     /// The verdict our headers carry (`X-Mailsift-Score`, `-Action`, `-Symbols`, `-Rule`, `-Id`); None when
     /// the message has none.
     pub fn from_headers(msg: &Message<'_>) -> Option<Observed> {
-        let h = |n: &str| msg.header(&format!("{HEADER_PREFIX}{n}")).map(|v| crate::message::unfold(v));
+        let h = |n: &str| msg.header(&format!("{HEADER_PREFIX}{n}")).map(crate::message::unfold);
         let action = parse_action(h("Action")?.trim())?;
         let score = h("Score")?.split('/').next()?.trim().parse().ok()?;
         let mut symbols: Vec<ObservedSymbol> = h("Symbols")
@@ -556,10 +566,12 @@ fn service_marks(s: &Subject<'_, '_>, service: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for h in &s.message.headers {
         let n = h.name.to_lowercase();
-        if n.starts_with("x-") && !n.starts_with(&HEADER_PREFIX.to_lowercase()) && n.replace('-', "").contains(&label) {
-            if !out.iter().any(|o| o.eq_ignore_ascii_case(&h.name)) {
-                out.push(h.name.clone());
-            }
+        if n.starts_with("x-")
+            && !n.starts_with(&HEADER_PREFIX.to_lowercase())
+            && n.replace('-', "").contains(&label)
+            && !out.iter().any(|o| o.eq_ignore_ascii_case(&h.name))
+        {
+            out.push(h.name.clone());
         }
     }
     out
