@@ -633,8 +633,10 @@ impl Gateway {
                 }
             };
             Counters::bump(&self.counters.connections);
+            // The MTA is one client with many connections (Postfix: one per smtpd process), so only the
+            // total limit applies here, not the per-IP one meant for SMTP clients.
             let ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-            match self.take_slot(ip) {
+            match self.take_slot_for(ip, false) {
                 Some(slot) => {
                     let session = handle(self.clone(), conn, peer);
                     tokio::spawn(async move {
@@ -676,10 +678,16 @@ impl Gateway {
     }
 
     fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        self.take_slot_for(ip, true)
+    }
+
+    fn take_slot_for(self: &Arc<Self>, ip: IpAddr, per_ip_limit: bool) -> Option<Slot> {
         let config = &self.state().config;
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(ip).or_insert(0);
-        if *n >= config.max_connections_per_ip || self.active.load(Ordering::SeqCst) >= config.max_connections {
+        if (per_ip_limit && *n >= config.max_connections_per_ip)
+            || self.active.load(Ordering::SeqCst) >= config.max_connections
+        {
             if *n == 0 {
                 map.remove(&ip);
             }
