@@ -338,7 +338,8 @@ async fn act(
             action: "quarantine",
             answer: answer(250, "2.0.0", format!("Message accepted [ref {id}]")),
             next_hop: None,
-            reason: None,
+            // The log says why, as the quarantine row does (the console's message page shows it).
+            reason: Some(quarantine_reason(verdict)),
         });
     }
     let bytes = final_bytes(tag);

@@ -236,6 +236,7 @@ fn the_log_and_quarantine_are_searched_scoped_and_acted_on() {
         groups.iter().flat_map(|g| g["symbols"].as_array().unwrap()).find(|x| x["name"] == "TEST_QUARANTINE_WORD");
     assert!(sym.is_some(), "{d}");
     assert_eq!(d["quarantine"].as_array().unwrap().len(), 1, "{d}");
+    assert!(d["entry"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "the log says why: {d}");
     assert_eq!(admin.get("/api/v1/log/no-such-ref").status, 404);
 
     // A domain administrator sees their domain only, and nothing of the others.
