@@ -972,7 +972,19 @@ fn content_score(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     d.summary =
         format!("The content was scored as spam ({:.2}, tag at {}), mostly by {main}.", d.score, d.tag_threshold);
     for (name, points, syms) in &by_engine {
-        d.findings.push(format!("{name} added {points:+.2} ({})", syms.join(", ")));
+        let detailed: Vec<String> =
+            syms.iter().take(3).map(|n| format!("{n}: {}", describe(engine, n).trim_end_matches('.'))).collect();
+        let more = if syms.len() > 3 { format!("; and {}", syms[3..].join(", ")) } else { String::new() };
+        let mut name = name.to_string();
+        name[..1].make_ascii_uppercase();
+        d.findings.push(format!("{name} added {points:+.2} ({}{more})", detailed.join("; ")));
+    }
+    if !by_engine.iter().any(|e| e.0 == "the statistical classifiers") {
+        d.findings.push(
+            "The classifiers took no part (not trained, or not enough yet): a report teaches them, but the heuristics' \
+             score stays; `mailsift explain` gives each symbol's remedy."
+                .into(),
+        );
     }
     let reported = match &s.source {
         Source::File(f) => format!("mailsift report --false-positive {}", shell_quote(f)),
