@@ -69,6 +69,10 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(account_remove))
         .routes(routes!(api_token))
         .routes(routes!(crate::digest::send_now))
+        .routes(routes!(crate::diagnosis::log_diagnosis))
+        .routes(routes!(crate::diagnosis::quarantine_diagnosis))
+        .routes(routes!(crate::diagnosis::diagnose_posted))
+        .routes(routes!(crate::diagnosis::apply))
         .split_for_parts()
 }
 
@@ -226,6 +230,31 @@ impl ScanParams {
     }
 }
 
+/// The evidence the gateway would gather for this message: sender facts when DNS is on and the client is
+/// known (inbound), and local reputation. Call on a blocking thread (it waits for DNS).
+pub fn gather_evidence(
+    state: &mailsift_smtp::GatewayState,
+    handle: &tokio::runtime::Handle,
+    raw: &[u8],
+    envelope: &Envelope,
+    msg: &mailsift_engine::Message<'_>,
+) -> mailsift_engine::Evidence {
+    let mut evidence = match (&state.gatherer, envelope.direction, envelope.client_ip) {
+        (Some(g), Direction::Inbound, Some(_)) => {
+            let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
+            mailsift_engine::Evidence::from_sender(handle.block_on(g.gather_with_urls(raw, envelope, &domains)))
+        }
+        _ => mailsift_engine::Evidence::default(),
+    };
+    if let Some(rep) = state.reputation() {
+        let keys = mailsift_engine::evidence::reputation_keys(envelope, msg);
+        if let Ok(facts) = rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(&keys, mailsift_engine::unix_now()) {
+            evidence.reputation = Some(facts);
+        }
+    }
+    evidence
+}
+
 /// Judges a message as the gateway would (sender evidence when DNS is on and an address is known, local
 /// reputation, the stored policy), without any effect: nothing is logged, learned or delivered.
 pub async fn judge(web: &AppState, raw: Vec<u8>, params: &ScanParams) -> Result<ScanAnswer, ApiError> {
@@ -246,20 +275,7 @@ pub async fn judge(web: &AppState, raw: Vec<u8>, params: &ScanParams) -> Result<
         if from_trace {
             envelope.fill_from_trace(&msg);
         }
-        let mut evidence = match (&state.gatherer, envelope.direction, envelope.client_ip) {
-            (Some(g), Direction::Inbound, Some(_)) => {
-                let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-                mailsift_engine::Evidence::from_sender(handle.block_on(g.gather_with_urls(&raw, &envelope, &domains)))
-            }
-            _ => mailsift_engine::Evidence::default(),
-        };
-        if let Some(rep) = state.reputation() {
-            let keys = mailsift_engine::evidence::reputation_keys(&envelope, &msg);
-            if let Ok(facts) = rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(&keys, mailsift_engine::unix_now())
-            {
-                evidence.reputation = Some(facts);
-            }
-        }
+        let evidence = gather_evidence(&state, &handle, &raw, &envelope, &msg);
         let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
         let explanation = mailsift_engine::explain::render(&verdict, engine.registry());
         Ok(ScanAnswer { headers: verdict.headers(), verdict, explanation })

@@ -70,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/quarantine/{id}", get(quarantine_item_page))
         .route("/console/quarantine/{id}/{action}", post(quarantine_action))
         .route("/console/allow", post(allow_sender))
+        .route("/console/diagnosis/apply", post(diagnosis_apply))
         .route("/console/policy", get(policy_page))
         .route("/console/policy/test", post(policy_test))
         .route("/console/policy/rules/{op}", post(rules_op))
@@ -356,10 +357,39 @@ async fn log_detail_page(
         None => Vec::new(),
     };
     let sender = d.entry.from_header.clone().or(d.entry.mail_from.clone()).filter(|s| s.contains('@'));
+    // The diagnosis: why it was judged so, and the narrowest fixes (each tried on this message).
+    let diagnosis =
+        match crate::diagnosis::diagnose_target(&web, &page.principal, crate::diagnosis::Target::Log(reference), None)
+            .await
+        {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "diagnosis failed");
+                None
+            }
+        };
+    let fixes: Vec<serde_json::Value> = diagnosis
+        .as_ref()
+        .map(|r| {
+            r.fixes
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "title": f.fix.title, "note": f.fix.note, "command": f.fix.command,
+                        "change": serde_json::to_string(&f.fix.change).unwrap_or_default(),
+                        "with_fix": f.with_fix,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let quarantine_id = d.quarantine.first().map(|q| q.id);
     render(
         &web,
         "log_detail.html",
-        context! { title => "Message", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash, d, headers, sender },
+        context! { title => "Message", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash, d, headers, sender,
+        diagnosis => diagnosis.as_ref().map(|r| &r.diagnosis), category => diagnosis.as_ref().map(|r| r.diagnosis.category.title()),
+        fixes, quarantine_id },
     )
 }
 
@@ -881,5 +911,22 @@ async fn link_action(State(web): State<AppState>, Path(token): Path<String>) -> 
             ),
         )
             .into_response(),
+    }
+}
+
+/// "Apply" on a fix the diagnosis proposed (administrators).
+async fn diagnosis_apply(State(web): State<AppState>, page: Page, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let change: mailsift_engine::diagnose::Change = match f.all("change").first().map(|c| serde_json::from_str(c)) {
+        Some(Ok(c)) => c,
+        _ => return error_page(StatusCode::BAD_REQUEST, "Not a fix", "the form carries no fix to apply"),
+    };
+    let quarantine_id = f.get("quarantine_id").and_then(|q| q.parse().ok());
+    match crate::diagnosis::apply_change(&web, &page.principal, change, quarantine_id).await {
+        Ok(done) => back(f.get("back").unwrap_or("/console/log"), &format!("fix applied: {done}")),
+        Err(e) => api_error_page(e),
     }
 }

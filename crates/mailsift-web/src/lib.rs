@@ -12,6 +12,7 @@ pub mod auth;
 pub mod charts;
 pub mod config;
 pub mod console;
+pub mod diagnosis;
 pub mod digest;
 pub mod metrics;
 pub mod tokens;

@@ -511,7 +511,7 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
     ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
-    assert_eq!(paths.len(), 29, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 33, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 /// The links in the digest addressed to `rcpt` at the next hop, in order (release, approve, block per item,
@@ -691,4 +691,79 @@ fn the_console_can_be_served_over_https() {
     let addr = s.http;
     let plain = std::panic::catch_unwind(move || HttpClient::new(addr).get("/login").status);
     assert!(plain.map(|st| st != 200).unwrap_or(true));
+}
+
+#[test]
+fn diagnosis_of_a_web_form_proposes_the_sending_server_and_applying_it_lets_only_that_server_through() {
+    let s = start();
+    let mut admin = s.login("admin", ADMIN_PW);
+    // Protect example.com: only 192.0.2.0/24 may send as it.
+    let r = admin.put_json(
+        "/api/v1/domains/example.com",
+        &json!({ "next_hop": s.sink.addr().to_string(), "sending_servers": ["192.0.2.0/24"] }),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let form = "From: forms@example.com\r\nTo: staff@example.com\r\nSubject: Contact form: new enquiry\r\n\
+Date: Fri, 27 Nov 2026 09:00:00 +0000\r\nMessage-ID: <f1@web01.hosting.example>\r\n\r\nName: Jo\r\nMessage: please call me back\r\n";
+    let q = "?ip=203.0.113.5&helo=web01.hosting.example&mail_from=forms%40example.com&rcpt=staff%40example.com";
+    let r = admin.post_bytes(&format!("/api/v1/diagnose{q}"), "message/rfc822", form.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = r.json();
+    assert_eq!(d["diagnosis"]["category"], "policy", "{d}");
+    assert_eq!(d["diagnosis"]["cause"], "web_application", "{d}");
+    assert!(d["text"].as_str().unwrap().contains("203.0.113.5"), "{d}");
+    let fix = &d["fixes"][0];
+    assert_eq!(
+        fix["fix"]["change"],
+        json!({ "kind": "add_sending_server", "domain": "example.com", "server": "203.0.113.5" })
+    );
+    assert_eq!(fix["with_fix"]["action"], "deliver", "{d}");
+    // Only administrators diagnose and apply.
+    let mut bob = s.login("bob@example.com", BOB_PW);
+    assert_eq!(bob.post_bytes(&format!("/api/v1/diagnose{q}"), "message/rfc822", form.as_bytes()).status, 403);
+    assert_eq!(bob.post_json("/api/v1/diagnosis/apply", &json!({ "change": fix["fix"]["change"] })).status, 403);
+    let r = admin.post_json("/api/v1/diagnosis/apply", &json!({ "change": fix["fix"]["change"] }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dom = admin.get("/api/v1/domains/example.com").json();
+    assert_eq!(dom["settings"]["sending_servers"], json!(["192.0.2.0/24", "203.0.113.5"]));
+    assert!(dom["settings"]["next_hop"].is_string(), "the rest of the domain's settings are kept");
+    // The form now passes; the same message from anywhere else is still caught as spoofing.
+    let scan = |c: &mut HttpClient, ip: &str| {
+        let q = format!("?ip={ip}&mail_from=forms%40example.com&rcpt=staff%40example.com");
+        c.post_bytes(&format!("/api/v1/scan{q}"), "message/rfc822", form.as_bytes()).json()
+    };
+    let ok = scan(&mut admin, "203.0.113.5");
+    assert_eq!(ok["verdict"]["action"], "deliver", "{ok}");
+    let spoofed = scan(&mut admin, "198.51.100.9");
+    assert!(
+        spoofed["verdict"]["symbols"].as_array().unwrap().iter().any(|x| x["name"] == "SPOOF_OWN_DOMAIN"),
+        "{spoofed}"
+    );
+    assert_ne!(spoofed["verdict"]["action"], "deliver");
+}
+
+#[test]
+fn a_quarantined_message_is_diagnosed_on_its_page_and_over_the_api_with_a_replay() {
+    let s = start();
+    assert_eq!(s.send("bob@example.com", "quarantineme newsletter").0, 250);
+    s.flush();
+    let mut admin = s.login("admin", ADMIN_PW);
+    let item = s.quarantined()[0].clone();
+    let r = admin.get(&format!("/api/v1/quarantine/{}/diagnosis?replay_days=7", item.id));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = r.json();
+    // A configured phrase rule is content evidence: the engine proposes a report (and says the heuristics'
+    // score stays).
+    assert_eq!(d["diagnosis"]["category"], "content", "{d}");
+    assert_eq!(d["fixes"][0]["fix"]["change"], json!({ "kind": "report", "spam": false }), "{d}");
+    assert!(d["fixes"].as_array().unwrap().iter().all(|f| f["replay"].is_object()), "{d}");
+    assert_eq!(admin.get(&format!("/api/v1/quarantine/{}/diagnosis?replay_days=0", item.id)).status, 400);
+    let by_log = admin.get(&format!("/api/v1/log/{}/diagnosis", item.reference_id)).json();
+    assert_eq!(by_log["diagnosis"]["category"], "content");
+    // The console's message page shows it.
+    let mut c = s.client();
+    c.post_form("/login", &[("name", "admin"), ("password", ADMIN_PW)]);
+    let page = c.get(&format!("/console/log/{}", item.reference_id)).text();
+    assert!(page.contains("id=\"diagnosis\""), "{page}");
+    assert!(page.contains("TEST_QUARANTINE_WORD"));
 }

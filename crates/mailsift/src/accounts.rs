@@ -54,7 +54,8 @@ pub fn run(data_dir: &Path, cmd: &AccountsCommand) -> Result<()> {
     let now = mailsift_engine::unix_now();
     match cmd {
         AccountsCommand::Add { name, role, domain } => {
-            let role = Role::parse(role).with_context(|| format!("--role {role:?}: give admin, domain_admin or user"))?;
+            let role =
+                Role::parse(role).with_context(|| format!("--role {role:?}: give admin, domain_admin or user"))?;
             if role == Role::DomainAdmin && domain.is_empty() {
                 bail!("a domain administrator needs --domain");
             }

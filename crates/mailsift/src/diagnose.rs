@@ -18,7 +18,7 @@ use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, PastMessage, 
 use mailsift_engine::policy::{Policy, PolicyConfig};
 use mailsift_engine::{Engine, Envelope, Evidence, Verdict};
 use mailsift_smtp::config::DomainConfig;
-use mailsift_store::{Database, ListEntry, LogQuery, PolicyStore, QuarantineQuery};
+use mailsift_store::{Database, ListEntry, PolicyStore, QuarantineQuery};
 
 use crate::EnvelopeArgs;
 
@@ -348,20 +348,7 @@ fn load(db: Option<&Database>, args: &DiagnoseArgs) -> Result<Loaded> {
     Ok(Loaded { source, raw, recorded: Some(RecordedVerdict::Log(Box::new(entry))), envelope, label })
 }
 
-fn envelope_of_log(e: &mailsift_store::LogEntry) -> Envelope {
-    Envelope {
-        client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
-        helo: e.helo.clone(),
-        mail_from: e.mail_from.clone(),
-        rcpt_to: e.recipients.clone(),
-        direction: if e.direction == "outbound" {
-            mailsift_engine::Direction::Outbound
-        } else {
-            mailsift_engine::Direction::Inbound
-        },
-        ..Envelope::default()
-    }
-}
+use mailsift_web::diagnosis::envelope_of_log;
 
 /// A message-log row without a copy: the headers the log keeps, as a message.
 fn rebuilt_from_log(l: &Loaded) -> Vec<u8> {
@@ -380,37 +367,9 @@ fn rebuilt_from_log(l: &Loaded) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// The message log of the last `days` days, with the quarantined copies (shared with the web console).
 fn past_messages(db: &Database, days: u64) -> Result<Vec<PastMessage>> {
-    let since = mailsift_engine::unix_now() - (days as i64) * 86_400;
-    let rows = db.log_search(&LogQuery { since: Some(since), limit: 100_000, ..Default::default() })?;
-    let held = db.quarantine_list(&QuarantineQuery {
-        since: Some(since),
-        include_released: true,
-        limit: 100_000,
-        ..Default::default()
-    })?;
-    let mut out = Vec::with_capacity(rows.len());
-    for e in rows {
-        let raw = match held.iter().find(|q| q.reference_id == e.reference_id) {
-            Some(q) => db.quarantine_raw(q.id)?,
-            None => None,
-        };
-        out.push(PastMessage {
-            reference_id: e.reference_id,
-            time: e.time,
-            client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
-            helo: e.helo,
-            mail_from: e.mail_from,
-            recipients: e.recipients,
-            from_header: e.from_header,
-            subject: e.subject,
-            score: e.score,
-            symbols: e.symbols,
-            action: e.action,
-            raw,
-        });
-    }
-    Ok(out)
+    Ok(mailsift_web::diagnosis::past_messages(db, mailsift_engine::unix_now() - (days as i64) * 86_400)?)
 }
 
 // ---- the engine and policy as the gateway has them ----

@@ -1,0 +1,417 @@
+//! Diagnosis over HTTP: the engine's `diagnose` (why a message was judged as it was, and the narrowest
+//! fixes) for a logged or quarantined message or a posted one, with each fix tried on the message and,
+//! when asked, replayed over the message log; and applying a fix. The message page of the console shows
+//! the same report.
+//!
+//! The engine and policy are the running gateway's (the recipient domain's engine, the configuration's
+//! policy followed by the stored one), so the diagnosis is of the gateway as it is now. Reading the store
+//! and gathering evidence happen here; the engine's `diagnose` module does no I/O.
+
+use std::collections::BTreeMap;
+
+use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, PastMessage, Replay, Source, Subject};
+use mailsift_engine::policy::PolicyConfig;
+use mailsift_engine::{Envelope, Evidence};
+use mailsift_smtp::config::DomainConfig;
+use mailsift_store::{Database, ListEntry, LogEntry, LogQuery, PolicyStore, QuarantineQuery};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::api::{self, blocking, ScanParams};
+use crate::auth::{domain_of, Principal};
+use crate::{ApiError, AppState};
+
+/// What to diagnose.
+pub enum Target {
+    Quarantine(i64),
+    Log(String),
+    /// A posted message: diagnosed from our headers when it has them, else scanned afresh.
+    Raw(Vec<u8>, ScanParams),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FixReport {
+    #[schema(value_type = Object)]
+    pub fix: diagnose::Fix,
+    /// This message judged with the fix in place (action, score, SCL, what decided), or why it cannot be tried.
+    #[schema(value_type = Object)]
+    pub with_fix: Option<serde_json::Value>,
+    /// The fix held against the message log (when `replay_days` was given).
+    #[schema(value_type = Object)]
+    pub replay: Option<Replay>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DiagnosisReport {
+    #[schema(value_type = Object)]
+    pub source: Source,
+    /// Where the verdict was read: "scan", "headers" or "log".
+    pub read_from: String,
+    #[schema(value_type = Object)]
+    pub diagnosis: Diagnosis,
+    /// The diagnosis in words, as `mailsift diagnose` prints it.
+    pub text: String,
+    pub fixes: Vec<FixReport>,
+}
+
+/// The envelope a message-log row records.
+pub fn envelope_of_log(e: &LogEntry) -> Envelope {
+    Envelope {
+        client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
+        helo: e.helo.clone(),
+        mail_from: e.mail_from.clone(),
+        rcpt_to: e.recipients.clone(),
+        direction: if e.direction == "outbound" {
+            mailsift_engine::Direction::Outbound
+        } else {
+            mailsift_engine::Direction::Inbound
+        },
+        ..Envelope::default()
+    }
+}
+
+/// The message log since `since`, with the raw message where the quarantine still holds a copy: what a
+/// fix is replayed against.
+pub fn past_messages(db: &Database, since: i64) -> Result<Vec<PastMessage>, mailsift_store::StoreError> {
+    let rows = db.log_search(&LogQuery { since: Some(since), limit: 100_000, ..Default::default() })?;
+    let held = db.quarantine_list(&QuarantineQuery {
+        since: Some(since),
+        include_released: true,
+        limit: 100_000,
+        ..Default::default()
+    })?;
+    let by_reference: BTreeMap<&str, i64> = held.iter().map(|q| (q.reference_id.as_str(), q.id)).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for e in rows {
+        let raw = match by_reference.get(e.reference_id.as_str()) {
+            Some(id) => db.quarantine_raw(*id)?,
+            None => None,
+        };
+        out.push(PastMessage {
+            reference_id: e.reference_id,
+            time: e.time,
+            client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
+            helo: e.helo,
+            mail_from: e.mail_from,
+            recipients: e.recipients,
+            from_header: e.from_header,
+            subject: e.subject,
+            score: e.score,
+            symbols: e.symbols,
+            action: e.action,
+            raw,
+        });
+    }
+    Ok(out)
+}
+
+/// The policy in force: the configuration's, then the store's.
+pub fn policy_in_force(config_policy: &PolicyConfig, db: &Database) -> Result<PolicyConfig, ApiError> {
+    let mut all = config_policy.clone();
+    let stored = db.load_policy().map_err(api::policy_error)?;
+    all.rules.extend(stored.config.rules);
+    all.allow.extend(stored.config.allow);
+    all.block.extend(stored.config.block);
+    Ok(all)
+}
+
+/// A message-log row without a copy: the headers the log keeps, as a message.
+fn rebuilt_from_log(e: &LogEntry) -> Vec<u8> {
+    let mut m = String::new();
+    for (name, value) in [("From", &e.from_header), ("Subject", &e.subject), ("Message-ID", &e.message_id)] {
+        if let Some(v) = value {
+            m.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    m.push_str("\r\n");
+    m.into_bytes()
+}
+
+/// Diagnoses a message the caller may see.
+pub async fn diagnose_target(
+    web: &AppState,
+    p: &Principal,
+    target: Target,
+    replay_days: Option<u64>,
+) -> Result<DiagnosisReport, ApiError> {
+    if !p.is_manager() {
+        return Err(ApiError::forbidden("diagnosis is for administrators"));
+    }
+    // Read what is known: the raw message, the log row, the envelope.
+    let (source, raw, log, mut envelope, from_trace) = match target {
+        Target::Quarantine(id) => {
+            let (item, raw) = api::quarantine_item(web, p, id).await?;
+            let db = web.db.clone();
+            let r = item.reference_id.clone();
+            let log = blocking(move || Ok(db.log_get(&r)?)).await?;
+            let mut env = log.as_ref().map(envelope_of_log).unwrap_or_default();
+            if env.rcpt_to.is_empty() {
+                env.rcpt_to = vec![item.recipient.clone()];
+            }
+            env.mail_from = env.mail_from.or(item.mail_from.clone());
+            (Source::Quarantine(id), Some(raw), log, env, false)
+        }
+        Target::Log(reference) => {
+            let detail = api::log_detail(web, p, &reference).await?;
+            let env = envelope_of_log(&detail.entry);
+            match detail.quarantine.first() {
+                Some(q) => {
+                    let (_, raw) = api::quarantine_item(web, p, q.id).await?;
+                    (Source::Quarantine(q.id), Some(raw), Some(detail.entry), env, false)
+                }
+                None => (Source::Log(reference), None, Some(detail.entry), env, false),
+            }
+        }
+        Target::Raw(raw, params) => {
+            let env = params.envelope()?;
+            (Source::File("posted message".into()), Some(raw), None, env, params.from_trace)
+        }
+    };
+    let gateway = web.gateway.clone();
+    let handle = tokio::runtime::Handle::current();
+    let db = web.db.clone();
+    blocking(move || {
+        if let Err(e) = gateway.refresh_policy(false) {
+            tracing::warn!(error = %e, "policy not reloaded for the diagnosis");
+        }
+        let state = gateway.state();
+        let domain = envelope.rcpt_to.first().map(|r| domain_of(r).to_ascii_lowercase()).unwrap_or_default();
+        let engine = state.engine_for(&domain).clone();
+        let policy = policy_in_force(&engine.config().policy, &db)?;
+        let compiled = gateway.policy();
+        let clean = raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));
+        let empty = log.as_ref().map(rebuilt_from_log).unwrap_or_default();
+        let msg = engine.parse(clean.as_deref().unwrap_or(&empty));
+        if from_trace {
+            envelope.fill_from_trace(&msg);
+        }
+        let evidence = match &clean {
+            Some(raw) => api::gather_evidence(&state, &handle, raw, &envelope, &msg),
+            None => Evidence::default(),
+        };
+        let with_headers = raw.as_deref().map(|r| engine.parse(r)).and_then(|m| Observed::from_headers(&m));
+        let observed = match (&log, with_headers) {
+            (Some(e), _) => Observed::from_log(&e.reference_id, e.score.unwrap_or(0.0), &e.action, &e.symbols, e.reason.as_deref()),
+            (None, Some(o)) => o,
+            (None, None) => {
+                Observed::from_verdict(&engine.judge_with_policy(&msg, &envelope, &evidence, &compiled))
+            }
+        };
+        let subject =
+            Subject { message: &msg, envelope: &envelope, evidence: &evidence, observed: &observed, source: source.clone() };
+        let diagnosis = diagnose::diagnose(&engine, &policy, &subject);
+        let past = match replay_days {
+            Some(days) => past_messages(&db, mailsift_engine::unix_now() - days as i64 * 86_400)?,
+            None => Vec::new(),
+        };
+        let fixes = diagnosis
+            .fixes
+            .iter()
+            .map(|f| FixReport {
+                fix: f.clone(),
+                with_fix: clean.as_ref().map(|_| {
+                    match diagnose::try_fix(&engine, &policy, &f.change, &msg, &envelope, &evidence) {
+                        Ok(v) => serde_json::json!({ "action": v.action, "score": v.score, "scl": v.scl, "decided_by": v.decided_by }),
+                        Err(e) => serde_json::json!({ "error": e.to_string() }),
+                    }
+                }),
+                replay: replay_days.map(|_| diagnose::replay(&engine, &f.change, &past)),
+            })
+            .collect();
+        Ok(DiagnosisReport {
+            source,
+            read_from: observed.from.to_string(),
+            text: diagnose::render(&diagnosis),
+            diagnosis,
+            fixes,
+        })
+    })
+    .await
+}
+
+/// Makes a proposed change in the store (administrators only): the same changes `mailsift diagnose --apply`
+/// makes. A report needs the message: give the quarantine item it came from.
+pub async fn apply_change(
+    web: &AppState,
+    p: &Principal,
+    change: Change,
+    quarantine_id: Option<i64>,
+) -> Result<String, ApiError> {
+    if !p.is_admin() {
+        return Err(ApiError::forbidden("applying a fix needs an administrator"));
+    }
+    if let Change::Report { spam } = change {
+        let id =
+            quarantine_id.ok_or_else(|| ApiError::bad_request("a report needs the quarantine item (quarantine_id)"))?;
+        let (_, raw) = api::quarantine_item(web, p, id).await?;
+        let side = if spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
+        return Ok(api::report(web, p, raw, side, format!("diagnosis of quarantine item {id}")).await?.result);
+    }
+    let state = web.gateway.state();
+    let config_rules: Vec<String> =
+        state.engine.config().policy.rules.iter().map(|r| r.name.trim().to_ascii_lowercase()).collect();
+    let protected = state.engine.config().organisation.protected.clone();
+    let w = web.clone();
+    blocking(move || {
+        let db = &w.db;
+        let domain_to_store = |name: &str| -> Result<DomainConfig, ApiError> {
+            let mut d = api::all_domains(&w)?
+                .into_iter()
+                .find(|(d, _)| d.name.eq_ignore_ascii_case(name))
+                .map(|(d, _)| d)
+                .unwrap_or_else(|| DomainConfig { name: name.to_ascii_lowercase(), ..Default::default() });
+            // Keep what the configuration's anti-spoofing settings say for it.
+            if let Some(pd) = protected.iter().find(|pd| pd.domain.eq_ignore_ascii_case(name)) {
+                for s in &pd.sending_servers {
+                    if !d.sending_servers.contains(s) {
+                        d.sending_servers.push(s.clone());
+                    }
+                }
+                for r in &pd.trusted_relays {
+                    if !d.trusted_relays.contains(r) {
+                        d.trusted_relays.push(r.clone());
+                    }
+                }
+            }
+            Ok(d)
+        };
+        let put = |d: &DomainConfig| -> Result<(), ApiError> {
+            api::validate_domain(d)?;
+            db.domain_put(
+                &d.name,
+                &serde_json::to_string(d).map_err(ApiError::internal)?,
+                mailsift_engine::unix_now(),
+            )?;
+            Ok(())
+        };
+        match change {
+            Change::AddSendingServer { domain, server } => {
+                let mut d = domain_to_store(&domain)?;
+                if !d.sending_servers.contains(&server) {
+                    d.sending_servers.push(server.clone());
+                }
+                put(&d)?;
+                Ok(format!("{domain}: {server} added to the sending servers"))
+            }
+            Change::SetAsf { domain, option, mode } => {
+                let mut d = domain_to_store(&domain)?;
+                d.asf.insert(option.clone(), mode);
+                put(&d)?;
+                Ok(format!("{domain}: ASF option {option} set"))
+            }
+            Change::AddRule { rule } => {
+                if config_rules.contains(&rule.name.trim().to_ascii_lowercase()) {
+                    return Err(ApiError::bad_request(format!(
+                        "the configuration file has a rule named {:?}",
+                        rule.name
+                    )));
+                }
+                let name = rule.name.clone();
+                db.rule_add(rule, Some(0)).map_err(api::policy_error)?;
+                Ok(format!("rule {name:?} added at the top"))
+            }
+            Change::ReplaceRule { name, rule } => {
+                if config_rules.contains(&name.trim().to_ascii_lowercase()) {
+                    return Err(ApiError::bad_request(format!(
+                        "rule {name:?} is in the configuration file: change it there"
+                    )));
+                }
+                db.rule_replace(&name, rule).map_err(api::policy_error)?;
+                Ok(format!("rule {name:?} replaced"))
+            }
+            Change::AddAllow { entry } => {
+                let e = ListEntry::Allow(entry);
+                let what = e.describe();
+                let id = db.list_add(e).map_err(api::policy_error)?;
+                Ok(format!("added {what} (entry {id})"))
+            }
+            Change::AddBlock { entry } => {
+                let e = ListEntry::Block(entry);
+                let what = e.describe();
+                let id = db.list_add(e).map_err(api::policy_error)?;
+                Ok(format!("added {what} (entry {id})"))
+            }
+            Change::RemoveEntry { id } => {
+                let n: i64 =
+                    id.parse().map_err(|_| ApiError::bad_request(format!("entry {id} is not a stored entry")))?;
+                db.list_remove(n).map_err(api::policy_error)?;
+                Ok(format!("removed entry {id}"))
+            }
+            Change::Report { .. } => unreachable!("handled above"),
+        }
+    })
+    .await
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReplayParams {
+    /// Also replay each fix over this many days of the message log.
+    pub replay_days: Option<u64>,
+}
+
+fn replay_days(p: &ReplayParams) -> Result<Option<u64>, ApiError> {
+    match p.replay_days {
+        Some(d) if d == 0 || d > 365 => Err(ApiError::bad_request("replay_days: 1 to 365")),
+        d => Ok(d),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/log/{reference}/diagnosis", params(("reference" = String, Path), ReplayParams),
+    responses((status = 200, body = DiagnosisReport), (status = 403), (status = 404)))]
+pub async fn log_diagnosis(
+    axum::extract::State(web): axum::extract::State<AppState>,
+    caller: crate::Caller,
+    axum::extract::Path(reference): axum::extract::Path<String>,
+    axum::extract::Query(p): axum::extract::Query<ReplayParams>,
+) -> Result<axum::Json<DiagnosisReport>, ApiError> {
+    let days = replay_days(&p)?;
+    Ok(axum::Json(diagnose_target(&web, &caller.principal, Target::Log(reference), days).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/quarantine/{id}/diagnosis", params(("id" = i64, Path), ReplayParams),
+    responses((status = 200, body = DiagnosisReport), (status = 403), (status = 404)))]
+pub async fn quarantine_diagnosis(
+    axum::extract::State(web): axum::extract::State<AppState>,
+    caller: crate::Caller,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    axum::extract::Query(p): axum::extract::Query<ReplayParams>,
+) -> Result<axum::Json<DiagnosisReport>, ApiError> {
+    let days = replay_days(&p)?;
+    Ok(axum::Json(diagnose_target(&web, &caller.principal, Target::Quarantine(id), days).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/diagnose", params(ScanParams),
+    request_body(content = Vec<u8>, content_type = "message/rfc822", description = "The raw message, with or without our headers"),
+    responses((status = 200, body = DiagnosisReport), (status = 400), (status = 403)))]
+pub async fn diagnose_posted(
+    axum::extract::State(web): axum::extract::State<AppState>,
+    caller: crate::Caller,
+    axum::extract::Query(params): axum::extract::Query<ScanParams>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<DiagnosisReport>, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("POST the raw message as the request body"));
+    }
+    Ok(axum::Json(diagnose_target(&web, &caller.principal, Target::Raw(body.to_vec(), params), None).await?))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub struct ApplyRequest {
+    /// A fix's `change`, as a diagnosis gave it.
+    #[schema(value_type = Object)]
+    pub change: Change,
+    /// For a report: the quarantined copy to learn.
+    pub quarantine_id: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/diagnosis/apply", request_body = ApplyRequest,
+    responses((status = 200, body = Object), (status = 400), (status = 403)))]
+pub async fn apply(
+    axum::extract::State(web): axum::extract::State<AppState>,
+    caller: crate::Caller,
+    axum::Json(req): axum::Json<ApplyRequest>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let result = apply_change(&web, &caller.principal, req.change, req.quarantine_id).await?;
+    Ok(axum::Json(serde_json::json!({ "result": result })))
+}
