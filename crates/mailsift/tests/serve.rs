@@ -51,7 +51,7 @@ fn serve(data: &Path, config: Option<&Path>) -> (Proc, SocketAddr) {
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
     spawn_listening(cmd)
 }
 
