@@ -257,6 +257,12 @@ pub struct DomainConfig {
 }
 
 impl DomainConfig {
+    /// Checks one domain's settings as the gateway would, naming the field (for settings stored from the
+    /// command line, the console or a diagnosis).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        SmtpConfig { domains: vec![self.clone()], ..Default::default() }.validate()
+    }
+
     /// Whether the domain changes how mail to it is judged (so it needs an engine of its own).
     pub fn has_engine_overrides(&self) -> bool {
         self.thresholds.is_some() || !self.asf.is_empty()

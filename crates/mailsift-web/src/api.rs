@@ -1037,8 +1037,7 @@ async fn domain_get(State(web): State<AppState>, caller: Caller, Path(name): Pat
 
 /// Checks a domain's settings as the gateway would, naming the field.
 pub fn validate_domain(d: &DomainConfig) -> Result<(), ApiError> {
-    let config = mailsift_smtp::SmtpConfig { domains: vec![d.clone()], ..Default::default() };
-    config.validate().map_err(|e| ApiError::bad_request(e.to_string()))
+    d.validate().map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 pub async fn store_domain(web: &AppState, p: &Principal, d: DomainConfig) -> Result<(), ApiError> {

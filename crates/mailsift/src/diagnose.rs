@@ -556,8 +556,7 @@ fn domain_to_store(db: &Database, engine: &Engine, configured: &[DomainConfig], 
 }
 
 fn put_domain(db: &Database, d: &DomainConfig) -> Result<()> {
-    let config = mailsift_smtp::SmtpConfig { domains: vec![d.clone()], ..Default::default() };
-    config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    d.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     db.domain_put(&d.name, &serde_json::to_string(d)?, mailsift_engine::unix_now())?;
     Ok(())
 }

@@ -57,8 +57,7 @@ pub struct DomainArgs {
 
 /// Checks a domain's settings as the gateway would, naming the field.
 fn validate(d: &DomainConfig) -> Result<()> {
-    let config = mailsift_smtp::SmtpConfig { domains: vec![d.clone()], ..Default::default() };
-    config.validate().map_err(|e| anyhow::anyhow!("{e}"))
+    d.validate().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn open(data_dir: &Path) -> Result<Database> {
