@@ -208,6 +208,11 @@ impl Engine {
                 verdict.defer = Some(format!("sender checks incomplete ({}): try again later", failed.join(", ")));
             }
         }
+        if verdict.authentication_results.is_none() {
+            // Always our own results, even with nothing checked (RFC 8601 §2.2 "none"): with our forged-id
+            // copies removed, a downstream filter never sees an unopposed claim in our name.
+            verdict.authentication_results = Some(format!("{}; none", self.config.dns.hostname));
+        }
         self.apply_policy(&mut verdict, policy, envelope, msg, evidence, now, dmarc_policy);
         verdict
     }

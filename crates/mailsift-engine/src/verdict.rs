@@ -189,6 +189,11 @@ impl Verdict {
         h
     }
 
+    /// Our authserv-id, as written in our Authentication-Results.
+    pub fn authserv_id(&self) -> Option<&str> {
+        self.authentication_results.as_deref().and_then(|a| a.split(';').next()).map(str::trim)
+    }
+
     /// The message with any incoming `X-Mailsift-*` headers removed (nobody may forge our verdict) and ours
     /// added at the top.
     pub fn apply_headers(&self, raw: &[u8]) -> Vec<u8> {
@@ -203,55 +208,144 @@ impl Verdict {
             );
             out.extend_from_slice(nl);
         }
-        let authserv_id = self.authentication_results.as_deref().and_then(|a| a.split(';').next()).map(str::trim);
-        out.extend_from_slice(&strip_own_headers(raw, authserv_id));
+        out.extend_from_slice(&strip_own_headers(raw, self.authserv_id()));
         out
     }
 }
 
 /// Removes every `X-Mailsift-*` field (with its continuation lines) from the top-level header block, and
-/// every `Authentication-Results` field that claims our authserv-id (RFC 8601 §5: a receiver removes
-/// results that pretend to be its own).
+/// every `Authentication-Results` field that claims our authserv-id in any RFC 8601 form (RFC 8601 §5: a
+/// receiver removes results that pretend to be its own). A field is judged whole, continuation lines
+/// included, so an id folded onto the next line is seen.
 pub fn strip_own_headers(raw: &[u8], authserv_id: Option<&str>) -> Vec<u8> {
-    const AR: &[u8] = b"Authentication-Results:";
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
-    let mut skipping = false;
-    let mut in_headers = true;
+    // The current field: where it starts in `raw` and whether it is kept.
+    let mut field_start: Option<usize> = None;
+    let flush = |out: &mut Vec<u8>, start: usize, end: usize| {
+        let field = &raw[start..end];
+        if !is_own_field(field, authserv_id) {
+            out.extend_from_slice(field);
+        }
+    };
     while i < raw.len() {
-        let end = raw[i..].iter().position(|&b| b == b'\n').map(|p| i + p + 1).unwrap_or(raw.len());
+        let end = memchr::memchr(b'\n', &raw[i..]).map(|p| i + p + 1).unwrap_or(raw.len());
         let line = &raw[i..end];
-        if in_headers {
-            if line == b"\n" || line == b"\r\n" {
-                in_headers = false;
-                skipping = false;
-            } else if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
-                // Continuation of the previous field.
-            } else {
-                let ours = line.len() >= HEADER_PREFIX.len()
-                    && line[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX.as_bytes());
-                let forged_results = authserv_id.is_some_and(|id| {
-                    line.len() > AR.len() && line[..AR.len()].eq_ignore_ascii_case(AR) && {
-                        let value = String::from_utf8_lossy(&line[AR.len()..]);
-                        value
-                            .trim_start()
-                            .split([';', ' ', '\t', '\r', '\n'])
-                            .next()
-                            .is_some_and(|v| v.eq_ignore_ascii_case(id))
-                    }
-                });
-                skipping = ours || forged_results;
-            }
-            if !skipping {
-                out.extend_from_slice(line);
-            }
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') && field_start.is_some() {
+            // Continuation of the current field.
         } else {
-            out.extend_from_slice(&raw[i..]);
-            break;
+            if let Some(start) = field_start.take() {
+                flush(&mut out, start, i);
+            }
+            if line == b"\n" || line == b"\r\n" {
+                out.extend_from_slice(&raw[i..]);
+                return out;
+            }
+            field_start = Some(i);
         }
         i = end;
     }
+    if let Some(start) = field_start {
+        flush(&mut out, start, raw.len());
+    }
     out
+}
+
+/// Whether one header field (name, colon, value, continuation lines) is ours to remove.
+fn is_own_field(field: &[u8], authserv_id: Option<&str>) -> bool {
+    let Some(colon) = memchr::memchr(b':', field) else {
+        return false;
+    };
+    // RFC 5322's obsolete syntax allows white space between the name and the colon; readers accept it.
+    let name = field[..colon].trim_ascii();
+    if name.len() >= HEADER_PREFIX.len() && name[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX.as_bytes()) {
+        return true;
+    }
+    if !name.eq_ignore_ascii_case(b"Authentication-Results") {
+        return false;
+    }
+    let Some(id) = authserv_id else {
+        return false;
+    };
+    claims_authserv_id(&String::from_utf8_lossy(&field[colon + 1..]), id)
+}
+
+/// Whether an `Authentication-Results` value claims to come from `id`. Reads the authserv-id the way RFC
+/// 8601 §2.2 writes it (comments and folding white space before it, a quoted string, a trailing dot, any
+/// case); a value whose id cannot be read is checked by whether our id appears anywhere before the first
+/// `;`, so an odd form errs towards removal. Comments are skipped with a depth counter, not recursion.
+pub fn claims_authserv_id(value: &str, id: &str) -> bool {
+    let want = normalise_id(id);
+    if want.is_empty() {
+        return false;
+    }
+    match authserv_id(value) {
+        Some(found) if normalise_id(&found) == want => true,
+        _ => {
+            // The part before the first ';', comments included: a lenient reader downstream may take a word
+            // there for the id, and removing someone else's results costs nothing.
+            let head = value.split(';').next().unwrap_or(value);
+            head.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\\' | '(' | ')'))
+                .any(|w| !w.is_empty() && normalise_id(w) == want)
+        }
+    }
+}
+
+/// The authserv-id of an `Authentication-Results` value (RFC 8601 §2.2: a token or a quoted string after
+/// optional comments and folding white space), or None when the value does not start with one.
+pub fn authserv_id(value: &str) -> Option<String> {
+    let mut chars = value.chars().peekable();
+    let mut depth = 0usize;
+    // Skip CFWS: white space and comments (nested, with quoted pairs).
+    while let Some(&c) = chars.peek() {
+        if depth > 0 {
+            chars.next();
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+        } else if c == '(' {
+            depth = 1;
+            chars.next();
+        } else if c.is_whitespace() {
+            chars.next();
+        } else {
+            break;
+        }
+    }
+    if depth > 0 {
+        return None;
+    }
+    let mut id = String::new();
+    if chars.peek() == Some(&'"') {
+        chars.next();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => id.push(chars.next()?),
+                c if c == '\r' || c == '\n' => {}
+                c => id.push(c),
+            }
+        }
+    } else {
+        // RFC 2045 token: up to white space, a comment, or a separator.
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() || c == ';' || c == '(' || c == '"' {
+                break;
+            }
+            id.push(c);
+            chars.next();
+        }
+    }
+    Some(id).filter(|s| !s.is_empty())
+}
+
+fn normalise_id(id: &str) -> String {
+    id.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Joins items, folding the header line every few items so no line grows past RFC 5322's 998 limit.
@@ -296,6 +390,49 @@ mod tests {
         let ar = b"Authentication-Results: mx.ours.example; spf=pass\r\nAuthentication-Results: mx.theirs.example; spf=fail\r\n\r\nbody";
         let out = strip_own_headers(ar, Some("mx.ours.example"));
         assert_eq!(out, b"Authentication-Results: mx.theirs.example; spf=fail\r\n\r\nbody");
+    }
+
+    #[test]
+    fn strips_results_claiming_our_id_in_every_rfc_8601_form() {
+        let id = "mx.ours.example";
+        let forms: &[&[u8]] = &[
+            b"Authentication-Results: mx.ours.example; spf=pass\r\n",
+            b"Authentication-Results: (trust me) mx.ours.example; spf=pass\r\n",
+            b"Authentication-Results: (nested (comment) here) mx.ours.example; spf=pass\r\n",
+            b"Authentication-Results:\r\n mx.ours.example; spf=pass\r\n",
+            b"Authentication-Results:\r\n\t(folded)\r\n mx.ours.example;\r\n spf=pass\r\n",
+            b"Authentication-Results: mx.ours.example.; spf=pass\r\n",
+            b"Authentication-Results: \"mx.ours.example\"; spf=pass\r\n",
+            b"Authentication-Results: \"mx.ours\\.example\"; spf=pass\r\n",
+            b"Authentication-Results : mx.ours.example; spf=pass\r\n",
+            b"authentication-results:MX.OURS.EXAMPLE;spf=pass\r\n",
+            b"Authentication-Results: mx.ours.example 1; spf=pass\r\n",
+            b"Authentication-Results: mx.ours.example (comment); dkim=pass\r\n",
+            b"Authentication-Results: mx.ours.example; none\r\n",
+            b"Authentication-Results: (unclosed mx.ours.example; spf=pass\r\n",
+            b"Authentication-Results: mx.ours.example\n",
+        ];
+        for form in forms {
+            let mut raw = form.to_vec();
+            raw.extend_from_slice(b"Subject: hi\r\n\r\nbody\r\n");
+            let out = strip_own_headers(&raw, Some(id));
+            assert_eq!(out, b"Subject: hi\r\n\r\nbody\r\n", "kept: {}", String::from_utf8_lossy(form));
+        }
+        // Others' results stay, including ones that merely mention our name in a property.
+        let theirs = b"Authentication-Results: mx.theirs.example; spf=pass smtp.mailfrom=mx.ours.example\r\n\r\n";
+        assert_eq!(strip_own_headers(theirs, Some(id)), theirs);
+        let sub = b"Authentication-Results: sub.mx.ours.example; spf=pass\r\n\r\n";
+        assert_eq!(strip_own_headers(sub, Some(id)), sub);
+    }
+
+    #[test]
+    fn reads_the_authserv_id() {
+        assert_eq!(authserv_id(" (c) \"a\\\"b\" ; x").as_deref(), Some("a\"b"));
+        assert_eq!(authserv_id("mx.example;spf=pass").as_deref(), Some("mx.example"));
+        assert_eq!(authserv_id("  ").as_deref(), None);
+        // Deep comments cost a counter, not stack.
+        let deep = format!("{}x{} mx.example; none", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(authserv_id(&deep).as_deref(), Some("mx.example"));
     }
 
     #[test]

@@ -661,8 +661,7 @@ impl Session {
     fn header_changes(&mut self, verdict: &Verdict, tag: bool) {
         let lead = if self.negotiated.protocol & P_HDR_LEADSPC != 0 { " " } else { "" };
         if self.negotiated.can(F_CHGHDRS) {
-            let authserv_id =
-                verdict.authentication_results.as_deref().and_then(|a| a.split(';').next()).map(str::trim);
+            let authserv_id = verdict.authserv_id();
             // The n-th field of a name is addressed by n (from 1); delete the last ones first so the numbers
             // of the others do not move.
             let mut seen: rustc_hash::FxHashMap<String, u32> = Default::default();
@@ -671,14 +670,8 @@ impl Session {
                 let lower = name.to_ascii_lowercase();
                 let n = seen.entry(lower.clone()).or_insert(0);
                 *n += 1;
-                let forged_results = lower == "authentication-results"
-                    && authserv_id.is_some_and(|id| {
-                        value
-                            .trim_start()
-                            .split([';', ' ', '\t', '\r', '\n'])
-                            .next()
-                            .is_some_and(|v| v.eq_ignore_ascii_case(id))
-                    });
+                let forged_results = lower.trim_end() == "authentication-results"
+                    && authserv_id.is_some_and(|id| mailsift_engine::verdict::claims_authserv_id(value, id));
                 if lower.starts_with("x-mailsift-") || forged_results {
                     deletions.push((name.clone(), *n));
                 }
