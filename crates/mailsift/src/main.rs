@@ -164,6 +164,16 @@ pub fn with_trained_model(engine: Engine, data_dir: &std::path::Path) -> Result<
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::SmtpSink(_) | Command::SmtpLoad(_)) {
+        // A report command piped into `head` ends quietly when the reader goes, as Unix tools do, instead of
+        // panicking in println!. Only for commands that write to people: the servers keep Rust's default
+        // (SIGPIPE ignored) so a log reader that goes away never stops the mail. Sockets are unaffected
+        // either way: Rust writes to them with MSG_NOSIGNAL.
+        // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

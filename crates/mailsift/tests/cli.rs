@@ -198,3 +198,22 @@ fn reports_feed_reputation_which_scans_read_and_reset_forgets() {
     let scan = bin().arg("--data-dir").arg(&data).args(["scan", "--from-trace"]).arg(&msg).output().unwrap();
     assert!(!String::from_utf8(scan.stdout).unwrap().contains("REPUTATION_IP_BAD"));
 }
+
+/// `mailsift symbols | head -1`: the reader goes away before the command is done writing. The command must
+/// end as Unix tools do (SIGPIPE), not panic in println! with a backtrace on the terminal.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child =
+        bin().arg("symbols").stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+    // Close the read end at once: every write the command makes meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "the command panicked: {stderr}");
+    assert_eq!(out.status.signal(), Some(libc_sigpipe()), "status {:?}, stderr {stderr}", out.status);
+}
+
+fn libc_sigpipe() -> i32 {
+    13
+}
