@@ -64,10 +64,20 @@ pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAd
     Ok(state)
 }
 
+/// Stack of every runtime thread, the blocking threads that judge messages included.
+const SCAN_STACK_BYTES: usize = 16 << 20;
+
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<()> {
     init_logging(&args.log_format);
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    // Judging runs on the runtime's blocking threads. The engine bounds every sender-controlled depth (MIME
+    // nesting is cut before parsing, and no view recurses on it), so 2 MiB would do; the larger stack is a
+    // margin, costing address space only, so that a depth bug the limits missed is one message's panic-free
+    // work rather than an overflow that aborts every listener.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(SCAN_STACK_BYTES)
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
