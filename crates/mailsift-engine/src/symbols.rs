@@ -94,6 +94,17 @@ impl SymbolSpec {
     }
 }
 
+/// Symbols about the parse itself rather than a check's finding, emitted by `message::limits::report`.
+pub const PARSE_SYMBOLS: &[SymbolSpec] = &[SymbolSpec::new(
+    "MIME_LIMIT_EXCEEDED",
+    Group::Content,
+    1.0,
+    "The MIME structure went past a parse limit (nesting depth, number of parts, header fields or decoded \
+     size); the message was judged on the part before the limit. Legitimate mail never comes near these limits.",
+    "Nothing to configure: the limits stop messages built to exhaust the parser. If a genuine message is affected, \
+     allow its sender and report the case to the mailsift developers with the message.",
+)];
+
 /// A symbol as the registry holds it, with the configured weight.
 #[derive(Debug, Clone, Serialize)]
 pub struct SymbolDef {

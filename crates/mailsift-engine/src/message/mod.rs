@@ -7,6 +7,7 @@
 //! scanned on its first part only (and says so), text beyond `MAX_TEXT_BYTES` is not analysed.
 
 pub mod html;
+pub mod limits;
 pub mod sniff;
 pub mod urls;
 
@@ -97,6 +98,8 @@ pub struct ParseProblems {
     pub missing_boundary: bool,
     pub truncated_for_scan: bool,
     pub text_truncated: bool,
+    /// The MIME structure went past a limit (`limits.rs`): only the bytes before `offset` were parsed.
+    pub mime_limit: Option<limits::LimitHit>,
 }
 
 /// A parsed message with its views. Borrows the raw bytes.
@@ -142,9 +145,16 @@ impl<'a> Message<'a> {
         } else {
             scan
         };
-        let parsed = MessageParser::default()
-            .parse(scan)
-            .unwrap_or_else(|| mail_parser::Message { raw_message: Cow::Borrowed(scan), ..Default::default() });
+        // Limits first: `mail-parser` builds nested messages as a tree that it copies and drops recursively.
+        let prefix = limits::safe_prefix(scan);
+        let mut parsed = parse_window(&scan[..prefix.len]);
+        let built = limits::measure(&parsed);
+        if built.max_depth > limits::MAX_MIME_DEPTH || built.parts > limits::MAX_MIME_PARTS + 1 {
+            // The walk and the parser disagreed (a bug): keep the headers only, and drop the tree safely.
+            debug_assert!(false, "mime limits walk disagrees with the parser: {built:?} vs {:?}", prefix.walked);
+            limits::dismantle(std::mem::take(&mut parsed));
+            parsed = parse_window(&scan[..raw_headers_end(scan)]);
+        }
         let mut m = Message {
             raw,
             headers: Vec::new(),
@@ -163,7 +173,7 @@ impl<'a> Message<'a> {
             body_text: String::new(),
             urls: Vec::new(),
             attachments: Vec::new(),
-            problems: ParseProblems { truncated_for_scan: truncated, ..Default::default() },
+            problems: ParseProblems { truncated_for_scan: truncated, mime_limit: prefix.hit, ..Default::default() },
             has_gtube: false,
             mime_parts: 0,
             parsed,
@@ -279,7 +289,17 @@ impl<'a> Message<'a> {
                 }
                 PartType::Message(inner) => {
                     // A forwarded message: its own text is not the sender's words, but GTUBE inside counts.
-                    if contains_bytes(inner.raw_message.as_ref(), GTUBE.as_bytes()) {
+                    // An unencoded one borrows the whole window as its raw message: search its own bytes
+                    // only, or a thousand of them would search the window a thousand times.
+                    let own = match &inner.raw_message {
+                        Cow::Borrowed(_) => {
+                            let r = parsed.raw_message.as_ref();
+                            let end = (part.offset_end as usize).min(r.len());
+                            r.get(part.offset_body as usize..end).unwrap_or_default()
+                        }
+                        Cow::Owned(decoded) => decoded.as_slice(),
+                    };
+                    if contains_bytes(own, GTUBE.as_bytes()) {
                         self.has_gtube = true;
                     }
                 }
@@ -364,6 +384,20 @@ impl<'a> Message<'a> {
     pub fn subject_str(&self) -> &str {
         self.subject.as_deref().unwrap_or("")
     }
+}
+
+/// One `mail-parser` run over a window the limits have passed; an unparseable one is an empty message.
+fn parse_window(window: &[u8]) -> mail_parser::Message<'_> {
+    MessageParser::default()
+        .parse(window)
+        .unwrap_or_else(|| mail_parser::Message { raw_message: Cow::Borrowed(window), ..Default::default() })
+}
+
+/// The end of the top header block (past its empty line), or the end of the data.
+fn raw_headers_end(raw: &[u8]) -> usize {
+    let lf = memchr::memmem::find(raw, b"\n\n").map(|p| p + 2);
+    let crlf = memchr::memmem::find(raw, b"\n\r\n").map(|p| p + 3);
+    lf.into_iter().chain(crlf).min().unwrap_or(raw.len())
 }
 
 fn host_str(h: &mail_parser::Host<'_>) -> String {
