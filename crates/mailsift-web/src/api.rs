@@ -107,11 +107,17 @@ pub async fn check_login(
     name: &str,
     password: &str,
 ) -> Result<Principal, ApiError> {
-    if let Some(secs) = web.limiter.blocked_for(peer, name) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many failed logins; try again in {secs} s"),
-        ));
+    match web.limiter.begin(peer, name) {
+        auth::LoginGate::Refused(secs) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed logins from your address; try again in {secs} s"),
+            )
+            .retry_after(secs));
+        }
+        // The name is being guessed from elsewhere: slow this attempt down, but let it through.
+        auth::LoginGate::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+        auth::LoginGate::Proceed(_) => {}
     }
     let db = web.db.clone();
     let (name_, password_) = (name.trim().to_string(), password.to_string());
@@ -125,12 +131,12 @@ pub async fn check_login(
     .await?;
     match account {
         Some(a) => {
-            web.limiter.succeeded(name);
+            web.limiter.succeeded(peer, name);
             tracing::info!(account = %a.name, %peer, "console login");
             Ok(Principal::from_account(&a))
         }
         None => {
-            web.limiter.failed(peer, name);
+            web.limiter.failed(name);
             tracing::warn!(name = %crate::console::clip(name, 64), %peer, "failed console login");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"))
         }
@@ -595,6 +601,7 @@ pub async fn release_item(
     let released = mailsift_smtp::release::release(&web.gateway, id, by).await.map_err(|e| match e {
         mailsift_smtp::release::ReleaseError::AlreadyReleased(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         mailsift_smtp::release::ReleaseError::NotFound(_) => ApiError::not_found(e.to_string()),
+        mailsift_smtp::release::ReleaseError::Store(e) => ApiError::internal(e),
         other => ApiError::new(StatusCode::BAD_GATEWAY, other.to_string()),
     })?;
     let mut result = format!("released to {} ({})", released.recipient, released.reply);
@@ -1360,8 +1367,12 @@ async fn account_add(
     let db = web.db.clone();
     let id = blocking(move || {
         db.account_add(&req.name, role, &req.domains, &hash, mailsift_engine::unix_now()).map_err(|e| match e {
-            mailsift_store::StoreError::Exists { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-            e => ApiError::bad_request(e.to_string()),
+            // The store's own texts start with the database's path, which callers need not see.
+            mailsift_store::StoreError::Exists { what, .. } => {
+                ApiError::new(StatusCode::CONFLICT, format!("{what} already exists"))
+            }
+            mailsift_store::StoreError::Invalid { reason, .. } => ApiError::bad_request(reason),
+            e => ApiError::internal(e),
         })
     })
     .await?;

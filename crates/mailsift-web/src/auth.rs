@@ -12,8 +12,10 @@
 //! - an API token (`Authorization: Bearer ...`, a signed token of purpose `api` for an account), for
 //!   scripts; it needs no CSRF token since browsers never send it by themselves.
 //!
-//! Passwords are hashed with Argon2id (PHC strings in the store). Logins are rate-limited per client
-//! address and per account name. Sessions do not survive a restart: users log in again.
+//! Passwords are hashed with Argon2id (PHC strings in the store). Failed logins get the guessing client
+//! address refused (429) for a while; a name guessed from many addresses only makes its logins wait a
+//! little ([`LoginLimiter`]), so nobody can lock the real user out. Sessions do not survive a restart:
+//! users log in again.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -151,53 +153,110 @@ impl Sessions {
     }
 }
 
-/// Failed logins per key (client address, account name) in a sliding window.
+/// The address whose connections and logins are counted together: an IPv4 address as it is (also when
+/// it comes IPv4-mapped), an IPv6 address's /64, since one IPv6 client usually holds a whole /64 and
+/// could otherwise count as billions of clients.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// What a login attempt may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginGate {
+    /// Go ahead after waiting this long (zero: at once): the account name is being guessed from
+    /// elsewhere, which slows every login for it but refuses none.
+    Proceed(Duration),
+    /// This address used up its attempts: refused, retry after this many seconds.
+    Refused(u64),
+}
+
+/// Failed logins in fixed windows, per client address (refused beyond the limit) and per account name
+/// (only slowed beyond it).
+///
+/// Refusing per account name would let anyone lock the real administrator out from everywhere, for
+/// ever, with a few wrong passwords every window; so a name that is being guessed only makes each
+/// login for it wait a little, while the addresses doing the guessing are refused.
 pub struct LoginLimiter {
     attempts: u32,
     window: Duration,
-    failures: Mutex<FxHashMap<String, (Instant, u32)>>,
+    account_delay: Duration,
+    failures: Mutex<FxHashMap<Key, (Instant, u32)>>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Address(IpAddr),
+    Name(String),
+}
+
+/// Entries kept before expired ones are swept; beyond it (after the sweep) new addresses are not
+/// tracked, so memory stays bounded whatever the number of addresses a guesser uses.
+const MAX_TRACKED: usize = 100_000;
+
 impl LoginLimiter {
-    pub fn new(attempts: u32, window: Duration) -> LoginLimiter {
-        LoginLimiter { attempts, window, failures: Mutex::new(FxHashMap::default()) }
+    pub fn new(attempts: u32, window: Duration, account_delay: Duration) -> LoginLimiter {
+        LoginLimiter { attempts, window, account_delay, failures: Mutex::new(FxHashMap::default()) }
     }
 
-    fn keys(ip: IpAddr, name: &str) -> [String; 2] {
-        [format!("ip:{ip}"), format!("name:{}", name.to_ascii_lowercase())]
+    fn name_key(name: &str) -> Key {
+        Key::Name(name.trim().to_ascii_lowercase())
     }
 
-    /// Seconds until another attempt is allowed, when either key used up its attempts.
-    pub fn blocked_for(&self, ip: IpAddr, name: &str) -> Option<u64> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    /// Called before the password is checked. An allowed attempt is counted against the address at once
+    /// (and given back by [`LoginLimiter::succeeded`]), so many attempts sent at the same moment cannot
+    /// all pass the check before any of them has failed.
+    pub fn begin(&self, ip: IpAddr, name: &str) -> LoginGate {
         let now = Instant::now();
-        Self::keys(ip, name)
-            .iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(start, n)| *n >= self.attempts && now.duration_since(*start) < self.window)
-            .map(|(start, _)| (self.window - now.duration_since(*start)).as_secs().max(1))
-            .max()
-    }
-
-    pub fn failed(&self, ip: IpAddr, name: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if map.len() > 100_000 {
-            map.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        let live = |e: &(Instant, u32)| now.duration_since(e.0) < self.window;
+        let address = Key::Address(client_key(ip));
+        if let Some(e) = map.get(&address).filter(|e| live(e) && e.1 >= self.attempts) {
+            return LoginGate::Refused((self.window - now.duration_since(e.0)).as_secs().max(1));
         }
-        for k in Self::keys(ip, name) {
-            let e = map.entry(k).or_insert((now, 0));
-            if now.duration_since(e.0) >= self.window {
-                *e = (now, 0);
-            }
-            e.1 += 1;
-        }
+        Self::count(&mut map, address, now, self.window);
+        let guessed = map.get(&Self::name_key(name)).is_some_and(|e| live(e) && e.1 >= self.attempts);
+        LoginGate::Proceed(if guessed { self.account_delay } else { Duration::ZERO })
     }
 
-    /// A successful login clears the name's count (not the address's: one right password among many
-    /// guesses for other accounts does not reset the address).
-    pub fn succeeded(&self, name: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("name:{}", name.to_ascii_lowercase()));
+    fn count(map: &mut FxHashMap<Key, (Instant, u32)>, key: Key, now: Instant, window: Duration) {
+        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
+            map.retain(|_, e| now.duration_since(e.0) < window);
+            if map.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        let e = map.entry(key).or_insert((now, 0));
+        if now.duration_since(e.0) >= window {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+
+    /// A wrong password or unknown name after [`LoginLimiter::begin`]: the address was counted already,
+    /// the name is counted now.
+    pub fn failed(&self, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::count(&mut map, Self::name_key(name), Instant::now(), self.window);
+    }
+
+    /// A right password: the address gets back the attempt `begin` counted, and the name's count is
+    /// cleared. Earlier failures of the address stay (one right password among many guesses for other
+    /// accounts does not reset it).
+    pub fn succeeded(&self, ip: IpAddr, name: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = map.get_mut(&Key::Address(client_key(ip))) {
+            e.1 = e.1.saturating_sub(1);
+        }
+        map.remove(&Self::name_key(name));
     }
 }
 
@@ -239,17 +298,50 @@ mod tests {
     }
 
     #[test]
-    fn the_limiter_blocks_after_the_attempts_and_per_name() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60));
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    fn the_limiter_refuses_the_guessing_address_and_only_slows_the_name() {
+        let l = LoginLimiter::new(3, Duration::from_secs(60), Duration::from_millis(500));
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(l.blocked_for(ip, "admin").is_none());
-            l.failed(ip, "admin");
+            assert_eq!(l.begin(ip, "admin"), LoginGate::Proceed(Duration::ZERO));
+            l.failed("admin");
         }
-        assert!(l.blocked_for(ip, "admin").is_some());
-        // Another address trying the same name is blocked too; the name is what is being guessed.
-        assert!(l.blocked_for("127.0.0.2".parse().unwrap(), "admin").is_some());
-        assert!(l.blocked_for("127.0.0.2".parse().unwrap(), "other").is_none());
+        assert!(matches!(l.begin(ip, "admin"), LoginGate::Refused(s) if s >= 1 && s <= 60));
+        assert!(matches!(l.begin(ip, "someone-else"), LoginGate::Refused(_)), "the address is refused for any name");
+        // Another address trying the same name is slowed, not refused: the owner still gets in.
+        let other: IpAddr = "127.0.0.3".parse().unwrap();
+        assert_eq!(l.begin(other, "ADMIN "), LoginGate::Proceed(Duration::from_millis(500)));
+        l.succeeded(other, "admin");
+        assert_eq!(l.begin(other, "admin"), LoginGate::Proceed(Duration::ZERO));
+        l.succeeded(other, "admin");
+        // Successes give their attempt back: an address that logs in often is never refused for it.
+        for _ in 0..10 {
+            assert_eq!(l.begin(other, "admin"), LoginGate::Proceed(Duration::ZERO));
+            l.succeeded(other, "admin");
+        }
+    }
+
+    #[test]
+    fn attempts_sent_at_once_are_counted_before_any_fails() {
+        let l = LoginLimiter::new(3, Duration::from_secs(60), Duration::ZERO);
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let allowed = (0..20).filter(|_| matches!(l.begin(ip, "admin"), LoginGate::Proceed(_))).count();
+        assert_eq!(allowed, 3);
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:127.0.0.5".parse().unwrap();
+        assert_eq!(client_key(mapped), "127.0.0.5".parse::<IpAddr>().unwrap());
+        let l = LoginLimiter::new(2, Duration::from_secs(60), Duration::ZERO);
+        l.begin(a, "x");
+        l.begin(b, "x");
+        assert!(matches!(l.begin(b, "x"), LoginGate::Refused(_)));
+        assert!(matches!(l.begin(c, "x"), LoginGate::Proceed(_)));
     }
 
     #[test]

@@ -158,12 +158,35 @@ fn error_page(status: StatusCode, heading: &str, message: &str) -> Response {
 }
 
 fn api_error_page(e: ApiError) -> Response {
-    error_page(e.status, "That did not work", &e.message)
+    // An ApiError's message is written for the caller (a server-side failure's is already only a
+    // reference), so the 5xx scrubber need not replace it.
+    let mut res = error_page(e.status, "That did not work", &e.message);
+    res.extensions_mut().insert(crate::CallerSafeBody);
+    res
+}
+
+/// `target` when it is a page of this console that is safe to send a browser to, else `None`.
+///
+/// Browsers read a redirect's target leniently: they drop tabs and newlines, take `\` for `/`, and
+/// read `//host` or `/\host` as another site. Rather than predict every such reading, only the
+/// console's own pages are allowed (`/console`, alone or followed by `/` or `?`), in a strict set of
+/// characters (no `\`, no whitespace or control characters, no `#`, nothing outside ASCII), and with
+/// no `//`, no dot segments and no percent-encoded `/`, `\` or `.` that a later decoding could turn
+/// into one.
+pub fn safe_redirect(target: &str) -> Option<&str> {
+    const MAX: usize = 2048;
+    let allowed_char = |b: u8| b.is_ascii_alphanumeric() || b"-._~/?=&%+,:@".contains(&b);
+    let rest = target.strip_prefix("/console")?;
+    let shape = rest.is_empty() || rest.starts_with('/') || rest.starts_with('?');
+    let lower = target.to_ascii_lowercase();
+    let tricks = ["//", "/.", "%2f", "%5c", "%2e", "%09", "%0a", "%0d", "%00"];
+    (shape && target.len() <= MAX && target.bytes().all(allowed_char) && !tricks.iter().any(|t| lower.contains(t)))
+        .then_some(target)
 }
 
 /// Back to a page with a message in the URL (shown escaped, never as markup).
 fn back(to: &str, flash: &str) -> Response {
-    let to = if to.starts_with('/') && !to.starts_with("//") { to } else { "/console" };
+    let to = safe_redirect(to).unwrap_or("/console");
     let sep = if to.contains('?') { '&' } else { '?' };
     let flash: String = form_urlencoded::byte_serialize(flash.as_bytes()).collect();
     Redirect::to(&format!("{to}{sep}flash={flash}")).into_response()
@@ -188,7 +211,8 @@ async fn login_submit(State(web): State<AppState>, Extension(Peer(peer)): Extens
     match api::check_login(&web, peer.ip(), name, password).await {
         Ok(principal) => {
             let (id, _) = web.sessions.create(principal.clone(), web.session_ttl());
-            let next = f.get("next").filter(|n| n.starts_with('/') && !n.starts_with("//"));
+            // Only a page of this console: anything else (another site, however disguised) goes home.
+            let next = f.get("next").and_then(safe_redirect);
             let home = if principal.role == Role::User { "/console/quarantine" } else { "/console" };
             (
                 [(header::SET_COOKIE, auth::session_cookie(&id, web.session_ttl(), web.config.tls))],

@@ -15,6 +15,7 @@ pub mod console;
 pub mod diagnosis;
 pub mod digest;
 pub mod metrics;
+pub mod server;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -29,10 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use mailsift_smtp::Gateway;
 use mailsift_store::Database;
-use tokio::net::TcpListener;
 
 pub use auth::Principal;
 pub use config::WebConfig;
+pub use server::serve;
 use tokens::{Purpose, Signer};
 
 /// Everything a request handler reads.
@@ -68,7 +69,11 @@ impl Web {
         let data_dir = gateway.data_dir.clone();
         let signer = Signer::load_or_create(&data_dir)
             .map_err(|source| WebError::Key { path: data_dir.join("web.key"), source })?;
-        let limiter = auth::LoginLimiter::new(config.login_attempts, Duration::from_secs(config.login_window_secs));
+        let limiter = auth::LoginLimiter::new(
+            config.login_attempts,
+            Duration::from_secs(config.login_window_secs),
+            Duration::from_millis(config.login_account_delay_ms),
+        );
         Ok(Arc::new(Web {
             db: gateway.db.clone(),
             base_url: config.base_url(bound),
@@ -105,6 +110,7 @@ pub fn router(web: AppState) -> Router {
         .merge(console::router())
         .route("/metrics", axum::routing::get(metrics::handler))
         .layer(axum::extract::DefaultBodyLimit::max(web.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(scrub_server_errors))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
 }
@@ -129,15 +135,21 @@ async fn security_headers(req: Request, next: axum::middleware::Next) -> Respons
 }
 
 /// An API error: a status and a sentence, sent as `{"error": "..."}`.
+///
+/// A server-side failure ([`ApiError::internal`]) never sends its cause: that names files and database
+/// errors, which are for the log. The caller gets a generic sentence with a reference to find the
+/// details in the log.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
     }
     pub fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, m)
@@ -148,10 +160,28 @@ impl ApiError {
     pub fn not_found(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, m)
     }
+    /// A failure on our side: the cause goes to the log under a fresh reference, the caller gets only
+    /// the reference.
     pub fn internal(m: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %m, "HTTP request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m.to_string())
+        let reference = error_reference();
+        tracing::error!(error = %m, %reference, "HTTP request failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, internal_message(&reference))
     }
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+/// A short random reference that ties an answer to its log line.
+pub fn error_reference() -> String {
+    let b = tokens::random_bytes::<6>();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The only text a 5xx answer carries.
+pub fn internal_message(reference: &str) -> String {
+    format!("internal error (reference {reference}; the details are in the server's log)")
 }
 
 impl From<mailsift_store::StoreError> for ApiError {
@@ -160,10 +190,48 @@ impl From<mailsift_store::StoreError> for ApiError {
     }
 }
 
+/// Marks an answer whose body was written for the caller, so [`scrub_server_errors`] leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallerSafeBody;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
+        let mut res = (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        res.extensions_mut().insert(CallerSafeBody);
+        res
     }
+}
+
+/// The last line of defence for 5xx answers made elsewhere (a framework rejection, a page that failed
+/// to render, a handler that put an error's text in its answer): their body is replaced by the generic
+/// sentence and a reference, and what it said goes to the log.
+async fn scrub_server_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    if !res.status().is_server_error() || res.extensions().get::<CallerSafeBody>().is_some() {
+        return res;
+    }
+    let status = res.status();
+    let reference = error_reference();
+    let (parts, body) = res.into_parts();
+    let said = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    tracing::error!(status = status.as_u16(), %reference, said = %String::from_utf8_lossy(&said), "HTTP request failed");
+    let message = internal_message(&reference);
+    let mut res = if api {
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    } else {
+        (status, message).into_response()
+    };
+    // Keep headers that are not about the replaced body (Retry-After, for one).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            res.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    res
 }
 
 /// The peer's address, put on every request by the listener.
@@ -242,58 +310,5 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         Ok(Caller { principal, csrf })
-    }
-}
-
-/// Serves HTTP (or HTTPS) until the gateway shuts down. One task per connection; the peer's address is
-/// attached to each request for login rate limits and logs.
-pub async fn serve(web: AppState, listener: TcpListener) {
-    let app = router(web.clone());
-    let tls = if web.config.tls {
-        let state = web.gateway.state();
-        match mailsift_smtp::tls::server_config(&state.config.tls, &state.config.hostname, &web.data_dir) {
-            Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
-            Err(e) => {
-                tracing::error!(error = %e, "HTTPS not available; the HTTP listener is not started");
-                return;
-            }
-        }
-    } else {
-        None
-    };
-    let mut shutdown = web.gateway.shutdown_signal();
-    digest::spawn_scheduler(web.clone());
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
-                let app = app.clone();
-                async move { tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await }
-            });
-            let builder = hyper::server::conn::http1::Builder::new();
-            let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => builder.serve_connection(hyper_util::rt::TokioIo::new(s), service).await,
-                    _ => return,
-                },
-                None => builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "HTTP connection ended with an error");
-            }
-        });
     }
 }

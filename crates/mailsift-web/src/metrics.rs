@@ -20,6 +20,11 @@ pub struct WebCounters {
     pub digests_sent: AtomicU64,
     pub digest_failures: AtomicU64,
     pub link_actions: AtomicU64,
+    /// HTTP connections refused at accept because `max_connections` or `max_connections_per_ip` was
+    /// reached.
+    pub http_connections_refused: AtomicU64,
+    /// HTTP connections closed because headers or a request took longer than their timeout.
+    pub http_timeouts: AtomicU64,
 }
 
 pub async fn handler(
@@ -95,6 +100,18 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
         "counter",
         "Quarantine digests that could not be delivered.",
         &[("", get(&w.digest_failures))],
+    );
+    metric(
+        "mailsift_http_connections_refused_total",
+        "counter",
+        "HTTP connections refused because the connection limits were reached.",
+        &[("", get(&w.http_connections_refused))],
+    );
+    metric(
+        "mailsift_http_timeouts_total",
+        "counter",
+        "HTTP connections or requests ended because they took longer than their timeout.",
+        &[("", get(&w.http_timeouts))],
     );
     // The latency histogram: cumulative buckets in seconds.
     let _ = writeln!(
