@@ -20,6 +20,7 @@ use mailsift_engine::classify::{Model, Side};
 pub use gateway::{Account, HourlyCount, Role};
 pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery};
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
+pub use gateway::{NewSpoolItem, SpoolItem};
 pub use learner::Learner;
 pub use reputation::{Event as ReputationEvent, ReputationHook, SqliteReputation};
 pub use sqlite::SqliteStore;

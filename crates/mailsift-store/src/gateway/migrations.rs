@@ -179,6 +179,32 @@ CREATE TABLE settings (
 );
 ",
     },
+    Migration {
+        name: "outbound spool",
+        // Mail the gateway owes after its 250 (bounces, policy copies, digests; see `spool.rs`): one row per
+        // recipient, the message compressed as the quarantine's. AUTOINCREMENT so that an id in a log line
+        // never names a different item later. The index serves the runner's "what is due" question.
+        sql: "
+CREATE TABLE spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    reference_id TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    mail_from TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    outbound INTEGER NOT NULL,
+    encoding TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'failed')),
+    finished_ms INTEGER
+);
+CREATE INDEX spool_due ON spool (state, next_attempt_ms);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -1,5 +1,5 @@
 //! The gateway's database: one SQLite file, `mailsift.sqlite` in the data directory, holding the message log,
-//! the quarantine and the policy (filter rules, allowed and blocked senders; `policy.rs`), the domains, and the
+//! the quarantine, the outbound spool (`spool.rs`) and the policy (filter rules, allowed and blocked senders; `policy.rs`), the domains, and the
 //! web console's accounts and settings (`accounts.rs`); each adds a step to the list in `migrations.rs`. The
 //! searches and the dashboard's statistics (`stats.rs`) share one filter builder (`filter.rs`).
 //!
@@ -24,6 +24,7 @@ pub(crate) mod migrations;
 pub mod msglog;
 pub mod policy;
 pub mod quarantine;
+pub mod spool;
 mod stats;
 mod writer;
 
@@ -45,6 +46,7 @@ pub use policy::{
     ImportMode, ImportSummary, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy,
 };
 pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery};
+pub use spool::{NewSpoolItem, SpoolItem};
 pub use stats::HourlyCount;
 use writer::{Call, Command};
 
@@ -143,6 +145,26 @@ impl Database {
         self.send(Command::Log(Box::new(entry)))
     }
 
+    /// Queues the log row of a message the gateway answers (250 or otherwise) and calls `done` once the batch
+    /// holding it is committed and fsynced (or with the reason it is not). `done` runs on the writer thread:
+    /// it must only pass the result on (a channel send). The sessions finishing together share one commit.
+    pub fn log_append_then(
+        &self,
+        entry: LogEntry,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.send(Command::LogThen(Box::new(entry), Box::new(done)))
+    }
+
+    /// Appends a log row and waits until it is committed and fsynced (see [`Database::log_append_then`]).
+    pub fn log_append_durable(&self, entry: LogEntry) -> Result<(), StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.log_append_then(entry, move |r| {
+            let _ = reply.send(r);
+        })?;
+        answer.recv().map_err(|_| self.writer_gone())?
+    }
+
     /// Waits until everything appended before it is committed. Fails if log entries were lost since the
     /// previous flush (the error says how many and why).
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -228,7 +250,107 @@ impl Database {
         Ok(n)
     }
 
+    // ---- outbound spool ----
+
+    /// Puts messages in the outbound spool, each due now; returns their ids once committed and fsynced.
+    pub fn spool_put(&self, items: Vec<(NewSpoolItem, Vec<u8>)>) -> Result<Vec<i64>, StoreError> {
+        self.spool_put_with_settings(items, Vec::new())
+    }
+
+    /// As [`Database::spool_put`], and sets `settings` (key, value) in the same transaction: a digest's
+    /// high-water mark moves if and only if its messages are spooled.
+    pub fn spool_put_with_settings(
+        &self,
+        items: Vec<(NewSpoolItem, Vec<u8>)>,
+        settings: Vec<(String, String)>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut encoded = Vec::with_capacity(items.len());
+        for (item, raw) in items {
+            if item.recipient.is_empty() {
+                return Err(self.invalid(format!("spool item for {}: no recipient", item.reference_id)));
+            }
+            let stored = quarantine::encode(&raw).map_err(|e| {
+                self.invalid(format!("spool item for {}: cannot compress the message: {e}", item.reference_id))
+            })?;
+            encoded.push((item, stored));
+        }
+        let now_ms = now_ms();
+        self.write(move |c| {
+            let ids = spool::insert(c, &encoded, now_ms)?;
+            for (key, value) in &settings {
+                c.prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([key, value])?;
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Claims up to `limit` rows due at `now_ms` (or just row `only`, if it is due): each is counted as an
+    /// attempt and not due again before `lease_until_ms`, so no other runner takes it meanwhile and a runner
+    /// that dies leaves it due again when the lease is over. Returns the rows with their messages.
+    pub fn spool_claim(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+        only: Option<i64>,
+    ) -> Result<Vec<(SpoolItem, Vec<u8>)>, StoreError> {
+        let claimed = self.write(move |c| spool::claim(c, now_ms, lease_until_ms, limit, only))?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for (item, encoding, size, data) in claimed {
+            match quarantine::decode(&encoding, size, data) {
+                Ok(raw) => out.push((item, raw)),
+                Err(reason) => {
+                    // A damaged row cannot be delivered, ever: give it up rather than retry it forever.
+                    let why = format!("stored message unreadable: {reason}");
+                    self.spool_fail(item.id, now_ms, &why)?;
+                    return Err(self.invalid(format!("spool item {}: {why}", item.id)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Row `id` was delivered: it is deleted. `false` if it was not there.
+    pub fn spool_done(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(move |c| spool::done(c, id))
+    }
+
+    /// Row `id` failed for now: due again at `next_ms`.
+    pub fn spool_retry(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError> {
+        let error = error.to_string();
+        self.write(move |c| spool::retry(c, id, next_ms, &error))
+    }
+
+    /// Row `id` is given up on: kept as `failed` with the reason, its message dropped.
+    pub fn spool_fail(&self, id: i64, now_ms: i64, error: &str) -> Result<(), StoreError> {
+        let error = error.to_string();
+        self.write(move |c| spool::fail(c, id, now_ms, &error))
+    }
+
+    /// The spool's rows in `state` (`pending`, `failed`; any for `None`), oldest first.
+    pub fn spool_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<SpoolItem>, StoreError> {
+        self.read(|c| spool::list(c, state, limit))
+    }
+
+    /// When the next pending row is due (Unix ms), if there is one.
+    pub fn spool_next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.read(spool::next_due)
+    }
+
+    /// Deletes the failed rows given up on before `older_than_ms`; returns how many.
+    pub fn spool_purge_failed(&self, older_than_ms: i64) -> Result<usize, StoreError> {
+        self.write(move |c| spool::purge_failed(c, older_than_ms))
+    }
+
     // ---- plumbing ----
+
+    fn invalid(&self, reason: String) -> StoreError {
+        StoreError::Invalid { path: self.inner.path.display().to_string(), reason }
+    }
 
     fn send(&self, cmd: Command) -> Result<(), StoreError> {
         let queue = self.inner.queue.as_ref().ok_or_else(|| self.writer_gone())?;
@@ -288,6 +410,11 @@ impl Database {
         }
         result.map_err(|e| sqlite_error(path, e))
     }
+}
+
+/// The wall clock in Unix milliseconds (the spool's unit).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Settings every connection needs, writer or reader.

@@ -1,9 +1,12 @@
 //! The database's one writer: a thread that owns the write connection and commits whatever is queued in one
 //! transaction (group commit).
 //!
-//! Log rows are the bulk of the writes and need not reach the disk before the SMTP reply, so they are queued
-//! without waiting and committed with `synchronous = NORMAL` (in WAL mode: durable from the next checkpoint,
-//! never corrupt). Every other write (quarantine puts, release claims, deletes, purges) is a job whose caller
+//! Log rows are the bulk of the writes. A row queued without waiting (`Log`: refusals at the door and other
+//! rows no 250 depends on) is committed with `synchronous = NORMAL` (in WAL mode: durable from the next
+//! checkpoint, never corrupt), but lives only in this process's queue until its batch commits. The row of an
+//! answered message is sent as `LogThen`: its sender is told once the batch that holds it is committed and
+//! fsynced, so the gateway answers 250 only after its row is on disk, and the sessions that finish together
+//! share one fsync. Every other write (quarantine puts, release claims, deletes, purges) is a job whose caller
 //! waits for its result; a batch holding a job is committed with `synchronous = FULL`, so the WAL is fsynced
 //! before the job's caller hears back. A lazy job (recording when a policy rule or entry last matched) is a
 //! job nobody waits for: it rides with the log rows and does not make its batch durable. Each queued item
@@ -29,6 +32,8 @@ const BEGIN_ATTEMPTS: u32 = 3;
 
 pub(super) enum Command {
     Log(Box<LogEntry>),
+    /// A log row whose sender waits for it: `done` is called once its batch is committed (fsynced) or failed.
+    LogThen(Box<LogEntry>, Done),
     Job(Box<dyn Job>),
     /// A write nobody waits for and that may reach the disk with the log rows (`synchronous = NORMAL`), such
     /// as recording when a policy entry last matched; its `finish` reports a failure itself.
@@ -36,6 +41,9 @@ pub(super) enum Command {
     /// Answered once everything queued before it is committed (or lost: then with the error).
     Flush(SyncSender<Result<(), StoreError>>),
 }
+
+/// Called with a durable log row's outcome, on the writer thread: it must only hand the result on.
+pub(super) type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// A write whose caller waits for its outcome.
 pub(super) trait Job: Send {
@@ -114,26 +122,33 @@ pub(super) fn run(conn: Connection, path: PathBuf, queue: Receiver<Command>) {
 
 impl Writer {
     fn write(&mut self, mut batch: Vec<Command>) {
-        let durable = batch.iter().any(|c| matches!(c, Command::Job(_)));
+        let durable = batch.iter().any(|c| matches!(c, Command::Job(_) | Command::LogThen(..)));
         let mut failed_entries = Vec::new();
         let outcome = self
             .set_full_sync(durable)
             .and_then(|()| transact(&self.conn, &mut self.symbols, &mut batch, &mut failed_entries));
-        for reason in &failed_entries {
+        for (_, reason) in &failed_entries {
             self.note_loss(1, reason);
         }
         let failure = outcome.err().map(|e| e.to_string());
         if let Some(reason) = &failure {
             // Ids handed out in a rolled-back transaction may not exist.
             self.symbols.clear();
-            let logs = batch.iter().filter(|c| matches!(c, Command::Log(_))).count() as u64;
+            let logs = batch.iter().filter(|c| matches!(c, Command::Log(_) | Command::LogThen(..))).count() as u64;
             if logs > 0 {
                 self.note_loss(logs, reason);
             }
         }
-        for cmd in batch {
+        for (i, cmd) in batch.into_iter().enumerate() {
             match cmd {
                 Command::Log(_) => {}
+                Command::LogThen(_, done) => {
+                    let alone = failed_entries.iter().find(|(at, _)| *at == i).map(|(_, r)| r.as_str());
+                    match failure.as_deref().or(alone) {
+                        None => done(Ok(())),
+                        Some(reason) => done(Err(write_error(&self.path, reason.to_string()))),
+                    }
+                }
                 Command::Job(job) | Command::Lazy(job) => {
                     job.finish(&self.path, failure.as_deref().map_or(Ok(()), Err))
                 }
@@ -174,25 +189,25 @@ impl Writer {
 }
 
 /// Runs the batch in one transaction; entries that fail alone are rolled back to their savepoint and their
-/// reasons pushed to `failed_entries`. An error means the whole transaction was rolled back.
+/// positions and reasons pushed to `failed_entries`. An error means the whole transaction was rolled back.
 fn transact(
     conn: &Connection,
     symbols: &mut SymbolIds,
     batch: &mut [Command],
-    failed_entries: &mut Vec<String>,
+    failed_entries: &mut Vec<(usize, String)>,
 ) -> rusqlite::Result<()> {
     begin(conn)?;
     let result = (|| {
-        for cmd in batch.iter_mut() {
+        for (i, cmd) in batch.iter_mut().enumerate() {
             match cmd {
-                Command::Log(entry) => {
+                Command::Log(entry) | Command::LogThen(entry, _) => {
                     savepoint(conn)?;
                     match msglog::insert(conn, entry, symbols) {
                         Ok(()) => release(conn)?,
                         Err(e) => {
                             rollback_to(conn)?;
                             symbols.clear();
-                            failed_entries.push(e.to_string());
+                            failed_entries.push((i, e.to_string()));
                         }
                     }
                 }

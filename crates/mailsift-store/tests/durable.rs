@@ -1,0 +1,196 @@
+//! What the gateway database promises about durability: a log row acknowledged by `log_append_durable` (the
+//! row of a message answered 250) survives `kill -9` of the process right after; the outbound spool keeps
+//! its items across a reopen, hands each to one claimer at a time, takes a dead claimer's items back when
+//! its lease is over, and moves a digest's high-water mark only together with the spooled digests.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailsift_store::gateway::now_ms;
+use mailsift_store::{Database, LogEntry, NewSpoolItem};
+
+fn row(reference_id: String) -> LogEntry {
+    LogEntry {
+        reference_id,
+        time: 1_800_000_000,
+        direction: "inbound".into(),
+        recipients: vec!["bob@example.net".into()],
+        symbols: vec![("BAYES_HAM".into(), -1.0)],
+        action: "deliver".into(),
+        stage: "data".into(),
+        ..LogEntry::default()
+    }
+}
+
+const CHILD_DIR: &str = "MAILSIFT_DURABLE_CHILD_DIR";
+
+/// The child half of the kill test: 8 threads append durable rows and print each reference id once the
+/// database acknowledged it, until killed (or 60 s pass).
+#[test]
+fn child_appends_until_killed() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let db = Database::open_in(std::path::Path::new(&dir)).unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let db = db.clone();
+            s.spawn(move || {
+                use std::io::Write;
+                for i in 0..1_000_000 {
+                    if started.elapsed() > Duration::from_secs(60) {
+                        return;
+                    }
+                    let id = format!("t{t}-{i}");
+                    db.log_append_durable(row(id.clone())).unwrap();
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {id}").unwrap();
+                    out.flush().unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn acknowledged_log_rows_survive_kill_9() {
+    if std::env::var(CHILD_DIR).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_appends_until_killed", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.len() < 2_000 && Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(id) = l.strip_prefix("ACK ") {
+                    acked.push(id.to_string());
+                }
+            }
+            _ => break,
+        }
+    }
+    // SIGKILL, while the 8 threads are still appending: whatever was queued and not acknowledged may go.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(acked.len() >= 500, "the child acknowledged only {} rows", acked.len());
+    let db = Database::open_in(dir.path()).unwrap();
+    let mut missing = Vec::new();
+    for id in &acked {
+        if db.log_get(id).unwrap().is_none() {
+            missing.push(id.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged rows lost: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+fn spooled(kind: &str, rcpt: &str) -> NewSpoolItem {
+    NewSpoolItem {
+        kind: kind.into(),
+        reference_id: format!("ref-{rcpt}"),
+        mail_from: String::new(),
+        recipient: rcpt.into(),
+        outbound: true,
+    }
+}
+
+#[test]
+fn spooled_items_survive_a_reopen_and_are_claimed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"Subject: bounce\r\n\r\nUndelivered.\r\n".repeat(100);
+    let ids = {
+        let db = Database::open_in(dir.path()).unwrap();
+        let ids = db
+            .spool_put(vec![
+                (spooled("bounce", "a@x.example"), body.clone()),
+                (spooled("copy", "b@x.example"), b"x".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        ids
+    };
+    let db = Database::open_in(dir.path()).unwrap();
+    let now = now_ms();
+    let pending = db.spool_list(Some("pending"), 10).unwrap();
+    assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), ids);
+    // Two claimers at once: each row goes to exactly one of them.
+    let (a, b) = std::thread::scope(|s| {
+        let one = s.spawn(|| db.spool_claim(now, now + 60_000, 10, None).unwrap());
+        let two = s.spawn(|| db.spool_claim(now, now + 60_000, 10, None).unwrap());
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    let mut got: Vec<i64> = a.iter().chain(b.iter()).map(|(i, _)| i.id).collect();
+    got.sort();
+    assert_eq!(got, ids);
+    let (item, raw) = a.iter().chain(b.iter()).find(|(i, _)| i.id == ids[0]).unwrap();
+    assert_eq!(raw, &body, "the message comes back byte for byte");
+    assert_eq!(item.attempts, 1);
+    assert_eq!(item.recipient, "a@x.example");
+    // Leased: nobody else gets them before the lease ends; after it, they are due again.
+    assert!(db.spool_claim(now + 59_000, now + 120_000, 10, None).unwrap().is_empty());
+    let again = db.spool_claim(now + 60_000, now + 120_000, 10, Some(ids[1])).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0.attempts, 2);
+    // Delivered: gone. Refused for good: kept as failed, without the message.
+    assert!(db.spool_done(ids[0]).unwrap());
+    assert!(!db.spool_done(ids[0]).unwrap());
+    db.spool_fail(ids[1], now, "550 5.1.1 no such user").unwrap();
+    assert!(db.spool_list(Some("pending"), 10).unwrap().is_empty());
+    let failed = db.spool_list(Some("failed"), 10).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no such user"));
+    assert!(db.spool_claim(now + 1_000_000, now + 2_000_000, 10, None).unwrap().is_empty());
+    assert_eq!(db.spool_purge_failed(now + 1).unwrap(), 1);
+    assert!(db.spool_list(None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_retry_waits_for_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_in(dir.path()).unwrap();
+    let ids = db.spool_put(vec![(spooled("digest", "c@x.example"), b"digest".to_vec())]).unwrap();
+    let now = now_ms();
+    assert_eq!(db.spool_next_due().unwrap().map(|t| t <= now), Some(true));
+    let claimed = db.spool_claim(now, now + 1_000, 1, None).unwrap();
+    assert_eq!(claimed.len(), 1);
+    db.spool_retry(ids[0], now + 5_000, "connection refused").unwrap();
+    assert_eq!(db.spool_next_due().unwrap(), Some(now + 5_000));
+    assert!(db.spool_claim(now + 4_999, now + 10_000, 1, None).unwrap().is_empty());
+    let due = db.spool_claim(now + 5_000, now + 10_000, 1, None).unwrap();
+    assert_eq!(due[0].0.last_error.as_deref(), Some("connection refused"));
+    assert_eq!(due[0].0.attempts, 2);
+}
+
+#[test]
+fn the_high_water_mark_moves_only_with_the_spooled_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_in(dir.path()).unwrap();
+    db.spool_put_with_settings(
+        vec![(spooled("digest", "d@x.example"), b"one".to_vec())],
+        vec![("digest.last_id".into(), "7".into())],
+    )
+    .unwrap();
+    assert_eq!(db.setting_get("digest.last_id").unwrap().as_deref(), Some("7"));
+    // An item the store refuses (no recipient) fails the whole put: the mark stays.
+    let bad = db.spool_put_with_settings(
+        vec![(spooled("digest", "e@x.example"), b"two".to_vec()), (spooled("digest", ""), b"three".to_vec())],
+        vec![("digest.last_id".into(), "9".into())],
+    );
+    assert!(bad.is_err());
+    assert_eq!(db.setting_get("digest.last_id").unwrap().as_deref(), Some("7"));
+    assert_eq!(db.spool_list(None, 10).unwrap().len(), 1);
+}
