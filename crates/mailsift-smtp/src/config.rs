@@ -33,8 +33,22 @@ pub struct SmtpConfig {
     pub max_connections_per_ip: usize,
     /// Bad commands in one session before it is closed.
     pub max_errors: u32,
-    /// Seconds to wait for each command (RFC 5321 §4.5.3.2 asks a server for at least 5 minutes).
+    /// Seconds to wait for each command (RFC 5321 §4.5.3.2 asks a server for at least 5 minutes). It is a
+    /// deadline for the whole command line, not for each read: a client that trickles a byte at a time
+    /// cannot stretch it.
     pub command_timeout_secs: u64,
+    /// Seconds to wait for the client's first command after the greeting (at most `command_timeout_secs`).
+    /// Real MTAs speak at once; a connection that stays silent is usually a bot holding a slot, so it is
+    /// given back sooner than the 5 minutes a client in the middle of a session gets.
+    pub first_command_timeout_secs: u64,
+    /// Percentage of `max_connections` in use above which the gateway is under stress (like Postfix's
+    /// `smtpd_timeout` stress mode): every wait for a command, a block of data or a reply being read by the
+    /// client is cut to `stress_timeout_secs`, so slots held by silent or trickling clients are reclaimed
+    /// within seconds instead of minutes. 100 turns stress mode off.
+    pub stress_percent: u8,
+    /// The timeout, in seconds, for every wait while under stress (see `stress_percent`). Waits already in
+    /// progress when stress begins are shortened too.
+    pub stress_timeout_secs: u64,
     /// Seconds to wait for each block of message data.
     pub data_timeout_secs: u64,
     /// Most seconds one DATA or BDAT transfer may take in total, so a trickling client cannot hold a
@@ -42,6 +56,38 @@ pub struct SmtpConfig {
     pub data_total_secs: u64,
     /// Received: headers a message may already carry; more means a mail loop (554 5.4.6).
     pub max_hops: usize,
+    /// Longest line of a message, in octets without its CRLF. RFC 5322 §2.1.1 says 998, and conforming MTAs
+    /// (Postfix's `smtp_line_length_limit`, sendmail, Exchange) fold or encode longer lines before sending,
+    /// so a longer line comes from broken software or from someone testing how the next hop splits it
+    /// (a header line cut in two by the next hop becomes a header we never judged). Such a message is
+    /// refused with `550 5.6.0`, after it was read to its end; the limit is checked while reading, so no
+    /// line is ever buffered beyond it. Raise it for a known broken sender.
+    pub max_line_octets: usize,
+    /// What to do with a bare CR or bare LF (one not part of CRLF) in DATA or BDAT, and with NUL:
+    /// `"normalize"` (the default) turns every bare CR and bare LF into CRLF and drops NUL before the message
+    /// is judged and relayed; `"reject"` refuses the message with `550 5.6.11`. Either way only CRLF.CRLF
+    /// ends DATA, and the next hop sees only CRLF lines, dot-stuffed, so no second message can be smuggled
+    /// past us (the 2023 "SMTP smuggling" reports). Normalize is the default because old scripts and
+    /// clients still send LF-only lines and refusing them loses real mail; a bare CR has no legitimate use,
+    /// but turning it into a line end is just as safe for the next hop. Choose `"reject"` to be strict, as
+    /// sendmail 8.18 is.
+    pub bare_line_endings: BareLineEndings,
+    /// Where `RCPT TO:<postmaster>` (no domain, which RFC 5321 §4.5.1 requires us to accept) is delivered:
+    /// the recipient is rewritten to this address. Empty (the default) means `postmaster@` the first of the
+    /// gateway's domains. It should be an address in one of those domains: it is routed like any other
+    /// recipient, so a foreign address is refused to clients that may not relay.
+    pub postmaster: String,
+    /// Failed AUTH attempts from one client address (IPv6: its /64) within `auth_failure_window_secs`
+    /// after which every AUTH from it is answered `454 4.7.0` without checking the password.
+    pub auth_failures_per_address: u32,
+    /// Failed AUTH attempts for one account name, from any address, within `auth_failure_window_secs`
+    /// after which AUTH as that account is answered `454 4.7.0` without checking the password, except from
+    /// addresses that logged in as that account successfully before (so a distributed guessing attack does
+    /// not lock the real user out). Failures from a single address stop at `auth_failures_per_address`, so
+    /// only attacks from several addresses reach this limit.
+    pub auth_failures_per_account: u32,
+    /// The sliding window, in seconds, over which AUTH failures are counted.
+    pub auth_failure_window_secs: u64,
     /// Prefix added to the Subject of tagged mail; empty leaves the subject alone.
     pub subject_tag: String,
     /// Recipients of a second domain in one transaction get 452 4.5.3 (the client sends them separately),
@@ -70,6 +116,17 @@ pub struct SmtpConfig {
     pub milter: MilterConfig,
     /// The spamd-protocol listener, for spamc and SpamAssassin clients (see `spamd.rs`); off unless `listen` is set.
     pub spamd: SpamdConfig,
+}
+
+/// What the gateway does with a bare CR or LF in message data (see `SmtpConfig::bare_line_endings`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    /// Bare CR and bare LF become CRLF; NUL is dropped.
+    #[default]
+    Normalize,
+    /// A message with a bare CR, bare LF or NUL is refused with 550 5.6.11.
+    Reject,
 }
 
 /// Where a milter or spamd listener binds: `127.0.0.1:8891` or `inet:127.0.0.1:8891` (TCP), or
@@ -194,9 +251,18 @@ impl Default for SmtpConfig {
             max_connections_per_ip: 50,
             max_errors: 10,
             command_timeout_secs: 300,
+            first_command_timeout_secs: 60,
+            stress_percent: 80,
+            stress_timeout_secs: 10,
             data_timeout_secs: 180,
             data_total_secs: 600,
             max_hops: 50,
+            max_line_octets: 998,
+            bare_line_endings: BareLineEndings::Normalize,
+            postmaster: String::new(),
+            auth_failures_per_address: 5,
+            auth_failures_per_account: 20,
+            auth_failure_window_secs: 900,
             subject_tag: "[SPAM]".into(),
             split_domains: true,
             shutdown_grace_secs: 30,
@@ -254,6 +320,12 @@ pub struct DomainConfig {
     pub sending_servers: Vec<String>,
     /// Hosted services that send for this domain, recognised by a pattern in a Received header.
     pub trusted_relays: Vec<String>,
+    /// Accept recipients of this domain whose local part has `%`, `!`, `@`, `:`, a backslash or a quoted
+    /// string. Off by default: those are the old routing syntaxes (`user%other.example@`, `other!user@`,
+    /// `"user@other.example"@`), and a next hop that still honours one of them turns the gateway into an
+    /// open relay, so they are refused at RCPT with `550 5.1.3`. Turn it on only when the domain's own
+    /// server really has such mailboxes and does not route on them.
+    pub allow_special_local_parts: bool,
 }
 
 impl DomainConfig {
@@ -289,11 +361,14 @@ impl Default for OutboundConfig {
     }
 }
 
+/// An account that may authenticate with AUTH PLAIN/LOGIN.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
+    /// The user name the client gives (compared exactly).
     pub name: String,
-    /// The password, as `sha256:<hex>` of the password (`mailsift passwd` prints it) or plain text.
+    /// The password's Argon2id hash as a PHC string (`$argon2id$v=19$...`), as `mailsift auth-hash` prints
+    /// it. Plain-text and `sha256:` entries of older versions are refused when the configuration is loaded.
     pub password: String,
 }
 
@@ -349,11 +424,30 @@ impl SmtpConfig {
             ("max_connections", self.max_connections as u64),
             ("max_connections_per_ip", self.max_connections_per_ip as u64),
             ("command_timeout_secs", self.command_timeout_secs),
+            ("first_command_timeout_secs", self.first_command_timeout_secs),
+            ("stress_timeout_secs", self.stress_timeout_secs),
+            ("auth_failures_per_address", self.auth_failures_per_address as u64),
+            ("auth_failures_per_account", self.auth_failures_per_account as u64),
+            ("auth_failure_window_secs", self.auth_failure_window_secs),
             ("data_timeout_secs", self.data_timeout_secs),
             ("data_total_secs", self.data_total_secs),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if self.stress_percent == 0 || self.stress_percent > 100 {
+            return Err(invalid("stress_percent", "must be between 1 and 100 (100 turns stress mode off)"));
+        }
+        if self.max_line_octets < 78 {
+            return Err(invalid("max_line_octets", "must be at least 78 (RFC 5322 §2.1.1 allows 998)"));
+        }
+        if !self.postmaster.is_empty() {
+            let ok = self.postmaster.rsplit_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && !domain.is_empty() && !self.postmaster.contains(char::is_whitespace)
+            });
+            if !ok {
+                return Err(invalid("postmaster", format!("{:?} is not an address (user@domain)", self.postmaster)));
             }
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
@@ -415,6 +509,13 @@ impl SmtpConfig {
         for u in &self.users {
             if u.name.is_empty() || u.password.is_empty() {
                 return Err(invalid("users", "each user needs a name and a password"));
+            }
+            if !crate::auth::is_argon2id_hash(&u.password) {
+                return Err(invalid(
+                    &format!("users.{}.password", u.name),
+                    "must be an Argon2id hash ($argon2id$...); plain-text and sha256: passwords are no longer \
+                     accepted: run `mailsift auth-hash` and put the line it prints here",
+                ));
             }
         }
         Ok(())

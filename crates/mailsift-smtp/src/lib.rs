@@ -11,6 +11,7 @@
 //! client is told 451 and retries. So that one answer can be true for every recipient, a transaction never
 //! mixes recipients with different next hops (the others get 452 and come in their own transaction).
 
+pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod milter;

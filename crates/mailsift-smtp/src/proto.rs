@@ -4,7 +4,12 @@
 //!
 //! It is lenient where real clients are sloppy (lower-case verbs, a space after `MAIL FROM:`, a bare address
 //! without angle brackets) and strict where leniency would be a hole (a recipient must be an address with a
-//! domain; source routes are dropped as RFC 5321 §4.1.1.3 asks).
+//! domain, except the bare `postmaster` of RFC 5321 §4.5.1; source routes are dropped as RFC 5321 §4.1.1.3
+//! asks; [`is_special_local_part`] finds the old routing syntaxes for the session to refuse).
+//!
+//! [`DataDecoder`] turns the bytes of DATA or BDAT into the message: it finds the end of DATA (only
+//! CRLF.CRLF), undoes dot-stuffing, and deals with bare CR, bare LF and NUL and with over-long lines while
+//! reading, so no line is buffered beyond its limit and nothing ambiguous reaches the next hop.
 
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +159,10 @@ fn parse_path(path: &str, null_allowed: bool) -> Result<String, SyntaxError> {
     if path.is_empty() {
         return if null_allowed { Ok(String::new()) } else { Err(syntax(501, "5.1.3", "A recipient is required")) };
     }
+    // RFC 5321 §4.5.1: `RCPT TO:<Postmaster>` without a domain must be accepted; the session rewrites it.
+    if !null_allowed && path.eq_ignore_ascii_case(POSTMASTER) {
+        return Ok(POSTMASTER.to_string());
+    }
     // RFC 5321 §4.1.1.3: "@a,@b:user@host" — the route is ignored.
     let path = match (path.starts_with('@'), path.find(':')) {
         (true, Some(i)) => &path[i + 1..],
@@ -171,6 +180,23 @@ fn parse_path(path: &str, null_allowed: bool) -> Result<String, SyntaxError> {
         return Err(syntax(501, "5.1.3", format!("Bad address syntax: {path}")));
     }
     Ok(path.to_string())
+}
+
+/// The recipient `RCPT TO:<postmaster>` (any case) parses to: the session routes it to the configured
+/// postmaster address.
+pub const POSTMASTER: &str = "postmaster";
+
+/// The local part of an address: the text before its last `@` (the whole text when there is none).
+pub fn local_part(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(local, _)| local)
+}
+
+/// Whether a local part uses one of the old routing syntaxes or quoting: `%` (the percent hack), `!` (UUCP
+/// bang paths), `@` or `:` (source routes and nested addresses), a backslash or a quoted string. A next hop
+/// that still routes on any of them would relay the message elsewhere, so a gateway in front of it refuses
+/// them unless the domain's administrator allows them.
+pub fn is_special_local_part(local: &str) -> bool {
+    local.contains(['%', '!', '@', ':', '\\', '"'])
 }
 
 fn valid_domain(d: &str) -> bool {
@@ -210,6 +236,202 @@ fn parse_mail_params(params: &str) -> Result<MailParams, SyntaxError> {
         }
     }
     Ok(out)
+}
+
+/// Why message data was refused. The data is still read to its end, so the session stays in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataProblem {
+    /// Larger than `max_message_bytes`.
+    TooBig,
+    /// A line longer than `max_line_octets`.
+    LineTooLong,
+    /// A bare CR or bare LF, with `bare_line_endings = "reject"`.
+    BareLineEnding,
+    /// A NUL octet, with `bare_line_endings = "reject"`.
+    Nul,
+}
+
+/// How the data is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// DATA: dot-stuffed, ended by CRLF.CRLF.
+    Dotted,
+    /// BDAT chunks (RFC 3030): sizes given, no stuffing and no end marker.
+    Chunked,
+}
+
+/// Where the decoder is on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// After a CRLF (or at the start): a dot here is stuffing or the end marker.
+    LineStart,
+    /// Inside a line.
+    Mid,
+    /// After a CR whose LF has not been seen yet.
+    Cr,
+    /// A dot at the start of a line.
+    Dot,
+    /// A dot at the start of a line, then CR: the end of DATA if LF follows.
+    DotCr,
+}
+
+/// Decodes message data as it arrives, byte by byte, whatever the chunks it comes in (the result does not
+/// depend on how the bytes were split). Only CRLF.CRLF, with both CRLFs real, ends DATA: a dot after a bare
+/// LF or bare CR is just a line that starts with a dot. Bare CR and bare LF become CRLF or make the message
+/// refused ([`BareLineEndings`](crate::config::BareLineEndings)); every line is counted while it is read, and
+/// once anything is wrong the decoder stops keeping data and only looks for the end.
+pub struct DataDecoder {
+    framing: Framing,
+    bare: crate::config::BareLineEndings,
+    max_bytes: usize,
+    max_line: usize,
+    wire: Wire,
+    line_len: usize,
+    out: Vec<u8>,
+    problem: Option<DataProblem>,
+    ended: bool,
+}
+
+impl DataDecoder {
+    pub fn new(
+        framing: Framing,
+        bare: crate::config::BareLineEndings,
+        max_bytes: usize,
+        max_line: usize,
+    ) -> DataDecoder {
+        DataDecoder {
+            framing,
+            bare,
+            max_bytes,
+            max_line,
+            wire: Wire::LineStart,
+            line_len: 0,
+            out: Vec::with_capacity(max_bytes.min(64 * 1024)),
+            problem: None,
+            ended: false,
+        }
+    }
+
+    /// Consumes bytes and returns how many it used: all of them, or (DATA) up to and including the end of
+    /// data marker, so what the client pipelined after it stays for the command reader.
+    pub fn feed(&mut self, input: &[u8]) -> usize {
+        if self.ended {
+            return 0;
+        }
+        for (i, &b) in input.iter().enumerate() {
+            self.step(b);
+            if self.ended {
+                return i + 1;
+            }
+        }
+        input.len()
+    }
+
+    /// Whether the end of DATA was seen (never for BDAT: the last chunk ends it).
+    pub fn is_done(&self) -> bool {
+        self.ended
+    }
+
+    /// The first problem seen so far, if any.
+    pub fn problem(&self) -> Option<DataProblem> {
+        self.problem
+    }
+
+    /// The message with CRLF line ends, or why it is refused.
+    pub fn finish(mut self) -> Result<Vec<u8>, DataProblem> {
+        // BDAT: a message that ends in a CR has a bare CR at its end.
+        if self.wire == Wire::Cr {
+            self.bare_line_end();
+        }
+        match self.problem {
+            Some(p) => Err(p),
+            None => Ok(self.out),
+        }
+    }
+
+    fn step(&mut self, b: u8) {
+        match (self.wire, b) {
+            (Wire::LineStart, b'.') if self.framing == Framing::Dotted => self.wire = Wire::Dot,
+            (Wire::LineStart | Wire::Mid, b'\r') => self.wire = Wire::Cr,
+            (Wire::LineStart | Wire::Mid, b'\n') => {
+                self.bare_line_end();
+                // Not a line start on the wire: a dot after a bare LF is never the end of data.
+                self.wire = Wire::Mid;
+            }
+            (Wire::LineStart | Wire::Mid, _) => {
+                self.content(b);
+                self.wire = Wire::Mid;
+            }
+            (Wire::Cr, b'\n') => {
+                self.line_end();
+                self.wire = Wire::LineStart;
+            }
+            (Wire::Cr, b'\r') => self.bare_line_end(),
+            (Wire::Cr, _) => {
+                self.bare_line_end();
+                self.content(b);
+                self.wire = Wire::Mid;
+            }
+            (Wire::Dot, b'\r') => self.wire = Wire::DotCr,
+            (Wire::Dot, _) => {
+                // RFC 5321 §4.5.2: the leading dot was stuffing; the byte after it is the line's first.
+                // (`Mid` handles it without looking at the dot again: one level, whatever the input.)
+                self.wire = Wire::Mid;
+                self.step(b);
+            }
+            (Wire::DotCr, b'\n') => self.ended = true,
+            (Wire::DotCr, _) => {
+                // A line "." followed by a bare CR: the dot was stuffing, the CR is bare.
+                self.wire = Wire::Cr;
+                self.step(b);
+            }
+        }
+    }
+
+    fn fail(&mut self, p: DataProblem) {
+        if self.problem.is_none() {
+            self.problem = Some(p);
+        }
+        self.out = Vec::new();
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.problem.is_some() {
+            return;
+        }
+        if self.out.len() + bytes.len() > self.max_bytes {
+            return self.fail(DataProblem::TooBig);
+        }
+        self.out.extend_from_slice(bytes);
+    }
+
+    fn line_end(&mut self) {
+        self.line_len = 0;
+        self.push(b"\r\n");
+    }
+
+    fn bare_line_end(&mut self) {
+        match self.bare {
+            crate::config::BareLineEndings::Normalize => self.line_end(),
+            crate::config::BareLineEndings::Reject => self.fail(DataProblem::BareLineEnding),
+        }
+    }
+
+    fn content(&mut self, b: u8) {
+        if b == 0 {
+            match self.bare {
+                // NUL is not text (RFC 5321 §4.5.2, RFC 6152), and a next hop that drops it would see a
+                // different line: it goes.
+                crate::config::BareLineEndings::Normalize => return,
+                crate::config::BareLineEndings::Reject => return self.fail(DataProblem::Nul),
+            }
+        }
+        self.line_len += 1;
+        if self.line_len > self.max_line {
+            return self.fail(DataProblem::LineTooLong);
+        }
+        self.push(&[b]);
+    }
 }
 
 /// The domain of an address, lower-cased (empty for the null sender).
@@ -338,7 +560,9 @@ mod tests {
             Command::Rcpt { to: "bob@example.com".into() }
         );
         assert_eq!(parse_command(b"RCPT TO:<>").unwrap_err().code, 501);
-        assert_eq!(parse_command(b"RCPT TO:<postmaster>").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"RCPT TO:<Postmaster>").unwrap(), Command::Rcpt { to: "postmaster".into() });
+        assert_eq!(parse_command(b"RCPT TO:<postmaster2>").unwrap_err().code, 501);
+        assert_eq!(parse_command(b"MAIL FROM:<postmaster>").unwrap_err().code, 501);
         assert_eq!(parse_command(b"RCPT TO:<a@bad..domain>").unwrap_err().code, 501);
         assert!(parse_command(b"RCPT TO:<a@[127.0.0.1]>").is_ok());
     }

@@ -3,6 +3,9 @@
 //! The configuration a session uses is the [`GatewayState`] current when the session starts; a reload
 //! (SIGHUP) swaps it for new sessions while running ones finish with the old one. Shutdown stops accepting,
 //! lets sessions finish the transaction in flight (idle ones are told 421), and gives up after the grace period.
+//!
+//! Stress: when more than `stress_percent` of `max_connections` are in use, sessions are told (a watch
+//! channel) and cut their waits to `stress_timeout_secs`, so slots held by silent clients come back quickly.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -118,6 +121,8 @@ pub struct GatewayState {
     /// The resolver for outbound MX delivery (the gatherer's, or one of its own when DNS evidence is off).
     mx: Result<Arc<SenderGatherer>, String>,
     domains: FxHashMap<String, DomainConfig>,
+    /// Where `RCPT TO:<postmaster>` goes: `postmaster`, or postmaster@ the first domain.
+    postmaster: String,
     /// Engines for domains with their own thresholds or ASF options (sharing the model).
     domain_engines: FxHashMap<String, Arc<Engine>>,
     trusted: Vec<IpRange>,
@@ -184,6 +189,15 @@ impl GatewayState {
                 domains.insert(d.name.to_ascii_lowercase(), d);
             }
         }
+        let postmaster = if config.postmaster.is_empty() {
+            let first = match config.domains.first() {
+                Some(d) => d.name.to_ascii_lowercase(),
+                None => engine.config().organisation.domains.first().cloned().unwrap_or_else(|| "localhost".into()),
+            };
+            format!("postmaster@{}", first.to_ascii_lowercase())
+        } else {
+            config.postmaster.clone()
+        };
         let trusted = config.trusted_networks();
         let (engine, domain_engines) = domain_engines(engine, &config.domains)?;
         let mx = match &gatherer {
@@ -197,6 +211,7 @@ impl GatewayState {
             tls,
             mx,
             domains,
+            postmaster,
             domain_engines,
             trusted,
             learner: None,
@@ -250,6 +265,11 @@ impl GatewayState {
     /// Inbound mail belongs to its recipients' domain (one per transaction), outbound to its sender's.
     pub fn engine_for(&self, domain: &str) -> &Arc<Engine> {
         self.domain_engines.get(&domain.to_ascii_lowercase()).unwrap_or(&self.engine)
+    }
+
+    /// The address `RCPT TO:<postmaster>` is delivered to.
+    pub fn postmaster(&self) -> &str {
+        &self.postmaster
     }
 
     /// The settings of a domain the gateway receives mail for.
@@ -364,6 +384,10 @@ pub struct Gateway {
     pub client_tls: Arc<rustls::ClientConfig>,
     per_ip: Mutex<FxHashMap<IpAddr, usize>>,
     active: AtomicUsize,
+    /// Whether more than `stress_percent` of `max_connections` are in use; sessions watch it.
+    stress: tokio::sync::watch::Sender<bool>,
+    /// AUTH failures per client address and per account, across sessions.
+    pub auth_limiter: crate::auth::AuthLimiter,
     idle: tokio::sync::Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The policy in force: the configuration's `[policy]` and the store's rules and lists, compiled once
@@ -394,6 +418,7 @@ impl Drop for Slot {
         if g.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             g.idle.notify_waiters();
         }
+        g.update_stress();
     }
 }
 
@@ -407,6 +432,8 @@ impl Gateway {
             client_tls: crate::tls::client_config(),
             per_ip: Mutex::new(FxHashMap::default()),
             active: AtomicUsize::new(0),
+            stress: tokio::sync::watch::channel(false).0,
+            auth_limiter: crate::auth::AuthLimiter::new(),
             idle: tokio::sync::Notify::new(),
             shutdown: tokio::sync::watch::channel(false).0,
             policy: RwLock::new(Arc::new(Policy::default())),
@@ -474,6 +501,31 @@ impl Gateway {
             tracing::error!(error = %e, "policy not recompiled after the reload; the previous one stays");
         }
         tracing::info!("configuration reloaded");
+    }
+
+    /// Whether the gateway is under stress: more than `stress_percent` of `max_connections` in use.
+    pub fn under_stress(&self) -> bool {
+        *self.stress.borrow()
+    }
+
+    /// Tells sessions when the gateway enters or leaves stress.
+    pub fn stress_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stress.subscribe()
+    }
+
+    /// Works out stress from the connections in use; sessions are woken only when it changes.
+    fn update_stress(&self) {
+        let c = &self.state().config;
+        let active = self.active.load(Ordering::SeqCst);
+        let stressed = c.stress_percent < 100 && active * 100 > c.max_connections * c.stress_percent as usize;
+        let changed = self.stress.send_if_modified(|s| {
+            let changed = *s != stressed;
+            *s = stressed;
+            changed
+        });
+        if changed {
+            tracing::info!(active, max = c.max_connections, stressed, "connection stress changed: timeouts adjusted");
+        }
     }
 
     pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
@@ -695,6 +747,8 @@ impl Gateway {
         }
         *n += 1;
         self.active.fetch_add(1, Ordering::SeqCst);
+        drop(map);
+        self.update_stress();
         Some(Slot { gateway: self.clone(), ip })
     }
 

@@ -8,8 +8,13 @@
 //! Pipelining falls out of the buffering: replies are collected and written when the client has nothing
 //! more in flight (our read buffer is empty), so a pipelined batch gets its replies in one write.
 //!
-//! The end of data is only `CRLF . CRLF`; a bare LF never starts a line here, and relayed mail is re-stuffed
-//! with every LF treated as a line end, so the "SMTP smuggling" ambiguity cannot pass through the gateway.
+//! The end of data is only `CRLF . CRLF`; a bare LF or CR never starts a line here, and bare ones are turned
+//! into CRLF or refused ([`proto::DataDecoder`]) before a message is judged, so the next hop sees only CRLF
+//! lines and the "SMTP smuggling" ambiguity cannot pass through the gateway.
+//!
+//! Slots are a resource attackers go for: the first command has a shorter timeout than later ones, every
+//! timeout is a deadline for the whole line (not for each read), and when the gateway is nearly full
+//! (`stress_percent`) every wait, including those already under way, is cut to `stress_timeout_secs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use mailsift_engine::{Direction, Envelope, Evidence};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::deliver::{self, Route};
-use crate::proto::{self, reply, Command, MailParams};
+use crate::proto::{self, reply, Command, DataDecoder, DataProblem, Framing, MailParams};
 use crate::server::{GatewayState, Listener};
 use crate::{Counters, Gateway, Stream};
 
@@ -67,21 +72,20 @@ struct Session {
     client: Client,
     txn: Option<Transaction>,
     errors: u32,
-    /// BDAT chunks received so far in this transaction.
-    chunks: Option<Chunks>,
+    /// Command lines received so far (the first one has a shorter timeout).
+    commands: u64,
+    /// The message of the BDAT chunks received so far in this transaction.
+    chunks: Option<DataDecoder>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-}
-
-#[derive(Default)]
-struct Chunks {
-    data: Vec<u8>,
-    too_big: bool,
+    /// Whether the gateway is nearly full (see [`Gateway::under_stress`]); waits are shortened when it is.
+    stress: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Runs one session to its end. Errors end the session; they never reach other sessions.
 pub async fn run(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listener: Listener) {
     let state = gateway.state();
     let shutdown = gateway.shutdown_signal();
+    let stress = gateway.stress_signal();
     let mut s = Session {
         gateway,
         state,
@@ -90,8 +94,10 @@ pub async fn run(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listen
         client: Client { peer, listener, helo: None, esmtp: false, tls: false, user: None },
         txn: None,
         errors: 0,
+        commands: 0,
         chunks: None,
         shutdown,
+        stress,
     };
     if let Err(e) = s.converse().await {
         tracing::debug!(client = %peer, error = %e, "session ended with an error");
@@ -104,12 +110,35 @@ impl Session {
         self.out.extend_from_slice(reply(code, enhanced, text).as_bytes());
     }
 
+    /// How long the client may take over its next command line (or over reading our replies): shorter before
+    /// its first command, and cut to the stress timeout while the gateway is nearly full.
+    fn command_timeout(&self) -> Duration {
+        let c = &self.state.config;
+        let mut secs = c.command_timeout_secs;
+        if self.commands == 0 {
+            secs = secs.min(c.first_command_timeout_secs);
+        }
+        if *self.stress.borrow() {
+            secs = secs.min(c.stress_timeout_secs);
+        }
+        Duration::from_secs(secs)
+    }
+
+    /// How long the client may take over each block of message data.
+    fn data_block_timeout(&self) -> Duration {
+        let c = &self.state.config;
+        let secs =
+            if *self.stress.borrow() { c.data_timeout_secs.min(c.stress_timeout_secs) } else { c.data_timeout_secs };
+        Duration::from_secs(secs)
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
+        let timeout = self.command_timeout();
         let w = self.io.get_mut();
-        let res = tokio::time::timeout(Duration::from_secs(self.state.config.command_timeout_secs), async {
+        let res = tokio::time::timeout(timeout, async {
             w.write_all(&self.out).await?;
             w.flush().await
         })
@@ -122,24 +151,33 @@ impl Session {
     }
 
     /// Reads one line without its CRLF, flushing pending replies first when the client has nothing more
-    /// buffered (pipelining).
-    async fn read_line(&mut self, timeout: Duration) -> std::io::Result<Line> {
+    /// buffered (pipelining). The timeout ([`Session::command_timeout`]) is a deadline for the whole line,
+    /// counted from when the line was asked for, so sending a byte at a time does not extend it; it is
+    /// worked out again when the gateway enters or leaves stress.
+    async fn read_line(&mut self) -> std::io::Result<Line> {
         if self.io.buffer().is_empty() {
             self.flush().await?;
         }
         let mut line = Vec::new();
         let mut too_long = false;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let asked = tokio::time::Instant::now();
+        let mut deadline = asked + self.command_timeout();
         loop {
             let idle = self.txn.is_none();
             let buf = tokio::select! {
                 biased;
                 r = tokio::time::timeout_at(deadline, self.io.fill_buf()) => match r {
-                    Ok(r) => r?,
+                    Ok(r) => Some(r?),
                     Err(_) => return Ok(Line::TimedOut),
                 },
                 // Between transactions a shutdown ends the session politely; inside one, it may finish.
                 _ = self.shutdown.wait_for(|s| *s), if idle => return Ok(Line::Shutdown),
+                // Stress began or ended: a wait already under way gets the new timeout too.
+                Ok(()) = self.stress.changed() => None,
+            };
+            let Some(buf) = buf else {
+                deadline = asked + self.command_timeout();
+                continue;
             };
             if buf.is_empty() {
                 return Ok(if line.is_empty() && !too_long { Line::Eof } else { Line::Text(line) });
@@ -181,10 +219,12 @@ impl Session {
             return self.flush().await;
         }
         self.say(220, "", &format!("{hostname} ESMTP mailsift"));
-        let command_timeout = Duration::from_secs(self.state.config.command_timeout_secs);
         loop {
-            let line = match self.read_line(command_timeout).await? {
-                Line::Text(l) => l,
+            let line = match self.read_line().await? {
+                Line::Text(l) => {
+                    self.commands += 1;
+                    l
+                }
                 Line::Eof => return Ok(()),
                 Line::TimedOut => {
                     Counters::bump(&self.gateway.counters.timeouts);
@@ -196,6 +236,7 @@ impl Session {
                     return self.flush().await;
                 }
                 Line::TooLong => {
+                    self.commands += 1;
                     self.say(500, "5.5.2", "Line too long");
                     if self.count_error() {
                         return self.flush().await;
@@ -314,7 +355,7 @@ impl Session {
         let Stream::Plain(tcp) = io.into_inner() else {
             return Err(std::io::Error::other("STARTTLS on a non-TCP stream"));
         };
-        let timeout = Duration::from_secs(self.state.config.command_timeout_secs);
+        let timeout = self.command_timeout();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let tls_stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(s)) => s,
@@ -373,24 +414,48 @@ impl Session {
                 return Ok(());
             }
         };
-        match credentials {
-            Some((user, pass)) if deliver::check_password(&self.state.config.users, &user, &pass) => {
-                tracing::info!(client = %self.client.peer, user = %user, "authenticated");
-                self.client.user = Some(user);
-                self.say(235, "2.7.0", "Authentication successful");
-            }
-            Some((user, _)) => {
-                // The user name is logged to trace abuse; the password never is.
-                tracing::warn!(client = %self.client.peer, user = %proto::sanitize(&user, 64), "authentication failed");
-                // Slow down password guessing.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                self.say(535, "5.7.8", "Authentication credentials invalid");
-                if self.count_error() {
-                    self.flush().await?;
-                    return Err(std::io::Error::other("too many errors"));
-                }
-            }
-            None => self.say(501, "5.5.2", "Cannot decode the response"),
+        let Some((user, pass)) = credentials else {
+            self.say(501, "5.5.2", "Cannot decode the response");
+            return Ok(());
+        };
+        let ip = self.client.peer.ip();
+        let limits = crate::auth::AuthLimits::from_config(&self.state.config);
+        let limiter = &self.gateway.auth_limiter;
+        if !limiter.allowed(ip, &user, &limits, Instant::now()) {
+            // The password is not checked, so the answer tells nothing about it; the same answer whether the
+            // address or the account is over its limit.
+            tracing::warn!(client = %self.client.peer, user = %proto::sanitize(&user, 64), "authentication refused: too many failures");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.say(454, "4.7.0", "Too many failed authentication attempts; try again later");
+            return self.auth_error().await;
+        }
+        // Argon2 takes tens of milliseconds of CPU: off the async threads.
+        let state = self.state.clone();
+        let (name, password) = (user.clone(), pass);
+        let ok = tokio::task::spawn_blocking(move || crate::auth::verify_user(&state.config.users, &name, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            limiter.succeeded(ip, &user, Instant::now());
+            tracing::info!(client = %self.client.peer, user = %user, "authenticated");
+            self.client.user = Some(user);
+            self.say(235, "2.7.0", "Authentication successful");
+            return Ok(());
+        }
+        limiter.failed(ip, &user, &limits, Instant::now());
+        // The user name is logged to trace abuse; the password never is.
+        tracing::warn!(client = %self.client.peer, user = %proto::sanitize(&user, 64), "authentication failed");
+        // Slow down password guessing on this connection too.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.say(535, "5.7.8", "Authentication credentials invalid");
+        self.auth_error().await
+    }
+
+    /// A failed AUTH counts as a protocol error; too many end the session.
+    async fn auth_error(&mut self) -> std::io::Result<()> {
+        if self.count_error() {
+            self.flush().await?;
+            return Err(std::io::Error::other("too many errors"));
         }
         Ok(())
     }
@@ -398,8 +463,7 @@ impl Session {
     /// Sends a 334 challenge and reads the answer; `None` when the client cancelled with `*`.
     async fn challenge(&mut self, text: &str) -> std::io::Result<Option<String>> {
         self.out.extend_from_slice(format!("334 {text}\r\n").as_bytes());
-        let timeout = Duration::from_secs(self.state.config.command_timeout_secs);
-        match self.read_line(timeout).await? {
+        match self.read_line().await? {
             Line::Text(l) if l == b"*" => {
                 self.say(501, "5.7.0", "Authentication cancelled");
                 Ok(None)
@@ -476,6 +540,8 @@ impl Session {
         let Some(txn) = &self.txn else {
             return self.say(503, "5.5.1", "Need MAIL before RCPT");
         };
+        // RFC 5321 §4.5.1: the bare postmaster is ours to accept; it goes to the configured address.
+        let to = if to == proto::POSTMASTER { self.state.postmaster().to_string() } else { to };
         if txn.rcpts.len() >= self.state.config.max_recipients {
             return self.say(452, "4.5.3", "Too many recipients");
         }
@@ -490,6 +556,19 @@ impl Session {
         }
         let domain = proto::domain_of(&to);
         if let Some(d) = self.state.local_domain(&domain) {
+            // `victim%other.example@us`, `"victim@other.example"@us`, `other!victim@us`...: a next hop that
+            // routes on the local part would relay for anyone through us.
+            if proto::is_special_local_part(proto::local_part(&to)) && !d.allow_special_local_parts {
+                Counters::bump(&self.gateway.counters.relay_denied);
+                tracing::warn!(client = %self.client.peer, rcpt = %proto::sanitize(&to, 100), "routing syntax in a local part refused");
+                let entry = deliver::relay_denied_entry(&self.client, txn, &to);
+                deliver::append_log(&self.gateway, entry);
+                return self.say(
+                    550,
+                    "5.1.3",
+                    "Local parts with %, !, @, :, quotes or backslashes are not accepted for this domain",
+                );
+            }
             if !d.recipients.is_empty() && !d.recipients.contains(&to.to_ascii_lowercase()) {
                 return self.say(550, "5.1.1", "No such recipient here");
             }
@@ -544,93 +623,80 @@ impl Session {
         }
     }
 
-    /// Reads the message after 354 until CRLF.CRLF, undoing dot-stuffing. `Err` when the client is gone or
-    /// too slow; `Ok(None)` when the message was larger than allowed (read and thrown away).
-    async fn read_data(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        #[derive(Clone, Copy)]
-        enum S {
-            LineStart,
-            Mid { prev_cr: bool },
-            Dot,
-            DotCr,
-        }
-        let max = self.state.config.max_message_bytes as usize;
-        let block = Duration::from_secs(self.state.config.data_timeout_secs);
+    fn decoder(&self, framing: Framing) -> DataDecoder {
+        let c = &self.state.config;
+        DataDecoder::new(
+            framing,
+            c.bare_line_endings,
+            usize::try_from(c.max_message_bytes).unwrap_or(usize::MAX),
+            c.max_line_octets,
+        )
+    }
+
+    /// Reads the message after 354 until CRLF.CRLF ([`DataDecoder`]). `Err` when the client is gone or too
+    /// slow; `Ok(Err(problem))` when the message is refused (it was read to its end all the same).
+    async fn read_data(&mut self) -> std::io::Result<Result<Vec<u8>, DataProblem>> {
         let total = tokio::time::Instant::now() + Duration::from_secs(self.state.config.data_total_secs);
-        let mut data = Vec::with_capacity(8192);
-        let mut too_big = false;
-        let mut st = S::LineStart;
+        let mut decoder = self.decoder(Framing::Dotted);
+        let mut block_started = tokio::time::Instant::now();
         loop {
-            let deadline = (tokio::time::Instant::now() + block).min(total);
-            let buf = match tokio::time::timeout_at(deadline, self.io.fill_buf()).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    Counters::bump(&self.gateway.counters.timeouts);
-                    self.say(421, "4.4.2", "Timeout reading message data, closing");
-                    self.flush().await?;
-                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "data timeout"));
-                }
+            let deadline = (block_started + self.data_block_timeout()).min(total);
+            let buf = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(deadline, self.io.fill_buf()) => match r {
+                    Ok(r) => Some(r?),
+                    Err(_) => None,
+                },
+                // Stress began: this wait gets the shorter timeout too (worked out again above).
+                Ok(()) = self.stress.changed() => continue,
+            };
+            let Some(buf) = buf else {
+                Counters::bump(&self.gateway.counters.timeouts);
+                self.say(421, "4.4.2", "Timeout reading message data, closing");
+                self.flush().await?;
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "data timeout"));
             };
             if buf.is_empty() {
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client left during DATA"));
             }
-            let mut used = 0;
-            let mut done = false;
-            for &b in buf {
-                used += 1;
-                let mut push = |b: u8| {
-                    if !too_big {
-                        if data.len() >= max {
-                            too_big = true;
-                            data = Vec::new();
-                        } else {
-                            data.push(b);
-                        }
-                    }
-                };
-                st = match st {
-                    S::LineStart if b == b'.' => S::Dot,
-                    S::LineStart | S::Mid { prev_cr: false } => {
-                        push(b);
-                        S::Mid { prev_cr: b == b'\r' }
-                    }
-                    S::Mid { prev_cr: true } => {
-                        push(b);
-                        if b == b'\n' {
-                            S::LineStart
-                        } else {
-                            S::Mid { prev_cr: b == b'\r' }
-                        }
-                    }
-                    S::Dot if b == b'\r' => S::DotCr,
-                    S::Dot => {
-                        push(b);
-                        S::Mid { prev_cr: false }
-                    }
-                    S::DotCr if b == b'\n' => {
-                        done = true;
-                        break;
-                    }
-                    S::DotCr => {
-                        push(b'\r');
-                        push(b);
-                        S::Mid { prev_cr: b == b'\r' }
-                    }
-                };
-            }
+            let used = decoder.feed(buf);
             self.io.consume(used);
-            if done {
-                return Ok(if too_big { None } else { Some(data) });
+            block_started = tokio::time::Instant::now();
+            if decoder.is_done() {
+                return Ok(decoder.finish());
             }
         }
     }
 
     /// Handles the end of a message (DATA or the last BDAT chunk): judge, act, answer.
-    async fn finish(&mut self, data: Option<Vec<u8>>) {
+    async fn finish(&mut self, data: Result<Vec<u8>, DataProblem>) {
         let Some(txn) = self.txn.take() else { return };
         self.chunks = None;
-        let Some(data) = data else {
-            return self.say(552, "5.3.4", "Message size exceeds the fixed maximum message size");
+        let data = match data {
+            Ok(d) => d,
+            Err(problem) => {
+                tracing::info!(client = %self.client.peer, ?problem, "message data refused");
+                let max_line = self.state.config.max_line_octets;
+                return match problem {
+                    DataProblem::TooBig => {
+                        self.say(552, "5.3.4", "Message size exceeds the fixed maximum message size")
+                    }
+                    DataProblem::LineTooLong => self.say(
+                        550,
+                        "5.6.0",
+                        &format!(
+                            "Message refused: a line is longer than {max_line} octets (RFC 5322 section 2.1.1 \
+                             allows 998); fold long header lines and encode the body (quoted-printable or base64)"
+                        ),
+                    ),
+                    DataProblem::BareLineEnding => self.say(
+                        550,
+                        "5.6.11",
+                        "Message refused: bare CR or LF in the data; lines must end with CRLF (RFC 5321 section 2.3.8)",
+                    ),
+                    DataProblem::Nul => self.say(550, "5.6.11", "Message refused: NUL character in the data"),
+                };
+            }
         };
         let answer = deliver::process(&self.gateway, &self.state, &self.client, &txn, data).await;
         self.say(answer.code, &answer.enhanced, &answer.text);
@@ -642,20 +708,18 @@ impl Session {
             Some(t) if t.rcpts.is_empty() => Some((554, "5.5.1", "No valid recipients")),
             Some(_) => None,
         };
-        // The chunk is on the wire whatever we answer: read it to stay in step with the client.
-        let max = self.state.config.max_message_bytes;
-        let mut chunks = self.chunks.take().unwrap_or_default();
-        let keep = ok.is_none() && !chunks.too_big && chunks.data.len() as u64 + size <= max;
-        if !keep && ok.is_none() {
-            chunks.too_big = true;
-            chunks.data = Vec::new();
-        }
-        let block = Duration::from_secs(self.state.config.data_timeout_secs);
+        // The chunk is on the wire whatever we answer: read it to stay in step with the client. The decoder
+        // keeps at most max_message_bytes and handles bare line ends and long lines as DATA does, across
+        // chunk boundaries.
+        let mut chunks = match ok {
+            None => Some(self.chunks.take().unwrap_or_else(|| self.decoder(Framing::Chunked))),
+            Some(_) => None,
+        };
         let total = tokio::time::Instant::now() + Duration::from_secs(self.state.config.data_total_secs);
         let mut remaining = size;
         let mut scratch = [0u8; 16 * 1024];
         while remaining > 0 {
-            let deadline = (tokio::time::Instant::now() + block).min(total);
+            let deadline = (tokio::time::Instant::now() + self.data_block_timeout()).min(total);
             let want = remaining.min(scratch.len() as u64) as usize;
             let n = match tokio::time::timeout_at(deadline, self.io.read(&mut scratch[..want])).await {
                 Ok(r) => r?,
@@ -669,18 +733,19 @@ impl Session {
             if n == 0 {
                 return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client left during BDAT"));
             }
-            if keep {
-                chunks.data.extend_from_slice(&scratch[..n]);
+            if let Some(d) = chunks.as_mut() {
+                d.feed(&scratch[..n]);
             }
             remaining -= n as u64;
         }
-        if let Some((code, enhanced, text)) = ok {
-            self.say(code, enhanced, text);
+        let Some(chunks) = chunks else {
+            if let Some((code, enhanced, text)) = ok {
+                self.say(code, enhanced, text);
+            }
             return Ok(());
-        }
+        };
         if last {
-            let data = (!chunks.too_big).then_some(chunks.data);
-            self.finish(data).await;
+            self.finish(chunks.finish()).await;
         } else {
             self.say(250, "2.0.0", &format!("{size} octets received"));
             self.chunks = Some(chunks);

@@ -48,6 +48,8 @@ async fn start(extra: &str) -> TestGateway {
 async fn start_with_sink(extra: &str, sink: Sink) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let hop = sink.addr();
+    // AUTH passwords are stored as Argon2id hashes.
+    let hash = mailsift_smtp::auth::hash_password("s3cret-pass");
     let text = format!(
         r#"{POLICY}
 [smtp]
@@ -68,7 +70,7 @@ name = "local.test"
 
 [[smtp.users]]
 name = "app"
-password = "s3cret-pass"
+password = "{hash}"
 "#
     );
     let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
