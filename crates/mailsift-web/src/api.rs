@@ -121,12 +121,12 @@ pub async fn check_login(
     }
     let db = web.db.clone();
     let (name_, password_) = (name.trim().to_string(), password.to_string());
-    let account = blocking(move || {
+    let (known, account) = blocking(move || {
         let account = db.account_get(&name_)?;
         // The same Argon2 work whether or not the account exists.
         let hash = account.as_ref().map(|a| a.password_hash.clone()).unwrap_or_else(|| auth::decoy_hash().to_string());
         let ok = auth::verify_password(&password_, &hash);
-        Ok(account.filter(|a| ok && !a.disabled))
+        Ok((account.is_some(), account.filter(|a| ok && !a.disabled)))
     })
     .await?;
     match account {
@@ -135,9 +135,15 @@ pub async fn check_login(
             tracing::info!(account = %a.name, %peer, "console login");
             Ok(Principal::from_account(&a))
         }
-        None => {
+        None if known => {
+            // Only real accounts are counted by name: a spray of made-up names fills no table.
             web.limiter.failed(name);
-            tracing::warn!(name = %crate::console::clip(name, 64), %peer, "failed console login");
+            tracing::warn!(account = %crate::console::clip(name.trim(), 64), %peer, "failed console login");
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"))
+        }
+        None => {
+            // A name that is no account is often a password typed into the wrong field: not logged.
+            tracing::warn!(%peer, "failed console login for a name that is no account");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"))
         }
     }
