@@ -238,6 +238,7 @@ fn nested_mime_bombs_cost_one_message_on_every_front_end() {
         smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &normal("still here", "bob@localhost")).unwrap();
     assert_eq!(reply.0, 250, "{reply:?}");
     assert_eq!(maildir_count(&data, "bob@localhost"), before + 1);
-    assert!(spamd_check(spamd, &normal("spamd after", "bob@localhost")).starts_with("SPAMD/1.5 0"));
+    let status = spamd_check(spamd, &normal("spamd after", "bob@localhost"));
+    assert!(status.starts_with("SPAMD/1.") && status.contains(" 0 EX_OK"), "{status}");
     gw.assert_alive("everything");
 }
