@@ -103,6 +103,9 @@ enum Command {
     SmtpSink(serve::SinkArgs),
     /// Load-test a gateway: concurrent SMTP senders replay messages; prints messages/s and latency.
     SmtpLoad(load::LoadArgs),
+    /// Hash an SMTP AUTH password for `password = "..."` in `[[smtp.users]]` (Argon2id, fresh salt). The
+    /// password is read from standard input (one line), never from the command line.
+    AuthHash,
 }
 
 /// Envelope facts for a scan: what the SMTP session would have told us.
@@ -249,6 +252,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(cmd) => policy::run_policy(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
+        Command::AuthHash => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!("give the password on standard input, e.g. `mailsift auth-hash < file`");
+            }
+            println!("{}", mailsift_smtp::auth::hash_password(password));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -217,3 +217,27 @@ fn a_closed_output_pipe_ends_the_command_quietly() {
 fn libc_sigpipe() -> i32 {
     13
 }
+
+/// `mailsift auth-hash` reads the password from standard input and prints an Argon2id hash with a fresh salt
+/// each time, which the SMTP configuration accepts as a user's password.
+#[test]
+fn auth_hash_makes_salted_argon2id_hashes_the_configuration_accepts() {
+    let hash = |password: &str| {
+        let mut child = bin().arg("auth-hash").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (a, b) = (hash("correct horse battery"), hash("correct horse battery"));
+    assert!(a.starts_with("$argon2id$"), "{a}");
+    assert_ne!(a, b, "the same password must hash differently (salt)");
+    assert!(!a.contains("correct horse"));
+    let config = format!("[smtp]\n[[smtp.users]]\nname = \"relay\"\npassword = \"{a}\"\n");
+    let smtp = mailsift_smtp::SmtpConfig::from_toml(&config).unwrap();
+    assert!(mailsift_smtp::auth::verify_user(&smtp.users, "relay", "correct horse battery"));
+    assert!(!mailsift_smtp::auth::verify_user(&smtp.users, "relay", "correct horse battery!"));
+    // Nothing on standard input: a clear refusal, not a hash of the empty string.
+    let out = bin().arg("auth-hash").stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+}
