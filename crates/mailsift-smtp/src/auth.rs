@@ -7,11 +7,14 @@
 //!
 //! [`AuthLimiter`] counts failed attempts in a sliding window per client address (IPv6 by /64, since one host
 //! holds a whole /64) and per account name, across connections: closing the connection does not reset it.
-//! Over a limit, AUTH is answered `454 4.7.0` without the password being checked, so the answer says nothing
-//! about the guess, and the same answer is given whichever limit was reached. The per-account limit does not
-//! apply to addresses that already logged in as that account: a distributed guessing attack does not lock
-//! the real user out. What it is not: a defence against a botnet that spreads guesses thinly over thousands of
-//! addresses; Argon2 hashes and good passwords are.
+//! - An address over its limit is refused: AUTH is answered `454 4.7.0` without the password being checked,
+//!   so the answer says nothing about the guess (nor about the account).
+//! - An account over its limit is never locked (that would let anyone lock the real user out from elsewhere):
+//!   attempts on it from addresses that have not logged in as it before are only slowed down
+//!   ([`ACCOUNT_DELAY`]) before the password is checked. The web console's logins work the same way.
+//!
+//! What it is not: a defence against a botnet that spreads guesses thinly over thousands of addresses;
+//! Argon2 hashes and good passwords are.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -83,6 +86,21 @@ impl AuthLimits {
 /// Most keys each table tracks: attackers choose addresses and names, so memory must not grow with them.
 /// When a table is full, expired entries go first, then the one whose last failure is oldest.
 const MAX_TRACKED: usize = 20_000;
+
+/// The extra wait before an attempt on an account over its failure limit is checked (from an address that
+/// has not logged in as it before).
+pub const ACCOUNT_DELAY: Duration = Duration::from_secs(3);
+
+/// What to do with one AUTH attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// Check the password.
+    Check,
+    /// Wait [`ACCOUNT_DELAY`], then check the password: the account is under attack.
+    CheckAfterDelay,
+    /// Answer 454 without checking: the address has failed too often.
+    Refuse,
+}
 
 /// How long a successful login keeps an (account, address) pair exempt from the per-account limit.
 const KNOWN_GOOD_FOR: Duration = Duration::from_secs(30 * 86_400);
@@ -183,19 +201,21 @@ impl AuthLimiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether an AUTH attempt as `account` from `ip` may have its password checked now.
-    pub fn allowed(&self, ip: IpAddr, account: &str, limits: &AuthLimits, now: Instant) -> bool {
+    /// What to do with an AUTH attempt as `account` from `ip`.
+    pub fn decide(&self, ip: IpAddr, account: &str, limits: &AuthLimits, now: Instant) -> AuthDecision {
         let s = self.lock();
         let address = AddressKey::of(ip);
         if s.by_address.count(&address, limits.window, now) >= limits.per_address as usize {
-            return false;
+            return AuthDecision::Refuse;
         }
         let account = account_key(account);
         if s.by_account.count(&account, limits.window, now) >= limits.per_account as usize {
             let known = s.known_good.get(&(account, address)).is_some_and(|t| now.duration_since(*t) < KNOWN_GOOD_FOR);
-            return known;
+            if !known {
+                return AuthDecision::CheckAfterDelay;
+            }
         }
-        true
+        AuthDecision::Check
     }
 
     /// Records a wrong password (or unknown name) for `account` from `ip`.
@@ -256,25 +276,26 @@ mod tests {
         let l = AuthLimiter::new();
         let limits = AuthLimits { per_address: 3, per_account: 100, window: Duration::from_secs(60) };
         let t0 = Instant::now();
+        use AuthDecision::*;
         for i in 0..3 {
-            assert!(l.allowed(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(i)));
+            assert_eq!(l.decide(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(i)), Check);
             l.failed(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(i));
         }
-        assert!(!l.allowed(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(10)));
-        assert!(!l.allowed(ip("192.0.2.1"), "other", &limits, t0 + Duration::from_secs(10)), "any account");
-        assert!(l.allowed(ip("192.0.2.2"), "app", &limits, t0 + Duration::from_secs(10)), "another address");
+        assert_eq!(l.decide(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(10)), Refuse);
+        assert_eq!(l.decide(ip("192.0.2.1"), "other", &limits, t0 + Duration::from_secs(10)), Refuse, "any account");
+        assert_eq!(l.decide(ip("192.0.2.2"), "app", &limits, t0 + Duration::from_secs(10)), Check, "another address");
         // The first failure leaves the window at 60 s: one more try.
-        assert!(l.allowed(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(60)));
+        assert_eq!(l.decide(ip("192.0.2.1"), "app", &limits, t0 + Duration::from_secs(60)), Check);
         // IPv6 neighbours in one /64 share a count.
         for i in 0..3u16 {
             l.failed(format!("2001:db8::{i:x}").parse().unwrap(), "app", &limits, t0);
         }
-        assert!(!l.allowed(ip("2001:db8::ffff"), "app", &limits, t0));
-        assert!(l.allowed(ip("2001:db8:0:1::1"), "app", &limits, t0));
+        assert_eq!(l.decide(ip("2001:db8::ffff"), "app", &limits, t0), Refuse);
+        assert_eq!(l.decide(ip("2001:db8:0:1::1"), "app", &limits, t0), Check);
     }
 
     #[test]
-    fn account_limit_spares_addresses_that_logged_in_before() {
+    fn account_limit_slows_new_addresses_and_spares_known_ones() {
         let l = AuthLimiter::new();
         let limits = AuthLimits { per_address: 2, per_account: 4, window: Duration::from_secs(60) };
         let t0 = Instant::now();
@@ -284,9 +305,10 @@ mod tests {
                 l.failed(format!("203.0.113.{a}").parse().unwrap(), "app", &limits, t0);
             }
         }
-        assert!(!l.allowed(ip("203.0.113.9"), "app", &limits, t0), "a new address for an attacked account");
-        assert!(l.allowed(ip("198.51.100.7"), "app", &limits, t0), "the real user's address");
-        assert!(l.allowed(ip("203.0.113.9"), "other", &limits, t0), "other accounts");
+        use AuthDecision::*;
+        assert_eq!(l.decide(ip("203.0.113.9"), "app", &limits, t0), CheckAfterDelay, "slowed, never locked");
+        assert_eq!(l.decide(ip("198.51.100.7"), "app", &limits, t0), Check, "the real user's address");
+        assert_eq!(l.decide(ip("203.0.113.9"), "other", &limits, t0), Check, "other accounts");
     }
 
     #[test]

@@ -81,10 +81,10 @@ pub struct SmtpConfig {
     /// after which every AUTH from it is answered `454 4.7.0` without checking the password.
     pub auth_failures_per_address: u32,
     /// Failed AUTH attempts for one account name, from any address, within `auth_failure_window_secs`
-    /// after which AUTH as that account is answered `454 4.7.0` without checking the password, except from
-    /// addresses that logged in as that account successfully before (so a distributed guessing attack does
-    /// not lock the real user out). Failures from a single address stop at `auth_failures_per_address`, so
-    /// only attacks from several addresses reach this limit.
+    /// after which each attempt on that account waits 3 more seconds before its password is checked, except
+    /// from addresses that logged in as that account before. The account is never locked: a guessing attack
+    /// from elsewhere must not lock its real user out. Failures from a single address stop at
+    /// `auth_failures_per_address`, so only attacks from several addresses reach this limit.
     pub auth_failures_per_account: u32,
     /// The sliding window, in seconds, over which AUTH failures are counted.
     pub auth_failure_window_secs: u64,
@@ -561,6 +561,86 @@ mod tests {
         assert!(e.to_string().contains("trusted_networks"), "{e}");
         let e = SmtpConfig::from_toml("[smtp.milter]\nlisten = [\"localhost\"]\n").unwrap_err().to_string();
         assert!(e.contains("unix:/absolute/path") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_every_table_with_the_key_and_line() {
+        // SIGHUP and start both read the file with from_toml: an unknown key anywhere in [smtp] is an error.
+        for (text, key, line) in [
+            ("[smtp]\nlisten = [\"127.0.0.1:25\"]\nmax_conections = 5\n", "max_conections", 3),
+            ("[smtp.tls]\nenabled = true\ncertfile = \"x\"\n", "certfile", 3),
+            ("[[smtp.domains]]\nname = \"a.example\"\nnexthop = \"h:25\"\n", "nexthop", 3),
+            ("[[smtp.domains]]\nname = \"a.example\"\nthresholds = { tag = 1.0, qurantine = 2.0 }\n", "qurantine", 3),
+            ("[smtp.outbound]\ntrusted_network = []\n", "trusted_network", 2),
+            ("[[smtp.users]]\nname = \"app\"\npasword = \"x\"\n", "pasword", 3),
+            ("[smtp.relay]\nconnect_timeout = 5\n", "connect_timeout", 2),
+            ("[smtp.reports]\nfalse_positives = []\n", "false_positives", 2),
+            ("[smtp.milter]\nlistn = []\n", "listn", 2),
+            ("[smtp.spamd]\nallow_tel = true\n", "allow_tel", 2),
+        ] {
+            let e = SmtpConfig::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+            assert!(e.contains(&format!("line {line}")), "{text}: {e}");
+        }
+        // The store keeps domains as JSON: the same refusal there.
+        let e = serde_json::from_str::<DomainConfig>(r#"{"name":"a.example","nexthop":"h:25"}"#).unwrap_err();
+        assert!(e.to_string().contains("nexthop"), "{e}");
+    }
+
+    #[test]
+    fn hardening_keys_have_safe_defaults_and_are_checked() {
+        let c = SmtpConfig::from_toml("").unwrap();
+        assert_eq!(c.bare_line_endings, BareLineEndings::Normalize);
+        assert_eq!(c.max_line_octets, 998);
+        assert!(c.first_command_timeout_secs < c.command_timeout_secs);
+        assert_eq!((c.stress_percent, c.stress_timeout_secs), (80, 10));
+        assert!(c.postmaster.is_empty());
+        let c = SmtpConfig::from_toml(
+            "[smtp]\nbare_line_endings = \"reject\"\nmax_line_octets = 2000\npostmaster = \"abuse@example.com\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bare_line_endings, BareLineEndings::Reject);
+        for (text, field) in [
+            ("[smtp]\nbare_line_endings = \"strip\"\n", "bare_line_endings"),
+            ("[smtp]\nmax_line_octets = 10\n", "max_line_octets"),
+            ("[smtp]\npostmaster = \"nobody\"\n", "postmaster"),
+            ("[smtp]\nstress_percent = 0\n", "stress_percent"),
+            ("[smtp]\nfirst_command_timeout_secs = 0\n", "first_command_timeout_secs"),
+            ("[smtp]\nauth_failures_per_address = 0\n", "auth_failures_per_address"),
+        ] {
+            let e = SmtpConfig::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn special_local_parts_are_a_per_domain_choice_that_round_trips() {
+        let c = SmtpConfig::from_toml("[[smtp.domains]]\nname = \"a.example\"\n").unwrap();
+        assert!(!c.domains[0].allow_special_local_parts, "off by default");
+        let c = SmtpConfig::from_toml("[[smtp.domains]]\nname = \"a.example\"\nallow_special_local_parts = true\n")
+            .unwrap();
+        let d = &c.domains[0];
+        assert!(d.allow_special_local_parts);
+        d.validate().unwrap();
+        // What the CLI and the console store (JSON) reads back the same, and old rows without the key are off.
+        let json = serde_json::to_string(d).unwrap();
+        let back: DomainConfig = serde_json::from_str(&json).unwrap();
+        assert!(back.allow_special_local_parts);
+        back.validate().unwrap();
+        let old: DomainConfig = serde_json::from_str(r#"{"name":"a.example"}"#).unwrap();
+        assert!(!old.allow_special_local_parts);
+    }
+
+    #[test]
+    fn legacy_passwords_are_refused_naming_the_command() {
+        for password in ["s3cret-pass", "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"] {
+            let text = format!("[[smtp.users]]\nname = \"app\"\npassword = \"{password}\"\n");
+            let e = SmtpConfig::from_toml(&text).unwrap_err().to_string();
+            assert!(e.contains("users.app.password") && e.contains("mailsift auth-hash"), "{e}");
+        }
+        let hash = crate::auth::hash_password("s3cret-pass");
+        let c = SmtpConfig::from_toml(&format!("[[smtp.users]]\nname = \"app\"\npassword = \"{hash}\"\n")).unwrap();
+        assert!(crate::auth::verify_user(&c.users, "app", "s3cret-pass"));
     }
 
     #[test]

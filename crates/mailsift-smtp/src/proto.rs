@@ -596,6 +596,194 @@ mod tests {
     }
 
     #[test]
+    fn routing_syntaxes_in_local_parts() {
+        for rcpt in [
+            "victim%evil.example@example.com",
+            "\"victim%evil.example\"@example.com",
+            "evil.example!victim@example.com",
+            "\"victim@evil.example\"@example.com",
+            "victim@evil.example@example.com",
+            "victim\\@evil.example@example.com",
+            "victim:evil.example@example.com",
+        ] {
+            let line = format!("RCPT TO:<{rcpt}>");
+            let Ok(Command::Rcpt { to }) = parse_command(line.as_bytes()) else {
+                // Refused as syntax is refused too; these all parse today, so the session must judge them.
+                panic!("{rcpt} should parse and be left to the session");
+            };
+            assert!(is_special_local_part(local_part(&to)), "{rcpt} -> {to}");
+            assert_eq!(domain_of(&to), "example.com", "{rcpt}");
+        }
+        for plain in ["bob@example.com", "bob.smith+tag@example.com", "o'brien@example.com"] {
+            assert!(!is_special_local_part(local_part(plain)), "{plain}");
+        }
+    }
+
+    use crate::config::BareLineEndings::{self, Normalize, Reject};
+
+    fn decode(framing: Framing, bare: BareLineEndings, wire: &[u8]) -> (Result<Vec<u8>, DataProblem>, usize) {
+        let mut d = DataDecoder::new(framing, bare, 1 << 20, 998);
+        let used = d.feed(wire);
+        (d.finish(), used)
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_data() {
+        let (r, used) = decode(Framing::Dotted, Normalize, b"a\r\n..b\r\n.\r\nMAIL FROM:<x@y>\r\n");
+        assert_eq!(r.unwrap(), b"a\r\n.b\r\n");
+        assert_eq!(used, 11, "what follows the end stays for the command reader");
+        // The 2023 smuggling variants: none ends the data, and nothing ambiguous is left in it.
+        for end in [&b"\n.\n"[..], b"\n.\r\n", b"\r.\r", b"\r.\r\n", b"\r\n.\r", b"\r\n.\n", b"\r\n\x00.\r\n"] {
+            let mut wire = b"text".to_vec();
+            wire.extend_from_slice(end);
+            wire.extend_from_slice(
+                b"MAIL FROM:<admin@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nsmuggled\r\n",
+            );
+            let mut d = DataDecoder::new(Framing::Dotted, Normalize, 1 << 20, 998);
+            assert_eq!(d.feed(&wire), wire.len(), "{end:?} must not end the data");
+            assert!(!d.is_done());
+            assert_eq!(d.feed(b".\r\n"), 3);
+            let data = d.finish().unwrap();
+            assert!(data.ends_with(b"smuggled\r\n"), "{end:?}");
+            assert!(!data.contains(&0), "{end:?}");
+            // Every line ends with CRLF; no bare CR or LF is left for a next hop to read differently.
+            for (i, &b) in data.iter().enumerate() {
+                if b == b'\n' {
+                    assert_eq!(data[i - 1], b'\r', "{end:?}: {data:?}");
+                }
+                if b == b'\r' {
+                    assert_eq!(data.get(i + 1), Some(&b'\n'), "{end:?}: {data:?}");
+                }
+            }
+            let mut strict = DataDecoder::new(Framing::Dotted, Reject, 1 << 20, 998);
+            strict.feed(&wire);
+            strict.feed(b".\r\n");
+            assert!(strict.is_done());
+            assert!(
+                matches!(strict.finish(), Err(DataProblem::BareLineEnding | DataProblem::Nul)),
+                "{end:?} refused in reject mode"
+            );
+        }
+    }
+
+    #[test]
+    fn long_lines_and_size_are_checked_while_reading() {
+        let mut d = DataDecoder::new(Framing::Dotted, Normalize, 1 << 20, 998);
+        let line = vec![b'x'; 998];
+        d.feed(&line);
+        d.feed(b"\r\n");
+        assert_eq!(d.problem(), None, "998 octets are allowed");
+        d.feed(&line);
+        d.feed(b"xx");
+        assert_eq!(d.problem(), Some(DataProblem::LineTooLong));
+        // Nothing more is kept, however long the line goes on, and the end is still found.
+        for _ in 0..100 {
+            d.feed(&[b'y'; 10_000]);
+        }
+        assert!(d.out.capacity() <= 64 * 1024, "no unbounded buffering");
+        d.feed(b"\r\n.\r\n");
+        assert!(d.is_done());
+        assert_eq!(d.finish(), Err(DataProblem::LineTooLong));
+        let (r, _) = decode(Framing::Dotted, Normalize, &[b"a\r\n".repeat(1 << 19).as_slice(), b".\r\n"].concat());
+        assert_eq!(r, Err(DataProblem::TooBig));
+    }
+
+    #[test]
+    fn bdat_chunks_are_decoded_the_same_way() {
+        // No stuffing, no end marker; bare line ends across a chunk boundary.
+        let mut d = DataDecoder::new(Framing::Chunked, Normalize, 1 << 20, 998);
+        d.feed(b"a\r");
+        d.feed(b"\n.b\rc\n");
+        d.feed(b"\r\n.\r\nd\r");
+        assert!(!d.is_done());
+        assert_eq!(d.finish().unwrap(), b"a\r\n.b\r\nc\r\n\r\n.\r\nd\r\n");
+        let (r, _) = decode(Framing::Chunked, Reject, b"a\rb\r\n");
+        assert_eq!(r, Err(DataProblem::BareLineEnding));
+    }
+
+    proptest::proptest! {
+        // PROPTEST_CASES sets the number of cases (the default configuration reads it).
+
+        #[test]
+        fn any_command_line_parses_or_is_refused_without_panic(line in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            match parse_command(&line) {
+                Ok(Command::Mail { from, .. }) => proptest::prop_assert!(from.len() <= line.len()),
+                Ok(Command::Rcpt { to }) => proptest::prop_assert!(to.len() <= line.len()),
+                Ok(Command::Ehlo(n) | Command::Helo(n)) => proptest::prop_assert!(n.len() <= line.len()),
+                Ok(Command::Auth { mechanism, initial }) => {
+                    proptest::prop_assert!(mechanism.len() + initial.map_or(0, |i| i.len()) <= line.len())
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    proptest::prop_assert!((500..600).contains(&e.code));
+                    proptest::prop_assert!(e.text.len() <= 400 + line.len());
+                    proptest::prop_assert!(!e.text.contains(['\r', '\n']));
+                }
+            }
+        }
+
+        #[test]
+        fn smtp_shaped_command_lines_never_panic(
+            verb in proptest::sample::select(vec!["MAIL FROM:", "RCPT TO:", "EHLO ", "BDAT ", "AUTH ", "mail from: "]),
+            rest in "[<>@\"\\\\%!:., a-zA-Z0-9=\\[\\]\u{e9}-]{0,80}",
+        ) {
+            let line = format!("{verb}{rest}");
+            let _ = parse_command(line.as_bytes());
+        }
+
+        #[test]
+        fn any_data_decodes_the_same_however_it_is_split(
+            wire in proptest::collection::vec(proptest::sample::select(vec![b'a', b'.', b'\r', b'\n', 0u8, b'x']), 0..400),
+            cut in 0usize..400,
+            reject in proptest::bool::ANY,
+            chunked in proptest::bool::ANY,
+        ) {
+            let bare = if reject { Reject } else { Normalize };
+            let framing = if chunked { Framing::Chunked } else { Framing::Dotted };
+            let (max_bytes, max_line) = (300, 80);
+            let mut whole = DataDecoder::new(framing, bare, max_bytes, max_line);
+            let used = whole.feed(&wire);
+            let done = whole.is_done();
+            let cut = cut.min(wire.len());
+            let mut split = DataDecoder::new(framing, bare, max_bytes, max_line);
+            let first = split.feed(&wire[..cut]);
+            let second = if split.is_done() { 0 } else { split.feed(&wire[cut..]) };
+            proptest::prop_assert_eq!(used, first + second);
+            proptest::prop_assert_eq!(done, split.is_done());
+            if done {
+                // The end is CRLF.CRLF on the wire, and only there.
+                proptest::prop_assert!(used >= 3 && wire[..used].ends_with(b".\r\n"));
+                proptest::prop_assert!(used == 3 || wire[..used].ends_with(b"\r\n.\r\n"));
+            } else {
+                proptest::prop_assert_eq!(used, wire.len());
+            }
+            let (a, b) = (whole.finish(), split.finish());
+            proptest::prop_assert_eq!(&a, &b);
+            if let Ok(data) = a {
+                proptest::prop_assert!(data.len() <= max_bytes);
+                proptest::prop_assert!(!data.contains(&0));
+                for (i, &c) in data.iter().enumerate() {
+                    if c == b'\n' { proptest::prop_assert!(i > 0 && data[i - 1] == b'\r'); }
+                    if c == b'\r' { proptest::prop_assert!(data.get(i + 1) == Some(&b'\n')); }
+                }
+                for line in data.split(|&c| c == b'\n') {
+                    proptest::prop_assert!(line.len() <= max_line + 1);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_decoder(wire in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let mut d = DataDecoder::new(Framing::Dotted, Normalize, 1000, 998);
+            let used = d.feed(&wire);
+            proptest::prop_assert!(used <= wire.len());
+            if let Ok(data) = d.finish() {
+                proptest::prop_assert!(data.len() <= 1000);
+            }
+        }
+    }
+
+    #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc5322_date(1_795_450_000), "Mon, 23 Nov 2026 16:06:40 +0000");

@@ -421,9 +421,13 @@ impl Session {
         let ip = self.client.peer.ip();
         let limits = crate::auth::AuthLimits::from_config(&self.state.config);
         let limiter = &self.gateway.auth_limiter;
-        if !limiter.allowed(ip, &user, &limits, Instant::now()) {
-            // The password is not checked, so the answer tells nothing about it; the same answer whether the
-            // address or the account is over its limit.
+        let decision = limiter.decide(ip, &user, &limits, Instant::now());
+        if decision == crate::auth::AuthDecision::CheckAfterDelay {
+            // The account is under attack from elsewhere: slowed, never locked, so its real user still gets in.
+            tokio::time::sleep(crate::auth::ACCOUNT_DELAY).await;
+        }
+        if decision == crate::auth::AuthDecision::Refuse {
+            // The password is not checked, so the answer tells nothing about it (nor about the account).
             tracing::warn!(client = %self.client.peer, user = %proto::sanitize(&user, 64), "authentication refused: too many failures");
             tokio::time::sleep(Duration::from_secs(1)).await;
             self.say(454, "4.7.0", "Too many failed authentication attempts; try again later");
