@@ -457,12 +457,14 @@ impl Walk {
                 }
                 if kind == Kind::Message && nested_left > 0 {
                     // The parser parses the decoded body as a message of its own, then copies it
-                    // (`into_owned`) once for itself and once for each message nested in it.
-                    self.enter(depth + 1, header_start)?;
+                    // (`into_owned`) once for itself and once for each message nested in it. Past a limit in
+                    // there, the cut is at the start of the encoded body: the part keeps its header fields
+                    // (the top-level message's own, when it is the encoded part) and decodes to nothing.
+                    self.enter(depth + 1, from)?;
                     let nested = self
                         .stream(&body, nested_left - 1, depth + 1)
-                        .map_err(|h| LimitHit { limit: h.limit, offset: header_start })?;
-                    self.decoded(body.len().saturating_mul(nested + 1), header_start)?;
+                        .map_err(|h| LimitHit { limit: h.limit, offset: from })?;
+                    self.decoded(body.len().saturating_mul(nested + 1), from)?;
                 }
             }
 

@@ -6,6 +6,7 @@
 //! their real types. Checks never reparse. Work is bounded: a message larger than `max_scan_bytes` is
 //! scanned on its first part only (and says so), text beyond `MAX_TEXT_BYTES` is not analysed.
 
+pub mod adversarial;
 pub mod html;
 pub mod limits;
 pub mod sniff;
