@@ -1,8 +1,26 @@
 //! Hostile input: no message makes the engine panic, hang or use memory out of proportion. Real nasty cases
 //! first, then property tests on arbitrary bytes and on arbitrary MIME-shaped messages.
 
-use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, Verdict};
+use std::sync::OnceLock;
+
+use mailsift_engine::message::{adversarial, limits};
+use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, Message, Verdict};
 use proptest::prelude::*;
+
+/// `default` cases, unless `PROPTEST_CASES` asks for another number: the longer fuzz run outside CI is
+/// `PROPTEST_CASES=200000 cargo test --release -p mailsift-engine --test robustness`.
+fn config(default: u32) -> ProptestConfig {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(_) => ProptestConfig::default(),
+        Err(_) => ProptestConfig::with_cases(default),
+    }
+}
+
+/// One engine for every property case: building one compiles the rules, which would dominate a long run.
+fn shared_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(engine)
+}
 
 fn engine() -> Engine {
     Engine::new(EngineConfig::default()).unwrap()
@@ -141,22 +159,200 @@ fn mime_message() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn arbitrary_bytes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        let v = scan(&raw);
+        let v = shared_engine().scan(&raw, &Envelope::default(), &Evidence::default());
         prop_assert!(v.score.is_finite());
     }
 
     #[test]
     fn arbitrary_mime_never_panics(raw in mime_message()) {
-        let engine = engine();
+        let engine = shared_engine();
         let v = engine.scan(&raw, &Envelope::default(), &Evidence::default());
         prop_assert!(v.score.is_finite());
         // Our headers always round-trip through the parser.
         let out = v.apply_headers(&raw);
         let again = engine.parse(&out);
         prop_assert_eq!(again.header("X-Mailsift-Id"), Some(v.id.as_str()));
+    }
+}
+
+/// A MIME tree to render: the shapes the parser nests on, with chains for depth beyond the limits.
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Html(String),
+    Multipart {
+        subtype: &'static str,
+        same_boundary: bool,
+        children: Vec<Node>,
+    },
+    /// A message/rfc822 part in a transfer encoding ("7bit", "quoted-printable" or "base64").
+    Message {
+        encoding: &'static str,
+        inner: Box<Node>,
+    },
+    /// `count` levels of one wrapper around `inner`, rendered in a loop.
+    Chain {
+        wrapper: Wrapper,
+        count: usize,
+        inner: Box<Node>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Wrapper {
+    Rfc822,
+    Multipart,
+    Digest,
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    let leaf = prop_oneof![
+        "[ -~]{0,30}".prop_map(Node::Text),
+        Just(Node::Text("--b0\r\n--b1--\r\n".to_string())),
+        "[ -~]{0,30}".prop_map(|t| Node::Html(format!("<div><a href=\"http://x.example/\">{t}</a></div>"))),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            (
+                prop::sample::select(vec!["mixed", "alternative", "related", "digest"]),
+                any::<bool>(),
+                prop::collection::vec(inner.clone(), 0..6)
+            )
+                .prop_map(|(subtype, same_boundary, children)| Node::Multipart {
+                    subtype,
+                    same_boundary,
+                    children
+                }),
+            (prop::sample::select(vec!["7bit", "quoted-printable", "base64"]), inner.clone())
+                .prop_map(|(encoding, inner)| Node::Message { encoding, inner: Box::new(inner) }),
+            (prop::sample::select(vec![Wrapper::Rfc822, Wrapper::Multipart, Wrapper::Digest]), 1usize..80, inner)
+                .prop_map(|(wrapper, count, inner)| Node::Chain { wrapper, count, inner: Box::new(inner) }),
+        ]
+    })
+}
+
+/// Renders one MIME entity (header fields, empty line, body). Recursion here follows the generated tree,
+/// at most four levels; chains are loops.
+fn render(node: &Node, next: &mut usize, out: &mut Vec<u8>) {
+    let mut boundary = |same: bool| {
+        *next += 1;
+        if same {
+            "same".to_string()
+        } else {
+            format!("b{next}")
+        }
+    };
+    match node {
+        Node::Text(t) => out.extend_from_slice(format!("Content-Type: text/plain\r\n\r\n{t}\r\n").as_bytes()),
+        Node::Html(t) => out.extend_from_slice(format!("Content-Type: text/html\r\n\r\n{t}\r\n").as_bytes()),
+        Node::Multipart { subtype, same_boundary, children } => {
+            let b = boundary(*same_boundary);
+            out.extend_from_slice(format!("Content-Type: multipart/{subtype}; boundary=\"{b}\"\r\n\r\n").as_bytes());
+            for c in children {
+                out.extend_from_slice(format!("--{b}\r\n").as_bytes());
+                render(c, next, out);
+            }
+            out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+        }
+        Node::Message { encoding, inner } => {
+            let mut body = b"Subject: inner\r\n".to_vec();
+            render(inner, next, &mut body);
+            out.extend_from_slice(b"Content-Type: message/rfc822\r\n");
+            let body = match *encoding {
+                "quoted-printable" => adversarial::quoted_printable(&body),
+                "base64" => adversarial::base64(&body),
+                _ => body,
+            };
+            out.extend_from_slice(format!("Content-Transfer-Encoding: {encoding}\r\n\r\n").as_bytes());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n");
+        }
+        Node::Chain { wrapper, count, inner } => {
+            let mut closers = Vec::new();
+            for _ in 0..*count {
+                match wrapper {
+                    Wrapper::Rfc822 => out.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n"),
+                    Wrapper::Multipart | Wrapper::Digest => {
+                        let b = boundary(false);
+                        let sub = if matches!(wrapper, Wrapper::Digest) { "digest" } else { "mixed" };
+                        out.extend_from_slice(
+                            format!("Content-Type: multipart/{sub}; boundary=\"{b}\"\r\n\r\n--{b}\r\n").as_bytes(),
+                        );
+                        if matches!(wrapper, Wrapper::Digest) {
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        closers.push(b);
+                    }
+                }
+            }
+            render(inner, next, out);
+            for b in closers.iter().rev() {
+                out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+            }
+        }
+    }
+}
+
+fn nested_mime() -> impl Strategy<Value = Vec<u8>> {
+    (node(), prop::option::of(any::<prop::sample::Index>())).prop_map(|(root, cut)| {
+        let mut raw = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: generated\r\n".to_vec();
+        render(&root, &mut 0, &mut raw);
+        // Sometimes the message is cut short anywhere, as a broken connection would leave it.
+        if let Some(cut) = cut {
+            let at = cut.index(raw.len() + 1);
+            raw.truncate(at);
+        }
+        raw
+    })
+}
+
+/// Parses and judges on a thread with a Tokio worker's 2 MiB stack; returns what the limits walk predicted,
+/// what `mail-parser` built, and whether a limit was reported.
+fn parse_and_judge_on_small_stack(raw: &[u8]) -> (limits::SafePrefix, limits::Walked, bool, f64) {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn_scoped(s, || {
+                let engine = shared_engine();
+                let prefix = limits::safe_prefix(raw);
+                let msg = Message::parse(raw, usize::MAX);
+                let built = limits::measure(&msg.parsed);
+                let v = engine.judge(&engine.parse(raw), &Envelope::default(), &Evidence::default());
+                (prefix, built, msg.problems.mime_limit.is_some(), v.score)
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Generated MIME trees, deep chains included: nothing panics or overflows a 2 MiB stack, what the
+    /// parser builds stays within the limits, and the walk never under-estimates it.
+    #[test]
+    fn nested_mime_stays_within_the_limits(raw in nested_mime()) {
+        let (prefix, built, reported, score) = parse_and_judge_on_small_stack(&raw);
+        prop_assert!(score.is_finite());
+        prop_assert!(built.max_depth <= limits::MAX_MIME_DEPTH, "built {:?}", built);
+        prop_assert!(built.parts <= limits::MAX_MIME_PARTS + 1, "built {:?}", built);
+        prop_assert!(built.max_depth <= prefix.walked.max_depth, "built {:?}, walked {:?}", built, prefix.walked);
+        prop_assert_eq!(reported, prefix.hit.is_some());
+        prop_assert_eq!(prefix.hit.is_none(), prefix.len == raw.len());
+    }
+
+    /// Arbitrary bytes through the limits and the parse: the same bounds hold.
+    #[test]
+    fn arbitrary_bytes_stay_within_the_limits(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let (prefix, built, _, score) = parse_and_judge_on_small_stack(&raw);
+        prop_assert!(score.is_finite());
+        prop_assert!(built.max_depth <= limits::MAX_MIME_DEPTH);
+        prop_assert!(built.max_depth <= prefix.walked.max_depth, "built {:?}, walked {:?}", built, prefix.walked);
+        prop_assert!(prefix.len <= raw.len());
     }
 }
