@@ -305,7 +305,7 @@ mod tests {
             assert_eq!(l.begin(ip, "admin"), LoginGate::Proceed(Duration::ZERO));
             l.failed("admin");
         }
-        assert!(matches!(l.begin(ip, "admin"), LoginGate::Refused(s) if s >= 1 && s <= 60));
+        assert!(matches!(l.begin(ip, "admin"), LoginGate::Refused(s) if (1..=60).contains(&s)));
         assert!(matches!(l.begin(ip, "someone-else"), LoginGate::Refused(_)), "the address is refused for any name");
         // Another address trying the same name is slowed, not refused: the owner still gets in.
         let other: IpAddr = "127.0.0.3".parse().unwrap();

@@ -247,6 +247,8 @@ pub fn open_file_limit() -> Option<u64> {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit only writes the struct it is given, which lives on this stack frame.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            // rlim_t is u64 on Linux but not on every Unix.
+            #[allow(clippy::unnecessary_cast)]
             return Some(lim.rlim_cur as u64);
         }
         None
