@@ -6,6 +6,12 @@
 //! When the next hop refuses some recipients and accepts others, the others got the message: the client hears
 //! 250 and the refused recipients are reported to the sender in a bounce (RFC 3464), as a queueing MTA would.
 //!
+//! Nothing lives only in memory after a 250: the bounce and the copies filter rules ask for are committed to
+//! the durable spool ([`crate::spool`]) before the 250 is sent (if that fails, the client hears 451 and
+//! retries), and the message-log row is committed and fsynced before the answer too ([`commit_log`]).
+//! A failure of our own storage (Maildir, quarantine, spool) is a `451 4.3.0` that says so without details;
+//! only a next hop that cannot be reached is `451 4.4.1`.
+//!
 //! Actions and recipients: the verdict is per message (thresholds are the organisation's). Should per-recipient
 //! policy ever give mixed actions in one transaction, the rule is: rejecting recipients are quarantined instead
 //! (one answer cannot be both 250 and 550, and a 250 must never lose mail).
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mailsift_engine::{Action, ConnectionVerdict, Direction, Envelope, Verdict};
-use mailsift_store::{LogEntry, NewQuarantine};
+use mailsift_store::{LogEntry, NewQuarantine, NewSpoolItem};
 
 use crate::config::UserConfig;
 use crate::proto::{self, sanitize};
@@ -214,7 +220,7 @@ pub async fn process(
         entry.reference_id = mailsift_engine::new_reference_id();
         entry.action = "refused".into();
         entry.reason = Some("mail loop: too many Received headers".into());
-        append_log(gateway, entry);
+        commit_log(gateway, entry).await;
         return answer(554, "5.4.6", "Too many hops: mail loop detected");
     }
 
@@ -226,7 +232,7 @@ pub async fn process(
             entry.reference_id = mailsift_engine::new_reference_id();
             entry.action = "tempfail".into();
             entry.reason = Some("internal scan failure".into());
-            append_log(gateway, entry);
+            commit_log(gateway, entry).await;
             Counters::bump(&gateway.counters.tempfailed);
             return answer(451, "4.3.0", "Temporary scanning failure, try again later");
         }
@@ -259,7 +265,8 @@ pub async fn process(
         action = result.action,
         "message"
     );
-    append_log(gateway, entry);
+    // The row is on disk before the client hears the answer: a crash after a 250 cannot lose it.
+    commit_log(gateway, entry).await;
     result.answer
 }
 
@@ -328,6 +335,8 @@ async fn act(
     // Quarantine first: it is local and durable. If the delivery after it fails temporarily, the sender
     // retries and the quarantine may hold the message twice, which loses nothing.
     let mut outcome = None;
+    // What the gateway itself will owe once it answers 250: a bounce, the rules' copies.
+    let mut owed: Vec<(NewSpoolItem, Vec<u8>)> = Vec::new();
     if !to_quarantine.is_empty() {
         let bytes = final_bytes(false);
         let shown = (from_header, subject);
@@ -352,7 +361,7 @@ async fn act(
         outcome = Some(match deliver(gateway, state, &route, &txn.mail_from, &to_deliver, &bytes).await {
             Ok(d) => {
                 if !d.refused.is_empty() {
-                    send_bounce(gateway, state, txn, &d.refused, &bytes, id);
+                    owed.extend(bounce(state, txn, &d.refused, &bytes, id));
                 }
                 Outcome {
                     action,
@@ -374,6 +383,7 @@ async fn act(
                     reason: Some(why),
                 };
             }
+            Err(RelayError::Local(why)) => return local_failure(id, &why),
             Err(RelayError::Permanent(reply)) => Outcome {
                 action: "failed",
                 // The next hop's own words go back to the sender's server, which writes the bounce.
@@ -384,26 +394,48 @@ async fn act(
         });
     }
     let outcome = outcome.expect("every recipient is delivered or quarantined");
-    if outcome.answer.code == 250 {
-        for to in &effects.copy {
-            send_copy(gateway, state, &txn.mail_from, to, &bytes, id);
+    if outcome.answer.code != 250 {
+        return outcome;
+    }
+    for to in &effects.copy {
+        match state.route_for(to, true) {
+            Some(_) => owed.push((spool_item("copy", id, &txn.mail_from, to), bytes.clone())),
+            None => tracing::warn!(id = %id, to = %sanitize(to, 320), "policy copy: no route to its address"),
         }
     }
-    outcome
+    // Spooled (committed and fsynced) before the 250; tried at once, retried by the spool's runner.
+    match crate::spool::put(gateway, owed).await {
+        Ok(ids) => {
+            crate::spool::kick(gateway, ids);
+            outcome
+        }
+        // Some recipients may already have the message: the sender's retry may give them a second copy,
+        // which loses nothing; answering 250 would lose the bounce or the copy.
+        Err(e) => local_failure(id, &format!("spool write failed: {e}")),
+    }
 }
 
-/// A filter rule's copy (bcc) to another address, in the background: the original's answer does not wait for
-/// it, and a failure is logged.
-fn send_copy(gateway: &Arc<Gateway>, state: &Arc<GatewayState>, mail_from: &str, to: &str, bytes: &[u8], id: &str) {
-    let Some(route) = state.route_for(to, true) else { return };
-    let (gateway, state, mail_from, to, bytes, id) =
-        (gateway.clone(), state.clone(), mail_from.to_string(), to.to_string(), bytes.to_vec(), id.to_string());
-    tokio::spawn(async move {
-        match deliver(&gateway, &state, &route, &mail_from, &[to.clone()], &bytes).await {
-            Ok(_) => tracing::info!(id = %id, to = %to, "policy copy delivered"),
-            Err(e) => tracing::error!(id = %id, to = %to, error = %e, "policy copy could not be delivered"),
-        }
-    });
+/// A message the gateway owes, for the spool.
+fn spool_item(kind: &str, id: &str, mail_from: &str, to: &str) -> NewSpoolItem {
+    NewSpoolItem {
+        kind: kind.into(),
+        reference_id: id.to_string(),
+        mail_from: mail_from.to_string(),
+        recipient: to.to_string(),
+        outbound: true,
+    }
+}
+
+/// Our own storage failed (Maildir, spool): the client retries and is told it was us. The details (which
+/// may name paths) go to the log and the message-log row, never to the client.
+fn local_failure(id: &str, why: &str) -> Outcome {
+    tracing::error!(id = %id, error = %why, "local write failed");
+    Outcome {
+        action: "tempfail",
+        answer: answer(451, "4.3.0", format!("Local error, try again later [ref {id}]")),
+        next_hop: None,
+        reason: Some(format!("local error: {why}")),
+    }
 }
 
 fn storage_failure(id: &str, why: &str) -> Outcome {
@@ -511,8 +543,8 @@ pub async fn deliver(
                     refused: Vec::new(),
                     reply: Reply { code: 250, text: "maildir".into() },
                 }),
-                Ok(Err(e)) => Err(RelayError::Temporary(format!("maildir write failed: {e}"))),
-                Err(e) => Err(RelayError::Temporary(format!("maildir write failed: {e}"))),
+                Ok(Err(e)) => Err(RelayError::Local(format!("maildir write failed: {e}"))),
+                Err(e) => Err(RelayError::Local(format!("maildir write failed: {e}"))),
             }
         }
     }
@@ -521,10 +553,15 @@ pub async fn deliver(
 /// Writes one message into `root/<recipient>/new`, the Maildir way: a unique file in `tmp`, synced, renamed
 /// into `new`, and the directory synced, so a 250 survives a crash.
 pub fn maildir_deliver(root: &std::path::Path, rcpt: &str, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    let dir = root.join(maildir_name(rcpt));
+    // The error names the Maildir for the operator's log (the client is told only "local error").
+    maildir_write(&dir, bytes).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
+}
+
+fn maildir_write(dir: &std::path::Path, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
     use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = root.join(maildir_name(rcpt));
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
@@ -545,6 +582,34 @@ pub fn maildir_deliver(root: &std::path::Path, rcpt: &str, bytes: &[u8]) -> std:
     std::fs::rename(&tmp, &new)?;
     std::fs::File::open(dir.join("new"))?.sync_all()?;
     Ok(new)
+}
+
+/// Deletes files in `root/*/tmp/` last modified more than `max_age` ago: what a crash left between writing
+/// a message and renaming it into `new/` (readers ignore `tmp/`, and the Maildir convention is that the
+/// delivering agent cleans it after 36 hours). Returns how many; unreadable entries are skipped.
+pub fn sweep_maildir_tmp(root: &std::path::Path, max_age: std::time::Duration) -> usize {
+    let Ok(boxes) = std::fs::read_dir(root) else { return 0 };
+    let cutoff = std::time::SystemTime::now().checked_sub(max_age);
+    let mut removed = 0;
+    for mailbox in boxes.flatten() {
+        let Ok(files) = std::fs::read_dir(mailbox.path().join("tmp")) else { continue };
+        for f in files.flatten() {
+            let Ok(meta) = f.metadata() else { continue };
+            let old = match (meta.modified(), cutoff) {
+                (Ok(m), Some(c)) => m < c,
+                _ => false,
+            };
+            if meta.is_file() && old {
+                match std::fs::remove_file(f.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(file = %f.path().display(), error = %e, "maildir tmp leftover not removed")
+                    }
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// A recipient as a safe directory name: lower case, nothing that climbs out or hides.
@@ -639,7 +704,33 @@ pub fn direction_name(d: Direction) -> &'static str {
     }
 }
 
-/// Queues a log row; a failure to log is reported, never passed to the client.
+/// Writes the log row of an answered message and waits until it is committed and fsynced (group commit: the
+/// sessions finishing together share one fsync), so a crash after the answer cannot lose it. A failure to log
+/// is reported, never passed to the client: the message itself is already safe, or already refused.
+pub async fn commit_log(gateway: &Gateway, entry: LogEntry) {
+    let reference = entry.reference_id.clone();
+    let (done, committed) = tokio::sync::oneshot::channel();
+    let queued = gateway.db.log_append_then(entry, move |r| {
+        let _ = done.send(r);
+    });
+    let result = match queued {
+        Ok(()) => committed.await.unwrap_or_else(|_| Err(gateway_db_gone(gateway))),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::error!(id = %reference, error = %e, "message log write failed");
+    }
+}
+
+fn gateway_db_gone(gateway: &Gateway) -> mailsift_store::StoreError {
+    mailsift_store::StoreError::Write {
+        path: gateway.db.path().display().to_string(),
+        reason: "the database writer stopped before committing the row".into(),
+    }
+}
+
+/// Queues a log row without waiting for it (refusals before any data); a failure to log is reported, never
+/// passed to the client.
 pub fn append_log(gateway: &Gateway, entry: LogEntry) {
     if let Err(e) = gateway.db.log_append(entry) {
         tracing::error!(error = %e, "message log write failed");
@@ -697,18 +788,18 @@ pub fn hex_lower(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]).collect()
 }
 
-/// Tells the sender which recipients the next hop refused after others accepted the message (RFC 3464).
-/// Never for the null sender (no bounce loops); sent in the background through the delivery routes.
-fn send_bounce(
-    gateway: &Arc<Gateway>,
-    state: &Arc<GatewayState>,
+/// The bounce telling the sender which recipients the next hop refused after others accepted the message
+/// (RFC 3464), for the spool. Never for the null sender (no bounce loops), nor when the sender cannot be
+/// reached.
+fn bounce(
+    state: &GatewayState,
     txn: &Transaction,
     refused: &[(String, Reply)],
     original: &[u8],
     id: &str,
-) {
+) -> Option<(NewSpoolItem, Vec<u8>)> {
     if txn.mail_from.is_empty() {
-        return;
+        return None;
     }
     let sender = txn.mail_from.clone();
     let host = state.config.hostname.clone();
@@ -736,14 +827,11 @@ It was delivered to the others.\r\n\r\n\
     .into_bytes();
     msg.extend_from_slice(headers);
     msg.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let Some(route) = state.route_for(&sender, true) else { return };
-    let (gateway, state, id) = (gateway.clone(), state.clone(), id.to_string());
-    tokio::spawn(async move {
-        match deliver(&gateway, &state, &route, "", &[sender.clone()], &msg).await {
-            Ok(_) => tracing::info!(id = %id, to = %sender, "bounce sent"),
-            Err(e) => tracing::error!(id = %id, to = %sender, error = %e, "bounce could not be sent"),
-        }
-    });
+    if state.route_for(&sender, true).is_none() {
+        tracing::warn!(id = %id, to = %sanitize(&sender, 320), "bounce: no route to the sender");
+        return None;
+    }
+    Some((spool_item("bounce", id, "", &sender), msg))
 }
 
 #[cfg(test)]

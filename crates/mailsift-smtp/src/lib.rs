@@ -22,6 +22,7 @@ pub mod reports;
 pub mod server;
 pub mod session;
 pub mod sink;
+pub mod spool;
 pub mod spamd;
 pub mod tls;
 

@@ -56,6 +56,10 @@ pub enum RelayError {
     /// The next hop refused the message (or every recipient) for good.
     #[error("{0}")]
     Permanent(Reply),
+    /// Our own storage failed (a Maildir write): the sender should retry, and is told it was us, not the
+    /// next hop. The text is for the log (it may name paths), never for the client.
+    #[error("{0}")]
+    Local(String),
 }
 
 /// How to reach next hops.

@@ -77,7 +77,7 @@ pub async fn release(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Releas
             gateway.db.quarantine_unclaim_release(id)?;
             let reason = match other {
                 Ok(d) => d.refused.first().map(|(_, r)| r.to_string()).unwrap_or_default(),
-                Err(RelayError::Temporary(t)) => t,
+                Err(RelayError::Temporary(t)) | Err(RelayError::Local(t)) => t,
                 Err(RelayError::Permanent(r)) => r.to_string(),
             };
             Err(ReleaseError::Delivery { id, reason })

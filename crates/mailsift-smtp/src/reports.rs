@@ -14,7 +14,7 @@ use std::sync::Arc;
 use mailsift_engine::classify::{LearnOutcome, Side};
 use mailsift_store::LogEntry;
 
-use crate::deliver::{append_log, Answer};
+use crate::deliver::{commit_log, Answer};
 use crate::server::GatewayState;
 use crate::session::{Client, Transaction};
 use crate::Gateway;
@@ -106,7 +106,7 @@ pub async fn process(
         )),
         ..LogEntry::default()
     };
-    append_log(gateway, entry);
+    commit_log(gateway, entry).await;
     answer
 }
 

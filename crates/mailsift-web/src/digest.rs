@@ -6,10 +6,11 @@
 //! that recipient. Opening a link shows what it will do and a button; only the button's POST acts, so a
 //! mail scanner or a browser that prefetches links cannot release anything.
 //!
-//! Digests go through the gateway's own delivery path (`mailsift_smtp::deliver::deliver`, the recipient's
-//! domain route). Which items were announced is a high-water mark in the database (`digest.last_id`), so a
-//! restart neither repeats nor skips a digest. A digest that cannot be delivered is logged and counted; its
-//! items stay in the quarantine, reachable from the console.
+//! Digests go through the gateway's durable outbound spool (`mailsift_smtp::spool`): every digest of a run
+//! is spooled in the same transaction that moves the high-water mark of announced items (`digest.last_id`),
+//! so a crash or a restart neither repeats nor skips one, and a digest whose next hop is down is retried
+//! with back-off by the spool's runner instead of being lost. The run tries each digest at once and reports
+//! which were delivered and which wait in the spool (or were refused for good), logged and counted.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,8 @@ use axum::extract::State;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use mailsift_store::{QuarantineItem, QuarantineQuery};
+use mailsift_smtp::spool::Attempt;
+use mailsift_store::{NewSpoolItem, QuarantineItem, QuarantineQuery};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -34,7 +36,8 @@ const LAST_RUN: &str = "digest.last_run";
 pub struct DigestRun {
     /// Recipients sent a digest.
     pub sent: Vec<String>,
-    /// Recipients whose digest could not be delivered, with the reason.
+    /// Recipients whose digest was not delivered at once, with the reason: still in the spool (retried with
+    /// back-off) or refused for good.
     pub failed: Vec<(String, String)>,
     /// Quarantine items announced.
     pub items: usize,
@@ -119,49 +122,53 @@ pub async fn send_digests(web: &AppState) -> Result<DigestRun, ApiError> {
     } else {
         web.config.digest.from.clone()
     };
+    let mut spooled = Vec::new();
+    let mut failed = Vec::new();
     for (rcpt, mut list) in by_rcpt {
         list.sort_by_key(|i| i.id);
         run.items += list.len();
+        if state.route_for(&rcpt, false).is_none() {
+            failed.push((rcpt.clone(), format!("no route to {rcpt}")));
+            continue;
+        }
         let message = build(web, &from, &rcpt, &list);
-        let result = match state.route_for(&rcpt, false) {
-            None => Err(format!("no route to {rcpt}")),
-            Some(route) => {
-                match mailsift_smtp::deliver::deliver(
-                    &web.gateway,
-                    &state,
-                    &route,
-                    &from,
-                    std::slice::from_ref(&rcpt),
-                    &message,
-                )
-                .await
-                {
-                    Ok(d) if !d.accepted.is_empty() => Ok(()),
-                    Ok(d) => Err(d.refused.first().map(|(_, r)| r.to_string()).unwrap_or_else(|| d.reply.to_string())),
-                    Err(e) => Err(format!("{e:?}")),
-                }
-            }
+        let item = NewSpoolItem {
+            kind: "digest".into(),
+            reference_id: format!("digest-{high}"),
+            mail_from: from.clone(),
+            recipient: rcpt,
+            outbound: false,
         };
-        match result {
-            Ok(()) => {
+        spooled.push((item, message));
+    }
+    let rcpts: Vec<String> = spooled.iter().map(|(i, _)| i.recipient.clone()).collect();
+    // The digests and the new high-water mark in one transaction: announced if and only if owed.
+    let db = web.db.clone();
+    let now = mailsift_engine::unix_now();
+    let ids = crate::api::blocking(move || {
+        Ok(db.spool_put_with_settings(
+            spooled,
+            vec![(LAST_ID.to_string(), high.to_string()), (LAST_RUN.to_string(), now.to_string())],
+        )?)
+    })
+    .await?;
+    let attempts = mailsift_smtp::spool::deliver_ids(&web.gateway, &ids).await;
+    for (rcpt, (_, attempt)) in rcpts.into_iter().zip(attempts) {
+        match attempt {
+            Attempt::Delivered(_) => {
                 web.metrics.digests_sent.fetch_add(1, Ordering::Relaxed);
                 run.sent.push(rcpt);
             }
-            Err(reason) => {
-                web.metrics.digest_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%rcpt, %reason, "quarantine digest not delivered");
-                run.failed.push((rcpt, reason));
-            }
+            Attempt::Retry(reason) => failed.push((rcpt, format!("in the spool, to be retried: {reason}"))),
+            Attempt::NotClaimed => failed.push((rcpt, "in the spool, to be retried".into())),
+            Attempt::Failed(reason) => failed.push((rcpt, reason)),
         }
     }
-    let db = web.db.clone();
-    let now = mailsift_engine::unix_now();
-    crate::api::blocking(move || {
-        db.setting_put(LAST_ID, &high.to_string())?;
-        db.setting_put(LAST_RUN, &now.to_string())?;
-        Ok(())
-    })
-    .await?;
+    for (rcpt, reason) in failed {
+        web.metrics.digest_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%rcpt, %reason, "quarantine digest not delivered");
+        run.failed.push((rcpt, reason));
+    }
     Ok(run)
 }
 
