@@ -85,27 +85,50 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         let db = mailsift_store::Database::open_in(data_dir)?;
         let gateway = Gateway::new(state, db, data_dir);
         let listeners = gateway.bind().await?;
-        for (l, kind) in &listeners {
-            // One line per listener on standard output: scripts and tests read the address from it.
-            println!(
-                "mailsift: SMTP {} listening on {}",
-                if *kind == mailsift_smtp::Listener::Inbound { "inbound" } else { "outbound" },
-                l.local_addr()?
-            );
-        }
-        // The milter and spamd listeners, when configured ([smtp.milter], [smtp.spamd]): same engine and policy.
-        for (kind, addr) in gateway.start_side_listeners().await? {
-            println!("mailsift: {kind} listening on {addr}");
-        }
+        // Every listener is bound before any is announced, so a taken port stops the start with nothing said
+        // to be listening.
         let web = web_config(config, args.http_listen)?;
-        if web.enabled {
+        let http = if web.enabled {
             let http = tokio::net::TcpListener::bind(web.listen)
                 .await
                 .with_context(|| format!("[web] listen: cannot bind {}", web.listen))?;
+            Some(http)
+        } else {
+            None
+        };
+        let side = gateway.start_side_listeners().await?;
+        let mut public = Vec::new();
+        for (l, kind) in &listeners {
+            let addr = l.local_addr()?;
+            if !addr.ip().is_loopback() {
+                public.push(addr.to_string());
+            }
+            // One line per listener on standard output: scripts and tests read the address from it.
+            println!(
+                "mailsift: SMTP {} listening on {addr}",
+                if *kind == mailsift_smtp::Listener::Inbound { "inbound" } else { "outbound" },
+            );
+        }
+        // The milter and spamd listeners, when configured ([smtp.milter], [smtp.spamd]): same engine and policy.
+        for (kind, addr) in side {
+            println!("mailsift: {kind} listening on {addr}");
+        }
+        if let Some(http) = http {
             let bound = http.local_addr()?;
             let app = mailsift_web::Web::new(gateway.clone(), web, bound)?;
             println!("mailsift: HTTP listening on {bound}");
             tokio::spawn(mailsift_web::serve(app, http));
+        }
+        if !public.is_empty() && !gateway.state().engine.config().dns.enabled {
+            // The embedded defaults keep DNS off so a first run sends nothing anywhere; on a public listener
+            // that means no SPF, DKIM, DMARC or reverse DNS, and diagnosis without the facts that matter.
+            let text = format!(
+                "SMTP listens on {} with DNS evidence off ([dns] enabled = false): no SPF, DKIM, DMARC, ARC or \
+                 reverse-DNS checks run. Set [dns] enabled = true for production.",
+                public.join(", ")
+            );
+            eprintln!("mailsift: warning: {text}");
+            tracing::warn!("{text}");
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

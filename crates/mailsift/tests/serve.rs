@@ -367,3 +367,34 @@ fn domains_managed_from_the_command_line_reach_the_running_gateway() {
     assert!(d(&["import", file.to_str().unwrap()]).status.success());
     assert_eq!(String::from_utf8(d(&["export"]).stdout).unwrap(), exported);
 }
+
+/// A listener reachable from elsewhere with DNS evidence off is the production mistake that hides every
+/// sender check: `serve` says so at start; on loopback (a trial) it stays quiet.
+#[test]
+fn serve_warns_when_a_public_listener_runs_with_dns_off() {
+    let stderr_of = |listen: &str, name: &str| {
+        let data = temp_dir(name);
+        let mut child = bin()
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--listen", listen, "--http-listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The HTTP line is the last one printed at start; the warning comes right after it.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 && !line.contains("HTTP listening") {}
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = child.kill();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let _ = child.wait();
+        err
+    };
+    let public = stderr_of("0.0.0.0:0", "public-dns-off");
+    assert!(public.contains("DNS evidence off") && public.contains("[dns] enabled = true"), "{public}");
+    let loopback = stderr_of("127.0.0.1:0", "loopback-dns-off");
+    assert!(!loopback.contains("DNS evidence off"), "{loopback}");
+}
