@@ -159,6 +159,17 @@ impl Observed {
         }
     }
 
+    /// Gives symbols without a detail (read from our headers or the message log, which keep none) the
+    /// detail of the same symbol in `fresh`, the message judged again now, so that findings name the
+    /// domains, selectors and hosts instead of leaving them blank.
+    pub fn fill_details(&mut self, fresh: &Verdict) {
+        for s in self.symbols.iter_mut().filter(|s| s.detail.is_empty()) {
+            if let Some(f) = fresh.symbols.iter().find(|f| f.name == s.name && !f.detail.is_empty()) {
+                s.detail = f.detail.clone();
+            }
+        }
+    }
+
     fn get(&self, name: &str) -> Option<&ObservedSymbol> {
         self.symbols.iter().find(|s| s.name == name)
     }
@@ -913,28 +924,44 @@ fn network_of(s: &Subject<'_, '_>) -> String {
 
 /// What is wrong on the sender's side, in the words their administrator needs.
 fn sender_fact(engine: &Engine, s: &Subject<'_, '_>, sym: &ObservedSymbol, ip: &str) -> String {
+    // What the message log keeps has no details (names, selectors): a name is then taken from the
+    // evidence or the message when they have it, and otherwise left out rather than printed blank.
     let detail = sym.detail.as_str();
-    let helo = s.envelope.helo.clone().unwrap_or_default();
-    let sender_domain = sender_address(s).map(|a| domain_of(&a)).unwrap_or_default();
-    let spf_domain = if detail.is_empty() { sender_domain.clone() } else { detail.to_string() };
+    let seen = |d: &str| if d.is_empty() { String::new() } else { format!(" ({d})") };
+    let helo = s.envelope.helo.clone().filter(|h| !h.trim().is_empty());
+    // "Their server greets as ...": the HELO name, or words that do not pretend to know it.
+    let greets = match &helo {
+        Some(h) => format!("greets as {h:?}"),
+        None => "greets with a name".to_string(),
+    };
+    let sender_domain = sender_address(s).map(|a| domain_of(&a)).filter(|d| !d.is_empty());
+    let spf_domain = Some(detail.to_string())
+        .filter(|d| !d.is_empty())
+        .or(sender_domain)
+        .unwrap_or_else(|| "the sender's domain".into());
+    let dkim = seen(&if detail.is_empty() { dkim_signers(s) } else { detail.to_string() });
+    let from_domain = Some(detail.to_string())
+        .filter(|d| !d.is_empty())
+        .or(from_address(s).map(|a| domain_of(&a)).filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| "of the message".into());
     match sym.name.as_str() {
         "RDNS_NONE" => format!("Their PTR record is missing for {ip}: their administrator (or provider) must publish one"),
-        "RDNS_NOT_CONFIRMED" => format!("The PTR name of {ip} does not resolve back to it ({detail}): the name's A record must point at {ip}"),
-        "RDNS_DYNAMIC" => format!("{ip} has a dynamic-looking name ({detail}): their mail should leave through a server with a static address and its own name"),
-        "HELO_NOT_FQDN" => format!("Their server greets as {helo:?}, not a full host name: it must greet with its own name (RFC 5321)"),
-        "HELO_BARE_IP" => format!("Their server greets with a bare IP address ({helo:?}) instead of its host name"),
-        "HELO_NOT_PTR_DOMAIN" => format!("Their server greets as {helo:?}, which is not in the domain of its PTR name"),
-        "HELO_IP_LITERAL_MISMATCH" => format!("Their server greets with an address literal ({helo:?}) that is not the address it connects from ({ip})"),
+        "RDNS_NOT_CONFIRMED" => format!("The PTR name of {ip} does not resolve back to it{}: the name's A record must point at {ip}", seen(detail)),
+        "RDNS_DYNAMIC" => format!("{ip} has a dynamic-looking name{}: their mail should leave through a server with a static address and its own name", seen(detail)),
+        "HELO_NOT_FQDN" => format!("Their server {greets}, not a full host name: it must greet with its own name (RFC 5321)"),
+        "HELO_BARE_IP" => format!("Their server greets with a bare IP address{} instead of its host name", seen(helo.as_deref().unwrap_or(""))),
+        "HELO_NOT_PTR_DOMAIN" => format!("Their server {greets}, which is not in the domain of its PTR name"),
+        "HELO_IP_LITERAL_MISMATCH" => format!("Their server greets with an address literal{} that is not the address it connects from ({ip})", seen(helo.as_deref().unwrap_or(""))),
         "SPF_FAIL" => format!("Their SPF record for {spf_domain} does not list {ip} (hard fail): they must add it"),
         "SPF_SOFTFAIL" => format!("Their SPF record for {spf_domain} does not list {ip} (~all): they should add it"),
         "SPF_PERMERROR" => format!("Their SPF record for {spf_domain} is broken (a syntax error or too many lookups): they must fix it"),
         "SPF_NONE" => format!("{spf_domain} publishes no SPF record"),
-        "DKIM_BODY_MODIFIED" => format!("Their DKIM signature ({detail}) covered the body before it was changed, typically a footer or disclaimer added after signing: they should sign after the footer"),
-        "DKIM_INVALID" => format!("Their DKIM signature does not verify ({detail}): they must check their signing key and selector"),
-        "DKIM_KEY_MISSING" => format!("Their DKIM signature names a key that is not published ({detail}): they must publish it or stop signing with that selector"),
-        "DKIM_EXPIRED" => format!("Their DKIM signature has expired ({detail})"),
+        "DKIM_BODY_MODIFIED" => format!("Their DKIM signature{dkim} covered the body before it was changed, typically a footer or disclaimer added after signing: they should sign after the footer"),
+        "DKIM_INVALID" => format!("Their DKIM signature does not verify{dkim}: they must check their signing key and selector"),
+        "DKIM_KEY_MISSING" => format!("Their DKIM signature names a key that is not published{dkim}: they must publish it or stop signing with that selector"),
+        "DKIM_EXPIRED" => format!("Their DKIM signature has expired{dkim}"),
         "DMARC_POLICY_REJECT" | "DMARC_POLICY_QUARANTINE" | "DMARC_POLICY_NONE" => format!(
-            "The From: domain {detail} fails its own DMARC check (neither SPF nor DKIM aligned with it): its owner must authorise this server or sign with the domain"
+            "The From: domain {from_domain} fails its own DMARC check (neither SPF nor DKIM aligned with it): its owner must authorise this server or sign with the domain"
         ),
         _ => {
             let d = describe(engine, &sym.name);
@@ -945,6 +972,34 @@ fn sender_fact(engine: &Engine, s: &Subject<'_, '_>, sym: &ObservedSymbol, ip: &
             }
         }
     }
+}
+
+/// The signers of the message's DKIM signatures (d= and s=), from the evidence, else from the
+/// DKIM-Signature headers; empty when neither is known (a message-log entry without a copy).
+fn dkim_signers(s: &Subject<'_, '_>) -> String {
+    let mut out: Vec<String> = s
+        .evidence
+        .sender
+        .as_ref()
+        .map(|f| f.dkim.iter().map(|d| format!("{} (s={})", d.domain, d.selector)).collect())
+        .unwrap_or_default();
+    if out.is_empty() {
+        for v in s.message.headers_named("DKIM-Signature") {
+            let tag = |name: &str| {
+                v.split(';').find_map(|t| {
+                    let (k, val) = t.split_once('=')?;
+                    (k.trim() == name).then(|| val.split_whitespace().collect::<String>())
+                })
+            };
+            if let Some(d) = tag("d").filter(|d| !d.is_empty()) {
+                out.push(match tag("s").filter(|s| !s.is_empty()) {
+                    Some(sel) => format!("{d} (s={sel})"),
+                    None => d,
+                });
+            }
+        }
+    }
+    out.join(", ")
 }
 
 // ---- the content ----
@@ -1216,6 +1271,18 @@ pub struct ReplayedMessage {
 /// judged spam. Rules and list entries are evaluated by the engine's own policy code on each message
 /// (the raw message when there is one, else one rebuilt from what the log keeps).
 pub fn replay(engine: &Engine, change: &Change, past: &[PastMessage]) -> Replay {
+    replay_excluding(engine, change, past, None)
+}
+
+/// As [`replay`], leaving out the diagnosed message itself (its reference id, when it has one): the fix
+/// is meant to let that one through, so it is neither examined nor counted as spam the fix would let in.
+pub fn replay_excluding(engine: &Engine, change: &Change, past: &[PastMessage], diagnosed: Option<&str>) -> Replay {
+    let diagnosed = diagnosed.map(str::trim).filter(|r| !r.is_empty());
+    let others: Vec<&PastMessage> = past.iter().filter(|p| Some(p.reference_id.trim()) != diagnosed).collect();
+    replay_over(engine, change, &others)
+}
+
+fn replay_over(engine: &Engine, change: &Change, past: &[&PastMessage]) -> Replay {
     let mut out = Replay { examined: past.len(), ..Replay::default() };
     let tag = engine.config().thresholds.tag;
     let spam = |p: &PastMessage| parse_action(&p.action).is_some_and(|a| a.is_spam());

@@ -80,8 +80,56 @@ pub struct ReputationFacts {
     pub entries: Vec<ReputationEntry>,
 }
 
+/// The reputation keys of a message as the gateway should use them, knowing our own domains: as
+/// [`reputation_keys`], except that a sender domain of ours (in `organisation.domains` or
+/// `organisation.protected`) and its addresses are left out unless the message is our own outbound mail
+/// or came from one of that domain's sending servers. Anyone can write our domain into MAIL FROM or From:,
+/// so a spoof of it must count against the spoofing IP and network only, never against our domain (whose
+/// own mail would then pay for it), and a spoof must not borrow our domain's good name either.
+pub fn reputation_keys_for(
+    envelope: &crate::Envelope,
+    msg: &crate::Message<'_>,
+    org: &crate::config::OrganisationConfig,
+) -> Vec<(ReputationKind, String)> {
+    let mut keys = reputation_keys(envelope, msg);
+    if crate::checks::auth::is_outbound(envelope) {
+        return keys;
+    }
+    keys.retain(|(kind, key)| {
+        let domain = match kind {
+            ReputationKind::Domain => key.as_str(),
+            ReputationKind::Address => key.rsplit_once('@').map(|(_, d)| d).unwrap_or(""),
+            ReputationKind::Ip | ReputationKind::Net => return true,
+        };
+        !claims_our_domain(envelope, org, &crate::message::urls::registrable_domain(domain))
+    });
+    keys
+}
+
+/// Whether `domain` (registrable) is ours and the client is not one of its sending servers.
+fn claims_our_domain(envelope: &crate::Envelope, org: &crate::config::OrganisationConfig, domain: &str) -> bool {
+    use crate::message::urls::registrable_domain;
+    let ours = |d: &str| registrable_domain(d.trim().trim_end_matches('.').to_ascii_lowercase().as_str()) == domain;
+    let protected: Vec<_> = org.protected.iter().filter(|p| ours(&p.domain)).collect();
+    if protected.is_empty() && !org.domains.iter().any(|d| ours(d)) {
+        return false;
+    }
+    // From one of the domain's own sending servers, it is the domain's own mail and counts for it.
+    let from_its_servers = envelope.client_ip.is_some_and(|ip| {
+        protected.iter().flat_map(|p| &p.sending_servers).any(|s| {
+            // The configuration was validated when the engine was built; an entry that does not read
+            // authorises nothing.
+            crate::cidr::IpRange::parse(s).is_ok_and(|r| r.contains(ip))
+        })
+    });
+    !from_its_servers
+}
+
 /// The reputation keys of a message: (kind, key) for the client IP, its network, the sender domain and
 /// address. The store looks these up before judging and records the verdict against them after.
+///
+/// This does not know our own domains: the gateway and the tools use [`reputation_keys_for`], which keeps
+/// spoofs of our domains from counting against them.
 pub fn reputation_keys(envelope: &crate::Envelope, msg: &crate::Message<'_>) -> Vec<(ReputationKind, String)> {
     let mut keys = Vec::new();
     if let Some(ip) = envelope.client_ip {
