@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use mailsift_engine::config::ProtectedDomain;
 use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, PastMessage, Source, Subject};
-use mailsift_engine::policy::{Policy, PolicyConfig};
+use mailsift_engine::policy::Policy;
 use mailsift_engine::{Engine, Envelope, Evidence, Verdict};
 use mailsift_smtp::config::DomainConfig;
 use mailsift_store::{Database, ListEntry, PolicyStore, QuarantineQuery};
@@ -66,31 +65,31 @@ enum RecordedVerdict {
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Result<std::process::ExitCode> {
     let db = open_existing(data_dir)?;
     let loaded = load(db.as_ref(), args)?;
-    let base = crate::load_engine(config)?;
-    let smtp_domains = configured_domains(config)?;
-    let stored_domains = match &db {
-        Some(db) => stored_domains(db)?,
-        None => Vec::new(),
-    };
-    let rcpt_domain = loaded.envelope.rcpt_to.first().map(|r| domain_of(r));
-    let engine = gateway_engine(base, &smtp_domains, &stored_domains, rcpt_domain.as_deref())?;
+    // The engine and policy as the gateway has them, built as every other command builds them.
+    let gateway = crate::scanner::GatewayEngine::with_database(config, db.as_ref())?;
+    let smtp_domains = gateway.configured.clone();
+    let engine = gateway.engine_for(&crate::scanner::domain_of_envelope(&loaded.envelope, false))?;
     let engine = crate::with_trained_model(engine, data_dir)?;
-    let scanner = crate::scanner::Scanner::new(engine)?;
+    let rep = crate::reputation::for_scans(&engine, data_dir)?;
+    let scanner = crate::scanner::Scanner::new(engine)?.with_reputation(rep);
     let engine = &scanner.engine;
-    let policy = policy_in_force(engine, db.as_ref())?;
+    let policy = gateway.policy_for(engine);
     let compiled = Policy::new(&policy).context("the configuration's [policy] and the stored policy together")?;
 
     // The message as judged now (without our headers), and the verdict to diagnose.
     let clean = loaded.raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));
     let empty = rebuilt_from_log(&loaded);
     let msg = engine.parse(clean.as_deref().unwrap_or(&empty));
-    let evidence = match &clean {
+    let mut evidence = match &clean {
         Some(raw) => scanner.evidence(raw, &loaded.envelope, &msg),
         None => Evidence::default(),
     };
+    if clean.is_some() {
+        scanner.add_reputation(&loaded.envelope, &msg, &mut evidence);
+    }
     let fresh: Option<Verdict> =
         clean.as_ref().map(|_| engine.judge_with_policy(&msg, &loaded.envelope, &evidence, &compiled));
-    let observed = match (&loaded.recorded, &loaded.raw) {
+    let mut observed = match (&loaded.recorded, &loaded.raw) {
         (Some(RecordedVerdict::Headers), Some(raw)) => {
             Observed::from_headers(&engine.parse(raw)).context("the message's X-Mailsift headers do not read")?
         }
@@ -99,6 +98,10 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Re
         }
         _ => Observed::from_verdict(fresh.as_ref().expect("a scanned message")),
     };
+    // Our headers and the log keep symbol names, not details: the message judged again names them.
+    if let Some(v) = &fresh {
+        observed.fill_details(v);
+    }
     let subject = Subject {
         message: &msg,
         envelope: &loaded.envelope,
@@ -121,7 +124,14 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Re
             Some(db) => past_messages(db, args.replay_days)?,
             None => Vec::new(),
         };
-        diagnosis.fixes.iter().map(|f| Some(diagnose::replay(engine, &f.change, &past))).collect()
+        // The diagnosed message is in the log too: the fix is meant to let it through, so it is not counted
+        // among the spam the fix would let in.
+        let itself = diagnosed_reference(&loaded, &observed);
+        diagnosis
+            .fixes
+            .iter()
+            .map(|f| Some(diagnose::replay_excluding(engine, &f.change, &past, itself.as_deref())))
+            .collect()
     } else {
         diagnosis.fixes.iter().map(|_| None).collect()
     };
@@ -161,6 +171,16 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Re
         apply(config, data_dir, engine, &smtp_domains, &fix.change, &loaded, clean.as_deref())?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The message-log reference of the diagnosed message: the log entry it was read from, else the one our
+/// headers name (X-Mailsift-Id).
+fn diagnosed_reference(loaded: &Loaded, observed: &Observed) -> Option<String> {
+    match &loaded.recorded {
+        Some(RecordedVerdict::Log(e)) => Some(e.reference_id.clone()),
+        Some(RecordedVerdict::Headers) => observed.reference.clone(),
+        None => None,
+    }
 }
 
 fn print_text(
@@ -271,13 +291,7 @@ fn confirm(question: &str) -> Result<bool> {
 
 // ---- reading the message ----
 
-fn open_existing(data_dir: &Path) -> Result<Option<Database>> {
-    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
-    if !file.exists() {
-        return Ok(None);
-    }
-    Ok(Some(Database::open(&file)?))
-}
+use crate::scanner::open_existing;
 
 fn load(db: Option<&Database>, args: &DiagnoseArgs) -> Result<Loaded> {
     let t = args.target.trim();
@@ -370,87 +384,6 @@ fn rebuilt_from_log(l: &Loaded) -> Vec<u8> {
 /// The message log of the last `days` days, with the quarantined copies (shared with the web console).
 fn past_messages(db: &Database, days: u64) -> Result<Vec<PastMessage>> {
     Ok(mailsift_web::diagnosis::past_messages(db, mailsift_engine::unix_now() - (days as i64) * 86_400)?)
-}
-
-// ---- the engine and policy as the gateway has them ----
-
-fn domain_of(address: &str) -> String {
-    address.trim().trim_matches(['<', '>']).rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase()
-}
-
-fn configured_domains(config: Option<&PathBuf>) -> Result<Vec<DomainConfig>> {
-    let Some(path) = config else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let smtp =
-        mailsift_smtp::SmtpConfig::from_toml(&text).with_context(|| format!("{}: invalid [smtp]", path.display()))?;
-    Ok(smtp.domains)
-}
-
-fn stored_domains(db: &Database) -> Result<Vec<DomainConfig>> {
-    db.domains()?
-        .into_iter()
-        .map(|(name, json)| serde_json::from_str(&json).with_context(|| format!("stored domain {name} does not read")))
-        .collect()
-}
-
-/// The configured and stored domains (a stored one replaces a configured one of the same name), folded
-/// into the engine as the gateway does: sending servers and trusted relays protect a domain; the
-/// recipient domain's thresholds and ASF options apply.
-fn gateway_engine(
-    base: Engine,
-    configured: &[DomainConfig],
-    stored: &[DomainConfig],
-    rcpt_domain: Option<&str>,
-) -> Result<Engine> {
-    let mut domains: Vec<DomainConfig> = configured.to_vec();
-    for d in stored {
-        domains.retain(|c| !c.name.eq_ignore_ascii_case(&d.name));
-        domains.push(d.clone());
-    }
-    if domains.is_empty() {
-        return Ok(base);
-    }
-    let mut config = base.config().clone();
-    for d in &domains {
-        if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
-            config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
-            config.organisation.protected.push(ProtectedDomain {
-                domain: d.name.to_ascii_lowercase(),
-                sending_servers: d.sending_servers.clone(),
-                trusted_relays: d.trusted_relays.clone(),
-            });
-            if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
-                config.organisation.domains.push(d.name.to_ascii_lowercase());
-            }
-        }
-    }
-    if let Some(d) = rcpt_domain.and_then(|r| domains.iter().find(|d| d.name.eq_ignore_ascii_case(r))) {
-        if let Some(t) = &d.thresholds {
-            config.thresholds = t.clone();
-        }
-        if !d.asf.is_empty() {
-            let mut asf = toml::Value::try_from(&config.asf)?;
-            for (option, mode) in &d.asf {
-                if let Some(t) = asf.as_table_mut() {
-                    t.insert(option.clone(), toml::Value::try_from(mode)?);
-                }
-            }
-            config.asf = asf.try_into().with_context(|| format!("domain {}: asf", d.name))?;
-        }
-    }
-    Ok(Engine::new(config)?)
-}
-
-/// The configuration's [policy], then the stored one, as the gateway compiles them.
-fn policy_in_force(engine: &Engine, db: Option<&Database>) -> Result<PolicyConfig> {
-    let mut all = engine.config().policy.clone();
-    if let Some(db) = db {
-        let stored = db.load_policy()?;
-        all.rules.extend(stored.config.rules);
-        all.allow.extend(stored.config.allow);
-        all.block.extend(stored.config.block);
-    }
-    Ok(all)
 }
 
 // ---- applying a fix ----

@@ -611,17 +611,18 @@ fn test(
     outbound: bool,
     json: bool,
 ) -> Result<()> {
-    let engine = crate::with_trained_model(crate::load_engine(config)?, data_dir)?;
-    // As the gateway compiles it: the configuration's [policy] first, then the store's.
+    // The engine as the gateway builds it (stored domains and their sending servers included), and the
+    // policy as it compiles it: the configuration's [policy] first, then the store's.
+    let gateway = crate::scanner::GatewayEngine::load(config, data_dir)?;
+    let engine = gateway.engine_for(&crate::scanner::domain_of_envelope(&args.envelope(), outbound))?;
+    let engine = crate::with_trained_model(engine, data_dir)?;
     let configured = engine.config().policy.clone();
-    let stored = existing(data_dir)?.map(|db| db.load_policy()).transpose()?.unwrap_or_default();
-    let mut all = configured.clone();
-    all.rules.extend(stored.config.rules.iter().cloned());
-    all.allow.extend(stored.config.allow.iter().cloned());
-    all.block.extend(stored.config.block.iter().cloned());
+    let stored = &gateway.stored_policy;
+    let all = gateway.policy_for(&engine);
     let policy = Policy::new(&all).context("the configuration's [policy] and the stored policy together")?;
 
-    let scanner = crate::scanner::Scanner::new(engine)?;
+    let rep = crate::reputation::for_scans(&engine, data_dir)?;
+    let scanner = crate::scanner::Scanner::new(engine)?.with_reputation(rep);
     let raw = crate::scan::read_input(file)?;
     let engine = &scanner.engine;
     let msg = engine.parse(&raw);
@@ -632,7 +633,8 @@ fn test(
     if outbound {
         envelope.direction = Direction::Outbound;
     }
-    let evidence = scanner.evidence(&raw, &envelope, &msg);
+    let mut evidence = scanner.evidence(&raw, &envelope, &msg);
+    scanner.add_reputation(&envelope, &msg, &mut evidence);
     // The checks alone, then the rules on their result: the rules' trace says which conditions held.
     let checks = engine.judge_with_policy(&msg, &envelope, &evidence, &Policy::empty());
     let now = mailsift_engine::unix_now();
@@ -686,7 +688,7 @@ fn test(
         "rules:     {enabled} enabled of {} ({} from the configuration, {} stored)",
         all.rules.len(),
         configured.rules.len(),
-        stored.config.rules.len()
+        stored.rules.len()
     );
     if rules.matched.is_empty() {
         println!("  no rule matched");

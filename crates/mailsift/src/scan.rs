@@ -41,6 +41,43 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
+/// `mailsift scan` as dispatched from the command line: the gateway's engine and policy for the given
+/// envelope (stored domains and policy included, see [`Scanner::for_gateway`]), learning from verdicts
+/// when auto-learning or spamtraps are configured.
+// Dead until main.rs dispatches `scan` here instead of building the engine itself.
+#[allow(dead_code)]
+pub fn run_cli(config: Option<&PathBuf>, data_dir: &Path, args: &ScanArgs) -> Result<ExitCode> {
+    let scanner = Scanner::for_gateway(config, data_dir, &args.envelope, false, None)?;
+    let c = &scanner.engine.config().classifier;
+    if !(c.autolearn || !c.spamtraps.is_empty()) {
+        return run(&scanner, args, None);
+    }
+    // Learning from verdicts: the engine scans with the learner's own model, so what is learned from one
+    // message counts for the next.
+    let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
+    let mut learner = mailsift_store::Learner::open(store)?;
+    if scanner.engine.config().reputation.enabled {
+        // Spamtrap hits feed the sender's reputation.
+        let rep =
+            mailsift_store::SqliteReputation::open_dir(data_dir, scanner.engine.config().reputation.half_life_days)?;
+        learner = learner.with_spamtrap_hook(Box::new(mailsift_store::ReputationHook::new(rep)));
+    }
+    drop(scanner);
+    let scanner = Scanner::for_gateway(config, data_dir, &args.envelope, false, Some(learner.model()))?;
+    run(&scanner, args, Some(&mut learner))
+}
+
+/// `mailsift explain`: the verdict the gateway would give, for a person (exit 1 when spam).
+// Dead until main.rs dispatches `explain` here instead of building the engine itself.
+#[allow(dead_code)]
+pub fn explain(config: Option<&PathBuf>, data_dir: &Path, file: &Path, envelope: &EnvelopeArgs) -> Result<ExitCode> {
+    let scanner = Scanner::for_gateway(config, data_dir, envelope, false, None)?;
+    let raw = read_input(file)?;
+    let verdict = scanner.scan(&raw, envelope);
+    print!("{}", mailsift_engine::explain::render(&verdict, scanner.engine.registry()));
+    Ok(if verdict.action.is_spam() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
 /// Scans every message. With a learner (auto-learning or spamtraps configured), what it learns is saved
 /// at the end.
 pub fn run(scanner: &Scanner, args: &ScanArgs, mut learner: Option<&mut Learner<SqliteStore>>) -> Result<ExitCode> {

@@ -1,8 +1,20 @@
 //! One scan as the command line does it: gather sender evidence (when DNS is enabled), then judge.
+//!
+//! Every command that judges a message (`scan`, `explain`, `rules test`, `diagnose`) builds its engine and
+//! policy here, as the gateway builds them: the configuration's settings with the configured and stored
+//! domains folded in (sending servers and trusted relays protect a domain, spamtraps join the classifier's,
+//! the message's domain brings its thresholds and ASF options), and the configuration's `[policy]` followed
+//! by the stored one. One builder, so that the tools and the gateway cannot disagree about a message.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use mailsift_engine::config::ProtectedDomain;
+use mailsift_engine::policy::{Policy, PolicyConfig};
 use mailsift_engine::sender::SenderGatherer;
-use mailsift_engine::{Engine, Envelope, Evidence, Message, Verdict};
+use mailsift_engine::{Direction, Engine, Envelope, Evidence, Message, Verdict};
+use mailsift_smtp::config::DomainConfig;
+use mailsift_store::{Database, PolicyStore};
 
 use crate::EnvelopeArgs;
 
@@ -10,6 +22,8 @@ pub struct Scanner {
     pub engine: Engine,
     gatherer: Option<SenderGatherer>,
     reputation: Option<mailsift_store::SqliteReputation>,
+    /// The policy in force (configuration then store); without it, the engine's own (the configuration's).
+    policy: Option<Policy>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -26,12 +40,43 @@ impl Scanner {
         } else {
             None
         };
-        Ok(Scanner { engine, gatherer, reputation: None, runtime })
+        Ok(Scanner { engine, gatherer, reputation: None, policy: None, runtime })
+    }
+
+    /// The scanner the gateway would judge with, for messages shaped by `args` (their recipient's domain,
+    /// or with `outbound` their sender's): the gateway's engine with the trained model, local reputation
+    /// and the policy in force. The classifier model comes from the data directory unless `model` is given
+    /// (a learner's own, when scans learn).
+    #[allow(dead_code)] // used by scan::run_cli and scan::explain, which main.rs is to call
+    pub fn for_gateway(
+        config: Option<&PathBuf>,
+        data_dir: &Path,
+        args: &EnvelopeArgs,
+        outbound: bool,
+        model: Option<mailsift_engine::SharedModel>,
+    ) -> Result<Scanner> {
+        let gateway = GatewayEngine::load(config, data_dir)?;
+        let engine = gateway.engine_for(&domain_of_envelope(&args.envelope(), outbound))?;
+        let engine = match model {
+            Some(m) => engine.with_model(m),
+            None => crate::with_trained_model(engine, data_dir)?,
+        };
+        let rep = crate::reputation::for_scans(&engine, data_dir)?;
+        let policy = Policy::new(&gateway.policy_for(&engine))
+            .context("the configuration's [policy] and the stored policy together")?;
+        Ok(Scanner::new(engine)?.with_reputation(rep).with_policy(policy))
     }
 
     /// Consult local reputation before judging.
     pub fn with_reputation(mut self, reputation: Option<mailsift_store::SqliteReputation>) -> Scanner {
         self.reputation = reputation;
+        self
+    }
+
+    /// Judge with this policy (the configuration's and the stored one) instead of the engine's own.
+    #[allow(dead_code)] // as for_gateway
+    pub fn with_policy(mut self, policy: Policy) -> Scanner {
+        self.policy = Some(policy);
         self
     }
 
@@ -49,24 +94,171 @@ impl Scanner {
             envelope.fill_from_trace(&msg);
         }
         let mut evidence = self.evidence(raw, &envelope, &msg);
+        self.add_reputation(&envelope, &msg, &mut evidence);
+        let verdict = match &self.policy {
+            Some(p) => self.engine.judge_with_policy(&msg, &envelope, &evidence, p),
+            None => self.engine.judge(&msg, &envelope, &evidence),
+        };
+        (msg, envelope, verdict)
+    }
+
+    /// Sender evidence as the gateway gathers it: for inbound mail, when DNS is on.
+    pub fn evidence(&self, raw: &[u8], envelope: &Envelope, msg: &Message<'_>) -> Evidence {
+        match (&self.gatherer, envelope.direction) {
+            (Some(g), Direction::Inbound) => {
+                let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
+                Evidence::from_sender(self.runtime.block_on(g.gather_with_urls(raw, envelope, &domains)))
+            }
+            _ => Evidence::default(),
+        }
+    }
+
+    /// Local reputation of the sender, when a reputation store is consulted; a spoof of our own domains is
+    /// looked up against its IP and network only.
+    pub fn add_reputation(&self, envelope: &Envelope, msg: &Message<'_>, evidence: &mut Evidence) {
         if let Some(rep) = &self.reputation {
-            let keys = mailsift_engine::evidence::reputation_keys(&envelope, &msg);
+            let keys =
+                mailsift_engine::evidence::reputation_keys_for(envelope, msg, &self.engine.config().organisation);
             match rep.lookup(&keys, mailsift_engine::unix_now()) {
                 Ok(facts) => evidence.reputation = Some(facts),
                 Err(e) => eprintln!("mailsift: reputation: {e}"),
             }
         }
-        let verdict = self.engine.judge(&msg, &envelope, &evidence);
-        (msg, envelope, verdict)
+    }
+}
+
+/// The domain whose settings judge a message: inbound mail belongs to its (first) recipient's domain,
+/// outbound mail to its sender's, as in the gateway.
+pub fn domain_of_envelope(envelope: &Envelope, outbound: bool) -> String {
+    let address = if outbound || envelope.direction == Direction::Outbound {
+        envelope.mail_from.as_deref()
+    } else {
+        envelope.rcpt_to.first().map(String::as_str)
+    };
+    domain_of(address.unwrap_or(""))
+}
+
+pub fn domain_of(address: &str) -> String {
+    address.trim().trim_matches(['<', '>']).rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase()
+}
+
+/// The configuration, the configured and stored domains and the stored policy, read once.
+pub struct GatewayEngine {
+    /// The engine of the configuration file alone (or the embedded defaults).
+    pub base: Engine,
+    /// The domains of the configuration's [smtp] section.
+    pub configured: Vec<DomainConfig>,
+    /// The domains stored in the data directory (set with `mailsift domains` or the console).
+    pub stored: Vec<DomainConfig>,
+    /// The stored policy (rules, allowed and blocked senders).
+    pub stored_policy: PolicyConfig,
+}
+
+impl GatewayEngine {
+    /// Reads the configuration and the data directory's gateway database, when there is one (never
+    /// creating it).
+    pub fn load(config: Option<&PathBuf>, data_dir: &Path) -> Result<GatewayEngine> {
+        let db = open_existing(data_dir)?;
+        GatewayEngine::with_database(config, db.as_ref())
     }
 
-    pub fn evidence(&self, raw: &[u8], envelope: &Envelope, msg: &Message<'_>) -> Evidence {
-        match &self.gatherer {
-            Some(g) => {
-                let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-                Evidence::from_sender(self.runtime.block_on(g.gather_with_urls(raw, envelope, &domains)))
-            }
-            None => Evidence::default(),
-        }
+    /// As `load`, with the database already open (or none).
+    pub fn with_database(config: Option<&PathBuf>, db: Option<&Database>) -> Result<GatewayEngine> {
+        let base = crate::load_engine(config)?;
+        let configured = configured_domains(config)?;
+        let (stored, stored_policy) = match db {
+            Some(db) => (stored_domains(db)?, db.load_policy().context("the stored policy does not read")?.config),
+            None => (Vec::new(), PolicyConfig::default()),
+        };
+        Ok(GatewayEngine { base, configured, stored, stored_policy })
     }
+
+    /// The configured and stored domains; a stored one replaces a configured one of the same name, as in
+    /// the gateway.
+    pub fn domains(&self) -> Vec<DomainConfig> {
+        let mut domains: Vec<DomainConfig> = self.configured.clone();
+        for d in &self.stored {
+            domains.retain(|c| !c.name.eq_ignore_ascii_case(&d.name));
+            domains.push(d.clone());
+        }
+        domains
+    }
+
+    /// The engine that judges mail of `domain` (the recipient's for inbound mail, the sender's for
+    /// outbound), without a classifier model.
+    pub fn engine_for(&self, domain: &str) -> Result<Engine> {
+        let domains = self.domains();
+        if domains.is_empty() {
+            return Ok(Engine::new(self.base.config().clone())?);
+        }
+        let mut config = self.base.config().clone();
+        for d in &domains {
+            if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
+                config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
+                config.organisation.protected.push(ProtectedDomain {
+                    domain: d.name.to_ascii_lowercase(),
+                    sending_servers: d.sending_servers.clone(),
+                    trusted_relays: d.trusted_relays.clone(),
+                });
+                if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
+                    config.organisation.domains.push(d.name.to_ascii_lowercase());
+                }
+            }
+            for trap in &d.spamtraps {
+                let trap = trap.to_ascii_lowercase();
+                if !config.classifier.spamtraps.contains(&trap) {
+                    config.classifier.spamtraps.push(trap);
+                }
+            }
+        }
+        if let Some(d) = domains.iter().find(|d| !domain.is_empty() && d.name.eq_ignore_ascii_case(domain)) {
+            if let Some(t) = &d.thresholds {
+                config.thresholds = t.clone();
+            }
+            if !d.asf.is_empty() {
+                let mut asf = toml::Value::try_from(&config.asf)?;
+                for (option, mode) in &d.asf {
+                    if let Some(t) = asf.as_table_mut() {
+                        t.insert(option.clone(), toml::Value::try_from(mode)?);
+                    }
+                }
+                config.asf = asf.try_into().with_context(|| format!("domain {}: asf", d.name))?;
+            }
+        }
+        Engine::new(config).with_context(|| format!("the engine for domain {domain:?} with the stored domains"))
+    }
+
+    /// The configuration's [policy] (as the engine has it), then the stored one, as the gateway compiles
+    /// them.
+    pub fn policy_for(&self, engine: &Engine) -> PolicyConfig {
+        let mut all = engine.config().policy.clone();
+        all.rules.extend(self.stored_policy.rules.iter().cloned());
+        all.allow.extend(self.stored_policy.allow.iter().cloned());
+        all.block.extend(self.stored_policy.block.iter().cloned());
+        all
+    }
+}
+
+/// The data directory's gateway database, when there is one; None otherwise (a scan never creates it).
+pub fn open_existing(data_dir: &Path) -> Result<Option<Database>> {
+    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
+    if !file.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Database::open(&file)?))
+}
+
+fn configured_domains(config: Option<&PathBuf>) -> Result<Vec<DomainConfig>> {
+    let Some(path) = config else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let smtp =
+        mailsift_smtp::SmtpConfig::from_toml(&text).with_context(|| format!("{}: invalid [smtp]", path.display()))?;
+    Ok(smtp.domains)
+}
+
+fn stored_domains(db: &Database) -> Result<Vec<DomainConfig>> {
+    db.domains()?
+        .into_iter()
+        .map(|(name, json)| serde_json::from_str(&json).with_context(|| format!("stored domain {name} does not read")))
+        .collect()
 }
