@@ -106,7 +106,10 @@ fn nested_message_rfc822_under_base64() {
 
 #[test]
 fn sibling_messages_in_an_encoded_part_would_be_copied_each() {
-    check_case(&engine(), "rfc822_siblings_in_qp", Some(MimeLimit::DecodedBytes));
+    let engine = engine();
+    check_case(&engine, "rfc822_siblings_in_qp", Some(MimeLimit::DecodedBytes));
+    // A real shape just under the allowance: a base64 forward holding three forwarded messages.
+    check_case(&engine, "rfc822_b64_three_forwards", None);
 }
 
 #[test]

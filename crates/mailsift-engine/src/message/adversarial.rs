@@ -14,6 +14,7 @@ pub const CASES: &[(&str, Option<super::limits::MimeLimit>)] = {
         ("rfc822_b64_20000", Some(Depth)),
         ("rfc822_qp_in_qp_in_qp", Some(Depth)),
         ("rfc822_siblings_in_qp", Some(DecodedBytes)),
+        ("rfc822_b64_three_forwards", None),
         ("multipart_3000", Some(Depth)),
         ("digest_3000", Some(Depth)),
         ("parts_100000", Some(Parts)),
@@ -47,6 +48,7 @@ pub fn build(name: &str) -> Option<Vec<u8>> {
             m
         }
         "rfc822_siblings_in_qp" => encoded_part("quoted-printable", &sibling_messages(450, 400)),
+        "rfc822_b64_three_forwards" => encoded_part("base64", &sibling_messages(3, 500_000)),
         "multipart_3000" => nested_multipart(3000, "mixed"),
         "digest_3000" => nested_multipart(3000, "digest"),
         "parts_100000" => many_parts(100_000),

@@ -53,9 +53,9 @@ pub const MAX_HEADERS_PER_BLOCK: usize = 1000;
 pub const MAX_HEADERS_TOTAL: usize = 20_000;
 /// Bytes `mail-parser` may decode or copy per byte of the scan window, plus [`DECODED_BYTES_BASE`]. Decoded
 /// bodies are at most the size of what they decode, at most three levels deep; a decoded `message/*` part is
-/// then copied once more for itself and once for every message nested in it. Six allows a base64 forwarded
-/// message holding a few forwarded messages of its own at full size.
-pub const DECODED_BYTES_PER_BYTE: usize = 6;
+/// then copied once more for itself and once for every message nested in it. Four allows a base64 forwarded
+/// message that holds three forwarded messages of its own, at full size.
+pub const DECODED_BYTES_PER_BYTE: usize = 4;
 /// See [`DECODED_BYTES_PER_BYTE`]: the allowance for small messages.
 pub const DECODED_BYTES_BASE: usize = 1 << 20;
 /// Bytes `mail-parser` may scan again, per byte of the window plus [`SCAN_WORK_BASE`], after a search for a

@@ -5,6 +5,21 @@
 //! parts and rendered HTML), the HTML's structure, URLs with their registrable domains, attachments with
 //! their real types. Checks never reparse. Work is bounded: a message larger than `max_scan_bytes` is
 //! scanned on its first part only (and says so), text beyond `MAX_TEXT_BYTES` is not analysed.
+//!
+//! The MIME structure is bounded before `mail-parser` sees it (`limits.rs`): nesting depth, parts, header
+//! fields and decoded bytes; past a limit the message is parsed up to the limit and says so
+//! (`ParseProblems::mime_limit`). Nothing here recurses on the sender's structure: the HTML is tokenized, not
+//! built into a tree, and nested messages are at most `limits::MAX_MIME_DEPTH` deep.
+//!
+//! Memory: the peak a parse and judge adds, the message's own bytes included, is at most about
+//! **6 × the scan window + 8 MiB**: the window itself, what `mail-parser` decodes and copies (at most
+//! `limits::DECODED_BYTES_PER_BYTE` = 4 × the window + 1 MiB), and constants for the parsed fields and parts
+//! (at most `MAX_HEADERS_TOTAL` fields and `MAX_MIME_PARTS` parts, about 4 MiB) and the text views
+//! (`MAX_TEXT_BYTES`, `html::MAX_HTML_BYTES`). Measured with `tools/mime_memory.sh`
+//! (`examples/adversarial_memory.rs`, one process per case, peak RSS over the baseline): 20,000 nested
+//! message/rfc822 under base64, 876 KB: 2.5 MB; a base64 forward of three 500 KB forwards, 2 MB: 9.1 MB (the
+//! largest ratio, 4.7); 20,000 header fields over 900 parts: 3.8 MB; a 10 MB header line: 30 MB; real
+//! SpamAssassin messages: 1.5 to 6 times their size.
 
 pub mod adversarial;
 pub mod html;
