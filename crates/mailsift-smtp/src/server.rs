@@ -564,11 +564,8 @@ impl Gateway {
                         let _ = tokio::task::spawn_blocking(move || g2.purge_expired()).await;
                     }
                     let g2 = g.clone();
-                    match tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "policy change not applied; the previous policy stays")
-                        }
-                        _ => {}
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
+                        tracing::error!(error = %e, "policy change not applied; the previous policy stays")
                     }
                 }
             })
