@@ -262,3 +262,86 @@ fn stored_domains(db: &Database) -> Result<Vec<DomainConfig>> {
         .map(|(name, json)| serde_json::from_str(&json).with_context(|| format!("stored domain {name} does not read")))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The builder `scan` and `explain` use (through `scan::run_cli` and `scan::explain`), on a real data
+    //! directory and a loopback DNS server: it judges as `rules test` and `diagnose` do (see
+    //! tests/one_truth.rs), with the stored domains and the stored policy.
+
+    use super::*;
+    use mailsift_testkit::dns::{TestDns, Zone};
+
+    const SPOOF: &str = "From: Accounts <accounts@acme.test>\r\nTo: Dana <dana@acme.test>\r\n\
+        Subject: Change of bank details\r\nDate: Mon, 6 Jan 2025 10:00:00 +0000\r\nMessage-ID: <b-1@acme.test>\r\n\
+        \r\nDana, please pay the supplier to the new account from today.\r\n";
+
+    fn envelope(ip: &str) -> EnvelopeArgs {
+        EnvelopeArgs {
+            ip: Some(ip.parse().unwrap()),
+            helo: Some("host.example.test".into()),
+            mail_from: Some("accounts@acme.test".into()),
+            rcpt: vec!["dana@acme.test".into()],
+            from_trace: false,
+        }
+    }
+
+    fn has(v: &Verdict, name: &str) -> bool {
+        v.symbols.iter().any(|s| s.name == name)
+    }
+
+    #[test]
+    fn the_gateway_scanner_uses_the_stored_domains_and_the_stored_policy() {
+        let mut z = Zone::new();
+        z.txt("acme.test", "v=spf1 ip4:192.0.2.10 -all").txt("_dmarc.acme.test", "v=DMARC1; p=reject");
+        let dns = TestDns::start(z);
+        let dir = std::env::temp_dir().join(format!("mailsift-scanner-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[dns]\nenabled = true\nnameservers = [\"{}\"]\ntimeout_ms = 400\ndeadline_ms = 2000\n",
+                dns.addr()
+            ),
+        )
+        .unwrap();
+        let data = dir.join("data");
+        let spoofed = envelope("198.18.0.9");
+
+        // Nothing stored: acme.test is nobody's to protect.
+        let s = Scanner::for_gateway(Some(&config), &data, &spoofed, false, None).unwrap();
+        let v = s.scan(SPOOF.as_bytes(), &spoofed);
+        assert!(!has(&v, "SPOOF_OWN_DOMAIN") && has(&v, "DMARC_POLICY_REJECT"), "{:?}", v.symbols);
+        let before = v.score;
+
+        // Stored: the domain with its sending server, and a rule.
+        let db = Database::open_in(&data).unwrap();
+        let domain = DomainConfig {
+            name: "acme.test".into(),
+            sending_servers: vec!["192.0.2.10/32".into()],
+            ..Default::default()
+        };
+        db.domain_put("acme.test", &serde_json::to_string(&domain).unwrap(), 0).unwrap();
+        db.import_policy(
+            "[[rules]]\nname = \"bank\"\nconditions = [{ field = \"subject\", op = \"contains\", value = \"bank details\" }]\n\
+             actions = [{ action = \"add_score\", score = 1.5 }]\n",
+            mailsift_store::ImportMode::Merge,
+        )
+        .unwrap();
+        drop(db);
+
+        let s = Scanner::for_gateway(Some(&config), &data, &spoofed, false, None).unwrap();
+        let v = s.scan(SPOOF.as_bytes(), &spoofed);
+        assert!(has(&v, "SPOOF_OWN_DOMAIN") && has(&v, "POLICY_RULE"), "{:?}", v.symbols);
+        let spoof_weight = s.engine.registry().iter().find(|d| d.name == "SPOOF_OWN_DOMAIN").unwrap().weight;
+        assert!((v.score - (before + spoof_weight + 1.5)).abs() < 0.01, "{} then {}", before, v.score);
+
+        // From the stored sending server: not a spoof.
+        let ours = envelope("192.0.2.10");
+        let v = Scanner::for_gateway(Some(&config), &data, &ours, false, None).unwrap().scan(SPOOF.as_bytes(), &ours);
+        assert!(!has(&v, "SPOOF_OWN_DOMAIN") && !has(&v, "SPF_FAIL"), "{:?}", v.symbols);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
