@@ -10,6 +10,9 @@
 //! quarantine puts (50 KB, fsynced) 1,050-2,000/s from 8 callers sharing commits and 250-310/s from one
 //! caller waiting for each fsync; a 30 MB message put in 0.14-0.21 s and read back in 0.04-0.06 s. Under
 //! strace, 8,000 log rows cost 9 fsyncs in all (file creation and checkpoints), six quarantine puts 15.
+//! Log rows each waited for until fsynced (what the gateway does before answering, since the spool work of
+//! 2026-12): 8,900-13,600 rows/s from 50 sessions, 0.33-0.44 of the queued rate in the same run (three runs,
+//! load average about 2.3).
 
 use std::time::Instant;
 
