@@ -230,3 +230,70 @@ fn spoofs_recorded_in_the_reputation_store_never_make_our_domain_bad() {
     assert!(!again.1.iter().any(|s| s == "REPUTATION_DOMAIN_GOOD"), "a spoof borrows no good name: {again:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn log_row(
+    id: &str,
+    ip: &str,
+    from: &str,
+    action: &str,
+    score: f64,
+    symbols: &[(&str, f64)],
+) -> mailsift_store::LogEntry {
+    mailsift_store::LogEntry {
+        reference_id: id.into(),
+        time: mailsift_engine::unix_now() - 3600,
+        direction: "inbound".into(),
+        client_ip: Some(ip.into()),
+        helo: Some("web01.hoster.test".into()),
+        mail_from: Some(from.into()),
+        recipients: vec!["sales@acme.test".into()],
+        from_header: Some(from.into()),
+        subject: Some("Enquiry".into()),
+        size: 400,
+        score: Some(score),
+        required: Some(5.0),
+        symbols: symbols.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+        action: action.into(),
+        stage: "data".into(),
+        ..mailsift_store::LogEntry::default()
+    }
+}
+
+#[test]
+fn a_diagnosis_from_a_log_reference_names_no_blanks_and_its_replay_leaves_the_message_out() {
+    let dns = TestDns::start(zone());
+    let dir = setup(
+        "log-reference",
+        &dns,
+        "[[organisation.protected]]\ndomain = \"acme.test\"\nsending_servers = [\"192.0.2.10/32\"]\n",
+    );
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let db = mailsift_store::Database::open_in(&dir.join("data")).unwrap();
+    let spoof = [("SPOOF_OWN_DOMAIN", 8.0), ("SPF_FAIL", 2.0)];
+    // The web form's message being diagnosed, the same form last week, and a forgery from elsewhere.
+    db.log_append(log_row("SELF1", "203.0.113.50", "webform@acme.test", "tag", 10.0, &spoof)).unwrap();
+    db.log_append(log_row("EARLIER2", "203.0.113.50", "webform@acme.test", "tag", 10.0, &spoof)).unwrap();
+    db.log_append(log_row("FORGED3", "198.18.0.9", "webform@acme.test", "quarantine", 12.0, &spoof)).unwrap();
+    // A supplier whose signature a footer broke, whose SPF and DMARC fail: only what the log keeps.
+    let sender = [("DKIM_BODY_MODIFIED", 1.0), ("SPF_FAIL", 2.0), ("DMARC_POLICY_QUARANTINE", 3.0)];
+    db.log_append(log_row("SUPPLIER4", "198.51.100.7", "billing@supplier.test", "tag", 6.0, &sender)).unwrap();
+    db.flush().unwrap();
+    drop(db);
+
+    let v: serde_json::Value =
+        serde_json::from_str(&out(&dir, &["diagnose", "SELF1", "--dry-run", "--json"], &[0])).unwrap();
+    let fix = &v["fixes"][0];
+    assert_eq!(fix["fix"]["change"]["server"], "203.0.113.50", "{v:#}");
+    let replay = &fix["replay"];
+    let spam: Vec<&str> =
+        replay["were_spam"].as_array().unwrap().iter().map(|m| m["reference_id"].as_str().unwrap()).collect();
+    assert_eq!(spam, ["EARLIER2"], "the diagnosed message is not spam its fix lets in: {replay}");
+    assert_eq!(replay["examined"], 3, "{replay}");
+
+    let text = out(&dir, &["diagnose", "SUPPLIER4"], &[0]);
+    assert!(text.contains("DKIM signature") && text.contains("supplier.test"), "{text}");
+    for blank in ["()", "\"\"", "domain  ", "for  "] {
+        assert!(!text.contains(blank), "blank name {blank:?} in:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
