@@ -272,7 +272,9 @@ fn count_headers(data: &[u8], start: usize) -> HeaderCount {
                 _ => {}
             }
         }
-        if !named && !(p >= len && token) {
+        // A name cut off by the end of the data is still a field: the parser keeps it, with an empty value.
+        let name_at_end = p >= len && token;
+        if !named && !name_at_end {
             if p >= len {
                 return HeaderCount { fields, block_end: len, over_limit: None };
             }
