@@ -49,7 +49,7 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
 pub fn run_cli(config: Option<&PathBuf>, data_dir: &Path, args: &ScanArgs) -> Result<ExitCode> {
     let scanner = Scanner::for_gateway(config, data_dir, &args.envelope, false, None)?;
     let c = &scanner.engine.config().classifier;
-    if !(c.autolearn || !c.spamtraps.is_empty()) {
+    if !c.autolearn && c.spamtraps.is_empty() {
         return run(&scanner, args, None);
     }
     // Learning from verdicts: the engine scans with the learner's own model, so what is learned from one
