@@ -23,7 +23,6 @@ use std::time::Instant;
 use mailsift_engine::{Action, ConnectionVerdict, Direction, Envelope, Verdict};
 use mailsift_store::{LogEntry, NewQuarantine, NewSpoolItem};
 
-use crate::config::UserConfig;
 use crate::proto::{self, sanitize};
 use crate::relay::{Delivered, RelayError, Reply};
 use crate::server::GatewayState;
@@ -770,24 +769,6 @@ pub fn relay_denied_entry(client: &Client, txn: &Transaction, rcpt: &str) -> Log
     }
 }
 
-/// Checks a password against the configured users: `sha256:<hex>` or plain text, compared in constant time.
-pub fn check_password(users: &[UserConfig], user: &str, password: &str) -> bool {
-    use sha2::Digest;
-    let Some(u) = users.iter().find(|u| u.name == user) else {
-        return false;
-    };
-    let (expected, given) = match u.password.strip_prefix("sha256:") {
-        Some(hex) => (hex.to_ascii_lowercase().into_bytes(), hex_lower(&sha2::Sha256::digest(password.as_bytes()))),
-        None => (u.password.as_bytes().to_vec(), password.as_bytes().to_vec()),
-    };
-    expected.len() == given.len() && expected.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
-pub fn hex_lower(bytes: &[u8]) -> Vec<u8> {
-    const HEX: &[u8] = b"0123456789abcdef";
-    bytes.iter().flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]).collect()
-}
-
 /// The bounce telling the sender which recipients the next hop refused after others accepted the message
 /// (RFC 3464), for the spool. Never for the null sender (no bounce loops), nor when the sender cannot be
 /// reached.
@@ -852,22 +833,5 @@ mod tests {
     fn hops_and_names() {
         assert_eq!(hop_count(b"Received: a\r\nreceived: b\r\n\r\nReceived: body"), 2);
         assert_eq!(maildir_name("../Bob@Example.COM/x"), "_bob@example.com_x");
-    }
-
-    #[test]
-    fn passwords() {
-        let users = vec![
-            UserConfig { name: "app".into(), password: "s3cret".into() },
-            UserConfig {
-                name: "h".into(),
-                // sha256("s3cret")
-                password: format!("sha256:{}", String::from_utf8(hex_lower(&sha2::Sha256::digest(b"s3cret"))).unwrap()),
-            },
-        ];
-        use sha2::Digest;
-        assert!(check_password(&users, "app", "s3cret"));
-        assert!(!check_password(&users, "app", "s3cre"));
-        assert!(check_password(&users, "h", "s3cret"));
-        assert!(!check_password(&users, "nobody", "s3cret"));
     }
 }

@@ -557,7 +557,8 @@ impl Session {
             milter = %what,
             "message"
         );
-        deliver::append_log(&gateway, entry);
+        // The row is committed before the MTA hears the answer (replies are flushed after this returns).
+        deliver::commit_log(&gateway, entry).await;
     }
 
     /// The gateway's decision rules (see `deliver::act`) in milter terms. Returns the logged action, what the

@@ -550,6 +550,9 @@ impl Gateway {
 
     /// Accepts connections until shutdown, then waits (up to the grace period) for sessions to finish.
     pub async fn serve(self: Arc<Self>, listeners: Vec<(TcpListener, Listener)>) {
+        // The durable outbound spool (bounces, rule copies, digests owed after a 250): pending items are picked
+        // up at start and retried with back-off; the runner stops with the gateway.
+        let _spool = crate::spool::start(self.clone());
         // Policy edits from the CLI or the console reach the running gateway within a couple of seconds.
         let watcher = {
             let g = self.clone();

@@ -331,7 +331,7 @@ async fn check(
     deliver::log_verdict(&mut entry, &verdict, meta);
     let user = req.user.as_deref().map(|u| format!(" for user {u}")).unwrap_or_default();
     entry.next_hop_response = Some(format!("spamd {}{user}: {}", command.name(), spam_line.trim_end()));
-    deliver::append_log(gateway, entry);
+    deliver::commit_log(gateway, entry).await;
     tracing::info!(id = %verdict.id, client = ?peer, command = command.name(), score = verdict.score, action = verdict.action.as_str(), "spamd");
 
     let body: Vec<u8> = match command {
