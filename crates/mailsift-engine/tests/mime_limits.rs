@@ -174,7 +174,6 @@ fn the_cut_keeps_what_came_before() {
 /// The symbol in the verdict needs `checks::run` to call `message::limits::report` and `checks::all_symbols`
 /// to list `symbols::PARSE_SYMBOLS` (checks/mod.rs).
 #[test]
-#[ignore = "needs the two lines in checks/mod.rs that register and report MIME_LIMIT_EXCEEDED"]
 fn limit_symbol_reaches_the_verdict() {
     let engine = engine();
     let out = judge_on_small_stack(&engine, &adversarial::build("rfc822_qp_2500").unwrap());

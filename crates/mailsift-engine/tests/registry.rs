@@ -16,6 +16,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("reputation.rs", include_str!("../src/checks/reputation.rs")),
     ("rules.rs", include_str!("../src/checks/rules.rs")),
     ("urls.rs", include_str!("../src/checks/urls.rs")),
+    ("message/limits.rs", include_str!("../src/message/limits.rs")),
 ];
 
 #[test]

@@ -112,7 +112,10 @@ pub async fn judge(
                 _ => mailsift_engine::Evidence::default(),
             };
             let mut evidence = evidence;
-            let keys = state.reputation().map(|_| mailsift_engine::evidence::reputation_keys(&envelope, &msg));
+            // Spoofs of our own domains count against the spoofing server, never against our domain.
+            let keys = state.reputation().map(|_| {
+                mailsift_engine::evidence::reputation_keys_for(&envelope, &msg, &engine.config().organisation)
+            });
             if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
                 match rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(keys, mailsift_engine::unix_now()) {
                     Ok(facts) => evidence.reputation = Some(facts),

@@ -29,6 +29,8 @@ pub struct Reported {
 
 /// The messages a report carries: every `message/rfc822` part, or else the report's own text.
 pub fn unpack(raw: &[u8]) -> Vec<Reported> {
+    // Only the part within the MIME limits: a report is mail from outside like any other.
+    let raw = &raw[..mailsift_engine::message::limits::safe_prefix(raw).len];
     let Some(parsed) = mail_parser::MessageParser::default().parse(raw) else { return Vec::new() };
     let mut out = Vec::new();
     for part in parsed.parts.iter().skip(1) {

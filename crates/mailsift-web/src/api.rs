@@ -259,7 +259,8 @@ pub fn gather_evidence(
         _ => mailsift_engine::Evidence::default(),
     };
     if let Some(rep) = state.reputation() {
-        let keys = mailsift_engine::evidence::reputation_keys(envelope, msg);
+        // Spoofs of our own domains are looked up (and counted) against the spoofing server only.
+        let keys = mailsift_engine::evidence::reputation_keys_for(envelope, msg, &state.engine.config().organisation);
         if let Ok(facts) = rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(&keys, mailsift_engine::unix_now()) {
             evidence.reputation = Some(facts);
         }

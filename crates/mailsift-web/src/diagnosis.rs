@@ -215,7 +215,9 @@ pub async fn diagnose_target(
                         Err(e) => serde_json::json!({ "error": e.to_string() }),
                     }
                 }),
-                replay: replay_days.map(|_| diagnose::replay(&engine, &f.change, &past)),
+                // The diagnosed message itself is not "other mail the fix would let through".
+                replay: replay_days
+                    .map(|_| diagnose::replay_excluding(&engine, &f.change, &past, observed.reference.as_deref())),
             })
             .collect();
         Ok(DiagnosisReport {

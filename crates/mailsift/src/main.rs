@@ -190,40 +190,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let data_dir = cli.data_dir.as_path();
     let trained = || with_trained_model(load_engine(cli.config.as_ref())?, data_dir);
     match cli.command {
-        Command::Scan(args) => {
-            let engine = load_engine(cli.config.as_ref())?;
-            let c = &engine.config().classifier;
-            if c.autolearn || !c.spamtraps.is_empty() {
-                // Learning from verdicts: the engine scans with the learner's own model, so what is
-                // learned from one message counts for the next.
-                let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
-                let mut learner = mailsift_store::Learner::open(store)?;
-                if engine.config().reputation.enabled {
-                    // Spamtrap hits feed the sender's reputation.
-                    let rep = mailsift_store::SqliteReputation::open_dir(
-                        data_dir,
-                        engine.config().reputation.half_life_days,
-                    )?;
-                    learner = learner.with_spamtrap_hook(Box::new(mailsift_store::ReputationHook::new(rep)));
-                }
-                let rep = reputation::for_scans(&engine, data_dir)?;
-                let engine = engine.with_model(learner.model());
-                scan::run(&scanner::Scanner::new(engine)?.with_reputation(rep), &args, Some(&mut learner))
-            } else {
-                let rep = reputation::for_scans(&engine, data_dir)?;
-                let scanner = scanner::Scanner::new(with_trained_model(engine, data_dir)?)?.with_reputation(rep);
-                scan::run(&scanner, &args, None)
-            }
-        }
-        Command::Explain { file, envelope } => {
-            let engine = trained()?;
-            let rep = reputation::for_scans(&engine, data_dir)?;
-            let scanner = scanner::Scanner::new(engine)?.with_reputation(rep);
-            let raw = scan::read_input(&file)?;
-            let verdict = scanner.scan(&raw, &envelope);
-            print!("{}", mailsift_engine::explain::render(&verdict, scanner.engine.registry()));
-            Ok(if verdict.action.is_spam() { ExitCode::from(1) } else { ExitCode::SUCCESS })
-        }
+        Command::Scan(args) => scan::run_cli(cli.config.as_ref(), data_dir, &args),
+        Command::Explain { file, envelope } => scan::explain(cli.config.as_ref(), data_dir, &file, &envelope),
         Command::Diagnose(args) => diagnose::run(cli.config.as_ref(), data_dir, &args),
         Command::Symbols { json } => {
             let engine = load_engine(cli.config.as_ref())?;

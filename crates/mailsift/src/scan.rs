@@ -44,8 +44,6 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
 /// `mailsift scan` as dispatched from the command line: the gateway's engine and policy for the given
 /// envelope (stored domains and policy included, see [`Scanner::for_gateway`]), learning from verdicts
 /// when auto-learning or spamtraps are configured.
-// Dead until main.rs dispatches `scan` here instead of building the engine itself.
-#[allow(dead_code)]
 pub fn run_cli(config: Option<&PathBuf>, data_dir: &Path, args: &ScanArgs) -> Result<ExitCode> {
     let scanner = Scanner::for_gateway(config, data_dir, &args.envelope, false, None)?;
     let c = &scanner.engine.config().classifier;
@@ -68,8 +66,6 @@ pub fn run_cli(config: Option<&PathBuf>, data_dir: &Path, args: &ScanArgs) -> Re
 }
 
 /// `mailsift explain`: the verdict the gateway would give, for a person (exit 1 when spam).
-// Dead until main.rs dispatches `explain` here instead of building the engine itself.
-#[allow(dead_code)]
 pub fn explain(config: Option<&PathBuf>, data_dir: &Path, file: &Path, envelope: &EnvelopeArgs) -> Result<ExitCode> {
     let scanner = Scanner::for_gateway(config, data_dir, envelope, false, None)?;
     let raw = read_input(file)?;

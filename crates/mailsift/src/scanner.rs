@@ -47,7 +47,6 @@ impl Scanner {
     /// or with `outbound` their sender's): the gateway's engine with the trained model, local reputation
     /// and the policy in force. The classifier model comes from the data directory unless `model` is given
     /// (a learner's own, when scans learn).
-    #[allow(dead_code)] // used by scan::run_cli and scan::explain, which main.rs is to call
     pub fn for_gateway(
         config: Option<&PathBuf>,
         data_dir: &Path,
@@ -74,7 +73,6 @@ impl Scanner {
     }
 
     /// Judge with this policy (the configuration's and the stored one) instead of the engine's own.
-    #[allow(dead_code)] // as for_gateway
     pub fn with_policy(mut self, policy: Policy) -> Scanner {
         self.policy = Some(policy);
         self

@@ -97,6 +97,10 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
             None
         };
         let side = gateway.start_side_listeners().await?;
+        let needed_files = 2 * gateway.state().config.max_connections as u64
+            + if web.enabled { web.max_connections as u64 } else { 0 }
+            + 128;
+        ensure_open_files(needed_files);
         let mut public = Vec::new();
         for (l, kind) in &listeners {
             let addr = l.local_addr()?;
@@ -139,6 +143,40 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         tracing::info!(counters = %counts.join(" "), "stopped");
         Ok(())
     })
+}
+
+/// Raises the soft open-file limit towards what the listeners can use at once: each SMTP session may hold
+/// an onward connection too (2 x `[smtp] max_connections`), plus the HTTP connections and 128 for
+/// listeners, SQLite files, DNS sockets and logs. Out of files, `accept` fails for every listener alike, so
+/// one flooded port would stop them all; the caps stay inside this sum. Warns when the hard limit is lower.
+fn ensure_open_files(needed: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read or write only the struct given, which lives on this frame.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        #[allow(clippy::unnecessary_cast)]
+        let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+        if soft < needed {
+            let raised = libc::rlimit { rlim_cur: needed.min(hard) as libc::rlim_t, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let now = lim.rlim_cur as u64;
+    if now < needed {
+        let text = format!(
+            "the open-file limit is {now}, below the {needed} the configured connection limits can use \
+             (2 x [smtp] max_connections + [web] max_connections + 128): raise it (systemd: LimitNOFILE={}) or \
+             lower the connection limits",
+            needed.next_power_of_two()
+        );
+        eprintln!("mailsift: warning: {text}");
+        tracing::warn!("{text}");
+    }
 }
 
 /// The `[web]` table, with the command line's listener.

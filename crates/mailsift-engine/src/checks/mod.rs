@@ -49,6 +49,7 @@ pub fn all_symbols() -> Vec<&'static [SymbolSpec]> {
         attachments::SYMBOLS,
         asf::SYMBOLS,
         rules::SYMBOLS,
+        crate::symbols::PARSE_SYMBOLS,
         classifier::SYMBOLS,
     ]
 }
@@ -66,6 +67,8 @@ pub fn run(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     attachments::check(ctx, hits);
     asf::check(ctx, hits);
     classifier::check(ctx, hits);
+    // A message cut at a MIME limit was judged on the part before the cut: say so in the verdict.
+    crate::message::limits::report(ctx.message, hits);
 }
 
 /// Large free-mail providers: a Reply-To there, or a From that claims one, means something.
