@@ -34,11 +34,13 @@ pub fn run(engine: &Engine, data_dir: &Path, cmd: &ReputationCommand) -> Result<
             }
             for e in entries {
                 let total = e.spam + e.ham;
-                let verdict = if total < 3.0 {
+                // The same bars the engine's reputation check uses, so "bad" here is what scans act on.
+                use mailsift_engine::checks::reputation::{MIN_EVIDENCE, ONE_SIDED};
+                let verdict = if total < MIN_EVIDENCE {
                     "too little evidence to count"
-                } else if e.spam / total >= 0.8 {
+                } else if e.spam / total >= ONE_SIDED {
                     "bad"
-                } else if e.ham / total >= 0.8 {
+                } else if e.ham / total >= ONE_SIDED {
                     "good"
                 } else {
                     "mixed"
