@@ -30,6 +30,9 @@ use crate::{Counters, Gateway, Stream};
 
 /// Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; extensions make real clients longer).
 const MAX_COMMAND_LINE: usize = 4096;
+/// NOOP, RSET, VRFY and HELP a session may send between messages before each one counts as an error (as
+/// Postfix's `smtpd_junk_command_limit`): with `max_errors` that bounds how long chatter holds a slot.
+const JUNK_COMMAND_LIMIT: u32 = 100;
 
 /// What the session knows about the client.
 #[derive(Debug, Clone)]
@@ -72,6 +75,9 @@ struct Session {
     client: Client,
     txn: Option<Transaction>,
     errors: u32,
+    /// NOOP, RSET, VRFY and HELP since the last message's data: past [`JUNK_COMMAND_LIMIT`] each one counts
+    /// as an error, so a client cannot hold a slot forever by chatting without sending mail.
+    junk: u32,
     /// Command lines received so far (the first one has a shorter timeout).
     commands: u64,
     /// The message of the BDAT chunks received so far in this transaction.
@@ -94,6 +100,7 @@ pub async fn run(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listen
         client: Client { peer, listener, helo: None, esmtp: false, tls: false, user: None },
         txn: None,
         errors: 0,
+        junk: 0,
         commands: 0,
         chunks: None,
         shutdown,
@@ -289,9 +296,18 @@ impl Session {
                         self.flush().await?;
                         let data = self.read_data().await?;
                         self.finish(data).await;
+                        self.junk = 0;
                     }
                 }
-                Command::Bdat { size, last } => self.bdat(size, last).await?,
+                Command::Bdat { size, last } => {
+                    self.bdat(size, last).await?;
+                    self.junk = 0;
+                }
+                Command::Rset | Command::Noop | Command::Help | Command::Vrfy if self.junk_exceeded() => {
+                    if self.count_error() {
+                        return self.flush().await;
+                    }
+                }
                 Command::Rset => {
                     self.txn = None;
                     self.chunks = None;
@@ -306,6 +322,16 @@ impl Session {
                 Command::Vrfy => self.say(252, "2.5.2", "Cannot verify the user; send mail and it will be tried"),
             }
         }
+    }
+
+    /// Counts one junk command; true once the client is past the limit (the caller then answers with an error).
+    fn junk_exceeded(&mut self) -> bool {
+        self.junk = self.junk.saturating_add(1);
+        if self.junk > JUNK_COMMAND_LIMIT {
+            self.say(550, "5.7.0", "Too many commands without mail");
+            return true;
+        }
+        false
     }
 
     /// Counts a protocol error; true when the client has made too many and is dropped.

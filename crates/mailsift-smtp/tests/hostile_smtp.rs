@@ -605,3 +605,41 @@ attempt("127.0.0.5", "right-password")
     assert!(known.3 < 2.0, "the known address is not slowed: {out}");
     assert!(new.3 >= 3.0, "a new address is slowed while the account is attacked: {out}");
 }
+
+/// A client that chats (NOOP, RSET, VRFY, HELP) without ever sending mail cannot hold its slot forever: past
+/// 100 such commands each one is an error, and `max_errors` closes the session. Sending a message starts the
+/// count again, so a real MTA's RSET between messages never trips it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_commands_without_mail_end_the_session() {
+    let hop = sink().await;
+    let g = start("max_errors = 5", hop.addr(), "").await;
+    let (mut c, _) = Raw::connect(g.inbound).await;
+    c.cmd("EHLO client.sender.example").await;
+    // 90 junk commands, then a message: the count starts again.
+    for i in 0..90 {
+        let verb = ["NOOP", "RSET", "VRFY bob", "HELP"][i % 4];
+        assert!(matches!(c.cmd(verb).await.0, 250 | 252 | 214), "{verb} #{i}");
+    }
+    c.cmd("MAIL FROM:<alice@sender.example>").await;
+    c.cmd("RCPT TO:<bob@example.com>").await;
+    c.cmd("DATA").await;
+    c.send(format!("{}.\r\n", message("between the chatter", "hello")).as_bytes()).await.unwrap();
+    assert_eq!(c.reply().await.0, 250);
+    let mut answers = Vec::new();
+    for _ in 0..120 {
+        let (code, _) = c.cmd("NOOP").await;
+        answers.push(code);
+        if code == 0 || code == 421 {
+            break;
+        }
+    }
+    let ok = answers.iter().filter(|&&c| c == 250).count();
+    assert_eq!(ok, 100, "{answers:?}");
+    assert!(answers[100..].iter().all(|&c| c == 550 || c == 421 || c == 0), "{answers:?}");
+    // Five errors, the last one followed by the 421 that closes the session.
+    assert!(
+        answers.len() <= 100 + 5 + 1 && answers.ends_with(&[421]),
+        "the session is closed after max_errors: {answers:?}"
+    );
+    assert_eq!(hop.messages().len(), 1);
+}
