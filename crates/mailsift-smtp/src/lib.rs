@@ -22,8 +22,8 @@ pub mod reports;
 pub mod server;
 pub mod session;
 pub mod sink;
-pub mod spool;
 pub mod spamd;
+pub mod spool;
 pub mod tls;
 
 use std::pin::Pin;
