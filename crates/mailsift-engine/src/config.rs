@@ -263,6 +263,45 @@ pub struct OrganisationConfig {
     /// Trust ARC chains only when the newest seal is from one of these domains; empty trusts any chain that
     /// validates, for softening SPF and DMARC failures of forwarded mail (never to allow spoofing).
     pub trusted_arc_sealers: Vec<String>,
+    /// MTAs in front of the gateway (IP addresses or CIDR ranges, e.g. "10.1.0.0/16"), whose Received lines
+    /// are facts: when one of them connects, the line it wrote says who connected to it, and so on down
+    /// while those clients are trusted relays too. Below that boundary, Received lines are the sender's
+    /// claims. Rule conditions on the connecting server (`client_ip`, `client_ptr`) then look at the first
+    /// server outside these networks; `trusted_hop` sees the lines they wrote. Empty: only the connection
+    /// the gateway (or, as a milter, its MTA) saw itself is a fact.
+    #[serde(deserialize_with = "cidr_list")]
+    pub trusted_relay_networks: Vec<String>,
+}
+
+impl OrganisationConfig {
+    /// `trusted_relay_networks`, parsed; the error names the entry and the reason. The configuration file
+    /// is checked as it is read; this is for a configuration built in code.
+    pub fn trusted_relays(&self) -> Result<Vec<crate::cidr::IpRange>, String> {
+        parse_cidrs("trusted_relay_networks", &self.trusted_relay_networks)
+    }
+}
+
+fn parse_cidrs(key: &str, list: &[String]) -> Result<Vec<crate::cidr::IpRange>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let r = crate::cidr::IpRange::parse(s.trim())
+                .map_err(|e| format!("{key}[{i}]: {e} (give an IP address or a CIDR range such as \"10.1.0.0/16\")"))?;
+            if r.prefix() == 0 {
+                // Every address: every Received line any sender writes would be taken as a fact.
+                return Err(format!("{key}[{i}]: {s:?} covers every address; list only your own relays' networks"));
+            }
+            Ok(r)
+        })
+        .collect()
+}
+
+/// A list of IP addresses and CIDR ranges, refused as it is read when one does not parse, so the error
+/// carries the file's line.
+fn cidr_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    parse_cidrs("trusted_relay_networks", &list).map_err(serde::de::Error::custom)?;
+    Ok(list)
 }
 
 /// A domain of ours that outsiders must not send as.
@@ -272,8 +311,10 @@ pub struct ProtectedDomain {
     pub domain: String,
     /// IP addresses and CIDR ranges allowed to send mail whose From: is this domain.
     pub sending_servers: Vec<String>,
-    /// Relays recognised by a pattern (regular expression) in a Received header, e.g. a hosted mail
-    /// service's host names: mail that passed through one is treated as sent by us.
+    /// Relays recognised by a pattern (regular expression), e.g. a hosted mail service's host names: mail
+    /// that passed through one is treated as sent by us. Matched only against facts a forger cannot write
+    /// (the connecting server's verified reverse DNS name, and the trusted hops of `crate::trust`), never
+    /// against Received lines the sender could have written.
     pub trusted_relays: Vec<String>,
 }
 

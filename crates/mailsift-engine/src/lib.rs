@@ -21,6 +21,7 @@ pub mod policy;
 pub mod sender;
 pub mod spf;
 pub mod symbols;
+pub mod trust;
 pub mod verdict;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -147,6 +147,144 @@ pub struct Condition {
     pub not: bool,
 }
 
+impl Condition {
+    /// Why a forger can satisfy this condition, in plain words, when it is on a field the sender writes
+    /// (see [`Field::forgeable`]); None for facts of the connection and authentication results.
+    pub fn forgeable_note(&self) -> Option<&'static str> {
+        let received = self.header.as_deref().is_some_and(|h| h.trim().eq_ignore_ascii_case("received"));
+        Some(match self.field {
+            Field::Header if received => {
+                "a Received header can be written by the sender: only the lines your own servers add are facts (trusted_hop)"
+            }
+            Field::Header | Field::AnyHeader => "any header can be written by the sender",
+            Field::Subject => "the sender writes the subject",
+            Field::Body => "the sender writes the body",
+            Field::From | Field::FromDomain => {
+                "the From: address is written by the sender; only DMARC, a DKIM signature of that domain or the sending server prove it"
+            }
+            Field::EnvelopeFrom | Field::EnvelopeFromDomain => {
+                "the envelope sender (MAIL FROM) is chosen by the sender; only SPF proves it"
+            }
+            Field::Helo => "the HELO name is chosen by the connecting server; its verified reverse DNS name is client_ptr",
+            Field::AttachmentName | Field::AttachmentType => "the sender chooses the attachments",
+            _ => return None,
+        })
+    }
+
+    /// Whether the condition, holding, ties the message to a sender a forger cannot impersonate: a positive
+    /// test of a connection fact or an authenticated domain with a value. `exists`, negations and the bare
+    /// `dkim`/`spf`/`dmarc` results do not (a forger's own domain passes DKIM); `dmarc is pass` and
+    /// `spf is pass` do when the rule also names the domain they authenticate (`paired`).
+    fn binds_sender(&self, paired_from: bool, paired_envelope: bool) -> bool {
+        if self.not || self.op == Operator::Exists {
+            return false;
+        }
+        let only_pass = || {
+            self.value.as_ref().is_some_and(|v| {
+                let t = v.texts();
+                !t.is_empty() && t.iter().all(|t| t.trim().eq_ignore_ascii_case("pass"))
+            })
+        };
+        match self.field {
+            Field::ClientIp
+            | Field::ClientPtr
+            | Field::AuthDomain
+            | Field::DkimDomain
+            | Field::DkimHeadersDomain
+            | Field::ArcSealer
+            | Field::TrustedHop => true,
+            Field::Dmarc => paired_from && only_pass(),
+            Field::Spf => paired_envelope && only_pass(),
+            _ => false,
+        }
+    }
+
+    /// The condition as the rule shows it, for the warning: `header Received contains "web01"`.
+    fn describe(&self) -> String {
+        let field = match (self.field, &self.header) {
+            (Field::Header, Some(h)) => format!("header {}", h.trim()),
+            (f, _) => f.as_str().to_string(),
+        };
+        let not = if self.not { "not " } else { "" };
+        match (&self.value, self.op) {
+            (_, Operator::Exists) | (None, _) => format!("{not}{field} {}", self.op.as_str()),
+            (Some(v), op) => format!("{not}{field} {} {v}", op.as_str()),
+        }
+    }
+}
+
+impl FilterRule {
+    /// Whether the rule lets mail through or softens its judgement when it matches: allow, a negative
+    /// `add_score`, or `stop` without a quarantine or reject (it skips the later rules, which may be the
+    /// ones that block).
+    pub fn lets_mail_through(&self) -> bool {
+        let blocks = self.actions.iter().any(|a| matches!(a, RuleAction::Quarantine {} | RuleAction::Reject { .. }));
+        self.actions.iter().any(|a| match a {
+            RuleAction::Allow {} => true,
+            RuleAction::AddScore { score } => *score < 0.0,
+            RuleAction::Stop {} => !blocks,
+            _ => false,
+        })
+    }
+
+    /// Some(plain words) when a forger can satisfy this rule and it lets mail through (see
+    /// [`FilterRule::lets_mail_through`]): with `match = "all"` when no condition ties the message to a
+    /// sender a forger cannot impersonate (the connecting server, a verified PTR name, an authenticated
+    /// domain, a trusted hop), with `match = "any"` when any condition does not (a forger satisfies that one
+    /// alone). The text names the conditions a forger satisfies and what to add. Outbound-only rules are
+    /// not warned about: a forger cannot make its mail outbound.
+    pub fn forgery_warning(&self) -> Option<String> {
+        if !self.lets_mail_through() || self.direction == RuleDirection::Outbound {
+            return None;
+        }
+        let positive = |fields: &[Field]| self.conditions.iter().any(|c| !c.not && fields.contains(&c.field));
+        let paired_from = positive(&[Field::From, Field::FromDomain]);
+        let paired_envelope = positive(&[Field::EnvelopeFrom, Field::EnvelopeFromDomain]);
+        let binds = |c: &Condition| c.binds_sender(paired_from, paired_envelope);
+        let weak: Vec<&Condition> = self.conditions.iter().filter(|c| !binds(c)).collect();
+        let exposed = match self.match_mode {
+            _ if self.conditions.is_empty() => true,
+            MatchMode::All => weak.len() == self.conditions.len(),
+            MatchMode::Any => !weak.is_empty(),
+        };
+        if !exposed {
+            return None;
+        }
+        let what = if self.conditions.is_empty() {
+            "it has no conditions, so it matches every message, forged or not".to_string()
+        } else {
+            let reasons: Vec<String> = weak
+                .iter()
+                .map(|c| match c.forgeable_note() {
+                    Some(n) => format!("{} ({n})", c.describe()),
+                    None if c.not => {
+                        format!("{} (a forger satisfies a negated condition by being anyone else)", c.describe())
+                    }
+                    None if c.op == Operator::Exists => format!("{} (true of a forger's mail too)", c.describe()),
+                    None => match c.field {
+                        Field::Dkim | Field::Spf | Field::Dmarc => format!(
+                            "{} (a forger passes with a domain of its own unless the rule also names the domain)",
+                            c.describe()
+                        ),
+                        _ => format!("{} (the sender chooses it)", c.describe()),
+                    },
+                })
+                .collect();
+            let lead = match self.match_mode {
+                MatchMode::Any => "any one of its conditions suffices and a forger can satisfy",
+                MatchMode::All => "a forger can satisfy every condition",
+            };
+            format!("{lead}: {}", reasons.join("; "))
+        };
+        Some(format!(
+            "rule {:?} lets mail through, and {what}. Add a condition a forger cannot meet: the connecting server \
+             (client_ip in_cidr its network, or client_ptr ends_with its verified host name), the signing domain \
+             (dkim_domain, or dkim_headers_domain when a footer breaks the body hash), auth_domain, or a trusted_hop.",
+            self.name.trim()
+        ))
+    }
+}
+
 /// What a condition looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +334,21 @@ pub enum Field {
     /// The spam score so far: the checks' score plus the `add_score` of earlier matching rules (`above`,
     /// `below`).
     Score,
+    /// The connecting server's forward-confirmed reverse-DNS name(s): our own DNS evidence (PTR result
+    /// pass), or in milter mode the name the MTA verified. When the connecting server is one of
+    /// `[organisation] trusted_relay_networks`, the name that relay recorded for the first untrusted
+    /// server instead (see `crate::trust`). A forger cannot choose it.
+    ClientPtr,
+    /// The d= of each DKIM signature that fully verified (headers and body).
+    DkimDomain,
+    /// The d= of each DKIM signature whose signed headers verify, whether or not the body hash still
+    /// matches (a footer added after signing); includes every `dkim_domain`.
+    DkimHeadersDomain,
+    /// The d= of every ARC-Seal of a chain that validated (ARC result pass).
+    ArcSealer,
+    /// Each Received field written on our side of the trust boundary (by a relay of
+    /// `[organisation] trusted_relay_networks`), as text. Lines the sender wrote are never here.
+    TrustedHop,
 }
 
 impl Field {
@@ -221,8 +374,75 @@ impl Field {
             Field::AttachmentName => "attachment_name",
             Field::AttachmentType => "attachment_type",
             Field::Score => "score",
+            Field::ClientPtr => "client_ptr",
+            Field::DkimDomain => "dkim_domain",
+            Field::DkimHeadersDomain => "dkim_headers_domain",
+            Field::ArcSealer => "arc_sealer",
+            Field::TrustedHop => "trusted_hop",
         }
     }
+
+    /// True when the sender writes the value: the message's headers and content, the envelope sender and
+    /// the HELO name. False for facts of the connection and results of authentication (which a forger
+    /// cannot choose), and for the recipients, size and score (which are not the sender's identity).
+    pub fn forgeable(self) -> bool {
+        match self {
+            Field::Header
+            | Field::AnyHeader
+            | Field::Subject
+            | Field::Body
+            | Field::From
+            | Field::FromDomain
+            | Field::EnvelopeFrom
+            | Field::EnvelopeFromDomain
+            | Field::Helo
+            | Field::AttachmentName
+            | Field::AttachmentType => true,
+            Field::ClientIp
+            | Field::ClientPtr
+            | Field::AuthDomain
+            | Field::DkimDomain
+            | Field::DkimHeadersDomain
+            | Field::ArcSealer
+            | Field::TrustedHop
+            | Field::Spf
+            | Field::Dkim
+            | Field::Dmarc
+            | Field::Recipient
+            | Field::RecipientDomain
+            | Field::Size
+            | Field::Score => false,
+        }
+    }
+
+    /// Every field, in the order of the documentation (for the CLI's and console's lists).
+    pub const ALL: &'static [Field] = &[
+        Field::EnvelopeFrom,
+        Field::EnvelopeFromDomain,
+        Field::From,
+        Field::FromDomain,
+        Field::Recipient,
+        Field::RecipientDomain,
+        Field::Header,
+        Field::AnyHeader,
+        Field::Subject,
+        Field::Body,
+        Field::ClientIp,
+        Field::ClientPtr,
+        Field::Helo,
+        Field::TrustedHop,
+        Field::Spf,
+        Field::Dkim,
+        Field::Dmarc,
+        Field::AuthDomain,
+        Field::DkimDomain,
+        Field::DkimHeadersDomain,
+        Field::ArcSealer,
+        Field::Size,
+        Field::AttachmentName,
+        Field::AttachmentType,
+        Field::Score,
+    ];
 }
 
 /// How a condition compares.

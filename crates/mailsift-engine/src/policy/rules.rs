@@ -32,6 +32,8 @@ use serde::Serialize;
 use super::model::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
 use super::{AddedHeader, PolicyAction, PolicyEffects, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
+use crate::sender::{DkimVerdict, Outcome};
+use crate::trust::{ConnectionFacts, TrustBoundary};
 use crate::verdict::HEADER_PREFIX;
 
 /// Limits that keep one policy from exhausting memory: a compiled pattern (the regex crate refuses beyond),
@@ -66,6 +68,20 @@ enum Source {
     AuthDomain,
     AttachmentName,
     AttachmentType,
+    /// The connecting server's verified names (see `crate::trust`).
+    ClientPtr,
+    DkimDomain,
+    DkimHeadersDomain,
+    ArcSealer,
+    TrustedHop,
+}
+
+impl Source {
+    /// Fields whose values are domain names: `ends_with` there matches whole labels, so "hoster.test" is
+    /// not satisfied by "evilhoster.test" (a name anyone can register).
+    fn is_domain(&self) -> bool {
+        matches!(self, Source::ClientPtr | Source::DkimDomain | Source::DkimHeadersDomain | Source::ArcSealer)
+    }
 }
 
 /// The rule stage's result for one message.
@@ -170,6 +186,8 @@ struct SlotBuilder {
 #[derive(Clone)]
 struct Slot {
     source: Source,
+    /// `ends_with` matches whole labels ([`Source::is_domain`]).
+    domain: bool,
     exact: FxHashMap<String, Vec<LeafId>>,
     needles: Option<Needles>,
     regexes: Option<RegexIndex>,
@@ -337,7 +355,7 @@ impl Slot {
                 if dfa.memory_usage() <= MAX_DFA_BYTES { dfa } else { build(AhoCorasickKind::ContiguousNFA)? };
             Some(Needles { automaton, literals, lowercase_value: pats.iter().any(|p| !p.is_ascii()) })
         };
-        Ok(Slot { source, exact: sb.exact, needles, regexes, exists: sb.exists })
+        Ok(Slot { domain: source.is_domain(), source, exact: sb.exact, needles, regexes, exists: sb.exists })
     }
 
     fn feed(&self, value: &str, bits: &mut Bits) {
@@ -362,7 +380,13 @@ impl Slot {
                     Literal::Text(leaf, op) => {
                         let hit = match op {
                             Operator::StartsWith => m.start() == 0,
-                            Operator::EndsWith => m.end() == hay.len(),
+                            Operator::EndsWith => {
+                                m.end() == hay.len()
+                                    && (!self.domain
+                                        || m.start() == 0
+                                        || hay.as_bytes()[m.start() - 1] == b'.'
+                                        || hay.as_bytes()[m.start()] == b'.')
+                            }
                             _ => true,
                         };
                         if hit {
@@ -381,6 +405,16 @@ impl Slot {
         if let Some(r) = &self.regexes {
             r.run_unfiltered(value, bits);
         }
+    }
+}
+
+impl super::Policy {
+    /// The rule stage, once per message, with the message's connection facts as the caller computed them
+    /// with its trusted relays ([`crate::trust::TrustBoundary::facts`]): `client_ip` and `client_ptr` then
+    /// look at the first server outside those relays, and `trusted_hop` sees the lines they wrote.
+    /// [`super::Policy::rules`] is this with no trusted relays.
+    pub fn rules_with_connection(&self, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts) -> RuleOutcome {
+        self.rules.evaluate_with(input, facts)
     }
 }
 
@@ -536,6 +570,8 @@ pub(crate) struct CompiledRules {
     triggers: Vec<Vec<u32>>,
     /// Rules evaluated for every message.
     always: Vec<u32>,
+    /// Some condition reads the connection facts beyond the envelope (`client_ptr`, `trusted_hop`).
+    reads_trust: bool,
 }
 
 /// Collects leaves while rules are compiled; identical conditions share one leaf.
@@ -683,6 +719,7 @@ impl CompiledRules {
         sizes.above.sort_by(|a, b| a.0.total_cmp(&b.0));
         sizes.below.sort_by(|a, b| a.0.total_cmp(&b.0));
         let header_lengths = header_slots.keys().fold(0u64, |m, k| m | 1 << k.len().min(63));
+        let reads_trust = slots.iter().any(|s| matches!(s.source, Source::ClientPtr | Source::TrustedHop));
         Ok(CompiledRules {
             rules: compiled,
             leaf_count,
@@ -693,11 +730,26 @@ impl CompiledRules {
             sizes,
             triggers,
             always,
+            reads_trust,
         })
     }
 
-    /// Runs the rules over one message.
+    /// Runs the rules over one message, with no trusted relays: only the direct connection is a fact.
     pub(crate) fn evaluate(&self, input: &PolicyInput<'_, '_>) -> RuleOutcome {
+        if self.rules.is_empty() {
+            return RuleOutcome::default();
+        }
+        // Computed only when a condition needs more than the envelope's client IP.
+        let facts = if self.reads_trust {
+            ConnectionFacts::compute(&TrustBoundary::none(), input.envelope, input.evidence, &input.message.hops)
+        } else {
+            ConnectionFacts { client_ip: input.envelope.client_ip, ..ConnectionFacts::default() }
+        };
+        self.evaluate_with(input, &facts)
+    }
+
+    /// Runs the rules over one message with its connection facts (computed with the trusted relays).
+    pub(crate) fn evaluate_with(&self, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts) -> RuleOutcome {
         let mut out = RuleOutcome::default();
         if self.rules.is_empty() {
             return out;
@@ -709,17 +761,17 @@ impl CompiledRules {
             static SCRATCH: std::cell::RefCell<Scratch> = Default::default();
         }
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut scratch) => self.run(input, &mut scratch, &mut out),
+            Ok(mut scratch) => self.run(input, facts, &mut scratch, &mut out),
             // Only if evaluation were ever re-entered on this thread.
-            Err(_) => self.run(input, &mut Scratch::default(), &mut out),
+            Err(_) => self.run(input, facts, &mut Scratch::default(), &mut out),
         });
         out
     }
 
-    fn run(&self, input: &PolicyInput<'_, '_>, scratch: &mut Scratch, out: &mut RuleOutcome) {
+    fn run(&self, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts, scratch: &mut Scratch, out: &mut RuleOutcome) {
         let Scratch { bits, candidates, matched } = scratch;
         bits.reset(self.leaf_count);
-        self.compute_leaves(input, bits);
+        self.compute_leaves(input, facts, bits);
         candidates.clear();
         candidates.extend_from_slice(&self.always);
         for &l in &bits.set {
@@ -798,7 +850,7 @@ impl CompiledRules {
         out.matched.append(matched);
     }
 
-    fn compute_leaves(&self, input: &PolicyInput<'_, '_>, bits: &mut Bits) {
+    fn compute_leaves(&self, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts, bits: &mut Bits) {
         let msg = input.message;
         for slot in &self.slots {
             match &slot.source {
@@ -814,7 +866,7 @@ impl CompiledRules {
                         slot.feed(&line, bits);
                     }
                 }
-                source => for_each_value(source, input, |v| {
+                source => for_each_value(source, input, facts, |v| {
                     if !v.is_empty() {
                         slot.feed(v, bits);
                     }
@@ -835,7 +887,8 @@ impl CompiledRules {
                 }
             }
         }
-        if let Some(ip) = input.envelope.client_ip {
+        // The connecting server: the first one outside our trusted relays when the message came through them.
+        if let Some(ip) = facts.sender_ip() {
             self.cidr.feed(ip, bits);
         }
         self.sizes.feed(msg.raw.len() as f64, bits);
@@ -844,7 +897,7 @@ impl CompiledRules {
 
 /// Calls `f` with each value of a field for this message (several for recipients, authenticated domains,
 /// attachments), borrowed where it can be: this runs for every message.
-fn for_each_value(source: &Source, input: &PolicyInput<'_, '_>, mut f: impl FnMut(&str)) {
+fn for_each_value(source: &Source, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts, mut f: impl FnMut(&str)) {
     let (env, msg) = (input.envelope, input.message);
     // Domains compare lower-case; `Slot::feed` folds case itself, so only the trailing dot goes here.
     fn domain_of(a: &str) -> Option<&str> {
@@ -867,6 +920,21 @@ fn for_each_value(source: &Source, input: &PolicyInput<'_, '_>, mut f: impl FnMu
         Source::AuthDomain => input.auth_domains().iter().for_each(|d| f(d)),
         Source::AttachmentName => msg.attachments.iter().filter_map(|a| a.name.as_deref()).for_each(f),
         Source::AttachmentType => msg.attachments.iter().for_each(|a| f(a.real_type.as_str())),
+        Source::ClientPtr => facts.sender_names().iter().for_each(|n| f(n)),
+        Source::TrustedHop => facts.trusted_hops.iter().for_each(|h| f(&h.text)),
+        Source::DkimDomain | Source::DkimHeadersDomain => {
+            let headers_only = *source == Source::DkimHeadersDomain;
+            let sigs = input.evidence.sender.as_ref().map(|s| s.dkim.as_slice()).unwrap_or_default();
+            sigs.iter()
+                .filter(|d| d.verdict == DkimVerdict::Pass || (headers_only && d.verdict == DkimVerdict::BodyModified))
+                .for_each(|d| f(d.domain.trim().trim_end_matches('.')))
+        }
+        Source::ArcSealer => {
+            let arc = input.evidence.sender.as_ref().and_then(|s| s.arc.as_ref());
+            if arc.is_some_and(|a| a.result == Outcome::Pass) {
+                msg.headers_named("ARC-Seal").filter_map(seal_domain).for_each(f)
+            }
+        }
         Source::Header(_) | Source::AnyHeader => {}
     }
 }
@@ -890,7 +958,20 @@ fn source_name(s: &Source) -> String {
         Source::AuthDomain => Field::AuthDomain.as_str().into(),
         Source::AttachmentName => Field::AttachmentName.as_str().into(),
         Source::AttachmentType => Field::AttachmentType.as_str().into(),
+        Source::ClientPtr => Field::ClientPtr.as_str().into(),
+        Source::DkimDomain => Field::DkimDomain.as_str().into(),
+        Source::DkimHeadersDomain => Field::DkimHeadersDomain.as_str().into(),
+        Source::ArcSealer => Field::ArcSealer.as_str().into(),
+        Source::TrustedHop => Field::TrustedHop.as_str().into(),
     }
+}
+
+/// The d= tag of an ARC-Seal header.
+fn seal_domain(v: &str) -> Option<&str> {
+    v.split(';').find_map(|t| {
+        let (k, v) = t.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("d")).then(|| v.trim().trim_end_matches('.')).filter(|d| !d.is_empty())
+    })
 }
 
 /// A condition after validation, before it becomes a leaf.
@@ -924,6 +1005,9 @@ fn check_condition(c: &Condition) -> Result<Checked, FieldError> {
         F::Size | F::Score => &[O::Above, O::Below],
         F::ClientIp => &[O::Is, O::InCidr, O::Exists],
         F::Spf | F::Dkim | F::Dmarc => &[O::Is, O::Exists],
+        F::ClientPtr | F::DkimDomain | F::DkimHeadersDomain | F::ArcSealer => {
+            &[O::Is, O::EndsWith, O::Contains, O::Matches, O::Exists]
+        }
         _ => &[O::Is, O::Contains, O::StartsWith, O::EndsWith, O::Matches, O::Exists],
     };
     if !allowed.contains(&c.op) {
@@ -1081,6 +1165,11 @@ impl Builder {
                     Field::AuthDomain => Source::AuthDomain,
                     Field::AttachmentName => Source::AttachmentName,
                     Field::AttachmentType => Source::AttachmentType,
+                    Field::ClientPtr => Source::ClientPtr,
+                    Field::DkimDomain => Source::DkimDomain,
+                    Field::DkimHeadersDomain => Source::DkimHeadersDomain,
+                    Field::ArcSealer => Source::ArcSealer,
+                    Field::TrustedHop => Source::TrustedHop,
                     Field::ClientIp | Field::Size | Field::Score => {
                         return Err(("op", format!("{} does not apply to {}", c.op.as_str(), field.as_str())))
                     }
