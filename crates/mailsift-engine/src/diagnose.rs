@@ -241,6 +241,8 @@ pub enum Cause {
     ContentScore,
     /// A spam message was delivered.
     MissedSpam,
+    /// Our own outgoing mail (a trusted network, a logged-in user) was scored as spam.
+    OutboundMail,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -265,6 +267,8 @@ pub struct Fix {
     pub title: String,
     /// Why it is safe, or what to watch.
     pub note: String,
+    /// What the fix still lets through, in plain words (the residual risk an administrator accepts with it).
+    pub risk: String,
     pub change: Change,
     /// The command that makes the change.
     pub command: String,
@@ -323,9 +327,16 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
         .or(obs.get("POLICY_BLOCKED_SENDER").map(|s| s.detail.as_str()))
     {
         blocked(s, by, &mut d);
-    } else if let Some(spoof) = obs.get("SPOOF_OWN_DOMAIN").filter(|sp| decisive(sp.score)) {
-        let spoof_score = spoof.score;
-        own_domain(engine, s, spoof_score, &mut d);
+    } else if crate::checks::auth::is_outbound(s.envelope) {
+        // Our own users' mail (a trusted network, a login): never a spoof, never the sender's practices;
+        // whatever caught it, the fix stays on the outbound side.
+        outbound(engine, s, &mut d);
+    } else if let Some(own) = own_domain_points(engine, s).filter(|o| {
+        let others: f64 =
+            obs.symbols.iter().filter(|x| x.score > 0.0 && !o.symbols.contains(&x.name)).map(|x| x.score).sum();
+        o.points > 0.0 && (decisive(o.points) || o.points >= others)
+    }) {
+        own_domain(engine, s, &own, &mut d);
     } else if let Some(asf) = asf_cause(engine, obs, tag) {
         asf_option(engine, s, &asf, &mut d);
     } else {
@@ -341,7 +352,22 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
             content_score(engine, s, &mut d);
         }
     }
+    // A fix a forger can satisfy is worse than none: it opens the hole the diagnosis was meant to close.
+    d.fixes.retain(|f| {
+        let warning = forgery_warning_of(&f.change);
+        debug_assert!(warning.is_none(), "diagnose proposed a forgeable fix {:?}: {warning:?}", f.title);
+        warning.is_none()
+    });
     d
+}
+
+/// The forgery warning of the rule a change adds or rewrites (see [`FilterRule::forgery_warning`]); list
+/// entries, sending servers, ASF modes and reports have none.
+pub fn forgery_warning_of(change: &Change) -> Option<String> {
+    match change {
+        Change::AddRule { rule } | Change::ReplaceRule { rule, .. } => rule.forgery_warning(),
+        _ => None,
+    }
 }
 
 fn group_of(engine: &Engine, name: &str) -> Option<Group> {
@@ -389,10 +415,6 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-fn regex_escape_domain(d: &str) -> String {
-    d.replace('.', "\\.")
-}
-
 /// The names a Received hop gives for the client: the one in parentheses (written by the receiving
 /// server, usually from reverse DNS) and the one after `from` (the client's own HELO, anyone's to claim).
 fn hop_names(hop: &crate::message::Hop) -> (Option<String>, Option<String>) {
@@ -407,16 +429,6 @@ fn hop_names(hop: &crate::message::Hop) -> (Option<String>, Option<String>) {
     (rdns, after_from.filter(|h| h.contains('.') && h.parse::<IpAddr>().is_err()))
 }
 
-/// The hop where the message entered (the newest that names a client IP outside loopback).
-fn entry_hop<'a>(s: &'a Subject<'_, '_>) -> Option<&'a crate::message::Hop> {
-    let ip = s.envelope.client_ip;
-    s.message
-        .hops
-        .iter()
-        .find(|h| ip.is_some() && h.from_ip == ip)
-        .or_else(|| s.message.hops.iter().find(|h| h.from_ip.is_some_and(|i| !i.is_loopback())))
-}
-
 // ---- our own domain, sent from elsewhere ----
 
 fn protected_servers<'e>(engine: &'e Engine, domain: &str) -> Option<&'e ProtectedDomain> {
@@ -424,130 +436,551 @@ fn protected_servers<'e>(engine: &'e Engine, domain: &str) -> Option<&'e Protect
     engine.config().organisation.protected.iter().find(|p| registrable_domain(&p.domain) == reg)
 }
 
-fn own_domain(engine: &Engine, s: &Subject<'_, '_>, spoof_score: f64, d: &mut Diagnosis) {
-    d.category = Category::Policy;
-    let from = from_address(s).unwrap_or_default();
-    let ours = domain_of(&from);
-    let protected = protected_servers(engine, &ours);
-    let pdomain = protected.map(|p| p.domain.clone()).unwrap_or_else(|| ours.clone());
-    let ip = s.envelope.client_ip;
-    let ip_text = ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
-    let servers = protected.map(|p| p.sending_servers.join(", ")).unwrap_or_default();
-    let hop = entry_hop(s);
-    let (rdns, helo) = hop.map(hop_names).unwrap_or_default();
-    let host = rdns.clone().or(helo.clone()).or(s.envelope.helo.clone());
-    let host_text = host.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
-    d.findings.push(format!(
-        "The From: address {from} is in {pdomain}, which you protect against spoofing, but the message came from {ip_text}{host_text}, which is not one of its sending servers ({}), and carries no SPF or DKIM aligned with {pdomain} (SPOOF_OWN_DOMAIN, {spoof_score:+.2}).",
-        if servers.is_empty() { "none listed".to_string() } else { servers }
-    ));
-    if let Some(spf) = s.observed.get("SPF_FAIL").or(s.observed.get("SPF_SOFTFAIL")) {
-        if registrable_domain(&spf.detail) == registrable_domain(&ours) || spf.detail.is_empty() {
-            d.findings.push(format!(
-                "Your own SPF record for {ours} does not list {ip_text} either ({}): add it there too, or other receivers will refuse this mail as well.",
-                spf.name
-            ));
+/// Whether a domain is one of ours: in `organisation.domains` or protected against spoofing.
+fn is_ours(engine: &Engine, domain: &str) -> bool {
+    let reg = registrable_domain(domain.trim().trim_end_matches('.'));
+    if reg.is_empty() {
+        return false;
+    }
+    let org = &engine.config().organisation;
+    org.domains.iter().any(|d| registrable_domain(d) == reg)
+        || org.protected.iter().any(|p| registrable_domain(&p.domain) == reg)
+}
+
+fn same_domain(a: &str, b: &str) -> bool {
+    let (a, b) = (registrable_domain(a.trim_end_matches('.')), registrable_domain(b.trim_end_matches('.')));
+    !a.is_empty() && a == b
+}
+
+/// What our own domain's configuration cost a message whose From: is ours: SPOOF_OWN_DOMAIN, and our own
+/// SPF and DMARC failing for it (our DNS does not list the server). Together they are one cause, ours.
+pub(crate) struct OwnPoints {
+    /// The From: domain (one of ours).
+    domain: String,
+    points: f64,
+    /// The symbols counted.
+    symbols: Vec<String>,
+}
+
+fn own_domain_points(engine: &Engine, s: &Subject<'_, '_>) -> Option<OwnPoints> {
+    let from = from_address(s)?;
+    let domain = domain_of(&from);
+    if !is_ours(engine, &domain) {
+        return None;
+    }
+    // The symbol's detail names the domain it is about (the SPF domain, the DMARC domain, the signer);
+    // without one (the message log), the envelope's or the From: domain stands for it.
+    let about = |detail: &str, fallback: Option<String>| {
+        let named = detail.split_whitespace().next().unwrap_or("").to_string();
+        let d = if named.is_empty() { fallback.unwrap_or_default() } else { named };
+        same_domain(&d, &domain)
+    };
+    let mail_from_domain = sender_address(s).map(|a| domain_of(&a));
+    let mut out = OwnPoints { domain: domain.clone(), points: 0.0, symbols: Vec::new() };
+    for sym in &s.observed.symbols {
+        let counted = match sym.name.as_str() {
+            "SPOOF_OWN_DOMAIN" | "OWN_SERVER_NOT_IN_DNS" => true,
+            "SPF_FAIL" | "SPF_SOFTFAIL" => about(&sym.detail, mail_from_domain.clone()),
+            "DMARC_POLICY_REJECT" | "DMARC_POLICY_QUARANTINE" | "DMARC_POLICY_NONE" => {
+                about(&sym.detail, Some(domain.clone()))
+            }
+            "DKIM_BODY_MODIFIED" => about(&sym.detail, None),
+            _ => false,
+        };
+        if counted {
+            out.points += sym.score.max(0.0);
+            out.symbols.push(sym.name.clone());
         }
     }
+    (!out.symbols.is_empty()).then_some(out)
+}
+
+/// What the evidence proves about where the message came from and who signed it: the facts a forger
+/// cannot produce, and the only ones a proposed fix rests on (the rule fields `client_ip`, `client_ptr`,
+/// `dkim_domain`, `dkim_headers_domain`, `arc_sealer`, `auth_domain`). Received lines and other headers
+/// are the sender's claims and never appear here.
+#[derive(Debug, Default)]
+struct Proof {
+    ip: Option<IpAddr>,
+    /// The connecting server's forward-confirmed reverse-DNS name (PTR result pass), lower case.
+    ptr: Option<String>,
+    /// d= of the DKIM signatures that fully verified.
+    dkim: Vec<String>,
+    /// d= of the DKIM signatures whose signed headers verify (the body may have changed); includes `dkim`.
+    dkim_headers: Vec<String>,
+    /// d= of the ARC-Seals of a chain that validated.
+    arc_sealers: Vec<String>,
+    /// What the first ARC sealer saw, when the chain validated.
+    arc_first_hop: Option<String>,
+    /// Domains that authenticated (SPF pass, DKIM pass).
+    auth: Vec<String>,
+}
+
+fn proof(s: &Subject<'_, '_>) -> Proof {
+    use crate::sender::{DkimVerdict, Outcome};
+    let mut p = Proof { ip: s.envelope.client_ip, auth: authenticated_domains(s), ..Proof::default() };
+    let norm = |d: &str| d.trim().trim_end_matches('.').to_ascii_lowercase();
+    if let Some(f) = &s.evidence.sender {
+        p.ptr = f
+            .ptr
+            .as_ref()
+            .filter(|x| x.result == Outcome::Pass)
+            .and_then(|x| x.names.first())
+            .map(|n| norm(n))
+            .filter(|n| n.contains('.'));
+        for k in &f.dkim {
+            match k.verdict {
+                DkimVerdict::Pass => {
+                    p.dkim.push(norm(&k.domain));
+                    p.dkim_headers.push(norm(&k.domain));
+                }
+                DkimVerdict::BodyModified => p.dkim_headers.push(norm(&k.domain)),
+                _ => {}
+            }
+        }
+        if let Some(arc) = f.arc.as_ref().filter(|a| a.result == Outcome::Pass) {
+            p.arc_sealers = s
+                .message
+                .headers_named("ARC-Seal")
+                .filter_map(|v| v.split(';').find_map(|t| t.trim().strip_prefix("d=").map(norm)))
+                .filter(|d| !d.is_empty())
+                .collect();
+            p.arc_first_hop = arc.first_hop_results.clone();
+        }
+    } else {
+        // Only the verdict is known (our headers, the message log): the verified signers its symbols name.
+        for sym in &s.observed.symbols {
+            let d = norm(sym.detail.split_whitespace().next().unwrap_or(""));
+            if d.is_empty() {
+                continue;
+            }
+            match sym.name.as_str() {
+                "DKIM_VALID" => {
+                    p.dkim.push(d.clone());
+                    p.dkim_headers.push(d);
+                }
+                "DKIM_BODY_MODIFIED" => p.dkim_headers.push(d),
+                _ => {}
+            }
+        }
+    }
+    for v in [&mut p.dkim, &mut p.dkim_headers, &mut p.arc_sealers, &mut p.auth] {
+        v.sort();
+        v.dedup();
+    }
+    p
+}
+
+/// The client's network as a CIDR range: the /24 of an IPv4 address, the /64 of an IPv6 one.
+fn network_of_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// The SPF mechanism that authorises one address.
+fn spf_mechanism(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("ip4:{ip}"),
+        IpAddr::V6(_) => format!("ip6:{ip}"),
+    }
+}
+
+/// An allow rule for mail in our name, with the diagnosis's reference in its comment.
+fn allow_rule(d: &Diagnosis, name: String, conditions: Vec<Condition>, why: &str) -> FilterRule {
+    FilterRule {
+        name,
+        enabled: true,
+        direction: crate::policy::RuleDirection::Inbound,
+        match_mode: MatchMode::All,
+        conditions,
+        actions: vec![RuleAction::Allow {}],
+        comment: Some(format!("diagnosis {}: {why}", d.reference.clone().unwrap_or_default())),
+    }
+}
+
+fn rule_fix(d: &mut Diagnosis, title: String, note: String, risk: String, rule: FilterRule) {
+    d.fixes.push(Fix { title, note, risk, command: rule_command(&rule), change: Change::AddRule { rule } });
+}
+
+fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Diagnosis) {
+    d.category = Category::Policy;
+    let from = from_address(s).unwrap_or_default();
+    let ours = own.domain.clone();
+    let protected = protected_servers(engine, &ours);
+    let pdomain = protected.map(|p| p.domain.clone()).unwrap_or_else(|| ours.clone());
+    let pf = proof(s);
+    let ip = pf.ip;
+    let ip_text = ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
+    let servers = protected.map(|p| p.sending_servers.join(", ")).unwrap_or_default();
+    let host_text = pf.ptr.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
+    if let Some(spoof) = s.observed.get("SPOOF_OWN_DOMAIN") {
+        d.findings.push(format!(
+            "The From: address {from} is in {pdomain}, your own domain, which you protect against spoofing, but the message came from {ip_text}{host_text}, which is not one of its sending servers ({}), and carries no SPF or DKIM aligned with {pdomain} (SPOOF_OWN_DOMAIN, {:+.2}).",
+            if servers.is_empty() { "none listed".to_string() } else { servers.clone() },
+            spoof.score
+        ));
+    }
+    // Our own SPF and DMARC: the same cause seen from the DNS, and the change every other receiver needs.
+    let spf = own.symbols.iter().find(|n| n.starts_with("SPF_")).and_then(|n| s.observed.get(n));
+    let dmarc = own.symbols.iter().find(|n| n.starts_with("DMARC_POLICY_")).and_then(|n| s.observed.get(n));
+    let mut parts = Vec::new();
+    if let Some(x) = spf {
+        parts.push(format!("your SPF record for {ours} does not list {ip_text} ({}, {:+.2})", x.name, x.score));
+    }
+    if let Some(x) = dmarc {
+        let p = x.name.trim_start_matches("DMARC_POLICY_").to_lowercase();
+        parts.push(format!(
+            "your DMARC policy (p={p}) then asks every receiver, this one included, to {} it ({}, {:+.2})",
+            if p == "none" { "only report" } else { p.as_str() },
+            x.name,
+            x.score
+        ));
+    }
+    if !parts.is_empty() {
+        d.findings.push(format!(
+            "{ours} is your own domain, so this is your configuration, not the sender's: {}. Together with the anti-spoofing check that is {:.2} of the score {:.2}.",
+            parts.join(", and "),
+            own.points,
+            d.score
+        ));
+    }
+    let dns_change = ip.map(|ip| format!("add {} to the SPF record of {ours}", spf_mechanism(ip)));
+    if let Some(x) = s.observed.get("OWN_SERVER_NOT_IN_DNS") {
+        d.findings.push(format!(
+            "The server is listed here as a sending server of {ours}, but not in its DNS{}: it passes here, other receivers still refuse it.",
+            if x.detail.is_empty() { String::new() } else { format!(" ({})", x.detail) }
+        ));
+    }
     let mail_from = sender_address(s);
-    let mail_from_domain = mail_from.as_deref().map(domain_of);
-    // Our own mail coming back: an older hop from one of our servers, or from a host in our domain.
-    let our_hop = s.message.hops.iter().skip(1).find(|h| {
+    let foreign_bounce =
+        mail_from.as_deref().map(domain_of).filter(|m| !is_ours(engine, m)).map(|m| registrable_domain(&m));
+    let foreign_signer = pf.dkim.iter().find(|x| !is_ours(engine, x)).cloned();
+    let our_headers_signature = pf.dkim_headers.iter().any(|x| same_domain(x, &ours));
+    let arc_saw_ours = !pf.arc_sealers.is_empty()
+        && pf.arc_first_hop.as_deref().is_some_and(|r| {
+            let r = r.to_ascii_lowercase();
+            let reg = registrable_domain(&ours);
+            (r.contains("dkim=pass") || r.contains("dmarc=pass") || r.contains("spf=pass")) && r.contains(&reg)
+        });
+    let service_domain = pf
+        .ptr
+        .as_deref()
+        .map(registrable_domain)
+        .filter(|h| !is_ours(engine, h))
+        .or(foreign_signer.as_deref().map(registrable_domain))
+        .or(pf.arc_sealers.iter().find(|x| !is_ours(engine, x)).map(|x| registrable_domain(x)))
+        .or(foreign_bounce.clone());
+    let bulk = s.message.has_header("List-Unsubscribe")
+        || s.message.header("Precedence").is_some_and(|p| p.to_lowercase().contains("bulk"));
+    // The Received chain can say our mail left our own server first; a forger writes such lines as
+    // easily, so they name the cause at most and never make a fix.
+    let claims_our_hop = s.message.hops.iter().skip(1).any(|h| {
         let from_our_server = h.from_ip.is_some_and(|ip| {
             protected.is_some_and(|p| p.sending_servers.iter().any(|r| IpRange::parse(r).is_ok_and(|r| r.contains(ip))))
         });
         let (r, hl) = hop_names(h);
-        let named_ours = [r, hl].into_iter().flatten().any(|n| registrable_domain(&n) == registrable_domain(&ours));
-        from_our_server || named_ours
+        from_our_server || [r, hl].into_iter().flatten().any(|n| same_domain(&n, &ours))
     });
-    let service_domain =
-        host.as_deref().map(registrable_domain).filter(|h| registrable_domain(h) != registrable_domain(&ours));
-    let bulk = s.message.has_header("List-Unsubscribe")
-        || s.message.header("Precedence").is_some_and(|p| p.to_lowercase().contains("bulk"));
-    let foreign_bounce = mail_from_domain
-        .as_deref()
-        .filter(|m| registrable_domain(m) != registrable_domain(&ours))
-        .map(registrable_domain);
 
-    if let (Some(back), Some(service)) = (our_hop, service_domain.clone()) {
+    if our_headers_signature || arc_saw_ours {
         d.cause = Cause::OwnMailThroughRelay;
-        let (r, hl) = hop_names(back);
-        let ours_host = r.or(hl).unwrap_or_else(|| back.from_ip.map(|i| i.to_string()).unwrap_or_default());
+        own_mail_back(engine, s, d, &pf, &from, &ours, service_domain.as_deref(), our_headers_signature, arc_saw_ours);
+    } else if claims_our_hop && service_domain.is_some() && foreign_bounce.is_none() && foreign_signer.is_none() {
+        d.cause = Cause::OwnMailThroughRelay;
+        let service = service_domain.clone().unwrap_or_default();
         d.summary = format!(
-            "Your own mail from {from} left through {ours_host}, passed a hosted service ({service}) and came back in from {ip_text}: the anti-spoofing check of {pdomain} does not know that service."
+            "Mail from {from} came in from {ip_text}{host_text}, a server of {service}, and its Received lines say it left your own server first: your own mail coming back through a hosted service, which {pdomain}'s anti-spoofing check does not know."
         );
-        d.findings.push(format!("The Received chain shows the message leaving your server {ours_host}, then {service} sending it on from {ip_text}{host_text}."));
-        let marks = service_marks(s, &service);
-        if !marks.is_empty() {
-            d.findings.push(format!("The service marks the mail it handles with {}.", marks.join(", ")));
-        }
-        service_rule_fix(s, d, &ours, &service, &marks, None, "our mail back through");
-    } else if let Some(service) = foreign_bounce.clone().or(if bulk { service_domain.clone() } else { None }) {
+        d.findings.push(format!(
+            "Only the Received lines say the message left your server, and anyone can write those: no fix relies on them. Sign your outgoing mail with DKIM (d={ours}): the signature's headers survive a footer the service adds, and make this case recognisable for certain."
+        ));
+        network_fixes(d, &pf, &from, &service, &ours, "our mail back through", None);
+    } else if foreign_signer.is_some() || foreign_bounce.is_some() || bulk {
         d.cause = Cause::SendingService;
-        d.summary = format!(
-            "A sending service ({service}) sends mail as {pdomain} (From {from}) from {ip_text}{host_text}; the anti-spoofing check of {pdomain} does not know it."
+        sending_service(
+            s,
+            d,
+            &pf,
+            &from,
+            &ours,
+            service_domain.as_deref(),
+            foreign_signer.as_deref(),
+            mail_from.as_deref(),
         );
-        if let Some(m) = &mail_from {
-            d.findings.push(format!("The envelope sender {m} is the service's own bounce address, not yours."));
-        }
-        let auth = authenticated_domains(s).into_iter().find(|a| registrable_domain(a) == service);
-        match &auth {
-            Some(a) => d.findings.push(format!("The service authenticated as {a} (SPF or DKIM passed for it).")),
-            None => d.findings.push(format!(
-                "Nothing authenticated the service as {service} (no SPF pass or DKIM signature of it was seen)."
-            )),
-        }
-        let marks = service_marks(s, &service);
-        if !marks.is_empty() {
-            d.findings.push(format!("The service marks its mail with {}.", marks.join(", ")));
-        }
-        service_rule_fix(s, d, &ours, &service, &marks, auth, "newsletter via");
     } else {
         d.cause = Cause::WebApplication;
         d.summary = format!(
-            "Mail from {from} was sent by a server or application at {ip_text}{host_text} that {pdomain}'s anti-spoofing settings do not list as one of its sending servers."
+            "Mail from {from} was sent by a server or application at {ip_text}{host_text} that {pdomain}'s sending servers and its SPF record do not list. {pdomain} is your own domain: the fix is yours, in your settings and your DNS."
         );
-        if let Some(ip) = ip {
-            let server = ip.to_string();
-            d.fixes.push(Fix {
-                title: format!("Add {server} to {pdomain}'s sending servers"),
-                note: format!(
-                    "Only this one address may then send as {pdomain}; mail in {pdomain}'s name from anywhere else is still caught."
-                ),
-                command: format!("mailsift domains set {} --sending-server {}", shell_quote(&pdomain), shell_quote(&server)),
-                change: Change::AddSendingServer { domain: pdomain.clone(), server },
-            });
+        if let Some(change) = &dns_change {
+            d.findings.push(format!(
+                "The DNS change to make: {change} (before its -all), so that other receivers accept this mail too and {ours}'s DMARC passes for it."
+            ));
         }
-        if let (Some(sender), Some(h)) =
-            (mail_from.clone().or(Some(from.clone())).filter(|a| !a.is_empty()), host.clone())
-        {
-            let rule = FilterRule {
-                name: format!("{sender} from {h}"),
-                enabled: true,
-                direction: crate::policy::RuleDirection::Inbound,
-                match_mode: MatchMode::All,
-                conditions: vec![
-                    cond(
-                        if mail_from.is_some() { Field::EnvelopeFrom } else { Field::From },
-                        None,
-                        Operator::Is,
-                        &sender,
-                    ),
-                    cond(Field::Header, Some("Received"), Operator::Contains, &h),
-                ],
-                actions: vec![RuleAction::Allow {}],
-                comment: Some(format!(
-                    "diagnosis {}: the application at {h} sends as {sender}",
-                    d.reference.clone().unwrap_or_default()
-                )),
-            };
-            d.fixes.push(Fix {
-                title: format!("When its IP address changes: allow {sender} when the Received chain names {h}"),
-                note: format!("Only this sender address, and only through {h}; other addresses of {pdomain}, and this one from elsewhere, are still checked."),
-                command: rule_command(&rule),
-                change: Change::AddRule { rule },
-            });
+        let Some(ip) = ip else { return };
+        let server = ip.to_string();
+        d.fixes.push(Fix {
+            title: format!("Add {server} to {pdomain}'s sending servers, and {}", dns_change.clone().unwrap_or_default()),
+            note: format!(
+                "Listed here, the server may send as {pdomain}: neither the anti-spoofing check nor {pdomain}'s own SPF and DMARC failures count against it here (OWN_SERVER_NOT_IN_DNS says so); the DNS change is still needed for every other receiver. Its content is still filtered."
+            ),
+            risk: format!("any mail from {server} may send as {pdomain}, with any address of it"),
+            command: format!("mailsift domains set {} --sending-server {}", shell_quote(&pdomain), shell_quote(&server)),
+            change: Change::AddSendingServer { domain: pdomain.clone(), server: server.clone() },
+        });
+        if from.is_empty() {
+            return;
         }
+        let rule = allow_rule(
+            d,
+            format!("{from} from {server}"),
+            vec![cond(Field::From, None, Operator::Is, &from), cond(Field::ClientIp, None, Operator::Is, &server)],
+            &format!("the application at {server} sends as {from}"),
+        );
+        rule_fix(
+            d,
+            format!("Allow {from} only from {server}"),
+            format!("This one address, only when the connecting server is {server} (a fact of the connection, not a header); other addresses of {pdomain}, and this one from anywhere else, are still checked."),
+            format!("other users of that host ({server}) can still send as {from}"),
+            rule,
+        );
+        if let Some(ptr) = &pf.ptr {
+            let rule = allow_rule(
+                d,
+                format!("{from} from {ptr}"),
+                vec![cond(Field::From, None, Operator::Is, &from), cond(Field::ClientPtr, None, Operator::Is, ptr)],
+                &format!("the application on {ptr} sends as {from}"),
+            );
+            rule_fix(
+                d,
+                format!("When its IP address changes: allow {from} from the server whose verified name is {ptr}"),
+                format!("The name is the server's reverse DNS, confirmed forward ({ptr} resolves back to {server}); the sender cannot claim it in a header or HELO."),
+                format!("other users of that host, and any server its provider names {ptr}, can still send as {from}"),
+                rule,
+            );
+        }
+    }
+}
+
+/// Our own mail back through a hosted service, recognised from what a forger cannot produce: our DKIM
+/// signature whose signed headers still verify (the service's footer broke the body hash), or a valid ARC
+/// chain whose first hop saw our domain pass; the fix adds the platform's connecting network.
+#[allow(clippy::too_many_arguments)]
+fn own_mail_back(
+    engine: &Engine,
+    s: &Subject<'_, '_>,
+    d: &mut Diagnosis,
+    pf: &Proof,
+    from: &str,
+    ours: &str,
+    service: Option<&str>,
+    our_signature: bool,
+    arc: bool,
+) {
+    let _ = engine;
+    let ip_text = pf.ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
+    let service = service.map(str::to_string).unwrap_or_else(|| ip_text.clone());
+    d.summary = format!(
+        "Your own mail from {from} came back in through a hosted service ({service}, from {ip_text}): it carries proof that it is yours, but the anti-spoofing check of {ours} does not know the service."
+    );
+    if our_signature {
+        let signed = if pf.dkim.iter().any(|x| same_domain(x, ours)) {
+            "verifies".to_string()
+        } else {
+            "still verifies for its signed headers (From, To, Subject, ...), but the body changed after signing: the service added a footer or signature".to_string()
+        };
+        d.findings.push(format!("Your own DKIM signature (d={ours}) {signed}."));
+    }
+    let sealer = pf.arc_sealers.first().cloned();
+    if let Some(sealer) = &sealer {
+        d.findings.push(format!(
+            "The message carries a valid ARC chain sealed by {sealer}{}. Trust it: add it to [organisation] trusted_arc_sealers (trusted_arc_sealers = [\"{sealer}\"]), and a chain from it whose first hop saw {ours} pass counts as your own mail.",
+            pf.arc_first_hop.as_deref().map(|r| format!("; its first hop saw: {r}")).unwrap_or_default()
+        ));
+    }
+    d.findings.push(format!(
+        "The lasting fix: have {service} sign with d={ours} after it adds its footer (most signature services can), or add the footer before your own server signs."
+    ));
+    if our_signature {
+        network_fixes(
+            d,
+            pf,
+            from,
+            &service,
+            ours,
+            "our mail back through",
+            Some((
+                cond(Field::DkimHeadersDomain, None, Operator::Is, &registrable_domain(ours)),
+                format!("a copy of a message signed by {ours} (its signed headers, with any body) resent through {service}'s network by another of its customers"),
+            )),
+        );
+    } else if arc {
+        let sealer = sealer.unwrap_or_default();
+        network_fixes(
+            d,
+            pf,
+            from,
+            &service,
+            ours,
+            "our mail back through",
+            Some((
+                cond(Field::ArcSealer, None, Operator::Is, &sealer),
+                format!("another customer of {sealer} whose mail it seals could still send as {from}"),
+            )),
+        );
+    }
+    let _ = s;
+}
+
+/// A sending service (a newsletter platform) sends as our domain.
+#[allow(clippy::too_many_arguments)]
+fn sending_service(
+    s: &Subject<'_, '_>,
+    d: &mut Diagnosis,
+    pf: &Proof,
+    from: &str,
+    ours: &str,
+    service: Option<&str>,
+    signer: Option<&str>,
+    mail_from: Option<&str>,
+) {
+    let ip_text = pf.ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
+    let host_text = pf.ptr.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
+    let service = service.map(str::to_string).unwrap_or_else(|| ip_text.clone());
+    d.summary = format!(
+        "A sending service ({service}) sends mail as {ours} (From {from}) from {ip_text}{host_text}: {ours} is your own domain, and neither its SPF record nor a DKIM signature of {ours} covers the service."
+    );
+    if let Some(m) = mail_from.filter(|m| !same_domain(&domain_of(m), ours)) {
+        d.findings.push(format!("The envelope sender {m} is the service's own bounce address, not yours."));
+    }
+    let spf_auth =
+        pf.auth.iter().find(|a| same_domain(a, &service) || signer.is_some_and(|x| same_domain(a, x))).cloned();
+    match (signer, &spf_auth) {
+        (Some(x), _) => {
+            d.findings.push(format!("The service signs with its own domain (DKIM d={x}, verified), not with {ours}."))
+        }
+        (None, Some(a)) => d.findings.push(format!("The service authenticated as {a} (SPF passed for it).")),
+        (None, None) => d
+            .findings
+            .push(format!("Nothing authenticated the service as {service} (no SPF pass or DKIM signature of it).")),
+    }
+    d.findings.push(format!(
+        "The real fix: have {} sign with d={ours} (a custom DKIM domain: the service gives you a key to publish under {ours}), or use the service's tenant identity where its signature covers it; then {ours}'s DMARC passes everywhere.",
+        signer.unwrap_or(&service)
+    ));
+    let marks = service_marks(s, &service);
+    if !marks.is_empty() {
+        d.findings.push(format!(
+            "The service marks its mail with {}: a header anyone can copy, so it is at most an extra condition.",
+            marks.join(", ")
+        ));
+    }
+    let proof = match (signer, spf_auth) {
+        (Some(x), _) => Some((
+            cond(Field::DkimDomain, None, Operator::Is, &x.to_lowercase()),
+            format!("another customer of {x} could still send as {from}"),
+        )),
+        (None, Some(a)) => Some((
+            cond(Field::AuthDomain, None, Operator::Is, &a.to_lowercase()),
+            format!("another customer of {} could still send as {from}", registrable_domain(&a)),
+        )),
+        (None, None) => None,
+    };
+    let first = d.fixes.len();
+    network_fixes(d, pf, from, &service, ours, "newsletter via", proof);
+    // The service's own mark narrows the rule further (never the only proof: the conditions above are).
+    if let Some(m) = marks.first() {
+        for f in d.fixes.iter_mut().skip(first) {
+            if let Change::AddRule { rule } = &mut f.change {
+                rule.conditions.push(cond(Field::Header, Some(m), Operator::Exists, ""));
+                f.command = rule_command(rule);
+            }
+        }
+    }
+}
+
+/// Rules for one exact From: address of ours sent by a platform: the proof it gives (its signing domain,
+/// our own signature, its ARC seal) and its connecting network, then the same with its verified host name
+/// for when its addresses change. Without a proof, the network alone, with the risk said.
+fn network_fixes(
+    d: &mut Diagnosis,
+    pf: &Proof,
+    from: &str,
+    service: &str,
+    ours: &str,
+    label: &str,
+    proof: Option<(Condition, String)>,
+) {
+    let Some(ip) = pf.ip else { return };
+    if from.is_empty() {
+        return;
+    }
+    // Our own signature covers every address of ours; anything else is allowed by the exact address seen.
+    let own_signature = proof.as_ref().is_some_and(|(c, _)| c.field == Field::DkimHeadersDomain);
+    let who = if own_signature {
+        cond(Field::FromDomain, None, Operator::Is, &registrable_domain(ours))
+    } else {
+        cond(Field::From, None, Operator::Is, from)
+    };
+    let who_text = if own_signature { format!("mail from {ours}") } else { from.to_string() };
+    let (net, net_words) = match &proof {
+        Some(_) => (network_of_ip(ip), format!("its network {}", network_of_ip(ip))),
+        None => (ip.to_string(), format!("its server {ip}")),
+    };
+    let (mut conditions, risk) = match &proof {
+        Some((c, risk)) => (vec![who.clone(), c.clone()], risk.clone()),
+        None => {
+            (vec![who.clone()], format!("anyone else who can send through {ip} ({service}) could still send as {from}"))
+        }
+    };
+    let proof_words = match &proof {
+        Some((c, _)) => format!(
+            "{} {} {}, ",
+            c.field.as_str(),
+            c.op.as_str(),
+            c.value.as_ref().map(|v| v.texts().join(",")).unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    let mut first = conditions.clone();
+    first.push(cond(Field::ClientIp, None, if net.contains('/') { Operator::InCidr } else { Operator::Is }, &net));
+    let rule =
+        allow_rule(d, format!("{label} {service}: {who_text}"), first, &format!("{service} sends as {who_text}"));
+    rule_fix(
+        d,
+        format!("Allow {who_text} when {service} sends it ({proof_words}from {net_words})"),
+        format!("Only with {proof_words}the connection from {net}: facts a forger cannot produce (a header mark alone can be copied). {ours} from anywhere else is still checked."),
+        risk.clone(),
+        rule,
+    );
+    if let Some(ptr) = pf.ptr.as_deref().filter(|p| same_domain(p, service)) {
+        let suffix = format!(".{}", registrable_domain(ptr));
+        conditions.push(cond(Field::ClientPtr, None, Operator::EndsWith, &suffix));
+        let rule = allow_rule(
+            d,
+            format!("{label} {service} (by name): {who_text}"),
+            conditions,
+            &format!("{service} sends as {who_text}"),
+        );
+        rule_fix(
+            d,
+            format!(
+                "When {service}'s addresses change: the same, from any server whose verified name ends in {suffix}"
+            ),
+            format!(
+                "The name is the connecting server's reverse DNS, confirmed forward ({ptr}); a forger cannot claim it."
+            ),
+            format!("{risk}, from any of {service}'s servers"),
+            rule,
+        );
     }
 }
 
@@ -596,79 +1029,6 @@ fn cond(field: Field, header: Option<&str>, op: Operator, value: &str) -> Condit
         value: (op != Operator::Exists).then(|| Value::Text(value.to_string())),
         not: false,
     }
-}
-
-/// A rule for a sending service: our From: domain, the service's header marks, and what proves the
-/// service handled it (its authenticated domain, else its name where the receiving server wrote it in
-/// the Received chain).
-fn service_rule_fix(
-    s: &Subject<'_, '_>,
-    d: &mut Diagnosis,
-    ours: &str,
-    service: &str,
-    marks: &[String],
-    auth: Option<String>,
-    label: &str,
-) {
-    let mut conditions = vec![cond(Field::FromDomain, None, Operator::Is, ours)];
-    for m in marks.iter().take(1) {
-        conditions.push(cond(Field::Header, Some(m), Operator::Exists, ""));
-    }
-    let esc = regex_escape_domain(service);
-    let hop = entry_hop(s);
-    let (rdns, _) = hop.map(hop_names).unwrap_or_default();
-    let proof = match (&auth, &rdns) {
-        (Some(a), _) => {
-            conditions.push(cond(Field::AuthDomain, None, Operator::Is, &registrable_domain(a)));
-            format!("the message must authenticate as {} (SPF or DKIM)", registrable_domain(a))
-        }
-        (None, Some(r)) if registrable_domain(r) == service => {
-            conditions.push(cond(
-                Field::Header,
-                Some("Received"),
-                Operator::Matches,
-                &format!(r"\((?:[a-z0-9-]+\.)*{esc} \["),
-            ));
-            format!("the Received chain must show a server in {service} by the name the receiving server looked up, not the one the client claimed")
-        }
-        _ => {
-            conditions.push(cond(
-                Field::Header,
-                Some("Received"),
-                Operator::Matches,
-                &format!(r"^from (?:[a-z0-9-]+\.)*{esc} "),
-            ));
-            if let Some(ip) = s.envelope.client_ip {
-                let net = match ip {
-                    IpAddr::V4(v4) => {
-                        let o = v4.octets();
-                        format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-                    }
-                    IpAddr::V6(_) => format!("{ip}/64"),
-                };
-                conditions.push(cond(Field::ClientIp, None, Operator::InCidr, &net));
-            }
-            format!("the message must come from the service's network through a host named in {service}")
-        }
-    };
-    let rule = FilterRule {
-        name: format!("{label} {service}"),
-        enabled: true,
-        direction: crate::policy::RuleDirection::Inbound,
-        match_mode: MatchMode::All,
-        conditions,
-        actions: vec![RuleAction::Allow {}],
-        comment: Some(format!("diagnosis {}: {service} sends as {ours}", d.reference.clone().unwrap_or_default())),
-    };
-    let marks_text = if marks.is_empty() { String::new() } else { format!(", carrying {}", marks[0]) };
-    d.fixes.push(Fix {
-        title: format!("Allow mail from {ours} handled by {service}{marks_text}"),
-        note: format!(
-            "A header mark alone can be copied by a forger, so {proof}; {ours} from anywhere else is still checked."
-        ),
-        command: rule_command(&rule),
-        change: Change::AddRule { rule },
-    });
 }
 
 /// `mailsift rules add --name ... --if... --then allow --at 1`.
@@ -723,24 +1083,72 @@ fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Dia
         d.score, d.tag_threshold
     ));
     let sender = sender_address(s).or(from_address(s));
-    if let (Some(rule), Some(sender)) = (rule, sender) {
-        let mut narrowed = rule.clone();
-        let field = if sender_address(s).is_some() { Field::EnvelopeFrom } else { Field::From };
-        let mut exception = cond(field, None, Operator::Is, &sender);
-        exception.not = true;
-        if narrowed.match_mode == MatchMode::Any {
-            d.findings
-                .push("The rule matches on any one condition, so an exception cannot be added as a condition.".into());
-        } else {
-            narrowed.conditions.push(exception);
-            let toml_text = toml::to_string(&narrowed).unwrap_or_default();
-            d.fixes.push(Fix {
-                title: format!("Except {sender} from rule {name:?}"),
-                note: "The rule keeps working for everyone else; this sender's mail is then judged by the rest of the policy and the score.".into(),
-                command: format!("mailsift rules replace {} - <<'EOF'\n{toml_text}EOF", shell_quote(&name)),
-                change: Change::ReplaceRule { name: name.clone(), rule: narrowed },
-            });
-        }
+    let outbound = crate::checks::auth::is_outbound(s.envelope);
+    if outbound {
+        d.findings.push(format!(
+            "The message is your own outbound mail ({}): the fix stays on the outbound side, so mail arriving from outside is judged as before.",
+            outbound_origin(s)
+        ));
+    }
+    let (Some(rule), Some(sender)) = (rule, sender) else { return };
+    let field = if sender_address(s).is_some() { Field::EnvelopeFrom } else { Field::From };
+    if outbound && rule.direction != crate::policy::RuleDirection::Outbound {
+        // The rule judges inbound mail too: an exception inside it would let a forger using this address
+        // from outside escape it. A rule of its own, outbound only, that ends the rule stage for this
+        // sender's outgoing mail leaves the inbound side untouched.
+        let stop = FilterRule {
+            name: format!("outbound from {sender} skips {name}"),
+            enabled: true,
+            direction: crate::policy::RuleDirection::Outbound,
+            match_mode: MatchMode::All,
+            conditions: vec![cond(field, None, Operator::Is, &sender)],
+            actions: vec![RuleAction::Stop {}],
+            comment: Some(format!(
+                "diagnosis {}: {sender}'s outgoing mail was caught by {name:?}",
+                d.reference.clone().unwrap_or_default()
+            )),
+        };
+        d.fixes.push(Fix {
+            title: format!("Skip the rules for {sender}'s outgoing mail (outbound only)"),
+            note: format!("A rule at the top, for outbound mail only (your trusted networks and logged-in users): the rules after it, {name:?} among them, are not applied to {sender}'s outgoing mail; the score still judges it, and inbound mail is untouched."),
+            risk: format!("any of your own users or hosts of your trusted networks sending out with {sender} as sender skips every rule below it (the score still counts)"),
+            command: rule_command(&stop),
+            change: Change::AddRule { rule: stop },
+        });
+        return;
+    }
+    let mut narrowed = rule.clone();
+    let mut exception = cond(field, None, Operator::Is, &sender);
+    exception.not = true;
+    if narrowed.match_mode == MatchMode::Any {
+        d.findings
+            .push("The rule matches on any one condition, so an exception cannot be added as a condition.".into());
+        return;
+    }
+    narrowed.conditions.push(exception);
+    let toml_text = toml::to_string(&narrowed).unwrap_or_default();
+    let risk = if outbound {
+        format!("any of your own users or hosts of your trusted networks sending out with {sender} as sender escapes this rule (the score still counts)")
+    } else {
+        format!("anyone who uses {sender} as sender escapes this rule (a forger too); the rest of the policy and the score still judge the message")
+    };
+    d.fixes.push(Fix {
+        title: format!("Except {sender} from rule {name:?}"),
+        note: "The rule keeps working for everyone else; this sender's mail is then judged by the rest of the policy and the score.".into(),
+        risk,
+        command: format!("mailsift rules replace {} - <<'EOF'\n{toml_text}EOF", shell_quote(&name)),
+        change: Change::ReplaceRule { name: name.clone(), rule: narrowed },
+    });
+}
+
+/// Why the gateway judged the message outbound, in words.
+fn outbound_origin(s: &Subject<'_, '_>) -> String {
+    match s.envelope.authenticated_user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => format!("sent by the logged-in user {u}"),
+        None => format!(
+            "sent from {}, one of your trusted networks",
+            s.envelope.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "a trusted network".into())
+        ),
     }
 }
 
@@ -754,6 +1162,8 @@ fn blocked(s: &Subject<'_, '_>, by: &str, d: &mut Diagnosis) {
         d.fixes.push(Fix {
             title: format!("Remove blocked-senders entry {id}"),
             note: "The sender's mail is then judged by the rest of the policy and the score.".into(),
+            risk: "nothing is allowed outright: the sender's mail, and a forger's in its name, is judged like anyone's"
+                .into(),
             command: format!("mailsift lists rm {id}"),
             change: Change::RemoveEntry { id },
         });
@@ -810,6 +1220,10 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
         d.fixes.push(Fix {
             title: format!("Set {} to test mode for {domain}", asf.option),
             note: "Test mode keeps reporting the option in X-Mailsift-ASF without scoring it, so you can watch what it would catch.".into(),
+            risk: format!(
+                "every message to {domain} that the option catches ({}) is judged by the rest of the score only, spam too",
+                describe(engine, &asf.symbol).trim_end_matches('.')
+            ),
             command: format!("mailsift domains set {} --asf {}=test", shell_quote(&domain), asf.option),
             change: Change::SetAsf { domain, option: asf.option.to_string(), mode: AsfMode::Test },
         });
@@ -856,6 +1270,18 @@ fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
         (true, Some(IpAddr::V4(ip))) => format!("{ip}/32"),
         (true, Some(IpAddr::V6(ip))) => format!("{ip}/128"),
         _ => network_of(s),
+    };
+    let risk_of = |condition: &str, r: &str| {
+        match condition {
+        "require_auth" => format!(
+            "anyone able to send mail that {sender_domain} authenticates (another user of their mail system) can still use {sender} to reach {r}, with any content"
+        ),
+        "ptr" => format!(
+            "other users of the servers in {} can still send as {sender} to {r}, with any content",
+            ptr_domain.clone().unwrap_or_default()
+        ),
+        _ => format!("anyone else sending from {network} can still send as {sender} to {r}, with any content"),
+    }
     };
     let (condition, why) = if authenticated {
         (
@@ -905,6 +1331,7 @@ fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
         d.fixes.push(Fix {
             title: format!("Allow {sender} for {r}"),
             note: format!("This address only, for this recipient only, and {why}. Remove it once the sender has fixed their side."),
+            risk: risk_of(condition, &r),
             command: cmd,
             change: Change::AddAllow { entry },
         });
@@ -1049,8 +1476,105 @@ fn content_score(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     d.fixes.push(Fix {
         title: "Report it as a false positive, so the classifiers learn it".into(),
         note: "Both classifiers learn the message as ham; similar good mail scores lower from then on. Nothing is allowed outright.".into(),
+        risk: "nothing is let through outright; similar messages, from anyone, score a little lower".into(),
         command: reported,
         change: Change::Report { spam: false },
+    });
+    if crate::checks::auth::is_outbound(s.envelope) {
+        return;
+    }
+    // Then, if the report is not enough: this exact address, for the affected recipients, and only with
+    // what proves it is theirs (its domain authenticating, else its network).
+    let Some(sender) = from_address(s).or(sender_address(s)) else { return };
+    let sender_domain = domain_of(&sender);
+    let authenticated = authenticated_domains(s).iter().any(|a| same_domain(a, &sender_domain));
+    let dmarc_fails =
+        s.observed.symbols.iter().any(|x| x.name == "DMARC_POLICY_QUARANTINE" || x.name == "DMARC_POLICY_REJECT");
+    if !authenticated && (dmarc_fails || s.envelope.client_ip.is_none()) {
+        // Nothing proves the address is theirs: an allow would be a forger's too.
+        return;
+    }
+    let network = network_of(s);
+    for r in recipients(s) {
+        let entry = AllowEntry {
+            id: None,
+            sender: sender.clone(),
+            recipient: Some(r.clone()),
+            require_auth: authenticated,
+            from_ptr_domain: None,
+            from_network: (!authenticated).then(|| network.clone()),
+            allow_spoofed: false,
+            expires: None,
+            comment: Some(format!(
+                "diagnosis {}: a good message the content score caught",
+                d.reference.clone().unwrap_or_default()
+            )),
+        };
+        let mut cmd = format!("mailsift lists add allow {} --recipient {}", shell_quote(&sender), shell_quote(&r));
+        let (why, risk) = if authenticated {
+            cmd.push_str(" --require-auth");
+            (
+                format!("only when {sender_domain} authenticates it (SPF or DKIM)"),
+                format!("anything {sender} sends to {r} while {sender_domain} authenticates it skips filtering, a message from their compromised account too"),
+            )
+        } else {
+            let _ = write!(cmd, " --from-network {}", shell_quote(&network));
+            (
+                format!("only from the sender's network ({network}), since nothing authenticates it"),
+                format!(
+                    "anything sent as {sender} to {r} from {network} skips filtering, whoever else uses that network"
+                ),
+            )
+        };
+        d.fixes.push(Fix {
+            title: format!("If reporting is not enough: allow {sender} for {r}"),
+            note: format!("This address only, for this recipient only, {why}. The classifiers and heuristics no longer judge its mail to {r}."),
+            risk,
+            command: cmd,
+            change: Change::AddAllow { entry },
+        });
+    }
+}
+
+// ---- our own outbound mail ----
+
+/// Our own user's outgoing mail was caught by the score (rules are read by [`filter_rule`]): teach the
+/// classifiers, or let this sender's outgoing mail skip filtering, on the outbound side only.
+fn outbound(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
+    content_score(engine, s, d);
+    d.cause = Cause::OutboundMail;
+    let who = sender_address(s).or(from_address(s)).unwrap_or_else(|| "your user".into());
+    d.summary = format!(
+        "Outgoing mail from {who} ({}) was scored as spam ({:.2}, tag at {}): it is your own mail, judged by the content score.",
+        outbound_origin(s),
+        d.score,
+        d.tag_threshold
+    );
+    d.findings.insert(
+        0,
+        "Outbound mail is never a spoof of your domains and never the sender's practices: only its content scored."
+            .into(),
+    );
+    let Some(sender) = sender_address(s).or(from_address(s)) else { return };
+    let field = if sender_address(s).is_some() { Field::EnvelopeFrom } else { Field::From };
+    let rule = FilterRule {
+        name: format!("outbound from {sender}"),
+        enabled: true,
+        direction: crate::policy::RuleDirection::Outbound,
+        match_mode: MatchMode::All,
+        conditions: vec![cond(field, None, Operator::Is, &sender)],
+        actions: vec![RuleAction::Allow {}],
+        comment: Some(format!(
+            "diagnosis {}: {sender}'s outgoing mail was scored as spam",
+            d.reference.clone().unwrap_or_default()
+        )),
+    };
+    d.fixes.push(Fix {
+        title: format!("If reporting is not enough: let {sender}'s outgoing mail through (outbound only)"),
+        note: "The rule applies only to mail the gateway judges outbound (your trusted networks and logged-in users), which a sender outside cannot make its mail be; inbound mail in this name is filtered as before.".into(),
+        risk: format!("anything sent out as {sender} by your own users or trusted-network hosts skips filtering, mail from a compromised account or machine too"),
+        command: rule_command(&rule),
+        change: Change::AddRule { rule },
     });
 }
 
@@ -1072,6 +1596,17 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
             d.tag_threshold,
             d.tag_threshold - d.score
         );
+    }
+    if let Some(x) = s.observed.get("OWN_SERVER_NOT_IN_DNS") {
+        // Passed here because the server is listed locally; every other receiver reads our DNS.
+        let dns = match (s.envelope.client_ip, from_address(s)) {
+            (Some(ip), Some(f)) => format!(": {} to the SPF record of {}", spf_mechanism(ip), domain_of(&f)),
+            _ => String::new(),
+        };
+        d.findings.push(format!(
+            "It passed our own domain's checks because its server is listed here as a sending server, but not in the DNS ({}). Other receivers still refuse it: add{dns}.",
+            if x.detail.is_empty() { "OWN_SERVER_NOT_IN_DNS" } else { x.detail.as_str() }
+        ));
     }
     let has_group = |g: Group| s.observed.symbols.iter().any(|x| group_of(engine, &x.name) == Some(g));
     let sender_checked = s.evidence.sender.is_some() || has_group(Group::Auth) || has_group(Group::Connection);
@@ -1108,6 +1643,7 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     d.fixes.push(Fix {
         title: "Report it as spam, so the classifiers and the sender's reputation learn it".into(),
         note: "Similar messages score higher from then on; the sender's IP, domain and address get a bad mark.".into(),
+        risk: "nothing is let through; good mail resembling this one may score a little higher".into(),
         command: report,
         change: Change::Report { spam: true },
     });
@@ -1124,6 +1660,7 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
             d.fixes.push(Fix {
                 title: format!("Block {sender} for {r}"),
                 note: "Their next messages to this recipient are quarantined whatever the score (recoverable from the quarantine).".into(),
+                risk: "nothing more is let through; the same spam from another address still arrives".into(),
                 command: format!("mailsift lists add block {} --recipient {}", shell_quote(&sender), shell_quote(&r)),
                 change: Change::AddBlock { entry },
             });
@@ -1514,6 +2051,9 @@ pub fn render(d: &Diagnosis) -> String {
         for (i, f) in d.fixes.iter().enumerate() {
             let _ = writeln!(out, "\n  {}. {}", i + 1, f.title);
             let _ = writeln!(out, "     {}", f.note);
+            if !f.risk.is_empty() {
+                let _ = writeln!(out, "     Still lets through: {}.", f.risk.trim_end_matches('.'));
+            }
             for line in f.command.lines() {
                 let _ = writeln!(out, "     $ {line}");
             }
@@ -1533,5 +2073,6 @@ pub fn cause_title(c: Cause) -> &'static str {
         Cause::AsfOption => "an Additional Spam Filtering option",
         Cause::ContentScore => "the classifiers and content heuristics",
         Cause::MissedSpam => "evidence that was missing",
+        Cause::OutboundMail => "your own outgoing mail, scored by its content",
     }
 }
