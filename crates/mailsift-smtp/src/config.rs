@@ -339,6 +339,57 @@ impl DomainConfig {
     pub fn has_engine_overrides(&self) -> bool {
         self.thresholds.is_some() || !self.asf.is_empty()
     }
+
+    /// This domain's own thresholds and ASF options, applied over `config` (the engine that judges mail of
+    /// this domain). The gateway and the command-line tools both build domain engines with it, so they
+    /// cannot judge the same message differently.
+    pub fn apply_overrides(&self, config: &mut mailsift_engine::EngineConfig) -> Result<(), String> {
+        if let Some(t) = &self.thresholds {
+            config.thresholds = t.clone();
+        }
+        if !self.asf.is_empty() {
+            let mut asf = toml::Value::try_from(&config.asf).map_err(|e| e.to_string())?;
+            for (option, mode) in &self.asf {
+                let mode = toml::Value::try_from(mode).map_err(|e| e.to_string())?;
+                if let Some(t) = asf.as_table_mut() {
+                    t.insert(option.clone(), mode);
+                }
+            }
+            config.asf = asf.try_into().map_err(|e: toml::de::Error| format!("{}.asf: {e}", self.name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Folds the organisation-wide facts of the gateway's domains into an engine configuration: a domain with
+/// sending servers or trusted relays becomes protected against spoofing (and one of ours), and its
+/// spamtraps join the classifier's. Returns whether anything changed. One function for the gateway and the
+/// command-line tools (`scan`, `explain`, `rules test`, `diagnose`), so they agree on what is ours.
+pub fn fold_domains(config: &mut mailsift_engine::EngineConfig, domains: &[DomainConfig]) -> bool {
+    use mailsift_engine::config::ProtectedDomain;
+    let mut changed = false;
+    for d in domains {
+        if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
+            config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
+            config.organisation.protected.push(ProtectedDomain {
+                domain: d.name.to_ascii_lowercase(),
+                sending_servers: d.sending_servers.clone(),
+                trusted_relays: d.trusted_relays.clone(),
+            });
+            if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
+                config.organisation.domains.push(d.name.to_ascii_lowercase());
+            }
+            changed = true;
+        }
+        for trap in &d.spamtraps {
+            let trap = trap.to_ascii_lowercase();
+            if !config.classifier.spamtraps.contains(&trap) {
+                config.classifier.spamtraps.push(trap);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

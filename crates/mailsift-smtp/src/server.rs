@@ -322,7 +322,6 @@ fn domain_engines(
     base: Engine,
     domains: &[DomainConfig],
 ) -> Result<(Engine, FxHashMap<String, Arc<Engine>>), GatewayError> {
-    use mailsift_engine::config::ProtectedDomain;
     let model = base.model().cloned();
     let build = |config: mailsift_engine::EngineConfig| -> Result<Engine, GatewayError> {
         let e = Engine::new(config).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
@@ -332,44 +331,12 @@ fn domain_engines(
         })
     };
     let mut config = base.config().clone();
-    let mut changed = false;
-    for d in domains {
-        if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
-            config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
-            config.organisation.protected.push(ProtectedDomain {
-                domain: d.name.to_ascii_lowercase(),
-                sending_servers: d.sending_servers.clone(),
-                trusted_relays: d.trusted_relays.clone(),
-            });
-            if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
-                config.organisation.domains.push(d.name.to_ascii_lowercase());
-            }
-            changed = true;
-        }
-        for trap in &d.spamtraps {
-            config.classifier.spamtraps.push(trap.to_ascii_lowercase());
-            changed = true;
-        }
-    }
+    let changed = crate::config::fold_domains(&mut config, domains);
     let base = if changed { build(config.clone())? } else { base };
     let mut out = FxHashMap::default();
     for d in domains.iter().filter(|d| d.has_engine_overrides()) {
         let mut c = config.clone();
-        if let Some(t) = &d.thresholds {
-            c.thresholds = t.clone();
-        }
-        if !d.asf.is_empty() {
-            let mut asf = toml::Value::try_from(&c.asf).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
-            for (option, mode) in &d.asf {
-                let mode = toml::Value::try_from(mode).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
-                if let Some(t) = asf.as_table_mut() {
-                    t.insert(option.clone(), mode);
-                }
-            }
-            c.asf = asf
-                .try_into()
-                .map_err(|e: toml::de::Error| GatewayError::DomainEngine(format!("{}.asf: {e}", d.name)))?;
-        }
+        d.apply_overrides(&mut c).map_err(GatewayError::DomainEngine)?;
         out.insert(d.name.to_ascii_lowercase(), Arc::new(build(c)?));
     }
     Ok((base, out))

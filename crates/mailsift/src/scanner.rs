@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mailsift_engine::config::ProtectedDomain;
 use mailsift_engine::policy::{Policy, PolicyConfig};
 use mailsift_engine::sender::SenderGatherer;
 use mailsift_engine::{Direction, Engine, Envelope, Evidence, Message, Verdict};
@@ -190,38 +189,9 @@ impl GatewayEngine {
             return Ok(Engine::new(self.base.config().clone())?);
         }
         let mut config = self.base.config().clone();
-        for d in &domains {
-            if !d.sending_servers.is_empty() || !d.trusted_relays.is_empty() {
-                config.organisation.protected.retain(|p| !p.domain.eq_ignore_ascii_case(&d.name));
-                config.organisation.protected.push(ProtectedDomain {
-                    domain: d.name.to_ascii_lowercase(),
-                    sending_servers: d.sending_servers.clone(),
-                    trusted_relays: d.trusted_relays.clone(),
-                });
-                if !config.organisation.domains.iter().any(|o| o.eq_ignore_ascii_case(&d.name)) {
-                    config.organisation.domains.push(d.name.to_ascii_lowercase());
-                }
-            }
-            for trap in &d.spamtraps {
-                let trap = trap.to_ascii_lowercase();
-                if !config.classifier.spamtraps.contains(&trap) {
-                    config.classifier.spamtraps.push(trap);
-                }
-            }
-        }
+        mailsift_smtp::config::fold_domains(&mut config, &domains);
         if let Some(d) = domains.iter().find(|d| !domain.is_empty() && d.name.eq_ignore_ascii_case(domain)) {
-            if let Some(t) = &d.thresholds {
-                config.thresholds = t.clone();
-            }
-            if !d.asf.is_empty() {
-                let mut asf = toml::Value::try_from(&config.asf)?;
-                for (option, mode) in &d.asf {
-                    if let Some(t) = asf.as_table_mut() {
-                        t.insert(option.clone(), toml::Value::try_from(mode)?);
-                    }
-                }
-                config.asf = asf.try_into().with_context(|| format!("domain {}: asf", d.name))?;
-            }
+            d.apply_overrides(&mut config).map_err(|e| anyhow::anyhow!("domain {}: {e}", d.name))?;
         }
         Engine::new(config).with_context(|| format!("the engine for domain {domain:?} with the stored domains"))
     }
