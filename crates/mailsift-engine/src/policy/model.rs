@@ -250,38 +250,43 @@ impl FilterRule {
         if !exposed {
             return None;
         }
-        let what = if self.conditions.is_empty() {
-            "it has no conditions, so it matches every message, forged or not".to_string()
-        } else {
-            let reasons: Vec<String> = weak
-                .iter()
-                .map(|c| match c.forgeable_note() {
-                    Some(n) => format!("{} ({n})", c.describe()),
-                    None if c.not => {
-                        format!("{} (a forger satisfies a negated condition by being anyone else)", c.describe())
-                    }
-                    None if c.op == Operator::Exists => format!("{} (true of a forger's mail too)", c.describe()),
-                    None => match c.field {
-                        Field::Dkim | Field::Spf | Field::Dmarc => format!(
-                            "{} (a forger passes with a domain of its own unless the rule also names the domain)",
-                            c.describe()
-                        ),
-                        _ => format!("{} (the sender chooses it)", c.describe()),
-                    },
-                })
-                .collect();
-            let lead = match self.match_mode {
-                MatchMode::Any => "any one of its conditions suffices and a forger can satisfy",
-                MatchMode::All => "a forger can satisfy every condition",
-            };
-            format!("{lead}: {}", reasons.join("; "))
-        };
-        Some(format!(
-            "rule {:?} lets mail through, and {what}. Add a condition a forger cannot meet: the connecting server \
-             (client_ip in_cidr its network, or client_ptr ends_with its verified host name), the signing domain \
-             (dkim_domain, or dkim_headers_domain when a footer breaks the body hash), auth_domain, or a trusted_hop.",
-            self.name.trim()
-        ))
+        const ADD: &str = "a condition a forger cannot meet: the connecting server (client_ip in_cidr its network, or \
+                           client_ptr ends_with its verified host name), the signing domain (dkim_domain, or \
+                           dkim_headers_domain when a footer breaks the body hash), auth_domain, or a trusted_hop";
+        let name = self.name.trim();
+        if self.conditions.is_empty() {
+            return Some(format!(
+                "rule {name:?} lets mail through and has no conditions, so it matches every message, forged or not. Add {ADD}."
+            ));
+        }
+        let reasons: Vec<String> = weak
+            .iter()
+            .map(|c| match c.forgeable_note() {
+                Some(n) => format!("{} ({n})", c.describe()),
+                None if c.not => {
+                    format!("{} (a forger satisfies a negated condition by being anyone else)", c.describe())
+                }
+                None if c.op == Operator::Exists => format!("{} (true of a forger's mail too)", c.describe()),
+                None => match c.field {
+                    Field::Dkim | Field::Spf | Field::Dmarc => format!(
+                        "{} (a forger passes with a domain of its own unless the rule also names the domain)",
+                        c.describe()
+                    ),
+                    _ => format!("{} (the sender chooses it)", c.describe()),
+                },
+            })
+            .collect();
+        Some(match self.match_mode {
+            MatchMode::All => format!(
+                "rule {name:?} lets mail through, and a forger can satisfy all its conditions: {}. Add {ADD}.",
+                reasons.join("; ")
+            ),
+            MatchMode::Any => format!(
+                "rule {name:?} lets mail through when any one condition holds, and a forger can satisfy: {}. \
+                 Use match = \"all\" with {ADD}, or move these conditions to a rule that does not let mail through.",
+                reasons.join("; ")
+            ),
+        })
     }
 }
 
@@ -839,6 +844,127 @@ action = "reject"
             let e = toml::from_str::<PolicyConfig>(bad).unwrap_err().to_string();
             assert!(e.contains("[0] \"r\""), "{bad}: {e}");
         }
+    }
+
+    fn rule(text: &str) -> FilterRule {
+        let p: PolicyConfig = toml::from_str(&format!("[[rules]]\nname = \"r\"\n{text}")).unwrap();
+        p.rules.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn fields_a_sender_writes_are_forgeable() {
+        let forgeable: Vec<&str> = Field::ALL.iter().filter(|f| f.forgeable()).map(|f| f.as_str()).collect();
+        assert_eq!(
+            forgeable,
+            [
+                "envelope_from",
+                "envelope_from_domain",
+                "from",
+                "from_domain",
+                "header",
+                "any_header",
+                "subject",
+                "body",
+                "helo",
+                "attachment_name",
+                "attachment_type"
+            ]
+        );
+        // Every field once in ALL, each with a name serde reads back.
+        for f in Field::ALL {
+            let back: Field = serde_json::from_str(&format!("{:?}", f.as_str())).unwrap();
+            assert_eq!(back, *f);
+        }
+        assert_eq!(Field::ALL.len(), 25);
+        let c = |field: &str, header: &str| -> Condition {
+            let h = if header.is_empty() { String::new() } else { format!(", header = {header:?}") };
+            let r = rule(&format!(
+                "conditions = [{{ field = {field:?}{h}, op = \"exists\" }}]\nactions = [{{ action = \"allow\" }}]"
+            ));
+            r.conditions[0].clone()
+        };
+        assert!(c("header", "Received").forgeable_note().unwrap().contains("Received header can be written"));
+        assert!(c("header", "X-Mailer").forgeable_note().unwrap().contains("any header"));
+        assert!(c("helo", "").forgeable_note().unwrap().contains("client_ptr"));
+        assert_eq!(c("client_ptr", "").forgeable_note(), None);
+        assert_eq!(c("trusted_hop", "").forgeable_note(), None);
+    }
+
+    #[test]
+    fn forgery_warnings_name_what_a_forger_can_satisfy() {
+        // The rule diagnose once proposed: a spoofer writes both.
+        let r = rule(
+            r#"conditions = [
+  { field = "from", op = "is", value = "webform@acme.test" },
+  { field = "header", header = "Received", op = "contains", value = "web01.hoster.test" },
+]
+actions = [{ action = "allow" }]"#,
+        );
+        let w = r.forgery_warning().expect("forgeable");
+        assert!(w.contains("a Received header can be written by the sender"), "{w}");
+        assert!(w.contains("from is \"webform@acme.test\""), "{w}");
+        assert!(w.contains("client_ip") && w.contains("client_ptr"), "says what to add: {w}");
+
+        // With the connecting server, a forger cannot meet it.
+        let safe = |extra: &str, actions: &str| {
+            rule(&format!(
+                "conditions = [{{ field = \"from\", op = \"is\", value = \"webform@acme.test\" }}, {extra}]\nactions = [{actions}]"
+            ))
+            .forgery_warning()
+        };
+        let allow = r#"{ action = "allow" }"#;
+        for binding in [
+            r#"{ field = "client_ip", op = "in_cidr", value = "203.0.113.0/24" }"#,
+            r#"{ field = "client_ptr", op = "ends_with", value = "hoster.test" }"#,
+            r#"{ field = "dkim_domain", op = "is", value = "acme.test" }"#,
+            r#"{ field = "dkim_headers_domain", op = "is", value = "acme.test" }"#,
+            r#"{ field = "auth_domain", op = "is", value = "acme.test" }"#,
+            r#"{ field = "arc_sealer", op = "is", value = "sig.test" }"#,
+            r#"{ field = "trusted_hop", op = "contains", value = "web01.hoster.test" }"#,
+            r#"{ field = "dmarc", op = "is", value = "pass" }"#,
+        ] {
+            assert_eq!(safe(binding, allow), None, "{binding}");
+        }
+        for weak in [
+            r#"{ field = "dkim", op = "is", value = "pass" }"#,
+            r#"{ field = "spf", op = "is", value = "pass" }"#,
+            r#"{ field = "client_ip", op = "in_cidr", value = "203.0.113.0/24", not = true }"#,
+            r#"{ field = "dkim_domain", op = "exists" }"#,
+            r#"{ field = "helo", op = "is", value = "web01.hoster.test" }"#,
+            r#"{ field = "recipient", op = "is", value = "sales@acme.test" }"#,
+        ] {
+            assert!(safe(weak, allow).is_some(), "{weak}");
+        }
+        // A negative score lets mail through too; a positive one, a block or a tag does not.
+        let client = r#"{ field = "subject", op = "contains", value = "invoice" }"#;
+        assert!(safe(client, r#"{ action = "add_score", score = -3 }"#).is_some());
+        assert!(safe(client, r#"{ action = "stop" }"#).is_some(), "stop skips the later (blocking) rules");
+        for harmless in [
+            r#"{ action = "add_score", score = 3 }"#,
+            r#"{ action = "quarantine" }"#,
+            r#"{ action = "reject" }, { action = "stop" }"#,
+            r#"{ action = "tag" }"#,
+        ] {
+            assert_eq!(safe(client, harmless), None, "{harmless}");
+        }
+
+        // Any: one forgeable condition is enough for a forger.
+        let any = rule(
+            r#"match = "any"
+conditions = [
+  { field = "client_ip", op = "in_cidr", value = "203.0.113.0/24" },
+  { field = "header", header = "X-Origin", op = "is", value = "web01" },
+]
+actions = [{ action = "allow" }]"#,
+        );
+        let w = any.forgery_warning().unwrap();
+        assert!(w.contains("any header can be written") && !w.contains("203.0.113.0/24"), "{w}");
+        assert!(w.contains("match = \"all\""), "{w}");
+        // No conditions: every message.
+        assert!(rule("actions = [{ action = \"allow\" }]").forgery_warning().unwrap().contains("every message"));
+        // Outbound mail is ours: a forger cannot make its mail outbound.
+        let out = rule("direction = \"outbound\"\nconditions = [{ field = \"subject\", op = \"contains\", value = \"open sesame\" }]\nactions = [{ action = \"allow\" }]");
+        assert_eq!(out.forgery_warning(), None);
     }
 
     #[test]

@@ -1333,6 +1333,128 @@ mod tests {
         assert_eq!((bits.get(0), bits.get(1), bits.get(2)), (false, true, true));
     }
 
+    mod connection_fields {
+        use crate::envelope::Envelope;
+        use crate::evidence::Evidence;
+        use crate::message::Message;
+        use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyInput};
+        use crate::sender::{ArcFacts, DkimFacts, DkimVerdict, Outcome, PtrFacts, SenderFacts};
+        use crate::trust::TrustBoundary;
+
+        fn policy(conditions: &str) -> Result<Policy, PolicyError> {
+            let text =
+                format!("[[rules]]\nname = \"r\"\nconditions = [{conditions}]\nactions = [{{ action = \"allow\" }}]\n");
+            Policy::new(&toml::from_str::<PolicyConfig>(&text).unwrap())
+        }
+
+        fn sig(domain: &str, verdict: DkimVerdict) -> DkimFacts {
+            DkimFacts { domain: domain.into(), selector: "s1".into(), verdict, detail: String::new() }
+        }
+
+        fn evidence() -> Evidence {
+            Evidence::from_sender(SenderFacts {
+                ptr: Some(PtrFacts { result: Outcome::Pass, names: vec!["web01.hoster.test.".into()] }),
+                dkim: vec![
+                    sig("acme.test", DkimVerdict::BodyModified),
+                    sig("mcsv.test", DkimVerdict::Pass),
+                    sig("evil.test", DkimVerdict::Fail),
+                ],
+                arc: Some(ArcFacts { result: Outcome::Pass, hops: 1, first_hop_results: None, problem: None }),
+                ..SenderFacts::default()
+            })
+        }
+
+        const RAW: &str = "Received: from web01.hoster.test (web01.hoster.test [203.0.113.50]) by relay.acme.test; Tue, 1 Dec 2026 10:00:00 +0000\r\n\
+ARC-Seal: i=1; a=rsa-sha256; cv=none; d=Sig.Test; s=arc; b=AAAA\r\nFrom: webform@acme.test\r\nSubject: t\r\n\r\nhello\r\n";
+
+        /// Whether the rule matched, with no trusted relays and with 10.1.0.0/16 trusted.
+        fn matches(conditions: &str, client: &str, ev: &Evidence) -> (bool, bool) {
+            let p = policy(conditions).unwrap();
+            let m = Message::parse(RAW.as_bytes(), 1 << 20);
+            let env = Envelope {
+                client_ip: Some(client.parse().unwrap()),
+                helo: Some("x.test".into()),
+                ..Envelope::default()
+            };
+            let input = PolicyInput { envelope: &env, message: &m, evidence: ev, symbols: &[], score: 0.0, now: 0 };
+            let plain = p.rules(&input).decision.is_some();
+            let relays = TrustBoundary::new(&crate::config::OrganisationConfig {
+                trusted_relay_networks: vec!["10.1.0.0/16".into()],
+                ..Default::default()
+            })
+            .unwrap();
+            let facts = relays.facts(&env, ev, &m);
+            (plain, p.rules_with_connection(&input, &facts).decision.is_some())
+        }
+
+        #[test]
+        fn each_new_field_reads_its_evidence() {
+            let ev = evidence();
+            let direct = "203.0.113.50";
+            let yes = |c: &str| assert_eq!(matches(c, direct, &ev), (true, true), "{c}");
+            let no = |c: &str| assert_eq!(matches(c, direct, &ev), (false, false), "{c}");
+            yes(r#"{ field = "client_ptr", op = "is", value = "web01.hoster.test" }"#);
+            yes(r#"{ field = "client_ptr", op = "ends_with", value = "hoster.test" }"#);
+            yes(r#"{ field = "client_ptr", op = "ends_with", value = ".hoster.test" }"#);
+            no(r#"{ field = "client_ptr", op = "ends_with", value = "oster.test" }"#);
+            yes(r#"{ field = "dkim_domain", op = "is", value = "mcsv.test" }"#);
+            no(r#"{ field = "dkim_domain", op = "is", value = "acme.test" }"#);
+            yes(r#"{ field = "dkim_headers_domain", op = "is", value = "acme.test" }"#);
+            yes(r#"{ field = "dkim_headers_domain", op = "is", value = "mcsv.test" }"#);
+            no(r#"{ field = "dkim_headers_domain", op = "is", value = "evil.test" }"#);
+            yes(r#"{ field = "arc_sealer", op = "is", value = "sig.test" }"#);
+            // Without trusted relays, no line is a fact.
+            no(r#"{ field = "trusted_hop", op = "contains", value = "web01" }"#);
+
+            let mut failed = evidence();
+            failed.sender.as_mut().unwrap().arc.as_mut().unwrap().result = Outcome::Fail;
+            failed.sender.as_mut().unwrap().ptr.as_mut().unwrap().result = Outcome::Fail;
+            for c in [r#"{ field = "arc_sealer", op = "exists" }"#, r#"{ field = "client_ptr", op = "exists" }"#] {
+                assert_eq!(matches(c, direct, &failed), (false, false), "{c}");
+            }
+        }
+
+        #[test]
+        fn behind_a_trusted_relay_the_origin_is_the_connecting_server() {
+            // The relay 10.1.0.5 connected; its line says web01 (203.0.113.50) handed it the message.
+            let ev = Evidence::default();
+            let relay = "10.1.0.5";
+            let c = r#"{ field = "client_ip", op = "is", value = "203.0.113.50" }"#;
+            assert_eq!(matches(c, relay, &ev), (false, true));
+            let c = r#"{ field = "client_ptr", op = "is", value = "web01.hoster.test" }"#;
+            assert_eq!(matches(c, relay, &ev), (false, true));
+            let c = r#"{ field = "trusted_hop", op = "contains", value = "from web01.hoster.test" }"#;
+            assert_eq!(matches(c, relay, &ev), (false, true));
+            // The same line, sent by the spoofer itself (not a trusted relay): a claim.
+            assert_eq!(matches(c, "198.18.0.9", &ev), (false, false));
+            let c = r#"{ field = "client_ip", op = "in_cidr", value = "10.1.0.0/16" }"#;
+            assert_eq!(matches(c, relay, &ev), (true, false), "the relay is not the sender");
+        }
+
+        #[test]
+        fn operators_are_checked_for_the_new_fields() {
+            for bad in [
+                r#"{ field = "client_ptr", op = "in_cidr", value = "10.0.0.0/8" }"#,
+                r#"{ field = "client_ptr", op = "starts_with", value = "web" }"#,
+                r#"{ field = "dkim_domain", op = "above", value = 3 }"#,
+                r#"{ field = "arc_sealer", op = "is", value = "" }"#,
+                r#"{ field = "trusted_hop", op = "below", value = 1 }"#,
+                r#"{ field = "dkim_headers_domain", op = "matches", value = "(" }"#,
+                r#"{ field = "client_ptr", header = "Received", op = "exists" }"#,
+            ] {
+                let e = policy(bad).err().unwrap_or_else(|| panic!("accepted: {bad}")).to_string();
+                assert!(e.contains("conditions[0]"), "{bad}: {e}");
+            }
+            for good in [
+                r#"{ field = "trusted_hop", op = "starts_with", value = "from relay" }"#,
+                r#"{ field = "dkim_domain", op = "matches", value = '^mcsv\.test$' }"#,
+                r#"{ field = "arc_sealer", op = "exists", not = true }"#,
+            ] {
+                assert!(policy(good).is_ok(), "{good}");
+            }
+        }
+    }
+
     #[test]
     fn sizes_read_with_units() {
         assert_eq!(parse_size("1000").unwrap(), 1000.0);
