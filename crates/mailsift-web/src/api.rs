@@ -1193,7 +1193,12 @@ pub async fn report(
             .report_via(&msg, side, &source, "web", Some(&reporter), now)
             .map_err(ApiError::internal)?;
         if let Some(rep) = state.reputation() {
-            if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record_report(&msg, side, now) {
+            if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record_report(
+                &msg,
+                side,
+                &state.engine.config().organisation,
+                now,
+            ) {
                 tracing::warn!(error = %e, "reputation not updated from the report");
             }
         }

@@ -35,6 +35,12 @@ pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
     report_message(engine, data_dir, &raw, side, &file.display().to_string(), "cli", None)
 }
 
+/// The engine a report is judged with: the configuration's, with the configured and stored domains folded
+/// in as the gateway has them (their sending servers make them ours for reputation).
+pub fn gateway_engine(config: Option<&PathBuf>, data_dir: &Path) -> Result<Engine> {
+    crate::scanner::GatewayEngine::load(config, data_dir)?.engine_for("")
+}
+
 /// Learns one message on the side a user says it is on, records the submission (under `source`, e.g. a file
 /// name or "quarantine item 12"), feeds reputation, and prints what changed.
 pub fn report_message(
@@ -66,8 +72,10 @@ pub fn report_message(
     println!("{source}: {what}; submission recorded");
     if engine.config().reputation.enabled {
         // The sender's reputation learns from the report too (identities from the message's trace headers).
+        // A reported spoof of one of our domains counts against the spoofing server, not our domain.
+        let org = organisation_with_stored_domains(&engine, data_dir)?;
         let mut rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
-        let keys = rep.record_report(&msg, side, unix_now())?;
+        let keys = rep.record_report(&msg, side, &org, unix_now())?;
         println!("reputation: recorded a {} report for {}", side.as_str(), keys.join(", "));
     }
     let fmt = |p: Option<f64>| p.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into());
@@ -84,4 +92,17 @@ pub fn report_message(
         println!("(the classifiers stay silent until they have learned enough ham and spam)");
     }
     Ok(())
+}
+
+/// The organisation as the gateway judges for it: `engine`'s (the configuration's, with its configured
+/// domains when the caller folded them in) plus the domains stored in the data directory, whose sending
+/// servers make them protected.
+fn organisation_with_stored_domains(
+    engine: &Engine,
+    data_dir: &Path,
+) -> Result<mailsift_engine::config::OrganisationConfig> {
+    let stored = crate::scanner::GatewayEngine::load(None, data_dir)?.stored;
+    let mut config = engine.config().clone();
+    mailsift_smtp::config::fold_domains(&mut config, &stored);
+    Ok(config.organisation)
 }
