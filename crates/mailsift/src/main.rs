@@ -5,6 +5,7 @@ mod bench;
 mod diagnose;
 mod domains;
 mod eval;
+mod init;
 mod inputs;
 mod load;
 mod log;
@@ -103,6 +104,13 @@ enum Command {
     SmtpSink(serve::SinkArgs),
     /// Load-test a gateway: concurrent SMTP senders replay messages; prints messages/s and latency.
     SmtpLoad(load::LoadArgs),
+    /// Write a production configuration: DNS evidence on with the system resolver, our domains and their
+    /// next hop, the console's public URL, the TLS certificate and key. Refuses to overwrite a file
+    /// without --force; the file is loaded as `serve` loads it before it is written.
+    Init(init::InitArgs),
+    /// The configuration file: `check` loads it as `serve` does, without listening.
+    #[command(subcommand)]
+    Config(init::ConfigCommand),
     /// Hash an SMTP AUTH password for `password = "..."` in `[[smtp.users]]` (Argon2id, fresh salt). The
     /// password is read from standard input (one line), never from the command line.
     AuthHash,
@@ -206,9 +214,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Reputation(cmd) => {
             reputation::run(&load_engine(cli.config.as_ref())?, data_dir, &cmd).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report(args) => {
-            report::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
-        }
+        Command::Report(args) => report::run(report::gateway_engine(cli.config.as_ref(), data_dir)?, data_dir, &args)
+            .map(|_| ExitCode::SUCCESS),
         Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Domains(cmd) => domains::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
@@ -218,6 +225,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Lists(cmd) => policy::run_lists(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Policy(cmd) => policy::run_policy(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Init(args) => init::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Config(init::ConfigCommand::Check) => {
+            init::check(cli.config.as_ref(), data_dir).map(|_| ExitCode::SUCCESS)
+        }
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
         Command::AuthHash => {
