@@ -646,10 +646,11 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
     }
     if !parts.is_empty() {
         d.findings.push(format!(
-            "{ours} is your own domain, so this is your configuration, not the sender's: {}. Together with the anti-spoofing check that is {:.2} of the score {:.2}.",
+            "{ours} is your own domain, so this is your configuration, not the sender's: {}. Together with the anti-spoofing check they add {:+.2}: without them the score would be {:.2}, against a tag threshold of {}.",
             parts.join(", and "),
             own.points,
-            d.score
+            d.score - own.points,
+            d.tag_threshold
         ));
     }
     let dns_change = ip.map(|ip| format!("add {} to the SPF record of {ours}", spf_mechanism(ip)));
@@ -952,8 +953,12 @@ fn network_fixes(
     };
     let mut first = conditions.clone();
     first.push(cond(Field::ClientIp, None, if net.contains('/') { Operator::InCidr } else { Operator::Is }, &net));
-    let rule =
-        allow_rule(d, format!("{label} {service}: {who_text}"), first, &format!("{service} sends as {who_text}"));
+    let why = if own_signature {
+        format!("{service} sends our own mail from {ours}")
+    } else {
+        format!("{service} sends as {from}")
+    };
+    let rule = allow_rule(d, format!("{label} {service}: {who_text}"), first, &why);
     rule_fix(
         d,
         format!("Allow {who_text} when {service} sends it ({proof_words}from {net_words})"),
@@ -964,12 +969,7 @@ fn network_fixes(
     if let Some(ptr) = pf.ptr.as_deref().filter(|p| same_domain(p, service)) {
         let suffix = format!(".{}", registrable_domain(ptr));
         conditions.push(cond(Field::ClientPtr, None, Operator::EndsWith, &suffix));
-        let rule = allow_rule(
-            d,
-            format!("{label} {service} (by name): {who_text}"),
-            conditions,
-            &format!("{service} sends as {who_text}"),
-        );
+        let rule = allow_rule(d, format!("{label} {service} (by name): {who_text}"), conditions, &why);
         rule_fix(
             d,
             format!(

@@ -154,8 +154,14 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
         d,
         &["forms@ourdomain.example", "203.0.113.5", "web01.hosting.example", "ourdomain.example", "SPOOF_OWN_DOMAIN"],
     );
-    // Our own SPF record does not list the server either: said too, since other receivers will refuse it.
-    assert_mentions(d, &["Your own SPF record"]);
+    // Our own SPF record does not list the server either: our configuration, with the DNS change named.
+    assert_mentions(
+        d,
+        &[
+            "your SPF record for ourdomain.example does not list 203.0.113.5",
+            "add ip4:203.0.113.5 to the SPF record of ourdomain.example",
+        ],
+    );
 
     // Fix 1: the server's address joins the domain's sending servers.
     let fix = &d.fixes[0];
@@ -182,28 +188,34 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
     .await;
     assert!(v.action.is_spam() && v.symbols.iter().any(|s| s.name == "SPOOF_OWN_DOMAIN"), "{}", show(&v));
 
-    // Fix 2, for servers whose address changes: the sender address and the host in the Received chain.
+    // Fix 2: the sender address, only from that server's address: a fact of the connection, never a
+    // Received line (a forger writes those).
     let fix = &d.fixes[1];
     let Change::AddRule { rule } = &fix.change else { panic!("{fix:?}") };
     assert!(fix.command.starts_with("mailsift rules add --at 1 --name "), "{}", fix.command);
-    assert!(fix.command.contains("--if-sender forms@ourdomain.example"), "{}", fix.command);
-    assert!(fix.command.contains("--if-header Received:contains:web01.hosting.example"), "{}", fix.command);
+    assert!(fix.command.contains("--if-from forms@ourdomain.example"), "{}", fix.command);
+    assert!(fix.command.contains("--if client_ip:is:203.0.113.5"), "{}", fix.command);
+    assert!(!fix.command.contains("Received"), "{}", fix.command);
     assert_eq!(rule.conditions.len(), 2);
+    assert!(fix.risk.contains("other users of that host"), "{}", fix.risk);
     let v = with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await;
     assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
     let other_host = raw.replace(
         "web01.hosting.example (web01.hosting.example [203.0.113.5])",
         "mail.elsewhere.example (mail.elsewhere.example [198.51.100.9])",
     );
-    let v = with_fix(
-        &e,
-        &policy,
-        &fix.change,
-        &other_host,
-        &envelope("198.51.100.9", "mail.elsewhere.example", "forms@ourdomain.example"),
-    )
-    .await;
-    assert!(v.action.is_spam(), "{}", show(&v));
+    // Even with the web server's own Received line kept, from elsewhere it is caught.
+    for forged in [&other_host, &raw] {
+        let v = with_fix(
+            &e,
+            &policy,
+            &fix.change,
+            forged,
+            &envelope("198.51.100.9", "web01.hosting.example", "forms@ourdomain.example"),
+        )
+        .await;
+        assert!(v.action.is_spam(), "{}", show(&v));
+    }
     let other_sender = raw.replace("forms@", "ceo@");
     let v = with_fix(
         &e,
@@ -214,6 +226,11 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
     )
     .await;
     assert!(v.action.is_spam(), "another address of ours through the same host: {}", show(&v));
+    // Fix 3, for when its address changes: the verified host name (PTR confirmed), not a header.
+    let fix = &d.fixes[2];
+    assert!(fix.command.contains("--if client_ptr:is:web01.hosting.example"), "{}", fix.command);
+    let v = with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await;
+    assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
 
     // Replayed over past messages: the same form's earlier mail would have been let through, a forgery
     // from elsewhere not.
@@ -225,15 +242,14 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
     let r = diagnose::replay(&e, &d.fixes[0].change, &past);
     assert_eq!((r.examined, r.let_through), (3, 1), "{r:?}");
     assert_eq!(r.were_spam.iter().map(|m| m.reference_id.as_str()).collect::<Vec<_>>(), ["R1"]);
-    // The rule needs the Received chain, which the log does not keep: a row with a quarantined copy is
-    // decided on it, one without is counted apart (it matches on everything the log does keep).
+    // The rule is on the From: address and the client IP, both of which the log keeps: decided on every
+    // row, with or without a quarantined copy.
     let mut past = past;
     past[0].raw = Some(raw.clone().into_bytes());
-    past[1].raw = Some(other_host.clone().into_bytes());
     past.push(past_row("R4", "203.0.113.5", "forms@ourdomain.example", "tag", 8.3, &[("SPOOF_OWN_DOMAIN", 8.0)]));
     let r = diagnose::replay(&e, &d.fixes[1].change, &past);
-    assert_eq!((r.examined, r.let_through, r.undecidable), (4, 1, 1), "{r:?}");
-    assert_eq!(r.were_spam[0].reference_id, "R1");
+    assert_eq!((r.examined, r.let_through, r.undecidable), (4, 2, 0), "{r:?}");
+    assert_eq!(r.were_spam.iter().map(|m| m.reference_id.as_str()).collect::<Vec<_>>(), ["R1", "R4"]);
 }
 
 fn past_row(id: &str, ip: &str, from: &str, action: &str, score: f64, symbols: &[(&str, f64)]) -> PastMessage {
@@ -252,7 +268,7 @@ fn past_row(id: &str, ip: &str, from: &str, action: &str, score: f64, symbols: &
 }
 
 #[tokio::test]
-async fn a_marketing_service_sending_as_us_gets_a_rule_on_its_header_our_domain_and_its_authentication() {
+async fn a_marketing_service_sending_as_us_gets_a_rule_on_the_exact_address_its_authentication_and_its_network() {
     let mut z = our_zone();
     z.txt("mktsvc.example", "v=spf1 ip4:198.51.100.0/24 -all")
         .ptr("198.51.100.77", "mta17.mktsvc.example")
@@ -278,10 +294,13 @@ async fn a_marketing_service_sending_as_us_gets_a_rule_on_its_header_our_domain_
     let fix = &d.fixes[0];
     let Change::AddRule { rule } = &fix.change else { panic!("{fix:?}") };
     let fields: Vec<&str> = rule.conditions.iter().map(|c| c.field.as_str()).collect();
-    assert_eq!(fields, ["from_domain", "header", "auth_domain"], "{rule:?}");
-    assert!(fix.command.contains("--if-from ourdomain.example"), "{}", fix.command);
+    // The exact address seen, what authenticated the service, its network; its header mark only on top.
+    assert_eq!(fields, ["from", "auth_domain", "client_ip", "header"], "{rule:?}");
+    assert!(fix.command.contains("--if-from news@ourdomain.example"), "{}", fix.command);
     assert!(fix.command.contains("--if-header X-Mktsvc-Campaign:exists"), "{}", fix.command);
     assert!(fix.command.contains("--if auth_domain:is:mktsvc.example"), "{}", fix.command);
+    assert!(fix.command.contains("--if client_ip:in_cidr:198.51.100.0/24"), "{}", fix.command);
+    assert!(fix.risk.contains("another customer of mktsvc.example could still send as news@ourdomain.example"));
     let v = with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await;
     assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
 
@@ -307,7 +326,7 @@ async fn a_marketing_service_sending_as_us_gets_a_rule_on_its_header_our_domain_
 }
 
 #[tokio::test]
-async fn our_own_mail_back_through_a_signature_service_gets_a_rule_on_our_domain_and_the_services_marks() {
+async fn our_own_unsigned_mail_back_through_a_signature_service_gets_a_rule_on_the_address_and_the_services_server() {
     let mut z = our_zone();
     z.ptr("203.0.113.20", "relay2.eu.sigstamp.example").a("relay2.eu.sigstamp.example", "203.0.113.20");
     let dns = TestDns::start(z);
@@ -328,11 +347,13 @@ async fn our_own_mail_back_through_a_signature_service_gets_a_rule_on_our_domain
     assert!(c.verdict.action.is_spam(), "{}", show(&c.verdict));
     let d = &c.diagnosis;
     assert_eq!((d.category, d.cause), (Category::Policy, Cause::OwnMailThroughRelay), "{}", text(d));
-    assert_mentions(d, &["sigstamp.example", "mail.ourdomain.example", "203.0.113.20", "X-SigStamp-Processed"]);
+    // Only the Received lines tell it, and a forger writes those: said, and no fix rests on them.
+    assert_mentions(d, &["sigstamp.example", "203.0.113.20", "Only the Received lines say", "Sign your outgoing mail"]);
     let fix = &d.fixes[0];
-    assert!(fix.command.contains("--if-from ourdomain.example"), "{}", fix.command);
-    assert!(fix.command.contains("--if-header X-SigStamp-Processed:exists"), "{}", fix.command);
-    assert!(fix.command.contains("sigstamp"), "{}", fix.command);
+    assert!(fix.command.contains("--if-from dana@ourdomain.example"), "{}", fix.command);
+    assert!(fix.command.contains("--if client_ip:is:203.0.113.20"), "{}", fix.command);
+    assert!(!fix.command.contains("--if-header"), "{}", fix.command);
+    assert!(d.fixes[1].command.contains("--if client_ptr:ends_with:.sigstamp.example"), "{}", d.fixes[1].command);
     let v = with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await;
     assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
 
