@@ -217,6 +217,10 @@ fn print_text(
     for (i, f) in d.fixes.iter().enumerate() {
         println!("\n  {}. {}", i + 1, f.title);
         println!("     {}", f.note);
+        if !f.risk.trim().is_empty() {
+            // What the administrator accepts with this fix, before the command that makes it.
+            println!("     still lets through: {}", f.risk.trim());
+        }
         for line in f.command.lines() {
             println!("     $ {line}");
         }
@@ -423,6 +427,7 @@ fn apply(
             }
             let position = db()?.rule_add(rule.clone(), Some(0))?;
             println!("added rule {:?} at position {}", rule.name, position + 1);
+            crate::policy::warn_if_forgeable(rule, "added");
         }
         Change::ReplaceRule { name, rule } => {
             if engine.config().policy.rules.iter().any(|r| r.name.trim().eq_ignore_ascii_case(name.trim())) {
@@ -430,6 +435,7 @@ fn apply(
             }
             db()?.rule_replace(name, rule.clone())?;
             println!("replaced rule {name:?}");
+            crate::policy::warn_if_forgeable(rule, "stored");
         }
         Change::AddAllow { entry } => {
             let id = db()?.list_add(ListEntry::Allow(entry.clone()))?;
@@ -447,7 +453,7 @@ fn apply(
         Change::Report { spam } => {
             let raw = raw.context("the message log keeps no copy of this message: report the message itself")?;
             let side = if *spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
-            let engine = crate::load_engine(config)?;
+            let engine = crate::report::gateway_engine(config, data_dir)?;
             crate::report::report_message(
                 engine,
                 data_dir,

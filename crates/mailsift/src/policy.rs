@@ -87,8 +87,30 @@ pub struct AddRule {
     /// Condition on a header: NAME:OP:VALUE, e.g. 'Received:contains:web01.hosting.example'.
     #[arg(long = "if-header", value_name = "NAME:OP:VALUE")]
     if_header: Vec<String>,
+    /// Condition on the connecting server, which a forger cannot choose: its IP is in this CIDR range
+    /// (client_ip in_cidr).
+    #[arg(long = "if-client-ip", value_name = "CIDR")]
+    if_client_ip: Vec<String>,
+    /// Condition on the connecting server's forward-confirmed reverse-DNS name: exactly this name, or with
+    /// a leading dot any name in that domain (.hoster.example).
+    #[arg(long = "if-client-ptr", value_name = "NAME|.DOMAIN")]
+    if_client_ptr: Vec<String>,
+    /// Condition: a DKIM signature of this domain (d=) fully verified.
+    #[arg(long = "if-dkim-domain", value_name = "DOMAIN")]
+    if_dkim_domain: Vec<String>,
+    /// Condition: an ARC chain that validated was sealed by this domain.
+    #[arg(long = "if-arc-sealer", value_name = "DOMAIN")]
+    if_arc_sealer: Vec<String>,
+    /// Condition: a Received line written by one of our trusted relays ([organisation]
+    /// trusted_relay_networks) contains this text.
+    #[arg(long = "if-trusted-hop", value_name = "TEXT")]
+    if_trusted_hop: Vec<String>,
     /// Any other condition: FIELD:OP:VALUE, e.g. 'subject:contains:invoice', 'client_ip:in_cidr:198.51.100.0/24',
-    /// 'size:above:10 MB', 'spf:is:pass'; a leading ! negates it. Fields and operators as in the TOML.
+    /// 'client_ptr:ends_with:.hoster.example', 'dkim_domain:is:mcsv.example', 'size:above:10 MB'; a leading !
+    /// negates it. Fields a forger cannot choose: client_ip, client_ptr, trusted_hop, auth_domain,
+    /// dkim_domain, dkim_headers_domain, arc_sealer, spf, dkim, dmarc (and recipient, recipient_domain,
+    /// size, score). Fields the sender writes (forgeable): envelope_from(_domain), from, from_domain, helo,
+    /// header, any_header, subject, body, attachment_name, attachment_type.
     #[arg(long = "if", value_name = "FIELD:OP:VALUE")]
     if_any_field: Vec<String>,
     /// Any one condition suffices (by default all must hold).
@@ -218,7 +240,10 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             };
             if *json {
                 for r in &rules {
-                    println!("{}", serde_json::to_string(r)?);
+                    let mut v = serde_json::to_value(r)?;
+                    v["warnings"] = serde_json::json!(rule_warnings(&r.rule));
+                    v["forgeable_conditions"] = serde_json::json!(forgeable_conditions(&r.rule));
+                    println!("{}", serde_json::to_string(&v)?);
                 }
             } else if rules.is_empty() {
                 println!("no filter rules stored (add one with `mailsift rules add`)");
@@ -230,7 +255,10 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             let r = db.rule_get(name)?.with_context(|| format!("no rule named {name:?}"))?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                let mut v = serde_json::to_value(&r)?;
+                v["warnings"] = serde_json::json!(rule_warnings(&r.rule));
+                v["forgeable_conditions"] = serde_json::json!(forgeable_conditions(&r.rule));
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let count = db.rules()?.len();
                 println!(
@@ -241,6 +269,13 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
                     when(r.updated),
                     r.last_matched.map(when).unwrap_or_else(|| "never".into())
                 );
+                // As TOML comments, so the text still reads back with `rules replace`.
+                if let Some(w) = r.rule.forgery_warning() {
+                    println!("# WARNING: FORGEABLE: {w}");
+                }
+                for line in condition_lines(&r.rule) {
+                    println!("# {line}");
+                }
                 print!("{}", rule_to_toml(&r.rule)?);
             }
         }
@@ -263,6 +298,10 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             let db = create(data_dir)?;
             let position = db.rule_add(rule.clone(), at)?;
             println!("added rule {:?} at position {}", rule.name.trim(), position + 1);
+            for line in condition_lines(&rule) {
+                println!("  {line}");
+            }
+            warn_if_forgeable(&rule, "added");
         }
         RulesCommand::Replace { name, file } => {
             let rule = read_rule(file)?;
@@ -272,6 +311,10 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             db.rule_replace(name, rule.clone())?;
             println!("replaced rule {:?} with {:?}", name.trim(), rule.name.trim());
+            for line in condition_lines(&rule) {
+                println!("  {line}");
+            }
+            warn_if_forgeable(&rule, "stored");
         }
         RulesCommand::Rm { name } => {
             let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
@@ -471,6 +514,30 @@ fn rule_from_options(a: &AddRule) -> Result<FilterRule> {
     for v in &a.if_from {
         conditions.push(address_or_domain(v, Field::From, Field::FromDomain));
     }
+    let fact = |field: Field, op: Operator, v: &str| Condition {
+        field,
+        header: None,
+        op,
+        value: Some(Value::Text(v.trim().to_string())),
+        not: false,
+    };
+    for v in &a.if_client_ip {
+        conditions.push(fact(Field::ClientIp, Operator::InCidr, v));
+    }
+    for v in &a.if_client_ptr {
+        // ".hoster.example": any name in the domain; the dot keeps "evilhoster.example" out.
+        let op = if v.trim().starts_with('.') { Operator::EndsWith } else { Operator::Is };
+        conditions.push(fact(Field::ClientPtr, op, v));
+    }
+    for v in &a.if_dkim_domain {
+        conditions.push(fact(Field::DkimDomain, Operator::Is, v));
+    }
+    for v in &a.if_arc_sealer {
+        conditions.push(fact(Field::ArcSealer, Operator::Is, v));
+    }
+    for v in &a.if_trusted_hop {
+        conditions.push(fact(Field::TrustedHop, Operator::Contains, v));
+    }
     for h in &a.if_header {
         let (not, h) = negated(h);
         let mut parts = h.splitn(3, ':');
@@ -659,10 +726,17 @@ fn test(
     let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
 
     if json {
+        let warnings: Vec<serde_json::Value> = rules
+            .matched
+            .iter()
+            .filter_map(|m| all.rules.get(m.index))
+            .filter_map(|r| r.forgery_warning().map(|w| serde_json::json!({"rule": r.name.trim(), "warning": w})))
+            .collect();
         let out = serde_json::json!({
             "file": file.display().to_string(),
             "score_before_policy": checks.score,
             "rules": rules,
+            "warnings": warnings,
             "lists": lists.iter().map(|(r, o)| serde_json::json!({"recipient": r, "outcome": o})).collect::<Vec<_>>(),
             "verdict": verdict,
         });
@@ -698,6 +772,14 @@ fn test(
             if m.index < configured.rules.len() { m.index + 1 } else { m.index - configured.rules.len() + 1 };
         // The explanation names the rule, the conditions that held and the actions.
         println!("  matched #{position}{} {}", source(m.index), m.explanation);
+        if let Some(rule) = all.rules.get(m.index) {
+            for line in condition_lines(rule).iter().filter(|l| l.ends_with(FORGEABLE)) {
+                println!("           {line}");
+            }
+            if let Some(w) = rule.forgery_warning() {
+                println!("           WARNING: FORGEABLE: {w}");
+            }
+        }
     }
     if let Some(d) = &rules.decision {
         println!("  decided by rule {:?}: {}", d.rule, policy_action(d.action));
@@ -782,12 +864,16 @@ fn print_rules(rules: &[StoredRule]) {
     );
     for r in rules {
         let f = &r.rule;
-        let conditions = match (f.conditions.len(), f.match_mode) {
+        let mut conditions = match (f.conditions.len(), f.match_mode) {
             (0, _) => "(every message)".to_string(),
             (1, _) => "1".to_string(),
             (n, MatchMode::All) => format!("all of {n}"),
             (n, MatchMode::Any) => format!("any of {n}"),
         };
+        let forgeable = forgeable_conditions(f).len();
+        if forgeable > 0 {
+            conditions.push_str(&format!(" ({forgeable}F)"));
+        }
         let actions: Vec<&str> = f.actions.iter().map(|a| a.as_str()).collect();
         println!(
             "{:>4}  {:<32} {:<8} {:<8} {:<14} {:<28} {}",
@@ -803,7 +889,72 @@ fn print_rules(rules: &[StoredRule]) {
             clip(&actions.join(","), 28),
             r.last_matched.map(when).unwrap_or_else(|| "never".into()),
         );
+        if let Some(w) = f.forgery_warning() {
+            println!("{:>4}  !! WARNING: FORGEABLE: {w}", "");
+        }
     }
+    if rules.iter().any(|r| !forgeable_conditions(&r.rule).is_empty()) {
+        println!("(NF: N conditions on what the sender writes, forgeable; `rules show NAME` marks them)");
+    }
+}
+
+/// The marker of a condition on something the sender writes.
+const FORGEABLE: &str = "(forgeable: the sender writes it)";
+
+/// `header Received contains "web01"`: the condition as the rule has it.
+fn describe_condition(c: &Condition) -> String {
+    let field = match (c.field, &c.header) {
+        (Field::Header, Some(h)) => format!("header {}", h.trim()),
+        (f, _) => f.as_str().to_string(),
+    };
+    let not = if c.not { "not " } else { "" };
+    match (&c.value, c.op) {
+        (_, Operator::Exists) | (None, _) => format!("{not}{field} {}", c.op.as_str()),
+        (Some(Value::Text(t)), op) => format!("{not}{field} {} {t:?}", op.as_str()),
+        (Some(v), op) => format!("{not}{field} {} {v}", op.as_str()),
+    }
+}
+
+/// The 1-based numbers of the rule's conditions on fields the sender writes.
+fn forgeable_conditions(rule: &FilterRule) -> Vec<usize> {
+    rule.conditions.iter().enumerate().filter(|(_, c)| c.field.forgeable()).map(|(i, _)| i + 1).collect()
+}
+
+/// One line per condition, those on fields the sender writes marked as forgeable.
+fn condition_lines(rule: &FilterRule) -> Vec<String> {
+    rule.conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mark = if c.field.forgeable() { format!("   {FORGEABLE}") } else { String::new() };
+            format!("condition {}: {}{mark}", i + 1, describe_condition(c))
+        })
+        .collect()
+}
+
+/// The rule's warnings, for JSON output.
+fn rule_warnings(rule: &FilterRule) -> Vec<String> {
+    rule.forgery_warning().into_iter().collect()
+}
+
+/// A rule that lets mail through on conditions a forger can meet is legitimate to store (for a header a
+/// forger would not bother with), but it must not pass unnoticed: the warning goes to standard error, set
+/// apart, with the conditions to replace.
+pub fn warn_if_forgeable(rule: &FilterRule, done: &str) {
+    let Some(w) = rule.forgery_warning() else { return };
+    let bar = "=".repeat(78);
+    eprintln!("{bar}");
+    eprintln!("WARNING: FORGEABLE RULE {:?}", rule.name.trim());
+    eprintln!("{w}");
+    for line in condition_lines(rule).iter().filter(|l| l.ends_with(FORGEABLE)) {
+        eprintln!("  {line}");
+    }
+    eprintln!(
+        "The rule was {done} as written: a forger who writes these values gets mail through it. For one sending \
+         server, add e.g. --if-client-ip 203.0.113.50/32 or --if-client-ptr web01.hoster.example; for a signing \
+         service, --if-dkim-domain."
+    );
+    eprintln!("{bar}");
 }
 
 fn print_entries(entries: &[StoredEntry], now: i64) {

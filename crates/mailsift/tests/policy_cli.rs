@@ -76,7 +76,7 @@ fn rules_are_added_listed_moved_switched_off_shown_and_removed() {
     // From a TOML file, from standard input, from options.
     std::fs::write(dir.join("web-forms.toml"), WEB_FORMS).unwrap();
     let out = ok(&dir, &["rules", "add", dir.join("web-forms.toml").to_str().unwrap()]);
-    assert_eq!(out.trim(), "added rule \"web forms\" at position 1");
+    assert_eq!(out.lines().next().unwrap(), "added rule \"web forms\" at position 1");
     let stdin = "[[rules]]\nname = \"gtube\"\nconditions = [{ field = \"subject\", op = \"is\", value = \"GTUBE\" }]\n\
                  actions = [{ action = \"quarantine\" }]\n";
     let out = run(&dir, &["rules", "add", "-"], Some(stdin));
@@ -397,4 +397,188 @@ fn the_policy_exports_and_imports_exactly_and_a_bad_file_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("rules 1 added, 1 changed, 0 removed; entries 1 added, 0 removed"));
     assert_eq!(listed(&dir), ["web forms", "hosted signature service", "Open Sesame", "last"]);
+}
+
+/// A web form's message as a spoofer would write it: our From address and a Received line naming the web
+/// host, sent from anywhere.
+const WEB_FORM_MESSAGE: &str = "Received: from web01.hoster.test (web01.hoster.test [203.0.113.50])\r\n\
+    \tby mx.acme.test with ESMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+    From: <webform@acme.test>\r\nTo: <sales@acme.test>\r\nSubject: Contact form\r\n\
+    Message-ID: <1@web01.hoster.test>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nA visitor wrote.\r\n";
+
+#[test]
+fn rules_on_what_the_sender_writes_are_marked_forgeable_and_warned_about_everywhere() {
+    let dir = temp_dir("forgeable");
+    // Adding is allowed, and the warning cannot be missed: set apart on standard error, naming each
+    // condition a forger writes.
+    std::fs::write(dir.join("web-forms.toml"), WEB_FORMS).unwrap();
+    let out = run(&dir, &["rules", "add", dir.join("web-forms.toml").to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(0));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains("WARNING: FORGEABLE RULE \"web forms\""), "{stderr}");
+    assert!(
+        stderr.contains("condition 2: header Received contains \"mail.ietf.org\"   (forgeable: the sender writes it)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--if-client-ip"), "the warning says what to add: {stderr}");
+    assert!(
+        stdout.contains("condition 1: envelope_from is \"cfrg-bounces@irtf.org\"   (forgeable: the sender writes it)"),
+        "{stdout}"
+    );
+
+    // The same intent tied to the connecting server: no warning; only the From condition is marked.
+    let out = run(
+        &dir,
+        &[
+            "rules",
+            "add",
+            "--name",
+            "web form",
+            "--if-from",
+            "webform@acme.test",
+            "--if-client-ip",
+            "203.0.113.50/32",
+            "--then",
+            "allow",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert!(
+        stdout.contains("condition 1: from is \"webform@acme.test\"   (forgeable: the sender writes it)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("condition 2: client_ip in_cidr \"203.0.113.50/32\"\n"), "{stdout}");
+
+    // The fields a forger cannot write, from the options and from --if.
+    ok(
+        &dir,
+        &[
+            "rules",
+            "add",
+            "--name",
+            "hoster",
+            "--if-client-ptr",
+            ".hoster.test",
+            "--if-dkim-domain",
+            "mcsv.test",
+            "--then",
+            "add_score:-2",
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "rules",
+            "add",
+            "--name",
+            "sealed",
+            "--if-arc-sealer",
+            "sig.example",
+            "--if-trusted-hop",
+            "relay.acme.test",
+            "--then",
+            "allow",
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "rules",
+            "add",
+            "--name",
+            "ptr",
+            "--if",
+            "client_ptr:is:web01.hoster.test",
+            "--if",
+            "dkim_headers_domain:is:acme.test",
+            "--then",
+            "allow",
+        ],
+    );
+    // A blocking rule on the subject is legitimate and not warned about; its condition is still marked.
+    let out = run(&dir, &["rules", "add", "--name", "gtube", "--if", "subject:is:GTUBE", "--then", "quarantine"], None);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(forgeable: the sender writes it)"));
+
+    let json: Vec<serde_json::Value> =
+        ok(&dir, &["rules", "list", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by_name = |n: &str| json.iter().find(|v| v["rule"]["name"] == n).unwrap().clone();
+    assert_eq!(by_name("web forms")["warnings"].as_array().unwrap().len(), 1);
+    assert_eq!(by_name("web forms")["forgeable_conditions"], serde_json::json!([1, 2]));
+    for quiet in ["web form", "hoster", "sealed", "ptr", "gtube"] {
+        assert_eq!(by_name(quiet)["warnings"], serde_json::json!([]), "{quiet}");
+    }
+    let hoster = by_name("hoster");
+    assert_eq!(
+        hoster["rule"]["conditions"][0],
+        serde_json::json!({"field": "client_ptr", "op": "ends_with", "value": ".hoster.test"})
+    );
+    assert_eq!(hoster["rule"]["conditions"][1]["field"], "dkim_domain");
+    assert_eq!(hoster["forgeable_conditions"], serde_json::json!([]));
+    assert_eq!(by_name("sealed")["rule"]["conditions"][0]["field"], "arc_sealer");
+    assert_eq!(by_name("sealed")["rule"]["conditions"][1]["field"], "trusted_hop");
+
+    let table = ok(&dir, &["rules", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[1].contains("web forms") && lines[1].contains("all of 2 (2F)"), "{table}");
+    assert!(lines[2].contains("!! WARNING: FORGEABLE: rule \"web forms\" lets mail through"), "{table}");
+    assert!(lines[3].contains("web form ") && lines[3].contains("all of 2 (1F)"), "{table}");
+    assert!(table.matches("WARNING").count() == 1, "{table}");
+
+    // `show` says it in TOML comments, and the text still reads back.
+    let shown = ok(&dir, &["rules", "show", "web forms"]);
+    assert!(shown.contains("\n# WARNING: FORGEABLE: rule \"web forms\""), "{shown}");
+    assert!(
+        shown.contains(
+            "\n# condition 2: header Received contains \"mail.ietf.org\"   (forgeable: the sender writes it)"
+        ),
+        "{shown}"
+    );
+    let out = run(&dir, &["rules", "replace", "web forms", "-"], Some(&shown));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING: FORGEABLE RULE"));
+
+    // `rules test` on a spoof: a forgeable rule of the same shape lets it through, and says so.
+    ok(&dir, &["rules", "rm", "web forms"]);
+    ok(
+        &dir,
+        &[
+            "rules",
+            "add",
+            "--name",
+            "spoofable",
+            "--if-from",
+            "webform@acme.test",
+            "--if-header",
+            "Received:contains:web01.hoster.test",
+            "--then",
+            "allow",
+            "--at",
+            "1",
+        ],
+    );
+    std::fs::write(dir.join("form.eml"), WEB_FORM_MESSAGE).unwrap();
+    let msg = dir.join("form.eml");
+    let out = ok(&dir, &["rules", "test", msg.to_str().unwrap(), "--ip", "198.18.0.9", "--rcpt", "sales@acme.test"]);
+    assert!(out.contains("matched #1 \"spoofable\""), "{out}");
+    assert!(out.contains("WARNING: FORGEABLE: rule \"spoofable\""), "{out}");
+    assert!(
+        out.contains("condition 2: header Received contains \"web01.hoster.test\"   (forgeable: the sender writes it)"),
+        "{out}"
+    );
+    assert!(!out.contains("matched #2 \"web form\""), "the client-ip rule does not match the spoof: {out}");
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &dir,
+        &["rules", "test", msg.to_str().unwrap(), "--ip", "198.18.0.9", "--rcpt", "sales@acme.test", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(v["warnings"][0]["rule"], "spoofable");
+    // From the web server itself, the safe rule matches (the forgeable one first, as ordered).
+    ok(&dir, &["rules", "rm", "spoofable"]);
+    let out = ok(&dir, &["rules", "test", msg.to_str().unwrap(), "--ip", "203.0.113.50", "--rcpt", "sales@acme.test"]);
+    assert!(out.contains("\"web form\"") && out.contains("decided by rule \"web form\""), "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
 }
