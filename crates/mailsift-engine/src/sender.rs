@@ -86,6 +86,9 @@ pub enum Outcome {
 pub struct PtrFacts {
     /// Pass: a PTR name resolves back to the IP. Fail: PTR names exist but none confirms. None: no PTR.
     pub result: Outcome,
+    /// With Pass, only the names that resolve back to the IP (forward-confirmed): whoever runs the reverse
+    /// zone of an address can add a PTR record naming anybody's host, so an unconfirmed name is a claim,
+    /// never a fact to match trusted relays or rules against. Otherwise every PTR name found.
     pub names: Vec<String>,
 }
 
@@ -94,7 +97,9 @@ pub struct PtrFacts {
 #[serde(rename_all = "snake_case")]
 pub enum DkimVerdict {
     Pass,
-    /// Headers verify but the body hash does not: the body changed after signing (footer, disclaimer).
+    /// The signed headers verify with the published key but the body hash does not: the body changed after
+    /// signing (footer, disclaimer). A signature whose headers do not verify either is `Fail`, so a
+    /// DKIM-Signature header copied onto another message never earns this.
     BodyModified,
     /// The signature does not verify.
     Fail,
@@ -579,6 +584,12 @@ impl SenderGatherer {
                     IprevResult::PermError(_) => Outcome::PermError,
                     IprevResult::None => Outcome::None,
                 };
+                let names = match (result, ip) {
+                    (Outcome::Pass, Some(ip)) => {
+                        tokio::time::timeout_at(start, self.confirmed_names(ip, names)).await.unwrap_or_default()
+                    }
+                    _ => names,
+                };
                 facts.ptr = Some(PtrFacts { result, names });
             }
             Ok(None) => {}
@@ -598,9 +609,57 @@ impl SenderGatherer {
             Ok(Some(v)) => v,
             _ => &empty_dkim,
         };
-        for d in dkim_out {
+        // mail-auth compares the body hash before it verifies the signature over the headers, so "the body
+        // hash does not match" says nothing about who signed: a DKIM-Signature header copied from any mail
+        // of a domain onto a forged message gets the same answer. Each such signature is verified again on
+        // a copy of the message that holds only that signature and takes the body hash it names as the
+        // body's: Pass then means the signed headers verify with the published key, and only then is the
+        // body "modified after signing" rather than the signature forged.
+        let body_failed: Vec<usize> = dkim_out
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| is_body_hash_failure(d.result()))
+            .map(|(i, _)| i)
+            .take(MAX_BODY_RECHECKS)
+            .collect();
+        let mut rechecked: Vec<Option<DkimResult>> = vec![None; body_failed.len()];
+        let mut recheck_timed_out = false;
+        if let (Some(m), false) = (parsed.as_ref(), body_failed.is_empty()) {
+            let checks = body_failed.iter().map(|&i| self.verify_signed_headers(m, dkim_out[i].signature()));
+            match tokio::time::timeout_at(start, futures_join_all(checks)).await {
+                Ok(results) => rechecked = results,
+                Err(_) => {
+                    recheck_timed_out = true;
+                    facts.timed_out.push("dkim".into());
+                }
+            }
+        }
+        for (i, d) in dkim_out.iter().enumerate() {
             let (domain, selector) = d.signature().map(|s| (s.d.to_lowercase(), s.s.clone())).unwrap_or_default();
-            let (verdict, detail) = dkim_verdict(d.result());
+            let (verdict, detail) = match body_failed.iter().position(|&j| j == i) {
+                Some(k) => match &rechecked[k] {
+                    Some(DkimResult::Pass) => (
+                        DkimVerdict::BodyModified,
+                        "body hash does not match; the signed headers verify with the published key".into(),
+                    ),
+                    Some(r) => match dkim_verdict(r) {
+                        (DkimVerdict::Fail, why) => (
+                            DkimVerdict::Fail,
+                            format!("signature does not verify ({why}) and the body hash does not match"),
+                        ),
+                        other => other,
+                    },
+                    None if recheck_timed_out => (DkimVerdict::TempError, "DNS deadline".into()),
+                    None => (DkimVerdict::Fail, "body hash does not match; signature not found again".into()),
+                },
+                None if is_body_hash_failure(d.result()) => (
+                    DkimVerdict::Fail,
+                    format!(
+                        "body hash does not match; signed headers not checked (more than {MAX_BODY_RECHECKS} such signatures)"
+                    ),
+                ),
+                None => dkim_verdict(d.result()),
+            };
             facts.dkim.push(DkimFacts { domain, selector, verdict, detail });
         }
         if dkim.is_err() {
@@ -703,6 +762,77 @@ impl SenderGatherer {
         facts.spf = spf_out.map(|o| spf_result(o.result()));
         facts
     }
+}
+
+impl SenderGatherer {
+    /// Verifies one DKIM signature's header hash alone: a copy of the message holding only that signature,
+    /// with the body hash the signature names, goes through mail-auth's verification again (its key lookup
+    /// uses the same caches). Pass means the signed headers verify with the published key, whatever the
+    /// body now is. None when the signature is not found in the message (it always is).
+    async fn verify_signed_headers(
+        &self,
+        m: &AuthenticatedMessage<'_>,
+        sig: Option<&mail_auth::dkim::Signature>,
+    ) -> Option<DkimResult> {
+        let sig = sig?;
+        let header = m.dkim_headers.iter().find(|h| &h.header == sig)?;
+        let mut copy = m.clone();
+        copy.dkim_headers = vec![header.clone()];
+        // Malformed signatures are reported from the first pass; here only this one's result is wanted.
+        copy.errors.clear();
+        let mut found = false;
+        for (canon, _, length, hash) in copy.body_hashes.iter_mut() {
+            if *canon == sig.cb && *length == sig.l {
+                *hash = sig.bh.clone();
+                found = true;
+            }
+        }
+        if !found {
+            return None;
+        }
+        let out = self.auth.verify_dkim(params!(self, &copy)).await;
+        let result = out.first().map(|o| o.result().clone());
+        result
+    }
+
+    /// The PTR names that resolve back to `ip`. mail-auth's iprev passes when one of the first two names
+    /// does but reports every name; only these are facts. The lookups were made (and cached) by iprev.
+    async fn confirmed_names(&self, ip: IpAddr, names: Vec<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        // iprev looks at the first two names only; so does this.
+        for name in names.into_iter().take(2) {
+            let confirmed = match ip {
+                IpAddr::V4(v4) => self
+                    .auth
+                    .ipv4_lookup(name.as_str(), Some(&self.caches.ipv4))
+                    .await
+                    .is_ok_and(|r| r.rrset.iter().any(|a| *a == v4)),
+                IpAddr::V6(v6) => self
+                    .auth
+                    .ipv6_lookup(name.as_str(), Some(&self.caches.ipv6))
+                    .await
+                    .is_ok_and(|r| r.rrset.iter().any(|a| *a == v6)),
+            };
+            if confirmed {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
+
+/// At most this many signatures whose body hash differs are verified again per message: each costs a key
+/// lookup and a signature check, and a sender can put any number of DKIM-Signature headers in a message.
+const MAX_BODY_RECHECKS: usize = 8;
+
+/// mail-auth's answer for a signature whose body hash differs (given before the header signature is
+/// checked).
+fn is_body_hash_failure(r: &DkimResult) -> bool {
+    matches!(
+        r,
+        DkimResult::Neutral(AuthError::Dkim(DkimError::FailedBodyHashMatch))
+            | DkimResult::Fail(AuthError::Dkim(DkimError::FailedBodyHashMatch))
+    )
 }
 
 impl crate::spf::SpfDns for SenderGatherer {
@@ -876,9 +1006,11 @@ fn spf_result(r: mail_auth::SpfResult) -> SpfResult {
 fn dkim_verdict(r: &DkimResult) -> (DkimVerdict, String) {
     match r {
         DkimResult::Pass => (DkimVerdict::Pass, String::new()),
+        // Given before the header signature is checked, so never BodyModified by itself: `gather` verifies
+        // the signed headers separately and says BodyModified only when they verify.
         DkimResult::Neutral(AuthError::Dkim(DkimError::FailedBodyHashMatch))
         | DkimResult::Fail(AuthError::Dkim(DkimError::FailedBodyHashMatch)) => {
-            (DkimVerdict::BodyModified, "body hash does not match".into())
+            (DkimVerdict::Fail, "body hash does not match".into())
         }
         DkimResult::Neutral(AuthError::Dkim(DkimError::SignatureExpired))
         | DkimResult::Fail(AuthError::Dkim(DkimError::SignatureExpired)) => {

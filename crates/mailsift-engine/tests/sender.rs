@@ -50,7 +50,7 @@ fn ourcorp(servers: &[&str], relays: &[&str]) -> OrganisationConfig {
             sending_servers: servers.iter().map(|s| s.to_string()).collect(),
             trusted_relays: relays.iter().map(|s| s.to_string()).collect(),
         }],
-        trusted_arc_sealers: vec![],
+        ..OrganisationConfig::default()
     }
 }
 
@@ -206,16 +206,42 @@ async fn web_form_spoofing_our_domain_then_fixed_by_adding_the_server() {
 
 #[tokio::test]
 async fn our_mail_through_a_trusted_relay_is_not_spoofing() {
-    let dns = TestDns::start(Zone::new());
-    let raw = format!(
-        "Received: from out.sigservice.example (out.sigservice.example [203.0.113.50]) by mx.ourcorp.example; Mon, 6 Jan 2025 10:00:00 +0000\r\n{}",
-        message("Boss <boss@ourcorp.example>", "Plan", "Here is the plan.")
-    );
+    // The relay is recognised by the connecting server's forward-confirmed name, a fact of the connection.
+    let mut z = Zone::new();
+    z.ptr("203.0.113.50", "out.sigservice.example")
+        .a("out.sigservice.example", "203.0.113.50")
+        .ptr("198.18.0.9", "host9.spoofer.example")
+        .a("host9.spoofer.example", "198.18.0.9")
+        // A spoofer runs his own reverse zone: a second PTR naming the relay, which does not resolve back.
+        .ptr("198.18.0.10", "host10.spoofer.example")
+        .ptr("198.18.0.10", "out.sigservice.example")
+        .a("host10.spoofer.example", "198.18.0.10");
+    let dns = TestDns::start(z);
+    let received = "Received: from out.sigservice.example (out.sigservice.example [203.0.113.50]) by mx.ourcorp.example; Mon, 6 Jan 2025 10:00:00 +0000\r\n";
+    let raw = format!("{received}{}", message("Boss <boss@ourcorp.example>", "Plan", "Here is the plan."));
     let env = envelope("203.0.113.50", "out.sigservice.example", "boss@ourcorp.example");
     let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[])), &raw, &env).await;
     assert!(has(&v, "SPOOF_OWN_DOMAIN"));
-    let v = judge(config(&dns, ourcorp(&["192.0.2.200"], &[r"\bsigservice\.example\b"])), &raw, &env).await;
+    let relay = || config(&dns, ourcorp(&["192.0.2.200"], &[r"\bsigservice\.example\b"]));
+    let v = judge(relay(), &raw, &env).await;
     assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
+
+    // Forged: the same message, with the same Received line naming the relay, from a spoofer's server.
+    let v = judge(relay(), &raw, &envelope("198.18.0.9", "out.sigservice.example", "boss@ourcorp.example")).await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"), "a Received line is the sender's claim: {:?}", names(&v));
+    // Forged: a PTR record naming the relay that does not resolve back to the spoofer's address.
+    let v = judge(relay(), &raw, &envelope("198.18.0.10", "out.sigservice.example", "boss@ourcorp.example")).await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"), "an unconfirmed PTR name is a claim: {:?}", names(&v));
+
+    // Without DNS evidence (milter mode with the gateway's DNS off), the MTA's verified client name counts,
+    // and a Received line still does not.
+    let engine = Engine::new(relay()).unwrap();
+    let milter = Envelope { client_name: Some("out.sigservice.example".into()), ..env.clone() };
+    let v = engine.scan(raw.as_bytes(), &milter, &Evidence::default());
+    assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
+    let forged = envelope("198.18.0.9", "out.sigservice.example", "boss@ourcorp.example");
+    let v = engine.scan(raw.as_bytes(), &forged, &Evidence::default());
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"), "{:?}", names(&v));
 }
 
 #[tokio::test]
@@ -277,6 +303,17 @@ async fn dkim_signed_message_with_a_footer_added_after_signing() {
     let explained = mailsift_engine::explain::render(&v, Engine::new(EngineConfig::default()).unwrap().registry());
     assert!(explained.contains("Sign after the footer"), "{explained}");
 
+    // The same DKIM-Signature header pasted onto another message: its headers do not verify, so it is not
+    // "body modified" (which would say partner.example signed it) but invalid.
+    let header_end = signed.find("\r\nFrom:").expect("signature first") + 2;
+    let pasted = format!(
+        "{}{}",
+        &signed[..header_end],
+        message("Pat <pat@partner.example>", "Updated bank details", "Please pay to the new account below.")
+    );
+    let v = judge(config(&dns, ourcorp(&[], &[])), &pasted, &env).await;
+    assert!(has(&v, "DKIM_INVALID") && !has(&v, "DKIM_BODY_MODIFIED"), "{:?}", names(&v));
+
     // A signature with no published key.
     let orphan = TestKey::new("partner.example", "gone").sign(&message("Pat <pat@partner.example>", "X", "Y z."));
     let v = judge(config(&dns, ourcorp(&[], &[])), &orphan, &env).await;
@@ -304,10 +341,22 @@ async fn forwarded_message_breaks_spf_but_carries_a_valid_arc_chain() {
     let sealed = list.arc_seal(&forwarded_body, &auth, ip, "mail.author.example", "alex@author.example").await;
     let env = envelope("198.51.100.60", "mx.lists.example", "alex@author.example");
 
-    let v = judge(config(&dns, ourcorp(&[], &[])), &sealed, &env).await;
+    // The list is a sealer we trust.
+    let trusting = || {
+        let mut c = config(&dns, ourcorp(&[], &[]));
+        c.organisation.trusted_arc_sealers = vec!["lists.example".into()];
+        c
+    };
+    let v = judge(trusting(), &sealed, &env).await;
     assert!(has(&v, "ARC_VALID") && has(&v, "ARC_FORWARDED"), "{:?}", names(&v));
     assert!(!has(&v, "SPF_FAIL") && !has(&v, "DMARC_POLICY_REJECT"), "{:?}", names(&v));
     assert!(!v.action.is_spam(), "{} {:?}", v.score, names(&v));
+    assert!(v.symbols.iter().find(|s| s.name == "ARC_VALID").unwrap().detail.contains("lists.example"));
+
+    // With no trusted sealers configured, no chain vouches: anyone can seal his own forgery.
+    let v = judge(config(&dns, ourcorp(&[], &[])), &sealed, &env).await;
+    assert!(has(&v, "ARC_VALID") && !has(&v, "ARC_FORWARDED"), "{:?}", names(&v));
+    assert!(has(&v, "SPF_FAIL") && has(&v, "DMARC_POLICY_REJECT"), "{:?}", names(&v));
 
     // Without the ARC seal the same forwarded message fails SPF and DMARC.
     let v = judge(config(&dns, ourcorp(&[], &[])), &forwarded_body, &env).await;
