@@ -459,3 +459,39 @@ async fn an_untrusted_hop_inside_a_chain_of_trusted_sealers_does_not_vouch_for_o
     let v = judge(&trusted, &p.returned, &p.env).await;
     assert!(has(&v, "ARC_OWN_DOMAIN"), "{}", show(&v));
 }
+
+#[tokio::test]
+async fn behind_our_trusted_relay_the_origin_it_recorded_is_the_sending_server() {
+    // Our own MTA (10.1.0.5, in trusted_relay_networks) receives mail and hands it to the gateway; the
+    // server that connected to it is what its Received line records.
+    let dns = TestDns::start(zone());
+    let c = config(
+        &dns,
+        r#"trusted_relay_networks = ["10.1.0.0/16"]"#,
+        r#", "203.0.113.50"]
+trusted_relays = ['\.sigservice\.test$'"#,
+    );
+    let raw = message("Boss <boss@acme.test>", "Plan", "Here is the plan for next week.");
+    let line = |helo: &str, name: &str, ip: &str| {
+        format!("Received: from {helo} ({name} [{ip}]) by mx1.acme.test with ESMTP id 4711; Mon, 6 Jan 2025 10:00:00 +0000\r\n{raw}")
+    };
+    let relay = envelope("10.1.0.5", "mx1.acme.test", "boss@acme.test");
+    // The relay recorded the signature service's verified name: a trusted relay of acme.test.
+    let v = judge(&c, &line("out.sigservice.test", "out.sigservice.test", "198.51.100.7"), &relay).await;
+    assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{}", show(&v));
+    // The relay recorded one of acme.test's sending servers.
+    let v = judge(&c, &line("web01.hoster.test", "web01.hoster.test", "203.0.113.50"), &relay).await;
+    assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "{}", show(&v));
+    // Forged: the relay recorded a spoofer who said HELO out.sigservice.test: the HELO is his claim.
+    let v = judge(&c, &line("out.sigservice.test", "host9.spoofer.test", "198.18.0.9"), &relay).await;
+    assert!(has(&v, "SPOOF_OWN_DOMAIN"), "{}", show(&v));
+    // Forged: the same lines, written by the spoofer himself and sent to us directly.
+    let spoof = envelope("198.18.0.9", "host9.spoofer.test", "boss@acme.test");
+    for forged in [
+        line("out.sigservice.test", "out.sigservice.test", "198.51.100.7"),
+        line("web01.hoster.test", "web01.hoster.test", "203.0.113.50"),
+    ] {
+        let v = judge(&c, &forged, &spoof).await;
+        assert!(has(&v, "SPOOF_OWN_DOMAIN") && v.action.is_spam(), "{}", show(&v));
+    }
+}

@@ -28,6 +28,7 @@ use crate::evidence::SpfResult;
 use crate::message::urls::registrable_domain;
 use crate::sender::{DkimVerdict, DmarcPolicy, Outcome};
 use crate::symbols::{Group::Auth, Hits, SymbolSpec};
+use crate::trust::ConnectionFacts;
 
 pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::new("SPF_PASS", Auth, -0.2, "The sending server is authorised by the sender domain's SPF record.",
@@ -100,6 +101,8 @@ pub fn is_outbound(envelope: &crate::Envelope) -> bool {
 pub struct SpoofGuard {
     domains: Vec<Protected>,
     arc_sealers: Vec<String>,
+    /// `[organisation] trusted_relay_networks`: whose Received lines are facts.
+    boundary: crate::trust::TrustBoundary,
 }
 
 struct Protected {
@@ -135,7 +138,8 @@ impl SpoofGuard {
             domains.push(Protected { domain, servers, relays });
         }
         let arc_sealers = org.trusted_arc_sealers.iter().map(|s| s.trim().to_ascii_lowercase()).collect();
-        Ok(SpoofGuard { domains, arc_sealers })
+        let boundary = crate::trust::TrustBoundary::new(org)?;
+        Ok(SpoofGuard { domains, arc_sealers, boundary })
     }
 
     /// Whether the IP is one of our sending servers for any protected domain.
@@ -403,21 +407,28 @@ fn first_hop_passes(results: &str, domain: &str) -> Option<String> {
     None
 }
 
-/// The names of the connecting server that a forger cannot write: its forward-confirmed reverse-DNS names
-/// from our own DNS evidence; without DNS evidence, the name the MTA verified (milter mode). Never a
-/// Received line of the message: the sender writes those himself, below the trust boundary.
-fn verified_client_names(ctx: &Ctx<'_, '_>) -> Vec<String> {
-    match ctx.evidence.sender.as_ref().and_then(|s| s.ptr.as_ref()) {
-        Some(ptr) if ptr.result == Outcome::Pass => ptr.names.clone(),
-        Some(_) => Vec::new(),
-        None => ctx
-            .envelope
-            .client_name
-            .iter()
-            .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
-            .filter(|n| n.contains('.') && !n.starts_with('['))
-            .collect(),
+/// The names of the servers that handed us the message that a forger cannot write: the connecting
+/// server's forward-confirmed reverse-DNS names from our own DNS evidence (without DNS evidence, the name
+/// the MTA verified, in milter mode), and, when that server is one of `[organisation]
+/// trusted_relay_networks`, the verified client names its (and its trusted peers') Received lines record.
+/// Never an arbitrary Received line, whose text the sender writes; not even the whole text of a trusted
+/// relay's line, whose HELO part ("from NAME (...)") the client chose.
+fn verified_names(facts: &ConnectionFacts) -> Vec<String> {
+    let mut names = facts.client_names.clone();
+    names.extend(facts.trusted_hops.iter().filter_map(|h| h.from_name.clone()));
+    if let Some(origin) = &facts.origin {
+        names.extend(origin.names.iter().cloned());
     }
+    names.iter_mut().for_each(|n| *n = n.trim().trim_end_matches('.').to_ascii_lowercase());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The connecting client, and the origin of the message when our trusted relays recorded one (the first
+/// server outside them): the addresses a sending server is recognised by.
+fn sender_ips(facts: &ConnectionFacts) -> Vec<std::net::IpAddr> {
+    facts.client_ip.into_iter().chain(facts.sender_ip()).collect()
 }
 
 fn check_spoofing(ctx: &Ctx<'_, '_>, spf: Option<SpfResult>, hits: &mut Hits<'_>) {
@@ -430,15 +441,15 @@ fn check_spoofing(ctx: &Ctx<'_, '_>, spf: Option<SpfResult>, hits: &mut Hits<'_>
     let Some(from) = ctx.message.from.as_ref() else { return };
     let from_dom = registrable_domain(&from.domain);
     let Some(p) = ctx.spoof.domains.iter().find(|p| registrable_domain(&p.domain) == from_dom) else { return };
-    if let Some(ip) = ctx.envelope.client_ip {
-        if p.servers.iter().any(|r| r.contains(ip)) {
-            return;
-        }
+    let connection = ctx.spoof.boundary.facts(ctx.envelope, ctx.evidence, ctx.message);
+    if sender_ips(&connection).into_iter().any(|ip| p.servers.iter().any(|r| r.contains(ip))) {
+        return;
     }
     // Trusted relays are recognised by what the sender cannot write: the connecting server's verified
-    // name. A Received line naming the relay proves nothing; a spoofer writes it himself.
+    // name (or one our trusted relays recorded). A Received line naming the relay proves nothing; a
+    // spoofer writes it himself.
     if let Some(relays) = &p.relays {
-        if verified_client_names(ctx).iter().any(|n| relays.is_match(n)) {
+        if verified_names(&connection).iter().any(|n| relays.is_match(n)) {
             return;
         }
     }
