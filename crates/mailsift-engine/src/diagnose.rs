@@ -665,12 +665,8 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
         mail_from.as_deref().map(domain_of).filter(|m| !is_ours(engine, m)).map(|m| registrable_domain(&m));
     let foreign_signer = pf.dkim.iter().find(|x| !is_ours(engine, x)).cloned();
     let our_headers_signature = pf.dkim_headers.iter().any(|x| same_domain(x, &ours));
-    let arc_saw_ours = !pf.arc_sealers.is_empty()
-        && pf.arc_first_hop.as_deref().is_some_and(|r| {
-            let r = r.to_ascii_lowercase();
-            let reg = registrable_domain(&ours);
-            (r.contains("dkim=pass") || r.contains("dmarc=pass") || r.contains("spf=pass")) && r.contains(&reg)
-        });
+    let arc_saw_ours =
+        !pf.arc_sealers.is_empty() && pf.arc_first_hop.as_deref().is_some_and(|r| saw_pass_for(r, &ours));
     let service_domain = pf
         .ptr
         .as_deref()
@@ -693,7 +689,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
 
     if our_headers_signature || arc_saw_ours {
         d.cause = Cause::OwnMailThroughRelay;
-        own_mail_back(engine, s, d, &pf, &from, &ours, service_domain.as_deref(), our_headers_signature, arc_saw_ours);
+        own_mail_back(d, &pf, &from, &ours, service_domain.as_deref(), our_headers_signature, arc_saw_ours);
     } else if claims_our_hop && service_domain.is_some() && foreign_bounce.is_none() && foreign_signer.is_none() {
         d.cause = Cause::OwnMailThroughRelay;
         let service = service_domain.clone().unwrap_or_default();
@@ -771,13 +767,25 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
     }
 }
 
+/// Whether authentication results (what the first ARC sealer saw) record our domain passing: a DKIM pass
+/// whose `header.d` is ours, or a DMARC pass whose `header.from` is ours, in the same result.
+fn saw_pass_for(results: &str, ours: &str) -> bool {
+    let value = |clause: &str, key: &str| {
+        clause.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|v| v.trim_matches(['"', ')', '(']).to_string())
+    };
+    results.to_ascii_lowercase().split(';').map(str::trim).any(|clause| {
+        let ok = |method: &str, key: &str| {
+            clause.starts_with(&format!("{method}=pass")) && value(clause, key).is_some_and(|d| same_domain(&d, ours))
+        };
+        ok("dkim", "header.d=") || ok("dmarc", "header.from=")
+    })
+}
+
 /// Our own mail back through a hosted service, recognised from what a forger cannot produce: our DKIM
 /// signature whose signed headers still verify (the service's footer broke the body hash), or a valid ARC
 /// chain whose first hop saw our domain pass; the fix adds the platform's connecting network.
 #[allow(clippy::too_many_arguments)]
 fn own_mail_back(
-    engine: &Engine,
-    s: &Subject<'_, '_>,
     d: &mut Diagnosis,
     pf: &Proof,
     from: &str,
@@ -786,7 +794,6 @@ fn own_mail_back(
     our_signature: bool,
     arc: bool,
 ) {
-    let _ = engine;
     let ip_text = pf.ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
     let service = service.map(str::to_string).unwrap_or_else(|| ip_text.clone());
     d.summary = format!(
@@ -824,21 +831,14 @@ fn own_mail_back(
             )),
         );
     } else if arc {
-        let sealer = sealer.unwrap_or_default();
-        network_fixes(
-            d,
-            pf,
-            from,
-            &service,
-            ours,
-            "our mail back through",
-            Some((
-                cond(Field::ArcSealer, None, Operator::Is, &sealer),
-                format!("another customer of {sealer} whose mail it seals could still send as {from}"),
-            )),
-        );
+        // A rule can say which service sealed the chain, not what its first hop saw: another customer of
+        // the same service, in our name, is sealed by it too. Trusting the sealer (advice above) is the fix:
+        // the anti-spoofing check then reads what the first hop saw, and it saw our domain pass.
+        d.findings.push(format!(
+            "No rule is proposed: a rule can name the sealer ({}) but not what its first hop saw, so another customer of the service sending in your name would pass it too.",
+            sealer.unwrap_or_default()
+        ));
     }
-    let _ = s;
 }
 
 /// A sending service (a newsletter platform) sends as our domain.

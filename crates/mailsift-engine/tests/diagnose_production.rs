@@ -688,3 +688,117 @@ async fn an_asf_option_goes_to_test_mode_with_its_risk_said() {
     ];
     hold_every_fix(&e, &policy, &c, &forgeries).await;
 }
+
+// ----- 3b. the same, sealed with ARC by the signature service -----
+
+#[tokio::test]
+async fn our_own_mail_sealed_by_a_signature_service_names_the_sealer_to_trust() {
+    let ours = TestKey::new("acme.test", "sel1");
+    let sealer = TestKey::new("sigsvc.test", "arc");
+    let other = TestKey::new("customer2.test", "k");
+    let mut z = zone();
+    ours.publish(&mut z);
+    sealer.publish(&mut z);
+    other.publish(&mut z);
+    z.ptr("203.0.113.20", "relay2.sigsvc.test")
+        .a("relay2.sigsvc.test", "203.0.113.20")
+        .txt("customer2.test", "v=spf1 ip4:198.51.100.99 -all");
+    let dns = TestDns::start(z);
+    let auth = mailsift_testkit::auth::authenticator(dns.addr());
+    let e = engine(&dns, "");
+    let policy = PolicyConfig::default();
+    // Our server signs; the service receives it from our server, adds its footer, then seals what it saw.
+    let signed = ours.sign(&message(
+        "Dana <dana@acme.test>",
+        "partner@customer.test",
+        "Re: contract",
+        &[],
+        "Please find the signed contract attached.\r\n\r\nDana",
+    ));
+    let footed = format!("{signed}--\r\nDana Smith | Acme Ltd\r\n");
+    let from_us: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let raw = sealer.arc_seal(&footed, &auth, from_us, "mail.acme.test", "dana@acme.test").await;
+    let env = envelope("203.0.113.20", "relay2.sigsvc.test", "dana@acme.test", "partner@customer.test");
+    let c = run(&e, &policy, &raw, env.clone()).await;
+    assert!(c.verdict.action.is_spam(), "{}", show(&c.verdict));
+    let d = &c.diagnosis;
+    assert_eq!(d.cause, Cause::OwnMailThroughRelay, "{}", text(d));
+    assert_mentions(d, &["valid ARC chain sealed by sigsvc.test", "trusted_arc_sealers = [\"sigsvc.test\"]"]);
+
+    // Another customer of the service, signing with its own domain, From: ours, sealed by the same service.
+    let theirs =
+        other.sign(&message("Dana <dana@acme.test>", "partner@customer.test", "Re: contract", &[], "Pay today."));
+    let theirs = sealer
+        .arc_seal(&theirs, &auth, "198.51.100.99".parse().unwrap(), "mail.customer2.test", "x@customer2.test")
+        .await;
+    let spoofer = envelope("198.18.0.9", "relay2.sigsvc.test", "dana@acme.test", "partner@customer.test");
+    let forgeries = [
+        forgery("the sealed message from another IP", raw.clone(), spoofer.clone()),
+        forgery("another customer of the service, sealed by it", theirs.clone(), env.clone()),
+    ];
+    hold_every_fix(&e, &policy, &c, &forgeries).await;
+
+    // The advice holds: with the sealer trusted, our mail passes and the other customer's is still caught.
+    let mut config = e.config().clone();
+    config.organisation.trusted_arc_sealers = vec!["sigsvc.test".into()];
+    let trusting = Engine::new(config).unwrap();
+    let v = run(&trusting, &policy, &raw, env.clone()).await.verdict;
+    assert!(!v.action.is_spam(), "{}", show(&v));
+    let v = run(&trusting, &policy, &theirs, env.clone()).await.verdict;
+    assert!(v.action.is_spam(), "{}", show(&v));
+}
+
+// ----- the cause from the message log, with DNS on when the message was judged -----
+
+#[test]
+fn a_log_row_of_our_web_form_names_our_configuration_not_the_senders() {
+    let config = EngineConfig::from_toml(ORG).unwrap();
+    let e = Engine::new(config).unwrap();
+    let rebuilt = "From: webform@acme.test\r\nSubject: New enquiry\r\n\r\n";
+    let msg = e.parse(rebuilt.as_bytes());
+    let env = envelope("203.0.113.50", "web01.hoster.test", "webform@acme.test", "sales@acme.test");
+    let symbols: Vec<(String, f64)> =
+        [("SPOOF_OWN_DOMAIN", 8.0), ("DMARC_POLICY_REJECT", 5.0), ("SPF_FAIL", 2.0), ("HELO_NOT_PTR_DOMAIN", 0.5)]
+            .iter()
+            .map(|(n, s)| (n.to_string(), *s))
+            .collect();
+    let observed = Observed::from_log("R-WEB", 15.5, "reject", &symbols, None);
+    let subject = Subject {
+        message: &msg,
+        envelope: &env,
+        evidence: &Evidence::default(),
+        observed: &observed,
+        source: Source::Log("R-WEB".into()),
+    };
+    // SPOOF_OWN_DOMAIN alone (8 of 15.5) is not decisive: only summed with our own SPF and DMARC failures
+    // is the cause ours, and not "the sender's practices".
+    let d = diagnose::diagnose(&e, &PolicyConfig::default(), &subject);
+    assert_eq!((d.category, d.cause), (Category::Policy, Cause::WebApplication), "{}", text(&d));
+    assert_mentions(&d, &["acme.test is your own domain", "add ip4:203.0.113.50 to the SPF record of acme.test"]);
+    // Without a verified host name in the log, no name-based rule: only the address and the IP.
+    assert_eq!(d.fixes.len(), 2, "{}", text(&d));
+    for f in &d.fixes {
+        check_fix_text(f);
+    }
+}
+
+#[test]
+fn a_rule_resting_on_a_received_header_is_never_proposed() {
+    // The old proposal: the sender address and a Received line naming the web server. A forger writes both.
+    let rule: mailsift_engine::policy::FilterRule = toml::from_str(
+        r#"
+name = "webform from web01"
+conditions = [
+  { field = "from", op = "is", value = "webform@acme.test" },
+  { field = "header", header = "Received", op = "contains", value = "web01.hoster.test" },
+]
+actions = [{ action = "allow" }]
+"#,
+    )
+    .unwrap();
+    assert!(diagnose::forgery_warning_of(&Change::AddRule { rule: rule.clone() }).is_some());
+    // The same with the connecting server is not forgeable.
+    let mut fixed = rule;
+    fixed.conditions[1] = toml::from_str("field = \"client_ip\"\nop = \"is\"\nvalue = \"203.0.113.50\"").unwrap();
+    assert!(diagnose::forgery_warning_of(&Change::AddRule { rule: fixed }).is_none());
+}
