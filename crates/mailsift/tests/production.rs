@@ -197,6 +197,8 @@ struct Scenario {
     /// Whether "the legitimate message with another From" is a forgery here (not for outbound mail: our
     /// own trusted network may send as any of our addresses).
     other_from: Option<String>,
+    /// Forgeries particular to the scenario (e.g. another poster through the same mailing list).
+    extra_forgeries: Vec<Mail>,
     /// Configuration appended to the base configuration (e.g. an ASF option).
     config: String,
     /// Policy TOML stored before the legitimate message is sent (e.g. an outbound rule).
@@ -251,6 +253,7 @@ fn webform(_: &Keys) -> Scenario {
         ],
         false_positive: true,
         other_from: Some("ceo@acme.test".into()),
+        extra_forgeries: Vec::new(),
         config: String::new(),
         policy: None,
     }
@@ -290,6 +293,7 @@ fn newsletter(keys: &Keys) -> Scenario {
         })],
         false_positive: true,
         other_from: Some("ceo@acme.test".into()),
+        extra_forgeries: Vec::new(),
         config: String::new(),
         policy: None,
     }
@@ -350,6 +354,7 @@ async fn signature_service(keys: &Keys, arc: bool, dns: SocketAddr) -> Scenario 
         )],
         false_positive: true,
         other_from: Some("ceo@acme.test".into()),
+        extra_forgeries: Vec::new(),
         config: if arc {
             "[organisation]\ntrusted_arc_sealers = [\"o365.test\", \"sigsvc.test\"]\n".into()
         } else {
@@ -389,6 +394,28 @@ fn body_modified(keys: &Keys) -> Scenario {
         must_propose: vec![("any", "a fix", any_fix)],
         false_positive: true,
         other_from: Some("ceo@supplier.test".into()),
+        // Anyone can post to the list: a post "from" billing@supplier.test that supplier.test never signed
+        // arrives from the same list server, with the same footer.
+        extra_forgeries: vec![Mail {
+            label:
+                "another poster through lists.partnerlist.test as billing@supplier.test (not signed by supplier.test)"
+                    .into(),
+            client: LIST,
+            helo: "lists.partnerlist.test".into(),
+            mail_from: "partners-bounces@partnerlist.test".into(),
+            rcpt: "dana@acme.test".into(),
+            raw: with_footer(
+                &message(
+                    "Supplier Billing <billing@supplier.test>",
+                    "Partners <partners@partnerlist.test>",
+                    "New bank details for February",
+                    "bank-feb@list-poster.test",
+                    "",
+                    "Hello partners,\r\n\r\nfrom February please pay our invoices to IBAN GB00 0000 3333 4444.\r\n",
+                ),
+                "\r\n_______________\r\npartners mailing list - unsubscribe at lists.partnerlist.test\r\n",
+            ),
+        }],
         config: String::new(),
         policy: None,
     }
@@ -420,6 +447,7 @@ fn no_ptr_bad_helo(_: &Keys) -> Scenario {
         must_propose: vec![("any", "a fix", any_fix)],
         false_positive: true,
         other_from: Some("ceo@smallco.test".into()),
+        extra_forgeries: Vec::new(),
         config: String::new(),
         policy: None,
     }
@@ -451,6 +479,7 @@ fn asf_option(keys: &Keys) -> Scenario {
         must_propose: vec![("any", "a fix", any_fix)],
         false_positive: true,
         other_from: Some("ceo@partner.test".into()),
+        extra_forgeries: Vec::new(),
         config: "[asf]\nform_tags = \"on\"\n".into(),
         policy: None,
     }
@@ -484,6 +513,7 @@ fn content_false_positive(keys: &Keys) -> Scenario {
         must_propose: vec![("any", "a fix", any_fix)],
         false_positive: true,
         other_from: Some("ceo@partner.test".into()),
+        extra_forgeries: Vec::new(),
         config: String::new(),
         policy: None,
     }
@@ -516,6 +546,7 @@ fn open_sesame(_: &Keys) -> Scenario {
         must_propose: vec![("any", "a fix", any_fix)],
         false_positive: true,
         other_from: None,
+        extra_forgeries: Vec::new(),
         config: String::new(),
         policy: Some(
             "[[rules]]\nname = \"no passwords out\"\ndirection = \"outbound\"\n\
@@ -552,6 +583,7 @@ fn plain_outbound(_: &Keys) -> Scenario {
         must_propose: vec![],
         false_positive: false,
         other_from: None,
+        extra_forgeries: Vec::new(),
         config: String::new(),
         policy: None,
     }
@@ -599,6 +631,7 @@ fn forgeries(sc: &Scenario, keys: &Keys) -> Vec<Mail> {
             )),
         },
     ];
+    out.extend(sc.extra_forgeries.iter().cloned());
     if let Some(other) = &sc.other_from {
         let old = l.raw.split("\r\n").find(|h| h.to_ascii_lowercase().starts_with("from:")).unwrap_or("");
         let old_addr = old.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or("").to_string();
