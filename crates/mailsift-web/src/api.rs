@@ -55,6 +55,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rule_get, rule_replace, rule_remove))
         .routes(routes!(rule_move))
         .routes(routes!(rules_test))
+        .routes(routes!(rule_fields))
         .routes(routes!(lists_list, list_add))
         .routes(routes!(list_remove))
         .routes(routes!(domains_list))
@@ -787,11 +788,96 @@ pub fn policy_error(e: mailsift_store::PolicyStoreError) -> ApiError {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/rules", responses((status = 200, body = Vec<Object>), (status = 403)))]
-async fn rules_list(State(web): State<AppState>, caller: Caller) -> ApiResult<Vec<mailsift_store::StoredRule>> {
+/// A stored rule as the API shows it: with what a forger could do with it.
+#[derive(Serialize)]
+pub struct RuleView {
+    #[serde(flatten)]
+    pub stored: mailsift_store::StoredRule,
+    /// Why a forger can get mail through this rule, in plain words (empty when it cannot).
+    pub warnings: Vec<String>,
+    /// The numbers (from 1) of its conditions on what the sender writes (headers, From, MAIL FROM, HELO,
+    /// subject, body, attachments): a forger can make those hold.
+    pub forgeable_conditions: Vec<usize>,
+}
+
+impl RuleView {
+    pub fn of(stored: mailsift_store::StoredRule) -> RuleView {
+        let warnings = rule_warnings(&stored.rule);
+        let forgeable_conditions = forgeable_conditions(&stored.rule);
+        RuleView { stored, warnings, forgeable_conditions }
+    }
+}
+
+/// The rule's forgery warning, as a list (empty, or one text) for JSON answers.
+pub fn rule_warnings(rule: &FilterRule) -> Vec<String> {
+    rule.forgery_warning().into_iter().collect()
+}
+
+/// The numbers (from 1) of the rule's conditions on fields the sender writes.
+pub fn forgeable_conditions(rule: &FilterRule) -> Vec<usize> {
+    rule.conditions.iter().enumerate().filter(|(_, c)| c.field.forgeable()).map(|(i, _)| i + 1).collect()
+}
+
+/// What a rule field looks at, in a few words, for the field list and the console's rule form.
+pub fn field_label(f: mailsift_engine::policy::Field) -> &'static str {
+    use mailsift_engine::policy::Field as F;
+    match f {
+        F::EnvelopeFrom => "envelope sender (MAIL FROM) address",
+        F::EnvelopeFromDomain => "envelope sender (MAIL FROM) domain",
+        F::From => "From: address",
+        F::FromDomain => "From: domain",
+        F::Recipient => "recipient address (RCPT TO)",
+        F::RecipientDomain => "recipient domain",
+        F::Header => "a header, by name",
+        F::AnyHeader => "any header (\"Name: value\")",
+        F::Subject => "subject",
+        F::Body => "body text",
+        F::ClientIp => "connecting server's IP address",
+        F::ClientPtr => "connecting server's verified name (forward-confirmed reverse DNS)",
+        F::Helo => "HELO/EHLO name",
+        F::TrustedHop => "a Received line written by one of our trusted relays",
+        F::Spf => "SPF result",
+        F::Dkim => "DKIM result",
+        F::Dmarc => "DMARC result",
+        F::AuthDomain => "an authenticated domain (DKIM d= that verified, or MAIL FROM domain with SPF pass)",
+        F::DkimDomain => "DKIM signing domain (d=) of a signature that verified",
+        F::DkimHeadersDomain => "DKIM signing domain whose signed headers verify (body changed after signing allowed)",
+        F::ArcSealer => "ARC sealer of a chain that validated",
+        F::Size => "message size",
+        F::AttachmentName => "attachment file name",
+        F::AttachmentType => "attachment real type",
+        F::Score => "spam score so far",
+    }
+}
+
+/// One field a rule condition can look at.
+#[derive(Serialize, ToSchema)]
+pub struct RuleField {
+    /// The name to use in a condition's `field`.
+    pub name: &'static str,
+    /// What it looks at.
+    pub description: &'static str,
+    /// True when the sender writes the value: a condition on it alone can be satisfied by a forger.
+    pub forgeable: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/rule-fields", responses((status = 200, body = Vec<RuleField>)))]
+async fn rule_fields(caller: Caller) -> ApiResult<Vec<RuleField>> {
+    caller.require_manager()?;
+    Ok(Json(
+        mailsift_engine::policy::Field::ALL
+            .iter()
+            .map(|f| RuleField { name: f.as_str(), description: field_label(*f), forgeable: f.forgeable() })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/rules", responses((status = 200, body = Vec<Object>, description = "The stored rules in order, each with `warnings` (how a forger gets mail through it) and `forgeable_conditions`"), (status = 403)))]
+async fn rules_list(State(web): State<AppState>, caller: Caller) -> ApiResult<Vec<RuleView>> {
     caller.require_admin()?;
     let db = web.db.clone();
-    Ok(Json(blocking(move || db.rules().map_err(policy_error)).await?))
+    let rules = blocking(move || db.rules().map_err(policy_error)).await?;
+    Ok(Json(rules.into_iter().map(RuleView::of).collect()))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -802,7 +888,7 @@ pub struct RuleAddParams {
 }
 
 #[utoipa::path(post, path = "/api/v1/rules", params(RuleAddParams), request_body = Object,
-    responses((status = 201, body = Object, description = "Added; its position"), (status = 400, description = "The rule is invalid: the field and reason")))]
+    responses((status = 201, body = Object, description = "Added: its `position`, and `warnings` when a forger can get mail through it (it is stored all the same)"), (status = 400, description = "The rule is invalid: the field and reason")))]
 async fn rule_add(
     State(web): State<AppState>,
     caller: Caller,
@@ -812,22 +898,23 @@ async fn rule_add(
     caller.require_admin()?;
     let rule: FilterRule = serde_json::from_value(rule).map_err(|e| ApiError::bad_request(format!("rule: {e}")))?;
     let db = web.db.clone();
+    let warnings = rule_warnings(&rule);
+    let forgeable = forgeable_conditions(&rule);
     let pos = blocking(move || db.rule_add(rule, p.at).map_err(policy_error)).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "position": pos }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "position": pos, "warnings": warnings, "forgeable_conditions": forgeable })),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/rules/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404)))]
-async fn rule_get(
-    State(web): State<AppState>,
-    caller: Caller,
-    Path(name): Path<String>,
-) -> ApiResult<mailsift_store::StoredRule> {
+async fn rule_get(State(web): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<RuleView> {
     caller.require_admin()?;
     let db = web.db.clone();
     let n = name.clone();
     blocking(move || db.rule_get(&n).map_err(policy_error))
         .await?
-        .map(Json)
+        .map(|r| Json(RuleView::of(r)))
         .ok_or_else(|| ApiError::not_found(format!("no rule named {name:?}")))
 }
 
@@ -841,8 +928,10 @@ async fn rule_replace(
     caller.require_admin()?;
     let rule: FilterRule = serde_json::from_value(rule).map_err(|e| ApiError::bad_request(format!("rule: {e}")))?;
     let db = web.db.clone();
+    let warnings = rule_warnings(&rule);
+    let forgeable = forgeable_conditions(&rule);
     blocking(move || db.rule_replace(&name, rule).map_err(policy_error)).await?;
-    Ok(Json(serde_json::json!({ "result": "replaced" })))
+    Ok(Json(serde_json::json!({ "result": "replaced", "warnings": warnings, "forgeable_conditions": forgeable })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/rules/{name}", params(("name" = String, Path)), responses((status = 200, body = Object), (status = 404)))]
@@ -886,6 +975,8 @@ pub struct RulesTestAnswer {
     pub decided_by: Option<String>,
     pub action: String,
     pub score: f64,
+    /// For each matched rule a forger could satisfy: why (the rule is in `matched_rules` too).
+    pub warnings: Vec<String>,
 }
 
 /// Judges a message with the current policy and says which rules and entries matched.
@@ -902,7 +993,20 @@ pub async fn test_rules(web: &AppState, raw: Vec<u8>, params: &ScanParams) -> Re
             }
         }
     }
+    // The matched rules as the policy in force has them: the configuration's, then the stored ones.
+    let configured = web.gateway.state().engine.config().policy.rules.clone();
+    let db = web.db.clone();
+    let names = matched_rules.clone();
+    let warnings = blocking(move || {
+        let stored = db.rules().map_err(policy_error)?;
+        let rules = configured.iter().chain(stored.iter().map(|r| &r.rule));
+        let matched: Vec<&FilterRule> =
+            rules.filter(|r| names.iter().any(|n| n.trim().eq_ignore_ascii_case(r.name.trim()))).collect();
+        Ok(matched.into_iter().filter_map(|r| r.forgery_warning()).collect::<Vec<_>>())
+    })
+    .await?;
     Ok(RulesTestAnswer {
+        warnings,
         matched_rules,
         matched_entries,
         decided_by: v.decided_by.clone(),

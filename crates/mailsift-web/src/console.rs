@@ -40,6 +40,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("quarantine.html", include_str!("../templates/quarantine.html")),
         ("quarantine_item.html", include_str!("../templates/quarantine_item.html")),
         ("policy.html", include_str!("../templates/policy.html")),
+        ("policy_with_rule_form.html", RULE_FORM),
         ("link.html", include_str!("../templates/link.html")),
         ("error.html", include_str!("../templates/error.html")),
     ] {
@@ -48,6 +49,47 @@ pub fn templates() -> minijinja::Environment<'static> {
     env.add_filter("when", |t: i64| mailsift_smtp::proto::rfc5322_date(t).replace(" +0000", ""));
     env
 }
+
+/// The policy page with the rule form built from fields: every field a condition can look at, the ones a
+/// forger cannot write first, the ones the sender writes marked forgeable; and the stored rules a forger
+/// can get mail through, named above the form.
+const RULE_FORM: &str = r#"{% extends "policy.html" %}
+{% block content %}
+{{ super() }}
+{% if principal.role == "admin" %}
+<h2 id="rule-form">Add a rule from fields</h2>
+{% if forgeable_rules %}
+<div id="rule-warnings" class="error"><strong>Warning: rules a forger can get mail through.</strong>
+<ul>{% for w in forgeable_rules %}<li>{{ w }}</li>{% endfor %}</ul></div>
+{% endif %}
+<p class="muted">Conditions on what the sender writes (headers, From, MAIL FROM, HELO, subject, body, attachments)
+are <strong>forgeable</strong>: anyone can write them. They are right for tagging or blocking; to let mail
+through, tie the rule to what a forger cannot write: the connecting server's IP or verified name, a DKIM signing
+domain, an ARC sealer, or a hop written by our trusted relays.</p>
+<form method="post" action="/console/policy/rules/build" id="rule-builder">
+<input type="hidden" name="_csrf" value="{{ csrf }}">
+<p><label>Name <input name="name" required></label>
+<label>Mail <select name="direction"><option>inbound</option><option>outbound</option><option>both</option></select></label>
+<label>Match <select name="match"><option value="all">all conditions</option><option value="any">any condition</option></select></label></p>
+{% for i in [1, 2, 3] %}
+<p>Condition {{ i }}:
+<select name="field{{ i }}" id="field{{ i }}"><option value="">(none)</option>
+<optgroup label="Facts a forger cannot write">{% for f in rule_fields if not f.forgeable %}<option value="{{ f.name }}">{{ f.description }} ({{ f.name }})</option>{% endfor %}</optgroup>
+<optgroup label="Written by the sender: forgeable">{% for f in rule_fields if f.forgeable %}<option value="{{ f.name }}">{{ f.description }} ({{ f.name }}) (forgeable: the sender writes it)</option>{% endfor %}</optgroup>
+</select>
+<input name="header{{ i }}" placeholder="header name (for a header)" size="16">
+<select name="op{{ i }}">{% for o in rule_ops %}<option>{{ o }}</option>{% endfor %}</select>
+<input name="value{{ i }}" placeholder="value" size="30">
+<label><input type="checkbox" name="not{{ i }}" value="1"> not</label></p>
+{% endfor %}
+<p><label>Then <select name="action"><option>allow</option><option>quarantine</option><option>reject</option><option>tag</option><option value="add_score">add score</option></select></label>
+<label>Score <input name="score" size="5" placeholder="-2"></label>
+<label>Position <input name="at" size="4" placeholder="end"></label>
+<button id="build-rule">Add rule</button></p>
+</form>
+{% endif %}
+{% endblock %}
+"#;
 
 /// At most `max` bytes of `s`, cut at a character boundary.
 pub fn clip(s: &str, max: usize) -> &str {
@@ -402,8 +444,16 @@ async fn log_detail_page(
             r.fixes
                 .iter()
                 .map(|f| {
+                    // What the fix still lets through goes with its note, where the page shows it under the
+                    // fix's title: an administrator reads the risk before the Apply button.
+                    let risk = f.fix.risk.trim();
+                    let note = if risk.is_empty() {
+                        f.fix.note.clone()
+                    } else {
+                        format!("{} Still lets through: {risk}", f.fix.note.trim_end())
+                    };
                     serde_json::json!({
-                        "title": f.fix.title, "note": f.fix.note, "command": f.fix.command,
+                        "title": f.fix.title, "note": note, "risk": risk, "command": f.fix.command,
                         "change": serde_json::to_string(&f.fix.change).unwrap_or_default(),
                         "with_fix": f.with_fix,
                     })
@@ -584,8 +634,40 @@ async fn quarantine_bulk(State(web): State<AppState>, page: Page, form: RawForm)
 struct RuleRow {
     position: usize,
     rule: FilterRule,
+    /// The rule as TOML, led by comments saying how a forger gets through it and which conditions are
+    /// forgeable (the page shows this text as the rule).
     toml: String,
     last_matched: Option<i64>,
+    warnings: Vec<String>,
+    forgeable_conditions: Vec<usize>,
+}
+
+impl RuleRow {
+    fn of(r: mailsift_store::StoredRule) -> RuleRow {
+        let mut toml = String::new();
+        let warnings = api::rule_warnings(&r.rule);
+        for w in &warnings {
+            toml.push_str(&format!("# WARNING: FORGEABLE: {w}\n"));
+        }
+        let forgeable_conditions = api::forgeable_conditions(&r.rule);
+        for n in &forgeable_conditions {
+            let c = &r.rule.conditions[n - 1];
+            let field = match (&c.header, c.field) {
+                (Some(h), mailsift_engine::policy::Field::Header) => format!("header {}", h.trim()),
+                (_, f) => f.as_str().to_string(),
+            };
+            toml.push_str(&format!("# condition {n} ({field}): (forgeable: the sender writes it)\n"));
+        }
+        toml.push_str(&mailsift_store::gateway::policy::rule_to_toml(&r.rule).unwrap_or_default());
+        RuleRow {
+            position: r.position,
+            toml,
+            rule: r.rule,
+            last_matched: r.last_matched,
+            warnings,
+            forgeable_conditions,
+        }
+    }
 }
 
 async fn policy_page(State(web): State<AppState>, page: Page, Query(f): Query<FlashParams>) -> Response {
@@ -607,16 +689,7 @@ async fn policy_render(
     let p = page.principal.clone();
     let loaded = blocking(move || {
         let rules: Vec<RuleRow> = if p.is_admin() {
-            w.db.rules()
-                .map_err(api::policy_error)?
-                .into_iter()
-                .map(|r| RuleRow {
-                    position: r.position,
-                    toml: mailsift_store::gateway::policy::rule_to_toml(&r.rule).unwrap_or_default(),
-                    rule: r.rule,
-                    last_matched: r.last_matched,
-                })
-                .collect()
+            w.db.rules().map_err(api::policy_error)?.into_iter().map(RuleRow::of).collect()
         } else {
             Vec::new()
         };
@@ -640,11 +713,18 @@ async fn policy_render(
     };
     let state = web.gateway.state();
     let thresholds = state.engine.config().thresholds.clone();
+    let forgeable_rules: Vec<&String> = rules.iter().flat_map(|r| &r.warnings).collect();
+    let rule_fields: Vec<api::RuleField> = mailsift_engine::policy::Field::ALL
+        .iter()
+        .map(|f| api::RuleField { name: f.as_str(), description: api::field_label(*f), forgeable: f.forgeable() })
+        .collect();
+    let rule_ops: Vec<&str> = RULE_OPS.iter().map(|o| o.as_str()).collect();
     render(
         web,
-        "policy.html",
+        "policy_with_rule_form.html",
         context! { title => "Policy", page => "policy", principal => &page.principal, csrf => &page.csrf, flash, error,
-        rules, entries, domains, thresholds, asf => api::asf_list(web), test, result },
+        rules, entries, domains, thresholds, asf => api::asf_list(web), test, result, forgeable_rules, rule_fields,
+        rule_ops },
     )
 }
 
@@ -693,13 +773,15 @@ async fn rules_op(State(web): State<AppState>, page: Page, Path(op): Path<String
             let text = f.all("rule").first().copied().unwrap_or("").to_string();
             let at = f.get("at").and_then(|a| a.parse().ok());
             match toml::from_str::<FilterRule>(&text) {
-                Ok(rule) => {
-                    let n = rule.name.clone();
-                    blocking(move || db.rule_add(rule, at).map_err(api::policy_error))
-                        .await
-                        .map(|pos| format!("rule {n:?} added at {pos}"))
-                }
+                Ok(rule) => add_rule(&web, rule, at).await,
                 Err(e) => Err(ApiError::bad_request(format!("the rule does not read: {e}"))),
+            }
+        }
+        "build" => {
+            let at = f.get("at").and_then(|a| a.parse().ok());
+            match rule_from_form(&f) {
+                Ok(rule) => add_rule(&web, rule, at).await,
+                Err(e) => Err(ApiError::bad_request(e)),
             }
         }
         "delete" => {
@@ -731,6 +813,80 @@ async fn rules_op(State(web): State<AppState>, page: Page, Path(op): Path<String
         Ok(done) => back("/console/policy", &done),
         Err(e) => policy_render(&web, &page, None, Some(e.message), None, None).await,
     }
+}
+
+/// The operators the rule form offers, in the order the documentation gives them.
+const RULE_OPS: &[mailsift_engine::policy::Operator] = {
+    use mailsift_engine::policy::Operator as O;
+    &[O::Is, O::Contains, O::StartsWith, O::EndsWith, O::Matches, O::InCidr, O::Above, O::Below, O::Exists]
+};
+
+/// Stores a rule from the console; the confirmation carries the forgery warning, so whoever added it reads
+/// it at once (the rule list repeats it).
+async fn add_rule(web: &AppState, rule: FilterRule, at: Option<usize>) -> Result<String, ApiError> {
+    let n = rule.name.clone();
+    let warning = rule.forgery_warning();
+    let db = web.db.clone();
+    let pos = blocking(move || db.rule_add(rule, at).map_err(api::policy_error)).await?;
+    Ok(match warning {
+        Some(w) => format!("rule {n:?} added at {pos}. WARNING: FORGEABLE: {w}"),
+        None => format!("rule {n:?} added at {pos}"),
+    })
+}
+
+/// A rule from the console's field form: up to three conditions (field, header, operator, value, not),
+/// one action. The engine checks it when it is stored.
+fn rule_from_form(f: &Fields) -> Result<FilterRule, String> {
+    use mailsift_engine::policy::{Condition, Field, MatchMode, Operator, RuleAction, RuleDirection, Value};
+    let name = f.get("name").unwrap_or("").trim().to_string();
+    if name.is_empty() {
+        return Err("the rule needs a name".into());
+    }
+    // Field and operator names read as the TOML and JSON read them.
+    let parse = |v: &str| serde_json::Value::String(v.trim().to_string());
+    let mut conditions = Vec::new();
+    for i in 1..=3 {
+        let Some(field) = f.get(&format!("field{i}")) else { continue };
+        let field: Field = serde_json::from_value(parse(field)).map_err(|e| format!("condition {i}: field: {e}"))?;
+        let op: Operator = serde_json::from_value(parse(f.get(&format!("op{i}")).unwrap_or("")))
+            .map_err(|e| format!("condition {i}: operator: {e}"))?;
+        let header = f.get(&format!("header{i}")).map(str::to_string);
+        let value = f.get(&format!("value{i}")).map(|v| match (field, v.parse::<f64>()) {
+            (Field::Size | Field::Score, Ok(n)) => Value::Number(n),
+            _ => Value::Text(v.to_string()),
+        });
+        let not = f.get(&format!("not{i}")).is_some();
+        conditions.push(Condition {
+            field,
+            header: if field == Field::Header { header } else { None },
+            op,
+            value,
+            not,
+        });
+    }
+    let action = match f.get("action").unwrap_or("") {
+        "allow" => RuleAction::Allow {},
+        "quarantine" => RuleAction::Quarantine {},
+        "reject" => RuleAction::Reject { message: None },
+        "tag" => RuleAction::Tag {},
+        "add_score" => RuleAction::AddScore {
+            score: f.get("score").unwrap_or("").trim().parse().map_err(|_| "add score: give the score as a number")?,
+        },
+        other => return Err(format!("action {other:?}: allow, quarantine, reject, tag or add_score")),
+    };
+    Ok(FilterRule {
+        name,
+        enabled: true,
+        direction: match f.get("direction").unwrap_or("inbound") {
+            "outbound" => RuleDirection::Outbound,
+            "both" => RuleDirection::Both,
+            _ => RuleDirection::Inbound,
+        },
+        match_mode: if f.get("match") == Some("any") { MatchMode::Any } else { MatchMode::All },
+        conditions,
+        actions: vec![action],
+        comment: Some("added from the console's rule form".into()),
+    })
 }
 
 async fn lists_op(State(web): State<AppState>, page: Page, Path(op): Path<String>, form: RawForm) -> Response {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::Sink;
 use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
-use mailsift_store::{Database, Role};
+use mailsift_store::{Database, PolicyStore, Role};
 use mailsift_testkit::clients::{smtp_send, HttpClient};
 use mailsift_web::tokens::{Claims, Purpose, Signer};
 use mailsift_web::{AppState, Web, WebConfig};
@@ -495,6 +495,7 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
         "/api/v1/rules/{name}",
         "/api/v1/rules/{name}/move",
         "/api/v1/rules/test",
+        "/api/v1/rule-fields",
         "/api/v1/lists",
         "/api/v1/lists/{id}",
         "/api/v1/domains",
@@ -511,7 +512,7 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
     ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
-    assert_eq!(paths.len(), 33, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 34, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 /// The links in the digest addressed to `rcpt` at the next hop, in order (release, approve, block per item,
@@ -766,4 +767,144 @@ fn a_quarantined_message_is_diagnosed_on_its_page_and_over_the_api_with_a_replay
     let page = c.get(&format!("/console/log/{}", item.reference_id)).text();
     assert!(page.contains("id=\"diagnosis\""), "{page}");
     assert!(page.contains("TEST_QUARANTINE_WORD"));
+    // Each fix says there what it still lets through, when the engine names a risk.
+    let risks = by_log["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["fix"]["risk"].as_str().unwrap_or("").trim().is_empty())
+        .count();
+    assert_eq!(page.matches("Still lets through: ").count(), risks, "{page}");
+}
+
+#[test]
+fn rules_a_forger_can_satisfy_carry_warnings_in_the_api_and_the_console() {
+    let s = start();
+    let mut admin = s.login("admin", ADMIN_PW);
+    // The field list says which fields the sender writes.
+    let fields = admin.get("/api/v1/rule-fields").json();
+    let fields = fields.as_array().unwrap();
+    assert_eq!(fields.len(), mailsift_engine::policy::Field::ALL.len());
+    let forgeable =
+        |n: &str| fields.iter().find(|f| f["name"] == n).unwrap_or_else(|| panic!("{n}"))["forgeable"].clone();
+    for fact in
+        ["client_ip", "client_ptr", "dkim_domain", "dkim_headers_domain", "arc_sealer", "trusted_hop", "auth_domain"]
+    {
+        assert_eq!(forgeable(fact), json!(false), "{fact}");
+    }
+    for written in ["header", "any_header", "from", "from_domain", "envelope_from", "helo", "subject"] {
+        assert_eq!(forgeable(written), json!(true), "{written}");
+    }
+    assert!(fields.iter().all(|f| !f["description"].as_str().unwrap().is_empty()));
+
+    // A rule that lets through whatever writes our web form's address and its host's Received line: stored,
+    // with its warning in the answer, in the list and in a rule test.
+    let spoofable = json!({
+        "name": "web form by header",
+        "conditions": [
+            { "field": "from", "op": "is", "value": "webform@example.com" },
+            { "field": "header", "header": "Received", "op": "contains", "value": "web01.hoster.test" }
+        ],
+        "actions": [{ "action": "allow" }]
+    });
+    let r = admin.post_json("/api/v1/rules", &spoofable);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let added = r.json();
+    assert_eq!(added["position"], 0);
+    assert!(added["warnings"][0].as_str().unwrap().contains("web form by header"), "{added}");
+    assert_eq!(added["forgeable_conditions"], json!([1, 2]));
+    // Tied to the connecting server and its verified name: no warning.
+    let safe = json!({
+        "name": "web form by server",
+        "conditions": [
+            { "field": "from", "op": "is", "value": "webform@example.com" },
+            { "field": "client_ip", "op": "in_cidr", "value": "203.0.113.50/32" },
+            { "field": "client_ptr", "op": "is", "value": "web01.hoster.test" }
+        ],
+        "actions": [{ "action": "allow" }]
+    });
+    let r = admin.post_json("/api/v1/rules", &safe);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["warnings"], json!([]));
+    assert_eq!(r.json()["forgeable_conditions"], json!([1]));
+    let list = admin.get("/api/v1/rules").json();
+    assert_eq!(list[0]["rule"]["name"], "web form by header");
+    assert_eq!(list[0]["warnings"].as_array().unwrap().len(), 1);
+    assert_eq!(list[1]["warnings"], json!([]));
+    assert_eq!(list[1]["rule"]["conditions"][2]["field"], "client_ptr");
+    assert_eq!(admin.get("/api/v1/rules/web%20form%20by%20header").json()["forgeable_conditions"], json!([1, 2]));
+    let mut renamed = spoofable.clone();
+    renamed["actions"] = json!([{ "action": "quarantine" }]);
+    let r = admin.put_json("/api/v1/rules/web%20form%20by%20header", &renamed);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["warnings"], json!([]), "a blocking rule on a header is legitimate");
+    assert_eq!(admin.put_json("/api/v1/rules/web%20form%20by%20header", &spoofable).status, 200);
+
+    // The spoof, from anywhere, writing both values: the rule matches, and the answer says why it could.
+    let spoof = "Received: from web01.hoster.test (web01.hoster.test [203.0.113.50]) by mx.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                 From: <webform@example.com>\r\nTo: bob@example.com\r\nSubject: contact form\r\n\r\nChange the bank details.\r\n";
+    let t = admin
+        .post_bytes("/api/v1/rules/test?rcpt=bob%40example.com&ip=198.18.0.9", "message/rfc822", spoof.as_bytes())
+        .json();
+    assert_eq!(t["matched_rules"], json!(["web form by header"]), "{t}");
+    assert!(t["warnings"][0].as_str().unwrap().contains("web form by header"), "{t}");
+
+    // The console: the rule list says it, the form offers the new fields with the forgeable ones marked.
+    let mut c = s.client();
+    let r = c.post_form("/login", &[("name", "admin"), ("password", ADMIN_PW), ("next", "/console/policy")]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = c.get("/console/policy").text();
+    assert!(page.contains("id=\"rule-warnings\""), "{page}");
+    assert!(page.contains("# WARNING: FORGEABLE: rule &quot;web form by header&quot;"), "{page}");
+    assert!(page.contains("# condition 2 (header Received): (forgeable: the sender writes it)"), "{page}");
+    assert!(page.contains("id=\"rule-builder\""), "{page}");
+    for f in ["client_ptr", "dkim_domain", "arc_sealer", "trusted_hop", "client_ip"] {
+        assert!(page.contains(&format!("<option value=\"{f}\">")), "{f}");
+    }
+    assert!(page.contains("(subject) (forgeable: the sender writes it)</option>"), "{page}");
+    assert!(!page.contains("(client_ptr) (forgeable"), "{page}");
+    // The form's rule tied to the verified name: added without a warning; one on the HELO alone: warned.
+    let csrf = page.split("name=\"_csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = c.post_form(
+        "/console/policy/rules/build",
+        &[
+            ("_csrf", &csrf),
+            ("name", "hoster by name"),
+            ("field1", "client_ptr"),
+            ("op1", "ends_with"),
+            ("value1", ".hoster.test"),
+            ("field2", "dkim_domain"),
+            ("op2", "is"),
+            ("value2", "example.com"),
+            ("action", "add_score"),
+            ("score", "-2"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r.header("location").unwrap().to_string();
+    assert!(location.contains("added") && !location.contains("WARNING"), "{location}");
+    let stored = s.web.db.rule_get("hoster by name").unwrap().unwrap().rule;
+    assert_eq!(stored.conditions.len(), 2);
+    assert_eq!(stored.conditions[0].field, mailsift_engine::policy::Field::ClientPtr);
+    assert_eq!(stored.conditions[1].field, mailsift_engine::policy::Field::DkimDomain);
+    assert_eq!(stored.actions, [mailsift_engine::policy::RuleAction::AddScore { score: -2.0 }]);
+    let r = c.post_form(
+        "/console/policy/rules/build",
+        &[
+            ("_csrf", &csrf),
+            ("name", "by helo"),
+            ("field1", "helo"),
+            ("op1", "is"),
+            ("value1", "web01.hoster.test"),
+            ("action", "allow"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(r.header("location").unwrap().contains("WARNING%3A+FORGEABLE"), "{:?}", r.header("location"));
+    let r = c.post_form(
+        "/console/policy/rules/build",
+        &[("_csrf", &csrf), ("name", "bad"), ("field1", "nonsense"), ("op1", "is"), ("action", "allow")],
+    );
+    assert!(r.text().contains("condition 1: field"), "{}", r.text());
+    assert!(s.web.db.rule_get("bad").unwrap().is_none());
 }
