@@ -913,6 +913,14 @@ fn invalid_rules_and_entries_are_refused_with_the_rule_the_field_and_the_reason(
             &["conditions[0].header"],
         ),
         (
+            "[[policy.rules]]\nname = \"ptr range\"\nconditions = [{ field = \"client_ptr\", op = \"in_cidr\", value = \"10.0.0.0/8\" }]\nactions = [{ action = \"tag\" }]\n",
+            &["\"ptr range\"", "conditions[0].op", "in_cidr does not apply to client_ptr", "ends_with"],
+        ),
+        (
+            "[[policy.rules]]\nname = \"empty sealer\"\nconditions = [{ field = \"arc_sealer\", op = \"is\", value = [] }]\nactions = [{ action = \"tag\" }]\n",
+            &["\"empty sealer\"", "conditions[0].value", "the list is empty"],
+        ),
+        (
             "[[policy.rules]]\nname = \"spf typo\"\nconditions = [{ field = \"spf\", op = \"is\", value = \"passed\" }]\nactions = [{ action = \"tag\" }]\n",
             &["conditions[0].value", "\"passed\" is not a spf result"],
         ),

@@ -17,10 +17,16 @@
 //! comment = "the contact form on web01 sends as forms@"
 //! conditions = [
 //!   { field = "envelope_from", op = "is", value = "forms@ourdomain.example" },
-//!   { field = "header", header = "Received", op = "contains", value = "web01.hosting.example" },
+//!   { field = "client_ptr", op = "is", value = "web01.hosting.example" },
 //! ]
 //! actions = [{ action = "allow" }]
 //! ```
+//!
+//! A rule that lets mail through should have a condition a forger cannot meet: the connecting server
+//! (`client_ip`, `client_ptr`), a signing or authenticated domain (`dkim_domain`, `dkim_headers_domain`,
+//! `auth_domain`, `arc_sealer`) or a line of our own relays (`trusted_hop`). Headers, the From: address,
+//! MAIL FROM and HELO are written by the sender: [`FilterRule::forgery_warning`] says so for a rule that
+//! relies on them alone.
 //!
 //! Allowed and blocked senders:
 //!
@@ -352,7 +358,10 @@ pub enum Field {
     /// The d= of every ARC-Seal of a chain that validated (ARC result pass).
     ArcSealer,
     /// Each Received field written on our side of the trust boundary (by a relay of
-    /// `[organisation] trusted_relay_networks`), as text. Lines the sender wrote are never here.
+    /// `[organisation] trusted_relay_networks`), as text, unfolded. Lines the sender wrote are never here.
+    /// The line still quotes what its client claimed (the HELO name after `from`): match the part the relay
+    /// verified, e.g. `(web01.hoster.example [203.0.113.50])`, or use `client_ip`/`client_ptr`, which look
+    /// at that client when the message came through our relays.
     TrustedHop,
 }
 
