@@ -199,6 +199,64 @@ fn reports_feed_reputation_which_scans_read_and_reset_forgets() {
     assert!(!String::from_utf8(scan.stdout).unwrap().contains("REPUTATION_IP_BAD"));
 }
 
+/// Users report spoofs of our own domain as spam: the spoofing server and its network pay, our domain
+/// does not, whether the domain is stored (`domains set`), configured (`[[smtp.domains]]`) or only listed
+/// as ours (`[organisation] domains`). Our own mail, from our sending server, still counts for our domain.
+#[test]
+fn reported_spoofs_of_our_domain_count_against_the_spoofer_not_our_domain() {
+    let dir = temp_dir("rep-spoof");
+    let message = |ip: &str, from: &str| {
+        format!(
+            "Received: from mail.sender.test (mail.sender.test [{ip}]) by mx.acme.test; Mon, 6 Jan 2025 10:00:00 +0000\r\n\
+             Return-Path: <{from}>\r\nFrom: {from}\r\nTo: staff@acme.test\r\nSubject: new bank details\r\n\r\nPay here.\r\n"
+        )
+    };
+    let spoof = dir.join("spoof.eml");
+    std::fs::write(&spoof, message("198.18.0.9", "billing@acme.test")).unwrap();
+    let ours = dir.join("ours.eml");
+    std::fs::write(&ours, message("192.0.2.10", "news@acme.test")).unwrap();
+    let configured = dir.join("configured.toml");
+    std::fs::write(&configured, "[[smtp.domains]]\nname = \"acme.test\"\nsending_servers = [\"192.0.2.10/32\"]\n")
+        .unwrap();
+    let listed = dir.join("listed.toml");
+    std::fs::write(&listed, "[organisation]\ndomains = [\"acme.test\"]\n").unwrap();
+    for (case, config) in [("stored", None), ("configured", Some(&configured)), ("listed", Some(&listed))] {
+        let data = dir.join(case);
+        let run = |args: &[&str]| {
+            let mut c = bin();
+            c.arg("--data-dir").arg(&data);
+            if let Some(cfg) = config {
+                c.arg("--config").arg(cfg);
+            }
+            let out = c.args(args).output().unwrap();
+            assert!(out.status.success(), "{case} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        if config.is_none() {
+            run(&["domains", "set", "acme.test", "--sending-server", "192.0.2.10/32"]);
+        }
+        for _ in 0..3 {
+            let out = run(&["report", "--false-negative", spoof.to_str().unwrap()]);
+            assert!(
+                out.contains("reputation: recorded a spam report for 198.18.0.9, 198.18.0.0/24\n"),
+                "{case}: {out}"
+            );
+        }
+        let domain = run(&["reputation", "show", "acme.test"]);
+        assert!(!domain.contains("domain acme.test"), "{case}: our domain took the blame: {domain}");
+        assert!(!run(&["reputation", "show", "billing@acme.test"]).contains("address billing@acme.test"), "{case}");
+        let ip = run(&["reputation", "show", "198.18.0.9"]);
+        assert!(ip.contains("ip 198.18.0.9: 9.00 bad"), "{case}: {ip}");
+        if case != "listed" {
+            // From its sending server it is our domain's own mail: a good report counts for it.
+            let out = run(&["report", "--false-positive", ours.to_str().unwrap()]);
+            assert!(out.contains("acme.test"), "{case}: {out}");
+            let domain = run(&["reputation", "show", "acme.test"]);
+            assert!(domain.contains("domain acme.test: 0.00 bad, 3.00 good"), "{case}: {domain}");
+        }
+    }
+}
+
 /// `mailsift symbols | head -1`: the reader goes away before the command is done writing. The command must
 /// end as Unix tools do (SIGPIPE), not panic in println! with a backtrace on the terminal.
 #[test]
