@@ -14,10 +14,20 @@
 //! - a [`Cause`] within it (a web application sending as our domain, a marketing service, our own mail
 //!   back through a signature service, a sender with broken DNS or signatures...);
 //! - findings in plain words with the facts (the IP, the domain, the selector, the rule's name);
-//! - [`Fix`]es, narrowest first, each a [`Change`] (serde, for the store and the HTTP API) and the
-//!   `mailsift` command that makes it. No fix allows a whole domain that can be spoofed: our own domain
-//!   only with a sending server or a rule that also names the sending service; an outside sender only by
-//!   address, for the affected recipients, with authentication (or its network) as a condition.
+//! - [`Fix`]es, narrowest first, each a [`Change`] (serde, for the store and the HTTP API), the
+//!   `mailsift` command that makes it, and its `risk`: what it still lets through, in words. No fix allows
+//!   a whole domain that can be spoofed, and no fix rests on what a forger writes (a Received line, a
+//!   header mark): every rule that lets mail through is tied to a fact of the connection or of
+//!   authentication (`client_ip`, a verified `client_ptr`, `dkim_domain`, `dkim_headers_domain`,
+//!   `auth_domain`), and a rule [`FilterRule::forgery_warning`] objects to is never proposed. Our own
+//!   domain: a sending server, or one exact address tied to its server or service; an outside sender only
+//!   by address, for the affected recipients, with authentication (or its network) as a condition; our
+//!   own outbound mail only on the outbound side.
+//!
+//! When the From: domain is one of ours, SPOOF_OWN_DOMAIN and our own SPF and DMARC failures are one
+//! cause, our configuration: the diagnosis says so and names the DNS change (the SPF mechanism to add, or
+//! the service to have sign with our domain), which a sending server added here does not make for the
+//! rest of the world.
 //!
 //! [`try_fix`] judges the message again with a fix in place (the `--dry-run` of the command line, the
 //! "what if" of the web console); [`replay`] holds a fix against past messages of the message log
@@ -725,9 +735,10 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
         let Some(ip) = ip else { return };
         let server = ip.to_string();
         d.fixes.push(Fix {
-            title: format!("Add {server} to {pdomain}'s sending servers, and {}", dns_change.clone().unwrap_or_default()),
+            title: format!("Add {server} to {pdomain}'s sending servers"),
             note: format!(
-                "Listed here, the server may send as {pdomain}: neither the anti-spoofing check nor {pdomain}'s own SPF and DMARC failures count against it here (OWN_SERVER_NOT_IN_DNS says so); the DNS change is still needed for every other receiver. Its content is still filtered."
+                "Listed here, the server may send as {pdomain}: neither the anti-spoofing check nor {pdomain}'s own SPF and DMARC failures count against it here (OWN_SERVER_NOT_IN_DNS says so). Its content is still filtered. In your DNS too: {}, or every other receiver still refuses it.",
+                dns_change.clone().unwrap_or_default()
             ),
             risk: format!("any mail from {server} may send as {pdomain}, with any address of it"),
             command: format!("mailsift domains set {} --sending-server {}", shell_quote(&pdomain), shell_quote(&server)),
