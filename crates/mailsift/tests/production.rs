@@ -1108,6 +1108,9 @@ fn run(mode: Mode, build: impl FnOnce(&World) -> Scenario) {
         serde_json::Value::Null
     });
     let d = &diag["diagnosis"];
+    if std::env::var_os("MAILSIFT_PRODUCTION_VERBOSE").is_some() {
+        eprintln!("[{}] {}: diagnosis {}", mode.name(), sc.name, serde_json::to_string_pretty(d).unwrap_or_default());
+    }
     let cause = d["cause"].as_str().unwrap_or("(none)").to_string();
     row.cause = format!("{} / {}", d["category"].as_str().unwrap_or("?"), cause);
     if !sc.causes.contains(&cause.as_str()) {
