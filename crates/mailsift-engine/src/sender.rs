@@ -806,12 +806,12 @@ impl SenderGatherer {
                     .auth
                     .ipv4_lookup(name.as_str(), Some(&self.caches.ipv4))
                     .await
-                    .is_ok_and(|r| r.rrset.iter().any(|a| *a == v4)),
+                    .is_ok_and(|r| r.rrset.contains(&v4)),
                 IpAddr::V6(v6) => self
                     .auth
                     .ipv6_lookup(name.as_str(), Some(&self.caches.ipv6))
                     .await
-                    .is_ok_and(|r| r.rrset.iter().any(|a| *a == v6)),
+                    .is_ok_and(|r| r.rrset.contains(&v6)),
             };
             if confirmed {
                 out.push(name);

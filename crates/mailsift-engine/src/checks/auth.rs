@@ -311,7 +311,7 @@ fn valid_chain_sealers(ctx: &Ctx<'_, '_>) -> Vec<String> {
         return Vec::new();
     }
     let mut seals = arc_seals(ctx);
-    seals.sort_by(|a, b| b.0.cmp(&a.0));
+    seals.sort_by_key(|s| std::cmp::Reverse(s.0));
     seals.into_iter().map(|(_, d)| d).collect()
 }
 
