@@ -237,6 +237,29 @@ async fn a_local_sending_server_makes_our_own_spf_and_dmarc_failure_not_count() 
 }
 
 #[tokio::test]
+async fn the_spf_hard_fail_option_leaves_our_own_locally_listed_server_alone() {
+    let dns = TestDns::start(zone());
+    let raw = message("Web form <webform@acme.test>", "New contact request", "Name: Ann. Please call me back.");
+    let with_option = |extra: &str| {
+        let mut c = config(&dns, "", extra);
+        c.asf.spf_hard_fail = mailsift_engine::config::AsfMode::On;
+        c
+    };
+    // Our own server, listed locally but not (yet) in our SPF record: the option does not fire.
+    let fixed = with_option(r#", "203.0.113.50""#);
+    let v = judge(&fixed, &raw, &envelope("203.0.113.50", "web01.hoster.test", "webform@acme.test")).await;
+    assert!(has(&v, "OWN_SERVER_NOT_IN_DNS") && !has(&v, "ASF_SPF_HARD_FAIL"), "{}", show(&v));
+    assert!(!v.action.is_spam(), "{}", show(&v));
+    // The same message from another IP: it does.
+    let v = judge(&fixed, &raw, &envelope("198.18.0.9", "web01.hoster.test", "webform@acme.test")).await;
+    assert!(has(&v, "ASF_SPF_HARD_FAIL") && v.action.is_spam(), "{}", show(&v));
+    // And the listed server sending as another domain whose SPF fails: it does too.
+    let other = message("Billing <billing@other.test>", "Invoice", "Your invoice is attached.");
+    let v = judge(&fixed, &other, &envelope("203.0.113.50", "web01.hoster.test", "billing@other.test")).await;
+    assert!(has(&v, "ASF_SPF_HARD_FAIL"), "{}", show(&v));
+}
+
+#[tokio::test]
 async fn our_listed_server_that_is_in_our_spf_record_needs_no_excuse() {
     let dns = TestDns::start(zone());
     let raw = message("Dana <dana@acme.test>", "Minutes", "The minutes of Monday.");

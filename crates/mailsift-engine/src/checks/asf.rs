@@ -180,7 +180,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             hits.hit("ASF_SENSITIVE_WORDS", w);
         }
     }
-    if on(c.spf_hard_fail) && ctx.evidence.spf == Some(SpfResult::Fail) {
+    // Our own domain's SPF failing from a server we list locally is our DNS to fix, not the sender's
+    // practice: the auth check names it (OWN_SERVER_NOT_IN_DNS) and this option leaves it alone.
+    if on(c.spf_hard_fail) && ctx.evidence.spf == Some(SpfResult::Fail) && !super::auth::own_spf_excused(ctx) {
         hits.hit("ASF_SPF_HARD_FAIL", ctx.envelope.mail_from.clone().unwrap_or_default());
     }
     if on(c.ndr_backscatter) {
