@@ -179,6 +179,9 @@ fn with_footer(raw: &str, footer: &str) -> String {
 
 // ---- scenarios ----
 
+/// A fix diagnose must propose: its `change.kind` ("any" for any kind), what it is, and a check of the change.
+type Proposal = (&'static str, &'static str, fn(&serde_json::Value) -> bool);
+
 struct Scenario {
     name: &'static str,
     legit: Mail,
@@ -191,7 +194,7 @@ struct Scenario {
     /// Text the diagnosis must not contain.
     must_not_say: Vec<String>,
     /// Kinds of fix (`change.kind`) that must be among the proposals, and a description for the report.
-    must_propose: Vec<(&'static str, &'static str, fn(&serde_json::Value) -> bool)>,
+    must_propose: Vec<Proposal>,
     /// Whether the legitimate message is a false positive at the start (false: plain outbound mail).
     false_positive: bool,
     /// Whether "the legitimate message with another From" is a forgery here (not for outbound mail: our
