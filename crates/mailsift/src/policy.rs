@@ -39,7 +39,7 @@ pub enum RulesCommand {
         json: bool,
     },
     /// Add a rule: from TOML (a file, or - for standard input), or from the --if.../--then options.
-    Add(AddRule),
+    Add(Box<AddRule>),
     /// Replace a rule where it stands with the rule in FILE (TOML, as `rules show` prints it; - for
     /// standard input).
     Replace { name: String, file: PathBuf },
