@@ -31,7 +31,7 @@ pub struct Envelope {
 
 impl Envelope {
     /// Fills missing fields from the message's own trace headers: the newest `Received` hop that names a
-    /// client IP gives the IP, HELO and client name; `Return-Path` gives MAIL FROM; `Delivered-To` or
+    /// client IP gives the IP and HELO (never a client name: see below); `Return-Path` gives MAIL FROM; `Delivered-To` or
     /// `X-Original-To` (else To:) give the recipients. Used for scanning stored mail, where the SMTP facts
     /// are gone.
     pub fn fill_from_trace(&mut self, m: &Message<'_>) {
@@ -41,10 +41,9 @@ impl Envelope {
                 if self.helo.is_none() {
                     self.helo = hop.helo.clone().or_else(|| hop.from_host.clone());
                 }
-                if self.client_name.is_none() {
-                    self.client_name =
-                        hop.from_host.clone().filter(|h| h.contains('.') && h.parse::<IpAddr>().is_err());
-                }
+                // No client name: a name in a Received line we did not write is the sender's claim, and
+                // `client_name` is believed as verified (the milter's MTA looked it up). Only DNS evidence
+                // gives stored mail a verified name.
             }
         }
         if self.mail_from.is_none() {

@@ -63,6 +63,9 @@ pub struct Engine {
     registry: Registry,
     rules: RuleSet,
     spoof: checks::auth::SpoofGuard,
+    /// Which trace lines are facts (`[organisation] trusted_relay_networks`), for rule conditions on the
+    /// connecting server and trusted hops.
+    trust: trust::TrustBoundary,
     /// The policy from the configuration's `[policy]` table (empty unless one is given).
     policy: policy::Policy,
     /// The trained classifiers, shared with whoever keeps them learning (reports, auto-learn).
@@ -103,6 +106,7 @@ impl Engine {
             }
         }
         let spoof = checks::auth::SpoofGuard::compile(&config.organisation).map_err(EngineError::Organisation)?;
+        let trust = trust::TrustBoundary::new(&config.organisation).map_err(EngineError::Organisation)?;
         for (group, cap) in &config.group_caps {
             if !registry.iter().any(|d| d.group.as_str() == group) {
                 return Err(EngineError::GroupCaps(format!("{group}: no such group (see `mailsift symbols`)")));
@@ -112,7 +116,7 @@ impl Engine {
             }
         }
         let policy = policy::Policy::new(&config.policy)?;
-        Ok(Engine { config, registry, rules, spoof, policy, model: None })
+        Ok(Engine { config, registry, rules, spoof, trust, policy, model: None })
     }
 
     /// Gives the engine a trained model to consult at scan time.
@@ -140,6 +144,12 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The trust boundary of this configuration: give its facts to [`policy::Policy::rules_with_connection`]
+    /// wherever rules are evaluated outside a scan (diagnosis, `rules test`), so they judge as the scan does.
+    pub fn trust(&self) -> &trust::TrustBoundary {
+        &self.trust
     }
 
     /// The policy compiled from the configuration's `[policy]` table, the one [`Engine::judge`] applies.
@@ -241,7 +251,7 @@ impl Engine {
         let symbols = std::mem::take(&mut verdict.symbols);
         let input =
             policy::PolicyInput { envelope, message: msg, evidence, symbols: &symbols, score: verdict.score, now };
-        let mut rules = policy.rules(&input);
+        let mut rules = policy.rules_with_connection(&input, &self.trust.facts(envelope, evidence, msg));
         let mut added = Vec::with_capacity(rules.matched.len());
         verdict.policy_matches.reserve(rules.matched.len());
         for m in std::mem::take(&mut rules.matched) {

@@ -307,6 +307,11 @@ actions = [{ action = "allow" }]
     // Our edge relay 10.1.0.5 received it from web01 and passed it on to us.
     let relayed = format!("{}{raw}", line("web01.hoster.test", "203.0.113.50", "edge.acme.test"));
     assert_eq!(rules_behind_relays(&c, &relayed, &via_relay).await, all);
+    // The gateway's own path (Engine::scan) believes the same lines: the rule on the trusted hop decides.
+    let v = judge(&c, &relayed, &via_relay).await;
+    assert!(allowed_by(&v, "web form via our relay"), "{:?} {:?}: {:?}", v.action, v.decided_by, symbols(&v));
+    let v = judge(&c, &relayed, &envelope("198.18.0.9", "web01.hoster.test", "webform@acme.test")).await;
+    assert!(!allowed_by(&v, "web form via our relay"), "a spoofer's copy of the line: {:?}", v.decided_by);
     // Through two of our relays, and as a milter sees it (the MTA's own line about the relay on top).
     let two = format!(
         "{}{}{}{raw}",
