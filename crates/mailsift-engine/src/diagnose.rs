@@ -340,7 +340,7 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
     } else if crate::checks::auth::is_outbound(s.envelope) {
         // Our own users' mail (a trusted network, a login): never a spoof, never the sender's practices;
         // whatever caught it, the fix stays on the outbound side.
-        outbound(engine, s, &mut d);
+        outbound(engine, policy, s, &mut d);
     } else if let Some(own) = own_domain_points(engine, s).filter(|o| {
         let others: f64 =
             obs.symbols.iter().filter(|x| x.score > 0.0 && !o.symbols.contains(&x.name)).map(|x| x.score).sum();
@@ -359,7 +359,7 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
         if sender > 0.0 && (sender >= content || decisive(sender)) {
             sender_practices(engine, s, &mut d);
         } else {
-            content_score(engine, s, &mut d);
+            content_score(engine, policy, s, &mut d);
         }
     }
     // A fix a forger can satisfy is worse than none: it opens the hole the diagnosis was meant to close.
@@ -559,8 +559,17 @@ fn proof(s: &Subject<'_, '_>) -> Proof {
         }
     } else {
         // Only the verdict is known (our headers, the message log): the verified signers its symbols name.
+        // The log keeps no details: a signature the engine verified is then taken as the From: domain's
+        // when the verdict says so (DMARC passed for a full signature; for a changed body, the only
+        // signature the symbol can be about in a message in that domain's name). A wrong guess makes a rule
+        // that does not match, never one a forger can satisfy: the condition is still a verified signature.
+        let from_domain = from_address(s).map(|a| domain_of(&a)).unwrap_or_default();
+        let dmarc_pass = s.observed.get("DMARC_PASS").is_some();
         for sym in &s.observed.symbols {
-            let d = norm(sym.detail.split_whitespace().next().unwrap_or(""));
+            let mut d = norm(sym.detail.split_whitespace().next().unwrap_or(""));
+            if d.is_empty() && (sym.name == "DKIM_BODY_MODIFIED" || (sym.name == "DKIM_VALID" && dmarc_pass)) {
+                d = from_domain.clone();
+            }
             if d.is_empty() {
                 continue;
             }
@@ -700,6 +709,22 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
     if our_headers_signature || arc_saw_ours {
         d.cause = Cause::OwnMailThroughRelay;
         own_mail_back(d, &pf, &from, &ours, service_domain.as_deref(), our_headers_signature, arc_saw_ours);
+        if service_domain.is_none() {
+            if let Some(h) = s.envelope.helo.as_deref().map(str::trim).filter(|h| h.contains('.')) {
+                d.findings.push(format!(
+                    "The connecting server {ip_text} greets as {h} (its own claim, not verified: no fix rests on it); its reverse DNS did not confirm a name."
+                ));
+            }
+        }
+        // An ARC chain that did not validate here (or was not checked): the advice, for when it does.
+        let arc_seen =
+            s.message.has_header("ARC-Seal") || s.observed.symbols.iter().any(|x| x.name.starts_with("ARC_"));
+        if pf.arc_sealers.is_empty() && arc_seen {
+            d.findings.push(format!(
+                "The message carries an ARC chain{}, which did not validate here. When the service seals it properly, add the service to [organisation] trusted_arc_sealers: a chain from a trusted sealer whose first hop saw {ours} pass then counts as your own mail, with no rule.",
+                s.observed.symbols.iter().find(|x| x.name.starts_with("ARC_")).map(|x| format!(" ({})", x.name)).unwrap_or_default()
+            ));
+        }
     } else if claims_our_hop && service_domain.is_some() && foreign_bounce.is_none() && foreign_signer.is_none() {
         d.cause = Cause::OwnMailThroughRelay;
         let service = service_domain.clone().unwrap_or_default();
@@ -734,7 +759,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
         }
         let Some(ip) = ip else { return };
         let server = ip.to_string();
-        d.fixes.push(Fix {
+        let sending_server_fix = Fix {
             title: format!("Add {server} to {pdomain}'s sending servers"),
             note: format!(
                 "Listed here, the server may send as {pdomain}: neither the anti-spoofing check nor {pdomain}'s own SPF and DMARC failures count against it here (OWN_SERVER_NOT_IN_DNS says so). Its content is still filtered. In your DNS too: {}, or every other receiver still refuses it.",
@@ -743,8 +768,10 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
             risk: format!("any mail from {server} may send as {pdomain}, with any address of it"),
             command: format!("mailsift domains set {} --sending-server {}", shell_quote(&pdomain), shell_quote(&server)),
             change: Change::AddSendingServer { domain: pdomain.clone(), server: server.clone() },
-        });
+        };
+        // Narrowest first: the one address from this server, then the whole server (below).
         if from.is_empty() {
+            d.fixes.push(sending_server_fix);
             return;
         }
         let rule = allow_rule(
@@ -775,6 +802,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
                 rule,
             );
         }
+        d.fixes.push(sending_server_fix);
     }
 }
 
@@ -1078,6 +1106,96 @@ fn rule_command(rule: &FilterRule) -> String {
     c
 }
 
+// ---- an outside sender, allowed exactly ----
+
+/// A rule that lets one outside sender's mail through to the affected recipients, exact on what the
+/// message claims (the From: address, the envelope sender) and tied to what it cannot forge: its domain's
+/// DKIM signature (or its signed headers, when a footer broke the body), SPF, and the connecting network or
+/// server. An allowed-senders entry is not used: it matches the envelope sender or the From: address, so
+/// the same server could send the message again with another From: and pass. None when nothing proves
+/// the mail is theirs (no client IP): such an allow would be a forger's too.
+struct SenderRule {
+    rule: FilterRule,
+    /// The unforgeable conditions, in words, for the note.
+    proof: String,
+    /// What still passes, in words.
+    risk: String,
+}
+
+fn outside_sender_rule(s: &Subject<'_, '_>, d: &Diagnosis, why: &str, actions: Vec<RuleAction>) -> Option<SenderRule> {
+    let from = from_address(s)?;
+    let ip = s.envelope.client_ip?;
+    let pf = proof(s);
+    let from_domain = domain_of(&from);
+    let mut conditions = vec![cond(Field::From, None, Operator::Is, &from)];
+    if let Some(m) = sender_address(s) {
+        let local = m.rsplit_once('@').map(|(l, _)| l).unwrap_or("");
+        // A bounce address that changes with each message (VERP: bounce+rcpt=domain@, SRS, a counter) is
+        // tied by its domain; a fixed one by its address.
+        let varies = local.contains(['+', '=']) || local.chars().filter(|c| c.is_ascii_digit()).count() >= 4;
+        if varies {
+            conditions.push(cond(Field::EnvelopeFromDomain, None, Operator::Is, &domain_of(&m)));
+        } else {
+            conditions.push(cond(Field::EnvelopeFrom, None, Operator::Is, &m));
+        }
+    }
+    let rcpts = recipients(s);
+    let rcpt_text = if rcpts.is_empty() { "any of your recipients".to_string() } else { rcpts.join(", ") };
+    match rcpts.len() {
+        0 => {}
+        1 => conditions.push(cond(Field::Recipient, None, Operator::Is, &rcpts[0])),
+        _ => conditions.push(Condition {
+            field: Field::Recipient,
+            header: None,
+            op: Operator::Is,
+            value: Some(Value::List(rcpts.clone())),
+            not: false,
+        }),
+    }
+    let net = network_of_ip(ip);
+    let signed = pf.dkim.iter().find(|x| same_domain(x, &from_domain)).cloned();
+    let headers_signed = pf.dkim_headers.iter().find(|x| same_domain(x, &from_domain)).cloned();
+    let spf = pf.auth.iter().find(|a| sender_address(s).is_some_and(|m| same_domain(a, &domain_of(&m)))).cloned();
+    let (proof_words, risk) = if let Some(x) = signed {
+        conditions.push(cond(Field::DkimDomain, None, Operator::Is, &x));
+        conditions.push(cond(Field::ClientIp, None, Operator::InCidr, &net));
+        (
+            format!("its DKIM signature of {x} verifies and it comes from {net}"),
+            format!("a message {x} signed (a copy of one of theirs too) sent again to {rcpt_text} from {net}, with the same From:, passes with any content"),
+        )
+    } else if let Some(x) = headers_signed {
+        conditions.push(cond(Field::DkimHeadersDomain, None, Operator::Is, &x));
+        conditions.push(cond(Field::ClientIp, None, Operator::InCidr, &net));
+        (
+            format!("the signed headers of {x}'s DKIM signature verify (the body changed after signing) and it comes from {net}"),
+            format!("a message whose headers {x} signed, resent from {net} with another body (by anyone who can send through that server, a list's other members too), passes to {rcpt_text}"),
+        )
+    } else if let Some(a) = spf {
+        conditions.push(cond(Field::AuthDomain, None, Operator::Is, &a));
+        conditions.push(cond(Field::ClientIp, None, Operator::InCidr, &net));
+        (
+            format!("SPF passes for {a} and it comes from {net}"),
+            format!("anyone who can send through {a}'s servers in {net} can still send as {from} to {rcpt_text}, with any content"),
+        )
+    } else {
+        conditions.push(cond(Field::ClientIp, None, Operator::Is, &ip.to_string()));
+        (
+            format!("it comes from {ip}, the server it came from (nothing authenticates it)"),
+            format!("anyone else who can send from {ip} can still send as {from} to {rcpt_text}, with any content"),
+        )
+    };
+    let rule = FilterRule {
+        name: format!("{from} to {}", if rcpts.len() == 1 { rcpts[0].clone() } else { "its recipients".into() }),
+        enabled: true,
+        direction: crate::policy::RuleDirection::Inbound,
+        match_mode: MatchMode::All,
+        conditions,
+        actions,
+        comment: Some(format!("diagnosis {}: {why}", d.reference.clone().unwrap_or_default())),
+    };
+    Some(SenderRule { rule, proof: proof_words, risk })
+}
+
 // ---- our own policy: rules, blocked senders, ASF ----
 
 fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Diagnosis) {
@@ -1226,13 +1344,35 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
     if let Some(sym) = s.observed.get(&asf.symbol).filter(|x| !x.detail.is_empty()) {
         d.findings.push(format!("Seen: {}.", sym.detail));
     }
+    // Narrowest first: this sender's mail to these recipients, exact and tied to what it cannot forge;
+    // then the option itself, for the whole domain.
+    if !crate::checks::auth::is_outbound(s.envelope) {
+        if let Some(r) = outside_sender_rule(
+            s,
+            d,
+            &format!("{} caught a good message of this sender", asf.option),
+            vec![RuleAction::Allow {}],
+        ) {
+            let from = from_address(s).unwrap_or_default();
+            d.fixes.push(Fix {
+                title: format!("Let {from}'s mail through {} (this sender only)", asf.option),
+                note: format!(
+                    "A rule for this sender only, for these recipients, and only when {}: the option stays On for everyone else. The rule lets the message through whatever its score.",
+                    r.proof
+                ),
+                risk: r.risk,
+                command: rule_command(&r.rule),
+                change: Change::AddRule { rule: r.rule },
+            });
+        }
+    }
     let rcpt_domain = recipients(s).first().map(|r| domain_of(r));
     if let Some(domain) = rcpt_domain {
         d.fixes.push(Fix {
             title: format!("Set {} to test mode for {domain}", asf.option),
             note: "Test mode keeps reporting the option in X-Mailsift-ASF without scoring it, so you can watch what it would catch.".into(),
             risk: format!(
-                "every message to {domain} that the option catches ({}) is judged by the rest of the score only, spam too",
+                "domain-wide: every message to {domain} that the option catches ({}), from anyone, forgeries of this sender too, is judged by the rest of the score only, spam too",
                 describe(engine, &asf.symbol).trim_end_matches('.')
             ),
             command: format!("mailsift domains set {} --asf {}=test", shell_quote(&domain), asf.option),
@@ -1262,102 +1402,26 @@ fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
         d.action.as_str(),
         d.score
     );
-    let Some(sender) = from_address(s).or(sender_address(s)) else { return };
-    let sender_domain = registrable_domain(&domain_of(&sender));
-    let authenticated = authenticated_domains(s).iter().any(|a| registrable_domain(a) == sender_domain);
-    let ptr_domain = s
-        .evidence
-        .sender
-        .as_ref()
-        .and_then(|f| f.ptr.as_ref())
-        .filter(|p| p.result == crate::sender::Outcome::Pass)
-        .and_then(|p| p.names.first())
-        .map(|n| registrable_domain(n));
-    // An allow entry is not honoured for mail failing the sender's DMARC (quarantine or reject) unless it
-    // says allow_spoofed; then it is tied to the one server the mail came from.
-    let dmarc_fails =
-        s.observed.symbols.iter().any(|x| x.name == "DMARC_POLICY_QUARANTINE" || x.name == "DMARC_POLICY_REJECT");
-    let network = match (dmarc_fails, s.envelope.client_ip) {
-        (true, Some(IpAddr::V4(ip))) => format!("{ip}/32"),
-        (true, Some(IpAddr::V6(ip))) => format!("{ip}/128"),
-        _ => network_of(s),
+    // Exact on the sender (From: and envelope), for the affected recipients, tied to what it cannot forge.
+    let Some(r) = outside_sender_rule(s, d, "the sender's DNS or signatures are broken", vec![RuleAction::Allow {}])
+    else {
+        d.findings.push(
+            "No allow is proposed: nothing about this message is a fact a forger could not produce (no From: address or no connecting server known)."
+                .into(),
+        );
+        return;
     };
-    let risk_of = |condition: &str, r: &str| {
-        match condition {
-        "require_auth" => format!(
-            "anyone able to send mail that {sender_domain} authenticates (another user of their mail system) can still use {sender} to reach {r}, with any content"
+    let from = from_address(s).unwrap_or_default();
+    d.fixes.push(Fix {
+        title: format!("Allow {from} for {}", recipients(s).join(", ")),
+        note: format!(
+            "A rule for this From: address and envelope sender only, for these recipients only, and only when {}. Remove it once the sender has fixed their side.",
+            r.proof
         ),
-        "ptr" => format!(
-            "other users of the servers in {} can still send as {sender} to {r}, with any content",
-            ptr_domain.clone().unwrap_or_default()
-        ),
-        _ => format!("anyone else sending from {network} can still send as {sender} to {r}, with any content"),
-    }
-    };
-    let (condition, why) = if authenticated {
-        (
-            "require_auth",
-            format!("only when {sender_domain} authenticates it (SPF or DKIM), so a forged {sender} is still checked"),
-        )
-    } else if dmarc_fails {
-        ("network", format!(
-            "only from the server it came from ({network}): its domain's DMARC fails, so the entry must say allow_spoofed, and the address ties it to that one server"
-        ))
-    } else if let Some(p) = &ptr_domain {
-        ("ptr", format!("only when it comes from a server whose confirmed reverse DNS is in {p}"))
-    } else {
-        ("network", format!("only when it comes from the sender's network ({network}), since nothing authenticates it"))
-    };
-    for r in recipients(s) {
-        let entry = AllowEntry {
-            id: None,
-            sender: sender.clone(),
-            recipient: Some(r.clone()),
-            require_auth: condition == "require_auth",
-            from_ptr_domain: if condition == "ptr" { ptr_domain.clone() } else { None },
-            from_network: if condition == "network" { Some(network.clone()) } else { None },
-            allow_spoofed: condition == "network" && dmarc_fails,
-            expires: None,
-            comment: Some(format!(
-                "diagnosis {}: the sender's DNS or signatures are broken",
-                d.reference.clone().unwrap_or_default()
-            )),
-        };
-        let mut cmd = format!("mailsift lists add allow {} --recipient {}", shell_quote(&sender), shell_quote(&r));
-        if entry.require_auth {
-            cmd.push_str(" --require-auth");
-        }
-        if let Some(p) = &entry.from_ptr_domain {
-            let _ = write!(cmd, " --from-ptr-domain {}", shell_quote(p));
-        }
-        if let Some(n) = &entry.from_network {
-            let _ = write!(cmd, " --from-network {}", shell_quote(n));
-        }
-        if entry.allow_spoofed {
-            cmd.push_str(" --allow-spoofed");
-        }
-        if let Some(c) = &entry.comment {
-            let _ = write!(cmd, " --comment {}", shell_quote(c));
-        }
-        d.fixes.push(Fix {
-            title: format!("Allow {sender} for {r}"),
-            note: format!("This address only, for this recipient only, and {why}. Remove it once the sender has fixed their side."),
-            risk: risk_of(condition, &r),
-            command: cmd,
-            change: Change::AddAllow { entry },
-        });
-    }
-}
-
-fn network_of(s: &Subject<'_, '_>) -> String {
-    match s.envelope.client_ip {
-        Some(IpAddr::V4(v4)) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
-        Some(ip) => format!("{ip}/64"),
-        None => "0.0.0.0/32".into(),
-    }
+        risk: r.risk,
+        command: rule_command(&r.rule),
+        change: Change::AddRule { rule: r.rule },
+    });
 }
 
 /// What is wrong on the sender's side, in the words their administrator needs.
@@ -1442,7 +1506,7 @@ fn dkim_signers(s: &Subject<'_, '_>) -> String {
 
 // ---- the content ----
 
-fn content_score(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
+fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     d.category = Category::Content;
     d.cause = Cause::ContentScore;
     let mut by_engine: Vec<(&'static str, f64, Vec<String>)> = Vec::new();
@@ -1484,75 +1548,60 @@ fn content_score(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
         Source::Quarantine(id) => format!("mailsift quarantine release {id} --not-spam"),
         Source::Log(r) => format!("mailsift report --false-positive <the message of {r}>"),
     };
-    d.fixes.push(Fix {
-        title: "Report it as a false positive, so the classifiers learn it".into(),
-        note: "Both classifiers learn the message as ham; similar good mail scores lower from then on. Nothing is allowed outright.".into(),
-        risk: "nothing is let through outright; similar messages, from anyone, score a little lower".into(),
-        command: reported,
-        change: Change::Report { spam: false },
-    });
+    // A report is a fix only when it makes this message pass (a copy of the model retrained, then the
+    // message judged again); otherwise it is advice, and the allow below is the fix.
+    let report = Change::Report { spam: false };
+    let report_passes = !matches!(s.source, Source::Log(_))
+        && engine.model().is_some()
+        && try_fix(engine, policy, &report, s.message, s.envelope, s.evidence).is_ok_and(|v| !v.action.is_spam());
+    if report_passes {
+        d.fixes.push(Fix {
+            title: "Report it as a false positive, so the classifiers learn it".into(),
+            note: "Both classifiers learn the message as ham; similar good mail scores lower from then on, and this one passes (tried on a copy of the model). Nothing is allowed outright.".into(),
+            risk: "nothing is let through outright; similar messages, from anyone, score a little lower".into(),
+            command: reported,
+            change: report,
+        });
+    } else {
+        d.findings.push(format!(
+            "Report it too, so the classifiers learn ({reported}): alone it would not make this message pass, so it is advice, not a fix."
+        ));
+    }
     if crate::checks::auth::is_outbound(s.envelope) {
         return;
     }
-    // Then, if the report is not enough: this exact address, for the affected recipients, and only with
-    // what proves it is theirs (its domain authenticating, else its network).
-    let Some(sender) = from_address(s).or(sender_address(s)) else { return };
-    let sender_domain = domain_of(&sender);
-    let authenticated = authenticated_domains(s).iter().any(|a| same_domain(a, &sender_domain));
-    let dmarc_fails =
-        s.observed.symbols.iter().any(|x| x.name == "DMARC_POLICY_QUARANTINE" || x.name == "DMARC_POLICY_REJECT");
-    if !authenticated && (dmarc_fails || s.envelope.client_ip.is_none()) {
-        // Nothing proves the address is theirs: an allow would be a forger's too.
+    // Then, if the report is not enough: this exact sender, for the affected recipients, and only with
+    // what proves it is theirs (their signature, SPF and network, else their server).
+    let Some(r) = outside_sender_rule(s, d, "a good message the content score caught", vec![RuleAction::Allow {}])
+    else {
+        d.findings.push(
+            "No allow is proposed: nothing about this message is a fact a forger could not produce (no From: address or no connecting server known).".into(),
+        );
         return;
-    }
-    let network = network_of(s);
-    for r in recipients(s) {
-        let entry = AllowEntry {
-            id: None,
-            sender: sender.clone(),
-            recipient: Some(r.clone()),
-            require_auth: authenticated,
-            from_ptr_domain: None,
-            from_network: (!authenticated).then(|| network.clone()),
-            allow_spoofed: false,
-            expires: None,
-            comment: Some(format!(
-                "diagnosis {}: a good message the content score caught",
-                d.reference.clone().unwrap_or_default()
-            )),
-        };
-        let mut cmd = format!("mailsift lists add allow {} --recipient {}", shell_quote(&sender), shell_quote(&r));
-        let (why, risk) = if authenticated {
-            cmd.push_str(" --require-auth");
-            (
-                format!("only when {sender_domain} authenticates it (SPF or DKIM)"),
-                format!("anything {sender} sends to {r} while {sender_domain} authenticates it skips filtering, a message from their compromised account too"),
-            )
-        } else {
-            let _ = write!(cmd, " --from-network {}", shell_quote(&network));
-            (
-                format!("only from the sender's network ({network}), since nothing authenticates it"),
-                format!(
-                    "anything sent as {sender} to {r} from {network} skips filtering, whoever else uses that network"
-                ),
-            )
-        };
-        d.fixes.push(Fix {
-            title: format!("If reporting is not enough: allow {sender} for {r}"),
-            note: format!("This address only, for this recipient only, {why}. The classifiers and heuristics no longer judge its mail to {r}."),
-            risk,
-            command: cmd,
-            change: Change::AddAllow { entry },
-        });
-    }
+    };
+    let from = from_address(s).unwrap_or_default();
+    d.fixes.push(Fix {
+        title: format!(
+            "{}allow {from} for {}",
+            if report_passes { "If reporting is not enough: " } else { "" },
+            recipients(s).join(", ")
+        ),
+        note: format!(
+            "A rule for this From: address and envelope sender only, for these recipients only, and only when {}. The classifiers and heuristics no longer judge its mail to them.",
+            r.proof
+        ),
+        risk: r.risk,
+        command: rule_command(&r.rule),
+        change: Change::AddRule { rule: r.rule },
+    });
 }
 
 // ---- our own outbound mail ----
 
 /// Our own user's outgoing mail was caught by the score (rules are read by [`filter_rule`]): teach the
 /// classifiers, or let this sender's outgoing mail skip filtering, on the outbound side only.
-fn outbound(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
-    content_score(engine, s, d);
+fn outbound(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d: &mut Diagnosis) {
+    content_score(engine, policy, s, d);
     d.cause = Cause::OutboundMail;
     let who = sender_address(s).or(from_address(s)).unwrap_or_else(|| "your user".into());
     d.summary = format!(

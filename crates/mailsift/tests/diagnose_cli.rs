@@ -97,19 +97,26 @@ fn the_web_form_case_from_diagnosis_to_applied_fix() {
     for wanted in [
         "Verdict:  TAG (score 8.00, tag at 5)",
         "Cause:    your own policy (a web server or application sending as your domain)",
-        "203.0.113.5 (web01.hosting.example)",
+        // DNS is off: the server's name is not verified, so only its address is named.
+        "at 203.0.113.5",
         "not one of its sending servers (192.0.2.0/24)",
-        "  1. Add 203.0.113.5 to ourdomain.example's sending servers",
+        // Narrowest first: the one address from that server, then the whole server for the domain.
+        "  1. Allow forms@ourdomain.example only from 203.0.113.5",
+        "--if-from forms@ourdomain.example --if client_ip:is:203.0.113.5 --then allow",
+        "  2. Add 203.0.113.5 to ourdomain.example's sending servers",
         "$ mailsift domains set ourdomain.example --sending-server 203.0.113.5",
         "with it, this message: deliver",
-        "--if-sender forms@ourdomain.example --if-header Received:contains:web01.hosting.example --then allow",
     ] {
         assert!(out.contains(wanted), "missing {wanted:?} in:\n{out}");
     }
+    // The name a Received line gives is the sender's claim: no fix rests on it, none names it.
+    assert!(!out.contains("Received:contains") && !out.contains("(web01.hosting.example)"), "{out}");
     let json: serde_json::Value = serde_json::from_str(&diagnose(&dir, &["--json"])).unwrap();
     assert_eq!(json["diagnosis"]["cause"], "web_application");
-    assert_eq!(json["fixes"][0]["fix"]["change"]["server"], "203.0.113.5");
+    assert_eq!(json["fixes"][0]["fix"]["change"]["kind"], "add_rule");
     assert_eq!(json["fixes"][0]["with_fix"]["action"], "deliver");
+    assert_eq!(json["fixes"][1]["fix"]["change"]["server"], "203.0.113.5");
+    assert_eq!(json["fixes"][1]["with_fix"]["action"], "deliver");
 
     // The message log: the same form last week (tagged), and a forgery from elsewhere.
     let db = Database::open_in(&dir.join("data")).unwrap();
@@ -127,15 +134,15 @@ fn the_web_form_case_from_diagnosis_to_applied_fix() {
     assert!(out.contains("PASTFORM1") && !out.contains("FORGERY2"), "{out}");
 
     // Refused at the prompt: nothing changes.
-    let out = ok_with(&dir, &[&["diagnose", "webform.eml"][..], ENVELOPE, &["--apply", "1"]].concat(), "n\n");
+    let out = ok_with(&dir, &[&["diagnose", "webform.eml"][..], ENVELOPE, &["--apply", "2"]].concat(), "n\n");
     assert!(
-        out.contains("Apply fix 1 (Add 203.0.113.5 to ourdomain.example's sending servers)? [y/N] not applied"),
+        out.contains("Apply fix 2 (Add 203.0.113.5 to ourdomain.example's sending servers)? [y/N] not applied"),
         "{out}"
     );
     assert!(ok(&dir, &["domains", "list"]).trim().is_empty());
 
     // Confirmed: the domain is stored with the configuration's servers kept and the web server added.
-    let out = ok_with(&dir, &[&["diagnose", "webform.eml"][..], ENVELOPE, &["--apply", "1"]].concat(), "y\n");
+    let out = ok_with(&dir, &[&["diagnose", "webform.eml"][..], ENVELOPE, &["--apply", "2"]].concat(), "y\n");
     assert!(
         out.contains("ourdomain.example: 203.0.113.5 added to the sending servers (192.0.2.0/24, 203.0.113.5)"),
         "{out}"
@@ -205,11 +212,28 @@ fn a_message_with_our_headers_is_diagnosed_without_a_database_and_a_quarantined_
     assert!(out.contains("a web server or application sending as your domain"), "{out}");
     let by_reference = ok(&dir, &["diagnose", "HELD1"]);
     assert!(by_reference.contains(&format!("(quarantine item {id})")), "{by_reference}");
-    let out = ok(&dir, &["diagnose", &id, "--apply", "2", "--yes"]);
-    assert!(out.contains("added rule \"forms@ourdomain.example from web01.hosting.example\" at position 1"), "{out}");
-    let rule = ok(&dir, &["rules", "show", "forms@ourdomain.example from web01.hosting.example"]);
-    assert!(rule.contains("forms@ourdomain.example") && rule.contains("web01.hosting.example"), "{rule}");
+    // Fix 1, the narrowest: the one address, only from the connecting server (a fact of the connection).
+    let out = ok(&dir, &["diagnose", &id, "--apply", "1", "--yes"]);
+    assert!(out.contains("added rule \"forms@ourdomain.example from 203.0.113.5\" at position 1"), "{out}");
+    let rule = ok(&dir, &["rules", "show", "forms@ourdomain.example from 203.0.113.5"]);
+    assert!(rule.contains("forms@ourdomain.example") && rule.contains("client_ip"), "{rule}");
+    assert!(rule.contains("203.0.113.5") && !rule.contains("web01.hosting.example"), "{rule}");
     let out = diagnose(&dir, &[]);
     assert!(out.contains("Verdict:  DELIVER"), "{out}");
+    // The same form from another server is still caught: the rule does not rest on its Received line.
+    let forged = ok(
+        &dir,
+        &[
+            "diagnose",
+            "webform.eml",
+            "--ip",
+            "198.51.100.9",
+            "--from",
+            "forms@ourdomain.example",
+            "--rcpt",
+            "staff@ourdomain.example",
+        ],
+    );
+    assert!(forged.contains("Verdict:  TAG"), "{forged}");
     let _ = std::fs::remove_dir_all(&dir);
 }
