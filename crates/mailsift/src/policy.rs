@@ -713,7 +713,8 @@ fn test(
         score: checks.score,
         now,
     };
-    let rules = policy.rules(&input);
+    // As the scan does: conditions on the connecting server and trusted hops see the trust boundary.
+    let rules = policy.rules_with_connection(&input, &engine.trust().facts(&envelope, &evidence, &msg));
     let mut recipients: Vec<Option<String>> = envelope.rcpt_to.iter().map(|r| Some(r.clone())).collect();
     if recipients.is_empty() {
         recipients.push(None);

@@ -58,7 +58,9 @@ pub fn run_cli(config: Option<&PathBuf>, data_dir: &Path, args: &ScanArgs) -> Re
         // Spamtrap hits feed the sender's reputation.
         let rep =
             mailsift_store::SqliteReputation::open_dir(data_dir, scanner.engine.config().reputation.half_life_days)?;
-        learner = learner.with_spamtrap_hook(Box::new(mailsift_store::ReputationHook::new(rep)));
+        learner = learner.with_spamtrap_hook(Box::new(
+            mailsift_store::ReputationHook::new(rep).with_organisation(scanner.engine.config().organisation.clone()),
+        ));
     }
     drop(scanner);
     let scanner = Scanner::for_gateway(config, data_dir, &args.envelope, false, Some(learner.model()))?;
