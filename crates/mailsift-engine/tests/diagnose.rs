@@ -163,8 +163,9 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
         ],
     );
 
-    // Fix 1: the server's address joins the domain's sending servers.
-    let fix = &d.fixes[0];
+    // Narrowest first. Fix 3: the server's address joins the domain's sending servers (every address of
+    // ours from it).
+    let fix = &d.fixes[2];
     assert_eq!(
         fix.change,
         Change::AddSendingServer { domain: "ourdomain.example".into(), server: "203.0.113.5".into() }
@@ -188,9 +189,9 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
     .await;
     assert!(v.action.is_spam() && v.symbols.iter().any(|s| s.name == "SPOOF_OWN_DOMAIN"), "{}", show(&v));
 
-    // Fix 2: the sender address, only from that server's address: a fact of the connection, never a
+    // Fix 1: the sender address, only from that server's address: a fact of the connection, never a
     // Received line (a forger writes those).
-    let fix = &d.fixes[1];
+    let fix = &d.fixes[0];
     let Change::AddRule { rule } = &fix.change else { panic!("{fix:?}") };
     assert!(fix.command.starts_with("mailsift rules add --at 1 --name "), "{}", fix.command);
     assert!(fix.command.contains("--if-from forms@ourdomain.example"), "{}", fix.command);
@@ -226,8 +227,8 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
     )
     .await;
     assert!(v.action.is_spam(), "another address of ours through the same host: {}", show(&v));
-    // Fix 3, for when its address changes: the verified host name (PTR confirmed), not a header.
-    let fix = &d.fixes[2];
+    // Fix 2, for when its address changes: the verified host name (PTR confirmed), not a header.
+    let fix = &d.fixes[1];
     assert!(fix.command.contains("--if client_ptr:is:web01.hosting.example"), "{}", fix.command);
     let v = with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await;
     assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
@@ -239,7 +240,7 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
         past_row("R2", "198.51.100.9", "forms@ourdomain.example", "tag", 11.5, &[("SPOOF_OWN_DOMAIN", 8.0)]),
         past_row("R3", "192.0.2.10", "dana@ourdomain.example", "deliver", 0.0, &[]),
     ];
-    let r = diagnose::replay(&e, &d.fixes[0].change, &past);
+    let r = diagnose::replay(&e, &d.fixes[2].change, &past);
     assert_eq!((r.examined, r.let_through), (3, 1), "{r:?}");
     assert_eq!(r.were_spam.iter().map(|m| m.reference_id.as_str()).collect::<Vec<_>>(), ["R1"]);
     // The rule is on the From: address and the client IP, both of which the log keeps: decided on every
@@ -247,7 +248,7 @@ async fn a_web_form_sending_as_our_domain_gets_its_server_added_or_a_rule_on_sen
     let mut past = past;
     past[0].raw = Some(raw.clone().into_bytes());
     past.push(past_row("R4", "203.0.113.5", "forms@ourdomain.example", "tag", 8.3, &[("SPOOF_OWN_DOMAIN", 8.0)]));
-    let r = diagnose::replay(&e, &d.fixes[1].change, &past);
+    let r = diagnose::replay(&e, &d.fixes[0].change, &past);
     assert_eq!((r.examined, r.let_through, r.undecidable), (4, 2, 0), "{r:?}");
     assert_eq!(r.were_spam.iter().map(|m| m.reference_id.as_str()).collect::<Vec<_>>(), ["R1", "R4"]);
 }
@@ -412,14 +413,27 @@ async fn an_outside_sender_with_broken_dns_and_signatures_is_told_what_to_fix_an
         ],
     );
     let fix = &d.fixes[0];
-    let Change::AddAllow { entry } = &fix.change else { panic!("{fix:?}") };
-    assert_eq!(entry.sender, "alice@partner.example");
-    assert_eq!(entry.recipient.as_deref(), Some("staff@ourdomain.example"));
-    // Nothing authenticates it, and its DMARC fails: only from its own server's address.
-    assert_eq!(entry.from_network.as_deref(), Some("198.51.100.7/32"), "{entry:?}");
-    assert!(fix
-        .command
-        .starts_with("mailsift lists add allow alice@partner.example --recipient staff@ourdomain.example"));
+    // A rule exact on From:, envelope sender and recipient, tied to the signed headers of partner.example
+    // (its footer broke the body hash) and its network; never an allowed-senders entry, which matches the
+    // envelope sender or the From: and so lets the same server send in another name.
+    let Change::AddRule { rule } = &fix.change else { panic!("{fix:?}") };
+    let conds: Vec<String> = rule
+        .conditions
+        .iter()
+        .map(|c| format!("{} {} {}", c.field.as_str(), c.op.as_str(), c.value.as_ref().unwrap().texts().join(",")))
+        .collect();
+    assert_eq!(
+        conds,
+        [
+            "from is alice@partner.example",
+            "envelope_from is alice@partner.example",
+            "recipient is staff@ourdomain.example",
+            "dkim_headers_domain is partner.example",
+            "client_ip in_cidr 198.51.100.0/24"
+        ]
+    );
+    assert!(fix.command.starts_with("mailsift rules add --at 1 --name "), "{}", fix.command);
+    assert!(diagnose::forgery_warning_of(&fix.change).is_none());
     let v = with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await;
     assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
     // The same From from somewhere else is still judged, and caught.
@@ -432,6 +446,9 @@ async fn an_outside_sender_with_broken_dns_and_signatures_is_told_what_to_fix_an
     let mut other = env.clone();
     other.rcpt_to = vec!["ceo@ourdomain.example".into()];
     assert_ne!(with_fix(&e, &policy, &fix.change, &c.raw, &other).await.scl, -1);
+    // Their own server, their envelope sender, another From: is not covered either.
+    let other_from = c.raw.replace("From: Alice <alice@partner.example>", "From: CEO <ceo@partner.example>");
+    assert_ne!(with_fix(&e, &policy, &fix.change, &other_from, &env).await.scl, -1);
 }
 
 #[tokio::test]
@@ -447,9 +464,10 @@ async fn a_sender_that_authenticates_is_allowed_only_when_it_authenticates() {
     assert!(c.verdict.action.is_spam(), "{}", show(&c.verdict));
     assert_eq!(c.diagnosis.category, Category::Sender, "{}", text(&c.diagnosis));
     let fix = &c.diagnosis.fixes[0];
-    let Change::AddAllow { entry } = &fix.change else { panic!("{fix:?}") };
-    assert!(entry.require_auth && entry.from_network.is_none() && !entry.allow_spoofed, "{entry:?}");
-    assert!(fix.command.contains("--require-auth"), "{}", fix.command);
+    // SPF passes for it: the rule requires it, with its network.
+    assert!(fix.command.contains("--if auth_domain:is:partner.example"), "{}", fix.command);
+    assert!(fix.command.contains("--if client_ip:in_cidr:198.51.100.0/24"), "{}", fix.command);
+    assert!(fix.command.contains("--if-from alice@partner.example"), "{}", fix.command);
     assert_eq!(with_fix(&e, &policy, &fix.change, &c.raw, &c.env).await.scl, -1);
     let v = with_fix(&e, &policy, &fix.change, &raw, &envelope("203.0.113.66", "partner-gw", "alice@partner.example"))
         .await;
@@ -521,8 +539,25 @@ async fn an_asf_option_that_marks_a_newsletter_high_confidence_spam_is_put_in_te
     let d = &c.diagnosis;
     assert_eq!((d.category, d.cause), (Category::Policy, Cause::AsfOption), "{}", text(d));
     assert_mentions(d, &["frame_or_iframe_tags", "ASF_FRAME_IFRAME", "high-confidence"]);
-    assert_eq!(d.fixes[0].command, "mailsift domains set ourdomain.example --asf frame_or_iframe_tags=test");
+    // Narrowest first: this sender, to this recipient, from its server (DNS is off: nothing else proves
+    // it); then the option in test mode for the whole domain.
+    assert_eq!(
+        d.fixes[0].command,
+        "mailsift rules add --at 1 --name 'news@museum.example to staff@ourdomain.example' --if-from news@museum.example \
+         --if-sender news@museum.example --if recipient:is:staff@ourdomain.example --if client_ip:is:198.51.100.5 \
+         --then allow --comment 'diagnosis ".to_string()
+            + c.verdict.id.as_str()
+            + ": frame_or_iframe_tags caught a good message of this sender'"
+    );
     let v = with_fix(&e, &policy, &d.fixes[0].change, &c.raw, &c.env).await;
+    assert_eq!((v.action, v.scl), (Action::Deliver, -1), "{}", show(&v));
+    let elsewhere = envelope("203.0.113.66", "mail.museum.example", "news@museum.example");
+    assert!(with_fix(&e, &policy, &d.fixes[0].change, raw, &elsewhere).await.action.is_spam());
+    let other_from = raw.replace("news@museum.example>", "ceo@museum.example>");
+    assert!(with_fix(&e, &policy, &d.fixes[0].change, &other_from, &c.env).await.action.is_spam());
+    assert_eq!(d.fixes[1].command, "mailsift domains set ourdomain.example --asf frame_or_iframe_tags=test");
+    assert!(d.fixes[1].risk.starts_with("domain-wide"), "{}", d.fixes[1].risk);
+    let v = with_fix(&e, &policy, &d.fixes[1].change, &c.raw, &c.env).await;
     assert_eq!(v.action, Action::Deliver, "{}", show(&v));
     assert!(v.symbols.iter().any(|s| s.name == "ASF_FRAME_IFRAME" && s.asf_mode == Some("test")), "still reported");
 }
@@ -635,13 +670,16 @@ fn our_headers_carry_the_verdict_for_a_diagnosis_without_the_database() {
     };
     let d = diagnose::diagnose(&e, &PolicyConfig::default(), &subject);
     assert_eq!(d.cause, Cause::WebApplication, "{}", text(&d));
+    assert!(matches!(d.fixes[0].change, Change::AddRule { .. }), "narrowest first: {:?}", d.fixes[0]);
     assert_eq!(
-        d.fixes[0].change,
+        d.fixes.last().unwrap().change,
         Change::AddSendingServer { domain: "ourdomain.example".into(), server: "203.0.113.5".into() }
     );
     assert!(Observed::from_headers(&e.parse(raw.as_bytes())).is_none());
     // The diagnosis serialises for the web console and the API.
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["category"], "policy");
-    assert_eq!(json["fixes"][0]["change"]["kind"], "add_sending_server");
+    assert_eq!(json["fixes"][0]["change"]["kind"], "add_rule");
+    assert_eq!(json["fixes"][1]["change"]["kind"], "add_sending_server");
+    assert!(json["fixes"][0]["risk"].as_str().is_some_and(|r| r.contains("203.0.113.5")), "{json}");
 }
