@@ -97,6 +97,8 @@ async fn mail_from_a_trusted_network_or_an_authenticated_user_is_outbound_and_ne
     let ev = gathered(&e, &raw, &inbound).await;
     let v = e.judge(&e.parse(raw.as_bytes()), &inbound, &ev);
     assert!(has(&v, "SPOOF_OWN_DOMAIN") && v.action.is_spam(), "inbound: {}", show(&v));
+    // ... and a stranger naming our domain in its HELO (client.acme.test) is suspect.
+    assert!(has(&v, "HELO_CLAIMS_OUR_DOMAIN"), "inbound: {}", show(&v));
 
     // From a trusted network: the session judges it outbound, and gathers no sender evidence for it.
     let trusted = Envelope { direction: Direction::Outbound, ..inbound.clone() };
@@ -105,6 +107,8 @@ async fn mail_from_a_trusted_network_or_an_authenticated_user_is_outbound_and_ne
     // Even if sender evidence were gathered for it, our own outbound mail is not a spoof of us.
     let v = e.judge(&e.parse(raw.as_bytes()), &trusted, &ev);
     assert!(!has(&v, "SPOOF_OWN_DOMAIN"), "trusted network with evidence: {}", show(&v));
+    // Our own server rightly names our domain in its HELO.
+    assert!(!has(&v, "HELO_CLAIMS_OUR_DOMAIN"), "trusted network with evidence: {}", show(&v));
 
     // An authenticated user, from anywhere: outbound too, whatever direction a caller forgot to set.
     let user = Envelope {
@@ -114,6 +118,7 @@ async fn mail_from_a_trusted_network_or_an_authenticated_user_is_outbound_and_ne
     };
     let v = e.judge(&e.parse(raw.as_bytes()), &user, &Evidence::default());
     assert!(!has(&v, "SPOOF_OWN_DOMAIN") && !v.action.is_spam(), "authenticated: {}", show(&v));
+    assert!(!has(&v, "HELO_CLAIMS_OUR_DOMAIN"), "authenticated: {}", show(&v));
     // A blank login name is no login.
     let blank = Envelope { authenticated_user: Some("  ".into()), ..user.clone() };
     let v = e.judge(&e.parse(raw.as_bytes()), &blank, &Evidence::default());
