@@ -58,7 +58,23 @@ impl TestKey {
         helo: &str,
         mail_from: &str,
     ) -> String {
-        let msg = AuthenticatedMessage::parse(raw.as_bytes()).expect("parse");
+        self.arc_seal_modified(raw, raw, auth, client_ip, helo, mail_from).await
+    }
+
+    /// Seals as a forwarder that changes the message (a signature service adding a footer): the results it
+    /// records are those of the message as `received`; the seal and its message signature cover the
+    /// message as `modified` and sent on (the same header fields, another body).
+    pub async fn arc_seal_modified(
+        &self,
+        received: &str,
+        modified: &str,
+        auth: &MessageAuthenticator,
+        client_ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+    ) -> String {
+        let msg = AuthenticatedMessage::parse(received.as_bytes()).expect("parse");
+        let out = AuthenticatedMessage::parse(modified.as_bytes()).expect("parse");
         let dkim = auth.verify_dkim(Parameters::new(&msg)).await;
         let spf = auth
             .verify_spf(Parameters::new(SpfParameters::verify_mail_from(client_ip, helo, &self.domain, mail_from)))
@@ -83,9 +99,9 @@ impl TestKey {
             .domain(&self.domain)
             .selector(&self.selector)
             .headers(["From", "To", "Subject", "Date", "Message-ID", "DKIM-Signature"])
-            .seal(&msg, &ar, &arc)
+            .seal(&out, &ar, &arc)
             .expect("seal");
-        format!("{}{raw}", set.to_header())
+        format!("{}{modified}", set.to_header())
     }
 }
 

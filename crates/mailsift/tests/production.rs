@@ -320,7 +320,9 @@ async fn signature_service(keys: &Keys, arc: bool, dns: SocketAddr) -> Scenario 
         let auth = authenticator(dns);
         let sealed = keys.o365.arc_seal(&original, &auth, OUR_MTA.into(), "mail.acme.test", "alice@acme.test").await;
         let footed = with_footer(&sealed, footer);
-        keys.sigsvc.arc_seal(&footed, &auth, OUR_MTA.into(), "mail.acme.test", "alice@acme.test").await
+        keys.sigsvc
+            .arc_seal_modified(&sealed, &footed, &auth, OUR_MTA.into(), "mail.acme.test", "alice@acme.test")
+            .await
     } else {
         with_footer(&original, footer)
     };
@@ -336,7 +338,13 @@ async fn signature_service(keys: &Keys, arc: bool, dns: SocketAddr) -> Scenario 
         },
         trusted_host: ("out.sigsvc.test".into(), SIGSVC),
         causes: &["own_mail_through_relay"],
-        must_say: vec!["sigsvc.test".into(), "acme.test".into()],
+        // With a chain, the diagnosis also advises trusting its sealers (every one of them: the first hop's
+        // results are only worth what every later sealer vouches for).
+        must_say: if arc {
+            vec!["sigsvc.test".into(), "acme.test".into(), "trusted_arc_sealers".into(), "o365.test".into()]
+        } else {
+            vec!["sigsvc.test".into(), "acme.test".into()]
+        },
         must_not_say: vec!["the sender's reputation".into()],
         must_propose: vec![(
             "add_rule",
@@ -358,11 +366,9 @@ async fn signature_service(keys: &Keys, arc: bool, dns: SocketAddr) -> Scenario 
         false_positive: true,
         other_from: Some("ceo@acme.test".into()),
         extra_forgeries: Vec::new(),
-        config: if arc {
-            "[organisation]\ntrusted_arc_sealers = [\"o365.test\", \"sigsvc.test\"]\n".into()
-        } else {
-            String::new()
-        },
+        // As a new administrator has it: no sealer trusted yet (with both trusted, ARC_OWN_DOMAIN recognises
+        // the returning mail and there is nothing to diagnose: the engine tests cover that).
+        config: String::new(),
         policy: None,
     }
 }
@@ -1217,10 +1223,22 @@ fn run(mode: Mode, build: impl FnOnce(&World) -> Scenario) {
         }
         let mut caught = 0;
         let mut missed = Vec::new();
+        // A sending server speaks for the whole domain (as an SPF record does): another From: of our domain
+        // from that very server is what this fix means, and its risk must say so. Every other forgery stays
+        // caught under it too.
+        let whole_domain = f["change"]["kind"] == "add_sending_server";
+        if whole_domain && !f["risk"].as_str().is_some_and(|r| r.contains("any address") || r.contains("any mail")) {
+            failures
+                .push(format!("fix {n} ({}): the risk does not say the server may send as any address", f["title"]));
+        }
         for m in &forged {
             let o = world.send(&dir, &gw, m);
             if o.caught() {
                 caught += 1;
+            } else if whole_domain && m.label.starts_with("legitimate message with From") && m.client == sc.legit.client
+            {
+                caught += 1;
+                missed.push(format!("{} (by design, risk stated)", m.label));
             } else {
                 missed.push(m.label.clone());
                 failures.push(format!(
@@ -1285,9 +1303,15 @@ scenario_tests! {
     plain_outbound_smtp, plain_outbound_milter => |w: &World| plain_outbound(&w.keys);
 }
 
-/// The harness itself: a server the zone publishes properly (forward-confirmed PTR, HELO in its PTR domain)
-/// earns no reverse-DNS or HELO evidence, and one without a PTR does; otherwise the scenarios would measure
-/// the test zone, not the gateway.
+/// The harness itself: the zone gives the evidence it publishes, so the scenarios measure the gateway and not
+/// the test zone. SPF is checked both ways (a published server passes, another fails).
+///
+/// Reverse DNS cannot be tested on 127/8: hickory-resolver (0.26) answers every PTR query under
+/// 127.in-addr.arpa itself with "localhost" (RFC 6761) and never asks our server, so every test client has
+/// the unconfirmed name "localhost". The scenarios therefore never rely on a verified PTR name, and the
+/// engine tests (`mailsift-engine/tests/trust_boundary.rs`, `diagnose_production.rs`, `own_auth.rs`) cover
+/// `client_ptr` and reverse DNS with documentation addresses. This test asserts the resolver's behaviour so
+/// that the day it changes, it fails and the PTR expectations can move here.
 #[test]
 fn the_zone_gives_the_connection_evidence_it_publishes() {
     let keys = Keys::new();
@@ -1301,10 +1325,10 @@ fn the_zone_gives_the_connection_evidence_it_publishes() {
         dns.addr()
     );
     std::fs::write(dir.join("config.toml"), config).unwrap();
-    let sc = webform(&keys);
+    let sc = content_false_positive(&keys);
     std::fs::write(dir.join("m.eml"), &sc.legit.raw).unwrap();
     let scan = |ip: &str, helo: &str| -> Vec<(String, String)> {
-        let o = cli(&dir, &["scan", "m.eml", "--json", "--ip", ip, "--helo", helo, "--from", "webform@acme.test"]);
+        let o = cli(&dir, &["scan", "m.eml", "--json", "--ip", ip, "--helo", helo, "--from", "accounts@partner.test"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
         v["verdict"]["symbols"]
             .as_array()
@@ -1313,9 +1337,15 @@ fn the_zone_gives_the_connection_evidence_it_publishes() {
             .map(|s| (s["name"].as_str().unwrap().to_string(), s["detail"].as_str().unwrap_or("").to_string()))
             .collect()
     };
-    let good = scan(&WEB.to_string(), "web01.hoster.test");
-    assert!(!good.iter().any(|(n, _)| n.starts_with("RDNS_") || n.starts_with("HELO_")), "{good:?}");
-    let bad = scan(&SMALLCO.to_string(), "SERVER01");
-    assert!(bad.iter().any(|(n, _)| n == "RDNS_NONE") && bad.iter().any(|(n, _)| n == "HELO_NOT_FQDN"), "{bad:?}");
+    let has = |v: &[(String, String)], name: &str| v.iter().any(|(n, _)| n == name);
+    let good = scan(&PARTNER.to_string(), "mail.partner.test");
+    assert!(has(&good, "SPF_PASS") && has(&good, "DKIM_VALID") && has(&good, "DMARC_PASS"), "{good:?}");
+    let forged = scan(&SPOOFER.to_string(), "mail.partner.test");
+    assert!(has(&forged, "SPF_FAIL") && has(&forged, "DMARC_PASS"), "DKIM still aligns: {forged:?}");
+    // The resolver's own answer for 127/8 (see above): "localhost", never the name the zone publishes.
+    assert!(
+        good.iter().any(|(n, d)| n.starts_with("RDNS_") && d.contains("localhost")),
+        "127/8 reverse DNS now reaches the test zone: move the PTR checks here: {good:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
