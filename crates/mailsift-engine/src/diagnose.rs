@@ -416,6 +416,16 @@ fn recipients(s: &Subject<'_, '_>) -> Vec<String> {
     r
 }
 
+/// The affected recipients in words (never blank).
+fn recipients_text(s: &Subject<'_, '_>) -> String {
+    let r = recipients(s);
+    if r.is_empty() {
+        "any recipient".into()
+    } else {
+        r.join(", ")
+    }
+}
+
 /// Quotes for a POSIX shell when needed.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._-/:=,+".contains(c)) {
@@ -720,8 +730,14 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
         let arc_seen =
             s.message.has_header("ARC-Seal") || s.observed.symbols.iter().any(|x| x.name.starts_with("ARC_"));
         if pf.arc_sealers.is_empty() && arc_seen {
+            let trusted = &engine.config().organisation.trusted_arc_sealers;
+            let trusted_text = if trusted.is_empty() {
+                "none is trusted yet".to_string()
+            } else {
+                format!("you trust {}", trusted.join(", "))
+            };
             d.findings.push(format!(
-                "The message carries an ARC chain{}, which did not validate here. When the service seals it properly, add the service to [organisation] trusted_arc_sealers: a chain from a trusted sealer whose first hop saw {ours} pass then counts as your own mail, with no rule.",
+                "The message carries an ARC chain{}, which did not validate here, so no sealer vouches for it ([organisation] trusted_arc_sealers: {trusted_text}). A chain that validates, from a trusted sealer whose first hop saw {ours} pass, counts as your own mail with no rule: have the service seal after its footer, and list the sealers there.",
                 s.observed.symbols.iter().find(|x| x.name.starts_with("ARC_")).map(|x| format!(" ({})", x.name)).unwrap_or_default()
             ));
         }
@@ -835,8 +851,9 @@ fn own_mail_back(
 ) {
     let ip_text = pf.ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
     let service = service.map(str::to_string).unwrap_or_else(|| ip_text.clone());
+    let via = if service == ip_text { format!("from {ip_text}") } else { format!("{service}, from {ip_text}") };
     d.summary = format!(
-        "Your own mail from {from} came back in through a hosted service ({service}, from {ip_text}): it carries proof that it is yours, but the anti-spoofing check of {ours} does not know the service."
+        "Your own mail from {from} came back in through a hosted service ({via}): it carries proof that it is yours, but the anti-spoofing check of {ours} does not know the service."
     );
     if our_signature {
         let signed = if pf.dkim.iter().any(|x| same_domain(x, ours)) {
@@ -1413,7 +1430,7 @@ fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     };
     let from = from_address(s).unwrap_or_default();
     d.fixes.push(Fix {
-        title: format!("Allow {from} for {}", recipients(s).join(", ")),
+        title: format!("Allow {from} for {}", recipients_text(s)),
         note: format!(
             "A rule for this From: address and envelope sender only, for these recipients only, and only when {}. Remove it once the sender has fixed their side.",
             r.proof
@@ -1582,9 +1599,9 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
     let from = from_address(s).unwrap_or_default();
     d.fixes.push(Fix {
         title: format!(
-            "{}allow {from} for {}",
-            if report_passes { "If reporting is not enough: " } else { "" },
-            recipients(s).join(", ")
+            "{} {from} for {}",
+            if report_passes { "If reporting is not enough: allow" } else { "Allow" },
+            recipients_text(s)
         ),
         note: format!(
             "A rule for this From: address and envelope sender only, for these recipients only, and only when {}. The classifiers and heuristics no longer judge its mail to them.",

@@ -901,6 +901,63 @@ fn a_log_row_of_our_web_form_names_our_configuration_not_the_senders() {
     }
 }
 
+/// Rejected mail leaves only a log row (symbol names and scores, no copy): our own mail back through a
+/// signature service is still recognised from DKIM_BODY_MODIFIED (the engine gives it only when the signed
+/// headers verify) in a message in our name, and the rule it proposes, tried on the real message with DNS
+/// on, lets it through and keeps the forgeries out.
+#[tokio::test]
+async fn a_log_row_of_our_mail_back_through_a_signature_service_names_it_and_its_rule_holds() {
+    let ours = TestKey::new("acme.test", "sel1");
+    let mut z = zone();
+    ours.publish(&mut z);
+    let dns = TestDns::start(z);
+    let e = engine(&dns, "");
+    let policy = PolicyConfig::default();
+    let signed = ours.sign(&message("Alice <alice@acme.test>", "dana@acme.test", "Quarterly figures", &[], "Figures."));
+    let raw = format!("{signed}-- \r\nAlice | Acme Ltd\r\n");
+    let env = envelope("203.0.113.30", "out.sigsvc.test", "alice@acme.test", "dana@acme.test");
+    let live = run(&e, &policy, &raw, env.clone()).await;
+    assert!(live.verdict.symbols.iter().any(|s| s.name == "DKIM_BODY_MODIFIED"), "{}", show(&live.verdict));
+
+    let rebuilt = "From: Alice <alice@acme.test>\r\nSubject: Quarterly figures\r\n\r\n";
+    let msg = e.parse(rebuilt.as_bytes());
+    let symbols: Vec<(String, f64)> = live.verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
+    let observed = Observed::from_log("R-SIG", live.verdict.score, live.verdict.action.as_str(), &symbols, None);
+    let subject = Subject {
+        message: &msg,
+        envelope: &env,
+        evidence: &Evidence::default(),
+        observed: &observed,
+        source: Source::Log("R-SIG".into()),
+    };
+    let d = diagnose::diagnose(&e, &policy, &subject);
+    assert_eq!((d.category, d.cause), (Category::Policy, Cause::OwnMailThroughRelay), "{}", text(&d));
+    assert_mentions(&d, &["out.sigsvc.test (its own claim, not verified", "203.0.113.30"]);
+    assert_eq!(
+        fields(&d.fixes[0]),
+        ["from_domain is acme.test", "dkim_headers_domain is acme.test", "client_ip in_cidr 203.0.113.0/24"]
+    );
+    let c = Case { raw: raw.clone(), env: env.clone(), verdict: live.verdict.clone(), diagnosis: d };
+    let spoofer = envelope("198.18.0.9", "out.sigsvc.test", "alice@acme.test", "dana@acme.test");
+    let forgeries = [
+        forgery("our signed message from another IP", raw.clone(), spoofer.clone()),
+        forgery(
+            "forged Received lines naming the service",
+            format!(
+                "Received: from out.sigsvc.test (out.sigsvc.test [203.0.113.30]) by mx.acme.test; Mon, 6 Jan 2025 10:00:03 +0000\r\n{}",
+                message("Alice <alice@acme.test>", "dana@acme.test", "Quarterly figures", &[], "Pay today.")
+            ),
+            spoofer,
+        ),
+        forgery(
+            "the message with another From: through the service",
+            raw.replace("alice@acme.test", "ceo@acme.test"),
+            envelope("203.0.113.30", "out.sigsvc.test", "ceo@acme.test", "dana@acme.test"),
+        ),
+    ];
+    hold_every_fix(&e, &policy, &c, &forgeries).await;
+}
+
 #[test]
 fn a_rule_resting_on_a_received_header_is_never_proposed() {
     // The old proposal: the sender address and a Received line naming the web server. A forger writes both.
