@@ -736,9 +736,24 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
             } else {
                 format!("you trust {}", trusted.join(", "))
             };
+            let validated = s.observed.get("ARC_VALID").is_some();
+            let seen = if validated {
+                // Only the verdict is known (the log keeps no headers and no details): the chain validated
+                // at the gateway, but its sealers' names are not here.
+                "an ARC chain that validated at the gateway (ARC_VALID); the message log does not keep its sealers' names (the d= of each ARC-Seal of a copy)".to_string()
+            } else {
+                format!(
+                    "an ARC chain{}, which did not validate here",
+                    s.observed
+                        .symbols
+                        .iter()
+                        .find(|x| x.name.starts_with("ARC_"))
+                        .map(|x| format!(" ({})", x.name))
+                        .unwrap_or_default()
+                )
+            };
             d.findings.push(format!(
-                "The message carries an ARC chain{}, which did not validate here, so no sealer vouches for it ([organisation] trusted_arc_sealers: {trusted_text}). A chain that validates, from a trusted sealer whose first hop saw {ours} pass, counts as your own mail with no rule: have the service seal after its footer, and list the sealers there.",
-                s.observed.symbols.iter().find(|x| x.name.starts_with("ARC_")).map(|x| format!(" ({})", x.name)).unwrap_or_default()
+                "The message carries {seen}. [organisation] trusted_arc_sealers: {trusted_text}. List every sealer of the chain there (your platform's and the service's: the first hop's results are only worth what every later sealer vouches for); a chain that validates, from trusted sealers, whose first hop saw {ours} pass, then counts as your own mail with no rule."
             ));
         }
     } else if claims_our_hop && service_domain.is_some() && foreign_bounce.is_none() && foreign_signer.is_none() {
