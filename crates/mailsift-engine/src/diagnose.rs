@@ -1398,18 +1398,30 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
             });
         }
     }
+    // The option in test mode for the whole domain lets this sender's forgeries through with everyone
+    // else's, so it is a fix only when nothing narrower holds; otherwise it is advice, with its command,
+    // for an option that misfires on many senders.
     let rcpt_domain = recipients(s).first().map(|r| domain_of(r));
     if let Some(domain) = rcpt_domain {
-        d.fixes.push(Fix {
-            title: format!("Set {} to test mode for {domain}", asf.option),
-            note: "Test mode keeps reporting the option in X-Mailsift-ASF without scoring it, so you can watch what it would catch.".into(),
-            risk: format!(
-                "domain-wide: every message to {domain} that the option catches ({}), from anyone, forgeries of this sender too, is judged by the rest of the score only, spam too",
-                describe(engine, &asf.symbol).trim_end_matches('.')
-            ),
-            command: format!("mailsift domains set {} --asf {}=test", shell_quote(&domain), asf.option),
-            change: Change::SetAsf { domain, option: asf.option.to_string(), mode: AsfMode::Test },
-        });
+        let command = format!("mailsift domains set {} --asf {}=test", shell_quote(&domain), asf.option);
+        let risk = format!(
+            "domain-wide: every message to {domain} that the option catches ({}), from anyone, forgeries of this sender too, is judged by the rest of the score only, spam too",
+            describe(engine, &asf.symbol).trim_end_matches('.')
+        );
+        if d.fixes.is_empty() {
+            d.fixes.push(Fix {
+                title: format!("Set {} to test mode for {domain}", asf.option),
+                note: "Test mode keeps reporting the option in X-Mailsift-ASF without scoring it, so you can watch what it would catch.".into(),
+                risk,
+                command,
+                change: Change::SetAsf { domain, option: asf.option.to_string(), mode: AsfMode::Test },
+            });
+        } else {
+            d.findings.push(format!(
+                "If {} misfires on many senders, put it in test mode for {domain} (`{command}`): it is then still reported in X-Mailsift-ASF but scores nothing. That is not proposed as a fix because it is {risk}.",
+                asf.option
+            ));
+        }
     }
 }
 

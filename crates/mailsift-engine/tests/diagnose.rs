@@ -555,9 +555,16 @@ async fn an_asf_option_that_marks_a_newsletter_high_confidence_spam_is_put_in_te
     assert!(with_fix(&e, &policy, &d.fixes[0].change, raw, &elsewhere).await.action.is_spam());
     let other_from = raw.replace("news@museum.example>", "ceo@museum.example>");
     assert!(with_fix(&e, &policy, &d.fixes[0].change, &other_from, &c.env).await.action.is_spam());
-    assert_eq!(d.fixes[1].command, "mailsift domains set ourdomain.example --asf frame_or_iframe_tags=test");
-    assert!(d.fixes[1].risk.starts_with("domain-wide"), "{}", d.fixes[1].risk);
-    let v = with_fix(&e, &policy, &d.fixes[1].change, &c.raw, &c.env).await;
+    // Test mode for the whole domain lets this sender's forgeries through too: advice with its command, not a
+    // fix, since the rule holds. Applied, it does what the advice says.
+    assert_eq!(d.fixes.len(), 1, "{}", text(d));
+    assert_mentions(d, &["mailsift domains set ourdomain.example --asf frame_or_iframe_tags=test", "domain-wide"]);
+    let test_mode = Change::SetAsf {
+        domain: "ourdomain.example".into(),
+        option: "frame_or_iframe_tags".into(),
+        mode: mailsift_engine::config::AsfMode::Test,
+    };
+    let v = with_fix(&e, &policy, &test_mode, &c.raw, &c.env).await;
     assert_eq!(v.action, Action::Deliver, "{}", show(&v));
     assert!(v.symbols.iter().any(|s| s.name == "ASF_FRAME_IFRAME" && s.asf_mode == Some("test")), "still reported");
 }

@@ -767,9 +767,9 @@ async fn an_asf_option_goes_to_test_mode_with_its_risk_said() {
     assert!(c.verdict.action.is_spam(), "{}", show(&c.verdict));
     let d = &c.diagnosis;
     assert_eq!((d.category, d.cause), (Category::Policy, Cause::AsfOption), "{}", text(d));
-    // Narrowest first: this sender to this recipient, tied to its SPF and its network; then the option in
-    // test mode for the whole domain, its risk said.
-    assert_eq!(d.fixes.len(), 2, "{}", text(d));
+    // Narrowest first: this sender to this recipient, tied to its SPF and its network. The option in test
+    // mode for the whole domain is advice (its risk said), not a fix: forgeries of this sender pass it.
+    assert_eq!(d.fixes.len(), 1, "{}", text(d));
     assert_eq!(
         fields(&d.fixes[0]),
         [
@@ -780,8 +780,12 @@ async fn an_asf_option_goes_to_test_mode_with_its_risk_said() {
             "client_ip in_cidr 198.51.100.0/24"
         ]
     );
-    assert!(matches!(d.fixes[1].change, Change::SetAsf { .. }), "{:?}", d.fixes[1]);
-    assert!(d.fixes[1].risk.contains("domain-wide") && d.fixes[1].risk.contains("acme.test"), "{}", d.fixes[1].risk);
+    assert!(
+        d.findings.iter().any(|f| f.contains("--asf form_tags=test") || f.contains("=test`"))
+            && text(d).contains("domain-wide"),
+        "{}",
+        text(d)
+    );
     let spoofer = envelope("198.18.0.9", "mail.museum.test", "news@museum.test", "dana@acme.test");
     let mut forgeries = vec![
         forgery("the same message from another IP", raw.to_string(), spoofer.clone()),
@@ -797,9 +801,7 @@ async fn an_asf_option_goes_to_test_mode_with_its_risk_said() {
         verdict: c.verdict.clone(),
         diagnosis: Diagnosis { fixes: vec![d.fixes[i].clone()], ..d.clone() },
     };
-    // Test mode is domain-wide (its risk says so): from their own server, another From: of theirs passes
-    // it. The rule names the one address.
-    hold_every_fix(&e, &policy, &only(1), &forgeries).await;
+    // The rule names the one address: another From: of theirs from their own server stays caught too.
     forgeries.push(forgery(
         "the message replayed with another From: from their server",
         raw.replace("news@museum.test>", "ceo@museum.test>"),
