@@ -260,8 +260,10 @@ pub struct OrganisationConfig {
     pub domains: Vec<String>,
     /// Domains protected against spoofing, each with the servers allowed to send as it.
     pub protected: Vec<ProtectedDomain>,
-    /// Trust ARC chains only when the newest seal is from one of these domains; empty trusts any chain that
-    /// validates, for softening SPF and DMARC failures of forwarded mail (never to allow spoofing).
+    /// ARC sealers we trust. A valid chain whose newest seal is from one of these may excuse forwarded mail's
+    /// SPF and DMARC failures. When every seal of the chain is from one of these and the first one saw our
+    /// protected domain's DKIM or DMARC pass, the mail is our own coming back (no SPOOF_OWN_DOMAIN). Empty:
+    /// no chain is trusted (anyone can seal a forgery of his own that claims a pass).
     pub trusted_arc_sealers: Vec<String>,
     /// MTAs in front of the gateway (IP addresses or CIDR ranges, e.g. "10.1.0.0/16"), whose Received lines
     /// are facts: when one of them connects, the line it wrote says who connected to it, and so on down
