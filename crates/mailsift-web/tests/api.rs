@@ -713,7 +713,13 @@ Date: Fri, 27 Nov 2026 09:00:00 +0000\r\nMessage-ID: <f1@web01.hosting.example>\
     assert_eq!(d["diagnosis"]["category"], "policy", "{d}");
     assert_eq!(d["diagnosis"]["cause"], "web_application", "{d}");
     assert!(d["text"].as_str().unwrap().contains("203.0.113.5"), "{d}");
-    let fix = &d["fixes"][0];
+    // The narrowest fix (a rule on the address from that server) comes first; the sending server follows.
+    let fix = d["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fix"]["change"]["kind"] == "add_sending_server")
+        .unwrap_or_else(|| panic!("no sending-server fix: {d}"));
     assert_eq!(
         fix["fix"]["change"],
         json!({ "kind": "add_sending_server", "domain": "example.com", "server": "203.0.113.5" })
@@ -753,10 +759,13 @@ fn a_quarantined_message_is_diagnosed_on_its_page_and_over_the_api_with_a_replay
     let r = admin.get(&format!("/api/v1/quarantine/{}/diagnosis?replay_days=7", item.id));
     assert_eq!(r.status, 200, "{}", r.text());
     let d = r.json();
-    // A configured phrase rule is content evidence: the engine proposes a report (and says the heuristics'
-    // score stays).
+    // A configured phrase rule is content evidence. Retraining would not make this message pass (the
+    // heuristics' score stays), so the report is advice, not a fix; every fix offered lets it through.
     assert_eq!(d["diagnosis"]["category"], "content", "{d}");
-    assert_eq!(d["fixes"][0]["fix"]["change"], json!({ "kind": "report", "spam": false }), "{d}");
+    assert!(d.to_string().to_lowercase().contains("report it"), "the report is advised: {d}");
+    let fixes = d["fixes"].as_array().unwrap();
+    assert!(fixes.iter().all(|f| f["fix"]["change"]["kind"] != "report"), "{d}");
+    assert!(fixes.iter().all(|f| f["with_fix"]["action"] == "deliver"), "{d}");
     assert!(d["fixes"].as_array().unwrap().iter().all(|f| f["replay"].is_object()), "{d}");
     assert_eq!(admin.get(&format!("/api/v1/quarantine/{}/diagnosis?replay_days=0", item.id)).status, 400);
     let by_log = admin.get(&format!("/api/v1/log/{}/diagnosis", item.reference_id)).json();
