@@ -12,15 +12,9 @@
 
 use std::net::IpAddr;
 
-use mail_auth::arc::ArcSealer;
-use mail_auth::common::crypto::Ed25519Key;
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticator, Parameters};
 use mailsift_engine::sender::{DkimVerdict, DnsConfig, SenderGatherer};
 use mailsift_engine::{Action, Engine, EngineConfig, Envelope, Evidence, Verdict};
-use mailsift_testkit::auth::{authenticator, base64, TestKey};
+use mailsift_testkit::auth::{authenticator, TestKey};
 use mailsift_testkit::dns::{TestDns, Zone};
 
 /// acme.test as a real organisation configures it; `extra` adds lines to its protected-domain entry, or
@@ -294,69 +288,6 @@ trusted_relays = ['\.sigservice\.test$'"#,
 
 // ----- ARC: trusted sealers only; our own mail coming back through trusted platforms -----
 
-/// An ARC sealer that, as a real one does, verifies the message as it arrived (`received`) and seals the
-/// message as it leaves (`sent`, after it added a footer): the testkit's sealer verifies and seals the same
-/// text.
-struct Sealer {
-    pkcs8: Vec<u8>,
-    domain: String,
-}
-
-impl Sealer {
-    fn new(domain: &str) -> Sealer {
-        Sealer { pkcs8: Ed25519Key::generate_pkcs8().expect("key"), domain: domain.into() }
-    }
-
-    fn key(&self) -> Ed25519Key {
-        Ed25519Key::from_pkcs8_der(&self.pkcs8).expect("key")
-    }
-
-    fn publish(&self, zone: &mut Zone) {
-        let record = format!("v=DKIM1; k=ed25519; p={}", base64(&self.key().public_key()));
-        zone.txt(&format!("arc._domainkey.{}", self.domain), &record);
-    }
-
-    async fn seal(
-        &self,
-        received: &str,
-        sent: &str,
-        auth: &MessageAuthenticator,
-        client_ip: IpAddr,
-        helo: &str,
-        mail_from: &str,
-    ) -> String {
-        let msg = AuthenticatedMessage::parse(received.as_bytes()).expect("parse");
-        let dkim = auth.verify_dkim(Parameters::new(&msg)).await;
-        let spf = auth
-            .verify_spf(Parameters::new(SpfParameters::verify_mail_from(client_ip, helo, &self.domain, mail_from)))
-            .await;
-        let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo);
-        let dmarc = auth
-            .verify_dmarc(Parameters::new(DmarcParameters {
-                message: &msg,
-                dkim_output: &dkim,
-                dkim2_output: None,
-                rfc5321_mail_from_domain: mail_from_domain,
-                spf_output: &spf,
-            }))
-            .await;
-        let arc = auth.verify_arc(Parameters::new(&msg)).await;
-        let header_from = msg.from.first().cloned().unwrap_or_default();
-        let ar = AuthenticationResults::new(&self.domain)
-            .with_dkim_results(&dkim, &header_from)
-            .with_spf_mailfrom_result(&spf, client_ip, mail_from, helo)
-            .with_dmarc_result(&dmarc);
-        let out = AuthenticatedMessage::parse(sent.as_bytes()).expect("parse");
-        let set = ArcSealer::from_key(self.key())
-            .domain(&self.domain)
-            .selector("arc")
-            .headers(["From", "To", "Subject", "Date", "Message-ID", "DKIM-Signature"])
-            .seal(&out, &ar, &arc)
-            .expect("seal");
-        format!("{}{sent}", set.to_header())
-    }
-}
-
 /// Office 365 (o365.test) receives Dana's message, signed by acme.test, from our server and seals it; the
 /// signature service (sigservice.test) validates the chain, adds a footer (breaking our body hash) and
 /// seals again; it reaches us from the signature service's server, which our SPF does not list.
@@ -367,15 +298,15 @@ struct Platforms {
     returned: String,
     original: String,
     env: Envelope,
-    sig: Sealer,
+    sig: TestKey,
 }
 
 const FOOTER: &str = "--\r\nDana Smith | Sales | ACME\r\n";
 
 async fn platforms() -> Platforms {
     let acme = TestKey::new("acme.test", "s1");
-    let o365 = Sealer::new("o365.test");
-    let sig = Sealer::new("sigservice.test");
+    let o365 = TestKey::new("o365.test", "arc");
+    let sig = TestKey::new("sigservice.test", "arc");
     let mut z = zone();
     acme.publish(&mut z);
     o365.publish(&mut z);
@@ -384,10 +315,10 @@ async fn platforms() -> Platforms {
     let auth = authenticator(dns.addr());
     let original = acme.sign(&message("Dana <dana@acme.test>", "Quote 2025-114", "Our quote is below."));
     let ours: IpAddr = "192.0.2.10".parse().unwrap();
-    let first = o365.seal(&original, &original, &auth, ours, "mail.acme.test", "dana@acme.test").await;
+    let first = o365.arc_seal_modified(&original, &original, &auth, ours, "mail.acme.test", "dana@acme.test").await;
     let o365_ip: IpAddr = "198.51.100.99".parse().unwrap();
     let footer = format!("{first}{FOOTER}");
-    let returned = sig.seal(&first, &footer, &auth, o365_ip, "out.o365.test", "dana@acme.test").await;
+    let returned = sig.arc_seal_modified(&first, &footer, &auth, o365_ip, "out.o365.test", "dana@acme.test").await;
     let env = envelope("198.51.100.7", "out.sigservice.test", "dana@acme.test");
     Platforms { dns, first, returned, original, env, sig }
 }
@@ -431,7 +362,7 @@ async fn a_chain_sealed_by_an_untrusted_domain_claiming_our_dmarc_pass_changes_n
     // acme.test. His sealing key is published where we look (evil.test is his domain), so the chain
     // validates here; only who sealed it differs.
     let fake_acme = TestKey::new("acme.test", "s1");
-    let evil = Sealer::new("evil.test");
+    let evil = TestKey::new("evil.test", "arc");
     let mut own = zone();
     fake_acme.publish(&mut own);
     let forger_dns = TestDns::start(own);
@@ -441,7 +372,8 @@ async fn a_chain_sealed_by_an_untrusted_domain_claiming_our_dmarc_pass_changes_n
     let forged = fake_acme.sign(&message("Dana <dana@acme.test>", "Bank details", "Please pay to the new account."));
     let spoofer: IpAddr = "192.0.2.10".parse().unwrap();
     let forger_auth = authenticator(forger_dns.addr());
-    let sealed = evil.seal(&forged, &forged, &forger_auth, spoofer, "mail.acme.test", "dana@acme.test").await;
+    let sealed =
+        evil.arc_seal_modified(&forged, &forged, &forger_auth, spoofer, "mail.acme.test", "dana@acme.test").await;
     let aar = &sealed[sealed.find("ARC-Authentication-Results").expect("sealed")
         ..sealed.find("\r\nDKIM-Signature").expect("signed")];
     assert!(aar.contains("dmarc=pass") && aar.contains("acme.test"), "the forged first hop claims a pass: {aar}");
@@ -462,7 +394,7 @@ async fn an_untrusted_hop_inside_a_chain_of_trusted_sealers_does_not_vouch_for_o
     // only the newest message signature), seals it himself claiming the chain passed, and sends it on
     // through the signature service, which validates his seal and seals again.
     let p = platforms().await;
-    let evil = Sealer::new("evil.test");
+    let evil = TestKey::new("evil.test", "arc");
     p.dns.update(|z| {
         evil.publish(z);
     });
@@ -470,9 +402,11 @@ async fn an_untrusted_hop_inside_a_chain_of_trusted_sealers_does_not_vouch_for_o
     let cut = p.first.rfind("\r\n\r\n").expect("a body") + 4;
     let rewritten = format!("{}Please pay to our new account: XX00 1234.\r\n", &p.first[..cut]);
     let spoofer: IpAddr = "198.18.0.9".parse().unwrap();
-    let by_forger = evil.seal(&p.first, &rewritten, &auth, spoofer, "host9.spoofer.test", "dana@acme.test").await;
+    let by_forger =
+        evil.arc_seal_modified(&p.first, &rewritten, &auth, spoofer, "host9.spoofer.test", "dana@acme.test").await;
     let onward = format!("{by_forger}{FOOTER}");
-    let returned = p.sig.seal(&by_forger, &onward, &auth, spoofer, "host9.spoofer.test", "dana@acme.test").await;
+    let returned =
+        p.sig.arc_seal_modified(&by_forger, &onward, &auth, spoofer, "host9.spoofer.test", "dana@acme.test").await;
     let trusted = config(&p.dns, r#"trusted_arc_sealers = ["o365.test", "sigservice.test"]"#, "");
     let v = judge(&trusted, &returned, &p.env).await;
     assert!(has(&v, "ARC_VALID"), "the chain validates: {}", show(&v));
