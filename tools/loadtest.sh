@@ -27,12 +27,14 @@
 #   --dns-delay-ms MS   the DNS server's delay per answer (50)
 #   --max-secs S        bound on each load phase (120); the drain wait has the same bound
 #   --no-build          use the binaries already in target/release
+#   --bin PATH          the mailsift binary to measure (implies --no-build for it; default target/release/mailsift)
+#   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
 #   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--no-build] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--no-build] [--bin PATH] [--dns-bin PATH] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin=""
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +43,8 @@ while [ $# -gt 0 ]; do
     --dns-delay-ms) dns_delay_ms=${2:?$usage}; shift ;;
     --max-secs) max_secs=${2:?$usage}; shift ;;
     --no-build) build=0 ;;
+    --bin) bin=$(realpath "${2:?$usage}"); shift ;;
+    --dns-bin) dns_bin=$(realpath "${2:?$usage}"); shift ;;
     --json) json_out=${2:?$usage}; shift ;;
     --keep) keep=1 ;;
     -h|--help) echo "$usage"; exit 0 ;;
@@ -57,11 +61,11 @@ corpus=$(cd "$corpus" && pwd)
 
 cd "$(dirname "$0")/.."
 if [ "$build" = 1 ]; then
-  cargo build --release -p mailsift --bin mailsift >/dev/null
-  [ "$with_dns" = 1 ] && cargo build --release -p mailsift-testkit --bin mailsift-test-dns >/dev/null
+  [ -z "$bin" ] && cargo build --release -p mailsift --bin mailsift >/dev/null
+  [ "$with_dns" = 1 ] && [ -z "$dns_bin" ] && cargo build --release -p mailsift-testkit --bin mailsift-test-dns >/dev/null
 fi
-bin=$PWD/target/release/mailsift
-dns_bin=$PWD/target/release/mailsift-test-dns
+bin=${bin:-$PWD/target/release/mailsift}
+dns_bin=${dns_bin:-$PWD/target/release/mailsift-test-dns}
 commit=$(git log -1 --format='%h %s' 2>/dev/null | cut -c1-100 || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
 
@@ -129,8 +133,8 @@ load() { # load NAME PORT: smtp-load against 127.0.0.1:PORT; JSON into $work/NAM
 
 # run_mailsift NAME [DNS_TOML]: a fresh copy of the trained data, serve, load, stop.
 run_mailsift() {
-  local name=$1 dns_toml=${2:-} port
-  port=$(free_port)
+  local name=$1 dns_toml=${2:-} port web_port
+  port=$(free_port) web_port=$(free_port)
   cp -a "$work/trained" "$work/data-$name"
   cat > "$work/$name.toml" <<TOML
 [smtp]
@@ -139,6 +143,10 @@ max_connections_per_ip = 200
 [[smtp.domains]]
 name = "localhost"
 next_hop = "127.0.0.1:$sink_port"
+
+# Its own port, so that two load tests (or a developer's gateway) never meet.
+[web]
+listen = "127.0.0.1:$web_port"
 
 [reputation]
 enabled = true
@@ -245,7 +253,8 @@ enabled = true
 nameservers = [\"$dns_addr\"]"
   touch "$work/dns.stop"
   for _ in $(seq 50); do grep -q '^queries' "$work/dns.out" && break; sleep 0.1; done
-  echo "loadtest: mailsift-dns: the DNS server ($dns_delay_ms ms per answer) got $(sed -n 's/^queries //p' "$work/dns.out") queries"
+  echo "loadtest: mailsift-dns: the DNS server ($dns_delay_ms ms per answer) got $(sed -n 's/^queries //p' "$work/dns.out") queries; $(sed -n 's/^by type //p' "$work/dns.out")"
+  sed -n 's/^sample /loadtest: mailsift-dns: first queries: /p' "$work/dns.out" | head -6
 fi
 
 kill -INT "$sink_pid" 2>/dev/null || true

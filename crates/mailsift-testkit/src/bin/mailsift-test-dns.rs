@@ -5,7 +5,7 @@
 //!
 //! It serves an empty zone on 127.0.0.1 (a free UDP port), so every name is NXDOMAIN: whatever domains the
 //! replayed corpus names, each lookup costs one round trip of `--delay-ms`. It prints `listening IP:PORT`
-//! once ready, and `queries N` when it stops: after `--max-secs` (default 600), or as soon as the stop file
+//! once ready, and `queries N` (then counts by record type and the first names asked) when it stops: after `--max-secs` (default 600), or as soon as the stop file
 //! exists (checked every 100 ms), so a script can stop it and still read the count.
 
 use std::io::Write;
@@ -36,6 +36,15 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("queries {}", dns.queries());
+    // What the resolver asked for, so a load test can say which lookups a message costs.
+    let mut by_type = std::collections::BTreeMap::<String, usize>::new();
+    for q in dns.log() {
+        *by_type.entry(q.rsplit(' ').next().unwrap_or("?").to_string()).or_default() += 1;
+    }
+    println!("by type {by_type:?}");
+    for q in dns.log().iter().take(20) {
+        println!("sample {q}");
+    }
     let _ = std::io::stdout().flush();
 }
 
