@@ -8,12 +8,15 @@
 # another, every phase against the same `mailsift smtp-sink`:
 #
 #   mailsift        mailsift serve: content scanning, classifiers trained on the TRAIN split, reputation on
-#                   (the default), DNS off. 250 means: judged, relayed to the sink and accepted by it, and the
-#                   log row committed.
+#                   (the default; written out explicitly), DNS off. 2xx means: judged, then relayed to the sink
+#                   and accepted by it (or, for spam, committed to the quarantine), and the log row committed;
+#                   5xx is spam refused. The sink's count is printed at the end.
 #   postfix         a private Postfix (own config, queue and log in the work directory; 127.0.0.1 only) whose
 #                   smtpd relays everything to the sink through relayhost: no content filter, no milter, no
-#                   local delivery, no DNS. 250 means: queued (fsynced) by cleanup; relaying to the sink
-#                   happens after, so the drain time (until the queue is empty) is reported too.
+#                   local delivery, no DNS, default flow control (in_flow_delay 1s). 2xx means: queued (fsynced)
+#                   by cleanup; relaying to the sink happens after, so the time until the queue is empty and the
+#                   relayed rate ("end to end") are reported too.
+#   postfix-noflow  the same with in_flow_delay = 0s: smtpd queues as fast as it can, however far delivery lags.
 #   mailsift-dns    as `mailsift`, with [dns] enabled against a loopback server (mailsift-test-dns) that
 #                   answers every query NXDOMAIN after --dns-delay-ms, so every lookup costs that long.
 #
@@ -26,6 +29,7 @@
 #   --no-dns            skip the slow-DNS phase
 #   --dns-delay-ms MS   the DNS server's delay per answer (50)
 #   --max-secs S        bound on each load phase (120); the drain wait has the same bound
+#   --rounds N          run the phases N times, alternating (1); the summary gives each round and the medians
 #   --no-build          use the binaries already in target/release
 #   --bin PATH          the mailsift binary to measure (implies --no-build for it; default target/release/mailsift)
 #   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
@@ -33,8 +37,8 @@
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--no-build] [--bin PATH] [--dns-bin PATH] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin=""
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--dns-bin PATH] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" rounds=1
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
     --no-dns) with_dns=0 ;;
     --dns-delay-ms) dns_delay_ms=${2:?$usage}; shift ;;
     --max-secs) max_secs=${2:?$usage}; shift ;;
+    --rounds) rounds=${2:?$usage}; shift ;;
     --no-build) build=0 ;;
     --bin) bin=$(realpath "${2:?$usage}"); shift ;;
     --dns-bin) dns_bin=$(realpath "${2:?$usage}"); shift ;;
@@ -60,9 +65,11 @@ corpus=$(cd "$corpus" && pwd)
 [ -n "$json_out" ] && json_out=$(realpath -m "$json_out")
 
 cd "$(dirname "$0")/.."
-if [ "$build" = 1 ]; then
-  [ -z "$bin" ] && cargo build --release -p mailsift --bin mailsift >/dev/null
-  [ "$with_dns" = 1 ] && [ -z "$dns_bin" ] && cargo build --release -p mailsift-testkit --bin mailsift-test-dns >/dev/null
+if [ "$build" = 1 ] && [ -z "$bin" ]; then
+  cargo build --release -p mailsift --bin mailsift >/dev/null
+fi
+if [ "$build" = 1 ] && [ "$with_dns" = 1 ] && [ -z "$dns_bin" ]; then
+  cargo build --release -p mailsift-testkit --bin mailsift-test-dns >/dev/null
 fi
 bin=${bin:-$PWD/target/release/mailsift}
 dns_bin=${dns_bin:-$PWD/target/release/mailsift-test-dns}
@@ -161,14 +168,16 @@ TOML
   echo "loadtest: $name: reputation of 127.0.0.1 afterwards: $("$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" reputation show 127.0.0.1 2>&1 | head -2 | tr '\n' ' ')"
 }
 
+# run_postfix NAME IN_FLOW_DELAY: a private Postfix relaying to the sink, load, wait for the queue to drain, stop.
 run_postfix() {
-  local pf=$work/postfix port q owner_uid owner_gid
+  local name=$1 flow_delay=$2 pf=$work/$1 port q
   port=$(free_port)
   mkdir -p "$pf/etc" "$pf/queue" "$pf/data"
   chown postfix:postfix "$pf/data"
   # Stock Postfix but for what keeps it private and off DNS: every recipient is relayed to the sink
   # (relayhost, IP literal in brackets: no MX or A lookup), 127.0.0.0/8 may relay, no local delivery.
-  # Flow control (in_flow_delay, 1 s) stays at its default: it is how Postfix's smtpd keeps pace with delivery.
+  # IN_FLOW_DELAY: 1s is Postfix's default flow control (an smtpd pauses up to 1 s before accepting a message
+  # while mail arrives faster than the queue manager delivers it); 0s lets smtpd queue as fast as it can.
   cat > "$pf/etc/main.cf" <<CF
 compatibility_level = 3.6
 queue_directory = $pf/queue
@@ -189,6 +198,7 @@ smtp_host_lookup = native
 alias_maps =
 alias_database =
 biff = no
+in_flow_delay = $flow_delay
 CF
   cat > "$pf/etc/master.cf" <<CF
 127.0.0.1:$port inet n - n - - smtpd
@@ -223,7 +233,7 @@ CF
   done
   local t0 t1
   t0=$(date +%s.%N)
-  load postfix "$port"
+  load "$name" "$port"
   # Drained: nothing left in the queue (bounded by --max-secs).
   q=$pf/queue
   for _ in $(seq $((max_secs * 10))); do
@@ -235,25 +245,38 @@ CF
   postfix_sent=$(grep -c 'status=sent' "$pf/maillog" || true)
   postfix_deferred=$(grep -c 'status=deferred' "$pf/maillog" || true)
   postfix_drain=$(python3 -c "print($t1 - $t0)")
-  echo "loadtest: postfix: relayed to the sink $postfix_sent (deferred $postfix_deferred) in $(printf %.2f "$postfix_drain") s from the first connection until the queue was empty: $(python3 -c "print(round($postfix_sent / $postfix_drain))") messages/s end to end"
+  echo "{\"relayed\": $postfix_sent, \"deferred\": $postfix_deferred, \"seconds\": $postfix_drain}" > "$work/$name.drain.json"
+  echo "loadtest: $name: relayed to the sink $postfix_sent (deferred $postfix_deferred) in $(printf %.2f "$postfix_drain") s from the first connection until the queue was empty: $(python3 -c "print(round($postfix_sent / $postfix_drain))") messages/s end to end"
   kill -TERM "$postfix_master" 2>/dev/null || true
   for _ in $(seq 50); do kill -0 "$postfix_master" 2>/dev/null || break; sleep 0.1; done
   postfix_master=""
 }
 
-run_mailsift mailsift
-[ "$with_postfix" = 1 ] && run_postfix
 if [ "$with_dns" = 1 ]; then
-  "$dns_bin" --delay-ms "$dns_delay_ms" --max-secs $((max_secs * 2 + 120)) --stop-file "$work/dns.stop" > "$work/dns.out" &
+  "$dns_bin" --delay-ms "$dns_delay_ms" --max-secs $(((max_secs * 4 + 60) * rounds + 60)) --stop-file "$work/dns.stop" \
+    > "$work/dns.out" &
   dns_pid=$!; pids+=("$dns_pid")
   wait_for "$work/dns.out" listening 100
   dns_addr=$(sed -n 's/^listening //p' "$work/dns.out")
-  run_mailsift mailsift-dns "[dns]
+fi
+# Rounds alternate the phases, so that what else the machine is doing falls on all of them alike.
+for r in $(seq "$rounds"); do
+  run_mailsift "mailsift.r$r"
+  if [ "$with_postfix" = 1 ]; then
+    run_postfix "postfix.r$r" 1s
+    run_postfix "postfix-noflow.r$r" 0s
+  fi
+  if [ "$with_dns" = 1 ]; then
+    run_mailsift "mailsift-dns.r$r" "[dns]
 enabled = true
 nameservers = [\"$dns_addr\"]"
+  fi
+done
+if [ "$with_dns" = 1 ]; then
   touch "$work/dns.stop"
-  for _ in $(seq 50); do grep -q '^queries' "$work/dns.out" && break; sleep 0.1; done
-  echo "loadtest: mailsift-dns: the DNS server ($dns_delay_ms ms per answer) got $(sed -n 's/^queries //p' "$work/dns.out") queries; $(sed -n 's/^by type //p' "$work/dns.out")"
+  for _ in $(seq 50); do grep -q '^sample\|^by type' "$work/dns.out" && break; sleep 0.1; done
+  sleep 0.2
+  echo "loadtest: mailsift-dns: the DNS server ($dns_delay_ms ms per answer) got $(sed -n 's/^queries //p' "$work/dns.out") queries in all rounds; $(sed -n 's/^by type //p' "$work/dns.out")"
   sed -n 's/^sample /loadtest: mailsift-dns: first queries: /p' "$work/dns.out" | head -6
 fi
 
@@ -263,26 +286,51 @@ echo "loadtest: $(grep 'sink received' "$work/sink.out" | sed 's/^mailsift: //')
 echo "loadtest: load after: $(uptime | sed 's/.*load average/load average/')"
 
 # The summary: msg/s and latency per phase, and the ratios.
-python3 - "$work" "$with_postfix" "$with_dns" "$json_out" "$commit" "$count" "$concurrency" "$dns_delay_ms" <<'PY'
-import json, os, sys
-work, with_pf, with_dns, out, commit, count, conc, delay = sys.argv[1:]
-phases = ["mailsift"] + (["postfix"] if with_pf == "1" else []) + (["mailsift-dns"] if with_dns == "1" else [])
-r = {p: json.load(open(os.path.join(work, p + ".json"))) for p in phases}
-print(f"\n{'phase':<14}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'2xx':>7}{'4xx':>6}{'5xx':>6}{'errors':>8}")
-for p in phases:
-    x = r[p]; l = x["latency_ms"]
-    print(f"{p:<14}{x['per_second']:>8.0f}{l['p50']:>9.1f}{l['p99']:>9.1f}{l['max']:>9.1f}"
-          f"{x['accepted']:>7}{x['tempfailed']:>6}{x['rejected']:>6}{x['errors']:>8}")
+python3 - "$work" "$json_out" "$commit" "$count" "$concurrency" "$dns_delay_ms" "$rounds" <<'PY'
+import glob, json, os, statistics, sys
+work, out, commit, count, conc, delay, rounds = sys.argv[1:]
+names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns"]
+runs = {}
+for n in names:
+    files = sorted(glob.glob(os.path.join(work, f"{n}.r*.json")), key=lambda f: int(f.rsplit(".r", 1)[1].split(".")[0]))
+    files = [f for f in files if not f.endswith(".drain.json")]
+    if files:
+        runs[n] = [json.load(open(f)) for f in files]
+        for i, f in enumerate(files):
+            d = f[:-len(".json")] + ".drain.json"
+            if os.path.exists(d):
+                runs[n][i]["drain"] = json.load(open(d))
+med = lambda xs: statistics.median(xs)
+print(f"\n{'phase':<16}{'round':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'2xx':>7}{'4xx':>6}{'5xx':>6}{'errors':>8}  end to end")
+summary = {}
+for n, rs in runs.items():
+    for i, x in enumerate(rs, 1):
+        l = x["latency_ms"]
+        e2e = ""
+        if "drain" in x and x["drain"]["seconds"]:
+            e2e = f"{x['drain']['relayed'] / x['drain']['seconds']:.0f} msg/s relayed"
+        print(f"{n:<16}{i:>6}{x['per_second']:>8.0f}{l['p50']:>9.1f}{l['p99']:>9.1f}{l['max']:>9.1f}"
+              f"{x['accepted']:>7}{x['tempfailed']:>6}{x['rejected']:>6}{x['errors']:>8}  {e2e}")
+    summary[n] = {"per_second": med([x["per_second"] for x in rs]), "p50": med([x["latency_ms"]["p50"] for x in rs]),
+                  "p99": med([x["latency_ms"]["p99"] for x in rs])}
+    if all("drain" in x for x in rs):
+        summary[n]["relayed_per_second"] = med([x["drain"]["relayed"] / x["drain"]["seconds"] for x in rs])
+print(f"\nmedians over {rounds} round(s):")
+for n, m in summary.items():
+    extra = f", relayed to the sink {m['relayed_per_second']:.0f} msg/s" if "relayed_per_second" in m else ""
+    print(f"  {n:<16} {m['per_second']:.0f} msg/s, p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms{extra}")
 ratios = {}
-def ratio(name, a, b):
-    ra = r[a]["per_second"] / r[b]["per_second"] if r[b]["per_second"] else float("nan")
-    rl = r[a]["latency_ms"]["p99"] / r[b]["latency_ms"]["p99"] if r[b]["latency_ms"]["p99"] else float("nan")
-    ratios[name] = {"per_second": ra, "p99": rl}
-    print(f"{name:<26} msg/s x{ra:.2f}   p99 x{rl:.2f}")
-print()
-if "postfix" in r: ratio("mailsift / postfix", "mailsift", "postfix")
-if "mailsift-dns" in r: ratio(f"dns {delay}ms / dns off", "mailsift-dns", "mailsift")
+def ratio(label, a, b):
+    if a in summary and b in summary:
+        ra, rl = summary[a]["per_second"] / summary[b]["per_second"], summary[a]["p99"] / summary[b]["p99"]
+        ratios[label] = {"per_second": ra, "p99": rl}
+        print(f"  {label:<34} msg/s x{ra:.2f}   p99 x{rl:.2f}")
+print("ratios (of the medians):")
+ratio("mailsift / postfix (in_flow_delay 1s)", "mailsift", "postfix")
+ratio("mailsift / postfix (in_flow_delay 0s)", "mailsift", "postfix-noflow")
+ratio(f"mailsift dns {delay}ms / dns off", "mailsift-dns", "mailsift")
 if out:
     json.dump({"commit": commit, "count": int(count), "concurrency": int(conc), "dns_delay_ms": int(delay),
-               "phases": r, "ratios": ratios, "load_average": os.getloadavg()}, open(out, "w"), indent=1)
+               "rounds": int(rounds), "runs": runs, "medians": summary, "ratios": ratios,
+               "load_average_after": os.getloadavg()}, open(out, "w"), indent=1)
 PY
