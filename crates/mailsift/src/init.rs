@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 
 #[derive(Args)]
 pub struct InitArgs {
@@ -62,14 +62,6 @@ pub struct InitArgs {
     force: bool,
 }
 
-#[derive(Subcommand)]
-pub enum ConfigCommand {
-    /// Load the configuration (--config) as `serve` does, without listening: every section, the
-    /// certificate and key, the DNS resolver, the data directory's stores. Prints what it would run and
-    /// warns about what production needs (exit 0), or names the error (exit 2).
-    Check,
-}
-
 pub fn run(data_dir: &Path, args: &InitArgs) -> Result<()> {
     if args.output.exists() && !args.force {
         bail!("{}: exists; give --force to overwrite it", args.output.display());
@@ -95,12 +87,10 @@ pub fn run(data_dir: &Path, args: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-/// Parses `text` with each section's loader as `serve` does (engine, `[smtp]`, `[web]`).
+/// Parses `text` as every command reads a configuration file (engine, `[smtp]`, `[web]`), and compiles
+/// the engine.
 fn loads(text: &str) -> Result<()> {
-    let engine = mailsift_engine::EngineConfig::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    mailsift_engine::Engine::new(engine)?;
-    mailsift_smtp::SmtpConfig::from_toml(text)?;
-    mailsift_web::WebConfig::from_toml(text)?;
+    crate::config_cmd::Config::from_toml(text)?.engine()?;
     Ok(())
 }
 
@@ -300,6 +290,8 @@ pub fn check(config: Option<&PathBuf>, data_dir: &Path) -> Result<()> {
     let Some(path) = config else {
         bail!("give the configuration to check: mailsift --config FILE config check (or MAILSIFT_CONFIG)");
     };
+    // The file as every command reads it first: unknown keys are named all together, with their tables.
+    crate::config_cmd::load(Some(path))?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     // serve's own loader: the engine, [smtp] (TLS files included), the stored domains, the stores.

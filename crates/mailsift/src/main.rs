@@ -2,6 +2,7 @@
 
 mod accounts;
 mod bench;
+mod config_cmd;
 mod diagnose;
 mod domains;
 mod eval;
@@ -25,7 +26,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use mailsift_engine::{Engine, EngineConfig, Envelope};
+use mailsift_engine::{Engine, Envelope};
 
 #[derive(Parser)]
 #[command(name = "mailsift", version, about = "An email security gateway: every verdict explained.")]
@@ -108,9 +109,10 @@ enum Command {
     /// next hop, the console's public URL, the TLS certificate and key. Refuses to overwrite a file
     /// without --force; the file is loaded as `serve` loads it before it is written.
     Init(init::InitArgs),
-    /// The configuration file: `check` loads it as `serve` does, without listening.
+    /// The configuration file: `check` loads it as `serve` does, without listening; `dump` prints the
+    /// effective configuration (defaults included, stored domains and policy marked, secrets hidden).
     #[command(subcommand)]
-    Config(init::ConfigCommand),
+    Config(config_cmd::ConfigCommand),
     /// Hash an SMTP AUTH password for `password = "..."` in `[[smtp.users]]` (Argon2id, fresh salt). The
     /// password is read from standard input (one line), never from the command line.
     AuthHash,
@@ -148,17 +150,10 @@ impl EnvelopeArgs {
     }
 }
 
+/// The engine of the configuration file (or the embedded defaults), read with [`config_cmd::load`]: the
+/// whole file is parsed and checked, `[smtp]` and `[web]` included, whichever command reads it.
 pub fn load_engine(path: Option<&PathBuf>) -> Result<Engine> {
-    let config = match path {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?;
-            EngineConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-        }
-        None => EngineConfig::default(),
-    };
-    let where_ = path.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".to_string());
-    Engine::new(config).with_context(|| format!("{where_}: invalid configuration"))
+    config_cmd::load(path.map(PathBuf::as_path))?.engine()
 }
 
 /// Gives the engine the trained model from the data directory, when there is one.
@@ -226,8 +221,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lists(cmd) => policy::run_lists(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Policy(cmd) => policy::run_policy(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Init(args) => init::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
-        Command::Config(init::ConfigCommand::Check) => {
+        Command::Config(config_cmd::ConfigCommand::Check) => {
             init::check(cli.config.as_ref(), data_dir).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Config(config_cmd::ConfigCommand::Dump { non_default }) => {
+            config_cmd::dump(cli.config.as_ref(), data_dir, non_default).map(|_| ExitCode::SUCCESS)
         }
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
