@@ -21,8 +21,12 @@
 #                   answers every query NXDOMAIN after --dns-delay-ms, so every lookup costs that long.
 #
 # Each mailsift phase starts from a fresh copy of the trained data directory (same reputation history).
-# Printed: each phase's result, then msg/s and p50/p99 side by side with the ratios mailsift/Postfix and
-# DNS-on/DNS-off, the machine's load average, and the commit measured.
+# Printed: each phase's result, then msg/s, p50/p99 and CPU per message side by side with the ratios
+# mailsift/Postfix and DNS-on/DNS-off, the machine's load average, and the commit measured. CPU per message is
+# the gateway's own CPU time (the serve process; for Postfix every process of its instance, from the first
+# connection until the queue is empty) over the messages answered: unlike msg/s it barely depends on what else
+# the machine runs. The load generator and the sink run on the same cores in every phase; their CPU per message
+# is the "load+sink" column (for Postfix, the sink's until the queue is empty).
 #
 # Options:
 #   --no-postfix        skip the Postfix phase (also when Postfix is not installed or we are not root)
@@ -104,6 +108,22 @@ wait_for() {
   for _ in $(seq "$3"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "loadtest: timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1
 }
+# cpu_secs pid|pgrp ID: CPU seconds (user + system, with reaped children) of a process or of a process group.
+cpu_secs() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+mode, ident = sys.argv[1], int(sys.argv[2])
+tick, total = os.sysconf("SC_CLK_TCK"), 0
+for pid in ([ident] if mode == "pid" else [int(p) for p in os.listdir("/proc") if p.isdigit()]):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if mode == "pid" or int(f[2]) == ident:  # after "(comm)": state ppid pgrp ...; utime is field 14 of stat
+        total += sum(int(x) for x in f[11:15])
+print(total / tick)
+PY
+}
 # stop_pid PID: SIGTERM, then a bounded wait, then SIGKILL.
 stop_pid() {
   kill -TERM "$1" 2>/dev/null || return 0
@@ -132,9 +152,16 @@ sink_port=$(free_port)
 sink_pid=$!; pids+=("$sink_pid")
 wait_for "$work/sink.out" listening 100
 
-load() { # load NAME PORT: smtp-load against 127.0.0.1:PORT; JSON into $work/NAME.json
-  "$bin" smtp-load --target "127.0.0.1:$2" --concurrency "$concurrency" --count "$count" --max-secs "$max_secs" \
-    --json "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"
+# load NAME PORT: smtp-load against 127.0.0.1:PORT; JSON into $work/NAME.json. The CPU time of the load
+# generator and of the sink during the phase go into $work/NAME.shared.json: they share the cores too.
+load() {
+  local sink1 TIMEFORMAT='%U %S'
+  sink0=$(cpu_secs pid "$sink_pid")
+  { time "$bin" smtp-load --target "127.0.0.1:$2" --concurrency "$concurrency" --count "$count" \
+      --max-secs "$max_secs" --json "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"; } 2> "$work/$1.time"
+  sink1=$(cpu_secs pid "$sink_pid")
+  echo "{\"load_cpu_seconds\": $(awk '{print $1 + $2}' "$work/$1.time"), \"sink_cpu_seconds\": $(python3 -c "print($sink1 - $sink0)")}" \
+    > "$work/$1.shared.json"
   echo "loadtest: $1: $(cat "$work/$1.json")"
 }
 
@@ -162,7 +189,11 @@ TOML
   MAILSIFT_LOG=warn "$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" serve > "$work/$name.serve.out" 2>&1 &
   local serve_pid=$!; pids+=("$serve_pid")
   wait_for "$work/$name.serve.out" listening 300
+  local cpu0 cpu1
+  cpu0=$(cpu_secs pid "$serve_pid")
   load "$name" "$port"
+  cpu1=$(cpu_secs pid "$serve_pid")
+  echo "{\"cpu_seconds\": $(python3 -c "print($cpu1 - $cpu0)")}" > "$work/$name.cpu.json"
   stop_pid "$serve_pid"
   # Reputation really was on: the gateway remembered the connecting address.
   echo "loadtest: $name: reputation of 127.0.0.1 afterwards: $("$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" reputation show 127.0.0.1 2>&1 | head -2 | tr '\n' ' ')"
@@ -232,6 +263,8 @@ CF
     (exec 3<>"/dev/tcp/127.0.0.1/$port" && head -c3 <&3 | grep -q 220) 2>/dev/null && break; sleep 0.1
   done
   local t0 t1
+  local cpu0 cpu1
+  cpu0=$(cpu_secs pgrp "$postfix_master")
   t0=$(date +%s.%N)
   load "$name" "$port"
   # Drained: nothing left in the queue (bounded by --max-secs).
@@ -241,6 +274,12 @@ CF
     sleep 0.1
   done
   t1=$(date +%s.%N)
+  # Every Postfix process is in the master's process group; children it has reaped count in its own figures.
+  cpu1=$(cpu_secs pgrp "$postfix_master")
+  echo "{\"cpu_seconds\": $(python3 -c "print($cpu1 - $cpu0)")}" > "$work/$name.cpu.json"
+  # The sink's work for Postfix goes on until the queue is empty.
+  echo "{\"load_cpu_seconds\": $(awk '{print $1 + $2}' "$work/$name.time"), \"sink_cpu_seconds\": $(python3 -c "print($(cpu_secs pid "$sink_pid") - $sink0)")}" \
+    > "$work/$name.shared.json"
   sleep 0.3 # postlogd writes the last lines
   postfix_sent=$(grep -c 'status=sent' "$pf/maillog" || true)
   postfix_deferred=$(grep -c 'status=deferred' "$pf/maillog" || true)
@@ -293,15 +332,21 @@ names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns"]
 runs = {}
 for n in names:
     files = sorted(glob.glob(os.path.join(work, f"{n}.r*.json")), key=lambda f: int(f.rsplit(".r", 1)[1].split(".")[0]))
-    files = [f for f in files if not f.endswith(".drain.json")]
+    files = [f for f in files if not f.endswith((".drain.json", ".cpu.json", ".shared.json"))]
     if files:
         runs[n] = [json.load(open(f)) for f in files]
         for i, f in enumerate(files):
             d = f[:-len(".json")] + ".drain.json"
             if os.path.exists(d):
                 runs[n][i]["drain"] = json.load(open(d))
+            sh = f[:-len(".json")] + ".shared.json"
+            if os.path.exists(sh):
+                runs[n][i].update(json.load(open(sh)))
+            c = f[:-len(".json")] + ".cpu.json"
+            if os.path.exists(c):
+                runs[n][i]["cpu_seconds"] = json.load(open(c))["cpu_seconds"]
 med = lambda xs: statistics.median(xs)
-print(f"\n{'phase':<16}{'round':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'2xx':>7}{'4xx':>6}{'5xx':>6}{'errors':>8}  end to end")
+print(f"\n{'phase':<16}{'round':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'2xx':>7}{'4xx':>6}{'5xx':>6}{'errors':>8}{'CPU ms/msg':>11}{'load+sink':>10}  end to end")
 summary = {}
 for n, rs in runs.items():
     for i, x in enumerate(rs, 1):
@@ -309,22 +354,30 @@ for n, rs in runs.items():
         e2e = ""
         if "drain" in x and x["drain"]["seconds"]:
             e2e = f"{x['drain']['relayed'] / x['drain']['seconds']:.0f} msg/s relayed"
+        cpu = x.get("cpu_seconds", 0) * 1000 / max(x["messages"], 1)
+        shared = (x.get("load_cpu_seconds", 0) + x.get("sink_cpu_seconds", 0)) * 1000 / max(x["messages"], 1)
         print(f"{n:<16}{i:>6}{x['per_second']:>8.0f}{l['p50']:>9.1f}{l['p99']:>9.1f}{l['max']:>9.1f}"
-              f"{x['accepted']:>7}{x['tempfailed']:>6}{x['rejected']:>6}{x['errors']:>8}  {e2e}")
+              f"{x['accepted']:>7}{x['tempfailed']:>6}{x['rejected']:>6}{x['errors']:>8}{cpu:>11.2f}{shared:>10.2f}  {e2e}")
     summary[n] = {"per_second": med([x["per_second"] for x in rs]), "p50": med([x["latency_ms"]["p50"] for x in rs]),
-                  "p99": med([x["latency_ms"]["p99"] for x in rs])}
+                  "p99": med([x["latency_ms"]["p99"] for x in rs]),
+                  "cpu_ms_per_message": med([x.get("cpu_seconds", 0) * 1000 / max(x["messages"], 1) for x in rs]),
+                  "load_and_sink_cpu_ms_per_message": med([(x.get("load_cpu_seconds", 0) + x.get("sink_cpu_seconds", 0))
+                                                           * 1000 / max(x["messages"], 1) for x in rs])}
     if all("drain" in x for x in rs):
         summary[n]["relayed_per_second"] = med([x["drain"]["relayed"] / x["drain"]["seconds"] for x in rs])
 print(f"\nmedians over {rounds} round(s):")
 for n, m in summary.items():
     extra = f", relayed to the sink {m['relayed_per_second']:.0f} msg/s" if "relayed_per_second" in m else ""
-    print(f"  {n:<16} {m['per_second']:.0f} msg/s, p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms{extra}")
+    print(f"  {n:<16} {m['per_second']:.0f} msg/s, p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms, "
+          f"CPU {m['cpu_ms_per_message']:.2f} ms/msg (load+sink {m['load_and_sink_cpu_ms_per_message']:.2f}){extra}")
 ratios = {}
 def ratio(label, a, b):
     if a in summary and b in summary:
         ra, rl = summary[a]["per_second"] / summary[b]["per_second"], summary[a]["p99"] / summary[b]["p99"]
         ratios[label] = {"per_second": ra, "p99": rl}
-        print(f"  {label:<34} msg/s x{ra:.2f}   p99 x{rl:.2f}")
+        rc = summary[a]["cpu_ms_per_message"] / summary[b]["cpu_ms_per_message"] if summary[b]["cpu_ms_per_message"] else float("nan")
+        ratios[label]["cpu_per_message"] = rc
+        print(f"  {label:<38} msg/s x{ra:.2f}   p99 x{rl:.2f}   CPU/msg x{rc:.2f}")
 print("ratios (of the medians):")
 ratio("mailsift / postfix (in_flow_delay 1s)", "mailsift", "postfix")
 ratio("mailsift / postfix (in_flow_delay 0s)", "mailsift", "postfix-noflow")
