@@ -6,8 +6,273 @@
 //! adds the administrator's own rules. The registry is the documentation (`mailsift symbols`) and the
 //! knowledge the explanation uses.
 
+use std::fmt;
+
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+
+/// The name of a built-in symbol, typed. Every check module declares its symbols as `Sym` constants
+/// beside its `SymbolSpec` table (with [`syms!`]) and emits them through [`Hits::hit`], so a misspelt
+/// name does not compile; the string name is what leaves the process (configuration, stored rows,
+/// headers, the API) and stays exactly as it was. All of them are reachable as [`sym`]`::NAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sym(&'static str);
+
+impl Sym {
+    /// Only [`syms!`] makes one, so every constant is listed in its module's `ALL`.
+    pub(crate) const fn new(name: &'static str) -> Sym {
+        Sym(name)
+    }
+
+    pub const fn name(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Sym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl AsRef<str> for Sym {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl PartialEq<str> for Sym {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<Sym> for str {
+    fn eq(&self, other: &Sym) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<Sym> for String {
+    fn eq(&self, other: &Sym) -> bool {
+        self.as_str() == other.0
+    }
+}
+
+impl PartialEq<Sym> for &str {
+    fn eq(&self, other: &Sym) -> bool {
+        *self == other.0
+    }
+}
+
+/// Declares a module's symbols: one `Sym` constant per name, and `ALL`, the list the registry test
+/// holds against the module's `SymbolSpec` table (every constant registered once, every spec a constant).
+macro_rules! syms {
+    ($($name:ident),* $(,)?) => {
+        $(pub const $name: $crate::symbols::Sym = $crate::symbols::Sym::new(stringify!($name));)*
+        /// Every symbol constant of this module.
+        pub const ALL: &[$crate::symbols::Sym] = &[$($name),*];
+    };
+}
+pub(crate) use syms;
+
+/// Every built-in symbol as a typed constant: `sym::HTML_IFRAME`. Symbols that configuration defines
+/// (rules, DNS lists, composites) have no constant: their names are only known at run time.
+pub mod sym {
+    pub use super::parse_sym::*;
+    pub use crate::checks::asf::sym::*;
+    pub use crate::checks::attachments::sym::*;
+    pub use crate::checks::auth::sym::*;
+    pub use crate::checks::classifier::sym::*;
+    pub use crate::checks::connection::sym::*;
+    pub use crate::checks::content::sym::*;
+    pub use crate::checks::headers::sym::*;
+    pub use crate::checks::html::sym::*;
+    pub use crate::checks::obfuscation::sym::*;
+    pub use crate::checks::reputation::sym::*;
+    pub use crate::checks::rules::sym::*;
+    pub use crate::checks::urls::sym::*;
+    pub use crate::policy::sym::*;
+
+    use super::Sym;
+
+    /// Every module's `ALL`, for the registry test (shadows the modules' own `ALL`s).
+    pub const ALL: &[&[Sym]] = &[
+        crate::checks::asf::sym::ALL,
+        crate::checks::attachments::sym::ALL,
+        crate::checks::auth::sym::ALL,
+        crate::checks::classifier::sym::ALL,
+        crate::checks::connection::sym::ALL,
+        crate::checks::content::sym::ALL,
+        crate::checks::headers::sym::ALL,
+        crate::checks::html::sym::ALL,
+        crate::checks::obfuscation::sym::ALL,
+        crate::checks::reputation::sym::ALL,
+        crate::checks::rules::sym::ALL,
+        crate::checks::urls::sym::ALL,
+        crate::policy::sym::ALL,
+        super::parse_sym::ALL,
+    ];
+}
+
+/// Every built-in symbol table, beside [`sym::ALL`]: the checks' and the policy's.
+pub fn builtin_tables() -> Vec<&'static [SymbolSpec]> {
+    let mut t = crate::checks::all_symbols();
+    t.push(crate::policy::SYMBOLS);
+    t
+}
+
+/// Whose side a symbol is on: who can change what made it fire. The diagnosis sorts a verdict's
+/// evidence by it (the sender's administrator, our own configuration, our policy, the content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The sending server's own practices: its reverse DNS, its greeting, its reputation and listings.
+    SenderPractice,
+    /// Authentication of the sender (SPF, DKIM, DMARC, ARC): the sending domain's owner's to fix, which
+    /// is us when the domain is one of ours (see [`FixKind::about`]).
+    SenderAuth,
+    /// Our own domains' configuration: our domain sent from a server we do not list, a server we list
+    /// that our DNS does not.
+    OwnConfiguration,
+    /// The message itself: content heuristics and the classifiers.
+    Content,
+    /// An Additional Spam Filtering option that we turned on.
+    AsfOption,
+    /// Our own policy: filter rules and sender lists.
+    Policy,
+    /// Pipeline tests such as GTUBE: nobody's.
+    Test,
+}
+
+impl Side {
+    /// The side of a group's symbols unless the table says otherwise; symbols that configuration
+    /// defines (rules, DNS lists, composites) always take their group's.
+    pub const fn of_group(g: Group) -> Side {
+        match g {
+            Group::Connection | Group::Reputation => Side::SenderPractice,
+            Group::Auth => Side::SenderAuth,
+            Group::Asf => Side::AsfOption,
+            Group::Policy => Side::Policy,
+            Group::Test => Side::Test,
+            Group::Headers
+            | Group::Content
+            | Group::Obfuscation
+            | Group::Urls
+            | Group::Html
+            | Group::Attachments
+            | Group::Classifier => Side::Content,
+        }
+    }
+
+    /// Whether the evidence is about the sender (its server, its authentication, or our own domain's
+    /// configuration for it) rather than the content or our policy.
+    pub const fn is_senders(self) -> bool {
+        matches!(self, Side::SenderPractice | Side::SenderAuth | Side::OwnConfiguration)
+    }
+}
+
+/// The domain a fix is made in, when the symbol is about a domain's DNS or signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum About {
+    /// The envelope sender's domain (SPF).
+    EnvelopeDomain,
+    /// The From: domain (DMARC).
+    FromDomain,
+    /// The signer the detail names (DKIM); unknown without the detail.
+    Signer,
+}
+
+/// The fix a symbol implies, as the diagnosis words it. `Describe` falls back to the symbol's own
+/// description; the others name the change and who makes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FixKind {
+    /// Nothing specific: the description says what is wrong.
+    Describe,
+    /// The sending server needs a PTR record.
+    PublishPtr,
+    /// The PTR name must resolve back to the address.
+    ConfirmPtr,
+    /// Mail should leave through a server with a static address and its own name.
+    StaticServer,
+    /// The server must greet with its full host name.
+    HeloFullName,
+    /// The server greets with a bare IP address instead of its name.
+    HeloNotBareIp,
+    /// The greeting should be in the domain of the PTR name.
+    HeloInPtrDomain,
+    /// The address literal of the greeting must be the connecting address.
+    HeloLiteralMatch,
+    /// The SPF record must list the server (hard fail).
+    SpfListServer,
+    /// The SPF record should list the server (soft fail).
+    SpfListServerSoft,
+    /// The SPF record is broken and must be repaired.
+    SpfRepair,
+    /// The domain should publish an SPF record.
+    SpfPublish,
+    /// The signature must be made after the footer is added.
+    DkimSignAfterChanges,
+    /// The signing key or selector must be checked.
+    DkimCheckKey,
+    /// The key the signature names must be published.
+    DkimPublishKey,
+    /// The signature has expired.
+    DkimRenew,
+    /// The From: domain's owner must authorise the server or sign with the domain (DMARC).
+    DmarcAlign,
+    /// Our own DNS (SPF) must list our sending server, or the service must sign with our domain.
+    OwnDns,
+    /// The ARC sealers of the chain must be trusted (`organisation.trusted_arc_sealers`).
+    TrustArcSealers,
+    /// An Additional Spam Filtering option to set (`asf.*`), or a rule for the sender.
+    AsfOption,
+    /// One of our filter rules: change, move or disable it.
+    EditRule,
+    /// A blocked-senders entry: remove it.
+    RemoveBlock,
+    /// An allowed-senders entry decided.
+    AllowEntry,
+    /// Teach the classifiers by reporting the message.
+    Report,
+}
+
+impl FixKind {
+    /// The fix of a group's symbols unless the table says otherwise.
+    pub const fn of_group(g: Group) -> FixKind {
+        match Side::of_group(g) {
+            Side::Content => FixKind::Report,
+            Side::AsfOption => FixKind::AsfOption,
+            _ => FixKind::Describe,
+        }
+    }
+
+    /// The domain whose DNS or signing the fix changes, for the fixes that are ours to make when that
+    /// domain is one of ours (our SPF, our DMARC, our signature).
+    pub const fn about(self) -> Option<About> {
+        match self {
+            FixKind::SpfListServer | FixKind::SpfListServerSoft => Some(About::EnvelopeDomain),
+            FixKind::DmarcAlign => Some(About::FromDomain),
+            FixKind::DkimSignAfterChanges => Some(About::Signer),
+            _ => None,
+        }
+    }
+}
+
+/// What the diagnosis needs of a symbol: whose side it is on, and the fix it implies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Role {
+    pub side: Side,
+    pub fix: FixKind,
+}
+
+impl Role {
+    pub const fn of_group(g: Group) -> Role {
+        Role { side: Side::of_group(g), fix: FixKind::of_group(g) }
+    }
+}
 
 /// The family a symbol belongs to; the explanation groups by it and groups can be capped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -80,9 +345,12 @@ pub struct SymbolSpec {
     pub remedy: &'static str,
     /// Set for the symbols of ASF options: how the option acts when On.
     pub asf: Option<AsfEffect>,
+    /// Whose side the symbol is on and the fix it implies (the group's unless the table says otherwise).
+    pub role: Role,
 }
 
 impl SymbolSpec {
+    /// A spec by name, for tables whose names have no [`Sym`] constant; built-in checks use [`SymbolSpec::of`].
     pub const fn new(
         name: &'static str,
         group: Group,
@@ -90,13 +358,35 @@ impl SymbolSpec {
         description: &'static str,
         remedy: &'static str,
     ) -> Self {
-        SymbolSpec { name, group, weight, description, remedy, asf: None }
+        SymbolSpec { name, group, weight, description, remedy, asf: None, role: Role::of_group(group) }
+    }
+
+    /// The spec of a typed symbol.
+    pub const fn of(sym: Sym, group: Group, weight: f64, description: &'static str, remedy: &'static str) -> Self {
+        SymbolSpec::new(sym.name(), group, weight, description, remedy)
+    }
+
+    /// Declares whose side the symbol is on, when not its group's.
+    pub const fn side(mut self, side: Side) -> Self {
+        self.role.side = side;
+        self
+    }
+
+    /// Declares the fix the symbol implies, when not its group's.
+    pub const fn fix(mut self, fix: FixKind) -> Self {
+        self.role.fix = fix;
+        self
     }
 }
 
+/// The parse's own symbols (see [`PARSE_SYMBOLS`]).
+pub mod parse_sym {
+    crate::symbols::syms![MIME_LIMIT_EXCEEDED];
+}
+
 /// Symbols about the parse itself rather than a check's finding, emitted by `message::limits::report`.
-pub const PARSE_SYMBOLS: &[SymbolSpec] = &[SymbolSpec::new(
-    "MIME_LIMIT_EXCEEDED",
+pub const PARSE_SYMBOLS: &[SymbolSpec] = &[SymbolSpec::of(
+    parse_sym::MIME_LIMIT_EXCEEDED,
     Group::Content,
     1.0,
     "The MIME structure went past a parse limit (nesting depth, number of parts, header fields or decoded \
@@ -124,33 +414,57 @@ pub type SymbolId = u32;
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     defs: Vec<SymbolDef>,
+    /// Beside `defs`, by id: what the diagnosis reads of each symbol.
+    roles: Vec<Role>,
     by_name: FxHashMap<String, SymbolId>,
 }
 
 impl Registry {
+    /// Adds a symbol with its group's [`Role`] (symbols defined by configuration: rules, DNS lists,
+    /// composites).
     pub fn add(&mut self, def: SymbolDef) -> Result<SymbolId, String> {
+        let role = Role::of_group(def.group);
+        self.add_with_role(def, role)
+    }
+
+    fn add_with_role(&mut self, def: SymbolDef, role: Role) -> Result<SymbolId, String> {
         if self.by_name.contains_key(&def.name) {
             return Err(format!("symbol {} is defined twice", def.name));
         }
         let id = self.defs.len() as SymbolId;
         self.by_name.insert(def.name.clone(), id);
         self.defs.push(def);
+        self.roles.push(role);
         Ok(id)
     }
 
     pub fn add_specs(&mut self, specs: &[SymbolSpec]) -> Result<(), String> {
         for s in specs {
-            self.add(SymbolDef {
-                name: s.name.to_string(),
-                group: s.group,
-                weight: s.weight,
-                default_weight: s.weight,
-                description: s.description.to_string(),
-                remedy: s.remedy.to_string(),
-                asf: s.asf,
-            })?;
+            self.add_with_role(
+                SymbolDef {
+                    name: s.name.to_string(),
+                    group: s.group,
+                    weight: s.weight,
+                    default_weight: s.weight,
+                    description: s.description.to_string(),
+                    remedy: s.remedy.to_string(),
+                    asf: s.asf,
+                },
+                s.role,
+            )?;
         }
         Ok(())
+    }
+
+    /// Whose side a symbol is on and the fix it implies.
+    pub fn role(&self, id: SymbolId) -> Role {
+        self.roles[id as usize]
+    }
+
+    /// The [`Role`] of a symbol by name (as the verdict, our headers or the log name it); None for a
+    /// name the registry does not know (a symbol since removed, a rule since deleted).
+    pub fn role_of(&self, name: &str) -> Option<Role> {
+        self.id(name).map(|id| self.role(id))
     }
 
     pub fn id(&self, name: &str) -> Option<SymbolId> {
@@ -208,14 +522,26 @@ impl<'r> Hits<'r> {
         Hits { registry, hits: Vec::with_capacity(16) }
     }
 
-    /// Records `name` with a detail. Emitting a name that is not registered is a bug in the check; it is
-    /// caught by the registry test in debug builds and ignored in release so a scan never fails for it.
-    pub fn hit(&mut self, name: &str, detail: impl Into<String>) {
-        let Some(id) = self.registry.id(name) else {
-            debug_assert!(false, "symbol {name} is not registered");
+    /// Records a built-in symbol with a detail. Every [`Sym`] is in a table the engine registers (the
+    /// registry test holds the constants against the tables), so the lookup cannot miss.
+    pub fn hit(&mut self, sym: Sym, detail: impl Into<String>) {
+        let Some(id) = self.registry.id(sym.name()) else {
+            debug_assert!(false, "symbol {sym} is not registered");
             return;
         };
         self.hit_id(id, detail.into());
+    }
+
+    /// Records a symbol whose name configuration defines (a DNS list's): unknown names are ignored, since
+    /// the evidence may name a list the configuration no longer has. Returns whether it was recorded.
+    pub fn hit_named(&mut self, name: &str, detail: impl Into<String>) -> bool {
+        match self.registry.id(name) {
+            Some(id) => {
+                self.hit_id(id, detail.into());
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn hit_id(&mut self, id: SymbolId, detail: String) {
@@ -234,8 +560,8 @@ impl<'r> Hits<'r> {
         self.hits.push(Hit { id, detail });
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        match self.registry.id(name) {
+    pub fn has(&self, sym: Sym) -> bool {
+        match self.registry.id(sym.name()) {
             Some(id) => self.hits.iter().any(|h| h.id == id),
             None => false,
         }

@@ -22,7 +22,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
 #[test]
 fn every_emitted_symbol_is_registered() {
     let engine = Engine::new(EngineConfig::default()).unwrap();
-    let re = regex::Regex::new(r#"hit\(\s*"([A-Z0-9_]+)""#).unwrap();
+    let re = regex::Regex::new(r#"hit\(\s*(?:[a-z_]+::)*([A-Z][A-Z0-9_]+)\b"#).unwrap();
     let mut seen = 0;
     for (file, src) in CHECK_SOURCES {
         for cap in re.captures_iter(src) {

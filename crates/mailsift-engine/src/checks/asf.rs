@@ -10,49 +10,64 @@ use super::Ctx;
 use crate::config::{AsfConfig, AsfMode};
 use crate::evidence::SpfResult;
 use crate::message::html::starts_with_ignore_case;
-use crate::symbols::{AsfEffect, Group::Asf, Hits, SymbolSpec};
+use crate::symbols::{AsfEffect, Group::Asf, Hits, Sym, SymbolSpec};
 
-const fn asf(
-    name: &'static str,
-    weight: f64,
-    effect: AsfEffect,
-    description: &'static str,
-    remedy: &'static str,
-) -> SymbolSpec {
-    SymbolSpec { name, group: Asf, weight, description, remedy, asf: Some(effect) }
+const fn asf(name: Sym, weight: f64, effect: AsfEffect, description: &'static str, remedy: &'static str) -> SymbolSpec {
+    SymbolSpec { asf: Some(effect), ..SymbolSpec::of(name, Asf, weight, description, remedy) }
 }
 use AsfEffect::{HighConfidenceSpam as Hc, IncreaseScore as Inc};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        ASF_IMAGE_LINKS_REMOTE,
+        ASF_NUMERIC_IP_URL,
+        ASF_URL_OTHER_PORT,
+        ASF_URL_BIZ_INFO,
+        ASF_EMPTY_MESSAGE,
+        ASF_JS_VBS,
+        ASF_FRAME_IFRAME,
+        ASF_OBJECT_TAGS,
+        ASF_EMBED_TAGS,
+        ASF_FORM_TAGS,
+        ASF_WEB_BUGS,
+        ASF_SENSITIVE_WORDS,
+        ASF_SPF_HARD_FAIL,
+        ASF_NDR_BACKSCATTER,
+        ASF_BULK_MAIL,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    asf("ASF_IMAGE_LINKS_REMOTE", 2.0, Inc, "ASF option: images are loaded from a remote web site.",
+    asf(sym::ASF_IMAGE_LINKS_REMOTE, 2.0, Inc, "ASF option: images are loaded from a remote web site.",
         "Set asf.image_links_to_remote_sites = \"off\" (or \"test\") if newsletters you want are caught."),
-    asf("ASF_NUMERIC_IP_URL", 2.0, Inc, "ASF option: a link points to a numeric IP address.",
+    asf(sym::ASF_NUMERIC_IP_URL, 2.0, Inc, "ASF option: a link points to a numeric IP address.",
         "Set asf.numeric_ip_in_url = \"off\" (or \"test\") if legitimate mail links to IP addresses."),
-    asf("ASF_URL_OTHER_PORT", 2.0, Inc, "ASF option: a link points to a port other than 80 or 443.",
+    asf(sym::ASF_URL_OTHER_PORT, 2.0, Inc, "ASF option: a link points to a port other than 80 or 443.",
         "Set asf.url_redirect_to_other_port = \"off\" (or \"test\") if legitimate mail links to such ports."),
-    asf("ASF_URL_BIZ_INFO", 2.0, Inc, "ASF option: a link points to a .biz or .info web site.",
+    asf(sym::ASF_URL_BIZ_INFO, 2.0, Inc, "ASF option: a link points to a .biz or .info web site.",
         "Set asf.url_to_biz_or_info = \"off\" (or \"test\") if legitimate senders use those domains."),
-    asf("ASF_EMPTY_MESSAGE", 10.0, Hc, "ASF option: the message has no subject, no body and no attachment.",
+    asf(sym::ASF_EMPTY_MESSAGE, 10.0, Hc, "ASF option: the message has no subject, no body and no attachment.",
         "Set asf.empty_messages = \"off\" (or \"test\") if a device or monitor sends empty mail."),
-    asf("ASF_JS_VBS", 10.0, Hc, "ASF option: the HTML contains JavaScript or VBScript.",
+    asf(sym::ASF_JS_VBS, 10.0, Hc, "ASF option: the HTML contains JavaScript or VBScript.",
         "Set asf.javascript_or_vbscript_in_html = \"off\" (or \"test\"), or add a filter rule for this sender."),
-    asf("ASF_FRAME_IFRAME", 10.0, Hc, "ASF option: the HTML contains a frame or iframe tag.",
+    asf(sym::ASF_FRAME_IFRAME, 10.0, Hc, "ASF option: the HTML contains a frame or iframe tag.",
         "Set asf.frame_or_iframe_tags = \"off\" (or \"test\"), or add a filter rule for this sender."),
-    asf("ASF_OBJECT_TAGS", 10.0, Hc, "ASF option: the HTML contains an object tag.",
+    asf(sym::ASF_OBJECT_TAGS, 10.0, Hc, "ASF option: the HTML contains an object tag.",
         "Set asf.object_tags = \"off\" (or \"test\"), or add a filter rule for this sender."),
-    asf("ASF_EMBED_TAGS", 10.0, Hc, "ASF option: the HTML contains an embed tag.",
+    asf(sym::ASF_EMBED_TAGS, 10.0, Hc, "ASF option: the HTML contains an embed tag.",
         "Set asf.embed_tags = \"off\" (or \"test\"), or add a filter rule for this sender."),
-    asf("ASF_FORM_TAGS", 10.0, Hc, "ASF option: the HTML contains a form.",
+    asf(sym::ASF_FORM_TAGS, 10.0, Hc, "ASF option: the HTML contains a form.",
         "Set asf.form_tags = \"off\" (or \"test\"); surveys and newsletters often contain forms."),
-    asf("ASF_WEB_BUGS", 10.0, Hc, "ASF option: the HTML contains a web bug (a tiny remote image that reports the message was read).",
+    asf(sym::ASF_WEB_BUGS, 10.0, Hc, "ASF option: the HTML contains a web bug (a tiny remote image that reports the message was read).",
         "Set asf.web_bugs = \"off\" (or \"test\"); most newsletters carry such tracking images."),
-    asf("ASF_SENSITIVE_WORDS", 10.0, Hc, "ASF option: the message contains a word from the sensitive word list.",
+    asf(sym::ASF_SENSITIVE_WORDS, 10.0, Hc, "ASF option: the message contains a word from the sensitive word list.",
         "Set asf.sensitive_word_list = \"off\" (or \"test\"), or edit asf.sensitive_words."),
-    asf("ASF_SPF_HARD_FAIL", 10.0, Hc, "ASF option: the sender's SPF record says this server may not send for it (hard fail).",
+    asf(sym::ASF_SPF_HARD_FAIL, 10.0, Hc, "ASF option: the sender's SPF record says this server may not send for it (hard fail).",
         "Ask the sender to add this server to their SPF record; or set asf.spf_hard_fail = \"off\"."),
-    asf("ASF_NDR_BACKSCATTER", 10.0, Hc, "ASF option: a bounce for a message our organisation never sent.",
+    asf(sym::ASF_NDR_BACKSCATTER, 10.0, Hc, "ASF option: a bounce for a message our organisation never sent.",
         "Set asf.ndr_backscatter = \"off\" if real bounces are caught; check organisation.domains lists all your domains."),
-    asf("ASF_BULK_MAIL", 2.0, Inc, "ASF option: the message is bulk mail (newsletter or marketing).",
+    asf(sym::ASF_BULK_MAIL, 2.0, Inc, "ASF option: the message is bulk mail (newsletter or marketing).",
         "Set asf.bulk_mail = \"off\" (or \"test\") if your users want newsletters."),
 ];
 
@@ -125,22 +140,22 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let on = |mode: AsfMode| mode != AsfMode::Off;
     if on(c.image_links_to_remote_sites) {
         if let Some(img) = m.html.iter().flat_map(|v| &v.images).find(|i| is_remote(&i.src)) {
-            hits.hit("ASF_IMAGE_LINKS_REMOTE", img.src.chars().take(80).collect::<String>());
+            hits.hit(sym::ASF_IMAGE_LINKS_REMOTE, img.src.chars().take(80).collect::<String>());
         }
     }
     if on(c.numeric_ip_in_url) {
         if let Some(u) = m.urls.iter().find(|u| u.ip.is_some()) {
-            hits.hit("ASF_NUMERIC_IP_URL", u.host.clone());
+            hits.hit(sym::ASF_NUMERIC_IP_URL, u.host.clone());
         }
     }
     if on(c.url_redirect_to_other_port) {
         if let Some(u) = m.urls.iter().find(|u| u.port.is_some_and(|p| p != 80 && p != 443)) {
-            hits.hit("ASF_URL_OTHER_PORT", format!("{}:{}", u.host, u.port.unwrap_or(0)));
+            hits.hit(sym::ASF_URL_OTHER_PORT, format!("{}:{}", u.host, u.port.unwrap_or(0)));
         }
     }
     if on(c.url_to_biz_or_info) {
         if let Some(u) = m.urls.iter().find(|u| u.tld == "biz" || u.tld == "info") {
-            hits.hit("ASF_URL_BIZ_INFO", u.domain.clone());
+            hits.hit(sym::ASF_URL_BIZ_INFO, u.domain.clone());
         }
     }
     if on(c.empty_messages)
@@ -148,23 +163,23 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         && m.body_text.trim().is_empty()
         && m.attachments.is_empty()
     {
-        hits.hit("ASF_EMPTY_MESSAGE", "");
+        hits.hit(sym::ASF_EMPTY_MESSAGE, "");
     }
     let html = &m.html;
     if on(c.javascript_or_vbscript_in_html) && html.iter().any(|v| v.scripts > 0 || v.script_handlers > 0) {
-        hits.hit("ASF_JS_VBS", if html.iter().any(|v| v.vbscript) { "vbscript" } else { "javascript" });
+        hits.hit(sym::ASF_JS_VBS, if html.iter().any(|v| v.vbscript) { "vbscript" } else { "javascript" });
     }
     if on(c.frame_or_iframe_tags) && html.iter().any(|v| v.iframes > 0 || v.frames > 0) {
-        hits.hit("ASF_FRAME_IFRAME", "");
+        hits.hit(sym::ASF_FRAME_IFRAME, "");
     }
     if on(c.object_tags) && html.iter().any(|v| v.objects > 0) {
-        hits.hit("ASF_OBJECT_TAGS", "");
+        hits.hit(sym::ASF_OBJECT_TAGS, "");
     }
     if on(c.embed_tags) && html.iter().any(|v| v.embeds > 0) {
-        hits.hit("ASF_EMBED_TAGS", "");
+        hits.hit(sym::ASF_EMBED_TAGS, "");
     }
     if on(c.form_tags) && html.iter().any(|v| v.forms > 0) {
-        hits.hit("ASF_FORM_TAGS", "");
+        hits.hit(sym::ASF_FORM_TAGS, "");
     }
     if on(c.web_bugs) {
         let bug = html
@@ -172,28 +187,28 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             .flat_map(|v| &v.images)
             .find(|i| is_remote(&i.src) && i.width.is_some_and(|w| w <= 2) && i.height.is_some_and(|h| h <= 2));
         if let Some(b) = bug {
-            hits.hit("ASF_WEB_BUGS", b.src.chars().take(80).collect::<String>());
+            hits.hit(sym::ASF_WEB_BUGS, b.src.chars().take(80).collect::<String>());
         }
     }
     if on(c.sensitive_word_list) {
         if let Some(w) = sensitive_word(ctx) {
-            hits.hit("ASF_SENSITIVE_WORDS", w);
+            hits.hit(sym::ASF_SENSITIVE_WORDS, w);
         }
     }
     // Our own domain's SPF failing from a server we list locally is our DNS to fix, not the sender's
     // practice: the auth check names it (OWN_SERVER_NOT_IN_DNS) and this option leaves it alone.
     if on(c.spf_hard_fail) && ctx.evidence.spf == Some(SpfResult::Fail) && !super::auth::own_spf_excused(ctx) {
-        hits.hit("ASF_SPF_HARD_FAIL", ctx.envelope.mail_from.clone().unwrap_or_default());
+        hits.hit(sym::ASF_SPF_HARD_FAIL, ctx.envelope.mail_from.clone().unwrap_or_default());
     }
     if on(c.ndr_backscatter) {
         if let Some(detail) = backscatter(ctx) {
-            hits.hit("ASF_NDR_BACKSCATTER", detail);
+            hits.hit(sym::ASF_NDR_BACKSCATTER, detail);
         }
     }
     if on(c.bulk_mail) {
         let signs = bulk_signs(ctx);
         if signs.len() >= 2 {
-            hits.hit("ASF_BULK_MAIL", signs.join(", "));
+            hits.hit(sym::ASF_BULK_MAIL, signs.join(", "));
         }
     }
 }

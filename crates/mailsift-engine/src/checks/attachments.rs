@@ -6,37 +6,48 @@ use super::Ctx;
 use crate::message::RealType;
 use crate::symbols::{Group::Attachments, Hits, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        ATTACH_EXECUTABLE,
+        ATTACH_DOUBLE_EXTENSION,
+        ATTACH_TYPE_MISMATCH,
+        ATTACH_ARCHIVE_EXECUTABLE,
+        ATTACH_HTML,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "ATTACH_EXECUTABLE",
+    SymbolSpec::of(
+        sym::ATTACH_EXECUTABLE,
         Attachments,
         5.0,
         "An attachment is a program or script that runs when opened.",
         "Programs should be shared by link, not mail. If this exchange is expected, add a filter rule for this sender.",
     ),
-    SymbolSpec::new(
-        "ATTACH_DOUBLE_EXTENSION",
+    SymbolSpec::of(
+        sym::ATTACH_DOUBLE_EXTENSION,
         Attachments,
         4.0,
         "An attachment name hides a program behind a harmless-looking extension (\"invoice.pdf.exe\").",
         "Only used to deceive; no legitimate sender names files like this.",
     ),
-    SymbolSpec::new(
-        "ATTACH_TYPE_MISMATCH",
+    SymbolSpec::of(
+        sym::ATTACH_TYPE_MISMATCH,
         Attachments,
         2.5,
         "An attachment's content is not the type its name or header claims.",
         "Ask the sender to check the file; mislabelled content is a malware habit.",
     ),
-    SymbolSpec::new(
-        "ATTACH_ARCHIVE_EXECUTABLE",
+    SymbolSpec::of(
+        sym::ATTACH_ARCHIVE_EXECUTABLE,
         Attachments,
         4.0,
         "An archive attachment contains a program or script.",
         "Programs should be shared by link. If expected, add a filter rule for this sender.",
     ),
-    SymbolSpec::new(
-        "ATTACH_HTML",
+    SymbolSpec::of(
+        sym::ATTACH_HTML,
         Attachments,
         1.1,
         "An HTML file is attached (a common carrier of fake login pages).",
@@ -92,7 +103,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             || e.as_deref().is_some_and(|e| DANGEROUS_EXT.contains(&e));
         if is_program {
             hits.hit(
-                "ATTACH_EXECUTABLE",
+                sym::ATTACH_EXECUTABLE,
                 if name.is_empty() { a.real_type.as_str().to_string() } else { name.to_string() },
             );
         }
@@ -101,16 +112,16 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             if DANGEROUS_EXT.contains(&e.as_str())
                 && ext(stem).is_some_and(|inner| DOCUMENT_EXT.contains(&inner.as_str()))
             {
-                hits.hit("ATTACH_DOUBLE_EXTENSION", name.to_string());
+                hits.hit(sym::ATTACH_DOUBLE_EXTENSION, name.to_string());
             }
             let claims_document = matches!(e.as_str(), "pdf" | "jpg" | "jpeg" | "png" | "gif" | "txt");
             if claims_document
                 && matches!(a.real_type, RealType::Executable | RealType::Elf | RealType::Zip | RealType::Rar)
             {
-                hits.hit("ATTACH_TYPE_MISMATCH", format!("{name} is {}", a.real_type.as_str()));
+                hits.hit(sym::ATTACH_TYPE_MISMATCH, format!("{name} is {}", a.real_type.as_str()));
             }
             if matches!(e.as_str(), "htm" | "html" | "shtml") {
-                hits.hit("ATTACH_HTML", name.to_string());
+                hits.hit(sym::ATTACH_HTML, name.to_string());
             }
         }
         if matches!(a.real_type, RealType::Executable | RealType::Elf)
@@ -118,11 +129,11 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             && !a.declared_type.contains("x-msdownload")
             && !a.declared_type.contains("executable")
         {
-            hits.hit("ATTACH_TYPE_MISMATCH", format!("{} declared {}", a.real_type.as_str(), a.declared_type));
+            hits.hit(sym::ATTACH_TYPE_MISMATCH, format!("{} declared {}", a.real_type.as_str(), a.declared_type));
         }
         for inner in &a.archive_names {
             if ext(inner).is_some_and(|e| DANGEROUS_EXT.contains(&e.as_str())) {
-                hits.hit("ATTACH_ARCHIVE_EXECUTABLE", format!("{name}: {inner}"));
+                hits.hit(sym::ATTACH_ARCHIVE_EXECUTABLE, format!("{name}: {inner}"));
             }
         }
     }

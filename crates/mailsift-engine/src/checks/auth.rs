@@ -27,64 +27,95 @@ use crate::config::OrganisationConfig;
 use crate::evidence::SpfResult;
 use crate::message::urls::registrable_domain;
 use crate::sender::{DkimVerdict, DmarcPolicy, Outcome};
-use crate::symbols::{Group::Auth, Hits, SymbolSpec};
+use crate::symbols::{FixKind, Group::Auth, Hits, Side, SymbolSpec};
 use crate::trust::ConnectionFacts;
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        SPF_PASS,
+        SPF_FAIL,
+        SPF_SOFTFAIL,
+        SPF_NEUTRAL,
+        SPF_NONE,
+        SPF_PERMERROR,
+        SPF_TEMPERROR,
+        DKIM_VALID,
+        DKIM_BODY_MODIFIED,
+        DKIM_INVALID,
+        DKIM_KEY_MISSING,
+        DKIM_EXPIRED,
+        DKIM_TEMPERROR,
+        DMARC_PASS,
+        DMARC_POLICY_REJECT,
+        DMARC_POLICY_QUARANTINE,
+        DMARC_POLICY_NONE,
+        DMARC_TEMPERROR,
+        ARC_VALID,
+        ARC_INVALID,
+        ARC_FORWARDED,
+        ARC_OWN_DOMAIN,
+        OWN_SERVER_NOT_IN_DNS,
+        SPOOF_OWN_DOMAIN,
+        DNS_DEADLINE,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("SPF_PASS", Auth, -0.2, "The sending server is authorised by the sender domain's SPF record.",
+    SymbolSpec::of(sym::SPF_PASS, Auth, -0.2, "The sending server is authorised by the sender domain's SPF record.",
         "Nothing to fix."),
-    SymbolSpec::new("SPF_FAIL", Auth, 2.0, "The sender domain's SPF record says this server may not send for it (hard fail).",
-        "The sender's administrator must add this server to their SPF record. If it is forwarded mail, add the forwarder to trusted relays or rely on ARC."),
-    SymbolSpec::new("SPF_SOFTFAIL", Auth, 0.8, "The sender domain's SPF record says this server is probably not authorised (~all).",
-        "The sender's administrator should add this server to their SPF record."),
-    SymbolSpec::new("SPF_NEUTRAL", Auth, 0.2, "The sender domain's SPF record makes no statement about this server (?all).",
+    SymbolSpec::of(sym::SPF_FAIL, Auth, 2.0, "The sender domain's SPF record says this server may not send for it (hard fail).",
+        "The sender's administrator must add this server to their SPF record. If it is forwarded mail, add the forwarder to trusted relays or rely on ARC.").fix(FixKind::SpfListServer),
+    SymbolSpec::of(sym::SPF_SOFTFAIL, Auth, 0.8, "The sender domain's SPF record says this server is probably not authorised (~all).",
+        "The sender's administrator should add this server to their SPF record.").fix(FixKind::SpfListServerSoft),
+    SymbolSpec::of(sym::SPF_NEUTRAL, Auth, 0.2, "The sender domain's SPF record makes no statement about this server (?all).",
         "The sender should list their servers in SPF."),
-    SymbolSpec::new("SPF_NONE", Auth, 0.3, "The sender domain publishes no SPF record.",
-        "The sender's administrator should publish an SPF record."),
-    SymbolSpec::new("SPF_PERMERROR", Auth, 0.5, "The sender domain's SPF record is broken (syntax, too many lookups).",
-        "The sender's administrator must fix their SPF record (a validator shows the error)."),
-    SymbolSpec::new("SPF_TEMPERROR", Auth, 0.0, "SPF could not be checked because of a temporary DNS failure.",
+    SymbolSpec::of(sym::SPF_NONE, Auth, 0.3, "The sender domain publishes no SPF record.",
+        "The sender's administrator should publish an SPF record.").fix(FixKind::SpfPublish),
+    SymbolSpec::of(sym::SPF_PERMERROR, Auth, 0.5, "The sender domain's SPF record is broken (syntax, too many lookups).",
+        "The sender's administrator must fix their SPF record (a validator shows the error).").fix(FixKind::SpfRepair),
+    SymbolSpec::of(sym::SPF_TEMPERROR, Auth, 0.0, "SPF could not be checked because of a temporary DNS failure.",
         "A DNS problem; nothing to fix in policy."),
-    SymbolSpec::new("DKIM_VALID", Auth, -0.5, "A DKIM signature verified.", "Nothing to fix."),
-    SymbolSpec::new("DKIM_BODY_MODIFIED", Auth, 1.0,
+    SymbolSpec::of(sym::DKIM_VALID, Auth, -0.5, "A DKIM signature verified.", "Nothing to fix."),
+    SymbolSpec::of(sym::DKIM_BODY_MODIFIED, Auth, 1.0,
         "A DKIM signature's headers verify but the body changed after signing (typically a footer or disclaimer added later).",
-        "Sign after the footer or disclaimer is added (move the signing step last), or add the disclaimer service as a trusted relay."),
-    SymbolSpec::new("DKIM_INVALID", Auth, 1.5, "A DKIM signature does not verify.",
-        "The sender's administrator must check their signing key and selector."),
-    SymbolSpec::new("DKIM_KEY_MISSING", Auth, 1.0, "A DKIM signature names a key that is not published in DNS.",
-        "The sender must publish the key at selector._domainkey.domain, or stop signing with that selector."),
-    SymbolSpec::new("DKIM_EXPIRED", Auth, 0.5, "A DKIM signature has expired (x= tag in the past).",
-        "The sender should sign with a longer expiry; old resent mail shows this."),
-    SymbolSpec::new("DKIM_TEMPERROR", Auth, 0.0, "A DKIM key could not be fetched because of a temporary DNS failure.",
+        "Sign after the footer or disclaimer is added (move the signing step last), or add the disclaimer service as a trusted relay.").fix(FixKind::DkimSignAfterChanges),
+    SymbolSpec::of(sym::DKIM_INVALID, Auth, 1.5, "A DKIM signature does not verify.",
+        "The sender's administrator must check their signing key and selector.").fix(FixKind::DkimCheckKey),
+    SymbolSpec::of(sym::DKIM_KEY_MISSING, Auth, 1.0, "A DKIM signature names a key that is not published in DNS.",
+        "The sender must publish the key at selector._domainkey.domain, or stop signing with that selector.").fix(FixKind::DkimPublishKey),
+    SymbolSpec::of(sym::DKIM_EXPIRED, Auth, 0.5, "A DKIM signature has expired (x= tag in the past).",
+        "The sender should sign with a longer expiry; old resent mail shows this.").fix(FixKind::DkimRenew),
+    SymbolSpec::of(sym::DKIM_TEMPERROR, Auth, 0.0, "A DKIM key could not be fetched because of a temporary DNS failure.",
         "A DNS problem; nothing to fix in policy."),
-    SymbolSpec::new("DMARC_PASS", Auth, -1.0, "The From: domain's DMARC check passed (SPF or DKIM aligned).", "Nothing to fix."),
-    SymbolSpec::new("DMARC_POLICY_REJECT", Auth, 5.0,
+    SymbolSpec::of(sym::DMARC_PASS, Auth, -1.0, "The From: domain's DMARC check passed (SPF or DKIM aligned).", "Nothing to fix."),
+    SymbolSpec::of(sym::DMARC_POLICY_REJECT, Auth, 5.0,
         "DMARC failed and the From: domain asks receivers to reject such mail (p=reject).",
-        "The From: domain's owner must authorise this sender (SPF) or sign with their domain (DKIM); if it is a mailing list, it should rewrite From."),
-    SymbolSpec::new("DMARC_POLICY_QUARANTINE", Auth, 3.0,
+        "The From: domain's owner must authorise this sender (SPF) or sign with their domain (DKIM); if it is a mailing list, it should rewrite From.").fix(FixKind::DmarcAlign),
+    SymbolSpec::of(sym::DMARC_POLICY_QUARANTINE, Auth, 3.0,
         "DMARC failed and the From: domain asks receivers to quarantine such mail (p=quarantine).",
-        "The From: domain's owner must authorise this sender (SPF) or sign with their domain (DKIM)."),
-    SymbolSpec::new("DMARC_POLICY_NONE", Auth, 0.5, "DMARC failed; the From: domain only monitors (p=none).",
-        "The From: domain's owner should authorise this sender before tightening their policy."),
-    SymbolSpec::new("DMARC_TEMPERROR", Auth, 0.0, "DMARC could not be checked because of a temporary DNS failure.",
+        "The From: domain's owner must authorise this sender (SPF) or sign with their domain (DKIM).").fix(FixKind::DmarcAlign),
+    SymbolSpec::of(sym::DMARC_POLICY_NONE, Auth, 0.5, "DMARC failed; the From: domain only monitors (p=none).",
+        "The From: domain's owner should authorise this sender before tightening their policy.").fix(FixKind::DmarcAlign),
+    SymbolSpec::of(sym::DMARC_TEMPERROR, Auth, 0.0, "DMARC could not be checked because of a temporary DNS failure.",
         "A DNS problem; nothing to fix in policy."),
-    SymbolSpec::new("ARC_VALID", Auth, -0.2, "The message carries a valid ARC chain from the servers that forwarded it.",
-        "Nothing to fix."),
-    SymbolSpec::new("ARC_INVALID", Auth, 1.0, "The message's ARC chain does not validate.",
-        "A forwarder altered the message after sealing, or the chain is forged."),
-    SymbolSpec::new("ARC_FORWARDED", Auth, 0.0,
+    SymbolSpec::of(sym::ARC_VALID, Auth, -0.2, "The message carries a valid ARC chain from the servers that forwarded it.",
+        "Nothing to fix.").fix(FixKind::TrustArcSealers),
+    SymbolSpec::of(sym::ARC_INVALID, Auth, 1.0, "The message's ARC chain does not validate.",
+        "A forwarder altered the message after sealing, or the chain is forged.").fix(FixKind::TrustArcSealers),
+    SymbolSpec::of(sym::ARC_FORWARDED, Auth, 0.0,
         "Forwarded mail: SPF or DMARC failed here, but a valid ARC chain sealed last by a trusted sealer shows authentication passed before forwarding, so those failures were not scored.",
-        "Nothing to fix. Only sealers listed in organisation.trusted_arc_sealers vouch; remove a sealer there to stop trusting it."),
-    SymbolSpec::new("ARC_OWN_DOMAIN", Auth, 0.0,
+        "Nothing to fix. Only sealers listed in organisation.trusted_arc_sealers vouch; remove a sealer there to stop trusting it.").fix(FixKind::TrustArcSealers),
+    SymbolSpec::of(sym::ARC_OWN_DOMAIN, Auth, 0.0,
         "Our own mail came back through platforms we trust: every ARC sealer of a valid chain is in organisation.trusted_arc_sealers and the first one saw our domain's DKIM or DMARC pass, so it is not a spoof of our domain.",
         "Nothing to fix; remove a sealer from organisation.trusted_arc_sealers to stop trusting it."),
-    SymbolSpec::new("OWN_SERVER_NOT_IN_DNS", Auth, 0.0,
+    SymbolSpec::of(sym::OWN_SERVER_NOT_IN_DNS, Auth, 0.0,
         "The From: domain is one of ours and the server is one of its locally listed sending servers, but our published SPF (or DMARC) fails for it; the failure was not scored here, other receivers will still see it.",
-        "Add the server to the domain's SPF record (e.g. ip4:ADDRESS before the -all), or have it sign with the domain's DKIM key, so that mail to other receivers passes too."),
-    SymbolSpec::new("SPOOF_OWN_DOMAIN", Auth, 8.0,
+        "Add the server to the domain's SPF record (e.g. ip4:ADDRESS before the -all), or have it sign with the domain's DKIM key, so that mail to other receivers passes too.").side(Side::OwnConfiguration).fix(FixKind::OwnDns),
+    SymbolSpec::of(sym::SPOOF_OWN_DOMAIN, Auth, 8.0,
         "The From: address is one of our protected domains, but the message came from a server that is not authorised for it and carries no aligned SPF or DKIM.",
-        "If this sender is legitimate (a web form, an application, a newsletter service), add its IP to the domain's sending_servers, or a pattern for its verified host name (forward-confirmed reverse DNS) to trusted_relays; better, add it to the domain's SPF record or have it sign with the domain's DKIM key."),
-    SymbolSpec::new("DNS_DEADLINE", Auth, 0.0, "Some sender checks did not finish before the DNS deadline and count as temporary errors.",
+        "If this sender is legitimate (a web form, an application, a newsletter service), add its IP to the domain's sending_servers, or a pattern for its verified host name (forward-confirmed reverse DNS) to trusted_relays; better, add it to the domain's SPF record or have it sign with the domain's DKIM key.").side(Side::OwnConfiguration).fix(FixKind::OwnDns),
+    SymbolSpec::of(sym::DNS_DEADLINE, Auth, 0.0, "Some sender checks did not finish before the DNS deadline and count as temporary errors.",
         "Check the gateway's DNS resolver; the gateway can be set to defer such mail."),
 ];
 
@@ -156,7 +187,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         let spf_domain = envelope_spf_domain(ctx.envelope);
         let own = local.filter(|l| own_spf_failed(ctx, l, ctx.evidence.spf, &spf_domain));
         match own {
-            Some(l) => hits.hit("OWN_SERVER_NOT_IN_DNS", own_server_detail(l, Some(&spf_domain), false)),
+            Some(l) => hits.hit(sym::OWN_SERVER_NOT_IN_DNS, own_server_detail(l, Some(&spf_domain), false)),
             None => spf_symbol(ctx.evidence.spf, "", hits),
         }
         check_spoofing(ctx, ctx.evidence.spf, hits);
@@ -181,31 +212,33 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     for d in &facts.dkim {
         let who = format!("{} (s={})", d.domain, d.selector);
         match d.verdict {
-            DkimVerdict::Pass => hits.hit("DKIM_VALID", d.domain.clone()),
-            DkimVerdict::BodyModified => hits.hit("DKIM_BODY_MODIFIED", who),
-            DkimVerdict::Fail | DkimVerdict::PermError => hits.hit("DKIM_INVALID", format!("{who}: {}", d.detail)),
-            DkimVerdict::KeyMissing => hits.hit("DKIM_KEY_MISSING", format!("{}._domainkey.{}", d.selector, d.domain)),
-            DkimVerdict::Expired => hits.hit("DKIM_EXPIRED", who),
-            DkimVerdict::TempError => hits.hit("DKIM_TEMPERROR", who),
+            DkimVerdict::Pass => hits.hit(sym::DKIM_VALID, d.domain.clone()),
+            DkimVerdict::BodyModified => hits.hit(sym::DKIM_BODY_MODIFIED, who),
+            DkimVerdict::Fail | DkimVerdict::PermError => hits.hit(sym::DKIM_INVALID, format!("{who}: {}", d.detail)),
+            DkimVerdict::KeyMissing => {
+                hits.hit(sym::DKIM_KEY_MISSING, format!("{}._domainkey.{}", d.selector, d.domain))
+            }
+            DkimVerdict::Expired => hits.hit(sym::DKIM_EXPIRED, who),
+            DkimVerdict::TempError => hits.hit(sym::DKIM_TEMPERROR, who),
         }
     }
     if let Some(d) = &facts.dmarc {
         match (d.result, d.policy) {
-            (Outcome::Pass, _) => hits.hit("DMARC_PASS", d.domain.clone()),
+            (Outcome::Pass, _) => hits.hit(sym::DMARC_PASS, d.domain.clone()),
             (Outcome::Fail, _) if forwarded || own_dmarc.is_some() => {}
-            (Outcome::Fail, DmarcPolicy::Reject) => hits.hit("DMARC_POLICY_REJECT", d.domain.clone()),
-            (Outcome::Fail, DmarcPolicy::Quarantine) => hits.hit("DMARC_POLICY_QUARANTINE", d.domain.clone()),
-            (Outcome::Fail, DmarcPolicy::None) => hits.hit("DMARC_POLICY_NONE", d.domain.clone()),
-            (Outcome::TempError, _) => hits.hit("DMARC_TEMPERROR", d.domain.clone()),
+            (Outcome::Fail, DmarcPolicy::Reject) => hits.hit(sym::DMARC_POLICY_REJECT, d.domain.clone()),
+            (Outcome::Fail, DmarcPolicy::Quarantine) => hits.hit(sym::DMARC_POLICY_QUARANTINE, d.domain.clone()),
+            (Outcome::Fail, DmarcPolicy::None) => hits.hit(sym::DMARC_POLICY_NONE, d.domain.clone()),
+            (Outcome::TempError, _) => hits.hit(sym::DMARC_TEMPERROR, d.domain.clone()),
             _ => {}
         }
     }
     if let Some(l) = own_spf.or(own_dmarc) {
         let spf_text = own_spf.is_some().then_some(spf_domain.as_str());
-        hits.hit("OWN_SERVER_NOT_IN_DNS", own_server_detail(l, spf_text, own_dmarc.is_some()));
+        hits.hit(sym::OWN_SERVER_NOT_IN_DNS, own_server_detail(l, spf_text, own_dmarc.is_some()));
     }
     if !facts.timed_out.is_empty() {
-        hits.hit("DNS_DEADLINE", facts.timed_out.join(", "));
+        hits.hit(sym::DNS_DEADLINE, facts.timed_out.join(", "));
     }
     check_spoofing(ctx, spf, hits);
 }
@@ -271,13 +304,13 @@ fn own_server_detail(l: LocalServer<'_>, spf_domain: Option<&str>, dmarc_failed:
 
 fn spf_symbol(spf: Option<SpfResult>, domain: &str, hits: &mut Hits<'_>) {
     let name = match spf {
-        Some(SpfResult::Pass) => "SPF_PASS",
-        Some(SpfResult::Fail) => "SPF_FAIL",
-        Some(SpfResult::SoftFail) => "SPF_SOFTFAIL",
-        Some(SpfResult::Neutral) => "SPF_NEUTRAL",
-        Some(SpfResult::None) => "SPF_NONE",
-        Some(SpfResult::PermError) => "SPF_PERMERROR",
-        Some(SpfResult::TempError) => "SPF_TEMPERROR",
+        Some(SpfResult::Pass) => sym::SPF_PASS,
+        Some(SpfResult::Fail) => sym::SPF_FAIL,
+        Some(SpfResult::SoftFail) => sym::SPF_SOFTFAIL,
+        Some(SpfResult::Neutral) => sym::SPF_NEUTRAL,
+        Some(SpfResult::None) => sym::SPF_NONE,
+        Some(SpfResult::PermError) => sym::SPF_PERMERROR,
+        Some(SpfResult::TempError) => sym::SPF_TEMPERROR,
         None => return,
     };
     hits.hit(name, domain.to_string());
@@ -323,11 +356,11 @@ fn arc_vouches(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) -> bool {
     let sealers = match arc.result {
         Outcome::Pass => {
             let sealers = valid_chain_sealers(ctx);
-            hits.hit("ARC_VALID", format!("{} hops, sealed by {}", arc.hops, sealers.join(", ")));
+            hits.hit(sym::ARC_VALID, format!("{} hops, sealed by {}", arc.hops, sealers.join(", ")));
             sealers
         }
         Outcome::Fail | Outcome::PermError => {
-            hits.hit("ARC_INVALID", arc.problem.clone().unwrap_or_default());
+            hits.hit(sym::ARC_INVALID, arc.problem.clone().unwrap_or_default());
             return false;
         }
         _ => return false,
@@ -342,7 +375,7 @@ fn arc_vouches(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) -> bool {
     let dmarc_failed =
         ctx.evidence.sender.as_ref().and_then(|s| s.dmarc.as_ref()).is_some_and(|d| d.result == Outcome::Fail);
     if vouches && (spf_failed || dmarc_failed) {
-        hits.hit("ARC_FORWARDED", arc.first_hop_results.clone().unwrap_or_default());
+        hits.hit(sym::ARC_FORWARDED, arc.first_hop_results.clone().unwrap_or_default());
     }
     vouches
 }
@@ -455,7 +488,7 @@ fn check_spoofing(ctx: &Ctx<'_, '_>, spf: Option<SpfResult>, hits: &mut Hits<'_>
     }
     if let Some((sealers, seen)) = arc_own_domain(ctx, &p.domain) {
         hits.hit(
-            "ARC_OWN_DOMAIN",
+            sym::ARC_OWN_DOMAIN,
             format!("{}: our own mail came back through {} ({seen} at the first hop)", p.domain, sealers.join(" → ")),
         );
         return;
@@ -470,5 +503,5 @@ fn check_spoofing(ctx: &Ctx<'_, '_>, spf: Option<SpfResult>, hits: &mut Hits<'_>
         return;
     }
     let ip = ctx.envelope.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown IP".into());
-    hits.hit("SPOOF_OWN_DOMAIN", format!("From {} sent by {ip}", from.address));
+    hits.hit(sym::SPOOF_OWN_DOMAIN, format!("From {} sent by {ip}", from.address));
 }

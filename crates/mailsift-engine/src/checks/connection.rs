@@ -12,30 +12,45 @@ use std::net::IpAddr;
 use super::Ctx;
 use crate::message::urls::registrable_domain;
 use crate::sender::Outcome;
-use crate::symbols::{Group::Connection, Hits, SymbolSpec};
+use crate::symbols::{FixKind, Group::Connection, Hits, SymbolSpec};
+
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        RDNS_NONE,
+        RDNS_NOT_CONFIRMED,
+        RDNS_DYNAMIC,
+        RDNS_TEMPERROR,
+        HELO_NOT_FQDN,
+        HELO_BARE_IP,
+        HELO_IP_LITERAL_MISMATCH,
+        HELO_CLAIMS_OUR_DOMAIN,
+        HELO_NOT_PTR_DOMAIN,
+    ];
+}
 
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("RDNS_NONE", Connection, 1.5, "The sending server's IP address has no reverse DNS (PTR) name.",
-        "The sender's administrator (or their provider) must publish a PTR record for the IP. Meanwhile you can allow the sender."),
-    SymbolSpec::new("RDNS_NOT_CONFIRMED", Connection, 1.0,
+    SymbolSpec::of(sym::RDNS_NONE, Connection, 1.5, "The sending server's IP address has no reverse DNS (PTR) name.",
+        "The sender's administrator (or their provider) must publish a PTR record for the IP. Meanwhile you can allow the sender.").fix(FixKind::PublishPtr),
+    SymbolSpec::of(sym::RDNS_NOT_CONFIRMED, Connection, 1.0,
         "The sending server's PTR name does not resolve back to its IP address (no forward-confirmed reverse DNS).",
-        "The sender must make the PTR name's A/AAAA record point at the sending IP."),
-    SymbolSpec::new("RDNS_DYNAMIC", Connection, 1.5,
+        "The sender must make the PTR name's A/AAAA record point at the sending IP.").fix(FixKind::ConfirmPtr),
+    SymbolSpec::of(sym::RDNS_DYNAMIC, Connection, 1.5,
         "The sending server's PTR name looks like a dynamic or residential address (IP digits, dsl, dhcp, pool...).",
-        "Mail servers should send from a static address with its own name; the sender should relay through their provider."),
-    SymbolSpec::new("RDNS_TEMPERROR", Connection, 0.0, "Reverse DNS could not be looked up in time.",
+        "Mail servers should send from a static address with its own name; the sender should relay through their provider.").fix(FixKind::StaticServer),
+    SymbolSpec::of(sym::RDNS_TEMPERROR, Connection, 0.0, "Reverse DNS could not be looked up in time.",
         "A DNS problem on either side; nothing to fix in policy. Check the gateway's resolver if it is frequent."),
-    SymbolSpec::new("HELO_NOT_FQDN", Connection, 1.5, "The HELO/EHLO name is not a fully-qualified host name.",
-        "The sender's server must greet with its full host name (RFC 5321 §4.1.1.1)."),
-    SymbolSpec::new("HELO_BARE_IP", Connection, 1.5, "The HELO/EHLO name is a bare IP address instead of a name or [literal].",
-        "The sender's server must greet with its host name, or an address literal in brackets."),
-    SymbolSpec::new("HELO_IP_LITERAL_MISMATCH", Connection, 2.5, "The HELO/EHLO address literal is not the client's IP address.",
-        "The sender's server announces an address it does not connect from; its configuration is wrong or forged."),
-    SymbolSpec::new("HELO_CLAIMS_OUR_DOMAIN", Connection, 3.5,
+    SymbolSpec::of(sym::HELO_NOT_FQDN, Connection, 1.5, "The HELO/EHLO name is not a fully-qualified host name.",
+        "The sender's server must greet with its full host name (RFC 5321 §4.1.1.1).").fix(FixKind::HeloFullName),
+    SymbolSpec::of(sym::HELO_BARE_IP, Connection, 1.5, "The HELO/EHLO name is a bare IP address instead of a name or [literal].",
+        "The sender's server must greet with its host name, or an address literal in brackets.").fix(FixKind::HeloNotBareIp),
+    SymbolSpec::of(sym::HELO_IP_LITERAL_MISMATCH, Connection, 2.5, "The HELO/EHLO address literal is not the client's IP address.",
+        "The sender's server announces an address it does not connect from; its configuration is wrong or forged.").fix(FixKind::HeloLiteralMatch),
+    SymbolSpec::of(sym::HELO_CLAIMS_OUR_DOMAIN, Connection, 3.5,
         "The HELO/EHLO name claims one of our own domains, but the client is not one of our servers.",
         "If this is really one of your servers, add its IP to the domain's sending_servers."),
-    SymbolSpec::new("HELO_NOT_PTR_DOMAIN", Connection, 0.5, "The HELO/EHLO name is not in the same domain as the client's PTR name.",
-        "The sender's server should greet with the name its PTR record gives."),
+    SymbolSpec::of(sym::HELO_NOT_PTR_DOMAIN, Connection, 0.5, "The HELO/EHLO name is not in the same domain as the client's PTR name.",
+        "The sender's server should greet with the name its PTR record gives.").fix(FixKind::HeloInPtrDomain),
 ];
 
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
@@ -44,13 +59,13 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let ptr = ctx.evidence.sender.as_ref().and_then(|s| s.ptr.as_ref());
     if let Some(p) = ptr {
         match p.result {
-            Outcome::None => hits.hit("RDNS_NONE", ip.to_string()),
-            Outcome::Fail => hits.hit("RDNS_NOT_CONFIRMED", format!("{ip} → {}", p.names.join(", "))),
-            Outcome::TempError => hits.hit("RDNS_TEMPERROR", ip.to_string()),
+            Outcome::None => hits.hit(sym::RDNS_NONE, ip.to_string()),
+            Outcome::Fail => hits.hit(sym::RDNS_NOT_CONFIRMED, format!("{ip} → {}", p.names.join(", "))),
+            Outcome::TempError => hits.hit(sym::RDNS_TEMPERROR, ip.to_string()),
             _ => {}
         }
         if let Some(n) = p.names.iter().find(|n| looks_dynamic(n, ip)) {
-            hits.hit("RDNS_DYNAMIC", n.clone());
+            hits.hit(sym::RDNS_DYNAMIC, n.clone());
         }
     }
     let Some(helo) = env.helo.as_deref().map(str::trim).filter(|h| !h.is_empty()) else { return };
@@ -58,14 +73,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     if let Some(lit) = lower.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
         let lit = lit.strip_prefix("ipv6:").unwrap_or(lit);
         match lit.parse::<IpAddr>() {
-            Ok(claimed) if claimed != ip => hits.hit("HELO_IP_LITERAL_MISMATCH", format!("{helo} from {ip}")),
+            Ok(claimed) if claimed != ip => hits.hit(sym::HELO_IP_LITERAL_MISMATCH, format!("{helo} from {ip}")),
             Ok(_) => {}
-            Err(_) => hits.hit("HELO_NOT_FQDN", helo.to_string()),
+            Err(_) => hits.hit(sym::HELO_NOT_FQDN, helo.to_string()),
         }
         return;
     }
     if lower.parse::<IpAddr>().is_ok() {
-        hits.hit("HELO_BARE_IP", helo.to_string());
+        hits.hit(sym::HELO_BARE_IP, helo.to_string());
         return;
     }
     let labels: Vec<&str> = lower.split('.').collect();
@@ -75,7 +90,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))
         && lower != "localhost.localdomain";
     if !fqdn {
-        hits.hit("HELO_NOT_FQDN", helo.to_string());
+        hits.hit(sym::HELO_NOT_FQDN, helo.to_string());
         return;
     }
     let helo_domain = registrable_domain(&lower);
@@ -84,11 +99,11 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let claims_ours = ours.into_iter().any(|d| registrable_domain(d) == helo_domain);
     // Our own outbound mail (trusted networks, authenticated users) rightly names our domain in its HELO.
     if claims_ours && !ctx.spoof.is_our_server(ip) && !super::auth::is_outbound(ctx.envelope) {
-        hits.hit("HELO_CLAIMS_OUR_DOMAIN", format!("{helo} from {ip}"));
+        hits.hit(sym::HELO_CLAIMS_OUR_DOMAIN, format!("{helo} from {ip}"));
     }
     if let Some(p) = ptr {
         if !p.names.is_empty() && !p.names.iter().any(|n| registrable_domain(n) == helo_domain) {
-            hits.hit("HELO_NOT_PTR_DOMAIN", format!("{helo} vs {}", p.names[0]));
+            hits.hit(sym::HELO_NOT_PTR_DOMAIN, format!("{helo} vs {}", p.names[0]));
         }
     }
 }

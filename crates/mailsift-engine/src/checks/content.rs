@@ -11,44 +11,56 @@ use regex::Regex;
 use super::Ctx;
 use crate::symbols::{Group::Content, Hits, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        GTUBE,
+        EMPTY_BODY,
+        MIME_HTML_ONLY,
+        BODY_SHOUTING,
+        BITCOIN_ADDRESS,
+        MESSAGE_TRUNCATED_FOR_SCAN,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "GTUBE",
+    SymbolSpec::of(
+        sym::GTUBE,
         crate::symbols::Group::Test,
         1000.0,
         "The message contains the GTUBE anti-spam test string.",
         "GTUBE is a test: the verdict is spam on purpose. Remove the string to send a real message.",
     ),
-    SymbolSpec::new(
-        "EMPTY_BODY",
+    SymbolSpec::of(
+        sym::EMPTY_BODY,
         Content,
         1.1,
         "The message has no text and no attachment.",
         "Empty messages are often address probes; if legitimate (a monitoring ping), allow the sender.",
     ),
-    SymbolSpec::new(
-        "MIME_HTML_ONLY",
+    SymbolSpec::of(
+        sym::MIME_HTML_ONLY,
         Content,
         1.0,
         "The message has HTML but no plain-text alternative.",
         "Harmless alone; good mailers send a text part too.",
     ),
-    SymbolSpec::new(
-        "BODY_SHOUTING",
+    SymbolSpec::of(
+        sym::BODY_SHOUTING,
         Content,
         0.9,
         "Much of the body is written in capital letters.",
         "Ask the sender to write normally, or allow the sender.",
     ),
-    SymbolSpec::new(
-        "BITCOIN_ADDRESS",
+    SymbolSpec::of(
+        sym::BITCOIN_ADDRESS,
         Content,
         2.1,
         "The body asks for payment to a Bitcoin address.",
         "Extortion and scam mail asks for Bitcoin; legitimate invoices rarely do. Allow the sender if expected.",
     ),
-    SymbolSpec::new(
-        "MESSAGE_TRUNCATED_FOR_SCAN",
+    SymbolSpec::of(
+        sym::MESSAGE_TRUNCATED_FOR_SCAN,
         Content,
         0.0,
         "The message is larger than the scan limit; only its first part was examined.",
@@ -59,19 +71,19 @@ pub const SYMBOLS: &[SymbolSpec] = &[
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let m = ctx.message;
     if m.has_gtube {
-        hits.hit("GTUBE", "");
+        hits.hit(sym::GTUBE, "");
     }
     if m.problems.truncated_for_scan {
-        hits.hit("MESSAGE_TRUNCATED_FOR_SCAN", format!("{} bytes", m.raw.len()));
+        hits.hit(sym::MESSAGE_TRUNCATED_FOR_SCAN, format!("{} bytes", m.raw.len()));
     }
     if m.body_text.trim().is_empty() && m.attachments.is_empty() && m.html.iter().all(|h| h.images.is_empty()) {
-        hits.hit("EMPTY_BODY", "");
+        hits.hit(sym::EMPTY_BODY, "");
     }
     if !m.html.is_empty() && !m.text_parts.iter().any(|p| !p.is_html) {
-        hits.hit("MIME_HTML_ONLY", "");
+        hits.hit(sym::MIME_HTML_ONLY, "");
     }
     if let Some(addr) = bitcoin_address(&m.body_text) {
-        hits.hit("BITCOIN_ADDRESS", addr);
+        hits.hit(sym::BITCOIN_ADDRESS, addr);
     }
     let (mut upper, mut lower) = (0usize, 0usize);
     for c in m.body_text.chars().take(20_000) {
@@ -82,7 +94,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         }
     }
     if upper + lower >= 200 && upper * 100 / (upper + lower) >= 50 {
-        hits.hit("BODY_SHOUTING", format!("{}% capitals", upper * 100 / (upper + lower)));
+        hits.hit(sym::BODY_SHOUTING, format!("{}% capitals", upper * 100 / (upper + lower)));
     }
 }
 

@@ -10,156 +10,184 @@
 use super::{Ctx, FREEMAIL_DOMAINS};
 use crate::symbols::{Group::Headers, Hits, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        FROM_DUPLICATE_HEADER,
+        FROM_NAME_IMPERSONATES_BRAND,
+        MISSING_DATE,
+        INVALID_DATE,
+        DATE_IN_FUTURE,
+        DATE_IN_PAST,
+        MISSING_MESSAGE_ID,
+        INVALID_MESSAGE_ID,
+        MISSING_FROM,
+        MULTIPLE_FROM,
+        FROM_DISPLAY_ADDR_MISMATCH,
+        REPLYTO_FREEMAIL_DIFF,
+        FORGED_FREEMAIL_RCVD,
+        RCVD_ILLEGAL_IP,
+        SUBJ_ALL_CAPS,
+        SUBJ_EXCESS_PUNCT,
+        SUBJ_TRAILING_ID,
+        MISSING_SUBJECT,
+        UNDISCLOSED_RECIPIENTS,
+        MIME_MISSING_BOUNDARY,
+        X_PRIORITY_HIGH,
+        MIME_ENCODING_ERRORS,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "FROM_DUPLICATE_HEADER",
+    SymbolSpec::of(
+        sym::FROM_DUPLICATE_HEADER,
         Headers,
         3.0,
         "The message has more than one From header; readers and filters may each see a different sender.",
         "A spoofing technique; no legitimate mail program writes two From headers.",
     ),
-    SymbolSpec::new(
-        "FROM_NAME_IMPERSONATES_BRAND",
+    SymbolSpec::of(
+        sym::FROM_NAME_IMPERSONATES_BRAND,
         Headers,
         2.0,
         "The From display name names a well-known brand, but the address is in an unrelated domain.",
         "If the brand really sends from this domain (a mailing partner), allow the sender address.",
     ),
-    SymbolSpec::new(
-        "MISSING_DATE",
+    SymbolSpec::of(
+        sym::MISSING_DATE,
         Headers,
         1.0,
         "The message has no Date header, which every mail program writes.",
         "If the sender is a script or device of yours, make it add a Date header (RFC 5322 §3.6.1).",
     ),
-    SymbolSpec::new(
-        "INVALID_DATE",
+    SymbolSpec::of(
+        sym::INVALID_DATE,
         Headers,
         2.7,
         "The Date header cannot be parsed as an RFC 5322 date.",
         "Ask the sender to fix the Date format of their mail program or script.",
     ),
-    SymbolSpec::new(
-        "DATE_IN_FUTURE",
+    SymbolSpec::of(
+        sym::DATE_IN_FUTURE,
         Headers,
         2.6,
         "The Date is more than 12 hours after the message was received.",
         "Usually a sender's clock or time zone is wrong; ask them to fix it, or allow the sender.",
     ),
-    SymbolSpec::new(
-        "DATE_IN_PAST",
+    SymbolSpec::of(
+        sym::DATE_IN_PAST,
         Headers,
         0.2,
         "The Date is more than 4 days before the message was received.",
         "Delayed or resent mail shows this; no action is needed unless it combines with other evidence.",
     ),
-    SymbolSpec::new(
-        "MISSING_MESSAGE_ID",
+    SymbolSpec::of(
+        sym::MISSING_MESSAGE_ID,
         Headers,
         1.1,
         "The message has no Message-ID header.",
         "If the sender is a script of yours, make it add a Message-ID.",
     ),
-    SymbolSpec::new(
-        "INVALID_MESSAGE_ID",
+    SymbolSpec::of(
+        sym::INVALID_MESSAGE_ID,
         Headers,
         1.4,
         "The Message-ID is not of the form <left@right>.",
         "Ask the sender to fix the Message-ID their mail program writes.",
     ),
-    SymbolSpec::new(
-        "MISSING_FROM",
+    SymbolSpec::of(
+        sym::MISSING_FROM,
         Headers,
         2.4,
         "The message has no From header (or no address in it).",
         "Every message must say who it is from; fix the sending program.",
     ),
-    SymbolSpec::new(
-        "MULTIPLE_FROM",
+    SymbolSpec::of(
+        sym::MULTIPLE_FROM,
         Headers,
         1.2,
         "The From header lists more than one address.",
         "Rare in real mail; ask the sender to use one From address.",
     ),
-    SymbolSpec::new(
-        "FROM_DISPLAY_ADDR_MISMATCH",
+    SymbolSpec::of(
+        sym::FROM_DISPLAY_ADDR_MISMATCH,
         Headers,
         2.9,
         "The From display name shows an address in another domain than the real sender's.",
         "A classic spoofing trick. If the sender is legitimate, ask them not to put an address in the display name.",
     ),
-    SymbolSpec::new(
-        "REPLYTO_FREEMAIL_DIFF",
+    SymbolSpec::of(
+        sym::REPLYTO_FREEMAIL_DIFF,
         Headers,
         2.7,
         "Replies go to a free-mail address in a different domain from the sender's.",
         "Common in fraud. If legitimate, allow the sender; their Reply-To is unusual.",
     ),
-    SymbolSpec::new(
-        "FORGED_FREEMAIL_RCVD",
+    SymbolSpec::of(
+        sym::FORGED_FREEMAIL_RCVD,
         Headers,
         2.8,
         "From claims a large free-mail provider, but no Received header shows the message passing through it.",
         "Mail really sent through a free-mail provider carries its Received headers; this From is likely forged.",
     ),
-    SymbolSpec::new(
-        "RCVD_ILLEGAL_IP",
+    SymbolSpec::of(
+        sym::RCVD_ILLEGAL_IP,
         Headers,
         1.5,
         "A Received header names a client IP that cannot exist on the Internet.",
         "Forged Received headers; no fix on the receiving side other than allowing the sender.",
     ),
-    SymbolSpec::new(
-        "SUBJ_ALL_CAPS",
+    SymbolSpec::of(
+        sym::SUBJ_ALL_CAPS,
         Headers,
         2.1,
         "The subject is written in capital letters only.",
         "Shouting subjects are a spam habit; ask the sender to write normally, or allow the sender.",
     ),
-    SymbolSpec::new(
-        "SUBJ_EXCESS_PUNCT",
+    SymbolSpec::of(
+        sym::SUBJ_EXCESS_PUNCT,
         Headers,
         1.7,
         "The subject is full of '!', '$' or '%'.",
         "Ask the sender to tone down the subject, or allow the sender.",
     ),
-    SymbolSpec::new(
-        "SUBJ_TRAILING_ID",
+    SymbolSpec::of(
+        sym::SUBJ_TRAILING_ID,
         Headers,
         3.1,
         "The subject ends with white space and a random-looking code, a bulk-mailer habit.",
         "Bulk tools add such codes to defeat duplicate detection; allow the sender if legitimate.",
     ),
-    SymbolSpec::new(
-        "MISSING_SUBJECT",
+    SymbolSpec::of(
+        sym::MISSING_SUBJECT,
         Headers,
         0.7,
         "The message has no Subject header.",
         "Ask the sender to add a subject.",
     ),
-    SymbolSpec::new(
-        "UNDISCLOSED_RECIPIENTS",
+    SymbolSpec::of(
+        sym::UNDISCLOSED_RECIPIENTS,
         Headers,
         0.4,
         "The message has no To header, or only undisclosed recipients.",
         "Bulk senders hide their recipient list; allow the sender if legitimate.",
     ),
-    SymbolSpec::new(
-        "MIME_MISSING_BOUNDARY",
+    SymbolSpec::of(
+        sym::MIME_MISSING_BOUNDARY,
         Headers,
         1.5,
         "A multipart part has no boundary parameter.",
         "Broken MIME from a hand-made mailer; ask the sender to fix it.",
     ),
-    SymbolSpec::new(
-        "X_PRIORITY_HIGH",
+    SymbolSpec::of(
+        sym::X_PRIORITY_HIGH,
         Headers,
         1.4,
         "The message is marked high priority.",
         "Harmless alone; it only adds to other evidence.",
     ),
-    SymbolSpec::new(
-        "MIME_ENCODING_ERRORS",
+    SymbolSpec::of(
+        sym::MIME_ENCODING_ERRORS,
         Headers,
         2.0,
         "A part could not be decoded cleanly (broken base64 or quoted-printable).",
@@ -174,41 +202,41 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     // Dates are judged against the newest Received timestamp: the time mail arrived, even for old archives.
     let received_at = m.hops.iter().find_map(|h| h.timestamp).unwrap_or(ctx.now);
     match (&m.date_raw, m.date) {
-        (None, _) => hits.hit("MISSING_DATE", ""),
-        (Some(raw), None) => hits.hit("INVALID_DATE", raw.chars().take(60).collect::<String>()),
+        (None, _) => hits.hit(sym::MISSING_DATE, ""),
+        (Some(raw), None) => hits.hit(sym::INVALID_DATE, raw.chars().take(60).collect::<String>()),
         (Some(_), Some(ts)) => {
             if ts > received_at + DAY / 2 {
-                hits.hit("DATE_IN_FUTURE", format!("{} h ahead", (ts - received_at) / 3600));
+                hits.hit(sym::DATE_IN_FUTURE, format!("{} h ahead", (ts - received_at) / 3600));
             } else if ts < received_at - 4 * DAY {
-                hits.hit("DATE_IN_PAST", format!("{} days before", (received_at - ts) / DAY));
+                hits.hit(sym::DATE_IN_PAST, format!("{} days before", (received_at - ts) / DAY));
             }
         }
     }
     match &m.message_id {
-        None => hits.hit("MISSING_MESSAGE_ID", ""),
+        None => hits.hit(sym::MISSING_MESSAGE_ID, ""),
         Some(id) => {
             let t = id.trim();
             let ok = t.starts_with('<') && t.ends_with('>') && t.contains('@') && !t.contains(' ');
             if !ok {
-                hits.hit("INVALID_MESSAGE_ID", t.chars().take(60).collect::<String>());
+                hits.hit(sym::INVALID_MESSAGE_ID, t.chars().take(60).collect::<String>());
             }
         }
     }
     let from_fields = m.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("From")).count();
     if from_fields > 1 {
-        hits.hit("FROM_DUPLICATE_HEADER", format!("{from_fields} From headers"));
+        hits.hit(sym::FROM_DUPLICATE_HEADER, format!("{from_fields} From headers"));
     }
     if let Some(f) = &m.from {
         if let Some(brand) = f.name.as_deref().and_then(|n| impersonated_brand(n, &f.domain)) {
-            hits.hit("FROM_NAME_IMPERSONATES_BRAND", format!("\"{brand}\" from {}", f.domain));
+            hits.hit(sym::FROM_NAME_IMPERSONATES_BRAND, format!("\"{brand}\" from {}", f.domain));
         }
     }
     match &m.from {
-        None => hits.hit("MISSING_FROM", ""),
-        Some(f) if f.domain.is_empty() => hits.hit("MISSING_FROM", f.address.clone()),
+        None => hits.hit(sym::MISSING_FROM, ""),
+        Some(f) if f.domain.is_empty() => hits.hit(sym::MISSING_FROM, f.address.clone()),
         Some(f) => {
             if m.from_count > 1 {
-                hits.hit("MULTIPLE_FROM", format!("{} addresses", m.from_count));
+                hits.hit(sym::MULTIPLE_FROM, format!("{} addresses", m.from_count));
             }
             if let Some(name) = &f.name {
                 if let Some(shown) = address_in(name) {
@@ -217,13 +245,13 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                         && crate::message::urls::registrable_domain(&shown_dom)
                             != crate::message::urls::registrable_domain(&f.domain)
                     {
-                        hits.hit("FROM_DISPLAY_ADDR_MISMATCH", format!("shows {shown}, sent by {}", f.address));
+                        hits.hit(sym::FROM_DISPLAY_ADDR_MISMATCH, format!("shows {shown}, sent by {}", f.address));
                     }
                 }
             }
             if let Some(rt) = &m.reply_to {
                 if !rt.domain.is_empty() && rt.domain != f.domain && FREEMAIL_DOMAINS.contains(&rt.domain.as_str()) {
-                    hits.hit("REPLYTO_FREEMAIL_DIFF", format!("reply to {}", rt.address));
+                    hits.hit(sym::REPLYTO_FREEMAIL_DIFF, format!("reply to {}", rt.address));
                 }
             }
             check_forged_freemail(ctx, &f.domain, hits);
@@ -233,30 +261,30 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         if let Some(std::net::IpAddr::V4(ip)) = hop.from_ip {
             let o = ip.octets();
             if o[0] == 0 || o[0] >= 240 {
-                hits.hit("RCVD_ILLEGAL_IP", ip.to_string());
+                hits.hit(sym::RCVD_ILLEGAL_IP, ip.to_string());
             }
         }
     }
     match &m.subject {
-        None => hits.hit("MISSING_SUBJECT", ""),
+        None => hits.hit(sym::MISSING_SUBJECT, ""),
         Some(s) => check_subject(s, hits),
     }
     let to = m.header("To");
     if (to.is_none() || to.is_some_and(|t| t.to_ascii_lowercase().contains("undisclosed"))) && m.header("Cc").is_none()
     {
-        hits.hit("UNDISCLOSED_RECIPIENTS", "");
+        hits.hit(sym::UNDISCLOSED_RECIPIENTS, "");
     }
     if m.problems.missing_boundary {
-        hits.hit("MIME_MISSING_BOUNDARY", "");
+        hits.hit(sym::MIME_MISSING_BOUNDARY, "");
     }
     if m.problems.encoding_errors > 0 {
-        hits.hit("MIME_ENCODING_ERRORS", format!("{} parts", m.problems.encoding_errors));
+        hits.hit(sym::MIME_ENCODING_ERRORS, format!("{} parts", m.problems.encoding_errors));
     }
     let prio = m.header("X-Priority").map(str::trim);
     if prio.is_some_and(|p| p.starts_with('1'))
         || m.header("X-MSMail-Priority").is_some_and(|p| p.trim().eq_ignore_ascii_case("high"))
     {
-        hits.hit("X_PRIORITY_HIGH", "");
+        hits.hit(sym::X_PRIORITY_HIGH, "");
     }
 }
 
@@ -281,18 +309,18 @@ fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'
         marks.iter().any(|mk| raw.contains(mk))
     });
     if !seen {
-        hits.hit("FORGED_FREEMAIL_RCVD", from_domain.to_string());
+        hits.hit(sym::FORGED_FREEMAIL_RCVD, from_domain.to_string());
     }
 }
 
 fn check_subject(s: &str, hits: &mut Hits<'_>) {
     let letters: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();
     if letters.len() >= 12 && s.split_whitespace().count() >= 3 && letters.iter().all(|c| !c.is_lowercase()) {
-        hits.hit("SUBJ_ALL_CAPS", s.chars().take(60).collect::<String>());
+        hits.hit(sym::SUBJ_ALL_CAPS, s.chars().take(60).collect::<String>());
     }
     let punct = s.chars().filter(|c| matches!(c, '!' | '$' | '%')).count();
     if punct >= 3 || s.contains("!!") || s.contains("$$") {
-        hits.hit("SUBJ_EXCESS_PUNCT", s.chars().take(60).collect::<String>());
+        hits.hit(sym::SUBJ_EXCESS_PUNCT, s.chars().take(60).collect::<String>());
     }
     // "Great offer                 AB12x": a long run of spaces before a final token; or a final token
     // that looks machine-made ("DVD lovers 9959GLXz3-738HFdN8831kbee5--25", "ULTIMATE-hGH17283").
@@ -300,7 +328,7 @@ fn check_subject(s: &str, hits: &mut Hits<'_>) {
     let last = trimmed.rsplit(char::is_whitespace).next().unwrap_or("");
     let spaced = trimmed.len() > last.len() && trimmed[..trimmed.len() - last.len()].ends_with("     ");
     if !last.is_empty() && (spaced && last.len() <= 12 || looks_random(last)) {
-        hits.hit("SUBJ_TRAILING_ID", last.to_string());
+        hits.hit(sym::SUBJ_TRAILING_ID, last.to_string());
     }
 }
 

@@ -8,32 +8,48 @@
 use super::Ctx;
 use crate::symbols::{Group::Html, Hits, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        HTML_HIDDEN_WORD_BREAK,
+        HTML_HIDDEN_TEXT,
+        HTML_MOSTLY_HIDDEN,
+        HTML_IMAGE_ONLY,
+        HTML_PASSWORD_FORM,
+        HTML_SCRIPT,
+        HTML_IFRAME,
+        HTML_META_REFRESH,
+        HTML_SHOUTING_FONTS,
+        HTML_TINY_TEXT,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "HTML_HIDDEN_WORD_BREAK",
+    SymbolSpec::of(
+        sym::HTML_HIDDEN_WORD_BREAK,
         Html,
         3.0,
         "Invisible fragments are placed inside words, so the reader sees one word and a filter another.",
         "Only used to evade filters; no legitimate template hides text inside words.",
     ),
-    SymbolSpec::new("HTML_HIDDEN_TEXT", Html, 1.6,
+    SymbolSpec::of(sym::HTML_HIDDEN_TEXT, Html, 1.6,
         "The HTML contains text the reader cannot see (display:none, zero-size font, text coloured like its background).",
         "Some newsletter templates hide preview text; if legitimate, ask the sender to drop it or allow the sender."),
-    SymbolSpec::new("HTML_MOSTLY_HIDDEN", Html, 2.0, "Most of the HTML's text is invisible to the reader.",
+    SymbolSpec::of(sym::HTML_MOSTLY_HIDDEN, Html, 2.0, "Most of the HTML's text is invisible to the reader.",
         "Hidden text is used to poison filters; no legitimate message needs it."),
-    SymbolSpec::new("HTML_IMAGE_ONLY", Html, 1.9, "The HTML is images with almost no text.",
+    SymbolSpec::of(sym::HTML_IMAGE_ONLY, Html, 1.9, "The HTML is images with almost no text.",
         "Ask the sender to include text; allow the sender if legitimate."),
-    SymbolSpec::new("HTML_PASSWORD_FORM", Html, 3.0, "The message contains a form that asks for a password.",
+    SymbolSpec::of(sym::HTML_PASSWORD_FORM, Html, 3.0, "The message contains a form that asks for a password.",
         "Legitimate services never ask for passwords inside a message."),
-    SymbolSpec::new("HTML_SCRIPT", Html, 0.5, "The HTML contains scripts or event handlers, which mail clients never run.",
+    SymbolSpec::of(sym::HTML_SCRIPT, Html, 0.5, "The HTML contains scripts or event handlers, which mail clients never run.",
         "Ask the sender to remove scripts from their template."),
-    SymbolSpec::new("HTML_IFRAME", Html, 0.5, "The HTML contains a frame or iframe.",
+    SymbolSpec::of(sym::HTML_IFRAME, Html, 0.5, "The HTML contains a frame or iframe.",
         "Ask the sender to remove frames from their template."),
-    SymbolSpec::new("HTML_META_REFRESH", Html, 1.5, "The HTML tries to redirect the reader with a meta refresh.",
+    SymbolSpec::of(sym::HTML_META_REFRESH, Html, 1.5, "The HTML tries to redirect the reader with a meta refresh.",
         "No legitimate message needs this."),
-    SymbolSpec::new("HTML_SHOUTING_FONTS", Html, 1.6, "The HTML uses several very large fonts.",
+    SymbolSpec::of(sym::HTML_SHOUTING_FONTS, Html, 1.6, "The HTML uses several very large fonts.",
         "Harmless alone; typical of aggressive marketing."),
-    SymbolSpec::new("HTML_TINY_TEXT", Html, 1.1, "A good part of the visible text is in a tiny font.",
+    SymbolSpec::of(sym::HTML_TINY_TEXT, Html, 1.1, "A good part of the visible text is in a tiny font.",
         "Small print is common in footers; this only adds to other evidence."),
 ];
 
@@ -48,22 +64,22 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         }
         hidden += h;
         if v.hidden_word_breaks >= 2 {
-            hits.hit("HTML_HIDDEN_WORD_BREAK", format!("{} words broken", v.hidden_word_breaks));
+            hits.hit(sym::HTML_HIDDEN_WORD_BREAK, format!("{} words broken", v.hidden_word_breaks));
         }
         tiny += v.tiny_text_len;
         images += v.images.len();
         big += v.big_fonts;
         if v.password_inputs > 0 {
-            hits.hit("HTML_PASSWORD_FORM", "");
+            hits.hit(sym::HTML_PASSWORD_FORM, "");
         }
         if v.scripts > 0 || v.script_handlers > 0 {
-            hits.hit("HTML_SCRIPT", format!("{} scripts, {} handlers", v.scripts, v.script_handlers));
+            hits.hit(sym::HTML_SCRIPT, format!("{} scripts, {} handlers", v.scripts, v.script_handlers));
         }
         if v.iframes > 0 || v.frames > 0 {
-            hits.hit("HTML_IFRAME", "");
+            hits.hit(sym::HTML_IFRAME, "");
         }
         if v.meta_refresh {
-            hits.hit("HTML_META_REFRESH", "");
+            hits.hit(sym::HTML_META_REFRESH, "");
         }
     }
     if ctx.message.html.is_empty() {
@@ -71,19 +87,19 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     }
     if hidden >= 30 {
         if hidden > visible {
-            hits.hit("HTML_MOSTLY_HIDDEN", format!("{hidden} hidden vs {visible} visible characters"));
+            hits.hit(sym::HTML_MOSTLY_HIDDEN, format!("{hidden} hidden vs {visible} visible characters"));
         } else {
-            hits.hit("HTML_HIDDEN_TEXT", format!("{hidden} characters: \"{sample}\""));
+            hits.hit(sym::HTML_HIDDEN_TEXT, format!("{hidden} characters: \"{sample}\""));
         }
     }
     let has_plain_text = ctx.message.text_parts.iter().any(|p| !p.is_html && p.text.trim().len() > 50);
     if images > 0 && visible < 60 && !has_plain_text {
-        hits.hit("HTML_IMAGE_ONLY", format!("{images} images, {visible} characters of text"));
+        hits.hit(sym::HTML_IMAGE_ONLY, format!("{images} images, {visible} characters of text"));
     }
     if big >= 2 {
-        hits.hit("HTML_SHOUTING_FONTS", format!("{big} large fonts"));
+        hits.hit(sym::HTML_SHOUTING_FONTS, format!("{big} large fonts"));
     }
     if visible >= 100 && tiny * 3 >= visible {
-        hits.hit("HTML_TINY_TEXT", format!("{tiny} of {visible} characters"));
+        hits.hit(sym::HTML_TINY_TEXT, format!("{tiny} of {visible} characters"));
     }
 }

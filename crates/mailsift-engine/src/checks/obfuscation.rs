@@ -15,51 +15,64 @@ use rustc_hash::FxHashSet;
 use super::Ctx;
 use crate::symbols::{Group::Obfuscation, Hits, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        OBFUSCATION_MIXED_SCRIPT,
+        OBFUSCATION_HOMOGLYPH_BRAND,
+        OBFUSCATION_ZERO_WIDTH,
+        OBFUSCATION_BIDI,
+        OBFUSCATION_LEET,
+        OBFUSCATION_SPACED_LETTERS,
+        OBFUSCATION_BASE64_TEXT,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "OBFUSCATION_MIXED_SCRIPT",
+    SymbolSpec::of(
+        sym::OBFUSCATION_MIXED_SCRIPT,
         Obfuscation,
         3.1,
         "A word mixes Latin letters with Cyrillic or Greek look-alikes (\"pаypal\").",
         "Never done by accident in Latin-script text; if the sender writes Cyrillic or Greek, allow the sender.",
     ),
-    SymbolSpec::new(
-        "OBFUSCATION_HOMOGLYPH_BRAND",
+    SymbolSpec::of(
+        sym::OBFUSCATION_HOMOGLYPH_BRAND,
         Obfuscation,
         4.0,
         "A brand name is spelled with look-alike characters to impersonate it.",
         "Impersonation; no legitimate sender does this.",
     ),
-    SymbolSpec::new(
-        "OBFUSCATION_ZERO_WIDTH",
+    SymbolSpec::of(
+        sym::OBFUSCATION_ZERO_WIDTH,
         Obfuscation,
         2.0,
         "Invisible zero-width characters are placed inside words.",
         "Used to break words for filters; if the sender's tool inserts them, ask them to fix it.",
     ),
-    SymbolSpec::new(
-        "OBFUSCATION_BIDI",
+    SymbolSpec::of(
+        sym::OBFUSCATION_BIDI,
         Obfuscation,
         2.5,
         "Bidirectional control characters reorder the text the reader sees.",
         "Used to disguise names and links; legitimate only in right-to-left languages.",
     ),
-    SymbolSpec::new(
-        "OBFUSCATION_LEET",
+    SymbolSpec::of(
+        sym::OBFUSCATION_LEET,
         Obfuscation,
         2.5,
         "A spam word is written with digits or symbols for letters (\"v1agr@\").",
         "Only used to evade filters.",
     ),
-    SymbolSpec::new(
-        "OBFUSCATION_SPACED_LETTERS",
+    SymbolSpec::of(
+        sym::OBFUSCATION_SPACED_LETTERS,
         Obfuscation,
         2.0,
         "A spam word is written with its letters spaced or punctuated apart (\"F R E E\").",
         "Only used to evade filters.",
     ),
-    SymbolSpec::new(
-        "OBFUSCATION_BASE64_TEXT",
+    SymbolSpec::of(
+        sym::OBFUSCATION_BASE64_TEXT,
         Obfuscation,
         0.6,
         "Plain ASCII text was sent base64-encoded, which hides it from simple filters.",
@@ -247,13 +260,13 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             let run = &cap[1];
             let joined: String = run.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect();
             if spam_words().contains(joined.as_str()) {
-                hits.hit("OBFUSCATION_SPACED_LETTERS", run.to_string());
+                hits.hit(sym::OBFUSCATION_SPACED_LETTERS, run.to_string());
             }
         }
     }
     for p in &m.text_parts {
         if p.base64 && !p.is_html && p.text.len() > 200 && p.text.is_ascii() {
-            hits.hit("OBFUSCATION_BASE64_TEXT", "");
+            hits.hit(sym::OBFUSCATION_BASE64_TEXT, "");
         }
     }
 }
@@ -272,7 +285,7 @@ fn scan_words(text: &str, hits: &mut Hits<'_>) {
             let latin = word.chars().filter(|c| c.is_ascii_alphabetic()).count();
             let foreign = word.chars().filter(|&c| is_cyrillic_or_greek(c)).count();
             if latin > 0 && foreign > 0 {
-                hits.hit("OBFUSCATION_MIXED_SCRIPT", word.to_string());
+                hits.hit(sym::OBFUSCATION_MIXED_SCRIPT, word.to_string());
             }
             if foreign > 0 {
                 let folded: Option<String> = word
@@ -282,7 +295,7 @@ fn scan_words(text: &str, hits: &mut Hits<'_>) {
                 if let Some(f) = folded {
                     let f = f.trim_end_matches(|c: char| !c.is_alphanumeric());
                     if BRANDS.iter().any(|b| f == *b || f.strip_suffix(".com") == Some(b)) {
-                        hits.hit("OBFUSCATION_HOMOGLYPH_BRAND", word.to_string());
+                        hits.hit(sym::OBFUSCATION_HOMOGLYPH_BRAND, word.to_string());
                     }
                 }
             }
@@ -292,7 +305,7 @@ fn scan_words(text: &str, hits: &mut Hits<'_>) {
         if has_letter && has_sub && word.is_ascii() {
             let folded: String = word.chars().map(|c| leet(c).unwrap_or(c.to_ascii_lowercase())).collect();
             if spam_words().contains(folded.as_str()) && folded.len() >= 4 {
-                hits.hit("OBFUSCATION_LEET", word.to_string());
+                hits.hit(sym::OBFUSCATION_LEET, word.to_string());
             }
         }
     }
@@ -310,12 +323,12 @@ fn scan_controls(text: &str, hits: &mut Hits<'_>) {
                 }
             }
             '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-                hits.hit("OBFUSCATION_BIDI", format!("U+{:04X}", c as u32))
+                hits.hit(sym::OBFUSCATION_BIDI, format!("U+{:04X}", c as u32))
             }
             _ => prev_letter = c.is_alphabetic(),
         }
     }
     if zw >= 2 {
-        hits.hit("OBFUSCATION_ZERO_WIDTH", format!("{zw} inside words"));
+        hits.hit(sym::OBFUSCATION_ZERO_WIDTH, format!("{zw} inside words"));
     }
 }

@@ -8,65 +8,80 @@ use super::Ctx;
 use crate::config::DnsListConfig;
 use crate::symbols::{Group, Group::Reputation, Hits, Registry, SymbolDef, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        REPUTATION_IP_BAD,
+        REPUTATION_IP_GOOD,
+        REPUTATION_NET_BAD,
+        REPUTATION_DOMAIN_BAD,
+        REPUTATION_DOMAIN_GOOD,
+        REPUTATION_ADDRESS_BAD,
+        REPUTATION_ADDRESS_GOOD,
+        DNSBL_ERROR_ANSWER,
+        OPEN_PROXY,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "REPUTATION_IP_BAD",
+    SymbolSpec::of(
+        sym::REPUTATION_IP_BAD,
         Reputation,
         3.0,
         "This IP address has sent us mostly spam recently (local reputation).",
         "If this sender is legitimate, report its mail as false positives (or reset: `mailsift reputation reset IP`).",
     ),
-    SymbolSpec::new(
-        "REPUTATION_IP_GOOD",
+    SymbolSpec::of(
+        sym::REPUTATION_IP_GOOD,
         Reputation,
         -1.0,
         "This IP address has sent us mostly good mail recently.",
         "Nothing to fix.",
     ),
-    SymbolSpec::new(
-        "REPUTATION_NET_BAD",
+    SymbolSpec::of(
+        sym::REPUTATION_NET_BAD,
         Reputation,
         1.5,
         "This IP's network (/24 or /64) has sent us mostly spam recently.",
         "Shared hosting neighbours spoil a network's reputation; the sender may need a cleaner provider.",
     ),
-    SymbolSpec::new(
-        "REPUTATION_DOMAIN_BAD",
+    SymbolSpec::of(
+        sym::REPUTATION_DOMAIN_BAD,
         Reputation,
         2.0,
         "This sender domain has sent us mostly spam recently.",
         "If the domain is legitimate, report its mail as false positives, or `mailsift reputation reset DOMAIN`.",
     ),
-    SymbolSpec::new(
-        "REPUTATION_DOMAIN_GOOD",
+    SymbolSpec::of(
+        sym::REPUTATION_DOMAIN_GOOD,
         Reputation,
         -1.0,
         "This sender domain has sent us mostly good mail recently.",
         "Nothing to fix.",
     ),
-    SymbolSpec::new(
-        "REPUTATION_ADDRESS_BAD",
+    SymbolSpec::of(
+        sym::REPUTATION_ADDRESS_BAD,
         Reputation,
         2.0,
         "This sender address has sent us mostly spam recently.",
         "If the sender is legitimate, report its mail as false positives, or `mailsift reputation reset ADDRESS`.",
     ),
-    SymbolSpec::new(
-        "REPUTATION_ADDRESS_GOOD",
+    SymbolSpec::of(
+        sym::REPUTATION_ADDRESS_GOOD,
         Reputation,
         -1.5,
         "This sender address has sent us mostly good mail recently.",
         "Nothing to fix.",
     ),
-    SymbolSpec::new(
-        "DNSBL_ERROR_ANSWER",
+    SymbolSpec::of(
+        sym::DNSBL_ERROR_ANSWER,
         Reputation,
         0.0,
         "A DNS list answered with an error or policy code (refused or over quota); it was not counted and is paused.",
         "Check your access to the list (many require a subscription or their own resolver).",
     ),
-    SymbolSpec::new(
-        "OPEN_PROXY",
+    SymbolSpec::of(
+        sym::OPEN_PROXY,
         Reputation,
         5.0,
         "The sending client runs an open proxy that relays connections for anyone.",
@@ -131,23 +146,33 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                 continue;
             }
             let detail = format!("{} ({:.1} bad, {:.1} good)", e.key, e.spam, e.ham);
-            let kind = e.kind.as_str().to_ascii_uppercase();
+            // (bad, good) for each kind; a network has no good mark (its neighbours' mail says little).
+            let (bad, good) = {
+                use crate::evidence::ReputationKind as K;
+                match e.kind {
+                    K::Ip => (sym::REPUTATION_IP_BAD, Some(sym::REPUTATION_IP_GOOD)),
+                    K::Net => (sym::REPUTATION_NET_BAD, None),
+                    K::Domain => (sym::REPUTATION_DOMAIN_BAD, Some(sym::REPUTATION_DOMAIN_GOOD)),
+                    K::Address => (sym::REPUTATION_ADDRESS_BAD, Some(sym::REPUTATION_ADDRESS_GOOD)),
+                }
+            };
             if e.spam / total >= ONE_SIDED {
-                hits.hit(&format!("REPUTATION_{kind}_BAD"), detail);
-            } else if e.ham / total >= ONE_SIDED && e.kind != crate::evidence::ReputationKind::Net {
-                hits.hit(&format!("REPUTATION_{kind}_GOOD"), detail);
+                hits.hit(bad, detail);
+            } else if let Some(good) = good.filter(|_| e.ham / total >= ONE_SIDED) {
+                hits.hit(good, detail);
             }
         }
     }
     let Some(facts) = ctx.evidence.sender.as_ref() else { return };
     for h in &facts.dns_lists {
-        hits.hit(&h.symbol, format!("{} in {} ({})", h.queried, h.zone, h.code));
+        // The list's symbol comes from configuration ([[dnsbl]]), registered at start.
+        hits.hit_named(&h.symbol, format!("{} in {} ({})", h.queried, h.zone, h.code));
     }
     if !facts.dns_list_errors.is_empty() {
-        hits.hit("DNSBL_ERROR_ANSWER", facts.dns_list_errors.join("; "));
+        hits.hit(sym::DNSBL_ERROR_ANSWER, facts.dns_list_errors.join("; "));
     }
     if let Some(port) = facts.open_proxy {
         let ip = ctx.envelope.client_ip.map(|i| i.to_string()).unwrap_or_default();
-        hits.hit("OPEN_PROXY", format!("{ip}:{port}"));
+        hits.hit(sym::OPEN_PROXY, format!("{ip}:{port}"));
     }
 }

@@ -29,16 +29,21 @@ fn builtin() -> Vec<RuleConfig> {
     parsed.rules
 }
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![SPAM_PHRASES_MANY, SPAM_PHRASES_LOTS,];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new(
-        "SPAM_PHRASES_MANY",
+    SymbolSpec::of(
+        sym::SPAM_PHRASES_MANY,
         Group::Content,
         1.5,
         "Four to seven different stock spam phrases appear.",
         "Each phrase is weak alone; many together are typical of spam. If the sender is legitimate, allow the sender.",
     ),
-    SymbolSpec::new(
-        "SPAM_PHRASES_LOTS",
+    SymbolSpec::of(
+        sym::SPAM_PHRASES_LOTS,
         Group::Content,
         2.8,
         "Eight or more different stock spam phrases appear.",

@@ -11,27 +11,43 @@ use super::Ctx;
 use crate::message::urls::{self, UrlSource};
 use crate::symbols::{Group::Urls, Hits, SymbolSpec};
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        PHISHING_LINK_MISMATCH,
+        URL_NUMERIC_IP,
+        URL_OBSCURED_IP,
+        URL_NONSTANDARD_PORT,
+        URL_SHORTENER,
+        URL_REDIRECTOR,
+        URL_USERINFO_TRICK,
+        URL_RISKY_TLD,
+        URL_MANY_DOMAINS,
+        URL_DEFANGED,
+    ];
+}
+
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("PHISHING_LINK_MISMATCH", Urls, 3.5,
+    SymbolSpec::of(sym::PHISHING_LINK_MISMATCH, Urls, 3.5,
         "A link's visible text shows one web address but the link goes to another domain.",
         "If the sender is legitimate, ask them to show the real address in link texts (tracking domains cause this); allow the sender meanwhile."),
-    SymbolSpec::new("URL_NUMERIC_IP", Urls, 2.7, "A link points to a numeric IP address instead of a name.",
+    SymbolSpec::of(sym::URL_NUMERIC_IP, Urls, 2.7, "A link points to a numeric IP address instead of a name.",
         "Legitimate services use names; ask the sender to link by host name."),
-    SymbolSpec::new("URL_OBSCURED_IP", Urls, 3.0, "A link hides an IP address in decimal, hex or octal form.",
+    SymbolSpec::of(sym::URL_OBSCURED_IP, Urls, 3.0, "A link hides an IP address in decimal, hex or octal form.",
         "Only used to evade filters; no legitimate sender does this."),
-    SymbolSpec::new("URL_NONSTANDARD_PORT", Urls, 0.9, "A web link points to a port other than 80 or 443.",
+    SymbolSpec::of(sym::URL_NONSTANDARD_PORT, Urls, 0.9, "A web link points to a port other than 80 or 443.",
         "Common for self-hosted services; allow the sender if legitimate."),
-    SymbolSpec::new("URL_SHORTENER", Urls, 0.5, "A link goes through a URL shortener that hides its destination.",
+    SymbolSpec::of(sym::URL_SHORTENER, Urls, 0.5, "A link goes through a URL shortener that hides its destination.",
         "Ask the sender to link to the real destination."),
-    SymbolSpec::new("URL_REDIRECTOR", Urls, 0.5, "A link goes through an open redirect to another web address.",
+    SymbolSpec::of(sym::URL_REDIRECTOR, Urls, 0.5, "A link goes through an open redirect to another web address.",
         "Ask the sender to link to the destination directly."),
-    SymbolSpec::new("URL_USERINFO_TRICK", Urls, 3.6, "A link puts a host name before '@', so the reader sees the wrong site.",
+    SymbolSpec::of(sym::URL_USERINFO_TRICK, Urls, 3.6, "A link puts a host name before '@', so the reader sees the wrong site.",
         "Only used to deceive; no legitimate sender writes links like this."),
-    SymbolSpec::new("URL_RISKY_TLD", Urls, 0.3, "A link points to a top-level domain much abused by spammers.",
+    SymbolSpec::of(sym::URL_RISKY_TLD, Urls, 0.3, "A link points to a top-level domain much abused by spammers.",
         "Allow the sender if their site really lives there."),
-    SymbolSpec::new("URL_MANY_DOMAINS", Urls, 0.2, "The message links to ten or more different domains.",
+    SymbolSpec::of(sym::URL_MANY_DOMAINS, Urls, 0.2, "The message links to ten or more different domains.",
         "Newsletters can do this; allow the sender if legitimate."),
-    SymbolSpec::new("URL_DEFANGED", Urls, 1.0, "A link is written with a disguised scheme such as hxxp://.",
+    SymbolSpec::of(sym::URL_DEFANGED, Urls, 1.0, "A link is written with a disguised scheme such as hxxp://.",
         "Security reports do this on purpose; allow those senders."),
 ];
 
@@ -107,36 +123,36 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         domains.insert(u.domain.as_str());
         if let Some(ip) = u.ip {
             if u.obscured_ip {
-                hits.hit("URL_OBSCURED_IP", u.host.clone());
+                hits.hit(sym::URL_OBSCURED_IP, u.host.clone());
             } else if u.source != UrlSource::Image {
-                hits.hit("URL_NUMERIC_IP", ip.to_string());
+                hits.hit(sym::URL_NUMERIC_IP, ip.to_string());
             }
         }
         if let Some(p) = u.port {
             if p != 80 && p != 443 && (u.scheme == "http" || u.scheme == "https") {
-                hits.hit("URL_NONSTANDARD_PORT", format!("{}:{}", u.host, p));
+                hits.hit(sym::URL_NONSTANDARD_PORT, format!("{}:{}", u.host, p));
             }
         }
         if SHORTENERS.contains(&u.domain.as_str()) || SHORTENERS.contains(&u.host.as_str()) {
-            hits.hit("URL_SHORTENER", u.host.clone());
+            hits.hit(sym::URL_SHORTENER, u.host.clone());
         }
         if is_redirect(u) {
-            hits.hit("URL_REDIRECTOR", u.host.clone());
+            hits.hit(sym::URL_REDIRECTOR, u.host.clone());
         }
         if let Some(ui) = &u.userinfo {
             if ui.contains('.') || ui.len() > 20 {
-                hits.hit("URL_USERINFO_TRICK", format!("{ui}@{}", u.host));
+                hits.hit(sym::URL_USERINFO_TRICK, format!("{ui}@{}", u.host));
             }
         }
         if RISKY_TLDS.contains(&u.tld.as_str()) && u.source != UrlSource::Image {
-            hits.hit("URL_RISKY_TLD", u.domain.clone());
+            hits.hit(sym::URL_RISKY_TLD, u.domain.clone());
         }
         if u.defanged {
-            hits.hit("URL_DEFANGED", u.host.clone());
+            hits.hit(sym::URL_DEFANGED, u.host.clone());
         }
     }
     if domains.len() >= 10 {
-        hits.hit("URL_MANY_DOMAINS", format!("{} domains", domains.len()));
+        hits.hit(sym::URL_MANY_DOMAINS, format!("{} domains", domains.len()));
     }
     // Links into the sender's own domain are its tracking, not a deception (newsletters show the shop's
     // address and count the click on their own host).
@@ -144,7 +160,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     for v in &m.html {
         for l in &v.links {
             if let Some(detail) = phishing_mismatch(&l.text, &l.href, &sender_domain) {
-                hits.hit("PHISHING_LINK_MISMATCH", detail);
+                hits.hit(sym::PHISHING_LINK_MISMATCH, detail);
             }
         }
     }

@@ -180,7 +180,10 @@ pub fn safe_prefix(data: &[u8]) -> SafePrefix {
 /// Reports a limit the parse reached as `MIME_LIMIT_EXCEEDED` (registered in `symbols::PARSE_SYMBOLS`).
 pub fn report(m: &Message<'_>, hits: &mut Hits<'_>) {
     if let Some(h) = m.problems.mime_limit {
-        hits.hit("MIME_LIMIT_EXCEEDED", format!("{} (parsed the first {} bytes)", h.limit, h.offset));
+        hits.hit(
+            crate::symbols::sym::MIME_LIMIT_EXCEEDED,
+            format!("{} (parsed the first {} bytes)", h.limit, h.offset),
+        );
     }
 }
 

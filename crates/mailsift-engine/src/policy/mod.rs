@@ -50,30 +50,42 @@ use crate::evidence::{Evidence, SpfResult};
 use crate::message::urls::registrable_domain;
 use crate::message::Message;
 use crate::sender::{DkimVerdict, Outcome};
-use crate::symbols::{Group, SymbolSpec};
+use crate::symbols::{FixKind, Group, SymbolSpec};
 use crate::verdict::SymbolResult;
 
 const RULE_REMEDY: &str = "This is one of your own filter rules (the detail names it and the conditions that held): \
 change, move or disable it with `mailsift rules`, or in [policy] of the configuration.";
 
+/// This module's symbols, typed (see [`crate::symbols::Sym`]).
+pub mod sym {
+    crate::symbols::syms![
+        POLICY_RULE,
+        POLICY_ALLOWED_SENDER,
+        POLICY_BLOCKED_SENDER,
+        POLICY_ALLOW_REFUSED_SPOOF,
+        POLICY_ALLOW_REFUSED_DMARC,
+        POLICY_ALLOW_CONDITION_UNMET,
+    ];
+}
+
 /// The policy's symbols. They carry no weight of their own: a rule's `add_score` is its `POLICY_RULE`
 /// score, and list entries decide directly rather than through the score.
 pub const SYMBOLS: &[SymbolSpec] = &[
-    SymbolSpec::new("POLICY_RULE", Group::Policy, 0.0,
-        "One of your filter rules matched; its score is the rule's add_score.", RULE_REMEDY),
-    SymbolSpec::new("POLICY_ALLOWED_SENDER", Group::Policy, 0.0,
+    SymbolSpec::of(sym::POLICY_RULE, Group::Policy, 0.0,
+        "One of your filter rules matched; its score is the rule's add_score.", RULE_REMEDY).fix(FixKind::EditRule),
+    SymbolSpec::of(sym::POLICY_ALLOWED_SENDER, Group::Policy, 0.0,
         "The sender is on an allowed-senders list for the recipient, so spam filtering was skipped (SCL -1).",
-        "If this sender should be filtered again, remove the entry with `mailsift lists`."),
-    SymbolSpec::new("POLICY_BLOCKED_SENDER", Group::Policy, 0.0,
+        "If this sender should be filtered again, remove the entry with `mailsift lists`.").fix(FixKind::AllowEntry),
+    SymbolSpec::of(sym::POLICY_BLOCKED_SENDER, Group::Policy, 0.0,
         "The sender is on a blocked-senders list for the recipient.",
-        "If this sender's mail is wanted, remove the entry with `mailsift lists` (the recipient's own allow entry also beats a domain or organisation block)."),
-    SymbolSpec::new("POLICY_ALLOW_REFUSED_SPOOF", Group::Policy, 0.0,
+        "If this sender's mail is wanted, remove the entry with `mailsift lists` (the recipient's own allow entry also beats a domain or organisation block).").fix(FixKind::RemoveBlock),
+    SymbolSpec::of(sym::POLICY_ALLOW_REFUSED_SPOOF, Group::Policy, 0.0,
         "An allowed-senders entry matched, but was not honoured: the message claims to come from one of our protected domains without coming from its servers (SPOOF_OWN_DOMAIN).",
         "If this service legitimately sends as your domain, add its servers to organisation.protected sending_servers or trusted_relays; only set allow_spoofed = true on the entry if you accept forged mail from it."),
-    SymbolSpec::new("POLICY_ALLOW_REFUSED_DMARC", Group::Policy, 0.0,
+    SymbolSpec::of(sym::POLICY_ALLOW_REFUSED_DMARC, Group::Policy, 0.0,
         "An allowed-senders entry matched, but was not honoured: the message fails the From: domain's DMARC check and that domain asks for quarantine or rejection.",
         "The sender's domain owner must authorise the sending server (SPF) or sign (DKIM); only set allow_spoofed = true on the entry if you accept forged mail in that domain's name."),
-    SymbolSpec::new("POLICY_ALLOW_CONDITION_UNMET", Group::Policy, 0.0,
+    SymbolSpec::of(sym::POLICY_ALLOW_CONDITION_UNMET, Group::Policy, 0.0,
         "An allowed-senders entry named this sender, but the message did not meet the entry's condition (authentication, sending network or host), so it was not honoured.",
         "If the sender changed its infrastructure, update the entry's require_auth, from_network or from_ptr_domain."),
 ];
