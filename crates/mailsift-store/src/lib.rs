@@ -22,7 +22,7 @@ pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, Q
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
 pub use gateway::{NewSpoolItem, SpoolItem};
 pub use learner::Learner;
-pub use reputation::{Event as ReputationEvent, ReputationHook, SqliteReputation};
+pub use reputation::{Event as ReputationEvent, ReputationHook, ReputationStats, SqliteReputation};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

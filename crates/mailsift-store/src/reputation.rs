@@ -5,14 +5,32 @@
 //! back to neutral and a compromised-then-cleaned server recovers on its own. Evidence comes from verdicts
 //! (the history of SCLs), spamtrap hits and users' reports; reports and traps weigh more than one verdict.
 //! One SQLite file (`reputation.sqlite`) in the data directory, WAL, one row per identity.
+//!
+//! Every message both reads and writes reputation, so the store is shared by all sessions without a lock
+//! around it: [`SqliteReputation`] is `Send + Sync`. Lookups read through a few reader connections of
+//! their own (WAL readers never wait for the writer); records go to a bounded queue that one writer thread
+//! commits in batches, one transaction per batch ([`writer`]). Until its batch commits, a recorded event
+//! lives in a small in-memory table of the identities with events in flight (sharded, one short lock per
+//! shard), so a lookup sees every event recorded before it, committed or not. When the writer falls so far
+//! behind that the queue is full, a record is dropped and counted rather than making the message wait:
+//! reputation is evidence, and one lost verdict costs less than a stalled gateway.
 
+mod writer;
+
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use mailsift_engine::config::OrganisationConfig;
 use mailsift_engine::evidence::{ReputationEntry, ReputationFacts, ReputationKind};
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::StoreError;
+use writer::Command;
 
 const FILE_NAME: &str = "reputation.sqlite";
 const SCHEMA: &str = "
@@ -54,10 +72,98 @@ impl Event {
     }
 }
 
-pub struct SqliteReputation {
-    conn: Connection,
+/// Records that may wait for the writer before [`SqliteReputation::record`] starts dropping them.
+pub const DEFAULT_QUEUE: usize = 8192;
+/// Shards of the in-flight table: enough that sessions recording different senders rarely meet.
+const SHARDS: usize = 64;
+/// How long a connection waits for another process's lock (the writer retries a few times on top).
+const BUSY_TIMEOUT_MS: u32 = 5000;
+
+type Identity = (ReputationKind, String);
+
+/// An identity's weights with every event recorded so far folded in, while `in_flight` of those events
+/// still wait for the writer; the writer takes the entry away when the last one is committed.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    spam: f64,
+    ham: f64,
+    updated: i64,
+    in_flight: u32,
+}
+
+/// One shard of the in-flight table, a map per kind so a lookup borrows the key instead of copying it.
+#[derive(Default)]
+struct Shard {
+    by_kind: [FxHashMap<String, InFlight>; 4],
+}
+
+impl Shard {
+    fn get(&self, kind: ReputationKind, key: &str) -> Option<&InFlight> {
+        self.by_kind[kind_index(kind)].get(key)
+    }
+}
+
+/// What the callers and the writer thread share.
+struct Shared {
     path: PathBuf,
     half_life_secs: f64,
+    shards: Box<[Mutex<Shard>]>,
+    /// Records queued and not yet taken by the writer.
+    queued: AtomicUsize,
+    /// Records dropped because the queue was full.
+    dropped: AtomicU64,
+    /// Records whose batch failed to commit.
+    failed: AtomicU64,
+}
+
+impl Shared {
+    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        // A panic elsewhere while holding a shard leaves plain numbers behind, still usable.
+        self.shards[index].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer committed (or lost) one record's events: they are no longer in flight.
+    fn settle(&self, keys: &[Identity]) {
+        for (kind, key) in keys {
+            let mut shard = self.shard(shard_index(*kind, key));
+            let map = &mut shard.by_kind[kind_index(*kind)];
+            if let Some(e) = map.get_mut(key.as_str()) {
+                e.in_flight = e.in_flight.saturating_sub(1);
+                if e.in_flight == 0 {
+                    map.remove(key.as_str());
+                }
+            }
+        }
+    }
+}
+
+/// How the reputation store's queue is doing, for the metrics endpoint and the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReputationStats {
+    /// Records waiting for the writer.
+    pub queued: usize,
+    /// Records dropped since the store was opened because the queue was full.
+    pub dropped: u64,
+    /// Records lost since the store was opened because their batch failed to commit.
+    pub failed: u64,
+}
+
+/// The local reputation store. Share it (`Arc<SqliteReputation>`) between all sessions: every method takes
+/// `&self`, lookups never wait for the writer, and records never wait for the disk.
+///
+/// Records are queued for a writer thread and committed in batches. [`SqliteReputation::lookup`] sees every
+/// event recorded before it in this process, committed or not; another process (or another
+/// `SqliteReputation` on the same file) sees it once its batch is committed, which [`SqliteReputation::flush`]
+/// waits for. When the queue is full (the disk is thousands of records behind), a record is dropped, counted
+/// in [`SqliteReputation::stats`] and reported on standard error, rather than holding up the message.
+/// Dropping the store commits everything queued before it returns; a process that ends without dropping it
+/// (`std::process::exit`) loses what is still queued.
+pub struct SqliteReputation {
+    shared: Arc<Shared>,
+    /// Reader connections, opened on first use; a reader takes any free one.
+    readers: Box<[Mutex<Option<Connection>>]>,
+    queue: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
 }
 
 fn kind_str(k: ReputationKind) -> &'static str {
@@ -74,6 +180,71 @@ fn kind_from(s: &str) -> Option<ReputationKind> {
     })
 }
 
+fn kind_index(k: ReputationKind) -> usize {
+    match k {
+        ReputationKind::Ip => 0,
+        ReputationKind::Net => 1,
+        ReputationKind::Domain => 2,
+        ReputationKind::Address => 3,
+    }
+}
+
+fn shard_index(kind: ReputationKind, key: &str) -> usize {
+    let mut h = FxHasher::default();
+    kind.hash(&mut h);
+    key.hash(&mut h);
+    (h.finish() % SHARDS as u64) as usize
+}
+
+/// `0.5^(age / half-life)`; an event from the future has not aged.
+fn decay_factor(age_secs: i64, half_life_secs: f64) -> f64 {
+    0.5f64.powf(age_secs.max(0) as f64 / half_life_secs)
+}
+
+/// One event folded into an identity's weights: what was there, decayed to the event's time, plus the
+/// event. The writer and the in-flight table both use it, so a lookup gives the same number before and
+/// after the commit.
+fn fold(old: Option<(f64, f64, i64)>, bad: f64, good: f64, now: i64, half_life_secs: f64) -> (f64, f64, i64) {
+    let (spam, ham) = match old {
+        Some((s, h, updated)) => {
+            let f = decay_factor(now - updated, half_life_secs);
+            (s * f, h * f)
+        }
+        None => (0.0, 0.0),
+    };
+    (spam + bad, ham + good, now)
+}
+
+const SELECT_ROW: &str = "SELECT spam, ham, updated FROM reputation WHERE kind = ?1 AND key = ?2";
+
+fn stored_row(conn: &Connection, kind: ReputationKind, key: &str) -> rusqlite::Result<Option<(f64, f64, i64)>> {
+    conn.prepare_cached(SELECT_ROW)?
+        .query_row(params![kind_str(kind), key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+}
+
+/// How many reader connections: a couple per core, so a thread preempted while reading rarely makes the
+/// others wait, and few enough that idle connections cost nothing worth mentioning.
+fn reader_slots() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    (cores * 2).clamp(4, 16)
+}
+
+thread_local! {
+    /// The reader slot this thread tries first, so threads spread over the slots without coordinating.
+    static HOME_SLOT: usize = {
+        let mut h = FxHasher::default();
+        std::thread::current().id().hash(&mut h);
+        h.finish() as usize
+    };
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA query_only = 1;"))?;
+    Ok(conn)
+}
+
 impl SqliteReputation {
     /// Records a user's report against the reported message's sender (identities from its own trace
     /// headers, as the message arrives attached or from a file). Returns the identities recorded.
@@ -82,7 +253,7 @@ impl SqliteReputation {
     /// reported spoof of one of our domains counts against the spoofing IP and network only, never
     /// against our domain, whose own mail would otherwise pay for it.
     pub fn record_report(
-        &mut self,
+        &self,
         msg: &mailsift_engine::Message<'_>,
         side: mailsift_engine::classify::Side,
         org: &OrganisationConfig,
@@ -100,90 +271,232 @@ impl SqliteReputation {
     }
 
     /// Opens (creating if needed) the reputation store in `data_dir`; evidence halves every
-    /// `half_life_days`.
+    /// `half_life_days`. Up to [`DEFAULT_QUEUE`] records wait for the writer.
     pub fn open_dir(data_dir: &Path, half_life_days: f64) -> Result<SqliteReputation, StoreError> {
+        SqliteReputation::open_dir_with_queue(data_dir, half_life_days, DEFAULT_QUEUE)
+    }
+
+    /// [`SqliteReputation::open_dir`] with room for `queue` records waiting for the writer (at least one).
+    pub fn open_dir_with_queue(
+        data_dir: &Path,
+        half_life_days: f64,
+        queue: usize,
+    ) -> Result<SqliteReputation, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(FILE_NAME);
         let conn = Connection::open(&path).map_err(|e| err(&path, e))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(|e| err(&path, e))?;
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+        ))
+        .map_err(|e| err(&path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| err(&path, e))?;
-        let half_life_secs = (half_life_days.max(0.01)) * 86_400.0;
-        Ok(SqliteReputation { conn, path, half_life_secs })
+        let shared = Arc::new(Shared {
+            path: path.clone(),
+            half_life_secs: half_life_days.max(0.01) * 86_400.0,
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+        let (sender, receiver) = mpsc::sync_channel(queue.max(1));
+        let for_writer = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("mailsift-reputation".into())
+            .spawn(move || writer::run(conn, &for_writer, receiver))
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        Ok(SqliteReputation {
+            shared,
+            readers: (0..reader_slots()).map(|_| Mutex::new(None)).collect(),
+            queue: Some(sender),
+            writer: Some(writer),
+        })
+    }
+
+    /// The file this store keeps.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The queue's state and what was lost (dropped when full, or in a failed batch) since opening.
+    pub fn stats(&self) -> ReputationStats {
+        ReputationStats {
+            queued: self.shared.queued.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
     }
 
     fn decay(&self, value: f64, age_secs: i64) -> f64 {
-        value * 0.5f64.powf(age_secs.max(0) as f64 / self.half_life_secs)
+        value * decay_factor(age_secs, self.shared.half_life_secs)
+    }
+
+    /// Runs `f` on a reader connection: the first free one from this thread's home slot on, or the home
+    /// slot's when all are busy.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let n = self.readers.len();
+        let home = HOME_SLOT.with(|h| *h) % n;
+        let mut slot = None;
+        for i in 0..n {
+            match self.readers[(home + i) % n].try_lock() {
+                Ok(g) => {
+                    slot = Some(g);
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    slot = Some(p.into_inner());
+                    break;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        let mut slot = slot.unwrap_or_else(|| self.readers[home].lock().unwrap_or_else(|p| p.into_inner()));
+        let path = &self.shared.path;
+        if slot.is_none() {
+            *slot = Some(open_reader(path).map_err(|e| err(path, e))?);
+        }
+        let conn = slot.as_ref().expect("opened above");
+        f(conn).map_err(|e| err(path, e))
     }
 
     /// The entries for these identities, decayed to `now` (Unix seconds); unknown ones are left out.
+    /// Events recorded before the call are included, whether or not the writer has committed them.
     pub fn lookup(&self, keys: &[(ReputationKind, String)], now: i64) -> Result<ReputationFacts, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT spam, ham, updated FROM reputation WHERE kind = ?1 AND key = ?2")
-            .map_err(|e| err(&self.path, e))?;
-        let mut entries = Vec::new();
-        for (kind, key) in keys {
-            let row: Option<(f64, f64, i64)> = stmt
-                .query_row(params![kind_str(*kind), key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
-                .map_err(|e| err(&self.path, e))?;
-            if let Some((spam, ham, updated)) = row {
+        let mut rows: Vec<Option<(f64, f64, i64)>> = vec![None; keys.len()];
+        let mut stored = Vec::new();
+        for (i, (kind, key)) in keys.iter().enumerate() {
+            // An identity with events in flight is answered from memory; one without is in the file, since
+            // the writer lets go of an entry only after committing it.
+            match self.shared.shard(shard_index(*kind, key)).get(*kind, key) {
+                Some(e) => rows[i] = Some((e.spam, e.ham, e.updated)),
+                None => stored.push(i),
+            }
+        }
+        if !stored.is_empty() {
+            self.read(|conn| {
+                for &i in &stored {
+                    rows[i] = stored_row(conn, keys[i].0, &keys[i].1)?;
+                }
+                Ok(())
+            })?;
+        }
+        let entries = keys
+            .iter()
+            .zip(rows)
+            .filter_map(|((kind, key), row)| {
+                let (spam, ham, updated) = row?;
                 let age = now - updated;
-                entries.push(ReputationEntry {
+                Some(ReputationEntry {
                     kind: *kind,
                     key: key.clone(),
                     spam: self.decay(spam, age),
                     ham: self.decay(ham, age),
-                });
-            }
-        }
+                })
+            })
+            .collect();
         Ok(ReputationFacts { entries })
     }
 
-    /// Records one event against every identity of a message, in one transaction.
-    pub fn record(&mut self, keys: &[(ReputationKind, String)], event: Event, now: i64) -> Result<(), StoreError> {
+    /// Records one event against every identity of a message; the writer commits it with its batch, in
+    /// one transaction. Returns at once: when the queue is full the event is dropped and counted (see the
+    /// type's documentation), never waited for. Fails only when the writer has stopped or the stored
+    /// weights of a new identity cannot be read.
+    pub fn record(&self, keys: &[(ReputationKind, String)], event: Event, now: i64) -> Result<(), StoreError> {
         let (bad, good) = event.weights();
-        if bad == 0.0 && good == 0.0 {
+        if (bad == 0.0 && good == 0.0) || keys.is_empty() {
             return Ok(());
         }
-        let half_life = self.half_life_secs;
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| err(&path, e))?;
-        for (kind, key) in keys {
-            let old: Option<(f64, f64, i64)> = tx
-                .query_row(
-                    "SELECT spam, ham, updated FROM reputation WHERE kind = ?1 AND key = ?2",
-                    params![kind_str(*kind), key],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(|e| err(&path, e))?;
-            let (spam, ham) = match old {
-                Some((s, h, updated)) => {
-                    let f = 0.5f64.powf((now - updated).max(0) as f64 / half_life);
-                    (s * f, h * f)
+        let Some(queue) = &self.queue else { return Err(self.writer_gone()) };
+        let half_life = self.shared.half_life_secs;
+        // Hold every shard the identities fall in, taken in index order (two records never wait on each
+        // other in a circle), so the writer cannot settle these identities between our fold and our send.
+        let index: Vec<usize> = keys.iter().map(|(k, key)| shard_index(*k, key)).collect();
+        let mut order = index.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut shards: Vec<MutexGuard<'_, Shard>> = order.iter().map(|&i| self.shared.shard(i)).collect();
+        let guard = |n: usize| order.binary_search(&index[n]).expect("every shard is held");
+
+        // Each identity's weights before the event: in flight, else stored (read only when needed).
+        let mut before: Vec<Option<Option<(f64, f64, i64)>>> = (0..keys.len())
+            .map(|n| {
+                let (kind, key) = &keys[n];
+                shards[guard(n)].get(*kind, key).map(|e| Some((e.spam, e.ham, e.updated)))
+            })
+            .collect();
+        if before.iter().any(Option::is_none) {
+            self.read(|conn| {
+                for (n, b) in before.iter_mut().enumerate() {
+                    if b.is_none() {
+                        *b = Some(stored_row(conn, keys[n].0, &keys[n].1)?);
+                    }
                 }
-                None => (0.0, 0.0),
-            };
-            tx.execute(
-                "INSERT OR REPLACE INTO reputation (kind, key, spam, ham, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![kind_str(*kind), key, spam + bad, ham + good, now],
-            )
-            .map_err(|e| err(&path, e))?;
+                Ok(())
+            })?;
         }
-        tx.commit().map_err(|e| err(&path, e))
+        // Fold in order; an identity named twice folds onto its own first result, as the writer will.
+        let mut after: Vec<(f64, f64, i64)> = Vec::with_capacity(keys.len());
+        for n in 0..keys.len() {
+            let earlier = (0..n).rev().find(|&m| keys[m] == keys[n]).map(|m| after[m]);
+            let old = earlier.or(before[n].flatten());
+            after.push(fold(old, bad, good, now, half_life));
+        }
+
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        match queue.try_send(Command::Record { keys: keys.to_vec(), bad, good, now }) {
+            Ok(()) => {
+                for (n, (kind, key)) in keys.iter().enumerate() {
+                    let g = guard(n);
+                    let (spam, ham, updated) = after[n];
+                    let e = shards[g].by_kind[kind_index(*kind)].entry(key.clone()).or_insert(InFlight {
+                        spam,
+                        ham,
+                        updated,
+                        in_flight: 0,
+                    });
+                    *e = InFlight { spam, ham, updated, in_flight: e.in_flight + 1 };
+                }
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // Said on the first drop and then at every doubling, so a flood does not flood the log.
+                if dropped.is_power_of_two() {
+                    eprintln!(
+                        "mailsift: reputation: {}: the writer is behind, {dropped} records dropped so far",
+                        self.shared.path.display()
+                    );
+                }
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(self.writer_gone())
+            }
+        }
     }
 
-    /// Every entry whose key is `key` (an IP, network, domain or address), decayed to `now`.
+    /// Waits until everything recorded before it is committed to the file. Fails if the writer has stopped,
+    /// or if records were lost in a failed batch since the previous flush (the error says how many and why).
+    /// Records dropped because the queue was full are counted in [`SqliteReputation::stats`] instead.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let Some(queue) = &self.queue else { return Err(self.writer_gone()) };
+        let (reply, answer) = mpsc::sync_channel(1);
+        // An operator's or a test's call, not the message path: it may wait for room in the queue.
+        queue.send(Command::Flush(reply)).map_err(|_| self.writer_gone())?;
+        answer.recv().map_err(|_| self.writer_gone())?
+    }
+
+    /// Every entry whose key is `key` (an IP, network, domain or address), decayed to `now`. Commits what
+    /// is queued first, so what was recorded is shown.
     pub fn show(&self, key: &str, now: i64) -> Result<Vec<ReputationEntry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT kind, key, spam, ham, updated FROM reputation WHERE key = ?1 ORDER BY kind")
-            .map_err(|e| err(&self.path, e))?;
-        let rows = stmt
-            .query_map(params![key.to_lowercase()], |r| {
+        // A lost batch was reported when it failed; what is in the file is still worth showing.
+        let _ = self.flush();
+        let rows = self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT kind, key, spam, ham, updated FROM reputation WHERE key = ?1 ORDER BY kind")?;
+            let rows = stmt.query_map(params![key.to_lowercase()], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -191,11 +504,11 @@ impl SqliteReputation {
                     r.get::<_, f64>(3)?,
                     r.get::<_, i64>(4)?,
                 ))
-            })
-            .map_err(|e| err(&self.path, e))?;
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
         let mut out = Vec::new();
-        for row in rows {
-            let (kind, key, spam, ham, updated) = row.map_err(|e| err(&self.path, e))?;
+        for (kind, key, spam, ham, updated) in rows {
             if let Some(kind) = kind_from(&kind) {
                 let age = now - updated;
                 out.push(ReputationEntry { kind, key, spam: self.decay(spam, age), ham: self.decay(ham, age) });
@@ -204,11 +517,36 @@ impl SqliteReputation {
         Ok(out)
     }
 
-    /// Forgets everything about `key`; returns how many entries were removed.
-    pub fn reset(&mut self, key: &str) -> Result<usize, StoreError> {
-        self.conn
-            .execute("DELETE FROM reputation WHERE key = ?1", params![key.to_lowercase()])
-            .map_err(|e| err(&self.path, e))
+    /// Forgets everything about `key`; returns how many entries were removed. Runs on the writer after
+    /// everything recorded before it, and waits for the commit.
+    pub fn reset(&self, key: &str) -> Result<usize, StoreError> {
+        let Some(queue) = &self.queue else { return Err(self.writer_gone()) };
+        let (reply, answer) = mpsc::sync_channel(1);
+        queue.send(Command::Reset { key: key.to_lowercase(), reply }).map_err(|_| self.writer_gone())?;
+        answer.recv().map_err(|_| self.writer_gone())?
+    }
+
+    fn writer_gone(&self) -> StoreError {
+        StoreError::Write {
+            path: self.shared.path.display().to_string(),
+            reason: "the reputation writer has stopped".to_string(),
+        }
+    }
+}
+
+impl Drop for SqliteReputation {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer commit what is queued and end; waiting for it loses nothing.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteReputation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteReputation").field("path", &self.shared.path).finish_non_exhaustive()
     }
 }
 
@@ -224,13 +562,18 @@ fn err(path: &Path, source: rusqlite::Error) -> StoreError {
 /// recipients' domains (inbound mail is addressed to our domains), so a hook built without the
 /// organisation still never counts a spoof of the trap's domain against that domain.
 pub struct ReputationHook {
-    store: std::sync::Mutex<SqliteReputation>,
+    store: Arc<SqliteReputation>,
     org: OrganisationConfig,
 }
 
 impl ReputationHook {
     pub fn new(store: SqliteReputation) -> ReputationHook {
-        ReputationHook { store: std::sync::Mutex::new(store), org: OrganisationConfig::default() }
+        ReputationHook::shared(Arc::new(store))
+    }
+
+    /// A hook on a store the caller also uses (the gateway's, which its sessions look up and record in).
+    pub fn shared(store: Arc<SqliteReputation>) -> ReputationHook {
+        ReputationHook { store, org: OrganisationConfig::default() }
     }
 
     /// The organisation the gateway judges for (configured and stored domains folded in).
@@ -268,11 +611,9 @@ impl mailsift_engine::classify::SpamtrapHook for ReputationHook {
     fn spamtrap_hit(&self, envelope: &mailsift_engine::Envelope, msg: &mailsift_engine::Message<'_>, trap: &str) {
         let keys = self.keys(envelope, msg, trap);
         let now = mailsift_engine::unix_now();
-        if let Ok(mut store) = self.store.lock() {
-            // A failed write loses one piece of evidence, never the message: report it and go on.
-            if let Err(e) = store.record(&keys, Event::SpamtrapHit, now) {
-                eprintln!("mailsift: reputation: {e}");
-            }
+        // A failed write loses one piece of evidence, never the message: report it and go on.
+        if let Err(e) = self.store.record(&keys, Event::SpamtrapHit, now) {
+            eprintln!("mailsift: reputation: {e}");
         }
     }
 }
@@ -321,7 +662,7 @@ mod tests {
     fn reported_spoofs_of_our_domain_count_against_the_spoofer_not_our_domain() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::new(EngineConfig::default()).unwrap();
-        let mut rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
+        let rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
         let spoof = message("198.18.0.9", "billing@acme.test");
         let msg = engine.parse(&spoof);
         for i in 0..3 {
@@ -382,7 +723,7 @@ mod tests {
         let keys: Vec<String> = bare.keys(&third, &spam_msg, "trap@acme.test").into_iter().map(|(_, k)| k).collect();
         assert!(keys.contains(&"spammy.test".to_string()), "{keys:?}");
 
-        let rep = hook.store.lock().unwrap();
+        let rep = &hook.store;
         let now = mailsift_engine::unix_now();
         assert!(rep.show("acme.test", now).unwrap().is_empty());
         assert!(rep.show("billing@acme.test", now).unwrap().is_empty());

@@ -30,7 +30,7 @@ fn spam_history_makes_a_bad_reputation_that_ages_back_to_neutral() {
             (ReputationKind::Address, "sam@mail.spammy.example"),
         ]
     );
-    let mut rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
+    let rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
     for i in 0..5 {
         rep.record(&keys, ReputationEvent::Verdict(8), T0 + i * 60).unwrap();
     }
@@ -54,7 +54,7 @@ fn spam_history_makes_a_bad_reputation_that_ages_back_to_neutral() {
 
     // It survives a restart, and a reset forgets one identity.
     drop(rep);
-    let mut rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
+    let rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
     assert_eq!(rep.show("203.0.113.9", T0 + 300).unwrap().len(), 1);
     assert_eq!(rep.reset("203.0.113.9").unwrap(), 1);
     assert!(rep.show("203.0.113.9", T0 + 300).unwrap().is_empty());
@@ -68,7 +68,7 @@ fn good_history_and_user_reports() {
     let msg = engine.parse(b"From: a@partner.example\r\n\r\nhi\r\n");
     let env = envelope("192.0.2.10", "a@partner.example");
     let keys = reputation_keys(&env, &msg);
-    let mut rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
+    let rep = SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
     for i in 0..4 {
         rep.record(&keys, ReputationEvent::Verdict(0), T0 + i).unwrap();
     }
