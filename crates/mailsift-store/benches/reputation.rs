@@ -154,7 +154,9 @@ fn main() {
     drop(before);
 
     let dir = tempfile::tempdir().unwrap();
-    let locked = Mutex::new(SqliteReputation::open_dir(dir.path(), 14.0).unwrap());
+    // Room for every record: the figure is the writer's sustained rate, with nothing dropped.
+    let queue = THREADS * messages;
+    let locked = Mutex::new(SqliteReputation::open_dir_with_queue(dir.path(), 14.0, queue).unwrap());
     // The new store's time runs until the writer has committed everything, not only until the callers are done.
     let mutex_rate = run(
         &locked,
@@ -170,7 +172,7 @@ fn main() {
     drop(locked);
 
     let dir = tempfile::tempdir().unwrap();
-    let shared = Arc::new(SqliteReputation::open_dir(dir.path(), 14.0).unwrap());
+    let shared = Arc::new(SqliteReputation::open_dir_with_queue(dir.path(), 14.0, queue).unwrap());
     let shared_rate = run(
         &*shared,
         messages,
@@ -182,6 +184,7 @@ fn main() {
         |store| store.flush().unwrap(),
     );
     let stats = shared.stats();
+    assert_eq!(stats.dropped, 0);
     let committed = shared.show("127.0.0.1", NOW).unwrap();
     assert_eq!(committed.len(), 1, "the shared IP is in the file");
 
@@ -189,9 +192,9 @@ fn main() {
     println!("  mutex  (new store behind a mutex):                   {mutex_rate:>10.0} messages/s");
     println!("  shared (new store, no lock around it):               {shared_rate:>10.0} messages/s");
     println!(
-        "  shared / before = {:.2}x; dropped {} records (queue full), {} failed",
+        "  shared / before = {:.2}x, mutex / before = {:.2}x ({} records failed)",
         shared_rate / before_rate,
-        stats.dropped,
+        mutex_rate / before_rate,
         stats.failed
     );
     if !benching {

@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use mailsift_engine::evidence::ReputationKind;
 use rusqlite::{params, Connection, ErrorCode};
+use rustc_hash::FxHashMap;
 
 use super::{fold, kind_str, stored_row, Shared};
 use crate::StoreError;
@@ -93,6 +94,10 @@ fn write_error(shared: &Shared, reason: String) -> StoreError {
 
 /// Runs the batch in one transaction; `removed` gets each reset's row count, in order. An error means the
 /// whole transaction was rolled back.
+///
+/// Events for one identity are folded in memory in the order they were queued and the row is written once
+/// per batch: under load the same client IP and network come in every message, and one write instead of
+/// a thousand is what lets the writer keep up.
 fn transact(
     conn: &Connection,
     half_life_secs: f64,
@@ -101,24 +106,27 @@ fn transact(
 ) -> rusqlite::Result<()> {
     begin(conn)?;
     let result = (|| {
+        let mut rows: FxHashMap<(ReputationKind, &str), (f64, f64, i64)> = FxHashMap::default();
         for cmd in batch {
             match cmd {
                 Command::Record { keys, bad, good, now } => {
                     for (kind, key) in keys {
-                        let old = stored_row(conn, *kind, key)?;
-                        let (spam, ham, updated) = fold(old, *bad, *good, *now, half_life_secs);
-                        conn.prepare_cached(
-                            "INSERT OR REPLACE INTO reputation (kind, key, spam, ham, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        )?
-                        .execute(params![kind_str(*kind), key, spam, ham, updated])?;
+                        let old = match rows.get(&(*kind, key.as_str())) {
+                            Some(row) => Some(*row),
+                            None => stored_row(conn, *kind, key)?,
+                        };
+                        rows.insert((*kind, key.as_str()), fold(old, *bad, *good, *now, half_life_secs));
                     }
                 }
                 Command::Reset { key, .. } => {
+                    // What was recorded before the reset is written first, so the reset removes it too.
+                    write_rows(conn, &mut rows)?;
                     removed.push(conn.prepare_cached("DELETE FROM reputation WHERE key = ?1")?.execute(params![key])?);
                 }
                 Command::Flush(_) => {}
             }
         }
+        write_rows(conn, &mut rows)?;
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     })();
@@ -126,6 +134,19 @@ fn transact(
         let _ = conn.execute_batch("ROLLBACK");
     }
     result
+}
+
+fn write_rows(
+    conn: &Connection,
+    rows: &mut FxHashMap<(ReputationKind, &str), (f64, f64, i64)>,
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO reputation (kind, key, spam, ham, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for ((kind, key), (spam, ham, updated)) in rows.drain() {
+        insert.execute(params![kind_str(kind), key, spam, ham, updated])?;
+    }
+    Ok(())
 }
 
 /// BEGIN IMMEDIATE: takes the write lock now, waiting `busy_timeout` (a few times over) for another
