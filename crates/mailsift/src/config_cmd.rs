@@ -417,6 +417,7 @@ fn stored(data_dir: &Path) -> Result<(Vec<DomainConfig>, PolicyConfig)> {
             serde_json::from_str(&json).with_context(|| format!("stored domain {name}: its settings do not read"))
         })
         .collect::<Result<Vec<DomainConfig>>>()?;
+    use mailsift_store::PolicyStore;
     let policy = db.load_policy().with_context(|| format!("{}: the stored policy does not read", file.display()))?;
     Ok((domains, policy.config))
 }

@@ -291,7 +291,7 @@ pub fn check(config: Option<&PathBuf>, data_dir: &Path) -> Result<()> {
         bail!("give the configuration to check: mailsift --config FILE config check (or MAILSIFT_CONFIG)");
     };
     // The file as every command reads it first: unknown keys are named all together, with their tables.
-    crate::config_cmd::load(Some(path))?;
+    crate::config_cmd::load(Some(path.as_path()))?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     // serve's own loader: the engine, [smtp] (TLS files included), the stored domains, the stores.
