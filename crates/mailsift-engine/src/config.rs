@@ -42,6 +42,12 @@ pub struct EngineConfig {
     /// for a gateway without a database; see `policy::model` for every key. None by default.
     #[serde(skip_serializing_if = "crate::policy::PolicyConfig::is_empty")]
     pub policy: crate::policy::PolicyConfig,
+    /// Composites (`[[composites]]`): an expression over symbols and groups that, when it holds, adds a
+    /// symbol of its own and changes the weights of the symbols it matched (see `crate::composites`). The
+    /// built-in ones (forwarded mail, mailing lists) are on unless an entry of the same name switches one
+    /// off (`enabled = false`) or replaces it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub composites: Vec<CompositeConfig>,
     /// The SMTP gateway's table, read and checked by `mailsift-smtp` (the engine only lets it through).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<toml::Value>,
@@ -217,13 +223,14 @@ impl Default for EngineConfig {
             reputation: ReputationConfig::default(),
             auth: AuthConfig::default(),
             policy: crate::policy::PolicyConfig::default(),
+            composites: Vec::new(),
             smtp: None,
             web: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     /// At or above this score the message is delivered tagged (headers, optional subject prefix).
@@ -369,6 +376,130 @@ pub struct AsfConfig {
     pub ndr_backscatter: AsfMode,
     /// Bulk mail (newsletters, marketing) recognised by its headers (increases the score).
     pub bulk_mail: AsfMode,
+}
+
+impl AsfConfig {
+    /// The configuration keys of the options, in the order of the table (for errors and listings).
+    pub const OPTIONS: &'static [&'static str] = &[
+        "image_links_to_remote_sites",
+        "numeric_ip_in_url",
+        "url_redirect_to_other_port",
+        "url_to_biz_or_info",
+        "empty_messages",
+        "javascript_or_vbscript_in_html",
+        "frame_or_iframe_tags",
+        "object_tags",
+        "embed_tags",
+        "form_tags",
+        "web_bugs",
+        "sensitive_word_list",
+        "spf_hard_fail",
+        "ndr_backscatter",
+        "bulk_mail",
+    ];
+
+    fn mode_mut(&mut self, option: &str) -> Option<&mut AsfMode> {
+        Some(match option {
+            "image_links_to_remote_sites" => &mut self.image_links_to_remote_sites,
+            "numeric_ip_in_url" => &mut self.numeric_ip_in_url,
+            "url_redirect_to_other_port" => &mut self.url_redirect_to_other_port,
+            "url_to_biz_or_info" => &mut self.url_to_biz_or_info,
+            "empty_messages" => &mut self.empty_messages,
+            "javascript_or_vbscript_in_html" => &mut self.javascript_or_vbscript_in_html,
+            "frame_or_iframe_tags" => &mut self.frame_or_iframe_tags,
+            "object_tags" => &mut self.object_tags,
+            "embed_tags" => &mut self.embed_tags,
+            "form_tags" => &mut self.form_tags,
+            "web_bugs" => &mut self.web_bugs,
+            "sensitive_word_list" => &mut self.sensitive_word_list,
+            "spf_hard_fail" => &mut self.spf_hard_fail,
+            "ndr_backscatter" => &mut self.ndr_backscatter,
+            "bulk_mail" => &mut self.bulk_mail,
+            _ => return None,
+        })
+    }
+
+    /// Sets one option by its configuration key (per-domain settings), without a round trip through TOML.
+    /// The error names the key and the keys there are.
+    pub fn set(&mut self, option: &str, mode: AsfMode) -> Result<(), String> {
+        match self.mode_mut(option) {
+            Some(m) => {
+                *m = mode;
+                Ok(())
+            }
+            None => Err(format!("asf.{option}: no such option (one of {})", AsfConfig::OPTIONS.join(", "))),
+        }
+    }
+
+    /// The mode of one option by its configuration key; None for a key that is not an option.
+    pub fn get(&self, option: &str) -> Option<AsfMode> {
+        self.clone().mode_mut(option).map(|m| *m)
+    }
+}
+
+/// What a composite does to the weights of the symbols it matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompositePolicy {
+    /// The matched symbols stay in the verdict, with 0 points (the default: the verdict still shows what
+    /// was found, and the composite's detail says why it no longer counts).
+    #[default]
+    RemoveWeight,
+    /// The matched symbols leave the verdict; the composite's detail names them with their points.
+    RemoveSymbol,
+    /// The matched symbols keep their weight; only the composite's own score is added.
+    Leave,
+    /// The matched symbols keep `factor` of their weight (0 to 1), e.g. 0.5 halves them.
+    ScaleWeight,
+}
+
+impl CompositePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompositePolicy::RemoveWeight => "remove_weight",
+            CompositePolicy::RemoveSymbol => "remove_symbol",
+            CompositePolicy::Leave => "leave",
+            CompositePolicy::ScaleWeight => "scale_weight",
+        }
+    }
+}
+
+/// One `[[composites]]` entry. An entry named like a built-in composite replaces it (or, with only
+/// `enabled = false`, switches it off).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompositeConfig {
+    /// The composite's symbol, UPPER_SNAKE; it appears in the verdict like any other symbol.
+    pub name: String,
+    /// Over symbol names and `group:<name>`: `&` (and), `|` (or), `!` (not), parentheses. An atom may
+    /// carry its own policy as a prefix: `~` remove its weight, `^` remove the symbol, `-` leave it alone
+    /// (e.g. `(SPF_FAIL | SPF_SOFTFAIL) & -DMARC_PASS`). Required unless the entry only switches a built-in
+    /// composite off or on.
+    #[serde(default)]
+    pub expression: Option<String>,
+    /// The composite's own weight (its points when it holds). Overridable in `[weights]` like any symbol.
+    #[serde(default)]
+    pub score: f64,
+    /// What happens to the matched symbols' weights: "remove_weight" (default), "remove_symbol", "leave",
+    /// or "scale_weight" (with `factor`).
+    #[serde(default)]
+    pub policy: CompositePolicy,
+    /// For "scale_weight" (and `*` atoms): the share of their weight the matched symbols keep, 0 to 1.
+    #[serde(default)]
+    pub factor: Option<f64>,
+    /// Whether the composite is evaluated (per-domain settings may switch it either way).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The symbol group the composite's own score counts in; by default its first symbol's group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// One line for users (the explanation); a generic text naming the expression when absent.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where a rule looks.

@@ -11,6 +11,7 @@
 pub mod checks;
 pub mod cidr;
 pub mod classify;
+pub mod composites;
 pub mod config;
 pub mod diagnose;
 pub mod envelope;
@@ -19,6 +20,7 @@ pub mod explain;
 pub mod message;
 pub mod policy;
 pub mod sender;
+pub mod settings;
 pub mod spf;
 pub mod symbols;
 pub mod trust;
@@ -31,6 +33,7 @@ pub use config::EngineConfig;
 pub use envelope::{Direction, Envelope};
 pub use evidence::Evidence;
 pub use message::Message;
+pub use settings::{Settings, SettingsConfig};
 pub use symbols::{Group, Registry};
 pub use verdict::{Action, Verdict};
 
@@ -55,6 +58,10 @@ pub enum EngineError {
     GroupCaps(String),
     #[error("[policy]: {0}")]
     Policy(#[from] policy::PolicyError),
+    #[error("[[composites]]: {0}")]
+    Composites(String),
+    #[error("settings {0}")]
+    Settings(String),
 }
 
 /// The configured engine: registry, compiled rules, thresholds. Build once, share across threads.
@@ -70,6 +77,12 @@ pub struct Engine {
     policy: policy::Policy,
     /// The trained classifiers, shared with whoever keeps them learning (reports, auto-learn).
     model: Option<SharedModel>,
+    /// Built-in and configured composites, evaluated after the checks and before the thresholds.
+    composites: composites::Composites,
+    /// The registry ids of the composites' fact symbols, resolved once.
+    fact_ids: Vec<(&'static str, symbols::SymbolId)>,
+    /// The engine's own settings (nothing overridden), for [`Engine::judge`].
+    default_settings: Settings,
 }
 
 /// A classifier model that scans read and learning updates.
@@ -92,6 +105,13 @@ impl Engine {
         checks::rules::builtin_symbols(&mut registry).map_err(EngineError::Registry)?;
         checks::reputation::register_lists(&config.dnsbl, &mut registry).map_err(EngineError::Registry)?;
         let rules = RuleSet::compile(&config.rules, &mut registry)?;
+        registry.add_specs(composites::FACT_SYMBOLS).map_err(EngineError::Registry)?;
+        let fact_ids =
+            composites::FACT_SYMBOLS.iter().filter_map(|s| registry.id(s.name).map(|id| (s.name, id))).collect();
+        // After every symbol a composite may name (rules, DNS lists, facts), before the weights so that
+        // `[weights]` may set a composite's score like any symbol's.
+        let composites =
+            composites::Composites::compile(&config.composites, &mut registry).map_err(EngineError::Composites)?;
         for (name, w) in &config.weights {
             if !w.is_finite() {
                 return Err(EngineError::Weights(format!("{name}: the weight must be a number")));
@@ -116,7 +136,18 @@ impl Engine {
             }
         }
         let policy = policy::Policy::new(&config.policy)?;
-        Ok(Engine { config, registry, rules, spoof, trust, policy, model: None })
+        Ok(Engine {
+            config,
+            registry,
+            rules,
+            spoof,
+            trust,
+            policy,
+            model: None,
+            composites,
+            fact_ids,
+            default_settings: Settings::default(),
+        })
     }
 
     /// Gives the engine a trained model to consult at scan time.
@@ -144,6 +175,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The composites this engine evaluates (built-in and configured, switched off ones included).
+    pub fn composites(&self) -> &composites::Composites {
+        &self.composites
     }
 
     /// The trust boundary of this configuration: give its facts to [`policy::Policy::rules_with_connection`]
@@ -186,6 +222,21 @@ impl Engine {
         evidence: &Evidence,
         policy: &policy::Policy,
     ) -> Verdict {
+        self.judge_with_settings(msg, envelope, evidence, policy, &self.default_settings)
+    }
+
+    /// As [`Engine::judge_with_policy`], with per-message settings (a domain's thresholds, ASF options,
+    /// weights, composites; see [`Engine::settings`]) instead of the engine's own. The verdict is the one an
+    /// engine built from this configuration with those overrides applied would give.
+    pub fn judge_with_settings(
+        &self,
+        msg: &Message<'_>,
+        envelope: &Envelope,
+        evidence: &Evidence,
+        policy: &policy::Policy,
+        settings: &Settings,
+    ) -> Verdict {
+        let config = settings.config(&self.config);
         let now = unix_now();
         // Classifier probabilities are evidence; compute them here unless the caller brought them.
         let with_scores;
@@ -196,11 +247,16 @@ impl Engine {
             }
             _ => evidence,
         };
-        let ctx = checks::Ctx { envelope, message: msg, evidence, config: &self.config, now, spoof: &self.spoof };
+        let ctx = checks::Ctx { envelope, message: msg, evidence, config, now, spoof: &self.spoof };
         let mut hits = Hits::new(&self.registry);
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
-        let mut verdict = self.weigh(hits, evidence.classifier.is_some());
+        for (name, detail) in composites::facts(msg, evidence) {
+            if let Some(&(_, id)) = self.fact_ids.iter().find(|(n, _)| *n == name) {
+                hits.hit_id(id, detail);
+            }
+        }
+        let mut verdict = self.weigh(hits, evidence.classifier.is_some(), settings);
         let mut dmarc_policy = None;
         if let Some(facts) = &evidence.sender {
             verdict.engines.insert(0, "sender");
@@ -351,7 +407,7 @@ impl Engine {
         let mut hits = Hits::new(&self.registry);
         checks::connection::check(&ctx, &mut hits);
         checks::reputation::check(&ctx, &mut hits);
-        let verdict = self.weigh(hits, false);
+        let verdict = self.weigh(hits, false, &self.default_settings);
         let c = &self.config.connection;
         let door_list = evidence.sender.as_ref().and_then(|f| {
             f.dns_lists.iter().find(|h| self.config.dnsbl.iter().any(|l| l.zone == h.zone && l.reject_at_door))
@@ -373,29 +429,24 @@ impl Engine {
         }
     }
 
-    fn weigh(&self, hits: Hits<'_>, classifier_ran: bool) -> Verdict {
-        let mut score = 0.0;
-        let mut high_confidence = false;
+    /// Weights the hits under `settings`, applies the composites, caps the groups and decides by the
+    /// thresholds.
+    fn weigh(&self, hits: Hits<'_>, classifier_ran: bool, settings: &Settings) -> Verdict {
+        let config = settings.config(&self.config);
         let mut symbols = Vec::new();
         for h in hits.into_vec() {
             let def = self.registry.get(h.id);
-            let (mut weight, mut asf_mode) = (def.weight, None);
+            let (mut weight, mut asf_mode) = (settings.weight(def), None);
             if def.asf.is_some() {
-                match checks::asf::mode_of(&def.name, &self.config.asf) {
+                match checks::asf::mode_of(&def.name, &config.asf) {
                     AsfMode::Off => continue,
                     AsfMode::Test => {
                         weight = 0.0;
                         asf_mode = Some("test");
                     }
-                    AsfMode::On => {
-                        asf_mode = Some("on");
-                        if def.asf == Some(AsfEffect::HighConfidenceSpam) {
-                            high_confidence = true;
-                        }
-                    }
+                    AsfMode::On => asf_mode = Some("on"),
                 }
             }
-            score += weight;
             symbols.push(SymbolResult {
                 name: def.name.clone(),
                 group: def.group,
@@ -405,11 +456,24 @@ impl Engine {
                 asf_effect: def.asf,
             });
         }
+        // Composites see the symbols as weighed, before caps and thresholds. A symbol they take the weight
+        // of loses what goes with its weight (an ASF option's high confidence).
+        let neutralised = self.composites.apply(
+            &mut symbols,
+            |c| settings.composite_enabled(c),
+            |name| self.registry.by_name(name).map(|d| settings.weight(d)).unwrap_or(0.0),
+        );
+        let high_confidence = symbols.iter().any(|s| {
+            s.asf_mode == Some("on")
+                && s.asf_effect == Some(AsfEffect::HighConfidenceSpam)
+                && !neutralised.contains(&s.name)
+        });
+        let mut score: f64 = symbols.iter().map(|s| s.score).sum();
         symbols.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()).then_with(|| a.name.cmp(&b.name)));
         // Group caps: one family of evidence may not decide alone. The symbols keep their own scores (the
         // explanation shows them); the total counts each capped group at most at its cap.
         let mut capped = Vec::new();
-        for (group, cap) in &self.config.group_caps {
+        for (group, cap) in &config.group_caps {
             let total: f64 = symbols.iter().filter(|s| s.group.as_str() == group).map(|s| s.score).sum();
             if total > *cap {
                 score -= total - cap;
@@ -417,9 +481,10 @@ impl Engine {
             }
         }
         let score = (score * 100.0).round() / 100.0;
-        let (action, scl) = Verdict::decide(&self.config.thresholds, score, high_confidence);
+        let thresholds = settings.thresholds(&self.config);
+        let (action, scl) = Verdict::decide(thresholds, score, high_confidence);
         let mut engines = vec!["heuristics"];
-        if symbols.iter().any(|s| s.asf_mode.is_some()) || asf_enabled(&self.config.asf) {
+        if symbols.iter().any(|s| s.asf_mode.is_some()) || asf_enabled(&config.asf) {
             engines.push("asf");
         }
         if classifier_ran {
@@ -428,7 +493,7 @@ impl Engine {
         Verdict {
             id: new_reference_id(),
             score,
-            thresholds: self.config.thresholds.clone(),
+            thresholds: thresholds.clone(),
             scl,
             action,
             high_confidence,
