@@ -258,20 +258,38 @@ fn split_key(key: &str) -> Vec<String> {
     segments.into_iter().filter(|s| !s.is_empty()).collect()
 }
 
-/// The first line of `text` that names the last segment of `path` as a key or a header (best effort, for
-/// messages only).
+/// The first line of `text` where the key at `path` is set or its table opens (best effort, for messages
+/// only): headers are followed, and one level of inline table (`digest = { from = "x" }`).
 fn line_of(text: &str, path: &[String]) -> Option<usize> {
-    let last = path.last()?;
-    let header = format!("[{}]", path.join("."));
-    let array = format!("[[{}]]", path.join("."));
-    text.lines()
-        .position(|l| {
-            let l = l.trim();
-            // Every `key =` of the line, inline tables' included.
-            let keys = l.split(['{', ',']).filter_map(|p| p.split_once('=').map(|(k, _)| split_key(k)));
-            l == header || l == array || keys.into_iter().any(|k| k.last() == Some(last))
-        })
-        .map(|i| i + 1)
+    let mut header: Vec<String> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if let Some(inner) = l.strip_prefix('[') {
+            header = split_key(inner.trim_start_matches('['));
+            if header == path {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let Some((key, value)) = l.split_once('=') else { continue };
+        let mut at = header.clone();
+        at.extend(split_key(key));
+        if at == path {
+            return Some(i + 1);
+        }
+        if let Some(inline) = value.trim_start().strip_prefix('{') {
+            for part in inline.split(',') {
+                if let Some((k, _)) = part.split_once('=') {
+                    let mut inner = at.clone();
+                    inner.extend(split_key(k));
+                    if inner == path {
+                        return Some(i + 1);
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// Takes the key at `path` out of the table (out of every table of an array on the way). Whether anything
@@ -558,6 +576,11 @@ mod tests {
             assert!(e.contains(name), "{name}: {e}");
         }
         // Keys in an array of tables and dotted keys.
+        // A key of the same name elsewhere is not taken for it.
+        let text = "[smtp]\nbogus = 1\n[web]\ndigest = { bogus = 2 }\n";
+        let found: Vec<(String, Option<usize>)> =
+            unknown_keys(text).into_iter().map(|u| (u.path.join("."), u.line)).collect();
+        assert_eq!(found, vec![("smtp.bogus".to_string(), Some(2)), ("web.digest.bogus".to_string(), Some(4))]);
         let text = "[[smtp.domains]]\nname = \"a.test\"\nnext_hopp = \"x:25\"\n\n[dns]\nenabled = false\nsmtp.x = 1\n";
         let paths: Vec<String> = unknown_keys(text).into_iter().map(|u| u.path.join(".")).collect();
         assert_eq!(paths, vec!["dns.smtp".to_string(), "smtp.domains.next_hopp".to_string()]);
