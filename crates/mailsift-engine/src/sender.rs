@@ -8,12 +8,12 @@
 //! `checks/auth.rs` read. A lookup that times out or fails is a fact too: `TempError`, never a pass, never a
 //! fail, never a hang.
 //!
-//! DNS answers are cached in memory (bounded, honouring TTLs) so a busy gateway asks once per sender.
+//! DNS answers are cached in memory (bounded, honouring TTLs up to [`MAX_CACHE_TTL`]) in concurrent caches,
+//! so a busy gateway asks once per sender and its sessions never queue behind one lock to read them.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mail_auth::common::resolver::ToFqdn;
@@ -26,7 +26,6 @@ use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, Error as AuthError, IprevResult,
     MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt, MX,
 };
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConnectionConfig, DnsListConfig, DnsListKind};
@@ -180,10 +179,35 @@ pub struct DnsListHit {
     pub code: String,
 }
 
-/// A bounded in-memory cache with expiry, shared by all lookups of the gateway.
+/// A bounded in-memory cache with expiry, shared by all lookups of the gateway: a concurrent cache
+/// (moka), so sessions looking up different senders never wait on each other, and a full cache evicts the
+/// entries least likely to be asked for again instead of being cleared. Each entry lives until the time the
+/// DNS answer gave it (its TTL), and never longer than [`MAX_CACHE_TTL`].
 pub struct TtlCache<K, V> {
-    map: Mutex<FxHashMap<K, (V, Instant)>>,
-    max: usize,
+    map: moka::sync::Cache<K, (V, Instant)>,
+}
+
+/// The longest any DNS answer is cached, whatever its TTL: a record changed by its owner (a rotated DKIM
+/// key, a new SPF include) is seen within this time even when it was published with a TTL of days.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+
+/// Expires each entry at the instant stored with it, capped at [`MAX_CACHE_TTL`].
+struct UntilValid;
+
+impl<K, V> moka::Expiry<K, (V, Instant)> for UntilValid {
+    fn expire_after_create(&self, _: &K, value: &(V, Instant), created_at: Instant) -> Option<Duration> {
+        Some(value.1.saturating_duration_since(created_at).min(MAX_CACHE_TTL))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &K,
+        value: &(V, Instant),
+        updated_at: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.1.saturating_duration_since(updated_at).min(MAX_CACHE_TTL))
+    }
 }
 
 impl SenderFacts {
@@ -205,13 +229,21 @@ impl SenderFacts {
     }
 }
 
-impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
+impl<K, V> TtlCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A cache of at most `max` entries (at least one).
     pub fn new(max: usize) -> Self {
-        TtlCache { map: Mutex::new(FxHashMap::default()), max: max.max(1) }
+        TtlCache { map: moka::sync::Cache::builder().max_capacity(max.max(1) as u64).expire_after(UntilValid).build() }
     }
 
+    /// How many entries the cache holds, once its pending bookkeeping is done (exact, not cheap: for tests
+    /// and the metrics endpoint).
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.map.run_pending_tasks();
+        self.map.entry_count() as usize
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,21 +251,18 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 }
 
-impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
+impl<K, V> ResolverCache<K, V> for TtlCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
     fn get<Q>(&self, name: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut map = self.map.lock().ok()?;
-        match map.get(name) {
-            Some((v, until)) if *until > Instant::now() => Some(v.clone()),
-            Some(_) => {
-                map.remove(name);
-                None
-            }
-            None => None,
-        }
+        // The cache expires entries itself; the check keeps a stale answer out even between its rounds.
+        self.map.get(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v)
     }
 
     fn remove<Q>(&self, name: &Q) -> Option<V>
@@ -241,20 +270,12 @@ impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.lock().ok()?.remove(name).map(|(v, _)| v)
+        self.map.remove(name).map(|(v, _)| v)
     }
 
     fn insert(&self, key: K, value: V, valid_until: Instant) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= self.max {
-                // Drop what has expired; if the cache is still full, start afresh rather than grow.
-                let now = Instant::now();
-                map.retain(|_, (_, until)| *until > now);
-                if map.len() >= self.max {
-                    map.clear();
-                }
-            }
-            map.insert(key, (value, valid_until));
+        if valid_until > Instant::now() {
+            self.map.insert(key, (value, valid_until));
         }
     }
 }
@@ -275,8 +296,8 @@ pub struct SenderGatherer {
     caches: Caches,
     config: DnsConfig,
     lists: Vec<DnsListConfig>,
-    /// Lists that answered with an error code, and until when they are left alone.
-    backoff: Mutex<FxHashMap<String, Instant>>,
+    /// Lists (zones) that answered with an error code, left alone until the entry expires.
+    backoff: moka::sync::Cache<String, ()>,
     probe: Option<ConnectionConfig>,
     /// Messages whose sender checks had a lookup time out or fail temporarily (for the metrics endpoint).
     temporary_failures: std::sync::atomic::AtomicU64,
@@ -347,7 +368,7 @@ impl SenderGatherer {
             },
             config: config.clone(),
             lists: Vec::new(),
-            backoff: Mutex::new(FxHashMap::default()),
+            backoff: moka::sync::Cache::builder().max_capacity(4096).time_to_live(LIST_BACKOFF).build(),
             temporary_failures: std::sync::atomic::AtomicU64::new(0),
             probe: None,
         })
@@ -423,12 +444,9 @@ impl SenderGatherer {
 
     async fn query_lists(&self, envelope: &Envelope, url_domains: &[&str]) -> (Vec<DnsListHit>, Vec<String>) {
         let mut queries: Vec<(usize, String, String)> = Vec::new();
-        let now = Instant::now();
         {
-            let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-            backoff.retain(|_, until| *until > now);
             for (i, l) in self.lists.iter().enumerate() {
-                if backoff.contains_key(&l.zone) {
+                if self.backoff.contains_key(&l.zone) {
                     continue;
                 }
                 // (what a person reads, the label asked under the zone)
@@ -469,10 +487,7 @@ impl SenderGatherer {
                 if o[0] != 127 || (o[1] == 255 && o[2] == 255) {
                     // An error or policy answer ("query refused", "over quota"): report it and back off.
                     errors.push(format!("{} answered {code} for {subj}", l.zone));
-                    self.backoff
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(l.zone.clone(), Instant::now() + LIST_BACKOFF);
+                    self.backoff.insert(l.zone.clone(), ());
                     continue;
                 }
                 let code_s = code.to_string();
@@ -857,11 +872,8 @@ impl crate::spf::SpfDns for SenderGatherer {
                             out.push(String::from_utf8_lossy(&joined).into_owned());
                         }
                     }
-                    self.caches.spf_txt.insert(
-                        name.into_boxed_str(),
-                        out.clone(),
-                        Instant::now() + Duration::from_secs(300),
-                    );
+                    // Kept as long as the answer's TTL says (capped by the cache).
+                    self.caches.spf_txt.insert(name.into_boxed_str(), out.clone(), lookup.valid_until());
                     Ok(out)
                 }
                 // NXDOMAIN and NODATA are "no records found"; anything else is a temporary failure.
@@ -1085,4 +1097,73 @@ fn first_arc_results(m: &AuthenticatedMessage<'_>) -> Option<String> {
 /// The fully-qualified form mail-auth expects for a name (kept here so callers need not import mail-auth).
 pub fn fqdn(name: &str) -> String {
     name.to_fqdn().into_owned()
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_cache_stays_bounded_and_keeps_answering() {
+        let cache: TtlCache<Box<str>, u32> = TtlCache::new(100);
+        let until = Instant::now() + Duration::from_secs(60);
+        for i in 0..1000u32 {
+            cache.insert(format!("name{i}.example").into_boxed_str(), i, until);
+        }
+        // Bounded, and not cleared wholesale when full: it stays (nearly) full of answers.
+        let len = cache.len();
+        assert!((50..=100).contains(&len), "{len}");
+        let kept = (0..1000u32).filter(|i| cache.get(format!("name{i}.example").as_str()) == Some(*i)).count();
+        assert!((50..=100).contains(&kept), "{kept} answers kept of {len}");
+    }
+
+    #[test]
+    fn an_answer_lives_as_long_as_its_ttl_and_no_longer_than_the_cap() {
+        let cache: TtlCache<Box<str>, u32> = TtlCache::new(10);
+        cache.insert("short.example".into(), 1, Instant::now() + Duration::from_millis(50));
+        cache.insert("gone.example".into(), 2, Instant::now());
+        assert_eq!(cache.get("short.example"), Some(1));
+        assert_eq!(cache.get("gone.example"), None, "an answer already expired is not kept");
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(cache.get("short.example"), None);
+        // A TTL of a week is cut to the cap.
+        let now = Instant::now();
+        let week = (0u32, now + Duration::from_secs(7 * 86_400));
+        let ttl = <UntilValid as moka::Expiry<Box<str>, (u32, Instant)>>::expire_after_create(
+            &UntilValid,
+            &"k".into(),
+            &week,
+            now,
+        );
+        assert_eq!(ttl, Some(MAX_CACHE_TTL));
+        let minute = (0u32, now + Duration::from_secs(60));
+        let ttl = <UntilValid as moka::Expiry<Box<str>, (u32, Instant)>>::expire_after_create(
+            &UntilValid,
+            &"k".into(),
+            &minute,
+            now,
+        );
+        assert_eq!(ttl, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn sessions_read_and_fill_the_cache_at_once() {
+        let cache: TtlCache<Box<str>, usize> = TtlCache::new(10_000);
+        let until = Instant::now() + Duration::from_secs(60);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let cache = &cache;
+                s.spawn(move || {
+                    for i in 0..500 {
+                        let name = format!("host{}.example", i % 50);
+                        if cache.get(name.as_str()).is_none() {
+                            cache.insert(name.into_boxed_str(), i % 50, until);
+                        }
+                        assert_eq!(cache.get(format!("host{}.example", i % 50).as_str()), Some(i % 50), "thread {t}");
+                    }
+                });
+            }
+        });
+        assert_eq!(cache.len(), 50);
+    }
 }
