@@ -59,7 +59,7 @@ use crate::config::{AsfMode, EngineConfig, ProtectedDomain};
 use crate::message::urls::registrable_domain;
 use crate::message::Message;
 use crate::policy::{AllowEntry, Condition, Field, FilterRule, MatchMode, Operator, PolicyConfig, RuleAction, Value};
-use crate::symbols::Group;
+use crate::symbols::{sym, About, FixKind, Group, Role, Side, Sym};
 use crate::verdict::{Action, Verdict, HEADER_PREFIX};
 use crate::{Engine, Envelope, Evidence};
 
@@ -180,8 +180,14 @@ impl Observed {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&ObservedSymbol> {
+    fn get(&self, name: impl AsRef<str>) -> Option<&ObservedSymbol> {
+        let name = name.as_ref();
         self.symbols.iter().find(|s| s.name == name)
+    }
+
+    /// The first symbol (strongest first) the registry declares with this fix.
+    fn with_fix(&self, engine: &Engine, fix: FixKind) -> Option<&ObservedSymbol> {
+        self.symbols.iter().find(|s| fix_of(engine, &s.name) == Some(fix))
     }
 }
 
@@ -334,7 +340,7 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
         .decided_by
         .as_deref()
         .filter(|b| b.contains("blocked sender"))
-        .or(obs.get("POLICY_BLOCKED_SENDER").map(|s| s.detail.as_str()))
+        .or(obs.with_fix(engine, FixKind::RemoveBlock).map(|s| s.detail.as_str()))
     {
         blocked(s, by, &mut d);
     } else if crate::checks::auth::is_outbound(s.envelope) {
@@ -350,10 +356,10 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
     } else if let Some(asf) = asf_cause(engine, obs, tag) {
         asf_option(engine, s, &asf, &mut d);
     } else {
-        let (sender, content) = obs.symbols.iter().fold((0.0, 0.0), |(a, b), sym| match group_of(engine, &sym.name) {
-            Some(Group::Connection | Group::Auth | Group::Reputation) if sym.score > 0.0 => (a + sym.score, b),
-            Some(Group::Policy | Group::Asf | Group::Test) | None => (a, b),
-            _ if sym.score > 0.0 => (a, b + sym.score),
+        let (sender, content) = obs.symbols.iter().fold((0.0, 0.0), |(a, b), x| match side_of(engine, &x.name) {
+            Some(side) if side.is_senders() && x.score > 0.0 => (a + x.score, b),
+            Some(Side::Policy | Side::AsfOption | Side::Test) | None => (a, b),
+            _ if x.score > 0.0 => (a, b + x.score),
             _ => (a, b),
         });
         if sender > 0.0 && (sender >= content || decisive(sender)) {
@@ -382,6 +388,20 @@ pub fn forgery_warning_of(change: &Change) -> Option<String> {
 
 fn group_of(engine: &Engine, name: &str) -> Option<Group> {
     engine.registry().by_name(name).map(|d| d.group)
+}
+
+/// Whose side a symbol is on and the fix it implies, as its spec table declares (None for a name the
+/// registry does not know: a rule since deleted, a symbol since removed).
+fn role_of(engine: &Engine, name: &str) -> Option<Role> {
+    engine.registry().role_of(name)
+}
+
+fn side_of(engine: &Engine, name: &str) -> Option<Side> {
+    role_of(engine, name).map(|r| r.side)
+}
+
+fn fix_of(engine: &Engine, name: &str) -> Option<FixKind> {
+    role_of(engine, name).map(|r| r.fix)
 }
 
 fn describe(engine: &Engine, name: &str) -> String {
@@ -498,14 +518,16 @@ fn own_domain_points(engine: &Engine, s: &Subject<'_, '_>) -> Option<OwnPoints> 
     let mail_from_domain = sender_address(s).map(|a| domain_of(&a));
     let mut out = OwnPoints { domain: domain.clone(), points: 0.0, symbols: Vec::new() };
     for sym in &s.observed.symbols {
-        let counted = match sym.name.as_str() {
-            "SPOOF_OWN_DOMAIN" | "OWN_SERVER_NOT_IN_DNS" => true,
-            "SPF_FAIL" | "SPF_SOFTFAIL" => about(&sym.detail, mail_from_domain.clone()),
-            "DMARC_POLICY_REJECT" | "DMARC_POLICY_QUARANTINE" | "DMARC_POLICY_NONE" => {
-                about(&sym.detail, Some(domain.clone()))
-            }
-            "DKIM_BODY_MODIFIED" => about(&sym.detail, None),
-            _ => false,
+        // Our own configuration always; a domain's SPF, DMARC or signing when that domain is ours.
+        let counted = match role_of(engine, &sym.name) {
+            Some(r) if r.side == Side::OwnConfiguration => true,
+            Some(r) => match r.fix.about() {
+                Some(About::EnvelopeDomain) => about(&sym.detail, mail_from_domain.clone()),
+                Some(About::FromDomain) => about(&sym.detail, Some(domain.clone())),
+                Some(About::Signer) => about(&sym.detail, None),
+                None => false,
+            },
+            None => false,
         };
         if counted {
             out.points += sym.score.max(0.0);
@@ -574,22 +596,21 @@ fn proof(s: &Subject<'_, '_>) -> Proof {
         // signature the symbol can be about in a message in that domain's name). A wrong guess makes a rule
         // that does not match, never one a forger can satisfy: the condition is still a verified signature.
         let from_domain = from_address(s).map(|a| domain_of(&a)).unwrap_or_default();
-        let dmarc_pass = s.observed.get("DMARC_PASS").is_some();
-        for sym in &s.observed.symbols {
-            let mut d = norm(sym.detail.split_whitespace().next().unwrap_or(""));
-            if d.is_empty() && (sym.name == "DKIM_BODY_MODIFIED" || (sym.name == "DKIM_VALID" && dmarc_pass)) {
+        let dmarc_pass = s.observed.get(sym::DMARC_PASS).is_some();
+        for x in &s.observed.symbols {
+            let (valid, body_modified) = (x.name == sym::DKIM_VALID, x.name == sym::DKIM_BODY_MODIFIED);
+            let mut d = norm(x.detail.split_whitespace().next().unwrap_or(""));
+            if d.is_empty() && (body_modified || (valid && dmarc_pass)) {
                 d = from_domain.clone();
             }
             if d.is_empty() {
                 continue;
             }
-            match sym.name.as_str() {
-                "DKIM_VALID" => {
-                    p.dkim.push(d.clone());
-                    p.dkim_headers.push(d);
-                }
-                "DKIM_BODY_MODIFIED" => p.dkim_headers.push(d),
-                _ => {}
+            if valid {
+                p.dkim.push(d.clone());
+                p.dkim_headers.push(d);
+            } else if body_modified {
+                p.dkim_headers.push(d);
             }
         }
     }
@@ -650,7 +671,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
     let ip_text = ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown IP".into());
     let servers = protected.map(|p| p.sending_servers.join(", ")).unwrap_or_default();
     let host_text = pf.ptr.as_deref().map(|h| format!(" ({h})")).unwrap_or_default();
-    if let Some(spoof) = s.observed.get("SPOOF_OWN_DOMAIN") {
+    if let Some(spoof) = s.observed.get(sym::SPOOF_OWN_DOMAIN) {
         d.findings.push(format!(
             "The From: address {from} is in {pdomain}, your own domain, which you protect against spoofing, but the message came from {ip_text}{host_text}, which is not one of its sending servers ({}), and carries no SPF or DKIM aligned with {pdomain} (SPOOF_OWN_DOMAIN, {:+.2}).",
             if servers.is_empty() { "none listed".to_string() } else { servers.clone() },
@@ -658,14 +679,19 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
         ));
     }
     // Our own SPF and DMARC: the same cause seen from the DNS, and the change every other receiver needs.
-    let spf = own.symbols.iter().find(|n| n.starts_with("SPF_")).and_then(|n| s.observed.get(n));
-    let dmarc = own.symbols.iter().find(|n| n.starts_with("DMARC_POLICY_")).and_then(|n| s.observed.get(n));
+    let about = |what: About| {
+        own.symbols
+            .iter()
+            .find(|n| fix_of(engine, n).and_then(FixKind::about) == Some(what))
+            .and_then(|n| s.observed.get(n))
+    };
+    let (spf, dmarc) = (about(About::EnvelopeDomain), about(About::FromDomain));
     let mut parts = Vec::new();
     if let Some(x) = spf {
         parts.push(format!("your SPF record for {ours} does not list {ip_text} ({}, {:+.2})", x.name, x.score));
     }
     if let Some(x) = dmarc {
-        let p = x.name.trim_start_matches("DMARC_POLICY_").to_lowercase();
+        let p = dmarc_policy_of(&x.name).to_string();
         parts.push(format!(
             "your DMARC policy (p={p}) then asks every receiver, this one included, to {} it ({}, {:+.2})",
             if p == "none" { "only report" } else { p.as_str() },
@@ -683,7 +709,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
         ));
     }
     let dns_change = ip.map(|ip| format!("add {} to the SPF record of {ours}", spf_mechanism(ip)));
-    if let Some(x) = s.observed.get("OWN_SERVER_NOT_IN_DNS") {
+    if let Some(x) = s.observed.get(sym::OWN_SERVER_NOT_IN_DNS) {
         d.findings.push(format!(
             "The server is listed here as a sending server of {ours}, but not in its DNS{}: it passes here, other receivers still refuse it.",
             if x.detail.is_empty() { String::new() } else { format!(" ({})", x.detail) }
@@ -727,8 +753,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
             }
         }
         // An ARC chain that did not validate here (or was not checked): the advice, for when it does.
-        let arc_seen =
-            s.message.has_header("ARC-Seal") || s.observed.symbols.iter().any(|x| x.name.starts_with("ARC_"));
+        let arc_seen = s.message.has_header("ARC-Seal") || s.observed.symbols.iter().any(|x| is_arc(engine, &x.name));
         if pf.arc_sealers.is_empty() && arc_seen {
             let trusted = &engine.config().organisation.trusted_arc_sealers;
             let trusted_text = if trusted.is_empty() {
@@ -736,7 +761,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
             } else {
                 format!("you trust {}", trusted.join(", "))
             };
-            let validated = s.observed.get("ARC_VALID").is_some();
+            let validated = s.observed.get(sym::ARC_VALID).is_some();
             let seen = if validated {
                 // Only the verdict is known (the log keeps no headers and no details): the chain validated
                 // at the gateway, but its sealers' names are not here.
@@ -747,7 +772,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
                     s.observed
                         .symbols
                         .iter()
-                        .find(|x| x.name.starts_with("ARC_"))
+                        .find(|x| is_arc(engine, &x.name))
                         .map(|x| format!(" ({})", x.name))
                         .unwrap_or_default()
                 )
@@ -839,6 +864,22 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
 
 /// Whether authentication results (what the first ARC sealer saw) record our domain passing: a DKIM pass
 /// whose `header.d` is ours, or a DMARC pass whose `header.from` is ours, in the same result.
+/// The `p=` of a DMARC policy symbol, for the words.
+fn dmarc_policy_of(name: &str) -> &'static str {
+    if name == sym::DMARC_POLICY_REJECT {
+        "reject"
+    } else if name == sym::DMARC_POLICY_QUARANTINE {
+        "quarantine"
+    } else {
+        "none"
+    }
+}
+
+/// Whether a symbol is about an ARC chain (its fix is trusting the chain's sealers).
+fn is_arc(engine: &Engine, name: &str) -> bool {
+    fix_of(engine, name) == Some(FixKind::TrustArcSealers)
+}
+
 fn saw_pass_for(results: &str, ours: &str) -> bool {
     let value = |clause: &str, key: &str| {
         clause.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|v| v.trim_matches(['"', ')', '(']).to_string())
@@ -1067,7 +1108,7 @@ fn authenticated_domains(s: &Subject<'_, '_>) -> Vec<String> {
         );
     } else {
         for sym in &s.observed.symbols {
-            if (sym.name == "SPF_PASS" || sym.name == "DKIM_VALID") && !sym.detail.is_empty() {
+            if (sym.name == sym::SPF_PASS || sym.name == sym::DKIM_VALID) && !sym.detail.is_empty() {
                 out.push(sym.detail.to_lowercase());
             }
         }
@@ -1236,7 +1277,7 @@ fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Dia
     let name = by.trim_start_matches("rule ").trim().trim_matches('"').to_string();
     let rule = policy.rules.iter().find(|r| r.name.trim().eq_ignore_ascii_case(&name));
     d.summary = format!("Your filter rule {name:?} decided: {}.", d.action.as_str());
-    if let Some(m) = s.observed.symbols.iter().find(|x| x.name == "POLICY_RULE" && x.detail.contains(&name)) {
+    if let Some(m) = s.observed.symbols.iter().find(|x| x.name == sym::POLICY_RULE && x.detail.contains(&name)) {
         d.findings.push(format!("It matched: {}.", m.detail));
     }
     d.findings.push(format!(
@@ -1342,7 +1383,7 @@ struct AsfHit {
 
 fn asf_cause(engine: &Engine, obs: &Observed, tag: f64) -> Option<AsfHit> {
     let hits: Vec<&ObservedSymbol> =
-        obs.symbols.iter().filter(|s| group_of(engine, &s.name) == Some(Group::Asf) && s.score > 0.0).collect();
+        obs.symbols.iter().filter(|s| side_of(engine, &s.name) == Some(Side::AsfOption) && s.score > 0.0).collect();
     let total: f64 = hits.iter().map(|s| s.score).sum();
     let first = hits.first()?;
     let high_confidence = hits.iter().any(|h| {
@@ -1434,8 +1475,8 @@ fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     let ip = s.envelope.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "the sending server".into());
     let mut points = 0.0;
     for sym in s.observed.symbols.iter().filter(|x| x.score > 0.0) {
-        let Some(g) = group_of(engine, &sym.name) else { continue };
-        if !matches!(g, Group::Connection | Group::Auth | Group::Reputation) {
+        let Some(side) = side_of(engine, &sym.name) else { continue };
+        if !side.is_senders() {
             continue;
         }
         points += sym.score;
@@ -1490,23 +1531,23 @@ fn sender_fact(engine: &Engine, s: &Subject<'_, '_>, sym: &ObservedSymbol, ip: &
         .filter(|d| !d.is_empty())
         .or(from_address(s).map(|a| domain_of(&a)).filter(|d| !d.is_empty()))
         .unwrap_or_else(|| "of the message".into());
-    match sym.name.as_str() {
-        "RDNS_NONE" => format!("Their PTR record is missing for {ip}: their administrator (or provider) must publish one"),
-        "RDNS_NOT_CONFIRMED" => format!("The PTR name of {ip} does not resolve back to it{}: the name's A record must point at {ip}", seen(detail)),
-        "RDNS_DYNAMIC" => format!("{ip} has a dynamic-looking name{}: their mail should leave through a server with a static address and its own name", seen(detail)),
-        "HELO_NOT_FQDN" => format!("Their server {greets}, not a full host name: it must greet with its own name (RFC 5321)"),
-        "HELO_BARE_IP" => format!("Their server greets with a bare IP address{} instead of its host name", seen(helo.as_deref().unwrap_or(""))),
-        "HELO_NOT_PTR_DOMAIN" => format!("Their server {greets}, which is not in the domain of its PTR name"),
-        "HELO_IP_LITERAL_MISMATCH" => format!("Their server greets with an address literal{} that is not the address it connects from ({ip})", seen(helo.as_deref().unwrap_or(""))),
-        "SPF_FAIL" => format!("Their SPF record for {spf_domain} does not list {ip} (hard fail): they must add it"),
-        "SPF_SOFTFAIL" => format!("Their SPF record for {spf_domain} does not list {ip} (~all): they should add it"),
-        "SPF_PERMERROR" => format!("Their SPF record for {spf_domain} is broken (a syntax error or too many lookups): they must fix it"),
-        "SPF_NONE" => format!("{spf_domain} publishes no SPF record"),
-        "DKIM_BODY_MODIFIED" => format!("Their DKIM signature{dkim} covered the body before it was changed, typically a footer or disclaimer added after signing: they should sign after the footer"),
-        "DKIM_INVALID" => format!("Their DKIM signature does not verify{dkim}: they must check their signing key and selector"),
-        "DKIM_KEY_MISSING" => format!("Their DKIM signature names a key that is not published{dkim}: they must publish it or stop signing with that selector"),
-        "DKIM_EXPIRED" => format!("Their DKIM signature has expired{dkim}"),
-        "DMARC_POLICY_REJECT" | "DMARC_POLICY_QUARANTINE" | "DMARC_POLICY_NONE" => format!(
+    match fix_of(engine, &sym.name).unwrap_or(FixKind::Describe) {
+        FixKind::PublishPtr => format!("Their PTR record is missing for {ip}: their administrator (or provider) must publish one"),
+        FixKind::ConfirmPtr => format!("The PTR name of {ip} does not resolve back to it{}: the name's A record must point at {ip}", seen(detail)),
+        FixKind::StaticServer => format!("{ip} has a dynamic-looking name{}: their mail should leave through a server with a static address and its own name", seen(detail)),
+        FixKind::HeloFullName => format!("Their server {greets}, not a full host name: it must greet with its own name (RFC 5321)"),
+        FixKind::HeloNotBareIp => format!("Their server greets with a bare IP address{} instead of its host name", seen(helo.as_deref().unwrap_or(""))),
+        FixKind::HeloInPtrDomain => format!("Their server {greets}, which is not in the domain of its PTR name"),
+        FixKind::HeloLiteralMatch => format!("Their server greets with an address literal{} that is not the address it connects from ({ip})", seen(helo.as_deref().unwrap_or(""))),
+        FixKind::SpfListServer => format!("Their SPF record for {spf_domain} does not list {ip} (hard fail): they must add it"),
+        FixKind::SpfListServerSoft => format!("Their SPF record for {spf_domain} does not list {ip} (~all): they should add it"),
+        FixKind::SpfRepair => format!("Their SPF record for {spf_domain} is broken (a syntax error or too many lookups): they must fix it"),
+        FixKind::SpfPublish => format!("{spf_domain} publishes no SPF record"),
+        FixKind::DkimSignAfterChanges => format!("Their DKIM signature{dkim} covered the body before it was changed, typically a footer or disclaimer added after signing: they should sign after the footer"),
+        FixKind::DkimCheckKey => format!("Their DKIM signature does not verify{dkim}: they must check their signing key and selector"),
+        FixKind::DkimPublishKey => format!("Their DKIM signature names a key that is not published{dkim}: they must publish it or stop signing with that selector"),
+        FixKind::DkimRenew => format!("Their DKIM signature has expired{dkim}"),
+        FixKind::DmarcAlign => format!(
             "The From: domain {from_domain} fails its own DMARC check (neither SPF nor DKIM aligned with it): its owner must authorise this server or sign with the domain"
         ),
         _ => {
@@ -1555,8 +1596,8 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
     d.cause = Cause::ContentScore;
     let mut by_engine: Vec<(&'static str, f64, Vec<String>)> = Vec::new();
     for sym in s.observed.symbols.iter().filter(|x| x.score > 0.0) {
-        let Some(g) = group_of(engine, &sym.name) else { continue };
-        if matches!(g, Group::Connection | Group::Auth | Group::Reputation | Group::Policy | Group::Asf) {
+        let (Some(g), Some(side)) = (group_of(engine, &sym.name), side_of(engine, &sym.name)) else { continue };
+        if side.is_senders() || matches!(side, Side::Policy | Side::AsfOption) {
             continue;
         }
         let name = if g == Group::Classifier { "the statistical classifiers" } else { "the content heuristics" };
@@ -1688,7 +1729,7 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     d.category = Category::Missed;
     d.cause = Cause::MissedSpam;
     let who = from_address(s).or(sender_address(s)).unwrap_or_else(|| "an unknown sender".into());
-    if s.observed.symbols.iter().any(|x| x.name == "POLICY_ALLOWED_SENDER") || s.observed.decided_by.is_some() {
+    if s.observed.with_fix(engine, FixKind::AllowEntry).is_some() || s.observed.decided_by.is_some() {
         d.summary = format!(
             "The message from {who} was delivered because your policy allowed it ({}); the score did not count.",
             s.observed.decided_by.clone().unwrap_or_default()
@@ -1701,7 +1742,7 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
             d.tag_threshold - d.score
         );
     }
-    if let Some(x) = s.observed.get("OWN_SERVER_NOT_IN_DNS") {
+    if let Some(x) = s.observed.get(sym::OWN_SERVER_NOT_IN_DNS) {
         // Passed here because the server is listed locally; every other receiver reads our DNS.
         let dns = match (s.envelope.client_ip, from_address(s)) {
             (Some(ip), Some(f)) => format!(": {} to the SPF record of {}", spf_mechanism(ip), domain_of(&f)),
@@ -1709,7 +1750,7 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
         };
         d.findings.push(format!(
             "It passed our own domain's checks because its server is listed here as a sending server, but not in the DNS ({}). Other receivers still refuse it: add{dns}.",
-            if x.detail.is_empty() { "OWN_SERVER_NOT_IN_DNS" } else { x.detail.as_str() }
+            if x.detail.is_empty() { sym::OWN_SERVER_NOT_IN_DNS.name() } else { x.detail.as_str() }
         ));
     }
     let has_group = |g: Group| s.observed.symbols.iter().any(|x| group_of(engine, &x.name) == Some(g));
@@ -1950,7 +1991,7 @@ fn replay_over(engine: &Engine, change: &Change, past: &[&PastMessage]) -> Repla
                     .and_then(crate::message::Mailbox::parse_address)
                     .is_some_and(|m| registrable_domain(&m.domain) == registrable_domain(domain));
                 if from_ours && p.client_ip.is_some_and(|ip| range.contains(ip)) {
-                    let spoof = p.symbols.iter().find(|s| s.0 == "SPOOF_OWN_DOMAIN").map(|s| s.1).unwrap_or(0.0);
+                    let spoof = p.symbols.iter().find(|s| s.0 == sym::SPOOF_OWN_DOMAIN).map(|s| s.1).unwrap_or(0.0);
                     if p.score.unwrap_or(0.0) - spoof < tag {
                         note(&mut out, p);
                     }
@@ -2099,15 +2140,13 @@ fn past_envelope(p: &PastMessage) -> Envelope {
 /// envelope sender's domain stands for SPF's).
 fn past_evidence(p: &PastMessage) -> Evidence {
     use crate::evidence::SpfResult;
-    let spf = p.symbols.iter().find_map(|(n, _)| {
-        Some(match n.as_str() {
-            "SPF_PASS" => SpfResult::Pass,
-            "SPF_FAIL" => SpfResult::Fail,
-            "SPF_SOFTFAIL" => SpfResult::SoftFail,
-            "SPF_NONE" => SpfResult::None,
-            _ => return None,
-        })
-    });
+    const SPF: [(Sym, SpfResult); 4] = [
+        (sym::SPF_PASS, SpfResult::Pass),
+        (sym::SPF_FAIL, SpfResult::Fail),
+        (sym::SPF_SOFTFAIL, SpfResult::SoftFail),
+        (sym::SPF_NONE, SpfResult::None),
+    ];
+    let spf = p.symbols.iter().find_map(|(n, _)| SPF.iter().find(|(s, _)| n == s).map(|(_, r)| *r));
     let Some(spf) = spf else { return Evidence::default() };
     Evidence::from_sender(crate::sender::SenderFacts {
         spf: Some(spf),
@@ -2123,7 +2162,7 @@ fn past_symbols(engine: &Engine, p: &PastMessage) -> Vec<crate::verdict::SymbolR
             name: n.clone(),
             group: group_of(engine, n).unwrap_or(Group::Content),
             score: *s,
-            detail: if n == "SPOOF_OWN_DOMAIN" { "from the message log".into() } else { String::new() },
+            detail: if *n == sym::SPOOF_OWN_DOMAIN { "from the message log".into() } else { String::new() },
             asf_mode: None,
             asf_effect: None,
         })
