@@ -37,12 +37,14 @@
 #   --no-build          use the binaries already in target/release
 #   --bin PATH          the mailsift binary to measure (implies --no-build for it; default target/release/mailsift)
 #   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
+#   --senders-from-headers  each message's From: address is its envelope sender (smtp-load --sender-from-header)
+#                       instead of one sender for all: SPF lookups and reputation keys spread over the corpus
 #   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--dns-bin PATH] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" rounds=1
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--dns-bin PATH] [--senders-from-headers] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" rounds=1 load_opts=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     --dns-bin) dns_bin=$(realpath "${2:?$usage}"); shift ;;
     --json) json_out=${2:?$usage}; shift ;;
     --keep) keep=1 ;;
+    --senders-from-headers) load_opts+=(--sender-from-header) ;;
     -h|--help) echo "$usage"; exit 0 ;;
     -*) echo "$usage" >&2; exit 2 ;;
     *) positional+=("$1") ;;
@@ -158,7 +161,7 @@ load() {
   local sink1 TIMEFORMAT='%U %S'
   sink0=$(cpu_secs pid "$sink_pid")
   { time "$bin" smtp-load --target "127.0.0.1:$2" --concurrency "$concurrency" --count "$count" \
-      --max-secs "$max_secs" --json "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"; } 2> "$work/$1.time"
+      --max-secs "$max_secs" --json ${load_opts[@]+"${load_opts[@]}"} "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"; } 2> "$work/$1.time"
   sink1=$(cpu_secs pid "$sink_pid")
   echo "{\"load_cpu_seconds\": $(awk '{print $1 + $2}' "$work/$1.time"), \"sink_cpu_seconds\": $(python3 -c "print($sink1 - $sink0)")}" \
     > "$work/$1.shared.json"

@@ -36,6 +36,10 @@ pub struct LoadArgs {
     /// Envelope sender.
     #[arg(long, default_value = "load@example.org")]
     from: String,
+    /// Use each message's own From: address as its envelope sender (when it has one; else --from), so the
+    /// gateway sees the corpus's many senders and domains (SPF lookups, reputation keys) instead of one.
+    #[arg(long)]
+    sender_from_header: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -57,8 +61,9 @@ pub fn run(args: &LoadArgs) -> Result<()> {
     let mut messages = Vec::new();
     'outer: for p in &args.paths {
         for f in crate::inputs::message_files(p)? {
-            messages
-                .push(mailsift_smtp::relay::dot_stuff(&std::fs::read(&f).with_context(|| format!("{}", f.display()))?));
+            let raw = std::fs::read(&f).with_context(|| format!("{}", f.display()))?;
+            let sender = if args.sender_from_header { header_from(&raw) } else { None };
+            messages.push((sender.unwrap_or_else(|| args.from.clone()), mailsift_smtp::relay::dot_stuff(&raw)));
             if messages.len() >= args.count {
                 break 'outer;
             }
@@ -77,11 +82,10 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         let mut tasks = Vec::new();
         for _ in 0..args.concurrency.max(1) {
             let (messages, next, tally) = (messages.clone(), next.clone(), tally.clone());
-            let (target, count, per, from, rcpt) =
-                (args.target, args.count, args.per_connection.max(1), args.from.clone(), args.rcpt.clone());
+            let (target, count, per, rcpt) = (args.target, args.count, args.per_connection.max(1), args.rcpt.clone());
             tasks.push(tokio::spawn(async move {
                 while next.load(Ordering::Relaxed) < count && Instant::now() < deadline {
-                    let result = session(target, &messages, &next, count, per, &from, &rcpt, &tally, deadline).await;
+                    let result = session(target, &messages, &next, count, per, &rcpt, &tally, deadline).await;
                     if let Err(e) = result {
                         {
                             tally.lock().unwrap().errors += 1;
@@ -132,6 +136,43 @@ pub fn run(args: &LoadArgs) -> Result<()> {
     Ok(())
 }
 
+/// The address of the first `From:` header in the header section, if it looks like one (`local@domain`
+/// with no characters that would break the MAIL command). Only the first 64 KiB are looked at.
+fn header_from(raw: &[u8]) -> Option<String> {
+    let head = &raw[..raw.len().min(64 * 1024)];
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let mut value = String::new();
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            return None;
+        }
+        if line.len() >= 5 && line[..5].eq_ignore_ascii_case("from:") {
+            value.push_str(&line[5..]);
+            break;
+        }
+    }
+    // Folded continuation lines belong to the same header.
+    for line in lines.take(20) {
+        if !line.starts_with([' ', '\t']) {
+            break;
+        }
+        value.push(' ');
+        value.push_str(line);
+    }
+    let addr = match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].trim().to_string(),
+        _ => value
+            .split_whitespace()
+            .find(|w| w.contains('@'))?
+            .trim_matches(|c| c == '"' || c == '(' || c == ')')
+            .to_string(),
+    };
+    let (local, domain) = addr.rsplit_once('@')?;
+    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b"<>\"(),;:[]\\".contains(&b));
+    (ok(local) && ok(domain) && domain.contains('.')).then_some(addr)
+}
+
 fn tracing_error(e: &anyhow::Error) {
     eprintln!("smtp-load: {e:#}");
 }
@@ -153,11 +194,10 @@ async fn read_reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result
 #[allow(clippy::too_many_arguments)]
 async fn session(
     target: SocketAddr,
-    messages: &[Vec<u8>],
+    messages: &[(String, Vec<u8>)],
     next: &AtomicUsize,
     count: usize,
     per: usize,
-    from: &str,
     rcpt: &str,
     tally: &Mutex<Tally>,
     deadline: Instant,
@@ -176,7 +216,7 @@ async fn session(
         if i >= count || Instant::now() >= deadline {
             break;
         }
-        let msg = &messages[i % messages.len()];
+        let (from, msg) = &messages[i % messages.len()];
         let t0 = Instant::now();
         // MAIL, RCPT and DATA in one write (PIPELINING).
         w.write_all(format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes()).await?;
@@ -207,4 +247,24 @@ async fn session(
     w.write_all(b"QUIT\r\n").await?;
     let _ = read_reply(&mut r).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_from;
+
+    #[test]
+    fn envelope_sender_from_the_from_header() {
+        assert_eq!(
+            header_from(b"Subject: x\r\nFrom: Ann <ann@example.com>\r\n\r\nbody").as_deref(),
+            Some("ann@example.com")
+        );
+        assert_eq!(header_from(b"from: bob@example.net (Bob)\n\nbody").as_deref(), Some("bob@example.net"));
+        assert_eq!(header_from(b"From: \"Folded\"\n <c@d.example>\n\n").as_deref(), Some("c@d.example"));
+        // Only in the header section; nothing usable gives None (the caller falls back to --from).
+        assert_eq!(header_from(b"Subject: x\n\nFrom: e@f.example\n"), None);
+        assert_eq!(header_from(b"From: undisclosed\n\n"), None);
+        assert_eq!(header_from(b"From: <a b@c.example>\n\n"), None);
+        assert_eq!(header_from(b"From: <x@localhost>\n\n"), None);
+    }
 }
