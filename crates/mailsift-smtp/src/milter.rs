@@ -3,8 +3,8 @@
 //!
 //! The MTA connects (TCP or Unix socket, `[smtp.milter] listen`) and sends, per SMTP session, the connection,
 //! HELO, envelope, headers and body of each message. At the end of the message the gateway's own judging and
-//! effects run ([`crate::deliver::judge`]: sender evidence, reputation, policy, learning), then the MTA is
-//! told what to do while its client is still waiting: accept with our verdict headers (forged ones removed,
+//! effects run ([`mailsift_gateway::judge::judge`]: sender evidence, reputation, policy, learning), the core
+//! decides the message's [`Disposition`], and the MTA is told what it means while its client is still waiting: accept with our verdict headers (forged ones removed,
 //! the subject tagged), reject with our 550 text, tempfail, or, for quarantined mail, store it in our
 //! quarantine and have the MTA discard it (or hold it, `quarantine = "hold"`). Every message is a row of the
 //! message log, its `next_hop_response` saying what the MTA was told and the MTA's queue id.
@@ -23,15 +23,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailsift_engine::{Action, Direction, Envelope, Verdict};
-use mailsift_store::LogEntry;
+use mailsift_engine::{Direction, Envelope, Verdict};
+use mailsift_gateway::config::MilterQuarantine;
+use mailsift_gateway::disposition::Disposition;
+use mailsift_gateway::effects::{self, loop_refusal, scan_failure};
+use mailsift_gateway::judge::{judge, log_verdict, Judged};
+use mailsift_gateway::log::{append_log, message_entry};
+use mailsift_gateway::text::sanitize;
+use mailsift_gateway::{Counters, Gateway, GatewayState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::MilterQuarantine;
-use crate::deliver::{self, Judged};
-use crate::proto::sanitize;
-use crate::server::{Conn, GatewayState};
-use crate::{Counters, Gateway};
+use crate::door::Conn;
 
 /// The protocol version we speak.
 pub const VERSION: u32 = 6;
@@ -477,17 +479,7 @@ impl Session {
         let started = Instant::now();
         let envelope = self.envelope();
         let queue_id = self.macros.get("i").cloned().unwrap_or_default();
-        let mut entry = LogEntry {
-            time: mailsift_engine::unix_now(),
-            direction: deliver::direction_name(envelope.direction).into(),
-            client_ip: envelope.client_ip.map(|ip| ip.to_string()),
-            helo: envelope.helo.as_deref().map(|h| sanitize(h, 200)),
-            mail_from: envelope.mail_from.as_deref().map(|f| sanitize(f, 320)),
-            recipients: envelope.rcpt_to.iter().map(|r| sanitize(r, 320)).collect(),
-            size: self.msg.size,
-            stage: "data".into(),
-            ..LogEntry::default()
-        };
+        let mut entry = message_entry(&envelope, self.msg.size, "data");
         let told = |what: &str| {
             let q = if queue_id.is_empty() {
                 String::new()
@@ -501,51 +493,36 @@ impl Session {
             entry.action = "refused".into();
             entry.reason = Some("message too big".into());
             entry.next_hop_response = told("reject 552");
-            deliver::append_log(&self.gateway, entry);
+            append_log(&self.gateway, entry);
             self.reply_code(552, "5.3.4", "Message too big for the filter");
             return;
         }
         let raw = self.raw_message();
-        if deliver::hop_count(&raw) > self.state.config.max_hops {
-            entry.reference_id = mailsift_engine::new_reference_id();
-            entry.action = "refused".into();
-            entry.reason = Some("mail loop: too many Received headers".into());
+        if let Some(refusal) = loop_refusal(&self.state, &mut entry, &raw) {
             entry.next_hop_response = told("reject 554");
-            deliver::append_log(&self.gateway, entry);
-            self.reply_code(554, "5.4.6", "Too many hops: mail loop detected");
+            append_log(&self.gateway, entry);
+            self.reply_code(refusal.code, &refusal.enhanced, &refusal.text);
             return;
         }
         let (gateway, state) = (self.gateway.clone(), self.state.clone());
-        let Judged { verdict, meta, data, .. } = match deliver::judge(&gateway, &state, envelope, raw, false).await {
+        let Judged { verdict, meta, data, envelope } = match judge(&gateway, &state, envelope, raw, false).await {
             Ok(j) => j,
             Err(e) => {
-                tracing::error!(error = %e, "scan failed");
-                entry.reference_id = mailsift_engine::new_reference_id();
-                entry.action = "tempfail".into();
-                entry.reason = Some("internal scan failure".into());
+                let refusal = scan_failure(&gateway, &mut entry, &e);
                 entry.next_hop_response = told("tempfail");
-                deliver::append_log(&gateway, entry);
-                Counters::bump(&gateway.counters.tempfailed);
-                self.reply_code(451, "4.3.0", "Temporary scanning failure, try again later");
+                append_log(&gateway, entry);
+                self.reply_code(refusal.code, &refusal.enhanced, &refusal.text);
                 return;
             }
         };
-        let shown = deliver::log_verdict(&mut entry, &verdict, meta);
-        let (action, what, reason) = self.act(&verdict, data, shown).await;
+        let shown = log_verdict(&mut entry, &verdict, meta);
+        let disposition = Disposition::of(&verdict, &envelope.rcpt_to);
+        let (action, what, reason) = self.act(&verdict, &disposition, envelope.direction, data, shown).await;
         entry.action = action.into();
         entry.next_hop_response = told(&what);
         if entry.reason.is_none() {
             entry.reason = reason;
         }
-        let c = &gateway.counters;
-        Counters::bump(match action {
-            "deliver" => &c.messages_delivered,
-            "tag" => &c.messages_tagged,
-            "quarantine" => &c.messages_quarantined,
-            "reject" => &c.messages_rejected,
-            _ => &c.tempfailed,
-        });
-        c.observe_latency(started.elapsed());
         tracing::info!(
             id = %verdict.id,
             mta = ?self.peer,
@@ -558,100 +535,81 @@ impl Session {
             "message"
         );
         // The row is committed before the MTA hears the answer (replies are flushed after this returns).
-        deliver::commit_log(&gateway, entry).await;
+        effects::record(&gateway, entry, started).await;
     }
 
-    /// The gateway's decision rules (see `deliver::act`) in milter terms. Returns the logged action, what the
-    /// MTA was told, and a reason when it is not the verdict's.
+    /// The message's disposition in milter terms: the core quarantines (the quarantine is ours), the MTA is
+    /// told the rest. Returns the logged action, what the MTA was told, and a reason when it is not the
+    /// verdict's.
     async fn act(
         &mut self,
         verdict: &Verdict,
+        disposition: &Disposition,
+        direction: Direction,
         data: Vec<u8>,
         shown: (Option<String>, Option<String>),
     ) -> (&'static str, String, Option<String>) {
         let id = &verdict.id;
-        if let Some(why) = &verdict.defer {
-            self.reply_code(451, "4.7.1", &format!("{} [ref {id}]", sanitize(why, 200)));
-            return ("tempfail", "tempfail 451".into(), Some(why.clone()));
-        }
-        let effects = &verdict.policy_effects;
-        let rcpts = self.msg.rcpts.clone();
-        let mut actions: Vec<(String, Action)> = match &effects.redirect {
-            Some(to) => vec![(to.clone(), verdict.action)],
-            None if verdict.recipient_actions.is_empty() => rcpts.iter().map(|r| (r.clone(), verdict.action)).collect(),
-            None => verdict.recipient_actions.iter().map(|r| (r.recipient.clone(), r.action)).collect(),
-        };
-        if actions.iter().all(|(_, a)| *a == Action::Reject) {
-            let text = match &effects.reject_message {
-                Some(m) => format!("{} [ref {id}]", sanitize(m, 200)),
-                None => format!("Message rejected as spam [ref {id}]"),
-            };
-            self.reply_code(550, "5.7.1", &text);
-            return ("reject", "reject 550".into(), None);
-        }
-        // As at the gateway: a rejecting recipient among accepted ones is quarantined (one answer for all).
-        for (_, a) in actions.iter_mut() {
-            if *a == Action::Reject {
-                *a = Action::Quarantine;
+        let accepted = match disposition {
+            Disposition::Defer { reason, answer } => {
+                self.reply_code(answer.code, &answer.enhanced, &answer.text);
+                return ("tempfail", format!("tempfail {}", answer.code), Some(reason.clone()));
             }
-        }
-        let to_quarantine: Vec<String> =
-            actions.iter().filter(|(_, a)| *a == Action::Quarantine).map(|(r, _)| r.clone()).collect();
-        let to_deliver: Vec<String> =
-            actions.iter().filter(|(_, a)| *a != Action::Quarantine).map(|(r, _)| r.clone()).collect();
-        let tag = actions.iter().any(|(_, a)| *a == Action::Tag);
-        if !to_quarantine.is_empty() {
+            Disposition::Reject { answer } => {
+                self.reply_code(answer.code, &answer.enhanced, &answer.text);
+                return ("reject", format!("reject {}", answer.code), None);
+            }
+            Disposition::Accept(a) => a,
+        };
+        if !accepted.quarantine.is_empty() {
             let bytes = verdict.apply_headers(&data);
             let mail_from = self.msg.mail_from.clone().unwrap_or_default();
-            let direction = self.envelope().direction;
-            if let Err(e) =
-                deliver::quarantine(&self.gateway, verdict, to_quarantine.clone(), &mail_from, shown, direction, bytes)
-                    .await
-            {
-                tracing::error!(id = %id, error = %e, "quarantine write failed");
-                self.reply_code(451, "4.3.0", &format!("Temporary storage failure, try again later [ref {id}]"));
-                return ("tempfail", "tempfail 451".into(), Some(format!("quarantine write failed: {e}")));
+            let to = accepted.quarantine.clone();
+            if let Err(e) = effects::quarantine(&self.gateway, verdict, to, &mail_from, shown, direction, bytes).await {
+                let failed = effects::storage_failure(id, &e);
+                self.reply_code(failed.answer.code, &failed.answer.enhanced, &failed.answer.text);
+                return ("tempfail", format!("tempfail {}", failed.answer.code), failed.reason);
             }
         }
+        let delivered = !accepted.deliver.is_empty();
         let hold = self.state.config.milter.quarantine == MilterQuarantine::Hold && self.negotiated.can(F_QUARANTINE);
-        if to_deliver.is_empty() && !hold {
+        if !delivered && !hold {
             self.reply(R_DISCARD, b"");
             return ("quarantine", "discard (in mailsift's quarantine)".into(), None);
         }
         // Recipient changes: a redirect replaces every recipient; quarantined recipients are taken off (their
-        // copy is ours now); a rule's copy is one more recipient.
+        // copy is ours now); a rule's copy is one more recipient (only a delivered message can carry it).
         let mut changes = Vec::new();
         let can_rcpt = self.negotiated.can(F_ADDRCPT | F_DELRCPT);
-        if let Some(to) = &effects.redirect {
-            if can_rcpt && !to_deliver.is_empty() {
-                for r in &rcpts {
+        if let Some(to) = &accepted.redirect {
+            if can_rcpt && delivered {
+                for r in &self.msg.rcpts.clone() {
                     self.reply(R_DELRCPT, &cstr(&format!("<{r}>")));
                 }
                 self.reply(R_ADDRCPT, &cstr(&format!("<{to}>")));
                 changes.push(format!("redirected to {to}"));
             }
-        } else if !to_deliver.is_empty() && !to_quarantine.is_empty() {
-            if self.negotiated.can(F_DELRCPT) {
-                for r in &to_quarantine {
-                    self.reply(R_DELRCPT, &cstr(&format!("<{r}>")));
-                }
-                changes.push(format!("{} recipient(s) quarantined", to_quarantine.len()));
+        } else if delivered && !accepted.quarantine.is_empty() && self.negotiated.can(F_DELRCPT) {
+            for r in &accepted.quarantine {
+                self.reply(R_DELRCPT, &cstr(&format!("<{r}>")));
             }
+            changes.push(format!("{} recipient(s) quarantined", accepted.quarantine.len()));
         }
-        if self.negotiated.can(F_ADDRCPT) && !to_deliver.is_empty() {
-            for to in &effects.copy {
+        if self.negotiated.can(F_ADDRCPT) && delivered {
+            for to in &accepted.copies {
                 self.reply(R_ADDRCPT, &cstr(&format!("<{to}>")));
                 changes.push(format!("copy to {to}"));
             }
         }
-        self.header_changes(verdict, tag && !to_deliver.is_empty());
-        let (action, what) = if to_deliver.is_empty() {
-            self.reply(R_QUARANTINE, &cstr(&format!("mailsift quarantine [ref {id}]")));
-            ("quarantine", "hold (also in mailsift's quarantine)".to_string())
-        } else if tag {
-            ("tag", "accept, tagged".to_string())
-        } else {
-            ("deliver", "accept".to_string())
+        self.header_changes(verdict, accepted.tag);
+        let action = disposition.action_name();
+        let what = match action {
+            "quarantine" => {
+                self.reply(R_QUARANTINE, &cstr(&format!("mailsift quarantine [ref {id}]")));
+                "hold (also in mailsift's quarantine)".to_string()
+            }
+            "tag" => "accept, tagged".to_string(),
+            _ => "accept".to_string(),
         };
         self.reply(R_ACCEPT, b"");
         let what = if changes.is_empty() { what } else { format!("{what}; {}", changes.join(", ")) };

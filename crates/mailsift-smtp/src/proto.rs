@@ -278,11 +278,11 @@ enum Wire {
 /// Decodes message data as it arrives, byte by byte, whatever the chunks it comes in (the result does not
 /// depend on how the bytes were split). Only CRLF.CRLF, with both CRLFs real, ends DATA: a dot after a bare
 /// LF or bare CR is just a line that starts with a dot. Bare CR and bare LF become CRLF or make the message
-/// refused ([`BareLineEndings`](crate::config::BareLineEndings)); every line is counted while it is read, and
+/// refused ([`BareLineEndings`](mailsift_gateway::config::BareLineEndings)); every line is counted while it is read, and
 /// once anything is wrong the decoder stops keeping data and only looks for the end.
 pub struct DataDecoder {
     framing: Framing,
-    bare: crate::config::BareLineEndings,
+    bare: mailsift_gateway::config::BareLineEndings,
     max_bytes: usize,
     max_line: usize,
     wire: Wire,
@@ -295,7 +295,7 @@ pub struct DataDecoder {
 impl DataDecoder {
     pub fn new(
         framing: Framing,
-        bare: crate::config::BareLineEndings,
+        bare: mailsift_gateway::config::BareLineEndings,
         max_bytes: usize,
         max_line: usize,
     ) -> DataDecoder {
@@ -412,8 +412,8 @@ impl DataDecoder {
 
     fn bare_line_end(&mut self) {
         match self.bare {
-            crate::config::BareLineEndings::Normalize => self.line_end(),
-            crate::config::BareLineEndings::Reject => self.fail(DataProblem::BareLineEnding),
+            mailsift_gateway::config::BareLineEndings::Normalize => self.line_end(),
+            mailsift_gateway::config::BareLineEndings::Reject => self.fail(DataProblem::BareLineEnding),
         }
     }
 
@@ -422,8 +422,8 @@ impl DataDecoder {
             match self.bare {
                 // NUL is not text (RFC 5321 §4.5.2, RFC 6152), and a next hop that drops it would see a
                 // different line: it goes.
-                crate::config::BareLineEndings::Normalize => return,
-                crate::config::BareLineEndings::Reject => return self.fail(DataProblem::Nul),
+                mailsift_gateway::config::BareLineEndings::Normalize => return,
+                mailsift_gateway::config::BareLineEndings::Reject => return self.fail(DataProblem::Nul),
             }
         }
         self.line_len += 1;
@@ -434,10 +434,7 @@ impl DataDecoder {
     }
 }
 
-/// The domain of an address, lower-cased (empty for the null sender).
-pub fn domain_of(address: &str) -> String {
-    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default()
-}
+pub use mailsift_gateway::text::{civil_from_days, domain_of, rfc5322_date, sanitize};
 
 /// Formats a reply; a multi-line text becomes `code-text` lines and a final `code text` line (RFC 5321 §4.2.1).
 pub fn reply(code: u16, enhanced: &str, text: &str) -> String {
@@ -456,20 +453,6 @@ pub fn reply(code: u16, enhanced: &str, text: &str) -> String {
         out.push_str("\r\n");
     }
     out
-}
-
-/// Replaces anything that could break a reply line or a header (CR, LF, other controls) with a space and
-/// bounds the length: texts built from client input or a next hop's answer go into our replies.
-pub fn sanitize(text: &str, max: usize) -> String {
-    let mut s: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 /// Decodes an SMTP AUTH PLAIN response (RFC 4616): authzid NUL authcid NUL password.
@@ -492,38 +475,6 @@ pub fn decode_b64_text(b64: &str) -> Option<String> {
 pub fn encode_b64(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// The civil date (year, month 1-12, day 1-31) of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// RFC 5322 date-time for `Received:` headers, in UTC.
-pub fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 #[cfg(test)]
@@ -619,7 +570,7 @@ mod tests {
         }
     }
 
-    use crate::config::BareLineEndings::{self, Normalize, Reject};
+    use mailsift_gateway::config::BareLineEndings::{self, Normalize, Reject};
 
     fn decode(framing: Framing, bare: BareLineEndings, wire: &[u8]) -> (Result<Vec<u8>, DataProblem>, usize) {
         let mut d = DataDecoder::new(framing, bare, 1 << 20, 998);

@@ -23,10 +23,13 @@ use std::time::{Duration, Instant};
 use mailsift_engine::{Direction, Envelope, Evidence};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::deliver::{self, Route};
+use mailsift_gateway::effects::{self, Submission};
+use mailsift_gateway::log::{append_log, door_log_entry, relay_denied_entry};
+use mailsift_gateway::route::Route;
+use mailsift_gateway::{auth, Counters, Gateway, GatewayState, Stream};
+
+use crate::door::Listener;
 use crate::proto::{self, reply, Command, DataDecoder, DataProblem, Framing, MailParams};
-use crate::server::{GatewayState, Listener};
-use crate::{Counters, Gateway, Stream};
 
 /// Longest command line accepted (RFC 5321 §4.5.3.1.4 says 512; extensions make real clients longer).
 const MAX_COMMAND_LINE: usize = 4096;
@@ -43,6 +46,33 @@ pub struct Client {
     pub esmtp: bool,
     pub tls: bool,
     pub user: Option<String>,
+}
+
+impl Client {
+    /// The envelope of a transaction of this client, as the core judges and logs it.
+    pub fn envelope(&self, txn: &Transaction) -> Envelope {
+        Envelope {
+            client_ip: Some(self.peer.ip()),
+            helo: self.helo.clone(),
+            client_name: None,
+            mail_from: Some(txn.mail_from.clone()),
+            rcpt_to: txn.rcpts.clone(),
+            direction: txn.direction,
+            authenticated_user: self.user.clone(),
+            tls: self.tls,
+        }
+    }
+
+    /// The protocol our `Received:` line names (RFC 3848).
+    pub fn protocol(&self) -> &'static str {
+        match (self.esmtp, self.tls, self.user.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        }
+    }
 }
 
 /// A mail transaction in progress.
@@ -445,14 +475,14 @@ impl Session {
             return Ok(());
         };
         let ip = self.client.peer.ip();
-        let limits = crate::auth::AuthLimits::from_config(&self.state.config);
+        let limits = auth::AuthLimits::from_config(&self.state.config);
         let limiter = &self.gateway.auth_limiter;
         let decision = limiter.decide(ip, &user, &limits, Instant::now());
-        if decision == crate::auth::AuthDecision::CheckAfterDelay {
+        if decision == auth::AuthDecision::CheckAfterDelay {
             // The account is under attack from elsewhere: slowed, never locked, so its real user still gets in.
-            tokio::time::sleep(crate::auth::ACCOUNT_DELAY).await;
+            tokio::time::sleep(auth::ACCOUNT_DELAY).await;
         }
-        if decision == crate::auth::AuthDecision::Refuse {
+        if decision == auth::AuthDecision::Refuse {
             // The password is not checked, so the answer tells nothing about it (nor about the account).
             tracing::warn!(client = %self.client.peer, user = %proto::sanitize(&user, 64), "authentication refused: too many failures");
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -462,7 +492,7 @@ impl Session {
         // Argon2 takes tens of milliseconds of CPU: off the async threads.
         let state = self.state.clone();
         let (name, password) = (user.clone(), pass);
-        let ok = tokio::task::spawn_blocking(move || crate::auth::verify_user(&state.config.users, &name, &password))
+        let ok = tokio::task::spawn_blocking(move || auth::verify_user(&state.config.users, &name, &password))
             .await
             .unwrap_or(false);
         if ok {
@@ -561,8 +591,7 @@ impl Session {
         let reason = verdict.reason.clone().unwrap_or_else(|| "sender refused".into());
         Counters::bump(&self.gateway.counters.refused_at_door);
         tracing::info!(client = %self.client.peer, id = %verdict.id, reason = %reason, "refused at the door");
-        let entry = deliver::door_log_entry(&self.client, &envelope, &verdict, &reason);
-        deliver::append_log(&self.gateway, entry);
+        append_log(&self.gateway, door_log_entry(&envelope, &verdict, &reason));
         Some(format!("Refused: {} [ref {}]", proto::sanitize(&reason, 200), verdict.id))
     }
 
@@ -591,8 +620,7 @@ impl Session {
             if proto::is_special_local_part(proto::local_part(&to)) && !d.allow_special_local_parts {
                 Counters::bump(&self.gateway.counters.relay_denied);
                 tracing::warn!(client = %self.client.peer, rcpt = %proto::sanitize(&to, 100), "routing syntax in a local part refused");
-                let entry = deliver::relay_denied_entry(&self.client, txn, &to);
-                deliver::append_log(&self.gateway, entry);
+                append_log(&self.gateway, relay_denied_entry(&self.client.envelope(txn), &to));
                 return self.say(
                     550,
                     "5.1.3",
@@ -606,8 +634,7 @@ impl Session {
         let Some(route) = self.state.route_for(&to, txn.direction == Direction::Outbound) else {
             Counters::bump(&self.gateway.counters.relay_denied);
             tracing::warn!(client = %self.client.peer, rcpt = %proto::sanitize(&to, 100), "relaying denied");
-            let entry = deliver::relay_denied_entry(&self.client, txn, &to);
-            deliver::append_log(&self.gateway, entry);
+            append_log(&self.gateway, relay_denied_entry(&self.client.envelope(txn), &to));
             return self.say(550, "5.7.1", "Relaying denied: this server does not accept mail for that domain");
         };
         if !to.is_ascii() && !txn.params.smtputf8 {
@@ -728,7 +755,12 @@ impl Session {
                 };
             }
         };
-        let answer = deliver::process(&self.gateway, &self.state, &self.client, &txn, data).await;
+        let submission = Submission {
+            envelope: self.client.envelope(&txn),
+            route: txn.route.clone(),
+            received_with: Some(self.client.protocol().to_string()),
+        };
+        let answer = effects::process(&self.gateway, &self.state, submission, data).await;
         self.say(answer.code, &answer.enhanced, &answer.text);
     }
 

@@ -7,7 +7,8 @@
 //! with our headers), HEADERS (only its header block), PING, SKIP and TELL (learn or forget, when
 //! `allow_tell` is on).
 //!
-//! Judging is the gateway's ([`crate::deliver::judge`]): the envelope comes from the message's own trace
+//! Judging is the gateway's ([`mailsift_gateway::judge::judge`]), and so is what the verdict means
+//! ([`Disposition`]: spam is what the gateway would not deliver untagged): the envelope comes from the message's own trace
 //! headers (spamd clients send none), and the verdict feeds reputation and auto-learning and is a row of the
 //! message log (stage `spamd`). The caller owns the message, so nothing is quarantined or rejected here.
 //!
@@ -21,13 +22,16 @@ use std::time::{Duration, Instant};
 
 use mailsift_engine::classify::{LearnOutcome, Side};
 use mailsift_engine::{Envelope, Verdict};
+use mailsift_gateway::disposition::Disposition;
+use mailsift_gateway::headers::{find_header_end, tag_subject};
+use mailsift_gateway::judge::{judge, log_verdict, Judged};
+use mailsift_gateway::log::{append_log, commit_log, message_entry};
+use mailsift_gateway::text::sanitize;
+use mailsift_gateway::{Gateway, GatewayState};
 use mailsift_store::LogEntry;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::deliver::{self, Judged};
-use crate::proto::sanitize;
-use crate::server::{Conn, GatewayState};
-use crate::Gateway;
+use crate::door::Conn;
 
 /// Longest request or header line.
 const MAX_LINE: usize = 8192;
@@ -307,31 +311,22 @@ async fn check(
 ) -> Result<Vec<u8>, RequestError> {
     let size = body.len() as u64;
     let Judged { verdict, meta, data, envelope } =
-        deliver::judge(gateway, state, Envelope::default(), body, true).await.map_err(|e| {
+        judge(gateway, state, Envelope::default(), body, true).await.map_err(|e| {
             tracing::error!(error = %e, "scan failed");
             refuse(EX_SOFTWARE, "internal scan failure")
         })?;
-    let spam = verdict.action.is_spam();
+    // A defer decides nothing about the content, and spamd cannot say "later": the verdict's action answers.
+    let spam = Disposition::of(&verdict, &envelope.rcpt_to).is_spam().unwrap_or_else(|| verdict.action.is_spam());
     let required = verdict.thresholds.tag;
     let score = shown_score(verdict.score, required, spam);
     let spam_line = format!("Spam: {} ; {score:.1} / {required:.1}\r\n", if spam { "True" } else { "False" });
 
-    let mut entry = LogEntry {
-        time: mailsift_engine::unix_now(),
-        direction: deliver::direction_name(envelope.direction).into(),
-        client_ip: envelope.client_ip.map(|ip| ip.to_string()),
-        helo: envelope.helo.as_deref().map(|h| sanitize(h, 200)),
-        mail_from: envelope.mail_from.as_deref().map(|f| sanitize(f, 320)),
-        recipients: envelope.rcpt_to.iter().map(|r| sanitize(r, 320)).collect(),
-        size,
-        stage: "spamd".into(),
-        action: verdict.action.as_str().into(),
-        ..LogEntry::default()
-    };
-    deliver::log_verdict(&mut entry, &verdict, meta);
+    let mut entry = message_entry(&envelope, size, "spamd");
+    entry.action = verdict.action.as_str().into();
+    log_verdict(&mut entry, &verdict, meta);
     let user = req.user.as_deref().map(|u| format!(" for user {u}")).unwrap_or_default();
     entry.next_hop_response = Some(format!("spamd {}{user}: {}", command.name(), spam_line.trim_end()));
-    deliver::commit_log(gateway, entry).await;
+    commit_log(gateway, entry).await;
     tracing::info!(id = %verdict.id, client = ?peer, command = command.name(), score = verdict.score, action = verdict.action.as_str(), "spamd");
 
     let body: Vec<u8> = match command {
@@ -345,7 +340,7 @@ async fn check(
         Command::ReportIfSpam if spam => report(state, &verdict, score).into_bytes(),
         Command::ReportIfSpam => Vec::new(),
         Command::Process | Command::Headers => {
-            let processed = processed(state, &verdict, &data, score);
+            let processed = processed(state, &verdict, &data, score, spam);
             if command == Command::Headers {
                 processed[..header_block_end(&processed)].to_vec()
             } else {
@@ -389,11 +384,10 @@ fn report(state: &GatewayState, v: &Verdict, shown: f64) -> String {
 
 /// The message with our verdict headers, SpamAssassin-style `X-Spam-Flag`/`X-Spam-Status` for the recipes
 /// that look for them (forged incoming ones removed), and the subject tagged when it is spam.
-fn processed(state: &GatewayState, v: &Verdict, raw: &[u8], shown: f64) -> Vec<u8> {
-    let spam = v.action.is_spam();
+fn processed(state: &GatewayState, v: &Verdict, raw: &[u8], shown: f64, spam: bool) -> Vec<u8> {
     let stripped = strip_fields(raw, &["x-spam-flag", "x-spam-status"]);
     let tagged = if spam && !state.config.subject_tag.is_empty() {
-        deliver::tag_subject(&stripped, &state.config.subject_tag)
+        tag_subject(&stripped, &state.config.subject_tag)
     } else {
         stripped
     };
@@ -426,7 +420,7 @@ fn processed(state: &GatewayState, v: &Verdict, raw: &[u8], shown: f64) -> Vec<u
 
 /// Offset just past the blank line that ends the header block (or the end of the message).
 fn header_block_end(raw: &[u8]) -> usize {
-    let end = deliver::find_header_end(raw);
+    let end = find_header_end(raw);
     if raw[end..].starts_with(b"\r\n") {
         end + 2
     } else if raw[end..].starts_with(b"\n") {
@@ -438,7 +432,7 @@ fn header_block_end(raw: &[u8]) -> usize {
 
 /// The message without the named top-level header fields (lower-case names), continuation lines included.
 fn strip_fields(raw: &[u8], names: &[&str]) -> Vec<u8> {
-    let end = deliver::find_header_end(raw);
+    let end = find_header_end(raw);
     let mut out = Vec::with_capacity(raw.len());
     let mut pos = 0;
     let mut skipping = false;
@@ -534,7 +528,7 @@ async fn tell(
         Some(Side::Ham) => "ham",
         None => "forget",
     };
-    deliver::append_log(
+    append_log(
         gateway,
         LogEntry {
             reference_id: mailsift_engine::new_reference_id(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::{Behaviour, Sink};
 use mailsift_smtp::spool::{self, SpoolPolicy};
-use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
 use mailsift_store::{Database, LogQuery, PolicyStore};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;

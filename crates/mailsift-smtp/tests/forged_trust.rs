@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::Sink;
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 use mailsift_store::Database;
 use mailsift_testkit::clients::smtp_send;
 use mailsift_testkit::dns::{TestDns, Zone};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::{Behaviour, Sink};
-use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
 use mailsift_store::{Database, LogQuery, QuarantineQuery};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

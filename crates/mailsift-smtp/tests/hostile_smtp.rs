@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::Sink;
-use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
 use mailsift_testkit::postfix::Postfix;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};

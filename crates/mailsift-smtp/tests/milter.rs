@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::milter::{self, packet, read_packet};
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 use mailsift_store::{Database, LogQuery, QuarantineQuery};
 use mailsift_testkit::postfix::Postfix;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

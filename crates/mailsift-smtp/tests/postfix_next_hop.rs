@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailsift_engine::{Engine, EngineConfig};
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 use mailsift_store::{Database, LogQuery};
 use mailsift_testkit::postfix::Postfix;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

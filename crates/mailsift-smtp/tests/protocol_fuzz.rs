@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::milter::{packet, read_packet};
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 use mailsift_store::Database;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use mailsift_engine::classify::Side;
 use mailsift_engine::{Engine, EngineConfig};
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 use mailsift_store::{Database, LogQuery, SqliteStore, TokenStore};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailsift_engine::{Engine, EngineConfig};
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 use mailsift_store::{Database, Learner, LogQuery, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mailsift_smtp::{Gateway, GatewayState, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, SmtpConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {

@@ -535,7 +535,7 @@ impl SmtpConfig {
                 }
             }
             for trap in &d.spamtraps {
-                if !crate::proto::domain_of(trap).eq_ignore_ascii_case(&d.name) {
+                if !crate::text::domain_of(trap).eq_ignore_ascii_case(&d.name) {
                     return Err(invalid(
                         &format!("domains.{}.spamtraps", d.name),
                         format!("{trap} is not an address of {}", d.name),
@@ -561,7 +561,7 @@ impl SmtpConfig {
             if u.name.is_empty() || u.password.is_empty() {
                 return Err(invalid("users", "each user needs a name and a password"));
             }
-            if !crate::auth::is_argon2id_hash(&u.password) {
+            if !crate::passwords::is_argon2id_hash(&u.password) {
                 return Err(invalid(
                     &format!("users.{}.password", u.name),
                     "must be an Argon2id hash ($argon2id$...); plain-text and sha256: passwords are no longer \

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use mailsift_engine::classify::{LearnOutcome, Side};
 use mailsift_store::LogEntry;
 
-use crate::deliver::{commit_log, Answer};
-use crate::server::GatewayState;
-use crate::session::{Client, Transaction};
-use crate::Gateway;
+use mailsift_engine::Envelope;
+
+use crate::disposition::Answer;
+use crate::log::commit_log;
+use crate::state::{Gateway, GatewayState};
 
 /// One message taken out of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,13 +52,12 @@ pub fn unpack(raw: &[u8]) -> Vec<Reported> {
 pub async fn process(
     gateway: &Arc<Gateway>,
     state: &Arc<GatewayState>,
-    client: &Client,
-    txn: &Transaction,
+    envelope: &Envelope,
     side: Side,
     data: Vec<u8>,
 ) -> Answer {
     let id = mailsift_engine::new_reference_id();
-    let reporter = txn.mail_from.clone();
+    let reporter = envelope.mail_from.clone().unwrap_or_default();
     let size = data.len() as u64;
     let (state2, reporter2) = (state.clone(), reporter.clone());
     let done = tokio::task::spawn_blocking(move || learn_all(&state2, &data, side, &reporter2)).await;
@@ -95,10 +95,10 @@ pub async fn process(
         reference_id: id,
         time: mailsift_engine::unix_now(),
         direction: "outbound".into(),
-        client_ip: Some(client.peer.ip().to_string()),
-        helo: client.helo.clone(),
+        client_ip: envelope.client_ip.map(|ip| ip.to_string()),
+        helo: envelope.helo.clone(),
         mail_from: Some(reporter),
-        recipients: txn.rcpts.clone(),
+        recipients: envelope.rcpt_to.clone(),
         size,
         action: if answer.code == 250 { "report".into() } else { "failed".into() },
         stage: "data".into(),
@@ -148,7 +148,7 @@ fn learn_all(state: &GatewayState, raw: &[u8], side: Side, reporter: &str) -> Re
             _ => "learned",
         };
         let subject = msg.subject.clone().unwrap_or_default();
-        lines.push(format!("{what}: {}", crate::proto::sanitize(&subject, 80)));
+        lines.push(format!("{what}: {}", crate::text::sanitize(&subject, 80)));
     }
     Ok(lines)
 }

@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
-use crate::proto::sanitize;
-use crate::Stream;
+use crate::stream::Stream;
+use crate::text::sanitize;
 
 /// One SMTP reply: its code and its (possibly multi-line) text, lines joined with a space.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use mailsift_store::gateway::now_ms;
 use mailsift_store::{NewSpoolItem, SpoolItem};
 
 use crate::relay::RelayError;
-use crate::Gateway;
+use crate::state::Gateway;
 
 /// How the spool retries. The defaults suit a production gateway; tests shorten them.
 #[derive(Debug, Clone)]
@@ -212,7 +212,7 @@ pub fn start(gateway: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
 async fn upkeep(gateway: &Arc<Gateway>, policy: &SpoolPolicy) {
     let root = gateway.data_dir.join("maildir");
     let max_age = policy.maildir_tmp_max_age;
-    match tokio::task::spawn_blocking(move || crate::deliver::sweep_maildir_tmp(&root, max_age)).await {
+    match tokio::task::spawn_blocking(move || crate::route::sweep_maildir_tmp(&root, max_age)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "maildir tmp leftovers removed"),
         Err(e) => tracing::warn!(error = %e, "maildir tmp sweep failed"),
@@ -259,7 +259,7 @@ async fn attempt(gateway: &Arc<Gateway>, policy: &SpoolPolicy, item: SpoolItem, 
         None => Attempt::Failed(format!("no route to {}", item.recipient)),
         Some(route) => {
             let rcpts = [item.recipient.clone()];
-            match crate::deliver::deliver(gateway, &state, &route, &item.mail_from, &rcpts, &raw).await {
+            match crate::delivery::deliver(gateway, &state, &route, &item.mail_from, &rcpts, &raw).await {
                 Ok(d) if !d.accepted.is_empty() => Attempt::Delivered(d.reply.to_string()),
                 Ok(d) => match d.refused.into_iter().next() {
                     Some((_, reply)) if reply.code >= 500 => Attempt::Failed(reply.to_string()),

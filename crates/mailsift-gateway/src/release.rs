@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use crate::deliver;
+use crate::delivery;
 use crate::relay::RelayError;
-use crate::Gateway;
+use crate::state::Gateway;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -60,17 +60,17 @@ pub async fn release(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Releas
     let mut message = format!(
         "X-Mailsift-Released: from quarantine item {id} (ref {}) by {} on {}\r\n",
         item.reference_id,
-        crate::proto::sanitize(by, 100),
-        crate::proto::rfc5322_date(now)
+        crate::text::sanitize(by, 100),
+        crate::text::rfc5322_date(now)
     )
     .into_bytes();
     message.extend_from_slice(&raw);
     let mail_from = item.mail_from.clone().unwrap_or_default();
     let rcpts = [item.recipient.clone()];
-    let result = deliver::deliver(gateway, &state, &route, &mail_from, &rcpts, &message).await;
+    let result = delivery::deliver(gateway, &state, &route, &mail_from, &rcpts, &message).await;
     match result {
         Ok(d) if !d.accepted.is_empty() => {
-            tracing::info!(id, rcpt = %item.recipient, by = %crate::proto::sanitize(by, 100), "released from quarantine");
+            tracing::info!(id, rcpt = %item.recipient, by = %crate::text::sanitize(by, 100), "released from quarantine");
             Ok(Released { id, recipient: item.recipient, mail_from, reply: d.reply.to_string(), message })
         }
         other => {

@@ -1,0 +1,55 @@
+//! Counters for the metrics endpoint and the shutdown report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters for the metrics endpoint and the shutdown report. Monotonic; read with [`Counters::snapshot`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub messages_delivered: AtomicU64,
+    pub messages_tagged: AtomicU64,
+    pub messages_quarantined: AtomicU64,
+    pub messages_rejected: AtomicU64,
+    pub refused_at_door: AtomicU64,
+    pub relay_denied: AtomicU64,
+    pub tempfailed: AtomicU64,
+    pub relay_failures: AtomicU64,
+    pub timeouts: AtomicU64,
+    /// Scan-to-answer latency histogram: counts per upper bound in milliseconds ([`LATENCY_BUCKETS_MS`]).
+    pub latency: [AtomicU64; 12],
+    pub latency_sum_us: AtomicU64,
+}
+
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, u64::MAX];
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_latency(&self, d: std::time::Duration) {
+        let ms = d.as_millis() as u64;
+        let i = LATENCY_BUCKETS_MS.iter().position(|&b| ms < b).unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
+        self.latency[i].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Name and value of every counter.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("connections", get(&self.connections)),
+            ("connections_refused", get(&self.connections_refused)),
+            ("messages_delivered", get(&self.messages_delivered)),
+            ("messages_tagged", get(&self.messages_tagged)),
+            ("messages_quarantined", get(&self.messages_quarantined)),
+            ("messages_rejected", get(&self.messages_rejected)),
+            ("refused_at_door", get(&self.refused_at_door)),
+            ("relay_denied", get(&self.relay_denied)),
+            ("tempfailed", get(&self.tempfailed)),
+            ("relay_failures", get(&self.relay_failures)),
+            ("timeouts", get(&self.timeouts)),
+        ]
+    }
+}

@@ -1,0 +1,44 @@
+//! The gateway core: what every front end of mailsift shares, and nothing of any wire protocol.
+//!
+//! A front end (the SMTP listener, the milter, spamd, the HTTP API, the CLI) turns its wire events into an
+//! [`mailsift_engine::Envelope`] and the message bytes, asks [`judge::judge`] for a verdict, asks
+//! [`disposition::Disposition`] what that verdict means for the recipients, lets [`effects`] carry it out
+//! (quarantine, delivery on a [`route::Route`], the durable [`spool`], the message-log row, the counters), and
+//! translates the result back to its own wire. The state they all read ([`state::GatewayState`]: engines,
+//! configuration, learner, reputation) and the running gateway ([`state::Gateway`]: database, policy, counters,
+//! connection admission, reload) live here.
+//!
+//! What it is not: a listener. It binds no port and speaks no protocol; `mailsift-smtp` does (SMTP, milter,
+//! spamd), `mailsift-web` does HTTP.
+//!
+//! Module dependencies (no cycles): the leaves are `text`, `passwords`, `stream`, `counters`, `headers`,
+//! `route`, `disposition`; then `config` (text, passwords), `auth` and `tls` (config), `relay` (text, stream),
+//! `state` (config, auth, tls, relay, route, counters), `delivery` (state, route, relay), `log` (state, text),
+//! `spool` (state, delivery, route, relay), `judge` (state, text, log), `release` (state, delivery, relay),
+//! `reports` (state, log, disposition), `effects` (all of the above).
+
+pub mod actions;
+pub mod auth;
+pub mod config;
+pub mod counters;
+pub mod delivery;
+pub mod disposition;
+pub mod effects;
+pub mod headers;
+pub mod judge;
+pub mod log;
+pub mod passwords;
+pub mod relay;
+pub mod release;
+pub mod reports;
+pub mod route;
+pub mod spool;
+pub mod state;
+pub mod stream;
+pub mod text;
+pub mod tls;
+
+pub use config::SmtpConfig;
+pub use counters::{Counters, LATENCY_BUCKETS_MS};
+pub use state::{Gateway, GatewayError, GatewayState};
+pub use stream::Stream;

@@ -1,0 +1,563 @@
+//! The running gateway and the state its front ends read: database, counters, the policy in force and its
+//! refresh, configuration reload, connection admission (limits, stress) and the shutdown signal. No listener
+//! lives here: `mailsift-smtp` binds the ports and hands each accepted connection a [`Slot`].
+//!
+//! The configuration a session uses is the [`GatewayState`] current when the session starts; a reload
+//! (SIGHUP) swaps it for new sessions while running ones finish with the old one. Shutdown stops accepting,
+//! lets sessions finish the transaction in flight (idle ones are told 421), and gives up after the grace period.
+//!
+//! Stress: when more than `stress_percent` of `max_connections` are in use, sessions are told (a watch
+//! channel) and cut their waits to `stress_timeout_secs`, so slots held by silent clients come back quickly.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use mailsift_engine::cidr::IpRange;
+use mailsift_engine::policy::Policy;
+use mailsift_engine::sender::SenderGatherer;
+use mailsift_engine::Engine;
+use mailsift_store::Database;
+use rustc_hash::FxHashMap;
+use tokio_rustls::rustls;
+
+use crate::config::{DomainConfig, SmtpConfig};
+use crate::counters::Counters;
+use crate::relay::RelayClient;
+use crate::route::Route;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Dns(#[from] mailsift_engine::sender::DnsSetupError),
+    #[error("[smtp] domains: {0}")]
+    DomainEngine(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    BindSide {
+        addr: crate::config::ListenAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a session reads that a reload may change.
+pub struct GatewayState {
+    pub engine: Arc<Engine>,
+    pub config: SmtpConfig,
+    /// Sender evidence (DNS), when `[dns] enabled`.
+    pub gatherer: Option<Arc<SenderGatherer>>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The resolver for outbound MX delivery (the gatherer's, or one of its own when DNS evidence is off).
+    mx: Result<Arc<SenderGatherer>, String>,
+    domains: FxHashMap<String, DomainConfig>,
+    /// Where `RCPT TO:<postmaster>` goes: `postmaster`, or postmaster@ the first domain.
+    postmaster: String,
+    /// Engines for domains with their own thresholds or ASF options (sharing the model).
+    domain_engines: FxHashMap<String, Arc<Engine>>,
+    trusted: Vec<IpRange>,
+    /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
+    learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>>,
+    /// Local sender reputation, when enabled: consulted for every message and fed by verdicts and reports.
+    reputation: Option<Arc<Mutex<mailsift_store::SqliteReputation>>>,
+    /// What the domains were built from, so stored domain changes can rebuild the state.
+    base_engine: mailsift_engine::EngineConfig,
+    base_smtp: SmtpConfig,
+    data_dir: std::path::PathBuf,
+    /// The stored domains (name, JSON) this state includes.
+    stored_domains: Vec<(String, String)>,
+}
+
+impl GatewayState {
+    /// Builds the state; call inside a Tokio runtime (the DNS resolver registers with it).
+    pub fn new(engine: Engine, config: SmtpConfig, data_dir: &Path) -> Result<GatewayState, GatewayError> {
+        GatewayState::with_domains(engine, config, data_dir, Vec::new())
+    }
+
+    /// As [`GatewayState::new`], with domains from the store (name, settings JSON) added to the
+    /// configuration's; a stored domain replaces a configured one of the same name.
+    pub fn with_domains(
+        engine: Engine,
+        base_smtp: SmtpConfig,
+        data_dir: &Path,
+        stored_domains: Vec<(String, String)>,
+    ) -> Result<GatewayState, GatewayError> {
+        let base_engine = engine.config().clone();
+        let mut config = base_smtp.clone();
+        for (name, json) in &stored_domains {
+            let d: DomainConfig = serde_json::from_str(json).map_err(|e| {
+                GatewayError::Config(crate::config::ConfigError::Invalid {
+                    field: format!("domains.{name} (stored)"),
+                    reason: e.to_string(),
+                })
+            })?;
+            config.domains.retain(|c| !c.name.eq_ignore_ascii_case(name));
+            config.domains.push(d);
+        }
+        config.validate()?;
+        let gatherer = if engine.config().dns.enabled {
+            Some(Arc::new(SenderGatherer::from_config(engine.config())?))
+        } else {
+            None
+        };
+        let tls = if config.tls.enabled {
+            Some(crate::tls::server_config(&config.tls, &config.hostname, data_dir)?)
+        } else {
+            None
+        };
+        let mut domains = FxHashMap::default();
+        if config.domains.is_empty() {
+            let org = &engine.config().organisation.domains;
+            let names: Vec<String> = if org.is_empty() { vec!["localhost".into()] } else { org.clone() };
+            for name in names {
+                domains.insert(name.to_ascii_lowercase(), DomainConfig { name, ..DomainConfig::default() });
+            }
+        } else {
+            for d in &config.domains {
+                let mut d = d.clone();
+                d.recipients = d.recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
+                domains.insert(d.name.to_ascii_lowercase(), d);
+            }
+        }
+        let postmaster = if config.postmaster.is_empty() {
+            let first = match config.domains.first() {
+                Some(d) => d.name.to_ascii_lowercase(),
+                None => engine.config().organisation.domains.first().cloned().unwrap_or_else(|| "localhost".into()),
+            };
+            format!("postmaster@{}", first.to_ascii_lowercase())
+        } else {
+            config.postmaster.clone()
+        };
+        let trusted = config.trusted_networks();
+        let (engine, domain_engines) = domain_engines(engine, &config.domains)?;
+        let mx = match &gatherer {
+            Some(g) => Ok(g.clone()),
+            None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
+        };
+        Ok(GatewayState {
+            engine: Arc::new(engine),
+            config,
+            gatherer,
+            tls,
+            mx,
+            domains,
+            postmaster,
+            domain_engines,
+            trusted,
+            learner: None,
+            reputation: None,
+            base_engine,
+            base_smtp,
+            data_dir: data_dir.to_path_buf(),
+            stored_domains,
+        })
+    }
+
+    /// The same state with another set of stored domains (the learner and reputation are shared).
+    pub fn rebuild_with_domains(&self, stored: Vec<(String, String)>) -> Result<GatewayState, GatewayError> {
+        let mut engine =
+            Engine::new(self.base_engine.clone()).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+        if let Some(m) = self.engine.model() {
+            engine = engine.with_model(m.clone());
+        }
+        let mut state = GatewayState::with_domains(engine, self.base_smtp.clone(), &self.data_dir, stored)?;
+        state.learner = self.learner.clone();
+        state.reputation = self.reputation.clone();
+        Ok(state)
+    }
+
+    /// The stored domains this state was built with.
+    pub fn stored_domains(&self) -> &[(String, String)] {
+        &self.stored_domains
+    }
+
+    /// Keeps the learner whose model the engine scans with, so reports retrain the running gateway.
+    pub fn with_learner(mut self, learner: mailsift_store::Learner<mailsift_store::SqliteStore>) -> GatewayState {
+        self.learner = Some(Arc::new(Mutex::new(learner)));
+        self
+    }
+
+    /// Consults and feeds local reputation.
+    pub fn with_reputation(mut self, reputation: mailsift_store::SqliteReputation) -> GatewayState {
+        self.reputation = Some(Arc::new(Mutex::new(reputation)));
+        self
+    }
+
+    pub fn learner(&self) -> Option<&Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>> {
+        self.learner.as_deref()
+    }
+
+    pub fn reputation(&self) -> Option<&Mutex<mailsift_store::SqliteReputation>> {
+        self.reputation.as_deref()
+    }
+
+    /// The engine that judges a transaction: its domain's own (thresholds, ASF options), else the main one.
+    /// Inbound mail belongs to its recipients' domain (one per transaction), outbound to its sender's.
+    pub fn engine_for(&self, domain: &str) -> &Arc<Engine> {
+        self.domain_engines.get(&domain.to_ascii_lowercase()).unwrap_or(&self.engine)
+    }
+
+    /// The address `RCPT TO:<postmaster>` is delivered to.
+    pub fn postmaster(&self) -> &str {
+        &self.postmaster
+    }
+
+    /// The settings of a domain the gateway receives mail for.
+    pub fn local_domain(&self, domain: &str) -> Option<&DomainConfig> {
+        self.domains.get(&domain.trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    /// Where mail for `rcpt` goes: a local domain's next hop (or the Maildir), or, for mail that may be relayed
+    /// (`outbound`), the smarthost or the domain's MX. `None`: not ours and not relayable.
+    pub fn route_for(&self, rcpt: &str, outbound: bool) -> Option<Route> {
+        let domain = crate::text::domain_of(rcpt);
+        match self.local_domain(&domain) {
+            Some(d) => Some(d.next_hop.clone().map(Route::NextHop).unwrap_or(Route::Maildir)),
+            None if outbound => Some(match &self.config.outbound.smarthost {
+                Some(host) => Route::Smarthost(host.clone()),
+                None => Route::Mx(domain),
+            }),
+            None => None,
+        }
+    }
+
+    pub fn mx_resolver(&self) -> Result<&SenderGatherer, String> {
+        self.mx.as_deref().map_err(Clone::clone)
+    }
+
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|n| n.contains(ip))
+    }
+
+    pub fn relay_client(&self, client_tls: &Arc<rustls::ClientConfig>) -> RelayClient {
+        let r = &self.config.relay;
+        RelayClient {
+            helo: self.config.hostname.clone(),
+            connect_timeout: Duration::from_secs(r.connect_timeout_secs.max(1)),
+            reply_timeout: Duration::from_secs(r.reply_timeout_secs.max(1)),
+            tls: r.starttls.then(|| client_tls.clone()),
+        }
+    }
+}
+
+/// Folds the domains' settings into the engine configuration: sending servers and trusted relays make a
+/// domain protected (anti-spoofing), spamtraps join the classifier's; domains with their own thresholds or
+/// ASF options get an engine of their own, sharing the model.
+fn domain_engines(
+    base: Engine,
+    domains: &[DomainConfig],
+) -> Result<(Engine, FxHashMap<String, Arc<Engine>>), GatewayError> {
+    let model = base.model().cloned();
+    let build = |config: mailsift_engine::EngineConfig| -> Result<Engine, GatewayError> {
+        let e = Engine::new(config).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+        Ok(match &model {
+            Some(m) => e.with_model(m.clone()),
+            None => e,
+        })
+    };
+    let mut config = base.config().clone();
+    let changed = crate::config::fold_domains(&mut config, domains);
+    let base = if changed { build(config.clone())? } else { base };
+    let mut out = FxHashMap::default();
+    for d in domains.iter().filter(|d| d.has_engine_overrides()) {
+        let mut c = config.clone();
+        d.apply_overrides(&mut c).map_err(GatewayError::DomainEngine)?;
+        out.insert(d.name.to_ascii_lowercase(), Arc::new(build(c)?));
+    }
+    Ok((base, out))
+}
+
+/// The running gateway, shared by every session.
+pub struct Gateway {
+    state: RwLock<Arc<GatewayState>>,
+    pub db: Database,
+    pub counters: Counters,
+    pub data_dir: PathBuf,
+    pub client_tls: Arc<rustls::ClientConfig>,
+    per_ip: Mutex<FxHashMap<IpAddr, usize>>,
+    active: AtomicUsize,
+    /// Whether more than `stress_percent` of `max_connections` are in use; sessions watch it.
+    stress: tokio::sync::watch::Sender<bool>,
+    /// AUTH failures per client address and per account, across sessions.
+    pub auth_limiter: crate::auth::AuthLimiter,
+    idle: tokio::sync::Notify,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// The policy in force: the configuration's `[policy]` and the store's rules and lists, compiled once
+    /// per change (see [`Gateway::refresh_policy`]).
+    policy: RwLock<Arc<Policy>>,
+    /// The store's policy version the compiled policy was built from (-1: not read yet).
+    policy_version: std::sync::atomic::AtomicI64,
+}
+
+/// Counts a connection while it lives: taken at accept ([`Gateway::take_slot`]), given back when dropped.
+pub struct Slot {
+    pub gateway: Arc<Gateway>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let g = &self.gateway;
+        {
+            let mut map = g.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+        if g.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            g.idle.notify_waiters();
+        }
+        g.update_stress();
+    }
+}
+
+impl Gateway {
+    pub fn new(state: GatewayState, db: Database, data_dir: &Path) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            state: RwLock::new(Arc::new(state)),
+            db,
+            counters: Counters::default(),
+            data_dir: data_dir.to_path_buf(),
+            client_tls: crate::tls::client_config(),
+            per_ip: Mutex::new(FxHashMap::default()),
+            active: AtomicUsize::new(0),
+            stress: tokio::sync::watch::channel(false).0,
+            auth_limiter: crate::auth::AuthLimiter::new(),
+            idle: tokio::sync::Notify::new(),
+            shutdown: tokio::sync::watch::channel(false).0,
+            policy: RwLock::new(Arc::new(Policy::default())),
+            policy_version: std::sync::atomic::AtomicI64::new(-1),
+        })
+        .with_policy_loaded()
+    }
+
+    fn with_policy_loaded(self: Arc<Self>) -> Arc<Self> {
+        if let Err(e) = self.refresh_policy(true) {
+            tracing::error!(error = %e, "policy not loaded; filtering with the configuration's policy only");
+            if let Ok(p) = Policy::new(&self.state().engine.config().policy) {
+                *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+            }
+        }
+        self
+    }
+
+    /// The policy sessions judge with.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Recompiles the policy when the store's changed (or always with `force`, after a reload): the
+    /// configuration's `[policy]` first, then the store's rules and lists. Returns whether it changed. On an
+    /// error the policy in force stays.
+    pub fn refresh_policy(&self, force: bool) -> Result<bool, String> {
+        use mailsift_store::PolicyStore;
+        let version = self.db.policy_version().map_err(|e| e.to_string())?;
+        if !force && version == self.policy_version.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let stored = self.db.load_policy().map_err(|e| e.to_string())?;
+        let domains = self.db.domains().map_err(|e| e.to_string())?;
+        if domains != self.state().stored_domains() {
+            let rebuilt = self.state().rebuild_with_domains(domains).map_err(|e| e.to_string())?;
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rebuilt);
+            tracing::info!("domains reloaded from the store");
+        }
+        let state = self.state();
+        let mut all = state.engine.config().policy.clone();
+        all.rules.extend(stored.config.rules);
+        all.allow.extend(stored.config.allow);
+        all.block.extend(stored.config.block);
+        // Compiled on a thread of its own: a large policy leaves many small allocations in the compiling
+        // thread's heap (glibc), which would slow a scanning thread that did it (see `Policy::new`).
+        let compiled = std::thread::spawn(move || Policy::new(&all).map_err(|e| e.to_string()))
+            .join()
+            .map_err(|_| "the policy compiler panicked".to_string())??;
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
+        self.policy_version.store(stored.version, Ordering::SeqCst);
+        tracing::info!(version = stored.version, "policy loaded");
+        Ok(true)
+    }
+
+    /// The configuration new sessions use.
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a new configuration (SIGHUP). Listen addresses are not rebound.
+    pub fn reload(&self, state: GatewayState) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+        if let Err(e) = self.refresh_policy(true) {
+            tracing::error!(error = %e, "policy not recompiled after the reload; the previous one stays");
+        }
+        tracing::info!("configuration reloaded");
+    }
+
+    /// Whether the gateway is under stress: more than `stress_percent` of `max_connections` in use.
+    pub fn under_stress(&self) -> bool {
+        *self.stress.borrow()
+    }
+
+    /// Tells sessions when the gateway enters or leaves stress.
+    pub fn stress_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stress.subscribe()
+    }
+
+    /// Works out stress from the connections in use; sessions are woken only when it changes.
+    fn update_stress(&self) {
+        let c = &self.state().config;
+        let active = self.active.load(Ordering::SeqCst);
+        let stressed = c.stress_percent < 100 && active * 100 > c.max_connections * c.stress_percent as usize;
+        let changed = self.stress.send_if_modified(|s| {
+            let changed = *s != stressed;
+            *s = stressed;
+            changed
+        });
+        if changed {
+            tracing::info!(active, max = c.max_connections, stressed, "connection stress changed: timeouts adjusted");
+        }
+    }
+
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Applies the retention periods: old quarantined messages and old message-log rows are deleted.
+    pub fn purge_expired(&self) {
+        let c = &self.state().config;
+        let now = mailsift_engine::unix_now();
+        if c.quarantine_retention_days > 0 {
+            match self.db.quarantine_purge(now - c.quarantine_retention_days as i64 * 86_400) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "quarantine retention"),
+                Err(e) => tracing::error!(error = %e, "quarantine retention purge failed"),
+            }
+        }
+        if c.log_retention_days > 0 {
+            match self.db.log_purge(now - c.log_retention_days as i64 * 86_400) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "message log retention"),
+                Err(e) => tracing::error!(error = %e, "message log retention purge failed"),
+            }
+        }
+    }
+
+    /// Stops accepting; sessions finish what they are doing.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// A connection slot for a client at `ip` under every limit (total and per address); `None`: refuse it.
+    pub fn take_slot(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        self.take_slot_for(ip, true)
+    }
+
+    /// A connection slot under the total limit, and the per-address one when `per_ip_limit`.
+    pub fn take_slot_for(self: &Arc<Self>, ip: IpAddr, per_ip_limit: bool) -> Option<Slot> {
+        let config = &self.state().config;
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if (per_ip_limit && *n >= config.max_connections_per_ip)
+            || self.active.load(Ordering::SeqCst) >= config.max_connections
+        {
+            if *n == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        self.active.fetch_add(1, Ordering::SeqCst);
+        drop(map);
+        self.update_stress();
+        Some(Slot { gateway: self.clone(), ip })
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Starts what runs beside the front ends: the durable outbound spool (bounces, rule copies, digests
+    /// owed after a 250: pending items are picked up at start and retried with back-off) and the watcher
+    /// that applies policy edits from the CLI or the console within a couple of seconds and the retention
+    /// periods hourly. Stop them with [`Background::stop`].
+    pub fn start_background(self: &Arc<Self>) -> Background {
+        let spool = crate::spool::start(self.clone());
+        let g = self.clone();
+        let watcher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let mut last_purge: Option<tokio::time::Instant> = None;
+            loop {
+                tick.tick().await;
+                if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                    last_purge = Some(tokio::time::Instant::now());
+                    let g2 = g.clone();
+                    let _ = tokio::task::spawn_blocking(move || g2.purge_expired()).await;
+                }
+                let g2 = g.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
+                    tracing::error!(error = %e, "policy change not applied; the previous policy stays")
+                }
+            }
+        });
+        Background { _spool: spool, watcher }
+    }
+
+    /// After shutdown: waits (up to the grace period) for the connections in use to finish, then flushes the
+    /// message log.
+    pub async fn drain(&self) {
+        let grace = Duration::from_secs(self.state().config.shutdown_grace_secs);
+        let waited = tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.idle.notified();
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(
+                sessions = self.active.load(Ordering::SeqCst),
+                "shutdown grace period over; cutting sessions"
+            );
+        }
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "message log flush failed at shutdown");
+        }
+    }
+}
+
+/// The tasks [`Gateway::start_background`] started. The spool runner stops by itself at shutdown.
+pub struct Background {
+    _spool: tokio::task::JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Stops the policy watcher (the spool runner finishes on the shutdown signal).
+    pub fn stop(&self) {
+        self.watcher.abort();
+    }
+}
