@@ -135,7 +135,7 @@ fn main() {
         200
     };
     println!("reputation: {THREADS} threads x {messages} messages (lookup of 4 identities, then a record)");
-    let scl = |i: usize| if i % 3 == 0 { 8 } else { 0 };
+    let scl = |i: usize| if i.is_multiple_of(3) { 8 } else { 0 };
 
     let dir = tempfile::tempdir().unwrap();
     let before = Mutex::new(Before::open(dir.path()));
