@@ -36,6 +36,7 @@
 #   --rounds N          run the phases N times, alternating (1); the summary gives each round and the medians
 #   --no-build          use the binaries already in target/release
 #   --bin PATH          the mailsift binary to measure (implies --no-build for it; default target/release/mailsift)
+#   --load-bin PATH     the mailsift binary whose smtp-load and smtp-sink drive every phase (default: --bin's)
 #   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
 #   --senders-from-headers  each message's From: address is its envelope sender (smtp-load --sender-from-header)
 #                       instead of one sender for all: SPF lookups and reputation keys spread over the corpus
@@ -43,8 +44,8 @@
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--dns-bin PATH] [--senders-from-headers] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" rounds=1 load_opts=()
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -56,6 +57,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --bin) bin=$(realpath "${2:?$usage}"); shift ;;
     --dns-bin) dns_bin=$(realpath "${2:?$usage}"); shift ;;
+    --load-bin) load_bin=$(realpath "${2:?$usage}"); shift ;;
     --json) json_out=${2:?$usage}; shift ;;
     --keep) keep=1 ;;
     --senders-from-headers) load_opts+=(--sender-from-header) ;;
@@ -80,6 +82,7 @@ if [ "$build" = 1 ] && [ "$with_dns" = 1 ] && [ -z "$dns_bin" ]; then
 fi
 bin=${bin:-$PWD/target/release/mailsift}
 dns_bin=${dns_bin:-$PWD/target/release/mailsift-test-dns}
+load_bin=${load_bin:-$bin}
 commit=$(git log -1 --format='%h %s' 2>/dev/null | cut -c1-100 || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)
 
@@ -151,7 +154,7 @@ done
 echo "loadtest: replaying $(ls "$work/replay" | wc -l) TEST-split messages, cycled"
 
 sink_port=$(free_port)
-"$bin" smtp-sink --listen "127.0.0.1:$sink_port" > "$work/sink.out" &
+"$load_bin" smtp-sink --listen "127.0.0.1:$sink_port" > "$work/sink.out" &
 sink_pid=$!; pids+=("$sink_pid")
 wait_for "$work/sink.out" listening 100
 
@@ -160,8 +163,10 @@ wait_for "$work/sink.out" listening 100
 load() {
   local sink1 TIMEFORMAT='%U %S'
   sink0=$(cpu_secs pid "$sink_pid")
-  { time "$bin" smtp-load --target "127.0.0.1:$2" --concurrency "$concurrency" --count "$count" \
-      --max-secs "$max_secs" --json ${load_opts[@]+"${load_opts[@]}"} "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"; } 2> "$work/$1.time"
+  if ! { time "$load_bin" smtp-load --target "127.0.0.1:$2" --concurrency "$concurrency" --count "$count" \
+      --max-secs "$max_secs" --json ${load_opts[@]+"${load_opts[@]}"} "$work/replay" > "$work/$1.json" 2> "$work/$1.load.err"; } 2> "$work/$1.time"; then
+    echo "loadtest: $1: smtp-load failed:" >&2; cat "$work/$1.load.err" "$work/$1.time" >&2; return 1
+  fi
   sink1=$(cpu_secs pid "$sink_pid")
   echo "{\"load_cpu_seconds\": $(awk '{print $1 + $2}' "$work/$1.time"), \"sink_cpu_seconds\": $(python3 -c "print($sink1 - $sink0)")}" \
     > "$work/$1.shared.json"
