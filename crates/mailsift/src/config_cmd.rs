@@ -36,8 +36,8 @@ pub enum ConfigCommand {
     },
 }
 
-/// The whole configuration file, parsed and checked once.
-#[derive(Debug, Clone)]
+/// The whole configuration file, parsed and checked once; the default is the embedded defaults.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// The file it came from; None for the embedded defaults.
     pub source: Option<PathBuf>,
@@ -47,12 +47,6 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// `[web]`, validated.
     pub web: WebConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config { source: None, engine: EngineConfig::default(), smtp: SmtpConfig::default(), web: WebConfig::default() }
-    }
 }
 
 impl Config {
