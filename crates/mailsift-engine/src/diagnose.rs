@@ -330,6 +330,7 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
     };
     if !obs.action.is_spam() {
         missed(engine, s, &mut d);
+        render_commands(&mut d, &s.source);
         return d;
     }
     // Decisive: without this evidence the message would not have been judged spam.
@@ -374,7 +375,15 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
         debug_assert!(warning.is_none(), "diagnose proposed a forgeable fix {:?}: {warning:?}", f.title);
         warning.is_none()
     });
+    render_commands(&mut d, &s.source);
     d
+}
+
+/// Every fix's command, written from its change by the one renderer ([`render_command`]).
+fn render_commands(d: &mut Diagnosis, source: &Source) {
+    for f in &mut d.fixes {
+        f.command = render_command(&f.change, Some(source));
+    }
 }
 
 /// The forgery warning of the rule a change adds or rewrites (see [`FilterRule::forgery_warning`]); list
@@ -657,7 +666,7 @@ fn allow_rule(d: &Diagnosis, name: String, conditions: Vec<Condition>, why: &str
 }
 
 fn rule_fix(d: &mut Diagnosis, title: String, note: String, risk: String, rule: FilterRule) {
-    d.fixes.push(Fix { title, note, risk, command: rule_command(&rule), change: Change::AddRule { rule } });
+    d.fixes.push(Fix { title, note, risk, command: String::new(), change: Change::AddRule { rule } });
 }
 
 fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Diagnosis) {
@@ -822,7 +831,7 @@ fn own_domain(engine: &Engine, s: &Subject<'_, '_>, own: &OwnPoints, d: &mut Dia
                 dns_change.clone().unwrap_or_default()
             ),
             risk: format!("any mail from {server} may send as {pdomain}, with any address of it"),
-            command: format!("mailsift domains set {} --sending-server {}", shell_quote(&pdomain), shell_quote(&server)),
+            command: String::new(),
             change: Change::AddSendingServer { domain: pdomain.clone(), server: server.clone() },
         };
         // Narrowest first: the one address from this server, then the whole server (below).
@@ -1014,7 +1023,6 @@ fn sending_service(
         for f in d.fixes.iter_mut().skip(first) {
             if let Change::AddRule { rule } = &mut f.change {
                 rule.conditions.push(cond(Field::Header, Some(m), Operator::Exists, ""));
-                f.command = rule_command(rule);
             }
         }
     }
@@ -1140,6 +1148,70 @@ fn cond(field: Field, header: Option<&str>, op: Operator, value: &str) -> Condit
         op,
         value: (op != Operator::Exists).then(|| Value::Text(value.to_string())),
         not: false,
+    }
+}
+
+/// The `mailsift` command that makes a change: the one place a fix's command is written, from the
+/// structured [`Change`], so the CLI and the console can render their own from the same value. A report
+/// names the message by where it came from (`FILE` without a source).
+pub fn render_command(change: &Change, source: Option<&Source>) -> String {
+    match change {
+        Change::AddSendingServer { domain, server } => {
+            format!("mailsift domains set {} --sending-server {}", shell_quote(domain), shell_quote(server))
+        }
+        Change::AddRule { rule } => rule_command(rule),
+        Change::ReplaceRule { name, rule } => format!(
+            "mailsift rules replace {} - <<'EOF'\n{}EOF",
+            shell_quote(name),
+            toml::to_string(rule).unwrap_or_default()
+        ),
+        Change::AddAllow { entry } => {
+            let mut c = format!("mailsift lists add allow {}", shell_quote(&entry.sender));
+            if let Some(r) = &entry.recipient {
+                let _ = write!(c, " --recipient {}", shell_quote(r));
+            }
+            if entry.require_auth {
+                c.push_str(" --require-auth");
+            }
+            if let Some(n) = &entry.from_network {
+                let _ = write!(c, " --from-network {}", shell_quote(n));
+            }
+            if let Some(p) = &entry.from_ptr_domain {
+                let _ = write!(c, " --from-ptr-domain {}", shell_quote(p));
+            }
+            c
+        }
+        Change::AddBlock { entry } => {
+            let mut c = format!("mailsift lists add block {}", shell_quote(&entry.sender));
+            if let Some(r) = &entry.recipient {
+                let _ = write!(c, " --recipient {}", shell_quote(r));
+            }
+            if entry.action == crate::policy::BlockAction::Reject {
+                c.push_str(" --action reject");
+            }
+            c
+        }
+        Change::RemoveEntry { id } => format!("mailsift lists rm {}", shell_quote(id)),
+        Change::SetAsf { domain, option, mode } => {
+            let mode = match mode {
+                AsfMode::Off => "off",
+                AsfMode::On => "on",
+                AsfMode::Test => "test",
+            };
+            format!("mailsift domains set {} --asf {option}={mode}", shell_quote(domain))
+        }
+        Change::Report { spam: false } => match source {
+            Some(Source::File(f)) => format!("mailsift report --false-positive {}", shell_quote(f)),
+            Some(Source::Quarantine(id)) => format!("mailsift quarantine release {id} --not-spam"),
+            Some(Source::Log(r)) => format!("mailsift report --false-positive <the message of {r}>"),
+            None => "mailsift report --false-positive FILE".into(),
+        },
+        Change::Report { spam: true } => match source {
+            Some(Source::File(f)) => format!("mailsift report --false-negative {}", shell_quote(f)),
+            Some(Source::Quarantine(id)) => format!("mailsift report --false-negative <quarantine item {id}>"),
+            Some(Source::Log(r)) => format!("mailsift report --false-negative <the message of {r}>"),
+            None => "mailsift report --false-negative FILE".into(),
+        },
     }
 }
 
@@ -1314,7 +1386,7 @@ fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Dia
             title: format!("Skip the rules for {sender}'s outgoing mail (outbound only)"),
             note: format!("A rule at the top, for outbound mail only (your trusted networks and logged-in users): the rules after it, {name:?} among them, are not applied to {sender}'s outgoing mail; the score still judges it, and inbound mail is untouched."),
             risk: format!("any of your own users or hosts of your trusted networks sending out with {sender} as sender skips every rule below it (the score still counts)"),
-            command: rule_command(&stop),
+            command: String::new(),
             change: Change::AddRule { rule: stop },
         });
         return;
@@ -1328,7 +1400,6 @@ fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Dia
         return;
     }
     narrowed.conditions.push(exception);
-    let toml_text = toml::to_string(&narrowed).unwrap_or_default();
     let risk = if outbound {
         format!("any of your own users or hosts of your trusted networks sending out with {sender} as sender escapes this rule (the score still counts)")
     } else {
@@ -1338,7 +1409,7 @@ fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Dia
         title: format!("Except {sender} from rule {name:?}"),
         note: "The rule keeps working for everyone else; this sender's mail is then judged by the rest of the policy and the score.".into(),
         risk,
-        command: format!("mailsift rules replace {} - <<'EOF'\n{toml_text}EOF", shell_quote(&name)),
+        command: String::new(),
         change: Change::ReplaceRule { name: name.clone(), rule: narrowed },
     });
 }
@@ -1366,7 +1437,7 @@ fn blocked(s: &Subject<'_, '_>, by: &str, d: &mut Diagnosis) {
             note: "The sender's mail is then judged by the rest of the policy and the score.".into(),
             risk: "nothing is allowed outright: the sender's mail, and a forger's in its name, is judged like anyone's"
                 .into(),
-            command: format!("mailsift lists rm {id}"),
+            command: String::new(),
             change: Change::RemoveEntry { id },
         });
     } else {
@@ -1434,7 +1505,7 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
                     r.proof
                 ),
                 risk: r.risk,
-                command: rule_command(&r.rule),
+                command: String::new(),
                 change: Change::AddRule { rule: r.rule },
             });
         }
@@ -1444,7 +1515,8 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
     // for an option that misfires on many senders.
     let rcpt_domain = recipients(s).first().map(|r| domain_of(r));
     if let Some(domain) = rcpt_domain {
-        let command = format!("mailsift domains set {} --asf {}=test", shell_quote(&domain), asf.option);
+        let change = Change::SetAsf { domain: domain.clone(), option: asf.option.to_string(), mode: AsfMode::Test };
+        let command = render_command(&change, Some(&s.source));
         let risk = format!(
             "domain-wide: every message to {domain} that the option catches ({}), from anyone, forgeries of this sender too, is judged by the rest of the score only, spam too",
             describe(engine, &asf.symbol).trim_end_matches('.')
@@ -1454,8 +1526,8 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
                 title: format!("Set {} to test mode for {domain}", asf.option),
                 note: "Test mode keeps reporting the option in X-Mailsift-ASF without scoring it, so you can watch what it would catch.".into(),
                 risk,
-                command,
-                change: Change::SetAsf { domain, option: asf.option.to_string(), mode: AsfMode::Test },
+                command: String::new(),
+                change,
             });
         } else {
             d.findings.push(format!(
@@ -1504,7 +1576,7 @@ fn sender_practices(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
             r.proof
         ),
         risk: r.risk,
-        command: rule_command(&r.rule),
+        command: String::new(),
         change: Change::AddRule { rule: r.rule },
     });
 }
@@ -1628,14 +1700,10 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
                 .into(),
         );
     }
-    let reported = match &s.source {
-        Source::File(f) => format!("mailsift report --false-positive {}", shell_quote(f)),
-        Source::Quarantine(id) => format!("mailsift quarantine release {id} --not-spam"),
-        Source::Log(r) => format!("mailsift report --false-positive <the message of {r}>"),
-    };
     // A report is a fix only when it makes this message pass (a copy of the model retrained, then the
     // message judged again); otherwise it is advice, and the allow below is the fix.
     let report = Change::Report { spam: false };
+    let reported = render_command(&report, Some(&s.source));
     let report_passes = !matches!(s.source, Source::Log(_))
         && engine.model().is_some()
         && try_fix(engine, policy, &report, s.message, s.envelope, s.evidence).is_ok_and(|v| !v.action.is_spam());
@@ -1644,7 +1712,7 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
             title: "Report it as a false positive, so the classifiers learn it".into(),
             note: "Both classifiers learn the message as ham; similar good mail scores lower from then on, and this one passes (tried on a copy of the model). Nothing is allowed outright.".into(),
             risk: "nothing is let through outright; similar messages, from anyone, score a little lower".into(),
-            command: reported,
+            command: String::new(),
             change: report,
         });
     } else {
@@ -1676,7 +1744,7 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
             r.proof
         ),
         risk: r.risk,
-        command: rule_command(&r.rule),
+        command: String::new(),
         change: Change::AddRule { rule: r.rule },
     });
 }
@@ -1718,7 +1786,7 @@ fn outbound(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d: &mut
         title: format!("If reporting is not enough: let {sender}'s outgoing mail through (outbound only)"),
         note: "The rule applies only to mail the gateway judges outbound (your trusted networks and logged-in users), which a sender outside cannot make its mail be; inbound mail in this name is filtered as before.".into(),
         risk: format!("anything sent out as {sender} by your own users or trusted-network hosts skips filtering, mail from a compromised account or machine too"),
-        command: rule_command(&rule),
+        command: String::new(),
         change: Change::AddRule { rule },
     });
 }
@@ -1780,16 +1848,11 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
     if !strongest.is_empty() {
         d.findings.push(format!("What did fire: {}.", strongest.join(", ")));
     }
-    let report = match &s.source {
-        Source::File(f) => format!("mailsift report --false-negative {}", shell_quote(f)),
-        Source::Quarantine(id) => format!("mailsift report --false-negative <quarantine item {id}>"),
-        Source::Log(r) => format!("mailsift report --false-negative <the message of {r}>"),
-    };
     d.fixes.push(Fix {
         title: "Report it as spam, so the classifiers and the sender's reputation learn it".into(),
         note: "Similar messages score higher from then on; the sender's IP, domain and address get a bad mark.".into(),
         risk: "nothing is let through; good mail resembling this one may score a little higher".into(),
-        command: report,
+        command: String::new(),
         change: Change::Report { spam: true },
     });
     if let Some(sender) = sender_address(s).or(from_address(s)) {
@@ -1806,7 +1869,7 @@ fn missed(engine: &Engine, s: &Subject<'_, '_>, d: &mut Diagnosis) {
                 title: format!("Block {sender} for {r}"),
                 note: "Their next messages to this recipient are quarantined whatever the score (recoverable from the quarantine).".into(),
                 risk: "nothing more is let through; the same spam from another address still arrives".into(),
-                command: format!("mailsift lists add block {} --recipient {}", shell_quote(&sender), shell_quote(&r)),
+                command: String::new(),
                 change: Change::AddBlock { entry },
             });
         }
