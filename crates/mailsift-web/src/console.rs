@@ -18,90 +18,17 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use mailsift_engine::classify::Side;
 use mailsift_engine::policy::FilterRule;
 use mailsift_store::{PolicyStore, Role};
 use minijinja::context;
 use serde::Serialize;
 
-use crate::api::{self, blocking, LogParams, QuarantineParams, ScanParams};
+use crate::api::{self, LogParams, QuarantineParams};
+use crate::app::{blocking, ApiError, AppState, CallerSafeBody, Peer};
 use crate::auth::{self, Principal};
+use crate::charts;
+use crate::service::{self, QuarantineAction, ScanParams};
 use crate::tokens::Purpose;
-use crate::{charts, ApiError, AppState, Peer};
-
-pub fn templates() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    for (name, text) in [
-        ("base.html", include_str!("../templates/base.html")),
-        ("login.html", include_str!("../templates/login.html")),
-        ("dashboard.html", include_str!("../templates/dashboard.html")),
-        ("log.html", include_str!("../templates/log.html")),
-        ("log_detail.html", include_str!("../templates/log_detail.html")),
-        ("quarantine.html", include_str!("../templates/quarantine.html")),
-        ("quarantine_item.html", include_str!("../templates/quarantine_item.html")),
-        ("policy.html", include_str!("../templates/policy.html")),
-        ("policy_with_rule_form.html", RULE_FORM),
-        ("link.html", include_str!("../templates/link.html")),
-        ("error.html", include_str!("../templates/error.html")),
-    ] {
-        env.add_template(name, text).expect("the console's templates compile");
-    }
-    env.add_filter("when", |t: i64| mailsift_smtp::proto::rfc5322_date(t).replace(" +0000", ""));
-    env
-}
-
-/// The policy page with the rule form built from fields: every field a condition can look at, the ones a
-/// forger cannot write first, the ones the sender writes marked forgeable; and the stored rules a forger
-/// can get mail through, named above the form.
-const RULE_FORM: &str = r#"{% extends "policy.html" %}
-{% block content %}
-{{ super() }}
-{% if principal.role == "admin" %}
-<h2 id="rule-form">Add a rule from fields</h2>
-{% if forgeable_rules %}
-<div id="rule-warnings" class="error"><strong>Warning: rules a forger can get mail through.</strong>
-<ul>{% for w in forgeable_rules %}<li>{{ w }}</li>{% endfor %}</ul></div>
-{% endif %}
-<p class="muted">Conditions on what the sender writes (headers, From, MAIL FROM, HELO, subject, body, attachments)
-are <strong>forgeable</strong>: anyone can write them. They are right for tagging or blocking; to let mail
-through, tie the rule to what a forger cannot write: the connecting server's IP or verified name, a DKIM signing
-domain, an ARC sealer, or a hop written by our trusted relays.</p>
-<form method="post" action="/console/policy/rules/build" id="rule-builder">
-<input type="hidden" name="_csrf" value="{{ csrf }}">
-<p><label>Name <input name="name" required></label>
-<label>Mail <select name="direction"><option>inbound</option><option>outbound</option><option>both</option></select></label>
-<label>Match <select name="match"><option value="all">all conditions</option><option value="any">any condition</option></select></label></p>
-{% for i in [1, 2, 3] %}
-<p>Condition {{ i }}:
-<select name="field{{ i }}" id="field{{ i }}"><option value="">(none)</option>
-<optgroup label="Facts a forger cannot write">{% for f in rule_fields if not f.forgeable %}<option value="{{ f.name }}">{{ f.description }} ({{ f.name }})</option>{% endfor %}</optgroup>
-<optgroup label="Written by the sender: forgeable">{% for f in rule_fields if f.forgeable %}<option value="{{ f.name }}">{{ f.description }} ({{ f.name }}) (forgeable: the sender writes it)</option>{% endfor %}</optgroup>
-</select>
-<input name="header{{ i }}" placeholder="header name (for a header)" size="16">
-<select name="op{{ i }}">{% for o in rule_ops %}<option>{{ o }}</option>{% endfor %}</select>
-<input name="value{{ i }}" placeholder="value" size="30">
-<label><input type="checkbox" name="not{{ i }}" value="1"> not</label></p>
-{% endfor %}
-<p><label>Then <select name="action"><option>allow</option><option>quarantine</option><option>reject</option><option>tag</option><option value="add_score">add score</option></select></label>
-<label>Score <input name="score" size="5" placeholder="-2"></label>
-<label>Position <input name="at" size="4" placeholder="end"></label>
-<button id="build-rule">Add rule</button></p>
-</form>
-{% endif %}
-{% endblock %}
-"#;
-
-/// At most `max` bytes of `s`, cut at a character boundary.
-pub fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -135,7 +62,7 @@ impl FromRequestParts<AppState> for Page {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &AppState) -> Result<Page, Response> {
-        match crate::identify(&parts.headers, web) {
+        match crate::app::identify(&parts.headers, web) {
             Ok((principal, Some(session))) => Ok(Page { principal, csrf: session.csrf }),
             _ => {
                 let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/console");
@@ -195,7 +122,7 @@ fn render(web: &AppState, template: &str, ctx: minijinja::Value) -> Response {
 
 fn error_page(status: StatusCode, heading: &str, message: &str) -> Response {
     // Rendered without the shared environment so it works even before state exists.
-    let env = templates();
+    let env = crate::templates::templates();
     let html = env
         .get_template("error.html")
         .and_then(|t| t.render(context! { title => heading, heading, message }))
@@ -203,11 +130,12 @@ fn error_page(status: StatusCode, heading: &str, message: &str) -> Response {
     (status, Html(html)).into_response()
 }
 
-fn api_error_page(e: ApiError) -> Response {
+fn api_error_page(e: impl Into<ApiError>) -> Response {
+    let e: ApiError = e.into();
     // An ApiError's message is written for the caller (a server-side failure's is already only a
     // reference), so the 5xx scrubber need not replace it.
     let mut res = error_page(e.status, "That did not work", &e.message);
-    res.extensions_mut().insert(crate::CallerSafeBody);
+    res.extensions_mut().insert(CallerSafeBody);
     res
 }
 
@@ -299,7 +227,7 @@ async fn dashboard(State(web): State<AppState>, page: Page, Query(p): Query<Flas
     let hours = 24;
     let now = mailsift_engine::unix_now();
     let since = (now / 3600 - hours + 1) * 3600;
-    let stats = match api::gather_stats(&web, &page.principal, since).await {
+    let stats = match service::gather_stats(&web.gateway, &page.principal, since).await {
         Ok(s) => s,
         Err(e) => return api_error_page(e),
     };
@@ -350,7 +278,7 @@ async fn dashboard(State(web): State<AppState>, page: Page, Query(p): Query<Flas
 }
 
 fn short_day(t: i64) -> String {
-    let (_, m, d) = mailsift_smtp::proto::civil_from_days(t.div_euclid(86_400));
+    let (_, m, d) = mailsift_gateway::text::civil_from_days(t.div_euclid(86_400));
     format!("{m:02}-{d:02}")
 }
 
@@ -414,14 +342,14 @@ async fn log_detail_page(
     if let Err(r) = page.require_manager() {
         return r;
     }
-    let d = match api::log_detail(&web, &page.principal, &reference).await {
+    let d = match service::log_detail(&web.gateway, &page.principal, &reference).await {
         Ok(d) => d,
         Err(e) => return api_error_page(e),
     };
     // The headers, when a copy of the message is kept (the log itself keeps none).
     let headers = match d.quarantine.first() {
-        Some(i) => match api::quarantine_item(&web, &page.principal, i.id).await {
-            Ok((_, raw)) => api::preview(&web, &raw).0,
+        Some(i) => match service::quarantine_item(&web.gateway, &page.principal, i.id).await {
+            Ok((_, raw)) => service::preview(&web.gateway, &raw).0,
             Err(_) => Vec::new(),
         },
         None => Vec::new(),
@@ -486,17 +414,8 @@ async fn allow_sender(State(web): State<AppState>, page: Page, form: RawForm) ->
         if !page.principal.may_act_for(r) {
             continue;
         }
-        let entry = mailsift_store::ListEntry::Allow(mailsift_engine::policy::AllowEntry {
-            id: None,
-            sender: sender.to_string(),
-            recipient: Some(r.to_string()),
-            require_auth: false,
-            from_ptr_domain: None,
-            from_network: None,
-            allow_spoofed: false,
-            expires: None,
-            comment: Some(format!("allowed from the message log by {}", page.principal.name)),
-        });
+        let comment = format!("allowed from the message log by {}", page.principal.name);
+        let entry = mailsift_store::ListEntry::Allow(mailsift_gateway::actions::allow_entry(sender, r, comment));
         let db = web.db.clone();
         if let Err(e) = blocking(move || db.list_add(entry).map_err(api::policy_error)).await {
             return api_error_page(e);
@@ -538,11 +457,11 @@ async fn quarantine_item_page(
     Path(id): Path<i64>,
     Query(f): Query<FlashParams>,
 ) -> Response {
-    let (item, raw) = match api::quarantine_item(&web, &page.principal, id).await {
+    let (item, raw) = match service::quarantine_item(&web.gateway, &page.principal, id).await {
         Ok(x) => x,
         Err(e) => return api_error_page(e),
     };
-    let (headers, text) = api::preview(&web, &raw);
+    let (headers, text) = service::preview(&web.gateway, &raw);
     render(
         &web,
         "quarantine_item.html",
@@ -553,31 +472,7 @@ async fn quarantine_item_page(
 
 /// One action on one item, shared by the console's buttons and digest links.
 async fn act(web: &AppState, p: &Principal, id: i64, action: &str, by: &str) -> Result<String, ApiError> {
-    match action {
-        "release" => Ok(api::release_item(web, p, id, false, by).await?.result),
-        "approve" => Ok(api::release_item(web, p, id, true, by).await?.result),
-        "block" => {
-            let (item, _) = api::quarantine_item(web, p, id).await?;
-            match api::block_sender_for(web, &item, by).await? {
-                Some(s) => Ok(format!("{s} is now blocked for {}; the message was deleted", item.recipient)),
-                None => Err(ApiError::bad_request("the message has no sender address to block")),
-            }
-        }
-        "delete" => {
-            api::quarantine_item(web, p, id).await?;
-            let db = web.db.clone();
-            blocking(move || Ok(db.quarantine_delete(id)?)).await?;
-            Ok("deleted".into())
-        }
-        "report" => {
-            let (_, raw) = api::quarantine_item(web, p, id).await?;
-            let r = api::report(web, p, raw, Side::Ham, format!("quarantine item {id}")).await?;
-            let released =
-                api::release_item(web, p, id, false, by).await.map(|a| a.result).unwrap_or_else(|e| e.message);
-            Ok(format!("reported as not spam ({}); {released}", r.result))
-        }
-        other => Err(ApiError::bad_request(format!("unknown action {other:?}"))),
-    }
+    Ok(service::act_on(&web.gateway, p, id, QuarantineAction::parse(action)?, by).await?)
 }
 
 async fn quarantine_action(
@@ -613,7 +508,7 @@ async fn quarantine_bulk(State(web): State<AppState>, page: Page, form: RawForm)
     if ids.is_empty() {
         return back("/console/quarantine", "nothing selected");
     }
-    match api::bulk(&web, &page.principal, &ids, action).await {
+    match service::bulk(&web.gateway, &page.principal, &ids, action).await {
         Ok(results) => {
             let ok = results.iter().filter(|r| r.is_ok()).count();
             let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
@@ -680,7 +575,7 @@ async fn policy_render(
     flash: Option<String>,
     error: Option<String>,
     test: Option<BTreeMap<String, String>>,
-    result: Option<api::RulesTestAnswer>,
+    result: Option<service::RulesTestAnswer>,
 ) -> Response {
     if let Err(r) = page.require_manager() {
         return r;
@@ -697,9 +592,9 @@ async fn policy_render(
             w.db.list_entries()
                 .map_err(api::policy_error)?
                 .into_iter()
-                .filter(|e| api::may_manage_entry(&p, e.entry.recipient()))
+                .filter(|e| service::may_manage_entry(&p, e.entry.recipient()))
                 .collect();
-        let domains: Vec<api::DomainView> = api::all_domains(&w)?
+        let domains: Vec<api::DomainView> = service::all_domains(&w.gateway)?
             .into_iter()
             .filter(|(d, _)| p.manages_domain(&d.name))
             .map(|(settings, source)| api::DomainView { settings, source: source.into() })
@@ -723,7 +618,7 @@ async fn policy_render(
         web,
         "policy_with_rule_form.html",
         context! { title => "Policy", page => "policy", principal => &page.principal, csrf => &page.csrf, flash, error,
-        rules, entries, domains, thresholds, asf => api::asf_list(web), test, result, forgeable_rules, rule_fields,
+        rules, entries, domains, thresholds, asf => service::asf_list(&web.gateway), test, result, forgeable_rules, rule_fields,
         rule_ops },
     )
 }
@@ -748,7 +643,7 @@ async fn policy_test(State(web): State<AppState>, page: Page, form: RawForm) -> 
     if message.trim().is_empty() {
         return policy_render(&web, &page, None, Some("paste a message to test".into()), Some(test), None).await;
     }
-    match api::test_rules(&web, message.into_bytes(), &params).await {
+    match service::test_rules(&web.gateway, message.into_bytes(), &params).await {
         Ok(result) => policy_render(&web, &page, None, None, Some(test), Some(result)).await,
         Err(e) => policy_render(&web, &page, None, Some(e.message), Some(test), None).await,
     }
@@ -907,7 +802,7 @@ async fn lists_op(State(web): State<AppState>, page: Page, Path(op): Path<String
                 }),
             };
             match api::parse_list_entry(req) {
-                Ok(entry) if api::may_manage_entry(&p, entry.recipient()) => {
+                Ok(entry) if service::may_manage_entry(&p, entry.recipient()) => {
                     blocking(move || db.list_add(entry).map_err(api::policy_error))
                         .await
                         .map(|id| format!("entry {id} added"))
@@ -921,7 +816,7 @@ async fn lists_op(State(web): State<AppState>, page: Page, Path(op): Path<String
             blocking(move || {
                 let entry = db.list_entries().map_err(api::policy_error)?.into_iter().find(|e| e.id == id);
                 match entry {
-                    Some(e) if api::may_manage_entry(&p, e.entry.recipient()) => {
+                    Some(e) if service::may_manage_entry(&p, e.entry.recipient()) => {
                         db.list_remove(id).map_err(api::policy_error)
                     }
                     _ => Err(ApiError::not_found(format!("no list entry {id} that you may change"))),
@@ -952,7 +847,7 @@ async fn domain_save(State(web): State<AppState>, page: Page, form: RawForm) -> 
     };
     // Start from the domain as it is (stored, or from the configuration), change what the form gives.
     let w = web.clone();
-    let existing = blocking(move || api::all_domains(&w)).await.unwrap_or_default();
+    let existing = blocking(move || Ok(service::all_domains(&w.gateway)?)).await.unwrap_or_default();
     let mut d =
         existing.into_iter().find(|(d, _)| d.name.eq_ignore_ascii_case(&name)).map(|(d, _)| d).unwrap_or_else(|| {
             serde_json::from_value(serde_json::json!({ "name": name })).expect("a domain from its name")
@@ -1004,7 +899,7 @@ async fn domain_save(State(web): State<AppState>, page: Page, form: RawForm) -> 
         }
         d.asf = map;
     }
-    match api::store_domain(&web, &page.principal, d).await {
+    match service::store_domain(&web.gateway, &page.principal, d).await {
         Ok(()) => back("/console/policy", &format!("domain {name} saved; the gateway applies it within seconds")),
         Err(e) => policy_render(&web, &page, None, Some(e.message), None, None).await,
     }
@@ -1048,7 +943,7 @@ async fn link_page(State(web): State<AppState>, Path(token): Path<String>) -> Re
         )
             .into_response();
     }
-    let item = match api::quarantine_item(&web, &user, claims.id).await {
+    let item = match service::quarantine_item(&web.gateway, &user, claims.id).await {
         Ok((item, _)) => item,
         Err(e) => return api_error_page(e),
     };

@@ -7,19 +7,15 @@
 //! policy followed by the stored one), so the diagnosis is of the gateway as it is now. Reading the store
 //! and gathering evidence happen here; the engine's `diagnose` module does no I/O.
 
-use std::collections::BTreeMap;
-
-use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, PastMessage, Replay, Source, Subject};
-use mailsift_engine::policy::PolicyConfig;
-use mailsift_engine::{Envelope, Evidence};
-use mailsift_smtp::config::DomainConfig;
-use mailsift_store::{Database, ListEntry, LogEntry, LogQuery, PolicyStore, QuarantineQuery};
+use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, Replay, Source, Subject};
+use mailsift_engine::Evidence;
+use mailsift_gateway::actions::{self, envelope_of_log, past_messages, rebuilt_from_log};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::{self, blocking, ScanParams};
-use crate::auth::{domain_of, Principal};
-use crate::{ApiError, AppState};
+use crate::app::{blocking, ApiError, AppState};
+use crate::auth::Principal;
+use crate::service::{self, ScanParams};
 
 /// What to diagnose.
 pub enum Target {
@@ -54,79 +50,6 @@ pub struct DiagnosisReport {
     pub fixes: Vec<FixReport>,
 }
 
-/// The envelope a message-log row records.
-pub fn envelope_of_log(e: &LogEntry) -> Envelope {
-    Envelope {
-        client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
-        helo: e.helo.clone(),
-        mail_from: e.mail_from.clone(),
-        rcpt_to: e.recipients.clone(),
-        direction: if e.direction == "outbound" {
-            mailsift_engine::Direction::Outbound
-        } else {
-            mailsift_engine::Direction::Inbound
-        },
-        ..Envelope::default()
-    }
-}
-
-/// The message log since `since`, with the raw message where the quarantine still holds a copy: what a
-/// fix is replayed against.
-pub fn past_messages(db: &Database, since: i64) -> Result<Vec<PastMessage>, mailsift_store::StoreError> {
-    let rows = db.log_search(&LogQuery { since: Some(since), limit: 100_000, ..Default::default() })?;
-    let held = db.quarantine_list(&QuarantineQuery {
-        since: Some(since),
-        include_released: true,
-        limit: 100_000,
-        ..Default::default()
-    })?;
-    let by_reference: BTreeMap<&str, i64> = held.iter().map(|q| (q.reference_id.as_str(), q.id)).collect();
-    let mut out = Vec::with_capacity(rows.len());
-    for e in rows {
-        let raw = match by_reference.get(e.reference_id.as_str()) {
-            Some(id) => db.quarantine_raw(*id)?,
-            None => None,
-        };
-        out.push(PastMessage {
-            reference_id: e.reference_id,
-            time: e.time,
-            client_ip: e.client_ip.as_deref().and_then(|i| i.parse().ok()),
-            helo: e.helo,
-            mail_from: e.mail_from,
-            recipients: e.recipients,
-            from_header: e.from_header,
-            subject: e.subject,
-            score: e.score,
-            symbols: e.symbols,
-            action: e.action,
-            raw,
-        });
-    }
-    Ok(out)
-}
-
-/// The policy in force: the configuration's, then the store's.
-pub fn policy_in_force(config_policy: &PolicyConfig, db: &Database) -> Result<PolicyConfig, ApiError> {
-    let mut all = config_policy.clone();
-    let stored = db.load_policy().map_err(api::policy_error)?;
-    all.rules.extend(stored.config.rules);
-    all.allow.extend(stored.config.allow);
-    all.block.extend(stored.config.block);
-    Ok(all)
-}
-
-/// A message-log row without a copy: the headers the log keeps, as a message.
-fn rebuilt_from_log(e: &LogEntry) -> Vec<u8> {
-    let mut m = String::new();
-    for (name, value) in [("From", &e.from_header), ("Subject", &e.subject), ("Message-ID", &e.message_id)] {
-        if let Some(v) = value {
-            m.push_str(&format!("{name}: {v}\r\n"));
-        }
-    }
-    m.push_str("\r\n");
-    m.into_bytes()
-}
-
 /// Diagnoses a message the caller may see.
 pub async fn diagnose_target(
     web: &AppState,
@@ -140,7 +63,7 @@ pub async fn diagnose_target(
     // Read what is known: the raw message, the log row, the envelope.
     let (source, raw, log, mut envelope, from_trace) = match target {
         Target::Quarantine(id) => {
-            let (item, raw) = api::quarantine_item(web, p, id).await?;
+            let (item, raw) = service::quarantine_item(&web.gateway, p, id).await?;
             let db = web.db.clone();
             let r = item.reference_id.clone();
             let log = blocking(move || Ok(db.log_get(&r)?)).await?;
@@ -152,11 +75,11 @@ pub async fn diagnose_target(
             (Source::Quarantine(id), Some(raw), log, env, false)
         }
         Target::Log(reference) => {
-            let detail = api::log_detail(web, p, &reference).await?;
+            let detail = service::log_detail(&web.gateway, p, &reference).await?;
             let env = envelope_of_log(&detail.entry);
             match detail.quarantine.first() {
                 Some(q) => {
-                    let (_, raw) = api::quarantine_item(web, p, q.id).await?;
+                    let (_, raw) = service::quarantine_item(&web.gateway, p, q.id).await?;
                     (Source::Quarantine(q.id), Some(raw), Some(detail.entry), env, false)
                 }
                 None => (Source::Log(reference), None, Some(detail.entry), env, false),
@@ -175,9 +98,9 @@ pub async fn diagnose_target(
             tracing::warn!(error = %e, "policy not reloaded for the diagnosis");
         }
         let state = gateway.state();
-        let domain = envelope.rcpt_to.first().map(|r| domain_of(r).to_ascii_lowercase()).unwrap_or_default();
+        let domain = envelope.rcpt_to.first().map(|r| crate::auth::domain_of(r).to_ascii_lowercase()).unwrap_or_default();
         let engine = state.engine_for(&domain).clone();
-        let policy = policy_in_force(&engine.config().policy, &db)?;
+        let policy = actions::policy_in_force(&engine.config().policy, &db)?;
         let compiled = gateway.policy();
         let clean = raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));
         let empty = log.as_ref().map(rebuilt_from_log).unwrap_or_default();
@@ -186,7 +109,7 @@ pub async fn diagnose_target(
             envelope.fill_from_trace(&msg);
         }
         let evidence = match &clean {
-            Some(raw) => api::gather_evidence(&state, &handle, raw, &envelope, &msg),
+            Some(raw) => service::gather_evidence(&state, &handle, raw, &envelope, &msg),
             None => Evidence::default(),
         };
         let with_headers = raw.as_deref().map(|r| engine.parse(r)).and_then(|m| Observed::from_headers(&m));
@@ -232,7 +155,8 @@ pub async fn diagnose_target(
 }
 
 /// Makes a proposed change in the store (administrators only): the same changes `mailsift diagnose --apply`
-/// makes. A report needs the message: give the quarantine item it came from.
+/// makes, through the same `actions::apply_fix`. A report needs the message: give the quarantine item it came
+/// from.
 pub async fn apply_change(
     web: &AppState,
     p: &Principal,
@@ -245,102 +169,16 @@ pub async fn apply_change(
     if let Change::Report { spam } = change {
         let id =
             quarantine_id.ok_or_else(|| ApiError::bad_request("a report needs the quarantine item (quarantine_id)"))?;
-        let (_, raw) = api::quarantine_item(web, p, id).await?;
+        let (_, raw) = service::quarantine_item(&web.gateway, p, id).await?;
         let side = if spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
-        return Ok(api::report(web, p, raw, side, format!("diagnosis of quarantine item {id}")).await?.result);
+        let source = format!("diagnosis of quarantine item {id}");
+        return Ok(service::report(&web.gateway, p, raw, side, source).await?.result);
     }
     let state = web.gateway.state();
-    let config_rules: Vec<String> =
-        state.engine.config().policy.rules.iter().map(|r| r.name.trim().to_ascii_lowercase()).collect();
-    let protected = state.engine.config().organisation.protected.clone();
-    let w = web.clone();
+    let db = web.db.clone();
     blocking(move || {
-        let db = &w.db;
-        let domain_to_store = |name: &str| -> Result<DomainConfig, ApiError> {
-            let mut d = api::all_domains(&w)?
-                .into_iter()
-                .find(|(d, _)| d.name.eq_ignore_ascii_case(name))
-                .map(|(d, _)| d)
-                .unwrap_or_else(|| DomainConfig { name: name.to_ascii_lowercase(), ..Default::default() });
-            // Keep what the configuration's anti-spoofing settings say for it.
-            if let Some(pd) = protected.iter().find(|pd| pd.domain.eq_ignore_ascii_case(name)) {
-                for s in &pd.sending_servers {
-                    if !d.sending_servers.contains(s) {
-                        d.sending_servers.push(s.clone());
-                    }
-                }
-                for r in &pd.trusted_relays {
-                    if !d.trusted_relays.contains(r) {
-                        d.trusted_relays.push(r.clone());
-                    }
-                }
-            }
-            Ok(d)
-        };
-        let put = |d: &DomainConfig| -> Result<(), ApiError> {
-            api::validate_domain(d)?;
-            db.domain_put(
-                &d.name,
-                &serde_json::to_string(d).map_err(ApiError::internal)?,
-                mailsift_engine::unix_now(),
-            )?;
-            Ok(())
-        };
-        match change {
-            Change::AddSendingServer { domain, server } => {
-                let mut d = domain_to_store(&domain)?;
-                if !d.sending_servers.contains(&server) {
-                    d.sending_servers.push(server.clone());
-                }
-                put(&d)?;
-                Ok(format!("{domain}: {server} added to the sending servers"))
-            }
-            Change::SetAsf { domain, option, mode } => {
-                let mut d = domain_to_store(&domain)?;
-                d.asf.insert(option.clone(), mode);
-                put(&d)?;
-                Ok(format!("{domain}: ASF option {option} set"))
-            }
-            Change::AddRule { rule } => {
-                if config_rules.contains(&rule.name.trim().to_ascii_lowercase()) {
-                    return Err(ApiError::bad_request(format!(
-                        "the configuration file has a rule named {:?}",
-                        rule.name
-                    )));
-                }
-                let name = rule.name.clone();
-                db.rule_add(rule, Some(0)).map_err(api::policy_error)?;
-                Ok(format!("rule {name:?} added at the top"))
-            }
-            Change::ReplaceRule { name, rule } => {
-                if config_rules.contains(&name.trim().to_ascii_lowercase()) {
-                    return Err(ApiError::bad_request(format!(
-                        "rule {name:?} is in the configuration file: change it there"
-                    )));
-                }
-                db.rule_replace(&name, rule).map_err(api::policy_error)?;
-                Ok(format!("rule {name:?} replaced"))
-            }
-            Change::AddAllow { entry } => {
-                let e = ListEntry::Allow(entry);
-                let what = e.describe();
-                let id = db.list_add(e).map_err(api::policy_error)?;
-                Ok(format!("added {what} (entry {id})"))
-            }
-            Change::AddBlock { entry } => {
-                let e = ListEntry::Block(entry);
-                let what = e.describe();
-                let id = db.list_add(e).map_err(api::policy_error)?;
-                Ok(format!("added {what} (entry {id})"))
-            }
-            Change::RemoveEntry { id } => {
-                let n: i64 =
-                    id.parse().map_err(|_| ApiError::bad_request(format!("entry {id} is not a stored entry")))?;
-                db.list_remove(n).map_err(api::policy_error)?;
-                Ok(format!("removed entry {id}"))
-            }
-            Change::Report { .. } => unreachable!("handled above"),
-        }
+        let ctx = actions::FixContext { configured_domains: &state.config.domains, config: state.engine.config() };
+        Ok(actions::apply_fix(&db, ctx, &change).map_err(service::ServiceError::from)?)
     })
     .await
 }

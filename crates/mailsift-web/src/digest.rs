@@ -6,7 +6,7 @@
 //! that recipient. Opening a link shows what it will do and a button; only the button's POST acts, so a
 //! mail scanner or a browser that prefetches links cannot release anything.
 //!
-//! Digests go through the gateway's durable outbound spool (`mailsift_smtp::spool`): every digest of a run
+//! Digests go through the gateway's durable outbound spool (`mailsift_gateway::spool`): every digest of a run
 //! is spooled in the same transaction that moves the high-water mark of announced items (`digest.last_id`),
 //! so a crash or a restart neither repeats nor skips one, and a digest whose next hop is down is retried
 //! with back-off by the spool's runner instead of being lost. The run tries each digest at once and reports
@@ -20,13 +20,13 @@ use axum::extract::State;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use mailsift_smtp::spool::Attempt;
+use mailsift_gateway::spool::Attempt;
 use mailsift_store::{NewSpoolItem, QuarantineItem, QuarantineQuery};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::app::{blocking, ApiError, AppState, Caller};
 use crate::tokens::{Claims, Purpose};
-use crate::{ApiError, AppState, Caller};
 
 const LAST_ID: &str = "digest.last_id";
 const LAST_RUN: &str = "digest.last_run";
@@ -103,7 +103,7 @@ pub fn reason_word(reason: &str) -> &'static str {
 /// Sends one digest per recipient for the inbound items quarantined since the last run.
 pub async fn send_digests(web: &AppState) -> Result<DigestRun, ApiError> {
     let db = web.db.clone();
-    let (last_id, items) = crate::api::blocking(move || {
+    let (last_id, items) = blocking(move || {
         let last_id: i64 = db.setting_get(LAST_ID)?.and_then(|s| s.parse().ok()).unwrap_or(0);
         let items =
             db.quarantine_list(&QuarantineQuery { min_id: Some(last_id), limit: 100_000, ..Default::default() })?;
@@ -145,14 +145,14 @@ pub async fn send_digests(web: &AppState) -> Result<DigestRun, ApiError> {
     // The digests and the new high-water mark in one transaction: announced if and only if owed.
     let db = web.db.clone();
     let now = mailsift_engine::unix_now();
-    let ids = crate::api::blocking(move || {
+    let ids = blocking(move || {
         Ok(db.spool_put_with_settings(
             spooled,
             vec![(LAST_ID.to_string(), high.to_string()), (LAST_RUN.to_string(), now.to_string())],
         )?)
     })
     .await?;
-    let attempts = mailsift_smtp::spool::deliver_ids(&web.gateway, &ids).await;
+    let attempts = mailsift_gateway::spool::deliver_ids(&web.gateway, &ids).await;
     for (rcpt, (_, attempt)) in rcpts.into_iter().zip(attempts) {
         match attempt {
             Attempt::Delivered(_) => {
@@ -200,7 +200,7 @@ pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -
     for i in items {
         let sender = i.from_header.as_deref().or(i.mail_from.as_deref()).unwrap_or("(no sender)");
         let subject = i.subject.as_deref().unwrap_or("(no subject)");
-        let date = mailsift_smtp::proto::rfc5322_date(i.time);
+        let date = mailsift_gateway::text::rfc5322_date(i.time);
         let why = reason_word(&i.reason);
         let (release, approve, block) = (
             link(web, Purpose::Release, i.id, rcpt),
@@ -243,7 +243,7 @@ pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -
          --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{h}\r\n\
          --{boundary}--\r\n",
         n = items.len(),
-        date = mailsift_smtp::proto::rfc5322_date(now),
+        date = mailsift_gateway::text::rfc5322_date(now),
         id = crate::tokens::random_id(),
         t = wrap(&text),
         h = wrap(&html),

@@ -12,20 +12,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
-use crate::{AppState, Peer};
+use crate::app::{AppState, Peer};
 
-/// The HTTP side's own counters.
-#[derive(Debug, Default)]
-pub struct WebCounters {
-    pub digests_sent: AtomicU64,
-    pub digest_failures: AtomicU64,
-    pub link_actions: AtomicU64,
-    /// HTTP connections refused at accept because `max_connections` or `max_connections_per_ip` was
-    /// reached.
-    pub http_connections_refused: AtomicU64,
-    /// HTTP connections closed because headers or a request took longer than their timeout.
-    pub http_timeouts: AtomicU64,
-}
+pub use crate::app::WebCounters;
 
 pub async fn handler(
     State(web): State<AppState>,
@@ -34,7 +23,7 @@ pub async fn handler(
 ) -> Response {
     let allowed = peer.ip().is_loopback()
         || web.gateway.state().is_trusted(peer.ip())
-        || crate::identify(&headers, &web).is_ok_and(|(p, _)| p.is_admin());
+        || crate::app::identify(&headers, &web).is_ok_and(|(p, _)| p.is_admin());
     if !allowed {
         return (StatusCode::FORBIDDEN, "metrics are served to loopback, trusted networks and administrators\n")
             .into_response();
@@ -120,7 +109,7 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
          # TYPE mailsift_scan_latency_seconds histogram"
     );
     let mut cumulative = 0;
-    for (i, bound) in mailsift_smtp::LATENCY_BUCKETS_MS.iter().enumerate() {
+    for (i, bound) in mailsift_gateway::LATENCY_BUCKETS_MS.iter().enumerate() {
         cumulative += get(&c.latency[i]);
         let le = if *bound == u64::MAX { "+Inf".to_string() } else { format!("{}", *bound as f64 / 1000.0) };
         let _ = writeln!(out, "mailsift_scan_latency_seconds_bucket{{le=\"{le}\"}} {cumulative}");

@@ -25,7 +25,8 @@ use rustc_hash::FxHashMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::{AppState, Peer, WebConfig};
+use crate::app::{AppState, Peer};
+use crate::config::WebConfig;
 
 /// Open connections, in total and per client address ([`crate::auth::client_key`]).
 pub struct ConnectionLimits {
@@ -107,10 +108,10 @@ struct Timeouts {
 /// Serves HTTP (or HTTPS) until the gateway shuts down. One task per admitted connection; the peer's
 /// address is attached to each request for login limits and logs.
 pub async fn serve(web: AppState, listener: TcpListener) {
-    let app = crate::router(web.clone());
+    let app = crate::routes::router(web.clone());
     let tls = if web.config.tls {
         let state = web.gateway.state();
-        match mailsift_smtp::tls::server_config(&state.config.tls, &state.config.hostname, &web.data_dir) {
+        match mailsift_gateway::tls::server_config(&state.config.tls, &state.config.hostname, &web.data_dir) {
             Ok(c) => Some(tokio_rustls::TlsAcceptor::from(c)),
             Err(e) => {
                 tracing::error!(error = %e, "HTTPS not available; the HTTP listener is not started");

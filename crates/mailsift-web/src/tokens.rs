@@ -7,7 +7,7 @@
 //! its owner only). Changing one character of the payload, the purpose or the expiry breaks the mac; the
 //! comparison is constant-time. Tokens are not stored, so they cannot be listed or revoked one by one:
 //! they expire, and replacing the key revokes them all. What they authorise is bounded by the action
-//! itself (a release happens once; see `mailsift_smtp::release`).
+//! itself (a release happens once; see `mailsift_gateway::release`).
 
 use std::io::Write;
 use std::path::Path;
