@@ -88,16 +88,16 @@ pub const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "MAILING_LIST_DMARC",
-        // DMARC fails for list mail that keeps the author's From: (the list is not the author's domain).
-        // Only halved, and only when the author's signature broke in the body alone (its signed headers,
-        // From: included, still verify): a signature header pasted onto a forgery is DKIM_INVALID instead.
-        expression: "-MAILING_LIST_SIGNED & -DKIM_BODY_MODIFIED & \
+        // DMARC fails for list mail that keeps the author's From: (the list is not the author's domain, and
+        // its footer or subject tag broke the author's signature). Only halved: anyone with a domain of his
+        // own can run a "list" that signs, so the From: domain's DMARC failure still counts for something.
+        expression: "-MAILING_LIST_SIGNED & (-DKIM_BODY_MODIFIED | -DKIM_INVALID) & \
                      (DMARC_POLICY_REJECT | DMARC_POLICY_QUARANTINE | DMARC_POLICY_NONE)",
         score: 0.0,
         policy: CompositePolicy::ScaleWeight,
         factor: Some(0.5),
         description: "DMARC failed for a message a mailing list sent on, signed with its own domain, after \
-                      changing the body the author signed: the DMARC failure counts half.",
+                      changing what the author signed: the DMARC failure counts half.",
         remedy: "Nothing to fix; ask the list to rewrite From: (DMARC mitigation) if its mail keeps failing. To \
                  count the failure in full, switch the composite off: [[composites]] name = \
                  \"MAILING_LIST_DMARC\" enabled = false.",

@@ -2,7 +2,8 @@
 //! policies on the matched symbols' weights, and the built-in composites on real messages from
 //! `../shared/testdata` with their DNS served by a loopback DNS server:
 //! - a real IETF mailing-list message (arc/mail-auth/001.txt: the list re-signed it with ietf.org after
-//!   adding a footer, which broke the author's stalw.art body hash, so DMARC of stalw.art fails);
+//!   tagging the subject and adding a footer, which broke the author's stalw.art signature, so DMARC of
+//!   stalw.art fails);
 //! - a real GitHub message (dkim/mail-auth/006.txt) forwarded by a server outside github.com's SPF record,
 //!   its DKIM signature intact (DMARC passes, SPF fails);
 //! and the forgeries each must still catch.
@@ -235,21 +236,22 @@ async fn mailing_list_message_re_signed_by_the_list() {
     let dns = TestDns::start(list_zone());
     let on = dns_config(&dns, "");
     let v = judge(&on, &raw, &list_envelope()).await;
-    for s in ["DKIM_VALID", "DKIM_BODY_MODIFIED", "MAILING_LIST_SIGNED", "DMARC_POLICY_REJECT"] {
+    for s in ["DKIM_VALID", "DKIM_INVALID", "MAILING_LIST_SIGNED", "DMARC_POLICY_REJECT"] {
         assert!(sym(&v, s).is_some(), "{s} missing: {}", show(&v));
     }
-    assert!(sym(&v, "DKIM_BODY_MODIFIED").unwrap().detail.contains("stalw.art"), "{}", show(&v));
+    // The list tagged the signed Subject ("[Jmap]"), so the author's signature is invalid, not only its body.
+    assert!(sym(&v, "DKIM_INVALID").unwrap().detail.contains("stalw.art"), "{}", show(&v));
     assert!(sym(&v, "MAILING_LIST_SIGNED").unwrap().detail.contains("jmap.ietf.org, signed by ietf.org"));
     // The author's broken signature no longer counts; the DMARC failure counts half; both say so.
-    assert_eq!(sym(&v, "DKIM_BODY_MODIFIED").unwrap().score, 0.0, "{}", show(&v));
+    assert_eq!(sym(&v, "DKIM_INVALID").unwrap().score, 0.0, "{}", show(&v));
     assert_eq!(sym(&v, "DMARC_POLICY_REJECT").unwrap().score, 2.5, "{}", show(&v));
     let broken = sym(&v, "MAILING_LIST_BROKEN_SIGNATURE").unwrap_or_else(|| panic!("{}", show(&v)));
-    assert!(broken.detail.starts_with("DKIM_BODY_MODIFIED 1.00 -> 0"), "{}", broken.detail);
+    assert!(broken.detail.starts_with("DKIM_INVALID 1.50 -> 0"), "{}", broken.detail);
     assert!(broken.detail.contains("with MAILING_LIST_SIGNED"), "{}", broken.detail);
     let dmarc = sym(&v, "MAILING_LIST_DMARC").unwrap();
     assert!(dmarc.detail.contains("DMARC_POLICY_REJECT 5.00 -> 2.50"), "{}", dmarc.detail);
 
-    // The same message with the built-ins switched off: the full points, 1.0 + 2.5 more.
+    // The same message with the built-ins switched off: the full points, 1.5 + 2.5 more.
     let off = dns_config(
         &dns,
         "[[composites]]\nname = \"MAILING_LIST_BROKEN_SIGNATURE\"\nenabled = false\n\
@@ -258,7 +260,7 @@ async fn mailing_list_message_re_signed_by_the_list() {
     let w = judge(&off, &raw, &list_envelope()).await;
     assert_eq!(sym(&w, "DMARC_POLICY_REJECT").unwrap().score, 5.0, "{}", show(&w));
     assert!(sym(&w, "MAILING_LIST_DMARC").is_none() && sym(&w, "MAILING_LIST_BROKEN_SIGNATURE").is_none());
-    assert!((w.score - v.score - 3.5).abs() < 1e-9, "on {} / off {}", show(&v), show(&w));
+    assert!((w.score - v.score - 4.0).abs() < 1e-9, "on {} / off {}", show(&v), show(&w));
     assert!(v.score < w.score);
 }
 
@@ -280,7 +282,8 @@ async fn a_list_id_without_the_lists_own_signature_changes_nothing() {
     let unlisted: String = raw.split_inclusive("\r\n").filter(|l| !l.starts_with("List-Id:")).collect();
     let v = judge(&c, &unlisted, &list_envelope()).await;
     assert!(sym(&v, "MAILING_LIST_SIGNED").is_none(), "{}", show(&v));
-    assert!(sym(&v, "DKIM_BODY_MODIFIED").is_none_or(|s| s.score == 1.0), "{}", show(&v));
+    assert_eq!(sym(&v, "DKIM_INVALID").map(|s| s.score), Some(1.5), "{}", show(&v));
+    assert_eq!(sym(&v, "DMARC_POLICY_REJECT").map(|s| s.score), Some(5.0), "{}", show(&v));
 }
 
 /// A forwarder outside github.com's SPF record sending on GitHub's real message, envelope unchanged.
