@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::Sink;
-use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
 use mailsift_store::{Database, PolicyStore, Role};
 use mailsift_testkit::clients::{smtp_send, HttpClient};
 use mailsift_web::tokens::{Claims, Purpose, Signer};

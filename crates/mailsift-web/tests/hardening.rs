@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::Sink;
-use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
 use mailsift_store::{Database, Role};
 use mailsift_testkit::clients::{encode, smtp_send, HttpClient};
 use mailsift_web::{AppState, Web, WebConfig};

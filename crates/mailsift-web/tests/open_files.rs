@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mailsift_engine::{Engine, EngineConfig};
 use mailsift_smtp::sink::Sink;
-use mailsift_smtp::{Gateway, GatewayState, Listener, SmtpConfig};
+use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
 use mailsift_store::Database;
 use mailsift_web::{Web, WebConfig};
 
