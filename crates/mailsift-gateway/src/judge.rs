@@ -40,15 +40,46 @@ pub async fn judge(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<Judged, String> {
-    // Parse once, gather sender evidence, judge: CPU work (and blocking DNS waits) off the async threads.
+    let policy = gateway.policy();
+    let mut envelope = envelope;
+    // Sender evidence (DNS) is awaited here, on the async side: a blocking thread never waits on the network.
+    // It needs what the message says (the URLs' domains, and for spamd the trace headers' envelope), so the
+    // message is parsed for it on the blocking pool first; the parse borrows the bytes and cannot be kept
+    // across the wait, so the judgement parses again (only when DNS evidence is on).
+    let mut evidence = mailsift_engine::Evidence::default();
+    let mut data = data;
+    let gatherer = state.gatherer.clone().filter(|_| from_trace || envelope.direction == Direction::Inbound);
+    let parsed_for_evidence = gatherer.is_some();
+    if let Some(gatherer) = gatherer {
+        let pre = {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || {
+                let msg = state.engine.parse(&data);
+                if from_trace {
+                    envelope.fill_from_trace(&msg);
+                }
+                let domains: Vec<String> = msg.urls.iter().map(|u| u.domain.clone()).collect();
+                drop(msg);
+                (envelope, domains, data)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        };
+        let domains;
+        (envelope, domains, data) = pre;
+        if envelope.direction == Direction::Inbound {
+            let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+            evidence =
+                mailsift_engine::Evidence::from_sender(gatherer.gather_with_urls(&data, &envelope, &domains).await);
+        }
+    }
+    let fill_from_trace = from_trace && !parsed_for_evidence;
+    // The judgement: CPU work, off the async threads.
     let judged = {
         let state = state.clone();
-        let policy = gateway.policy();
-        let mut envelope = envelope;
-        let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let msg = state.engine.parse(&data);
-            if from_trace {
+            if fill_from_trace {
                 envelope.fill_from_trace(&msg);
             }
             let domain = match envelope.direction {
@@ -56,15 +87,6 @@ pub async fn judge(
                 Direction::Outbound => domain_of(envelope.mail_from.as_deref().unwrap_or("")),
             };
             let engine = state.engine_for(&domain).clone();
-            let evidence = match (&state.gatherer, envelope.direction) {
-                (Some(g), Direction::Inbound) => {
-                    let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-                    mailsift_engine::Evidence::from_sender(
-                        handle.block_on(g.gather_with_urls(&data, &envelope, &domains)),
-                    )
-                }
-                _ => mailsift_engine::Evidence::default(),
-            };
             let mut evidence = evidence;
             // Spoofs of our own domains count against the spoofing server, never against our domain.
             let keys = state.reputation().map(|_| {
