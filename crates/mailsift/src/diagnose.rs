@@ -11,13 +11,14 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use mailsift_engine::diagnose::{self, Change, Diagnosis, Observed, PastMessage, Source, Subject};
 use mailsift_engine::policy::Policy;
 use mailsift_engine::{Engine, Envelope, Evidence, Verdict};
-use mailsift_smtp::config::DomainConfig;
-use mailsift_store::{Database, ListEntry, PolicyStore, QuarantineQuery};
+use mailsift_gateway::actions::{self, envelope_of_log};
+use mailsift_gateway::config::DomainConfig;
+use mailsift_store::{Database, QuarantineQuery};
 
 use crate::EnvelopeArgs;
 
@@ -66,7 +67,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Re
     let db = open_existing(data_dir)?;
     let loaded = load(db.as_ref(), args)?;
     // The engine and policy as the gateway has them, built as every other command builds them.
-    let gateway = crate::scanner::GatewayEngine::with_database(config, db.as_ref())?;
+    let gateway = crate::scanner::judging_with_database(config, db.as_ref())?;
     let smtp_domains = gateway.configured.clone();
     let engine = gateway.engine_for(&crate::scanner::domain_of_envelope(&loaded.envelope, false))?;
     let engine = crate::with_trained_model(engine, data_dir)?;
@@ -366,28 +367,17 @@ fn load(db: Option<&Database>, args: &DiagnoseArgs) -> Result<Loaded> {
     Ok(Loaded { source, raw, recorded: Some(RecordedVerdict::Log(Box::new(entry))), envelope, label })
 }
 
-use mailsift_web::diagnosis::envelope_of_log;
-
 /// A message-log row without a copy: the headers the log keeps, as a message.
 fn rebuilt_from_log(l: &Loaded) -> Vec<u8> {
-    let Some(RecordedVerdict::Log(e)) = &l.recorded else { return Vec::new() };
-    let mut m = String::new();
-    if let Some(f) = &e.from_header {
-        m.push_str(&format!("From: {f}\r\n"));
+    match &l.recorded {
+        Some(RecordedVerdict::Log(e)) => actions::rebuilt_from_log(e),
+        _ => Vec::new(),
     }
-    if let Some(s) = &e.subject {
-        m.push_str(&format!("Subject: {s}\r\n"));
-    }
-    if let Some(id) = &e.message_id {
-        m.push_str(&format!("Message-ID: {id}\r\n"));
-    }
-    m.push_str("\r\n");
-    m.into_bytes()
 }
 
 /// The message log of the last `days` days, with the quarantined copies (shared with the web console).
 fn past_messages(db: &Database, days: u64) -> Result<Vec<PastMessage>> {
-    Ok(mailsift_web::diagnosis::past_messages(db, mailsift_engine::unix_now() - (days as i64) * 86_400)?)
+    Ok(actions::past_messages(db, mailsift_engine::unix_now() - (days as i64) * 86_400)?)
 }
 
 // ---- applying a fix ----
@@ -403,99 +393,20 @@ fn apply(
 ) -> Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
-    let db = || -> Result<Database> { Ok(Database::open_in(data_dir)?) };
+    if let Change::Report { spam } = change {
+        let raw = raw.context("the message log keeps no copy of this message: report the message itself")?;
+        let side = if *spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
+        let engine = crate::report::gateway_engine(config, data_dir)?;
+        let source = format!("diagnosis of {}", loaded.label);
+        return crate::report::report_message(engine, data_dir, raw, side, &source, "cli", None);
+    }
+    let db = Database::open_in(data_dir)?;
+    let ctx = actions::FixContext { configured_domains: configured, config: engine.config() };
+    println!("{}", actions::apply_fix(&db, ctx, change)?);
     match change {
-        Change::AddSendingServer { domain, server } => {
-            let db = db()?;
-            let mut d = domain_to_store(&db, engine, configured, domain)?;
-            if !d.sending_servers.iter().any(|s| s == server) {
-                d.sending_servers.push(server.clone());
-            }
-            put_domain(&db, &d)?;
-            println!("{domain}: {server} added to the sending servers ({})", d.sending_servers.join(", "));
-        }
-        Change::SetAsf { domain, option, mode } => {
-            let db = db()?;
-            let mut d = domain_to_store(&db, engine, configured, domain)?;
-            d.asf.insert(option.clone(), *mode);
-            put_domain(&db, &d)?;
-            println!("{domain}: asf {option} set to {}", toml::Value::try_from(mode)?);
-        }
-        Change::AddRule { rule } => {
-            if engine.config().policy.rules.iter().any(|r| r.name.trim().eq_ignore_ascii_case(rule.name.trim())) {
-                bail!("rule {:?}: the configuration file's [policy] has a rule of this name", rule.name);
-            }
-            let position = db()?.rule_add(rule.clone(), Some(0))?;
-            println!("added rule {:?} at position {}", rule.name, position + 1);
-            crate::policy::warn_if_forgeable(rule, "added");
-        }
-        Change::ReplaceRule { name, rule } => {
-            if engine.config().policy.rules.iter().any(|r| r.name.trim().eq_ignore_ascii_case(name.trim())) {
-                bail!("rule {name:?} is in the configuration file's [policy]: change it there");
-            }
-            db()?.rule_replace(name, rule.clone())?;
-            println!("replaced rule {name:?}");
-            crate::policy::warn_if_forgeable(rule, "stored");
-        }
-        Change::AddAllow { entry } => {
-            let id = db()?.list_add(ListEntry::Allow(entry.clone()))?;
-            println!("added {} as entry {id}", ListEntry::Allow(entry.clone()).describe());
-        }
-        Change::AddBlock { entry } => {
-            let id = db()?.list_add(ListEntry::Block(entry.clone()))?;
-            println!("added {} as entry {id}", ListEntry::Block(entry.clone()).describe());
-        }
-        Change::RemoveEntry { id } => {
-            let n: i64 = id.parse().with_context(|| format!("entry {id} is not a stored entry"))?;
-            db()?.list_remove(n)?;
-            println!("removed entry {id}");
-        }
-        Change::Report { spam } => {
-            let raw = raw.context("the message log keeps no copy of this message: report the message itself")?;
-            let side = if *spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
-            let engine = crate::report::gateway_engine(config, data_dir)?;
-            crate::report::report_message(
-                engine,
-                data_dir,
-                raw,
-                side,
-                &format!("diagnosis of {}", loaded.label),
-                "cli",
-                None,
-            )?;
-        }
+        Change::AddRule { rule } => crate::policy::warn_if_forgeable(rule, "added"),
+        Change::ReplaceRule { rule, .. } => crate::policy::warn_if_forgeable(rule, "stored"),
+        _ => {}
     }
-    Ok(())
-}
-
-/// The domain's settings to store: the stored ones, else the configured ones (with the configuration's
-/// own anti-spoofing servers for it), so that storing it does not drop what the configuration said.
-fn domain_to_store(db: &Database, engine: &Engine, configured: &[DomainConfig], name: &str) -> Result<DomainConfig> {
-    if let Some(json) = db.domain_get(name)? {
-        return Ok(serde_json::from_str(&json)?);
-    }
-    let mut d = configured
-        .iter()
-        .find(|d| d.name.eq_ignore_ascii_case(name))
-        .cloned()
-        .unwrap_or_else(|| DomainConfig { name: name.to_ascii_lowercase(), ..Default::default() });
-    if let Some(p) = engine.config().organisation.protected.iter().find(|p| p.domain.eq_ignore_ascii_case(name)) {
-        for s in &p.sending_servers {
-            if !d.sending_servers.contains(s) {
-                d.sending_servers.push(s.clone());
-            }
-        }
-        for r in &p.trusted_relays {
-            if !d.trusted_relays.contains(r) {
-                d.trusted_relays.push(r.clone());
-            }
-        }
-    }
-    Ok(d)
-}
-
-fn put_domain(db: &Database, d: &DomainConfig) -> Result<()> {
-    d.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    db.domain_put(&d.name, &serde_json::to_string(d)?, mailsift_engine::unix_now())?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use mailsift_engine::config::{AsfMode, Thresholds};
-use mailsift_smtp::config::DomainConfig;
+use mailsift_gateway::config::DomainConfig;
 use mailsift_store::Database;
 
 #[derive(Subcommand)]
@@ -67,16 +67,11 @@ fn open(data_dir: &Path) -> Result<Database> {
 }
 
 fn stored(db: &Database) -> Result<Vec<DomainConfig>> {
-    db.domains()?
-        .into_iter()
-        .map(|(name, json)| serde_json::from_str(&json).with_context(|| format!("stored domain {name} does not read")))
-        .collect()
+    Ok(mailsift_gateway::actions::stored_domains(db)?)
 }
 
 fn put(db: &Database, d: &DomainConfig) -> Result<()> {
-    validate(d)?;
-    db.domain_put(&d.name, &serde_json::to_string(d)?, mailsift_engine::unix_now())?;
-    Ok(())
+    Ok(mailsift_gateway::actions::put_domain(db, d)?)
 }
 
 pub fn run(data_dir: &Path, cmd: &DomainsCommand) -> Result<()> {

@@ -155,7 +155,7 @@ pub fn clip(s: &str, n: usize) -> String {
 
 pub fn short_time(t: i64) -> String {
     // "Mon, 23 Nov 2026 16:06:40 +0000" → "23 Nov 2026 16:06:40"
-    let d = mailsift_smtp::proto::rfc5322_date(t);
+    let d = mailsift_gateway::text::rfc5322_date(t);
     d.get(5..d.len() - 6).unwrap_or(&d).to_string()
 }
 
@@ -173,7 +173,7 @@ fn render(r: &LogEntry) -> String {
     let mut s = String::new();
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     s.push_str(&format!("Reference:   {}\n", r.reference_id));
-    s.push_str(&format!("Time:        {}\n", mailsift_smtp::proto::rfc5322_date(r.time)));
+    s.push_str(&format!("Time:        {}\n", mailsift_gateway::text::rfc5322_date(r.time)));
     s.push_str(&format!("Direction:   {}\n", r.direction));
     s.push_str(&format!("Client:      {} (HELO {})\n", opt(&r.client_ip), opt(&r.helo)));
     s.push_str(&format!("Envelope:    {} -> {}\n", opt(&r.mail_from), r.recipients.join(", ")));

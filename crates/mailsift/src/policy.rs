@@ -7,7 +7,7 @@
 //! reason, and nothing is written. The configuration file's own `[policy]` is evaluated before the stored
 //! one; `rules test` evaluates both, as the gateway does.
 
-use mailsift_smtp::proto::civil_from_days;
+use mailsift_gateway::text::civil_from_days;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -680,7 +680,7 @@ fn test(
 ) -> Result<()> {
     // The engine as the gateway builds it (stored domains and their sending servers included), and the
     // policy as it compiles it: the configuration's [policy] first, then the store's.
-    let gateway = crate::scanner::GatewayEngine::load(config, data_dir)?;
+    let gateway = crate::scanner::judging(config, data_dir)?;
     let engine = gateway.engine_for(&crate::scanner::domain_of_envelope(&args.envelope(), outbound))?;
     let engine = crate::with_trained_model(engine, data_dir)?;
     let configured = engine.config().policy.clone();

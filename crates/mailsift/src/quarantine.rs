@@ -130,40 +130,13 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
                 print!("{}", render(&item, &bytes, db.log_get(&item.reference_id)?.as_ref()));
             }
         }
-        QuarantineCommand::Approve { ids, by } => {
-            use mailsift_store::PolicyStore;
-            let items: Vec<QuarantineItem> = ids
-                .iter()
-                .map(|id| db.quarantine_get(*id)?.with_context(|| format!("quarantine item {id} does not exist")))
-                .collect::<Result<_>>()?;
-            release_all(config, data_dir, &db, ids, false, by)?;
-            for item in items {
-                // The address the user saw (From:), else the envelope sender. The entry is the user's own and
-                // keeps the safe default: it never lets through mail that spoofs our domains or fails DMARC.
-                let Some(sender) = item.from_header.clone().or(item.mail_from.clone()).filter(|s| s.contains('@'))
-                else {
-                    eprintln!("mailsift: quarantine item {}: no sender address to approve", item.id);
-                    continue;
-                };
-                let entry = mailsift_engine::policy::AllowEntry {
-                    id: None,
-                    sender: sender.clone(),
-                    recipient: Some(item.recipient.clone()),
-                    require_auth: false,
-                    from_ptr_domain: None,
-                    from_network: None,
-                    allow_spoofed: false,
-                    expires: None,
-                    comment: Some(format!("approved from quarantine item {} by {by}", item.id)),
-                };
-                let id = db.list_add(mailsift_store::ListEntry::Allow(entry))?;
-                println!("{}: {sender} is now an allowed sender for {} (list entry {id})", item.id, item.recipient);
-            }
+        QuarantineCommand::Approve { ids, by } => act_all(config, data_dir, &db, ids, Act::Approve, by)?,
+        QuarantineCommand::Release { ids, not_spam, by } => {
+            act_all(config, data_dir, &db, ids, Act::Release { not_spam: *not_spam }, by)?
         }
-        QuarantineCommand::Release { ids, not_spam, by } => release_all(config, data_dir, &db, ids, *not_spam, by)?,
         QuarantineCommand::Delete { ids } => {
             for id in ids {
-                if db.quarantine_delete(*id)? {
+                if mailsift_gateway::actions::delete(&db, *id)? {
                     println!("{id}: deleted");
                 } else {
                     bail!("quarantine item {id} does not exist");
@@ -178,37 +151,59 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -
     Ok(())
 }
 
-/// Releases each item through the gateway's delivery path; with `not_spam`, also reports it as ham.
-fn release_all(
-    config: Option<&PathBuf>,
-    data_dir: &Path,
-    db: &Database,
-    ids: &[i64],
-    not_spam: bool,
-    by: &str,
-) -> Result<()> {
+/// What to do with each item.
+#[derive(Clone, Copy)]
+enum Act {
+    /// Release; with `not_spam`, also report it as ham.
+    Release { not_spam: bool },
+    /// Release, then allow the sender for that recipient.
+    Approve,
+}
+
+/// Releases (or approves) each item through the gateway's delivery path, as the running gateway would: the
+/// state is built from the same configuration, and the actions are the ones the web console calls.
+fn act_all(config: Option<&PathBuf>, data_dir: &Path, db: &Database, ids: &[i64], act: Act, by: &str) -> Result<()> {
+    use mailsift_gateway::actions;
     let state = crate::serve::build_state(config, data_dir, &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let gateway = {
         let _guard = runtime.enter();
-        mailsift_smtp::Gateway::new(state, db.clone(), data_dir)
+        mailsift_gateway::Gateway::new(state, db.clone(), data_dir)
     };
     let mut failed = 0;
     for id in ids {
-        match runtime.block_on(mailsift_smtp::release::release(&gateway, *id, by)) {
+        let done = match act {
+            Act::Release { .. } => runtime.block_on(actions::release(&gateway, *id, by)).map_err(anyhow::Error::from),
+            Act::Approve => match db.quarantine_get(*id)? {
+                Some(item) => runtime
+                    .block_on(actions::approve(&gateway, &item, by))
+                    .map(|a| {
+                        if a.allowed.is_none() {
+                            eprintln!("mailsift: quarantine item {id}: no sender address to approve");
+                        }
+                        println!("{id}: {}", a.describe());
+                        a.released
+                    })
+                    .map_err(anyhow::Error::from),
+                None => Err(anyhow::anyhow!("quarantine item {id} does not exist")),
+            },
+        };
+        match done {
             Ok(r) => {
-                println!("{id}: released to {} ({})", r.recipient, r.reply);
-                if not_spam {
-                    let engine = crate::load_engine(config)?;
-                    crate::report::report_message(
-                        engine,
-                        data_dir,
-                        &r.message,
-                        mailsift_engine::classify::Side::Ham,
-                        &format!("quarantine item {id}"),
-                        "quarantine",
-                        Some(r.recipient.as_str()),
-                    )?;
+                if let Act::Release { not_spam } = act {
+                    println!("{id}: {}", r.describe());
+                    if not_spam {
+                        let engine = crate::report::gateway_engine(config, data_dir)?;
+                        crate::report::report_message(
+                            engine,
+                            data_dir,
+                            &r.message,
+                            mailsift_engine::classify::Side::Ham,
+                            &format!("quarantine item {id}"),
+                            "quarantine",
+                            Some(r.recipient.as_str()),
+                        )?;
+                    }
                 }
             }
             Err(e) => {
@@ -227,13 +222,13 @@ fn release_all(
 fn render(item: &QuarantineItem, raw: &[u8], log: Option<&mailsift_store::LogEntry>) -> String {
     let mut s = String::new();
     s.push_str(&format!("Quarantine item {} (ref {})\n", item.id, item.reference_id));
-    s.push_str(&format!("Time:       {}\n", mailsift_smtp::proto::rfc5322_date(item.time)));
+    s.push_str(&format!("Time:       {}\n", mailsift_gateway::text::rfc5322_date(item.time)));
     s.push_str(&format!("Recipient:  {}\n", item.recipient));
     s.push_str(&format!("Sender:     {}\n", item.mail_from.as_deref().unwrap_or("<>")));
     s.push_str(&format!("Score:      {:.2}\n", item.score));
     s.push_str(&format!("Reason:     {}\n", item.reason));
     if let Some(t) = item.released_at {
-        s.push_str(&format!("Released:   {}\n", mailsift_smtp::proto::rfc5322_date(t)));
+        s.push_str(&format!("Released:   {}\n", mailsift_gateway::text::rfc5322_date(t)));
     }
     if let Some(l) = log.filter(|l| !l.symbols.is_empty()) {
         s.push_str("Symbols:\n");
@@ -244,7 +239,7 @@ fn render(item: &QuarantineItem, raw: &[u8], log: Option<&mailsift_store::LogEnt
     let msg = mailsift_engine::Message::parse(raw, 1 << 20);
     s.push_str("\n--- headers ---\n");
     for h in &msg.headers {
-        s.push_str(&format!("{}: {}\n", h.name, mailsift_smtp::proto::sanitize(&h.value, 300)));
+        s.push_str(&format!("{}: {}\n", h.name, mailsift_gateway::text::sanitize(&h.value, 300)));
     }
     s.push_str("\n--- text ---\n");
     let text: String = msg.body_text.chars().take(4000).collect();

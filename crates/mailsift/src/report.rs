@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mailsift_engine::classify::{LearnOutcome, Side};
+use mailsift_engine::classify::Side;
 use mailsift_engine::Engine;
+use mailsift_gateway::actions;
 use mailsift_store::{Learner, SqliteStore};
 
 use crate::scan::read_input;
@@ -38,11 +39,12 @@ pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
 /// The engine a report is judged with: the configuration's, with the configured and stored domains folded
 /// in as the gateway has them (their sending servers make them ours for reputation).
 pub fn gateway_engine(config: Option<&PathBuf>, data_dir: &Path) -> Result<Engine> {
-    crate::scanner::GatewayEngine::load(config, data_dir)?.engine_for("")
+    Ok(crate::scanner::judging(config, data_dir)?.engine_for("")?)
 }
 
 /// Learns one message on the side a user says it is on, records the submission (under `source`, e.g. a file
-/// name or "quarantine item 12"), feeds reputation, and prints what changed.
+/// name or "quarantine item 12"), feeds reputation, and prints what changed. The learning itself is
+/// `mailsift_gateway::actions::report`, as in the running gateway; here on the data directory's store.
 pub fn report_message(
     engine: Engine,
     data_dir: &Path,
@@ -56,31 +58,27 @@ pub fn report_message(
     let mut learner =
         Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?;
     let engine = engine.with_model(learner.model());
-    let msg = engine.parse(raw);
-    let before = engine.classify(&msg);
-    let (outcome, previous) = learner
-        .report_via(&msg, side, source, channel, reporter, unix_now())
-        .with_context(|| format!("{source}: cannot record the report"))?;
-    let after = engine.classify(&msg);
-    let what = match (outcome, previous) {
-        (LearnOutcome::AlreadyKnown, _) => format!("was already learned as {}", side.as_str()),
-        (LearnOutcome::Relearned, Some(p)) => {
-            format!("unlearned as {}, learned as {}", p.as_str(), side.as_str())
-        }
-        _ => format!("learned as {}", side.as_str()),
+    let reputation = if engine.config().reputation.enabled {
+        let rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
+        Some(std::sync::Mutex::new(rep))
+    } else {
+        None
     };
-    println!("{source}: {what}; submission recorded");
-    if engine.config().reputation.enabled {
-        // The sender's reputation learns from the report too (identities from the message's trace headers).
-        // A reported spoof of one of our domains counts against the spoofing server, not our domain.
-        let org = organisation_with_stored_domains(&engine, data_dir)?;
-        let mut rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
-        let keys = rep.record_report(&msg, side, &org, unix_now())?;
-        println!("reputation: recorded a {} report for {}", side.as_str(), keys.join(", "));
+    // A reported spoof of one of our domains counts against the spoofing server, not our domain: the
+    // organisation as the gateway judges for it, with the domains stored in the data directory.
+    let organisation = organisation_with_stored_domains(&engine, data_dir)?;
+    let report = actions::Report { raw, side, source, channel, reporter };
+    let r = actions::report(&mut learner, &engine, reputation.as_ref(), &organisation, &report, unix_now())
+        .with_context(|| format!("{source}: cannot record the report"))?;
+    println!("{}; submission recorded", r.describe(&report));
+    match &r.reputation {
+        Some(Ok(keys)) => println!("reputation: recorded a {} report for {}", side.as_str(), keys.join(", ")),
+        Some(Err(e)) => anyhow::bail!("{source}: reputation not updated: {e}"),
+        None => {}
     }
     let fmt = |p: Option<f64>| p.map(|p| format!("{p:.4}")).unwrap_or_else(|| "-".into());
-    if before.is_some() || after.is_some() {
-        let (b, a) = (before.unwrap_or_default(), after.unwrap_or_default());
+    if r.before.is_some() || r.after.is_some() {
+        let (b, a) = (r.before.unwrap_or_default(), r.after.unwrap_or_default());
         println!(
             "spam probability: bayes {} -> {}, linear {} -> {}",
             fmt(b.bayes),
@@ -101,8 +99,11 @@ fn organisation_with_stored_domains(
     engine: &Engine,
     data_dir: &Path,
 ) -> Result<mailsift_engine::config::OrganisationConfig> {
-    let stored = crate::scanner::GatewayEngine::load(None, data_dir)?.stored;
+    let stored = match crate::scanner::open_existing(data_dir)? {
+        Some(db) => actions::stored_domains(&db)?,
+        None => Vec::new(),
+    };
     let mut config = engine.config().clone();
-    mailsift_smtp::config::fold_domains(&mut config, &stored);
+    mailsift_gateway::config::fold_domains(&mut config, &stored);
     Ok(config.organisation)
 }

@@ -75,7 +75,7 @@ pub fn run(data_dir: &Path, args: &ReportsArgs) -> Result<()> {
         println!("{}", serde_json::Value::Object(obj));
         return Ok(());
     }
-    println!("{} report(s) since {}", subs.len(), mailsift_smtp::proto::rfc5322_date(since));
+    println!("{} report(s) since {}", subs.len(), mailsift_gateway::text::rfc5322_date(since));
     for (name, rows) in &sections {
         println!("\n{name}:");
         for (k, n) in rows.iter().take(if name.starts_with("by sender") || name.starts_with("by user") {

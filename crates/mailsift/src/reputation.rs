@@ -25,7 +25,7 @@ pub fn for_scans(engine: &Engine, data_dir: &Path) -> Result<Option<SqliteReputa
 }
 
 pub fn run(engine: &Engine, data_dir: &Path, cmd: &ReputationCommand) -> Result<()> {
-    let mut store = SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
+    let store = SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
     match cmd {
         ReputationCommand::Show { key } => {
             let entries = store.show(key, unix_now())?;

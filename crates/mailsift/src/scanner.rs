@@ -4,16 +4,17 @@
 //! policy here, as the gateway builds them: the configuration's settings with the configured and stored
 //! domains folded in (sending servers and trusted relays protect a domain, spamtraps join the classifier's,
 //! the message's domain brings its thresholds and ASF options), and the configuration's `[policy]` followed
-//! by the stored one. One builder, so that the tools and the gateway cannot disagree about a message.
+//! by the stored one. One builder (`mailsift_gateway::actions::Judging`, through [`judging`]), so that the
+//! tools and the gateway cannot disagree about a message.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mailsift_engine::policy::{Policy, PolicyConfig};
+use mailsift_engine::policy::Policy;
 use mailsift_engine::sender::SenderGatherer;
 use mailsift_engine::{Direction, Engine, Envelope, Evidence, Message, Verdict};
-use mailsift_smtp::config::DomainConfig;
-use mailsift_store::{Database, PolicyStore};
+use mailsift_gateway::actions::Judging;
+use mailsift_store::Database;
 
 use crate::EnvelopeArgs;
 
@@ -53,7 +54,7 @@ impl Scanner {
         outbound: bool,
         model: Option<mailsift_engine::SharedModel>,
     ) -> Result<Scanner> {
-        let gateway = GatewayEngine::load(config, data_dir)?;
+        let gateway = judging(config, data_dir)?;
         let engine = gateway.engine_for(&domain_of_envelope(&args.envelope(), outbound))?;
         let engine = match model {
             Some(m) => engine.with_model(m),
@@ -139,72 +140,20 @@ pub fn domain_of(address: &str) -> String {
     address.trim().trim_matches(['<', '>']).rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase()
 }
 
-/// The configuration, the configured and stored domains and the stored policy, read once.
-pub struct GatewayEngine {
-    /// The engine of the configuration file alone (or the embedded defaults).
-    pub base: Engine,
-    /// The domains of the configuration's [smtp] section.
-    pub configured: Vec<DomainConfig>,
-    /// The domains stored in the data directory (set with `mailsift domains` or the console).
-    pub stored: Vec<DomainConfig>,
-    /// The stored policy (rules, allowed and blocked senders).
-    pub stored_policy: PolicyConfig,
+/// The engine, domains and policy the gateway would judge with, read once from the configuration and the
+/// data directory's gateway database, when there is one (never creating it). The fold itself is
+/// `mailsift_gateway::actions::Judging`, the one every command and the gateway share.
+pub fn judging(config: Option<&PathBuf>, data_dir: &Path) -> Result<Judging> {
+    let db = open_existing(data_dir)?;
+    judging_with_database(config, db.as_ref())
 }
 
-impl GatewayEngine {
-    /// Reads the configuration and the data directory's gateway database, when there is one (never
-    /// creating it).
-    pub fn load(config: Option<&PathBuf>, data_dir: &Path) -> Result<GatewayEngine> {
-        let db = open_existing(data_dir)?;
-        GatewayEngine::with_database(config, db.as_ref())
-    }
-
-    /// As `load`, with the database already open (or none).
-    pub fn with_database(config: Option<&PathBuf>, db: Option<&Database>) -> Result<GatewayEngine> {
-        let base = crate::load_engine(config)?;
-        let configured = configured_domains(config)?;
-        let (stored, stored_policy) = match db {
-            Some(db) => (stored_domains(db)?, db.load_policy().context("the stored policy does not read")?.config),
-            None => (Vec::new(), PolicyConfig::default()),
-        };
-        Ok(GatewayEngine { base, configured, stored, stored_policy })
-    }
-
-    /// The configured and stored domains; a stored one replaces a configured one of the same name, as in
-    /// the gateway.
-    pub fn domains(&self) -> Vec<DomainConfig> {
-        let mut domains: Vec<DomainConfig> = self.configured.clone();
-        for d in &self.stored {
-            domains.retain(|c| !c.name.eq_ignore_ascii_case(&d.name));
-            domains.push(d.clone());
-        }
-        domains
-    }
-
-    /// The engine that judges mail of `domain` (the recipient's for inbound mail, the sender's for
-    /// outbound), without a classifier model.
-    pub fn engine_for(&self, domain: &str) -> Result<Engine> {
-        let domains = self.domains();
-        if domains.is_empty() {
-            return Ok(Engine::new(self.base.config().clone())?);
-        }
-        let mut config = self.base.config().clone();
-        mailsift_smtp::config::fold_domains(&mut config, &domains);
-        if let Some(d) = domains.iter().find(|d| !domain.is_empty() && d.name.eq_ignore_ascii_case(domain)) {
-            d.apply_overrides(&mut config).map_err(|e| anyhow::anyhow!("domain {}: {e}", d.name))?;
-        }
-        Engine::new(config).with_context(|| format!("the engine for domain {domain:?} with the stored domains"))
-    }
-
-    /// The configuration's [policy] (as the engine has it), then the stored one, as the gateway compiles
-    /// them.
-    pub fn policy_for(&self, engine: &Engine) -> PolicyConfig {
-        let mut all = engine.config().policy.clone();
-        all.rules.extend(self.stored_policy.rules.iter().cloned());
-        all.allow.extend(self.stored_policy.allow.iter().cloned());
-        all.block.extend(self.stored_policy.block.iter().cloned());
-        all
-    }
+/// As [`judging`], with the database already open (or none). The configuration is read once, as every
+/// command reads it (`config_cmd::load`): its engine settings and its [smtp] domains.
+pub fn judging_with_database(config: Option<&PathBuf>, db: Option<&Database>) -> Result<Judging> {
+    let loaded = crate::config_cmd::load(config.map(PathBuf::as_path))?;
+    let base = loaded.engine()?;
+    Judging::new(base, loaded.smtp.domains, db).context("the stored domains and policy")
 }
 
 /// The data directory's gateway database, when there is one; None otherwise (a scan never creates it).
@@ -216,21 +165,6 @@ pub fn open_existing(data_dir: &Path) -> Result<Option<Database>> {
     Ok(Some(Database::open(&file)?))
 }
 
-fn configured_domains(config: Option<&PathBuf>) -> Result<Vec<DomainConfig>> {
-    let Some(path) = config else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let smtp =
-        mailsift_smtp::SmtpConfig::from_toml(&text).with_context(|| format!("{}: invalid [smtp]", path.display()))?;
-    Ok(smtp.domains)
-}
-
-fn stored_domains(db: &Database) -> Result<Vec<DomainConfig>> {
-    db.domains()?
-        .into_iter()
-        .map(|(name, json)| serde_json::from_str(&json).with_context(|| format!("stored domain {name} does not read")))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     //! The builder `scan` and `explain` use (through `scan::run_cli` and `scan::explain`), on a real data
@@ -238,6 +172,8 @@ mod tests {
     //! tests/one_truth.rs), with the stored domains and the stored policy.
 
     use super::*;
+    use mailsift_gateway::config::DomainConfig;
+    use mailsift_store::PolicyStore;
     use mailsift_testkit::dns::{TestDns, Zone};
 
     const SPOOF: &str = "From: Accounts <accounts@acme.test>\r\nTo: Dana <dana@acme.test>\r\n\

@@ -196,7 +196,7 @@ fn spoofs_recorded_in_the_reputation_store_never_make_our_domain_bad() {
     let org = &engine.config().organisation;
 
     // The gateway records each verdict against the message's keys: six spoofs judged SCL 9, as they are.
-    let mut store =
+    let store =
         mailsift_store::SqliteReputation::open_dir(&dir.join("data"), engine.config().reputation.half_life_days)
             .unwrap();
     let spoof = engine.parse(SPOOF.as_bytes());
