@@ -14,11 +14,12 @@
 //! Module dependencies (no cycles): the leaves are `text`, `passwords`, `stream`, `counters`, `headers`,
 //! `route`, `disposition`; then `config` (text, passwords), `auth` and `tls` (config), `relay` (text, stream),
 //! `state` (config, auth, tls, relay, route, counters), `delivery` (state, route, relay), `log` (state, text),
-//! `spool` (state, delivery, route, relay), `judge` (state, text, log), `release` (state, delivery, relay),
+//! `spool` (state, delivery, route, relay), `background` (state, spool), `judge` (state, text, log), `release` (state, delivery, relay),
 //! `reports` (state, log, disposition), `effects` (all of the above).
 
 pub mod actions;
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod counters;
 pub mod delivery;

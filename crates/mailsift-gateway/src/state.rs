@@ -497,32 +497,6 @@ impl Gateway {
         self.active.load(Ordering::SeqCst)
     }
 
-    /// Starts what runs beside the front ends: the durable outbound spool (bounces, rule copies, digests
-    /// owed after a 250: pending items are picked up at start and retried with back-off) and the watcher
-    /// that applies policy edits from the CLI or the console within a couple of seconds and the retention
-    /// periods hourly. Stop them with [`Background::stop`].
-    pub fn start_background(self: &Arc<Self>) -> Background {
-        let spool = crate::spool::start(self.clone());
-        let g = self.clone();
-        let watcher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            let mut last_purge: Option<tokio::time::Instant> = None;
-            loop {
-                tick.tick().await;
-                if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                    last_purge = Some(tokio::time::Instant::now());
-                    let g2 = g.clone();
-                    let _ = tokio::task::spawn_blocking(move || g2.purge_expired()).await;
-                }
-                let g2 = g.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
-                    tracing::error!(error = %e, "policy change not applied; the previous policy stays")
-                }
-            }
-        });
-        Background { _spool: spool, watcher }
-    }
-
     /// After shutdown: waits (up to the grace period) for the connections in use to finish, then flushes the
     /// message log.
     pub async fn drain(&self) {
@@ -546,18 +520,5 @@ impl Gateway {
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "message log flush failed at shutdown");
         }
-    }
-}
-
-/// The tasks [`Gateway::start_background`] started. The spool runner stops by itself at shutdown.
-pub struct Background {
-    _spool: tokio::task::JoinHandle<()>,
-    watcher: tokio::task::JoinHandle<()>,
-}
-
-impl Background {
-    /// Stops the policy watcher (the spool runner finishes on the shutdown signal).
-    pub fn stop(&self) {
-        self.watcher.abort();
     }
 }

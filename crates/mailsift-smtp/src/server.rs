@@ -101,7 +101,7 @@ impl Listen for Gateway {
     }
 
     async fn serve(self: Arc<Self>, listeners: Vec<(TcpListener, Listener)>) {
-        let background = self.start_background();
+        let background = mailsift_gateway::background::start(&self);
         let mut tasks = Vec::new();
         for (listener, kind) in listeners {
             let g = self.clone();
