@@ -15,7 +15,7 @@
 //! the front end's; these functions assume the caller may.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mailsift_engine::classify::{ClassifierScores, LearnOutcome, Side};
 use mailsift_engine::config::OrganisationConfig;
@@ -232,7 +232,7 @@ impl Reported {
 pub fn report(
     learner: &mut Learner<SqliteStore>,
     engine: &Engine,
-    reputation: Option<&Mutex<SqliteReputation>>,
+    reputation: Option<&SqliteReputation>,
     organisation: &OrganisationConfig,
     r: &Report<'_>,
     now: i64,
@@ -241,8 +241,7 @@ pub fn report(
     let before = engine.classify(&msg);
     let (outcome, previous) = learner.report_via(&msg, r.side, r.source, r.channel, r.reporter, now)?;
     let after = engine.classify(&msg);
-    let reputation = reputation
-        .map(|rep| rep.lock().unwrap_or_else(|e| e.into_inner()).record_report(&msg, r.side, organisation, now));
+    let reputation = reputation.map(|rep| rep.record_report(&msg, r.side, organisation, now));
     Ok(Reported { outcome, previous, before, after, reputation })
 }
 

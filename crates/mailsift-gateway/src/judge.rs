@@ -93,7 +93,7 @@ pub async fn judge(
                 mailsift_engine::evidence::reputation_keys_for(&envelope, &msg, &engine.config().organisation)
             });
             if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
-                match rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(keys, mailsift_engine::unix_now()) {
+                match rep.lookup(keys, mailsift_engine::unix_now()) {
                     Ok(facts) => evidence.reputation = Some(facts),
                     Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
                 }
@@ -118,9 +118,7 @@ pub async fn judge(
                 // says nothing about the outside world).
                 if envelope.direction == Direction::Inbound {
                     let event = mailsift_store::ReputationEvent::Verdict(verdict.scl);
-                    if let Err(e) =
-                        rep.lock().unwrap_or_else(|e| e.into_inner()).record(keys, event, mailsift_engine::unix_now())
-                    {
+                    if let Err(e) = rep.record(keys, event, mailsift_engine::unix_now()) {
                         tracing::warn!(error = %e, "reputation update failed");
                     }
                 }

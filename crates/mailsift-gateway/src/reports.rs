@@ -133,12 +133,7 @@ fn learn_all(state: &GatewayState, raw: &[u8], side: Side, reporter: &str) -> Re
             .report_via(&msg, side, source, "email", Some(reporter), now)
             .map_err(|e| e.to_string())?;
         if let Some(rep) = state.reputation() {
-            if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record_report(
-                &msg,
-                side,
-                &state.engine.config().organisation,
-                now,
-            ) {
+            if let Err(e) = rep.record_report(&msg, side, &state.engine.config().organisation, now) {
                 tracing::warn!(error = %e, "reputation not updated from a report");
             }
         }

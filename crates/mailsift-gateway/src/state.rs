@@ -70,7 +70,7 @@ pub struct GatewayState {
     /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
     learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>>,
     /// Local sender reputation, when enabled: consulted for every message and fed by verdicts and reports.
-    reputation: Option<Arc<Mutex<mailsift_store::SqliteReputation>>>,
+    reputation: Option<Arc<mailsift_store::SqliteReputation>>,
     /// What the domains were built from, so stored domain changes can rebuild the state.
     base_engine: mailsift_engine::EngineConfig,
     base_smtp: SmtpConfig,
@@ -190,7 +190,7 @@ impl GatewayState {
 
     /// Consults and feeds local reputation.
     pub fn with_reputation(mut self, reputation: mailsift_store::SqliteReputation) -> GatewayState {
-        self.reputation = Some(Arc::new(Mutex::new(reputation)));
+        self.reputation = Some(Arc::new(reputation));
         self
     }
 
@@ -198,7 +198,7 @@ impl GatewayState {
         self.learner.as_deref()
     }
 
-    pub fn reputation(&self) -> Option<&Mutex<mailsift_store::SqliteReputation>> {
+    pub fn reputation(&self) -> Option<&mailsift_store::SqliteReputation> {
         self.reputation.as_deref()
     }
 

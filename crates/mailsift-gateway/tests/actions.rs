@@ -242,7 +242,7 @@ fn a_report_is_learned_recorded_and_fed_to_reputation_and_a_second_opinion_relea
     let dir = tempfile::tempdir().unwrap();
     let mut learner = Learner::open(SqliteStore::open_dir(dir.path()).unwrap()).unwrap();
     let engine = Engine::new(EngineConfig::default()).unwrap().with_model(learner.model());
-    let reputation = Mutex::new(SqliteReputation::open_dir(dir.path(), 30.0).unwrap());
+    let reputation = SqliteReputation::open_dir(dir.path(), 30.0).unwrap();
     let org = engine.config().organisation.clone();
     let ham = Report {
         raw: HELD.as_bytes(),

@@ -501,12 +501,7 @@ async fn tell(
             });
             drop(learner);
             if let Some(rep) = state2.reputation() {
-                if let Err(e) = rep.lock().unwrap_or_else(|e| e.into_inner()).record_report(
-                    &msg,
-                    side,
-                    &state2.engine.config().organisation,
-                    now,
-                ) {
+                if let Err(e) = rep.record_report(&msg, side, &state2.engine.config().organisation, now) {
                     tracing::warn!(error = %e, "reputation not updated from a TELL");
                 }
             }

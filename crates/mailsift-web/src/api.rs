@@ -832,7 +832,6 @@ async fn reputation_lookup(
     let state = web.gateway.state();
     blocking(move || {
         let rep = state.reputation().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "reputation is disabled"))?;
-        let rep = rep.lock().unwrap_or_else(|e| e.into_inner());
         let entry = rep.show(&key, mailsift_engine::unix_now()).map_err(ApiError::internal)?;
         Ok(Json(serde_json::json!({ "key": key, "reputation": entry })))
     })

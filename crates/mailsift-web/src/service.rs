@@ -336,7 +336,7 @@ pub fn gather_evidence(
     if let Some(rep) = state.reputation() {
         // Spoofs of our own domains are looked up (and counted) against the spoofing server only.
         let keys = mailsift_engine::evidence::reputation_keys_for(envelope, msg, &state.engine.config().organisation);
-        if let Ok(facts) = rep.lock().unwrap_or_else(|e| e.into_inner()).lookup(&keys, mailsift_engine::unix_now()) {
+        if let Ok(facts) = rep.lookup(&keys, mailsift_engine::unix_now()) {
             evidence.reputation = Some(facts);
         }
     }

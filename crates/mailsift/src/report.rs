@@ -60,7 +60,7 @@ pub fn report_message(
     let engine = engine.with_model(learner.model());
     let reputation = if engine.config().reputation.enabled {
         let rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
-        Some(std::sync::Mutex::new(rep))
+        Some(rep)
     } else {
         None
     };
