@@ -480,7 +480,9 @@ impl Engine {
                 capped.push(verdict::GroupCap { group: group.clone(), total, cap: *cap });
             }
         }
-        let score = (score * 100.0).round() / 100.0;
+        // `+ 0.0` turns a negative zero (a sum of nothing, or of neutralised negative weights) into 0: "-0.00"
+        // in a verdict would read as evidence of ham.
+        let score = (score * 100.0).round() / 100.0 + 0.0;
         let thresholds = settings.thresholds(&self.config);
         let (action, scl) = Verdict::decide(thresholds, score, high_confidence);
         let mut engines = vec!["heuristics"];
