@@ -77,7 +77,10 @@ pub const BUILTINS: &[Builtin] = &[
         // A list that adds a footer or tags the subject breaks the author's signature (body hash, or the
         // signed Subject), and signs what it sent on with its own domain. Not counting the broken signature
         // puts the message where an unsigned one would be, never better.
-        expression: "-MAILING_LIST_SIGNED & (DKIM_BODY_MODIFIED | DKIM_INVALID)",
+        // Never for our own protected domains: anyone can run a "list" that signs with his own domain, and
+        // our own mail through a list or a signature service is recognised by ARC_OWN_DOMAIN (trusted
+        // sealers) or the domain's trusted relays, not by a List-Id the sender writes.
+        expression: "-MAILING_LIST_SIGNED & (DKIM_BODY_MODIFIED | DKIM_INVALID) & !SPOOF_OWN_DOMAIN",
         score: 0.0,
         policy: CompositePolicy::RemoveWeight,
         factor: None,
@@ -92,7 +95,7 @@ pub const BUILTINS: &[Builtin] = &[
         // its footer or subject tag broke the author's signature). Only halved: anyone with a domain of his
         // own can run a "list" that signs, so the From: domain's DMARC failure still counts for something.
         expression: "-MAILING_LIST_SIGNED & (-DKIM_BODY_MODIFIED | -DKIM_INVALID) & \
-                     (DMARC_POLICY_REJECT | DMARC_POLICY_QUARANTINE | DMARC_POLICY_NONE)",
+                     (DMARC_POLICY_REJECT | DMARC_POLICY_QUARANTINE | DMARC_POLICY_NONE) & !SPOOF_OWN_DOMAIN",
         score: 0.0,
         policy: CompositePolicy::ScaleWeight,
         factor: Some(0.5),

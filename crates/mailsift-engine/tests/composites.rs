@@ -264,6 +264,27 @@ async fn mailing_list_message_re_signed_by_the_list() {
     assert!(v.score < w.score);
 }
 
+/// A "list" run by a spoofer of one of our own protected domains: the same list message, but the author's
+/// domain is ours and the list's server is not one of our sending servers. The list composites must not soften
+/// anything: SPOOF_OWN_DOMAIN stands and so do the broken signature and the DMARC failure, in full.
+#[tokio::test]
+async fn a_list_never_softens_a_spoof_of_our_own_domain() {
+    let (_, raw) = load("arc/mail-auth/001.txt");
+    let dns = TestDns::start(list_zone());
+    let ours = dns_config(
+        &dns,
+        "[organisation]\ndomains = [\"stalw.art\"]\n\
+         [[organisation.protected]]\ndomain = \"stalw.art\"\nsending_servers = [\"192.0.2.0/24\"]\n",
+    );
+    let v = judge(&ours, &raw, &list_envelope()).await;
+    assert!(sym(&v, "MAILING_LIST_SIGNED").is_some(), "the list's own signature still verifies: {}", show(&v));
+    assert!(sym(&v, "SPOOF_OWN_DOMAIN").is_some_and(|s| s.score > 0.0), "{}", show(&v));
+    assert!(sym(&v, "MAILING_LIST_BROKEN_SIGNATURE").is_none(), "{}", show(&v));
+    assert!(sym(&v, "MAILING_LIST_DMARC").is_none(), "{}", show(&v));
+    assert_eq!(sym(&v, "DKIM_INVALID").unwrap().score, 1.5, "{}", show(&v));
+    assert_eq!(sym(&v, "DMARC_POLICY_REJECT").unwrap().score, 5.0, "{}", show(&v));
+}
+
 #[tokio::test]
 async fn a_list_id_without_the_lists_own_signature_changes_nothing() {
     let (_, raw) = load("arc/mail-auth/001.txt");
