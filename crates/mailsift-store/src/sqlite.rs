@@ -378,3 +378,21 @@ impl TokenStore for SqliteStore {
         Ok(n as u64)
     }
 }
+
+/// BEGIN IMMEDIATE: takes the write lock now, waiting `busy_timeout` (up to `attempts` times over) for another
+/// process that holds it (a CLI command while the gateway runs), instead of failing halfway through a batch.
+/// Shared by the store's writer threads (the gateway database's and the reputation store's).
+pub(crate) fn begin_immediate(conn: &Connection, attempts: u32) -> rusqlite::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match conn.prepare_cached("BEGIN IMMEDIATE")?.execute([]) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < attempts && is_busy(&e) => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}

@@ -16,7 +16,7 @@
 //! The queue is bounded: when the disk cannot keep up, appending blocks instead of growing memory or
 //! dropping rows.
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -196,7 +196,7 @@ fn transact(
     batch: &mut [Command],
     failed_entries: &mut Vec<(usize, String)>,
 ) -> rusqlite::Result<()> {
-    begin(conn)?;
+    crate::sqlite::begin_immediate(conn, BEGIN_ATTEMPTS)?;
     let result = (|| {
         for (i, cmd) in batch.iter_mut().enumerate() {
             match cmd {
@@ -230,23 +230,6 @@ fn transact(
         let _ = conn.execute_batch("ROLLBACK");
     }
     result
-}
-
-/// BEGIN IMMEDIATE: takes the write lock now, waiting `busy_timeout` (a few times over) for another
-/// process that holds it, instead of failing halfway through the batch.
-fn begin(conn: &Connection) -> rusqlite::Result<()> {
-    let mut attempt = 1;
-    loop {
-        match conn.prepare_cached("BEGIN IMMEDIATE")?.execute([]) {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt < BEGIN_ATTEMPTS && is_busy(&e) => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 fn savepoint(conn: &Connection) -> rusqlite::Result<()> {

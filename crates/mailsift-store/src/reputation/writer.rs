@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use mailsift_engine::evidence::ReputationKind;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{params, Connection};
 use rustc_hash::FxHashMap;
 
 use super::{fold, kind_str, stored_row, Shared};
@@ -104,7 +104,7 @@ fn transact(
     batch: &[Command],
     removed: &mut Vec<usize>,
 ) -> rusqlite::Result<()> {
-    begin(conn)?;
+    crate::sqlite::begin_immediate(conn, BEGIN_ATTEMPTS)?;
     let result = (|| {
         let mut rows: FxHashMap<(ReputationKind, &str), (f64, f64, i64)> = FxHashMap::default();
         for cmd in batch {
@@ -147,21 +147,4 @@ fn write_rows(
         insert.execute(params![kind_str(kind), key, spam, ham, updated])?;
     }
     Ok(())
-}
-
-/// BEGIN IMMEDIATE: takes the write lock now, waiting `busy_timeout` (a few times over) for another
-/// process that holds it (`mailsift reputation reset` while the gateway runs), instead of failing halfway.
-fn begin(conn: &Connection) -> rusqlite::Result<()> {
-    let mut attempt = 1;
-    loop {
-        match conn.prepare_cached("BEGIN IMMEDIATE")?.execute([]) {
-            Ok(_) => return Ok(()),
-            Err(e) if attempt < BEGIN_ATTEMPTS && is_busy(&e) => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
