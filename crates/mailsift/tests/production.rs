@@ -57,27 +57,7 @@ const SPOOFER: Ipv4Addr = Ipv4Addr::new(127, 0, 9, 9);
 
 /// Today's date in RFC 5322 form, so that no message is judged for its age (DATE_IN_PAST).
 fn date() -> String {
-    let now = mailsift_engine::unix_now();
-    let (days, secs) = (now.div_euclid(86_400), now.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{weekday}, {day} {} {year} {:02}:{:02}:{:02} +0000",
-        months[(month - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    mailsift_gateway::text::rfc5322_date(mailsift_engine::unix_now())
 }
 
 /// Every loop here is bounded by this (log rows appearing, a process starting or stopping).
