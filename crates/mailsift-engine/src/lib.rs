@@ -8,6 +8,7 @@
 //! It is not the SMTP server, the web console or the database; those live in their own crates and call
 //! [`Engine::scan`].
 
+pub mod address;
 pub mod checks;
 pub mod cidr;
 pub mod classify;

@@ -24,6 +24,7 @@ pub mod config;
 pub mod counters;
 pub mod delivery;
 pub mod disposition;
+pub mod dsn;
 pub mod effects;
 pub mod headers;
 pub mod judge;
