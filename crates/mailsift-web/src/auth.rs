@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use mailsift_engine::address::Domain;
 use mailsift_store::{Account, Role};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 
 use crate::tokens::random_id;
 
@@ -68,27 +70,42 @@ impl Principal {
         }
     }
 
-    /// May this caller manage mail for this domain?
-    pub fn manages_domain(&self, domain: &str) -> bool {
+    /// May this caller manage mail for this domain? A domain administrator manages exactly the domains of
+    /// the account (compared as [`Domain`]s: any case, with or without the trailing dot, IDNA-mapped), not
+    /// their subdomains; a text that is not a domain (the empty domain of an address without one) is
+    /// nobody's.
+    pub fn manages_domain(&self, domain: impl AsRef<str>) -> bool {
         match self.role {
             Role::Admin => true,
-            Role::DomainAdmin => self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)),
+            Role::DomainAdmin => match Domain::parse(domain.as_ref()) {
+                Ok(domain) => self.domains.iter().any(|d| domain.matches(d)),
+                Err(_) => false,
+            },
             Role::User => false,
         }
     }
 
-    /// May this caller act on mail addressed to this recipient?
+    /// May this caller act on mail addressed to this recipient? A domain administrator may when the
+    /// recipient parses as an address of one of the account's domains.
     pub fn may_act_for(&self, recipient: &str) -> bool {
         match self.role {
             Role::User => recipient.eq_ignore_ascii_case(&self.name),
-            _ => self.manages_domain(domain_of(recipient)),
+            _ => self.manages_domain(mailsift_engine::address::domain_of(recipient)),
         }
     }
 }
 
-/// The domain part of an address (the text after the last `@`; the whole text when there is none).
-pub fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map(|(_, d)| d).unwrap_or(address).trim_end_matches('>')
+/// The domain a list entry's recipient names: the domain of an address (`bob@Example.com` ->
+/// `example.com`, as [`mailsift_engine::address::domain_of`] reads it), or, for an entry that applies to a
+/// whole domain, the domain itself (`Example.com.` -> `example.com`). Empty when it is neither, which is
+/// nobody's domain. Mail's recipients are addresses, never domains: [`Principal::may_act_for`] does not
+/// take a bare domain as a recipient.
+pub fn domain_of(recipient_or_domain: &str) -> String {
+    if recipient_or_domain.contains('@') {
+        mailsift_engine::address::domain_of(recipient_or_domain)
+    } else {
+        Domain::parse(recipient_or_domain).map(|d| d.to_string()).unwrap_or_default()
+    }
 }
 
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -279,9 +296,10 @@ pub fn clear_cookie(secure: bool) -> String {
     format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", if secure { "; Secure" } else { "" })
 }
 
-/// Constant-time comparison of two secrets.
+/// Constant-time comparison of two secrets (CSRF tokens, the metrics token): the time taken does not
+/// depend on where they differ, only on their length, which is not secret (tokens have a fixed length).
 pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 #[cfg(test)]
@@ -358,5 +376,51 @@ mod tests {
         assert!(d.may_act_for("carol@B.test"));
         assert!(!d.may_act_for("carol@c.test"));
         assert_eq!(cookie("a=1; mailsift_session=xyz; b=2", SESSION_COOKIE), Some("xyz"));
+    }
+
+    #[test]
+    fn a_domain_administrator_reaches_exactly_the_addresses_of_the_domain() {
+        let d = Principal {
+            account_id: Some(1),
+            name: "da".into(),
+            role: Role::DomainAdmin,
+            domains: vec!["example.com".into()],
+        };
+        for reached in ["Someone@Example.COM", "<someone@example.com.>", " someone@example.com "] {
+            assert!(d.may_act_for(reached), "{reached}");
+        }
+        for refused in [
+            "victim@EXAMPLE.com.evil.test",
+            "x@evil.test",
+            "example.com",
+            "EXAMPLE.COM",
+            "",
+            "<>",
+            "x@sub.example.com",
+            "x@badexample.com",
+            "x@example.com\r\nBcc: y@evil.test",
+            "x@example.com@evil.test",
+        ] {
+            assert!(!d.may_act_for(refused), "{refused:?}");
+        }
+        assert!(d.manages_domain("Example.COM."));
+        assert!(!d.manages_domain(""));
+        // A list entry may name a whole domain instead of an address.
+        assert!(d.manages_domain(domain_of("Example.COM")));
+        assert!(d.manages_domain(domain_of("<x@example.com>")));
+        for foreign in ["example.com.evil.test", "x@EXAMPLE.com.evil.test", "x@evil.test", "x@example.com\r\n", ""] {
+            assert!(!d.manages_domain(domain_of(foreign)), "{foreign:?}");
+        }
+        let admin = Principal { account_id: Some(2), name: "root".into(), role: Role::Admin, domains: vec![] };
+        assert!(admin.may_act_for("anyone@anywhere.test"));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc123", "abc123"));
+        assert!(!same_secret("abc123", "abc124"));
+        assert!(!same_secret("abc123", "abc12"));
+        assert!(!same_secret("", "x"));
+        assert!(same_secret("", ""));
     }
 }
