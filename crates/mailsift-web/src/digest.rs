@@ -18,8 +18,14 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use mail_builder::encoders::base64::Base64Encoder;
+use mail_builder::headers::address::Address as HeaderAddress;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
+use mail_builder::MessageBuilder;
+use mailsift_engine::address::Address;
 use mailsift_gateway::spool::Attempt;
 use mailsift_store::{NewSpoolItem, QuarantineItem, QuarantineQuery};
 use serde::Serialize;
@@ -183,7 +189,7 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The digest message: text and HTML alternatives, base64 so any next hop takes it.
+/// The digest message, built with mail-builder: text and HTML alternatives, base64 so any next hop takes it.
 pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -> Vec<u8> {
     let now = mailsift_engine::unix_now();
     let mut text = format!(
@@ -229,26 +235,40 @@ pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -
         "</table><p><a href=\"{all}\">Open your quarantine</a>. The links work for {} days.</p></body></html>",
         web.config.digest.link_days
     ));
-    let boundary = format!("=_mailsift_{}", crate::tokens::random_id().replace(['-', '_'], ""));
-    let wrap = |s: &str| {
-        let b = STANDARD.encode(s.as_bytes());
-        b.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\r\n")
-    };
     let host = web.gateway.state().config.hostname.clone();
-    format!(
-        "From: mailsift quarantine <{from}>\r\nTo: <{rcpt}>\r\nSubject: Quarantine digest: {n} message(s) held for you\r\n\
-         Date: {date}\r\nMessage-ID: <digest.{id}@{host}>\r\nMIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n\
-         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
-         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{t}\r\n\
-         --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{h}\r\n\
-         --{boundary}--\r\n",
-        n = items.len(),
-        date = mailsift_gateway::text::rfc5322_date(now),
-        id = crate::tokens::random_id(),
-        t = wrap(&text),
-        h = wrap(&html),
-    )
-    .into_bytes()
+    // Base64 for both parts, whatever their text (mail-builder would pick quoted-printable for mostly
+    // ASCII text): any next hop takes it, and the links stay unbroken by soft line breaks.
+    let part = |content_type: &'static str, body: &str| {
+        let encoded = Base64Encoder::new().wrap_lines().encode(body.as_bytes()).unwrap_or_default();
+        MimePart::new(ContentType::new(content_type).attribute("charset", "utf-8"), encoded).transfer_encoding("base64")
+    };
+    MessageBuilder::new()
+        .from(HeaderAddress::new_address(Some("mailsift quarantine"), header_address(from)))
+        .to(HeaderAddress::new_address(None::<&str>, header_address(rcpt)))
+        .subject(format!("Quarantine digest: {} message(s) held for you", items.len()))
+        .date(now)
+        .message_id(MessageId::new(format!("digest.{}@{}", crate::tokens::random_id(), header_text(&host))))
+        .header("MIME-Version", Raw::new("1.0"))
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .body(MimePart::new(
+            ContentType::new("multipart/alternative"),
+            vec![part("text/plain", &text), part("text/html", &html)],
+        ))
+        .write_to_vec()
+        .unwrap_or_default()
+}
+
+/// An address for a header: as [`Address`] reads it, or (a stored text that does not parse) without
+/// controls and spaces, so nothing stored can add a header.
+fn header_address(address: &str) -> String {
+    match Address::parse(address) {
+        Ok(a) if !a.is_null() => a.to_string(),
+        _ => header_text(address),
+    }
+}
+
+fn header_text(text: &str) -> String {
+    mailsift_gateway::text::sanitize(text, 320).replace(' ', "")
 }
 
 #[utoipa::path(post, path = "/api/v1/digest/send", responses((status = 200, body = DigestRun), (status = 403)))]
