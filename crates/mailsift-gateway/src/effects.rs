@@ -25,7 +25,7 @@ use mailsift_store::{LogEntry, NewQuarantine, NewSpoolItem};
 use crate::counters::Counters;
 use crate::delivery::deliver;
 use crate::disposition::{answer, Accepted, Answer, Disposition};
-use crate::headers::{find_header_end, hop_count, tag_subject};
+use crate::headers::{hop_count, tag_subject};
 use crate::judge::{judge, log_verdict, Judged};
 use crate::log::{commit_log, message_entry};
 use crate::relay::{RelayError, Reply};
@@ -389,31 +389,14 @@ fn bounce(
     if sender.is_empty() {
         return None;
     }
-    let host = state.config.hostname.clone();
-    let boundary = format!("{id}.bounce");
-    let mut failed = String::new();
-    let mut status = String::new();
-    for (rcpt, reply) in refused {
-        failed.push_str(&format!("  <{rcpt}>: {reply}\r\n"));
-        status.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.0.0\r\nDiagnostic-Code: smtp; {reply}\r\n"
-        ));
-    }
-    let headers = &original[..find_header_end(original)];
-    let mut msg = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{host}>\r\nTo: <{sender}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
-Date: {}\r\nMessage-ID: <{id}.bounce@{host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n\
---{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-Your message (reference {id}) could not be delivered to these recipients:\r\n{failed}\r\n\
-It was delivered to the others.\r\n\r\n\
---{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\n{status}\r\n\
---{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n",
-        rfc5322_date(mailsift_engine::unix_now())
-    )
-    .into_bytes();
-    msg.extend_from_slice(headers);
-    msg.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let msg = crate::dsn::delivery_status_notification(
+        &state.config.hostname,
+        sender,
+        refused,
+        original,
+        id,
+        mailsift_engine::unix_now(),
+    )?;
     if state.route_for(sender, true).is_none() {
         tracing::warn!(id = %id, to = %sanitize(sender, 320), "bounce: no route to the sender");
         return None;

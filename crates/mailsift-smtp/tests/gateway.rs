@@ -479,7 +479,11 @@ async fn next_hop_refusals_and_outages_reach_the_sender() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let bounce = found.expect("a bounce reaches the sender");
-    assert!(bounce.contains("multipart/report; report-type=delivery-status"), "{bounce}");
+    // multipart/report with report-type delivery-status, however the parameter is quoted (RFC 2045 allows both).
+    let parsed = mail_parser::MessageParser::default().parse(bounce.as_bytes()).expect("the bounce parses");
+    let ct = mail_parser::MimeHeaders::content_type(parsed.root_part()).expect("a Content-Type");
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")), "{bounce}");
+    assert_eq!(ct.attribute("report-type"), Some("delivery-status"), "{bounce}");
     assert!(bounce.contains("Final-Recipient: rfc822; nobody@example.com"), "{bounce}");
     assert!(!bounce.contains("Final-Recipient: rfc822; bob@example.com"), "{bounce}");
     g.gateway.db.flush().unwrap();
