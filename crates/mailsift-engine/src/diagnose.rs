@@ -568,7 +568,7 @@ struct Proof {
 }
 
 fn proof(s: &Subject<'_, '_>) -> Proof {
-    use crate::sender::{DkimVerdict, Outcome};
+    use crate::evidence::{DkimVerdict, Outcome};
     let mut p = Proof { ip: s.envelope.client_ip, auth: authenticated_domains(s), ..Proof::default() };
     let norm = |d: &str| d.trim().trim_end_matches('.').to_ascii_lowercase();
     if let Some(f) = &s.evidence.sender {
@@ -1112,7 +1112,7 @@ fn authenticated_domains(s: &Subject<'_, '_>) -> Vec<String> {
             out.extend(f.spf_domain.clone().or(sender_address(s).map(|a| domain_of(&a))));
         }
         out.extend(
-            f.dkim.iter().filter(|k| k.verdict == crate::sender::DkimVerdict::Pass).map(|k| k.domain.to_lowercase()),
+            f.dkim.iter().filter(|k| k.verdict == crate::evidence::DkimVerdict::Pass).map(|k| k.domain.to_lowercase()),
         );
     } else {
         for sym in &s.observed.symbols {
@@ -2211,7 +2211,7 @@ fn past_evidence(p: &PastMessage) -> Evidence {
     ];
     let spf = p.symbols.iter().find_map(|(n, _)| SPF.iter().find(|(s, _)| n == s).map(|(_, r)| *r));
     let Some(spf) = spf else { return Evidence::default() };
-    Evidence::from_sender(crate::sender::SenderFacts {
+    Evidence::from_sender(crate::evidence::SenderFacts {
         spf: Some(spf),
         spf_domain: p.mail_from.as_deref().map(domain_of),
         ..Default::default()

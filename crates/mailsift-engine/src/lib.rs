@@ -1,8 +1,9 @@
 //! mailsift's scanning engine: a message goes in, a verdict with its evidence comes out.
 //!
 //! The flow (see the README's architecture tour): `Message::parse` builds every view once; the evidence
-//! stage (later: DNS, authentication, reputation, classifiers) gathers facts; the checks turn views and facts
-//! into symbols; the registry weighs them; thresholds turn the score into an action. This crate does no
+//! stage gathers facts ([`Evidence`]: DNS and authentication from the `mailsift-evidence` crate, reputation
+//! from the store, the classifiers' probabilities); the checks turn views and facts into symbols; the
+//! registry weighs them; thresholds turn the score into an action. This crate is synchronous and does no
 //! network or storage I/O of its own: the gateway and the store feed it facts.
 //!
 //! It is not the SMTP server, the web console or the database; those live in their own crates and call
@@ -20,9 +21,7 @@ pub mod evidence;
 pub mod explain;
 pub mod message;
 pub mod policy;
-pub mod sender;
 pub mod settings;
-pub mod spf;
 pub mod symbols;
 pub mod trust;
 pub mod verdict;

@@ -2,12 +2,12 @@
 //!
 //! DKIM is diagnosed finely because it is where most false positives hide: a signature whose headers verify
 //! but whose body hash does not (`DKIM_BODY_MODIFIED`) almost always means a footer or disclaimer was added
-//! after signing, which is not the same as a forged signature or a missing key (`sender.rs` gives that
-//! verdict only when the signed headers verify with the published key, so a copied signature never earns
-//! it). Forwarded mail breaks SPF; when a valid ARC chain whose newest seal is from a sealer we trust
-//! (`[organisation] trusted_arc_sealers`; none when the list is empty, since anyone can seal his own
-//! forgery) shows the first forwarder saw SPF, DKIM or DMARC pass, the SPF and DMARC failures are not held
-//! against the message (RFC 8617 §7.2) and `ARC_FORWARDED` says so.
+//! after signing, which is not the same as a forged signature or a missing key (the `mailsift-evidence`
+//! gatherer gives that verdict only when the signed headers verify with the published key, so a copied
+//! signature never earns it). Forwarded mail breaks SPF; when a valid ARC chain whose newest seal is from a
+//! sealer we trust (`[organisation] trusted_arc_sealers`; none when the list is empty, since anyone can seal
+//! his own forgery) shows the first forwarder saw SPF, DKIM or DMARC pass, the SPF and DMARC failures are not
+//! held against the message (RFC 8617 §7.2) and `ARC_FORWARDED` says so.
 //!
 //! Anti-spoofing is separate from DMARC: mail whose From: is one of our protected domains must come from one
 //! of that domain's sending servers, from a trusted relay (recognised by the connecting server's
@@ -24,9 +24,8 @@ use regex::RegexSet;
 use super::Ctx;
 use crate::cidr::IpRange;
 use crate::config::OrganisationConfig;
-use crate::evidence::SpfResult;
+use crate::evidence::{DkimVerdict, DmarcPolicy, Outcome, SpfResult};
 use crate::message::urls::registrable_domain;
-use crate::sender::{DkimVerdict, DmarcPolicy, Outcome};
 use crate::symbols::{FixKind, Group::Auth, Hits, Side, SymbolSpec};
 use crate::trust::ConnectionFacts;
 

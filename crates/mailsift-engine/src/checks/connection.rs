@@ -10,8 +10,8 @@
 use std::net::IpAddr;
 
 use super::Ctx;
+use crate::evidence::Outcome;
 use crate::message::urls::registrable_domain;
-use crate::sender::Outcome;
 use crate::symbols::{FixKind, Group::Connection, Hits, SymbolSpec};
 
 /// This module's symbols, typed (see [`crate::symbols::Sym`]).

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::model::{BlockAction, Level, PolicyConfig};
 use super::{normal_domain, org_domain, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
-use crate::sender::Outcome;
+use crate::evidence::Outcome;
 
 /// Which list an entry is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

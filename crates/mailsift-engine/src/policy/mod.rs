@@ -46,10 +46,9 @@ pub use model::{
 pub use rules::{RuleDecision, RuleMatch, RuleOutcome};
 
 use crate::envelope::{Direction, Envelope};
-use crate::evidence::{Evidence, SpfResult};
+use crate::evidence::{DkimVerdict, Evidence, Outcome, SpfResult};
 use crate::message::urls::registrable_domain;
 use crate::message::Message;
-use crate::sender::{DkimVerdict, Outcome};
 use crate::symbols::{FixKind, Group, SymbolSpec};
 use crate::verdict::SymbolResult;
 

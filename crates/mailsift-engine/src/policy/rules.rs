@@ -32,7 +32,7 @@ use serde::Serialize;
 use super::model::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
 use super::{AddedHeader, PolicyAction, PolicyEffects, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
-use crate::sender::{DkimVerdict, Outcome};
+use crate::evidence::{DkimVerdict, Outcome};
 use crate::trust::{ConnectionFacts, TrustBoundary};
 use crate::verdict::HEADER_PREFIX;
 
@@ -1336,9 +1336,9 @@ mod tests {
     mod connection_fields {
         use crate::envelope::Envelope;
         use crate::evidence::Evidence;
+        use crate::evidence::{ArcFacts, DkimFacts, DkimVerdict, Outcome, PtrFacts, SenderFacts};
         use crate::message::Message;
         use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyInput};
-        use crate::sender::{ArcFacts, DkimFacts, DkimVerdict, Outcome, PtrFacts, SenderFacts};
         use crate::trust::TrustBoundary;
 
         fn policy(conditions: &str) -> Result<Policy, PolicyError> {
