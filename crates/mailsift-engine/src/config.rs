@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod policy;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
@@ -39,9 +41,9 @@ pub struct EngineConfig {
     /// How authentication results act beyond their symbols.
     pub auth: AuthConfig,
     /// Filter rules and allowed/blocked senders (`[[policy.rules]]`, `[[policy.allow]]`, `[[policy.block]]`),
-    /// for a gateway without a database; see `policy::model` for every key. None by default.
-    #[serde(skip_serializing_if = "crate::policy::PolicyConfig::is_empty")]
-    pub policy: crate::policy::PolicyConfig,
+    /// for a gateway without a database; see [`policy`] for every key. None by default.
+    #[serde(skip_serializing_if = "policy::PolicyConfig::is_empty")]
+    pub policy: policy::PolicyConfig,
     /// Composites (`[[composites]]`): an expression over symbols and groups that, when it holds, adds a
     /// symbol of its own and changes the weights of the symbols it matched (see `crate::composites`). The
     /// built-in ones (forwarded mail, mailing lists) are on unless an entry of the same name switches one
@@ -259,7 +261,7 @@ impl Default for EngineConfig {
             classifier: ClassifierConfig::default(),
             reputation: ReputationConfig::default(),
             auth: AuthConfig::default(),
-            policy: crate::policy::PolicyConfig::default(),
+            policy: policy::PolicyConfig::default(),
             composites: Vec::new(),
             smtp: None,
             web: None,

@@ -161,7 +161,7 @@ pub struct Evidence {
     pub reputation: Option<ReputationFacts>,
     /// Spam probabilities from the statistical engines, when a model was consulted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classifier: Option<crate::classify::ClassifierScores>,
+    pub classifier: Option<ClassifierScores>,
 }
 
 impl Evidence {
@@ -169,6 +169,14 @@ impl Evidence {
     pub fn from_sender(facts: SenderFacts) -> Evidence {
         Evidence { spf: facts.spf, sender: Some(facts), ..Evidence::default() }
     }
+}
+
+/// The classifiers' answers about one message (computed by `classify`): spam probabilities, `None` when an engine stayed silent
+/// (too little training).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierScores {
+    pub bayes: Option<f64>,
+    pub linear: Option<f64>,
 }
 
 /// What local reputation is kept about.
@@ -224,7 +232,7 @@ pub fn reputation_keys_for(
     org: &crate::config::OrganisationConfig,
 ) -> Vec<(ReputationKind, String)> {
     let mut keys = reputation_keys(envelope, msg);
-    if crate::checks::auth::is_outbound(envelope) {
+    if envelope.is_outbound() {
         return keys;
     }
     keys.retain(|(kind, key)| {

@@ -10,6 +10,7 @@
 //! [`Engine::scan`].
 
 pub mod address;
+pub mod catalogue;
 pub mod checks;
 pub mod cidr;
 pub mod classify;
@@ -161,12 +162,12 @@ impl Engine {
     }
 
     /// The classifiers' answers about a parsed message, when a model is loaded and enabled.
-    pub fn classify(&self, msg: &Message<'_>) -> Option<classify::ClassifierScores> {
+    pub fn classify(&self, msg: &Message<'_>) -> Option<evidence::ClassifierScores> {
         let model = self.model.as_ref().filter(|_| self.config.classifier.enabled)?;
         let features = classify::features(msg);
         let model = model.read().unwrap_or_else(|e| e.into_inner());
         let scores = model.classify(&features, &self.config.classifier);
-        (scores != classify::ClassifierScores::default()).then_some(scores)
+        (scores != evidence::ClassifierScores::default()).then_some(scores)
     }
 
     pub fn registry(&self) -> &Registry {
@@ -297,7 +298,8 @@ impl Engine {
         now: i64,
         dmarc_policy: Option<(Action, String)>,
     ) {
-        use policy::{PolicyAction, PolicyMatch};
+        use policy::PolicyAction;
+        use verdict::PolicyMatch;
         if policy.is_empty() {
             // No rules, no lists: the score (and the DMARC policy when honoured) decides, as before policy.
             let by_score = with_dmarc_policy((verdict.action, verdict.scl, None), dmarc_policy);
@@ -544,11 +546,11 @@ fn push_entry(
     verdict: &mut Verdict,
     added: &mut Vec<verdict::SymbolResult>,
     name: &'static str,
-    entry: &policy::EntryRef,
+    entry: &verdict::EntryRef,
     why: Option<&String>,
     honoured: bool,
 ) {
-    let m = policy::PolicyMatch::Entry { entry: entry.clone(), honoured };
+    let m = verdict::PolicyMatch::Entry { entry: entry.clone(), honoured };
     if verdict.policy_matches.contains(&m) {
         return;
     }

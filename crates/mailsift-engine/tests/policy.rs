@@ -6,7 +6,8 @@
 use mailsift_engine::evidence::{
     DkimFacts, DkimVerdict, DmarcFacts, DmarcPolicy, Outcome, PtrFacts, SenderFacts, SpfResult,
 };
-use mailsift_engine::policy::{Policy, PolicyConfig, PolicyMatch};
+use mailsift_engine::policy::{Policy, PolicyConfig};
+use mailsift_engine::verdict::PolicyMatch;
 use mailsift_engine::{Action, Direction, Engine, EngineConfig, Envelope, Evidence, Verdict};
 
 /// Our organisation: ourdomain.example, sent only from 192.0.2.0/24.

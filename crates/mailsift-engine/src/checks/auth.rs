@@ -118,14 +118,6 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Check the gateway's DNS resolver; the gateway can be set to defer such mail."),
 ];
 
-/// Whether the gateway judged the message as our own outbound mail: it came from a trusted network or an
-/// authenticated user (the SMTP session and the milter set the direction for both; a login alone counts
-/// too, whatever the listener).
-pub fn is_outbound(envelope: &crate::Envelope) -> bool {
-    envelope.direction == crate::Direction::Outbound
-        || envelope.authenticated_user.as_deref().is_some_and(|u| !u.trim().is_empty())
-}
-
 /// Our own sending infrastructure, compiled once from the configuration.
 #[derive(Default)]
 pub struct SpoofGuard {
@@ -467,7 +459,7 @@ fn check_spoofing(ctx: &Ctx<'_, '_>, spf: Option<SpfResult>, hits: &mut Hits<'_>
     // Mail from our trusted networks or an authenticated user is our own outbound mail: the gateway already
     // decided, from facts the sender cannot forge (its address, its login), that it speaks for us. Whether
     // those networks are also listed as sending servers is beside the point.
-    if is_outbound(ctx.envelope) {
+    if ctx.envelope.is_outbound() {
         return;
     }
     let Some(from) = ctx.message.from.as_ref() else { return };

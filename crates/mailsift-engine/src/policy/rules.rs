@@ -29,12 +29,12 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::model::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
-use super::{AddedHeader, PolicyAction, PolicyEffects, PolicyError, PolicyInput};
+use super::{PolicyAction, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
+use crate::config::policy::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
 use crate::evidence::{DkimVerdict, Outcome};
 use crate::trust::{ConnectionFacts, TrustBoundary};
-use crate::verdict::HEADER_PREFIX;
+use crate::verdict::{AddedHeader, PolicyEffects, HEADER_PREFIX};
 
 /// Limits that keep one policy from exhausting memory: a compiled pattern (the regex crate refuses beyond),
 /// and texts a person types.
