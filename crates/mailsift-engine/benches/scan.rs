@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         let mut config = EngineConfig::default();
         config.dns.enabled = true;
         config.dns.nameservers = vec![dns.addr().to_string()];
-        let gatherer = mailsift_engine::sender::SenderGatherer::from_config(&config).unwrap();
+        let gatherer = mailsift_evidence::SenderGatherer::from_config(&config).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let envelopes: Vec<Envelope> = msgs
             .iter()

@@ -656,7 +656,7 @@ pub fn facts(msg: &crate::Message<'_>, evidence: &crate::Evidence) -> Vec<(&'sta
     }
     let list_domain = crate::message::urls::registrable_domain(&id);
     let signer = sender.dkim.iter().find(|d| {
-        d.verdict == crate::sender::DkimVerdict::Pass
+        d.verdict == crate::evidence::DkimVerdict::Pass
             && crate::message::urls::registrable_domain(&d.domain.to_ascii_lowercase()) == list_domain
     });
     if let Some(d) = signer {

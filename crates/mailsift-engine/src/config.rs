@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub mod policy;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
@@ -27,7 +29,7 @@ pub struct EngineConfig {
     /// The organisation this gateway protects.
     pub organisation: OrganisationConfig,
     /// DNS for sender evidence (reverse DNS, SPF, DKIM, DMARC, ARC).
-    pub dns: crate::sender::DnsConfig,
+    pub dns: DnsConfig,
     /// DNS blocklists and allowlists. None by default: they need the Internet, and each list's terms of use.
     pub dnsbl: Vec<DnsListConfig>,
     /// The verdict at connect and HELO time, before any data is read.
@@ -39,9 +41,9 @@ pub struct EngineConfig {
     /// How authentication results act beyond their symbols.
     pub auth: AuthConfig,
     /// Filter rules and allowed/blocked senders (`[[policy.rules]]`, `[[policy.allow]]`, `[[policy.block]]`),
-    /// for a gateway without a database; see `policy::model` for every key. None by default.
-    #[serde(skip_serializing_if = "crate::policy::PolicyConfig::is_empty")]
-    pub policy: crate::policy::PolicyConfig,
+    /// for a gateway without a database; see [`policy`] for every key. None by default.
+    #[serde(skip_serializing_if = "policy::PolicyConfig::is_empty")]
+    pub policy: policy::PolicyConfig,
     /// Composites (`[[composites]]`): an expression over symbols and groups that, when it holds, adds a
     /// symbol of its own and changes the weights of the symbols it matched (see `crate::composites`). The
     /// built-in ones (forwarded mail, mailing lists) are on unless an entry of the same name switches one
@@ -54,6 +56,43 @@ pub struct EngineConfig {
     /// The HTTP API, console and digest's table, read and checked by `mailsift-web`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web: Option<toml::Value>,
+}
+
+/// DNS settings (`[dns]` in the configuration).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Gather sender evidence from DNS. Off in the embedded defaults, which must work offline and never
+    /// send traffic anywhere by surprise; a production gateway turns it on.
+    pub enabled: bool,
+    /// Name servers as "IP" or "IP:port"; empty uses the system's resolver configuration.
+    pub nameservers: Vec<String>,
+    /// Time allowed for one DNS query, in milliseconds.
+    pub timeout_ms: u64,
+    /// Time allowed for all of one message's lookups together, in milliseconds; what is not answered by then
+    /// is reported as a temporary error.
+    pub deadline_ms: u64,
+    /// Entries kept in each in-memory DNS cache.
+    pub cache_entries: usize,
+    /// The name this gateway writes in Authentication-Results (its authserv-id).
+    pub hostname: String,
+    /// When a sender check fails temporarily (timeout, SERVFAIL), ask the sending server to retry later (4xx)
+    /// instead of judging the message half-checked. Off: the message is judged on what is known.
+    pub defer_on_temperror: bool,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: false,
+            nameservers: Vec::new(),
+            timeout_ms: 2000,
+            deadline_ms: 5000,
+            cache_entries: 50_000,
+            hostname: "mailsift.local".to_string(),
+            defer_on_temperror: false,
+        }
+    }
 }
 
 /// What a failed DMARC check with a quarantine or reject policy does.
@@ -216,13 +255,13 @@ impl Default for EngineConfig {
             rules: Vec::new(),
             scan: ScanConfig::default(),
             organisation: OrganisationConfig::default(),
-            dns: crate::sender::DnsConfig::default(),
+            dns: DnsConfig::default(),
             dnsbl: Vec::new(),
             connection: ConnectionConfig::default(),
             classifier: ClassifierConfig::default(),
             reputation: ReputationConfig::default(),
             auth: AuthConfig::default(),
-            policy: crate::policy::PolicyConfig::default(),
+            policy: policy::PolicyConfig::default(),
             composites: Vec::new(),
             smtp: None,
             web: None,

@@ -54,12 +54,14 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::domain_of;
+use crate::catalogue::sym;
 use crate::cidr::IpRange;
 use crate::config::{AsfMode, EngineConfig, ProtectedDomain};
 use crate::message::urls::registrable_domain;
 use crate::message::Message;
 use crate::policy::{AllowEntry, Condition, Field, FilterRule, MatchMode, Operator, PolicyConfig, RuleAction, Value};
-use crate::symbols::{sym, About, FixKind, Group, Role, Side, Sym};
+use crate::symbols::{About, FixKind, Group, Role, Side, Sym};
 use crate::verdict::{Action, Verdict, HEADER_PREFIX};
 use crate::{Engine, Envelope, Evidence};
 
@@ -344,7 +346,7 @@ pub fn diagnose(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>) -> 
         .or(obs.with_fix(engine, FixKind::RemoveBlock).map(|s| s.detail.as_str()))
     {
         blocked(s, by, &mut d);
-    } else if crate::checks::auth::is_outbound(s.envelope) {
+    } else if s.envelope.is_outbound() {
         // Our own users' mail (a trusted network, a login): never a spoof, never the sender's practices;
         // whatever caught it, the fix stays on the outbound side.
         outbound(engine, policy, s, &mut d);
@@ -429,10 +431,6 @@ fn sender_address(s: &Subject<'_, '_>) -> Option<String> {
 
 fn from_address(s: &Subject<'_, '_>) -> Option<String> {
     s.message.from.as_ref().map(|f| f.address.to_lowercase()).filter(|a| a.contains('@'))
-}
-
-fn domain_of(address: &str) -> String {
-    address.rsplit_once('@').map(|(_, d)| d).unwrap_or(address).trim_end_matches('.').to_lowercase()
 }
 
 fn recipients(s: &Subject<'_, '_>) -> Vec<String> {
@@ -568,7 +566,7 @@ struct Proof {
 }
 
 fn proof(s: &Subject<'_, '_>) -> Proof {
-    use crate::sender::{DkimVerdict, Outcome};
+    use crate::evidence::{DkimVerdict, Outcome};
     let mut p = Proof { ip: s.envelope.client_ip, auth: authenticated_domains(s), ..Proof::default() };
     let norm = |d: &str| d.trim().trim_end_matches('.').to_ascii_lowercase();
     if let Some(f) = &s.evidence.sender {
@@ -1112,7 +1110,7 @@ fn authenticated_domains(s: &Subject<'_, '_>) -> Vec<String> {
             out.extend(f.spf_domain.clone().or(sender_address(s).map(|a| domain_of(&a))));
         }
         out.extend(
-            f.dkim.iter().filter(|k| k.verdict == crate::sender::DkimVerdict::Pass).map(|k| k.domain.to_lowercase()),
+            f.dkim.iter().filter(|k| k.verdict == crate::evidence::DkimVerdict::Pass).map(|k| k.domain.to_lowercase()),
         );
     } else {
         for sym in &s.observed.symbols {
@@ -1357,7 +1355,7 @@ fn filter_rule(policy: &PolicyConfig, s: &Subject<'_, '_>, by: &str, d: &mut Dia
         d.score, d.tag_threshold
     ));
     let sender = sender_address(s).or(from_address(s));
-    let outbound = crate::checks::auth::is_outbound(s.envelope);
+    let outbound = s.envelope.is_outbound();
     if outbound {
         d.findings.push(format!(
             "The message is your own outbound mail ({}): the fix stays on the outbound side, so mail arriving from outside is judged as before.",
@@ -1490,7 +1488,7 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
     }
     // Narrowest first: this sender's mail to these recipients, exact and tied to what it cannot forge;
     // then the option itself, for the whole domain.
-    if !crate::checks::auth::is_outbound(s.envelope) {
+    if !s.envelope.is_outbound() {
         if let Some(r) = outside_sender_rule(
             s,
             d,
@@ -1513,7 +1511,7 @@ fn asf_option(engine: &Engine, s: &Subject<'_, '_>, asf: &AsfHit, d: &mut Diagno
     // The option in test mode for the whole domain lets this sender's forgeries through with everyone
     // else's, so it is a fix only when nothing narrower holds; otherwise it is advice, with its command,
     // for an option that misfires on many senders.
-    let rcpt_domain = recipients(s).first().map(|r| domain_of(r));
+    let rcpt_domain = recipients(s).first().map(|r| domain_of(r)).filter(|d| !d.is_empty());
     if let Some(domain) = rcpt_domain {
         let change = Change::SetAsf { domain: domain.clone(), option: asf.option.to_string(), mode: AsfMode::Test };
         let command = render_command(&change, Some(&s.source));
@@ -1720,7 +1718,7 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
             "Report it too, so the classifiers learn ({reported}): alone it would not make this message pass, so it is advice, not a fix."
         ));
     }
-    if crate::checks::auth::is_outbound(s.envelope) {
+    if s.envelope.is_outbound() {
         return;
     }
     // Then, if the report is not enough: this exact sender, for the affected recipients, and only with
@@ -2211,7 +2209,7 @@ fn past_evidence(p: &PastMessage) -> Evidence {
     ];
     let spf = p.symbols.iter().find_map(|(n, _)| SPF.iter().find(|(s, _)| n == s).map(|(_, r)| *r));
     let Some(spf) = spf else { return Evidence::default() };
-    Evidence::from_sender(crate::sender::SenderFacts {
+    Evidence::from_sender(crate::evidence::SenderFacts {
         spf: Some(spf),
         spf_domain: p.mail_from.as_deref().map(domain_of),
         ..Default::default()

@@ -30,6 +30,14 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Whether the gateway judged the message as our own outbound mail: it came from a trusted network or an
+    /// authenticated user (the SMTP session and the milter set the direction for both; a login alone counts
+    /// too, whatever the listener).
+    pub fn is_outbound(&self) -> bool {
+        self.direction == Direction::Outbound
+            || self.authenticated_user.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+
     /// Fills missing fields from the message's own trace headers: the newest `Received` hop that names a
     /// client IP gives the IP and HELO (never a client name: see below); `Return-Path` gives MAIL FROM; `Delivered-To` or
     /// `X-Original-To` (else To:) give the recipients. Used for scanning stored mail, where the SMTP facts

@@ -1,7 +1,10 @@
-//! Facts gathered before judging: the only stage that may do I/O (DNS, reputation, classifiers).
+//! Facts gathered before judging, as plain data: what the sender-evidence stage (the `mailsift-evidence`
+//! crate: reverse DNS, SPF, DKIM, DMARC, ARC, DNS lists), the store (local reputation) and the classifiers
+//! found out about a message.
 //!
-//! The checks read these facts and never look them up themselves. A fact that could not be established
-//! (a DNS timeout) is a fact too, reported as a temporary error rather than a pass or a fail.
+//! The checks read these facts and never look them up themselves; this module does no I/O either. A fact
+//! that could not be established (a DNS timeout) is a fact too, reported as a temporary error rather than a
+//! pass or a fail.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,25 +21,162 @@ pub enum SpfResult {
     PermError,
 }
 
+/// Outcome of a DNS-based check that can also fail to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    None,
+    TempError,
+    PermError,
+}
+
+/// Reverse DNS of the client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PtrFacts {
+    /// Pass: a PTR name resolves back to the IP. Fail: PTR names exist but none confirms. None: no PTR.
+    pub result: Outcome,
+    /// With Pass, only the names that resolve back to the IP (forward-confirmed): whoever runs the reverse
+    /// zone of an address can add a PTR record naming anybody's host, so an unconfirmed name is a claim,
+    /// never a fact to match trusted relays or rules against. Otherwise every PTR name found.
+    pub names: Vec<String>,
+}
+
+/// What happened to one DKIM signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimVerdict {
+    Pass,
+    /// The signed headers verify with the published key but the body hash does not: the body changed after
+    /// signing (footer, disclaimer). A signature whose headers do not verify either is `Fail`, so a
+    /// DKIM-Signature header copied onto another message never earns this.
+    BodyModified,
+    /// The signature does not verify.
+    Fail,
+    /// No key published at selector._domainkey.domain.
+    KeyMissing,
+    Expired,
+    TempError,
+    PermError,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DkimFacts {
+    pub domain: String,
+    pub selector: String,
+    pub verdict: DkimVerdict,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcPolicy {
+    None,
+    Quarantine,
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DmarcFacts {
+    /// The From: domain the policy is about.
+    pub domain: String,
+    /// Pass when SPF or DKIM passed aligned with it; None when the domain publishes no policy.
+    pub result: Outcome,
+    pub policy: DmarcPolicy,
+    pub spf_aligned: bool,
+    pub dkim_aligned: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArcFacts {
+    pub result: Outcome,
+    /// Number of ARC sets (hops that sealed the message).
+    pub hops: usize,
+    /// The authentication results the first ARC sealer recorded (what it saw before forwarding).
+    pub first_hop_results: Option<String>,
+    /// Why the chain failed, when it is malformed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Everything the sender-evidence stage found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SenderFacts {
+    pub ptr: Option<PtrFacts>,
+    /// SPF domain checked (MAIL FROM domain, or HELO for the null sender).
+    pub spf_domain: Option<String>,
+    pub dkim: Vec<DkimFacts>,
+    pub dmarc: Option<DmarcFacts>,
+    pub arc: Option<ArcFacts>,
+    /// The RFC 8601 Authentication-Results header value (without the field name).
+    pub authentication_results: Option<String>,
+    /// SPF result of the envelope sender (or HELO for the null sender).
+    pub spf: Option<SpfResult>,
+    /// DNS list listings: (symbol, what was looked up, the list's answer).
+    pub dns_lists: Vec<DnsListHit>,
+    /// Lists that answered with an error or policy code (refused, over quota): never taken as a listing.
+    pub dns_list_errors: Vec<String>,
+    /// A port on the client that answered as an open proxy, when the probe is on.
+    pub open_proxy: Option<u16>,
+    /// Lookups that did not finish before the deadline.
+    pub timed_out: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsListHit {
+    pub symbol: String,
+    pub zone: String,
+    pub queried: String,
+    pub code: String,
+}
+
+impl SenderFacts {
+    /// The checks that could not be completed (timeouts and temporary DNS errors), for deferring.
+    pub fn temporary_failures(&self) -> Vec<String> {
+        let mut out = self.timed_out.clone();
+        if self.spf == Some(SpfResult::TempError) {
+            out.push("spf".into());
+        }
+        if self.dkim.iter().any(|d| d.verdict == DkimVerdict::TempError) {
+            out.push("dkim".into());
+        }
+        if self.dmarc.as_ref().is_some_and(|d| d.result == Outcome::TempError) {
+            out.push("dmarc".into());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Evidence {
     /// SPF of the envelope sender, when the sender-evidence stage ran.
     pub spf: Option<SpfResult>,
     /// Everything else the sender-evidence stage found (reverse DNS, DKIM, DMARC, ARC).
-    pub sender: Option<crate::sender::SenderFacts>,
+    pub sender: Option<SenderFacts>,
     /// Our own history of this sender, from the store (decayed counts of spam and good evidence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reputation: Option<ReputationFacts>,
     /// Spam probabilities from the statistical engines, when a model was consulted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classifier: Option<crate::classify::ClassifierScores>,
+    pub classifier: Option<ClassifierScores>,
 }
 
 impl Evidence {
     /// Evidence from the sender-evidence stage.
-    pub fn from_sender(facts: crate::sender::SenderFacts) -> Evidence {
+    pub fn from_sender(facts: SenderFacts) -> Evidence {
         Evidence { spf: facts.spf, sender: Some(facts), ..Evidence::default() }
     }
+}
+
+/// The classifiers' answers about one message (computed by `classify`): spam probabilities, `None` when an engine stayed silent
+/// (too little training).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierScores {
+    pub bayes: Option<f64>,
+    pub linear: Option<f64>,
 }
 
 /// What local reputation is kept about.
@@ -92,7 +232,7 @@ pub fn reputation_keys_for(
     org: &crate::config::OrganisationConfig,
 ) -> Vec<(ReputationKind, String)> {
     let mut keys = reputation_keys(envelope, msg);
-    if crate::checks::auth::is_outbound(envelope) {
+    if envelope.is_outbound() {
         return keys;
     }
     keys.retain(|(kind, key)| {

@@ -1,14 +1,16 @@
 //! mailsift's scanning engine: a message goes in, a verdict with its evidence comes out.
 //!
 //! The flow (see the README's architecture tour): `Message::parse` builds every view once; the evidence
-//! stage (later: DNS, authentication, reputation, classifiers) gathers facts; the checks turn views and facts
-//! into symbols; the registry weighs them; thresholds turn the score into an action. This crate does no
+//! stage gathers facts ([`Evidence`]: DNS and authentication from the `mailsift-evidence` crate, reputation
+//! from the store, the classifiers' probabilities); the checks turn views and facts into symbols; the
+//! registry weighs them; thresholds turn the score into an action. This crate is synchronous and does no
 //! network or storage I/O of its own: the gateway and the store feed it facts.
 //!
 //! It is not the SMTP server, the web console or the database; those live in their own crates and call
 //! [`Engine::scan`].
 
 pub mod address;
+pub mod catalogue;
 pub mod checks;
 pub mod cidr;
 pub mod classify;
@@ -20,9 +22,7 @@ pub mod evidence;
 pub mod explain;
 pub mod message;
 pub mod policy;
-pub mod sender;
 pub mod settings;
-pub mod spf;
 pub mod symbols;
 pub mod trust;
 pub mod verdict;
@@ -162,12 +162,12 @@ impl Engine {
     }
 
     /// The classifiers' answers about a parsed message, when a model is loaded and enabled.
-    pub fn classify(&self, msg: &Message<'_>) -> Option<classify::ClassifierScores> {
+    pub fn classify(&self, msg: &Message<'_>) -> Option<evidence::ClassifierScores> {
         let model = self.model.as_ref().filter(|_| self.config.classifier.enabled)?;
         let features = classify::features(msg);
         let model = model.read().unwrap_or_else(|e| e.into_inner());
         let scores = model.classify(&features, &self.config.classifier);
-        (scores != classify::ClassifierScores::default()).then_some(scores)
+        (scores != evidence::ClassifierScores::default()).then_some(scores)
     }
 
     pub fn registry(&self) -> &Registry {
@@ -298,7 +298,8 @@ impl Engine {
         now: i64,
         dmarc_policy: Option<(Action, String)>,
     ) {
-        use policy::{PolicyAction, PolicyMatch};
+        use policy::PolicyAction;
+        use verdict::PolicyMatch;
         if policy.is_empty() {
             // No rules, no lists: the score (and the DMARC policy when honoured) decides, as before policy.
             let by_score = with_dmarc_policy((verdict.action, verdict.scl, None), dmarc_policy);
@@ -545,11 +546,11 @@ fn push_entry(
     verdict: &mut Verdict,
     added: &mut Vec<verdict::SymbolResult>,
     name: &'static str,
-    entry: &policy::EntryRef,
+    entry: &verdict::EntryRef,
     why: Option<&String>,
     honoured: bool,
 ) {
-    let m = policy::PolicyMatch::Entry { entry: entry.clone(), honoured };
+    let m = verdict::PolicyMatch::Entry { entry: entry.clone(), honoured };
     if verdict.policy_matches.contains(&m) {
         return;
     }

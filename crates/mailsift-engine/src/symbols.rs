@@ -14,7 +14,7 @@ use serde::Serialize;
 /// The name of a built-in symbol, typed. Every check module declares its symbols as `Sym` constants
 /// beside its `SymbolSpec` table (with [`syms!`]) and emits them through [`Hits::hit`], so a misspelt
 /// name does not compile; the string name is what leaves the process (configuration, stored rows,
-/// headers, the API) and stays exactly as it was. All of them are reachable as [`sym`]`::NAME`.
+/// headers, the API) and stays exactly as it was. All of them are reachable as [`crate::catalogue::sym`]`::NAME`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sym(&'static str);
 
@@ -75,52 +75,6 @@ macro_rules! syms {
     };
 }
 pub(crate) use syms;
-
-/// Every built-in symbol as a typed constant: `sym::HTML_IFRAME`. Symbols that configuration defines
-/// (rules, DNS lists, composites) have no constant: their names are only known at run time.
-pub mod sym {
-    pub use super::parse_sym::*;
-    pub use crate::checks::asf::sym::*;
-    pub use crate::checks::attachments::sym::*;
-    pub use crate::checks::auth::sym::*;
-    pub use crate::checks::classifier::sym::*;
-    pub use crate::checks::connection::sym::*;
-    pub use crate::checks::content::sym::*;
-    pub use crate::checks::headers::sym::*;
-    pub use crate::checks::html::sym::*;
-    pub use crate::checks::obfuscation::sym::*;
-    pub use crate::checks::reputation::sym::*;
-    pub use crate::checks::rules::sym::*;
-    pub use crate::checks::urls::sym::*;
-    pub use crate::policy::sym::*;
-
-    use super::Sym;
-
-    /// Every module's `ALL`, for the registry test (shadows the modules' own `ALL`s).
-    pub const ALL: &[&[Sym]] = &[
-        crate::checks::asf::sym::ALL,
-        crate::checks::attachments::sym::ALL,
-        crate::checks::auth::sym::ALL,
-        crate::checks::classifier::sym::ALL,
-        crate::checks::connection::sym::ALL,
-        crate::checks::content::sym::ALL,
-        crate::checks::headers::sym::ALL,
-        crate::checks::html::sym::ALL,
-        crate::checks::obfuscation::sym::ALL,
-        crate::checks::reputation::sym::ALL,
-        crate::checks::rules::sym::ALL,
-        crate::checks::urls::sym::ALL,
-        crate::policy::sym::ALL,
-        super::parse_sym::ALL,
-    ];
-}
-
-/// Every built-in symbol table, beside [`sym::ALL`]: the checks' and the policy's.
-pub fn builtin_tables() -> Vec<&'static [SymbolSpec]> {
-    let mut t = crate::checks::all_symbols();
-    t.push(crate::policy::SYMBOLS);
-    t
-}
 
 /// Whose side a symbol is on: who can change what made it fire. The diagnosis sorts a verdict's
 /// evidence by it (the sender's administrator, our own configuration, our policy, the content).

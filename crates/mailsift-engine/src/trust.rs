@@ -34,9 +34,8 @@ use serde::Serialize;
 use crate::cidr::IpRange;
 use crate::config::OrganisationConfig;
 use crate::envelope::Envelope;
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, Outcome};
 use crate::message::{Hop, Message};
-use crate::sender::Outcome;
 
 /// At most this many Received lines are believed, however many trusted relays there are: a real chain of
 /// our own relays is a handful; the limit bounds the work a message with thousands of lines can cause.
@@ -242,7 +241,7 @@ fn plain(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sender::{PtrFacts, SenderFacts};
+    use crate::evidence::{PtrFacts, SenderFacts};
 
     fn boundary(nets: &[&str]) -> TrustBoundary {
         let org = OrganisationConfig {

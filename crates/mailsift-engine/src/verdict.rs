@@ -16,8 +16,8 @@
 
 use serde::Serialize;
 
+use crate::config::policy::Level;
 use crate::config::Thresholds;
-use crate::policy::{PolicyEffects, PolicyMatch};
 use crate::symbols::{AsfEffect, Group};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -366,6 +366,96 @@ fn fold_list(items: &[String]) -> String {
         line_len += it.len() + 2;
     }
     s
+}
+
+// What the policy stage did, as the verdict records it (the policy fills these in; the store, the log and
+// the gateway read them).
+
+/// A rule or list entry that matched a message, for the store's "last matched" and the message log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PolicyMatch {
+    Rule {
+        name: String,
+        /// Position in the configured list.
+        index: usize,
+    },
+    Entry {
+        #[serde(flatten)]
+        entry: EntryRef,
+        /// False when an allow entry matched the sender but was passed over (spoofing, DMARC, its condition).
+        honoured: bool,
+    },
+}
+
+/// What the gateway carries out besides the action. `add_headers` are written by
+/// [`crate::Verdict::apply_headers`]; `redirect` and `copy` are the gateway's to do; `reject_message` is
+/// the text of the 550 when a rule rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PolicyEffects {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_headers: Vec<AddedHeader>,
+    /// Deliver to this address instead of the envelope recipients (the first matching rule's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<String>,
+    /// Also deliver a copy to each of these addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copy: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_message: Option<String>,
+}
+
+impl PolicyEffects {
+    pub fn is_empty(&self) -> bool {
+        self.add_headers.is_empty() && self.redirect.is_none() && self.copy.is_empty() && self.reject_message.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddedHeader {
+    pub name: String,
+    pub value: String,
+}
+
+/// Which list an entry is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    Allow,
+    Block,
+}
+
+/// An entry as the verdict reports it: enough for the store to record that it matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryRef {
+    pub list: ListKind,
+    /// The entry's position in its list (`allow` or `block`) as given to [`crate::policy::Policy::new`].
+    pub index: usize,
+    /// The store's identifier, when the entry has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub level: Level,
+    pub sender: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+}
+
+impl EntryRef {
+    /// For `decided_by` and the symbols' detail: `allowed sender "partner.example" (list of
+    /// alice@ourdomain.example)`.
+    pub fn describe(&self) -> String {
+        let kind = match self.list {
+            ListKind::Allow => "allowed sender",
+            ListKind::Block => "blocked sender",
+        };
+        let whose = match (&self.level, &self.recipient) {
+            (Level::Organisation, _) | (_, None) => "the organisation's list".to_string(),
+            (Level::Domain, Some(r)) => format!("the list of domain {r}"),
+            (Level::User, Some(r)) => format!("the list of {r}"),
+        };
+        let id = self.id.as_deref().map(|i| format!(", entry {i}")).unwrap_or_default();
+        format!("{kind} {:?} ({whose}{id})", self.sender)
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! the test checks the category and cause, the facts in the wording, and that the first proposed fix,
 //! once in place, lets the message through while a spoofed (or genuinely bad) variant is still caught.
 
+use mailsift_engine::config::DnsConfig;
 use mailsift_engine::diagnose::{self, Category, Cause, Change, Diagnosis, Observed, PastMessage, Source, Subject};
 use mailsift_engine::policy::{Policy, PolicyConfig};
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
 use mailsift_engine::{Action, Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::auth::TestKey;
 use mailsift_testkit::dns::{TestDns, Zone};
 

@@ -8,10 +8,11 @@
 //! IP, the same with forged Received lines naming the trusted host, another customer of the same service
 //! with its own valid signature, the legitimate message with another From: address.
 
+use mailsift_engine::config::DnsConfig;
 use mailsift_engine::diagnose::{self, Category, Cause, Change, Diagnosis, Fix, Observed, Source, Subject};
 use mailsift_engine::policy::{Field, Policy, PolicyConfig};
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
 use mailsift_engine::{Action, Direction, Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::auth::TestKey;
 use mailsift_testkit::dns::{TestDns, Zone};
 

@@ -12,8 +12,10 @@
 
 use std::net::IpAddr;
 
-use mailsift_engine::sender::{DkimVerdict, DnsConfig, SenderGatherer};
+use mailsift_engine::config::DnsConfig;
+use mailsift_engine::evidence::DkimVerdict;
 use mailsift_engine::{Action, Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::auth::{authenticator, TestKey};
 use mailsift_testkit::dns::{TestDns, Zone};
 

@@ -6,13 +6,14 @@
 
 use std::collections::HashMap;
 
+use mailsift_engine::config::DnsConfig;
 use mailsift_engine::diagnose::{self, Change, Observed, PastMessage, Source, Subject};
 use mailsift_engine::evidence::{
     reputation_keys, reputation_keys_for, ReputationEntry, ReputationFacts, ReputationKind,
 };
 use mailsift_engine::policy::PolicyConfig;
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
 use mailsift_engine::{Direction, Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::dns::{TestDns, Zone};
 
 const ORG: &str = r#"

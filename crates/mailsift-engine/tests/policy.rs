@@ -3,9 +3,11 @@
 //! envelope, judged by an engine configured from TOML (the path a gateway without a database takes) or with
 //! a policy compiled separately (the store's path), asserting the action, the SCL and what decided.
 
-use mailsift_engine::evidence::SpfResult;
-use mailsift_engine::policy::{Policy, PolicyConfig, PolicyMatch};
-use mailsift_engine::sender::{DkimFacts, DkimVerdict, DmarcFacts, DmarcPolicy, Outcome, PtrFacts, SenderFacts};
+use mailsift_engine::evidence::{
+    DkimFacts, DkimVerdict, DmarcFacts, DmarcPolicy, Outcome, PtrFacts, SenderFacts, SpfResult,
+};
+use mailsift_engine::policy::{Policy, PolicyConfig};
+use mailsift_engine::verdict::PolicyMatch;
 use mailsift_engine::{Action, Direction, Engine, EngineConfig, Envelope, Evidence, Verdict};
 
 /// Our organisation: ourdomain.example, sent only from 192.0.2.0/24.

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use mailsift_engine::config::{AsfMode, Thresholds};
+use mailsift_engine::config::{AsfMode, DnsConfig, Thresholds};
 use mailsift_engine::evidence::SpfResult;
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
 use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, SettingsConfig, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::dns::{TestDns, Zone};
 
 fn testdata() -> PathBuf {

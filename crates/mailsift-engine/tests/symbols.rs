@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mailsift_engine::symbols::{builtin_tables, sym, FixKind, Group, Side};
+use mailsift_engine::catalogue::{builtin_tables, sym};
+use mailsift_engine::symbols::{FixKind, Group, Side};
 use mailsift_engine::{Engine, EngineConfig};
 
 #[test]

@@ -7,11 +7,11 @@
 
 use std::net::IpAddr;
 
-use mailsift_engine::config::{OrganisationConfig, ProtectedDomain};
+use mailsift_engine::config::{DnsConfig, OrganisationConfig, ProtectedDomain};
 use mailsift_engine::policy::{Policy, PolicyConfig, PolicyInput};
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
 use mailsift_engine::trust::TrustBoundary;
 use mailsift_engine::{Action, Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::auth::{authenticator, TestKey};
 use mailsift_testkit::dns::{TestDns, Zone};
 

@@ -17,9 +17,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mailsift_engine::classify::{ClassifierScores, LearnOutcome, Side};
+use mailsift_engine::classify::{LearnOutcome, Side};
 use mailsift_engine::config::OrganisationConfig;
 use mailsift_engine::diagnose::{Change, PastMessage};
+use mailsift_engine::evidence::ClassifierScores;
 use mailsift_engine::policy::{AllowEntry, BlockEntry, PolicyConfig};
 use mailsift_engine::{Engine, EngineConfig, Envelope};
 use mailsift_store::{

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use mailsift_engine::cidr::IpRange;
 use mailsift_engine::policy::Policy;
-use mailsift_engine::sender::SenderGatherer;
 use mailsift_engine::Engine;
+use mailsift_evidence::SenderGatherer;
 use mailsift_store::Database;
 use rustc_hash::FxHashMap;
 use tokio_rustls::rustls;
@@ -35,7 +35,7 @@ pub enum GatewayError {
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error("{0}")]
-    Dns(#[from] mailsift_engine::sender::DnsSetupError),
+    Dns(#[from] mailsift_evidence::DnsSetupError),
     #[error("[smtp] domains: {0}")]
     DomainEngine(String),
     #[error("cannot listen on {addr}: {source}")]

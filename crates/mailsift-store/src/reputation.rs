@@ -591,7 +591,7 @@ impl ReputationHook {
     ) -> Vec<(ReputationKind, String)> {
         let mut org = self.org.clone();
         let ours = std::iter::once(trap)
-            .chain(if mailsift_engine::checks::auth::is_outbound(envelope) {
+            .chain(if envelope.is_outbound() {
                 Vec::new()
             } else {
                 envelope.rcpt_to.iter().map(String::as_str).collect()

@@ -365,8 +365,8 @@ pub async fn test_rules(gateway: &Arc<Gateway>, raw: Vec<u8>, params: &ScanParam
     let mut matched_entries = Vec::new();
     for m in &v.policy_matches {
         match m {
-            mailsift_engine::policy::PolicyMatch::Rule { name, .. } => matched_rules.push(name.clone()),
-            mailsift_engine::policy::PolicyMatch::Entry { entry, honoured } => {
+            mailsift_engine::verdict::PolicyMatch::Rule { name, .. } => matched_rules.push(name.clone()),
+            mailsift_engine::verdict::PolicyMatch::Entry { entry, honoured } => {
                 matched_entries.push(format!("{}{}", entry.describe(), if *honoured { "" } else { " (passed over)" }))
             }
         }
@@ -714,7 +714,7 @@ pub async fn report(
     blocking(move || {
         let report = actions::Report { raw: &raw, side, source: &source, channel: "web", reporter: Some(&reporter) };
         let r = actions::report_to_gateway(&state, &report, mailsift_engine::unix_now())?;
-        let scores = |s: Option<mailsift_engine::classify::ClassifierScores>| s.map(|s| (s.bayes, s.linear));
+        let scores = |s: Option<mailsift_engine::evidence::ClassifierScores>| s.map(|s| (s.bayes, s.linear));
         Ok(ReportAnswer { result: r.describe(&report), before: scores(r.before), after: scores(r.after) })
     })
     .await

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mailsift_engine::policy::Policy;
-use mailsift_engine::sender::SenderGatherer;
 use mailsift_engine::{Direction, Engine, Envelope, Evidence, Message, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_gateway::actions::Judging;
 use mailsift_store::Database;
 

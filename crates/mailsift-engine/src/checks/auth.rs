@@ -2,12 +2,12 @@
 //!
 //! DKIM is diagnosed finely because it is where most false positives hide: a signature whose headers verify
 //! but whose body hash does not (`DKIM_BODY_MODIFIED`) almost always means a footer or disclaimer was added
-//! after signing, which is not the same as a forged signature or a missing key (`sender.rs` gives that
-//! verdict only when the signed headers verify with the published key, so a copied signature never earns
-//! it). Forwarded mail breaks SPF; when a valid ARC chain whose newest seal is from a sealer we trust
-//! (`[organisation] trusted_arc_sealers`; none when the list is empty, since anyone can seal his own
-//! forgery) shows the first forwarder saw SPF, DKIM or DMARC pass, the SPF and DMARC failures are not held
-//! against the message (RFC 8617 §7.2) and `ARC_FORWARDED` says so.
+//! after signing, which is not the same as a forged signature or a missing key (the `mailsift-evidence`
+//! gatherer gives that verdict only when the signed headers verify with the published key, so a copied
+//! signature never earns it). Forwarded mail breaks SPF; when a valid ARC chain whose newest seal is from a
+//! sealer we trust (`[organisation] trusted_arc_sealers`; none when the list is empty, since anyone can seal
+//! his own forgery) shows the first forwarder saw SPF, DKIM or DMARC pass, the SPF and DMARC failures are not
+//! held against the message (RFC 8617 §7.2) and `ARC_FORWARDED` says so.
 //!
 //! Anti-spoofing is separate from DMARC: mail whose From: is one of our protected domains must come from one
 //! of that domain's sending servers, from a trusted relay (recognised by the connecting server's
@@ -24,9 +24,8 @@ use regex::RegexSet;
 use super::Ctx;
 use crate::cidr::IpRange;
 use crate::config::OrganisationConfig;
-use crate::evidence::SpfResult;
+use crate::evidence::{DkimVerdict, DmarcPolicy, Outcome, SpfResult};
 use crate::message::urls::registrable_domain;
-use crate::sender::{DkimVerdict, DmarcPolicy, Outcome};
 use crate::symbols::{FixKind, Group::Auth, Hits, Side, SymbolSpec};
 use crate::trust::ConnectionFacts;
 
@@ -118,14 +117,6 @@ pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::of(sym::DNS_DEADLINE, Auth, 0.0, "Some sender checks did not finish before the DNS deadline and count as temporary errors.",
         "Check the gateway's DNS resolver; the gateway can be set to defer such mail."),
 ];
-
-/// Whether the gateway judged the message as our own outbound mail: it came from a trusted network or an
-/// authenticated user (the SMTP session and the milter set the direction for both; a login alone counts
-/// too, whatever the listener).
-pub fn is_outbound(envelope: &crate::Envelope) -> bool {
-    envelope.direction == crate::Direction::Outbound
-        || envelope.authenticated_user.as_deref().is_some_and(|u| !u.trim().is_empty())
-}
 
 /// Our own sending infrastructure, compiled once from the configuration.
 #[derive(Default)]
@@ -468,7 +459,7 @@ fn check_spoofing(ctx: &Ctx<'_, '_>, spf: Option<SpfResult>, hits: &mut Hits<'_>
     // Mail from our trusted networks or an authenticated user is our own outbound mail: the gateway already
     // decided, from facts the sender cannot forge (its address, its login), that it speaks for us. Whether
     // those networks are also listed as sending servers is beside the point.
-    if is_outbound(ctx.envelope) {
+    if ctx.envelope.is_outbound() {
         return;
     }
     let Some(from) = ctx.message.from.as_ref() else { return };

@@ -10,8 +10,8 @@
 use std::net::IpAddr;
 
 use super::Ctx;
+use crate::evidence::Outcome;
 use crate::message::urls::registrable_domain;
-use crate::sender::Outcome;
 use crate::symbols::{FixKind, Group::Connection, Hits, SymbolSpec};
 
 /// This module's symbols, typed (see [`crate::symbols::Sym`]).
@@ -98,7 +98,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         ctx.config.organisation.domains.iter().chain(ctx.config.organisation.protected.iter().map(|p| &p.domain));
     let claims_ours = ours.into_iter().any(|d| registrable_domain(d) == helo_domain);
     // Our own outbound mail (trusted networks, authenticated users) rightly names our domain in its HELO.
-    if claims_ours && !ctx.spoof.is_our_server(ip) && !super::auth::is_outbound(ctx.envelope) {
+    if claims_ours && !ctx.spoof.is_our_server(ip) && !ctx.envelope.is_outbound() {
         hits.hit(sym::HELO_CLAIMS_OUR_DOMAIN, format!("{helo} from {ip}"));
     }
     if let Some(p) = ptr {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ClassifierConfig;
 use crate::envelope::Envelope;
+use crate::evidence::ClassifierScores;
 use crate::message::Message;
 use crate::verdict::Verdict;
 
@@ -48,14 +49,6 @@ impl Side {
             Side::Spam => Side::Ham,
         }
     }
-}
-
-/// The classifiers' answers about one message: spam probabilities, `None` when an engine stayed silent
-/// (too little training).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClassifierScores {
-    pub bayes: Option<f64>,
-    pub linear: Option<f64>,
 }
 
 /// Both engines' learned state.

@@ -181,7 +181,7 @@ pub fn safe_prefix(data: &[u8]) -> SafePrefix {
 pub fn report(m: &Message<'_>, hits: &mut Hits<'_>) {
     if let Some(h) = m.problems.mime_limit {
         hits.hit(
-            crate::symbols::sym::MIME_LIMIT_EXCEEDED,
+            crate::symbols::parse_sym::MIME_LIMIT_EXCEEDED,
             format!("{} (parsed the first {} bytes)", h.limit, h.offset),
         );
     }

@@ -21,51 +21,11 @@
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::model::{BlockAction, Level, PolicyConfig};
 use super::{normal_domain, org_domain, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
-use crate::sender::Outcome;
-
-/// Which list an entry is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListKind {
-    Allow,
-    Block,
-}
-
-/// An entry as the verdict reports it: enough for the store to record that it matched.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EntryRef {
-    pub list: ListKind,
-    /// The entry's position in its list (`allow` or `block`) as given to [`super::Policy::new`].
-    pub index: usize,
-    /// The store's identifier, when the entry has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub level: Level,
-    pub sender: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<String>,
-}
-
-impl EntryRef {
-    /// For `decided_by` and the symbols' detail: `allowed sender "partner.example" (list of
-    /// alice@ourdomain.example)`.
-    pub fn describe(&self) -> String {
-        let kind = match self.list {
-            ListKind::Allow => "allowed sender",
-            ListKind::Block => "blocked sender",
-        };
-        let whose = match (&self.level, &self.recipient) {
-            (Level::Organisation, _) | (_, None) => "the organisation's list".to_string(),
-            (Level::Domain, Some(r)) => format!("the list of domain {r}"),
-            (Level::User, Some(r)) => format!("the list of {r}"),
-        };
-        let id = self.id.as_deref().map(|i| format!(", entry {i}")).unwrap_or_default();
-        format!("{kind} {:?} ({whose}{id})", self.sender)
-    }
-}
+use crate::config::policy::{BlockAction, Level, PolicyConfig};
+use crate::evidence::Outcome;
+use crate::verdict::{EntryRef, ListKind};
 
 /// What a recipient's lists decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -33,23 +33,21 @@
 //! the verdict (`Verdict::recipient_actions`).
 
 pub mod lists;
-pub mod model;
 pub mod rules;
 
 use serde::Serialize;
 
-pub use lists::{EntryRef, ListDecision, ListKind, ListOutcome, PassedOver};
-pub use model::{
+pub use crate::config::policy::{
     AllowEntry, BlockAction, BlockEntry, Condition, Field, FilterRule, Level, MatchMode, Operator, PolicyConfig,
     RuleAction, RuleDirection, Value,
 };
+pub use lists::{ListDecision, ListOutcome, PassedOver};
 pub use rules::{RuleDecision, RuleMatch, RuleOutcome};
 
 use crate::envelope::{Direction, Envelope};
-use crate::evidence::{Evidence, SpfResult};
+use crate::evidence::{DkimVerdict, Evidence, Outcome, SpfResult};
 use crate::message::urls::registrable_domain;
 use crate::message::Message;
-use crate::sender::{DkimVerdict, Outcome};
 use crate::symbols::{FixKind, Group, SymbolSpec};
 use crate::verdict::SymbolResult;
 
@@ -102,23 +100,6 @@ pub enum PolicyError {
     Limit { field: String, reason: String },
 }
 
-/// A rule or list entry that matched a message, for the store's "last matched" and the message log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum PolicyMatch {
-    Rule {
-        name: String,
-        /// Position in the configured list.
-        index: usize,
-    },
-    Entry {
-        #[serde(flatten)]
-        entry: EntryRef,
-        /// False when an allow entry matched the sender but was passed over (spoofing, DMARC, its condition).
-        honoured: bool,
-    },
-}
-
 /// A decision policy makes, overriding the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,35 +108,6 @@ pub enum PolicyAction {
     Allow,
     Quarantine,
     Reject,
-}
-
-/// What the gateway carries out besides the action. `add_headers` are written by
-/// [`crate::Verdict::apply_headers`]; `redirect` and `copy` are the gateway's to do; `reject_message` is
-/// the text of the 550 when a rule rejected.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PolicyEffects {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub add_headers: Vec<AddedHeader>,
-    /// Deliver to this address instead of the envelope recipients (the first matching rule's).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub redirect: Option<String>,
-    /// Also deliver a copy to each of these addresses.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub copy: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reject_message: Option<String>,
-}
-
-impl PolicyEffects {
-    pub fn is_empty(&self) -> bool {
-        self.add_headers.is_empty() && self.redirect.is_none() && self.copy.is_empty() && self.reject_message.is_none()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AddedHeader {
-    pub name: String,
-    pub value: String,
 }
 
 /// What the policy reads: the message, how it arrived, what was found out about it, and what the checks

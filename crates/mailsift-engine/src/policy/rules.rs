@@ -29,12 +29,12 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use super::model::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
-use super::{AddedHeader, PolicyAction, PolicyEffects, PolicyError, PolicyInput};
+use super::{PolicyAction, PolicyError, PolicyInput};
 use crate::cidr::IpRange;
-use crate::sender::{DkimVerdict, Outcome};
+use crate::config::policy::{Condition, Field, FilterRule, MatchMode, Operator, RuleAction, RuleDirection, Value};
+use crate::evidence::{DkimVerdict, Outcome};
 use crate::trust::{ConnectionFacts, TrustBoundary};
-use crate::verdict::HEADER_PREFIX;
+use crate::verdict::{AddedHeader, PolicyEffects, HEADER_PREFIX};
 
 /// Limits that keep one policy from exhausting memory: a compiled pattern (the regex crate refuses beyond),
 /// and texts a person types.
@@ -1336,9 +1336,9 @@ mod tests {
     mod connection_fields {
         use crate::envelope::Envelope;
         use crate::evidence::Evidence;
+        use crate::evidence::{ArcFacts, DkimFacts, DkimVerdict, Outcome, PtrFacts, SenderFacts};
         use crate::message::Message;
         use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyInput};
-        use crate::sender::{ArcFacts, DkimFacts, DkimVerdict, Outcome, PtrFacts, SenderFacts};
         use crate::trust::TrustBoundary;
 
         fn policy(conditions: &str) -> Result<Policy, PolicyError> {

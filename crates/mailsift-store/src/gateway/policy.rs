@@ -1,7 +1,7 @@
 //! The administrator's policy in the gateway database: filter rules in their order, allowed and blocked
 //! senders, and a version number that every change bumps.
 //!
-//! The types are the engine's (`mailsift_engine::policy::model`): a rule or entry is stored as its JSON,
+//! The types are the engine's (`mailsift_engine::config::policy`): a rule or entry is stored as its JSON,
 //! with copies of the fields worth an index beside it, so what is read back is exactly what was written.
 //! Every change goes the same way: read the whole policy with its version, make the change in memory,
 //! check the result with the engine's own validator ([`Policy::new`], the one the gateway compiles with),
@@ -21,9 +21,8 @@
 
 use std::path::Path;
 
-use mailsift_engine::policy::{
-    AllowEntry, BlockEntry, FilterRule, Level, ListKind, Policy, PolicyConfig, PolicyError, PolicyMatch,
-};
+use mailsift_engine::policy::{AllowEntry, BlockEntry, FilterRule, Level, Policy, PolicyConfig, PolicyError};
+use mailsift_engine::verdict::{ListKind, PolicyMatch};
 use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
@@ -1161,7 +1160,8 @@ impl PolicyStore for Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailsift_engine::policy::{BlockAction, EntryRef};
+    use mailsift_engine::policy::BlockAction;
+    use mailsift_engine::verdict::EntryRef;
 
     fn rule(toml_text: &str) -> FilterRule {
         toml::from_str(toml_text).unwrap()

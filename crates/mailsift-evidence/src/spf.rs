@@ -11,8 +11,8 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
-use crate::cidr::IpRange;
-use crate::evidence::SpfResult;
+use mailsift_engine::cidr::IpRange;
+use mailsift_engine::evidence::SpfResult;
 
 /// The DNS questions `check_host` asks; the gatherer answers them through its resolver and caches.
 pub trait SpfDns: Sync {

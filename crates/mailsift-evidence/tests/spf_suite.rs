@@ -8,9 +8,10 @@
 
 use std::path::PathBuf;
 
+use mailsift_engine::config::DnsConfig;
 use mailsift_engine::evidence::SpfResult;
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
 use mailsift_engine::Envelope;
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::dns::{TestDns, Zone};
 use serde_yaml::Value;
 

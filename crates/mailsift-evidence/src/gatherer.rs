@@ -1,20 +1,14 @@
-//! Sender evidence: the facts about who sent a message, gathered from DNS before judging.
+//! The sender-evidence gatherer: for one message and its envelope, every DNS question asked concurrently
+//! under one deadline, and the answers turned into the engine's plain facts ([`SenderFacts`]).
 //!
-//! This is the one place in the engine that does network I/O. For a message and its envelope it looks up,
-//! concurrently and under one deadline: the client's reverse DNS and whether it confirms forward (FCrDNS),
-//! SPF for the envelope sender (or the HELO name for bounces), every DKIM signature, the ARC chain, and then
-//! DMARC for the From: domain. SPF, DKIM, DMARC and ARC are evaluated by the `mail-auth` crate; we turn its
-//! answers into plain facts (`SenderFacts`) that the pure checks in `checks/connection.rs` and
-//! `checks/auth.rs` read. A lookup that times out or fails is a fact too: `TempError`, never a pass, never a
-//! fail, never a hang.
-//!
-//! DNS answers are cached in memory (bounded, honouring TTLs up to [`MAX_CACHE_TTL`]) in concurrent caches,
-//! so a busy gateway asks once per sender and its sessions never queue behind one lock to read them.
+//! SPF is evaluated by our own `check_host` (`spf.rs`); reverse DNS, DKIM, ARC and DMARC by the
+//! `mail-auth` crate, whose answers are read here into facts. What depends on what: SPF, reverse DNS,
+//! DKIM, ARC, the DNS lists and the proxy probe are independent and run together; DMARC needs SPF's and
+//! DKIM's outcomes and runs after them, together with the follow-ups of the first round (the forward
+//! confirmation of PTR names, the second look at signatures whose body hash differs).
 
-use std::borrow::Borrow;
-use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::dkim::DkimError;
@@ -26,259 +20,13 @@ use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, Error as AuthError, IprevResult,
     MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt, MX,
 };
-use serde::{Deserialize, Serialize};
+use mailsift_engine::config::{ConnectionConfig, DnsConfig, DnsListConfig, DnsListKind};
+use mailsift_engine::envelope::Envelope;
+use mailsift_engine::evidence::{
+    ArcFacts, DkimFacts, DkimVerdict, DmarcFacts, DmarcPolicy, DnsListHit, Outcome, PtrFacts, SenderFacts, SpfResult,
+};
 
-use crate::config::{ConnectionConfig, DnsListConfig, DnsListKind};
-use crate::envelope::Envelope;
-use crate::evidence::SpfResult;
-
-/// DNS settings (`[dns]` in the configuration).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
-    /// Gather sender evidence from DNS. Off in the embedded defaults, which must work offline and never
-    /// send traffic anywhere by surprise; a production gateway turns it on.
-    pub enabled: bool,
-    /// Name servers as "IP" or "IP:port"; empty uses the system's resolver configuration.
-    pub nameservers: Vec<String>,
-    /// Time allowed for one DNS query, in milliseconds.
-    pub timeout_ms: u64,
-    /// Time allowed for all of one message's lookups together, in milliseconds; what is not answered by then
-    /// is reported as a temporary error.
-    pub deadline_ms: u64,
-    /// Entries kept in each in-memory DNS cache.
-    pub cache_entries: usize,
-    /// The name this gateway writes in Authentication-Results (its authserv-id).
-    pub hostname: String,
-    /// When a sender check fails temporarily (timeout, SERVFAIL), ask the sending server to retry later (4xx)
-    /// instead of judging the message half-checked. Off: the message is judged on what is known.
-    pub defer_on_temperror: bool,
-}
-
-impl Default for DnsConfig {
-    fn default() -> Self {
-        DnsConfig {
-            enabled: false,
-            nameservers: Vec::new(),
-            timeout_ms: 2000,
-            deadline_ms: 5000,
-            cache_entries: 50_000,
-            hostname: "mailsift.local".to_string(),
-            defer_on_temperror: false,
-        }
-    }
-}
-
-/// Outcome of a DNS-based check that can also fail to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Pass,
-    Fail,
-    None,
-    TempError,
-    PermError,
-}
-
-/// Reverse DNS of the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PtrFacts {
-    /// Pass: a PTR name resolves back to the IP. Fail: PTR names exist but none confirms. None: no PTR.
-    pub result: Outcome,
-    /// With Pass, only the names that resolve back to the IP (forward-confirmed): whoever runs the reverse
-    /// zone of an address can add a PTR record naming anybody's host, so an unconfirmed name is a claim,
-    /// never a fact to match trusted relays or rules against. Otherwise every PTR name found.
-    pub names: Vec<String>,
-}
-
-/// What happened to one DKIM signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DkimVerdict {
-    Pass,
-    /// The signed headers verify with the published key but the body hash does not: the body changed after
-    /// signing (footer, disclaimer). A signature whose headers do not verify either is `Fail`, so a
-    /// DKIM-Signature header copied onto another message never earns this.
-    BodyModified,
-    /// The signature does not verify.
-    Fail,
-    /// No key published at selector._domainkey.domain.
-    KeyMissing,
-    Expired,
-    TempError,
-    PermError,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DkimFacts {
-    pub domain: String,
-    pub selector: String,
-    pub verdict: DkimVerdict,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DmarcPolicy {
-    None,
-    Quarantine,
-    Reject,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DmarcFacts {
-    /// The From: domain the policy is about.
-    pub domain: String,
-    /// Pass when SPF or DKIM passed aligned with it; None when the domain publishes no policy.
-    pub result: Outcome,
-    pub policy: DmarcPolicy,
-    pub spf_aligned: bool,
-    pub dkim_aligned: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ArcFacts {
-    pub result: Outcome,
-    /// Number of ARC sets (hops that sealed the message).
-    pub hops: usize,
-    /// The authentication results the first ARC sealer recorded (what it saw before forwarding).
-    pub first_hop_results: Option<String>,
-    /// Why the chain failed, when it is malformed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
-/// Everything the sender-evidence stage found.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SenderFacts {
-    pub ptr: Option<PtrFacts>,
-    /// SPF domain checked (MAIL FROM domain, or HELO for the null sender).
-    pub spf_domain: Option<String>,
-    pub dkim: Vec<DkimFacts>,
-    pub dmarc: Option<DmarcFacts>,
-    pub arc: Option<ArcFacts>,
-    /// The RFC 8601 Authentication-Results header value (without the field name).
-    pub authentication_results: Option<String>,
-    /// SPF result of the envelope sender (or HELO for the null sender).
-    pub spf: Option<SpfResult>,
-    /// DNS list listings: (symbol, what was looked up, the list's answer).
-    pub dns_lists: Vec<DnsListHit>,
-    /// Lists that answered with an error or policy code (refused, over quota): never taken as a listing.
-    pub dns_list_errors: Vec<String>,
-    /// A port on the client that answered as an open proxy, when the probe is on.
-    pub open_proxy: Option<u16>,
-    /// Lookups that did not finish before the deadline.
-    pub timed_out: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DnsListHit {
-    pub symbol: String,
-    pub zone: String,
-    pub queried: String,
-    pub code: String,
-}
-
-/// A bounded in-memory cache with expiry, shared by all lookups of the gateway: a concurrent cache
-/// (moka), so sessions looking up different senders never wait on each other, and a full cache evicts the
-/// entries least likely to be asked for again instead of being cleared. Each entry lives until the time the
-/// DNS answer gave it (its TTL), and never longer than [`MAX_CACHE_TTL`].
-pub struct TtlCache<K, V> {
-    map: moka::sync::Cache<K, (V, Instant)>,
-}
-
-/// The longest any DNS answer is cached, whatever its TTL: a record changed by its owner (a rotated DKIM
-/// key, a new SPF include) is seen within this time even when it was published with a TTL of days.
-pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
-
-/// Expires each entry at the instant stored with it, capped at [`MAX_CACHE_TTL`].
-struct UntilValid;
-
-impl<K, V> moka::Expiry<K, (V, Instant)> for UntilValid {
-    fn expire_after_create(&self, _: &K, value: &(V, Instant), created_at: Instant) -> Option<Duration> {
-        Some(value.1.saturating_duration_since(created_at).min(MAX_CACHE_TTL))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &K,
-        value: &(V, Instant),
-        updated_at: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.1.saturating_duration_since(updated_at).min(MAX_CACHE_TTL))
-    }
-}
-
-impl SenderFacts {
-    /// The checks that could not be completed (timeouts and temporary DNS errors), for deferring.
-    pub fn temporary_failures(&self) -> Vec<String> {
-        let mut out = self.timed_out.clone();
-        if self.spf == Some(SpfResult::TempError) {
-            out.push("spf".into());
-        }
-        if self.dkim.iter().any(|d| d.verdict == DkimVerdict::TempError) {
-            out.push("dkim".into());
-        }
-        if self.dmarc.as_ref().is_some_and(|d| d.result == Outcome::TempError) {
-            out.push("dmarc".into());
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
-impl<K, V> TtlCache<K, V>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    /// A cache of at most `max` entries (at least one).
-    pub fn new(max: usize) -> Self {
-        TtlCache { map: moka::sync::Cache::builder().max_capacity(max.max(1) as u64).expire_after(UntilValid).build() }
-    }
-
-    /// How many entries the cache holds, once its pending bookkeeping is done (exact, not cheap: for tests
-    /// and the metrics endpoint).
-    pub fn len(&self) -> usize {
-        self.map.run_pending_tasks();
-        self.map.entry_count() as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl<K, V> ResolverCache<K, V> for TtlCache<K, V>
-where
-    K: Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    fn get<Q>(&self, name: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        // The cache expires entries itself; the check keeps a stale answer out even between its rounds.
-        self.map.get(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v)
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.map.remove(name).map(|(v, _)| v)
-    }
-
-    fn insert(&self, key: K, value: V, valid_until: Instant) {
-        if valid_until > Instant::now() {
-            self.map.insert(key, (value, valid_until));
-        }
-    }
-}
+use crate::cache::TtlCache;
 
 struct Caches {
     /// SPF's own TXT answers (mail-auth's cache holds parsed records of its own kinds).
@@ -375,7 +123,7 @@ impl SenderGatherer {
     }
 
     /// The gatherer the engine configuration asks for: DNS, lists, and the open-proxy probe when on.
-    pub fn from_config(config: &crate::EngineConfig) -> Result<SenderGatherer, DnsSetupError> {
+    pub fn from_config(config: &mailsift_engine::EngineConfig) -> Result<SenderGatherer, DnsSetupError> {
         let mut g = SenderGatherer::new(&config.dns)?;
         g.lists = config.dnsbl.clone();
         if config.connection.open_proxy_probe {
@@ -396,15 +144,15 @@ impl SenderGatherer {
             Ok(_) | Err(true) => vec![domain.to_string()],
             Err(false) => return Err(false),
         };
+        // Every host's addresses asked at once; the answers are read in the order of preference.
+        let lookups = hosts.iter().flat_map(|host| [false, true].map(|v6| self.a(host, v6)));
         let mut out = Vec::new();
         let mut temporary = false;
-        for host in &hosts {
-            for v6 in [false, true] {
-                match self.a(host, v6).await {
-                    Ok(ips) => out.extend(ips),
-                    Err(false) => temporary = true,
-                    Err(true) => {}
-                }
+        for answer in futures_join_all(lookups).await {
+            match answer {
+                Ok(ips) => out.extend(ips),
+                Err(false) => temporary = true,
+                Err(true) => {}
             }
         }
         match (out.is_empty(), temporary) {
@@ -577,8 +325,8 @@ impl SenderGatherer {
             facts.timed_out.push(r.to_string());
         }
 
-        // Reverse DNS.
-        match &iprev {
+        // Reverse DNS as iprev found it; with a pass, only the names that resolve back count (second round).
+        let mut ptr = match &iprev {
             Ok(Some(out)) => {
                 let names: Vec<String> = out
                     .ptr
@@ -599,17 +347,11 @@ impl SenderGatherer {
                     IprevResult::PermError(_) => Outcome::PermError,
                     IprevResult::None => Outcome::None,
                 };
-                let names = match (result, ip) {
-                    (Outcome::Pass, Some(ip)) => {
-                        tokio::time::timeout_at(start, self.confirmed_names(ip, names)).await.unwrap_or_default()
-                    }
-                    _ => names,
-                };
-                facts.ptr = Some(PtrFacts { result, names });
+                Some(PtrFacts { result, names })
             }
-            Ok(None) => {}
-            Err(_) => facts.ptr = Some(PtrFacts { result: Outcome::TempError, names: vec![] }),
-        }
+            Ok(None) => None,
+            Err(_) => Some(PtrFacts { result: Outcome::TempError, names: vec![] }),
+        };
 
         let spf_out = match spf {
             Ok(Some(out)) => Some(out),
@@ -637,17 +379,51 @@ impl SenderGatherer {
             .map(|(i, _)| i)
             .take(MAX_BODY_RECHECKS)
             .collect();
+
+        // Second round, what needs the first round's answers, concurrently (none needs another's): the
+        // forward confirmation of the PTR names, the second look at those signatures, and DMARC, which
+        // needs the SPF and DKIM outcomes.
+        let confirm_fut = async {
+            match (&ptr, ip) {
+                (Some(p), Some(ip)) if p.result == Outcome::Pass => Some(
+                    tokio::time::timeout_at(start, self.confirmed_names(ip, p.names.clone())).await.unwrap_or_default(),
+                ),
+                _ => None,
+            }
+        };
+        let recheck_fut = async {
+            let m = parsed.as_ref().filter(|_| !body_failed.is_empty())?;
+            let checks = body_failed.iter().map(|&i| self.verify_signed_headers(m, dkim_out[i].signature()));
+            Some(tokio::time::timeout_at(start, futures_join_all(checks)).await)
+        };
+        let dmarc_fut = async {
+            let (m, spf_o) = (parsed.as_ref()?, spf_out.as_ref()?);
+            let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo);
+            let params = DmarcParameters {
+                message: m,
+                dkim_output: dkim_out,
+                dkim2_output: None,
+                rfc5321_mail_from_domain: mail_from_domain,
+                spf_output: spf_o,
+            };
+            Some(tokio::time::timeout_at(start, self.auth.verify_dmarc(params!(self, params))).await)
+        };
+        let (confirmed, recheck, dmarc) = tokio::join!(confirm_fut, recheck_fut, dmarc_fut);
+
+        if let (Some(p), Some(names)) = (ptr.as_mut(), confirmed) {
+            p.names = names;
+        }
+        facts.ptr = ptr;
+
         let mut rechecked: Vec<Option<DkimResult>> = vec![None; body_failed.len()];
         let mut recheck_timed_out = false;
-        if let (Some(m), false) = (parsed.as_ref(), body_failed.is_empty()) {
-            let checks = body_failed.iter().map(|&i| self.verify_signed_headers(m, dkim_out[i].signature()));
-            match tokio::time::timeout_at(start, futures_join_all(checks)).await {
-                Ok(results) => rechecked = results,
-                Err(_) => {
-                    recheck_timed_out = true;
-                    facts.timed_out.push("dkim".into());
-                }
+        match recheck {
+            Some(Ok(results)) => rechecked = results,
+            Some(Err(_)) => {
+                recheck_timed_out = true;
+                facts.timed_out.push("dkim".into());
             }
+            None => {}
         }
         for (i, d) in dkim_out.iter().enumerate() {
             let (domain, selector) = d.signature().map(|s| (s.d.to_lowercase(), s.s.clone())).unwrap_or_default();
@@ -707,44 +483,34 @@ impl SenderGatherer {
             }
         }
 
-        // DMARC needs the SPF and DKIM outcomes.
         let mut dmarc_out = None;
-        if let (Some(m), Some(spf_o)) = (parsed.as_ref(), spf_out.as_ref()) {
-            let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo);
-            let params = DmarcParameters {
-                message: m,
-                dkim_output: dkim_out,
-                dkim2_output: None,
-                rfc5321_mail_from_domain: mail_from_domain,
-                spf_output: spf_o,
-            };
-            match tokio::time::timeout_at(start, self.auth.verify_dmarc(params!(self, params))).await {
-                Ok(out) => {
-                    let result = match out.result() {
-                        DmarcResult::Pass => Outcome::Pass,
-                        DmarcResult::Fail(_) => Outcome::Fail,
-                        DmarcResult::TempError(_) => Outcome::TempError,
-                        DmarcResult::PermError(_) => Outcome::PermError,
-                        DmarcResult::None => Outcome::None,
-                    };
-                    let policy = match out.policy() {
-                        mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
-                        mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,
-                        _ => DmarcPolicy::None,
-                    };
-                    if !out.domain().is_empty() {
-                        facts.dmarc = Some(DmarcFacts {
-                            domain: out.domain().to_string(),
-                            result,
-                            policy,
-                            spf_aligned: *out.spf_result() == DmarcResult::Pass,
-                            dkim_aligned: *out.dkim_result() == DmarcResult::Pass,
-                        });
-                    }
-                    dmarc_out = Some(out);
+        match dmarc {
+            Some(Ok(out)) => {
+                let result = match out.result() {
+                    DmarcResult::Pass => Outcome::Pass,
+                    DmarcResult::Fail(_) => Outcome::Fail,
+                    DmarcResult::TempError(_) => Outcome::TempError,
+                    DmarcResult::PermError(_) => Outcome::PermError,
+                    DmarcResult::None => Outcome::None,
+                };
+                let policy = match out.policy() {
+                    mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
+                    mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,
+                    _ => DmarcPolicy::None,
+                };
+                if !out.domain().is_empty() {
+                    facts.dmarc = Some(DmarcFacts {
+                        domain: out.domain().to_string(),
+                        result,
+                        policy,
+                        spf_aligned: *out.spf_result() == DmarcResult::Pass,
+                        dkim_aligned: *out.dkim_result() == DmarcResult::Pass,
+                    });
                 }
-                Err(_) => facts.timed_out.push("dmarc".into()),
+                dmarc_out = Some(out);
             }
+            Some(Err(_)) => facts.timed_out.push("dmarc".into()),
+            None => {}
         }
 
         // Authentication-Results (RFC 8601), written by mail-auth from the same outputs.
@@ -813,10 +579,10 @@ impl SenderGatherer {
     /// The PTR names that resolve back to `ip`. mail-auth's iprev passes when one of the first two names
     /// does but reports every name; only these are facts. The lookups were made (and cached) by iprev.
     async fn confirmed_names(&self, ip: IpAddr, names: Vec<String>) -> Vec<String> {
-        let mut out = Vec::new();
-        // iprev looks at the first two names only; so does this.
-        for name in names.into_iter().take(2) {
-            let confirmed = match ip {
+        // iprev looks at the first two names only; so does this. Both are asked at once.
+        let names: Vec<String> = names.into_iter().take(2).collect();
+        let checks = names.iter().map(|name| async move {
+            match ip {
                 IpAddr::V4(v4) => self
                     .auth
                     .ipv4_lookup(name.as_str(), Some(&self.caches.ipv4))
@@ -827,12 +593,10 @@ impl SenderGatherer {
                     .ipv6_lookup(name.as_str(), Some(&self.caches.ipv6))
                     .await
                     .is_ok_and(|r| r.rrset.contains(&v6)),
-            };
-            if confirmed {
-                out.push(name);
             }
-        }
-        out
+        });
+        let confirmed = futures_join_all(checks).await;
+        names.into_iter().zip(confirmed).filter(|(_, ok)| *ok).map(|(name, _)| name).collect()
     }
 }
 
@@ -1094,76 +858,7 @@ fn first_arc_results(m: &AuthenticatedMessage<'_>) -> Option<String> {
     m.aar_headers.iter().find(|h| h.header.i == 1).map(|h| String::from_utf8_lossy(h.value).trim().to_string())
 }
 
-/// The fully-qualified form mail-auth expects for a name (kept here so callers need not import mail-auth).
-pub fn fqdn(name: &str) -> String {
+/// The fully-qualified form mail-auth expects for a name.
+fn fqdn(name: &str) -> String {
     name.to_fqdn().into_owned()
-}
-
-#[cfg(test)]
-mod cache_tests {
-    use super::*;
-
-    #[test]
-    fn a_full_cache_stays_bounded_and_keeps_answering() {
-        let cache: TtlCache<Box<str>, u32> = TtlCache::new(100);
-        let until = Instant::now() + Duration::from_secs(60);
-        for i in 0..1000u32 {
-            cache.insert(format!("name{i}.example").into_boxed_str(), i, until);
-        }
-        // Bounded, and not cleared wholesale when full: it stays (nearly) full of answers.
-        let len = cache.len();
-        assert!((50..=100).contains(&len), "{len}");
-        let kept = (0..1000u32).filter(|i| cache.get(format!("name{i}.example").as_str()) == Some(*i)).count();
-        assert!((50..=100).contains(&kept), "{kept} answers kept of {len}");
-    }
-
-    #[test]
-    fn an_answer_lives_as_long_as_its_ttl_and_no_longer_than_the_cap() {
-        let cache: TtlCache<Box<str>, u32> = TtlCache::new(10);
-        cache.insert("short.example".into(), 1, Instant::now() + Duration::from_millis(50));
-        cache.insert("gone.example".into(), 2, Instant::now());
-        assert_eq!(cache.get("short.example"), Some(1));
-        assert_eq!(cache.get("gone.example"), None, "an answer already expired is not kept");
-        std::thread::sleep(Duration::from_millis(120));
-        assert_eq!(cache.get("short.example"), None);
-        // A TTL of a week is cut to the cap.
-        let now = Instant::now();
-        let week = (0u32, now + Duration::from_secs(7 * 86_400));
-        let ttl = <UntilValid as moka::Expiry<Box<str>, (u32, Instant)>>::expire_after_create(
-            &UntilValid,
-            &"k".into(),
-            &week,
-            now,
-        );
-        assert_eq!(ttl, Some(MAX_CACHE_TTL));
-        let minute = (0u32, now + Duration::from_secs(60));
-        let ttl = <UntilValid as moka::Expiry<Box<str>, (u32, Instant)>>::expire_after_create(
-            &UntilValid,
-            &"k".into(),
-            &minute,
-            now,
-        );
-        assert_eq!(ttl, Some(Duration::from_secs(60)));
-    }
-
-    #[test]
-    fn sessions_read_and_fill_the_cache_at_once() {
-        let cache: TtlCache<Box<str>, usize> = TtlCache::new(10_000);
-        let until = Instant::now() + Duration::from_secs(60);
-        std::thread::scope(|s| {
-            for t in 0..8 {
-                let cache = &cache;
-                s.spawn(move || {
-                    for i in 0..500 {
-                        let name = format!("host{}.example", i % 50);
-                        if cache.get(name.as_str()).is_none() {
-                            cache.insert(name.into_boxed_str(), i % 50, until);
-                        }
-                        assert_eq!(cache.get(format!("host{}.example", i % 50).as_str()), Some(i % 50), "thread {t}");
-                    }
-                });
-            }
-        });
-        assert_eq!(cache.len(), 50);
-    }
 }

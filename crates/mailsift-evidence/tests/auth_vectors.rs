@@ -7,8 +7,10 @@
 
 use std::path::PathBuf;
 
-use mailsift_engine::sender::{DkimVerdict, DnsConfig, Outcome, SenderGatherer};
+use mailsift_engine::config::DnsConfig;
+use mailsift_engine::evidence::{DkimVerdict, Outcome};
 use mailsift_engine::Envelope;
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::dns::{TestDns, Zone};
 
 fn load(rel: &str) -> (Zone, String) {
@@ -24,7 +26,7 @@ fn load(rel: &str) -> (Zone, String) {
     (zone, message.replace("\r\n", "\n").replace('\n', "\r\n"))
 }
 
-async fn gather(zone: Zone, message: &str) -> mailsift_engine::sender::SenderFacts {
+async fn gather(zone: Zone, message: &str) -> mailsift_engine::evidence::SenderFacts {
     let dns = TestDns::start(zone);
     let config = DnsConfig { enabled: true, nameservers: vec![dns.addr().to_string()], ..DnsConfig::default() };
     SenderGatherer::new(&config).unwrap().gather(message.as_bytes(), &Envelope::default()).await

@@ -7,8 +7,10 @@
 
 use std::path::PathBuf;
 
-use mailsift_engine::sender::{DnsConfig, Outcome, SenderGatherer};
+use mailsift_engine::config::DnsConfig;
+use mailsift_engine::evidence::Outcome;
 use mailsift_engine::Envelope;
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::dns::{TestDns, Zone};
 use serde::Deserialize;
 use serde_yaml::Value;

@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use mailsift_engine::config::{OrganisationConfig, ProtectedDomain};
-use mailsift_engine::sender::{DnsConfig, SenderGatherer};
+use mailsift_engine::config::{DnsConfig, OrganisationConfig, ProtectedDomain};
 use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, Verdict};
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::auth::{authenticator, TestKey};
 use mailsift_testkit::dns::{TestDns, Zone};
 

@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 
-use mailsift_engine::sender::{DkimVerdict, DnsConfig, SenderGatherer};
+use mailsift_engine::config::DnsConfig;
+use mailsift_engine::evidence::DkimVerdict;
 use mailsift_engine::Envelope;
+use mailsift_evidence::SenderGatherer;
 use mailsift_testkit::dns::{TestDns, Zone};
 
 fn base() -> PathBuf {
