@@ -86,7 +86,7 @@ pub async fn judge(
                 Direction::Inbound => envelope.rcpt_to.first().map(|r| domain_of(r)).unwrap_or_default(),
                 Direction::Outbound => domain_of(envelope.mail_from.as_deref().unwrap_or("")),
             };
-            let engine = state.engine_for(&domain).clone();
+            let engine = &state.engine;
             let mut evidence = evidence;
             // Spoofs of our own domains count against the spoofing server, never against our domain.
             let keys = state.reputation().map(|_| {
@@ -98,7 +98,7 @@ pub async fn judge(
                     Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
                 }
             }
-            let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
+            let verdict = engine.judge_with_settings(&msg, &envelope, &evidence, &policy, state.settings_for(&domain));
             // Spamtraps and auto-learning (when configured) learn from the verdict.
             let c = &engine.config().classifier;
             if let (Some(learner), true) = (state.learner(), c.autolearn || !c.spamtraps.is_empty()) {

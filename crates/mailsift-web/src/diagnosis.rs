@@ -99,7 +99,14 @@ pub async fn diagnose_target(
         }
         let state = gateway.state();
         let domain = envelope.rcpt_to.first().map(|r| crate::auth::domain_of(r).to_ascii_lowercase()).unwrap_or_default();
-        let engine = state.engine_for(&domain).clone();
+        // The diagnosis tries fixes by rebuilding the engine from its configuration: a domain with settings
+        // of its own is diagnosed with an engine that has them in its configuration (same verdicts).
+        let settings = state.settings_for(&domain);
+        let engine = if settings.is_default() {
+            state.engine.clone()
+        } else {
+            std::sync::Arc::new(actions::configured_with(&state.engine, settings).map_err(crate::app::ApiError::internal)?)
+        };
         let policy = actions::policy_in_force(&engine.config().policy, &db)?;
         let compiled = gateway.policy();
         let clean = raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));

@@ -292,13 +292,14 @@ pub async fn scan(gateway: &Arc<Gateway>, raw: Vec<u8>, params: &ScanParams) -> 
     let handle = tokio::runtime::Handle::current();
     let (verdict, envelope, explanation) = blocking(move || {
         let mut envelope = envelope;
-        let engine = state.engine_for(&judging_domain(&envelope)).clone();
+        let engine = &state.engine;
         let msg = engine.parse(&raw);
         if from_trace {
             envelope.fill_from_trace(&msg);
         }
         let evidence = gather_evidence(&state, &handle, &raw, &envelope, &msg);
-        let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
+        let settings = state.settings_for(&judging_domain(&envelope));
+        let verdict = engine.judge_with_settings(&msg, &envelope, &evidence, &policy, settings);
         let explanation = mailsift_engine::explain::render(&verdict, engine.registry());
         Ok((verdict, envelope, explanation))
     })
