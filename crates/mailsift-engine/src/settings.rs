@@ -73,6 +73,18 @@ impl Settings {
         self.thresholds.as_ref().unwrap_or(&base.thresholds)
     }
 
+    /// The thresholds a message judged with these settings meets: these settings' own, else `base` (the
+    /// engine's `[thresholds]`).
+    pub fn thresholds_or<'a>(&'a self, base: &'a Thresholds) -> &'a Thresholds {
+        self.thresholds.as_ref().unwrap_or(base)
+    }
+
+    /// The configuration the checks read under these settings (the ASF options among them): the engine's
+    /// (`base`), or its copy with these settings' ASF options.
+    pub fn config_or<'a>(&'a self, base: &'a EngineConfig) -> &'a EngineConfig {
+        self.config(base)
+    }
+
     /// A symbol's weight under these settings.
     pub(crate) fn weight(&self, def: &SymbolDef) -> f64 {
         self.weights.get(&def.name).copied().unwrap_or(def.weight)

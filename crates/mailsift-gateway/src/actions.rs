@@ -22,7 +22,7 @@ use mailsift_engine::config::OrganisationConfig;
 use mailsift_engine::diagnose::{Change, PastMessage};
 use mailsift_engine::evidence::ClassifierScores;
 use mailsift_engine::policy::{AllowEntry, BlockEntry, PolicyConfig};
-use mailsift_engine::{Engine, EngineConfig, Envelope};
+use mailsift_engine::{Engine, EngineConfig, Envelope, Settings};
 use mailsift_store::{
     Database, Learner, ListEntry, LogEntry, LogQuery, PolicyStore, PolicyStoreError, QuarantineItem, QuarantineQuery,
     SqliteReputation, SqliteStore, StoreError,
@@ -299,23 +299,38 @@ impl Judging {
         domains
     }
 
-    /// The engine configuration that judges mail of `domain` (the recipient's for inbound mail, the
-    /// sender's for outbound): the domains folded in, then that domain's own thresholds and ASF modes.
-    pub fn config_for(&self, domain: &str) -> Result<EngineConfig, ActionError> {
-        let domains = self.domains();
+    /// The engine that judges the gateway's mail, without a classifier model: the configuration's with the
+    /// domains folded in. A domain's own thresholds and ASF modes are its settings ([`Judging::settings_for`]).
+    pub fn engine(&self) -> Result<Engine, ActionError> {
         let mut config = self.base.config().clone();
-        crate::config::fold_domains(&mut config, &domains);
-        if let Some(d) = domains.iter().find(|d| !domain.is_empty() && d.name.eq_ignore_ascii_case(domain)) {
-            d.apply_overrides(&mut config).map_err(|e| ActionError::Invalid(format!("domain {}: {e}", d.name)))?;
-        }
-        Ok(config)
+        crate::config::fold_domains(&mut config, &self.domains());
+        Engine::new(config).map_err(|e| ActionError::Invalid(format!("the engine with the stored domains: {e}")))
     }
 
-    /// The engine that judges mail of `domain`, without a classifier model.
-    pub fn engine_for(&self, domain: &str) -> Result<Engine, ActionError> {
-        let config = self.config_for(domain)?;
-        Engine::new(config)
-            .map_err(|e| ActionError::Invalid(format!("the engine for domain {domain:?} with the stored domains: {e}")))
+    /// The settings `engine` (built by [`Judging::engine`]) judges mail of `domain` with (the recipient's for
+    /// inbound mail, the sender's for outbound): that domain's own thresholds and ASF modes, else the
+    /// engine's own.
+    pub fn settings_for(&self, engine: &Engine, domain: &str) -> Result<Settings, ActionError> {
+        let domains = self.domains();
+        let domain = domain.trim_end_matches('.');
+        match domains.iter().find(|d| !domain.is_empty() && d.name.eq_ignore_ascii_case(domain)) {
+            Some(d) if d.has_engine_overrides() => engine
+                .settings(&d.name.to_ascii_lowercase(), &d.settings_config())
+                .map_err(|e| ActionError::Invalid(format!("domain {}: {e}", d.name))),
+            _ => Ok(engine.default_settings().clone()),
+        }
+    }
+
+    /// The engine the diagnosis of mail of `domain` works with: [`Judging::engine`] with the domain's settings
+    /// in its own configuration (see [`configured_with`]).
+    pub fn diagnosis_engine(&self, domain: &str) -> Result<Engine, ActionError> {
+        let engine = self.engine()?;
+        let settings = self.settings_for(&engine, domain)?;
+        if settings.is_default() {
+            Ok(engine)
+        } else {
+            configured_with(&engine, &settings)
+        }
     }
 
     /// The organisation the gateway judges for: the configuration's with the domains folded in.
@@ -329,6 +344,24 @@ impl Judging {
     pub fn policy_for(&self, engine: &Engine) -> PolicyConfig {
         chain_policy(&engine.config().policy, &self.stored_policy)
     }
+}
+
+/// An engine whose own configuration has `settings`' thresholds and ASF modes, sharing `engine`'s model.
+/// Only for the diagnosis: it judges a message again with a fix in place by rebuilding the engine from its
+/// configuration (`mailsift_engine::diagnose::try_fix`), so a domain's settings must be part of that
+/// configuration. Everything else judges with the one engine and the settings.
+pub fn configured_with(engine: &Engine, settings: &Settings) -> Result<Engine, ActionError> {
+    let base = engine.config();
+    let config = EngineConfig {
+        thresholds: settings.thresholds_or(&base.thresholds).clone(),
+        ..settings.config_or(base).clone()
+    };
+    let configured = Engine::new(config)
+        .map_err(|e| ActionError::Invalid(format!("the engine with the settings of {}: {e}", settings.name())))?;
+    Ok(match engine.model() {
+        Some(m) => configured.with_model(m.clone()),
+        None => configured,
+    })
 }
 
 fn chain_policy(configured: &PolicyConfig, stored: &PolicyConfig) -> PolicyConfig {

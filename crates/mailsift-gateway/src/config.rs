@@ -335,29 +335,20 @@ impl DomainConfig {
         SmtpConfig { domains: vec![self.clone()], ..Default::default() }.validate()
     }
 
-    /// Whether the domain changes how mail to it is judged (so it needs an engine of its own).
+    /// Whether the domain changes how mail to it is judged (it has settings of its own).
     pub fn has_engine_overrides(&self) -> bool {
         self.thresholds.is_some() || !self.asf.is_empty()
     }
 
-    /// This domain's own thresholds and ASF options, applied over `config` (the engine that judges mail of
-    /// this domain). The gateway and the command-line tools both build domain engines with it, so they
-    /// cannot judge the same message differently.
-    pub fn apply_overrides(&self, config: &mut mailsift_engine::EngineConfig) -> Result<(), String> {
-        if let Some(t) = &self.thresholds {
-            config.thresholds = t.clone();
+    /// This domain's own thresholds and ASF options as per-message settings of the one engine (checked with
+    /// `Engine::settings`, which names the domain in its errors). The gateway and the command-line tools
+    /// both judge a domain's mail with them, so they cannot judge the same message differently.
+    pub fn settings_config(&self) -> mailsift_engine::SettingsConfig {
+        mailsift_engine::SettingsConfig {
+            thresholds: self.thresholds.clone(),
+            asf: self.asf.clone(),
+            ..Default::default()
         }
-        if !self.asf.is_empty() {
-            let mut asf = toml::Value::try_from(&config.asf).map_err(|e| e.to_string())?;
-            for (option, mode) in &self.asf {
-                let mode = toml::Value::try_from(mode).map_err(|e| e.to_string())?;
-                if let Some(t) = asf.as_table_mut() {
-                    t.insert(option.clone(), mode);
-                }
-            }
-            config.asf = asf.try_into().map_err(|e: toml::de::Error| format!("{}.asf: {e}", self.name))?;
-        }
-        Ok(())
     }
 }
 

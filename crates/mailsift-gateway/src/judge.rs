@@ -1,10 +1,13 @@
-//! Judging one message: parse once, gather the sender's evidence, consult reputation, judge with the policy in
-//! force, learn from the verdict, feed reputation, record which policy entries matched. Every front end calls
-//! [`judge`]; none of them judges on its own.
+//! Judging one message: parse once, gather the sender's evidence, consult reputation, judge with the domain's
+//! settings and the policy in force ([`verdict`], no side effects); then learn from the verdict, feed
+//! reputation, record which policy entries matched ([`judge`]). Every front end that takes mail calls
+//! [`judge`]; a "what would happen" scan calls [`verdict`]; none of them judges on its own.
 
 use std::sync::Arc;
 
-use mailsift_engine::{Direction, Envelope, Verdict};
+use mailsift_engine::evidence::ReputationKind;
+use mailsift_engine::policy::Policy;
+use mailsift_engine::{Direction, Envelope, Evidence, Message, Verdict};
 use mailsift_store::LogEntry;
 
 use crate::state::{Gateway, GatewayState};
@@ -18,6 +21,16 @@ pub struct Meta {
     pub message_id: Option<String>,
 }
 
+impl Meta {
+    fn of(msg: &Message<'_>) -> Meta {
+        Meta {
+            from: msg.from.as_ref().map(|f| f.address.clone()),
+            subject: msg.subject.clone(),
+            message_id: msg.message_id.clone(),
+        }
+    }
+}
+
 /// A judged message: the verdict, what the log needs from the message, and the bytes back.
 pub struct Judged {
     pub verdict: Verdict,
@@ -27,12 +40,39 @@ pub struct Judged {
     pub envelope: Envelope,
 }
 
-/// Judges one message and applies the effects every interface shares (SMTP, milter, spamd): parse once,
-/// gather sender evidence (inbound, DNS on), consult reputation, judge with the policy in force, learn from
-/// the verdict (spamtraps, auto-learning), feed reputation, record which policy entries matched.
+/// Judges one message as the gateway would, and does nothing else: parse once, gather sender evidence
+/// (inbound, DNS on), look up reputation, judge with the domain's settings and the policy in force. Nothing
+/// is learned, recorded or marked: a "what would happen" scan stops here, [`judge`] goes on to the effects.
 ///
 /// `from_trace` fills what the envelope lacks from the message's own trace headers (spamd has no envelope).
 /// An error means the scan itself failed (a panic in a check): the caller answers with a temporary failure.
+pub async fn verdict(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    envelope: Envelope,
+    data: Vec<u8>,
+    from_trace: bool,
+) -> Result<Judged, String> {
+    let policy = gateway.policy();
+    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut envelope = envelope;
+        let msg = state.engine.parse(&data);
+        if fill_from_trace {
+            envelope.fill_from_trace(&msg);
+        }
+        let (verdict, _) = judge_parsed(&state, &policy, &msg, &envelope, evidence);
+        let meta = Meta::of(&msg);
+        drop(msg);
+        Judged { verdict, meta, data, envelope }
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Judges one message ([`verdict`]) and applies the effects every interface shares (SMTP, milter, spamd):
+/// learn from the verdict (spamtraps, auto-learning), feed reputation, record which policy entries matched.
 pub async fn judge(
     gateway: &Arc<Gateway>,
     state: &Arc<GatewayState>,
@@ -41,93 +81,20 @@ pub async fn judge(
     from_trace: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
-    let mut envelope = envelope;
-    // Sender evidence (DNS) is awaited here, on the async side: a blocking thread never waits on the network.
-    // It needs what the message says (the URLs' domains, and for spamd the trace headers' envelope), so the
-    // message is parsed for it on the blocking pool first; the parse borrows the bytes and cannot be kept
-    // across the wait, so the judgement parses again (only when DNS evidence is on).
-    let mut evidence = mailsift_engine::Evidence::default();
-    let mut data = data;
-    let gatherer = state.gatherer.clone().filter(|_| from_trace || envelope.direction == Direction::Inbound);
-    let parsed_for_evidence = gatherer.is_some();
-    if let Some(gatherer) = gatherer {
-        let pre = {
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || {
-                let msg = state.engine.parse(&data);
-                if from_trace {
-                    envelope.fill_from_trace(&msg);
-                }
-                let domains: Vec<String> = msg.urls.iter().map(|u| u.domain.clone()).collect();
-                drop(msg);
-                (envelope, domains, data)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-        };
-        let domains;
-        (envelope, domains, data) = pre;
-        if envelope.direction == Direction::Inbound {
-            let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
-            evidence =
-                mailsift_engine::Evidence::from_sender(gatherer.gather_with_urls(&data, &envelope, &domains).await);
-        }
-    }
-    let fill_from_trace = from_trace && !parsed_for_evidence;
-    // The judgement: CPU work, off the async threads.
+    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
+    // The judgement and the learning: CPU work and the store, off the async threads. The verdict is
+    // [`verdict`]'s, on the same parse the effects read.
     let judged = {
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
+            let mut envelope = envelope;
             let msg = state.engine.parse(&data);
             if fill_from_trace {
                 envelope.fill_from_trace(&msg);
             }
-            let domain = match envelope.direction {
-                Direction::Inbound => envelope.rcpt_to.first().map(|r| domain_of(r)).unwrap_or_default(),
-                Direction::Outbound => domain_of(envelope.mail_from.as_deref().unwrap_or("")),
-            };
-            let engine = state.engine_for(&domain).clone();
-            let mut evidence = evidence;
-            // Spoofs of our own domains count against the spoofing server, never against our domain.
-            let keys = state.reputation().map(|_| {
-                mailsift_engine::evidence::reputation_keys_for(&envelope, &msg, &engine.config().organisation)
-            });
-            if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
-                match rep.lookup(keys, mailsift_engine::unix_now()) {
-                    Ok(facts) => evidence.reputation = Some(facts),
-                    Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
-                }
-            }
-            let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
-            // Spamtraps and auto-learning (when configured) learn from the verdict.
-            let c = &engine.config().classifier;
-            if let (Some(learner), true) = (state.learner(), c.autolearn || !c.spamtraps.is_empty()) {
-                let mut learner = learner.lock().unwrap_or_else(|e| e.into_inner());
-                match learner.after_verdict(&envelope, &msg, &verdict, c) {
-                    Ok(Some(_)) => {
-                        if let Err(e) = learner.commit(mailsift_engine::unix_now()) {
-                            tracing::warn!(error = %e, "classifier store not updated");
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "learning from the verdict failed"),
-                }
-            }
-            if let (Some(rep), Some(keys)) = (state.reputation(), &keys) {
-                // The verdict is evidence about the sender for next time (inbound only: our own users' mail
-                // says nothing about the outside world).
-                if envelope.direction == Direction::Inbound {
-                    let event = mailsift_store::ReputationEvent::Verdict(verdict.scl);
-                    if let Err(e) = rep.record(keys, event, mailsift_engine::unix_now()) {
-                        tracing::warn!(error = %e, "reputation update failed");
-                    }
-                }
-            }
-            let meta = Meta {
-                from: msg.from.as_ref().map(|f| f.address.clone()),
-                subject: msg.subject.clone(),
-                message_id: msg.message_id.clone(),
-            };
+            let (verdict, keys) = judge_parsed(&state, &policy, &msg, &envelope, evidence);
+            learn_and_record(&state, &msg, &envelope, &verdict, keys.as_deref());
+            let meta = Meta::of(&msg);
             drop(msg);
             Judged { verdict, meta, data, envelope }
         })
@@ -144,6 +111,136 @@ pub async fn judge(
     Ok(judged)
 }
 
+/// The evidence the gateway judges a message with, and nothing more: sender evidence as [`verdict`] gathers
+/// it and the sender's local reputation. For a diagnosis, which judges the message again in ways of its
+/// own. Returns the envelope (filled from the trace headers when `from_trace`) and the bytes back.
+pub async fn evidence(
+    state: &Arc<GatewayState>,
+    envelope: Envelope,
+    data: Vec<u8>,
+    from_trace: bool,
+) -> Result<(Envelope, Evidence, Vec<u8>), String> {
+    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut envelope, mut evidence) = (envelope, evidence);
+        let msg = state.engine.parse(&data);
+        if fill_from_trace {
+            envelope.fill_from_trace(&msg);
+        }
+        look_up_reputation(&state, &msg, &envelope, &mut evidence);
+        drop(msg);
+        (envelope, evidence, data)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Sender evidence (DNS), awaited here on the async side: a blocking thread never waits on the network. It
+/// needs what the message says (the URLs' domains, and for spamd the trace headers' envelope), so the
+/// message is parsed for it on the blocking pool first; the parse borrows the bytes and cannot be kept
+/// across the wait, so the judgement parses again (only when DNS evidence is on). Returns the envelope, the
+/// evidence, the bytes back, and whether the envelope still needs filling from the trace headers.
+async fn sender_evidence(
+    state: &Arc<GatewayState>,
+    envelope: Envelope,
+    data: Vec<u8>,
+    from_trace: bool,
+) -> Result<(Envelope, Evidence, Vec<u8>, bool), String> {
+    let gatherer = state.gatherer.clone().filter(|_| from_trace || envelope.direction == Direction::Inbound);
+    let Some(gatherer) = gatherer else {
+        return Ok((envelope, Evidence::default(), data, from_trace));
+    };
+    let (envelope, domains, data) = {
+        let state = state.clone();
+        let mut envelope = envelope;
+        tokio::task::spawn_blocking(move || {
+            let msg = state.engine.parse(&data);
+            if from_trace {
+                envelope.fill_from_trace(&msg);
+            }
+            let domains: Vec<String> = msg.urls.iter().map(|u| u.domain.clone()).collect();
+            drop(msg);
+            (envelope, domains, data)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    };
+    let mut evidence = Evidence::default();
+    if envelope.direction == Direction::Inbound {
+        let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+        evidence = Evidence::from_sender(gatherer.gather_with_urls(&data, &envelope, &domains).await);
+    }
+    Ok((envelope, evidence, data, false))
+}
+
+/// The verdict on a parsed message: reputation looked up, judged with the settings of the message's domain
+/// (inbound: its first recipient's, outbound: its sender's) and `policy`. Returns the reputation keys too
+/// (when reputation is on), for the effects. Reads the store, writes nothing.
+fn judge_parsed(
+    state: &GatewayState,
+    policy: &Policy,
+    msg: &Message<'_>,
+    envelope: &Envelope,
+    mut evidence: Evidence,
+) -> (Verdict, Option<Vec<(ReputationKind, String)>>) {
+    let engine = &state.engine;
+    let domain = match envelope.direction {
+        Direction::Inbound => envelope.rcpt_to.first().map(|r| domain_of(r)).unwrap_or_default(),
+        Direction::Outbound => domain_of(envelope.mail_from.as_deref().unwrap_or("")),
+    };
+    let keys = look_up_reputation(state, msg, envelope, &mut evidence);
+    let verdict = engine.judge_with_settings(msg, envelope, &evidence, policy, state.settings_for(&domain));
+    (verdict, keys)
+}
+
+/// The sender's local reputation into `evidence`, when reputation is on; returns the keys it was looked up
+/// under. Spoofs of our own domains count against the spoofing server, never against our domain.
+fn look_up_reputation(
+    state: &GatewayState,
+    msg: &Message<'_>,
+    envelope: &Envelope,
+    evidence: &mut Evidence,
+) -> Option<Vec<(ReputationKind, String)>> {
+    let rep = state.reputation()?;
+    let keys = mailsift_engine::evidence::reputation_keys_for(envelope, msg, &state.engine.config().organisation);
+    match rep.lookup(&keys, mailsift_engine::unix_now()) {
+        Ok(facts) => evidence.reputation = Some(facts),
+        Err(e) => tracing::warn!(error = %e, "reputation lookup failed"),
+    }
+    Some(keys)
+}
+
+/// The effects of a verdict on what the gateway knows: spamtraps and auto-learning (when configured) learn
+/// from it, and it is evidence about the sender for next time.
+fn learn_and_record(
+    state: &GatewayState,
+    msg: &Message<'_>,
+    envelope: &Envelope,
+    verdict: &Verdict,
+    keys: Option<&[(ReputationKind, String)]>,
+) {
+    let c = &state.engine.config().classifier;
+    if let (Some(learner), true) = (state.learner(), c.autolearn || !c.spamtraps.is_empty()) {
+        let mut learner = learner.lock().unwrap_or_else(|e| e.into_inner());
+        match learner.after_verdict(envelope, msg, verdict, c) {
+            Ok(Some(_)) => {
+                if let Err(e) = learner.commit(mailsift_engine::unix_now()) {
+                    tracing::warn!(error = %e, "classifier store not updated");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "learning from the verdict failed"),
+        }
+    }
+    // Inbound only: our own users' mail says nothing about the outside world.
+    if let (Some(rep), Some(keys), Direction::Inbound) = (state.reputation(), keys, envelope.direction) {
+        let event = mailsift_store::ReputationEvent::Verdict(verdict.scl);
+        if let Err(e) = rep.record(keys, event, mailsift_engine::unix_now()) {
+            tracing::warn!(error = %e, "reputation update failed");
+        }
+    }
+}
 /// Fills a log row with what the verdict and the message say; returns the From and Subject as logged.
 pub fn log_verdict(entry: &mut LogEntry, verdict: &Verdict, meta: Meta) -> (Option<String>, Option<String>) {
     entry.reference_id = verdict.id.clone();

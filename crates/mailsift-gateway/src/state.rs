@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use mailsift_engine::cidr::IpRange;
 use mailsift_engine::policy::Policy;
-use mailsift_engine::Engine;
+use mailsift_engine::{Engine, Settings};
 use mailsift_evidence::SenderGatherer;
 use mailsift_store::Database;
 use rustc_hash::FxHashMap;
@@ -64,8 +64,9 @@ pub struct GatewayState {
     domains: FxHashMap<String, DomainConfig>,
     /// Where `RCPT TO:<postmaster>` goes: `postmaster`, or postmaster@ the first domain.
     postmaster: String,
-    /// Engines for domains with their own thresholds or ASF options (sharing the model).
-    domain_engines: FxHashMap<String, Arc<Engine>>,
+    /// Settings of the domains with their own thresholds or ASF options, checked against `engine` (by
+    /// lower-case domain name); a domain without any is judged with the engine's own.
+    domain_settings: FxHashMap<String, Settings>,
     trusted: Vec<IpRange>,
     /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
     learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>>,
@@ -140,7 +141,7 @@ impl GatewayState {
             config.postmaster.clone()
         };
         let trusted = config.trusted_networks();
-        let (engine, domain_engines) = domain_engines(engine, &config.domains)?;
+        let (engine, domain_settings) = domain_settings(engine, &config.domains)?;
         let mx = match &gatherer {
             Some(g) => Ok(g.clone()),
             None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
@@ -153,7 +154,7 @@ impl GatewayState {
             mx,
             domains,
             postmaster,
-            domain_engines,
+            domain_settings,
             trusted,
             learner: None,
             reputation: None,
@@ -202,10 +203,13 @@ impl GatewayState {
         self.reputation.as_deref()
     }
 
-    /// The engine that judges a transaction: its domain's own (thresholds, ASF options), else the main one.
-    /// Inbound mail belongs to its recipients' domain (one per transaction), outbound to its sender's.
-    pub fn engine_for(&self, domain: &str) -> &Arc<Engine> {
-        self.domain_engines.get(&domain.to_ascii_lowercase()).unwrap_or(&self.engine)
+    /// The settings `engine` judges a transaction with: its domain's own (thresholds, ASF options), else the
+    /// engine's. Inbound mail belongs to its recipients' domain (one per transaction), outbound to its
+    /// sender's.
+    pub fn settings_for(&self, domain: &str) -> &Settings {
+        self.domain_settings
+            .get(&domain.trim_end_matches('.').to_ascii_lowercase())
+            .unwrap_or_else(|| self.engine.default_settings())
     }
 
     /// The address `RCPT TO:<postmaster>` is delivered to.
@@ -257,29 +261,29 @@ impl GatewayState {
 
 /// Folds the domains' settings into the engine configuration: sending servers and trusted relays make a
 /// domain protected (anti-spoofing), spamtraps join the classifier's; domains with their own thresholds or
-/// ASF options get an engine of their own, sharing the model.
-fn domain_engines(
+/// ASF options get settings of their own, checked against the one engine.
+fn domain_settings(
     base: Engine,
     domains: &[DomainConfig],
-) -> Result<(Engine, FxHashMap<String, Arc<Engine>>), GatewayError> {
-    let model = base.model().cloned();
-    let build = |config: mailsift_engine::EngineConfig| -> Result<Engine, GatewayError> {
+) -> Result<(Engine, FxHashMap<String, Settings>), GatewayError> {
+    let mut config = base.config().clone();
+    let engine = if crate::config::fold_domains(&mut config, domains) {
         let e = Engine::new(config).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
-        Ok(match &model {
+        match base.model() {
             Some(m) => e.with_model(m.clone()),
             None => e,
-        })
+        }
+    } else {
+        base
     };
-    let mut config = base.config().clone();
-    let changed = crate::config::fold_domains(&mut config, domains);
-    let base = if changed { build(config.clone())? } else { base };
     let mut out = FxHashMap::default();
     for d in domains.iter().filter(|d| d.has_engine_overrides()) {
-        let mut c = config.clone();
-        d.apply_overrides(&mut c).map_err(GatewayError::DomainEngine)?;
-        out.insert(d.name.to_ascii_lowercase(), Arc::new(build(c)?));
+        let name = d.name.to_ascii_lowercase();
+        let settings =
+            engine.settings(&name, &d.settings_config()).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
+        out.insert(name, settings);
     }
-    Ok((base, out))
+    Ok((engine, out))
 }
 
 /// The running gateway, shared by every session.

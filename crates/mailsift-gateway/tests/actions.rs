@@ -367,8 +367,12 @@ fn a_command_judges_with_the_stored_domains_folded_in_as_the_gateway_does() {
     let org = judging.organisation();
     assert!(org.protected.iter().any(|p| p.domain == "example.com" && p.sending_servers == ["192.0.2.10/32"]));
     assert!(org.domains.iter().any(|d| d == "example.com"));
-    assert_eq!(judging.engine_for("EXAMPLE.com").unwrap().config().thresholds.quarantine, 3.0);
-    assert_ne!(judging.engine_for("other.test").unwrap().config().thresholds.quarantine, 3.0);
+    let engine = judging.engine().unwrap();
+    let base_thresholds = &engine.config().thresholds;
+    let ours = judging.settings_for(&engine, "EXAMPLE.com").unwrap();
+    assert_eq!(ours.thresholds_or(base_thresholds).quarantine, 3.0);
+    let other = judging.settings_for(&engine, "other.test").unwrap();
+    assert_ne!(other.thresholds_or(base_thresholds).quarantine, 3.0);
 
     // The policy in force: the configuration's, then the stored one.
     db.import_policy(

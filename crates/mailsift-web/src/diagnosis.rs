@@ -61,7 +61,7 @@ pub async fn diagnose_target(
         return Err(ApiError::forbidden("diagnosis is for administrators"));
     }
     // Read what is known: the raw message, the log row, the envelope.
-    let (source, raw, log, mut envelope, from_trace) = match target {
+    let (source, raw, log, envelope, from_trace) = match target {
         Target::Quarantine(id) => {
             let (item, raw) = service::quarantine_item(&web.gateway, p, id).await?;
             let db = web.db.clone();
@@ -91,27 +91,45 @@ pub async fn diagnose_target(
         }
     };
     let gateway = web.gateway.clone();
-    let handle = tokio::runtime::Handle::current();
     let db = web.db.clone();
-    blocking(move || {
-        if let Err(e) = gateway.refresh_policy(false) {
+    // The message as judged now: without our headers.
+    let g = gateway.clone();
+    let (raw, clean) = blocking(move || {
+        if let Err(e) = g.refresh_policy(false) {
             tracing::warn!(error = %e, "policy not reloaded for the diagnosis");
         }
-        let state = gateway.state();
-        let domain = envelope.rcpt_to.first().map(|r| crate::auth::domain_of(r).to_ascii_lowercase()).unwrap_or_default();
-        let engine = state.engine_for(&domain).clone();
+        let clean = raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));
+        Ok((raw, clean))
+    })
+    .await?;
+    let state = gateway.state();
+    let domain = envelope.rcpt_to.first().map(|r| crate::auth::domain_of(r).to_ascii_lowercase()).unwrap_or_default();
+    // The evidence the gateway would judge it with, gathered as the gateway does (DNS awaited here).
+    let (mut envelope, evidence, clean) = match clean {
+        Some(clean) => {
+            let (envelope, evidence, clean) = mailsift_gateway::judge::evidence(&state, envelope, clean, from_trace)
+                .await
+                .map_err(|e| ApiError::internal(format!("evidence for the diagnosis: {e}")))?;
+            (envelope, evidence, Some(clean))
+        }
+        None => (envelope, Evidence::default(), None),
+    };
+    blocking(move || {
+        // The diagnosis tries fixes by rebuilding the engine from its configuration: a domain with settings
+        // of its own is diagnosed with an engine that has them in its configuration (same verdicts).
+        let settings = state.settings_for(&domain);
+        let engine = if settings.is_default() {
+            state.engine.clone()
+        } else {
+            std::sync::Arc::new(actions::configured_with(&state.engine, settings).map_err(ApiError::internal)?)
+        };
         let policy = actions::policy_in_force(&engine.config().policy, &db)?;
         let compiled = gateway.policy();
-        let clean = raw.as_deref().map(|r| mailsift_engine::verdict::strip_own_headers(r, None));
         let empty = log.as_ref().map(rebuilt_from_log).unwrap_or_default();
         let msg = engine.parse(clean.as_deref().unwrap_or(&empty));
         if from_trace {
             envelope.fill_from_trace(&msg);
         }
-        let evidence = match &clean {
-            Some(raw) => service::gather_evidence(&state, &handle, raw, &envelope, &msg),
-            None => Evidence::default(),
-        };
         let with_headers = raw.as_deref().map(|r| engine.parse(r)).and_then(|m| Observed::from_headers(&m));
         let observed = match (&log, with_headers) {
             (Some(e), _) => Observed::from_log(&e.reference_id, e.score.unwrap_or(0.0), &e.action, &e.symbols, e.reason.as_deref()),

@@ -268,12 +268,10 @@ impl ScanDisposition {
     }
 }
 
-/// Judges a message as the gateway would (the domain's engine, sender evidence when DNS is on and the client
-/// is known, local reputation, the policy in force) and answers with the same `Disposition` SMTP decides
-/// with; nothing is delivered, logged, learned, recorded or quarantined.
-///
-/// The verdict is not yet `mailsift_gateway::judge::judge`: that one also learns from the verdict, feeds
-/// reputation and marks policy entries as matched, which a "what would happen" scan must not do.
+/// Judges a message as the gateway would (`mailsift_gateway::judge::verdict`: the domain's settings, sender
+/// evidence when DNS is on, local reputation, the policy in force) and answers with the same `Disposition`
+/// SMTP decides with; nothing is delivered, logged, learned, recorded or quarantined (the effects are
+/// `judge::judge`'s, which the scan does not call).
 pub async fn scan(gateway: &Arc<Gateway>, raw: Vec<u8>, params: &ScanParams) -> ServiceResult<ScanAnswer> {
     let envelope = params.envelope()?;
     // The policy as stored right now (an administrator testing a rule just added), not as of the gateway's
@@ -287,60 +285,14 @@ pub async fn scan(gateway: &Arc<Gateway>, raw: Vec<u8>, params: &ScanParams) -> 
     })
     .await?;
     let state = gateway.state();
-    let policy = gateway.policy();
-    let from_trace = params.from_trace;
-    let handle = tokio::runtime::Handle::current();
-    let (verdict, envelope, explanation) = blocking(move || {
-        let mut envelope = envelope;
-        let engine = state.engine_for(&judging_domain(&envelope)).clone();
-        let msg = engine.parse(&raw);
-        if from_trace {
-            envelope.fill_from_trace(&msg);
-        }
-        let evidence = gather_evidence(&state, &handle, &raw, &envelope, &msg);
-        let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
-        let explanation = mailsift_engine::explain::render(&verdict, engine.registry());
-        Ok((verdict, envelope, explanation))
-    })
-    .await?;
+    let judged = mailsift_gateway::judge::verdict(gateway, &state, envelope, raw, params.from_trace)
+        .await
+        .map_err(|e| ServiceError::internal(format!("the scan failed: {e}")))?;
+    let verdict = judged.verdict;
+    let explanation = mailsift_engine::explain::render(&verdict, state.engine.registry());
     // What SMTP would answer and who would get it, decided by the same function SMTP uses.
-    let disposition = mailsift_gateway::disposition::Disposition::of(&verdict, &envelope.rcpt_to);
+    let disposition = mailsift_gateway::disposition::Disposition::of(&verdict, &judged.envelope.rcpt_to);
     Ok(ScanAnswer { headers: verdict.headers(), verdict, explanation, disposition: ScanDisposition::of(&disposition) })
-}
-
-/// The domain whose settings judge a message: inbound mail its first recipient's, outbound its sender's.
-pub fn judging_domain(envelope: &Envelope) -> String {
-    let address = match envelope.direction {
-        Direction::Inbound => envelope.rcpt_to.first().map(String::as_str),
-        Direction::Outbound => envelope.mail_from.as_deref(),
-    };
-    mailsift_gateway::text::domain_of(address.unwrap_or(""))
-}
-
-/// The evidence the gateway would gather for this message: sender facts when DNS is on and the client is
-/// known (inbound), and local reputation. Call on a blocking thread (it waits for DNS).
-pub fn gather_evidence(
-    state: &mailsift_gateway::GatewayState,
-    handle: &tokio::runtime::Handle,
-    raw: &[u8],
-    envelope: &Envelope,
-    msg: &mailsift_engine::Message<'_>,
-) -> mailsift_engine::Evidence {
-    let mut evidence = match (&state.gatherer, envelope.direction, envelope.client_ip) {
-        (Some(g), Direction::Inbound, Some(_)) => {
-            let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-            mailsift_engine::Evidence::from_sender(handle.block_on(g.gather_with_urls(raw, envelope, &domains)))
-        }
-        _ => mailsift_engine::Evidence::default(),
-    };
-    if let Some(rep) = state.reputation() {
-        // Spoofs of our own domains are looked up (and counted) against the spoofing server only.
-        let keys = mailsift_engine::evidence::reputation_keys_for(envelope, msg, &state.engine.config().organisation);
-        if let Ok(facts) = rep.lookup(&keys, mailsift_engine::unix_now()) {
-            evidence.reputation = Some(facts);
-        }
-    }
-    evidence
 }
 
 #[derive(Serialize, ToSchema)]

@@ -69,7 +69,9 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Re
     // The engine and policy as the gateway has them, built as every other command builds them.
     let gateway = crate::scanner::judging_with_database(config, db.as_ref())?;
     let smtp_domains = gateway.configured.clone();
-    let engine = gateway.engine_for(&crate::scanner::domain_of_envelope(&loaded.envelope, false))?;
+    // The diagnosis tries fixes by rebuilding the engine from its configuration: the domain's settings are
+    // in that configuration here (the same verdicts as the one engine judging with them).
+    let engine = gateway.diagnosis_engine(&crate::scanner::domain_of_envelope(&loaded.envelope, false))?;
     let engine = crate::with_trained_model(engine, data_dir)?;
     let rep = crate::reputation::for_scans(&engine, data_dir)?;
     let scanner = crate::scanner::Scanner::new(engine)?.with_reputation(rep);

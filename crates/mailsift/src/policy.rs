@@ -681,7 +681,8 @@ fn test(
     // The engine as the gateway builds it (stored domains and their sending servers included), and the
     // policy as it compiles it: the configuration's [policy] first, then the store's.
     let gateway = crate::scanner::judging(config, data_dir)?;
-    let engine = gateway.engine_for(&crate::scanner::domain_of_envelope(&args.envelope(), outbound))?;
+    let engine = gateway.engine()?;
+    let settings = gateway.settings_for(&engine, &crate::scanner::domain_of_envelope(&args.envelope(), outbound))?;
     let engine = crate::with_trained_model(engine, data_dir)?;
     let configured = engine.config().policy.clone();
     let stored = &gateway.stored_policy;
@@ -703,7 +704,7 @@ fn test(
     let mut evidence = scanner.evidence(&raw, &envelope, &msg);
     scanner.add_reputation(&envelope, &msg, &mut evidence);
     // The checks alone, then the rules on their result: the rules' trace says which conditions held.
-    let checks = engine.judge_with_policy(&msg, &envelope, &evidence, &Policy::empty());
+    let checks = engine.judge_with_settings(&msg, &envelope, &evidence, &Policy::empty(), &settings);
     let now = mailsift_engine::unix_now();
     let input = PolicyInput {
         envelope: &envelope,
@@ -724,7 +725,7 @@ fn test(
     } else {
         recipients.iter().map(|r| (r.clone(), policy.lists(&input, r.as_deref()))).collect()
     };
-    let verdict = engine.judge_with_policy(&msg, &envelope, &evidence, &policy);
+    let verdict = engine.judge_with_settings(&msg, &envelope, &evidence, &policy, &settings);
 
     if json {
         let warnings: Vec<serde_json::Value> = rules

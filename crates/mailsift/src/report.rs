@@ -39,7 +39,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
 /// The engine a report is judged with: the configuration's, with the configured and stored domains folded
 /// in as the gateway has them (their sending servers make them ours for reputation).
 pub fn gateway_engine(config: Option<&PathBuf>, data_dir: &Path) -> Result<Engine> {
-    Ok(crate::scanner::judging(config, data_dir)?.engine_for("")?)
+    Ok(crate::scanner::judging(config, data_dir)?.engine()?)
 }
 
 /// Learns one message on the side a user says it is on, records the submission (under `source`, e.g. a file

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mailsift_engine::policy::Policy;
-use mailsift_engine::{Direction, Engine, Envelope, Evidence, Message, Verdict};
+use mailsift_engine::{Direction, Engine, Envelope, Evidence, Message, Settings, Verdict};
 use mailsift_evidence::SenderGatherer;
 use mailsift_gateway::actions::Judging;
 use mailsift_store::Database;
@@ -24,6 +24,9 @@ pub struct Scanner {
     reputation: Option<mailsift_store::SqliteReputation>,
     /// The policy in force (configuration then store); without it, the engine's own (the configuration's).
     policy: Option<Policy>,
+    /// The settings messages are judged with (a domain's thresholds and ASF options); the engine's own unless
+    /// given.
+    settings: Settings,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -40,7 +43,8 @@ impl Scanner {
         } else {
             None
         };
-        Ok(Scanner { engine, gatherer, reputation: None, policy: None, runtime })
+        let settings = engine.default_settings().clone();
+        Ok(Scanner { engine, gatherer, reputation: None, policy: None, settings, runtime })
     }
 
     /// The scanner the gateway would judge with, for messages shaped by `args` (their recipient's domain,
@@ -55,7 +59,8 @@ impl Scanner {
         model: Option<mailsift_engine::SharedModel>,
     ) -> Result<Scanner> {
         let gateway = judging(config, data_dir)?;
-        let engine = gateway.engine_for(&domain_of_envelope(&args.envelope(), outbound))?;
+        let engine = gateway.engine()?;
+        let settings = gateway.settings_for(&engine, &domain_of_envelope(&args.envelope(), outbound))?;
         let engine = match model {
             Some(m) => engine.with_model(m),
             None => crate::with_trained_model(engine, data_dir)?,
@@ -63,7 +68,7 @@ impl Scanner {
         let rep = crate::reputation::for_scans(&engine, data_dir)?;
         let policy = Policy::new(&gateway.policy_for(&engine))
             .context("the configuration's [policy] and the stored policy together")?;
-        Ok(Scanner::new(engine)?.with_reputation(rep).with_policy(policy))
+        Ok(Scanner::new(engine)?.with_reputation(rep).with_policy(policy).with_settings(settings))
     }
 
     /// Consult local reputation before judging.
@@ -76,6 +81,17 @@ impl Scanner {
     pub fn with_policy(mut self, policy: Policy) -> Scanner {
         self.policy = Some(policy);
         self
+    }
+
+    /// Judge with these settings (checked against this scanner's engine) instead of the engine's own.
+    pub fn with_settings(mut self, settings: Settings) -> Scanner {
+        self.settings = settings;
+        self
+    }
+
+    /// The settings messages are judged with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Parses once, fills the envelope (from the options, and from trace headers when asked), gathers sender
@@ -93,10 +109,8 @@ impl Scanner {
         }
         let mut evidence = self.evidence(raw, &envelope, &msg);
         self.add_reputation(&envelope, &msg, &mut evidence);
-        let verdict = match &self.policy {
-            Some(p) => self.engine.judge_with_policy(&msg, &envelope, &evidence, p),
-            None => self.engine.judge(&msg, &envelope, &evidence),
-        };
+        let policy = self.policy.as_ref().unwrap_or(self.engine.policy());
+        let verdict = self.engine.judge_with_settings(&msg, &envelope, &evidence, policy, &self.settings);
         (msg, envelope, verdict)
     }
 
