@@ -53,22 +53,7 @@ pub async fn verdict(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<Judged, String> {
-    let policy = gateway.policy();
-    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut envelope = envelope;
-        let msg = state.engine.parse(&data);
-        if fill_from_trace {
-            envelope.fill_from_trace(&msg);
-        }
-        let (verdict, _) = judge_parsed(&state, &policy, &msg, &envelope, evidence);
-        let meta = Meta::of(&msg);
-        drop(msg);
-        Judged { verdict, meta, data, envelope }
-    })
-    .await
-    .map_err(|e| e.to_string())
+    judged(gateway, state, envelope, data, from_trace, false).await
 }
 
 /// Judges one message ([`verdict`]) and applies the effects every interface shares (SMTP, milter, spamd):
@@ -80,27 +65,7 @@ pub async fn judge(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<Judged, String> {
-    let policy = gateway.policy();
-    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
-    // The judgement and the learning: CPU work and the store, off the async threads. The verdict is
-    // [`verdict`]'s, on the same parse the effects read.
-    let judged = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut envelope = envelope;
-            let msg = state.engine.parse(&data);
-            if fill_from_trace {
-                envelope.fill_from_trace(&msg);
-            }
-            let (verdict, keys) = judge_parsed(&state, &policy, &msg, &envelope, evidence);
-            learn_and_record(&state, &msg, &envelope, &verdict, keys.as_deref());
-            let meta = Meta::of(&msg);
-            drop(msg);
-            Judged { verdict, meta, data, envelope }
-        })
-        .await
-    };
-    let judged = judged.map_err(|e| e.to_string())?;
+    let judged = judged(gateway, state, envelope, data, from_trace, true).await?;
     if !judged.verdict.policy_matches.is_empty() {
         use mailsift_store::PolicyStore;
         // "Last matched" for the rules and entries that acted, so stale ones can be found (queued, cheap).
@@ -109,6 +74,37 @@ pub async fn judge(
         }
     }
     Ok(judged)
+}
+
+/// The verdict, and with `learn` the learning and reputation it feeds, on one parse. The judgement is CPU
+/// work and the store: off the async threads.
+async fn judged(
+    gateway: &Arc<Gateway>,
+    state: &Arc<GatewayState>,
+    envelope: Envelope,
+    data: Vec<u8>,
+    from_trace: bool,
+    learn: bool,
+) -> Result<Judged, String> {
+    let policy = gateway.policy();
+    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut envelope = envelope;
+        let msg = state.engine.parse(&data);
+        if fill_from_trace {
+            envelope.fill_from_trace(&msg);
+        }
+        let (verdict, keys) = judge_parsed(&state, &policy, &msg, &envelope, evidence);
+        if learn {
+            learn_and_record(&state, &msg, &envelope, &verdict, keys.as_deref());
+        }
+        let meta = Meta::of(&msg);
+        drop(msg);
+        Judged { verdict, meta, data, envelope }
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// The evidence the gateway judges a message with, and nothing more: sender evidence as [`verdict`] gathers
@@ -241,6 +237,7 @@ fn learn_and_record(
         }
     }
 }
+
 /// Fills a log row with what the verdict and the message say; returns the From and Subject as logged.
 pub fn log_verdict(entry: &mut LogEntry, verdict: &Verdict, meta: Meta) -> (Option<String>, Option<String>) {
     entry.reference_id = verdict.id.clone();

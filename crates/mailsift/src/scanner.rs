@@ -89,11 +89,6 @@ impl Scanner {
         self
     }
 
-    /// The settings messages are judged with.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Parses once, fills the envelope (from the options, and from trace headers when asked), gathers sender
     /// evidence when DNS is on, and judges.
     pub fn scan(&self, raw: &[u8], args: &EnvelopeArgs) -> Verdict {
