@@ -15,7 +15,7 @@ pub async fn deliver(
     rcpts: &[String],
     bytes: &[u8],
 ) -> Result<Delivered, RelayError> {
-    let client = state.relay_client(&gateway.client_tls);
+    let client = state.relay_client(gateway);
     match route {
         Route::NextHop(target) | Route::Smarthost(target) => client.deliver(target, mail_from, rcpts, bytes).await,
         Route::Mx(domain) => {

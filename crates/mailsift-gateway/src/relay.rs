@@ -5,8 +5,8 @@
 //! truthfully: 250 only when the next hop took the message, the next hop's 5xx when it refused for good,
 //! 451 when it could not be reached or failed temporarily.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -70,11 +70,86 @@ pub struct RelayClient {
     pub reply_timeout: Duration,
     /// STARTTLS when offered.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Open connections to next hops, kept between messages.
+    pub cache: Arc<ConnectionCache>,
 }
 
 struct Conn {
     io: BufReader<Stream>,
     timeout: Duration,
+    /// The next hop's answer to our EHLO (or HELO): what it offers.
+    ehlo: Reply,
+    /// Messages sent over this connection.
+    used: u32,
+}
+
+/// Connections to next hops kept open after a message, as Postfix's connection cache keeps them: the next
+/// message to the same next hop skips the TCP handshake, the greeting, EHLO (and STARTTLS) and QUIT. A
+/// connection is kept only after a transaction that ended cleanly, for [`ConnectionCache::IDLE`] at most,
+/// for [`ConnectionCache::REUSE`] messages at most, and at most [`ConnectionCache::PER_TARGET`] per next hop.
+/// A kept connection the next hop has closed in the meantime costs nothing: the message goes over a new one.
+#[derive(Default)]
+pub struct ConnectionCache {
+    idle: Mutex<rustc_hash::FxHashMap<String, Vec<(Conn, Instant)>>>,
+}
+
+impl ConnectionCache {
+    /// How long an idle connection is kept (well under the 300 s RFC 5321 lets a server wait for a command).
+    pub const IDLE: Duration = Duration::from_secs(5);
+    /// How many messages one connection carries before it is closed.
+    pub const REUSE: u32 = 100;
+    /// How many idle connections are kept per next hop.
+    pub const PER_TARGET: usize = 64;
+
+    /// A kept connection to the next hop of `key`, the most recently used (the likeliest to be alive).
+    /// Connections idle for too long are closed on the way.
+    fn take(&self, key: &str) -> Option<Conn> {
+        let (conn, stale) = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.get_mut(key)?;
+            let now = Instant::now();
+            let (fresh, stale): (Vec<_>, Vec<_>) =
+                std::mem::take(list).into_iter().partition(|(_, since)| now.duration_since(*since) < Self::IDLE);
+            *list = fresh;
+            let conn = list.pop().map(|(c, _)| c);
+            if list.is_empty() {
+                idle.remove(key);
+            }
+            (conn, stale)
+        };
+        for (c, _) in stale {
+            c.quit();
+        }
+        conn
+    }
+
+    fn put(&self, key: &str, conn: Conn) {
+        if conn.used >= Self::REUSE {
+            conn.quit();
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // Bounded: a key per next hop the gateway delivers to, stale connections dropped as keys are visited.
+        if idle.len() >= 1024 && !idle.contains_key(key) {
+            idle.retain(|_, list| {
+                list.retain(|(_, since)| now.duration_since(*since) < Self::IDLE);
+                !list.is_empty()
+            });
+            if idle.len() >= 1024 {
+                return;
+            }
+        }
+        let list = idle.entry(key.to_string()).or_default();
+        if list.len() < Self::PER_TARGET {
+            list.push((conn, now));
+        }
+    }
+
+    /// Idle connections kept now, over all next hops.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).values().map(Vec::len).sum()
+    }
 }
 
 impl Conn {
@@ -124,6 +199,16 @@ impl Conn {
         self.send(format!("{line}\r\n").as_bytes()).await?;
         self.read_reply().await
     }
+
+    /// Says goodbye and closes, in the background (its answer does not matter; two seconds at most).
+    fn quit(mut self) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                self.timeout = Duration::from_secs(2);
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.command("QUIT")).await;
+            });
+        }
+    }
 }
 
 /// Whether an EHLO reply announces an extension.
@@ -150,29 +235,48 @@ impl RelayClient {
         recipients: &[String],
         data: &[u8],
     ) -> Result<Delivered, RelayError> {
+        let key = format!("{target} {} {}", self.helo, self.tls.is_some());
+        // A kept connection first. If the next hop closed it meanwhile, the first command fails before
+        // anything of the message is committed, and the message goes over a new connection.
+        if let Some(mut conn) = self.cache.take(&key) {
+            conn.timeout = self.reply_timeout;
+            match self.transaction(&mut conn, mail_from, recipients, data).await {
+                Err(Attempt::Stale(_)) => {}
+                result => return self.finish(&key, conn, result),
+            }
+        }
+        let mut conn = self.connect(target).await?;
+        let result = self.transaction(&mut conn, mail_from, recipients, data).await;
+        self.finish(&key, conn, result)
+    }
+
+    /// Keeps the connection for the next message when the transaction ended in a state to go on from.
+    fn finish(&self, key: &str, mut conn: Conn, result: Result<Delivered, Attempt>) -> Result<Delivered, RelayError> {
+        match result {
+            Ok(d) => {
+                conn.used += 1;
+                self.cache.put(key, conn);
+                Ok(d)
+            }
+            Err(Attempt::Reset(e)) => {
+                self.cache.put(key, conn);
+                Err(e)
+            }
+            Err(Attempt::Stale(e) | Attempt::Broken(e)) => Err(e),
+        }
+    }
+
+    /// A new connection: greeting, EHLO (HELO when EHLO is refused), STARTTLS when offered and configured.
+    async fn connect(&self, target: &str) -> Result<Conn, RelayError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(target))
             .await
             .map_err(|_| RelayError::Temporary(format!("connecting to {target} timed out")))?
             .map_err(|e| RelayError::Temporary(format!("cannot connect to {target}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target).to_string();
-        let mut conn = Conn { io: BufReader::new(Stream::Plain(tcp)), timeout: self.reply_timeout };
-        let result = self.transaction(&mut conn, &host, mail_from, recipients, data).await;
-        // A polite goodbye; its answer does not matter.
-        if result.is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.command("QUIT")).await;
-        }
-        result
-    }
-
-    async fn transaction(
-        &self,
-        conn: &mut Conn,
-        host: &str,
-        mail_from: &str,
-        recipients: &[String],
-        data: &[u8],
-    ) -> Result<Delivered, RelayError> {
+        let empty = Reply { code: 0, text: String::new() };
+        let mut conn =
+            Conn { io: BufReader::new(Stream::Plain(tcp)), timeout: self.reply_timeout, ehlo: empty, used: 0 };
         expect_ok(conn.read_reply().await?, "the greeting")?;
         let mut ehlo = conn.command(&format!("EHLO {}", self.helo)).await?;
         if !ehlo.is_positive() {
@@ -196,24 +300,70 @@ impl RelayClient {
             conn.io = BufReader::new(Stream::ClientTls(Box::new(stream)));
             ehlo = expect_ok(conn.command(&format!("EHLO {}", self.helo)).await?, "EHLO")?;
         }
-        let eight_bit = !data.is_ascii() && (offers(&ehlo, "8BITMIME"));
+        conn.ehlo = ehlo;
+        Ok(conn)
+    }
+
+    /// One message over an open connection. With PIPELINING (RFC 2920) MAIL FROM and every RCPT TO go out
+    /// in one write; DATA waits for their answers, so a message is never sent to some recipients while
+    /// another was deferred.
+    async fn transaction(
+        &self,
+        conn: &mut Conn,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+    ) -> Result<Delivered, Attempt> {
+        let ehlo = &conn.ehlo;
+        let eight_bit = !data.is_ascii() && offers(ehlo, "8BITMIME");
         let utf8 = !mail_from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
         let mut mail = format!("MAIL FROM:<{mail_from}>");
-        if offers(&ehlo, "SIZE") {
+        if offers(ehlo, "SIZE") {
             mail.push_str(&format!(" SIZE={}", data.len()));
         }
         if eight_bit {
             mail.push_str(" BODY=8BITMIME");
         }
-        if utf8 && offers(&ehlo, "SMTPUTF8") {
+        if utf8 && offers(ehlo, "SMTPUTF8") {
             mail.push_str(" SMTPUTF8");
         }
-        expect_ok(conn.command(&mail).await?, "MAIL FROM")?;
+        mail.push_str("\r\n");
+        let pipelining = offers(ehlo, "PIPELINING");
+        let mut replies = Vec::with_capacity(recipients.len() + 1);
+        if pipelining {
+            for r in recipients {
+                mail.push_str(&format!("RCPT TO:<{r}>\r\n"));
+            }
+            // Whatever fails before the first answer is read is a connection the next hop closed while idle.
+            conn.send(mail.as_bytes()).await.map_err(Attempt::Stale)?;
+            replies.push(conn.read_reply().await.map_err(Attempt::Stale)?);
+            for _ in recipients {
+                replies.push(conn.read_reply().await.map_err(Attempt::Broken)?);
+            }
+        } else {
+            conn.send(mail.as_bytes()).await.map_err(Attempt::Stale)?;
+            replies.push(conn.read_reply().await.map_err(Attempt::Stale)?);
+        }
+        let mut replies = replies.into_iter();
+        let mail_reply = replies.next().expect("the reply to MAIL FROM");
+        if mail_reply.code == 421 {
+            // The next hop is closing the kept connection: a new one will do.
+            return Err(Attempt::Stale(RelayError::Temporary(format!(
+                "next hop answered MAIL FROM with {mail_reply}"
+            ))));
+        }
+        if let Err(e) = expect_ok(mail_reply, "MAIL FROM") {
+            // The pipelined RCPTs were answered too (refused for want of a sender); the session is clean.
+            return Err(self.reset(conn, e).await);
+        }
         let mut accepted = Vec::new();
         let mut refused = Vec::new();
         let mut temporary = None;
         for r in recipients {
-            let reply = conn.command(&format!("RCPT TO:<{r}>")).await?;
+            let reply = match replies.next() {
+                Some(reply) => reply,
+                None => conn.command(&format!("RCPT TO:<{r}>")).await.map_err(Attempt::Broken)?,
+            };
             match reply.code {
                 200..=399 => accepted.push(r.clone()),
                 400..=499 => temporary = Some(reply),
@@ -223,19 +373,44 @@ impl RelayClient {
         // Before-queue delivery answers one reply for the whole transaction: if any recipient failed only
         // temporarily, nobody gets the message now and the sender retries all of them.
         if let Some(t) = temporary {
-            let _ = conn.command("RSET").await;
-            return Err(RelayError::Temporary(format!("next hop deferred a recipient: {t}")));
+            let e = RelayError::Temporary(format!("next hop deferred a recipient: {t}"));
+            return Err(self.reset(conn, e).await);
         }
         if accepted.is_empty() {
-            let _ = conn.command("RSET").await;
             let reply = refused.first().map(|(_, r)| r.clone()).expect("recipients is not empty");
-            return Err(RelayError::Permanent(reply));
+            return Err(self.reset(conn, RelayError::Permanent(reply)).await);
         }
-        expect_ok(conn.command("DATA").await?, "DATA")?;
-        conn.send(&dot_stuff(data)).await?;
-        let reply = expect_ok(conn.read_reply().await?, "the end of data")?;
-        Ok(Delivered { accepted, refused, reply })
+        let data_reply = conn.command("DATA").await.map_err(Attempt::Broken)?;
+        if let Err(e) = expect_ok(data_reply, "DATA") {
+            return Err(self.reset(conn, e).await);
+        }
+        conn.send(&dot_stuff(data)).await.map_err(Attempt::Broken)?;
+        let reply = conn.read_reply().await.map_err(Attempt::Broken)?;
+        match expect_ok(reply, "the end of data") {
+            Ok(reply) => Ok(Delivered { accepted, refused, reply }),
+            // The transaction is over either way; the connection can carry the next one.
+            Err(e) => Err(Attempt::Reset(e)),
+        }
     }
+
+    /// Ends a transaction that will not send its message: RSET, so the connection can carry the next one
+    /// (when the next hop agrees).
+    async fn reset(&self, conn: &mut Conn, e: RelayError) -> Attempt {
+        match conn.command("RSET").await {
+            Ok(r) if r.code == 250 => Attempt::Reset(e),
+            _ => Attempt::Broken(e),
+        }
+    }
+}
+
+/// How a transaction on a connection failed, which says what the connection is good for.
+enum Attempt {
+    /// Nothing was committed and the connection failed at once: a kept connection the next hop had closed.
+    Stale(RelayError),
+    /// The transaction is over and the connection is in a clean state.
+    Reset(RelayError),
+    /// The connection is in an unknown state: closed.
+    Broken(RelayError),
 }
 
 /// CRLF line endings, a leading dot doubled (RFC 5321 §4.5.2), and the end-of-data marker.

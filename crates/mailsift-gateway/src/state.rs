@@ -248,13 +248,14 @@ impl GatewayState {
         self.trusted.iter().any(|n| n.contains(ip))
     }
 
-    pub fn relay_client(&self, client_tls: &Arc<rustls::ClientConfig>) -> RelayClient {
+    pub fn relay_client(&self, gateway: &Gateway) -> RelayClient {
         let r = &self.config.relay;
         RelayClient {
             helo: self.config.hostname.clone(),
             connect_timeout: Duration::from_secs(r.connect_timeout_secs.max(1)),
             reply_timeout: Duration::from_secs(r.reply_timeout_secs.max(1)),
-            tls: r.starttls.then(|| client_tls.clone()),
+            tls: r.starttls.then(|| gateway.client_tls.clone()),
+            cache: gateway.relay_connections.clone(),
         }
     }
 }
@@ -293,6 +294,8 @@ pub struct Gateway {
     pub counters: Counters,
     pub data_dir: PathBuf,
     pub client_tls: Arc<rustls::ClientConfig>,
+    /// Connections to next hops kept open between messages (across reloads).
+    pub relay_connections: Arc<crate::relay::ConnectionCache>,
     per_ip: Mutex<FxHashMap<IpAddr, usize>>,
     active: AtomicUsize,
     /// Whether more than `stress_percent` of `max_connections` are in use; sessions watch it.
@@ -341,6 +344,7 @@ impl Gateway {
             counters: Counters::default(),
             data_dir: data_dir.to_path_buf(),
             client_tls: crate::tls::client_config(),
+            relay_connections: Arc::default(),
             per_ip: Mutex::new(FxHashMap::default()),
             active: AtomicUsize::new(0),
             stress: tokio::sync::watch::channel(false).0,

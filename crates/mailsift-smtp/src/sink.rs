@@ -5,7 +5,7 @@
 //! or be down (stop listening). It speaks plain ESMTP with PIPELINING; no TLS.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -27,6 +27,9 @@ pub struct Behaviour {
     pub refuse_rcpts: Vec<String>,
     /// The reply to the end of data instead of 250 (e.g. `(550, "5.7.1 no")` or `(451, "4.3.0 later")`).
     pub data_reply: Option<(u16, String)>,
+    /// Close the connection after answering the end of data, as a next hop with a short idle timeout does to
+    /// a client that keeps connections open.
+    pub hang_up_after_message: bool,
 }
 
 pub struct Sink {
@@ -34,7 +37,9 @@ pub struct Sink {
     keep: bool,
     messages: Arc<Mutex<Vec<SinkMessage>>>,
     count: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     behaviour: Arc<Mutex<Behaviour>>,
+    down: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,17 +52,20 @@ impl Sink {
         let messages = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicU64::new(0));
         let behaviour = Arc::new(Mutex::new(Behaviour::default()));
-        let (m, c, b) = (messages.clone(), count.clone(), behaviour.clone());
+        let connections = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(AtomicBool::new(false));
+        let (m, c, b, n, d) = (messages.clone(), count.clone(), behaviour.clone(), connections.clone(), down.clone());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                n.fetch_add(1, Ordering::Relaxed);
                 let _ = tcp.set_nodelay(true);
-                let (m, c, b) = (m.clone(), c.clone(), b.clone());
+                let (m, c, b, d) = (m.clone(), c.clone(), b.clone(), d.clone());
                 tokio::spawn(async move {
-                    let _ = session(tcp, keep, m, c, b).await;
+                    let _ = session(tcp, keep, m, c, b, d).await;
                 });
             }
         });
-        Ok(Sink { addr, keep, messages, count, behaviour, task })
+        Ok(Sink { addr, keep, messages, count, connections, behaviour, down, task })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -66,6 +74,11 @@ impl Sink {
 
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// The connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The messages kept so far (empty unless started with `keep`).
@@ -78,8 +91,10 @@ impl Sink {
         *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = b;
     }
 
-    /// Stops listening (the next hop is "down"); sessions in progress end on their own.
+    /// Stops listening (the next hop is "down"); sessions in progress end at their next command (a
+    /// connection a client keeps open is closed, not served).
     pub fn stop(&self) {
+        self.down.store(true, Ordering::SeqCst);
         self.task.abort();
     }
 }
@@ -96,6 +111,7 @@ async fn session(
     messages: Arc<Mutex<Vec<SinkMessage>>>,
     count: Arc<AtomicU64>,
     behaviour: Arc<Mutex<Behaviour>>,
+    down: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let (r, mut w) = tcp.into_split();
     let mut r = BufReader::new(r);
@@ -110,7 +126,7 @@ async fn session(
             out.clear();
         }
         line.clear();
-        if r.read_until(b'\n', &mut line).await? == 0 {
+        if r.read_until(b'\n', &mut line).await? == 0 || down.load(Ordering::SeqCst) {
             return Ok(());
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
@@ -175,6 +191,10 @@ async fn session(
                 }
             }
             rcpts.clear();
+            if behaviour.lock().unwrap_or_else(|e| e.into_inner()).hang_up_after_message {
+                w.write_all(&out).await?;
+                return Ok(());
+            }
         } else if upper == "RSET" {
             rcpts.clear();
             out.extend_from_slice(b"250 2.0.0 OK\r\n");
