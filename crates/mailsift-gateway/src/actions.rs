@@ -291,12 +291,7 @@ impl Judging {
 
     /// The configured and stored domains; a stored one replaces a configured one of the same name.
     pub fn domains(&self) -> Vec<DomainConfig> {
-        let mut domains: Vec<DomainConfig> = self.configured.clone();
-        for d in &self.stored {
-            domains.retain(|c| !c.name.eq_ignore_ascii_case(&d.name));
-            domains.push(d.clone());
-        }
-        domains
+        crate::config::merge_domains(&self.configured, &self.stored)
     }
 
     /// The engine that judges the gateway's mail, without a classifier model: the configuration's with the
@@ -382,7 +377,7 @@ pub fn stored_domains(db: &Database) -> Result<Vec<DomainConfig>, ActionError> {
     db.domains()?
         .into_iter()
         .map(|(name, json)| {
-            serde_json::from_str(&json)
+            crate::config::parse_stored_domain(&name, &json)
                 .map_err(|e| ActionError::Invalid(format!("stored domain {name} does not read: {e}")))
         })
         .collect()

@@ -352,6 +352,22 @@ impl DomainConfig {
     }
 }
 
+/// The domains the gateway has: the configured ones, each replaced by a stored domain of the same name
+/// (names compare without case), then the stored ones in their order. The one place this rule is written;
+/// the gateway's state, the judging tools and `config dump` all call it.
+pub fn merge_domains(configured: &[DomainConfig], stored: &[DomainConfig]) -> Vec<DomainConfig> {
+    let mut domains: Vec<DomainConfig> =
+        configured.iter().filter(|c| !stored.iter().any(|s| s.name.eq_ignore_ascii_case(&c.name))).cloned().collect();
+    domains.extend(stored.iter().cloned());
+    domains
+}
+
+/// A domain as the store keeps it (its name, its settings as JSON), read back.
+pub fn parse_stored_domain(name: &str, json: &str) -> Result<DomainConfig, ConfigError> {
+    serde_json::from_str(json)
+        .map_err(|e| ConfigError::Invalid { field: format!("domains.{name} (stored)"), reason: e.to_string() })
+}
+
 /// Folds the organisation-wide facts of the gateway's domains into an engine configuration: a domain with
 /// sending servers or trusted relays becomes protected against spoofing (and one of ours), and its
 /// spamtraps join the classifier's. Returns whether anything changed. One function for the gateway and the
@@ -578,6 +594,18 @@ fn check_host_port(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_domain_replaces_the_configured_one_of_the_same_name() {
+        let d = |name: &str, trap: &str| DomainConfig {
+            name: name.into(),
+            spamtraps: vec![trap.into()],
+            ..DomainConfig::default()
+        };
+        let merged = merge_domains(&[d("a.example", "c"), d("B.example", "c")], &[d("b.EXAMPLE", "s")]);
+        let got: Vec<(&str, &str)> = merged.iter().map(|d| (d.name.as_str(), d.spamtraps[0].as_str())).collect();
+        assert_eq!(got, [("a.example", "c"), ("b.EXAMPLE", "s")]);
+    }
 
     #[test]
     fn empty_file_is_the_loopback_default() {

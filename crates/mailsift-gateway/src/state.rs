@@ -96,16 +96,11 @@ impl GatewayState {
     ) -> Result<GatewayState, GatewayError> {
         let base_engine = engine.config().clone();
         let mut config = base_smtp.clone();
-        for (name, json) in &stored_domains {
-            let d: DomainConfig = serde_json::from_str(json).map_err(|e| {
-                GatewayError::Config(crate::config::ConfigError::Invalid {
-                    field: format!("domains.{name} (stored)"),
-                    reason: e.to_string(),
-                })
-            })?;
-            config.domains.retain(|c| !c.name.eq_ignore_ascii_case(name));
-            config.domains.push(d);
-        }
+        let stored = stored_domains
+            .iter()
+            .map(|(name, json)| crate::config::parse_stored_domain(name, json))
+            .collect::<Result<Vec<DomainConfig>, _>>()?;
+        config.domains = crate::config::merge_domains(&base_smtp.domains, &stored);
         config.validate()?;
         let gatherer = if engine.config().dns.enabled {
             Some(Arc::new(SenderGatherer::from_config(engine.config())?))

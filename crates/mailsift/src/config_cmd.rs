@@ -497,8 +497,9 @@ pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<
         t.insert("name".into(), toml::Value::String(d.name.clone()));
         Ok(t)
     };
-    let replaced = |d: &DomainConfig| stored_domains.iter().any(|s| s.name.eq_ignore_ascii_case(&d.name));
-    for d in config.smtp.domains.iter().filter(|d| !replaced(d)) {
+    let in_effect = mailsift_gateway::config::merge_domains(&config.smtp.domains, &stored_domains);
+    let not_replaced = &in_effect[..in_effect.len() - stored_domains.len()];
+    for d in not_replaced {
         out.push_str("\n# source: configuration file\n");
         out.push_str(&entry_toml(&["smtp", "domains"], domain_entry(d)?)?);
     }
