@@ -49,7 +49,9 @@ async fn messages_to_one_next_hop_share_a_connection() {
         .map(|n| {
             let (c, target) = (c.clone(), target.clone());
             tokio::spawn(async move {
-                c.deliver(&target, "a@sender.test", &["b@example.com".to_string()], &message(n)).await.map(|d| d.reply.code)
+                c.deliver(&target, "a@sender.test", &["b@example.com".to_string()], &message(n))
+                    .await
+                    .map(|d| d.reply.code)
             })
         })
         .collect();

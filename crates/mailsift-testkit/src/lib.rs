@@ -24,3 +24,35 @@ pub fn tool_missing(why: &str) {
     }
     eprintln!("SKIPPED: {why}");
 }
+
+/// A free loopback port for a server that a test starts more than once (or that another process binds
+/// after the test chose it). A port from `bind(":0")` is in the kernel's ephemeral range, so between the
+/// test letting it go and the server binding it the kernel may hand it to any other socket (a parallel
+/// test's listener, an outgoing connection's source port), and the server fails with "address in use".
+/// This one is below that range, which the kernel never hands out on its own; the start is spread by
+/// process id and the port is checked free, so parallel test binaries rarely meet.
+pub fn quiet_loopback_port() -> std::net::SocketAddr {
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    // Ports from 10000 up to the ephemeral range; 0 if the range starts too low to leave any.
+    let span = low.saturating_sub(10_000).max(1);
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span.min(2_000) {
+        let step = NEXT.fetch_add(7, Ordering::Relaxed);
+        let port = 10_000 + (start.wrapping_add(step) % span);
+        if let Ok(l) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            if let Ok(addr) = l.local_addr() {
+                return addr;
+            }
+        }
+    }
+    // The quiet range is full (or absent): an ephemeral port is still better than none.
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+}

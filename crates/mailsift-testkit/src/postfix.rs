@@ -29,7 +29,7 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ impl Postfix {
             std::os::unix::fs::chown(root.join(sub), Some(owner.uid), Some(owner.gid))?;
         }
 
-        let smtp_addr = free_loopback_port()?;
+        let smtp_addr = crate::quiet_loopback_port();
         write_settled(&root.join("etc/main.cf"), &main_cf(root, domains, &owner, extra_main_cf)?)?;
         write_settled(&root.join("etc/master.cf"), &master_cf(smtp_addr))?;
 
@@ -447,10 +447,6 @@ fn check_searchable(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn free_loopback_port() -> io::Result<SocketAddr> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
 }
 
 /// Connects, reads the first line of the greeting and says QUIT, so the log shows a clean session.

@@ -861,7 +861,7 @@ impl World {
         let sink = rt.block_on(Sink::start("127.0.0.1:0".parse().unwrap(), true)).unwrap();
         // The milter's port is fixed for the whole test: Postfix is told it once, and each `serve` of the
         // test (one per fix) listens there in turn.
-        let milter = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let milter = mailsift_testkit::quiet_loopback_port();
         let postfix = match mode {
             Mode::Smtp => None,
             Mode::Milter => {
