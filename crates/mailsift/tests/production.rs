@@ -23,7 +23,7 @@
 //! `MAILSIFT_SKIP_POSTFIX=1` skips them; under `CI=true` a missing Postfix fails).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
