@@ -160,9 +160,15 @@ impl Collector {
 
 /// Tokenizes a parsed message. Pure and deterministic: the same message always gives the same features.
 pub fn features(msg: &Message<'_>) -> Features {
-    let mut c =
-        Collector { seen: FxHashSet::default(), ids: Vec::with_capacity(1024), pairs: Vec::with_capacity(2048) };
-    c.seen.reserve(1024);
+    // Room for what the text can give (a gram per character, a word, its fold and three pairs per word,
+    // both bounded) and the header features, so the set is not grown and rehashed several times per message.
+    let chars = msg.body_text.len() + msg.subject.as_ref().map_or(0, |s| 2 * s.len());
+    let expected = chars.min(GRAM_CHARS) + chars.div_ceil(5).min(MAX_WORDS) * 5 + 256;
+    let mut c = Collector {
+        seen: FxHashSet::with_capacity_and_hasher(expected, Default::default()),
+        ids: Vec::with_capacity(1024),
+        pairs: Vec::with_capacity(2048),
+    };
     let mut words = WordStream::new(&mut c);
     if let Some(s) = &msg.subject {
         words.text(s, Kind::SubjectWord);

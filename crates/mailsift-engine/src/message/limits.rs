@@ -30,6 +30,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
 
 use mail_parser::parsers::MessageStream;
 use mail_parser::{GetHeader, Header, HeaderName, HeaderValue, MessageParser, PartType};
@@ -329,16 +330,70 @@ struct Frame {
     boundary: Option<Vec<u8>>,
 }
 
+/// The header parser of the walk: `mail-parser`'s default parsers, except that the fields whose parsing
+/// costs most and whose values the walk never reads (Received lines, address lists, message ids) are skipped
+/// to their end instead. Skipping must leave every field boundary where the default parser leaves it, or the
+/// walk would see another structure than the parser: true of these fields, checked on real messages and
+/// arbitrary bytes by `skipping_fields_keeps_the_field_boundaries*`, and false of some others (the date
+/// parser can run on into the next line, so dates keep their parser).
+fn structure_parser() -> &'static MessageParser {
+    static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+        let skipped = [
+            HeaderName::Received,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::Cc,
+            HeaderName::Bcc,
+            HeaderName::ReplyTo,
+            HeaderName::Sender,
+            HeaderName::ResentTo,
+            HeaderName::ResentFrom,
+            HeaderName::ResentBcc,
+            HeaderName::ResentCc,
+            HeaderName::ResentSender,
+            HeaderName::ListArchive,
+            HeaderName::ListHelp,
+            HeaderName::ListId,
+            HeaderName::ListOwner,
+            HeaderName::ListPost,
+            HeaderName::ListSubscribe,
+            HeaderName::ListUnsubscribe,
+            HeaderName::MessageId,
+            HeaderName::References,
+            HeaderName::InReplyTo,
+            HeaderName::ReturnPath,
+            HeaderName::ResentMessageId,
+        ];
+        // The rest as the default parser has them (with a header map, unlisted fields are parsed raw).
+        let kept = MessageParser::new()
+            .header_text(HeaderName::Subject)
+            .header_text(HeaderName::Comments)
+            .header_text(HeaderName::ContentDescription)
+            .header_text(HeaderName::ContentLocation)
+            .header_text(HeaderName::ContentTransferEncoding)
+            .header_date(HeaderName::Date)
+            .header_date(HeaderName::ResentDate)
+            .header_id(HeaderName::ContentId)
+            .header_comma_separated(HeaderName::Keywords)
+            .header_comma_separated(HeaderName::ContentLanguage)
+            .header_raw(HeaderName::MimeVersion)
+            .header_content_type(HeaderName::ContentType)
+            .header_content_type(HeaderName::ContentDisposition);
+        skipped.into_iter().fold(kept, |p, name| p.ignore_header(name))
+    });
+    &PARSER
+}
+
 struct Walk {
     walked: Walked,
     decoded_budget: usize,
     scan_work_budget: usize,
-    parser: MessageParser,
+    parser: &'static MessageParser,
 }
 
 impl Walk {
     fn new((decoded_budget, scan_work_budget): (usize, usize)) -> Walk {
-        Walk { walked: Walked::default(), decoded_budget, scan_work_budget, parser: MessageParser::new() }
+        Walk { walked: Walked::default(), decoded_budget, scan_work_budget, parser: structure_parser() }
     }
 
     fn enter(&mut self, depth: usize, at: usize) -> Result<(), LimitHit> {
@@ -387,7 +442,7 @@ impl Walk {
                 return Err(LimitHit { limit: MimeLimit::HeadersTotal, offset: header_start });
             }
             headers.clear();
-            if !stream.parse_headers(&self.parser, &mut headers) {
+            if !stream.parse_headers(self.parser, &mut headers) {
                 break;
             }
             if headers.len() > MAX_HEADERS_PER_BLOCK {
@@ -562,5 +617,117 @@ Content-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: message/rfc822\r\n\r\
         assert_eq!(p.hit.map(|h| h.limit), Some(MimeLimit::HeadersPerBlock));
         let parsed = MessageParser::default().parse(&raw[..p.len]).unwrap();
         assert_eq!(parsed.parts[0].headers.len(), MAX_HEADERS_PER_BLOCK);
+    }
+
+    /// The fields of one header block as a parser sees them: (name, start, end), whether a body follows,
+    /// and where the stream stopped.
+    fn fields(raw: &[u8], parser: &MessageParser) -> (Vec<(String, u32, u32)>, bool, usize) {
+        let mut parsed = Vec::new();
+        let mut stream = MessageStream::new(raw);
+        let more = stream.parse_headers(parser, &mut parsed);
+        let fields = parsed.iter().map(|h| (h.name.as_str().to_string(), h.offset_field, h.offset_end)).collect();
+        (fields, more, stream.offset())
+    }
+
+    fn same_boundaries(raw: &[u8]) -> Result<(), String> {
+        let full = fields(raw, &MessageParser::new());
+        let walk = fields(raw, structure_parser());
+        if full == walk {
+            Ok(())
+        } else {
+            Err(format!("{:?}: default parser {full:?}, walk {walk:?}", String::from_utf8_lossy(raw)))
+        }
+    }
+
+    #[test]
+    fn skipping_fields_keeps_the_field_boundaries_on_real_messages() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages");
+        let mut seen = 0;
+        // With MAILSIFT_CORPUS (the SpamAssassin corpus's data folder, as the benchmarks take it) its 6,046
+        // messages too.
+        let mut pending = vec![dir];
+        pending.extend(std::env::var_os("MAILSIFT_CORPUS").map(std::path::PathBuf::from));
+        while let Some(d) = pending.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    pending.push(p);
+                } else if let Ok(raw) = std::fs::read(&p) {
+                    same_boundaries(&raw).unwrap();
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 10, "only {seen} messages in the test data");
+    }
+
+    /// Header fields whose default parsers differ (addresses, dates, ids, Received, lists, MIME), with
+    /// values of arbitrary bytes, folded or not, with bare CR and LF.
+    fn header_block() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        const NAMES: &[&str] = &[
+            "Received",
+            "Date",
+            "From",
+            "To",
+            "Cc",
+            "Reply-To",
+            "Message-ID",
+            "References",
+            "In-Reply-To",
+            "Subject",
+            "Keywords",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "Content-Disposition",
+            "Content-ID",
+            "List-Unsubscribe",
+            "Return-Path",
+            "MIME-Version",
+            "X-Other",
+            "Resent-Date",
+        ];
+        let value = prop::collection::vec(
+            prop_oneof![
+                4 => any::<u8>(),
+                2 => Just(b' '),
+                1 => Just(b'\n'),
+                1 => Just(b'\r'),
+                1 => Just(b'('),
+                1 => Just(b')'),
+                1 => Just(b'"'),
+                1 => Just(b'<'),
+                1 => Just(b'>'),
+                1 => Just(b';'),
+                1 => Just(b'='),
+            ],
+            0..60,
+        );
+        let field = (prop::sample::select(NAMES), value, prop::sample::select(vec!["\r\n", "\n", "\r\n\t", "\n "]));
+        prop::collection::vec(field, 0..8).prop_map(|fields| {
+            let mut raw = Vec::new();
+            for (name, value, end) in fields {
+                raw.extend_from_slice(name.as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend_from_slice(&value);
+                raw.extend_from_slice(end.as_bytes());
+            }
+            raw.extend_from_slice(b"\r\nbody");
+            raw
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn skipping_fields_keeps_the_field_boundaries(raw in header_block()) {
+            proptest::prop_assert!(same_boundaries(&raw).is_ok(), "{}", same_boundaries(&raw).unwrap_err());
+        }
+
+        #[test]
+        fn skipping_fields_keeps_the_field_boundaries_on_arbitrary_bytes(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            proptest::prop_assert!(same_boundaries(&raw).is_ok(), "{}", same_boundaries(&raw).unwrap_err());
+        }
     }
 }
