@@ -76,6 +76,18 @@ pub async fn judge(
     Ok(judged)
 }
 
+/// A parsed message kept together with the bytes it borrows, so that one parse serves the sender evidence
+/// (gathered on the async side, across the DNS wait) and the judgement (on the blocking pool).
+#[derive(yoke::Yokeable)]
+struct ParsedView<'a>(Message<'a>);
+
+type Parsed = yoke::Yoke<ParsedView<'static>, Vec<u8>>;
+
+/// Parses `data` and keeps the parse with it (CPU work: call it on the blocking pool).
+fn parse_kept(state: &GatewayState, data: Vec<u8>) -> Parsed {
+    Parsed::attach_to_cart(data, |bytes: &[u8]| ParsedView(state.engine.parse(bytes)))
+}
+
 /// The verdict, and with `learn` the learning and reputation it feeds, on one parse. The judgement is CPU
 /// work and the store: off the async threads.
 async fn judged(
@@ -87,21 +99,17 @@ async fn judged(
     learn: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
-    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
+    let (envelope, evidence, input) = sender_evidence(state, envelope, data, from_trace).await?;
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut envelope = envelope;
-        let msg = state.engine.parse(&data);
-        if fill_from_trace {
-            envelope.fill_from_trace(&msg);
-        }
-        let (verdict, keys) = judge_parsed(&state, &policy, &msg, &envelope, evidence);
+        let (envelope, parsed) = input.parse(&state, envelope);
+        let msg = &parsed.get().0;
+        let (verdict, keys) = judge_parsed(&state, &policy, msg, &envelope, evidence);
         if learn {
-            learn_and_record(&state, &msg, &envelope, &verdict, keys.as_deref());
+            learn_and_record(&state, msg, &envelope, &verdict, keys.as_deref());
         }
-        let meta = Meta::of(&msg);
-        drop(msg);
-        Judged { verdict, meta, data, envelope }
+        let meta = Meta::of(msg);
+        Judged { verdict, meta, data: parsed.into_backing_cart(), envelope }
     })
     .await
     .map_err(|e| e.to_string())
@@ -116,58 +124,67 @@ pub async fn evidence(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<(Envelope, Evidence, Vec<u8>), String> {
-    let (envelope, evidence, data, fill_from_trace) = sender_evidence(state, envelope, data, from_trace).await?;
+    let (envelope, evidence, input) = sender_evidence(state, envelope, data, from_trace).await?;
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let (mut envelope, mut evidence) = (envelope, evidence);
-        let msg = state.engine.parse(&data);
-        if fill_from_trace {
-            envelope.fill_from_trace(&msg);
-        }
-        look_up_reputation(&state, &msg, &envelope, &mut evidence);
-        drop(msg);
-        (envelope, evidence, data)
+        let mut evidence = evidence;
+        let (envelope, parsed) = input.parse(&state, envelope);
+        look_up_reputation(&state, &parsed.get().0, &envelope, &mut evidence);
+        (envelope, evidence, parsed.into_backing_cart())
     })
     .await
     .map_err(|e| e.to_string())
 }
 
+/// The message as the sender-evidence step leaves it for the judgement: parsed already (DNS on: the parse
+/// gave the URLs' domains), or still bytes (no DNS evidence: parsed once, on the judgement's thread).
+enum Input {
+    Parsed(Parsed),
+    Bytes { data: Vec<u8>, from_trace: bool },
+}
+
+impl Input {
+    /// The parsed message and the envelope, filled from the trace headers if that is still to do.
+    fn parse(self, state: &GatewayState, mut envelope: Envelope) -> (Envelope, Parsed) {
+        match self {
+            Input::Parsed(parsed) => (envelope, parsed),
+            Input::Bytes { data, from_trace } => {
+                let parsed = parse_kept(state, data);
+                if from_trace {
+                    envelope.fill_from_trace(&parsed.get().0);
+                }
+                (envelope, parsed)
+            }
+        }
+    }
+}
+
 /// Sender evidence (DNS), awaited here on the async side: a blocking thread never waits on the network. It
 /// needs what the message says (the URLs' domains, and for spamd the trace headers' envelope), so the
-/// message is parsed for it on the blocking pool first; the parse borrows the bytes and cannot be kept
-/// across the wait, so the judgement parses again (only when DNS evidence is on). Returns the envelope, the
-/// evidence, the bytes back, and whether the envelope still needs filling from the trace headers.
+/// message is parsed for it on the blocking pool first, and the parse is kept with its bytes across the wait
+/// for the judgement: one parse per message either way. Returns the envelope, the evidence and the message.
 async fn sender_evidence(
     state: &Arc<GatewayState>,
     envelope: Envelope,
     data: Vec<u8>,
     from_trace: bool,
-) -> Result<(Envelope, Evidence, Vec<u8>, bool), String> {
+) -> Result<(Envelope, Evidence, Input), String> {
     let gatherer = state.gatherer.clone().filter(|_| from_trace || envelope.direction == Direction::Inbound);
     let Some(gatherer) = gatherer else {
-        return Ok((envelope, Evidence::default(), data, from_trace));
+        return Ok((envelope, Evidence::default(), Input::Bytes { data, from_trace }));
     };
-    let (envelope, domains, data) = {
+    let (envelope, parsed) = {
         let state = state.clone();
-        let mut envelope = envelope;
-        tokio::task::spawn_blocking(move || {
-            let msg = state.engine.parse(&data);
-            if from_trace {
-                envelope.fill_from_trace(&msg);
-            }
-            let domains: Vec<String> = msg.urls.iter().map(|u| u.domain.clone()).collect();
-            drop(msg);
-            (envelope, domains, data)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || Input::Bytes { data, from_trace }.parse(&state, envelope))
+            .await
+            .map_err(|e| e.to_string())?
     };
     let mut evidence = Evidence::default();
     if envelope.direction == Direction::Inbound {
-        let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
-        evidence = Evidence::from_sender(gatherer.gather_with_urls(&data, &envelope, &domains).await);
+        let domains: Vec<&str> = parsed.get().0.urls.iter().map(|u| u.domain.as_str()).collect();
+        evidence = Evidence::from_sender(gatherer.gather_with_urls(parsed.backing_cart(), &envelope, &domains).await);
     }
-    Ok((envelope, evidence, data, false))
+    Ok((envelope, evidence, Input::Parsed(parsed)))
 }
 
 /// The verdict on a parsed message: reputation looked up, judged with the settings of the message's domain
