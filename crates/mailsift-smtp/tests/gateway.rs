@@ -621,6 +621,49 @@ async fn refused_at_the_door_before_any_data() {
     g.task.abort();
 }
 
+/// A list marked `reject_at_door` refuses a listed client at MAIL FROM, over SMTP with DNS on (the door
+/// gathers the client's list entries, not only its PTR and SPF); an unlisted client passes the door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_a_door_list_is_refused_at_mail_from() {
+    use mailsift_testkit::dns::{TestDns, Zone};
+    let mut zone = Zone::new();
+    zone.a("1.0.0.127.door.bl.example", "127.0.0.2");
+    let dns = TestDns::start(zone);
+    let g = start("").await;
+    let lists = |zone_name: &str| {
+        format!(
+            "{POLICY}\n[dns]\nenabled = true\nnameservers = [\"{}\"]\n[[dnsbl]]\nsymbol = \"DOOR_LISTED\"\nzone = \"{zone_name}\"\nweight = 3.0\nreject_at_door = true\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[[smtp.domains]]\nname = \"example.com\"\nnext_hop = \"{}\"\n",
+            dns.addr(),
+            g.sink.addr()
+        )
+    };
+    let reload = |text: String| {
+        let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
+        g.gateway.reload(GatewayState::new(engine, SmtpConfig::from_toml(&text).unwrap(), g.dir.path()).unwrap());
+    };
+    reload(lists("door.bl.example"));
+    let (mut c, _) = Raw::connect(g.inbound).await;
+    c.cmd("EHLO client.sender.example").await;
+    let (code, text) = c.cmd("MAIL FROM:<alice@sender.example>").await;
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("127.0.0.1 is listed in door.bl.example"), "{text}");
+    let id = text.split("[ref ").nth(1).unwrap().trim().trim_end_matches(']').to_string();
+    g.gateway.db.flush().unwrap();
+    let row = g.gateway.db.log_get(&id).unwrap().expect("the refusal is logged under its reference id");
+    assert_eq!((row.action.as_str(), row.stage.as_str()), ("refused", "mail"));
+    // The same client, a list where it is not listed: the door is open and the message is delivered.
+    reload(lists("other.bl.example"));
+    let (mut c, _) = Raw::connect(g.inbound).await;
+    c.cmd("EHLO client.sender.example").await;
+    assert_eq!(c.cmd("MAIL FROM:<alice@sender.example>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<bob@example.com>").await.0, 250);
+    assert_eq!(c.cmd("DATA").await.0, 354);
+    c.send(format!("{}.\r\n", message("hello", "an ordinary note")).as_bytes()).await;
+    let (code, text) = c.reply().await;
+    assert_eq!(code, 250, "{text}");
+    g.task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_transaction_in_flight_finish() {
     let g = start("shutdown_grace_secs = 10").await;
