@@ -89,7 +89,7 @@ fn parse_kept(state: &GatewayState, data: Vec<u8>) -> Parsed {
 }
 
 /// The verdict, and with `learn` the learning and reputation it feeds, on one parse. The judgement is CPU
-/// work and the store: off the async threads.
+/// work and the store: on the gateway's judge threads, off the async threads.
 async fn judged(
     gateway: &Arc<Gateway>,
     state: &Arc<GatewayState>,
@@ -99,20 +99,21 @@ async fn judged(
     learn: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
-    let (envelope, evidence, input) = sender_evidence(state, envelope, data, from_trace).await?;
+    let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace).await?;
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let (envelope, parsed) = input.parse(&state, envelope);
-        let msg = &parsed.get().0;
-        let (verdict, keys) = judge_parsed(&state, &policy, msg, &envelope, evidence);
-        if learn {
-            learn_and_record(&state, msg, &envelope, &verdict, keys.as_deref());
-        }
-        let meta = Meta::of(msg);
-        Judged { verdict, meta, data: parsed.into_backing_cart(), envelope }
-    })
-    .await
-    .map_err(|e| e.to_string())
+    gateway
+        .judges
+        .run(move || {
+            let (envelope, parsed) = input.parse(&state, envelope);
+            let msg = &parsed.get().0;
+            let (verdict, keys) = judge_parsed(&state, &policy, msg, &envelope, evidence);
+            if learn {
+                learn_and_record(&state, msg, &envelope, &verdict, keys.as_deref());
+            }
+            let meta = Meta::of(msg);
+            Judged { verdict, meta, data: parsed.into_backing_cart(), envelope }
+        })
+        .await
 }
 
 /// The evidence the gateway judges a message with, and nothing more: sender evidence as [`verdict`] gathers
@@ -124,7 +125,7 @@ pub async fn evidence(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<(Envelope, Evidence, Vec<u8>), String> {
-    let (envelope, evidence, input) = sender_evidence(state, envelope, data, from_trace).await?;
+    let (envelope, evidence, input) = sender_evidence(None, state, envelope, data, from_trace).await?;
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let mut evidence = evidence;
@@ -163,7 +164,11 @@ impl Input {
 /// needs what the message says (the URLs' domains, and for spamd the trace headers' envelope), so the
 /// message is parsed for it on the blocking pool first, and the parse is kept with its bytes across the wait
 /// for the judgement: one parse per message either way. Returns the envelope, the evidence and the message.
+///
+/// The parse runs on the gateway's judge threads when there is a gateway (the message path), else on the
+/// blocking pool (a diagnosis).
 async fn sender_evidence(
+    gateway: Option<&Arc<Gateway>>,
     state: &Arc<GatewayState>,
     envelope: Envelope,
     data: Vec<u8>,
@@ -175,9 +180,11 @@ async fn sender_evidence(
     };
     let (envelope, parsed) = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || Input::Bytes { data, from_trace }.parse(&state, envelope))
-            .await
-            .map_err(|e| e.to_string())?
+        let parse = move || Input::Bytes { data, from_trace }.parse(&state, envelope);
+        match gateway {
+            Some(g) => g.judges.run(parse).await?,
+            None => tokio::task::spawn_blocking(parse).await.map_err(|e| e.to_string())?,
+        }
     };
     let mut evidence = Evidence::default();
     if envelope.direction == Direction::Inbound {

@@ -30,6 +30,7 @@ pub mod headers;
 pub mod judge;
 pub mod log;
 pub mod passwords;
+pub mod pool;
 pub mod relay;
 pub mod release;
 pub mod reports;

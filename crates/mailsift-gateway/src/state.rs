@@ -291,6 +291,8 @@ pub struct Gateway {
     pub client_tls: Arc<rustls::ClientConfig>,
     /// Connections to next hops kept open between messages (across reloads).
     pub relay_connections: Arc<crate::relay::ConnectionCache>,
+    /// The threads that parse and judge messages, one per core, first come first judged ([`crate::pool`]).
+    pub judges: crate::pool::JudgePool,
     per_ip: Mutex<FxHashMap<IpAddr, usize>>,
     active: AtomicUsize,
     /// Whether more than `stress_percent` of `max_connections` are in use; sessions watch it.
@@ -340,6 +342,7 @@ impl Gateway {
             data_dir: data_dir.to_path_buf(),
             client_tls: crate::tls::client_config(),
             relay_connections: Arc::default(),
+            judges: crate::pool::JudgePool::per_core(),
             per_ip: Mutex::new(FxHashMap::default()),
             active: AtomicUsize::new(0),
             stress: tokio::sync::watch::channel(false).0,
