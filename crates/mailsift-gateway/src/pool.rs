@@ -12,6 +12,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// A judge thread's stack. The engine bounds every sender-controlled depth (MIME nesting is cut before
+/// parsing, and no view recurses on it), so 2 MiB would do; the larger stack is a margin, costing address
+/// space only, so that a depth bug the limits missed is one message's work rather than an overflow that
+/// aborts the process.
+pub const JUDGE_STACK_BYTES: usize = 16 << 20;
+
 /// A fixed pool of judge threads fed from one queue (first come, first judged).
 pub struct JudgePool {
     queue: crossbeam_channel::Sender<Job>,
@@ -27,6 +33,7 @@ impl JudgePool {
             let jobs = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("mailsift-judge-{i}"))
+                .stack_size(JUDGE_STACK_BYTES)
                 .spawn(move || {
                     for job in jobs {
                         job();

@@ -69,7 +69,8 @@ const SCAN_STACK_BYTES: usize = 16 << 20;
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<()> {
     init_logging(&args.log_format);
-    // Judging runs on the runtime's blocking threads. The engine bounds every sender-controlled depth (MIME
+    // Messages are judged on the gateway's judge threads (mailsift_gateway::pool, 16 MiB stacks); a diagnosis
+    // and other blocking work run on the runtime's blocking threads. The engine bounds every sender-controlled depth (MIME
     // nesting is cut before parsing, and no view recurses on it), so 2 MiB would do; the larger stack is a
     // margin, costing address space only, so that a depth bug the limits missed is one message's panic-free
     // work rather than an overflow that aborts every listener.
