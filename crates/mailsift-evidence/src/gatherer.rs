@@ -164,6 +164,21 @@ impl SenderGatherer {
 
     /// Gathers every fact for one message; URL domains (from the parsed message) feed URL lists.
     pub async fn gather_with_urls(&self, raw: &[u8], envelope: &Envelope, url_domains: &[&str]) -> SenderFacts {
+        let facts = self.gather_all(raw, envelope, url_domains).await;
+        if !facts.timed_out.is_empty() || !facts.temporary_failures().is_empty() {
+            self.temporary_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        facts
+    }
+
+    /// The facts about the client before any message (SMTP's door check at MAIL FROM): PTR, SPF, and the
+    /// lists of its address, HELO and sender. Not counted among the messages whose checks failed
+    /// temporarily: its message, if it gets that far, is counted once.
+    pub async fn gather_at_door(&self, envelope: &Envelope) -> SenderFacts {
+        self.gather_all(b"", envelope, &[]).await
+    }
+
+    async fn gather_all(&self, raw: &[u8], envelope: &Envelope, url_domains: &[&str]) -> SenderFacts {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.deadline_ms.max(1));
         let (facts, lists, proxy) = tokio::join!(
             self.gather(raw, envelope),
@@ -179,9 +194,6 @@ impl SenderGatherer {
             Err(_) => facts.timed_out.push("dns lists".into()),
         }
         facts.open_proxy = proxy.ok().flatten();
-        if !facts.timed_out.is_empty() || !facts.temporary_failures().is_empty() {
-            self.temporary_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         facts
     }
 

@@ -580,10 +580,10 @@ impl Session {
             tls: self.client.tls,
             ..Envelope::default()
         };
-        // The client's list entries too (lists of IPs, HELOs and senders; no message yet, so no URLs): a list
-        // marked `reject_at_door` is what refuses here.
+        // The client's list entries too (no message yet, so no URL lists): a list marked `reject_at_door` is
+        // what refuses here.
         let evidence = match &self.state.gatherer {
-            Some(g) => Evidence::from_sender(g.gather_with_urls(b"", &envelope, &[]).await),
+            Some(g) => Evidence::from_sender(g.gather_at_door(&envelope).await),
             None => Evidence::default(),
         };
         let verdict = self.state.engine.judge_connection(&envelope, &evidence);
