@@ -205,13 +205,20 @@ fn judge_parsed(
     mut evidence: Evidence,
 ) -> (Verdict, Option<Vec<(ReputationKind, String)>>) {
     let engine = &state.engine;
-    let domain = match envelope.direction {
-        Direction::Inbound => envelope.rcpt_to.first().map(|r| domain_of(r)).unwrap_or_default(),
-        Direction::Outbound => domain_of(envelope.mail_from.as_deref().unwrap_or("")),
-    };
+    let domain = settings_domain(envelope, envelope.direction);
     let keys = look_up_reputation(state, msg, envelope, &mut evidence);
     let verdict = engine.judge_with_settings(msg, envelope, &evidence, policy, state.settings_for(&domain));
     (verdict, keys)
+}
+
+/// The domain whose settings judge a message going `direction`: inbound mail belongs to its (first)
+/// recipient's domain, outbound mail to its sender's; read as every part of mailsift reads a domain
+/// ([`domain_of`]: IDNA-mapped, lower case, no trailing dot). The CLI's scans and explanations ask here too.
+pub fn settings_domain(envelope: &Envelope, direction: Direction) -> String {
+    match direction {
+        Direction::Inbound => envelope.rcpt_to.first().map(|r| domain_of(r)).unwrap_or_default(),
+        Direction::Outbound => domain_of(envelope.mail_from.as_deref().unwrap_or("")),
+    }
 }
 
 /// The sender's local reputation into `evidence`, when reputation is on; returns the keys it was looked up
@@ -273,4 +280,26 @@ pub fn log_verdict(entry: &mut LogEntry, verdict: &Verdict, meta: Meta) -> (Opti
     entry.symbols = verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
     entry.reason = verdict.decided_by.clone();
     (entry.from_header.clone(), entry.subject.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_domain;
+    use mailsift_engine::{Direction, Envelope};
+
+    #[test]
+    fn the_settings_domain_is_the_recipients_inbound_and_the_senders_outbound_normalised() {
+        let env = Envelope {
+            mail_from: Some("<Alice@Sender.Example.>".into()),
+            rcpt_to: vec!["Bob@Bücher.Example.".into(), "carol@other.example".into()],
+            ..Envelope::default()
+        };
+        assert_eq!(settings_domain(&env, Direction::Inbound), "xn--bcher-kva.example");
+        assert_eq!(settings_domain(&env, Direction::Outbound), "sender.example");
+        assert_eq!(settings_domain(&Envelope::default(), Direction::Inbound), "");
+        assert_eq!(
+            settings_domain(&Envelope { mail_from: Some(String::new()), ..Envelope::default() }, Direction::Outbound),
+            ""
+        );
+    }
 }

@@ -134,19 +134,12 @@ impl Scanner {
     }
 }
 
-/// The domain whose settings judge a message: inbound mail belongs to its (first) recipient's domain,
-/// outbound mail to its sender's, as in the gateway.
+/// The domain whose settings judge a message, as the gateway picks it
+/// ([`mailsift_gateway::judge::settings_domain`]); `outbound` judges it as our own mail whatever its envelope
+/// says.
 pub fn domain_of_envelope(envelope: &Envelope, outbound: bool) -> String {
-    let address = if outbound || envelope.direction == Direction::Outbound {
-        envelope.mail_from.as_deref()
-    } else {
-        envelope.rcpt_to.first().map(String::as_str)
-    };
-    domain_of(address.unwrap_or(""))
-}
-
-pub fn domain_of(address: &str) -> String {
-    address.trim().trim_matches(['<', '>']).rsplit_once('@').map(|(_, d)| d).unwrap_or("").to_ascii_lowercase()
+    let direction = if outbound { Direction::Outbound } else { envelope.direction };
+    mailsift_gateway::judge::settings_domain(envelope, direction)
 }
 
 /// The engine, domains and policy the gateway would judge with, read once from the configuration and the
