@@ -33,6 +33,24 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (i64::from(date.year), u32::from(date.month), u32::from(date.day))
 }
 
+/// The day, counted from 1970-01-01, of a civil date (year, month 1-12, day 1-31) in the proleptic Gregorian
+/// calendar: the inverse of [`civil_from_days`]. Years are clamped to 0-9999, months and days to their
+/// ranges; a day past its month's end runs into the next month (2027-02-31 is 2027-03-03).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let date = DateTime {
+        year: year.clamp(0, 9999) as u16,
+        month: month.clamp(1, 12) as u8,
+        day: day.clamp(1, 31) as u8,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        tz_before_gmt: false,
+        tz_hour: 0,
+        tz_minute: 0,
+    };
+    date.to_timestamp().div_euclid(86_400)
+}
+
 /// RFC 5322 date-time for headers (`Thu, 1 Jan 1970 00:00:00 +0000`), in UTC; times before year 0 or after
 /// 9999 are clamped to those years.
 pub fn rfc5322_date(unix: i64) -> String {
@@ -95,5 +113,16 @@ mod tests {
         assert_eq!(civil_from_days(i64::MIN / 2), (0, 1, 1), "clamped");
         assert_eq!(civil_from_days(i64::MAX / 2), (9999, 12, 31), "clamped");
         assert_eq!(rfc5322_date(i64::MAX), "Fri, 31 Dec 9999 23:59:59 +0000");
+    }
+
+    #[test]
+    fn days_from_dates_are_the_inverse_of_dates_from_days() {
+        for days in (-25_567..84_000).chain([FIRST_DAY, LAST_DAY]) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2027, 1, 31) * 86_400, 1_801_353_600);
+        assert_eq!(days_from_civil(2027, 2, 31), days_from_civil(2027, 3, 3), "a day past the month runs on");
     }
 }

@@ -7,7 +7,7 @@
 //! reason, and nothing is written. The configuration file's own `[policy]` is evaluated before the stored
 //! one; `rules test` evaluates both, as the gateway does.
 
-use mailsift_gateway::text::civil_from_days;
+use mailsift_gateway::text::{civil_from_days, days_from_civil};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -1114,17 +1114,6 @@ fn parse_date(s: &str) -> Option<(i64, u32, u32)> {
         return None;
     }
     Some((y, m, d))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
