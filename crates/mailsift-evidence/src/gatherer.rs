@@ -162,9 +162,19 @@ impl SenderGatherer {
         }
     }
 
-    /// Gathers every fact for one message; URL domains (from the parsed message) feed URL lists.
-    pub async fn gather_with_urls(&self, raw: &[u8], envelope: &Envelope, url_domains: &[&str]) -> SenderFacts {
-        let facts = self.gather_all(raw, envelope, url_domains).await;
+    /// Gathers every fact for one message; URL domains (from the parsed message) feed URL lists. `door`:
+    /// what the door check at MAIL FROM learned about this transaction's client ([`Self::gather_at_door`]):
+    /// its SPF, reverse DNS, client lists and proxy probe are taken as they are, not asked again (when it
+    /// was gathered for the same client address, HELO and envelope sender; otherwise it is ignored).
+    pub async fn gather_with_urls(
+        &self,
+        raw: &[u8],
+        envelope: &Envelope,
+        url_domains: &[&str],
+        door: Option<&DoorFacts>,
+    ) -> SenderFacts {
+        let door = door.filter(|d| d.is_for(envelope));
+        let (facts, _) = self.gather_all(raw, envelope, url_domains, door).await;
         if !facts.timed_out.is_empty() || !facts.temporary_failures().is_empty() {
             self.temporary_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -173,28 +183,67 @@ impl SenderGatherer {
 
     /// The facts about the client before any message (SMTP's door check at MAIL FROM): PTR, SPF, and the
     /// lists of its address, HELO and sender. Not counted among the messages whose checks failed
-    /// temporarily: its message, if it gets that far, is counted once.
-    pub async fn gather_at_door(&self, envelope: &Envelope) -> SenderFacts {
-        self.gather_all(b"", envelope, &[]).await
+    /// temporarily: its message, if it gets that far, is counted once. Hand the result to
+    /// [`Self::gather_with_urls`] for the transaction's message, so that nothing is asked twice (and a
+    /// resolver outage costs one deadline per message, not two).
+    pub async fn gather_at_door(&self, envelope: &Envelope) -> DoorFacts {
+        let (facts, raw) = self.gather_all(b"", envelope, &[], None).await;
+        DoorFacts {
+            client_ip: envelope.client_ip,
+            helo: envelope.helo.clone(),
+            mail_from: envelope.mail_from.clone(),
+            facts,
+            spf: raw.spf,
+            iprev: raw.iprev,
+        }
     }
 
-    async fn gather_all(&self, raw: &[u8], envelope: &Envelope, url_domains: &[&str]) -> SenderFacts {
+    async fn gather_all(
+        &self,
+        raw: &[u8],
+        envelope: &Envelope,
+        url_domains: &[&str],
+        door: Option<&DoorFacts>,
+    ) -> (SenderFacts, RawAnswers) {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.deadline_ms.max(1));
-        let (facts, lists, proxy) = tokio::join!(
-            self.gather(raw, envelope),
-            tokio::time::timeout_at(deadline, self.query_lists(envelope, url_domains)),
-            tokio::time::timeout_at(deadline, self.probe_proxy(envelope)),
-        );
-        let mut facts = facts;
+        // With the door's facts, only what depends on the message is asked: URL lists.
+        let lists_fut = async {
+            match door {
+                Some(_) => Ok(self.query_lists(envelope, url_domains, true).await),
+                None => tokio::time::timeout_at(deadline, self.query_lists(envelope, url_domains, false)).await,
+            }
+        };
+        let proxy_fut = async {
+            match door {
+                Some(d) => Ok(d.facts.open_proxy),
+                None => tokio::time::timeout_at(deadline, self.probe_proxy(envelope)).await,
+            }
+        };
+        let ((mut facts, answers), lists, proxy) =
+            tokio::join!(self.gather_one(raw, envelope, door), tokio::time::timeout_at(deadline, lists_fut), proxy_fut);
         match lists {
-            Ok((hits, errors)) => {
+            Ok(Ok((hits, errors))) => {
                 facts.dns_lists = hits;
                 facts.dns_list_errors = errors;
             }
-            Err(_) => facts.timed_out.push("dns lists".into()),
+            Ok(Err(_)) | Err(_) => facts.timed_out.push("dns lists".into()),
+        }
+        if let Some(d) = door {
+            // The client's listings (and a listing check that timed out) as the door found them.
+            for hit in &d.facts.dns_lists {
+                if !facts.dns_lists.iter().any(|h| h.symbol == hit.symbol) {
+                    facts.dns_lists.push(hit.clone());
+                }
+            }
+            facts.dns_list_errors.extend(d.facts.dns_list_errors.iter().cloned());
+            for what in &d.facts.timed_out {
+                if !facts.timed_out.contains(what) {
+                    facts.timed_out.push(what.clone());
+                }
+            }
         }
         facts.open_proxy = proxy.ok().flatten();
-        facts
+        (facts, answers)
     }
 
     /// How many messages so far had a DNS lookup time out or fail temporarily during their sender checks.
@@ -202,11 +251,18 @@ impl SenderGatherer {
         self.temporary_failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn query_lists(&self, envelope: &Envelope, url_domains: &[&str]) -> (Vec<DnsListHit>, Vec<String>) {
+    /// Asks the configured lists about the client, its HELO, its sender and the URLs' domains; with
+    /// `urls_only`, about the URLs' domains alone (the rest was asked at the door).
+    async fn query_lists(
+        &self,
+        envelope: &Envelope,
+        url_domains: &[&str],
+        urls_only: bool,
+    ) -> (Vec<DnsListHit>, Vec<String>) {
         let mut queries: Vec<(usize, String, String)> = Vec::new();
         {
             for (i, l) in self.lists.iter().enumerate() {
-                if self.backoff.contains_key(&l.zone) {
+                if self.backoff.contains_key(&l.zone) || (urls_only && l.kind != DnsListKind::Url) {
                     continue;
                 }
                 // (what a person reads, the label asked under the zone)
@@ -288,6 +344,12 @@ impl SenderGatherer {
 
     /// Gathers every fact for one message. Never takes longer than the configured deadline.
     pub async fn gather(&self, raw: &[u8], envelope: &Envelope) -> SenderFacts {
+        self.gather_one(raw, envelope, None).await.0
+    }
+
+    /// [`Self::gather`], with the door's SPF and reverse DNS taken as they are when given (already checked
+    /// to be for this envelope); returns mail-auth's SPF and iprev answers too, for the door to keep.
+    async fn gather_one(&self, raw: &[u8], envelope: &Envelope, door: Option<&DoorFacts>) -> (SenderFacts, RawAnswers) {
         let deadline = Duration::from_millis(self.config.deadline_ms.max(1));
         let start = tokio::time::Instant::now() + deadline;
         let mut facts = SenderFacts::default();
@@ -297,6 +359,9 @@ impl SenderGatherer {
         let ip = envelope.client_ip;
 
         let spf_fut = async {
+            if let Some(d) = door {
+                return d.spf.clone();
+            }
             let ip = ip?;
             // The MAIL FROM identity, or postmaster@HELO for the null sender (RFC 7208 §2.3, §2.4).
             let (domain, sender) = match mail_from.rsplit_once('@') {
@@ -314,6 +379,9 @@ impl SenderGatherer {
             Some(mail_auth::SpfOutput::new(domain).with_result(to_auth_spf(result)))
         };
         let iprev_fut = async {
+            if let Some(d) = door {
+                return d.iprev.clone();
+            }
             let ip = ip?;
             Some(self.auth.verify_iprev(params!(self, ip)).await)
         };
@@ -350,7 +418,9 @@ impl SenderGatherer {
         }
 
         // Reverse DNS as iprev found it; with a pass, only the names that resolve back count (second round).
+        // With the door's facts, as the door found and confirmed them.
         let mut ptr = match &iprev {
+            _ if door.is_some() => door.and_then(|d| d.facts.ptr.clone()),
             Ok(Some(out)) => {
                 let names: Vec<String> = out
                     .ptr
@@ -409,7 +479,7 @@ impl SenderGatherer {
         // needs the SPF and DKIM outcomes.
         let confirm_fut = async {
             match (&ptr, ip) {
-                (Some(p), Some(ip)) if p.result == Outcome::Pass => Some(
+                (Some(p), Some(ip)) if p.result == Outcome::Pass && door.is_none() => Some(
                     tokio::time::timeout_at(start, self.confirmed_names(ip, p.names.clone())).await.unwrap_or_default(),
                 ),
                 _ => None,
@@ -564,8 +634,49 @@ impl SenderGatherer {
         let text = ar.to_string();
         let value = text.strip_prefix("Authentication-Results:").unwrap_or(&text).trim();
         facts.authentication_results = Some(value.to_string()).filter(|s| !s.is_empty());
-        facts.spf = spf_out.map(|o| spf_result(o.result()));
-        facts
+        facts.spf = spf_out.as_ref().map(|o| spf_result(o.result()));
+        if let Some(d) = door {
+            // The door's SPF or reverse DNS lookups that did not finish are this message's too.
+            for what in d.facts.timed_out.iter().filter(|w| *w == "spf" || *w == "ptr") {
+                if !facts.timed_out.contains(what) {
+                    facts.timed_out.push(what.clone());
+                }
+            }
+        }
+        let iprev = iprev.ok().flatten();
+        (facts, RawAnswers { spf: spf_out, iprev })
+    }
+}
+
+/// mail-auth's own SPF and iprev answers for one gathering: the Authentication-Results header is written
+/// from them, so the door keeps them for its message.
+struct RawAnswers {
+    spf: Option<mail_auth::SpfOutput>,
+    iprev: Option<mail_auth::IprevOutput>,
+}
+
+/// What the door check at MAIL FROM learned about a transaction's client (SPF, reverse DNS, the lists of
+/// its address, HELO and sender, the proxy probe), kept with the transaction so that its message is not
+/// asked about again. Only used for the same client address, HELO and envelope sender.
+#[derive(Debug, Clone)]
+pub struct DoorFacts {
+    client_ip: Option<IpAddr>,
+    helo: Option<String>,
+    mail_from: Option<String>,
+    facts: SenderFacts,
+    spf: Option<mail_auth::SpfOutput>,
+    iprev: Option<mail_auth::IprevOutput>,
+}
+
+impl DoorFacts {
+    /// The facts as the door check judges them.
+    pub fn facts(&self) -> &SenderFacts {
+        &self.facts
+    }
+
+    /// Whether these were gathered for `envelope`'s client, HELO and sender.
+    fn is_for(&self, envelope: &Envelope) -> bool {
+        self.client_ip == envelope.client_ip && self.helo == envelope.helo && self.mail_from == envelope.mail_from
     }
 }
 

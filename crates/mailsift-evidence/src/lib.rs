@@ -19,4 +19,4 @@ pub mod cache;
 mod gatherer;
 pub mod spf;
 
-pub use gatherer::{DnsSetupError, SenderGatherer};
+pub use gatherer::{DnsSetupError, DoorFacts, SenderGatherer};

@@ -428,7 +428,7 @@ async fn judge_full(config: EngineConfig, raw: &str, env: &Envelope) -> (Verdict
     let engine = Engine::new(config).unwrap();
     let msg = engine.parse(raw.as_bytes());
     let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-    let facts = gatherer.gather_with_urls(raw.as_bytes(), env, &domains).await;
+    let facts = gatherer.gather_with_urls(raw.as_bytes(), env, &domains, None).await;
     let evidence = Evidence::from_sender(facts);
     (engine.judge(&msg, env, &evidence), engine.judge_connection(env, &evidence))
 }
@@ -479,9 +479,9 @@ async fn dns_blocklists_allowlists_and_error_codes() {
 
     // The refusing list is backed off: a second message does not ask it again.
     let gatherer = SenderGatherer::from_config(&c).unwrap();
-    gatherer.gather_with_urls(raw.as_bytes(), &env, &[]).await;
+    gatherer.gather_with_urls(raw.as_bytes(), &env, &[], None).await;
     let before = dns.log().iter().filter(|q| q.contains("refusing")).count();
-    gatherer.gather_with_urls(raw.as_bytes(), &env, &[]).await;
+    gatherer.gather_with_urls(raw.as_bytes(), &env, &[], None).await;
     let after = dns.log().iter().filter(|q| q.contains("refusing")).count();
     assert_eq!(before, after, "the refusing zone is left alone after an error answer");
 }
@@ -537,4 +537,105 @@ async fn open_proxy_probe_on_loopback() {
     c.connection.open_proxy_probe = false;
     let (v, _) = judge_full(c, &message("x@example.net", "hi", "hello"), &env).await;
     assert!(!has(&v, "OPEN_PROXY"));
+}
+
+/// The door check at MAIL FROM asks about the client (PTR, SPF, its lists); its message is then judged on
+/// those answers and only what depends on the message is asked: nothing twice, the same facts.
+#[tokio::test]
+async fn the_door_facts_serve_the_message_and_nothing_is_asked_twice() {
+    let mut z = good_sender_zone();
+    z.a("10.2.0.192.combined.bl.example", "127.0.0.2").a("bad-urls.example.dbl.example", "127.0.1.2");
+    let dns = TestDns::start(z);
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    let mut dbl = list("URL_DOMAIN_LISTED", "dbl.example", 4.0);
+    dbl.kind = mailsift_engine::config::DnsListKind::Url;
+    c.dnsbl = vec![list("COMBINED_LISTED", "combined.bl.example", 3.0), dbl];
+    let raw = message("Pat <pat@partner.example>", "Offer", "See http://www.bad-urls.example/offer today.");
+    let env = envelope("192.0.2.10", "mail.partner.example", "pat@partner.example");
+    let domains = ["bad-urls.example"];
+
+    // The reference: a gatherer of its own, no door.
+    let alone = SenderGatherer::from_config(&c).unwrap().gather_with_urls(raw.as_bytes(), &env, &domains, None).await;
+
+    // The door, then the message on a gatherer with empty caches: whatever it asked would reach the server.
+    let door = SenderGatherer::from_config(&c).unwrap().gather_at_door(&env).await;
+    assert_eq!(door.facts().spf, Some(mailsift_engine::evidence::SpfResult::Pass));
+    let before = dns.log().len();
+    let with_door =
+        SenderGatherer::from_config(&c).unwrap().gather_with_urls(raw.as_bytes(), &env, &domains, Some(&door)).await;
+    let asked = dns.log()[before..].to_vec();
+    for client_name in ["10.2.0.192.in-addr.arpa", "partner.example TXT", "mail.partner.example", "combined.bl.example"]
+    {
+        assert!(!asked.iter().any(|q| q.contains(client_name)), "{client_name} asked again: {asked:?}");
+    }
+    assert!(asked.iter().any(|q| q.contains("dbl.example")), "the URL lists are the message's own: {asked:?}");
+
+    assert_eq!(with_door.spf, alone.spf);
+    assert_eq!(with_door.spf_domain, alone.spf_domain);
+    assert_eq!(format!("{:?}", with_door.ptr), format!("{:?}", alone.ptr));
+    assert_eq!(format!("{:?}", with_door.dmarc), format!("{:?}", alone.dmarc));
+    let mut lists_alone: Vec<String> = alone.dns_lists.iter().map(|h| h.symbol.clone()).collect();
+    let mut lists_door: Vec<String> = with_door.dns_lists.iter().map(|h| h.symbol.clone()).collect();
+    lists_alone.sort();
+    lists_door.sort();
+    assert_eq!(lists_door, ["COMBINED_LISTED", "URL_DOMAIN_LISTED"]);
+    assert_eq!(lists_door, lists_alone);
+    assert_eq!(with_door.authentication_results, alone.authentication_results);
+    assert!(with_door.timed_out.is_empty(), "{:?}", with_door.timed_out);
+}
+
+/// Facts the door gathered for one client are not another's: a message whose envelope differs (another
+/// address, another HELO, another sender) is asked about afresh, so a pass at the door cannot be carried.
+#[tokio::test]
+async fn the_door_facts_of_one_client_are_not_used_for_another() {
+    let dns = TestDns::start(good_sender_zone());
+    let c = config(&dns, ourcorp(&[], &[]));
+    let raw = message("Pat <pat@partner.example>", "Figures", "Hello.");
+    let good = envelope("192.0.2.10", "mail.partner.example", "pat@partner.example");
+    let door = SenderGatherer::from_config(&c).unwrap().gather_at_door(&good).await;
+    assert_eq!(door.facts().spf, Some(mailsift_engine::evidence::SpfResult::Pass));
+    let elsewhere = [
+        envelope("198.51.100.77", "mail.partner.example", "pat@partner.example"),
+        envelope("192.0.2.10", "other.example", "pat@partner.example"),
+        envelope("192.0.2.10", "mail.partner.example", "pat@elsewhere.example"),
+    ];
+    for env in &elsewhere {
+        let g = SenderGatherer::from_config(&c).unwrap();
+        let facts = g.gather_with_urls(raw.as_bytes(), env, &[], Some(&door)).await;
+        let fresh = SenderGatherer::from_config(&c).unwrap().gather(raw.as_bytes(), env).await;
+        assert_eq!(facts.spf, fresh.spf, "{env:?}");
+        assert_eq!(format!("{:?}", facts.ptr), format!("{:?}", fresh.ptr), "{env:?}");
+    }
+    let forged = SenderGatherer::from_config(&c)
+        .unwrap()
+        .gather_with_urls(raw.as_bytes(), &elsewhere[0], &[], Some(&door))
+        .await;
+    assert_eq!(
+        forged.spf,
+        Some(mailsift_engine::evidence::SpfResult::Fail),
+        "another address is not in the SPF record"
+    );
+}
+
+/// During a resolver outage the door waits out its deadline once; the message does not wait for the same
+/// lookups again, and still says they failed (temporary errors, never a pass).
+#[tokio::test]
+async fn a_lookup_that_timed_out_at_the_door_is_not_waited_for_again() {
+    let mut z = Zone::new();
+    z.timeout("slow.example").timeout("45.113.0.203.in-addr.arpa");
+    let dns = TestDns::start(z);
+    let mut c = config(&dns, ourcorp(&[], &[]));
+    c.dns.timeout_ms = 200;
+    c.dns.deadline_ms = 600;
+    let env = envelope("203.0.113.45", "mail.slow.example", "x@slow.example");
+    let door = SenderGatherer::from_config(&c).unwrap().gather_at_door(&env).await;
+    assert!(door.facts().temporary_failures().iter().any(|t| t == "spf"), "{:?}", door.facts());
+    let raw = message("x@quick.example", "hello", "hello there");
+    let before = dns.log().len();
+    let facts = SenderGatherer::from_config(&c).unwrap().gather_with_urls(raw.as_bytes(), &env, &[], Some(&door)).await;
+    let asked = dns.log()[before..].to_vec();
+    assert!(!asked.iter().any(|q| q.contains("slow.example") || q.contains("in-addr")), "{asked:?}");
+    assert_eq!(facts.spf, Some(mailsift_engine::evidence::SpfResult::TempError));
+    assert!(facts.temporary_failures().iter().any(|t| t == "spf"), "{:?}", facts.temporary_failures());
+    assert_eq!(facts.ptr.as_ref().map(|p| p.result), Some(mailsift_engine::evidence::Outcome::TempError));
 }

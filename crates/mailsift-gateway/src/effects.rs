@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mailsift_engine::{Direction, Envelope, Verdict};
+use mailsift_evidence::DoorFacts;
 use mailsift_store::{LogEntry, NewQuarantine, NewSpoolItem};
 
 use crate::counters::Counters;
@@ -41,6 +42,8 @@ pub struct Submission {
     pub route: Option<Route>,
     /// The protocol named in the `Received:` line the gateway puts on top (`ESMTPS`...), or `None` for none.
     pub received_with: Option<String>,
+    /// What the door check learned about the client at MAIL FROM (SMTP with DNS on): not asked again.
+    pub door: Option<Arc<DoorFacts>>,
 }
 
 /// What was done with a message: the log's action, the answer, the next hop's words, and a reason when it
@@ -109,7 +112,7 @@ pub async fn process(
         return refusal;
     }
     let Judged { verdict, meta, data, envelope } =
-        match judge(gateway, state, submission.envelope.clone(), data, false).await {
+        match judge(gateway, state, submission.envelope.clone(), data, false, submission.door.as_deref()).await {
             Ok(j) => j,
             Err(e) => {
                 let refusal = scan_failure(gateway, &mut entry, &e);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use mailsift_engine::evidence::ReputationKind;
 use mailsift_engine::policy::Policy;
 use mailsift_engine::{Direction, Envelope, Evidence, Message, Verdict};
+use mailsift_evidence::DoorFacts;
 use mailsift_store::LogEntry;
 
 use crate::state::{Gateway, GatewayState};
@@ -53,19 +54,21 @@ pub async fn verdict(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<Judged, String> {
-    judged(gateway, state, envelope, data, from_trace, false).await
+    judged(gateway, state, envelope, data, from_trace, None, false).await
 }
 
 /// Judges one message ([`verdict`]) and applies the effects every interface shares (SMTP, milter, spamd):
 /// learn from the verdict (spamtraps, auto-learning), feed reputation, record which policy entries matched.
+/// `door`: what SMTP's door check learned about the client at MAIL FROM, used instead of asking again.
 pub async fn judge(
     gateway: &Arc<Gateway>,
     state: &Arc<GatewayState>,
     envelope: Envelope,
     data: Vec<u8>,
     from_trace: bool,
+    door: Option<&DoorFacts>,
 ) -> Result<Judged, String> {
-    let judged = judged(gateway, state, envelope, data, from_trace, true).await?;
+    let judged = judged(gateway, state, envelope, data, from_trace, door, true).await?;
     if !judged.verdict.policy_matches.is_empty() {
         use mailsift_store::PolicyStore;
         // "Last matched" for the rules and entries that acted, so stale ones can be found (queued, cheap).
@@ -96,10 +99,11 @@ async fn judged(
     envelope: Envelope,
     data: Vec<u8>,
     from_trace: bool,
+    door: Option<&DoorFacts>,
     learn: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
-    let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace).await?;
+    let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace, door).await?;
     let state = state.clone();
     gateway
         .judges
@@ -125,7 +129,7 @@ pub async fn evidence(
     data: Vec<u8>,
     from_trace: bool,
 ) -> Result<(Envelope, Evidence, Vec<u8>), String> {
-    let (envelope, evidence, input) = sender_evidence(None, state, envelope, data, from_trace).await?;
+    let (envelope, evidence, input) = sender_evidence(None, state, envelope, data, from_trace, None).await?;
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let mut evidence = evidence;
@@ -173,6 +177,7 @@ async fn sender_evidence(
     envelope: Envelope,
     data: Vec<u8>,
     from_trace: bool,
+    door: Option<&DoorFacts>,
 ) -> Result<(Envelope, Evidence, Input), String> {
     let gatherer = state.gatherer.clone().filter(|_| from_trace || envelope.direction == Direction::Inbound);
     let Some(gatherer) = gatherer else {
@@ -189,7 +194,8 @@ async fn sender_evidence(
     let mut evidence = Evidence::default();
     if envelope.direction == Direction::Inbound {
         let domains: Vec<&str> = parsed.get().0.urls.iter().map(|u| u.domain.as_str()).collect();
-        evidence = Evidence::from_sender(gatherer.gather_with_urls(parsed.backing_cart(), &envelope, &domains).await);
+        evidence =
+            Evidence::from_sender(gatherer.gather_with_urls(parsed.backing_cart(), &envelope, &domains, door).await);
     }
     Ok((envelope, evidence, Input::Parsed(parsed)))
 }

@@ -43,5 +43,6 @@ pub mod tls;
 
 pub use config::SmtpConfig;
 pub use counters::{Counters, LATENCY_BUCKETS_MS};
+pub use mailsift_evidence::DoorFacts;
 pub use state::{Gateway, GatewayError, GatewayState};
 pub use stream::Stream;

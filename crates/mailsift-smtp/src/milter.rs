@@ -505,7 +505,7 @@ impl Session {
             return;
         }
         let (gateway, state) = (self.gateway.clone(), self.state.clone());
-        let Judged { verdict, meta, data, envelope } = match judge(&gateway, &state, envelope, raw, false).await {
+        let Judged { verdict, meta, data, envelope } = match judge(&gateway, &state, envelope, raw, false, None).await {
             Ok(j) => j,
             Err(e) => {
                 let refusal = scan_failure(&gateway, &mut entry, &e);

@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use mailsift_gateway::effects::{self, Submission};
 use mailsift_gateway::log::{append_log, door_log_entry, relay_denied_entry};
 use mailsift_gateway::route::Route;
-use mailsift_gateway::{auth, Counters, Gateway, GatewayState, Stream};
+use mailsift_gateway::{auth, Counters, DoorFacts, Gateway, GatewayState, Stream};
 
 use crate::door::Listener;
 use crate::proto::{self, reply, Command, DataDecoder, DataProblem, Framing, MailParams};
@@ -87,6 +87,8 @@ pub struct Transaction {
     pub direction: Direction,
     /// The reference id, shared by the connection verdict and the message's log row.
     pub started: Instant,
+    /// What the door check learned about the client (DNS on): the message is not asked about it again.
+    pub door: Option<Arc<DoorFacts>>,
 }
 
 enum Line {
@@ -555,9 +557,11 @@ impl Session {
             return self.say(530, "5.7.0", "Authentication required");
         }
         let direction = if may_relay { Direction::Outbound } else { Direction::Inbound };
+        let mut door = None;
         if direction == Direction::Inbound {
-            if let Some(refusal) = self.door_check(&from).await {
-                return self.say(550, "5.7.1", &refusal);
+            match self.door_check(&from).await {
+                Err(refusal) => return self.say(550, "5.7.1", &refusal),
+                Ok(facts) => door = facts,
             }
         }
         self.txn = Some(Transaction {
@@ -567,12 +571,14 @@ impl Session {
             route: None,
             direction,
             started: Instant::now(),
+            door,
         });
         self.say(250, "2.1.0", "Sender OK");
     }
 
-    /// The connection-stage verdict: practices and lists of the client. Returns the 550 text when refused.
-    async fn door_check(&mut self, from: &str) -> Option<String> {
+    /// The connection-stage verdict: practices and lists of the client. Returns the 550 text when refused,
+    /// else what was learned (DNS on), for the transaction's message.
+    async fn door_check(&mut self, from: &str) -> Result<Option<Arc<DoorFacts>>, String> {
         let envelope = Envelope {
             client_ip: Some(self.client.peer.ip()),
             helo: self.client.helo.clone(),
@@ -582,19 +588,20 @@ impl Session {
         };
         // The client's list entries too (no message yet, so no URL lists): a list marked `reject_at_door` is
         // what refuses here.
-        let evidence = match &self.state.gatherer {
-            Some(g) => Evidence::from_sender(g.gather_at_door(&envelope).await),
-            None => Evidence::default(),
+        let door = match &self.state.gatherer {
+            Some(g) => Some(Arc::new(g.gather_at_door(&envelope).await)),
+            None => None,
         };
+        let evidence = door.as_ref().map(|d| Evidence::from_sender(d.facts().clone())).unwrap_or_default();
         let verdict = self.state.engine.judge_connection(&envelope, &evidence);
         if !verdict.reject {
-            return None;
+            return Ok(door);
         }
         let reason = verdict.reason.clone().unwrap_or_else(|| "sender refused".into());
         Counters::bump(&self.gateway.counters.refused_at_door);
         tracing::info!(client = %self.client.peer, id = %verdict.id, reason = %reason, "refused at the door");
         append_log(&self.gateway, door_log_entry(&envelope, &verdict, &reason));
-        Some(format!("Refused: {} [ref {}]", proto::sanitize(&reason, 200), verdict.id))
+        Err(format!("Refused: {} [ref {}]", proto::sanitize(&reason, 200), verdict.id))
     }
 
     fn rcpt(&mut self, to: String) {
@@ -761,6 +768,7 @@ impl Session {
             envelope: self.client.envelope(&txn),
             route: txn.route.clone(),
             received_with: Some(self.client.protocol().to_string()),
+            door: txn.door.clone(),
         };
         let answer = effects::process(&self.gateway, &self.state, submission, data).await;
         self.say(answer.code, &answer.enhanced, &answer.text);

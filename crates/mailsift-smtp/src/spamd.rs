@@ -311,7 +311,7 @@ async fn check(
 ) -> Result<Vec<u8>, RequestError> {
     let size = body.len() as u64;
     let Judged { verdict, meta, data, envelope } =
-        judge(gateway, state, Envelope::default(), body, true).await.map_err(|e| {
+        judge(gateway, state, Envelope::default(), body, true, None).await.map_err(|e| {
             tracing::error!(error = %e, "scan failed");
             refuse(EX_SOFTWARE, "internal scan failure")
         })?;

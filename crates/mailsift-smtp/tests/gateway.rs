@@ -664,6 +664,45 @@ async fn a_client_on_a_door_list_is_refused_at_mail_from() {
     g.task.abort();
 }
 
+/// During a resolver outage the client's lookups (reverse DNS, SPF) are waited for once per transaction, at
+/// MAIL FROM, and the message is judged on what the door found: not asked (and waited for) again at DATA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_door_check_answers_serve_the_message_during_a_resolver_outage() {
+    use mailsift_testkit::dns::{TestDns, Zone};
+    let mut zone = Zone::new();
+    zone.timeout("1.0.0.127.in-addr.arpa").timeout("sender.example");
+    let dns = TestDns::start(zone);
+    let g = start("").await;
+    let text = format!(
+        "{POLICY}\n[dns]\nenabled = true\nnameservers = [\"{}\"]\ntimeout_ms = 200\ndeadline_ms = 600\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[[smtp.domains]]\nname = \"example.com\"\nnext_hop = \"{}\"\n",
+        dns.addr(),
+        g.sink.addr()
+    );
+    let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
+    g.gateway.reload(GatewayState::new(engine, SmtpConfig::from_toml(&text).unwrap(), g.dir.path()).unwrap());
+    let (mut c, _) = Raw::connect(g.inbound).await;
+    c.cmd("EHLO client.sender.example").await;
+    let spf_lookups = || dns.log().iter().filter(|q| q.starts_with("sender.example") && q.contains("TXT")).count();
+    for _ in 0..2 {
+        let before = spf_lookups();
+        assert_eq!(c.cmd("MAIL FROM:<alice@sender.example>").await.0, 250);
+        let at_door = spf_lookups();
+        assert!(at_door > before, "the door asks for the sender's SPF record: {:?}", dns.log());
+        assert_eq!(c.cmd("RCPT TO:<bob@example.com>").await.0, 250);
+        assert_eq!(c.cmd("DATA").await.0, 354);
+        c.send(format!("{}.\r\n", message("hello", "an ordinary note")).as_bytes()).await;
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 250, "{text}");
+        assert_eq!(spf_lookups(), at_door, "not asked again for the message: {:?}", dns.log());
+    }
+    // The message was judged with the failures the door met: its Authentication-Results says so.
+    let delivered = g.sink.messages();
+    assert_eq!(delivered.len(), 2);
+    let received = String::from_utf8_lossy(&delivered[1].data).to_string();
+    assert!(received.contains("spf=temperror"), "{received}");
+    g.task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_transaction_in_flight_finish() {
     let g = start("shutdown_grace_secs = 10").await;

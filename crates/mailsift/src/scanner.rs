@@ -114,7 +114,7 @@ impl Scanner {
         match (&self.gatherer, envelope.direction) {
             (Some(g), Direction::Inbound) => {
                 let domains: Vec<&str> = msg.urls.iter().map(|u| u.domain.as_str()).collect();
-                Evidence::from_sender(self.runtime.block_on(g.gather_with_urls(raw, envelope, &domains)))
+                Evidence::from_sender(self.runtime.block_on(g.gather_with_urls(raw, envelope, &domains, None)))
             }
             _ => Evidence::default(),
         }
