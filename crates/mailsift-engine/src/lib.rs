@@ -452,7 +452,8 @@ impl Engine {
             symbols.push(SymbolResult {
                 name: def.name.clone(),
                 group: def.group,
-                score: weight,
+                // Rounded as scores are shown: a graded symbol's share of its weight.
+                score: if h.factor == 1.0 { weight } else { (weight * h.factor * 100.0).round() / 100.0 + 0.0 },
                 detail: h.detail,
                 asf_mode,
                 asf_effect: def.asf,

@@ -461,6 +461,9 @@ impl Registry {
 pub struct Hit {
     pub id: SymbolId,
     pub detail: String,
+    /// The share of the symbol's weight it scores, in [0, 1]: 1 for a rule that fires, less for evidence
+    /// that comes in degrees (a classifier's confidence within its grade).
+    pub factor: f64,
 }
 
 /// Collects hits during a scan; a symbol fires at most once, later details are appended (bounded).
@@ -479,11 +482,19 @@ impl<'r> Hits<'r> {
     /// Records a built-in symbol with a detail. Every [`Sym`] is in a table the engine registers (the
     /// registry test holds the constants against the tables), so the lookup cannot miss.
     pub fn hit(&mut self, sym: Sym, detail: impl Into<String>) {
+        self.hit_scaled(sym, 1.0, detail);
+    }
+
+    /// Records a built-in symbol that scores `factor` (clamped to [0, 1]) of its weight.
+    pub fn hit_scaled(&mut self, sym: Sym, factor: f64, detail: impl Into<String>) {
         let Some(id) = self.registry.id(sym.name()) else {
             debug_assert!(false, "symbol {sym} is not registered");
             return;
         };
         self.hit_id(id, detail.into());
+        if let Some(h) = self.hits.iter_mut().find(|h| h.id == id) {
+            h.factor = if factor.is_finite() { factor.clamp(0.0, 1.0) } else { 0.0 };
+        }
     }
 
     /// Records a symbol whose name configuration defines (a DNS list's): unknown names are ignored, since
@@ -511,7 +522,7 @@ impl<'r> Hits<'r> {
         }
         let mut detail = detail;
         truncate_at_char(&mut detail, MAX_DETAIL);
-        self.hits.push(Hit { id, detail });
+        self.hits.push(Hit { id, detail, factor: 1.0 });
     }
 
     pub fn has(&self, sym: Sym) -> bool {

@@ -4,10 +4,17 @@
 //! the thresholds that would give 0.1% and 0.5% false positives. With `--symbol-stats`, how often each
 //! symbol fired on ham and on spam: the figures weights are tuned from. `--plot` draws the ROC curves.
 //!
-//! `--split sa` trains a fresh temporary model on the TRAIN half of the standard SpamAssassin split and
-//! evaluates on the TEST half, in one command. `--split sa-tune` does the same inside TRAIN only, as four-fold
-//! cross-validation (`--fold 0..3`: evaluate on three of TRAIN's twelve md5 digits, train on the other
-//! nine), for tuning weights without ever looking at TEST.
+//! Three protocols train a fresh temporary model and evaluate on mail it was not trained on, in one command:
+//! - `--split sa` trains on the TRAIN half of the standard SpamAssassin split and evaluates on TEST;
+//!   `--split sa-tune` does the same inside TRAIN only, as four-fold cross-validation (`--fold 0..3`:
+//!   evaluate on three of TRAIN's twelve md5 digits, train on the other nine), for tuning weights without
+//!   ever looking at TEST.
+//! - `--split time` orders the messages by arrival (the date of the newest `Received:` line, else `Date:`),
+//!   trains on the oldest `--train-share` and evaluates on the newer rest: how a model ages.
+//! - `--train-ham` / `--train-spam` train on other folders (or mbox files) than the ones evaluated: how a
+//!   model learned on one organisation's mail does on another's (cross-distribution).
+//!
+//! Folders, single files and mbox files are read alike; an mbox file gives each of its messages.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +27,7 @@ use mailsift_engine::symbols::Group;
 use mailsift_engine::{Engine, Envelope, Evidence};
 use mailsift_store::{Learner, SqliteStore};
 
-use crate::inputs::{in_split, message_files, Split};
+use crate::inputs::{in_split, message_files, split_mbox, Split};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -42,10 +49,21 @@ pub struct EvalArgs {
     /// Scanning threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Train a fresh temporary model on one half of the given folders and evaluate on the other:
-    /// `sa` trains on TRAIN and evaluates on TEST; `sa-tune` splits TRAIN itself (for tuning).
+    /// Train a fresh temporary model on one part of the given folders and evaluate on the other:
+    /// `sa` trains on TRAIN and evaluates on TEST; `sa-tune` splits TRAIN itself (for tuning); `time`
+    /// trains on the oldest messages and evaluates on the newer ones.
     #[arg(long, value_enum, conflicts_with = "subset")]
     split: Option<EvalSplit>,
+    /// With `--split time`: the share of the messages, oldest first, to train on.
+    #[arg(long, default_value_t = 0.5, value_parser = share)]
+    train_share: f64,
+    /// Train a fresh temporary model on this known-good mail (folders, files or mbox files) and evaluate
+    /// `--ham` and `--spam` with it: train on one collection, test on another.
+    #[arg(long, num_args = 1.., conflicts_with = "split", requires = "train_spam")]
+    train_ham: Vec<PathBuf>,
+    /// Known spam to train the temporary model on (with `--train-ham`).
+    #[arg(long, num_args = 1.., conflicts_with = "split", requires = "train_ham")]
+    train_spam: Vec<PathBuf>,
     /// With `--split sa-tune`: which quarter of TRAIN to evaluate on (md5 4-6, 7-9, a-c, d-f).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..4))]
     fold: u32,
@@ -67,13 +85,24 @@ pub enum EvalSplit {
     Sa,
     /// Within TRAIN, one fold of four (see `--fold`). TEST is never read.
     SaTune,
+    /// Oldest first by arrival: train on the first `--train-share`, evaluate on the newer rest.
+    Time,
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("{s:?}: a share between 0 and 1 (exclusive), e.g. 0.5")),
+    }
 }
 
 impl EvalSplit {
+    /// For the md5 splits: whether a file is trained on. (`time` decides on the whole set, [`by_arrival`].)
     fn trains(self, f: &Path, fold: u32) -> bool {
         match self {
             EvalSplit::Sa => in_split(f, Split::Train),
             EvalSplit::SaTune => md5_digit(f).is_some_and(|d| d >= 4 && (d - 4) / 3 != fold),
+            EvalSplit::Time => false,
         }
     }
 
@@ -81,8 +110,54 @@ impl EvalSplit {
         match self {
             EvalSplit::Sa => in_split(f, Split::Test),
             EvalSplit::SaTune => md5_digit(f).is_some_and(|d| d >= 4 && (d - 4) / 3 == fold),
+            EvalSplit::Time => false,
         }
     }
+}
+
+fn side(is_spam: bool) -> Side {
+    if is_spam {
+        Side::Spam
+    } else {
+        Side::Ham
+    }
+}
+
+/// When a message arrived: the date its newest `Received:` line gives (the collecting server's clock), else
+/// its `Date:` header (the sender's). `None` when neither parses.
+fn arrival(engine: &Engine, raw: &[u8]) -> Option<i64> {
+    let msg = engine.parse(raw);
+    msg.hops.first().and_then(|h| h.timestamp).or(msg.date)
+}
+
+/// The `--split time` halves: every message ordered by arrival (a file's first message stands for an mbox
+/// file), the oldest `share` to train on and the rest to evaluate, each with its time; and how many had no
+/// date. Ties keep the files' order.
+#[allow(clippy::type_complexity)]
+fn by_arrival(
+    engine: &Engine,
+    jobs: Vec<(PathBuf, String, bool)>,
+    share: f64,
+) -> (Vec<((PathBuf, String, bool), i64)>, Vec<((PathBuf, String, bool), i64)>, usize) {
+    let mut dated = Vec::with_capacity(jobs.len());
+    let mut undated = 0;
+    for job in jobs {
+        let first = std::fs::read(&job.0).ok().and_then(|b| split_mbox(b).into_iter().next());
+        match first.and_then(|raw| arrival(engine, &raw)) {
+            Some(t) => dated.push((job, t)),
+            None => undated += 1,
+        }
+    }
+    dated.sort_by_key(|(_, t)| *t);
+    let cut = ((dated.len() as f64) * share).round() as usize;
+    let newer = dated.split_off(cut.min(dated.len()));
+    (dated, newer, undated)
+}
+
+/// A Unix time as a calendar day (UTC).
+fn date(t: i64) -> String {
+    let (y, m, d) = mailsift_gateway::text::civil_from_days(t.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn md5_digit(f: &Path) -> Option<u32> {
@@ -115,6 +190,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
             for f in message_files(root)? {
                 let side = if is_spam { Side::Spam } else { Side::Ham };
                 match args.split {
+                    Some(EvalSplit::Time) => jobs.push((f, folder.clone(), is_spam)),
                     Some(split) if split.trains(&f, args.fold) => training.push((f, side)),
                     Some(split) if split.evaluates(&f, args.fold) => jobs.push((f, folder.clone(), is_spam)),
                     Some(_) => {}
@@ -124,18 +200,58 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
             }
         }
     }
-    // The temporary model's directory lives until the evaluation is over.
-    let _tmp;
-    let engine = match args.split {
-        None => crate::with_trained_model(engine, data_dir)?,
+    let protocol = match args.split {
+        Some(EvalSplit::Time) => {
+            let (older, newer, undated) = by_arrival(&engine, std::mem::take(&mut jobs), args.train_share);
+            println!(
+                "--split time: training on the oldest {} messages (to {}), evaluating the {} newer ones{}",
+                older.len(),
+                older.last().map(|(_, t)| date(*t)).unwrap_or_default(),
+                newer.len(),
+                if undated > 0 { format!(" ({undated} without a date left out)") } else { String::new() }
+            );
+            training = older.into_iter().map(|((f, _, is_spam), _)| (f, side(is_spam))).collect();
+            jobs = newer.into_iter().map(|(job, _)| job).collect();
+            Some("time".to_string())
+        }
         Some(split) => {
             let name = clap::ValueEnum::to_possible_value(&split).map(|v| v.get_name().to_string()).unwrap_or_default();
             anyhow::ensure!(!training.is_empty(), "--split {name}: no corpus files named NNNNN.<md5>.txt to train on");
+            Some(name)
+        }
+        None if !args.train_ham.is_empty() => {
+            let evaluated: std::collections::HashSet<PathBuf> =
+                jobs.iter().filter_map(|(f, _, _)| f.canonicalize().ok()).collect();
+            for (paths, is_spam) in [(&args.train_ham, false), (&args.train_spam, true)] {
+                for root in paths {
+                    for f in message_files(root)? {
+                        anyhow::ensure!(
+                            !f.canonicalize().is_ok_and(|c| evaluated.contains(&c)),
+                            "{}: both trained on and evaluated; give --train-ham/--train-spam other mail than --ham/--spam",
+                            f.display()
+                        );
+                        training.push((f, side(is_spam)));
+                    }
+                }
+            }
+            Some("cross".to_string())
+        }
+        None => None,
+    };
+    // The temporary model's directory lives until the evaluation is over.
+    let _tmp;
+    let engine = match protocol {
+        None => crate::with_trained_model(engine, data_dir)?,
+        Some(name) => {
             let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
             let store = SqliteStore::open_dir(tmp.path())?;
             let mut learner = Learner::open(store)?;
             let report = crate::train::train_files(&engine, &mut learner, &training, args.threads, args.passes, true)?;
-            print!("--split {name}: training on the train half: ");
+            match name.as_str() {
+                "cross" => print!("training on --train-ham and --train-spam: "),
+                "time" => print!("--split time: training on the older part: "),
+                _ => print!("--split {name}: training on the train half: "),
+            }
             report.print();
             println!();
             _tmp = tmp;
@@ -153,31 +269,37 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                 let Some((file, folder, is_spam)) = jobs.get(i) else {
                     break;
                 };
-                let raw = match std::fs::read(file) {
+                let bytes = match std::fs::read(file) {
                     Ok(r) => r,
                     Err(e) => {
                         eprintln!("mailsift: {}: cannot read: {e}", file.display());
                         continue;
                     }
                 };
-                let msg = engine.parse(&raw);
-                let scores = engine.classify(&msg);
-                let evidence = Evidence { classifier: scores, ..Evidence::default() };
-                let v = engine.judge(&msg, &Envelope::default(), &evidence);
-                let o = Outcome {
-                    // The verdict's score (group caps applied) without the classifiers' part.
-                    heuristics: v.score
-                        - v.symbols.iter().filter(|s| s.group == Group::Classifier).map(|s| s.score).sum::<f64>(),
-                    bayes: scores.and_then(|s| s.bayes),
-                    linear: scores.and_then(|s| s.linear),
-                    folder: folder.clone(),
-                    is_spam: *is_spam,
-                    flagged: v.action.is_spam(),
-                    score: v.score,
-                    file: file.clone(),
-                    symbols: v.symbols.iter().filter(|s| s.score != 0.0).map(|s| s.name.clone()).collect(),
-                };
-                results.lock().expect("results").push(o);
+                let messages = split_mbox(bytes);
+                let several = messages.len() > 1;
+                for (k, raw) in messages.iter().enumerate() {
+                    let file =
+                        if several { PathBuf::from(format!("{}#{}", file.display(), k + 1)) } else { file.clone() };
+                    let msg = engine.parse(raw);
+                    let scores = engine.classify(&msg);
+                    let evidence = Evidence { classifier: scores, ..Evidence::default() };
+                    let v = engine.judge(&msg, &Envelope::default(), &evidence);
+                    let o = Outcome {
+                        // The verdict's score (group caps applied) without the classifiers' part.
+                        heuristics: v.score
+                            - v.symbols.iter().filter(|s| s.group == Group::Classifier).map(|s| s.score).sum::<f64>(),
+                        bayes: scores.and_then(|s| s.bayes),
+                        linear: scores.and_then(|s| s.linear),
+                        folder: folder.clone(),
+                        is_spam: *is_spam,
+                        flagged: v.action.is_spam(),
+                        score: v.score,
+                        file,
+                        symbols: v.symbols.iter().filter(|s| s.score != 0.0).map(|s| s.name.clone()).collect(),
+                    };
+                    results.lock().expect("results").push(o);
+                }
             });
         }
     });
