@@ -177,6 +177,10 @@ impl Evidence {
 pub struct ClassifierScores {
     pub bayes: Option<f64>,
     pub linear: Option<f64>,
+    /// How much of the message's vocabulary the model has seen (tokens met in at least two trained
+    /// messages, over all its tokens), in 0..=1: mail unlike anything learned gets a smaller say.
+    #[serde(default)]
+    pub familiarity: Option<f64>,
 }
 
 /// What local reputation is kept about.

@@ -179,6 +179,7 @@ struct Outcome {
     heuristics: f64,
     bayes: Option<f64>,
     linear: Option<f64>,
+    familiarity: Option<f64>,
 }
 
 pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
@@ -291,6 +292,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                             - v.symbols.iter().filter(|s| s.group == Group::Classifier).map(|s| s.score).sum::<f64>(),
                         bayes: scores.and_then(|s| s.bayes),
                         linear: scores.and_then(|s| s.linear),
+                        familiarity: scores.and_then(|s| s.familiarity),
                         folder: folder.clone(),
                         is_spam: *is_spam,
                         flagged: v.action.is_spam(),
@@ -313,18 +315,19 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
         println!("\nROC curves drawn to {}", path.display());
     }
     if let Some(path) = &args.scores_tsv {
-        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\tsymbols\n");
+        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\tsymbols\tfamiliarity\n");
         let opt = |p: Option<f64>| p.map(|p| p.to_string()).unwrap_or_default();
         for r in &results {
             out.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 r.file.display(),
                 if r.is_spam { "spam" } else { "ham" },
                 r.score,
                 r.heuristics,
                 opt(r.bayes),
                 opt(r.linear),
-                r.symbols.join(" ")
+                r.symbols.join(" "),
+                opt(r.familiarity)
             ));
         }
         std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;

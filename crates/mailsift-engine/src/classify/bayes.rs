@@ -43,12 +43,20 @@ impl BayesCounts {
 
     /// The spam probability of a message's tokens, in 0..=1.
     pub fn score(&self, ids: &[u64]) -> f64 {
+        self.score_and_familiarity(ids).0
+    }
+
+    /// The spam probability of a message's tokens, and the share of its tokens the model knows (met in
+    /// at least two trained messages): 0 for a message of words never learned, 1 for familiar mail.
+    pub fn score_and_familiarity(&self, ids: &[u64]) -> (f64, f64) {
         let (nham, nspam) = (self.ham.max(1) as f64, self.spam.max(1) as f64);
         let mut clues: Vec<f64> = Vec::with_capacity(256);
+        let mut known = 0usize;
         for id in ids {
             let Some(&[h, s]) = self.tokens.get(id) else {
                 continue;
             };
+            known += (h + s >= 2) as usize;
             let (h, s) = (h as f64, s as f64);
             let hr = (h / nham).min(1.0);
             let sr = (s / nspam).min(1.0);
@@ -63,7 +71,8 @@ impl BayesCounts {
             clues.select_nth_unstable_by(MAX_DISCRIMINATORS, |a, b| (b - 0.5).abs().total_cmp(&(a - 0.5).abs()));
             clues.truncate(MAX_DISCRIMINATORS);
         }
-        fisher(&clues)
+        let familiarity = if ids.is_empty() { 0.0 } else { known as f64 / ids.len() as f64 };
+        (fisher(&clues), familiarity)
     }
 }
 

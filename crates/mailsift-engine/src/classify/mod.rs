@@ -76,7 +76,8 @@ impl Model {
         if !ready || f.is_empty() {
             return ClassifierScores::default();
         }
-        ClassifierScores { bayes: Some(self.bayes.score(f.bayes_ids())), linear: Some(self.linear.score(&f.ids)) }
+        let (bayes, familiarity) = self.bayes.score_and_familiarity(f.bayes_ids());
+        ClassifierScores { bayes: Some(bayes), linear: Some(self.linear.score(&f.ids)), familiarity: Some(familiarity) }
     }
 
     /// Learns a message's features on `side`, given on which side (if any) it was learned before.
