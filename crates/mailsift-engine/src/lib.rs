@@ -252,7 +252,7 @@ impl Engine {
         let mut hits = Hits::new(&self.registry);
         checks::run(&ctx, &mut hits);
         self.rules.check(&ctx, &mut hits);
-        for (name, detail) in composites::facts(msg, evidence) {
+        for (name, detail) in composites::facts(msg, envelope, evidence) {
             if let Some(&(_, id)) = self.fact_ids.iter().find(|(n, _)| *n == name) {
                 hits.hit_id(id, detail);
             }

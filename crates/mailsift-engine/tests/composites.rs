@@ -6,6 +6,8 @@
 //!   stalw.art fails);
 //! - a real GitHub message (dkim/mail-auth/006.txt) forwarded by a server outside github.com's SPF record,
 //!   its DKIM signature intact (DMARC passes, SPF fails);
+//! - a real newsletter (messages/rspamd_newsletter.eml) given an RFC 8058 one-click unsubscribe and signed
+//!   for its From: domain with a test key, from a domain with good history (KNOWN_BULK_SENDER);
 //! and the forgeries each must still catch.
 
 use std::path::PathBuf;
@@ -86,7 +88,10 @@ fn configuration_errors_name_the_composite_and_the_problem() {
 fn the_built_ins_are_on_and_switchable_by_name() {
     let e = engine("").unwrap();
     let names: Vec<&str> = e.composites().iter().filter(|c| c.enabled).map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["FORWARDED_AUTHOR_SIGNED", "MAILING_LIST_BROKEN_SIGNATURE", "MAILING_LIST_DMARC"]);
+    assert_eq!(
+        names,
+        ["KNOWN_BULK_SENDER", "FORWARDED_AUTHOR_SIGNED", "MAILING_LIST_BROKEN_SIGNATURE", "MAILING_LIST_DMARC"]
+    );
     for n in &names {
         let d = e.registry().by_name(n).unwrap();
         assert!(!d.description.is_empty() && !d.remedy.is_empty(), "{n}");
@@ -369,4 +374,140 @@ async fn a_forgery_from_the_same_forwarder_keeps_its_spf_failure() {
     assert!(sym(&v, "DMARC_PASS").is_none() && sym(&v, "FORWARDED_AUTHOR_SIGNED").is_none(), "{}", show(&v));
     assert_eq!(sym(&v, "SPF_FAIL").map(|s| s.score), Some(2.0), "{}", show(&v));
     assert_eq!(sym(&v, "DMARC_POLICY_REJECT").map(|s| s.score), Some(5.0), "{}", show(&v));
+}
+
+// ----- legitimate bulk mail: KNOWN_BULK_SENDER -----
+
+/// The real newsletter, with a one-click unsubscribe (RFC 8058) and `extra` headers, signed by `key` over
+/// `signed` headers.
+fn newsletter(key: &mailsift_testkit::auth::TestKey, signed: &[&str], from: Option<&str>, extra: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages/rspamd_newsletter.eml");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut text = text.replace("\r\n", "\n").replacen(
+        "Precedence: bulk\n",
+        &format!("Precedence: bulk\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\n{extra}"),
+        1,
+    );
+    if let Some(from) = from {
+        text = text.replacen("From: \"Marketing Team\" <newsletter@example.com>", from, 1);
+    }
+    key.sign_headers(&text.replace('\n', "\r\n"), signed)
+}
+
+const ONE_CLICK: &[&str] =
+    &["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"];
+
+fn bulk_zone(key: &mailsift_testkit::auth::TestKey) -> Zone {
+    let mut z = Zone::new();
+    key.publish(&mut z);
+    z.txt("example.com", "v=spf1 ip4:198.51.100.20 -all").txt("_dmarc.example.com", "v=DMARC1; p=reject");
+    z
+}
+
+fn bulk_envelope(ip: &str, mail_from: &str) -> Envelope {
+    Envelope {
+        client_ip: Some(ip.parse().unwrap()),
+        helo: Some("mta.example.com".into()),
+        mail_from: Some(mail_from.into()),
+        rcpt_to: vec!["user@customer.test".into()],
+        ..Envelope::default()
+    }
+}
+
+/// Judges with sender evidence from DNS and, with `history`, good mail from the From: domain before.
+async fn judge_bulk(config: &EngineConfig, raw: &str, env: &Envelope, history: Option<&str>) -> Verdict {
+    use mailsift_engine::evidence::{ReputationEntry, ReputationFacts, ReputationKind};
+    let facts = SenderGatherer::from_config(config).unwrap().gather(raw.as_bytes(), env).await;
+    let mut evidence = Evidence::from_sender(facts);
+    evidence.reputation = history.map(|domain| ReputationFacts {
+        entries: vec![ReputationEntry { kind: ReputationKind::Domain, key: domain.into(), spam: 0.0, ham: 12.0 }],
+    });
+    Engine::new(config.clone()).unwrap().scan(raw.as_bytes(), env, &evidence)
+}
+
+#[tokio::test]
+async fn a_known_newsletter_with_a_signed_one_click_unsubscribe_counts_toward_ham() {
+    let key = mailsift_testkit::auth::TestKey::new("example.com", "news1");
+    let dns = TestDns::start(bulk_zone(&key));
+    let config = dns_config(&dns, "");
+    let env = bulk_envelope("198.51.100.20", "bounces@example.com");
+    let raw = newsletter(&key, ONE_CLICK, None, "");
+    let v = judge_bulk(&config, &raw, &env, Some("example.com")).await;
+    let fact = sym(&v, "BULK_ONE_CLICK_SIGNED").unwrap_or_else(|| panic!("{}", show(&v)));
+    assert!(fact.detail.contains("example.com signs List-Unsubscribe"), "{}", fact.detail);
+    let bulk = sym(&v, "KNOWN_BULK_SENDER").unwrap_or_else(|| panic!("{}", show(&v)));
+    assert_eq!(bulk.score, -3.0, "{}", show(&v));
+    assert!(sym(&v, "DMARC_PASS").is_some() && sym(&v, "REPUTATION_DOMAIN_GOOD").is_some(), "{}", show(&v));
+    let known = v.score;
+
+    // No history with the domain: the facts stand, the composite does not (a first newsletter is judged as
+    // any message).
+    let v = judge_bulk(&config, &raw, &env, None).await;
+    assert!(sym(&v, "BULK_ONE_CLICK_SIGNED").is_some() && sym(&v, "KNOWN_BULK_SENDER").is_none(), "{}", show(&v));
+    assert!(
+        (v.score - known - 3.0 - 1.0).abs() < 0.01,
+        "3 from the composite, 1 from the history: {} vs {known}",
+        v.score
+    );
+
+    // The unsubscribe headers not covered by the signature: anyone on the way could have added them.
+    let unsigned_post =
+        newsletter(&key, &["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"], None, "");
+    let v = judge_bulk(&config, &unsigned_post, &env, Some("example.com")).await;
+    assert!(sym(&v, "BULK_ONE_CLICK_SIGNED").is_none() && sym(&v, "KNOWN_BULK_SENDER").is_none(), "{}", show(&v));
+
+    // Another From: (a brand the signer does not hold), signed by example.com: DMARC of the brand is not
+    // example.com's to pass, and the signature is not the From: domain's.
+    let other_from = newsletter(&key, ONE_CLICK, Some("From: \"Bank\" <alerts@bank.example>"), "");
+    let v =
+        judge_bulk(&config, &other_from, &bulk_envelope("198.51.100.20", "bounces@example.com"), Some("example.com"))
+            .await;
+    assert!(sym(&v, "BULK_ONE_CLICK_SIGNED").is_none() && sym(&v, "KNOWN_BULK_SENDER").is_none(), "{}", show(&v));
+
+    // A forger's copy: the same message re-signed with a key the domain never published.
+    let forger = mailsift_testkit::auth::TestKey::new("example.com", "news1");
+    let forged = newsletter(&forger, ONE_CLICK, None, "");
+    let v =
+        judge_bulk(&config, &forged, &bulk_envelope("203.0.113.9", "bounces@example.com"), Some("example.com")).await;
+    assert!(sym(&v, "KNOWN_BULK_SENDER").is_none(), "{}", show(&v));
+    assert!(v.score > known + 5.0, "the forgery is judged as one: {}", show(&v));
+
+    // The envelope sender of another domain (whose history is what the domain reputation would be).
+    let v =
+        judge_bulk(&config, &raw, &bulk_envelope("198.51.100.20", "x@elsewhere.example"), Some("elsewhere.example"))
+            .await;
+    assert!(sym(&v, "BULK_ONE_CLICK_SIGNED").is_none() && sym(&v, "KNOWN_BULK_SENDER").is_none(), "{}", show(&v));
+
+    // A phish sent through the real account: a link that shows one address and goes to another.
+    let phish = newsletter(&key, ONE_CLICK, None, "X-Phish: 1\n");
+    let phish = key.sign_headers(
+        &strip_signature(&phish).replacen(
+            "<body>",
+            "<body><a href=\"http://login.attacker.example/\">https://www.example.com/account</a>",
+            1,
+        ),
+        ONE_CLICK,
+    );
+    let v = judge_bulk(&config, &phish, &env, Some("example.com")).await;
+    assert!(sym(&v, "PHISHING_LINK_MISMATCH").is_some(), "{}", show(&v));
+    assert!(sym(&v, "KNOWN_BULK_SENDER").is_none(), "{}", show(&v));
+}
+
+/// The message without the DKIM-Signature header `sign_headers` put on top (folded lines included).
+fn strip_signature(signed: &str) -> String {
+    let mut lines = signed.split_inclusive("\r\n");
+    let mut out = String::new();
+    let mut in_sig = false;
+    for line in lines.by_ref() {
+        if line.starts_with("DKIM-Signature:") {
+            in_sig = true;
+            continue;
+        }
+        if in_sig && (line.starts_with(' ') || line.starts_with('\t')) {
+            continue;
+        }
+        in_sig = false;
+        out.push_str(line);
+    }
+    out
 }
