@@ -606,7 +606,8 @@ async fn a_content_false_positive_is_reported_and_scores_as_ham_after_retraining
         "Colleague <pat@partner.example>",
         "Casino night: prize winner",
         &[],
-        "Winner! Claim your prize now: casino bonus night. Cheap pills discount for Sam from accounting, \
+        "Winner! Claim your prize now: casino bonus night, viagra discount and crypto profit jokes included (click here to unsubscribe never). \
+         Cheap pills discount for Sam from accounting, \
          the raffle trophy goes to Priya; collect the hamper at reception on Friday.",
     );
     let c = run(&e, &policy, &raw, envelope("198.51.100.5", "mail.partner.example", "pat@partner.example")).await;

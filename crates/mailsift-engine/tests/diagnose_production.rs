@@ -571,7 +571,8 @@ fn trained(e: Engine) -> Engine {
 }
 
 const PRIZE_DRAW: &str =
-    "Winner! Claim your prize now: casino bonus night. Cheap pills discount for Sam from accounting, \
+    "Winner! Claim your prize now: casino bonus night, viagra discount and crypto profit jokes included (click here to unsubscribe never). \
+     Cheap pills discount for Sam from accounting, \
      the raffle trophy goes to Priya; collect the hamper at reception on Friday.";
 
 #[tokio::test]
