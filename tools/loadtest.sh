@@ -202,6 +202,27 @@ TOML
   load "$name" "$port"
   cpu1=$(cpu_secs pid "$serve_pid")
   echo "{\"cpu_seconds\": $(python3 -c "print($cpu1 - $cpu0)")}" > "$work/$name.cpu.json"
+  # Where the time went: each stage's mean and the share of messages over 10 ms in it (the gateway's
+  # mailsift_stage_seconds histograms, read from its metrics endpoint before it stops).
+  if curl -sf "http://127.0.0.1:$web_port/metrics" > "$work/$name.metrics" 2>/dev/null; then
+    echo "loadtest: $name: stages (mean ms, share over 10 ms): $(python3 - "$work/$name.metrics" <<'PY'
+import re, sys
+sums, counts, over = {}, {}, {}
+for line in open(sys.argv[1]):
+    m = re.match(r'mailsift_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)', line)
+    if m:
+        (sums if m[1] == "sum" else counts)[m[2]] = float(m[3])
+    m = re.match(r'mailsift_stage_seconds_bucket\{stage="(\w+)",le="0.01"\} (\S+)', line)
+    if m:
+        over[m[1]] = float(m[2])
+out = []
+for st, n in counts.items():
+    if n:
+        out.append(f"{st} {sums[st] / n * 1000:.2f} ({(n - over.get(st, n)) / n * 100:.1f}%)")
+print(", ".join(out))
+PY
+)"
+  fi
   stop_pid "$serve_pid"
   # Reputation really was on: the gateway remembered the connecting address.
   echo "loadtest: $name: reputation of 127.0.0.1 afterwards: $("$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" reputation show 127.0.0.1 2>&1 | head -2 | tr '\n' ' ')"

@@ -19,6 +19,54 @@ pub struct Counters {
     /// Scan-to-answer latency histogram: counts per upper bound in milliseconds ([`LATENCY_BUCKETS_MS`]).
     pub latency: [AtomicU64; 12],
     pub latency_sum_us: AtomicU64,
+    /// Where a message's time goes, one histogram per [`Stage`] (indexed by `Stage as usize`).
+    pub stages: [Histogram; Stage::ALL.len()],
+}
+
+/// The stages of a message between the end of DATA and the answer, timed separately so that the stage
+/// which makes the latency's tail can be found (`mailsift_stage_seconds{stage=...}` on the metrics endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Sender evidence: the DNS questions about the sender and the message (DNS on only).
+    Evidence,
+    /// Waiting in the judge threads' queue.
+    JudgeWait,
+    /// Parsing and judging on a judge thread (with learning and reputation).
+    Judge,
+    /// Carrying out the disposition: relay to the next hop, quarantine, Maildir, spool.
+    Disposition,
+    /// Committing the message-log row (fsync), before the answer.
+    LogCommit,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [Stage::Evidence, Stage::JudgeWait, Stage::Judge, Stage::Disposition, Stage::LogCommit];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Evidence => "evidence",
+            Stage::JudgeWait => "judge_wait",
+            Stage::Judge => "judge",
+            Stage::Disposition => "disposition",
+            Stage::LogCommit => "log_commit",
+        }
+    }
+}
+
+/// A latency histogram: counts per upper bound in milliseconds ([`LATENCY_BUCKETS_MS`]) and the sum.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    pub buckets: [AtomicU64; 12],
+    pub sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let ms = d.as_millis() as u64;
+        let i = LATENCY_BUCKETS_MS.iter().position(|&b| ms < b).unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, u64::MAX];
@@ -26,6 +74,11 @@ pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1
 impl Counters {
     pub fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the time one message spent in `stage`.
+    pub fn observe_stage(&self, stage: Stage, d: std::time::Duration) {
+        self.stages[stage as usize].observe(d);
     }
 
     pub fn observe_latency(&self, d: std::time::Duration) {

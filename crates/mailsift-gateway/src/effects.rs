@@ -91,7 +91,9 @@ pub async fn record(gateway: &Gateway, entry: LogEntry, started: Instant) {
         _ => &c.tempfailed,
     });
     c.observe_latency(started.elapsed());
+    let committing = Instant::now();
     commit_log(gateway, entry).await;
+    c.observe_stage(crate::Stage::LogCommit, committing.elapsed());
 }
 
 /// Judges a whole message, carries out its disposition and returns the answer: SMTP's end of data.
@@ -123,7 +125,9 @@ pub async fn process(
     let shown = log_verdict(&mut entry, &verdict, meta);
     let disposition = Disposition::of(&verdict, &envelope.rcpt_to);
     let submission = Submission { envelope, ..submission };
+    let carrying = Instant::now();
     let result = carry_out(gateway, state, &submission, &verdict, &disposition, data, shown).await;
+    gateway.counters.observe_stage(crate::Stage::Disposition, carrying.elapsed());
     entry.action = result.action.into();
     entry.next_hop_response = result.next_hop.clone();
     if entry.reason.is_none() {

@@ -103,11 +103,15 @@ async fn judged(
     learn: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
+    let gathering = state.gatherer.is_some().then(std::time::Instant::now);
     let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace, door).await?;
+    if let Some(started) = gathering {
+        gateway.counters.observe_stage(crate::Stage::Evidence, started.elapsed());
+    }
     let state = state.clone();
-    gateway
+    let (judged, waited, ran) = gateway
         .judges
-        .run(move || {
+        .run_measured(move || {
             let (envelope, parsed) = input.parse(&state, envelope);
             let msg = &parsed.get().0;
             let (verdict, keys) = judge_parsed(&state, &policy, msg, &envelope, evidence);
@@ -117,7 +121,10 @@ async fn judged(
             let meta = Meta::of(msg);
             Judged { verdict, meta, data: parsed.into_backing_cart(), envelope }
         })
-        .await
+        .await?;
+    gateway.counters.observe_stage(crate::Stage::JudgeWait, waited);
+    gateway.counters.observe_stage(crate::Stage::Judge, ran);
+    Ok(judged)
 }
 
 /// The evidence the gateway judges a message with, and nothing more: sender evidence as [`verdict`] gathers

@@ -42,7 +42,7 @@ pub mod text;
 pub mod tls;
 
 pub use config::SmtpConfig;
-pub use counters::{Counters, LATENCY_BUCKETS_MS};
+pub use counters::{Counters, Stage, LATENCY_BUCKETS_MS};
 pub use mailsift_evidence::DoorFacts;
 pub use state::{Gateway, GatewayError, GatewayState};
 pub use stream::Stream;

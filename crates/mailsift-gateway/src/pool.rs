@@ -75,6 +75,25 @@ impl JudgePool {
     }
 }
 
+impl JudgePool {
+    /// As [`JudgePool::run`], and says how long the work waited in the queue and how long it ran.
+    pub fn run_measured<T, F>(
+        &self,
+        work: F,
+    ) -> impl std::future::Future<Output = Result<(T, std::time::Duration, std::time::Duration), String>> + use<T, F>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let queued = std::time::Instant::now();
+        self.run(move || {
+            let started = std::time::Instant::now();
+            let out = work();
+            (out, started - queued, started.elapsed())
+        })
+    }
+}
+
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     let text = p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str));
     format!("panic in the scan: {}", text.unwrap_or("(no message)"))

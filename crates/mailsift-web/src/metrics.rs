@@ -116,6 +116,24 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
     }
     let _ = writeln!(out, "mailsift_scan_latency_seconds_sum {}", get(&c.latency_sum_us) as f64 / 1e6);
     let _ = writeln!(out, "mailsift_scan_latency_seconds_count {cumulative}");
+    // Where the time goes, per stage of a message (see `mailsift_gateway::Stage`).
+    let _ = writeln!(
+        out,
+        "# HELP mailsift_stage_seconds Time a message spent in each stage between the end of DATA and the answer.\n\
+         # TYPE mailsift_stage_seconds histogram"
+    );
+    for stage in mailsift_gateway::Stage::ALL {
+        let h = &c.stages[stage as usize];
+        let name = stage.as_str();
+        let mut cumulative = 0;
+        for (i, bound) in mailsift_gateway::LATENCY_BUCKETS_MS.iter().enumerate() {
+            cumulative += get(&h.buckets[i]);
+            let le = if *bound == u64::MAX { "+Inf".to_string() } else { format!("{}", *bound as f64 / 1000.0) };
+            let _ = writeln!(out, "mailsift_stage_seconds_bucket{{stage=\"{name}\",le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "mailsift_stage_seconds_sum{{stage=\"{name}\"}} {}", get(&h.sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "mailsift_stage_seconds_count{{stage=\"{name}\"}} {cumulative}");
+    }
     let _ = writeln!(
         out,
         "# HELP mailsift_uptime_seconds Seconds since the HTTP side started.\n# TYPE mailsift_uptime_seconds gauge\n\

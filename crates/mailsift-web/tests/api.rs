@@ -441,6 +441,12 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
     assert!(text.contains("mailsift_messages_total{action=\"quarantine\"} 1"), "{text}");
     assert!(text.contains("mailsift_messages_total{action=\"deliver\"} 1"), "{text}");
     assert!(text.contains("mailsift_scan_latency_seconds_count 2"), "{text}");
+    // Where the time went, per stage: both messages were judged, carried out and logged; DNS is off here,
+    // so no evidence stage was timed.
+    for stage in ["judge_wait", "judge", "disposition", "log_commit"] {
+        assert!(text.contains(&format!("mailsift_stage_seconds_count{{stage=\"{stage}\"}} 2")), "{stage}: {text}");
+    }
+    assert!(text.contains("mailsift_stage_seconds_count{stage=\"evidence\"} 0"), "{text}");
     assert!(text.contains("mailsift_quarantine_held 1"));
     assert!(text.contains("mailsift_dns_timeouts_total"));
 
