@@ -304,6 +304,14 @@ fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'
     if m.hops.len() < 2 {
         return;
     }
+    // A mailing-list post keeps only the list's own hops (gmane, Nabble, Yahoo Groups, Mailman behind a
+    // relay): the author's provider never shows, however genuine the author. Measured on a university's
+    // mail, this rule fired on 3.8% of ham, nearly all list posts, against 1.3% of spam. A spammer can write
+    // list headers to dodge it; he loses the 2.8 points of this one rule, nothing else.
+    const LIST_HEADERS: &[&str] = &["List-Id", "List-Post", "Mailing-List", "X-Mailing-List", "X-BeenThere"];
+    if LIST_HEADERS.iter().any(|h| m.has_header(h)) {
+        return;
+    }
     let seen = m.hops.iter().any(|h| {
         let raw = h.raw.to_ascii_lowercase();
         marks.iter().any(|mk| raw.contains(mk))
