@@ -16,9 +16,8 @@ pub struct Counters {
     pub tempfailed: AtomicU64,
     pub relay_failures: AtomicU64,
     pub timeouts: AtomicU64,
-    /// Scan-to-answer latency histogram: counts per upper bound in milliseconds ([`LATENCY_BUCKETS_MS`]).
-    pub latency: [AtomicU64; 12],
-    pub latency_sum_us: AtomicU64,
+    /// Scan-to-answer latency.
+    pub latency: Histogram,
     /// Where a message's time goes, one histogram per [`Stage`] (indexed by `Stage as usize`).
     pub stages: [Histogram; Stage::ALL.len()],
 }
@@ -82,10 +81,7 @@ impl Counters {
     }
 
     pub fn observe_latency(&self, d: std::time::Duration) {
-        let ms = d.as_millis() as u64;
-        let i = LATENCY_BUCKETS_MS.iter().position(|&b| ms < b).unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
-        self.latency[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.latency.observe(d);
     }
 
     /// Name and value of every counter.

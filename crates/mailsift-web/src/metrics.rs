@@ -102,20 +102,13 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
         "HTTP connections or requests ended because they took longer than their timeout.",
         &[("", get(&w.http_timeouts))],
     );
-    // The latency histogram: cumulative buckets in seconds.
+    // The latency histograms: cumulative buckets in seconds.
     let _ = writeln!(
         out,
         "# HELP mailsift_scan_latency_seconds From the end of DATA to the answer.\n\
          # TYPE mailsift_scan_latency_seconds histogram"
     );
-    let mut cumulative = 0;
-    for (i, bound) in mailsift_gateway::LATENCY_BUCKETS_MS.iter().enumerate() {
-        cumulative += get(&c.latency[i]);
-        let le = if *bound == u64::MAX { "+Inf".to_string() } else { format!("{}", *bound as f64 / 1000.0) };
-        let _ = writeln!(out, "mailsift_scan_latency_seconds_bucket{{le=\"{le}\"}} {cumulative}");
-    }
-    let _ = writeln!(out, "mailsift_scan_latency_seconds_sum {}", get(&c.latency_sum_us) as f64 / 1e6);
-    let _ = writeln!(out, "mailsift_scan_latency_seconds_count {cumulative}");
+    histogram(&mut out, "mailsift_scan_latency_seconds", "", &c.latency);
     // Where the time goes, per stage of a message (see `mailsift_gateway::Stage`).
     let _ = writeln!(
         out,
@@ -123,16 +116,12 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
          # TYPE mailsift_stage_seconds histogram"
     );
     for stage in mailsift_gateway::Stage::ALL {
-        let h = &c.stages[stage as usize];
-        let name = stage.as_str();
-        let mut cumulative = 0;
-        for (i, bound) in mailsift_gateway::LATENCY_BUCKETS_MS.iter().enumerate() {
-            cumulative += get(&h.buckets[i]);
-            let le = if *bound == u64::MAX { "+Inf".to_string() } else { format!("{}", *bound as f64 / 1000.0) };
-            let _ = writeln!(out, "mailsift_stage_seconds_bucket{{stage=\"{name}\",le=\"{le}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "mailsift_stage_seconds_sum{{stage=\"{name}\"}} {}", get(&h.sum_us) as f64 / 1e6);
-        let _ = writeln!(out, "mailsift_stage_seconds_count{{stage=\"{name}\"}} {cumulative}");
+        histogram(
+            &mut out,
+            "mailsift_stage_seconds",
+            &format!("stage=\"{}\"", stage.as_str()),
+            &c.stages[stage as usize],
+        );
     }
     let _ = writeln!(
         out,
@@ -141,4 +130,19 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
         web.started.elapsed().as_secs()
     );
     out
+}
+
+/// One histogram's lines (`_bucket`, `_sum`, `_count`), with `labels` (`name="value"`, or empty) on each.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &mailsift_gateway::counters::Histogram) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let sep = if labels.is_empty() { "" } else { "," };
+    let braces = |l: &str| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
+    let mut cumulative = 0;
+    for (i, bound) in mailsift_gateway::LATENCY_BUCKETS_MS.iter().enumerate() {
+        cumulative += get(&h.buckets[i]);
+        let le = if *bound == u64::MAX { "+Inf".to_string() } else { format!("{}", *bound as f64 / 1000.0) };
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum{} {}", braces(labels), get(&h.sum_us) as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels));
 }
