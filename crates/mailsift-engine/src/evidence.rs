@@ -67,6 +67,9 @@ pub struct DkimFacts {
     pub selector: String,
     pub verdict: DkimVerdict,
     pub detail: String,
+    /// The headers this very signature covers (its `h=` tag, lower case), as the verifier read them.
+    #[serde(default)]
+    pub signed_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

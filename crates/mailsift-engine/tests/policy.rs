@@ -491,6 +491,7 @@ actions = [{ action = "reject" }]
             selector: "s1".into(),
             verdict: DkimVerdict::Pass,
             detail: String::new(),
+            signed_headers: Vec::new(),
         }],
         dmarc: Some(DmarcFacts {
             domain: "payroll-provider.example".into(),
@@ -806,6 +807,7 @@ fn allow_entries_tied_to_authentication_or_infrastructure() {
             selector: "k".into(),
             verdict: DkimVerdict::Pass,
             detail: String::new(),
+            signed_headers: Vec::new(),
         }],
         ..SenderFacts::default()
     });

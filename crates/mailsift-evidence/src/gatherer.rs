@@ -236,6 +236,7 @@ impl SenderGatherer {
                 }
             }
             facts.dns_list_errors.extend(d.facts.dns_list_errors.iter().cloned());
+            // What did not finish at the door (SPF, reverse DNS, the client's lists) is this message's too.
             for what in &d.facts.timed_out {
                 if !facts.timed_out.contains(what) {
                     facts.timed_out.push(what.clone());
@@ -545,7 +546,9 @@ impl SenderGatherer {
                 ),
                 None => dkim_verdict(d.result()),
             };
-            facts.dkim.push(DkimFacts { domain, selector, verdict, detail });
+            let signed_headers =
+                d.signature().map(|s| s.h.iter().map(|h| h.to_ascii_lowercase()).collect()).unwrap_or_default();
+            facts.dkim.push(DkimFacts { domain, selector, verdict, detail, signed_headers });
         }
         if dkim.is_err() {
             facts.dkim.push(DkimFacts {
@@ -553,6 +556,7 @@ impl SenderGatherer {
                 selector: String::new(),
                 verdict: DkimVerdict::TempError,
                 detail: "DNS deadline".into(),
+                signed_headers: Vec::new(),
             });
         }
         // Structural checks the ARC library is lenient about (RFC 8617 §4.1): every instance needs its
@@ -635,14 +639,6 @@ impl SenderGatherer {
         let value = text.strip_prefix("Authentication-Results:").unwrap_or(&text).trim();
         facts.authentication_results = Some(value.to_string()).filter(|s| !s.is_empty());
         facts.spf = spf_out.as_ref().map(|o| spf_result(o.result()));
-        if let Some(d) = door {
-            // The door's SPF or reverse DNS lookups that did not finish are this message's too.
-            for what in d.facts.timed_out.iter().filter(|w| *w == "spf" || *w == "ptr") {
-                if !facts.timed_out.contains(what) {
-                    facts.timed_out.push(what.clone());
-                }
-            }
-        }
         let iprev = iprev.ok().flatten();
         (facts, RawAnswers { spf: spf_out, iprev })
     }

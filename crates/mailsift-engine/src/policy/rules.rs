@@ -1348,7 +1348,13 @@ mod tests {
         }
 
         fn sig(domain: &str, verdict: DkimVerdict) -> DkimFacts {
-            DkimFacts { domain: domain.into(), selector: "s1".into(), verdict, detail: String::new() }
+            DkimFacts {
+                domain: domain.into(),
+                selector: "s1".into(),
+                verdict,
+                detail: String::new(),
+                signed_headers: Vec::new(),
+            }
         }
 
         fn evidence() -> Evidence {
