@@ -103,11 +103,7 @@ async fn judged(
     learn: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
-    let gathering = state.gatherer.is_some().then(std::time::Instant::now);
     let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace, door).await?;
-    if let Some(started) = gathering {
-        gateway.counters.observe_stage(crate::Stage::Evidence, started.elapsed());
-    }
     let state = state.clone();
     let (judged, waited, ran) = gateway
         .judges
@@ -201,8 +197,13 @@ async fn sender_evidence(
     let mut evidence = Evidence::default();
     if envelope.direction == Direction::Inbound {
         let domains: Vec<&str> = parsed.get().0.urls.iter().map(|u| u.domain.as_str()).collect();
+        let started = std::time::Instant::now();
         evidence =
             Evidence::from_sender(gatherer.gather_with_urls(parsed.backing_cart(), &envelope, &domains, door).await);
+        // Timed where the questions are asked: outbound mail and gateways without DNS ask none.
+        if let Some(g) = gateway {
+            g.counters.observe_stage(crate::Stage::Evidence, started.elapsed());
+        }
     }
     Ok((envelope, evidence, Input::Parsed(parsed)))
 }

@@ -73,9 +73,7 @@ impl JudgePool {
             rx.await.unwrap_or_else(|_| Err("a judge thread stopped before answering".into()))
         }
     }
-}
 
-impl JudgePool {
     /// As [`JudgePool::run`], and says how long the work waited in the queue and how long it ran.
     pub fn run_measured<T, F>(
         &self,
