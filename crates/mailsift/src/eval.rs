@@ -189,10 +189,9 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
         for root in paths {
             let folder = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             for f in message_files(root)? {
-                let side = if is_spam { Side::Spam } else { Side::Ham };
                 match args.split {
                     Some(EvalSplit::Time) => jobs.push((f, folder.clone(), is_spam)),
-                    Some(split) if split.trains(&f, args.fold) => training.push((f, side)),
+                    Some(split) if split.trains(&f, args.fold) => training.push((f, side(is_spam))),
                     Some(split) if split.evaluates(&f, args.fold) => jobs.push((f, folder.clone(), is_spam)),
                     Some(_) => {}
                     None if in_split(&f, args.subset) => jobs.push((f, folder.clone(), is_spam)),
@@ -213,12 +212,12 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
             );
             training = older.into_iter().map(|((f, _, is_spam), _)| (f, side(is_spam))).collect();
             jobs = newer.into_iter().map(|(job, _)| job).collect();
-            Some("time".to_string())
+            Some("--split time: training on the older part".to_string())
         }
         Some(split) => {
             let name = clap::ValueEnum::to_possible_value(&split).map(|v| v.get_name().to_string()).unwrap_or_default();
             anyhow::ensure!(!training.is_empty(), "--split {name}: no corpus files named NNNNN.<md5>.txt to train on");
-            Some(name)
+            Some(format!("--split {name}: training on the train half"))
         }
         None if !args.train_ham.is_empty() => {
             let evaluated: std::collections::HashSet<PathBuf> =
@@ -235,7 +234,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                     }
                 }
             }
-            Some("cross".to_string())
+            Some("training on --train-ham and --train-spam".to_string())
         }
         None => None,
     };
@@ -243,16 +242,12 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
     let _tmp;
     let engine = match protocol {
         None => crate::with_trained_model(engine, data_dir)?,
-        Some(name) => {
+        Some(training_on) => {
             let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
             let store = SqliteStore::open_dir(tmp.path())?;
             let mut learner = Learner::open(store)?;
             let report = crate::train::train_files(&engine, &mut learner, &training, args.threads, args.passes, true)?;
-            match name.as_str() {
-                "cross" => print!("training on --train-ham and --train-spam: "),
-                "time" => print!("--split time: training on the older part: "),
-                _ => print!("--split {name}: training on the train half: "),
-            }
+            print!("{training_on}: ");
             report.print();
             println!();
             _tmp = tmp;
