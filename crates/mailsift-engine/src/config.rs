@@ -213,6 +213,10 @@ pub struct ClassifierConfig {
     pub min_ham: u64,
     /// The classifiers stay silent until at least this many spam messages were learned.
     pub min_spam: u64,
+    /// Until the local model has learned `min_ham` and `min_spam` messages, the classifiers answer from the
+    /// day-one model shipped in the binary, with this share of the points (0 turns it off, 1 gives it the
+    /// local model's full say). See `classify::day_one`.
+    pub day_one_say: f64,
     /// Learn from the gateway's own verdicts, far from the thresholds only. Off by default: a model that
     /// learns from itself can drift; user reports and spamtraps are the safer teachers.
     pub autolearn: bool,
@@ -235,6 +239,7 @@ impl Default for ClassifierConfig {
             enabled: true,
             min_ham: 200,
             min_spam: 200,
+            day_one_say: 0.25,
             autolearn: false,
             autolearn_spam_score: 15.0,
             autolearn_ham_score: -2.0,

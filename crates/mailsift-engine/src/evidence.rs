@@ -184,6 +184,10 @@ pub struct ClassifierScores {
     /// messages, over all its tokens), in 0..=1: mail unlike anything learned gets a smaller say.
     #[serde(default)]
     pub familiarity: Option<f64>,
+    /// Set when the answers come from the shipped day-one model (the local model has not learned enough):
+    /// the share of the points it is given (`classifier.day_one_say`).
+    #[serde(default)]
+    pub day_one_say: Option<f64>,
 }
 
 /// What local reputation is kept about.

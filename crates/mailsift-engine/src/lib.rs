@@ -63,6 +63,8 @@ pub enum EngineError {
     Composites(String),
     #[error("settings {0}")]
     Settings(String),
+    #[error("[classifier]: {0}")]
+    Classifier(String),
 }
 
 /// The configured engine: registry, compiled rules, thresholds. Build once, share across threads.
@@ -136,6 +138,10 @@ impl Engine {
                 return Err(EngineError::GroupCaps(format!("{group}: the cap must be a number of at least 0")));
             }
         }
+        let say = config.classifier.day_one_say;
+        if !(0.0..=1.0).contains(&say) {
+            return Err(EngineError::Classifier(format!("day_one_say must be between 0 and 1 (got {say})")));
+        }
         let policy = policy::Policy::new(&config.policy)?;
         Ok(Engine {
             config,
@@ -161,13 +167,27 @@ impl Engine {
         self.model.as_ref()
     }
 
-    /// The classifiers' answers about a parsed message, when a model is loaded and enabled.
+    /// The classifiers' answers about a parsed message: the local model's once it has learned enough, until
+    /// then the shipped day-one model's with its smaller say (`classify::day_one`); `None` when the
+    /// classifiers are off or neither answers.
     pub fn classify(&self, msg: &Message<'_>) -> Option<evidence::ClassifierScores> {
-        let model = self.model.as_ref().filter(|_| self.config.classifier.enabled)?;
+        let config = &self.config.classifier;
+        if !config.enabled {
+            return None;
+        }
         let features = classify::features(msg);
-        let model = model.read().unwrap_or_else(|e| e.into_inner());
-        let scores = model.classify(&features, &self.config.classifier);
-        (scores != evidence::ClassifierScores::default()).then_some(scores)
+        if let Some(model) = &self.model {
+            let scores = model.read().unwrap_or_else(|e| e.into_inner()).classify(&features, config);
+            if scores != evidence::ClassifierScores::default() {
+                return Some(scores);
+            }
+        }
+        if config.day_one_say <= 0.0 {
+            return None;
+        }
+        let scores = classify::day_one::model()?.classify(&features, config);
+        (scores != evidence::ClassifierScores::default())
+            .then_some(evidence::ClassifierScores { day_one_say: Some(config.day_one_say), ..scores })
     }
 
     pub fn registry(&self) -> &Registry {

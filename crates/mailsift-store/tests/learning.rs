@@ -192,8 +192,8 @@ fn the_same_message_trained_twice_counts_once() {
 #[test]
 fn the_experience_gate_keeps_bayes_silent() {
     let dir = tempfile::tempdir().unwrap();
-    // The default gate: 200 of each.
-    let engine = engine(ClassifierConfig::default());
+    // The default gate: 200 of each (and no day-one model standing in, see the next test).
+    let engine = engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() });
     let mut learner = open(&dir);
     train_basics(&mut learner, &engine, 20);
     let engine = engine.with_model(learner.model());
@@ -205,6 +205,38 @@ fn the_experience_gate_keeps_bayes_silent() {
     // The same model with a gate it passes speaks.
     let open_gate = self::engine(small_gate()).with_model(learner.model());
     assert!(open_gate.classify(&open_gate.parse(&msg_raw)).is_some());
+}
+
+/// Until the local model passes the gate, the day-one model shipped in the binary answers, with a quarter of
+/// the points, and says so in each symbol's detail; once the gate opens, the local model alone answers.
+#[test]
+fn until_the_gate_opens_the_day_one_model_stands_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(ClassifierConfig::default());
+    let mut learner = open(&dir);
+    train_basics(&mut learner, &engine, 20);
+    let engine = engine.with_model(learner.model());
+    let spam = fixture("rspamd_advance_fee_fraud.eml");
+    let scores = engine.classify(&engine.parse(&spam)).expect("the day-one model answers");
+    assert_eq!(scores.day_one_say, Some(0.25));
+    assert!(scores.bayes.is_some_and(|p| p > 0.9) || scores.linear.is_some_and(|p| p > 0.9), "{scores:?}");
+    let v = engine.scan(&spam, &Envelope::default(), &Evidence::default());
+    let classifier: Vec<_> = v.symbols.iter().filter(|s| s.group == mailsift_engine::Group::Classifier).collect();
+    assert!(!classifier.is_empty(), "{:?}", v.symbols);
+    for s in &classifier {
+        assert!(s.detail.contains("day-one model at 25%"), "{s:?}");
+        assert!(s.score.abs() <= 1.0 + 1e-9, "a quarter of at most 4 points: {s:?}");
+    }
+    // The local model, once it has learned enough, answers alone.
+    let open_gate = self::engine(small_gate()).with_model(learner.model());
+    let local = open_gate.classify(&open_gate.parse(&spam)).expect("the local model answers");
+    assert_eq!(local.day_one_say, None);
+    let v = open_gate.scan(&spam, &Envelope::default(), &Evidence::default());
+    assert!(v.symbols.iter().all(|s| !s.detail.contains("day-one")), "{:?}", v.symbols);
+    // Turned off, nothing stands in.
+    let off =
+        self::engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() }).with_model(learner.model());
+    assert_eq!(off.classify(&off.parse(&spam)), None);
 }
 
 #[test]

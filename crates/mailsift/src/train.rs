@@ -36,6 +36,16 @@ pub struct TrainArgs {
     /// Extra passes of the linear model over the new messages (online learners improve with a few).
     #[arg(long, default_value_t = DEFAULT_PASSES)]
     passes: usize,
+    /// After training, also write the whole model (not only what this run learned) to this file in the
+    /// portable form the binary ships its day-one model in (`tools/day-one-model.sh`).
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// With --export: leave out Bayes tokens met in fewer than this many trained messages.
+    #[arg(long, default_value_t = 2, requires = "export")]
+    export_min_messages: u32,
+    /// With --export: leave out linear weights smaller than this in magnitude.
+    #[arg(long, default_value_t = 0.05, requires = "export")]
+    export_min_weight: f32,
 }
 
 pub const DEFAULT_PASSES: usize = 8;
@@ -91,6 +101,19 @@ pub fn run(engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
         learner.model().read().map(|m| m.bayes.spam).unwrap_or(0),
         learner.store().path().display()
     );
+    if let Some(out) = &args.export {
+        let bytes = {
+            let model = learner.model();
+            let model = model.read().unwrap_or_else(|e| e.into_inner());
+            let pruning = mailsift_engine::classify::portable::Pruning {
+                min_messages: args.export_min_messages,
+                min_weight: args.export_min_weight,
+            };
+            mailsift_engine::classify::portable::encode(&model, pruning)
+        };
+        std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+        println!("exported: {} ({} bytes)", out.display(), bytes.len());
+    }
     Ok(())
 }
 

@@ -128,12 +128,20 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let Some(scores) = ctx.evidence.classifier else {
         return;
     };
+    // The shipped day-one model speaks with its configured share of the points (see `classify::day_one`).
+    let say = scores.day_one_say.filter(|s| s.is_finite()).map(|s| s.clamp(0.0, 1.0));
     for (symbols, p) in [(&BAYES, scores.bayes), (&LINEAR, scores.linear)] {
         let Some(p) = p.filter(|p| p.is_finite()) else {
             continue;
         };
         if let Some(g) = grade_index(p) {
-            hits.hit_scaled(symbols[g], share_of_weight(p), format!("p={p:.4}"));
+            let detail = match say {
+                Some(s) => {
+                    format!("p={p:.4}, day-one model at {:.0}% (the local model has not learned enough)", s * 100.0)
+                }
+                None => format!("p={p:.4}"),
+            };
+            hits.hit_scaled(symbols[g], share_of_weight(p) * say.unwrap_or(1.0), detail);
         }
     }
 }

@@ -8,7 +8,9 @@
 //! correlated features, which Bayes' independence assumption double-counts.
 
 pub mod bayes;
+pub mod day_one;
 pub mod linear;
+pub mod portable;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};
@@ -77,7 +79,12 @@ impl Model {
             return ClassifierScores::default();
         }
         let (bayes, familiarity) = self.bayes.score_and_familiarity(f.bayes_ids());
-        ClassifierScores { bayes: Some(bayes), linear: Some(self.linear.score(&f.ids)), familiarity: Some(familiarity) }
+        ClassifierScores {
+            bayes: Some(bayes),
+            linear: Some(self.linear.score(&f.ids)),
+            familiarity: Some(familiarity),
+            day_one_say: None,
+        }
     }
 
     /// Learns a message's features on `side`, given on which side (if any) it was learned before.
