@@ -88,3 +88,15 @@ fn forged_freemail_leaves_posts_of_lists_that_only_mark_sender_and_precedence_al
     // A real spam with a forged free-mail From still gets it.
     assert!(fires(&testdata("sa_spam_001.eml"), "FORGED_FREEMAIL_RCVD"));
 }
+
+/// A 2002 list archive kept no Received lines but the delivering server's Delivery-Date: its Date is judged
+/// against that, not against today. A spam whose Date is weeks before its Received lines still gets it.
+#[test]
+fn archived_mail_without_received_lines_is_dated_by_its_delivery_date() {
+    let archived = corpus("ham_archive_no_received.eml");
+    assert!(!archived.lines().take_while(|l| !l.is_empty()).any(|l| l.starts_with("Received:")));
+    assert!(!fires(&archived, "DATE_IN_PAST"), "{:?}", symbols(&archived));
+    // Without its Delivery-Date the scan time is all there is, and 2002 is long past.
+    assert!(fires(&without_headers(&archived, &["Delivery-Date"]), "DATE_IN_PAST"));
+    assert!(fires(&corpus("spam_date_in_past.eml"), "DATE_IN_PAST"));
+}

@@ -200,7 +200,11 @@ const DAY: i64 = 86_400;
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let m = ctx.message;
     // Dates are judged against the newest Received timestamp: the time mail arrived, even for old archives.
-    let received_at = m.hops.iter().find_map(|h| h.timestamp).unwrap_or(ctx.now);
+    // Archives that kept no Received lines (list archives, a mailbox's export) often keep the delivering
+    // server's Delivery-Date; without either, the scan time. (102 of the 153 ham of the SpamAssassin corpus's
+    // TRAIN half that got DATE_IN_PAST were such 2002 archives judged against today.)
+    let received_at =
+        m.hops.iter().find_map(|h| h.timestamp).or_else(|| delivery_date(m).map(|t| t.min(ctx.now))).unwrap_or(ctx.now);
     match (&m.date_raw, m.date) {
         (None, _) => hits.hit(sym::MISSING_DATE, ""),
         (Some(raw), None) => hits.hit(sym::INVALID_DATE, raw.chars().take(60).collect::<String>()),
@@ -286,6 +290,33 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     {
         hits.hit(sym::X_PRIORITY_HIGH, "");
     }
+}
+
+/// The `Delivery-Date` field as a Unix time: RFC 5322 form, or the mbox form ("Fri Sep  6 03:41:13 2002",
+/// no zone: read as UTC, which is close enough for a rule that counts in days).
+fn delivery_date(m: &crate::message::Message<'_>) -> Option<i64> {
+    let raw = m.header("Delivery-Date")?.trim();
+    if let Some(d) = mail_parser::DateTime::parse_rfc822(raw).filter(|d| d.is_valid()) {
+        return Some(d.to_timestamp());
+    }
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let f: Vec<&str> = raw.split_whitespace().collect();
+    let [_, month, day, time, year] = f.as_slice() else { return None };
+    let month = MONTHS.iter().position(|mo| month.get(..3).is_some_and(|m3| m3.eq_ignore_ascii_case(mo)))? + 1;
+    let mut hms = time.split(':').map(|n| n.parse::<u8>().ok());
+    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next().flatten().unwrap_or(0));
+    let d = mail_parser::DateTime {
+        year: year.parse().ok()?,
+        month: month as u8,
+        day: day.parse().ok()?,
+        hour,
+        minute,
+        second,
+        tz_before_gmt: false,
+        tz_hour: 0,
+        tz_minute: 0,
+    };
+    d.is_valid().then(|| d.to_timestamp())
 }
 
 fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'_>) {
