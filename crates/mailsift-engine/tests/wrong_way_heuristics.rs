@@ -89,6 +89,19 @@ fn forged_freemail_leaves_posts_of_lists_that_only_mark_sender_and_precedence_al
     assert!(fires(&testdata("sa_spam_001.eml"), "FORGED_FREEMAIL_RCVD"));
 }
 
+/// White headings in a table cell whose background is a picture (WinXPnews) are readable, and so is the whole
+/// text of a spam written in white and yellow on a denim background image: neither is hidden text. Text in the
+/// page's own background colour still is.
+#[test]
+fn text_on_a_background_picture_is_not_hidden() {
+    let news = corpus("ham_winxpnews.eml");
+    assert!(!fires(&news, "HTML_HIDDEN_TEXT"), "{:?}", symbols(&news));
+    let denim = corpus("spam_text_on_background_image.eml");
+    let syms = symbols(&denim);
+    assert!(!syms.iter().any(|s| s == "HTML_HIDDEN_TEXT" || s == "HTML_MOSTLY_HIDDEN"), "{syms:?}");
+    assert!(fires(&corpus("spam_hidden_text.eml"), "HTML_HIDDEN_TEXT"));
+}
+
 /// A 2002 list archive kept no Received lines but the delivering server's Delivery-Date: its Date is judged
 /// against that, not against today. A spam whose Date is weeks before its Received lines still gets it.
 #[test]
