@@ -89,6 +89,15 @@ fn forged_freemail_leaves_posts_of_lists_that_only_mark_sender_and_precedence_al
     assert!(fires(&testdata("sa_spam_001.eml"), "FORGED_FREEMAIL_RCVD"));
 }
 
+/// CNET's newsletters carry an advertising iframe in every issue; mail clients do not load frames. The symbol
+/// stays to explain, at no weight.
+#[test]
+fn an_iframe_is_explained_but_weighs_nothing() {
+    let v = scan(&corpus("ham_cnet_iframe.eml"));
+    let iframe = v.symbols.iter().find(|s| s.name == "HTML_IFRAME").expect("HTML_IFRAME is reported");
+    assert_eq!(iframe.score, 0.0, "{iframe:?}");
+}
+
 /// White headings in a table cell whose background is a picture (WinXPnews) are readable, and so is the whole
 /// text of a spam written in white and yellow on a denim background image: neither is hidden text. Text in the
 /// page's own background colour still is.
