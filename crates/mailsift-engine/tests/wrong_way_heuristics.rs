@@ -89,6 +89,18 @@ fn forged_freemail_leaves_posts_of_lists_that_only_mark_sender_and_precedence_al
     assert!(fires(&testdata("sa_spam_001.eml"), "FORGED_FREEMAIL_RCVD"));
 }
 
+/// A Lyris newsletter (Lockergnome) links to some forty sites, one of them a .biz: neither a link farm nor a
+/// risky destination. A spam that sends the reader to its own .biz site still gets URL_RISKY_TLD, and a spam
+/// linking to many domains without any list marks still gets URL_MANY_DOMAINS.
+#[test]
+fn newsletters_linking_widely_are_not_link_farms_nor_risky() {
+    let news = corpus("ham_lyris_newsletter.eml");
+    let syms = symbols(&news);
+    assert!(!syms.iter().any(|s| s == "URL_RISKY_TLD" || s == "URL_MANY_DOMAINS"), "{syms:?}");
+    assert!(fires(&corpus("spam_risky_tld.eml"), "URL_RISKY_TLD"));
+    assert!(fires(&corpus("spam_many_domains.eml"), "URL_MANY_DOMAINS"));
+}
+
 /// CNET's newsletters carry an advertising iframe in every issue; mail clients do not load frames. The symbol
 /// stays to explain, at no weight.
 #[test]

@@ -91,6 +91,9 @@ const RISKY_TLDS: &[&str] = &[
     "mov",
 ];
 
+/// URL_RISKY_TLD fires when at least one in this many of the linked domains is under a risky top-level domain.
+const RISKY_SHARE: usize = 5;
+
 const SHORTENERS: &[&str] = &[
     "bit.ly",
     "tinyurl.com",
@@ -119,8 +122,17 @@ const SHORTENERS: &[&str] = &[
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let m = ctx.message;
     let mut domains = FxHashSet::default();
+    // Domains the reader is sent to (not images), and those of them under a risky top-level domain.
+    let mut linked = FxHashSet::default();
+    let mut risky = FxHashSet::default();
     for u in &m.urls {
         domains.insert(u.domain.as_str());
+        if u.source != UrlSource::Image && u.ip.is_none() {
+            linked.insert(u.domain.as_str());
+            if RISKY_TLDS.contains(&u.tld.as_str()) {
+                risky.insert(u.domain.as_str());
+            }
+        }
         if let Some(ip) = u.ip {
             if u.obscured_ip {
                 hits.hit(sym::URL_OBSCURED_IP, u.host.clone());
@@ -144,14 +156,22 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                 hits.hit(sym::URL_USERINFO_TRICK, format!("{ui}@{}", u.host));
             }
         }
-        if RISKY_TLDS.contains(&u.tld.as_str()) && u.source != UrlSource::Image {
-            hits.hit(sym::URL_RISKY_TLD, u.domain.clone());
-        }
         if u.defanged {
             hits.hit(sym::URL_DEFANGED, u.host.clone());
         }
     }
-    if domains.len() >= 10 {
+    // Spam sends the reader to its own site, so a risky domain is most of what it links to; a newsletter or
+    // digest that links to thirty sites will name a .biz or a .info among them by chance (on the SpamAssassin
+    // corpus's TRAIN half the rule fired on 23 ham, all such, against 9 spam, when any one risky link counted;
+    // with one in five, on 3 ham and the same 9 spam).
+    if !risky.is_empty() && risky.len() * RISKY_SHARE >= linked.len() {
+        let mut names: Vec<&str> = risky.iter().copied().collect();
+        names.sort_unstable();
+        hits.hit(sym::URL_RISKY_TLD, names.join(", "));
+    }
+    // Digests and list newsletters link to many sites by nature (see `is_list_post`): on the SpamAssassin TRAIN
+    // half, 37 ham against 14 spam before list posts were left alone, 13 against 12 after.
+    if domains.len() >= 10 && !super::headers::is_list_post(m) {
         hits.hit(sym::URL_MANY_DOMAINS, format!("{} domains", domains.len()));
     }
     // Links into the sender's own domain are its tracking, not a deception (newsletters show the shop's
