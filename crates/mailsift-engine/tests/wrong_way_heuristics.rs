@@ -101,6 +101,17 @@ fn newsletters_linking_widely_are_not_link_farms_nor_risky() {
     assert!(fires(&corpus("spam_many_domains.eml"), "URL_MANY_DOMAINS"));
 }
 
+/// Apple's newsletter counts clicks through its mailing house (komtools.net) on the way to apple.com, the
+/// sender's own domain: click tracking, not a hidden destination. A real spam's redirect to another site still
+/// counts.
+#[test]
+fn redirects_into_the_senders_own_domain_are_click_tracking() {
+    let news = corpus("ham_apple_enews.eml");
+    assert!(news.contains("komtools.net/tracker_court"), "the fixture has its tracking links");
+    assert!(!fires(&news, "URL_REDIRECTOR"), "{:?}", symbols(&news));
+    assert!(fires(&testdata("sa_spam_badmime.eml"), "URL_REDIRECTOR"));
+}
+
 /// CNET's newsletters carry an advertising iframe in every issue; mail clients do not load frames. The symbol
 /// stays to explain, at no weight.
 #[test]
