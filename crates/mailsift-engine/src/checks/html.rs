@@ -43,8 +43,11 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Legitimate services never ask for passwords inside a message."),
     SymbolSpec::of(sym::HTML_SCRIPT, Html, 0.5, "The HTML contains scripts or event handlers, which mail clients never run.",
         "Ask the sender to remove scripts from their template."),
-    SymbolSpec::of(sym::HTML_IFRAME, Html, 0.5, "The HTML contains a frame or iframe.",
-        "Ask the sender to remove frames from their template."),
+    // Weight 0, kept to explain: most mail clients do not load frames, and the newsletters that carry them (an
+    // advertising frame in every CNET and ZDNet issue) outnumber spam: 42 ham against 3 spam on the
+    // SpamAssassin corpus's TRAIN half. The ASF option frame_or_iframe_tags is there for who wants them judged.
+    SymbolSpec::of(sym::HTML_IFRAME, Html, 0.0, "The HTML contains a frame or iframe.",
+        "Weighs nothing: most mail clients do not load frames. To be rid of them, ask the sender to remove frames from their template."),
     SymbolSpec::of(sym::HTML_META_REFRESH, Html, 1.5, "The HTML tries to redirect the reader with a meta refresh.",
         "No legitimate message needs this."),
     SymbolSpec::of(sym::HTML_SHOUTING_FONTS, Html, 1.6, "The HTML uses several very large fonts.",

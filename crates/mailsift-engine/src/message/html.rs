@@ -218,6 +218,14 @@ impl State {
                 self.body_bg = Some(c);
             }
         }
+        // A background picture lies over the background colour, so the colour behind the text is no longer
+        // known: white headings on a dark banner image are readable (a newsletter's header cell), not hidden.
+        if attr("background").is_some_and(|b| !b.trim().is_empty()) {
+            style.bg = None;
+            if name == "body" {
+                self.body_bg = None;
+            }
+        }
         match name {
             "a" => {
                 if let Some(href) = attr("href") {
@@ -402,7 +410,12 @@ fn apply_css(css: &str, style: &mut Style) {
                 if let Some(c) = value.split_whitespace().find_map(parse_colour) {
                     style.bg = Some(c);
                 }
+                // A picture in the shorthand covers its colour (see the `background` attribute).
+                if prop == "background" && value.contains("url(") {
+                    style.bg = None;
+                }
             }
+            "background-image" if value.contains("url(") => style.bg = None,
             _ => {}
         }
     }
@@ -503,6 +516,18 @@ mod tests {
         assert!(v.hidden_text.contains("zero"));
         assert!(v.hidden_text.contains("white on white"));
         assert_eq!(v.tiny_text_len, "smallprint".len());
+    }
+
+    #[test]
+    fn text_on_a_background_picture_is_visible() {
+        let v = render(
+            r##"<body bgcolor="#ffffff"><table><tr><td background="http://x.example/dark.gif">
+            <font color="#ffffff">white heading</font></td></tr></table>
+            <div style="background: #ffffff url(http://x.example/d.gif)"><font color="#ffffff">on a css picture</font></div>
+            <font color="#ffffff">white on white</font></body>"##,
+        );
+        assert!(v.text.contains("white heading") && v.text.contains("on a css picture"), "{}", v.text);
+        assert_eq!(v.hidden_text.trim(), "white on white");
     }
 
     #[test]
