@@ -23,5 +23,5 @@ trap 'rm -rf "$data"' EXIT
   --export crates/mailsift-engine/data/day-one.model
 # The binary embeds the model: build again so that it carries the new one.
 cargo build --release -q -p mailsift
-echo "day-one model rebuilt; measure it with an empty data directory:"
-echo "  ./target/release/mailsift eval --data-dir \"\$(mktemp -d)/none\" --subset test --ham $corpus/easy-ham-1 $corpus/easy-ham-2 $corpus/hard-ham-1 --spam $corpus/spam-1 $corpus/spam-2"
+echo "day-one model rebuilt; measure it as a fresh installation judges:"
+echo "  ./target/release/mailsift eval --day-one --subset test --ham $corpus/easy-ham-1 $corpus/easy-ham-2 $corpus/hard-ham-1 --spam $corpus/spam-1 $corpus/spam-2"

@@ -169,18 +169,15 @@ impl Engine {
 
     /// The classifiers' answers about a parsed message: the local model's once it has learned enough, until
     /// then the shipped day-one model's with its smaller say (`classify::day_one`); `None` when the
-    /// classifiers are off or neither answers.
+    /// classifiers are off, no local model is attached (an engine used without a learning store: library
+    /// use, heuristics-only scans) or neither answers.
     pub fn classify(&self, msg: &Message<'_>) -> Option<evidence::ClassifierScores> {
         let config = &self.config.classifier;
-        if !config.enabled {
-            return None;
-        }
+        let model = self.model.as_ref().filter(|_| config.enabled)?;
         let features = classify::features(msg);
-        if let Some(model) = &self.model {
-            let scores = model.read().unwrap_or_else(|e| e.into_inner()).classify(&features, config);
-            if scores != evidence::ClassifierScores::default() {
-                return Some(scores);
-            }
+        let scores = model.read().unwrap_or_else(|e| e.into_inner()).classify(&features, config);
+        if scores != evidence::ClassifierScores::default() {
+            return Some(scores);
         }
         if config.day_one_say <= 0.0 {
             return None;

@@ -77,6 +77,10 @@ pub struct EvalArgs {
     /// scored) to this TSV file.
     #[arg(long, value_name = "FILE")]
     scores_tsv: Option<PathBuf>,
+    /// Judge as a fresh installation does: an empty local model, so the shipped day-one model stands in
+    /// (with `classifier.day_one_say` of the points). The data directory is not read.
+    #[arg(long, conflicts_with_all = ["split", "train_ham", "train_spam"])]
+    day_one: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -241,6 +245,10 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
     // The temporary model's directory lives until the evaluation is over.
     let _tmp;
     let engine = match protocol {
+        None if args.day_one => {
+            println!("a fresh installation: no local training, the day-one model stands in");
+            engine.with_model(Default::default())
+        }
         None => crate::with_trained_model(engine, data_dir)?,
         Some(training_on) => {
             let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
