@@ -398,3 +398,43 @@ fn serve_warns_when_a_public_listener_runs_with_dns_off() {
     let loopback = stderr_of("127.0.0.1:0", "loopback-dns-off");
     assert!(!loopback.contains("DNS evidence off"), "{loopback}");
 }
+
+/// A fresh gateway has learned nothing: the day-one model shipped in the binary stands in for its classifiers,
+/// with a quarter of the points. Turned off, the classifiers stay silent.
+#[test]
+fn a_fresh_gateway_judges_with_the_day_one_model() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages/sa_spam_001.eml");
+    let spam = String::from_utf8_lossy(&std::fs::read(&fixture).unwrap()).replace("\r\n", "\n").replace('\n', "\r\n");
+    let spam = spam.replace("\r\n.", "\r\n..");
+    let show = |data: &Path, config: Option<&Path>| {
+        let (mut gw, addr) = serve(data, config);
+        let mut c = Smtp::connect(addr);
+        let (code, text) = c.send_message("bob@localhost", &spam);
+        assert!(code == 250 || code == 550, "{code} {text}");
+        assert_eq!(c.cmd("QUIT").0, 221);
+        assert!(Command::new("kill").args(["-TERM", &gw.0.id().to_string()]).status().unwrap().success());
+        gw.0.wait().unwrap();
+        let list = bin().arg("--data-dir").arg(data).args(["log", "list", "--json"]).output().unwrap();
+        let row: serde_json::Value = serde_json::from_slice(&list.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&list.stdout)));
+        let id = row["id"].as_str().unwrap().to_string();
+        let out = bin().arg("--data-dir").arg(data).args(["log", "show", &id]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The log lists each symbol's points: the classifiers' are there, and at most a quarter of their 4.
+    let classifier_points = |log: &str| -> Vec<f64> {
+        log.lines()
+            .filter(|l| l.contains("BAYES_") || l.contains("LINEAR_"))
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let fresh = show(&temp_dir("day-one"), None);
+    let points = classifier_points(&fresh);
+    assert!(!points.is_empty() && points.iter().all(|p| *p > 0.0 && *p <= 1.0), "{fresh}");
+
+    let off_dir = temp_dir("day-one-off");
+    let config = off_dir.join("mailsift.toml");
+    std::fs::write(&config, "[classifier]\nday_one_say = 0.0\n").unwrap();
+    let off = show(&off_dir.join("data"), Some(&config));
+    assert!(classifier_points(&off).is_empty(), "{off}");
+}
