@@ -74,11 +74,26 @@ fn spam_fixtures_are_flagged() {
         "sa_spam_001.eml",
         "sa_spam_004.eml",
         "sa_spam_006.eml",
-        "sa_spam_badmime.eml",
     ] {
         let v = scan(f);
         assert!(v.action.is_spam(), "{f}: score {} {:?}", v.score, names(&v));
     }
+}
+
+/// A 2002 spam whose From follows a Date ending in "UT" (bare LF line ends): the parser used to lose the From
+/// to the Date, and the heuristics flagged it for MISSING_FROM, a false reason. Read right, the heuristics alone
+/// give it 4.2; a fresh installation, whose classifiers answer from the shipped day-one model, flags it.
+#[test]
+fn a_spam_the_heuristics_alone_miss_is_flagged_by_a_fresh_installation() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/messages/sa_spam_badmime.eml");
+    let raw = std::fs::read(&path).unwrap();
+    let heuristics = Engine::new(EngineConfig::default()).unwrap();
+    let v = heuristics.scan(&raw, &Envelope::default(), &Evidence::default());
+    assert!(!v.symbols.iter().any(|s| s.name == "MISSING_FROM"), "{:?}", names(&v));
+    // A fresh installation: an empty local model, so the day-one model stands in.
+    let fresh = Engine::new(EngineConfig::default()).unwrap().with_model(Default::default());
+    let v = fresh.scan(&raw, &Envelope::default(), &Evidence::default());
+    assert!(v.action.is_spam(), "score {} {:?}", v.score, names(&v));
 }
 
 #[test]

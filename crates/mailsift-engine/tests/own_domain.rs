@@ -347,3 +347,26 @@ fn a_replay_does_not_count_the_diagnosed_message_as_spam_it_would_let_through() 
     let r = diagnose::replay_excluding(&e, &change, &past, None);
     assert_eq!(r.examined, 3);
 }
+
+// ----- a From hidden from the parser -----
+
+/// A spoof of our domain whose From follows a Date the parser reads on into the next line ("UT" zone, bare
+/// LF line ends, as spamc or a milter may hand over): before the fix the From was lost to the Date, so the
+/// anti-spoofing check saw no From at all (MISSING_FROM instead of SPOOF_OWN_DOMAIN) while a mail client
+/// shows "ceo@acme.test". The same message with a well-formed Date is the control.
+#[tokio::test]
+async fn a_from_hidden_behind_a_malformed_date_is_still_our_domain_spoofed() {
+    let dns = TestDns::start(zone());
+    let e = engine(&dns);
+    let spoofer = envelope("198.18.0.9", "bounce@spoofer.test");
+    for date in ["Mon, 6 Jan 2025 10:00:00 +0000", "Mon, 6 Jan 2025 10:00:00 UT", "6 Jan 25 10:00:00 AM"] {
+        let raw = format!(
+            "Date: {date}\nFrom: \"The CEO\" <ceo@acme.test>\nTo: someone@customer.test\nSubject: wire today\n\
+             Message-ID: <x1@spoofer.test>\n\nPlease wire the money today.\n"
+        );
+        let ev = gathered(&e, &raw, &spoofer).await;
+        let v = e.judge(&e.parse(raw.as_bytes()), &spoofer, &ev);
+        assert!(has(&v, "SPOOF_OWN_DOMAIN") && v.action.is_spam(), "Date: {date}: {}", show(&v));
+        assert!(!has(&v, "MISSING_FROM"), "Date: {date}: {}", show(&v));
+    }
+}

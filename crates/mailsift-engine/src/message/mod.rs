@@ -204,30 +204,43 @@ impl<'a> Message<'a> {
         let Some(root) = parsed.parts.first() else {
             return;
         };
+        // Fields the parser read into the one before them (see `split_swallowed`), as "Name: value" lines.
+        let mut swallowed = String::new();
         for h in &root.headers {
             let raw_value = raw_slice(parsed.raw_message.as_ref(), h.offset_start, h.offset_end);
+            let (own, others) = split_swallowed(&raw_value);
             let value = match &h.value {
-                HeaderValue::Text(t) => t.to_string(),
-                _ => unfold(&raw_value),
+                HeaderValue::Text(t) if others.is_empty() => t.to_string(),
+                _ => unfold(own),
             };
             self.headers.push(HeaderField { name: h.name.as_str().to_string(), value });
+            for (name, value) in others {
+                swallowed.push_str(&format!("{name}: {}\r\n", unfold(value)));
+                self.headers.push(HeaderField { name: name.to_string(), value: unfold(value) });
+            }
         }
-        if let Some(from) = parsed.from() {
+        // Parsed again on their own, the recovered fields give what the parser lost.
+        swallowed.push_str("\r\n");
+        let again =
+            (swallowed.len() > 2).then(|| mail_parser::MessageParser::default().parse(swallowed.as_bytes())).flatten();
+        if let Some(from) = parsed.from().or_else(|| again.as_ref().and_then(|a| a.from())) {
             self.from_count = from.iter().count();
             if let Some(a) = from.first() {
                 self.from = Some(Mailbox::from_parts(a.name(), a.address().unwrap_or("")));
             }
         }
-        if let Some(rt) = parsed.reply_to().and_then(|r| r.first()) {
+        let reply_to = parsed.reply_to().or_else(|| again.as_ref().and_then(|a| a.reply_to()));
+        if let Some(rt) = reply_to.and_then(|r| r.first()) {
             if let Some(addr) = rt.address() {
                 self.reply_to = Some(Mailbox::from_parts(rt.name(), addr));
             }
         }
-        if let Some(to) = parsed.to() {
+        if let Some(to) = parsed.to().or_else(|| again.as_ref().and_then(|a| a.to())) {
             self.to = to.iter().filter_map(|a| a.address().map(|ad| Mailbox::from_parts(a.name(), ad))).collect();
         }
-        self.cc_count = parsed.cc().map(|c| c.iter().count()).unwrap_or(0);
-        self.subject = parsed.subject().map(str::to_string);
+        self.cc_count =
+            parsed.cc().or_else(|| again.as_ref().and_then(|a| a.cc())).map(|c| c.iter().count()).unwrap_or(0);
+        self.subject = parsed.subject().or_else(|| again.as_ref().and_then(|a| a.subject())).map(str::to_string);
         self.date_raw = self.header("Date").map(str::to_string);
         self.date = parsed.date().filter(|d| d.is_valid()).map(|d| d.to_timestamp());
         // The raw field, not the parser's: the parser strips the brackets whose absence is evidence.
@@ -423,6 +436,38 @@ fn host_str(h: &mail_parser::Host<'_>) -> String {
     }
 }
 
+/// Splits a field's raw value where the parser read on past its end into the fields that follow: mail-parser
+/// reads a Date ending in an obsolete zone ("UT") or a 12-hour clock ("3:36:25 AM"), on a message with bare LF
+/// line ends, on into the next line, and the field there is lost to it (the From, on real spam). A line that
+/// does not begin with white space begins a new field (RFC 5322 §2.2.3): returns the value's own part and the
+/// fields found after it, as (name, raw value).
+fn split_swallowed(raw_value: &str) -> (&str, Vec<(&str, &str)>) {
+    let mut own_end = raw_value.len();
+    let mut fields = Vec::new();
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for line in raw_value.split_inclusive('\n') {
+        let begins_field = at > 0 && !line.starts_with([' ', '\t']) && !line.trim().is_empty();
+        if begins_field {
+            if starts.is_empty() {
+                own_end = at;
+            }
+            starts.push(at);
+        }
+        at += line.len();
+    }
+    for (i, start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(raw_value.len());
+        let field = &raw_value[*start..end];
+        let Some((name, value)) = field.split_once(':') else { continue };
+        let valid = !name.is_empty() && name.len() <= 76 && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        if valid {
+            fields.push((name, value));
+        }
+    }
+    (&raw_value[..own_end], fields)
+}
+
 fn raw_slice(raw: &[u8], start: u32, end: u32) -> String {
     let (s, e) = (start as usize, (end as usize).min(raw.len()));
     if s >= e {
@@ -531,5 +576,37 @@ mod tests {
         let m = Message::parse(&raw, 1000);
         assert!(m.problems.truncated_for_scan);
         assert_eq!(m.subject.as_deref(), Some("big"));
+    }
+}
+
+#[cfg(test)]
+mod swallowed_fields {
+    use super::Message;
+
+    /// mail-parser reads a Date ending in an obsolete zone ("UT") or a 12-hour clock ("AM") on into the next
+    /// line, and the field there (here the From) is lost to it. A spoofer could hide the From that readers see
+    /// from every check that reads it; the field is recovered from the raw header block.
+    #[test]
+    fn a_field_swallowed_by_the_date_parser_is_recovered() {
+        for (date, eol) in [
+            ("Sat, 14 Sep 2002 06:00:48 UT", "\r\n"),
+            ("27 Jun 01 3:36:25 AM", "\r\n"),
+            ("Sat, 14 Sep 2002 06:00:48 UT", "\n"),
+            ("27 Jun 01 3:36:25 AM", "\n"),
+        ] {
+            let raw = format!(
+                "Date: {date}\r\nFrom: \"The CEO\" <ceo@ourdomain.example>\r\nTo: staff@ourdomain.example\r\nSubject: wire\r\n\r\nbody\r\n"
+            )
+            .replace("\r\n", eol);
+            let m = Message::parse(raw.as_bytes(), 1 << 20);
+            let from = m.from.as_ref().unwrap_or_else(|| panic!("no From after Date: {date}"));
+            assert_eq!(from.address, "ceo@ourdomain.example", "{date}");
+            assert_eq!(from.domain, "ourdomain.example");
+            assert_eq!(m.from_count, 1);
+            assert_eq!(m.to.len(), 1, "{date}");
+            assert_eq!(m.subject.as_deref(), Some("wire"), "{date}");
+            assert_eq!(m.header("From"), Some("\"The CEO\" <ceo@ourdomain.example>"), "{date}");
+            assert!(m.header("Date").is_some_and(|d| !d.contains("From")), "{:?}", m.header("Date"));
+        }
     }
 }
