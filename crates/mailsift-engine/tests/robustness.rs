@@ -139,6 +139,9 @@ fn mime_message() -> impl Strategy<Value = Vec<u8>> {
         Just("\u{0440}\u{0430}ypal v1agr@ F R E E".to_string()),
         Just("\r\n\r\n".to_string()),
         Just("--b--".to_string()),
+        // Dates mail-parser reads on into the next line on bare-LF messages (the swallowed-field recovery).
+        Just("Sat, 14 Sep 2002 06:00:48 UT\nFrom: x@y.example\n".to_string()),
+        Just("27 Jun 01 3:36:25 AM\n \nTo:\n:\n".to_string()),
         ".{0,20}",
     ];
     (proptest::collection::vec((header, fragment.clone()), 0..12), proptest::collection::vec(fragment, 0..20)).prop_map(
