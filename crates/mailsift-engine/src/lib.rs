@@ -175,16 +175,18 @@ impl Engine {
         let config = &self.config.classifier;
         let model = self.model.as_ref().filter(|_| config.enabled)?;
         let features = classify::features(msg);
-        let scores = model.read().unwrap_or_else(|e| e.into_inner()).classify(&features, config);
-        if scores != evidence::ClassifierScores::default() {
-            return Some(scores);
-        }
-        if config.day_one_say <= 0.0 {
+        let local = model.read().unwrap_or_else(|e| e.into_inner());
+        let scores = if local.is_ready(config) {
+            local.classify(&features, config)
+        } else if config.day_one_say > 0.0 {
+            drop(local);
+            let scores = classify::day_one::model()?.classify(&features, config);
+            evidence::ClassifierScores { day_one_say: Some(config.day_one_say), ..scores }
+        } else {
             return None;
-        }
-        let scores = classify::day_one::model()?.classify(&features, config);
-        (scores != evidence::ClassifierScores::default())
-            .then_some(evidence::ClassifierScores { day_one_say: Some(config.day_one_say), ..scores })
+        };
+        // Silent (a message with no features): nothing to report.
+        (scores.bayes.is_some() || scores.linear.is_some()).then_some(scores)
     }
 
     pub fn registry(&self) -> &Registry {

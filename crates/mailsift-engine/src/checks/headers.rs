@@ -371,12 +371,16 @@ pub(super) fn is_list_post(m: &crate::message::Message<'_>) -> bool {
 
 /// A Sender whose mailbox is a list server's bounce address.
 fn is_list_bounce_address(sender: &str) -> bool {
-    let lower = sender.to_ascii_lowercase();
-    let addr = match (lower.rfind('<'), lower.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &lower[a + 1..b],
-        _ => lower.trim(),
+    // The mailbox in angle brackets when there is a display name, else the whole field.
+    let mailbox = match (sender.rfind('<'), sender.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &sender[a + 1..b],
+        _ => sender,
     };
-    let Some((local, _)) = addr.rsplit_once('@') else { return false };
+    let Ok(address) = crate::address::Address::parse(mailbox) else { return false };
+    if address.domain().is_none() {
+        return false;
+    }
+    let local = address.local_part().to_ascii_lowercase();
     local.starts_with("owner-")
         || local.starts_with("bounce-")
         || local.ends_with("-owner")

@@ -72,10 +72,14 @@ pub enum LearnOutcome {
 }
 
 impl Model {
+    /// Whether the model has learned enough to speak (`classifier.min_ham` and `min_spam`).
+    pub fn is_ready(&self, config: &ClassifierConfig) -> bool {
+        self.bayes.ham >= config.min_ham && self.bayes.spam >= config.min_spam
+    }
+
     /// Scores a message's features; engines with less than the configured experience stay silent.
     pub fn classify(&self, f: &Features, config: &ClassifierConfig) -> ClassifierScores {
-        let ready = self.bayes.ham >= config.min_ham && self.bayes.spam >= config.min_spam;
-        if !ready || f.is_empty() {
+        if !self.is_ready(config) || f.is_empty() {
             return ClassifierScores::default();
         }
         let (bayes, familiarity) = self.bayes.score_and_familiarity(f.bayes_ids());

@@ -204,8 +204,9 @@ impl<'a> Message<'a> {
         let Some(root) = parsed.parts.first() else {
             return;
         };
-        // Fields the parser read into the one before them (see `split_swallowed`), as "Name: value" lines.
-        let mut swallowed = String::new();
+        // Fields the parser read into the one before them (see `split_swallowed`), as "Name: value" lines; they
+        // are added to the header views after the field that swallowed them. Empty (no allocation) normally.
+        let mut recovered = String::new();
         for h in &root.headers {
             let raw_value = raw_slice(parsed.raw_message.as_ref(), h.offset_start, h.offset_end);
             let (own, others) = split_swallowed(&raw_value);
@@ -215,14 +216,18 @@ impl<'a> Message<'a> {
             };
             self.headers.push(HeaderField { name: h.name.as_str().to_string(), value });
             for (name, value) in others {
-                swallowed.push_str(&format!("{name}: {}\r\n", unfold(value)));
-                self.headers.push(HeaderField { name: name.to_string(), value: unfold(value) });
+                let value = unfold(value);
+                recovered.push_str(&format!("{name}: {value}\r\n"));
+                self.headers.push(HeaderField { name: name.to_string(), value });
             }
         }
-        // Parsed again on their own, the recovered fields give what the parser lost.
-        swallowed.push_str("\r\n");
-        let again =
-            (swallowed.len() > 2).then(|| mail_parser::MessageParser::default().parse(swallowed.as_bytes())).flatten();
+        // Parsed again on their own, the recovered fields give the addresses and subject the parser lost.
+        if !recovered.is_empty() {
+            recovered.push_str("\r\n");
+        }
+        let again = (!recovered.is_empty())
+            .then(|| mail_parser::MessageParser::default().parse(recovered.as_bytes()))
+            .flatten();
         if let Some(from) = parsed.from().or_else(|| again.as_ref().and_then(|a| a.from())) {
             self.from_count = from.iter().count();
             if let Some(a) = from.first() {
@@ -577,11 +582,6 @@ mod tests {
         assert!(m.problems.truncated_for_scan);
         assert_eq!(m.subject.as_deref(), Some("big"));
     }
-}
-
-#[cfg(test)]
-mod swallowed_fields {
-    use super::Message;
 
     /// mail-parser reads a Date ending in an obsolete zone ("UT") or a 12-hour clock ("AM") on into the next
     /// line, and the field there (here the From) is lost to it. A spoofer could hide the From that readers see
