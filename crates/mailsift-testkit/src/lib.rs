@@ -25,6 +25,15 @@ pub fn tool_missing(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
+/// A fresh, empty directory for one test: `<system temp>/<prefix>-<process id>-<name>`, emptied first if an
+/// earlier run left it behind.
+pub fn temp_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("{prefix}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
+}
+
 /// A free loopback port for a server that a test starts more than once (or that another process binds
 /// after the test chose it). A port from `bind(":0")` is in the kernel's ephemeral range, so between the
 /// test letting it go and the server binding it the kernel may hand it to any other socket (a parallel

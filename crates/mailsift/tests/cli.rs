@@ -15,10 +15,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mailsift-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    mailsift_testkit::temp_dir("mailsift-cli", name)
 }
 
 #[test]

@@ -34,9 +34,7 @@ const ENVELOPE: &[&str] = &[
 ];
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mailsift-diagnose-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = mailsift_testkit::temp_dir("mailsift-diagnose-cli", name);
     std::fs::write(d.join("config.toml"), CONFIG).unwrap();
     std::fs::write(d.join("webform.eml"), WEB_FORM).unwrap();
     d

@@ -166,10 +166,7 @@ fn spamd_check(addr: SocketAddr, msg: &[u8]) -> String {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mailsift-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    mailsift_testkit::temp_dir("mailsift-hostile", name)
 }
 
 #[test]

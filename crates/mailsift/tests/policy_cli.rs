@@ -13,10 +13,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mailsift-policy-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    mailsift_testkit::temp_dir("mailsift-policy-cli", name)
 }
 
 /// Runs `mailsift --data-dir DIR ARGS...`, with stdin when given.
