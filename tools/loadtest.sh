@@ -38,13 +38,16 @@
 #   --bin PATH          the mailsift binary to measure (implies --no-build for it; default target/release/mailsift)
 #   --load-bin PATH     the mailsift binary whose smtp-load and smtp-sink drive every phase (default: --bin's)
 #   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
+#   --rate R            offered load, R messages per second (smtp-load --rate: open loop, each message's latency
+#                       counted from when it was due): latency at a given throughput rather than at saturation;
+#                       the msg/s column then says whether the gateway kept up
 #   --senders-from-headers  each message's From: address is its envelope sender (smtp-load --sender-from-header)
 #                       instead of one sender for all: SPF lookups and reputation keys spread over the corpus
 #   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
 with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
 positional=()
 while [ $# -gt 0 ]; do
@@ -61,6 +64,7 @@ while [ $# -gt 0 ]; do
     --json) json_out=${2:?$usage}; shift ;;
     --keep) keep=1 ;;
     --senders-from-headers) load_opts+=(--sender-from-header) ;;
+    --rate) load_opts+=(--rate "${2:?$usage}"); shift ;;
     -h|--help) echo "$usage"; exit 0 ;;
     -*) echo "$usage" >&2; exit 2 ;;
     *) positional+=("$1") ;;
@@ -137,7 +141,7 @@ stop_pid() {
   kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
 }
 
-echo "loadtest: $count messages, $concurrency senders; commit $commit ($dirty files changed in the working tree)"
+echo "loadtest: $count messages, $concurrency senders${load_opts[*]:+ (${load_opts[*]})}; commit $commit ($dirty files changed in the working tree)"
 echo "loadtest: load before: $(uptime | sed 's/.*load average/load average/')"
 
 "$bin" --data-dir "$work/trained" train --subset train \

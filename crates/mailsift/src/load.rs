@@ -40,6 +40,13 @@ pub struct LoadArgs {
     /// gateway sees the corpus's many senders and domains (SPF lookups, reputation keys) instead of one.
     #[arg(long)]
     sender_from_header: bool,
+    /// Offered load in messages per second (open loop): message i is due `i / RATE` seconds after the start
+    /// and its latency is counted from when it was due, not from when a sender got round to it, so a
+    /// gateway that falls behind shows it in the latency instead of slowing the load down (no coordinated
+    /// omission). Without it every sender sends its next message as soon as the last was answered (closed
+    /// loop: the rate measured is the gateway's capacity at this concurrency).
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -82,10 +89,11 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         let mut tasks = Vec::new();
         for _ in 0..args.concurrency.max(1) {
             let (messages, next, tally) = (messages.clone(), next.clone(), tally.clone());
-            let (target, count, per, rcpt) = (args.target, args.count, args.per_connection.max(1), args.rcpt.clone());
+            let (target, per, rcpt) = (args.target, args.per_connection.max(1), args.rcpt.clone());
+            let plan = Plan { count: args.count, started, rate: args.rate, deadline };
             tasks.push(tokio::spawn(async move {
-                while next.load(Ordering::Relaxed) < count && Instant::now() < deadline {
-                    let result = session(target, &messages, &next, count, per, &rcpt, &tally, deadline).await;
+                while next.load(Ordering::Relaxed) < plan.count && Instant::now() < deadline {
+                    let result = session(target, &messages, &next, &plan, per, &rcpt, &tally).await;
                     if let Err(e) = result {
                         {
                             tally.lock().unwrap().errors += 1;
@@ -117,10 +125,12 @@ pub fn run(args: &LoadArgs) -> Result<()> {
             "{}",
             serde_json::json!({"messages": done, "accepted": t.ok, "tempfailed": t.temp, "rejected": t.perm,
                 "errors": t.errors, "seconds": elapsed, "per_second": rate, "concurrency": args.concurrency,
+                "offered_per_second": args.rate,
                 "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "max": pct(1.0)}})
         );
     } else {
-        println!("{done} messages in {elapsed:.2} s with {} senders: {rate:.0} messages/s", args.concurrency);
+        let offered = args.rate.map(|r| format!(" (offered {r:.0}/s)")).unwrap_or_default();
+        println!("{done} messages in {elapsed:.2} s with {} senders: {rate:.0} messages/s{offered}", args.concurrency);
         println!(
             "  answers: {} accepted (2xx), {} deferred (4xx), {} refused (5xx); {} connection errors",
             t.ok, t.temp, t.perm, t.errors
@@ -134,6 +144,28 @@ pub fn run(args: &LoadArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number of messages per second")),
+    }
+}
+
+/// What every sender shares: how many messages in all, and when each is due (with a rate) or the end.
+struct Plan {
+    count: usize,
+    started: Instant,
+    rate: Option<f64>,
+    deadline: Instant,
+}
+
+impl Plan {
+    /// When message `i` is due: at once in a closed loop, `i / rate` after the start in an open one.
+    fn due(&self, i: usize) -> Option<Instant> {
+        self.rate.map(|r| self.started + Duration::from_secs_f64(i as f64 / r))
+    }
 }
 
 /// The address of the first `From:` header in the header section, if it looks like one (`local@domain`
@@ -191,16 +223,14 @@ async fn read_reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn session(
     target: SocketAddr,
     messages: &[(String, Vec<u8>)],
     next: &AtomicUsize,
-    count: usize,
+    plan: &Plan,
     per: usize,
     rcpt: &str,
     tally: &Mutex<Tally>,
-    deadline: Instant,
 ) -> Result<()> {
     let tcp = TcpStream::connect(target).await.with_context(|| format!("cannot connect to {target}"))?;
     tcp.set_nodelay(true)?;
@@ -213,11 +243,18 @@ async fn session(
     read_reply(&mut r).await?;
     for _ in 0..per {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= count || Instant::now() >= deadline {
+        if i >= plan.count || Instant::now() >= plan.deadline {
             break;
         }
         let (from, msg) = &messages[i % messages.len()];
-        let t0 = Instant::now();
+        let t0 = match plan.due(i) {
+            Some(due) if due >= plan.deadline => break,
+            Some(due) => {
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         // MAIL, RCPT and DATA in one write (PIPELINING).
         w.write_all(format!("MAIL FROM:<{from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").as_bytes()).await?;
         let mail = read_reply(&mut r).await?;
@@ -251,7 +288,21 @@ async fn session(
 
 #[cfg(test)]
 mod tests {
-    use super::header_from;
+    use super::{header_from, Plan};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn an_open_loop_spreads_the_messages_over_time_and_a_closed_one_sends_at_once() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        let open = Plan { count: 10, started, rate: Some(4.0), deadline };
+        assert_eq!(open.due(0), Some(started));
+        assert_eq!(open.due(6), Some(started + Duration::from_millis(1500)));
+        let closed = Plan { count: 10, started, rate: None, deadline };
+        assert_eq!(closed.due(6), None);
+        assert!(super::positive_rate("0").is_err() && super::positive_rate("nan").is_err());
+        assert_eq!(super::positive_rate("3000"), Ok(3000.0));
+    }
 
     #[test]
     fn envelope_sender_from_the_from_header() {
