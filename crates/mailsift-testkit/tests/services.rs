@@ -1,8 +1,8 @@
-//! The PostgreSQL harness against the real server: what is written can be read back, a stopped or
-//! killed server comes back on the same port with its committed data, two instances run side by
+//! The PostgreSQL and Redis harnesses against the real servers: what is written can be read back, a stopped or
+//! killed server comes back on the same port (PostgreSQL with its committed data), two instances run side by
 //! side without seeing each other, and a dropped instance leaves no process and no directory behind.
 //!
-//! These tests need PostgreSQL installed (`.ci/run` installs it); without it they are skipped
+//! These tests need PostgreSQL and Redis installed (`.ci/run` installs them); without them they are skipped
 //! with a notice, except under `CI=true`, where they fail.
 
 use std::net::{SocketAddr, TcpStream};
@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailsift_testkit::postgres::Postgres;
+use mailsift_testkit::redis::Redis;
 
 /// Whether a process exists and is not a zombie.
 fn alive(pid: u32) -> bool {
@@ -135,4 +136,69 @@ fn two_postgres_instances_are_apart_and_drop_removes_one() {
     second.kill();
     drop(second);
     assert!(refuses(addr) && !dir.exists(), "a killed, then dropped instance leaves nothing");
+}
+
+#[test]
+fn redis_answers_again_after_a_restart_and_a_crash() {
+    let started = Instant::now();
+    let Some(mut redis) = Redis::start() else { return };
+    eprintln!("Redis on port {} ready in {:?}", redis.port(), started.elapsed());
+    assert_eq!(redis.url(), format!("redis://127.0.0.1:{}/", redis.port()));
+    assert_eq!(redis.cli(&["CONFIG", "GET", "bind"]).unwrap(), "bind\n127.0.0.1");
+    assert_eq!(redis.cli(&["CONFIG", "GET", "dir"]).unwrap(), format!("dir\n{}", redis.dir().display()));
+
+    assert_eq!(redis.cli(&["SET", "greeting", "hello world"]).unwrap(), "OK");
+    assert_eq!(redis.cli(&["GET", "greeting"]).unwrap(), "hello world");
+    assert_eq!(redis.cli(&["INCRBY", "counter", "5"]).unwrap(), "5");
+    assert_eq!(redis.cli(&["RPUSH", "list", "a", "b"]).unwrap(), "2");
+    assert_eq!(redis.cli(&["LRANGE", "list", "0", "-1"]).unwrap(), "a\nb");
+    assert_eq!(redis.cli(&["GET", "missing"]).unwrap(), "");
+    let wrong = redis.cli(&["INCR", "list"]).expect_err("an error reply is an Err");
+    assert!(wrong.starts_with("WRONGTYPE"), "{wrong}");
+
+    let (port, pid) = (redis.port(), redis.pid().unwrap());
+    redis.stop();
+    assert!(!alive(pid) && refuses(redis.addr()), "stopped");
+    assert!(redis.cli(&["PING"]).is_err(), "redis-cli fails while the server is stopped");
+    redis.start_again();
+    assert_eq!(redis.port(), port);
+    assert_eq!(redis.cli(&["PING"]).unwrap(), "PONG");
+    assert_eq!(redis.cli(&["GET", "greeting"]).unwrap(), "", "nothing is persisted by default");
+
+    redis.cli(&["SET", "k", "v"]).unwrap();
+    let pid = redis.pid().unwrap();
+    redis.kill();
+    assert!(!alive(pid) && refuses(redis.addr()), "killed");
+    redis.start_again();
+    assert_eq!(redis.cli(&["PING"]).unwrap(), "PONG");
+}
+
+#[test]
+fn redis_with_persistence_keeps_data_across_a_restart() {
+    let Some(mut redis) = Redis::start_with(&[("appendonly", "yes"), ("appendfsync", "always")]) else { return };
+    redis.cli(&["SET", "kept", "yes"]).unwrap();
+    redis.stop();
+    redis.start_again();
+    assert_eq!(redis.cli(&["GET", "kept"]).unwrap(), "yes", "log:\n{}", redis.log());
+}
+
+#[test]
+fn two_redis_instances_are_apart_and_drop_removes_one() {
+    let (Some(first), Some(second)) = (Redis::start(), Redis::start()) else { return };
+    assert_ne!(first.port(), second.port());
+    first.cli(&["SET", "whose", "first"]).unwrap();
+    second.cli(&["SET", "whose", "second"]).unwrap();
+    assert_eq!(first.cli(&["GET", "whose"]).unwrap(), "first");
+    assert_eq!(second.cli(&["GET", "whose"]).unwrap(), "second");
+
+    let (pid, addr, dir) = (first.pid().unwrap(), first.addr(), first.dir().to_path_buf());
+    drop(first);
+    assert_gone("dropped Redis", pid, addr, &dir);
+    assert_eq!(second.cli(&["GET", "whose"]).unwrap(), "second", "the other one does not notice");
+}
+
+#[test]
+#[should_panic(expected = "the harness sets it")]
+fn redis_refuses_to_leave_loopback() {
+    let _ = Redis::start_with(&[("bind", "0.0.0.0")]);
 }
