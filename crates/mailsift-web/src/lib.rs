@@ -14,7 +14,8 @@
 //! ```text
 //!   routes ─┬─> api ──────┬─> diagnosis ─┐
 //!   server ─┤   console ──┼─> digest ────┼─> app ─> service ─> auth ─> tokens
-//!           └─> metrics ──┘              └──────────> service
+//!           ├─> metrics ──┘              └──────────> service
+//!           └─> health ──> app
 //! ```
 //!
 //! `service` holds the business functions (reach checks, quarantine actions, reports, scans, domains,
@@ -30,6 +31,7 @@ pub mod config;
 pub mod console;
 pub mod diagnosis;
 pub mod digest;
+pub mod health;
 pub mod metrics;
 pub mod routes;
 pub mod server;

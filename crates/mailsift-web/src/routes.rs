@@ -1,4 +1,5 @@
-//! The whole HTTP application: the API's and the console's routes, the OpenAPI document, metrics, and the
+//! The whole HTTP application: the API's and the console's routes, the OpenAPI document, metrics, the
+//! load balancers' `/healthz` and `/readyz`, and the
 //! layers every answer passes through (body limit, security headers, no server error text to callers).
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::app::{error_reference, internal_message, AppState, CallerSafeBody};
-use crate::{api, console, metrics};
+use crate::{api, console, health, metrics};
 
 /// The whole HTTP application.
 pub fn router(web: AppState) -> Router {
@@ -26,6 +27,7 @@ pub fn router(web: AppState) -> Router {
         )
         .merge(console::router())
         .route("/metrics", axum::routing::get(metrics::handler))
+        .merge(health::router())
         .layer(axum::extract::DefaultBodyLimit::max(web.config.max_body_bytes))
         .layer(axum::middleware::from_fn(scrub_server_errors))
         .layer(axum::middleware::from_fn(security_headers))
