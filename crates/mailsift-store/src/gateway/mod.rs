@@ -19,7 +19,7 @@
 
 mod accounts;
 mod domains;
-mod filter;
+pub(crate) mod filter;
 pub(crate) mod migrations;
 pub mod msglog;
 pub mod policy;
