@@ -286,14 +286,15 @@ fn a_durable_log_row_is_refused_not_confirmed_while_the_server_is_down() {
 #[test]
 fn the_gateway_database_on_postgres_serves_what_is_ported_and_says_what_is_not() {
     let Some(pg) = server() else { return };
-    let db = mailsift_store::Database::open_postgres(&PgConfig::new(pg.create_database("facade"))).unwrap();
+    let url = pg.create_database("facade");
+    let db = mailsift_store::Database::open_postgres(&PgConfig::new(url.clone())).unwrap();
     assert_eq!(db.schema_version().unwrap(), mailsift_store::pg::migrations::SCHEMA_VERSION as u32);
     let ids = db.quarantine_put(&held("f1", &["ann@corp.example"], 5), b"Subject: f\r\n\r\nbody").unwrap();
     assert_eq!(db.quarantine_raw(ids[0]).unwrap().unwrap(), b"Subject: f\r\n\r\nbody");
     db.log_append_durable(logged("f1", 5, &["ann@corp.example"], &[("X", 1.0)])).unwrap();
     assert_eq!(db.log_get("f1").unwrap().unwrap().symbols, [("X".to_string(), 1.0)]);
     // Same database, another node: it sees the same rows.
-    let other = mailsift_store::Database::open_postgres(&PgConfig::new(pg.url().replace("/mailsift", "/facade"))).unwrap();
+    let other = mailsift_store::Database::open_postgres(&PgConfig::new(url)).unwrap();
     assert!(other.quarantine_claim_release(ids[0], 6).unwrap());
     assert!(!db.quarantine_claim_release(ids[0], 6).unwrap());
     // A piece not yet ported fails clearly instead of reaching for a SQLite file.
