@@ -298,6 +298,39 @@ fn the_gateway_database_on_postgres_serves_what_is_ported_and_says_what_is_not()
     assert!(other.quarantine_claim_release(ids[0], 6).unwrap());
     assert!(!db.quarantine_claim_release(ids[0], 6).unwrap());
     // A piece not yet ported fails clearly instead of reaching for a SQLite file.
-    let e = db.accounts().unwrap_err().to_string();
+    let e = db.spool_list(None, 10).unwrap_err().to_string();
     assert!(e.contains("not stored in PostgreSQL yet"), "{e}");
+}
+
+#[test]
+fn accounts_settings_and_domains_are_shared_and_survive_a_server_restart() {
+    use mailsift_store::{Database, Role};
+    let Some(mut pg) = server() else { return };
+    let url = pg.create_database("shared");
+    let a = Database::open_postgres(&PgConfig::new(url.clone())).unwrap();
+    let b = Database::open_postgres(&PgConfig::new(url.clone())).unwrap();
+    a.account_add("root", Role::Admin, &[], "h", 1).unwrap();
+    // Unique across nodes, ignoring case.
+    assert!(matches!(b.account_add("ROOT", Role::Admin, &[], "x", 2), Err(StoreError::Exists { .. })));
+    b.setting_put("digest.last_id", "41").unwrap();
+    a.setting_put("digest.last_id", "42").unwrap();
+    let version = || ask(&url, "SELECT version FROM policy_version");
+    assert_eq!(version(), "0");
+    a.domain_put(" Example.NET ", r#"{"next_hop":"mx.example.net"}"#, 3).unwrap();
+    assert_eq!(version(), "1", "a domain's change is a policy change every node sees");
+    assert!(!b.domain_remove("other.example").unwrap());
+    assert_eq!(version(), "1", "nothing removed, nothing changed");
+
+    pg.stop();
+    pg.start_again();
+    // A connection that sat idle through the restart is found dead on use and the read runs again on a
+    // fresh one: the caller sees no error at all.
+    let read = |db: &Database| db.account_get("Root").unwrap();
+    assert_eq!(read(&b).unwrap().password_hash, "h");
+    assert_eq!(b.setting_get("digest.last_id").unwrap().as_deref(), Some("42"));
+    assert_eq!(b.setting_get("Digest.last_id").unwrap(), None, "keys are exact");
+    assert_eq!(b.domains().unwrap(), [("example.net".to_string(), r#"{"next_hop":"mx.example.net"}"#.to_string())]);
+    assert!(b.domain_remove("EXAMPLE.net").unwrap());
+    assert_eq!(version(), "2");
+    assert_eq!(a.domain_get("example.net").unwrap(), None);
 }

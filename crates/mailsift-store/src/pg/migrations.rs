@@ -83,6 +83,38 @@ CREATE INDEX quarantine_by_raw ON quarantine (raw_id);
 CREATE INDEX quarantine_by_reference ON quarantine (reference_id);
 ",
     },
+    Step {
+        name: "accounts, settings, domains",
+        // As SQLite's: accounts unique by their lowercased name, a domain administrator's domains an array;
+        // the console's key/value settings; the domains' settings as the gateway's JSON. `policy_version`
+        // counts policy changes (a domain's change is one), so every node sees when to reload.
+        sql: "
+CREATE TABLE accounts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    domains TEXT[] NOT NULL,
+    password_hash TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    updated BIGINT NOT NULL
+);
+CREATE TABLE policy_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO policy_version (id, version) VALUES (1, 0);
+",
+    },
 ];
 
 /// The version this build writes.
@@ -100,22 +132,15 @@ pub(crate) fn version(c: &mut postgres::Client) -> Result<i32, postgres::Error> 
 /// Applies the missing steps in order (see the module's text).
 pub(crate) fn migrate(c: &mut postgres::Client, target: &str) -> Result<(), StoreError> {
     let err = |e| super::pg_error(target, e);
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS mailsift_schema (
-             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .or_else(|e| {
-        // Two nodes creating the table at the same moment: one wins, the other sees a unique violation.
-        if e.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
-    .map_err(err)?;
     loop {
         let mut tx = c.transaction().map_err(err)?;
+        // The lock first, so that nodes starting together also create the version table one at a time.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).map_err(err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS mailsift_schema (
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .map_err(err)?;
         let at: i32 = tx.query_one("SELECT COALESCE(max(version), 0) FROM mailsift_schema", &[]).map_err(err)?.get(0);
         if at > SCHEMA_VERSION {
             return Err(StoreError::Invalid {

@@ -18,6 +18,7 @@ mod msglog;
 mod quarantine;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -206,15 +207,36 @@ impl PgStore {
 
     /// Runs `f` with a connection on one of the threads and waits for its answer. A broken connection is
     /// opened again first; a failure (the server unreachable, a statement refused) comes back as the error.
+    ///
+    /// `f` may run twice: when it fails because its connection turned out to be dead (the server restarted
+    /// while the connection sat idle, which the client only learns by using it), it is run once more on a
+    /// fresh connection. So `f` must be a read or a statement that may safely run twice (an upsert, a
+    /// delete by key); a write whose second run would answer differently (a claim, an insert that reports
+    /// a conflict) goes through [`PgStore::transaction`], which never retries past COMMIT.
     pub(crate) fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
+        F: FnMut(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
+    {
+        self.run(f, Arc::new(AtomicBool::new(true)))
+    }
+
+    /// [`PgStore::call`], retrying only while `may_retry` holds (a transaction clears it at COMMIT).
+    fn run<T, F>(&self, mut f: F, may_retry: Arc<AtomicBool>) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut postgres::Client) -> Result<T, postgres::Error> + Send + 'static,
     {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let target = self.inner.target.clone();
         let job: Job = Box::new(move |conn: &mut Conn| {
-            let result = conn.client().and_then(f);
+            let reused = conn.client.is_some();
+            let mut result = conn.client().and_then(&mut f);
+            let retry = reused && may_retry.load(Ordering::Relaxed) && result.as_ref().is_err_and(connection_lost);
+            if retry {
+                conn.client = None;
+                result = conn.client().and_then(&mut f);
+            }
             if result.is_err() && conn.client.as_ref().is_some_and(|c| c.is_closed()) {
                 conn.client = None;
             }
@@ -226,18 +248,26 @@ impl PgStore {
         answer.recv().map_err(|_| gone())?
     }
 
-    /// Runs `f` inside one transaction (committed when it returns `Ok`, rolled back otherwise).
-    pub(crate) fn transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` inside one transaction (committed when it returns `Ok`, rolled back otherwise). Retried as
+    /// [`PgStore::call`] says, but never once it reached COMMIT: a connection lost there leaves the commit's
+    /// outcome unknown, and the caller hears an error rather than having the work done twice.
+    pub(crate) fn transaction<T, F>(&self, mut f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error> + Send + 'static,
+        F: FnMut(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error> + Send + 'static,
     {
-        self.call(move |client| {
-            let mut tx = client.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
+        let may_retry = Arc::new(AtomicBool::new(true));
+        let flag = may_retry.clone();
+        self.run(
+            move |client| {
+                let mut tx = client.transaction()?;
+                let out = f(&mut tx)?;
+                flag.store(false, Ordering::Relaxed);
+                tx.commit()?;
+                Ok(out)
+            },
+            may_retry,
+        )
     }
 
     /// The schema version the database is at.
@@ -285,6 +315,16 @@ pub(crate) fn pg_error(target: &str, e: postgres::Error) -> StoreError {
         None => e.to_string(),
     };
     StoreError::Postgres { target: target.to_string(), reason, temporary: is_temporary(&e) }
+}
+
+/// Whether an error says the connection itself is gone (closed, reset, or terminated by the server as it
+/// shut down), as opposed to a statement refused on a live connection.
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || match e.code() {
+            None => e.as_db_error().is_none(),
+            Some(code) => code.code().starts_with("08") || matches!(code.code(), "57P01" | "57P02" | "57P03"),
+        }
 }
 
 /// Whether an error may pass by itself: the connection lost or refused, the server starting or shutting

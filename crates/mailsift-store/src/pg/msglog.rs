@@ -59,7 +59,15 @@ pub(super) fn run(mut conn: Conn, target: String, queue: crossbeam_channel::Rece
         let failure = if entries.is_empty() {
             None
         } else {
-            let result = conn.client().and_then(|c| write_batch(c, &entries, durable));
+            let reused = conn.client.is_some();
+            let mut committing = false;
+            let mut result = conn.client().and_then(|c| write_batch(c, &entries, durable, &mut committing));
+            // A connection found dead (the server restarted while it sat idle): once more on a fresh one,
+            // unless the batch reached COMMIT (then whether it committed is unknown: reported, not doubled).
+            if reused && !committing && result.as_ref().is_err_and(super::connection_lost) {
+                conn.client = None;
+                result = conn.client().and_then(|c| write_batch(c, &entries, durable, &mut committing));
+            }
             if result.is_err() && conn.client.as_ref().is_some_and(|c| c.is_closed()) {
                 conn.client = None;
             }
@@ -104,7 +112,12 @@ fn same_error(e: &StoreError) -> StoreError {
     }
 }
 
-fn write_batch(c: &mut postgres::Client, entries: &[&LogEntry], durable: bool) -> Result<(), postgres::Error> {
+fn write_batch(
+    c: &mut postgres::Client,
+    entries: &[&LogEntry],
+    durable: bool,
+    committing: &mut bool,
+) -> Result<(), postgres::Error> {
     let mut tx = c.transaction()?;
     if !durable {
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
@@ -161,6 +174,7 @@ fn write_batch(c: &mut postgres::Client, entries: &[&LogEntry], durable: bool) -
         ])?;
     }
     w.finish()?;
+    *committing = true;
     tx.commit()
 }
 

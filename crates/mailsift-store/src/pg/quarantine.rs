@@ -131,9 +131,13 @@ impl PgStore {
     /// Marks row `id` released at `now` if it is held: `true` means this caller (of every node) won the row
     /// and must deliver it.
     pub fn quarantine_claim_release(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        self.call(move |c| {
-            Ok(c.execute("UPDATE quarantine SET released_at = $2 WHERE id = $1 AND released_at IS NULL", &[&id, &now])?
-                == 1)
+        // A transaction, not a bare statement: retried only if it never reached COMMIT, so a claim that
+        // was in fact won can never come back as lost (and the message stay undelivered).
+        self.transaction(move |tx| {
+            Ok(tx.execute(
+                "UPDATE quarantine SET released_at = $2 WHERE id = $1 AND released_at IS NULL",
+                &[&id, &now],
+            )? == 1)
         })
     }
 
