@@ -115,6 +115,40 @@ CREATE TABLE policy_version (
 INSERT INTO policy_version (id, version) VALUES (1, 0);
 ",
     },
+    Step {
+        name: "policy",
+        // Filter rules in order (names unique ignoring case) and allow/block entries, each kept as the
+        // engine's JSON with the columns searches and lookups use; as SQLite's.
+        sql: "
+CREATE TABLE policy_rules (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    position BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    enabled BOOLEAN NOT NULL,
+    direction TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    updated BIGINT NOT NULL,
+    last_matched BIGINT
+);
+CREATE INDEX policy_rules_by_position ON policy_rules (position);
+CREATE TABLE policy_list_entries (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    list TEXT NOT NULL CHECK (list IN ('allow', 'block')),
+    level TEXT NOT NULL,
+    recipient TEXT,
+    sender TEXT NOT NULL,
+    expires BIGINT,
+    entry TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    last_matched BIGINT
+);
+CREATE UNIQUE INDEX policy_list_entries_unique ON policy_list_entries (list, entry);
+CREATE INDEX policy_list_entries_by_sender ON policy_list_entries (sender);
+CREATE INDEX policy_list_entries_by_recipient ON policy_list_entries (recipient);
+",
+    },
 ];
 
 /// The version this build writes.

@@ -15,6 +15,7 @@
 mod filter;
 pub mod migrations;
 mod msglog;
+pub(crate) mod policy;
 mod quarantine;
 
 use std::path::{Path, PathBuf};

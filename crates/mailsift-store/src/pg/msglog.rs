@@ -30,8 +30,14 @@ pub(super) type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub(super) enum Command {
     Log(Box<LogEntry>),
     LogThen(Box<LogEntry>, Done),
+    /// A write nobody waits for that rides with the log rows (when a policy entry last matched), in a
+    /// savepoint of its own; `LazyDone` hears how it went once the batch is committed.
+    Lazy(Box<LazyWrite>, LazyDone),
     Flush(std::sync::mpsc::SyncSender<Result<(), StoreError>>),
 }
+
+pub(super) type LazyWrite = dyn FnMut(&mut postgres::Transaction<'_>) -> Result<(), postgres::Error> + Send;
+pub(super) type LazyDone = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 const COLUMNS: &str = "reference_id, time, direction, client_ip, helo, mail_from, recipients, from_header, subject, \
                        message_id, size, score, required, action, stage, reason, next_hop_response, symbol_names, \
@@ -48,31 +54,37 @@ pub(super) fn run(mut conn: Conn, target: String, queue: crossbeam_channel::Rece
                 Err(_) => break,
             }
         }
-        let entries: Vec<&LogEntry> = batch
-            .iter()
-            .filter_map(|c| match c {
-                Command::Log(e) | Command::LogThen(e, _) => Some(&**e),
-                Command::Flush(_) => None,
-            })
-            .collect();
         let durable = batch.iter().any(|c| matches!(c, Command::LogThen(..)));
-        let failure = if entries.is_empty() {
+        let mut entries: Vec<&LogEntry> = Vec::new();
+        let mut lazies: Vec<(&mut LazyWrite, Option<String>)> = Vec::new();
+        for c in batch.iter_mut() {
+            match c {
+                Command::Log(e) | Command::LogThen(e, _) => entries.push(&**e),
+                Command::Lazy(write, _) => lazies.push((&mut **write, None)),
+                Command::Flush(_) => {}
+            }
+        }
+        let mut lazy_done = Vec::new();
+        let failure = if entries.is_empty() && lazies.is_empty() {
             None
         } else {
             let reused = conn.client.is_some();
             let mut committing = false;
-            let mut result = conn.client().and_then(|c| write_batch(c, &entries, durable, &mut committing));
+            let mut result =
+                conn.client().and_then(|c| write_batch(c, &entries, &mut lazies, durable, &mut committing));
             // A connection found dead (the server restarted while it sat idle): once more on a fresh one,
             // unless the batch reached COMMIT (then whether it committed is unknown: reported, not doubled).
             if reused && !committing && result.as_ref().is_err_and(super::connection_lost) {
                 conn.client = None;
-                result = conn.client().and_then(|c| write_batch(c, &entries, durable, &mut committing));
+                result = conn.client().and_then(|c| write_batch(c, &entries, &mut lazies, durable, &mut committing));
             }
             if result.is_err() && conn.client.as_ref().is_some_and(|c| c.is_closed()) {
                 conn.client = None;
             }
             result.err().map(|e| super::pg_error(&target, e))
         };
+        lazy_done.extend(lazies.into_iter().map(|(_, failed)| failed));
+        let mut lazy_done = lazy_done.into_iter();
         if let Some(e) = &failure {
             lost += entries.len() as u64;
             first_loss.get_or_insert_with(|| e.to_string());
@@ -80,6 +92,14 @@ pub(super) fn run(mut conn: Conn, target: String, queue: crossbeam_channel::Rece
         for cmd in batch {
             match cmd {
                 Command::Log(_) => {}
+                Command::Lazy(_, done) => {
+                    let own = lazy_done.next().flatten();
+                    done(match (&failure, own) {
+                        (Some(e), _) => Err(e.to_string()),
+                        (None, Some(reason)) => Err(reason),
+                        (None, None) => Ok(()),
+                    })
+                }
                 Command::LogThen(_, done) => done(match &failure {
                     None => Ok(()),
                     Some(e) => Err(same_error(e)),
@@ -115,12 +135,31 @@ fn same_error(e: &StoreError) -> StoreError {
 fn write_batch(
     c: &mut postgres::Client,
     entries: &[&LogEntry],
+    lazies: &mut [(&mut LazyWrite, Option<String>)],
     durable: bool,
     committing: &mut bool,
 ) -> Result<(), postgres::Error> {
     let mut tx = c.transaction()?;
     if !durable {
         tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+    }
+    for (write, failed) in lazies.iter_mut() {
+        // Its own savepoint: a lazy write that fails is rolled back alone, the log rows still commit.
+        let mut sp = tx.transaction()?;
+        match write(&mut sp) {
+            Ok(()) => {
+                sp.commit()?;
+                *failed = None;
+            }
+            Err(e) => {
+                *failed = Some(e.to_string());
+                sp.rollback()?;
+            }
+        }
+    }
+    if entries.is_empty() {
+        *committing = true;
+        return tx.commit();
     }
     let sink = tx.copy_in(&format!("COPY message_log ({COLUMNS}) FROM STDIN (FORMAT binary)"))?;
     let types = [
@@ -224,6 +263,15 @@ impl PgStore {
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
         self.log_queue(Command::LogThen(Box::new(entry), Box::new(done)))
+    }
+
+    /// Queues a write nobody waits for, committed with the next batch of log rows (see [`Command::Lazy`]).
+    pub(crate) fn log_lazy(
+        &self,
+        write: impl FnMut(&mut postgres::Transaction<'_>) -> Result<(), postgres::Error> + Send + 'static,
+        done: impl FnOnce(Result<(), String>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.log_queue(Command::Lazy(Box::new(write), Box::new(done)))
     }
 
     /// Waits until everything appended before it is committed; fails if entries were lost since the last
