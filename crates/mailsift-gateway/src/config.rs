@@ -21,6 +21,16 @@ struct File {
 pub struct SmtpConfig {
     /// Addresses the inbound (MX) listener binds.
     pub listen: Vec<SocketAddr>,
+    /// Expect the PROXY protocol (HAProxy's, version 1 or 2) on the inbound listeners, for a TCP load
+    /// balancer in front of several gateway nodes: each connection must begin with the header naming the
+    /// real client, which then stands for the client everywhere (door checks, SPF, reputation, per-address
+    /// limits, the message log, `Received:`). Only connections from `trusted_proxies` are accepted; any other
+    /// is closed at once, since a header from anyone else would let them claim any address. Off by default.
+    /// The outbound (submission) listeners never expect it.
+    pub proxy_protocol: bool,
+    /// The load balancers allowed to send the PROXY header: addresses or CIDR ranges (`10.0.0.0/8`).
+    /// Required when `proxy_protocol` is on.
+    pub trusted_proxies: Vec<String>,
     /// The name the gateway gives itself in its greeting, EHLO answer and `Received:` headers.
     pub hostname: String,
     /// Largest message accepted, in bytes (announced with SIZE; larger ones get 552).
@@ -244,6 +254,8 @@ impl Default for SmtpConfig {
     fn default() -> Self {
         SmtpConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
             hostname: "mailsift.localhost".into(),
             max_message_bytes: 50 * 1024 * 1024,
             max_recipients: 100,
@@ -471,6 +483,16 @@ impl SmtpConfig {
         if self.listen.is_empty() {
             return Err(invalid("listen", "at least one address is needed"));
         }
+        for p in &self.trusted_proxies {
+            IpRange::parse(p).map_err(|e| invalid("trusted_proxies", e))?;
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err(invalid(
+                "proxy_protocol",
+                "needs trusted_proxies: the addresses or CIDR ranges of the load balancers that send the PROXY \
+                 header (e.g. trusted_proxies = [\"10.0.0.0/8\"]); without them every connection would be refused",
+            ));
+        }
         if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
             return Err(invalid("hostname", "must be a host name"));
         }
@@ -581,6 +603,11 @@ impl SmtpConfig {
 
     pub fn trusted_networks(&self) -> Vec<IpRange> {
         self.outbound.trusted_networks.iter().filter_map(|n| IpRange::parse(n).ok()).collect()
+    }
+
+    /// The load balancers that may send the PROXY header (`trusted_proxies`, validated).
+    pub fn trusted_proxies(&self) -> Vec<IpRange> {
+        self.trusted_proxies.iter().filter_map(|n| IpRange::parse(n).ok()).collect()
     }
 }
 
@@ -711,6 +738,25 @@ mod tests {
         let hash = crate::auth::hash_password("s3cret-pass");
         let c = SmtpConfig::from_toml(&format!("[[smtp.users]]\nname = \"app\"\npassword = \"{hash}\"\n")).unwrap();
         assert!(crate::auth::verify_user(&c.users, "app", "s3cret-pass"));
+    }
+
+    #[test]
+    fn the_proxy_protocol_needs_its_trusted_proxies() {
+        let c = SmtpConfig::from_toml("").unwrap();
+        assert!(!c.proxy_protocol && c.trusted_proxies.is_empty(), "off by default");
+        let c = SmtpConfig::from_toml(
+            "[smtp]\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies().len(), 3);
+        let e = SmtpConfig::from_toml("[smtp]\nproxy_protocol = true\n").unwrap_err().to_string();
+        assert!(e.contains("proxy_protocol") && e.contains("trusted_proxies"), "{e}");
+        let e = SmtpConfig::from_toml("[smtp]\nproxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxies") && e.contains("10.0.0.0/33"), "{e}");
+        let e = SmtpConfig::from_toml("[smtp]\ntrusted_proxies = [\"lb.example\"]\n").unwrap_err().to_string();
+        assert!(e.contains("trusted_proxies") && e.contains("lb.example"), "{e}");
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct GatewayState {
     /// lower-case domain name); a domain without any is judged with the engine's own.
     domain_settings: FxHashMap<String, Settings>,
     trusted: Vec<IpRange>,
+    /// The load balancers that may send the PROXY header (`[smtp] trusted_proxies`).
+    proxies: Vec<IpRange>,
     /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
     learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>>,
     /// Local sender reputation, when enabled: consulted for every message and fed by verdicts and reports.
@@ -136,6 +138,7 @@ impl GatewayState {
             config.postmaster.clone()
         };
         let trusted = config.trusted_networks();
+        let proxies = config.trusted_proxies();
         let (engine, domain_settings) = domain_settings(engine, &config.domains)?;
         let mx = match &gatherer {
             Some(g) => Ok(g.clone()),
@@ -151,6 +154,7 @@ impl GatewayState {
             postmaster,
             domain_settings,
             trusted,
+            proxies,
             learner: None,
             reputation: None,
             base_engine,
@@ -243,6 +247,15 @@ impl GatewayState {
         self.trusted.iter().any(|n| n.contains(ip))
     }
 
+    /// Whether `ip` is one of `[smtp] trusted_proxies`, the load balancers whose PROXY header is believed.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.proxies.iter().any(|n| n.contains(ip))
+    }
+
     pub fn relay_client(&self, gateway: &Gateway) -> RelayClient {
         let r = &self.config.relay;
         RelayClient {
@@ -312,6 +325,35 @@ pub struct Gateway {
 pub struct Slot {
     pub gateway: Arc<Gateway>,
     ip: IpAddr,
+}
+
+impl Slot {
+    /// Moves this slot to the client a load balancer speaks for (the PROXY header's source), under that
+    /// client's per-address limit; `None`, and the slot given back, when the client has too many
+    /// connections already. The slot was taken for the proxy's address without the per-address limit,
+    /// since one balancer carries many clients.
+    pub fn move_to_client(mut self, ip: IpAddr) -> Option<Slot> {
+        if ip == self.ip {
+            return Some(self);
+        }
+        let g = self.gateway.clone();
+        let limit = g.state().config.max_connections_per_ip;
+        let mut map = g.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&ip).copied().unwrap_or(0) >= limit {
+            drop(map);
+            return None;
+        }
+        *map.entry(ip).or_insert(0) += 1;
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+        self.ip = ip;
+        drop(map);
+        Some(self)
+    }
 }
 
 impl Drop for Slot {

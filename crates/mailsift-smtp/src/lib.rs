@@ -13,13 +13,15 @@
 //! client is told 451 and retries. So that one answer can be true for every recipient, a transaction never
 //! mixes recipients with different next hops (the others get 452 and come in their own transaction).
 //!
-//! Module dependencies (no cycles): `door` and `proto` are leaves; `session` uses them; `milter` and
-//! `spamd` use `door`; `server` (the listeners) uses all of them. `deliver` only re-exports the core.
+//! Module dependencies (no cycles): `door`, `proto` and `proxy` (the PROXY protocol header) are leaves;
+//! `session` uses `door` and `proto`; `milter` and `spamd` use `door`; `server` (the listeners) uses all
+//! of them. `deliver` only re-exports the core.
 
 pub mod deliver;
 pub mod door;
 pub mod milter;
 pub mod proto;
+pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod sink;

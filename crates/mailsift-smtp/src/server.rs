@@ -3,6 +3,11 @@
 //! its protocol; shutdown stops accepting, lets sessions finish the transaction in flight (idle ones are
 //! told 421), and gives up after the grace period ([`Gateway::drain`]).
 //!
+//! With `[smtp] proxy_protocol` the inbound listeners sit behind a TCP load balancer: a connection from an
+//! address outside `trusted_proxies` is closed unread, and one from a trusted proxy must begin with a
+//! PROXY header ([`crate::proxy`]), read before the greeting within [`PROXY_HEADER_TIMEOUT`]; the client it
+//! names is the session's client (and the per-address limit's) from then on.
+//!
 //! The listener functions are an extension of the core's [`Gateway`] ([`Listen`]), so a caller writes
 //! `gateway.bind()`, `gateway.clone().serve(listeners)`, `gateway.start_side_listeners()` with `Listen` in scope.
 
@@ -12,10 +17,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use crate::door::{Conn, Listener};
+use crate::proxy::{self, Parse, ProxyError, ProxyHeader};
 pub use mailsift_gateway::state::{Gateway, GatewayError, GatewayState};
 use mailsift_gateway::{Counters, Stream};
 
@@ -195,6 +201,11 @@ async fn accept_loop(this: Arc<Gateway>, listener: TcpListener, kind: Listener) 
         };
         Counters::bump(&this.counters.connections);
         let _ = tcp.set_nodelay(true);
+        let state = this.state();
+        if kind == Listener::Inbound && state.config.proxy_protocol {
+            accept_proxied(&this, &state, tcp, peer);
+            continue;
+        }
         match this.take_slot(peer.ip()) {
             Some(slot) => {
                 tokio::spawn(async move {
@@ -206,6 +217,92 @@ async fn accept_loop(this: Arc<Gateway>, listener: TcpListener, kind: Listener) 
             None => {
                 Counters::bump(&this.counters.connections_refused);
                 tokio::spawn(refuse(tcp, peer));
+            }
+        }
+    }
+}
+
+/// How long a load balancer has to send the whole PROXY header after connecting. The spec asks for at least
+/// 3 seconds (a TCP retransmission); a balancer sends it at once.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection on a listener that expects the PROXY protocol: only from a trusted proxy, and only with a
+/// valid header, read before the greeting; the client the header names is the session's client from
+/// there on. The slot is taken for the proxy without the per-address limit (one balancer carries many
+/// clients) and moved to the client once its address is known.
+fn accept_proxied(this: &Arc<Gateway>, state: &GatewayState, tcp: TcpStream, peer: SocketAddr) {
+    if !state.is_trusted_proxy(peer.ip()) {
+        // A header from anyone else would let them claim any address; without one the connection is not
+        // what this listener speaks. Closing is the refusal, before a single byte is read.
+        Counters::bump(&this.counters.connections_refused);
+        tracing::info!(client = %peer, "connection from an address not in trusted_proxies; closed");
+        return;
+    }
+    let Some(slot) = this.take_slot_for(peer.ip(), false) else {
+        Counters::bump(&this.counters.connections_refused);
+        tokio::spawn(refuse(tcp, peer));
+        return;
+    };
+    let gateway = this.clone();
+    tokio::spawn(async move {
+        let mut tcp = tcp;
+        let header = match tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(&mut tcp)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                Counters::bump(&gateway.counters.connections_refused);
+                tracing::info!(proxy = %peer, error = %e, "PROXY header refused; closed without a greeting");
+                return;
+            }
+            Err(_) => {
+                Counters::bump(&gateway.counters.timeouts);
+                tracing::info!(proxy = %peer, "no complete PROXY header within {PROXY_HEADER_TIMEOUT:?}; closed");
+                return;
+            }
+        };
+        let client = match header {
+            ProxyHeader::Proxied { source, .. } => source,
+            ProxyHeader::Local => peer,
+        };
+        let Some(slot) = slot.move_to_client(client.ip()) else {
+            // The client's own connections are over `max_connections_per_ip`: told so, as without a proxy.
+            Counters::bump(&gateway.counters.connections_refused);
+            refuse(tcp, client).await;
+            return;
+        };
+        tracing::debug!(proxy = %peer, client = %client, "PROXY header read");
+        let g = slot.gateway.clone();
+        crate::session::run(g, Stream::Plain(tcp), client, Listener::Inbound).await;
+        drop(slot);
+    });
+}
+
+/// Why a connection's PROXY header was not read.
+#[derive(Debug, thiserror::Error)]
+enum HeaderError {
+    #[error("{0}")]
+    Invalid(#[from] ProxyError),
+    #[error("connection closed before the header was complete")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads a PROXY header, never a byte past its end (what follows is the SMTP client's), and never more
+/// than the header's bound ([`proxy::parse`] says how much may still come).
+async fn read_proxy_header(tcp: &mut TcpStream) -> Result<ProxyHeader, HeaderError> {
+    let mut buf = [0u8; proxy::V2_FIXED + proxy::V2_MAX_ADDRESS_BLOCK];
+    let mut have = 0;
+    loop {
+        match proxy::parse(&buf[..have]) {
+            Parse::Done { header, .. } => return Ok(header),
+            Parse::Invalid(e) => return Err(e.into()),
+            Parse::Need(n) => {
+                let end = (have + n).min(buf.len());
+                let got = tcp.read(&mut buf[have..end]).await?;
+                if got == 0 {
+                    return Err(HeaderError::Closed);
+                }
+                have += got;
             }
         }
     }

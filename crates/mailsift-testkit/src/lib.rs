@@ -10,6 +10,8 @@ pub mod auth;
 pub mod clients;
 pub mod dns;
 pub mod postfix;
+pub mod postgres;
+pub mod redis;
 
 /// Whether this is a CI run (`CI=true`, as CI systems set it): there a missing tool is a failure, never a skip.
 pub fn in_ci() -> bool {
