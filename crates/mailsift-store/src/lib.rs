@@ -12,6 +12,7 @@
 
 pub mod gateway;
 pub mod learner;
+pub mod pg;
 pub mod reputation;
 pub mod sqlite;
 
@@ -44,6 +45,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// PostgreSQL refused or could not be reached: `target` names the server and database (never the
+    /// password); `temporary` when it may pass by itself (connection lost, server restarting), which the
+    /// gateway answers with 4xx.
+    #[error("{target}: {reason}")]
+    Postgres { target: String, reason: String, temporary: bool },
     /// A queued write that did not happen: the gateway database's writer stopped, or the batch it was in
     /// failed to commit (the reason is the SQLite error's text: one error is shared by everyone in the batch).
     #[error("{path}: {reason}")]

@@ -99,14 +99,26 @@ impl Database {
         }
         let domains_json = serde_json::to_string(&domains).expect("strings serialize");
         let (key, hash, stored_name) = (name_key(&name), password_hash.to_string(), name.clone());
-        let id = self.write(move |c| {
-            let n = c.execute(
-                "INSERT INTO accounts (name, name_key, role, domains, password_hash, created, disabled) \
+        let id = if let Some(pg) = &self.pg {
+            // A transaction: an insert that committed is never run again to report a conflict with itself.
+            pg.transaction(move |c| {
+                let row = c.query_opt(
+                    "INSERT INTO accounts (name, name_key, role, domains, password_hash, created, disabled) \
+                     VALUES ($1, $2, $3, $4, $5, $6, FALSE) ON CONFLICT (name_key) DO NOTHING RETURNING id",
+                    &[&stored_name, &key, &role.as_str(), &domains, &hash, &now],
+                )?;
+                Ok(row.map(|r| r.get::<_, i64>(0)))
+            })?
+        } else {
+            self.write(move |c| {
+                let n = c.execute(
+                    "INSERT INTO accounts (name, name_key, role, domains, password_hash, created, disabled) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0) ON CONFLICT (name_key) DO NOTHING",
-                params![stored_name, key, role.as_str(), domains_json, hash, now],
-            )?;
-            Ok((n == 1).then(|| c.last_insert_rowid()))
-        })?;
+                    params![stored_name, key, role.as_str(), domains_json, hash, now],
+                )?;
+                Ok((n == 1).then(|| c.last_insert_rowid()))
+            })?
+        };
         id.ok_or_else(|| StoreError::Exists {
             path: self.path().display().to_string(),
             what: format!("an account named {name}"),
@@ -116,6 +128,10 @@ impl Database {
     /// The account with this name, ignoring case.
     pub fn account_get(&self, name: &str) -> Result<Option<Account>, StoreError> {
         let key = name_key(name.trim());
+        if let Some(pg) = &self.pg {
+            let sql = format!("SELECT {COLUMNS} FROM accounts WHERE name_key = $1");
+            return pg.call(move |c| c.query_opt(&sql, &[&key])?.map(|r| pg_account(&r)).transpose());
+        }
         self.read_rows(move |c| {
             c.prepare_cached(&format!("SELECT {COLUMNS} FROM accounts WHERE name_key = ?1"))?
                 .query_row([key], read_account)
@@ -124,6 +140,10 @@ impl Database {
     }
 
     pub fn account_by_id(&self, id: i64) -> Result<Option<Account>, StoreError> {
+        if let Some(pg) = &self.pg {
+            let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = $1");
+            return pg.call(move |c| c.query_opt(&sql, &[&id])?.map(|r| pg_account(&r)).transpose());
+        }
         self.read_rows(move |c| {
             c.prepare_cached(&format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1"))?
                 .query_row([id], read_account)
@@ -133,6 +153,10 @@ impl Database {
 
     /// Every account, by name (ignoring case).
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        if let Some(pg) = &self.pg {
+            let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY name_key");
+            return pg.call(move |c| c.query(&sql, &[])?.iter().map(pg_account).collect());
+        }
         self.read_rows(|c| {
             let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM accounts ORDER BY name_key"))?;
             let rows = stmt.query_map([], read_account)?;
@@ -143,6 +167,11 @@ impl Database {
     /// Replaces the password hash (empty: no password login); false when there is no such account.
     pub fn account_set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
         let (key, hash) = (name_key(name.trim()), password_hash.to_string());
+        if let Some(pg) = &self.pg {
+            return pg.call(move |c| {
+                Ok(c.execute("UPDATE accounts SET password_hash = $2 WHERE name_key = $1", &[&key, &hash])? == 1)
+            });
+        }
         self.write(move |c| {
             Ok(c.execute("UPDATE accounts SET password_hash = ?2 WHERE name_key = ?1", params![key, hash])? == 1)
         })
@@ -151,6 +180,11 @@ impl Database {
     /// Disables or re-enables an account; false when there is no such account.
     pub fn account_set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
         let key = name_key(name.trim());
+        if let Some(pg) = &self.pg {
+            return pg.call(move |c| {
+                Ok(c.execute("UPDATE accounts SET disabled = $2 WHERE name_key = $1", &[&key, &disabled])? == 1)
+            });
+        }
         self.write(move |c| {
             Ok(c.execute("UPDATE accounts SET disabled = ?2 WHERE name_key = ?1", params![key, disabled])? == 1)
         })
@@ -159,12 +193,20 @@ impl Database {
     /// Removes an account; false when there was none.
     pub fn account_remove(&self, name: &str) -> Result<bool, StoreError> {
         let key = name_key(name.trim());
+        if let Some(pg) = &self.pg {
+            return pg.call(move |c| Ok(c.execute("DELETE FROM accounts WHERE name_key = $1", &[&key])? == 1));
+        }
         self.write(move |c| Ok(c.execute("DELETE FROM accounts WHERE name_key = ?1", [key])? == 1))
     }
 
     /// A value from the settings table.
     pub fn setting_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
+        if let Some(pg) = &self.pg {
+            return pg.call(move |c| {
+                Ok(c.query_opt("SELECT value FROM settings WHERE key = $1", &[&key])?.map(|r| r.get(0)))
+            });
+        }
         self.read_rows(move |c| {
             c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()
         })
@@ -173,6 +215,15 @@ impl Database {
     /// Sets a value in the settings table (adding or replacing it), durably.
     pub fn setting_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_string(), value.to_string());
+        if let Some(pg) = &self.pg {
+            return pg.call(move |c| {
+                c.execute(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&key, &value],
+                )
+                .map(|_| ())
+            });
+        }
         self.write(move |c| {
             c.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -194,6 +245,21 @@ fn account_name(name: &str, role: Role) -> String {
 /// What names are compared by.
 fn name_key(name: &str) -> String {
     name.to_lowercase()
+}
+
+/// An account row as PostgreSQL returns it (domains an array there).
+fn pg_account(r: &postgres::Row) -> Result<Account, postgres::Error> {
+    let role: String = r.try_get(2)?;
+    Ok(Account {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        // A role this build does not know reads as the least privileged one rather than failing the listing.
+        role: Role::parse(&role).unwrap_or(Role::User),
+        domains: r.try_get(3)?,
+        password_hash: r.try_get(4)?,
+        created: r.try_get(5)?,
+        disabled: r.try_get(6)?,
+    })
 }
 
 fn read_account(r: &Row<'_>) -> rusqlite::Result<Account> {

@@ -19,7 +19,7 @@
 
 mod accounts;
 mod domains;
-mod filter;
+pub(crate) mod filter;
 pub(crate) mod migrations;
 pub mod msglog;
 pub mod policy;
@@ -66,6 +66,9 @@ const PURGE_CHUNK: usize = 5_000;
 #[derive(Clone)]
 pub struct Database {
     inner: Arc<Inner>,
+    /// On PostgreSQL ([`Database::open_postgres`]): the pieces ported so far go there; the others answer
+    /// that they are not stored in PostgreSQL yet, and no SQLite file is opened.
+    pg: Option<crate::pg::PgStore>,
 }
 
 struct Inner {
@@ -119,7 +122,29 @@ impl Database {
                 writer: Some(writer),
                 readers: Mutex::new(Vec::new()),
             }),
+            pg: None,
         })
+    }
+
+    /// The gateway database on PostgreSQL, shared by every node that opens it (see `crate::pg`). So far the
+    /// message log and the quarantine are stored there; every other piece answers
+    /// [`StoreError::Invalid`] saying it is not, until it is ported.
+    pub fn open_postgres(config: &crate::pg::PgConfig) -> Result<Database, StoreError> {
+        let pg = crate::pg::PgStore::open(config)?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                path: PathBuf::from(pg.target()),
+                queue: None,
+                writer: None,
+                readers: Mutex::new(Vec::new()),
+            }),
+            pg: Some(pg),
+        })
+    }
+
+    /// The PostgreSQL store, when this database is on PostgreSQL.
+    pub fn postgres(&self) -> Option<&crate::pg::PgStore> {
+        self.pg.as_ref()
     }
 
     /// Opens `data_dir/mailsift.sqlite`.
@@ -133,6 +158,9 @@ impl Database {
 
     /// The schema version of the file (`PRAGMA user_version`); [`SCHEMA_VERSION`] once opened by this build.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
+        if let Some(pg) = &self.pg {
+            return Ok(pg.schema_version()? as u32);
+        }
         self.read(migrations::user_version)
     }
 
@@ -142,6 +170,9 @@ impl Database {
     /// entries behind). The entry is committed with the next batch; [`Database::flush`] waits for that and
     /// reports entries that could not be written.
     pub fn log_append(&self, entry: LogEntry) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.log_append(entry);
+        }
         self.send(Command::Log(Box::new(entry)))
     }
 
@@ -153,6 +184,9 @@ impl Database {
         entry: LogEntry,
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.log_append_then(entry, done);
+        }
         self.send(Command::LogThen(Box::new(entry), Box::new(done)))
     }
 
@@ -168,6 +202,9 @@ impl Database {
     /// Waits until everything appended before it is committed. Fails if log entries were lost since the
     /// previous flush (the error says how many and why).
     pub fn flush(&self) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.log_flush();
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         self.send(Command::Flush(reply))?;
         answer.recv().map_err(|_| self.writer_gone())?
@@ -175,16 +212,25 @@ impl Database {
 
     /// The newest entry with this reference id. Entries still queued are not seen: flush first.
     pub fn log_get(&self, reference_id: &str) -> Result<Option<LogEntry>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.log_get(reference_id);
+        }
         self.read(|c| msglog::get(c, reference_id))
     }
 
     /// The entries matching `q`, newest first.
     pub fn log_search(&self, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.log_search(q);
+        }
         self.read(|c| msglog::search(c, q))
     }
 
     /// Deletes the entries older than `older_than` (Unix seconds); returns how many.
     pub fn log_purge(&self, older_than: i64) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.log_purge(older_than);
+        }
         self.purge(move |c| msglog::purge_chunk(c, older_than, PURGE_CHUNK))
     }
 
@@ -194,6 +240,9 @@ impl Database {
     /// thread) and stored once, with one row per recipient. Returns the rows' ids in recipient order, once
     /// the transaction is committed and fsynced.
     pub fn quarantine_put(&self, item: &NewQuarantine, raw: &[u8]) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_put(item, raw);
+        }
         if item.recipients.is_empty() {
             return Err(StoreError::Invalid {
                 path: self.inner.path.display().to_string(),
@@ -209,11 +258,17 @@ impl Database {
     }
 
     pub fn quarantine_get(&self, id: i64) -> Result<Option<QuarantineItem>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_get(id);
+        }
         self.read(|c| quarantine::get(c, id))
     }
 
     /// The raw message of quarantine row `id`, byte for byte as it was put.
     pub fn quarantine_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_raw(id);
+        }
         let Some((encoding, size, data)) = self.read(|c| quarantine::raw(c, id))? else { return Ok(None) };
         quarantine::decode(&encoding, size, data).map(Some).map_err(|reason| StoreError::Invalid {
             path: self.inner.path.display().to_string(),
@@ -223,28 +278,43 @@ impl Database {
 
     /// The items matching `q`, newest first.
     pub fn quarantine_list(&self, q: &QuarantineQuery) -> Result<Vec<QuarantineItem>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_list(q);
+        }
         self.read(|c| quarantine::list(c, q))
     }
 
     /// Marks row `id` released at `now`, durably, if it is held: `true` means this caller won the row and
     /// must deliver it; `false` means it is absent or was already released (by any process).
     pub fn quarantine_claim_release(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_claim_release(id, now);
+        }
         self.write(move |c| quarantine::claim_release(c, id, now))
     }
 
     /// Puts a claimed row back on hold, after its delivery failed.
     pub fn quarantine_unclaim_release(&self, id: i64) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_unclaim_release(id);
+        }
         self.write(move |c| quarantine::unclaim_release(c, id))
     }
 
     /// Deletes row `id`, and the raw message when no other recipient's row shares it; `false` if absent.
     pub fn quarantine_delete(&self, id: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_delete(id);
+        }
         self.write(move |c| quarantine::delete(c, id))
     }
 
     /// Deletes the rows older than `older_than` (Unix seconds), then every raw message no row refers to;
     /// returns how many rows.
     pub fn quarantine_purge(&self, older_than: i64) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_purge(older_than);
+        }
         let n = self.purge(move |c| quarantine::purge_chunk(c, older_than, PURGE_CHUNK))?;
         self.write(quarantine::drop_orphans)?;
         Ok(n)
@@ -352,7 +422,15 @@ impl Database {
         StoreError::Invalid { path: self.inner.path.display().to_string(), reason }
     }
 
+    /// What a piece not yet ported says on PostgreSQL.
+    fn not_on_postgres(&self) -> StoreError {
+        self.invalid("this is not stored in PostgreSQL yet (issue 18: ported so far: message log, quarantine, accounts, settings, domains, policy)".into())
+    }
+
     fn send(&self, cmd: Command) -> Result<(), StoreError> {
+        if self.pg.is_some() {
+            return Err(self.not_on_postgres());
+        }
         let queue = self.inner.queue.as_ref().ok_or_else(|| self.writer_gone())?;
         queue.send(cmd).map_err(|_| self.writer_gone())
     }
@@ -397,6 +475,9 @@ impl Database {
 
     /// Runs `f` on a reader connection from the pool.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        if self.pg.is_some() {
+            return Err(self.not_on_postgres());
+        }
         let path = &self.inner.path;
         let pooled = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {

@@ -439,7 +439,7 @@ fn invalid(e: PolicyError, stored: Option<&PolicyConfig>) -> PolicyStoreError {
     }
 }
 
-fn name_key(name: &str) -> String {
+pub(crate) fn name_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
@@ -491,20 +491,20 @@ impl Snapshot {
     }
 }
 
-struct RawRule {
-    id: i64,
-    json: String,
-    created: i64,
-    updated: i64,
-    last_matched: Option<i64>,
+pub(crate) struct RawRule {
+    pub(crate) id: i64,
+    pub(crate) json: String,
+    pub(crate) created: i64,
+    pub(crate) updated: i64,
+    pub(crate) last_matched: Option<i64>,
 }
 
-struct RawEntry {
-    id: i64,
-    list: String,
-    json: String,
-    created: i64,
-    last_matched: Option<i64>,
+pub(crate) struct RawEntry {
+    pub(crate) id: i64,
+    pub(crate) list: String,
+    pub(crate) json: String,
+    pub(crate) created: i64,
+    pub(crate) last_matched: Option<i64>,
 }
 
 fn read_version(c: &Connection) -> rusqlite::Result<i64> {
@@ -604,12 +604,12 @@ impl Target {
     }
 }
 
-struct RuleRow {
-    name: String,
-    name_key: String,
-    enabled: bool,
-    direction: &'static str,
-    json: String,
+pub(crate) struct RuleRow {
+    pub(crate) name: String,
+    pub(crate) name_key: String,
+    pub(crate) enabled: bool,
+    pub(crate) direction: &'static str,
+    pub(crate) json: String,
 }
 
 impl RuleRow {
@@ -629,7 +629,7 @@ impl RuleRow {
     }
 }
 
-enum RuleWrite {
+pub(crate) enum RuleWrite {
     Insert {
         position: usize,
         row: RuleRow,
@@ -642,27 +642,27 @@ enum RuleWrite {
     },
 }
 
-struct EntryRow {
-    list: &'static str,
-    level: &'static str,
-    recipient: Option<String>,
-    sender: String,
-    expires: Option<i64>,
-    json: String,
+pub(crate) struct EntryRow {
+    pub(crate) list: &'static str,
+    pub(crate) level: &'static str,
+    pub(crate) recipient: Option<String>,
+    pub(crate) sender: String,
+    pub(crate) expires: Option<i64>,
+    pub(crate) json: String,
 }
 
 /// The rows a change writes, and the version it was prepared against.
-struct Plan {
-    expect_version: i64,
-    now: i64,
-    delete_rules: Vec<i64>,
-    rules: Vec<RuleWrite>,
-    delete_entries: Vec<i64>,
-    insert_entries: Vec<EntryRow>,
+pub(crate) struct Plan {
+    pub(crate) expect_version: i64,
+    pub(crate) now: i64,
+    pub(crate) delete_rules: Vec<i64>,
+    pub(crate) rules: Vec<RuleWrite>,
+    pub(crate) delete_entries: Vec<i64>,
+    pub(crate) insert_entries: Vec<EntryRow>,
 }
 
 impl Plan {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.delete_rules.is_empty()
             && self.rules.is_empty()
             && self.delete_entries.is_empty()
@@ -729,7 +729,7 @@ fn plan(s: &Snapshot, t: &Target, now: i64) -> Result<Plan, PolicyStoreError> {
 }
 
 /// What the writer made of a plan.
-enum Applied {
+pub(crate) enum Applied {
     /// The policy changed since the plan was made: nothing written.
     Stale,
     Done {
@@ -858,7 +858,10 @@ impl Job for Touch {
 
 impl Database {
     fn snapshot(&self) -> Result<Snapshot, PolicyStoreError> {
-        let (version, raw_rules, raw_entries) = self.read(read_raw)?;
+        let (version, raw_rules, raw_entries) = match &self.pg {
+            Some(pg) => pg.call(crate::pg::policy::read_raw)?,
+            None => self.read(read_raw)?,
+        };
         let path = self.path();
         let mut s = Snapshot { version, ..Snapshot::default() };
         for (position, raw) in raw_rules.into_iter().enumerate() {
@@ -895,7 +898,14 @@ impl Database {
             let plan = plan(&s, &target, mailsift_engine::unix_now())?;
             let summary = plan.summary(s.version);
             let plan_empty = plan.is_empty();
-            match self.write(move |c| apply(c, &plan))? {
+            let applied = match &self.pg {
+                Some(pg) => {
+                    let plan = std::sync::Arc::new(plan);
+                    pg.transaction(move |tx| crate::pg::policy::apply(tx, &plan))?
+                }
+                None => self.write(move |c| apply(c, &plan))?,
+            };
+            match applied {
                 Applied::Stale => continue,
                 Applied::Done { version, rule_ids, entry_ids } => {
                     let summary = ImportSummary { version, ..summary };
@@ -912,6 +922,21 @@ impl Database {
     }
 
     fn send_lazy(&self, job: Touch) -> Result<(), PolicyStoreError> {
+        if let Some(pg) = &self.pg {
+            let Touch { entries, rules, now, .. } = job;
+            let target = pg.target().to_string();
+            // With the log rows, as on SQLite: a flush waits for it too.
+            return Ok(pg.log_lazy(
+                move |tx| crate::pg::policy::touch(tx, &entries, &rules, now),
+                move |r| {
+                    if let Err(reason) = r {
+                        eprintln!(
+                            "mailsift: policy: {target}: when rules and entries last matched was not recorded: {reason}"
+                        );
+                    }
+                },
+            )?);
+        }
         Ok(self.send(Command::Lazy(Box::new(job)))?)
     }
 }
@@ -954,6 +979,9 @@ impl PolicyStore for Database {
     }
 
     fn policy_version(&self) -> Result<i64, PolicyStoreError> {
+        if let Some(pg) = &self.pg {
+            return Ok(pg.call(|c| crate::pg::policy::read_version(c))?);
+        }
         Ok(self.read(read_version)?)
     }
 
@@ -963,6 +991,10 @@ impl PolicyStore for Database {
 
     fn rule_get(&self, name: &str) -> Result<Option<StoredRule>, PolicyStoreError> {
         let key = name_key(name);
+        if let Some(pg) = &self.pg {
+            let raw = pg.call(move |c| crate::pg::policy::rule_get(c, &key))?;
+            return raw.map(|(raw, position)| decode_rule(self.path(), &raw, position as usize)).transpose();
+        }
         let raw = self.read(|c| {
             c.query_row(
                 "SELECT id, rule, created, updated, last_matched, \
@@ -1174,6 +1206,18 @@ mod tests {
         ))
     }
 
+    /// Runs `body` on each backend; `open` opens a handle on the same database (another handle stands for
+    /// another process or node). SQLite in a temporary directory, then PostgreSQL (a private server; without
+    /// it installed only SQLite runs, and under CI=true the test fails).
+    fn each_backend(body: impl Fn(&dyn Fn() -> Database)) {
+        let dir = tempfile::tempdir().unwrap();
+        body(&|| Database::open_in(dir.path()).unwrap());
+        if let Some(pg) = mailsift_testkit::postgres::Postgres::start() {
+            let config = crate::pg::PgConfig::new(pg.url());
+            body(&|| Database::open_postgres(&config).unwrap());
+        }
+    }
+
     fn names(db: &Database) -> Vec<String> {
         db.rules().unwrap().into_iter().map(|r| r.rule.name).collect()
     }
@@ -1249,133 +1293,145 @@ action = "reject"
 
     #[test]
     fn rules_are_added_moved_switched_and_removed_in_order_each_change_a_new_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_in(dir.path()).unwrap();
-        assert_eq!(db.policy_version().unwrap(), 0);
-        assert_eq!(db.rule_add(simple("a"), None).unwrap(), 0);
-        assert_eq!(db.rule_add(simple("b"), None).unwrap(), 1);
-        assert_eq!(db.rule_add(simple("first"), Some(0)).unwrap(), 0);
-        assert_eq!(names(&db), ["first", "a", "b"]);
-        assert_eq!(db.policy_version().unwrap(), 3);
+        each_backend(|open| {
+            let db = open();
+            assert_eq!(db.policy_version().unwrap(), 0);
+            assert_eq!(db.rule_add(simple("a"), None).unwrap(), 0);
+            assert_eq!(db.rule_add(simple("b"), None).unwrap(), 1);
+            assert_eq!(db.rule_add(simple("first"), Some(0)).unwrap(), 0);
+            assert_eq!(names(&db), ["first", "a", "b"]);
+            assert_eq!(db.policy_version().unwrap(), 3);
 
-        // Found ignoring case and spaces, with its position.
-        let a = db.rule_get(" A ").unwrap().unwrap();
-        assert_eq!((a.position, a.rule.name.as_str()), (1, "a"));
-        assert!(db.rule_get("zzz").unwrap().is_none());
+            // Found ignoring case and spaces, with its position.
+            let a = db.rule_get(" A ").unwrap().unwrap();
+            assert_eq!((a.position, a.rule.name.as_str()), (1, "a"));
+            assert!(db.rule_get("zzz").unwrap().is_none());
 
-        db.rule_move("first", 2).unwrap();
-        assert_eq!(names(&db), ["a", "b", "first"]);
-        assert_eq!(db.rule_get("first").unwrap().unwrap().position, 2);
-        let id_before = db.rule_get("first").unwrap().unwrap().id;
-        db.rule_move("FIRST", 0).unwrap();
-        assert_eq!(names(&db), ["first", "a", "b"]);
-        assert_eq!(db.rule_get("first").unwrap().unwrap().id, id_before, "a move keeps the row");
-        assert_eq!(db.policy_version().unwrap(), 5);
+            db.rule_move("first", 2).unwrap();
+            assert_eq!(names(&db), ["a", "b", "first"]);
+            assert_eq!(db.rule_get("first").unwrap().unwrap().position, 2);
+            let id_before = db.rule_get("first").unwrap().unwrap().id;
+            db.rule_move("FIRST", 0).unwrap();
+            assert_eq!(names(&db), ["first", "a", "b"]);
+            assert_eq!(db.rule_get("first").unwrap().unwrap().id, id_before, "a move keeps the row");
+            assert_eq!(db.policy_version().unwrap(), 5);
 
-        assert!(db.rule_disable("b").unwrap());
-        assert!(!db.rule_disable("b").unwrap(), "already disabled");
-        assert_eq!(db.policy_version().unwrap(), 6, "no change, no new version");
-        assert!(!db.rule_get("b").unwrap().unwrap().rule.enabled);
-        assert!(!db.load_policy().unwrap().config.rules[2].enabled);
-        assert!(db.rule_enable("b").unwrap());
-        assert!(db.rule_get("b").unwrap().unwrap().rule.enabled);
+            assert!(db.rule_disable("b").unwrap());
+            assert!(!db.rule_disable("b").unwrap(), "already disabled");
+            assert_eq!(db.policy_version().unwrap(), 6, "no change, no new version");
+            assert!(!db.rule_get("b").unwrap().unwrap().rule.enabled);
+            assert!(!db.load_policy().unwrap().config.rules[2].enabled);
+            assert!(db.rule_enable("b").unwrap());
+            assert!(db.rule_get("b").unwrap().unwrap().rule.enabled);
 
-        // Replace where it stands, under a new name.
-        db.rule_replace("a", simple("a2")).unwrap();
-        assert_eq!(names(&db), ["first", "a2", "b"]);
+            // Replace where it stands, under a new name.
+            db.rule_replace("a", simple("a2")).unwrap();
+            assert_eq!(names(&db), ["first", "a2", "b"]);
 
-        db.rule_remove("first").unwrap();
-        assert_eq!(names(&db), ["a2", "b"]);
-        assert_eq!(db.rule_get("b").unwrap().unwrap().position, 1);
-        assert!(matches!(db.rule_remove("first"), Err(PolicyStoreError::NoSuchRule(n)) if n == "first"));
-        assert!(matches!(db.rule_move("b", 2), Err(PolicyStoreError::Invalid { field, .. }) if field == "position"));
-        assert_eq!(db.policy_version().unwrap(), 9);
+            db.rule_remove("first").unwrap();
+            assert_eq!(names(&db), ["a2", "b"]);
+            assert_eq!(db.rule_get("b").unwrap().unwrap().position, 1);
+            assert!(matches!(db.rule_remove("first"), Err(PolicyStoreError::NoSuchRule(n)) if n == "first"));
+            assert!(
+                matches!(db.rule_move("b", 2), Err(PolicyStoreError::Invalid { field, .. }) if field == "position")
+            );
+            assert_eq!(db.policy_version().unwrap(), 9);
 
-        // The same again after reopening the file.
-        drop(db);
-        let db = Database::open_in(dir.path()).unwrap();
-        assert_eq!(names(&db), ["a2", "b"]);
-        assert_eq!(db.policy_version().unwrap(), 9);
+            // The same again after reopening the database.
+            drop(db);
+            let db = open();
+            assert_eq!(names(&db), ["a2", "b"]);
+            assert_eq!(db.policy_version().unwrap(), 9);
+        });
     }
 
     #[test]
     fn an_invalid_rule_is_refused_with_its_field_and_reason_and_nothing_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_in(dir.path()).unwrap();
-        db.rule_add(simple("good"), None).unwrap();
-        let bad = rule(
-            "name = \"bad regex\"\nconditions = [{ field = \"subject\", op = \"contains\", value = \"x\" }, \
-             { field = \"subject\", op = \"matches\", value = \"(unclosed\" }]\nactions = [{ action = \"tag\" }]\n",
-        );
-        match db.rule_add(bad, None).unwrap_err() {
-            PolicyStoreError::Invalid { item, field, reason } => {
-                assert_eq!(item, "rule \"bad regex\"");
-                assert!(field.starts_with("conditions[1]"), "{field}");
-                assert!(!reason.is_empty());
+        each_backend(|open| {
+            let db = open();
+            db.rule_add(simple("good"), None).unwrap();
+            let bad = rule(
+                "name = \"bad regex\"\nconditions = [{ field = \"subject\", op = \"contains\", value = \"x\" }, \
+                 { field = \"subject\", op = \"matches\", value = \"(unclosed\" }]\nactions = [{ action = \"tag\" }]\n",
+            );
+            match db.rule_add(bad, None).unwrap_err() {
+                PolicyStoreError::Invalid { item, field, reason } => {
+                    assert_eq!(item, "rule \"bad regex\"");
+                    assert!(field.starts_with("conditions[1]"), "{field}");
+                    assert!(!reason.is_empty());
+                }
+                e => panic!("{e}"),
             }
-            e => panic!("{e}"),
-        }
-        let cidr = rule(
-            "name = \"net\"\nconditions = [{ field = \"client_ip\", op = \"in_cidr\", value = \"10.0.0.0/33\" }]\n\
-             actions = [{ action = \"allow\" }]\n",
-        );
-        let e = db.rule_add(cidr, None).unwrap_err().to_string();
-        assert!(e.starts_with("rule \"net\": conditions[0]"), "{e}");
-        // A duplicate name, ignoring case.
-        let e = db.rule_add(simple("GOOD"), None).unwrap_err();
-        assert!(matches!(&e, PolicyStoreError::Invalid { field, .. } if field == "name"), "{e}");
-        // An entry with a bad network.
-        let mut entry = allow("partner.example", None);
-        if let ListEntry::Allow(a) = &mut entry {
-            a.from_network = Some("198.51.100.0/99".into());
-        }
-        let e = db.list_add(entry).unwrap_err();
-        assert!(matches!(&e, PolicyStoreError::Invalid { field, .. } if field == "from_network"), "{e}");
+            let cidr = rule(
+                "name = \"net\"\nconditions = [{ field = \"client_ip\", op = \"in_cidr\", value = \"10.0.0.0/33\" }]\n\
+                 actions = [{ action = \"allow\" }]\n",
+            );
+            let e = db.rule_add(cidr, None).unwrap_err().to_string();
+            assert!(e.starts_with("rule \"net\": conditions[0]"), "{e}");
+            // A duplicate name, ignoring case.
+            let e = db.rule_add(simple("GOOD"), None).unwrap_err();
+            assert!(matches!(&e, PolicyStoreError::Invalid { field, .. } if field == "name"), "{e}");
+            // An entry with a bad network.
+            let mut entry = allow("partner.example", None);
+            if let ListEntry::Allow(a) = &mut entry {
+                a.from_network = Some("198.51.100.0/99".into());
+            }
+            let e = db.list_add(entry).unwrap_err();
+            assert!(matches!(&e, PolicyStoreError::Invalid { field, .. } if field == "from_network"), "{e}");
 
-        assert_eq!(names(&db), ["good"]);
-        assert!(db.list_entries().unwrap().is_empty());
-        assert_eq!(db.policy_version().unwrap(), 1);
-        let rows: i64 = db.read(|c| c.query_row("SELECT count(*) FROM policy_rules", [], |r| r.get(0))).unwrap();
-        assert_eq!(rows, 1);
+            assert_eq!(names(&db), ["good"]);
+            assert!(db.list_entries().unwrap().is_empty());
+            assert_eq!(db.policy_version().unwrap(), 1);
+            let rows: i64 = match db.postgres() {
+                Some(pg) => pg.call(|c| Ok(c.query_one("SELECT count(*) FROM policy_rules", &[])?.get(0))).unwrap(),
+                None => db.read(|c| c.query_row("SELECT count(*) FROM policy_rules", [], |r| r.get(0))).unwrap(),
+            };
+            assert_eq!(rows, 1);
+        });
     }
 
     #[test]
     fn a_bad_import_changes_nothing_and_names_the_item_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_in(dir.path()).unwrap();
-        db.import_policy(POLICY, ImportMode::Replace).unwrap();
-        let before = db.export_policy().unwrap();
-        let version = db.policy_version().unwrap();
+        each_backend(|open| {
+            let db = open();
+            db.import_policy(POLICY, ImportMode::Replace).unwrap();
+            let before = db.export_policy().unwrap();
+            let version = db.policy_version().unwrap();
 
-        let bad = format!(
-            "{POLICY}\n[[rules]]\nname = \"late\"\nconditions = [{{ field = \"size\", op = \"above\", value = \"ten\" }}]\n\
-             actions = [{{ action = \"quarantine\" }}]\n"
-        );
-        for mode in [ImportMode::Replace, ImportMode::Merge] {
-            let e = db.import_policy(&bad, mode).unwrap_err();
-            match &e {
-                PolicyStoreError::Invalid { item, field, .. } => {
-                    assert_eq!(item, "rules[3] \"late\"");
-                    assert!(field.starts_with("conditions[0]"), "{field}");
+            let bad = format!(
+                "{POLICY}\n[[rules]]\nname = \"late\"\nconditions = [{{ field = \"size\", op = \"above\", value = \"ten\" }}]\n\
+                 actions = [{{ action = \"quarantine\" }}]\n"
+            );
+            for mode in [ImportMode::Replace, ImportMode::Merge] {
+                let e = db.import_policy(&bad, mode).unwrap_err();
+                match &e {
+                    PolicyStoreError::Invalid { item, field, .. } => {
+                        assert_eq!(item, "rules[3] \"late\"");
+                        assert!(field.starts_with("conditions[0]"), "{field}");
+                    }
+                    e => panic!("{e}"),
                 }
-                e => panic!("{e}"),
             }
-        }
-        // Unknown keys: serde names the item.
-        let e =
-            db.import_policy("[[allow]]\nsender = \"x.example\"\nrequre_auth = true\n", ImportMode::Merge).unwrap_err();
-        assert!(
-            matches!(&e, PolicyStoreError::Parse(m) if m.contains("requre_auth") && m.contains("x.example")),
-            "{e}"
-        );
-        // The same entry twice.
-        let e = db
-            .import_policy("[[block]]\nsender = \"a.example\"\n[[block]]\nsender = \"a.example\"\n", ImportMode::Merge)
-            .unwrap_err();
-        assert_eq!(e.to_string(), "block[1] \"a.example\": sender: the same entry as block[0]");
+            // Unknown keys: serde names the item.
+            let e = db
+                .import_policy("[[allow]]\nsender = \"x.example\"\nrequre_auth = true\n", ImportMode::Merge)
+                .unwrap_err();
+            assert!(
+                matches!(&e, PolicyStoreError::Parse(m) if m.contains("requre_auth") && m.contains("x.example")),
+                "{e}"
+            );
+            // The same entry twice.
+            let e = db
+                .import_policy(
+                    "[[block]]\nsender = \"a.example\"\n[[block]]\nsender = \"a.example\"\n",
+                    ImportMode::Merge,
+                )
+                .unwrap_err();
+            assert_eq!(e.to_string(), "block[1] \"a.example\": sender: the same entry as block[0]");
 
-        assert_eq!(db.export_policy().unwrap(), before);
-        assert_eq!(db.policy_version().unwrap(), version);
+            assert_eq!(db.export_policy().unwrap(), before);
+            assert_eq!(db.policy_version().unwrap(), version);
+        });
     }
 
     #[test]
@@ -1429,133 +1485,137 @@ action = "reject"
 
     #[test]
     fn replace_removes_what_the_file_lacks_and_merge_only_adds_or_replaces_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_in(dir.path()).unwrap();
-        db.import_policy(POLICY, ImportMode::Replace).unwrap();
-        let web_forms_id = db.rule_get("web forms").unwrap().unwrap().id;
+        each_backend(|open| {
+            let db = open();
+            db.import_policy(POLICY, ImportMode::Replace).unwrap();
+            let web_forms_id = db.rule_get("web forms").unwrap().unwrap().id;
 
-        let merge = r#"
-[[rules]]
-name = "Web Forms"
-actions = [{ action = "quarantine" }]
-[[rules]]
-name = "new one"
-actions = [{ action = "tag" }]
-[[block]]
-sender = "offers@spam.example"
-action = "reject"
-[[block]]
-sender = "more.example"
-"#;
-        let s = db.import_policy(merge, ImportMode::Merge).unwrap();
-        assert_eq!((s.rules_added, s.rules_changed, s.rules_removed), (1, 1, 0));
-        assert_eq!((s.entries_added, s.entries_removed), (1, 0));
-        assert_eq!(names(&db), ["Web Forms", "open sesame", "invoices from the marketing service", "new one"]);
-        assert_eq!(db.rule_get("web forms").unwrap().unwrap().id, web_forms_id, "replaced where it stood");
-        assert_eq!(db.list_entries().unwrap().len(), 4);
+            let merge = r#"
+    [[rules]]
+    name = "Web Forms"
+    actions = [{ action = "quarantine" }]
+    [[rules]]
+    name = "new one"
+    actions = [{ action = "tag" }]
+    [[block]]
+    sender = "offers@spam.example"
+    action = "reject"
+    [[block]]
+    sender = "more.example"
+    "#;
+            let s = db.import_policy(merge, ImportMode::Merge).unwrap();
+            assert_eq!((s.rules_added, s.rules_changed, s.rules_removed), (1, 1, 0));
+            assert_eq!((s.entries_added, s.entries_removed), (1, 0));
+            assert_eq!(names(&db), ["Web Forms", "open sesame", "invoices from the marketing service", "new one"]);
+            assert_eq!(db.rule_get("web forms").unwrap().unwrap().id, web_forms_id, "replaced where it stood");
+            assert_eq!(db.list_entries().unwrap().len(), 4);
 
-        let s = db.import_policy(merge, ImportMode::Replace).unwrap();
-        assert_eq!((s.rules_removed, s.entries_removed), (2, 2));
-        assert_eq!(names(&db), ["Web Forms", "new one"]);
-        let senders: Vec<String> = db.list_entries().unwrap().iter().map(|e| e.entry.sender().to_string()).collect();
-        assert_eq!(senders, ["offers@spam.example", "more.example"]);
+            let s = db.import_policy(merge, ImportMode::Replace).unwrap();
+            assert_eq!((s.rules_removed, s.entries_removed), (2, 2));
+            assert_eq!(names(&db), ["Web Forms", "new one"]);
+            let senders: Vec<String> =
+                db.list_entries().unwrap().iter().map(|e| e.entry.sender().to_string()).collect();
+            assert_eq!(senders, ["offers@spam.example", "more.example"]);
 
-        let s = db.import_policy("", ImportMode::Replace).unwrap();
-        assert_eq!((s.rules_removed, s.entries_removed), (2, 2));
-        assert!(db.load_policy().unwrap().config.is_empty());
+            let s = db.import_policy("", ImportMode::Replace).unwrap();
+            assert_eq!((s.rules_removed, s.entries_removed), (2, 2));
+            assert!(db.load_policy().unwrap().config.is_empty());
+        });
     }
 
     #[test]
     fn entries_are_added_listed_removed_and_remember_when_they_last_matched() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_in(dir.path()).unwrap();
-        let a = db.list_add(allow("partner.example", Some("alice@ourdomain.example"))).unwrap();
-        let b = db.list_add(block("offers@spam.example")).unwrap();
-        let c = db.list_add(allow("partner.example", Some("ourdomain.example"))).unwrap();
-        assert!(a < b && b < c);
-        let e = db.list_add(allow("partner.example", Some("alice@ourdomain.example"))).unwrap_err();
-        assert!(e.to_string().contains(&format!("id {a}")), "{e}");
-        assert_eq!(db.policy_version().unwrap(), 3);
+        each_backend(|open| {
+            let db = open();
+            let a = db.list_add(allow("partner.example", Some("alice@ourdomain.example"))).unwrap();
+            let b = db.list_add(block("offers@spam.example")).unwrap();
+            let c = db.list_add(allow("partner.example", Some("ourdomain.example"))).unwrap();
+            assert!(a < b && b < c);
+            let e = db.list_add(allow("partner.example", Some("alice@ourdomain.example"))).unwrap_err();
+            assert!(e.to_string().contains(&format!("id {a}")), "{e}");
+            assert_eq!(db.policy_version().unwrap(), 3);
 
-        let entries = db.list_entries().unwrap();
-        assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), [a, b, c]);
-        assert_eq!(entries[0].entry.level(), Level::User);
-        assert_eq!(entries[2].entry.level(), Level::Domain);
-        assert_eq!(entries[1].entry.id(), Some(b.to_string().as_str()));
-        assert!(entries.iter().all(|e| e.last_matched.is_none() && e.created > 0));
-        let ListEntry::Block(stored) = &entries[1].entry else { panic!() };
-        assert_eq!(
-            (stored.action, stored.expires, stored.comment.as_deref()),
-            (BlockAction::Reject, Some(1_900_000_000), Some("offers"))
-        );
+            let entries = db.list_entries().unwrap();
+            assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), [a, b, c]);
+            assert_eq!(entries[0].entry.level(), Level::User);
+            assert_eq!(entries[2].entry.level(), Level::Domain);
+            assert_eq!(entries[1].entry.id(), Some(b.to_string().as_str()));
+            assert!(entries.iter().all(|e| e.last_matched.is_none() && e.created > 0));
+            let ListEntry::Block(stored) = &entries[1].entry else { panic!() };
+            assert_eq!(
+                (stored.action, stored.expires, stored.comment.as_deref()),
+                (BlockAction::Reject, Some(1_900_000_000), Some("offers"))
+            );
 
-        // The gateway reports what matched, as the verdict says it.
-        let matched = |id: i64, honoured: bool| PolicyMatch::Entry {
-            entry: EntryRef {
-                list: ListKind::Allow,
-                index: 0,
-                id: Some(id.to_string()),
-                level: Level::User,
-                sender: "partner.example".into(),
-                recipient: None,
-            },
-            honoured,
-        };
-        db.touch_policy_matches(&[matched(a, true), matched(c, false)], 1_000).unwrap();
-        db.touch_list_entries(&[b, b, 9999], 2_000).unwrap();
-        db.touch_list_entries(&[b], 1_500).unwrap(); // older: kept at 2000
-        db.flush().unwrap();
-        let last: Vec<Option<i64>> = db.list_entries().unwrap().iter().map(|e| e.last_matched).collect();
-        assert_eq!(last, [Some(1_000), Some(2_000), None]);
-        assert_eq!(db.policy_version().unwrap(), 3, "a match is not a change of policy");
+            // The gateway reports what matched, as the verdict says it.
+            let matched = |id: i64, honoured: bool| PolicyMatch::Entry {
+                entry: EntryRef {
+                    list: ListKind::Allow,
+                    index: 0,
+                    id: Some(id.to_string()),
+                    level: Level::User,
+                    sender: "partner.example".into(),
+                    recipient: None,
+                },
+                honoured,
+            };
+            db.touch_policy_matches(&[matched(a, true), matched(c, false)], 1_000).unwrap();
+            db.touch_list_entries(&[b, b, 9999], 2_000).unwrap();
+            db.touch_list_entries(&[b], 1_500).unwrap(); // older: kept at 2000
+            db.flush().unwrap();
+            let last: Vec<Option<i64>> = db.list_entries().unwrap().iter().map(|e| e.last_matched).collect();
+            assert_eq!(last, [Some(1_000), Some(2_000), None]);
+            assert_eq!(db.policy_version().unwrap(), 3, "a match is not a change of policy");
 
-        db.rule_add(simple("r"), None).unwrap();
-        db.touch_policy_matches(&[PolicyMatch::Rule { name: "R".into(), index: 0 }], 3_000).unwrap();
-        db.flush().unwrap();
-        assert_eq!(db.rule_get("r").unwrap().unwrap().last_matched, Some(3_000));
+            db.rule_add(simple("r"), None).unwrap();
+            db.touch_policy_matches(&[PolicyMatch::Rule { name: "R".into(), index: 0 }], 3_000).unwrap();
+            db.flush().unwrap();
+            assert_eq!(db.rule_get("r").unwrap().unwrap().last_matched, Some(3_000));
 
-        db.list_remove(b).unwrap();
-        assert!(matches!(db.list_remove(b), Err(PolicyStoreError::NoSuchEntry(x)) if x == b));
-        let d = db.list_add(block("offers@spam.example")).unwrap();
-        assert!(d > c, "ids are never reused");
-        assert_eq!(db.list_entries().unwrap().len(), 3);
+            db.list_remove(b).unwrap();
+            assert!(matches!(db.list_remove(b), Err(PolicyStoreError::NoSuchEntry(x)) if x == b));
+            let d = db.list_add(block("offers@spam.example")).unwrap();
+            assert!(d > c, "ids are never reused");
+            assert_eq!(db.list_entries().unwrap().len(), 3);
+        });
     }
 
     #[test]
     fn another_connection_sees_each_change_and_concurrent_changes_all_land() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = Database::open_in(dir.path()).unwrap();
-        // A second handle stands for another process (the gateway reading while the CLI writes).
-        let reader = Database::open_in(dir.path()).unwrap();
-        assert_eq!(reader.policy_version().unwrap(), 0);
-        writer.rule_add(simple("one"), None).unwrap();
-        assert_eq!(reader.policy_version().unwrap(), 1);
-        assert_eq!(names(&reader), ["one"]);
-        writer.rule_disable("one").unwrap();
-        let p = reader.load_policy().unwrap();
-        assert_eq!(p.version, 2);
-        assert!(!p.config.rules[0].enabled);
+        each_backend(|open| {
+            let writer = open();
+            // A second handle stands for another process (the gateway reading while the CLI writes).
+            let reader = open();
+            assert_eq!(reader.policy_version().unwrap(), 0);
+            writer.rule_add(simple("one"), None).unwrap();
+            assert_eq!(reader.policy_version().unwrap(), 1);
+            assert_eq!(names(&reader), ["one"]);
+            writer.rule_disable("one").unwrap();
+            let p = reader.load_policy().unwrap();
+            assert_eq!(p.version, 2);
+            assert!(!p.config.rules[0].enabled);
 
-        // Two writers at once, through different handles: each change is made again on the other's result.
-        let threads: Vec<_> = [writer.clone(), reader.clone()]
-            .into_iter()
-            .enumerate()
-            .map(|(t, db)| {
-                std::thread::spawn(move || {
-                    for i in 0..15 {
-                        db.rule_add(simple(&format!("t{t}-{i}")), Some(0)).unwrap();
-                        db.list_add(block(&format!("s{t}-{i}.example"))).unwrap();
-                    }
+            // Two writers at once, through different handles: each change is made again on the other's result.
+            let threads: Vec<_> = [writer.clone(), reader.clone()]
+                .into_iter()
+                .enumerate()
+                .map(|(t, db)| {
+                    std::thread::spawn(move || {
+                        for i in 0..15 {
+                            db.rule_add(simple(&format!("t{t}-{i}")), Some(0)).unwrap();
+                            db.list_add(block(&format!("s{t}-{i}.example"))).unwrap();
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let p = writer.load_policy().unwrap();
-        assert_eq!(p.config.rules.len(), 31);
-        assert_eq!(p.config.block.len(), 30);
-        assert_eq!(p.version, 2 + 60);
-        assert_eq!(p.config.rules.last().unwrap().name, "one");
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let p = writer.load_policy().unwrap();
+            assert_eq!(p.config.rules.len(), 31);
+            assert_eq!(p.config.block.len(), 30);
+            assert_eq!(p.version, 2 + 60);
+            assert_eq!(p.config.rules.last().unwrap().name, "one");
+        });
     }
 }

@@ -83,7 +83,7 @@ pub struct QuarantineQuery {
 
 /// The raw message as stored: compressed with zstd (level 3, with a content checksum) unless that would
 /// not make it smaller, as happens with already-compressed attachments.
-pub(super) struct StoredRaw {
+pub(crate) struct StoredRaw {
     pub encoding: &'static str,
     pub size: u64,
     pub data: Vec<u8>,
@@ -92,7 +92,7 @@ pub(super) struct StoredRaw {
 const ZSTD: &str = "zstd";
 const IDENTITY: &str = "identity";
 
-pub(super) fn encode(raw: &[u8]) -> std::io::Result<StoredRaw> {
+pub(crate) fn encode(raw: &[u8]) -> std::io::Result<StoredRaw> {
     let mut compressor = zstd::bulk::Compressor::new(3)?;
     compressor.include_checksum(true)?;
     let data = compressor.compress(raw)?;
@@ -103,7 +103,7 @@ pub(super) fn encode(raw: &[u8]) -> std::io::Result<StoredRaw> {
     })
 }
 
-pub(super) fn decode(encoding: &str, size: u64, data: Vec<u8>) -> Result<Vec<u8>, String> {
+pub(crate) fn decode(encoding: &str, size: u64, data: Vec<u8>) -> Result<Vec<u8>, String> {
     let raw = match encoding {
         IDENTITY => data,
         // The stored size bounds the output, so a damaged frame cannot make it allocate more.
