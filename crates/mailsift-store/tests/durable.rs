@@ -99,6 +99,18 @@ fn acknowledged_log_rows_survive_kill_9() {
     );
 }
 
+/// Runs `body` on each backend; `open` opens a handle on the same database (another process, or node).
+/// SQLite in a temporary directory, then PostgreSQL (a private server; without it installed only SQLite
+/// runs, and under CI=true the test fails).
+fn each_backend(body: impl Fn(&dyn Fn() -> Database)) {
+    let dir = tempfile::tempdir().unwrap();
+    body(&|| Database::open_in(dir.path()).unwrap());
+    if let Some(pg) = mailsift_testkit::postgres::Postgres::start() {
+        let config = mailsift_store::pg::PgConfig::new(pg.url());
+        body(&|| Database::open_postgres(&config).unwrap());
+    }
+}
+
 fn spooled(kind: &str, rcpt: &str) -> NewSpoolItem {
     NewSpoolItem {
         kind: kind.into(),
@@ -111,87 +123,90 @@ fn spooled(kind: &str, rcpt: &str) -> NewSpoolItem {
 
 #[test]
 fn spooled_items_survive_a_reopen_and_are_claimed_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let body = b"Subject: bounce\r\n\r\nUndelivered.\r\n".repeat(100);
-    let ids = {
-        let db = Database::open_in(dir.path()).unwrap();
-        let ids = db
-            .spool_put(vec![
-                (spooled("bounce", "a@x.example"), body.clone()),
-                (spooled("copy", "b@x.example"), b"x".to_vec()),
-            ])
-            .unwrap();
-        assert_eq!(ids.len(), 2);
-        ids
-    };
-    let db = Database::open_in(dir.path()).unwrap();
-    let now = now_ms();
-    let pending = db.spool_list(Some("pending"), 10).unwrap();
-    assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), ids);
-    // Two claimers at once: each row goes to exactly one of them.
-    let (a, b) = std::thread::scope(|s| {
-        let one = s.spawn(|| db.spool_claim(now, now + 60_000, 10, None).unwrap());
-        let two = s.spawn(|| db.spool_claim(now, now + 60_000, 10, None).unwrap());
-        (one.join().unwrap(), two.join().unwrap())
+    each_backend(|open| {
+        let body = b"Subject: bounce\r\n\r\nUndelivered.\r\n".repeat(100);
+        let ids = {
+            let db = open();
+            let ids = db
+                .spool_put(vec![
+                    (spooled("bounce", "a@x.example"), body.clone()),
+                    (spooled("copy", "b@x.example"), b"x".to_vec()),
+                ])
+                .unwrap();
+            assert_eq!(ids.len(), 2);
+            ids
+        };
+        let db = open();
+        let now = now_ms();
+        let pending = db.spool_list(Some("pending"), 10).unwrap();
+        assert_eq!(pending.iter().map(|i| i.id).collect::<Vec<_>>(), ids);
+        // Two claimers at once: each row goes to exactly one of them.
+        let (a, b) = std::thread::scope(|s| {
+            let one = s.spawn(|| db.spool_claim(now, now + 60_000, 10, None).unwrap());
+            let two = s.spawn(|| db.spool_claim(now, now + 60_000, 10, None).unwrap());
+            (one.join().unwrap(), two.join().unwrap())
+        });
+        let mut got: Vec<i64> = a.iter().chain(b.iter()).map(|(i, _)| i.id).collect();
+        got.sort();
+        assert_eq!(got, ids);
+        let (item, raw) = a.iter().chain(b.iter()).find(|(i, _)| i.id == ids[0]).unwrap();
+        assert_eq!(raw, &body, "the message comes back byte for byte");
+        assert_eq!(item.attempts, 1);
+        assert_eq!(item.recipient, "a@x.example");
+        // Leased: nobody else gets them before the lease ends; after it, they are due again.
+        assert!(db.spool_claim(now + 59_000, now + 120_000, 10, None).unwrap().is_empty());
+        let again = db.spool_claim(now + 60_000, now + 120_000, 10, Some(ids[1])).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0.attempts, 2);
+        // Delivered: gone. Refused for good: kept as failed, without the message.
+        assert!(db.spool_done(ids[0]).unwrap());
+        assert!(!db.spool_done(ids[0]).unwrap());
+        db.spool_fail(ids[1], now, "550 5.1.1 no such user").unwrap();
+        assert!(db.spool_list(Some("pending"), 10).unwrap().is_empty());
+        let failed = db.spool_list(Some("failed"), 10).unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no such user"));
+        assert!(db.spool_claim(now + 1_000_000, now + 2_000_000, 10, None).unwrap().is_empty());
+        assert_eq!(db.spool_purge_failed(now + 1).unwrap(), 1);
+        assert!(db.spool_list(None, 10).unwrap().is_empty());
     });
-    let mut got: Vec<i64> = a.iter().chain(b.iter()).map(|(i, _)| i.id).collect();
-    got.sort();
-    assert_eq!(got, ids);
-    let (item, raw) = a.iter().chain(b.iter()).find(|(i, _)| i.id == ids[0]).unwrap();
-    assert_eq!(raw, &body, "the message comes back byte for byte");
-    assert_eq!(item.attempts, 1);
-    assert_eq!(item.recipient, "a@x.example");
-    // Leased: nobody else gets them before the lease ends; after it, they are due again.
-    assert!(db.spool_claim(now + 59_000, now + 120_000, 10, None).unwrap().is_empty());
-    let again = db.spool_claim(now + 60_000, now + 120_000, 10, Some(ids[1])).unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].0.attempts, 2);
-    // Delivered: gone. Refused for good: kept as failed, without the message.
-    assert!(db.spool_done(ids[0]).unwrap());
-    assert!(!db.spool_done(ids[0]).unwrap());
-    db.spool_fail(ids[1], now, "550 5.1.1 no such user").unwrap();
-    assert!(db.spool_list(Some("pending"), 10).unwrap().is_empty());
-    let failed = db.spool_list(Some("failed"), 10).unwrap();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].last_error.as_deref(), Some("550 5.1.1 no such user"));
-    assert!(db.spool_claim(now + 1_000_000, now + 2_000_000, 10, None).unwrap().is_empty());
-    assert_eq!(db.spool_purge_failed(now + 1).unwrap(), 1);
-    assert!(db.spool_list(None, 10).unwrap().is_empty());
 }
 
 #[test]
 fn a_retry_waits_for_its_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::open_in(dir.path()).unwrap();
-    let ids = db.spool_put(vec![(spooled("digest", "c@x.example"), b"digest".to_vec())]).unwrap();
-    let now = now_ms();
-    assert_eq!(db.spool_next_due().unwrap().map(|t| t <= now), Some(true));
-    let claimed = db.spool_claim(now, now + 1_000, 1, None).unwrap();
-    assert_eq!(claimed.len(), 1);
-    db.spool_retry(ids[0], now + 5_000, "connection refused").unwrap();
-    assert_eq!(db.spool_next_due().unwrap(), Some(now + 5_000));
-    assert!(db.spool_claim(now + 4_999, now + 10_000, 1, None).unwrap().is_empty());
-    let due = db.spool_claim(now + 5_000, now + 10_000, 1, None).unwrap();
-    assert_eq!(due[0].0.last_error.as_deref(), Some("connection refused"));
-    assert_eq!(due[0].0.attempts, 2);
+    each_backend(|open| {
+        let db = open();
+        let ids = db.spool_put(vec![(spooled("digest", "c@x.example"), b"digest".to_vec())]).unwrap();
+        let now = now_ms();
+        assert_eq!(db.spool_next_due().unwrap().map(|t| t <= now), Some(true));
+        let claimed = db.spool_claim(now, now + 1_000, 1, None).unwrap();
+        assert_eq!(claimed.len(), 1);
+        db.spool_retry(ids[0], now + 5_000, "connection refused").unwrap();
+        assert_eq!(db.spool_next_due().unwrap(), Some(now + 5_000));
+        assert!(db.spool_claim(now + 4_999, now + 10_000, 1, None).unwrap().is_empty());
+        let due = db.spool_claim(now + 5_000, now + 10_000, 1, None).unwrap();
+        assert_eq!(due[0].0.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(due[0].0.attempts, 2);
+    });
 }
 
 #[test]
 fn the_high_water_mark_moves_only_with_the_spooled_digests() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::open_in(dir.path()).unwrap();
-    db.spool_put_with_settings(
-        vec![(spooled("digest", "d@x.example"), b"one".to_vec())],
-        vec![("digest.last_id".into(), "7".into())],
-    )
-    .unwrap();
-    assert_eq!(db.setting_get("digest.last_id").unwrap().as_deref(), Some("7"));
-    // An item the store refuses (no recipient) fails the whole put: the mark stays.
-    let bad = db.spool_put_with_settings(
-        vec![(spooled("digest", "e@x.example"), b"two".to_vec()), (spooled("digest", ""), b"three".to_vec())],
-        vec![("digest.last_id".into(), "9".into())],
-    );
-    assert!(bad.is_err());
-    assert_eq!(db.setting_get("digest.last_id").unwrap().as_deref(), Some("7"));
-    assert_eq!(db.spool_list(None, 10).unwrap().len(), 1);
+    each_backend(|open| {
+        let db = open();
+        db.spool_put_with_settings(
+            vec![(spooled("digest", "d@x.example"), b"one".to_vec())],
+            vec![("digest.last_id".into(), "7".into())],
+        )
+        .unwrap();
+        assert_eq!(db.setting_get("digest.last_id").unwrap().as_deref(), Some("7"));
+        // An item the store refuses (no recipient) fails the whole put: the mark stays.
+        let bad = db.spool_put_with_settings(
+            vec![(spooled("digest", "e@x.example"), b"two".to_vec()), (spooled("digest", ""), b"three".to_vec())],
+            vec![("digest.last_id".into(), "9".into())],
+        );
+        assert!(bad.is_err());
+        assert_eq!(db.setting_get("digest.last_id").unwrap().as_deref(), Some("7"));
+        assert_eq!(db.spool_list(None, 10).unwrap().len(), 1);
+    });
 }

@@ -345,6 +345,9 @@ impl Database {
             encoded.push((item, stored));
         }
         let now_ms = now_ms();
+        if let Some(pg) = &self.pg {
+            return pg.spool_insert(encoded, settings, now_ms);
+        }
         self.write(move |c| {
             let ids = spool::insert(c, &encoded, now_ms)?;
             for (key, value) in &settings {
@@ -368,7 +371,10 @@ impl Database {
         limit: usize,
         only: Option<i64>,
     ) -> Result<Vec<(SpoolItem, Vec<u8>)>, StoreError> {
-        let claimed = self.write(move |c| spool::claim(c, now_ms, lease_until_ms, limit, only))?;
+        let claimed = match &self.pg {
+            Some(pg) => pg.spool_claim_rows(now_ms, lease_until_ms, limit, only)?,
+            None => self.write(move |c| spool::claim(c, now_ms, lease_until_ms, limit, only))?,
+        };
         let mut out = Vec::with_capacity(claimed.len());
         for (item, encoding, size, data) in claimed {
             match quarantine::decode(&encoding, size, data) {
@@ -386,33 +392,51 @@ impl Database {
 
     /// Row `id` was delivered: it is deleted. `false` if it was not there.
     pub fn spool_done(&self, id: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_delete(id);
+        }
         self.write(move |c| spool::done(c, id))
     }
 
     /// Row `id` failed for now: due again at `next_ms`.
     pub fn spool_retry(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_set_retry(id, next_ms, error.to_string());
+        }
         let error = error.to_string();
         self.write(move |c| spool::retry(c, id, next_ms, &error))
     }
 
     /// Row `id` is given up on: kept as `failed` with the reason, its message dropped.
     pub fn spool_fail(&self, id: i64, now_ms: i64, error: &str) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_set_failed(id, now_ms, error.to_string());
+        }
         let error = error.to_string();
         self.write(move |c| spool::fail(c, id, now_ms, &error))
     }
 
     /// The spool's rows in `state` (`pending`, `failed`; any for `None`), oldest first.
     pub fn spool_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<SpoolItem>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_rows(state.map(str::to_string), limit);
+        }
         self.read(|c| spool::list(c, state, limit))
     }
 
     /// When the next pending row is due (Unix ms), if there is one.
     pub fn spool_next_due(&self) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_due();
+        }
         self.read(spool::next_due)
     }
 
     /// Deletes the failed rows given up on before `older_than_ms`; returns how many.
     pub fn spool_purge_failed(&self, older_than_ms: i64) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_purge(older_than_ms);
+        }
         self.write(move |c| spool::purge_failed(c, older_than_ms))
     }
 
@@ -424,7 +448,7 @@ impl Database {
 
     /// What a piece not yet ported says on PostgreSQL.
     fn not_on_postgres(&self) -> StoreError {
-        self.invalid("this is not stored in PostgreSQL yet (issue 18: ported so far: message log, quarantine, accounts, settings, domains, policy)".into())
+        self.invalid("this is not stored in PostgreSQL yet (issue 18: ported so far: message log, quarantine, accounts, settings, domains, policy, spool)".into())
     }
 
     fn send(&self, cmd: Command) -> Result<(), StoreError> {

@@ -149,6 +149,31 @@ CREATE INDEX policy_list_entries_by_sender ON policy_list_entries (sender);
 CREATE INDEX policy_list_entries_by_recipient ON policy_list_entries (recipient);
 ",
     },
+    Step {
+        name: "outbound spool",
+        // Mail the gateway owes after its 250 (bounces, policy copies, digests), one row per recipient,
+        // compressed as the quarantine's; shared by every node's runner (see `spool.rs`).
+        sql: "
+CREATE TABLE spool (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind TEXT NOT NULL,
+    reference_id TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    mail_from TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    outbound BOOLEAN NOT NULL,
+    encoding TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    last_error TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'failed')),
+    finished_ms BIGINT
+);
+CREATE INDEX spool_due ON spool (state, next_attempt_ms);
+",
+    },
 ];
 
 /// The version this build writes.

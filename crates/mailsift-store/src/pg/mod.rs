@@ -17,6 +17,7 @@ pub mod migrations;
 mod msglog;
 pub(crate) mod policy;
 mod quarantine;
+mod spool;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
