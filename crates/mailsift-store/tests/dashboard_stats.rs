@@ -32,8 +32,17 @@ fn owned(v: &[(&str, u64)]) -> Vec<(String, u64)> {
     v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
 }
 
-fn filled(dir: &std::path::Path) -> Database {
-    let db = Database::open_in(dir).unwrap();
+/// Runs `body` on a fresh database of each backend: SQLite in a temporary directory, then PostgreSQL (a
+/// private server; without it installed only SQLite runs, and under CI=true the test fails).
+fn each_backend(body: impl Fn(Database)) {
+    let dir = tempfile::tempdir().unwrap();
+    body(Database::open_in(dir.path()).unwrap());
+    if let Some(pg) = mailsift_testkit::postgres::Postgres::start() {
+        body(Database::open_postgres(&mailsift_store::pg::PgConfig::new(pg.url())).unwrap());
+    }
+}
+
+fn filled(db: Database) -> Database {
     let net = "bob@example.net";
     let org = "ann@example.org";
     for e in [
@@ -59,89 +68,95 @@ fn filled(dir: &std::path::Path) -> Database {
 
 #[test]
 fn messages_per_hour_by_action_for_everything_and_for_one_domain() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = filled(dir.path());
-    assert_eq!(
-        db.stats_hourly(H0, &[]).unwrap(),
-        [
-            hourly(H0, "deliver", 2),
-            hourly(H0, "reject", 1),
-            hourly(H0 + 3_600, "quarantine", 1),
-            hourly(H0 + 3_600, "refused", 2),
-            hourly(H0 + 3_600, "reject", 1),
-            hourly(H0 + 3 * 3_600, "refused", 1),
-        ]
-    );
-    assert_eq!(
-        db.stats_hourly(H0, &["Example.ORG".into()]).unwrap(),
-        [hourly(H0, "deliver", 1), hourly(H0 + 3_600, "reject", 1)]
-    );
-    assert_eq!(db.stats_hourly(H0 + 4 * 3_600, &[]).unwrap(), []);
-    assert_eq!(db.stats_hourly(H0, &["nowhere.example".into()]).unwrap(), []);
+    each_backend(|db| {
+        let db = filled(db);
+        assert_eq!(
+            db.stats_hourly(H0, &[]).unwrap(),
+            [
+                hourly(H0, "deliver", 2),
+                hourly(H0, "reject", 1),
+                hourly(H0 + 3_600, "quarantine", 1),
+                hourly(H0 + 3_600, "refused", 2),
+                hourly(H0 + 3_600, "reject", 1),
+                hourly(H0 + 3 * 3_600, "refused", 1),
+            ]
+        );
+        assert_eq!(
+            db.stats_hourly(H0, &["Example.ORG".into()]).unwrap(),
+            [hourly(H0, "deliver", 1), hourly(H0 + 3_600, "reject", 1)]
+        );
+        assert_eq!(db.stats_hourly(H0 + 4 * 3_600, &[]).unwrap(), []);
+        assert_eq!(db.stats_hourly(H0, &["nowhere.example".into()]).unwrap(), []);
+    });
 }
 
 #[test]
 fn top_symbols_count_messages_where_a_symbol_added_to_the_score() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = filled(dir.path());
-    // BAYES_SPAM twice in one message counts once; SPF_PASS (negative) and SPF_FAIL (zero) not at all; the
-    // RBL_LISTED hit before the window is not counted.
-    assert_eq!(
-        db.stats_top_symbols(H0, 10, &[]).unwrap(),
-        owned(&[("BAYES_SPAM", 3), ("RBL_LISTED", 2), ("PHISH_LOGIN_FORM", 1)])
-    );
-    assert_eq!(db.stats_top_symbols(H0, 2, &[]).unwrap(), owned(&[("BAYES_SPAM", 3), ("RBL_LISTED", 2)]));
-    assert_eq!(
-        db.stats_top_symbols(H0, 10, &["example.org".into()]).unwrap(),
-        owned(&[("BAYES_SPAM", 1), ("RBL_LISTED", 1)])
-    );
-    assert_eq!(db.stats_top_symbols(H0 - 1, 1, &[]).unwrap(), owned(&[("BAYES_SPAM", 3)]));
-    assert_eq!(db.stats_top_symbols(H0 - 1, 10, &[]).unwrap()[1], ("RBL_LISTED".to_string(), 3));
+    each_backend(|db| {
+        let db = filled(db);
+        // BAYES_SPAM twice in one message counts once; SPF_PASS (negative) and SPF_FAIL (zero) not at all; the
+        // RBL_LISTED hit before the window is not counted.
+        assert_eq!(
+            db.stats_top_symbols(H0, 10, &[]).unwrap(),
+            owned(&[("BAYES_SPAM", 3), ("RBL_LISTED", 2), ("PHISH_LOGIN_FORM", 1)])
+        );
+        assert_eq!(db.stats_top_symbols(H0, 2, &[]).unwrap(), owned(&[("BAYES_SPAM", 3), ("RBL_LISTED", 2)]));
+        assert_eq!(
+            db.stats_top_symbols(H0, 10, &["example.org".into()]).unwrap(),
+            owned(&[("BAYES_SPAM", 1), ("RBL_LISTED", 1)])
+        );
+        assert_eq!(db.stats_top_symbols(H0 - 1, 1, &[]).unwrap(), owned(&[("BAYES_SPAM", 3)]));
+        assert_eq!(db.stats_top_symbols(H0 - 1, 10, &[]).unwrap()[1], ("RBL_LISTED".to_string(), 3));
+    });
 }
 
 #[test]
 fn top_refused_senders_by_envelope_sender_or_client_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = filled(dir.path());
-    // Rejected and refused only; an empty or absent sender is counted by its client address.
-    assert_eq!(
-        db.stats_top_refused_senders(H0, 10, &[]).unwrap(),
-        owned(&[("x@spam.example", 3), ("198.51.100.9", 2)])
-    );
-    assert_eq!(db.stats_top_refused_senders(H0, 1, &[]).unwrap(), owned(&[("x@spam.example", 3)]));
-    assert_eq!(
-        db.stats_top_refused_senders(H0 - 1, 10, &[]).unwrap(),
-        owned(&[("x@spam.example", 3), ("198.51.100.9", 2), ("old@spam.example", 1)])
-    );
-    assert_eq!(db.stats_top_refused_senders(H0, 10, &["example.org".into()]).unwrap(), owned(&[("x@spam.example", 1)]));
+    each_backend(|db| {
+        let db = filled(db);
+        // Rejected and refused only; an empty or absent sender is counted by its client address.
+        assert_eq!(
+            db.stats_top_refused_senders(H0, 10, &[]).unwrap(),
+            owned(&[("x@spam.example", 3), ("198.51.100.9", 2)])
+        );
+        assert_eq!(db.stats_top_refused_senders(H0, 1, &[]).unwrap(), owned(&[("x@spam.example", 3)]));
+        assert_eq!(
+            db.stats_top_refused_senders(H0 - 1, 10, &[]).unwrap(),
+            owned(&[("x@spam.example", 3), ("198.51.100.9", 2), ("old@spam.example", 1)])
+        );
+        assert_eq!(
+            db.stats_top_refused_senders(H0, 10, &["example.org".into()]).unwrap(),
+            owned(&[("x@spam.example", 1)])
+        );
+    });
 }
 
 #[test]
 fn quarantine_size_held_or_all_and_by_domain() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Database::open_in(dir.path()).unwrap();
-    let put = |rcpts: &[&str]| {
-        let item = NewQuarantine {
-            reference_id: "q".into(),
-            time: H0,
-            recipients: rcpts.iter().map(|r| r.to_string()).collect(),
-            reason: "score".into(),
-            direction: "inbound".into(),
-            ..NewQuarantine::default()
+    each_backend(|db| {
+        let put = |rcpts: &[&str]| {
+            let item = NewQuarantine {
+                reference_id: "q".into(),
+                time: H0,
+                recipients: rcpts.iter().map(|r| r.to_string()).collect(),
+                reason: "score".into(),
+                direction: "inbound".into(),
+                ..NewQuarantine::default()
+            };
+            db.quarantine_put(&item, b"x").unwrap()
         };
-        db.quarantine_put(&item, b"x").unwrap()
-    };
-    let a = put(&["bob@example.net", "ann@Example.ORG"]);
-    put(&["carol@example.net"]);
-    put(&["dave@example.net.evil"]);
-    assert_eq!(db.quarantine_count(true, &[]).unwrap(), 4);
-    assert!(db.quarantine_claim_release(a[0], H0 + 1).unwrap());
-    assert_eq!(db.quarantine_count(true, &[]).unwrap(), 3);
-    assert_eq!(db.quarantine_count(false, &[]).unwrap(), 4);
-    assert_eq!(db.quarantine_count(true, &["example.net".into()]).unwrap(), 1);
-    assert_eq!(db.quarantine_count(false, &["example.net".into()]).unwrap(), 2);
-    assert_eq!(db.quarantine_count(false, &["example.org".into(), "example.net".into()]).unwrap(), 3);
-    assert_eq!(db.quarantine_count(false, &[" ".into()]).unwrap(), 0);
+        let a = put(&["bob@example.net", "ann@Example.ORG"]);
+        put(&["carol@example.net"]);
+        put(&["dave@example.net.evil"]);
+        assert_eq!(db.quarantine_count(true, &[]).unwrap(), 4);
+        assert!(db.quarantine_claim_release(a[0], H0 + 1).unwrap());
+        assert_eq!(db.quarantine_count(true, &[]).unwrap(), 3);
+        assert_eq!(db.quarantine_count(false, &[]).unwrap(), 4);
+        assert_eq!(db.quarantine_count(true, &["example.net".into()]).unwrap(), 1);
+        assert_eq!(db.quarantine_count(false, &["example.net".into()]).unwrap(), 2);
+        assert_eq!(db.quarantine_count(false, &["example.org".into(), "example.net".into()]).unwrap(), 3);
+        assert_eq!(db.quarantine_count(false, &[" ".into()]).unwrap(), 0);
+    });
 }
 
 #[test]

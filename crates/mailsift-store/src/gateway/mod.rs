@@ -448,7 +448,7 @@ impl Database {
 
     /// What a piece not yet ported says on PostgreSQL.
     fn not_on_postgres(&self) -> StoreError {
-        self.invalid("this is not stored in PostgreSQL yet (issue 18: ported so far: message log, quarantine, accounts, settings, domains, policy, spool)".into())
+        self.invalid("this is not stored in PostgreSQL yet (issue 18: ported so far: message log, quarantine, accounts, settings, domains, policy, spool, statistics)".into())
     }
 
     fn send(&self, cmd: Command) -> Result<(), StoreError> {

@@ -24,6 +24,9 @@ impl Database {
     /// Log entries since `since` (Unix seconds, inclusive), counted by hour and action; by hour, then action.
     /// Hours without messages are absent.
     pub fn stats_hourly(&self, since: i64, domains: &[String]) -> Result<Vec<HourlyCount>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.stats_hourly(since, domains);
+        }
         let mut w = Filter::default();
         w.time_range("time", Some(since), None);
         w.log_in_domains(domains);
@@ -49,6 +52,9 @@ impl Database {
         limit: usize,
         domains: &[String],
     ) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.stats_top_symbols(since, limit, domains);
+        }
         let mut w = Filter::default();
         w.time_range("time", Some(since), None);
         w.log_in_domains(domains);
@@ -80,6 +86,9 @@ impl Database {
         limit: usize,
         domains: &[String],
     ) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.stats_top_refused_senders(since, limit, domains);
+        }
         let mut w = Filter::default();
         w.and("action IN ('reject', 'refused')");
         w.time_range("time", Some(since), None);
@@ -100,6 +109,9 @@ impl Database {
     /// How many quarantine rows (one per recipient) there are, only those still held when `held_only`; scoped
     /// by the recipient's domain.
     pub fn quarantine_count(&self, held_only: bool, domains: &[String]) -> Result<u64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.quarantine_count(held_only, domains);
+        }
         let mut w = Filter::default();
         if held_only {
             w.and("released_at IS NULL");

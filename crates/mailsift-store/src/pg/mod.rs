@@ -18,6 +18,7 @@ mod msglog;
 pub(crate) mod policy;
 mod quarantine;
 mod spool;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
