@@ -56,6 +56,9 @@ pub struct EngineConfig {
     /// The HTTP API, console and digest's table, read and checked by `mailsift-web`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web: Option<toml::Value>,
+    /// Where the gateway's state is stored (`[store]`), read and checked by `mailsift-store`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<toml::Value>,
 }
 
 /// DNS settings (`[dns]` in the configuration).
@@ -270,6 +273,7 @@ impl Default for EngineConfig {
             composites: Vec::new(),
             smtp: None,
             web: None,
+            store: None,
         }
     }
 }

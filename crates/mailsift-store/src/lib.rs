@@ -10,14 +10,17 @@
 //! What it is not: the model arithmetic (that is `mailsift_engine::classify`, which does no I/O) nor the
 //! decision of what to learn (the [`learner::Learner`] asks the engine and tells the store).
 
+pub mod config;
 pub mod gateway;
 pub mod learner;
-pub mod pg;
 pub mod reputation;
 pub mod sqlite;
 
 use mailsift_engine::classify::{Model, Side};
 
+pub use config::StoreConfig;
+/// The PostgreSQL backend (`gateway::pg`), by its short name.
+pub use gateway::pg;
 pub use gateway::{Account, HourlyCount, Role};
 pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery};
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};

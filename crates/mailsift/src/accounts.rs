@@ -3,11 +3,11 @@
 //! do not end up in shell history or `ps`.
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use mailsift_store::{Database, Role};
+use mailsift_store::Role;
 
 #[derive(Subcommand)]
 pub enum AccountsCommand {
@@ -47,10 +47,8 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
-pub fn run(data_dir: &Path, cmd: &AccountsCommand) -> Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
-    let db = Database::open_in(data_dir)?;
+pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &AccountsCommand) -> Result<()> {
+    let db = crate::config_cmd::database(config, data_dir)?;
     let now = mailsift_engine::unix_now();
     match cmd {
         AccountsCommand::Add { name, role, domain } => {

@@ -47,6 +47,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// `[web]`, validated.
     pub web: WebConfig,
+    /// `[store]`, validated (where the gateway database is).
+    pub store: mailsift_store::StoreConfig,
 }
 
 impl Config {
@@ -60,7 +62,9 @@ impl Config {
         let engine = EngineConfig::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let smtp = SmtpConfig::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let web = WebConfig::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Config { source: None, engine, smtp, web })
+        let store =
+            mailsift_store::StoreConfig::from_value(engine.store.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Config { source: None, engine, smtp, web, store })
     }
 
     /// Where the configuration came from, for messages.
@@ -72,6 +76,23 @@ impl Config {
     pub fn engine(&self) -> Result<Engine> {
         Engine::new(self.engine.clone()).with_context(|| format!("{}: invalid configuration", self.origin()))
     }
+}
+
+/// The gateway database as the configuration's `[store]` says (the data directory's SQLite file, created
+/// when missing, or PostgreSQL). Every command that reads or changes the gateway's state opens it here.
+pub fn database(config: Option<&PathBuf>, data_dir: &Path) -> Result<mailsift_store::Database> {
+    let store = load(config.map(PathBuf::as_path))?.store;
+    if store.postgres()?.is_none() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
+    }
+    Ok(mailsift_store::Database::open_configured(data_dir, &store)?)
+}
+
+/// As [`database`], but `None` when the store is SQLite and the data directory has no database yet.
+pub fn existing_database(config: Option<&PathBuf>, data_dir: &Path) -> Result<Option<mailsift_store::Database>> {
+    let store = load(config.map(PathBuf::as_path))?.store;
+    Ok(mailsift_store::Database::open_existing(data_dir, &store)?)
 }
 
 /// Reads and parses the configuration file, or gives the embedded defaults without one. Every subcommand
@@ -114,6 +135,13 @@ struct SmtpFile {
 }
 
 #[derive(Deserialize)]
+struct StoreFile {
+    #[serde(default)]
+    #[allow(dead_code)]
+    store: mailsift_store::StoreConfig,
+}
+
+#[derive(Deserialize)]
 struct WebFile {
     #[serde(default)]
     #[allow(dead_code)]
@@ -126,6 +154,7 @@ fn first_unknown(text: &str) -> Option<Unknown> {
         toml::from_str::<EngineConfig>(text).err(),
         toml::from_str::<SmtpFile>(text).err(),
         toml::from_str::<WebFile>(text).err(),
+        toml::from_str::<StoreFile>(text).err(),
     ];
     for e in errors.into_iter().flatten() {
         let message = e.message();
@@ -352,6 +381,31 @@ fn is_secret_value(s: &str) -> bool {
     s.contains("-----BEGIN") || s.starts_with("$argon2") || s.starts_with("sha256:")
 }
 
+/// A database URL with its password, if it holds one, replaced by [`HIDDEN`]: `scheme://user:secret@host`
+/// and the key/value form's `password=secret`.
+fn hide_url_password(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(start) = out.find("://").map(|i| i + 3) {
+        let authority_end = out[start..].find(['/', '?']).map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..authority_end].rfind('@').map(|i| start + i) {
+            if let Some(colon) = out[start..at].find(':').map(|i| start + i) {
+                out.replace_range(colon + 1..at, HIDDEN);
+            }
+        }
+    }
+    for key in ["password=", "PASSWORD="] {
+        while let Some(i) = out.find(key) {
+            let from = i + key.len();
+            if out[from..].starts_with(HIDDEN) {
+                break;
+            }
+            let end = out[from..].find([' ', '&']).map_or(out.len(), |j| from + j);
+            out.replace_range(from..end, HIDDEN);
+        }
+    }
+    out
+}
+
 /// Replaces every secret in the tree with [`HIDDEN`]. The tree is the serialized configuration, whose
 /// depth is fixed by its types, not by the file.
 fn hide_secrets(value: &mut toml::Value) {
@@ -385,7 +439,11 @@ fn main_tree(config: &Config) -> Result<toml::Table> {
     engine.smtp = None;
     engine.web = None;
     engine.policy = PolicyConfig::default();
+    engine.store = None;
     let mut tree = to_table("the engine's configuration", &engine)?;
+    let mut store = config.store.clone();
+    store.url = store.url.map(|u| hide_url_password(&u));
+    tree.insert("store".into(), toml::Value::Table(to_table("[store]", &store)?));
     let mut smtp = to_table("[smtp]", &config.smtp)?;
     smtp.remove("domains");
     tree.insert("smtp".into(), toml::Value::Table(smtp));
@@ -414,23 +472,23 @@ fn differences(value: &toml::Table, default: &toml::Table) -> toml::Table {
 }
 
 /// The data directory's domains and policy, when it has a database (never creating one).
-fn stored(data_dir: &Path) -> Result<(Vec<DomainConfig>, PolicyConfig)> {
-    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
-    if !file.exists() {
+fn stored(config: &Config, data_dir: &Path) -> Result<(Vec<DomainConfig>, PolicyConfig)> {
+    let file = config.store.describe(data_dir);
+    let Some(db) = mailsift_store::Database::open_existing(data_dir, &config.store)
+        .with_context(|| format!("{file}: cannot open the database"))?
+    else {
         return Ok((Vec::new(), PolicyConfig::default()));
-    }
-    let db = mailsift_store::Database::open(&file)
-        .with_context(|| format!("{}: cannot open the database", file.display()))?;
+    };
     let domains = db
         .domains()
-        .with_context(|| format!("{}: the stored domains do not read", file.display()))?
+        .with_context(|| format!("{file}: the stored domains do not read"))?
         .into_iter()
         .map(|(name, json)| {
             serde_json::from_str(&json).with_context(|| format!("stored domain {name}: its settings do not read"))
         })
         .collect::<Result<Vec<DomainConfig>>>()?;
     use mailsift_store::PolicyStore;
-    let policy = db.load_policy().with_context(|| format!("{}: the stored policy does not read", file.display()))?;
+    let policy = db.load_policy().with_context(|| format!("{file}: the stored policy does not read"))?;
     Ok((domains, policy.config))
 }
 
@@ -452,8 +510,8 @@ fn commented(text: &str) -> String {
 
 /// The dump as text (see `mailsift config dump`).
 pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<String> {
-    let (stored_domains, stored_policy) = stored(data_dir)?;
-    let database = data_dir.join(mailsift_store::gateway::FILE_NAME);
+    let (stored_domains, stored_policy) = stored(&config, data_dir)?;
+    let database = config.store.describe(data_dir);
     let mut out = String::new();
     out.push_str(&format!(
         "# mailsift config dump{}: the effective configuration of {} with the data directory {}\n",
@@ -469,7 +527,7 @@ pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<
     });
     out.push_str(&format!(
         "# Secrets are shown as \"{HIDDEN}\". Entries marked `source: database` come from {}.\n",
-        database.display()
+        database
     ));
     out.push_str(PRECEDENCE);
     out.push('\n');
@@ -581,6 +639,26 @@ mod tests {
         assert_eq!(paths, vec!["dns.smtp".to_string(), "smtp.domains.next_hopp".to_string()]);
         assert!(unknown_keys("").is_empty());
         assert!(unknown_keys("[smtp]\nhostname = \"mx.test\"\n").is_empty());
+    }
+
+    #[test]
+    fn a_database_password_never_shows_in_the_dump() {
+        for (url, shown) in [
+            ("postgresql://gw:s3cret@db.example:5432/mail", "postgresql://gw:<hidden>@db.example:5432/mail"),
+            ("postgresql://gw@db.example/mail", "postgresql://gw@db.example/mail"),
+            (
+                "postgresql://db.example/mail?password=s3cret&sslmode=require",
+                "postgresql://db.example/mail?password=<hidden>&sslmode=require",
+            ),
+            ("host=db.example password=s3cret dbname=mail", "host=db.example password=<hidden> dbname=mail"),
+        ] {
+            assert_eq!(hide_url_password(url), shown);
+        }
+        let config =
+            Config::from_toml("[store]\nbackend = \"postgres\"\nurl = \"postgresql://gw:s3cret@db.example/mail\"\n")
+                .unwrap();
+        let tree = toml::to_string(&main_tree(&config).unwrap()).unwrap();
+        assert!(!tree.contains("s3cret") && tree.contains("backend = \"postgres\""), "{tree}");
     }
 
     #[test]

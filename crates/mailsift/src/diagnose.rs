@@ -64,7 +64,7 @@ enum RecordedVerdict {
 }
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Result<std::process::ExitCode> {
-    let db = open_existing(data_dir)?;
+    let db = open_existing(config, data_dir)?;
     let loaded = load(db.as_ref(), args)?;
     // The engine and policy as the gateway has them, built as every other command builds them.
     let gateway = crate::scanner::judging_with_database(config, db.as_ref())?;
@@ -400,9 +400,9 @@ fn apply(
         let side = if *spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };
         let engine = crate::report::gateway_engine(config, data_dir)?;
         let source = format!("diagnosis of {}", loaded.label);
-        return crate::report::report_message(engine, data_dir, raw, side, &source, "cli", None);
+        return crate::report::report_message(config, engine, data_dir, raw, side, &source, "cli", None);
     }
-    let db = Database::open_in(data_dir)?;
+    let db = crate::config_cmd::database(config, data_dir)?;
     let ctx = actions::FixContext { configured_domains: configured, config: engine.config() };
     println!("{}", actions::apply_fix(&db, ctx, change)?);
     match change {

@@ -60,10 +60,8 @@ fn validate(d: &DomainConfig) -> Result<()> {
     d.validate().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn open(data_dir: &Path) -> Result<Database> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
-    Ok(Database::open_in(data_dir)?)
+fn open(config: Option<&PathBuf>, data_dir: &Path) -> Result<Database> {
+    crate::config_cmd::database(config, data_dir)
 }
 
 fn stored(db: &Database) -> Result<Vec<DomainConfig>> {
@@ -74,8 +72,8 @@ fn put(db: &Database, d: &DomainConfig) -> Result<()> {
     Ok(mailsift_gateway::actions::put_domain(db, d)?)
 }
 
-pub fn run(data_dir: &Path, cmd: &DomainsCommand) -> Result<()> {
-    let db = open(data_dir)?;
+pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &DomainsCommand) -> Result<()> {
+    let db = open(config, data_dir)?;
     match cmd {
         DomainsCommand::Set(a) => {
             let name = a.name.trim().to_ascii_lowercase();

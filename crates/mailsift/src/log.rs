@@ -1,7 +1,7 @@
 //! `mailsift log`: list, search and show the message log the gateway writes (every transaction, including
 //! those refused at the door), and purge old rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -73,19 +73,21 @@ pub fn parse_when(s: &str, now: i64) -> Result<i64> {
     })
 }
 
-fn open(data_dir: &Path) -> Result<Database> {
-    let file = data_dir.join("mailsift.sqlite");
-    if !file.exists() {
-        bail!("{}: no message log yet (it is created by `mailsift serve`)", file.display());
+fn open(config: Option<&PathBuf>, data_dir: &Path) -> Result<Database> {
+    match crate::config_cmd::existing_database(config, data_dir)? {
+        Some(db) => Ok(db),
+        None => bail!(
+            "{}: no message log yet (it is created by `mailsift serve`)",
+            data_dir.join(mailsift_store::gateway::FILE_NAME).display()
+        ),
     }
-    Ok(Database::open(&file)?)
 }
 
-pub fn run(data_dir: &Path, cmd: &LogCommand) -> Result<()> {
+pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &LogCommand) -> Result<()> {
     let now = mailsift_engine::unix_now();
     match cmd {
         LogCommand::List(f) => {
-            let db = open(data_dir)?;
+            let db = open(config, data_dir)?;
             let q = LogQuery {
                 sender: f.sender.clone(),
                 recipient: f.rcpt.clone(),
@@ -126,7 +128,7 @@ pub fn run(data_dir: &Path, cmd: &LogCommand) -> Result<()> {
             }
         }
         LogCommand::Show { id, json } => {
-            let db = open(data_dir)?;
+            let db = open(config, data_dir)?;
             let Some(r) = db.log_get(id)? else { bail!("{id}: no such reference id in the message log") };
             if *json {
                 println!("{}", serde_json::to_string_pretty(&json_of(&r))?);
@@ -135,7 +137,7 @@ pub fn run(data_dir: &Path, cmd: &LogCommand) -> Result<()> {
             }
         }
         LogCommand::Purge { older_than_days } => {
-            let db = open(data_dir)?;
+            let db = open(config, data_dir)?;
             let n = db.log_purge(now - *older_than_days as i64 * 86_400)?;
             println!("purged {n} row(s) older than {older_than_days} days");
         }

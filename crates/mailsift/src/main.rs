@@ -209,16 +209,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Reputation(cmd) => {
             reputation::run(&load_engine(cli.config.as_ref())?, data_dir, &cmd).map(|_| ExitCode::SUCCESS)
         }
-        Command::Report(args) => report::run(report::gateway_engine(cli.config.as_ref(), data_dir)?, data_dir, &args)
-            .map(|_| ExitCode::SUCCESS),
+        Command::Report(args) => {
+            report::run(cli.config.as_ref(), report::gateway_engine(cli.config.as_ref(), data_dir)?, data_dir, &args)
+                .map(|_| ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
-        Command::Log(cmd) => log::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
-        Command::Domains(cmd) => domains::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Log(cmd) => log::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Domains(cmd) => domains::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Reports(args) => reports::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
-        Command::Accounts(cmd) => accounts::run(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Accounts(cmd) => accounts::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
-        Command::Lists(cmd) => policy::run_lists(data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Lists(cmd) => policy::run_lists(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Policy(cmd) => policy::run_policy(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Init(args) => init::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Config(config_cmd::ConfigCommand::Check) => {

@@ -234,7 +234,7 @@ pub enum PolicyCommand {
 pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) -> Result<()> {
     match cmd {
         RulesCommand::List { json } => {
-            let rules = match existing(data_dir)? {
+            let rules = match existing(config, data_dir)? {
                 Some(db) => db.rules()?,
                 None => Vec::new(),
             };
@@ -252,7 +252,8 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             }
         }
         RulesCommand::Show { name, json } => {
-            let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let db =
+                existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             let r = db.rule_get(name)?.with_context(|| format!("no rule named {name:?}"))?;
             if *json {
                 let mut v = serde_json::to_value(&r)?;
@@ -295,7 +296,7 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
                 None => None,
             };
             not_in_configuration(config, &[&rule])?;
-            let db = create(data_dir)?;
+            let db = create(config, data_dir)?;
             let position = db.rule_add(rule.clone(), at)?;
             println!("added rule {:?} at position {}", rule.name.trim(), position + 1);
             for line in condition_lines(&rule) {
@@ -308,7 +309,8 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             if !rule.name.trim().eq_ignore_ascii_case(name.trim()) {
                 not_in_configuration(config, &[&rule])?;
             }
-            let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let db =
+                existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             db.rule_replace(name, rule.clone())?;
             println!("replaced rule {:?} with {:?}", name.trim(), rule.name.trim());
             for line in condition_lines(&rule) {
@@ -317,7 +319,8 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             warn_if_forgeable(&rule, "stored");
         }
         RulesCommand::Rm { name } => {
-            let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let db =
+                existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             db.rule_remove(name)?;
             println!("removed rule {:?}", name.trim());
         }
@@ -325,7 +328,8 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             if *position == 0 {
                 bail!("positions count from 1 (the first rule)");
             }
-            let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let db =
+                existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             let count = db.rules()?.len();
             if *position > count {
                 bail!("position {position}: there are {count} rules");
@@ -335,7 +339,8 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
         }
         RulesCommand::Enable { name } | RulesCommand::Disable { name } => {
             let enable = matches!(cmd, RulesCommand::Enable { .. });
-            let db = existing(data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let db =
+                existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
             let changed = db.rule_set_enabled(name, enable)?;
             let state = if enable { "enabled" } else { "disabled" };
             if changed {
@@ -351,17 +356,17 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
     Ok(())
 }
 
-pub fn run_lists(data_dir: &Path, cmd: &ListsCommand) -> Result<()> {
+pub fn run_lists(config: Option<&PathBuf>, data_dir: &Path, cmd: &ListsCommand) -> Result<()> {
     let now = mailsift_engine::unix_now();
     match cmd {
         ListsCommand::Add(args) => {
             let entry = entry_from_options(args, now)?;
-            let db = create(data_dir)?;
+            let db = create(config, data_dir)?;
             let id = db.list_add(entry.clone())?;
             println!("added {} as entry {id}", entry.describe());
         }
         ListsCommand::List { list, recipient, stale, json } => {
-            let mut entries = match existing(data_dir)? {
+            let mut entries = match existing(config, data_dir)? {
                 Some(db) => db.list_entries()?,
                 None => Vec::new(),
             };
@@ -391,7 +396,7 @@ pub fn run_lists(data_dir: &Path, cmd: &ListsCommand) -> Result<()> {
             }
         }
         ListsCommand::Rm { ids } => {
-            let db = existing(data_dir)?.context("no list entries stored")?;
+            let db = existing(config, data_dir)?.context("no list entries stored")?;
             for id in ids {
                 db.list_remove(*id)?;
                 println!("removed entry {id}");
@@ -410,7 +415,7 @@ pub fn run_policy(config: Option<&PathBuf>, data_dir: &Path, cmd: &PolicyCommand
             let incoming = parse_policy_toml(&text).with_context(|| origin.clone())?;
             mailsift_store::gateway::policy::validate_policy(&incoming).with_context(|| origin.clone())?;
             not_in_configuration(config, &incoming.rules.iter().collect::<Vec<_>>())?;
-            let db = create(data_dir)?;
+            let db = create(config, data_dir)?;
             let mode = if *replace { ImportMode::Replace } else { ImportMode::Merge };
             let s = db.import_policy(&text, mode).with_context(|| origin.clone())?;
             if s.is_empty() {
@@ -422,7 +427,7 @@ pub fn run_policy(config: Option<&PathBuf>, data_dir: &Path, cmd: &PolicyCommand
                 );
             }
         }
-        PolicyCommand::Export => match existing(data_dir)? {
+        PolicyCommand::Export => match existing(config, data_dir)? {
             Some(db) => print!("{}", db.export_policy()?),
             None => println!("# mailsift policy: none stored yet."),
         },
@@ -433,16 +438,12 @@ pub fn run_policy(config: Option<&PathBuf>, data_dir: &Path, cmd: &PolicyCommand
 // ---- the database ----
 
 /// The database, when the data directory has one: reading an empty policy should not create files.
-fn existing(data_dir: &Path) -> Result<Option<Database>> {
-    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
-    if !file.exists() {
-        return Ok(None);
-    }
-    Ok(Some(Database::open(&file)?))
+fn existing(config: Option<&PathBuf>, data_dir: &Path) -> Result<Option<Database>> {
+    crate::config_cmd::existing_database(config, data_dir)
 }
 
-fn create(data_dir: &Path) -> Result<Database> {
-    Ok(Database::open_in(data_dir)?)
+fn create(config: Option<&PathBuf>, data_dir: &Path) -> Result<Database> {
+    crate::config_cmd::database(config, data_dir)
 }
 
 /// Refuses rules whose names the configuration file's `[policy]` already uses: the gateway evaluates both

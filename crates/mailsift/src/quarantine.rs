@@ -71,17 +71,19 @@ pub struct QuarantineFilters {
     json: bool,
 }
 
-fn open(data_dir: &Path) -> Result<Database> {
-    let file = data_dir.join("mailsift.sqlite");
-    if !file.exists() {
-        bail!("{}: no quarantine yet (it is created by `mailsift serve`)", file.display());
+fn open(config: Option<&PathBuf>, data_dir: &Path) -> Result<Database> {
+    match crate::config_cmd::existing_database(config, data_dir)? {
+        Some(db) => Ok(db),
+        None => bail!(
+            "{}: no quarantine yet (it is created by `mailsift serve`)",
+            data_dir.join(mailsift_store::gateway::FILE_NAME).display()
+        ),
     }
-    Ok(Database::open(&file)?)
 }
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -> Result<()> {
     let now = mailsift_engine::unix_now();
-    let db = open(data_dir)?;
+    let db = open(config, data_dir)?;
     match cmd {
         QuarantineCommand::List(f) => {
             let q = QuarantineQuery {
@@ -195,6 +197,7 @@ fn act_all(config: Option<&PathBuf>, data_dir: &Path, db: &Database, ids: &[i64]
                     if not_spam {
                         let engine = crate::report::gateway_engine(config, data_dir)?;
                         crate::report::report_message(
+                            config,
                             engine,
                             data_dir,
                             &r.message,

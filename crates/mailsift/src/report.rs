@@ -26,14 +26,14 @@ pub struct ReportArgs {
     false_negative: Option<PathBuf>,
 }
 
-pub fn run(engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
+pub fn run(config: Option<&PathBuf>, engine: Engine, data_dir: &Path, args: &ReportArgs) -> Result<()> {
     let (file, side) = match (&args.false_positive, &args.false_negative) {
         (Some(f), _) => (f, Side::Ham),
         (_, Some(f)) => (f, Side::Spam),
         _ => anyhow::bail!("give --false-positive FILE or --false-negative FILE"),
     };
     let raw = read_input(file)?;
-    report_message(engine, data_dir, &raw, side, &file.display().to_string(), "cli", None)
+    report_message(config, engine, data_dir, &raw, side, &file.display().to_string(), "cli", None)
 }
 
 /// The engine a report is judged with: the configuration's, with the configured and stored domains folded
@@ -45,7 +45,9 @@ pub fn gateway_engine(config: Option<&PathBuf>, data_dir: &Path) -> Result<Engin
 /// Learns one message on the side a user says it is on, records the submission (under `source`, e.g. a file
 /// name or "quarantine item 12"), feeds reputation, and prints what changed. The learning itself is
 /// `mailsift_gateway::actions::report`, as in the running gateway; here on the data directory's store.
+#[allow(clippy::too_many_arguments)]
 pub fn report_message(
+    config: Option<&PathBuf>,
     engine: Engine,
     data_dir: &Path,
     raw: &[u8],
@@ -66,7 +68,7 @@ pub fn report_message(
     };
     // A reported spoof of one of our domains counts against the spoofing server, not our domain: the
     // organisation as the gateway judges for it, with the domains stored in the data directory.
-    let organisation = organisation_with_stored_domains(&engine, data_dir)?;
+    let organisation = organisation_with_stored_domains(config, &engine, data_dir)?;
     let report = actions::Report { raw, side, source, channel, reporter };
     let r = actions::report(&mut learner, &engine, reputation.as_ref(), &organisation, &report, unix_now())
         .with_context(|| format!("{source}: cannot record the report"))?;
@@ -96,10 +98,11 @@ pub fn report_message(
 /// domains when the caller folded them in) plus the domains stored in the data directory, whose sending
 /// servers make them protected.
 fn organisation_with_stored_domains(
+    config: Option<&PathBuf>,
     engine: &Engine,
     data_dir: &Path,
 ) -> Result<mailsift_engine::config::OrganisationConfig> {
-    let stored = match crate::scanner::open_existing(data_dir)? {
+    let stored = match crate::scanner::open_existing(config, data_dir)? {
         Some(db) => actions::stored_domains(&db)?,
         None => Vec::new(),
     };

@@ -146,7 +146,7 @@ pub fn domain_of_envelope(envelope: &Envelope, outbound: bool) -> String {
 /// data directory's gateway database, when there is one (never creating it). The fold itself is
 /// `mailsift_gateway::actions::Judging`, the one every command and the gateway share.
 pub fn judging(config: Option<&PathBuf>, data_dir: &Path) -> Result<Judging> {
-    let db = open_existing(data_dir)?;
+    let db = open_existing(config, data_dir)?;
     judging_with_database(config, db.as_ref())
 }
 
@@ -159,12 +159,8 @@ pub fn judging_with_database(config: Option<&PathBuf>, db: Option<&Database>) ->
 }
 
 /// The data directory's gateway database, when there is one; None otherwise (a scan never creates it).
-pub fn open_existing(data_dir: &Path) -> Result<Option<Database>> {
-    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
-    if !file.exists() {
-        return Ok(None);
-    }
-    Ok(Some(Database::open(&file)?))
+pub fn open_existing(config: Option<&PathBuf>, data_dir: &Path) -> Result<Option<Database>> {
+    crate::config_cmd::existing_database(config, data_dir)
 }
 
 #[cfg(test)]

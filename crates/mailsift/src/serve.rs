@@ -83,7 +83,11 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
         let state = build_state(config, data_dir, &args.listen)?;
-        let db = mailsift_store::Database::open_in(data_dir)?;
+        // The gateway database where `[store]` says: SQLite in the data directory, or PostgreSQL shared with
+        // the other nodes (the classifier's model and the reputation stay in the data directory either way).
+        let store = crate::config_cmd::load(config.map(PathBuf::as_path))?.store;
+        let db = mailsift_store::Database::open_configured(data_dir, &store)
+            .with_context(|| format!("the gateway database ({})", store.describe(data_dir)))?;
         let gateway = Gateway::new(state, db, data_dir);
         let listeners = gateway.bind().await?;
         // Every listener is bound before any is announced, so a taken port stops the start with nothing said

@@ -22,6 +22,7 @@ mod domains;
 pub(crate) mod filter;
 pub(crate) mod migrations;
 pub mod msglog;
+pub mod pg;
 pub mod policy;
 pub mod quarantine;
 pub mod spool;

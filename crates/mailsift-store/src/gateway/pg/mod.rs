@@ -62,6 +62,20 @@ impl PgConfig {
         PgConfig { url: url.into(), password_file: None, pool_size: default_pool_size(), ca_file: None }
     }
 
+    /// Checks what can be checked without connecting: the URL parses, the pool size is in range, the
+    /// password file (if any) reads.
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.client_config().map(|_| ())
+    }
+
+    /// The server and database, for messages (never the password); the URL as given if it does not parse.
+    pub fn describe(&self) -> String {
+        match self.url.parse::<postgres::Config>() {
+            Ok(c) => describe(&c),
+            Err(_) => "postgresql://(unparsable url)".into(),
+        }
+    }
+
     /// The client configuration: the URL parsed, the password read, defaults filled in. Errors name the
     /// problem without repeating the URL (it may hold a password).
     fn client_config(&self) -> Result<postgres::Config, StoreError> {
@@ -170,9 +184,18 @@ impl PgStore {
         let client_config = config.client_config()?;
         let target = describe(&client_config);
         let tls = tls_connector(config.ca_file.as_deref())?;
-        let mut first = Conn { config: client_config.clone(), tls: tls.clone(), client: None };
-        first.client().map_err(|e| pg_error(&target, e))?;
-        migrations::migrate(first.client().map_err(|e| pg_error(&target, e))?, &target)?;
+        // On a thread of its own: the synchronous client runs a runtime of its own, which cannot start on a
+        // thread that drives async tasks (the gateway opens its store from inside its runtime).
+        let first = {
+            let (config, tls, at) = (client_config.clone(), tls.clone(), target.clone());
+            std::thread::spawn(move || -> Result<Conn, StoreError> {
+                let mut first = Conn { config, tls, client: None };
+                migrations::migrate(first.client().map_err(|e| pg_error(&at, e))?, &at)?;
+                Ok(first)
+            })
+            .join()
+            .map_err(|_| StoreError::Write { path: target.clone(), reason: "opening the store panicked".into() })??
+        };
 
         let (queue, jobs) = crossbeam_channel::bounded::<Job>(QUEUE);
         let mut threads = Vec::with_capacity(config.pool_size);
