@@ -120,7 +120,7 @@ impl Postgres {
         };
         match Postgres::try_start(install, settings) {
             Ok(pg) => Some(pg),
-            Err(e) => panic!("private PostgreSQL {} did not start: {e}", install.version),
+            Err(e) => panic!("a private {} did not start: {e}", install.version),
         }
     }
 
