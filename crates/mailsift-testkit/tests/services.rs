@@ -78,6 +78,73 @@ fn postgres_keeps_committed_data_across_a_restart_and_a_crash() {
     assert!(log.contains("redo done"), "the start after the kill replayed the WAL:\n{log}");
 }
 
+/// The newest installed psql, for a writer thread that must not borrow the instance the test restarts.
+fn psql_binary() -> std::path::PathBuf {
+    let mut bins: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(|e| Some(e.ok()?.path().join("bin/psql")))
+        .filter(|p| p.is_file())
+        .collect();
+    bins.sort_by_key(|p| p.to_string_lossy().split('/').nth(4).and_then(|v| v.parse::<u32>().ok()));
+    bins.pop().expect("a psql under /usr/lib/postgresql")
+}
+
+#[test]
+fn postgres_restart_under_load_loses_no_acknowledged_write() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let Some(mut pg) = Postgres::start() else { return };
+    pg.psql("CREATE TABLE writes (n int)").unwrap();
+    let (psql, port) = (psql_binary(), pg.port());
+    let (acknowledged, refused, restarted) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    std::thread::scope(|scope| {
+        // One connection per write, as a pool reconnecting would; stops after 5 writes acknowledged once the
+        // server is back, or at the deadline.
+        scope.spawn(|| {
+            let mut after_restart = 0;
+            for n in 1.. {
+                if after_restart >= 5 || Instant::now() >= deadline {
+                    break;
+                }
+                let out = std::process::Command::new(&psql)
+                    .args(["-X", "-q", "-h", "127.0.0.1", "-U", "mailsift", "-d", "mailsift", "-p", &port.to_string()])
+                    .arg("-c")
+                    .arg(format!("INSERT INTO writes VALUES ({n})"))
+                    .env("PGCONNECT_TIMEOUT", "2")
+                    .output()
+                    .expect("run psql");
+                if out.status.success() {
+                    acknowledged.fetch_add(1, Ordering::SeqCst);
+                    after_restart += usize::from(restarted.load(Ordering::SeqCst));
+                } else {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        });
+        while acknowledged.load(Ordering::SeqCst) < 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pg.stop();
+        let refused_before = refused.load(Ordering::SeqCst);
+        while refused.load(Ordering::SeqCst) < refused_before + 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pg.start_again();
+        restarted.store(true, Ordering::SeqCst);
+    });
+    let (acknowledged, refused) = (acknowledged.into_inner(), refused.into_inner());
+    eprintln!("{acknowledged} writes acknowledged, {refused} refused while the server was down");
+    assert!(refused >= 3, "writes were refused while the server was stopped");
+    assert!(acknowledged >= 10, "writes were acknowledged before and after the restart: {acknowledged}");
+    let stored: usize = pg.psql("SELECT count(*) FROM writes").unwrap().parse().unwrap();
+    // A write whose answer was lost to the shutdown may be stored without having been acknowledged.
+    assert!(
+        stored >= acknowledged,
+        "{stored} rows stored, {acknowledged} acknowledged: an acknowledged write was lost"
+    );
+}
+
 #[test]
 fn postgres_databases_and_settings() {
     let Some(pg) = Postgres::start_with(&[("fsync", "off"), ("cluster_name", r"it's a \test")]) else { return };

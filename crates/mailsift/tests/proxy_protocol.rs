@@ -266,3 +266,35 @@ fn proxy_protocol_without_trusted_proxies_is_refused_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("proxy_protocol") && err.contains("trusted_proxies"), "{err}");
 }
+
+#[test]
+fn the_per_address_limit_counts_the_clients_behind_the_proxy() {
+    let data = temp_dir("per-ip");
+    let config = CONFIG.replace("[smtp]\n", "[smtp]\nmax_connections_per_ip = 2\n");
+    let (_gw, smtp, _) = serve(&data, &config);
+    let header = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 40000 25\r\n").into_bytes();
+    // Two connections of one client behind the balancer are its limit; a third is told so...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(smtp, &header("192.0.2.50"));
+        assert_eq!(c.reply().0, 220);
+        held.push(c);
+    }
+    let mut third = Client::connect(smtp, &header("192.0.2.50"));
+    let (code, text) = third.reply();
+    assert_eq!(code, 421, "{text}");
+    // ...while another client through the same balancer is served, and so is the first once one closes.
+    let mut other = Client::connect(smtp, &header("192.0.2.51"));
+    assert_eq!(other.reply().0, 220);
+    held.pop().unwrap().cmd("QUIT");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = Client::connect(smtp, &header("192.0.2.50"));
+        let code = again.reply().0;
+        if code == 220 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client's slot did not come back (got {code})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
