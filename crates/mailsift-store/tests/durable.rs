@@ -210,3 +210,31 @@ fn the_high_water_mark_moves_only_with_the_spooled_digests() {
         assert_eq!(db.spool_list(None, 10).unwrap().len(), 1);
     });
 }
+
+#[test]
+fn a_lease_has_one_holder_and_passes_on_when_it_runs_out_or_is_given_up() {
+    each_backend(|open| {
+        let (a, b) = (open(), open());
+        assert!(a.lease_acquire("digest", "A", 1_000, 2_000).unwrap());
+        assert!(!b.lease_acquire("digest", "B", 1_500, 2_500).unwrap(), "held by A");
+        assert!(a.lease_acquire("digest", "A", 1_900, 2_900).unwrap(), "A renews");
+        assert!(!b.lease_acquire("digest", "B", 2_000, 3_000).unwrap(), "renewed: still A's");
+        assert!(b.lease_acquire("digest", "B", 2_900, 3_900).unwrap(), "run out: B takes it over");
+        assert!(!a.lease_acquire("digest", "A", 2_950, 3_950).unwrap(), "A, back late, does not get it back");
+        a.lease_release("digest", "A").unwrap();
+        assert!(!a.lease_acquire("digest", "A", 3_000, 4_000).unwrap(), "A cannot give up what B holds");
+        b.lease_release("digest", "B").unwrap();
+        assert!(a.lease_acquire("digest", "A", 3_000, 4_000).unwrap(), "given up: free at once");
+        // Many askers at the same moment: exactly one holds it.
+        let won = std::thread::scope(|s| {
+            let askers: Vec<_> = (0..8)
+                .map(|i| {
+                    let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+                    s.spawn(move || db.lease_acquire("race", &format!("n{i}"), 10, 20).unwrap())
+                })
+                .collect();
+            askers.into_iter().filter(|_| true).map(|t| t.join().unwrap()).filter(|&w| w).count()
+        });
+        assert_eq!(won, 1);
+    });
+}

@@ -284,7 +284,7 @@ fn a_durable_log_row_is_refused_not_confirmed_while_the_server_is_down() {
 }
 
 #[test]
-fn the_gateway_database_on_postgres_serves_what_is_ported_and_says_what_is_not() {
+fn the_gateway_database_on_postgres_is_one_handle_shared_by_nodes() {
     let Some(pg) = server() else { return };
     let url = pg.create_database("facade");
     let db = mailsift_store::Database::open_postgres(&PgConfig::new(url.clone())).unwrap();
@@ -297,9 +297,9 @@ fn the_gateway_database_on_postgres_serves_what_is_ported_and_says_what_is_not()
     let other = mailsift_store::Database::open_postgres(&PgConfig::new(url)).unwrap();
     assert!(other.quarantine_claim_release(ids[0], 6).unwrap());
     assert!(!db.quarantine_claim_release(ids[0], 6).unwrap());
-    // A piece not yet ported fails clearly instead of reaching for a SQLite file.
-    let e = db.spool_list(None, 10).unwrap_err().to_string();
-    assert!(e.contains("not stored in PostgreSQL yet"), "{e}");
+    // Every piece is on PostgreSQL: nothing reaches for a SQLite file.
+    assert!(db.spool_list(None, 10).unwrap().is_empty());
+    assert!(db.stats_top_symbols(0, 10, &[]).unwrap().iter().any(|(name, _)| name == "X"));
 }
 
 #[test]

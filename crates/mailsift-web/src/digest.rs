@@ -55,9 +55,28 @@ pub fn spawn_scheduler(web: AppState) {
     if !web.config.digest.enabled {
         return;
     }
+    // Several nodes on one store each run this schedule; the one holding the digest's lease sends, the
+    // others wait. The holder renews the lease every minute; if it dies, the lease runs out and another node
+    // takes over, and the shared schedule (the last run's time is in the store) goes on from where it was.
+    let holder = format!("{}:{}", std::process::id(), crate::tokens::random_id());
     tokio::spawn(async move {
         let mut shutdown = web.gateway.shutdown_signal();
         loop {
+            let db = web.db.clone();
+            let me = holder.clone();
+            let now_ms = mailsift_store::gateway::now_ms();
+            let held =
+                tokio::task::spawn_blocking(move || db.lease_acquire(DIGEST_LEASE, &me, now_ms, now_ms + LEASE_MS))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(false);
+            if !held {
+                tokio::select! {
+                    _ = tokio::time::sleep(CHECK_EVERY) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
             let db = web.db.clone();
             let last = tokio::task::spawn_blocking(move || db.setting_get(LAST_RUN)).await.ok().and_then(Result::ok);
             let last: i64 = last.flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -77,12 +96,25 @@ pub fn spawn_scheduler(web: AppState) {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = shutdown.changed() => {
+                    // Given up at a clean stop, so another node takes the schedule over at once.
+                    let (db, me) = (web.db.clone(), holder.clone());
+                    let _ = tokio::task::spawn_blocking(move || db.lease_release(DIGEST_LEASE, &me)).await;
+                    return;
+                }
             }
         }
     });
 }
+
+/// The lease whose holder runs the digest's schedule (see `mailsift_store`'s leases).
+const DIGEST_LEASE: &str = "digest";
+/// How often the schedule is checked and the lease renewed.
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How long a lease lasts unrenewed: three checks, so a holder that misses one keeps it, and a dead one's
+/// schedule is taken over within three minutes.
+const LEASE_MS: i64 = 180_000;
 
 /// The reason in a word or two, for the digest's table.
 pub fn reason_word(reason: &str) -> &'static str {

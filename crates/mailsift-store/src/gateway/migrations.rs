@@ -205,6 +205,18 @@ CREATE TABLE spool (
 CREATE INDEX spool_due ON spool (state, next_attempt_ms);
 ",
     },
+    Migration {
+        name: "leases",
+        // Who does a job that one process (or, on PostgreSQL, one node) must do alone, until when: the
+        // digest's schedule. See `lease.rs`.
+        sql: "
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ms INTEGER NOT NULL
+);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -20,6 +20,7 @@
 mod accounts;
 mod domains;
 pub(crate) mod filter;
+mod lease;
 pub(crate) mod migrations;
 pub mod msglog;
 pub mod pg;
@@ -67,8 +68,7 @@ const PURGE_CHUNK: usize = 5_000;
 #[derive(Clone)]
 pub struct Database {
     inner: Arc<Inner>,
-    /// On PostgreSQL ([`Database::open_postgres`]): the pieces ported so far go there; the others answer
-    /// that they are not stored in PostgreSQL yet, and no SQLite file is opened.
+    /// On PostgreSQL ([`Database::open_postgres`]): every call goes there, and no SQLite file is opened.
     pg: Option<crate::pg::PgStore>,
 }
 
@@ -127,9 +127,9 @@ impl Database {
         })
     }
 
-    /// The gateway database on PostgreSQL, shared by every node that opens it (see `crate::pg`). So far the
-    /// message log and the quarantine are stored there; every other piece answers
-    /// [`StoreError::Invalid`] saying it is not, until it is ported.
+    /// The gateway database on PostgreSQL, shared by every node that opens it (see `crate::pg`): every
+    /// method goes to its PostgreSQL twin; the SQLite plumbing answers [`StoreError::Invalid`] rather than
+    /// reach for a file, should a call ever miss its twin.
     pub fn open_postgres(config: &crate::pg::PgConfig) -> Result<Database, StoreError> {
         let pg = crate::pg::PgStore::open(config)?;
         Ok(Database {
@@ -447,9 +447,9 @@ impl Database {
         StoreError::Invalid { path: self.inner.path.display().to_string(), reason }
     }
 
-    /// What a piece not yet ported says on PostgreSQL.
+    /// What a SQLite-only call answers on PostgreSQL (a safety net: every public call has its twin there).
     fn not_on_postgres(&self) -> StoreError {
-        self.invalid("this is not stored in PostgreSQL yet (issue 18: ported so far: message log, quarantine, accounts, settings, domains, policy, spool, statistics)".into())
+        self.invalid("this is not stored in PostgreSQL (a SQLite-only call reached a PostgreSQL database)".into())
     }
 
     fn send(&self, cmd: Command) -> Result<(), StoreError> {

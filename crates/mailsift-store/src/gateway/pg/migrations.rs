@@ -174,6 +174,17 @@ CREATE TABLE spool (
 CREATE INDEX spool_due ON spool (state, next_attempt_ms);
 ",
     },
+    Step {
+        name: "leases",
+        // Who does a job one node must do alone (the digest's schedule), until when; see `gateway/lease.rs`.
+        sql: "
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ms BIGINT NOT NULL
+);
+",
+    },
 ];
 
 /// The version this build writes.
