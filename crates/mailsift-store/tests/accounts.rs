@@ -185,9 +185,12 @@ fn a_version_4_file_gains_the_tables_and_keeps_its_rows() {
         let db = Database::open(&path).unwrap();
         db.domain_put("example.net", "{}", T0).unwrap();
     }
-    // Take the file back to version 4 (no accounts, settings or spool yet), as an older mailsift left it.
+    // Take the file back to version 4 (no accounts, settings, spool or leases yet), as an older mailsift left it.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE spool; DROP TABLE accounts; DROP TABLE settings; PRAGMA user_version = 4;").unwrap();
+    conn.execute_batch(
+        "DROP TABLE leases; DROP TABLE spool; DROP TABLE accounts; DROP TABLE settings; PRAGMA user_version = 4;",
+    )
+    .unwrap();
     drop(conn);
 
     let db = Database::open(&path).unwrap();
