@@ -38,6 +38,9 @@
 #   --bin PATH          the mailsift binary to measure (implies --no-build for it; default target/release/mailsift)
 #   --load-bin PATH     the mailsift binary whose smtp-load and smtp-sink drive every phase (default: --bin's)
 #   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
+#   --postgres          also a phase "mailsift-pg": as `mailsift`, with [store] backend = "postgres" against a
+#                       private PostgreSQL the script starts (Debian's, in the work directory, 127.0.0.1 only,
+#                       a fresh database per round); the summary gives its ratio to the SQLite phase
 #   --rate R            offered load, R messages per second (smtp-load --rate: open loop, each message's latency
 #                       counted from when it was due): latency at a given throughput rather than at saturation;
 #                       the msg/s column then says whether the gateway kept up
@@ -47,8 +50,8 @@
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--postgres] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_pg=0 with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -65,6 +68,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --senders-from-headers) load_opts+=(--sender-from-header) ;;
     --rate) load_opts+=(--rate "${2:?$usage}"); shift ;;
+    --postgres) with_pg=1 ;;
     -h|--help) echo "$usage"; exit 0 ;;
     -*) echo "$usage" >&2; exit 2 ;;
     *) positional+=("$1") ;;
@@ -104,7 +108,9 @@ work=$(mktemp -d /tmp/mailsift-loadtest.XXXXXX)
 chmod 755 "$work"
 pids=()
 postfix_master=""
+pg_ctl_run=""
 cleanup() {
+  if [ -n "$pg_ctl_run" ]; then $pg_ctl_run -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ -n "$postfix_master" ]; then kill -TERM "$postfix_master" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -324,6 +330,20 @@ CF
   postfix_master=""
 }
 
+if [ "$with_pg" = 1 ]; then
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$pg_bin/initdb" ] || { echo "loadtest: --postgres: PostgreSQL is not installed (Debian: postgresql)" >&2; exit 1; }
+  pg_port=$(free_port)
+  mkdir -p "$work/pg"
+  as_pg=()
+  # PostgreSQL refuses to run as root: as root, its tools run as the postgres account.
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg"; as_pg=(runuser -u postgres --); fi
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg/data" -A trust -U mailsift -N > "$work/pg/initdb.out" 2>&1
+  pg_ctl_run="${as_pg[*]} $pg_bin/pg_ctl"
+  $pg_ctl_run -D "$work/pg/data" -w -l "$work/pg/log" \
+    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" start > /dev/null
+  echo "loadtest: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (defaults: fsync on, synchronous_commit on)"
+fi
 if [ "$with_dns" = 1 ]; then
   "$dns_bin" --delay-ms "$dns_delay_ms" --max-secs $(((max_secs * 4 + 60) * rounds + 60)) --stop-file "$work/dns.stop" \
     > "$work/dns.out" &
@@ -337,6 +357,12 @@ for r in $(seq "$rounds"); do
   if [ "$with_postfix" = 1 ]; then
     run_postfix "postfix.r$r" 1s
     run_postfix "postfix-noflow.r$r" 0s
+  fi
+  if [ "$with_pg" = 1 ]; then
+    psql -h 127.0.0.1 -p "$pg_port" -U mailsift -d postgres -qc "CREATE DATABASE loadtest_r$r" >/dev/null
+    run_mailsift "mailsift-pg.r$r" "[store]
+backend = \"postgres\"
+url = \"postgresql://mailsift@127.0.0.1:$pg_port/loadtest_r$r\""
   fi
   if [ "$with_dns" = 1 ]; then
     run_mailsift "mailsift-dns.r$r" "[dns]
@@ -361,7 +387,7 @@ echo "loadtest: load after: $(uptime | sed 's/.*load average/load average/')"
 python3 - "$work" "$json_out" "$commit" "$count" "$concurrency" "$dns_delay_ms" "$rounds" <<'PY'
 import glob, json, os, statistics, sys
 work, out, commit, count, conc, delay, rounds = sys.argv[1:]
-names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns"]
+names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns", "mailsift-pg"]
 runs = {}
 for n in names:
     files = sorted(glob.glob(os.path.join(work, f"{n}.r*.json")), key=lambda f: int(f.rsplit(".r", 1)[1].split(".")[0]))
@@ -415,6 +441,7 @@ print("ratios (of the medians):")
 ratio("mailsift / postfix (in_flow_delay 1s)", "mailsift", "postfix")
 ratio("mailsift / postfix (in_flow_delay 0s)", "mailsift", "postfix-noflow")
 ratio(f"mailsift dns {delay}ms / dns off", "mailsift-dns", "mailsift")
+ratio("mailsift on PostgreSQL / on SQLite", "mailsift-pg", "mailsift")
 if out:
     json.dump({"commit": commit, "count": int(count), "concurrency": int(conc), "dns_delay_ms": int(delay),
                "rounds": int(rounds), "runs": runs, "medians": summary, "ratios": ratios,
