@@ -7,7 +7,8 @@
 //! recipient, put by four callers at once as the gateway's sessions do).
 //!
 //! `cargo bench -p mailsift-store --bench log_search` (`MAILSIFT_BENCH_ROWS=N` for another size,
-//! `MAILSIFT_BENCH_DIR=DIR` to keep the database). Without
+//! `MAILSIFT_BENCH_DIR=DIR` to keep the database; `MAILSIFT_BENCH_BACKEND=postgres` for the same on a private
+//! PostgreSQL the bench starts, as several nodes would share it). Without
 //! `--bench` (as `cargo test --benches` runs it) it only checks that every search works, on 2,000 rows.
 
 use std::time::{Duration, Instant};
@@ -302,7 +303,13 @@ fn main() {
     // an index again without refilling); by default it lives in a temporary directory.
     let temp = tempfile::tempdir().expect("a temporary directory");
     let dir = std::env::var_os("MAILSIFT_BENCH_DIR").map(std::path::PathBuf::from);
-    let db = Database::open_in(dir.as_deref().unwrap_or(temp.path())).expect("the database opens");
+    let postgres = std::env::var("MAILSIFT_BENCH_BACKEND").is_ok_and(|b| b == "postgres");
+    let server = postgres.then(|| mailsift_testkit::postgres::Postgres::start().expect("PostgreSQL is installed"));
+    let db = match &server {
+        Some(pg) => Database::open_postgres(&mailsift_store::pg::PgConfig::new(pg.url())),
+        None => Database::open_in(dir.as_deref().unwrap_or(temp.path())),
+    }
+    .expect("the database opens");
     let start = Instant::now();
     let filled = if db.log_search(&LogQuery { limit: 1, ..LogQuery::default() }).expect("search").is_empty() {
         let mut rng = Rng(0x5EED_1234_ABCD_0042);
@@ -319,7 +326,14 @@ fn main() {
     } else {
         format!("the log already in {}", db.path().display())
     };
-    let size = std::fs::metadata(db.path()).map(|m| m.len()).unwrap_or(0);
+    let size = match &server {
+        Some(pg) => pg
+            .psql("SELECT pg_database_size('mailsift')")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+        None => std::fs::metadata(db.path()).map(|m| m.len()).unwrap_or(0),
+    };
     println!("{filled}; database {:.1} MB; {runs} timed runs per search after one first run", size as f64 / 1e6);
     println!("{:<50} {:>9} {:>9} {:>9} {:>6}", "search", "first ms", "median", "p95", "found");
     let mut slow = Vec::new();
