@@ -327,11 +327,9 @@ fn main() {
         format!("the log already in {}", db.path().display())
     };
     let size = match &server {
-        Some(pg) => pg
-            .psql("SELECT pg_database_size('mailsift')")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0),
+        Some(pg) => {
+            pg.psql("SELECT pg_database_size('mailsift')").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+        }
         None => std::fs::metadata(db.path()).map(|m| m.len()).unwrap_or(0),
     };
     println!("{filled}; database {:.1} MB; {runs} timed runs per search after one first run", size as f64 / 1e6);

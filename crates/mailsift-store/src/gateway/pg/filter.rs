@@ -31,8 +31,9 @@ impl Filter {
         let Some(needle) = filter.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase) else {
             return;
         };
-        let a = self.arg(needle);
-        let any: Vec<String> = columns.iter().map(|c| format!("strpos(lower({c}), {a}::text) > 0")).collect();
+        let a = self.arg(like_pattern(&needle));
+        // LIKE on lower(column), which the trigram indexes serve (see the "search indexes" schema step).
+        let any: Vec<String> = columns.iter().map(|c| format!("lower({c}) LIKE {a}::text")).collect();
         self.and(format!("({})", any.join(" OR ")));
     }
 
@@ -122,5 +123,29 @@ impl Filter {
 
     pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+/// `%needle%` for LIKE, with LIKE's own characters in the needle taken literally (`\\` is LIKE's default
+/// escape character).
+pub(crate) fn like_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_take_the_needle_literally() {
+        assert_eq!(super::like_pattern("anna."), "%anna.%");
+        assert_eq!(super::like_pattern("50%_off\\x"), "%50\\%\\_off\\\\x%");
     }
 }

@@ -185,6 +185,22 @@ CREATE TABLE leases (
 );
 ",
     },
+    Step {
+        name: "search indexes",
+        // Substring searches (sender, recipient, subject) are LIKE on lowercased text, served by trigram
+        // indexes: a rare or absent needle answers from the index instead of reading every row (over
+        // 1,000,000 rows: 0.5-1 s without them). pg_trgm ships with PostgreSQL and is a trusted extension
+        // (a database owner may create it). The recipients are indexed as one lowercased text.
+        sql: "
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE FUNCTION mailsift_recipients_text(text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT lower(array_to_string($1, ' ')) $$;
+CREATE INDEX message_log_mail_from_trgm ON message_log USING gin (lower(mail_from) gin_trgm_ops);
+CREATE INDEX message_log_from_header_trgm ON message_log USING gin (lower(from_header) gin_trgm_ops);
+CREATE INDEX message_log_subject_trgm ON message_log USING gin (lower(subject) gin_trgm_ops);
+CREATE INDEX message_log_recipients_trgm ON message_log USING gin (mailsift_recipients_text(recipients) gin_trgm_ops);
+",
+    },
 ];
 
 /// The version this build writes.

@@ -301,8 +301,12 @@ impl PgStore {
         let mut w = super::filter::Filter::default();
         w.contains(&["mail_from", "from_header"], &q.sender);
         if let Some(s) = q.recipient.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            let a = w.arg(s.to_lowercase());
-            w.and(format!("EXISTS (SELECT 1 FROM unnest(recipients) r WHERE strpos(lower(r), {a}::text) > 0)"));
+            let a = w.arg(super::filter::like_pattern(&s.to_lowercase()));
+            // The recipients' text (trigram-indexed) rules out most rows before the array is unpacked.
+            w.and(format!(
+                "(mailsift_recipients_text(recipients) LIKE {a}::text \
+                 AND EXISTS (SELECT 1 FROM unnest(recipients) r WHERE lower(r) LIKE {a}::text))"
+            ));
         }
         w.contains(&["subject"], &q.subject);
         w.equals("client_ip", &q.client_ip);
