@@ -510,7 +510,7 @@ fn commented(text: &str) -> String {
 
 /// The dump as text (see `mailsift config dump`).
 pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<String> {
-    let (stored_domains, stored_policy) = stored(&config, data_dir)?;
+    let (stored_domains, stored_policy) = stored(config, data_dir)?;
     let database = config.store.describe(data_dir);
     let mut out = String::new();
     out.push_str(&format!(

@@ -980,7 +980,7 @@ impl PolicyStore for Database {
 
     fn policy_version(&self) -> Result<i64, PolicyStoreError> {
         if let Some(pg) = &self.pg {
-            return Ok(pg.call(|c| crate::pg::policy::read_version(c))?);
+            return Ok(pg.call(crate::pg::policy::read_version)?);
         }
         Ok(self.read(read_version)?)
     }

@@ -298,7 +298,7 @@ impl PgStore {
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i32, StoreError> {
-        self.call(|c| migrations::version(c))
+        self.call(migrations::version)
     }
 }
 
