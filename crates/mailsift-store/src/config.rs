@@ -159,3 +159,49 @@ mod tests {
         }
     }
 }
+
+/// What `mailsift store check` finds, without changing anything (no schema step is applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreReport {
+    /// The database, as messages name it (never a password).
+    pub location: String,
+    /// Its schema version; `None` when there is no database yet (SQLite: no file).
+    pub version: Option<u32>,
+    /// The version this mailsift writes.
+    pub expected: u32,
+    /// Other findings, each a line: the server's version, and what would make searches wrong or slow.
+    pub notes: Vec<String>,
+    /// Whether a finding means searches would be wrong (case folding) or the schema is not usable as is.
+    pub problems: Vec<String>,
+}
+
+impl StoreConfig {
+    /// Looks at the configured store without migrating it: its schema version against this mailsift's, and
+    /// on PostgreSQL the server's version, the trigram extension, and whether `lower()` folds beyond ASCII
+    /// (a database made with a C locale would make searches miss non-ASCII matches).
+    pub fn inspect(&self, data_dir: &Path) -> Result<StoreReport, StoreError> {
+        let location = self.describe(data_dir);
+        match self.postgres()? {
+            None => {
+                let file = data_dir.join(crate::gateway::FILE_NAME);
+                let expected = crate::gateway::SCHEMA_VERSION;
+                if !file.exists() {
+                    return Ok(StoreReport { location, version: None, expected, notes: vec![], problems: vec![] });
+                }
+                let conn = rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| crate::gateway::sqlite_error(&file, e))?;
+                let version: u32 = conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(|e| crate::gateway::sqlite_error(&file, e))?;
+                Ok(StoreReport { location, version: Some(version), expected, notes: vec![], problems: vec![] })
+            }
+            Some(pg) => crate::pg::inspect(&pg).map(|(version, notes, problems)| StoreReport {
+                location,
+                version: Some(version as u32),
+                expected: crate::pg::migrations::SCHEMA_VERSION as u32,
+                notes,
+                problems,
+            }),
+        }
+    }
+}

@@ -36,6 +36,40 @@ pub enum ConfigCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Where the gateway's state is and whether this mailsift can use it as it is, changing nothing.
+    Check,
+}
+
+/// `mailsift store check`: exit 0 when the store is usable as it is (or will be brought up to date by the
+/// next `serve`), 2 when its schema is newer than this mailsift or a search would be wrong.
+pub fn store_check(config: Option<&PathBuf>, data_dir: &Path) -> Result<std::process::ExitCode> {
+    let store = load(config.map(PathBuf::as_path))?.store;
+    let report = store.inspect(data_dir)?;
+    println!("store:     {}", report.location);
+    let mut bad = report.problems.clone();
+    match report.version {
+        None => println!("schema:    no database yet (`mailsift serve` creates it)"),
+        Some(v) if v == report.expected => println!("schema:    version {v}, this mailsift's"),
+        Some(v) if v < report.expected => println!(
+            "schema:    version {v}, older than this mailsift's {}: the next `mailsift serve` applies the steps",
+            report.expected
+        ),
+        Some(v) => bad.push(format!(
+            "schema version {v} is newer than this mailsift's {}: upgrade mailsift before serving",
+            report.expected
+        )),
+    }
+    for n in &report.notes {
+        println!("note:      {n}");
+    }
+    for b in &bad {
+        println!("PROBLEM:   {b}");
+    }
+    Ok(if bad.is_empty() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(2) })
+}
+
 /// The whole configuration file, parsed and checked once; the default is the embedded defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Config {

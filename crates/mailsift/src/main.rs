@@ -113,6 +113,11 @@ enum Command {
     /// effective configuration (defaults included, stored domains and policy marked, secrets hidden).
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// The gateway's store (`[store]`): `check` says where it is, its schema version against this
+    /// mailsift's, and on PostgreSQL the server and what searches need; it changes nothing (exit 2 when the
+    /// schema is newer than this mailsift or a search would be wrong).
+    #[command(subcommand)]
+    Store(config_cmd::StoreCommand),
     /// Hash an SMTP AUTH password for `password = "..."` in `[[smtp.users]]` (Argon2id, fresh salt). The
     /// password is read from standard input (one line), never from the command line.
     AuthHash,
@@ -229,6 +234,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(config_cmd::ConfigCommand::Dump { non_default }) => {
             config_cmd::dump(cli.config.as_ref(), data_dir, non_default).map(|_| ExitCode::SUCCESS)
         }
+        Command::Store(config_cmd::StoreCommand::Check) => config_cmd::store_check(cli.config.as_ref(), data_dir),
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
         Command::AuthHash => {

@@ -200,3 +200,47 @@ fn two_nodes_on_one_postgres_share_the_quarantine_the_policy_and_the_accounts() 
     let log = b.ok(&["log", "list", "--json"]);
     assert!(log.lines().count() >= 4, "B's log search sees A's transactions: {log}");
 }
+
+#[test]
+fn store_check_says_where_the_state_is_and_whether_this_mailsift_can_use_it() {
+    // SQLite: nothing yet, then this mailsift's version.
+    let data = mailsift_testkit::temp_dir("mailsift-nodes", "check-sqlite");
+    let check = |data: &std::path::Path, config: Option<&std::path::Path>| {
+        let mut c = bin();
+        c.arg("--data-dir").arg(data);
+        if let Some(f) = config {
+            c.arg("--config").arg(f);
+        }
+        let out = c.args(["store", "check"]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, text) = check(&data, None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("mailsift.sqlite") && text.contains("no database yet"), "{text}");
+    assert!(bin().arg("--data-dir").arg(&data).args(["accounts", "list"]).output().unwrap().status.success());
+    let (code, text) = check(&data, None);
+    assert!(code == Some(0) && text.contains("this mailsift's"), "{text}");
+
+    // PostgreSQL: the server, the extension, the version; a newer schema is a problem (exit 2), and nothing
+    // was changed by looking.
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("checked");
+    let config = data.join("pg.toml");
+    std::fs::write(&config, format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n")).unwrap();
+    let (code, text) = check(&data, Some(&config));
+    assert!(code == Some(0) && text.contains("version 0, older than"), "{text}");
+    assert_eq!(
+        pg.psql_in("checked", "SELECT to_regclass('quarantine') IS NULL").unwrap().trim(),
+        "t",
+        "check migrated"
+    );
+    let out =
+        bin().arg("--data-dir").arg(&data).arg("--config").arg(&config).args(["accounts", "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, text) = check(&data, Some(&config));
+    assert!(code == Some(0) && text.contains("this mailsift's") && text.contains("pg_trgm installed"), "{text}");
+    assert!(text.contains("postgresql://127.0.0.1:") && !text.contains("PROBLEM"), "{text}");
+    pg.psql_in("checked", "INSERT INTO mailsift_schema (version, name) VALUES (999, 'from the future')").unwrap();
+    let (code, text) = check(&data, Some(&config));
+    assert!(code == Some(2) && text.contains("newer than this mailsift"), "{text}");
+}

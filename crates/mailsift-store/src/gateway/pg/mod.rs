@@ -302,6 +302,46 @@ impl PgStore {
     }
 }
 
+/// `mailsift store check` on PostgreSQL: connects (on a thread of its own) without applying any schema step
+/// and returns the schema version, notes (the server's version, the trigram extension) and problems
+/// (case folding limited to ASCII: a database made with a C locale).
+pub fn inspect(config: &PgConfig) -> Result<(i32, Vec<String>, Vec<String>), StoreError> {
+    let client_config = config.client_config()?;
+    let target = describe(&client_config);
+    let tls = tls_connector(config.ca_file.as_deref())?;
+    let at = target.clone();
+    std::thread::spawn(move || -> Result<(i32, Vec<String>, Vec<String>), StoreError> {
+        let err = |e| pg_error(&at, e);
+        let mut conn = Conn { config: client_config, tls, client: None };
+        let c = conn.client().map_err(err)?;
+        let version = migrations::version(c).map_err(err)?;
+        let server: String = c.query_one("SHOW server_version", &[]).map_err(err)?.get(0);
+        let ctype: String = c
+            .query_one("SELECT datctype FROM pg_database WHERE datname = current_database()", &[])
+            .map_err(err)?
+            .get(0);
+        let folds: bool = c.query_one("SELECT lower('ЗАКАЗ Ä') = 'заказ ä'", &[]).map_err(err)?.get(0);
+        let trgm: bool =
+            c.query_one("SELECT count(*) > 0 FROM pg_extension WHERE extname = 'pg_trgm'", &[]).map_err(err)?.get(0);
+        let mut notes = vec![format!("PostgreSQL {server}, character type {ctype}")];
+        let mut problems = Vec::new();
+        if !folds {
+            problems.push(format!(
+                "lower() folds ASCII only (character type {ctype}): searches would miss non-ASCII matches; \
+                 create the database with a UTF-8 locale (e.g. LC_CTYPE C.UTF-8)"
+            ));
+        }
+        notes.push(if trgm {
+            "pg_trgm installed: substring searches use trigram indexes".to_string()
+        } else {
+            "pg_trgm not installed yet: the schema step that creates it has not run".to_string()
+        });
+        Ok((version, notes, problems))
+    })
+    .join()
+    .map_err(|_| StoreError::Write { path: target, reason: "inspecting the store panicked".into() })?
+}
+
 /// TLS as the URL's `sslmode` asks for it (`prefer` by default, as libpq does), trusting `ca_file` or else
 /// the system's certificate authorities.
 fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
