@@ -233,7 +233,7 @@ fn a_lease_has_one_holder_and_passes_on_when_it_runs_out_or_is_given_up() {
                     s.spawn(move || db.lease_acquire("race", &format!("n{i}"), 10, 20).unwrap())
                 })
                 .collect();
-            askers.into_iter().filter(|_| true).map(|t| t.join().unwrap()).filter(|&w| w).count()
+            askers.into_iter().map(|t| t.join().unwrap()).filter(|&w| w).count()
         });
         assert_eq!(won, 1);
     });

@@ -428,13 +428,12 @@ fn hide_url_password(url: &str) -> String {
         }
     }
     for key in ["password=", "PASSWORD="] {
-        while let Some(i) = out.find(key) {
-            let from = i + key.len();
-            if out[from..].starts_with(HIDDEN) {
-                break;
-            }
+        let mut at = 0;
+        while let Some(i) = out[at..].find(key) {
+            let from = at + i + key.len();
             let end = out[from..].find([' ', '&']).map_or(out.len(), |j| from + j);
             out.replace_range(from..end, HIDDEN);
+            at = from + HIDDEN.len();
         }
     }
     out
@@ -685,6 +684,7 @@ mod tests {
                 "postgresql://db.example/mail?password=<hidden>&sslmode=require",
             ),
             ("host=db.example password=s3cret dbname=mail", "host=db.example password=<hidden> dbname=mail"),
+            ("password=a&x=1&password=b", "password=<hidden>&x=1&password=<hidden>"),
         ] {
             assert_eq!(hide_url_password(url), shown);
         }
