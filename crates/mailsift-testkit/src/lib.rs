@@ -13,6 +13,16 @@ pub mod postfix;
 pub mod postgres;
 pub mod redis;
 
+/// A child process (a `mailsift serve`, a sink) killed and reaped when the test ends, whatever happens.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether this is a CI run (`CI=true`, as CI systems set it): there a missing tool is a failure, never a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")

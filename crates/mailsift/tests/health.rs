@@ -6,25 +6,16 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailsift_testkit::clients::{HttpClient, HttpResponse};
+use mailsift_testkit::Proc;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mailsift"));
     c.env_remove("MAILSIFT_CONFIG").env("MAILSIFT_LOG", "warn");
     c
-}
-
-/// A child process killed when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts `cmd` and waits (up to 60 s) for its "mailsift: <kind> listening on ADDR" line.

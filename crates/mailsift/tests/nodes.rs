@@ -8,25 +8,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mailsift_testkit::postgres::Postgres;
+use mailsift_testkit::Proc;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mailsift"));
     c.env_remove("MAILSIFT_CONFIG").env("MAILSIFT_LOG", "warn");
     c
-}
-
-/// A child process killed when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One node: its data directory and configuration, the serve process and its SMTP address.

@@ -7,23 +7,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use mailsift_testkit::Proc;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mailsift"));
     c.env_remove("MAILSIFT_CONFIG").env("MAILSIFT_LOG", "warn");
     c
-}
-
-/// A child process killed when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Starts `serve` with `config`; returns it and its SMTP and HTTP addresses.
