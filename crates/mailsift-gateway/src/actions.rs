@@ -25,7 +25,7 @@ use mailsift_engine::policy::{AllowEntry, BlockEntry, PolicyConfig};
 use mailsift_engine::{Engine, EngineConfig, Envelope, Settings};
 use mailsift_store::{
     Database, Learner, ListEntry, LogEntry, LogQuery, PolicyStore, PolicyStoreError, QuarantineItem, QuarantineQuery,
-    SqliteReputation, SqliteStore, StoreError,
+    SqliteReputation, StoreError, TokenStore,
 };
 
 use crate::config::DomainConfig;
@@ -230,8 +230,8 @@ impl Reported {
 /// reported spoof of one of `organisation`'s domains counts against the spoofing server, not our domain).
 ///
 /// `engine` classifies with `learner`'s model (the before and after probabilities).
-pub fn report(
-    learner: &mut Learner<SqliteStore>,
+pub fn report<S: TokenStore>(
+    learner: &mut Learner<S>,
     engine: &Engine,
     reputation: Option<&SqliteReputation>,
     organisation: &OrganisationConfig,

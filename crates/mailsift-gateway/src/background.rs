@@ -18,6 +18,7 @@ pub fn start(gateway: &Arc<Gateway>) -> Background {
         // node within about a second, well inside the two promised. The question is one cheap read.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_purge: Option<tokio::time::Instant> = None;
+        let mut classifier_failing = false;
         loop {
             tick.tick().await;
             if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
@@ -28,6 +29,19 @@ pub fn start(gateway: &Arc<Gateway>) -> Background {
             let g2 = g.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
                 tracing::error!(error = %e, "policy change not applied; the previous policy stays")
+            }
+            // What the other nodes learned (a shared classifier store): said once per outage, not per tick.
+            let g2 = g.clone();
+            match tokio::task::spawn_blocking(move || g2.sync_classifier()).await {
+                Ok(Err(e)) if !classifier_failing => {
+                    classifier_failing = true;
+                    tracing::warn!(error = %e, "classifier not synchronised with the other nodes; retrying each second")
+                }
+                Ok(Ok(_)) if classifier_failing => {
+                    classifier_failing = false;
+                    tracing::info!("classifier synchronised with the other nodes again")
+                }
+                _ => {}
             }
         }
     });

@@ -71,7 +71,7 @@ pub struct GatewayState {
     /// The load balancers that may send the PROXY header (`[smtp] trusted_proxies`).
     proxies: Vec<IpRange>,
     /// The classifiers' learner, sharing its model with the engine: reports by email retrain the live model.
-    learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>>>,
+    learner: Option<Arc<Mutex<mailsift_store::Learner<mailsift_store::ClassifierStore>>>>,
     /// Local sender reputation, when enabled: consulted for every message and fed by verdicts and reports.
     reputation: Option<Arc<mailsift_store::SqliteReputation>>,
     /// What the domains were built from, so stored domain changes can rebuild the state.
@@ -183,8 +183,11 @@ impl GatewayState {
     }
 
     /// Keeps the learner whose model the engine scans with, so reports retrain the running gateway.
-    pub fn with_learner(mut self, learner: mailsift_store::Learner<mailsift_store::SqliteStore>) -> GatewayState {
-        self.learner = Some(Arc::new(Mutex::new(learner)));
+    pub fn with_learner<S>(mut self, learner: mailsift_store::Learner<S>) -> GatewayState
+    where
+        S: mailsift_store::TokenStore + Into<mailsift_store::ClassifierStore>,
+    {
+        self.learner = Some(Arc::new(Mutex::new(learner.convert(Into::into))));
         self
     }
 
@@ -194,7 +197,7 @@ impl GatewayState {
         self
     }
 
-    pub fn learner(&self) -> Option<&Mutex<mailsift_store::Learner<mailsift_store::SqliteStore>>> {
+    pub fn learner(&self) -> Option<&Mutex<mailsift_store::Learner<mailsift_store::ClassifierStore>>> {
         self.learner.as_deref()
     }
 
@@ -410,6 +413,20 @@ impl Gateway {
     /// The policy sessions judge with.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Saves what this node's classifier learned and brings in what the other nodes sharing the store learned
+    /// (a report or a spamtrap hit at another node moves this node's scores within about a second). Nothing
+    /// to do for a store only this node writes. Returns whether the model changed from outside.
+    pub fn sync_classifier(&self) -> Result<bool, mailsift_store::StoreError> {
+        use mailsift_store::TokenStore;
+        let state = self.state();
+        let Some(learner) = state.learner() else { return Ok(false) };
+        let mut learner = learner.lock().unwrap_or_else(|e| e.into_inner());
+        if !learner.store().merges() {
+            return Ok(false);
+        }
+        learner.sync(mailsift_engine::unix_now())
     }
 
     /// Recompiles the policy when the store's changed (or always with `force`, after a reload): the

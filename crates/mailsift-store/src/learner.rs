@@ -49,6 +49,11 @@ impl<S: TokenStore> Learner<S> {
         })
     }
 
+    /// The same learner over another kind of store (a concrete store into [`crate::ClassifierStore`]).
+    pub fn convert<T: TokenStore>(self, f: impl FnOnce(S) -> T) -> Learner<T> {
+        Learner { store: f(self.store), model: self.model, changes: self.changes, pending: self.pending, hook: self.hook }
+    }
+
     /// Where spamtrap hits are reported (the reputation engine, when it exists).
     pub fn with_spamtrap_hook(mut self, hook: Box<dyn SpamtrapHook>) -> Self {
         self.hook = hook;
@@ -83,6 +88,7 @@ impl<S: TokenStore> Learner<S> {
 
     pub fn learn_example(&mut self, ex: &Example) -> Result<LearnOutcome, StoreError> {
         let before = self.trained_side(&ex.digest)?;
+        self.note_base(&ex.features);
         let outcome = self.write_model().learn(&ex.features, ex.side, before);
         if outcome != LearnOutcome::AlreadyKnown {
             self.touch(ex);
@@ -126,6 +132,21 @@ impl<S: TokenStore> Learner<S> {
         Ok(counts)
     }
 
+    /// For a store several nodes share: remembers the counts of the tokens about to change (and the totals)
+    /// as they were at the last save, so the save can send this node's difference (see [`Changes::base`]).
+    fn note_base(&mut self, features: &Features) {
+        if !self.store.merges() {
+            return;
+        }
+        let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+        if self.changes.base_totals.is_none() {
+            self.changes.base_totals = Some(crate::Totals::of(&model));
+        }
+        for id in features.bayes_ids() {
+            self.changes.base.entry(*id).or_insert_with(|| model.bayes.tokens.get(id).copied().unwrap_or([0, 0]));
+        }
+    }
+
     fn touch(&mut self, ex: &Example) {
         self.changes.tokens.extend(ex.features.bayes_ids().iter().copied());
         self.changes.trained.push((ex.digest, Some(ex.side)));
@@ -140,6 +161,7 @@ impl<S: TokenStore> Learner<S> {
             return Ok(None);
         };
         let features = classify::features(msg);
+        self.note_base(&features);
         self.write_model().unlearn(&features, side);
         self.changes.tokens.extend(features.bayes_ids().iter().copied());
         self.changes.trained.push((digest, None));
@@ -172,6 +194,7 @@ impl<S: TokenStore> Learner<S> {
     ) -> Result<(LearnOutcome, Option<Side>), StoreError> {
         let ex = Example::new(msg, correct_side);
         let before = self.trained_side(&ex.digest)?;
+        self.note_base(&ex.features);
         let outcome = {
             let mut model = self.write_model();
             match before {
@@ -237,10 +260,27 @@ impl<S: TokenStore> Learner<S> {
         let model = self.model.read().unwrap_or_else(|e| e.into_inner());
         self.store.save(&model, &self.changes, now)?;
         drop(model);
-        self.write_model().linear.clear_dirty();
+        let saved = self.store.take_saved();
+        let mut model = self.write_model();
+        model.linear.clear_dirty();
+        saved.apply(&mut model);
+        drop(model);
         self.changes = Changes::default();
         self.pending.clear();
         Ok(())
+    }
+
+    /// Saves what this node learned, then brings in what the other nodes sharing the store saved since
+    /// the last call (nothing for a store only this process writes). Returns whether the model changed
+    /// from outside. The gateway calls it every second or so.
+    pub fn sync(&mut self, now: i64) -> Result<bool, StoreError> {
+        self.commit(now)?;
+        let fresh = self.store.pull()?;
+        if fresh.is_empty() {
+            return Ok(false);
+        }
+        fresh.apply(&mut self.write_model());
+        Ok(true)
     }
 
     /// Bounds the store (see [`TokenStore::expire`]) and drops the expired tokens from memory too.

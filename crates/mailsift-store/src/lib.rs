@@ -10,6 +10,7 @@
 //! What it is not: the model arithmetic (that is `mailsift_engine::classify`, which does no I/O) nor the
 //! decision of what to learn (the [`learner::Learner`] asks the engine and tells the store).
 
+pub mod classifier;
 pub mod config;
 pub mod gateway;
 pub mod learner;
@@ -18,6 +19,7 @@ pub mod sqlite;
 
 use mailsift_engine::classify::{Model, Side};
 
+pub use classifier::ClassifierStore;
 pub use config::StoreConfig;
 /// The PostgreSQL backend (`gateway::pg`), by its short name.
 pub use gateway::pg;
@@ -66,6 +68,73 @@ pub struct Changes {
     pub tokens: rustc_hash::FxHashSet<u64>,
     /// Trained-message digests and the side each is now trained on (`None`: forgotten).
     pub trained: Vec<([u8; 16], Option<Side>)>,
+    /// For a store several nodes share ([`TokenStore::merges`]): each changed token's counts as they were
+    /// before the first change since the last save, so the store can add this node's difference to what
+    /// the other nodes wrote meanwhile instead of overwriting it. Empty for a store that does not merge.
+    pub base: rustc_hash::FxHashMap<u64, [u32; 2]>,
+    /// The same for the totals (Bayes ham and spam messages, the linear bias and update count).
+    pub base_totals: Option<Totals>,
+}
+
+/// The model's totals, as a store keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Totals {
+    pub ham: u64,
+    pub spam: u64,
+    pub bias: f32,
+    pub updates: u64,
+}
+
+impl Totals {
+    pub fn of(model: &Model) -> Totals {
+        Totals {
+            ham: model.bayes.ham,
+            spam: model.bayes.spam,
+            bias: model.linear.bias,
+            updates: model.linear.updates,
+        }
+    }
+}
+
+/// What a shared store holds now for part of the model (written by another node, or the result of this
+/// node's own save merged with theirs): applied to the in-memory model by [`Fresh::apply`].
+#[derive(Debug, Default)]
+pub struct Fresh {
+    /// Tokens and their counts; `[0, 0]` means gone.
+    pub tokens: Vec<(u64, [u32; 2])>,
+    /// Whole linear chunks by index.
+    pub chunks: Vec<(usize, Box<[f32]>)>,
+    pub totals: Option<Totals>,
+}
+
+impl Fresh {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.chunks.is_empty() && self.totals.is_none()
+    }
+
+    /// Makes the model say what the store says for these parts.
+    pub fn apply(self, model: &mut Model) {
+        use mailsift_engine::classify::linear::CHUNK;
+        for (id, counts) in self.tokens {
+            if counts == [0, 0] {
+                model.bayes.tokens.remove(&id);
+            } else {
+                model.bayes.tokens.insert(id, counts);
+            }
+        }
+        for (i, weights) in self.chunks {
+            let start = i * CHUNK;
+            if weights.len() == CHUNK && start + CHUNK <= model.linear.weights.len() {
+                model.linear.weights[start..start + CHUNK].copy_from_slice(&weights);
+            }
+        }
+        if let Some(t) = self.totals {
+            model.bayes.ham = t.ham;
+            model.bayes.spam = t.spam;
+            model.linear.bias = t.bias;
+            model.linear.updates = t.updates;
+        }
+    }
 }
 
 impl Changes {
@@ -112,4 +181,21 @@ pub trait TokenStore {
     fn submissions(&self) -> Result<Vec<Submission>, StoreError>;
     /// How many tokens the store holds.
     fn token_count(&self) -> Result<u64, StoreError>;
+
+    /// Whether other nodes write the same store, so saves are differences merged with theirs (the learner
+    /// then fills [`Changes::base`]) and [`TokenStore::pull`] brings their work in.
+    fn merges(&self) -> bool {
+        false
+    }
+
+    /// After [`TokenStore::save`] on a store that merges: the saved parts as the store now holds them, to
+    /// apply to the model (so the next save's differences start from there).
+    fn take_saved(&mut self) -> Fresh {
+        Fresh::default()
+    }
+
+    /// What other nodes saved since the last pull (nothing for a store only this process writes).
+    fn pull(&mut self) -> Result<Fresh, StoreError> {
+        Ok(Fresh::default())
+    }
 }

@@ -798,13 +798,12 @@ async fn reports_summary(
     caller.require_admin()?;
     let since = parse_when(p.since.as_deref().unwrap_or("30d"), mailsift_engine::unix_now())?;
     let dir = web.data_dir.clone();
+    let db = web.gateway.db.clone();
     blocking(move || {
-        let file = dir.join(mailsift_store::sqlite::FILE_NAME);
-        if !file.exists() {
-            return Ok(Json(serde_json::json!({ "per_day": [], "by_channel": {} })));
-        }
         use mailsift_store::TokenStore;
-        let store = mailsift_store::SqliteStore::open(&file)?;
+        let Some(store) = mailsift_store::ClassifierStore::open_existing(&dir, &db)? else {
+            return Ok(Json(serde_json::json!({ "per_day": [], "by_channel": {} })));
+        };
         let per_day = store.submissions_per_day(since)?;
         let mut by_channel: BTreeMap<String, u64> = BTreeMap::new();
         let mut by_domain: BTreeMap<String, u64> = BTreeMap::new();

@@ -699,11 +699,12 @@ pub async fn gather_stats(gateway: &Arc<Gateway>, p: &Principal, since: i64) -> 
     let dir = gateway.data_dir.clone();
     let admin = p.is_admin();
     let mut stats = blocking(move || {
-        let reports_per_day = if admin && dir.join(mailsift_store::sqlite::FILE_NAME).exists() {
-            let store = mailsift_store::SqliteStore::open(&dir.join(mailsift_store::sqlite::FILE_NAME))?;
-            store.submissions_per_day(since)?.into_iter().map(|(d, s, n)| (d, s.as_str().to_string(), n)).collect()
-        } else {
-            Vec::new()
+        let store = if admin { mailsift_store::ClassifierStore::open_existing(&dir, &db)? } else { None };
+        let reports_per_day = match store {
+            Some(store) => {
+                store.submissions_per_day(since)?.into_iter().map(|(d, s, n)| (d, s.as_str().to_string(), n)).collect()
+            }
+            None => Vec::new(),
         };
         Ok(Stats {
             hourly: db.stats_hourly(since, &scope)?,

@@ -123,6 +123,17 @@ pub fn database(config: Option<&PathBuf>, data_dir: &Path) -> Result<mailsift_st
     Ok(mailsift_store::Database::open_configured(data_dir, &store)?)
 }
 
+/// The classifier's store where `[store]` puts the gateway's state: in the shared PostgreSQL database, or
+/// `classifier.sqlite` in the data directory (made when missing).
+pub fn classifier_store(config: Option<&PathBuf>, data_dir: &Path) -> Result<mailsift_store::ClassifierStore> {
+    let store = load(config.map(PathBuf::as_path))?.store;
+    if store.postgres()?.is_none() {
+        return Ok(mailsift_store::SqliteStore::open_dir(data_dir)?.into());
+    }
+    let db = database(config, data_dir)?;
+    Ok(mailsift_store::ClassifierStore::open(data_dir, &db)?)
+}
+
 /// As [`database`], but `None` when the store is SQLite and the data directory has no database yet.
 pub fn existing_database(config: Option<&PathBuf>, data_dir: &Path) -> Result<Option<mailsift_store::Database>> {
     let store = load(config.map(PathBuf::as_path))?.store;

@@ -297,7 +297,7 @@ pub fn check(config: Option<&PathBuf>, data_dir: &Path) -> Result<()> {
     // serve's own loader: the engine, [smtp] (TLS files included), the stored domains, the stores.
     let state = {
         let _guard = runtime.enter();
-        crate::serve::build_state(config, data_dir, &[])?
+        crate::serve::build_state(config, data_dir, &[], None)?
     };
     let web = crate::serve::web_config(config, None)?;
     let engine = state.engine.config();

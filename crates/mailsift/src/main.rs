@@ -209,7 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(&trained()?, &args).map(|_| ExitCode::SUCCESS),
         Command::Eval(args) => eval::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Train(args) => {
-            train::run(&load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
+            train::run(cli.config.as_ref(), &load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
         }
         Command::Reputation(cmd) => {
             reputation::run(&load_engine(cli.config.as_ref())?, data_dir, &cmd).map(|_| ExitCode::SUCCESS)
@@ -221,7 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Log(cmd) => log::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Domains(cmd) => domains::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
-        Command::Reports(args) => reports::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Reports(args) => reports::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Accounts(cmd) => accounts::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),

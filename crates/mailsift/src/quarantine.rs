@@ -166,7 +166,7 @@ enum Act {
 /// state is built from the same configuration, and the actions are the ones the web console calls.
 fn act_all(config: Option<&PathBuf>, data_dir: &Path, db: &Database, ids: &[i64], act: Act, by: &str) -> Result<()> {
     use mailsift_gateway::actions;
-    let state = crate::serve::build_state(config, data_dir, &[])?;
+    let state = crate::serve::build_state(config, data_dir, &[], Some(db))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let gateway = {
         let _guard = runtime.enter();

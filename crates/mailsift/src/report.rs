@@ -10,7 +10,7 @@ use clap::Args;
 use mailsift_engine::classify::Side;
 use mailsift_engine::Engine;
 use mailsift_gateway::actions;
-use mailsift_store::{Learner, SqliteStore};
+use mailsift_store::Learner;
 
 use crate::scan::read_input;
 use mailsift_engine::unix_now;
@@ -56,9 +56,9 @@ pub fn report_message(
     channel: &str,
     reporter: Option<&str>,
 ) -> Result<()> {
-    let store = SqliteStore::open_dir(data_dir)?;
-    let mut learner =
-        Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?;
+    let store = crate::config_cmd::classifier_store(config, data_dir)?;
+    let at = store.describe();
+    let mut learner = Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?;
     let engine = engine.with_model(learner.model());
     let reputation = if engine.config().reputation.enabled {
         let rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;

@@ -3,12 +3,12 @@
 //! sender domain and by reporting user.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
 use mailsift_engine::classify::Side;
-use mailsift_store::{SqliteStore, Submission, TokenStore};
+use mailsift_store::{Submission, TokenStore};
 
 #[derive(Args)]
 pub struct ReportsArgs {
@@ -47,12 +47,13 @@ fn count<'a>(items: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
     v
 }
 
-pub fn run(data_dir: &Path, args: &ReportsArgs) -> Result<()> {
+pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ReportsArgs) -> Result<()> {
+    let shared = crate::config_cmd::load(config.map(PathBuf::as_path))?.store.postgres()?.is_some();
     let file = data_dir.join(mailsift_store::sqlite::FILE_NAME);
-    if !file.exists() {
+    if !shared && !file.exists() {
         bail!("{}: no classifier store, so no reports yet", file.display());
     }
-    let store = SqliteStore::open(&file)?;
+    let store = crate::config_cmd::classifier_store(config, data_dir)?;
     let now = mailsift_engine::unix_now();
     let since = crate::log::parse_when(&args.since, now)?;
     let subs: Vec<Submission> = store.submissions()?.into_iter().filter(|s| s.at >= since).collect();

@@ -22,8 +22,14 @@ pub struct ServeArgs {
     log_format: String,
 }
 
-/// Reads the configuration file (or the embedded defaults) into a gateway state.
-pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAddr]) -> Result<GatewayState> {
+/// Reads the configuration file (or the embedded defaults) into a gateway state. The classifier's store is
+/// beside the gateway database `db` (shared on PostgreSQL); without one, in the data directory.
+pub fn build_state(
+    config: Option<&PathBuf>,
+    data_dir: &Path,
+    listen: &[SocketAddr],
+    db: Option<&mailsift_store::Database>,
+) -> Result<GatewayState> {
     let text = match config {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?,
         None => String::new(),
@@ -31,11 +37,12 @@ pub fn build_state(config: Option<&PathBuf>, data_dir: &Path, listen: &[SocketAd
     let engine = crate::load_engine(config)?;
     // The gateway keeps the learner whose model it scans with, so reports by email retrain it live.
     let learner = if engine.config().classifier.enabled {
-        let store = mailsift_store::SqliteStore::open_dir(data_dir)?;
-        Some(
-            mailsift_store::Learner::open(store)
-                .with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?,
-        )
+        let store = match db {
+            Some(db) => mailsift_store::ClassifierStore::open(data_dir, db)?,
+            None => mailsift_store::SqliteStore::open_dir(data_dir)?.into(),
+        };
+        let at = store.describe();
+        Some(mailsift_store::Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?)
     } else {
         None
     };
@@ -82,13 +89,13 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
     runtime.block_on(async {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
-        let state = build_state(config, data_dir, &args.listen)?;
         // The gateway database where `[store]` says: SQLite in the data directory, or PostgreSQL shared with
-        // the other nodes (the classifier's model and the reputation stay in the data directory either way).
+        // the other nodes (the classifier's model with it).
         let store = crate::config_cmd::load(config.map(PathBuf::as_path))?.store;
         let db = mailsift_store::Database::open_configured(data_dir, &store)
             .with_context(|| format!("the gateway database ({})", store.describe(data_dir)))?;
-        let gateway = Gateway::new(state, db, data_dir);
+        let state = build_state(config, data_dir, &args.listen, Some(&db))?;
+        let gateway = Gateway::new(state, db.clone(), data_dir);
         let listeners = gateway.bind().await?;
         // Every listener is bound before any is announced, so a taken port stops the start with nothing said
         // to be listening.
@@ -141,7 +148,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone());
+        spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone(), db);
         gateway.clone().serve(listeners).await;
         let counts: Vec<String> =
             gateway.counters.snapshot().iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
@@ -199,7 +206,13 @@ pub fn web_config(config: Option<&PathBuf>, listen: Option<SocketAddr>) -> Resul
     Ok(web)
 }
 
-fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_dir: PathBuf, listen: Vec<SocketAddr>) {
+fn spawn_signal_handlers(
+    gateway: Arc<Gateway>,
+    config: Option<PathBuf>,
+    data_dir: PathBuf,
+    listen: Vec<SocketAddr>,
+    db: mailsift_store::Database,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let g = gateway.clone();
     tokio::spawn(async move {
@@ -217,7 +230,7 @@ fn spawn_signal_handlers(gateway: Arc<Gateway>, config: Option<PathBuf>, data_di
         let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
             // A broken file is reported and the running configuration kept.
-            match build_state(config.as_ref(), &data_dir, &listen) {
+            match build_state(config.as_ref(), &data_dir, &listen, Some(&db)) {
                 Ok(state) => gateway.reload(state),
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration")

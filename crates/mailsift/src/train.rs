@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mailsift_engine::classify::Side;
 use mailsift_engine::Engine;
 use mailsift_store::learner::Example;
-use mailsift_store::{Learner, SqliteStore, TokenStore};
+use mailsift_store::{Learner, TokenStore};
 
 use crate::inputs::{in_split, message_files, split_mbox, Split};
 
@@ -78,7 +78,7 @@ impl TrainReport {
     }
 }
 
-pub fn run(engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
+pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
     anyhow::ensure!(!args.spam.is_empty() || !args.ham.is_empty(), "nothing to train: give --spam and/or --ham");
     let mut files = Vec::new();
     for (paths, side) in [(&args.ham, Side::Ham), (&args.spam, Side::Spam)] {
@@ -90,16 +90,16 @@ pub fn run(engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
             }
         }
     }
-    let store = SqliteStore::open_dir(data_dir)?;
-    let mut learner =
-        Learner::open(store).with_context(|| format!("{}: cannot load the classifier store", data_dir.display()))?;
+    let store = crate::config_cmd::classifier_store(config, data_dir)?;
+    let at = store.describe();
+    let mut learner = Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?;
     let report = train_files(engine, &mut learner, &files, args.threads, args.passes, true)?;
     report.print();
     println!(
         "model: {} ham and {} spam learned in total, in {}",
         learner.model().read().map(|m| m.bayes.ham).unwrap_or(0),
         learner.model().read().map(|m| m.bayes.spam).unwrap_or(0),
-        learner.store().path().display()
+        learner.store().describe()
     );
     if let Some(out) = &args.export {
         let bytes = {
@@ -119,9 +119,9 @@ pub fn run(engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
 
 /// Reads, parses and tokenizes `files` on `threads` threads, learns them and saves. Shared by `train` and
 /// `eval --split`.
-pub fn train_files(
+pub fn train_files<S: TokenStore>(
     engine: &Engine,
-    learner: &mut Learner<SqliteStore>,
+    learner: &mut Learner<S>,
     files: &[(PathBuf, Side)],
     threads: usize,
     passes: usize,

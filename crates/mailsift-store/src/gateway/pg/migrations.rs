@@ -201,6 +201,45 @@ CREATE INDEX message_log_subject_trgm ON message_log USING gin (lower(subject) g
 CREATE INDEX message_log_recipients_trgm ON message_log USING gin (mailsift_recipients_text(recipients) gin_trgm_ops);
 ",
     },
+    Step {
+        name: "classifier",
+        // The learned model every node scans with (see `classifier.rs`): Bayes counts per hashed token, the
+        // linear weights in chunks, the totals, each row stamped with the save that last wrote it; the
+        // trained-message digests and the users' report submissions.
+        sql: "
+CREATE TABLE classifier_version (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);
+INSERT INTO classifier_version (id, seq) VALUES (1, 0);
+CREATE TABLE classifier_tokens (
+    id BIGINT PRIMARY KEY,
+    ham BIGINT NOT NULL,
+    spam BIGINT NOT NULL,
+    last_seen_day INTEGER NOT NULL,
+    seq BIGINT NOT NULL
+);
+CREATE INDEX classifier_tokens_by_seq ON classifier_tokens (seq);
+CREATE TABLE classifier_chunks (chunk INTEGER PRIMARY KEY, weights BYTEA NOT NULL, seq BIGINT NOT NULL);
+CREATE TABLE classifier_totals (name TEXT PRIMARY KEY, value DOUBLE PRECISION NOT NULL, seq BIGINT NOT NULL);
+INSERT INTO classifier_totals (name, value, seq)
+    VALUES ('ham', 0, 0), ('spam', 0, 0), ('linear_bias', 0, 0), ('linear_updates', 0, 0);
+CREATE TABLE classifier_trained (
+    digest BYTEA PRIMARY KEY,
+    side TEXT NOT NULL CHECK (side IN ('ham', 'spam')),
+    at BIGINT NOT NULL
+);
+CREATE TABLE classifier_submissions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at BIGINT NOT NULL,
+    correct_side TEXT NOT NULL,
+    previous_side TEXT,
+    digest BYTEA NOT NULL,
+    source TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    reporter TEXT,
+    sender_domain TEXT
+);
+CREATE INDEX classifier_submissions_by_time ON classifier_submissions (at);
+",
+    },
 ];
 
 /// The version this build writes.

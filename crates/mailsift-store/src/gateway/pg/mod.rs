@@ -12,6 +12,7 @@
 //! the same functions as its SQLite module (`quarantine.rs` beside `gateway/quarantine.rs`), and the schema
 //! its own numbered steps (`migrations.rs`).
 
+pub mod classifier;
 mod filter;
 pub mod migrations;
 mod msglog;
