@@ -30,6 +30,11 @@ struct Node {
 
 impl Node {
     fn start(name: &str, url: &str) -> Node {
+        Node::start_with(name, url, "")
+    }
+
+    /// A node whose configuration also says `extra` (TOML tables after the shared ones).
+    fn start_with(name: &str, url: &str, extra: &str) -> Node {
         let data = mailsift_testkit::temp_dir("mailsift-nodes", name);
         let config = data.join("mailsift.toml");
         std::fs::write(
@@ -37,7 +42,7 @@ impl Node {
             format!(
                 "[group_caps]\ncontent = 100.0\n\
                  [[rules]]\nname = \"HOLD_WORD\"\ntarget = \"subject\"\nphrase = \"holdme\"\nscore = 11.0\n\
-                 [store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n"
+                 [store]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n{extra}"
             ),
         )
         .unwrap();
@@ -77,6 +82,11 @@ impl Node {
 
     /// Sends one message; the final reply's code.
     fn send(&self, subject: &str) -> u16 {
+        self.send_text(subject, &format!("Hello,\r\nthis is {subject}."))
+    }
+
+    /// Sends one message with this text; the final reply's code.
+    fn send_text(&self, subject: &str, text: &str) -> u16 {
         let tcp = TcpStream::connect(self.smtp).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = BufReader::new(tcp.try_clone().unwrap());
@@ -95,7 +105,7 @@ impl Node {
         assert_eq!(reply(), 220);
         let msg = format!(
             "From: alice@sender.example\r\nTo: bob@localhost\r\nSubject: {subject}\r\n\
-             Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@sender.example>\r\n\r\nHello,\r\nthis is {subject}.\r\n.\r\n",
+             Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@sender.example>\r\n\r\n{text}\r\n.\r\n",
             subject.replace(' ', "-")
         );
         for (line, want) in [
@@ -190,6 +200,100 @@ fn two_nodes_on_one_postgres_share_the_quarantine_the_policy_and_the_accounts() 
     assert!(b.ok(&["accounts", "list"]).contains("ops@corp.example"));
     let log = b.ok(&["log", "list", "--json"]);
     assert!(log.lines().count() >= 4, "B's log search sees A's transactions: {log}");
+}
+
+const SPAM_WORDS: &[&str] =
+    &["viagra", "cheap", "winner", "lottery", "claim", "prize", "casino", "pills", "offer", "bonus", "discount"];
+const HAM_WORDS: &[&str] =
+    &["meeting", "agenda", "patch", "review", "kernel", "compile", "thanks", "tomorrow", "budget", "merge"];
+
+/// A message text of one vocabulary, distinct per `n`.
+fn words(vocabulary: &[&str], n: usize) -> String {
+    (0..30).map(|i| vocabulary[(n * 7 + i * 3) % vocabulary.len()]).collect::<Vec<_>>().join(" ")
+}
+
+/// The score and the classifier's symbols of the newest logged message with this subject, at `node`
+/// (waiting a little for the log's writer).
+fn logged(node: &Node, subject: &str) -> Option<(f64, Vec<String>)> {
+    let start = Instant::now();
+    let log = loop {
+        let log = node.ok(&["log", "list", "--json", "--subject", subject]);
+        if !log.trim().is_empty() || start.elapsed() > Duration::from_secs(3) {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let entry: serde_json::Value = serde_json::from_str(log.lines().next()?).unwrap();
+    let symbols = entry["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string());
+    let classifier = symbols.filter(|s| s.starts_with("BAYES") || s.starts_with("LINEAR")).collect();
+    Some((entry["score"].as_f64().unwrap(), classifier))
+}
+
+#[test]
+fn what_one_node_learns_moves_the_other_nodes_scores_within_seconds() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("learning");
+    let extra = "[classifier]\nmin_ham = 5\nmin_spam = 5\nday_one_say = 0.0\n";
+    let a = Node::start_with("learn-a", &url, extra);
+    let b = Node::start_with("learn-b", &url, extra);
+
+    // Training through A's installation (the CLI with A's configuration) goes to the shared store.
+    let corpus = mailsift_testkit::temp_dir("mailsift-nodes", "corpus");
+    for (side, vocabulary) in [("ham", HAM_WORDS), ("spam", SPAM_WORDS)] {
+        std::fs::create_dir_all(corpus.join(side)).unwrap();
+        for n in 0..20 {
+            let text = format!(
+                "From: x{n}@{side}.example\r\nTo: bob@localhost\r\nSubject: {side} {n}\r\n\
+                 Message-ID: <{n}@{side}.example>\r\n\r\n{}\r\n",
+                words(vocabulary, n)
+            );
+            std::fs::write(corpus.join(side).join(format!("{n}.eml")), text).unwrap();
+        }
+    }
+    let ham = corpus.join("ham").display().to_string();
+    let spam = corpus.join("spam").display().to_string();
+    a.ok(&["train", "--ham", &ham, "--spam", &spam]);
+
+    // A newsletter in the spam vocabulary that its readers want. Both running nodes pulled the model
+    // the CLI trained: B scores the message as spam.
+    let newsletter = words(SPAM_WORDS, 1000);
+    let trained = Instant::now();
+    let first = loop {
+        assert_eq!(b.send_text("newsletter issue", &newsletter), 250);
+        let (score, symbols) = logged(&b, "newsletter issue").expect("B logged the message");
+        if symbols.iter().any(|s| s.contains("SPAM")) {
+            break score;
+        }
+        assert!(trained.elapsed() < Duration::from_secs(5), "B never scored with the trained model: {symbols:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // A false-positive report at A lowers B's score for it within a couple of seconds.
+    let file = corpus.join("newsletter.eml");
+    std::fs::write(
+        &file,
+        format!(
+            "From: alice@sender.example\r\nTo: bob@localhost\r\nSubject: newsletter issue\r\n\
+             Message-ID: <newsletter-issue@sender.example>\r\n\r\n{newsletter}\r\n"
+        ),
+    )
+    .unwrap();
+    a.ok(&["report", "--false-positive", &file.display().to_string()]);
+    let reported = Instant::now();
+    let (after, symbols) = loop {
+        assert_eq!(b.send_text("newsletter issue", &newsletter), 250);
+        let (score, symbols) = logged(&b, "newsletter issue").expect("B logged the message");
+        if score < first || reported.elapsed() > Duration::from_secs(5) {
+            break (score, symbols);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(after < first, "the report at A did not move B's score ({first} -> {after}, {symbols:?})");
+    assert!(reported.elapsed() < Duration::from_millis(3_000), "took {:?}", reported.elapsed());
+    // The report is one submission in the shared store, listed by either node.
+    let reports = b.ok(&["reports"]);
+    assert!(reports.starts_with("1 report(s)"), "{reports}");
+    assert!(reports.contains("sender.example"), "{reports}");
 }
 
 #[test]
