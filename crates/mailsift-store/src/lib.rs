@@ -14,6 +14,7 @@ pub mod classifier;
 pub mod config;
 pub mod gateway;
 pub mod learner;
+pub mod migrate;
 pub mod reputation;
 pub mod sqlite;
 

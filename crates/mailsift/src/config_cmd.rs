@@ -40,6 +40,46 @@ pub enum ConfigCommand {
 pub enum StoreCommand {
     /// Where the gateway's state is and whether this mailsift can use it as it is, changing nothing.
     Check,
+    /// Copies this data directory's SQLite state (gateway database, classifier, reputation) into an empty
+    /// PostgreSQL database, all or nothing, and prints every table's rows on both sides. Stop the gateway
+    /// first; afterwards set `[store] backend = "postgres"` and the URL in the configuration.
+    Migrate {
+        /// The PostgreSQL database, `postgresql://user@host:port/database` (better without a password:
+        /// use --password-file).
+        #[arg(long)]
+        to: String,
+        /// A file holding the password (its first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// PEM certificate authorities to trust for TLS instead of the system's.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+}
+
+/// `mailsift store migrate`: see [`StoreCommand::Migrate`]. Prints a line per table; fails (exit 1,
+/// PostgreSQL unchanged) when any count differs or the database already holds state.
+pub fn store_migrate(data_dir: &Path, to: &str, password_file: Option<&Path>, ca_file: Option<&Path>) -> Result<()> {
+    let mut target = mailsift_store::pg::PgConfig::new(to.to_string());
+    target.password_file = password_file.map(Path::to_path_buf);
+    target.ca_file = ca_file.map(Path::to_path_buf);
+    target.pool_size = 1;
+    let shown = target.describe();
+    println!("migrating {} into {shown}", data_dir.display());
+    let counted = mailsift_store::migrate::to_postgres(data_dir, &target)
+        .with_context(|| format!("migration into {shown} failed; the database is unchanged"))?;
+    println!("{:<30} {:>10} {:>10}", "table", "sqlite", "postgresql");
+    for c in &counted {
+        println!("{:<30} {:>10} {:>10}", c.table, c.sqlite, c.postgres);
+    }
+    let rows: u64 = counted.iter().map(|c| c.postgres).sum();
+    println!(
+        "migrated: {rows} rows in {} tables, every count equal. Now set in the configuration:\n  [store]\n  \
+         backend = \"postgres\"\n  url = \"{}\"",
+        counted.len(),
+        hide_url_password(to)
+    );
+    Ok(())
 }
 
 /// `mailsift store check`: exit 0 when the store is usable as it is (or will be brought up to date by the

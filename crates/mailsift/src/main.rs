@@ -235,6 +235,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             config_cmd::dump(cli.config.as_ref(), data_dir, non_default).map(|_| ExitCode::SUCCESS)
         }
         Command::Store(config_cmd::StoreCommand::Check) => config_cmd::store_check(cli.config.as_ref(), data_dir),
+        Command::Store(config_cmd::StoreCommand::Migrate { to, password_file, ca_file }) => {
+            config_cmd::store_migrate(data_dir, &to, password_file.as_deref(), ca_file.as_deref())
+                .map(|_| ExitCode::SUCCESS)
+        }
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
         Command::AuthHash => {
