@@ -40,7 +40,9 @@
 #   --dns-bin PATH      the mailsift-test-dns binary (default target/release/mailsift-test-dns)
 #   --postgres          also a phase "mailsift-pg": as `mailsift`, with [store] backend = "postgres" against a
 #                       private PostgreSQL the script starts (Debian's, in the work directory, 127.0.0.1 only,
-#                       a fresh database per round); the summary gives its ratio to the SQLite phase
+#                       a fresh database per round, the trained model moved in with `store migrate`); the
+#                       summary gives its ratio to the SQLite phase, and PostgreSQL's work per message
+#                       (transactions, rows written, statements from pg_stat_statements, server CPU)
 #   --rate R            offered load, R messages per second (smtp-load --rate: open loop, each message's latency
 #                       counted from when it was due): latency at a given throughput rather than at saturation;
 #                       the msg/s column then says whether the gateway kept up
@@ -140,6 +142,46 @@ for pid in ([ident] if mode == "pid" else [int(p) for p in os.listdir("/proc") i
 print(total / tick)
 PY
 }
+# pg_counters ROUND [reset]: what PostgreSQL did for the round's database so far, as JSON: transactions
+# committed, rows written, statements run (pg_stat_statements), and the server's CPU seconds (the postmaster
+# with every child, exited ones included). With `reset`, the statement counts start from zero first.
+pg_counters() {
+  local db=loadtest_$1 q
+  if [ "${2:-}" = reset ]; then
+    psql -h 127.0.0.1 -p "$pg_port" -U mailsift -d "$db" -qAtc "SELECT pg_stat_statements_reset()" >/dev/null
+  fi
+  q="SELECT d.xact_commit, d.tup_inserted + d.tup_updated + d.tup_deleted,
+       (SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s WHERE s.dbid = d.datid)
+     FROM pg_stat_database d WHERE d.datname = '$db'"
+  psql -h 127.0.0.1 -p "$pg_port" -U mailsift -d "$db" -qAtF ' ' -c "$q" | python3 -c '
+import json, os, sys
+commits, rows, calls = (int(x) for x in sys.stdin.read().split())
+pm = int(open(sys.argv[1]).readline())
+tick, cpu = os.sysconf("SC_CLK_TCK"), 0
+for p in [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if int(p) == pm:
+        cpu += sum(int(x) for x in f[11:15])
+    elif int(f[1]) == pm:
+        cpu += sum(int(x) for x in f[11:13])
+print(json.dumps({"commits": commits, "rows": rows, "statements": calls, "cpu": cpu / tick}))
+' "$work/pg/data/postmaster.pid"
+}
+# pg_report NAME BEFORE AFTER: PostgreSQL's work per message of the phase NAME, printed and kept.
+pg_report() {
+  python3 - "$work/$1.json" "$2" "$3" "$work/$1.pg.json" "$1" <<'PY'
+import json, sys
+run, before, after, out, name = json.load(open(sys.argv[1])), json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+n = max(run["messages"], 1)
+per = {k: (after[k] - before[k]) / n for k in before}
+json.dump(per, open(out, "w"))
+print(f"loadtest: {name}: PostgreSQL per message: {per['commits']:.3f} transactions, {per['rows']:.2f} rows written, "
+      f"{per['statements']:.3f} statements (round trips), {per['cpu'] * 1000:.3f} ms server CPU ({n} messages)")
+PY
+}
 # stop_pid PID: SIGTERM, then a bounded wait, then SIGKILL.
 stop_pid() {
   kill -TERM "$1" 2>/dev/null || return 0
@@ -207,7 +249,8 @@ TOML
   MAILSIFT_LOG=warn "$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" serve > "$work/$name.serve.out" 2>&1 &
   local serve_pid=$!; pids+=("$serve_pid")
   wait_for "$work/$name.serve.out" listening 300
-  local cpu0 cpu1
+  local cpu0 cpu1 pg0=""
+  if [[ "$name" == mailsift-pg* ]]; then pg0=$(pg_counters "${name#mailsift-pg.}" reset); fi
   cpu0=$(cpu_secs pid "$serve_pid")
   load "$name" "$port"
   cpu1=$(cpu_secs pid "$serve_pid")
@@ -234,6 +277,10 @@ PY
 )"
   fi
   stop_pid "$serve_pid"
+  if [ -n "$pg0" ]; then
+    # After the gateway stopped: its connections' statistics are flushed and their CPU is the postmaster's.
+    pg_report "$name" "$pg0" "$(pg_counters "${name#mailsift-pg.}")"
+  fi
   # Reputation really was on: the gateway remembered the connecting address.
   echo "loadtest: $name: reputation of 127.0.0.1 afterwards: $("$bin" --config "$work/$name.toml" --data-dir "$work/data-$name" reputation show 127.0.0.1 2>&1 | head -2 | tr '\n' ' ')"
 }
@@ -341,7 +388,7 @@ if [ "$with_pg" = 1 ]; then
   "${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg/data" -A trust -U mailsift -N > "$work/pg/initdb.out" 2>&1
   pg_ctl_run="${as_pg[*]} $pg_bin/pg_ctl"
   $pg_ctl_run -D "$work/pg/data" -w -l "$work/pg/log" \
-    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1" start > /dev/null
+    -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements" start > /dev/null
   echo "loadtest: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (defaults: fsync on, synchronous_commit on)"
 fi
 if [ "$with_dns" = 1 ]; then
@@ -360,6 +407,12 @@ for r in $(seq "$rounds"); do
   fi
   if [ "$with_pg" = 1 ]; then
     psql -h 127.0.0.1 -p "$pg_port" -U mailsift -d postgres -qc "CREATE DATABASE loadtest_r$r" >/dev/null
+    psql -h 127.0.0.1 -p "$pg_port" -U mailsift -d "loadtest_r$r" -qc "CREATE EXTENSION pg_stat_statements" >/dev/null
+    # The same trained model as the other phases, moved into the round's database.
+    cp -a "$work/trained" "$work/trained-pg.r$r"
+    "$bin" --data-dir "$work/trained-pg.r$r" store migrate --to "postgresql://mailsift@127.0.0.1:$pg_port/loadtest_r$r" \
+      > "$work/migrate.r$r.out" 2>&1 || { cat "$work/migrate.r$r.out" >&2; exit 1; }
+    echo "loadtest: mailsift-pg.r$r: $(grep '^migrated' "$work/migrate.r$r.out" | cut -d. -f1)"
     run_mailsift "mailsift-pg.r$r" "[store]
 backend = \"postgres\"
 url = \"postgresql://mailsift@127.0.0.1:$pg_port/loadtest_r$r\""
@@ -391,7 +444,7 @@ names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns", "mailsift-pg"]
 runs = {}
 for n in names:
     files = sorted(glob.glob(os.path.join(work, f"{n}.r*.json")), key=lambda f: int(f.rsplit(".r", 1)[1].split(".")[0]))
-    files = [f for f in files if not f.endswith((".drain.json", ".cpu.json", ".shared.json"))]
+    files = [f for f in files if not f.endswith((".drain.json", ".cpu.json", ".shared.json", ".pg.json"))]
     if files:
         runs[n] = [json.load(open(f)) for f in files]
         for i, f in enumerate(files):
@@ -401,6 +454,9 @@ for n in names:
             sh = f[:-len(".json")] + ".shared.json"
             if os.path.exists(sh):
                 runs[n][i].update(json.load(open(sh)))
+            p = f[:-len(".json")] + ".pg.json"
+            if os.path.exists(p):
+                runs[n][i]["postgres_per_message"] = json.load(open(p))
             c = f[:-len(".json")] + ".cpu.json"
             if os.path.exists(c):
                 runs[n][i]["cpu_seconds"] = json.load(open(c))["cpu_seconds"]

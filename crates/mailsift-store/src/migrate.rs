@@ -303,14 +303,17 @@ const SEEDED: &[&str] = &["classifier_totals"];
 /// holds state, a file cannot be read, or any count differs.
 pub fn to_postgres(data_dir: &Path, to: &PgConfig) -> Result<Vec<Counted>, StoreError> {
     let gateway = data_dir.join(GATEWAY);
-    if !gateway.exists() {
+    if !gateway.exists() && !data_dir.join(CLASSIFIER).exists() {
         return Err(StoreError::Invalid {
-            path: gateway.display().to_string(),
-            reason: "no gateway database here: nothing to migrate (is --data-dir right?)".into(),
+            path: data_dir.display().to_string(),
+            reason: "no gateway database and no classifier here: nothing to migrate (is --data-dir right?)".into(),
         });
     }
-    // Brings an older file's schema up to date first, so the columns read below exist.
-    drop(crate::Database::open(&gateway)?);
+    // Brings an older file's schema up to date first, so the columns read below exist. (A directory with
+    // only a trained classifier, as `mailsift train` leaves it, moves just that.)
+    if gateway.exists() {
+        drop(crate::Database::open(&gateway)?);
+    }
     if data_dir.join(CLASSIFIER).exists() {
         drop(crate::SqliteStore::open_dir(data_dir)?);
     }
