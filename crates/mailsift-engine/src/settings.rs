@@ -102,9 +102,8 @@ impl Engine {
     pub fn settings(&self, name: &str, overrides: &SettingsConfig) -> Result<Settings, EngineError> {
         let err = |what: String| EngineError::Settings(format!("{name}: {what}"));
         if let Some(t) = &overrides.thresholds {
-            if !(t.tag <= t.quarantine && t.quarantine <= t.reject)
-                || ![t.tag, t.quarantine, t.reject].iter().all(|v| v.is_finite())
-            {
+            let ordered = t.tag <= t.quarantine && t.quarantine <= t.reject;
+            if !(ordered && [t.tag, t.quarantine, t.reject].iter().all(|v| v.is_finite())) {
                 return Err(err(format!(
                     "thresholds must satisfy tag <= quarantine <= reject (got {} / {} / {})",
                     t.tag, t.quarantine, t.reject

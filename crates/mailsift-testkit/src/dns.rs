@@ -194,6 +194,9 @@ impl Drop for TestDns {
     }
 }
 
+/// An answer and when to send it, to whom.
+type DueAnswer = (Instant, Vec<u8>, SocketAddr);
+
 fn serve(
     socket: UdpSocket,
     zone: Arc<RwLock<Zone>>,
@@ -203,7 +206,7 @@ fn serve(
     delay: Duration,
 ) {
     // With a delay, a second thread sends the answers when due; it ends when this one drops the sender.
-    let mut delayed: Option<(SyncSender<(Instant, Vec<u8>, SocketAddr)>, std::thread::JoinHandle<()>)> = None;
+    let mut delayed: Option<(SyncSender<DueAnswer>, std::thread::JoinHandle<()>)> = None;
     if !delay.is_zero() {
         let out = socket.try_clone().expect("clone the test DNS socket");
         let (tx, rx) = mpsc::sync_channel(DELAYED_ANSWERS_MAX);
