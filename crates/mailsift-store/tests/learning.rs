@@ -1,12 +1,13 @@
-//! Learning scenarios on a real SQLite file in a temporary directory: learn and unlearn, a user's
-//! correction, a restart, a message trained twice, the experience gate, expiry, spamtraps.
+//! Learning scenarios on each backend (a real SQLite file in a temporary directory, then a real private
+//! PostgreSQL: without it installed only SQLite runs, and under CI=true the tests fail): learn and unlearn, a
+//! user's correction, a restart, a message trained twice, the experience gate, expiry, spamtraps.
 
 use std::path::PathBuf;
 
 use mailsift_engine::classify::{LearnOutcome, Side};
 use mailsift_engine::config::ClassifierConfig;
 use mailsift_engine::{Engine, EngineConfig, Envelope, Evidence, Message};
-use mailsift_store::{Learner, SqliteStore, TokenStore};
+use mailsift_store::{ClassifierStore, Database, Learner, SqliteStore, TokenStore};
 
 const NOW: i64 = 1_750_000_000;
 
@@ -66,12 +67,34 @@ fn engine(classifier: ClassifierConfig) -> Engine {
     Engine::new(EngineConfig { classifier, ..EngineConfig::default() }).expect("engine")
 }
 
-fn open(dir: &tempfile::TempDir) -> Learner<SqliteStore> {
-    Learner::open(SqliteStore::open_dir(dir.path()).expect("store")).expect("learner")
+/// Where a test's classifier store lives: a fresh SQLite directory, or a fresh PostgreSQL database.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+/// Runs `body` on each backend in turn.
+fn each_backend(body: impl Fn(&Place)) {
+    body(&Place::Sqlite(tempfile::tempdir().unwrap()));
+    if let Some(pg) = mailsift_testkit::postgres::Postgres::start() {
+        body(&Place::Postgres(pg.create_database("learning")));
+    }
+}
+
+/// The store at `place`, opened afresh (as after a restart).
+fn open(place: &Place) -> Learner<ClassifierStore> {
+    let store = match place {
+        Place::Sqlite(dir) => SqliteStore::open_dir(dir.path()).expect("store").into(),
+        Place::Postgres(url) => {
+            let db = Database::open_postgres(&mailsift_store::pg::PgConfig::new(url.clone())).expect("database");
+            ClassifierStore::open(std::path::Path::new("/nonexistent"), &db).expect("store")
+        }
+    };
+    Learner::open(store).expect("learner")
 }
 
 /// Trains `n` synthetic messages of each side and commits.
-fn train_basics(learner: &mut Learner<SqliteStore>, engine: &Engine, n: usize) {
+fn train_basics(learner: &mut Learner<ClassifierStore>, engine: &Engine, n: usize) {
     for i in 0..n {
         for side in [Side::Ham, Side::Spam] {
             let raw = synthetic(side, i);
@@ -81,7 +104,7 @@ fn train_basics(learner: &mut Learner<SqliteStore>, engine: &Engine, n: usize) {
     learner.commit(NOW).expect("commit");
 }
 
-fn scores(engine: &Engine, learner: &Learner<SqliteStore>, raw: &[u8]) -> (f64, f64) {
+fn scores(engine: &Engine, learner: &Learner<ClassifierStore>, raw: &[u8]) -> (f64, f64) {
     let msg = engine.parse(raw);
     let features = mailsift_engine::classify::features(&msg);
     let model = learner.model();
@@ -90,7 +113,7 @@ fn scores(engine: &Engine, learner: &Learner<SqliteStore>, raw: &[u8]) -> (f64, 
     (s.bayes.expect("bayes speaks"), s.linear.expect("linear speaks"))
 }
 
-fn counts(learner: &Learner<SqliteStore>) -> (u64, u64, usize) {
+fn counts(learner: &Learner<ClassifierStore>) -> (u64, u64, usize) {
     let model = learner.model();
     let m = model.read().unwrap();
     (m.bayes.ham, m.bayes.spam, m.bayes.tokens.len())
@@ -98,226 +121,235 @@ fn counts(learner: &Learner<SqliteStore>) -> (u64, u64, usize) {
 
 #[test]
 fn learn_then_unlearn_restores_the_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(small_gate());
-    let mut learner = open(&dir);
-    train_basics(&mut learner, &engine, 6);
-    let before = counts(&learner);
-    let raw = fixture("rspamd_spam_message.eml");
-    let msg = engine.parse(&raw);
-    assert_eq!(learner.learn(&msg, Side::Spam).unwrap(), LearnOutcome::Learned);
-    let learned = counts(&learner);
-    assert_eq!(learned.1, before.1 + 1);
-    assert!(learned.2 > before.2, "the fixture brings new tokens");
-    assert_eq!(learner.forget(&msg).unwrap(), Some(Side::Spam));
-    assert_eq!(counts(&learner), before);
-    learner.commit(NOW).unwrap();
-    // Forgotten means it can be learned afresh, and the store agrees after a reload.
-    let reopened = open(&dir);
-    assert_eq!(counts(&reopened), before);
-    assert_eq!(reopened.trained_side(&mailsift_engine::classify::message_digest(&msg)).unwrap(), None);
+    each_backend(|place| {
+        let engine = engine(small_gate());
+        let mut learner = open(place);
+        train_basics(&mut learner, &engine, 6);
+        let before = counts(&learner);
+        let raw = fixture("rspamd_spam_message.eml");
+        let msg = engine.parse(&raw);
+        assert_eq!(learner.learn(&msg, Side::Spam).unwrap(), LearnOutcome::Learned);
+        let learned = counts(&learner);
+        assert_eq!(learned.1, before.1 + 1);
+        assert!(learned.2 > before.2, "the fixture brings new tokens");
+        assert_eq!(learner.forget(&msg).unwrap(), Some(Side::Spam));
+        assert_eq!(counts(&learner), before);
+        learner.commit(NOW).unwrap();
+        // Forgotten means it can be learned afresh, and the store agrees after a reload.
+        let reopened = open(place);
+        assert_eq!(counts(&reopened), before);
+        assert_eq!(reopened.trained_side(&mailsift_engine::classify::message_digest(&msg)).unwrap(), None);
+    });
 }
 
 #[test]
 fn a_message_trained_as_spam_then_reported_as_ham_scores_lower() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(small_gate());
-    let mut learner = open(&dir);
-    train_basics(&mut learner, &engine, 8);
-    let raw = fixture("rspamd_newsletter.eml");
-    learner.learn(&engine.parse(&raw), Side::Spam).unwrap();
-    learner.commit(NOW).unwrap();
-    let (bayes_before, linear_before) = scores(&engine, &learner, &raw);
+    each_backend(|place| {
+        let engine = engine(small_gate());
+        let mut learner = open(place);
+        train_basics(&mut learner, &engine, 8);
+        let raw = fixture("rspamd_newsletter.eml");
+        learner.learn(&engine.parse(&raw), Side::Spam).unwrap();
+        learner.commit(NOW).unwrap();
+        let (bayes_before, linear_before) = scores(&engine, &learner, &raw);
 
-    let (outcome, previous) = learner.report(&engine.parse(&raw), Side::Ham, "test", NOW).unwrap();
-    assert_eq!(outcome, LearnOutcome::Relearned);
-    assert_eq!(previous, Some(Side::Spam));
-    let (bayes_after, linear_after) = scores(&engine, &learner, &raw);
-    assert!(bayes_after < bayes_before, "{bayes_after} < {bayes_before}");
-    assert!(linear_after < linear_before, "{linear_after} < {linear_before}");
-    assert!(linear_after < 0.5, "the correction lands on the ham side");
+        let (outcome, previous) = learner.report(&engine.parse(&raw), Side::Ham, "test", NOW).unwrap();
+        assert_eq!(outcome, LearnOutcome::Relearned);
+        assert_eq!(previous, Some(Side::Spam));
+        let (bayes_after, linear_after) = scores(&engine, &learner, &raw);
+        assert!(bayes_after < bayes_before, "{bayes_after} < {bayes_before}");
+        assert!(linear_after < linear_before, "{linear_after} < {linear_before}");
+        assert!(linear_after < 0.5, "the correction lands on the ham side");
 
-    let subs = learner.store().submissions().unwrap();
-    assert_eq!(subs.len(), 1);
-    assert_eq!(subs[0].correct_side, Side::Ham);
-    assert_eq!(subs[0].previous_side, Some(Side::Spam));
-    // The counts moved sides: one spam fewer, one ham more than the basics.
-    let (ham, spam, _) = counts(&learner);
-    assert_eq!((ham, spam), (9, 8));
+        let subs = learner.store().submissions().unwrap();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].correct_side, Side::Ham);
+        assert_eq!(subs[0].previous_side, Some(Side::Spam));
+        // The counts moved sides: one spam fewer, one ham more than the basics.
+        let (ham, spam, _) = counts(&learner);
+        assert_eq!((ham, spam), (9, 8));
+    });
 }
 
 #[test]
 fn a_model_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(small_gate());
-    let probe = fixture("rspamd_advance_fee_fraud.eml");
-    let before = {
-        let mut learner = open(&dir);
-        train_basics(&mut learner, &engine, 8);
-        learner.learn(&engine.parse(&fixture("rspamd_btc.eml")), Side::Spam).unwrap();
-        learner.commit(NOW).unwrap();
-        (scores(&engine, &learner, &probe), counts(&learner))
-    };
-    let learner = open(&dir);
-    let after = (scores(&engine, &learner, &probe), counts(&learner));
-    assert_eq!(before, after);
-    // And the engine scans with it: the classifier symbols and engine appear in the verdict.
-    let engine = engine.with_model(learner.model());
-    let v = engine.scan(&synthetic(Side::Spam, 99), &Envelope::default(), &Evidence::default());
-    assert!(v.engines.contains(&"classifier"), "{:?}", v.engines);
-    assert!(v.symbols.iter().any(|s| s.name.starts_with("BAYES_SPAM")), "{:?}", v.symbols);
+    each_backend(|place| {
+        let engine = engine(small_gate());
+        let probe = fixture("rspamd_advance_fee_fraud.eml");
+        let before = {
+            let mut learner = open(place);
+            train_basics(&mut learner, &engine, 8);
+            learner.learn(&engine.parse(&fixture("rspamd_btc.eml")), Side::Spam).unwrap();
+            learner.commit(NOW).unwrap();
+            (scores(&engine, &learner, &probe), counts(&learner))
+        };
+        let learner = open(place);
+        let after = (scores(&engine, &learner, &probe), counts(&learner));
+        assert_eq!(before, after);
+        // And the engine scans with it: the classifier symbols and engine appear in the verdict.
+        let engine = engine.with_model(learner.model());
+        let v = engine.scan(&synthetic(Side::Spam, 99), &Envelope::default(), &Evidence::default());
+        assert!(v.engines.contains(&"classifier"), "{:?}", v.engines);
+        assert!(v.symbols.iter().any(|s| s.name.starts_with("BAYES_SPAM")), "{:?}", v.symbols);
+    });
 }
 
 #[test]
 fn the_same_message_trained_twice_counts_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(small_gate());
-    let mut learner = open(&dir);
-    let raw = fixture("rspamd_ham.eml");
-    assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::Learned);
-    // Before the commit (pending) and after it (in the store), the digest is known.
-    assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
-    learner.commit(NOW).unwrap();
-    let mut learner = open(&dir);
-    assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
-    // A delivered copy with trace and verdict headers added is the same message.
-    let mut delivered = b"Received: from mx.example by gw.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
-                          X-Mailsift-Score: 1.0\r\n"
-        .to_vec();
-    delivered.extend_from_slice(&raw);
-    assert_eq!(learner.learn(&engine.parse(&delivered), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
-    assert_eq!(counts(&learner).0, 1);
+    each_backend(|place| {
+        let engine = engine(small_gate());
+        let mut learner = open(place);
+        let raw = fixture("rspamd_ham.eml");
+        assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::Learned);
+        // Before the commit (pending) and after it (in the store), the digest is known.
+        assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
+        learner.commit(NOW).unwrap();
+        let mut learner = open(place);
+        assert_eq!(learner.learn(&engine.parse(&raw), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
+        // A delivered copy with trace and verdict headers added is the same message.
+        let mut delivered = b"Received: from mx.example by gw.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+                              X-Mailsift-Score: 1.0\r\n"
+            .to_vec();
+        delivered.extend_from_slice(&raw);
+        assert_eq!(learner.learn(&engine.parse(&delivered), Side::Ham).unwrap(), LearnOutcome::AlreadyKnown);
+        assert_eq!(counts(&learner).0, 1);
+    });
 }
 
 #[test]
 fn the_experience_gate_keeps_bayes_silent() {
-    let dir = tempfile::tempdir().unwrap();
-    // The default gate: 200 of each (and no day-one model standing in, see the next test).
-    let engine = engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() });
-    let mut learner = open(&dir);
-    train_basics(&mut learner, &engine, 20);
-    let engine = engine.with_model(learner.model());
-    let msg_raw = synthetic(Side::Spam, 7);
-    assert_eq!(engine.classify(&engine.parse(&msg_raw)), None);
-    let v = engine.scan(&msg_raw, &Envelope::default(), &Evidence::default());
-    assert!(!v.engines.contains(&"classifier"));
-    assert!(v.symbols.iter().all(|s| s.group != mailsift_engine::Group::Classifier));
-    // The same model with a gate it passes speaks.
-    let open_gate = self::engine(small_gate()).with_model(learner.model());
-    assert!(open_gate.classify(&open_gate.parse(&msg_raw)).is_some());
+    each_backend(|place| {
+        // The default gate: 200 of each (and no day-one model standing in, see the next test).
+        let engine = engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() });
+        let mut learner = open(place);
+        train_basics(&mut learner, &engine, 20);
+        let engine = engine.with_model(learner.model());
+        let msg_raw = synthetic(Side::Spam, 7);
+        assert_eq!(engine.classify(&engine.parse(&msg_raw)), None);
+        let v = engine.scan(&msg_raw, &Envelope::default(), &Evidence::default());
+        assert!(!v.engines.contains(&"classifier"));
+        assert!(v.symbols.iter().all(|s| s.group != mailsift_engine::Group::Classifier));
+        // The same model with a gate it passes speaks.
+        let open_gate = self::engine(small_gate()).with_model(learner.model());
+        assert!(open_gate.classify(&open_gate.parse(&msg_raw)).is_some());
+    });
 }
 
 /// Until the local model passes the gate, the day-one model shipped in the binary answers, with a quarter of
 /// the points, and says so in each symbol's detail; once the gate opens, the local model alone answers.
 #[test]
 fn until_the_gate_opens_the_day_one_model_stands_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(ClassifierConfig::default());
-    let mut learner = open(&dir);
-    train_basics(&mut learner, &engine, 20);
-    let engine = engine.with_model(learner.model());
-    let spam = fixture("rspamd_advance_fee_fraud.eml");
-    let scores = engine.classify(&engine.parse(&spam)).expect("the day-one model answers");
-    assert_eq!(scores.day_one_say, Some(0.25));
-    assert!(scores.bayes.is_some_and(|p| p > 0.9) || scores.linear.is_some_and(|p| p > 0.9), "{scores:?}");
-    let v = engine.scan(&spam, &Envelope::default(), &Evidence::default());
-    let classifier: Vec<_> = v.symbols.iter().filter(|s| s.group == mailsift_engine::Group::Classifier).collect();
-    assert!(!classifier.is_empty(), "{:?}", v.symbols);
-    for s in &classifier {
-        assert!(s.detail.contains("day-one model at 25%"), "{s:?}");
-        assert!(s.score.abs() <= 1.0 + 1e-9, "a quarter of at most 4 points: {s:?}");
-    }
-    // The local model, once it has learned enough, answers alone.
-    let open_gate = self::engine(small_gate()).with_model(learner.model());
-    let local = open_gate.classify(&open_gate.parse(&spam)).expect("the local model answers");
-    assert_eq!(local.day_one_say, None);
-    let v = open_gate.scan(&spam, &Envelope::default(), &Evidence::default());
-    assert!(v.symbols.iter().all(|s| !s.detail.contains("day-one")), "{:?}", v.symbols);
-    // Turned off, nothing stands in.
-    let off =
-        self::engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() }).with_model(learner.model());
-    assert_eq!(off.classify(&off.parse(&spam)), None);
+    each_backend(|place| {
+        let engine = engine(ClassifierConfig::default());
+        let mut learner = open(place);
+        train_basics(&mut learner, &engine, 20);
+        let engine = engine.with_model(learner.model());
+        let spam = fixture("rspamd_advance_fee_fraud.eml");
+        let scores = engine.classify(&engine.parse(&spam)).expect("the day-one model answers");
+        assert_eq!(scores.day_one_say, Some(0.25));
+        assert!(scores.bayes.is_some_and(|p| p > 0.9) || scores.linear.is_some_and(|p| p > 0.9), "{scores:?}");
+        let v = engine.scan(&spam, &Envelope::default(), &Evidence::default());
+        let classifier: Vec<_> = v.symbols.iter().filter(|s| s.group == mailsift_engine::Group::Classifier).collect();
+        assert!(!classifier.is_empty(), "{:?}", v.symbols);
+        for s in &classifier {
+            assert!(s.detail.contains("day-one model at 25%"), "{s:?}");
+            assert!(s.score.abs() <= 1.0 + 1e-9, "a quarter of at most 4 points: {s:?}");
+        }
+        // The local model, once it has learned enough, answers alone.
+        let open_gate = self::engine(small_gate()).with_model(learner.model());
+        let local = open_gate.classify(&open_gate.parse(&spam)).expect("the local model answers");
+        assert_eq!(local.day_one_say, None);
+        let v = open_gate.scan(&spam, &Envelope::default(), &Evidence::default());
+        assert!(v.symbols.iter().all(|s| !s.detail.contains("day-one")), "{:?}", v.symbols);
+        // Turned off, nothing stands in.
+        let off =
+            self::engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() }).with_model(learner.model());
+        assert_eq!(off.classify(&off.parse(&spam)), None);
+    });
 }
 
 #[test]
 fn expiry_bounds_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(small_gate());
-    let mut learner = open(&dir);
-    train_basics(&mut learner, &engine, 10);
-    for f in ["rspamd_spam_message.eml", "rspamd_btc.eml", "rspamd_newsletter.eml"] {
-        learner.learn(&engine.parse(&fixture(f)), Side::Spam).unwrap();
-    }
-    learner.commit(NOW).unwrap();
-    let total = learner.store().token_count().unwrap();
-    assert!(total > 100, "{total}");
+    each_backend(|place| {
+        let engine = engine(small_gate());
+        let mut learner = open(place);
+        train_basics(&mut learner, &engine, 10);
+        for f in ["rspamd_spam_message.eml", "rspamd_btc.eml", "rspamd_newsletter.eml"] {
+            learner.learn(&engine.parse(&fixture(f)), Side::Spam).unwrap();
+        }
+        learner.commit(NOW).unwrap();
+        let total = learner.store().token_count().unwrap();
+        assert!(total > 100, "{total}");
 
-    // Nothing is stale yet and the bound is loose: nothing goes.
-    let loose = ClassifierConfig { max_tokens: total + 10, ..small_gate() };
-    assert_eq!(learner.expire(&loose, NOW).unwrap(), 0);
+        // Nothing is stale yet and the bound is loose: nothing goes.
+        let loose = ClassifierConfig { max_tokens: total + 10, ..small_gate() };
+        assert_eq!(learner.expire(&loose, NOW).unwrap(), 0);
 
-    // Much later, the tokens seen in one message only are stale and go; the common ones stay.
-    let later = NOW + 365 * 86_400;
-    let removed = learner.expire(&loose, later).unwrap();
-    assert!(removed > 0);
-    let after_stale = learner.store().token_count().unwrap();
-    assert_eq!(after_stale, total - removed as u64);
-    let common = mailsift_engine::classify::features(&engine.parse(&synthetic(Side::Ham, 1)));
-    let model = learner.model();
-    let kept = common.bayes_ids().iter().filter(|id| model.read().unwrap().bayes.tokens.contains_key(id)).count();
-    assert!(kept > 10, "words seen in many messages survive ({kept})");
+        // Much later, the tokens seen in one message only are stale and go; the common ones stay.
+        let later = NOW + 365 * 86_400;
+        let removed = learner.expire(&loose, later).unwrap();
+        assert!(removed > 0);
+        let after_stale = learner.store().token_count().unwrap();
+        assert_eq!(after_stale, total - removed as u64);
+        let common = mailsift_engine::classify::features(&engine.parse(&synthetic(Side::Ham, 1)));
+        let model = learner.model();
+        let kept = common.bayes_ids().iter().filter(|id| model.read().unwrap().bayes.tokens.contains_key(id)).count();
+        assert!(kept > 10, "words seen in many messages survive ({kept})");
 
-    // A hard bound: at most that many tokens remain, in the store and in memory.
-    let tight = ClassifierConfig { max_tokens: 40, ..small_gate() };
-    learner.expire(&tight, later).unwrap();
-    assert_eq!(learner.store().token_count().unwrap(), 40);
-    assert_eq!(model.read().unwrap().bayes.tokens.len(), 40);
-    assert_eq!(open(&dir).model().read().unwrap().bayes.tokens.len(), 40);
+        // A hard bound: at most that many tokens remain, in the store and in memory.
+        let tight = ClassifierConfig { max_tokens: 40, ..small_gate() };
+        learner.expire(&tight, later).unwrap();
+        assert_eq!(learner.store().token_count().unwrap(), 40);
+        assert_eq!(model.read().unwrap().bayes.tokens.len(), 40);
+        assert_eq!(open(place).model().read().unwrap().bayes.tokens.len(), 40);
+    });
 }
 
 #[test]
 fn mail_to_a_spamtrap_is_learned_as_spam_and_reported() {
-    use std::sync::{Arc, Mutex};
-    struct Seen(Arc<Mutex<Vec<String>>>);
-    impl mailsift_engine::classify::SpamtrapHook for Seen {
-        fn spamtrap_hit(&self, _: &Envelope, _: &Message<'_>, trap: &str) {
-            self.0.lock().unwrap().push(trap.to_string());
+    each_backend(|place| {
+        use std::sync::{Arc, Mutex};
+        struct Seen(Arc<Mutex<Vec<String>>>);
+        impl mailsift_engine::classify::SpamtrapHook for Seen {
+            fn spamtrap_hit(&self, _: &Envelope, _: &Message<'_>, trap: &str) {
+                self.0.lock().unwrap().push(trap.to_string());
+            }
         }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = ClassifierConfig { spamtraps: vec!["trap@work.example".into()], ..small_gate() };
-    let engine = engine(config.clone());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut learner = open(&dir).with_spamtrap_hook(Box::new(Seen(seen.clone())));
-    let raw = synthetic(Side::Ham, 3);
-    let msg = engine.parse(&raw);
-    let verdict = engine.judge(&msg, &Envelope::default(), &Evidence::default());
+        let config = ClassifierConfig { spamtraps: vec!["trap@work.example".into()], ..small_gate() };
+        let engine = engine(config.clone());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut learner = open(place).with_spamtrap_hook(Box::new(Seen(seen.clone())));
+        let raw = synthetic(Side::Ham, 3);
+        let msg = engine.parse(&raw);
+        let verdict = engine.judge(&msg, &Envelope::default(), &Evidence::default());
 
-    // Not to the trap: nothing learned (auto-learning is off by default).
-    let to_bob = Envelope { rcpt_to: vec!["bob@work.example".into()], ..Envelope::default() };
-    assert_eq!(learner.after_verdict(&to_bob, &msg, &verdict, &config).unwrap(), None);
+        // Not to the trap: nothing learned (auto-learning is off by default).
+        let to_bob = Envelope { rcpt_to: vec!["bob@work.example".into()], ..Envelope::default() };
+        assert_eq!(learner.after_verdict(&to_bob, &msg, &verdict, &config).unwrap(), None);
 
-    let to_trap = Envelope { rcpt_to: vec!["<Trap@work.example>".into()], ..Envelope::default() };
-    assert_eq!(learner.after_verdict(&to_trap, &msg, &verdict, &config).unwrap(), Some(Side::Spam));
-    assert_eq!(*seen.lock().unwrap(), vec!["trap@work.example".to_string()]);
-    assert_eq!(counts(&learner).1, 1);
+        let to_trap = Envelope { rcpt_to: vec!["<Trap@work.example>".into()], ..Envelope::default() };
+        assert_eq!(learner.after_verdict(&to_trap, &msg, &verdict, &config).unwrap(), Some(Side::Spam));
+        assert_eq!(*seen.lock().unwrap(), vec!["trap@work.example".to_string()]);
+        assert_eq!(counts(&learner).1, 1);
+    });
 }
 
 #[test]
 fn autolearn_learns_only_far_from_the_thresholds() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ClassifierConfig { autolearn: true, ..small_gate() };
-    let engine = engine(config.clone());
-    let mut learner = open(&dir);
-    // GTUBE scores far above every threshold, from the heuristics alone: learned as spam.
-    let gtube = fixture("rspamd_gtube.eml");
-    let msg = engine.parse(&gtube);
-    let v = engine.judge(&msg, &Envelope::default(), &Evidence::default());
-    assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), Some(Side::Spam));
-    // An ordinary message near zero is not far enough from the thresholds to be learned as ham.
-    let raw = synthetic(Side::Ham, 1);
-    let msg = engine.parse(&raw);
-    let v = engine.judge(&msg, &Envelope::default(), &Evidence::default());
-    assert!(v.score > config.autolearn_ham_score, "{}", v.score);
-    assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), None);
+    each_backend(|place| {
+        let config = ClassifierConfig { autolearn: true, ..small_gate() };
+        let engine = engine(config.clone());
+        let mut learner = open(place);
+        // GTUBE scores far above every threshold, from the heuristics alone: learned as spam.
+        let gtube = fixture("rspamd_gtube.eml");
+        let msg = engine.parse(&gtube);
+        let v = engine.judge(&msg, &Envelope::default(), &Evidence::default());
+        assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), Some(Side::Spam));
+        // An ordinary message near zero is not far enough from the thresholds to be learned as ham.
+        let raw = synthetic(Side::Ham, 1);
+        let msg = engine.parse(&raw);
+        let v = engine.judge(&msg, &Envelope::default(), &Evidence::default());
+        assert!(v.score > config.autolearn_ham_score, "{}", v.score);
+        assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), None);
+    });
 }
