@@ -1,6 +1,6 @@
 //! The log and the quarantine as the web console asks for them: scoped to a domain administrator's domains,
-//! to an end user's own address, paged, and (for the digest) only what is newer than a high-water mark. Each on SQLite and on
-//! a private PostgreSQL.
+//! to an end user's own address, paged, and (for the digest) only what is newer than a high-water mark; each
+//! on SQLite and on a private PostgreSQL.
 
 use mailsift_store::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineQuery};
 
