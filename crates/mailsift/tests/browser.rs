@@ -267,13 +267,16 @@ fn address(lines: &[String], prefix: &str) -> SocketAddr {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-/// The whole stack for one test, stopped when dropped: the gateway, then the next hop, then the files
-/// (fields drop in this order).
+/// The whole stack for one test, stopped when dropped: the gateway (or two nodes of it), then the next hop,
+/// then the files (fields drop in this order).
 struct Stack {
     _gateway: Proc,
+    _other_node: Option<Proc>,
     next_hop: NextHop,
     _work: tempfile::TempDir,
+    /// Where mail enters (node A's SMTP listener).
     smtp: SocketAddr,
+    /// Where the console and the API answer (node B's, when there are two).
     http: SocketAddr,
     /// An administrator's API token.
     token: String,
@@ -281,33 +284,60 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Stack::start_nodes(None)
+    }
+
+    /// With a PostgreSQL URL: two nodes sharing it, each with its own data directory; mail enters through
+    /// node A and everything the browser and the API do goes to node B.
+    fn start_nodes(postgres: Option<&str>) -> Stack {
         let work = tempfile::Builder::new().prefix("mailsift-browser-").tempdir().unwrap();
-        let data = work.path().join("data");
         let next_hop = NextHop::start(work.path());
         let config = work.path().join("mailsift.toml");
-        std::fs::write(&config, self::config(next_hop.addr())).unwrap();
+        let mut text = self::config(next_hop.addr());
+        if let Some(url) = postgres {
+            text.push_str(&format!("\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"));
+        }
+        std::fs::write(&config, text).unwrap();
+        let data_a = work.path().join("data");
+        let data_b = work.path().join(if postgres.is_some() { "data-b" } else { "data" });
 
+        // The account is made through node A's installation; the token (below) is node B's, signed with its key.
         let mut add = bin();
-        add.arg("--data-dir").arg(&data).args(["accounts", "add", ADMIN, "--role", "admin"]);
+        add.arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data_a)
+            .args(["accounts", "add", ADMIN, "--role", "admin"]);
         let mut child = add.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         writeln!(child.stdin.take().unwrap(), "{ADMIN_PASSWORD}").unwrap();
         assert!(child.wait().unwrap().success(), "mailsift accounts add failed");
-        let out = bin().arg("--data-dir").arg(&data).args(["accounts", "token", ADMIN]).output().unwrap();
+
+        let serve = |data: &Path| {
+            let mut serve = bin();
+            serve.arg("--config").arg(&config).arg("--data-dir").arg(data);
+            serve.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+            spawn_listening(serve, 2)
+        };
+        let (gateway, lines) = serve(&data_a);
+        let smtp = address(&lines, "SMTP inbound listening on");
+        let (other_node, http) = if postgres.is_some() {
+            let (b, lines_b) = serve(&data_b);
+            (Some(b), address(&lines_b, "HTTP listening on"))
+        } else {
+            (None, address(&lines, "HTTP listening on"))
+        };
+        // After the nodes started: node B made its key.
+        let out = bin()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data_b)
+            .args(["accounts", "token", ADMIN])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "mailsift accounts token: {}", String::from_utf8_lossy(&out.stderr));
         let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-
-        let mut serve = bin();
-        serve.arg("--config").arg(&config).arg("--data-dir").arg(&data);
-        serve.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
-        let (gateway, lines) = spawn_listening(serve, 2);
-        Stack {
-            smtp: address(&lines, "SMTP inbound listening on"),
-            http: address(&lines, "HTTP listening on"),
-            _work: work,
-            next_hop,
-            _gateway: gateway,
-            token,
-        }
+        Stack { smtp, http, _work: work, next_hop, _gateway: gateway, _other_node: other_node, token }
     }
 
     fn base_url(&self) -> String {
@@ -498,4 +528,45 @@ fn an_end_user_releases_a_message_from_a_digest_link() {
     assert!(stack.quarantined(release)[0]["released_at"].is_i64());
     assert!(stack.quarantined(held)[0]["released_at"].is_null());
     eprintln!("digest scenario: {:.1} s in all", started.elapsed().as_secs_f64());
+}
+
+/// Two nodes on one PostgreSQL: what node A quarantined, an administrator signed in to node B's console
+/// finds in B's dashboard and log, previews and releases; node B delivers it once.
+#[test]
+fn at_node_b_an_administrator_releases_what_node_a_quarantined() {
+    let Some(b) = browser() else { return };
+    let Some(pg) = mailsift_testkit::postgres::Postgres::start() else { return };
+    let url = pg.create_database("browser_nodes");
+    let stack = Stack::start_nodes(Some(&url));
+    let release = "quarantineme: invoice 5512 overdue";
+    let held = "quarantineme: you have won";
+    stack.send("bob@example.com", "Lunch on Monday", "Shall we meet at noon?");
+    stack.send("bob@example.com", release, "Please find the overdue invoice attached.");
+    stack.send("alice@example.com", held, "Your prize waits at https://rewards.example.net/claim today.");
+    // Node B's API answers with what node A logged and quarantined.
+    assert_eq!(stack.logged(release)["action"], "quarantine");
+    assert_eq!(stack.logged(held)["action"], "quarantine");
+    assert_eq!(stack.next_hop.wait_for(1).len(), 1, "only the clean message is delivered before the release");
+
+    let seen = run_browser(
+        &b,
+        "console",
+        &[
+            ("BASE_URL", stack.base_url()),
+            ("ADMIN_NAME", ADMIN.into()),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ("RELEASE_SUBJECT", release.into()),
+            ("HELD_SUBJECT", held.into()),
+        ],
+    );
+    assert_eq!(seen["held_on_dashboard"], "2", "node B's dashboard counts node A's quarantine: {seen}");
+    assert_eq!(seen["log_rows"], 1, "{seen}");
+    let delivered = stack.next_hop.wait_for(2);
+    let subjects: Vec<&str> = delivered.iter().map(|m| subject_of(m)).collect();
+    assert_eq!(subjects.iter().filter(|s| **s == release).count(), 1, "released once: {subjects:?}");
+    assert_eq!(delivered.len(), 2, "{subjects:?}");
+    let items = stack.quarantined(release);
+    assert_eq!(items[0]["id"], seen["released_id"]);
+    assert!(items[0]["released_at"].is_i64(), "{items:?}");
+    assert!(stack.quarantined(held)[0]["released_at"].is_null());
 }
