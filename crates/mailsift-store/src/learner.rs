@@ -51,7 +51,13 @@ impl<S: TokenStore> Learner<S> {
 
     /// The same learner over another kind of store (a concrete store into [`crate::ClassifierStore`]).
     pub fn convert<T: TokenStore>(self, f: impl FnOnce(S) -> T) -> Learner<T> {
-        Learner { store: f(self.store), model: self.model, changes: self.changes, pending: self.pending, hook: self.hook }
+        Learner {
+            store: f(self.store),
+            model: self.model,
+            changes: self.changes,
+            pending: self.pending,
+            hook: self.hook,
+        }
     }
 
     /// Where spamtrap hits are reported (the reputation engine, when it exists).

@@ -88,12 +88,7 @@ pub struct Totals {
 
 impl Totals {
     pub fn of(model: &Model) -> Totals {
-        Totals {
-            ham: model.bayes.ham,
-            spam: model.bayes.spam,
-            bias: model.linear.bias,
-            updates: model.linear.updates,
-        }
+        Totals { ham: model.bayes.ham, spam: model.bayes.spam, bias: model.linear.bias, updates: model.linear.updates }
     }
 }
 

@@ -262,8 +262,8 @@ fn until_the_gate_opens_the_day_one_model_stands_in() {
         let v = open_gate.scan(&spam, &Envelope::default(), &Evidence::default());
         assert!(v.symbols.iter().all(|s| !s.detail.contains("day-one")), "{:?}", v.symbols);
         // Turned off, nothing stands in.
-        let off =
-            self::engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() }).with_model(learner.model());
+        let off = self::engine(ClassifierConfig { day_one_say: 0.0, ..ClassifierConfig::default() })
+            .with_model(learner.model());
         assert_eq!(off.classify(&off.parse(&spam)), None);
     });
 }

@@ -120,7 +120,11 @@ fn the_scope_combines_with_every_other_filter_and_pages() {
         let pages: Vec<String> =
             (0..4).map(|p| refs(&db, q(LogQuery { limit: 2, offset: p * 2, ..LogQuery::default() }))).collect();
         assert_eq!(pages, ["in-local-at,out-other", "out-net,in-other", "in-both,in-net", ""]);
-        assert_eq!(refs(&db, LogQuery { offset: 8, ..LogQuery::default() }), "in-both,in-net", "offset without a scope");
+        assert_eq!(
+            refs(&db, LogQuery { offset: 8, ..LogQuery::default() }),
+            "in-both,in-net",
+            "offset without a scope"
+        );
     });
 }
 

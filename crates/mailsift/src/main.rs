@@ -208,9 +208,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(&trained()?, &args).map(|_| ExitCode::SUCCESS),
         Command::Eval(args) => eval::run(load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS),
-        Command::Train(args) => {
-            train::run(cli.config.as_ref(), &load_engine(cli.config.as_ref())?, data_dir, &args).map(|_| ExitCode::SUCCESS)
-        }
+        Command::Train(args) => train::run(cli.config.as_ref(), &load_engine(cli.config.as_ref())?, data_dir, &args)
+            .map(|_| ExitCode::SUCCESS),
         Command::Reputation(cmd) => {
             reputation::run(&load_engine(cli.config.as_ref())?, data_dir, &cmd).map(|_| ExitCode::SUCCESS)
         }

@@ -196,8 +196,10 @@ fn a_sqlite_data_directory_moves_into_postgres_with_every_row_counted() {
             }
             std::thread::sleep(Duration::from_millis(100));
         };
-        let ids: Vec<i64> =
-            items.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_i64().unwrap()).collect();
+        let ids: Vec<i64> = items
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_i64().unwrap())
+            .collect();
         let mut unique = ids.clone();
         unique.sort_unstable();
         unique.dedup();

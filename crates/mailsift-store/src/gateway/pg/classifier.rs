@@ -309,16 +309,12 @@ impl TokenStore for PgTokenStore {
                 &[&(today - 1)],
             )?;
             let mut ids: Vec<i64> = tx
-                .query(
-                    "SELECT id FROM classifier_tokens WHERE ham + spam = 1 AND last_seen_day < $1",
-                    &[&stale_day],
-                )?
+                .query("SELECT id FROM classifier_tokens WHERE ham + spam = 1 AND last_seen_day < $1", &[&stale_day])?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            let live: i64 = tx
-                .query_one("SELECT count(*) FROM classifier_tokens WHERE ham > 0 OR spam > 0", &[])?
-                .get(0);
+            let live: i64 =
+                tx.query_one("SELECT count(*) FROM classifier_tokens WHERE ham > 0 OR spam > 0", &[])?.get(0);
             let over = (live - ids.len() as i64 - max).max(0);
             if over > 0 {
                 let rare = tx.query(
