@@ -201,6 +201,23 @@ CREATE INDEX message_log_subject_trgm ON message_log USING gin (lower(subject) g
 CREATE INDEX message_log_recipients_trgm ON message_log USING gin (mailsift_recipients_text(recipients) gin_trgm_ops);
 ",
     },
+    Step {
+        name: "reputation",
+        // Local reputation shared by the nodes (see `reputation/postgres.rs`): per identity, the spam and ham
+        // weights decayed to `updated` (Unix seconds), folded into by an upsert so concurrent nodes add up.
+        // Shows and resets go by key alone, whatever the kind.
+        sql: "
+CREATE TABLE reputation (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    spam DOUBLE PRECISION NOT NULL,
+    ham DOUBLE PRECISION NOT NULL,
+    updated BIGINT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX reputation_by_key ON reputation (key);
+",
+    },
 ];
 
 /// The version this build writes.
