@@ -120,6 +120,9 @@ impl State {
 
     /// A batch is done with (sent or lost): its additions are no longer pending.
     fn settle(&self, sent: &FxHashMap<Identity, (Row, u32)>) {
+        if sent.is_empty() {
+            return;
+        }
         for ((kind, key), (row, records)) in sent {
             let mut shard = self.shard(shard_index(*kind, key));
             let map = &mut shard.by_kind[kind_index(*kind)];
@@ -386,10 +389,14 @@ fn run(state: &State, queue: Receiver<Command>) {
                 Command::Reset { key, reply } => {
                     // Even when the additions before it were lost, the removal is what the operator asked for.
                     let _ = send(state, &mut unsent, &mut losses);
+                    state.settle(&std::mem::take(&mut settled));
                     let _ = reply.send(state.remote.reset(&key));
                 }
                 Command::Flush(reply) => {
+                    // Settled before the answer: a lookup after the flush must not count the sent additions
+                    // both from the server and as pending.
                     let _ = send(state, &mut unsent, &mut losses);
+                    state.settle(&std::mem::take(&mut settled));
                     let answer = match losses.first.take() {
                         Some(first) => Err(StoreError::Write {
                             path: state.remote.target().to_string(),
