@@ -292,3 +292,26 @@ fn the_configured_store_is_redis_then_postgresql_then_sqlite() {
     let rep = mailsift_store::reputation::open_configured(dir.path(), &db, Some(&redis), 14.0).unwrap();
     assert!(rep.path().to_str().unwrap().starts_with("redis://"), "Redis first when configured");
 }
+
+#[test]
+fn postgresql_forgets_identities_nobody_added_to_for_sixteen_half_lives() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("prune");
+    let rep = pg_node(&url);
+    let hl = 14 * DAY;
+    pg.psql_in(
+        "prune",
+        &format!(
+            "INSERT INTO reputation (kind, key, spam, ham, updated) VALUES
+             ('ip', '192.0.2.17', 5, 0, extract(epoch FROM now())::bigint - 17 * {hl}),
+             ('ip', '192.0.2.15', 5, 0, extract(epoch FROM now())::bigint - 15 * {hl})"
+        ),
+    )
+    .unwrap();
+    rep.record(&[ip(1)], ReputationEvent::SpamtrapHit, mailsift_engine::unix_now()).unwrap();
+    rep.flush().unwrap();
+    // The writer prunes after its first batch; the second flush is answered after that.
+    rep.flush().unwrap();
+    let left = pg.psql_in("prune", "SELECT key FROM reputation ORDER BY key").unwrap();
+    assert_eq!(left, "192.0.2.15\n198.51.100.1");
+}

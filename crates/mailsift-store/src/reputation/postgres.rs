@@ -3,7 +3,8 @@
 //!
 //! A batch is one upsert of arrays: the fold happens in the statement, on the row the statement has locked,
 //! so two nodes adding to one identity at once both count (the second waits for the first's row and folds
-//! onto it). The fold mirrors [`super::shared::Row`]'s merge: both sides decayed to the later time, added.
+//! onto it). Identities nobody added to for 16 half-lives are pruned, once an hour, by each node's writer.
+//! The fold mirrors [`super::shared::Row`]'s merge: both sides decayed to the later time, added.
 
 use super::shared::{Remote, Row, MAX_HALF_LIVES};
 use super::{kind_from, Identity};
@@ -99,6 +100,12 @@ impl Remote for PgRemote {
         })?;
         // A kind this build does not know (written by a newer one) is left out, as SQLite's show does.
         Ok(rows.into_iter().filter_map(|(kind, key, row)| Some(((kind_from(&kind)?, key), row))).collect())
+    }
+
+    /// One `DELETE` that reads the whole table (no index on `updated`, which every upsert changes): once
+    /// an hour per node, off the message path, on the reputation writer.
+    fn prune(&self, updated_before: i64) -> Result<u64, StoreError> {
+        self.pg.call(move |c| c.execute("DELETE FROM reputation WHERE updated < $1", &[&updated_before]))
     }
 
     fn neutral_when_down(&self) -> bool {

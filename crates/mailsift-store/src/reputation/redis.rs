@@ -3,8 +3,8 @@
 //! Each identity is the hash `mailsift:reputation:<kind>:<key>` with the fields `spam`, `ham` and
 //! `updated`. A batch is one script ([`FOLD`]) that folds every addition into its hash, as the PostgreSQL
 //! upsert does: Redis runs a script alone, so two nodes adding at once both count, and the batch is applied
-//! whole. Each hash expires [`EXPIRE_HALF_LIVES`] half-lives after its last addition, when what is left is
-//! below 2^-16 of it: Redis holds the identities seen lately, not every IP that ever connected.
+//! whole. Each hash expires 16 half-lives after its last addition (`FORGET_AFTER_HALF_LIVES`), when what is
+//! left is below 2^-16 of it: Redis holds the identities seen lately, not every IP that ever connected.
 //!
 //! When Redis is down or slow, mail must still flow. Every connection has connect, read and write timeouts
 //! ([`RedisConfig::timeout_ms`], 200 ms by default), so no call waits longer; after a failure the store
@@ -19,12 +19,10 @@ use std::time::{Duration, Instant};
 
 use mailsift_engine::evidence::ReputationKind;
 
-use super::shared::{Remote, Row, MAX_HALF_LIVES};
+use super::shared::{Remote, Row, FORGET_AFTER_HALF_LIVES, MAX_HALF_LIVES};
 use super::Identity;
 use crate::StoreError;
 
-/// How long a hash lives after its last addition, in half-lives.
-pub const EXPIRE_HALF_LIVES: f64 = 16.0;
 /// How long the store leaves Redis alone after a failure to reach it.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Connections kept open for reuse; more are opened when more threads look up at once.
@@ -108,6 +106,14 @@ fn describe(info: &redis::ConnectionInfo) -> String {
 impl RedisRemote {
     /// Checks the URL and the timeout; connects only when first used, so a node starts while Redis is down.
     pub(super) fn open(config: &RedisConfig, half_life_secs: f64) -> Result<RedisRemote, StoreError> {
+        if config.url.trim_start().to_ascii_lowercase().starts_with("rediss:") {
+            return Err(StoreError::Invalid {
+                path: "[redis] url".into(),
+                reason: "TLS (rediss://) is not supported yet: reach Redis over loopback, a private network or a \
+                         TLS tunnel"
+                    .into(),
+            });
+        }
         // The client's parse errors do not quote the URL, but say so ourselves rather than trust it.
         let client = redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Invalid {
             path: "[redis] url".into(),
@@ -219,7 +225,7 @@ impl Remote for RedisRemote {
     }
 
     fn add(&self, additions: &[(Identity, Row)]) -> Result<(), StoreError> {
-        let ttl = (self.half_life_secs * EXPIRE_HALF_LIVES).ceil().max(1.0) as u64;
+        let ttl = (self.half_life_secs * FORGET_AFTER_HALF_LIVES).ceil().max(1.0) as u64;
         let mut invocation = self.fold.prepare_invoke();
         invocation.arg(self.half_life_secs).arg(MAX_HALF_LIVES).arg(ttl);
         for (identity, row) in additions {
@@ -254,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_malformed_url_is_refused_without_repeating_it() {
-        for url in ["http://user:s3cret@host/", "redis://user:s3cret@host:notaport/", "s3cret"] {
+        for url in ["http://user:s3cret@host/", "redis://user:s3cret@host:notaport/", "s3cret", "rediss://u:s3cret@h/"] {
             let e = RedisRemote::open(&RedisConfig::new(url), 86_400.0).err().expect(url).to_string();
             assert!(e.contains("[redis] url") && !e.contains("s3cret"), "{e}");
         }

@@ -32,6 +32,11 @@ const MAX_BATCH: usize = 1024;
 const MAX_KEY_BYTES: usize = 512;
 /// How often at most the same complaint (the server unreachable) goes to standard error.
 const COMPLAINT_INTERVAL: Duration = Duration::from_secs(10);
+/// After this many half-lives without an addition an identity is forgotten (Redis expires it, PostgreSQL
+/// prunes it): what is left is below 2^-16 of what it was, too little to move any verdict.
+pub(super) const FORGET_AFTER_HALF_LIVES: f64 = 16.0;
+/// How often at most a node prunes forgotten identities from a server that does not expire them itself.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Beyond this many half-lives a weight is below 2^-1000 of what it was: zero for every purpose, and the
 /// exponent stays where `0.5^x` neither underflows to an error (PostgreSQL) nor to a subnormal.
 pub(super) const MAX_HALF_LIVES: f64 = 1000.0;
@@ -78,6 +83,11 @@ pub(super) trait Remote: Send + Sync + 'static {
     fn reset(&self, key: &str) -> Result<usize, StoreError>;
     /// Every row whose key is `key`.
     fn show(&self, key: &str) -> Result<Vec<(Identity, Row)>, StoreError>;
+    /// Removes the rows last added to before `updated_before` (Unix seconds); returns how many went. A
+    /// server that expires rows by itself has nothing to do.
+    fn prune(&self, _updated_before: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Whether a lookup the server cannot answer is answered with no facts (Redis: the hot path must not
     /// wait for it) rather than with the error (PostgreSQL: the gateway's own database, whose outage the
     /// operator hears about anyway).
@@ -360,6 +370,7 @@ struct Losses {
 /// at each reset, which must come after what was recorded before it).
 fn run(state: &State, queue: Receiver<Command>) {
     let mut losses = Losses::default();
+    let mut pruned: Option<Instant> = None;
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -414,6 +425,19 @@ fn run(state: &State, queue: Receiver<Command>) {
         }
         let _ = send(state, &mut unsent, &mut losses);
         state.settle(&settled);
+        if pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            pruned = Some(Instant::now());
+            prune(state);
+        }
+    }
+}
+
+/// Forgets, on the server, the identities nobody added to for [`FORGET_AFTER_HALF_LIVES`] half-lives (by
+/// the clock: rows are stamped with the events' times, which are the clock's on the message path).
+fn prune(state: &State) {
+    let horizon = (state.half_life_secs * FORGET_AFTER_HALF_LIVES) as i64;
+    if let Err(e) = state.remote.prune(mailsift_engine::unix_now().saturating_sub(horizon)) {
+        state.complain(&format!("{e}; forgotten identities not pruned, trying again in an hour"));
     }
 }
 
