@@ -315,3 +315,27 @@ fn postgresql_forgets_identities_nobody_added_to_for_sixteen_half_lives() {
     let left = pg.psql_in("prune", "SELECT key FROM reputation ORDER BY key").unwrap();
     assert_eq!(left, "192.0.2.15\n198.51.100.1");
 }
+
+#[test]
+fn a_node_always_sees_its_own_events_while_its_writer_sends_them() {
+    const THREADS: usize = 4;
+    const RECORDS: usize = 100;
+    each_shared_backend("own", |backend, node| {
+        let rep = node();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let rep = &rep;
+                s.spawn(move || {
+                    for i in 0..RECORDS {
+                        rep.record(&[ip(1), address(t)], ReputationEvent::Verdict(8), T0).unwrap();
+                        // Pending or sent, never neither: at least every event recorded so far.
+                        let (own, _) = weights(rep, &address(t), T0).unwrap();
+                        assert!(own >= (i + 1) as f64, "{backend}: thread {t} after {} records saw {own}", i + 1);
+                    }
+                });
+            }
+        });
+        rep.flush().unwrap();
+        assert_eq!(weights(&rep, &ip(1), T0), Some(((THREADS * RECORDS) as f64, 0.0)), "{backend}");
+    });
+}
