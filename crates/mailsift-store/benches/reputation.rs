@@ -5,7 +5,10 @@
 //! - `before`: the store as it was until issue 16, kept here only for this comparison: one connection
 //!   behind a process-wide mutex, each record its own transaction, committed before the message goes on;
 //! - `mutex`: today's `SqliteReputation` behind a mutex (what the gateway does until it drops the lock);
-//! - `shared`: today's `SqliteReputation` shared as it is meant to be, no lock around it.
+//! - `shared`: today's `SqliteReputation` shared as it is meant to be, no lock around it;
+//!
+//! and then, with the servers installed (each a private one on loopback), the backends several nodes share:
+//! `postgresql` and `redis`, where every lookup is one round trip and records are sent in batches.
 //!
 //! Each figure is lookups+records per second until the last record is committed (the new store's time
 //! includes its final flush). Identities are those of a load test: one client IP and network for everyone,
@@ -18,7 +21,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
 use mailsift_engine::evidence::ReputationKind;
-use mailsift_store::{ReputationEvent, SqliteReputation};
+use mailsift_store::{RedisConfig, Reputation, ReputationEvent, SqliteReputation};
 use rusqlite::{params, Connection, OptionalExtension};
 
 const THREADS: usize = 8;
@@ -200,4 +203,34 @@ fn main() {
     if !benching {
         assert!(before_rate > 0.0 && shared_rate > 0.0);
     }
+
+    if let Some(pg) = mailsift_testkit::postgres::Postgres::start() {
+        let url = pg.create_database("bench");
+        let store = mailsift_store::pg::PgStore::open(&mailsift_store::pg::PgConfig::new(url)).unwrap();
+        let rep = Reputation::open_postgres(store, 14.0).unwrap();
+        print_shared("postgresql", &rep, messages, scl);
+    }
+    if let Some(redis) = mailsift_testkit::redis::Redis::start() {
+        let rep = Reputation::open_redis(&RedisConfig::new(redis.url()), 14.0).unwrap();
+        print_shared("redis", &rep, messages, scl);
+    }
+}
+
+/// The shared run on a backend several nodes share (one node here); records the writer could not keep up
+/// with are dropped (its queue is the default), and said.
+fn print_shared(name: &str, rep: &Reputation, messages: usize, scl: impl Fn(usize) -> i8 + Sync) {
+    let rate = run(
+        rep,
+        messages,
+        |store, t, i| {
+            let k = keys(t, i);
+            std::hint::black_box(store.lookup(&k, NOW + i as i64).unwrap());
+            store.record(&k, ReputationEvent::Verdict(scl(i)), NOW + i as i64).unwrap();
+        },
+        |store| store.flush().unwrap(),
+    );
+    let stats = rep.stats();
+    assert_eq!(stats.failed + stats.unanswered, 0, "{name}: {stats:?}");
+    assert_eq!(rep.show("127.0.0.1", NOW).unwrap().len(), 1, "{name}: the shared IP is on the server");
+    println!("  {name:<10} (shared by nodes, one here):             {rate:>10.0} messages/s ({} dropped)", stats.dropped);
 }

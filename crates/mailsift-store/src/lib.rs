@@ -29,7 +29,8 @@ pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, Q
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
 pub use gateway::{NewSpoolItem, SpoolItem};
 pub use learner::Learner;
-pub use reputation::{Event as ReputationEvent, ReputationHook, ReputationStats, SqliteReputation};
+pub use reputation::{open_configured as open_reputation, RedisConfig, Reputation, SqliteReputation};
+pub use reputation::{Event as ReputationEvent, ReputationHook, ReputationStats};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

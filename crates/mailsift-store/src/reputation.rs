@@ -1,21 +1,40 @@
-//! Local reputation: what this gateway has seen from each sender identity (client IP, its /24 or /64,
+//! Local reputation: what the gateway has seen from each sender identity (client IP, its /24 or /64,
 //! sender domain, sender address), kept as two decaying weights, bad and good evidence.
 //!
 //! Every piece of evidence ages with a half-life (14 days by default), so a sender that goes quiet drifts
 //! back to neutral and a compromised-then-cleaned server recovers on its own. Evidence comes from verdicts
 //! (the history of SCLs), spamtrap hits and users' reports; reports and traps weigh more than one verdict.
-//! One SQLite file (`reputation.sqlite`) in the data directory, WAL, one row per identity.
+//!
+//! Where it lives ([`open_configured`] picks, in this order):
+//! - **Redis** (`[redis] url`), shared by several nodes, the hot path: a hash per identity that expires
+//!   once its weights are negligible, additions folded in by a script so nodes adding at once all count.
+//!   When Redis is down or slow, mail flows: no call waits longer than the timeout (200 ms by default),
+//!   lookups answer no facts (neutral, counted in [`ReputationStats::unanswered`]), records are lost
+//!   (counted in [`ReputationStats::failed`]), both said on standard error at most every ten seconds, and
+//!   the store goes back to Redis by itself when it answers ([`redis`] says why records are not kept).
+//! - **PostgreSQL**, when the gateway database is there and Redis is not configured: the `reputation`
+//!   table, additions folded in by an upsert ([`postgres`]). Down, its lookups fail (the gateway goes on
+//!   without the evidence) and its records are lost and counted, as with Redis.
+//! - **SQLite**, otherwise: `reputation.sqlite` in the data directory, WAL, one row per identity, for a
+//!   single node.
 //!
 //! Every message both reads and writes reputation, so the store is shared by all sessions without a lock
-//! around it: [`SqliteReputation`] is `Send + Sync`. Lookups read through a few reader connections of
-//! their own (WAL readers never wait for the writer); records go to a bounded queue that one writer thread
-//! commits in batches, one transaction per batch ([`writer`]). Until its batch commits, a recorded event
-//! lives in a small in-memory table of the identities with events in flight (sharded, one short lock per
-//! shard), so a lookup sees every event recorded before it, committed or not. When the writer falls so far
-//! behind that the queue is full, a record is dropped and counted rather than making the message wait:
-//! reputation is evidence, and one lost verdict costs less than a stalled gateway.
+//! around it: [`Reputation`] is `Send + Sync`. Records never wait for the disk or the network: they go to a
+//! bounded queue that one writer thread writes in batches, one transaction (SQLite, [`writer`]) or one
+//! statement or script (shared backends, [`shared`]) per batch. Until its batch is written, a recorded
+//! event lives in a small in-memory table (sharded, one short lock per shard), so a lookup sees every event
+//! this node recorded before it. Other nodes see it once the batch is sent, within milliseconds unless the
+//! writer is behind. When the writer falls so far behind that the queue is full, a record is dropped and
+//! counted rather than making the message wait: reputation is evidence, and one lost verdict costs less
+//! than a stalled gateway. On SQLite, lookups read through a few reader connections of their own (WAL
+//! readers never wait for the writer).
 
+mod postgres;
+pub mod redis;
+mod shared;
 mod writer;
+
+pub use self::redis::RedisConfig;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -72,7 +91,7 @@ impl Event {
     }
 }
 
-/// Records that may wait for the writer before [`SqliteReputation::record`] starts dropping them.
+/// Records that may wait for the writer before [`Reputation::record`] starts dropping them.
 pub const DEFAULT_QUEUE: usize = 8192;
 /// Shards of the in-flight table: enough that sessions recording different senders rarely meet.
 const SHARDS: usize = 64;
@@ -144,21 +163,22 @@ pub struct ReputationStats {
     pub queued: usize,
     /// Records dropped since the store was opened because the queue was full.
     pub dropped: u64,
-    /// Records lost since the store was opened because their batch failed to commit.
+    /// Records lost since the store was opened because their batch failed to commit (on a shared server:
+    /// could not be sent, the server being down).
     pub failed: u64,
+    /// Lookups answered with no facts since the store was opened because the shared server (Redis) could
+    /// not be reached in time. Always 0 on SQLite and PostgreSQL, whose failures are errors.
+    pub unanswered: u64,
 }
 
-/// The local reputation store. Share it (`Arc<SqliteReputation>`) between all sessions: every method takes
-/// `&self`, lookups never wait for the writer, and records never wait for the disk.
-///
-/// Records are queued for a writer thread and committed in batches. [`SqliteReputation::lookup`] sees every
-/// event recorded before it in this process, committed or not; another process (or another
-/// `SqliteReputation` on the same file) sees it once its batch is committed, which [`SqliteReputation::flush`]
-/// waits for. When the queue is full (the disk is thousands of records behind), a record is dropped, counted
-/// in [`SqliteReputation::stats`] and reported on standard error, rather than holding up the message.
+/// The SQLite backend: one file in the data directory, for one node. Records are queued for a writer thread
+/// and committed in batches. A lookup sees every event recorded before it in this process, committed or
+/// not; another process (or another store on the same file) sees it once its batch is committed, which
+/// `flush` waits for. When the queue is full (the disk is thousands of records behind), a record is
+/// dropped, counted in the stats and reported on standard error, rather than holding up the message.
 /// Dropping the store commits everything queued before it returns; a process that ends without dropping it
 /// (`std::process::exit`) loses what is still queued.
-pub struct SqliteReputation {
+struct SqliteBackend {
     shared: Arc<Shared>,
     /// Reader connections, opened on first use; a reader takes any free one.
     readers: Box<[Mutex<Option<Connection>>]>,
@@ -245,43 +265,14 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-impl SqliteReputation {
-    /// Records a user's report against the reported message's sender (identities from its own trace
-    /// headers, as the message arrives attached or from a file). Returns the identities recorded.
-    ///
-    /// `org` is the organisation the gateway judges for (configured and stored domains folded in): a
-    /// reported spoof of one of our domains counts against the spoofing IP and network only, never
-    /// against our domain, whose own mail would otherwise pay for it.
-    pub fn record_report(
-        &self,
-        msg: &mailsift_engine::Message<'_>,
-        side: mailsift_engine::classify::Side,
-        org: &OrganisationConfig,
-        now: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut envelope = mailsift_engine::Envelope::default();
-        envelope.fill_from_trace(msg);
-        let keys = mailsift_engine::evidence::reputation_keys_for(&envelope, msg, org);
-        let event = match side {
-            mailsift_engine::classify::Side::Ham => Event::ReportedGood,
-            mailsift_engine::classify::Side::Spam => Event::ReportedSpam,
-        };
-        self.record(&keys, event, now)?;
-        Ok(keys.into_iter().map(|(_, k)| k).collect())
-    }
-
+impl SqliteBackend {
     /// Opens (creating if needed) the reputation store in `data_dir`; evidence halves every
-    /// `half_life_days`. Up to [`DEFAULT_QUEUE`] records wait for the writer.
-    pub fn open_dir(data_dir: &Path, half_life_days: f64) -> Result<SqliteReputation, StoreError> {
-        SqliteReputation::open_dir_with_queue(data_dir, half_life_days, DEFAULT_QUEUE)
-    }
-
-    /// [`SqliteReputation::open_dir`] with room for `queue` records waiting for the writer (at least one).
-    pub fn open_dir_with_queue(
+    /// `half_life_days`. Up to `queue` records (at least one) wait for the writer.
+    fn open_dir_with_queue(
         data_dir: &Path,
         half_life_days: f64,
         queue: usize,
-    ) -> Result<SqliteReputation, StoreError> {
+    ) -> Result<SqliteBackend, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(FILE_NAME);
@@ -305,7 +296,7 @@ impl SqliteReputation {
             .name("mailsift-reputation".into())
             .spawn(move || writer::run(conn, &for_writer, receiver))
             .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
-        Ok(SqliteReputation {
+        Ok(SqliteBackend {
             shared,
             readers: (0..reader_slots()).map(|_| Mutex::new(None)).collect(),
             queue: Some(sender),
@@ -314,16 +305,17 @@ impl SqliteReputation {
     }
 
     /// The file this store keeps.
-    pub fn path(&self) -> &Path {
+    fn path(&self) -> &Path {
         &self.shared.path
     }
 
     /// The queue's state and what was lost (dropped when full, or in a failed batch) since opening.
-    pub fn stats(&self) -> ReputationStats {
+    fn stats(&self) -> ReputationStats {
         ReputationStats {
             queued: self.shared.queued.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
+            unanswered: 0,
         }
     }
 
@@ -361,7 +353,7 @@ impl SqliteReputation {
 
     /// The entries for these identities, decayed to `now` (Unix seconds); unknown ones are left out.
     /// Events recorded before the call are included, whether or not the writer has committed them.
-    pub fn lookup(&self, keys: &[(ReputationKind, String)], now: i64) -> Result<ReputationFacts, StoreError> {
+    fn lookup(&self, keys: &[(ReputationKind, String)], now: i64) -> Result<ReputationFacts, StoreError> {
         let mut rows: Vec<Option<(f64, f64, i64)>> = vec![None; keys.len()];
         let mut stored = Vec::new();
         for (i, (kind, key)) in keys.iter().enumerate() {
@@ -401,7 +393,7 @@ impl SqliteReputation {
     /// one transaction. Returns at once: when the queue is full the event is dropped and counted (see the
     /// type's documentation), never waited for. Fails only when the writer has stopped or the stored
     /// weights of a new identity cannot be read.
-    pub fn record(&self, keys: &[(ReputationKind, String)], event: Event, now: i64) -> Result<(), StoreError> {
+    fn record(&self, keys: &[(ReputationKind, String)], event: Event, now: i64) -> Result<(), StoreError> {
         let (bad, good) = event.weights();
         if (bad == 0.0 && good == 0.0) || keys.is_empty() {
             return Ok(());
@@ -479,8 +471,8 @@ impl SqliteReputation {
 
     /// Waits until everything recorded before it is committed to the file. Fails if the writer has stopped,
     /// or if records were lost in a failed batch since the previous flush (the error says how many and why).
-    /// Records dropped because the queue was full are counted in [`SqliteReputation::stats`] instead.
-    pub fn flush(&self) -> Result<(), StoreError> {
+    /// Records dropped because the queue was full are counted in the stats instead.
+    fn flush(&self) -> Result<(), StoreError> {
         let Some(queue) = &self.queue else { return Err(self.writer_gone()) };
         let (reply, answer) = mpsc::sync_channel(1);
         // An operator's or a test's call, not the message path: it may wait for room in the queue.
@@ -490,7 +482,7 @@ impl SqliteReputation {
 
     /// Every entry whose key is `key` (an IP, network, domain or address), decayed to `now`. Commits what
     /// is queued first, so what was recorded is shown.
-    pub fn show(&self, key: &str, now: i64) -> Result<Vec<ReputationEntry>, StoreError> {
+    fn show(&self, key: &str, now: i64) -> Result<Vec<ReputationEntry>, StoreError> {
         // A lost batch was reported when it failed; what is in the file is still worth showing.
         let _ = self.flush();
         let rows = self.read(|conn| {
@@ -519,7 +511,7 @@ impl SqliteReputation {
 
     /// Forgets everything about `key`; returns how many entries were removed. Runs on the writer after
     /// everything recorded before it, and waits for the commit.
-    pub fn reset(&self, key: &str) -> Result<usize, StoreError> {
+    fn reset(&self, key: &str) -> Result<usize, StoreError> {
         let Some(queue) = &self.queue else { return Err(self.writer_gone()) };
         let (reply, answer) = mpsc::sync_channel(1);
         queue.send(Command::Reset { key: key.to_lowercase(), reply }).map_err(|_| self.writer_gone())?;
@@ -534,7 +526,7 @@ impl SqliteReputation {
     }
 }
 
-impl Drop for SqliteReputation {
+impl Drop for SqliteBackend {
     fn drop(&mut self) {
         // Closing the queue lets the writer commit what is queued and end; waiting for it loses nothing.
         self.queue.take();
@@ -544,14 +536,181 @@ impl Drop for SqliteReputation {
     }
 }
 
-impl std::fmt::Debug for SqliteReputation {
+impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteReputation").field("path", &self.shared.path).finish_non_exhaustive()
+        f.debug_struct("SqliteBackend").field("path", &self.shared.path).finish_non_exhaustive()
     }
 }
 
 fn err(path: &Path, source: rusqlite::Error) -> StoreError {
     StoreError::Sqlite { path: path.display().to_string(), source }
+}
+
+/// The local reputation store, on whichever backend the node is configured with (see the module's text).
+/// Share it (`Arc<Reputation>`) between all sessions: every method takes `&self`, lookups never wait for
+/// a writer, and records never wait for the disk or the network.
+///
+/// [`Reputation::lookup`] sees every event recorded before it in this process, written or not; another
+/// process or node sees it once its batch is written, which [`Reputation::flush`] waits for. When the
+/// queue is full, a record is dropped, counted in [`Reputation::stats`] and reported on standard error,
+/// rather than holding up the message. Dropping the store writes everything queued before it returns.
+pub struct Reputation {
+    backend: Backend,
+}
+
+/// The name the store had when SQLite was its only backend; the gateway, the console and the commands
+/// still use it.
+pub type SqliteReputation = Reputation;
+
+enum Backend {
+    Sqlite(SqliteBackend),
+    /// PostgreSQL or Redis: shared by several nodes.
+    Shared(shared::SharedBackend),
+}
+
+impl Reputation {
+    /// Opens (creating if needed) the SQLite store in `data_dir`; evidence halves every `half_life_days`.
+    /// Up to [`DEFAULT_QUEUE`] records wait for the writer.
+    pub fn open_dir(data_dir: &Path, half_life_days: f64) -> Result<Reputation, StoreError> {
+        Reputation::open_dir_with_queue(data_dir, half_life_days, DEFAULT_QUEUE)
+    }
+
+    /// [`Reputation::open_dir`] with room for `queue` records waiting for the writer (at least one).
+    pub fn open_dir_with_queue(data_dir: &Path, half_life_days: f64, queue: usize) -> Result<Reputation, StoreError> {
+        let backend = Backend::Sqlite(SqliteBackend::open_dir_with_queue(data_dir, half_life_days, queue)?);
+        Ok(Reputation { backend })
+    }
+
+    /// Reputation in the gateway's PostgreSQL database, shared by every node using it (the schema step
+    /// "reputation" made its table when the store opened). Nothing is asked of the server here.
+    pub fn open_postgres(pg: crate::pg::PgStore, half_life_days: f64) -> Result<Reputation, StoreError> {
+        let half_life_secs = half_life_days.max(0.01) * 86_400.0;
+        let remote = Box::new(postgres::PgRemote::new(pg, half_life_secs));
+        let backend = Backend::Shared(shared::SharedBackend::open(remote, half_life_days, DEFAULT_QUEUE, "pg")?);
+        Ok(Reputation { backend })
+    }
+
+    /// Reputation in Redis, shared by every node using it. Checks the URL (a malformed one is an error
+    /// that never repeats it) and connects only when first used: a node starts, and mail flows, while
+    /// Redis is down (see [`redis`] for what happens then).
+    pub fn open_redis(config: &RedisConfig, half_life_days: f64) -> Result<Reputation, StoreError> {
+        let half_life_secs = half_life_days.max(0.01) * 86_400.0;
+        let remote = Box::new(redis::RedisRemote::open(config, half_life_secs)?);
+        let backend = Backend::Shared(shared::SharedBackend::open(remote, half_life_days, DEFAULT_QUEUE, "redis")?);
+        Ok(Reputation { backend })
+    }
+
+    /// The SQLite file, or for a shared backend the server (as `postgresql://host:port/db` or
+    /// `redis://host:port/db`, never a password) as a path.
+    pub fn path(&self) -> &Path {
+        match &self.backend {
+            Backend::Sqlite(s) => s.path(),
+            Backend::Shared(s) => Path::new(s.target()),
+        }
+    }
+
+    /// The queue's state and what was lost since opening (see [`ReputationStats`]).
+    pub fn stats(&self) -> ReputationStats {
+        match &self.backend {
+            Backend::Sqlite(s) => s.stats(),
+            Backend::Shared(s) => s.stats(),
+        }
+    }
+
+    /// The entries for these identities, decayed to `now` (Unix seconds); unknown ones are left out.
+    /// Events recorded before the call in this process are included, whether or not they are written yet.
+    /// With Redis down, the answer is no entries (neutral), counted in [`ReputationStats::unanswered`].
+    pub fn lookup(&self, keys: &[(ReputationKind, String)], now: i64) -> Result<ReputationFacts, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.lookup(keys, now),
+            Backend::Shared(s) => s.lookup(keys, now),
+        }
+    }
+
+    /// Records one event against every identity of a message; a writer thread writes it with its batch.
+    /// Returns at once: when the queue is full the event is dropped and counted, never waited for. Fails
+    /// only when the writer has stopped or (SQLite) the stored weights of a new identity cannot be read.
+    pub fn record(&self, keys: &[(ReputationKind, String)], event: Event, now: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.record(keys, event, now),
+            Backend::Shared(s) => s.record(keys, event, now),
+        }
+    }
+
+    /// Waits until everything recorded before it is written. Fails if the writer has stopped, or if records
+    /// were lost in a failed batch since the previous flush (the error says how many and why). Records
+    /// dropped because the queue was full are counted in [`Reputation::stats`] instead.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.flush(),
+            Backend::Shared(s) => s.flush(),
+        }
+    }
+
+    /// Every entry whose key is `key` (an IP, network, domain or address), decayed to `now`. Writes what
+    /// is queued first, so what was recorded is shown.
+    pub fn show(&self, key: &str, now: i64) -> Result<Vec<ReputationEntry>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.show(key, now),
+            Backend::Shared(s) => s.show(key, now),
+        }
+    }
+
+    /// Forgets everything about `key` (on a shared backend, for every node); returns how many entries were
+    /// removed. Runs after everything recorded before it, and waits for it.
+    pub fn reset(&self, key: &str) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.reset(key),
+            Backend::Shared(s) => s.reset(key),
+        }
+    }
+
+    /// Records a user's report against the reported message's sender (identities from its own trace
+    /// headers, as the message arrives attached or from a file). Returns the identities recorded.
+    ///
+    /// `org` is the organisation the gateway judges for (configured and stored domains folded in): a
+    /// reported spoof of one of our domains counts against the spoofing IP and network only, never
+    /// against our domain, whose own mail would otherwise pay for it.
+    pub fn record_report(
+        &self,
+        msg: &mailsift_engine::Message<'_>,
+        side: mailsift_engine::classify::Side,
+        org: &OrganisationConfig,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut envelope = mailsift_engine::Envelope::default();
+        envelope.fill_from_trace(msg);
+        let keys = mailsift_engine::evidence::reputation_keys_for(&envelope, msg, org);
+        let event = match side {
+            mailsift_engine::classify::Side::Ham => Event::ReportedGood,
+            mailsift_engine::classify::Side::Spam => Event::ReportedSpam,
+        };
+        self.record(&keys, event, now)?;
+        Ok(keys.into_iter().map(|(_, k)| k).collect())
+    }
+
+}
+
+impl std::fmt::Debug for Reputation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reputation").field("at", &self.path()).finish_non_exhaustive()
+    }
+}
+
+/// The store a node is configured with: Redis when `[redis]` is set (the hot path, shared by the nodes),
+/// else the gateway's PostgreSQL database when it is on PostgreSQL (shared as well), else SQLite in
+/// `data_dir` (this node alone).
+pub fn open_configured(
+    data_dir: &Path,
+    db: &crate::Database,
+    redis: Option<&RedisConfig>,
+    half_life_days: f64,
+) -> Result<Reputation, StoreError> {
+    match (redis, db.postgres()) {
+        (Some(config), _) => Reputation::open_redis(config, half_life_days),
+        (None, Some(pg)) => Reputation::open_postgres(pg.clone(), half_life_days),
+        (None, None) => Reputation::open_dir(data_dir, half_life_days),
+    }
 }
 
 /// Feeds spamtrap hits into reputation (the learner calls it when mail reaches a trap).
@@ -562,17 +721,17 @@ fn err(path: &Path, source: rusqlite::Error) -> StoreError {
 /// recipients' domains (inbound mail is addressed to our domains), so a hook built without the
 /// organisation still never counts a spoof of the trap's domain against that domain.
 pub struct ReputationHook {
-    store: Arc<SqliteReputation>,
+    store: Arc<Reputation>,
     org: OrganisationConfig,
 }
 
 impl ReputationHook {
-    pub fn new(store: SqliteReputation) -> ReputationHook {
+    pub fn new(store: Reputation) -> ReputationHook {
         ReputationHook::shared(Arc::new(store))
     }
 
     /// A hook on a store the caller also uses (the gateway's, which its sessions look up and record in).
-    pub fn shared(store: Arc<SqliteReputation>) -> ReputationHook {
+    pub fn shared(store: Arc<Reputation>) -> ReputationHook {
         ReputationHook { store, org: OrganisationConfig::default() }
     }
 

@@ -240,6 +240,23 @@ CREATE TABLE classifier_submissions (
 CREATE INDEX classifier_submissions_by_time ON classifier_submissions (at);
 ",
     },
+    Step {
+        name: "reputation",
+        // Local reputation shared by the nodes (see `reputation/postgres.rs`): per identity, the spam and ham
+        // weights decayed to `updated` (Unix seconds), folded into by an upsert so concurrent nodes add up.
+        // Shows and resets go by key alone, whatever the kind.
+        sql: "
+CREATE TABLE reputation (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    spam DOUBLE PRECISION NOT NULL,
+    ham DOUBLE PRECISION NOT NULL,
+    updated BIGINT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX reputation_by_key ON reputation (key);
+",
+    },
 ];
 
 /// The version this build writes.
