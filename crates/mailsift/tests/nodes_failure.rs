@@ -426,6 +426,13 @@ fn postgres_restart_under_load(outage: Outage, database: &str) {
     let recovered = up_at + recovery.iter().flatten().max().copied().unwrap_or_default() + Duration::from_millis(500);
     let late: Vec<&&Sent> = unlogged.iter().filter(|m| m.started > recovered).collect();
     assert!(late.is_empty(), "no log row for messages sent after the recovery: {:?}", &late[..late.len().min(10)]);
+    // Before the outage every answered message's row was committed before its answer.
+    let before: Vec<&&Sent> = unlogged.iter().filter(|m| m.ended < down_at).collect();
+    assert!(
+        before.is_empty(),
+        "no log row for messages answered before the outage: {:?}",
+        &before[..before.len().min(10)]
+    );
     let unlogged = unlogged.len();
     let duplicates: usize = found.delivered.iter().flat_map(|d| d.values()).filter(|&&n| n > 1).count();
     eprintln!(
@@ -434,6 +441,21 @@ fn postgres_restart_under_load(outage: Outage, database: &str) {
         found.delivered.iter().map(HashMap::len).sum::<usize>(),
         found.quarantined.len()
     );
+
+    // The policy watcher (each node reads the shared policy version each second) came back too: a block
+    // added through B decides A's next message within a few seconds.
+    b.ok(&["lists", "add", "block", "sender.example", "--action", "reject"]);
+    let added = Instant::now();
+    let mut code = Reply::Code(0);
+    for n in 0..100 {
+        code = send(a.smtp, "plain after the block", &format!("{database}-blocked-{n}"));
+        if code == Reply::Code(550) || added.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(code, Reply::Code(550), "A still accepts the sender B blocked after the restart");
+    eprintln!("PostgreSQL {outage:?}: a block added through B refused at A after {:.1?}", added.elapsed());
 }
 
 #[test]
