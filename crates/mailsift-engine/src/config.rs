@@ -59,6 +59,10 @@ pub struct EngineConfig {
     /// Where the gateway's state is stored (`[store]`), read and checked by `mailsift-store`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<toml::Value>,
+    /// The Redis that several nodes share reputation through (`[redis]`), read and checked by
+    /// `mailsift-store`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<toml::Value>,
 }
 
 /// DNS settings (`[dns]` in the configuration).
@@ -274,6 +278,7 @@ impl Default for EngineConfig {
             smtp: None,
             web: None,
             store: None,
+            redis: None,
         }
     }
 }

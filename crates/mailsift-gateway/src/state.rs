@@ -197,6 +197,12 @@ impl GatewayState {
         self
     }
 
+    /// As [`GatewayState::with_reputation`], with a store shared with others (the learner's spamtrap hook).
+    pub fn with_shared_reputation(mut self, reputation: Arc<mailsift_store::SqliteReputation>) -> GatewayState {
+        self.reputation = Some(reputation);
+        self
+    }
+
     pub fn learner(&self) -> Option<&Mutex<mailsift_store::Learner<mailsift_store::ClassifierStore>>> {
         self.learner.as_deref()
     }

@@ -232,5 +232,8 @@ fn print_shared(name: &str, rep: &Reputation, messages: usize, scl: impl Fn(usiz
     let stats = rep.stats();
     assert_eq!(stats.failed + stats.unanswered, 0, "{name}: {stats:?}");
     assert_eq!(rep.show("127.0.0.1", NOW).unwrap().len(), 1, "{name}: the shared IP is on the server");
-    println!("  {name:<10} (shared by nodes, one here):             {rate:>10.0} messages/s ({} dropped)", stats.dropped);
+    println!(
+        "  {name:<10} (shared by nodes, one here):             {rate:>10.0} messages/s ({} dropped)",
+        stats.dropped
+    );
 }

@@ -268,11 +268,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 impl SqliteBackend {
     /// Opens (creating if needed) the reputation store in `data_dir`; evidence halves every
     /// `half_life_days`. Up to `queue` records (at least one) wait for the writer.
-    fn open_dir_with_queue(
-        data_dir: &Path,
-        half_life_days: f64,
-        queue: usize,
-    ) -> Result<SqliteBackend, StoreError> {
+    fn open_dir_with_queue(data_dir: &Path, half_life_days: f64, queue: usize) -> Result<SqliteBackend, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(FILE_NAME);
@@ -688,7 +684,6 @@ impl Reputation {
         self.record(&keys, event, now)?;
         Ok(keys.into_iter().map(|(_, k)| k).collect())
     }
-
 }
 
 impl std::fmt::Debug for Reputation {

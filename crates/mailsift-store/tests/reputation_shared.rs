@@ -136,7 +136,10 @@ fn show_and_reset_reach_every_node() {
         a.flush().unwrap();
         let shown = b.show("SPAMMY.example", T0).unwrap();
         assert_eq!(shown.len(), 1, "{backend}: {shown:?}");
-        assert_eq!((shown[0].kind, shown[0].key.as_str(), shown[0].spam), (ReputationKind::Domain, "spammy.example", 3.0));
+        assert_eq!(
+            (shown[0].kind, shown[0].key.as_str(), shown[0].spam),
+            (ReputationKind::Domain, "spammy.example", 3.0)
+        );
         assert_eq!(b.show("198.51.100.7", T0).unwrap()[0].ham, 1.0, "{backend}");
         assert!(b.show("nobody.example", T0).unwrap().is_empty(), "{backend}");
 

@@ -123,6 +123,8 @@ pub struct Config {
     pub web: WebConfig,
     /// `[store]`, validated (where the gateway database is).
     pub store: mailsift_store::StoreConfig,
+    /// `[redis]`, when there is one: where several nodes share reputation.
+    pub redis: Option<mailsift_store::RedisConfig>,
 }
 
 impl Config {
@@ -138,7 +140,15 @@ impl Config {
         let web = WebConfig::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let store =
             mailsift_store::StoreConfig::from_value(engine.store.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Config { source: None, engine, smtp, web, store })
+        let redis = match &engine.redis {
+            None => None,
+            Some(v) => Some(
+                v.clone()
+                    .try_into::<mailsift_store::RedisConfig>()
+                    .map_err(|e| anyhow::anyhow!("[redis]: {}", e.message()))?,
+            ),
+        };
+        Ok(Config { source: None, engine, smtp, web, store, redis })
     }
 
     /// Where the configuration came from, for messages.
@@ -172,6 +182,21 @@ pub fn classifier_store(config: Option<&PathBuf>, data_dir: &Path) -> Result<mai
     }
     let db = database(config, data_dir)?;
     Ok(mailsift_store::ClassifierStore::open(data_dir, &db)?)
+}
+
+/// Reputation where `[redis]` and `[store]` put it: Redis, else the shared PostgreSQL database, else
+/// `reputation.sqlite` in the data directory; evidence halves every `half_life_days`.
+pub fn reputation_store(
+    config: Option<&PathBuf>,
+    data_dir: &Path,
+    half_life_days: f64,
+) -> Result<mailsift_store::Reputation> {
+    let loaded = load(config.map(PathBuf::as_path))?;
+    if loaded.redis.is_none() && loaded.store.postgres()?.is_none() {
+        return Ok(mailsift_store::Reputation::open_dir(data_dir, half_life_days)?);
+    }
+    let db = database(config, data_dir)?;
+    Ok(mailsift_store::open_reputation(data_dir, &db, loaded.redis.as_ref(), half_life_days)?)
 }
 
 /// As [`database`], but `None` when the store is SQLite and the data directory has no database yet.
@@ -524,10 +549,16 @@ fn main_tree(config: &Config) -> Result<toml::Table> {
     engine.web = None;
     engine.policy = PolicyConfig::default();
     engine.store = None;
+    engine.redis = None;
     let mut tree = to_table("the engine's configuration", &engine)?;
     let mut store = config.store.clone();
     store.url = store.url.map(|u| hide_url_password(&u));
     tree.insert("store".into(), toml::Value::Table(to_table("[store]", &store)?));
+    if let Some(redis) = &config.redis {
+        let mut redis = redis.clone();
+        redis.url = hide_url_password(&redis.url);
+        tree.insert("redis".into(), toml::Value::Table(to_table("[redis]", &redis)?));
+    }
     let mut smtp = to_table("[smtp]", &config.smtp)?;
     smtp.remove("domains");
     tree.insert("smtp".into(), toml::Value::Table(smtp));

@@ -211,7 +211,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train::run(cli.config.as_ref(), &load_engine(cli.config.as_ref())?, data_dir, &args)
             .map(|_| ExitCode::SUCCESS),
         Command::Reputation(cmd) => {
-            reputation::run(&load_engine(cli.config.as_ref())?, data_dir, &cmd).map(|_| ExitCode::SUCCESS)
+            reputation::run(cli.config.as_ref(), &load_engine(cli.config.as_ref())?, data_dir, &cmd)
+                .map(|_| ExitCode::SUCCESS)
         }
         Command::Report(args) => {
             report::run(cli.config.as_ref(), report::gateway_engine(cli.config.as_ref(), data_dir)?, data_dir, &args)

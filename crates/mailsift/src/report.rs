@@ -61,7 +61,7 @@ pub fn report_message(
     let mut learner = Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?;
     let engine = engine.with_model(learner.model());
     let reputation = if engine.config().reputation.enabled {
-        let rep = mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
+        let rep = crate::config_cmd::reputation_store(config, data_dir, engine.config().reputation.half_life_days)?;
         Some(rep)
     } else {
         None

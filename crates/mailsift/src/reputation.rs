@@ -1,6 +1,6 @@
 //! `mailsift reputation show|reset`: what the gateway remembers about a sender, and forgetting it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -24,8 +24,9 @@ pub fn for_scans(engine: &Engine, data_dir: &Path) -> Result<Option<SqliteReputa
     Ok(Some(SqliteReputation::open_dir(data_dir, c.half_life_days)?))
 }
 
-pub fn run(engine: &Engine, data_dir: &Path, cmd: &ReputationCommand) -> Result<()> {
-    let store = SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?;
+pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, cmd: &ReputationCommand) -> Result<()> {
+    // Where the gateway keeps it: shared by the nodes (Redis or PostgreSQL) or this data directory's file.
+    let store = crate::config_cmd::reputation_store(config, data_dir, engine.config().reputation.half_life_days)?;
     match cmd {
         ReputationCommand::Show { key } => {
             let entries = store.show(key, unix_now())?;

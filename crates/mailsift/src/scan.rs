@@ -57,7 +57,7 @@ pub fn run_cli(config: Option<&PathBuf>, data_dir: &Path, args: &ScanArgs) -> Re
     if scanner.engine.config().reputation.enabled {
         // Spamtrap hits feed the sender's reputation.
         let rep =
-            mailsift_store::SqliteReputation::open_dir(data_dir, scanner.engine.config().reputation.half_life_days)?;
+            crate::config_cmd::reputation_store(config, data_dir, scanner.engine.config().reputation.half_life_days)?;
         learner = learner.with_spamtrap_hook(Box::new(
             mailsift_store::ReputationHook::new(rep).with_organisation(scanner.engine.config().organisation.clone()),
         ));

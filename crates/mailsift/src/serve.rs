@@ -35,25 +35,42 @@ pub fn build_state(
         None => String::new(),
     };
     let engine = crate::load_engine(config)?;
-    // The gateway keeps the learner whose model it scans with, so reports by email retrain it live.
+    // Reputation where the other nodes see it: Redis when `[redis]` says so, else beside the gateway
+    // database (PostgreSQL's table, or the data directory's file).
+    let reputation = if engine.config().reputation.enabled {
+        let half_life = engine.config().reputation.half_life_days;
+        Some(Arc::new(match db {
+            Some(db) => {
+                let redis = crate::config_cmd::load(config.map(PathBuf::as_path))?.redis;
+                mailsift_store::open_reputation(data_dir, db, redis.as_ref(), half_life)?
+            }
+            None => mailsift_store::SqliteReputation::open_dir(data_dir, half_life)?,
+        }))
+    } else {
+        None
+    };
+    // The gateway keeps the learner whose model it scans with, so reports by email retrain it live; mail to
+    // a spamtrap is learned and counts against its sender's reputation (never against our own domains).
     let learner = if engine.config().classifier.enabled {
         let store = match db {
             Some(db) => mailsift_store::ClassifierStore::open(data_dir, db)?,
             None => mailsift_store::SqliteStore::open_dir(data_dir)?.into(),
         };
         let at = store.describe();
-        Some(mailsift_store::Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?)
+        let mut learner =
+            mailsift_store::Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?;
+        if let Some(rep) = &reputation {
+            let hook = mailsift_store::ReputationHook::shared(rep.clone())
+                .with_organisation(engine.config().organisation.clone());
+            learner = learner.with_spamtrap_hook(Box::new(hook));
+        }
+        Some(learner)
     } else {
         None
     };
     let engine = match &learner {
         Some(l) => engine.with_model(l.model()),
         None => engine,
-    };
-    let reputation = if engine.config().reputation.enabled {
-        Some(mailsift_store::SqliteReputation::open_dir(data_dir, engine.config().reputation.half_life_days)?)
-    } else {
-        None
     };
     let where_ = config.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
     let mut smtp = SmtpConfig::from_toml(&text).with_context(|| format!("{where_}: invalid configuration"))?;
@@ -66,7 +83,7 @@ pub fn build_state(
         state = state.with_learner(l);
     }
     if let Some(r) = reputation {
-        state = state.with_reputation(r);
+        state = state.with_shared_reputation(r);
     }
     Ok(state)
 }

@@ -87,6 +87,11 @@ impl Node {
 
     /// Sends one message with this text; the final reply's code.
     fn send_text(&self, subject: &str, text: &str) -> u16 {
+        self.send_to("bob@localhost", subject, text)
+    }
+
+    /// Sends one message to `rcpt`; the final reply's code.
+    fn send_to(&self, rcpt: &str, subject: &str, text: &str) -> u16 {
         let tcp = TcpStream::connect(self.smtp).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = BufReader::new(tcp.try_clone().unwrap());
@@ -104,14 +109,14 @@ impl Node {
         };
         assert_eq!(reply(), 220);
         let msg = format!(
-            "From: alice@sender.example\r\nTo: bob@localhost\r\nSubject: {subject}\r\n\
+            "From: alice@sender.example\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\
              Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@sender.example>\r\n\r\n{text}\r\n.\r\n",
             subject.replace(' ', "-")
         );
         for (line, want) in [
             ("EHLO client.sender.example", 250),
             ("MAIL FROM:<alice@sender.example>", 250),
-            ("RCPT TO:<bob@localhost>", 250),
+            (&format!("RCPT TO:<{rcpt}>"), 250),
         ] {
             w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
             let code = reply();
@@ -294,6 +299,47 @@ fn what_one_node_learns_moves_the_other_nodes_scores_within_seconds() {
     let reports = b.ok(&["reports"]);
     assert!(reports.starts_with("1 report(s)"), "{reports}");
     assert!(reports.contains("sender.example"), "{reports}");
+}
+
+/// Spamtrap hits at node A make the sender's reputation bad at node B: through a shared Redis, and without
+/// Redis through the shared PostgreSQL table.
+#[test]
+fn spamtrap_hits_at_one_node_spoil_the_senders_reputation_at_the_other() {
+    let Some(pg) = Postgres::start() else { return };
+    let Some(redis) = mailsift_testkit::redis::Redis::start() else { return };
+    for (name, shared) in [("redis", format!("[redis]\nurl = \"{}\"\n", redis.url())), ("postgres", String::new())] {
+        let url = pg.create_database(&format!("trap_{name}"));
+        let extra = format!("[classifier]\nspamtraps = [\"trap@localhost\"]\n{shared}");
+        let a = Node::start_with(&format!("trap-a-{name}"), &url, &extra);
+        let b = Node::start_with(&format!("trap-b-{name}"), &url, &extra);
+        for i in 0..3 {
+            assert_eq!(a.send_to("trap@localhost", &format!("trap {i}"), "Cheap offer, click now."), 250);
+        }
+        // B's next message from that sender and address carries the bad reputation A's traps gave it.
+        let start = Instant::now();
+        let symbols = loop {
+            let subject = format!("after the traps {}", start.elapsed().as_millis());
+            assert_eq!(b.send_text(&subject, "Hello again."), 250);
+            let log = b.ok(&["log", "list", "--json", "--subject", &subject]);
+            let symbols: Vec<String> = log
+                .lines()
+                .flat_map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["symbols"].as_array().unwrap().clone()
+                })
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect();
+            if symbols.iter().any(|s| s == "REPUTATION_IP_BAD") || start.elapsed() > Duration::from_secs(5) {
+                break symbols;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(symbols.iter().any(|s| s == "REPUTATION_IP_BAD"), "{name}: B never saw A's traps: {symbols:?}");
+        assert!(symbols.iter().any(|s| s == "REPUTATION_ADDRESS_BAD"), "{name}: {symbols:?}");
+        let shown = b.ok(&["reputation", "show", "127.0.0.1"]);
+        assert!(shown.contains("bad"), "{name}: {shown}");
+        // (B's own SQLite file was never used: the evidence is in the shared store.)
+        assert!(!b.data.join("reputation.sqlite").exists(), "{name}: B kept reputation in its data directory");
+    }
 }
 
 #[test]

@@ -260,7 +260,8 @@ mod tests {
 
     #[test]
     fn a_malformed_url_is_refused_without_repeating_it() {
-        for url in ["http://user:s3cret@host/", "redis://user:s3cret@host:notaport/", "s3cret", "rediss://u:s3cret@h/"] {
+        for url in ["http://user:s3cret@host/", "redis://user:s3cret@host:notaport/", "s3cret", "rediss://u:s3cret@h/"]
+        {
             let e = RedisRemote::open(&RedisConfig::new(url), 86_400.0).err().expect(url).to_string();
             assert!(e.contains("[redis] url") && !e.contains("s3cret"), "{e}");
         }

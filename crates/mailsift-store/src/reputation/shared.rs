@@ -96,8 +96,14 @@ pub(super) trait Remote: Send + Sync + 'static {
 
 enum Command {
     /// One event against every identity of a message, as a row added to each.
-    Record { keys: Vec<Identity>, add: Row },
-    Reset { key: String, reply: SyncSender<Result<usize, StoreError>> },
+    Record {
+        keys: Vec<Identity>,
+        add: Row,
+    },
+    Reset {
+        key: String,
+        reply: SyncSender<Result<usize, StoreError>>,
+    },
     Flush(SyncSender<Result<(), StoreError>>),
 }
 
@@ -288,8 +294,10 @@ impl SharedBackend {
                 for (kind, key) in &keys {
                     let g = order.binary_search(&shard_index(*kind, key)).expect("every shard is held");
                     let map = &mut shards[g].by_kind[kind_index(*kind)];
-                    let e = map.entry(key.clone()).or_insert(InFlight { spam: 0.0, ham: 0.0, updated: now, in_flight: 0 });
-                    let sum = Row { spam: e.spam, ham: e.ham, updated: e.updated }.merge(add, self.state.half_life_secs);
+                    let e =
+                        map.entry(key.clone()).or_insert(InFlight { spam: 0.0, ham: 0.0, updated: now, in_flight: 0 });
+                    let sum =
+                        Row { spam: e.spam, ham: e.ham, updated: e.updated }.merge(add, self.state.half_life_secs);
                     *e = InFlight { spam: sum.spam, ham: sum.ham, updated: sum.updated, in_flight: e.in_flight + 1 };
                 }
                 Ok(())
