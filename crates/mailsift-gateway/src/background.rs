@@ -30,6 +30,11 @@ pub fn start(gateway: &Arc<Gateway>) -> Background {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || g2.refresh_policy(false)).await {
                 tracing::error!(error = %e, "policy change not applied; the previous policy stays")
             }
+            // Log rows kept on disk while the database could not take them.
+            let g2 = g.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || crate::log::replay_spill(&g2)).await {
+                tracing::error!(error = %e, "message log spill file not replayed")
+            }
             // What the other nodes learned (a shared classifier store): said once per outage, not per tick.
             let g2 = g.clone();
             match tokio::task::spawn_blocking(move || g2.sync_classifier()).await {

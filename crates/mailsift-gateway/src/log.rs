@@ -16,10 +16,13 @@ pub fn direction_name(d: Direction) -> &'static str {
 
 /// Writes the log row of an answered message and waits until it is committed and fsynced (group commit: the
 /// sessions finishing together share one fsync), so a crash after the answer cannot lose it. A failure to log
-/// is reported, never passed to the client: the message itself is already safe, or already refused.
+/// is never passed to the client (the message itself is already safe, or already refused): the row is kept
+/// in the data directory's spill file instead, and written to the database when it answers again
+/// ([`replay_spill`]), so an outage of a shared database costs the log nothing.
 pub async fn commit_log(gateway: &Gateway, entry: LogEntry) {
     let reference = entry.reference_id.clone();
     let (done, committed) = tokio::sync::oneshot::channel();
+    let kept = entry.clone();
     let queued = gateway.db.log_append_then(entry, move |r| {
         let _ = done.send(r);
     });
@@ -28,8 +31,90 @@ pub async fn commit_log(gateway: &Gateway, entry: LogEntry) {
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        tracing::error!(id = %reference, error = %e, "message log write failed");
+        let dir = gateway.data_dir.clone();
+        let spilled = tokio::task::spawn_blocking(move || spill(&dir, &kept)).await;
+        match spilled {
+            Ok(Ok(())) => {
+                tracing::warn!(id = %reference, error = %e, "message log write failed; row kept to write later")
+            }
+            _ => tracing::error!(id = %reference, error = %e, "message log write failed; row lost"),
+        }
     }
+}
+
+/// The file in the data directory where log rows wait while the database cannot take them, one JSON line
+/// each.
+pub const SPILL_FILE: &str = "log-spill.jsonl";
+
+/// One writer of the spill file at a time in this process (appends and the replay's rename).
+static SPILL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Appends one row to the spill file and syncs it.
+fn spill(dir: &std::path::Path, entry: &LogEntry) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let _one = SPILL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(SPILL_FILE))?;
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+/// Writes the rows kept in the spill file to the database (waiting for each batch's commit), then removes
+/// them; rows that still cannot be written stay for the next call. Returns how many were written. Called
+/// each second by the background watcher; costs one `stat` when there is nothing to replay.
+pub fn replay_spill(gateway: &Gateway) -> std::io::Result<usize> {
+    let file = gateway.data_dir.join(SPILL_FILE);
+    if !file.exists() {
+        return Ok(0);
+    }
+    // Taken aside first, so rows that fail meanwhile go to a new file and none is written twice here.
+    let replaying = gateway.data_dir.join(format!("{SPILL_FILE}.replaying"));
+    if !replaying.exists() {
+        let _one = SPILL.lock().unwrap_or_else(|e| e.into_inner());
+        std::fs::rename(&file, &replaying)?;
+    }
+    let text = std::fs::read_to_string(&replaying)?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // All queued at once (the writer commits them in a few batches), each row's outcome heard back.
+    let (results, outcomes) = std::sync::mpsc::channel();
+    for (i, line) in lines.iter().enumerate() {
+        let Ok(entry) = serde_json::from_str::<LogEntry>(line) else {
+            tracing::error!("message log spill: an unreadable row skipped");
+            let _ = results.send((i, true));
+            continue;
+        };
+        let tell = results.clone();
+        let queued = gateway.db.log_append_then(entry, move |r| {
+            let _ = tell.send((i, r.is_ok()));
+        });
+        if queued.is_err() {
+            let _ = results.send((i, false));
+        }
+    }
+    drop(results);
+    let mut ok = vec![false; lines.len()];
+    for (i, written) in outcomes {
+        ok[i] = written;
+    }
+    let written = ok.iter().filter(|w| **w).count();
+    let left: Vec<&str> = lines.iter().zip(&ok).filter(|(_, w)| !**w).map(|(l, _)| *l).collect();
+    if left.is_empty() {
+        std::fs::remove_file(&replaying)?;
+    } else {
+        // What is still unwritten goes back in front of anything spilled meanwhile.
+        let _one = SPILL.lock().unwrap_or_else(|e| e.into_inner());
+        let newer = std::fs::read_to_string(&file).unwrap_or_default();
+        let mut rest = left.join("\n");
+        rest.push('\n');
+        rest.push_str(&newer);
+        std::fs::write(&file, rest)?;
+        std::fs::remove_file(&replaying)?;
+    }
+    if written > 0 {
+        tracing::info!(rows = written, "message log: rows kept during a database outage written");
+    }
+    Ok(written)
 }
 
 fn gateway_db_gone(gateway: &Gateway) -> mailsift_store::StoreError {

@@ -33,12 +33,19 @@ pub(super) struct PgRemote {
     pg: PgStore,
     half_life_secs: f64,
     target: String,
+    /// Until when lookups leave the server alone after it failed to answer (see [`RETRY_AFTER`]).
+    resting_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// After a lookup finds the server unreachable, lookups answer neutral for this long without asking: a
+/// database that is down or restarting costs one failed attempt a second, not one per message queued in
+/// front of the store's other work (quarantine writes, the log).
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl PgRemote {
     pub(super) fn new(pg: PgStore, half_life_secs: f64) -> PgRemote {
         let target = pg.target().to_string();
-        PgRemote { pg, half_life_secs, target }
+        PgRemote { pg, half_life_secs, target, resting_until: std::sync::Mutex::new(None) }
     }
 }
 
@@ -52,9 +59,23 @@ impl Remote for PgRemote {
     }
 
     fn fetch(&self, keys: &[Identity]) -> Result<Vec<Option<Row>>, StoreError> {
+        {
+            let mut resting = self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+            match *resting {
+                Some(until) if std::time::Instant::now() < until => {
+                    return Err(StoreError::Postgres {
+                        target: self.target.clone(),
+                        reason: format!("unreachable a moment ago; trying again within {RETRY_AFTER:?}"),
+                        temporary: true,
+                    })
+                }
+                Some(_) => *resting = None,
+                None => {}
+            }
+        }
         let (kinds, names) = split(keys);
         let n = keys.len();
-        self.pg.call(move |c| {
+        let answer = self.pg.call(move |c| {
             let mut rows = vec![None; n];
             for r in c.query(FETCH, &[&kinds, &names])? {
                 let i: i64 = r.get(0);
@@ -63,7 +84,12 @@ impl Remote for PgRemote {
                 }
             }
             Ok(rows)
-        })
+        });
+        if let Err(StoreError::Postgres { temporary: true, .. }) = &answer {
+            *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now() + RETRY_AFTER);
+        }
+        answer
     }
 
     fn add(&self, additions: &[(Identity, Row)]) -> Result<(), StoreError> {
@@ -108,7 +134,8 @@ impl Remote for PgRemote {
         self.pg.call(move |c| c.execute("DELETE FROM reputation WHERE updated < $1", &[&updated_before]))
     }
 
+    /// Neutral, as Redis: reputation is evidence, and a message waits for it no longer than one attempt.
     fn neutral_when_down(&self) -> bool {
-        false
+        true
     }
 }
