@@ -22,7 +22,12 @@ fn on_every_backend(body: impl Fn(&dyn Fn() -> Database)) {
 }
 
 fn session(account: &str, expires: i64) -> WebSession {
-    WebSession { account: account.into(), principal: format!("{{\"name\":\"{account}\"}}"), csrf: "c".repeat(43), expires }
+    WebSession {
+        account: account.into(),
+        principal: format!("{{\"name\":\"{account}\"}}"),
+        csrf: "c".repeat(43),
+        expires,
+    }
 }
 
 #[test]
@@ -103,7 +108,9 @@ fn attempts_from_many_threads_on_two_handles_never_exceed_the_limit() {
             let threads: Vec<_> = (0..16)
                 .map(|i| {
                     let db = &handles[i % 2];
-                    s.spawn(move || matches!(db.web_throttle_take("address 198.51.100.1", 5, 60, T0), Ok(ThrottleTake::Counted(_))))
+                    s.spawn(move || {
+                        matches!(db.web_throttle_take("address 198.51.100.1", 5, 60, T0), Ok(ThrottleTake::Counted(_)))
+                    })
                 })
                 .collect();
             threads.into_iter().map(|t| t.join().unwrap() as usize).sum()

@@ -83,7 +83,8 @@ impl Database {
     /// The session stored under `id_hash`, if it has not expired at `now`.
     pub fn web_session_get(&self, id_hash: &str, now: i64) -> Result<Option<WebSession>, StoreError> {
         let id_hash = id_hash.to_string();
-        const SQL: &str = "SELECT account, principal, csrf, expires FROM web_sessions WHERE id_hash = $1 AND expires > $2";
+        const SQL: &str =
+            "SELECT account, principal, csrf, expires FROM web_sessions WHERE id_hash = $1 AND expires > $2";
         if let Some(pg) = &self.pg {
             return pg.call(move |c| {
                 c.query_opt(SQL, &[&id_hash, &now])?
@@ -121,7 +122,8 @@ impl Database {
     pub fn web_sessions_remove_account(&self, name: &str) -> Result<usize, StoreError> {
         let account = account_key(name);
         if let Some(pg) = &self.pg {
-            return pg.call(move |c| Ok(c.execute("DELETE FROM web_sessions WHERE account = $1", &[&account])? as usize));
+            return pg
+                .call(move |c| Ok(c.execute("DELETE FROM web_sessions WHERE account = $1", &[&account])? as usize));
         }
         self.write(move |c| c.execute("DELETE FROM web_sessions WHERE account = ?1", [account]))
     }
