@@ -9,8 +9,10 @@
 //! transaction, so the copy is a consistent snapshot; the gateway should be stopped all the same, or what
 //! it accepts during the copy stays behind in SQLite.
 //!
-//! What is not moved: console sessions (people sign in again), leases (held by running processes), and
-//! the messages' SQLite-only bookkeeping (interned symbol names become the log rows' own arrays).
+//! The link signing key (`web.key`) goes into the database too, so digest links and API tokens made before
+//! the move keep working on every node. What is not moved: console sessions (people sign in again), login
+//! throttles, leases (held by running processes), and the log's SQLite-only bookkeeping (interned symbol
+//! names become the log rows' own arrays).
 
 use std::path::{Path, PathBuf};
 
@@ -403,6 +405,19 @@ fn copy_all(tx: &mut postgres::Transaction<'_>, dir: &Path) -> Result<Vec<Counte
         &[],
     )?;
     tx.execute("UPDATE classifier_version SET seq = 1", &[])?;
+    // The key that signed this node's digest links and API tokens, so they keep working on every node.
+    let key = dir.join("web.key");
+    if let Ok(bytes) = std::fs::read(&key) {
+        if bytes.len() != 32 {
+            return Err(Failure::Refused(format!("{}: not a 32-byte key", key.display())));
+        }
+        tx.execute(
+            "INSERT INTO web_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&crate::gateway::web::SIGNING_KEY, &bytes],
+        )?;
+        let found: i64 = tx.query_one("SELECT count(*) FROM web_secrets WHERE value = $1", &[&bytes])?.get(0);
+        counted.push(Counted { table: "link signing key".into(), sqlite: 1, postgres: found as u64 });
+    }
     if let Some((_, conn)) = sources.iter().find(|(f, _)| *f == GATEWAY) {
         let version: i64 =
             conn.query_row("SELECT version FROM policy_version WHERE id = 1", [], |r| r.get(0)).unwrap_or(0);

@@ -104,7 +104,9 @@ pub async fn check_login(
     name: &str,
     password: &str,
 ) -> Result<Principal, ApiError> {
-    match web.limiter.begin(peer, name) {
+    // The counts are in the gateway database (shared by every node): asked off the async threads.
+    let (w, n) = (web.clone(), name.to_string());
+    match blocking(move || Ok(w.limiter.begin(peer, &n)?)).await? {
         auth::LoginGate::Refused(secs) => {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -128,13 +130,15 @@ pub async fn check_login(
     .await?;
     match account {
         Some(a) => {
-            web.limiter.succeeded(peer, name);
+            let (w, n) = (web.clone(), name.to_string());
+            blocking(move || Ok(w.limiter.succeeded(peer, &n)?)).await?;
             tracing::info!(account = %a.name, %peer, "console login");
             Ok(Principal::from_account(&a))
         }
         None if known => {
             // Only real accounts are counted by name: a spray of made-up names fills no table.
-            web.limiter.failed(name);
+            let (w, n) = (web.clone(), name.to_string());
+            blocking(move || Ok(w.limiter.failed(&n)?)).await?;
             tracing::warn!(account = %clip(name.trim(), 64), %peer, "failed console login");
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong name or password"))
         }
@@ -155,7 +159,7 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let principal = check_login(&web, peer.ip(), &req.name, &req.password).await?;
-    let (id, session) = web.sessions.create(principal.clone(), web.session_ttl());
+    let (id, session) = web.sessions.create(principal.clone(), web.session_ttl())?;
     let cookie = auth::session_cookie(&id, web.session_ttl(), web.config.tls);
     Ok(([(header::SET_COOKIE, cookie)], Json(LoginAnswer { principal, csrf: session.csrf })).into_response())
 }
@@ -165,7 +169,9 @@ async fn logout(State(web): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) =
         headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(|h| auth::cookie(h, auth::SESSION_COOKIE))
     {
-        web.sessions.remove(id);
+        if let Err(e) = web.sessions.remove(id) {
+            return ApiError::internal(e).into_response();
+        }
     }
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, auth::clear_cookie(web.config.tls))]).into_response()
 }
@@ -908,7 +914,7 @@ async fn account_remove(
     if !blocking(move || Ok(db.account_remove(&n)?)).await? {
         return Err(ApiError::not_found(format!("no account {name:?}")));
     }
-    web.sessions.remove_account(&name);
+    web.sessions.remove_account(&name)?;
     Ok(Json(serde_json::json!({ "result": "removed" })))
 }
 

@@ -57,6 +57,9 @@ pub enum WebError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{}: cannot read or create the signing key: {source}", path.display())]
     Key { path: PathBuf, source: std::io::Error },
+    /// The key shared through the gateway database on PostgreSQL could not be stored or read.
+    #[error("the signing key in the gateway database: {0}")]
+    SharedKey(String),
     #[error("HTTPS: {0}")]
     Tls(String),
 }
@@ -64,21 +67,22 @@ pub enum WebError {
 impl Web {
     pub fn new(gateway: Arc<Gateway>, config: WebConfig, bound: SocketAddr) -> Result<Arc<Web>, WebError> {
         let data_dir = gateway.data_dir.clone();
-        let signer = Signer::load_or_create(&data_dir)
-            .map_err(|source| WebError::Key { path: data_dir.join("web.key"), source })?;
+        let signer = Signer::shared_or_file(&gateway.db, &data_dir)?;
         let limiter = auth::LoginLimiter::new(
+            gateway.db.clone(),
             config.login_attempts,
             Duration::from_secs(config.login_window_secs),
             Duration::from_millis(config.login_account_delay_ms),
         );
+        let db = gateway.db.clone();
         Ok(Arc::new(Web {
-            db: gateway.db.clone(),
+            db: db.clone(),
             base_url: config.base_url(bound),
             templates: crate::templates::templates(),
             gateway,
             config,
             signer,
-            sessions: auth::Sessions::default(),
+            sessions: auth::Sessions::new(db.clone()),
             limiter,
             data_dir,
             started: Instant::now(),
@@ -243,7 +247,7 @@ pub fn identify(headers: &axum::http::HeaderMap, web: &Web) -> Result<(Principal
         .find_map(|h| auth::cookie(h, auth::SESSION_COOKIE))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "log in first"))?;
     let session =
-        web.sessions.get(id).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the session expired; log in"))?;
+        web.sessions.get(id)?.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the session expired; log in"))?;
     Ok((session.principal.clone(), Some(session)))
 }
 

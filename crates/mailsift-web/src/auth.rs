@@ -6,7 +6,8 @@
 //!
 //! A caller is recognised by one of:
 //! - a console session: a random id in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` under TLS), kept
-//!   in memory with its expiry and its CSRF token. Every state-changing request made with a session must
+//!   in the gateway database (under a hash of the id) with its expiry and its CSRF token, so that every
+//!   node sharing the database knows it ([`Sessions`]). Every state-changing request made with a session must
 //!   carry that CSRF token (the `X-CSRF-Token` header for the API, a hidden `_csrf` field for console
 //!   forms), so another site cannot make a logged-in browser act;
 //! - an API token (`Authorization: Bearer ...`, a signed token of purpose `api` for an account), for
@@ -14,25 +15,26 @@
 //!
 //! Passwords are hashed with Argon2id (PHC strings in the store). Failed logins get the guessing client
 //! address refused (429) for a while; a name guessed from many addresses only makes its logins wait a
-//! little ([`LoginLimiter`]), so nobody can lock the real user out. Sessions do not survive a restart:
-//! users log in again.
+//! little ([`LoginLimiter`]), so nobody can lock the real user out; the failures are counted in the
+//! gateway database, so several nodes on one PostgreSQL database limit them as one. Sessions survive a
+//! restart.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use mailsift_engine::address::Domain;
-use mailsift_store::{Account, Role};
-use rustc_hash::FxHashMap;
-use serde::Serialize;
+use mailsift_store::gateway::{ThrottleTake, WebSession};
+use mailsift_store::{Account, Database, Role, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::tokens::random_id;
 
 /// The caller's identity and reach.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// The account's id; `None` for an end user who came through a digest link without an account.
     pub account_id: Option<i64>,
@@ -133,40 +135,64 @@ pub fn decoy_hash() -> &'static str {
 pub struct Session {
     pub principal: Principal,
     pub csrf: String,
-    pub expires: Instant,
+    /// Unix seconds after which the session is refused.
+    pub expires: i64,
 }
 
-/// Sessions by id, in memory.
-#[derive(Default)]
+/// Sessions by id, in the gateway database (see `mailsift_store::gateway::WebSession`), so that every node
+/// on one PostgreSQL database knows every session and a logout on one ends it on all, at once: nothing is
+/// cached here. The database holds a SHA-256 of the id, never the id: reading the table does not let
+/// anyone log in.
 pub struct Sessions {
-    map: Mutex<FxHashMap<String, Session>>,
+    db: Database,
+}
+
+/// The key a session id is stored under: its SHA-256, in hex.
+fn id_hash(id: &str) -> String {
+    Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Sessions {
+    pub fn new(db: Database) -> Sessions {
+        Sessions { db }
+    }
+
     /// Starts a session; returns its id (the cookie's value).
-    pub fn create(&self, principal: Principal, ttl: Duration) -> (String, Session) {
+    pub fn create(&self, principal: Principal, ttl: Duration) -> Result<(String, Session), StoreError> {
         let id = random_id();
-        let session = Session { principal, csrf: random_id(), expires: Instant::now() + ttl };
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        // Expired sessions go whenever a new one starts, so the map stays as large as the live sessions.
-        let now = Instant::now();
-        map.retain(|_, s| s.expires > now);
-        map.insert(id.clone(), session.clone());
-        (id, session)
+        let now = mailsift_engine::unix_now();
+        let session = Session { principal, csrf: random_id(), expires: now + ttl.as_secs() as i64 };
+        let stored = WebSession {
+            account: session.principal.name.clone(),
+            principal: serde_json::to_string(&session.principal).expect("a principal serializes"),
+            csrf: session.csrf.clone(),
+            expires: session.expires,
+        };
+        self.db.web_session_create(&id_hash(&id), &stored, now)?;
+        Ok((id, session))
     }
 
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(id).filter(|s| s.expires > Instant::now()).cloned()
+    /// The live session with this id. A stored principal this build cannot read counts as no session (the
+    /// user logs in again).
+    pub fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let Some(stored) = self.db.web_session_get(&id_hash(id), mailsift_engine::unix_now())? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str(&stored.principal).ok().map(|principal| Session {
+            principal,
+            csrf: stored.csrf,
+            expires: stored.expires,
+        }))
     }
 
-    pub fn remove(&self, id: &str) {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    /// Ends one session (a logout).
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        self.db.web_session_remove(&id_hash(id)).map(|_| ())
     }
 
     /// Ends every session of an account (after a password change or removal).
-    pub fn remove_account(&self, name: &str) {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| !s.principal.name.eq_ignore_ascii_case(name));
+    pub fn remove_account(&self, name: &str) -> Result<(), StoreError> {
+        self.db.web_sessions_remove_account(name).map(|_| ())
     }
 }
 
@@ -197,83 +223,64 @@ pub enum LoginGate {
 }
 
 /// Failed logins in fixed windows, per client address (refused beyond the limit) and per account name
-/// (only slowed beyond it).
+/// (only slowed beyond it), counted in the gateway database so that attempts spread over several nodes
+/// count as one (see `mailsift_store::gateway::ThrottleTake`). Windows are whole seconds.
 ///
 /// Refusing per account name would let anyone lock the real administrator out from everywhere, for
 /// ever, with a few wrong passwords every window; so a name that is being guessed only makes each
-/// login for it wait a little, while the addresses doing the guessing are refused.
+/// login for it wait a little, while the addresses doing the guessing are refused. The table holds the
+/// keys of one window at most: lapsed ones are deleted as attempts come.
 pub struct LoginLimiter {
+    db: Database,
     attempts: u32,
     window: Duration,
     account_delay: Duration,
-    failures: Mutex<FxHashMap<Key, (Instant, u32)>>,
 }
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Address(IpAddr),
-    Name(String),
-}
-
-/// Entries kept before expired ones are swept; beyond it (after the sweep) new addresses are not
-/// tracked, so memory stays bounded whatever the number of addresses a guesser uses.
-const MAX_TRACKED: usize = 100_000;
 
 impl LoginLimiter {
-    pub fn new(attempts: u32, window: Duration, account_delay: Duration) -> LoginLimiter {
-        LoginLimiter { attempts, window, account_delay, failures: Mutex::new(FxHashMap::default()) }
+    pub fn new(db: Database, attempts: u32, window: Duration, account_delay: Duration) -> LoginLimiter {
+        LoginLimiter { db, attempts, window, account_delay }
     }
 
-    fn name_key(name: &str) -> Key {
-        Key::Name(name.trim().to_ascii_lowercase())
+    fn address_key(ip: IpAddr) -> String {
+        format!("address {}", client_key(ip))
+    }
+
+    fn name_key(name: &str) -> String {
+        format!("name {}", name.trim().to_ascii_lowercase())
+    }
+
+    fn window_secs(&self) -> i64 {
+        self.window.as_secs() as i64
     }
 
     /// Called before the password is checked. An allowed attempt is counted against the address at once
-    /// (and given back by [`LoginLimiter::succeeded`]), so many attempts sent at the same moment cannot
-    /// all pass the check before any of them has failed.
-    pub fn begin(&self, ip: IpAddr, name: &str) -> LoginGate {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let live = |e: &(Instant, u32)| now.duration_since(e.0) < self.window;
-        let address = Key::Address(client_key(ip));
-        if let Some(e) = map.get(&address).filter(|e| live(e) && e.1 >= self.attempts) {
-            return LoginGate::Refused((self.window - now.duration_since(e.0)).as_secs().max(1));
+    /// (and given back by [`LoginLimiter::succeeded`]), so many attempts sent at the same moment, to one
+    /// node or several, cannot all pass the check before any of them has failed.
+    pub fn begin(&self, ip: IpAddr, name: &str) -> Result<LoginGate, StoreError> {
+        let (now, window) = (mailsift_engine::unix_now(), self.window_secs());
+        if let ThrottleTake::Full { since } =
+            self.db.web_throttle_take(&Self::address_key(ip), self.attempts, window, now)?
+        {
+            return Ok(LoginGate::Refused((since + window - now).max(1) as u64));
         }
-        Self::count(&mut map, address, now, self.window);
-        let guessed = map.get(&Self::name_key(name)).is_some_and(|e| live(e) && e.1 >= self.attempts);
-        LoginGate::Proceed(if guessed { self.account_delay } else { Duration::ZERO })
-    }
-
-    fn count(map: &mut FxHashMap<Key, (Instant, u32)>, key: Key, now: Instant, window: Duration) {
-        if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-            map.retain(|_, e| now.duration_since(e.0) < window);
-            if map.len() >= MAX_TRACKED {
-                return;
-            }
-        }
-        let e = map.entry(key).or_insert((now, 0));
-        if now.duration_since(e.0) >= window {
-            *e = (now, 0);
-        }
-        e.1 = e.1.saturating_add(1);
+        let guessed = self.db.web_throttle_count(&Self::name_key(name), window, now)? >= self.attempts;
+        Ok(LoginGate::Proceed(if guessed { self.account_delay } else { Duration::ZERO }))
     }
 
     /// A wrong password or unknown name after [`LoginLimiter::begin`]: the address was counted already,
     /// the name is counted now.
-    pub fn failed(&self, name: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::count(&mut map, Self::name_key(name), Instant::now(), self.window);
+    pub fn failed(&self, name: &str) -> Result<(), StoreError> {
+        let (now, window) = (mailsift_engine::unix_now(), self.window_secs());
+        self.db.web_throttle_take(&Self::name_key(name), u32::MAX, window, now).map(|_| ())
     }
 
     /// A right password: the address gets back the attempt `begin` counted, and the name's count is
     /// cleared. Earlier failures of the address stay (one right password among many guesses for other
     /// accounts does not reset it).
-    pub fn succeeded(&self, ip: IpAddr, name: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = map.get_mut(&Key::Address(client_key(ip))) {
-            e.1 = e.1.saturating_sub(1);
-        }
-        map.remove(&Self::name_key(name));
+    pub fn succeeded(&self, ip: IpAddr, name: &str) -> Result<(), StoreError> {
+        self.db.web_throttle_give_back(&Self::address_key(ip))?;
+        self.db.web_throttle_clear(&Self::name_key(name))
     }
 }
 
@@ -315,34 +322,51 @@ mod tests {
         assert!(!verify_password("", ""));
     }
 
+    /// A limiter on a fresh SQLite gateway database (the directory must outlive it).
+    fn limiter(attempts: u32, account_delay: Duration) -> (tempfile::TempDir, LoginLimiter) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        (dir, LoginLimiter::new(db, attempts, Duration::from_secs(60), account_delay))
+    }
+
     #[test]
     fn the_limiter_refuses_the_guessing_address_and_only_slows_the_name() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60), Duration::from_millis(500));
+        let (_dir, l) = limiter(3, Duration::from_millis(500));
         let ip: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(l.begin(ip, "admin"), LoginGate::Proceed(Duration::ZERO));
-            l.failed("admin");
+            assert_eq!(l.begin(ip, "admin").unwrap(), LoginGate::Proceed(Duration::ZERO));
+            l.failed("admin").unwrap();
         }
-        assert!(matches!(l.begin(ip, "admin"), LoginGate::Refused(s) if (1..=60).contains(&s)));
-        assert!(matches!(l.begin(ip, "someone-else"), LoginGate::Refused(_)), "the address is refused for any name");
+        assert!(matches!(l.begin(ip, "admin").unwrap(), LoginGate::Refused(s) if (1..=60).contains(&s)));
+        assert!(
+            matches!(l.begin(ip, "someone-else").unwrap(), LoginGate::Refused(_)),
+            "the address is refused for any name"
+        );
         // Another address trying the same name is slowed, not refused: the owner still gets in.
         let other: IpAddr = "127.0.0.3".parse().unwrap();
-        assert_eq!(l.begin(other, "ADMIN "), LoginGate::Proceed(Duration::from_millis(500)));
-        l.succeeded(other, "admin");
-        assert_eq!(l.begin(other, "admin"), LoginGate::Proceed(Duration::ZERO));
-        l.succeeded(other, "admin");
+        assert_eq!(l.begin(other, "ADMIN ").unwrap(), LoginGate::Proceed(Duration::from_millis(500)));
+        l.succeeded(other, "admin").unwrap();
+        assert_eq!(l.begin(other, "admin").unwrap(), LoginGate::Proceed(Duration::ZERO));
+        l.succeeded(other, "admin").unwrap();
         // Successes give their attempt back: an address that logs in often is never refused for it.
         for _ in 0..10 {
-            assert_eq!(l.begin(other, "admin"), LoginGate::Proceed(Duration::ZERO));
-            l.succeeded(other, "admin");
+            assert_eq!(l.begin(other, "admin").unwrap(), LoginGate::Proceed(Duration::ZERO));
+            l.succeeded(other, "admin").unwrap();
         }
     }
 
     #[test]
     fn attempts_sent_at_once_are_counted_before_any_fails() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60), Duration::ZERO);
+        let (_dir, l) = limiter(3, Duration::ZERO);
+        let l = std::sync::Arc::new(l);
         let ip: IpAddr = "127.0.0.2".parse().unwrap();
-        let allowed = (0..20).filter(|_| matches!(l.begin(ip, "admin"), LoginGate::Proceed(_))).count();
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || matches!(l.begin(ip, "admin").unwrap(), LoginGate::Proceed(_)))
+            })
+            .collect();
+        let allowed = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();
         assert_eq!(allowed, 3);
     }
 
@@ -355,11 +379,27 @@ mod tests {
         assert_ne!(client_key(a), client_key(c));
         let mapped: IpAddr = "::ffff:127.0.0.5".parse().unwrap();
         assert_eq!(client_key(mapped), "127.0.0.5".parse::<IpAddr>().unwrap());
-        let l = LoginLimiter::new(2, Duration::from_secs(60), Duration::ZERO);
-        l.begin(a, "x");
-        l.begin(b, "x");
-        assert!(matches!(l.begin(b, "x"), LoginGate::Refused(_)));
-        assert!(matches!(l.begin(c, "x"), LoginGate::Proceed(_)));
+        let (_dir, l) = limiter(2, Duration::ZERO);
+        l.begin(a, "x").unwrap();
+        l.begin(b, "x").unwrap();
+        assert!(matches!(l.begin(b, "x").unwrap(), LoginGate::Refused(_)));
+        assert!(matches!(l.begin(c, "x").unwrap(), LoginGate::Proceed(_)));
+    }
+
+    #[test]
+    fn sessions_are_stored_under_a_hash_and_end_by_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_in(dir.path()).unwrap();
+        let sessions = Sessions::new(db.clone());
+        let p = Principal { account_id: Some(1), name: "root".into(), role: Role::Admin, domains: vec![] };
+        let (id, s) = sessions.create(p.clone(), Duration::from_secs(600)).unwrap();
+        let got = sessions.get(&id).unwrap().unwrap();
+        assert_eq!((got.principal, got.csrf), (p, s.csrf));
+        // The id is not what is stored: looking it up as a hash finds nothing.
+        assert!(db.web_session_get(&id, 0).unwrap().is_none());
+        assert!(db.web_session_get(&id_hash(&id), 0).unwrap().is_some());
+        sessions.remove_account("ROOT").unwrap();
+        assert!(sessions.get(&id).unwrap().is_none());
     }
 
     #[test]

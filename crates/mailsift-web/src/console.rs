@@ -184,7 +184,10 @@ async fn login_submit(State(web): State<AppState>, Extension(Peer(peer)): Extens
     let (name, password) = (f.get("name").unwrap_or(""), f.all("password").first().copied().unwrap_or(""));
     match api::check_login(&web, peer.ip(), name, password).await {
         Ok(principal) => {
-            let (id, _) = web.sessions.create(principal.clone(), web.session_ttl());
+            let id = match web.sessions.create(principal.clone(), web.session_ttl()) {
+                Ok((id, _)) => id,
+                Err(e) => return api_error_page(ApiError::internal(e)),
+            };
             // Only a page of this console: anything else (another site, however disguised) goes home.
             let next = f.get("next").and_then(safe_redirect);
             let home = if principal.role == Role::User { "/console/quarantine" } else { "/console" };
@@ -212,7 +215,9 @@ async fn logout(State(web): State<AppState>, page: Page, headers: axum::http::He
     if let Some(id) =
         headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(|h| auth::cookie(h, auth::SESSION_COOKIE))
     {
-        web.sessions.remove(id);
+        if let Err(e) = web.sessions.remove(id) {
+            return api_error_page(ApiError::internal(e));
+        }
     }
     ([(header::SET_COOKIE, auth::clear_cookie(web.config.tls))], Redirect::to("/login")).into_response()
 }
@@ -936,7 +941,10 @@ async fn link_page(State(web): State<AppState>, Path(token): Path<String>) -> Re
     let user = end_user(&claims.subject);
     if claims.purpose == Purpose::Digest {
         // The recipient's own quarantine, in a session limited to it.
-        let (id, _) = web.sessions.create(user, web.session_ttl());
+        let id = match web.sessions.create(user, web.session_ttl()) {
+            Ok((id, _)) => id,
+            Err(e) => return api_error_page(ApiError::internal(e)),
+        };
         return (
             [(header::SET_COOKIE, auth::session_cookie(&id, web.session_ttl(), web.config.tls))],
             Redirect::to("/console/quarantine"),

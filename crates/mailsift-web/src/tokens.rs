@@ -3,8 +3,10 @@
 //! A token authorises one action on one thing for a while, and nothing else: `release` of quarantine item 42
 //! for alice@example.com until a time. It is `v1.<payload>.<mac>`, both parts base64url: the payload is
 //! JSON (purpose, item id, subject, expiry) and the mac is HMAC-SHA256 over `v1.<payload>` with the
-//! installation's key (`web.key` in the data directory, 32 random bytes made on first start, readable by
-//! its owner only). Changing one character of the payload, the purpose or the expiry breaks the mac; the
+//! installation's key: 32 random bytes made on first start. On SQLite it is `web.key` in the data
+//! directory, readable by its owner only; on PostgreSQL it is in the gateway database (the first node to
+//! start stores its key, every node reads back the one stored), so a link or API token made by one node
+//! works on every node. Changing one character of the payload, the purpose or the expiry breaks the mac; the
 //! comparison is constant-time. Tokens are not stored, so they cannot be listed or revoked one by one:
 //! they expire, and replacing the key revokes them all. What they authorise is bounded by the action
 //! itself (a release happens once; see `mailsift_gateway::release`).
@@ -91,6 +93,22 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     pub fn new(key: [u8; 32]) -> Signer {
         Signer { key }
+    }
+
+    /// The installation's key: on PostgreSQL the one shared through the gateway database (stored by the
+    /// first node to ask), on SQLite [`Signer::load_or_create`] in the data directory.
+    pub fn shared_or_file(db: &mailsift_store::Database, data_dir: &Path) -> Result<Signer, crate::WebError> {
+        match db.web_signing_key(&random_bytes::<32>()) {
+            Ok(Some(bytes)) => {
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    crate::WebError::SharedKey(format!("not a key ({} bytes, 32 expected)", bytes.len()))
+                })?;
+                Ok(Signer { key })
+            }
+            Ok(None) => Signer::load_or_create(data_dir)
+                .map_err(|source| crate::WebError::Key { path: data_dir.join("web.key"), source }),
+            Err(e) => Err(crate::WebError::SharedKey(e.to_string())),
+        }
     }
 
     /// The installation's key from `<data_dir>/web.key`, made (owner-only) when missing.

@@ -77,6 +77,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &AccountsCommand) -> 
             if !db.account_remove(name)? {
                 bail!("no account {name:?}");
             }
+            db.web_sessions_remove_account(name)?;
             println!("account {name} removed");
         }
         AccountsCommand::Password { name } => {
@@ -84,12 +85,13 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &AccountsCommand) -> 
             if !db.account_set_password(name, &hash)? {
                 bail!("no account {name:?}");
             }
-            println!("password of {name} changed (a running console keeps existing sessions until they expire)");
+            // Sessions are in the gateway database: every node's console logs this account out at once.
+            db.web_sessions_remove_account(name)?;
+            println!("password of {name} changed; the account's console sessions ended");
         }
         AccountsCommand::Token { name, days } => {
             let account = db.account_get(name)?.with_context(|| format!("no account {name:?}"))?;
-            let signer = mailsift_web::tokens::Signer::load_or_create(data_dir)
-                .with_context(|| format!("{}: cannot read the signing key", data_dir.display()))?;
+            let signer = mailsift_web::tokens::Signer::shared_or_file(&db, data_dir)?;
             let token = signer.sign(&mailsift_web::tokens::Claims {
                 purpose: mailsift_web::tokens::Purpose::Api,
                 id: account.id,

@@ -72,8 +72,8 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &DiagnoseArgs) -> Re
     // The diagnosis tries fixes by rebuilding the engine from its configuration: the domain's settings are
     // in that configuration here (the same verdicts as the one engine judging with them).
     let engine = gateway.diagnosis_engine(&crate::scanner::domain_of_envelope(&loaded.envelope, false))?;
-    let engine = crate::with_trained_model(engine, data_dir)?;
-    let rep = crate::reputation::for_scans(&engine, data_dir)?;
+    let engine = crate::with_trained_model(config, engine, data_dir)?;
+    let rep = crate::reputation::for_scans(config, &engine, data_dir)?;
     let scanner = crate::scanner::Scanner::new(engine)?.with_reputation(rep);
     let engine = &scanner.engine;
     let policy = gateway.policy_for(engine);

@@ -249,7 +249,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
             println!("a fresh installation: no local training, the day-one model stands in");
             engine.with_model(Default::default())
         }
-        None => crate::with_trained_model(engine, data_dir)?,
+        None => crate::with_trained_model(None, engine, data_dir)?,
         Some(training_on) => {
             let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
             let store = SqliteStore::open_dir(tmp.path())?;

@@ -161,15 +161,21 @@ pub fn load_engine(path: Option<&PathBuf>) -> Result<Engine> {
     config_cmd::load(path.map(PathBuf::as_path))?.engine()
 }
 
-/// Gives the engine the trained model from the data directory, when there is one.
-pub fn with_trained_model(engine: Engine, data_dir: &std::path::Path) -> Result<Engine> {
-    let file = data_dir.join(mailsift_store::sqlite::FILE_NAME);
-    if !file.exists() || !engine.config().classifier.enabled {
+/// Gives the engine the trained model where the gateway keeps it (the shared PostgreSQL store, or the data
+/// directory's file), when there is one: commands judge as the running gateway does.
+pub fn with_trained_model(config: Option<&PathBuf>, engine: Engine, data_dir: &std::path::Path) -> Result<Engine> {
+    if !engine.config().classifier.enabled {
         return Ok(engine);
     }
-    let store = mailsift_store::SqliteStore::open(&file)?;
-    let learner = mailsift_store::Learner::open(store)
-        .with_context(|| format!("{}: cannot load the classifier store", file.display()))?;
+    let shared = config_cmd::load(config.map(PathBuf::as_path))?.store.postgres()?.is_some();
+    let file = data_dir.join(mailsift_store::sqlite::FILE_NAME);
+    if !shared && !file.exists() {
+        return Ok(engine);
+    }
+    let store = config_cmd::classifier_store(config, data_dir)?;
+    let at = store.describe();
+    let learner =
+        mailsift_store::Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?;
     Ok(engine.with_model(learner.model()))
 }
 
@@ -196,7 +202,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let data_dir = cli.data_dir.as_path();
-    let trained = || with_trained_model(load_engine(cli.config.as_ref())?, data_dir);
+    let trained = || with_trained_model(cli.config.as_ref(), load_engine(cli.config.as_ref())?, data_dir);
     match cli.command {
         Command::Scan(args) => scan::run_cli(cli.config.as_ref(), data_dir, &args),
         Command::Explain { file, envelope } => scan::explain(cli.config.as_ref(), data_dir, &file, &envelope),

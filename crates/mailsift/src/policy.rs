@@ -684,13 +684,13 @@ fn test(
     let gateway = crate::scanner::judging(config, data_dir)?;
     let engine = gateway.engine()?;
     let settings = gateway.settings_for(&engine, &crate::scanner::domain_of_envelope(&args.envelope(), outbound))?;
-    let engine = crate::with_trained_model(engine, data_dir)?;
+    let engine = crate::with_trained_model(config, engine, data_dir)?;
     let configured = engine.config().policy.clone();
     let stored = &gateway.stored_policy;
     let all = gateway.policy_for(&engine);
     let policy = Policy::new(&all).context("the configuration's [policy] and the stored policy together")?;
 
-    let rep = crate::reputation::for_scans(&engine, data_dir)?;
+    let rep = crate::reputation::for_scans(config, &engine, data_dir)?;
     let scanner = crate::scanner::Scanner::new(engine)?.with_reputation(rep);
     let raw = crate::scan::read_input(file)?;
     let engine = &scanner.engine;

@@ -15,10 +15,18 @@ pub enum ReputationCommand {
     Reset { key: String },
 }
 
-/// The reputation store for scans: only when enabled and already there (a scan never creates one).
-pub fn for_scans(engine: &Engine, data_dir: &Path) -> Result<Option<SqliteReputation>> {
+/// The reputation store for scans: only when enabled and already there (a scan never creates a file), the
+/// shared one (Redis or PostgreSQL) when the configuration says so, as the gateway judges.
+pub fn for_scans(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path) -> Result<Option<SqliteReputation>> {
     let c = &engine.config().reputation;
-    if !c.enabled || !mailsift_store::reputation::exists(data_dir) {
+    if !c.enabled {
+        return Ok(None);
+    }
+    let loaded = crate::config_cmd::load(config.map(PathBuf::as_path))?;
+    if loaded.redis.is_some() || loaded.store.postgres()?.is_some() {
+        return Ok(Some(crate::config_cmd::reputation_store(config, data_dir, c.half_life_days)?));
+    }
+    if !mailsift_store::reputation::exists(data_dir) {
         return Ok(None);
     }
     Ok(Some(SqliteReputation::open_dir(data_dir, c.half_life_days)?))

@@ -63,9 +63,9 @@ impl Scanner {
         let settings = gateway.settings_for(&engine, &domain_of_envelope(&args.envelope(), outbound))?;
         let engine = match model {
             Some(m) => engine.with_model(m),
-            None => crate::with_trained_model(engine, data_dir)?,
+            None => crate::with_trained_model(config, engine, data_dir)?,
         };
-        let rep = crate::reputation::for_scans(&engine, data_dir)?;
+        let rep = crate::reputation::for_scans(config, &engine, data_dir)?;
         let policy = Policy::new(&gateway.policy_for(&engine))
             .context("the configuration's [policy] and the stored policy together")?;
         Ok(Scanner::new(engine)?.with_reputation(rep).with_policy(policy).with_settings(settings))

@@ -165,6 +165,7 @@ fn a_sqlite_data_directory_moves_into_postgres_with_every_row_counted() {
     assert_eq!(count("report submissions"), (1, 1), "{text}");
     let (tokens, in_pg) = count("classifier tokens");
     assert!(tokens > 10 && tokens == in_pg, "{text}");
+    assert_eq!(count("link signing key"), (1, 1), "digest links and tokens made before keep working: {text}");
     assert!(text.contains("every count equal"), "{text}");
     assert!(!text.contains("password"), "{text}");
 

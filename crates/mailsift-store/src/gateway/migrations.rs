@@ -217,6 +217,29 @@ CREATE TABLE leases (
 );
 ",
     },
+    Migration {
+        name: "web sessions",
+        // The console's sessions, keyed by a hash of the session id (the id itself is never stored), and
+        // the failed-login counts per key in fixed windows; see `web.rs`. The signing key stays in the data
+        // directory on SQLite.
+        sql: "
+CREATE TABLE web_sessions (
+    id_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_account ON web_sessions (account);
+CREATE INDEX web_sessions_expires ON web_sessions (expires);
+CREATE TABLE web_login_failures (
+    key TEXT PRIMARY KEY,
+    since INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE INDEX web_login_failures_since ON web_login_failures (since);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

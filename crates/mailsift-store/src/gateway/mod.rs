@@ -1,6 +1,6 @@
 //! The gateway's database: one SQLite file, `mailsift.sqlite` in the data directory, holding the message log,
 //! the quarantine, the outbound spool (`spool.rs`) and the policy (filter rules, allowed and blocked senders; `policy.rs`), the domains, and the
-//! web console's accounts and settings (`accounts.rs`); each adds a step to the list in `migrations.rs`. The
+//! web console's accounts and settings (`accounts.rs`) and its sessions and login counts (`web.rs`); each adds a step to the list in `migrations.rs`. The
 //! searches and the dashboard's statistics (`stats.rs`) share one filter builder (`filter.rs`).
 //!
 //! Search speed (`benches/log_search.rs`, 100,000 logged messages over 30 days): a search that fills its page
@@ -28,6 +28,7 @@ pub mod policy;
 pub mod quarantine;
 pub mod spool;
 mod stats;
+pub(crate) mod web;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ pub use policy::{
 pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery};
 pub use spool::{NewSpoolItem, SpoolItem};
 pub use stats::HourlyCount;
+pub use web::{ThrottleTake, WebSession};
 use writer::{Call, Command};
 
 /// The file name inside the data directory.

@@ -257,6 +257,32 @@ CREATE TABLE reputation (
 CREATE INDEX reputation_by_key ON reputation (key);
 ",
     },
+    Step {
+        name: "web sessions",
+        // The console's state shared by every node (see `gateway/web.rs`): sessions keyed by a hash of their
+        // id, failed-login counts per key, and the link and API token signing key the first node stored.
+        sql: "
+CREATE TABLE web_sessions (
+    id_hash TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires BIGINT NOT NULL
+);
+CREATE INDEX web_sessions_account ON web_sessions (account);
+CREATE INDEX web_sessions_expires ON web_sessions (expires);
+CREATE TABLE web_login_failures (
+    key TEXT PRIMARY KEY,
+    since BIGINT NOT NULL,
+    count BIGINT NOT NULL
+);
+CREATE INDEX web_login_failures_since ON web_login_failures (since);
+CREATE TABLE web_secrets (
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+",
+    },
 ];
 
 /// The version this build writes.
