@@ -72,6 +72,9 @@ pub struct DigestConfig {
     pub link_days: u64,
     /// The digest's sender (envelope and From:). Empty means `postmaster@<smtp hostname>`.
     pub from: String,
+    /// With several nodes, how long the node sending digests holds that job without renewing it: it renews
+    /// every third of this, and if it dies another node takes the schedule over within this long (180).
+    pub lease_secs: u64,
 }
 
 impl Default for WebConfig {
@@ -97,7 +100,7 @@ impl Default for WebConfig {
 
 impl Default for DigestConfig {
     fn default() -> Self {
-        DigestConfig { enabled: true, interval_hours: 24, link_days: 7, from: String::new() }
+        DigestConfig { enabled: true, interval_hours: 24, link_days: 7, from: String::new(), lease_secs: 180 }
     }
 }
 
@@ -139,6 +142,9 @@ impl WebConfig {
         }
         if self.digest.interval_hours == 0 || self.digest.link_days == 0 {
             return invalid("digest", "interval_hours and link_days must be at least 1");
+        }
+        if !(3..=3600).contains(&self.digest.lease_secs) {
+            return invalid("digest", "lease_secs must be 3 to 3600");
         }
         if !self.public_url.is_empty()
             && !self.public_url.starts_with("http://")

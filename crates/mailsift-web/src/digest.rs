@@ -49,16 +49,20 @@ pub struct DigestRun {
     pub items: usize,
 }
 
-/// Starts the schedule: a run whenever `interval_hours` passed since the last one (checked every minute,
-/// so a restart does not reset the clock).
+/// Starts the schedule: a run whenever `interval_hours` passed since the last one (checked every third of
+/// `lease_secs`, a minute by default, so a restart does not reset the clock).
 pub fn spawn_scheduler(web: AppState) {
     if !web.config.digest.enabled {
         return;
     }
     // Several nodes on one store each run this schedule; the one holding the digest's lease sends, the
-    // others wait. The holder renews the lease every minute; if it dies, the lease runs out and another node
+    // others wait. The holder renews the lease at each check; if it dies, the lease runs out and another node
     // takes over, and the shared schedule (the last run's time is in the store) goes on from where it was.
     let holder = format!("{}:{}", std::process::id(), crate::tokens::random_id());
+    // Renewed every third of the lease: a holder that misses one check keeps it, and a dead one's schedule is
+    // taken over within one lease.
+    let lease_ms = web.config.digest.lease_secs as i64 * 1000;
+    let check_every = Duration::from_millis(lease_ms as u64 / 3);
     tokio::spawn(async move {
         let mut shutdown = web.gateway.shutdown_signal();
         loop {
@@ -66,14 +70,14 @@ pub fn spawn_scheduler(web: AppState) {
             let me = holder.clone();
             let now_ms = mailsift_store::gateway::now_ms();
             let held =
-                tokio::task::spawn_blocking(move || db.lease_acquire(DIGEST_LEASE, &me, now_ms, now_ms + LEASE_MS))
+                tokio::task::spawn_blocking(move || db.lease_acquire(DIGEST_LEASE, &me, now_ms, now_ms + lease_ms))
                     .await
                     .ok()
                     .and_then(Result::ok)
                     .unwrap_or(false);
             if !held {
                 tokio::select! {
-                    _ = tokio::time::sleep(CHECK_EVERY) => continue,
+                    _ = tokio::time::sleep(check_every) => continue,
                     _ = shutdown.changed() => return,
                 }
             }
@@ -96,7 +100,7 @@ pub fn spawn_scheduler(web: AppState) {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = tokio::time::sleep(check_every) => {}
                 _ = shutdown.changed() => {
                     // Given up at a clean stop, so another node takes the schedule over at once.
                     let (db, me) = (web.db.clone(), holder.clone());
@@ -110,11 +114,6 @@ pub fn spawn_scheduler(web: AppState) {
 
 /// The lease whose holder runs the digest's schedule (see `mailsift_store`'s leases).
 const DIGEST_LEASE: &str = "digest";
-/// How often the schedule is checked and the lease renewed.
-const CHECK_EVERY: Duration = Duration::from_secs(60);
-/// How long a lease lasts unrenewed: three checks, so a holder that misses one keeps it, and a dead one's
-/// schedule is taken over within three minutes.
-const LEASE_MS: i64 = 180_000;
 
 /// The reason in a word or two, for the digest's table.
 pub fn reason_word(reason: &str) -> &'static str {
