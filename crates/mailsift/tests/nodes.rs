@@ -342,6 +342,49 @@ fn spamtrap_hits_at_one_node_spoil_the_senders_reputation_at_the_other() {
     }
 }
 
+/// Redis down: mail still flows at once (reputation answers neutral within its timeout, and a node leaves a
+/// dead Redis alone between attempts), and the node uses Redis again by itself when it is back.
+#[test]
+fn with_redis_down_mail_flows_and_reputation_comes_back_by_itself() {
+    let Some(pg) = Postgres::start() else { return };
+    let Some(mut redis) = mailsift_testkit::redis::Redis::start() else { return };
+    let url = pg.create_database("redis_down");
+    let extra = format!(
+        "[classifier]\nspamtraps = [\"trap@localhost\"]\n[redis]\nurl = \"{}\"\ntimeout_ms = 200\n",
+        redis.url()
+    );
+    let a = Node::start_with("redis-down", &url, &extra);
+    assert_eq!(a.send_to("trap@localhost", "trap before", "Cheap offer."), 250);
+    let recorded = Instant::now();
+    while !redis.cli(&["KEYS", "mailsift:reputation:*"]).unwrap_or_default().contains("127.0.0.1") {
+        assert!(recorded.elapsed() < Duration::from_secs(5), "the trap hit never reached Redis");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    redis.stop();
+    let started = Instant::now();
+    for i in 0..20 {
+        assert_eq!(a.send(&format!("during the outage {i}")), 250, "message {i} with Redis down");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "20 messages took {took:?} with Redis down");
+
+    // Back (emptied, so what appears is new) and used again without the node being told.
+    redis.start_again();
+    redis.cli(&["FLUSHALL"]).unwrap();
+    let back = Instant::now();
+    loop {
+        assert_eq!(a.send_to("trap@localhost", "trap after", "Cheap offer."), 250);
+        let keys = redis.cli(&["KEYS", "mailsift:reputation:*"]).unwrap_or_default();
+        if keys.contains("127.0.0.1") {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(10), "reputation never reached Redis again: {keys}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("Redis down: 20 messages answered 250 in {took:?}; used again {:?} after its restart", back.elapsed());
+}
+
 #[test]
 fn store_check_says_where_the_state_is_and_whether_this_mailsift_can_use_it() {
     // SQLite: nothing yet, then this mailsift's version.
