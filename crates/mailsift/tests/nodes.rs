@@ -6,7 +6,7 @@
 //! skipped, and under CI=true it fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -90,44 +90,14 @@ impl Node {
         self.send_to("bob@localhost", subject, text)
     }
 
-    /// Sends one message to `rcpt`; the final reply's code.
+    /// Sends one message to `rcpt` (mailsift_testkit's SMTP client); the final reply's code.
     fn send_to(&self, rcpt: &str, subject: &str, text: &str) -> u16 {
-        let tcp = TcpStream::connect(self.smtp).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut r = BufReader::new(tcp.try_clone().unwrap());
-        let mut w = tcp;
-        let mut reply = || -> u16 {
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    return 0;
-                }
-                if line.as_bytes().get(3) != Some(&b'-') {
-                    return line[..3].parse().unwrap();
-                }
-            }
-        };
-        assert_eq!(reply(), 220);
         let msg = format!(
             "From: alice@sender.example\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\
-             Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@sender.example>\r\n\r\n{text}\r\n.\r\n",
+             Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@sender.example>\r\n\r\n{text}\r\n",
             subject.replace(' ', "-")
         );
-        for (line, want) in [
-            ("EHLO client.sender.example", 250),
-            ("MAIL FROM:<alice@sender.example>", 250),
-            (&format!("RCPT TO:<{rcpt}>"), 250),
-        ] {
-            w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-            let code = reply();
-            if code != want {
-                return code;
-            }
-        }
-        w.write_all(b"DATA\r\n").unwrap();
-        assert_eq!(reply(), 354);
-        w.write_all(msg.as_bytes()).unwrap();
-        reply()
+        mailsift_testkit::clients::smtp_send(self.smtp, "alice@sender.example", &[rcpt], msg.as_bytes()).unwrap().0
     }
 }
 
