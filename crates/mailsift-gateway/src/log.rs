@@ -46,6 +46,10 @@ pub async fn commit_log(gateway: &Gateway, entry: LogEntry) {
 /// each.
 pub const SPILL_FILE: &str = "log-spill.jsonl";
 
+/// The spill file's bound: about 64,000 rows, an outage of many minutes at full load. Beyond it rows are
+/// dropped (and said), so a long outage cannot fill the disk or make the replay read an unbounded file.
+pub const SPILL_MAX_BYTES: u64 = 64 << 20;
+
 /// One writer of the spill file at a time in this process (appends and the replay's rename).
 static SPILL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -55,7 +59,12 @@ fn spill(dir: &std::path::Path, entry: &LogEntry) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
     line.push(b'\n');
     let _one = SPILL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(SPILL_FILE))?;
+    let file = dir.join(SPILL_FILE);
+    let held = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    if held + line.len() as u64 > SPILL_MAX_BYTES {
+        return Err(std::io::Error::other(format!("{} is full ({SPILL_MAX_BYTES} bytes)", file.display())));
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;
     f.write_all(&line)?;
     f.sync_data()
 }
@@ -179,5 +188,24 @@ pub fn message_entry(env: &Envelope, size: u64, stage: &str) -> LogEntry {
         size,
         stage: stage.into(),
         ..LogEntry::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spill_file_keeps_rows_until_its_bound_then_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = LogEntry { reference_id: "R1".into(), ..LogEntry::default() };
+        spill(dir.path(), &entry).unwrap();
+        let file = dir.path().join(SPILL_FILE);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(serde_json::from_str::<LogEntry>(text.trim()).unwrap(), entry);
+        // Nearly full (a sparse file): the next row does not fit and the file is left as it was.
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(SPILL_MAX_BYTES - 10).unwrap();
+        assert!(spill(dir.path(), &entry).unwrap_err().to_string().contains("is full"));
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), SPILL_MAX_BYTES - 10);
     }
 }

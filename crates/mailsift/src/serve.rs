@@ -34,16 +34,15 @@ pub fn build_state(
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}: cannot read configuration", p.display()))?,
         None => String::new(),
     };
-    let engine = crate::load_engine(config)?;
+    // The file read and checked once; the engine and `[redis]` come from the same parse.
+    let loaded = crate::config_cmd::load(config.map(PathBuf::as_path))?;
+    let engine = loaded.engine()?;
     // Reputation where the other nodes see it: Redis when `[redis]` says so, else beside the gateway
     // database (PostgreSQL's table, or the data directory's file).
     let reputation = if engine.config().reputation.enabled {
         let half_life = engine.config().reputation.half_life_days;
         Some(Arc::new(match db {
-            Some(db) => {
-                let redis = crate::config_cmd::load(config.map(PathBuf::as_path))?.redis;
-                mailsift_store::open_reputation(data_dir, db, redis.as_ref(), half_life)?
-            }
+            Some(db) => mailsift_store::open_reputation(data_dir, db, loaded.redis.as_ref(), half_life)?,
             None => mailsift_store::SqliteReputation::open_dir(data_dir, half_life)?,
         }))
     } else {
