@@ -259,9 +259,9 @@ fn accept_proxied(this: &Arc<Gateway>, state: &GatewayState, tcp: TcpStream, pee
                 return;
             }
         };
-        let client = match header {
-            ProxyHeader::Proxied { source, .. } => source,
-            ProxyHeader::Local => peer,
+        let (client, local) = match header {
+            ProxyHeader::Proxied { source, .. } => (source, false),
+            ProxyHeader::Local => (peer, true),
         };
         let Some(slot) = slot.move_to_client(client.ip()) else {
             // The client's own connections are over `max_connections_per_ip`: told so, as without a proxy.
@@ -271,7 +271,11 @@ fn accept_proxied(this: &Arc<Gateway>, state: &GatewayState, tcp: TcpStream, pee
         };
         tracing::debug!(proxy = %peer, client = %client, "PROXY header read");
         let g = slot.gateway.clone();
-        crate::session::run(g, Stream::Plain(tcp), client, Listener::Inbound).await;
+        if local {
+            crate::session::run_proxy_local(g, Stream::Plain(tcp), client).await;
+        } else {
+            crate::session::run(g, Stream::Plain(tcp), client, Listener::Inbound).await;
+        }
         drop(slot);
     });
 }

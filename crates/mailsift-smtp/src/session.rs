@@ -46,6 +46,9 @@ pub struct Client {
     pub esmtp: bool,
     pub tls: bool,
     pub user: Option<String>,
+    /// The connection is a load balancer's own (PROXY v2 LOCAL, v1 UNKNOWN): `peer` is the balancer, not a
+    /// client behind it, so its address never makes the session trusted (see [`run_proxy_local`]).
+    pub proxy_local: bool,
 }
 
 impl Client {
@@ -121,6 +124,18 @@ struct Session {
 
 /// Runs one session to its end. Errors end the session; they never reach other sessions.
 pub async fn run(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listener: Listener) {
+    run_session(gateway, stream, peer, listener, false).await
+}
+
+/// Runs the session of a load balancer's own connection (a PROXY LOCAL or UNKNOWN header: a health check, or
+/// a client the balancer could not name). It may greet, say EHLO and hand in mail for our domains like any
+/// client, but the balancer's address does not make it trusted even when `trusted_networks` covers the
+/// balancer: otherwise whatever reached us through a header the balancer could not fill would relay.
+pub async fn run_proxy_local(gateway: Arc<Gateway>, stream: Stream, balancer: SocketAddr) {
+    run_session(gateway, stream, balancer, Listener::Inbound, true).await
+}
+
+async fn run_session(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listener: Listener, proxy_local: bool) {
     let state = gateway.state();
     let shutdown = gateway.shutdown_signal();
     let stress = gateway.stress_signal();
@@ -129,7 +144,7 @@ pub async fn run(gateway: Arc<Gateway>, stream: Stream, peer: SocketAddr, listen
         state,
         io: BufReader::with_capacity(16 * 1024, stream),
         out: Vec::with_capacity(512),
-        client: Client { peer, listener, helo: None, esmtp: false, tls: false, user: None },
+        client: Client { peer, listener, helo: None, esmtp: false, tls: false, user: None, proxy_local },
         txn: None,
         errors: 0,
         junk: 0,
@@ -536,7 +551,7 @@ impl Session {
     }
 
     fn may_relay(&self) -> bool {
-        self.client.user.is_some() || self.state.is_trusted(self.client.peer.ip())
+        self.client.user.is_some() || (!self.client.proxy_local && self.state.is_trusted(self.client.peer.ip()))
     }
 
     async fn mail(&mut self, from: String, params: MailParams) {

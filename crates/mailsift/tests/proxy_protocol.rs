@@ -290,3 +290,39 @@ fn the_per_address_limit_counts_the_clients_behind_the_proxy() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A balancer in `trusted_networks` (a common set-up: it sits in the same network as the organisation's own
+/// servers) may relay for clients it names, but its own connections (v2 LOCAL, v1 UNKNOWN) are not trusted:
+/// what comes through a header the balancer could not fill is a stranger's mail, and must not relay.
+#[test]
+fn a_balancers_own_connection_never_relays_even_when_its_network_is_trusted() {
+    let data = temp_dir("local-relay");
+    let config = "[smtp]\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n\
+                  [smtp.outbound]\ntrusted_networks = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\n[smtp.tls]\nenabled = false\n";
+    let (_gw, smtp, _) = serve(&data, config);
+    let relay_attempt = |header: &[u8]| {
+        let mut c = Client::connect(smtp, header);
+        assert_eq!(c.reply().0, 220);
+        assert_eq!(c.cmd("EHLO client.sender.example").0, 250);
+        assert_eq!(c.cmd("MAIL FROM:<alice@sender.example>").0, 250);
+        let (code, text) = c.cmd("RCPT TO:<victim@elsewhere.example>");
+        c.cmd("QUIT");
+        (code, text)
+    };
+    // The control: a client the balancer names inside a trusted network relays.
+    let (code, text) = relay_attempt(b"PROXY TCP4 10.1.2.3 127.0.0.1 40000 25\r\n");
+    assert_eq!(code, 250, "a trusted client behind the balancer relays: {text}");
+    // A client outside it does not.
+    let (code, text) = relay_attempt(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n");
+    assert_eq!(code, 550, "{text}");
+    // The balancer's own connections, though its address is in trusted_networks, do not.
+    for header in [v2(0x0, 0x00, &[]), b"PROXY UNKNOWN\r\n".to_vec()] {
+        let (code, text) = relay_attempt(&header);
+        assert_eq!(code, 550, "relaying refused on the balancer's own connection: {text}");
+        assert!(text.contains("5.7.1"), "{text}");
+    }
+    // They may still hand in mail for our own domains (a health check that goes as far as DATA).
+    let (code, text) = Client::connect(smtp, b"PROXY UNKNOWN\r\n").send("local-inbound");
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(logged_client(&data, "local-inbound"), "127.0.0.1");
+}
