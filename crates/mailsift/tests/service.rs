@@ -2,7 +2,7 @@
 //! (systemd's `Type=notify`), the log file reopened on SIGUSR1, the JSON log carrying every message's
 //! reference; and the manual pages and shell completions generated from the command line's definition.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ fn the_log_file_is_reopened_on_sigusr1_after_a_rotation() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let _ = mailsift_testkit::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("before rotation"));
+    let _ = mailsift_testkit::clients::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("before rotation"));
     let first = wait_for(&log, "message");
     assert!(first.contains("action"), "{first}");
 
@@ -183,7 +183,7 @@ fn the_json_log_carries_the_reference_of_the_250_reply() {
     let log = data.join("mailsift.json");
     let (smtp, http) = (mailsift_testkit::quiet_loopback_port(), mailsift_testkit::quiet_loopback_port());
     let gw = serve(&data, &config, smtp, http, &["--log-format", "json", "--log-file", log.to_str().unwrap()], &[]);
-    let reply = mailsift_testkit::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("json log"))
+    let reply = mailsift_testkit::clients::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("json log"))
         .unwrap_or_else(|e| panic!("SMTP {smtp}: {e}"));
     assert_eq!(reply.0, 250, "{reply:?}");
     let reference = reply.1.split("[ref ").nth(1).and_then(|r| r.split(']').next()).unwrap_or_else(|| panic!("{reply:?}"));
