@@ -135,7 +135,7 @@ pub async fn process(
     }
     let env = &submission.envelope;
     tracing::info!(
-        id = %verdict.id,
+        reference = %verdict.id,
         client = ?env.client_ip,
         from = %sanitize(env.mail_from.as_deref().unwrap_or(""), 200),
         rcpts = env.rcpt_to.len(),
@@ -218,7 +218,7 @@ pub async fn carry_out(
     for to in &accepted.copies {
         match state.route_for(to, true) {
             Some(_) => owed.push((spool_item("copy", id, &mail_from, to), bytes.clone())),
-            None => tracing::warn!(id = %id, to = %sanitize(to, 320), "policy copy: no route to its address"),
+            None => tracing::warn!(reference = %id, to = %sanitize(to, 320), "policy copy: no route to its address"),
         }
     }
     // Spooled (committed and fsynced) before the 250; tried at once, retried by the spool's runner.
@@ -268,7 +268,7 @@ async fn deliver_accepted(
         }
         Err(RelayError::Temporary(why)) => {
             Counters::bump(&gateway.counters.relay_failures);
-            tracing::warn!(id = %id, route = ?route, error = %why, "delivery deferred");
+            tracing::warn!(reference = %id, route = ?route, error = %why, "delivery deferred");
             Err(Outcome {
                 action: "tempfail",
                 answer: answer(451, "4.4.1", format!("Next hop not available, try again later [ref {id}]")),
@@ -304,7 +304,7 @@ fn spool_item(kind: &str, id: &str, mail_from: &str, to: &str) -> NewSpoolItem {
 /// Our own storage failed (Maildir, spool): the client retries and is told it was us. The details (which
 /// may name paths) go to the log and the message-log row, never to the client.
 fn local_failure(id: &str, why: &str) -> Outcome {
-    tracing::error!(id = %id, error = %why, "local write failed");
+    tracing::error!(reference = %id, error = %why, "local write failed");
     Outcome {
         action: "tempfail",
         answer: answer(451, "4.3.0", format!("Local error, try again later [ref {id}]")),
@@ -315,7 +315,7 @@ fn local_failure(id: &str, why: &str) -> Outcome {
 
 /// The quarantine could not be written: the client retries.
 pub fn storage_failure(id: &str, why: &str) -> Outcome {
-    tracing::error!(id = %id, error = %why, "quarantine write failed");
+    tracing::error!(reference = %id, error = %why, "quarantine write failed");
     Outcome {
         action: "tempfail",
         answer: answer(451, "4.3.0", format!("Temporary storage failure, try again later [ref {id}]")),
@@ -405,7 +405,7 @@ fn bounce(
         mailsift_engine::unix_now(),
     )?;
     if state.route_for(sender, true).is_none() {
-        tracing::warn!(id = %id, to = %sanitize(sender, 320), "bounce: no route to the sender");
+        tracing::warn!(reference = %id, to = %sanitize(sender, 320), "bounce: no route to the sender");
         return None;
     }
     Some((spool_item("bounce", id, "", sender), msg))

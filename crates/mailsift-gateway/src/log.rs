@@ -35,9 +35,9 @@ pub async fn commit_log(gateway: &Gateway, entry: LogEntry) {
         let spilled = tokio::task::spawn_blocking(move || spill(&dir, &kept)).await;
         match spilled {
             Ok(Ok(())) => {
-                tracing::warn!(id = %reference, error = %e, "message log write failed; row kept to write later")
+                tracing::warn!(reference = %reference, error = %e, "message log write failed; row kept to write later")
             }
-            _ => tracing::error!(id = %reference, error = %e, "message log write failed; row lost"),
+            _ => tracing::error!(reference = %reference, error = %e, "message log write failed; row lost"),
         }
     }
 }

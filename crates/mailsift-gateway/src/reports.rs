@@ -76,7 +76,7 @@ pub async fn process(
             "empty report".into(),
         ),
         Ok(Err(e)) => {
-            tracing::error!(id = %id, error = %e, "report could not be learned");
+            tracing::error!(reference = %id, error = %e, "report could not be learned");
             (
                 Answer {
                     code: 451,

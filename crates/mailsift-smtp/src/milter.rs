@@ -524,7 +524,7 @@ impl Session {
             entry.reason = reason;
         }
         tracing::info!(
-            id = %verdict.id,
+            reference = %verdict.id,
             mta = ?self.peer,
             queue_id = %queue_id,
             rcpts = self.msg.rcpts.len(),

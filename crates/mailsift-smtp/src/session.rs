@@ -614,7 +614,7 @@ impl Session {
         }
         let reason = verdict.reason.clone().unwrap_or_else(|| "sender refused".into());
         Counters::bump(&self.gateway.counters.refused_at_door);
-        tracing::info!(client = %self.client.peer, id = %verdict.id, reason = %reason, "refused at the door");
+        tracing::info!(client = %self.client.peer, reference = %verdict.id, reason = %reason, "refused at the door");
         append_log(&self.gateway, door_log_entry(&envelope, &verdict, &reason));
         Err(format!("Refused: {} [ref {}]", proto::sanitize(&reason, 200), verdict.id))
     }

@@ -327,7 +327,7 @@ async fn check(
     let user = req.user.as_deref().map(|u| format!(" for user {u}")).unwrap_or_default();
     entry.next_hop_response = Some(format!("spamd {}{user}: {}", command.name(), spam_line.trim_end()));
     commit_log(gateway, entry).await;
-    tracing::info!(id = %verdict.id, client = ?peer, command = command.name(), score = verdict.score, action = verdict.action.as_str(), "spamd");
+    tracing::info!(reference = %verdict.id, client = ?peer, command = command.name(), score = verdict.score, action = verdict.action.as_str(), "spamd");
 
     let body: Vec<u8> = match command {
         Command::Check => Vec::new(),

@@ -6,6 +6,7 @@ mod config_cmd;
 mod diagnose;
 mod domains;
 mod eval;
+mod generate;
 mod init;
 mod inputs;
 mod load;
@@ -121,6 +122,9 @@ enum Command {
     /// Hash an SMTP AUTH password for `password = "..."` in `[[smtp.users]]` (Argon2id, fresh salt). The
     /// password is read from standard input (one line), never from the command line.
     AuthHash,
+    /// Manual pages and shell completions from this command line's definition (for packagers).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 /// Envelope facts for a scan: what the SMTP session would have told us.
@@ -247,6 +251,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
+        Command::Generate(cmd) => generate::run(&cmd).map(|_| ExitCode::SUCCESS),
         Command::AuthHash => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;

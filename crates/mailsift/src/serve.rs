@@ -17,9 +17,13 @@ pub struct ServeArgs {
     /// Serve HTTP (API, console, digest links, metrics) here instead of `[web] listen` (port 0 picks one).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
-    /// Log format on standard error: `text` or `json`.
+    /// Log format: `text` or `json`.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// Append the log to this file instead of standard error (which the journal collects under systemd).
+    /// SIGUSR1 reopens it, so a rotation tool can rename the file and then signal.
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
 }
 
 /// Reads the configuration file (or the embedded defaults) into a gateway state. The classifier's store is
@@ -91,7 +95,11 @@ pub fn build_state(
 const SCAN_STACK_BYTES: usize = 16 << 20;
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Result<()> {
-    init_logging(&args.log_format);
+    let log_file = match &args.log_file {
+        Some(path) => Some(LogFile::open(path)?),
+        None => None,
+    };
+    init_logging(&args.log_format, log_file.clone());
     // Messages are judged on the gateway's judge threads (mailsift_gateway::pool, 16 MiB stacks); a diagnosis
     // and other blocking work run on the runtime's blocking threads. The engine bounds every sender-controlled depth (MIME
     // nesting is cut before parsing, and no view recurses on it), so 2 MiB would do; the larger stack is a
@@ -164,7 +172,21 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        spawn_signal_handlers(gateway.clone(), config.cloned(), data_dir.to_path_buf(), args.listen.clone(), db);
+        spawn_signal_handlers(
+            gateway.clone(),
+            config.cloned(),
+            data_dir.to_path_buf(),
+            args.listen.clone(),
+            db,
+            log_file,
+        );
+        // Every listener is bound (connections wait in the kernel's queue until the accept loops below take
+        // them) and the gateway's state is built: the service manager may now order what depends on mail.
+        let listening: Vec<String> = listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).collect();
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("accepting mail on {}", listening.join(", "))),
+        ]);
         gateway.clone().serve(listeners).await;
         let counts: Vec<String> =
             gateway.counters.snapshot().iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
@@ -222,12 +244,47 @@ pub fn web_config(config: Option<&PathBuf>, listen: Option<SocketAddr>) -> Resul
     Ok(web)
 }
 
+/// Tells the service manager (systemd's `Type=notify`) about a state change; nothing without
+/// `NOTIFY_SOCKET`. A manager that cannot be told is not a reason to stop the mail: the failure is logged.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
+/// A configuration error as the service manager's status and the log show it: the error chain on one line,
+/// without the source excerpts a TOML parse error quotes (the offending line may hold a password), capped.
+fn reload_error_text(e: &anyhow::Error) -> String {
+    let full = format!("{e:#}");
+    let mut parts = Vec::new();
+    for line in full.lines() {
+        let t = line.trim();
+        // TOML excerpts: "3 | password = ...", "  |", "  |     ^^^".
+        let excerpt = t.split_once('|').is_some_and(|(left, _)| left.trim().chars().all(|c| c.is_ascii_digit()));
+        if t.is_empty() || excerpt {
+            continue;
+        }
+        parts.push(t.to_string());
+    }
+    let mut text = parts.join("; ");
+    if text.len() > 300 {
+        let mut cut = 300;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
 fn spawn_signal_handlers(
     gateway: Arc<Gateway>,
     config: Option<PathBuf>,
     data_dir: PathBuf,
     listen: Vec<SocketAddr>,
     db: mailsift_store::Database,
+    log_file: Option<LogFile>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let g = gateway.clone();
@@ -240,34 +297,112 @@ fn spawn_signal_handlers(
             _ = int.recv() => {}
         }
         tracing::info!("shutting down: finishing sessions in flight");
+        notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("draining: finishing sessions in flight")]);
         g.shutdown();
+    });
+    // SIGUSR1 reopens the log file (after a rotation renamed it). Handled even without --log-file, since
+    // the signal's default action would end the gateway.
+    tokio::spawn(async move {
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else { return };
+        while usr1.recv().await.is_some() {
+            match &log_file {
+                Some(f) => match f.reopen() {
+                    Ok(()) => tracing::info!(path = %f.path.display(), "log file reopened"),
+                    Err(e) => tracing::error!(path = %f.path.display(), error = %e, "cannot reopen the log file; still writing to the old one"),
+                },
+                None => tracing::info!("SIGUSR1: no log file to reopen (logging to standard error)"),
+            }
+        }
     });
     tokio::spawn(async move {
         let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
-            // A broken file is reported and the running configuration kept.
+            let reloading = sd_notify::NotifyState::monotonic_usec_now().ok();
+            let mut states = vec![sd_notify::NotifyState::Reloading];
+            states.extend(reloading);
+            notify(&states);
+            // A broken file is reported (log and service manager) and the running configuration kept.
             match build_state(config.as_ref(), &data_dir, &listen, Some(&db)) {
-                Ok(state) => gateway.reload(state),
+                Ok(state) => {
+                    gateway.reload(state);
+                    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("configuration reloaded")]);
+                }
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the running configuration")
+                    let reason = reload_error_text(&e);
+                    tracing::error!(error = %reason, "reload failed; keeping the running configuration");
+                    notify(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(&format!("reload failed: {reason}")),
+                    ]);
                 }
             }
         }
     });
 }
 
-fn init_logging(format: &str) {
+/// The log file of `--log-file`: appended to, one formatted event per write, and reopened by path on
+/// SIGUSR1 so that a renamed (rotated) file is let go and a new one started.
+#[derive(Clone)]
+pub struct LogFile {
+    path: PathBuf,
+    file: Arc<std::sync::Mutex<std::fs::File>>,
+}
+
+impl LogFile {
+    fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    }
+
+    fn open(path: &Path) -> Result<LogFile> {
+        let file = Self::open_file(path).with_context(|| format!("{}: cannot open the log file", path.display()))?;
+        Ok(LogFile { path: path.to_path_buf(), file: Arc::new(std::sync::Mutex::new(file)) })
+    }
+
+    fn reopen(&self) -> std::io::Result<()> {
+        let new = Self::open_file(&self.path)?;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
+    }
+}
+
+impl std::io::Write for &LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter hands over one whole event: written under the lock with write_all, lines never
+        // interleave.
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogFile {
+    type Writer = &'a LogFile;
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
+}
+
+fn init_logging(format: &str, file: Option<LogFile>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILSIFT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if format == "json" {
-        let _ = builder.json().try_init();
-    } else {
-        let _ = builder.try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (file, format == "json") {
+        (Some(f), true) => {
+            let _ = builder.with_writer(f).with_ansi(false).json().try_init();
+        }
+        (Some(f), false) => {
+            let _ = builder.with_writer(f).with_ansi(false).try_init();
+        }
+        (None, true) => {
+            let _ = builder.with_writer(std::io::stderr).json().try_init();
+        }
+        (None, false) => {
+            let _ = builder.with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).try_init();
+        }
     }
 }
 
