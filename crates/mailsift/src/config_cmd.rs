@@ -680,9 +680,15 @@ pub fn dump_text(config: &Config, data_dir: &Path, data_dir_from: &str, non_defa
     if non_default {
         main = differences(&main, &main_tree(&Config::default())?);
     }
-    let shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    if !non_default || config.engine.data_dir.is_some() || data_dir != Path::new(crate::datadir::DEFAULT_DATA_DIR) {
-        main.insert("data_dir".into(), toml::Value::String(shown.display().to_string()));
+    // The file's data_dir as every command resolves it (against the file's directory), so the dump reads
+    // back as the same configuration from anywhere; the header's comment says which directory is in effect.
+    if let Some(key) = &config.engine.data_dir {
+        let base = config.source.as_deref().and_then(|f| std::path::absolute(f).ok()?.parent().map(Path::to_path_buf));
+        let resolved = match base {
+            Some(b) if key.is_relative() => b.join(key),
+            _ => key.clone(),
+        };
+        main.insert("data_dir".into(), toml::Value::String(resolved.display().to_string()));
     }
     let mut main = toml::Value::Table(main);
     hide_secrets(&mut main);

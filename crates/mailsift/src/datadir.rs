@@ -64,7 +64,13 @@ pub struct Location {
 impl Location {
     /// Applies the rule. `config` and `data_dir` are what the command line or the environment gave (clap
     /// reads both), each with where it came from.
-    pub fn resolve(config: Option<(PathBuf, ConfigFrom)>, data_dir: Option<(PathBuf, DataDirFrom)>) -> Result<Location> {
+    /// `read_key` false: the configuration's `data_dir` is not read (commands that use no data directory
+    /// from a configuration, such as `init`, which may be writing the very file MAILSIFT_CONFIG names).
+    pub fn resolve(
+        config: Option<(PathBuf, ConfigFrom)>,
+        data_dir: Option<(PathBuf, DataDirFrom)>,
+        read_key: bool,
+    ) -> Result<Location> {
         let (config, config_from) = match config {
             Some((p, from)) => (Some(p), from),
             None => {
@@ -78,7 +84,7 @@ impl Location {
         };
         let (data_dir, data_dir_from) = match data_dir {
             Some(given) => given,
-            None => match config.as_deref().map(data_dir_key).transpose()?.flatten() {
+            None => match config.as_deref().filter(|_| read_key).map(data_dir_key).transpose()?.flatten() {
                 Some(dir) => (dir, DataDirFrom::ConfigKey),
                 None if config_from == ConfigFrom::System => (PathBuf::from(SYSTEM_DATA_DIR), DataDirFrom::System),
                 None => (PathBuf::from(DEFAULT_DATA_DIR), DataDirFrom::Default),
@@ -192,14 +198,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("m.toml");
         std::fs::write(&file, "data_dir = \"state\"\n").unwrap();
-        let at = Location::resolve(Some((file.clone(), ConfigFrom::Env)), None).unwrap();
+        let at = Location::resolve(Some((file.clone(), ConfigFrom::Env)), None, true).unwrap();
         assert_eq!(at.data_dir, dir.path().join("state"));
         assert_eq!(at.data_dir_from, DataDirFrom::ConfigKey);
         // The flag wins over the key.
-        let at = Location::resolve(Some((file.clone(), ConfigFrom::Env)), Some(("x".into(), DataDirFrom::Flag)))
+        let at = Location::resolve(Some((file.clone(), ConfigFrom::Env)), Some(("x".into(), DataDirFrom::Flag)), true)
             .unwrap();
         assert_eq!(at.data_dir, PathBuf::from("x"));
         std::fs::write(&file, "data_dir = 3\n").unwrap();
-        assert!(Location::resolve(Some((file, ConfigFrom::Env)), None).unwrap_err().to_string().contains("a path"));
+        assert!(Location::resolve(Some((file, ConfigFrom::Env)), None, true).unwrap_err().to_string().contains("a path"));
     }
 }

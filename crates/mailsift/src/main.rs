@@ -217,7 +217,9 @@ fn main() -> ExitCode {
         let from = if from_env("data_dir") { datadir::DataDirFrom::Env } else { datadir::DataDirFrom::Flag };
         (p, from)
     });
-    let at = match datadir::Location::resolve(config, data_dir) {
+    let read_key =
+        !matches!(cli.command, Command::Init(_) | Command::SmtpSink(_) | Command::SmtpLoad(_) | Command::AuthHash);
+    let at = match datadir::Location::resolve(config, data_dir, read_key) {
         Ok(at) => at,
         Err(e) => {
             eprintln!("mailsift: {e:#}");
