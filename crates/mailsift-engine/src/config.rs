@@ -12,6 +12,12 @@ pub mod policy;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
+    /// The data directory (databases, keys, Maildir): every command reads it from here unless `--data-dir` or
+    /// `MAILSIFT_DATA_DIR` says otherwise. A relative path is relative to this file's directory, never to
+    /// where a command runs. Unset: `/var/lib/mailsift` with the system configuration
+    /// (/etc/mailsift/mailsift.toml), else `./mailsift-data`. Read by the `mailsift` command, not the engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Score thresholds that turn a score into an action.
     pub thresholds: Thresholds,
     /// Weight overrides: `SYMBOL_NAME = weight`. A weight of 0 switches a symbol off.
@@ -260,6 +266,7 @@ impl Default for ClassifierConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            data_dir: None,
             thresholds: Thresholds::default(),
             weights: BTreeMap::new(),
             group_caps: BTreeMap::from([("content".to_string(), 4.0)]),

@@ -10,6 +10,7 @@
 //! What it is not: the model arithmetic (that is `mailsift_engine::classify`, which does no I/O) nor the
 //! decision of what to learn (the [`learner::Learner`] asks the engine and tells the store).
 
+pub mod backup;
 pub mod classifier;
 pub mod config;
 pub mod gateway;

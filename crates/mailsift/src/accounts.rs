@@ -38,13 +38,31 @@ pub enum AccountsCommand {
 }
 
 fn read_password() -> Result<String> {
+    read_password_from(&mut std::io::stdin().lock(), "standard input")
+}
+
+/// A password as the first line of `input` (`from` names it in errors), checked as every password is.
+pub fn read_password_from(input: &mut dyn BufRead, from: &str) -> Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    input.read_line(&mut line).with_context(|| format!("cannot read the password from {from}"))?;
     let p = line.trim_end_matches(['\r', '\n']).to_string();
     if p.chars().count() < 10 {
         bail!("the password needs at least 10 characters");
     }
     Ok(p)
+}
+
+/// Adds an account with this password (hashed here): `accounts add` and `init --admin` both.
+pub fn add(
+    db: &mailsift_store::Database,
+    name: &str,
+    role: Role,
+    domains: &[String],
+    password: &str,
+    now: i64,
+) -> Result<i64> {
+    let hash = mailsift_web::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+    Ok(db.account_add(name, role, domains, &hash, now)?)
 }
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &AccountsCommand) -> Result<()> {
@@ -57,8 +75,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &AccountsCommand) -> 
             if role == Role::DomainAdmin && domain.is_empty() {
                 bail!("a domain administrator needs --domain");
             }
-            let hash = mailsift_web::auth::hash_password(&read_password()?).map_err(anyhow::Error::msg)?;
-            let id = db.account_add(name, role, domain, &hash, now)?;
+            let id = add(&db, name, role, domain, &read_password()?, now)?;
             println!("account {name} ({}) added with id {id}", role.as_str());
         }
         AccountsCommand::List => {

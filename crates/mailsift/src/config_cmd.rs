@@ -40,6 +40,9 @@ pub enum ConfigCommand {
 pub enum StoreCommand {
     /// Where the gateway's state is and whether this mailsift can use it as it is, changing nothing.
     Check,
+    /// Create an empty gateway database in the data directory (as the first `serve` would), for setting
+    /// accounts, domains and policy up before the gateway first runs. Refuses when one exists.
+    Create,
     /// Copies this data directory's SQLite state (gateway database, classifier, reputation) into an empty
     /// PostgreSQL database, all or nothing, and prints every table's rows on both sides. Stop the gateway
     /// first; afterwards set `[store] backend = "postgres"` and the URL in the configuration.
@@ -79,6 +82,21 @@ pub fn store_migrate(data_dir: &Path, to: &str, password_file: Option<&Path>, ca
         counted.len(),
         hide_url_password(to)
     );
+    Ok(())
+}
+
+/// `mailsift store create`: see [`StoreCommand::Create`].
+pub fn store_create(config: Option<&PathBuf>, data_dir: &Path) -> Result<()> {
+    let store = load(config.map(PathBuf::as_path))?.store;
+    if store.postgres()?.is_some() {
+        bail!("[store] is PostgreSQL ({}): `mailsift serve` creates its tables", store.describe(data_dir));
+    }
+    let file = data_dir.join(mailsift_store::gateway::FILE_NAME);
+    if file.exists() {
+        bail!("{}: a gateway database exists already", file.display());
+    }
+    let db = mailsift_store::Database::open(&file)?;
+    println!("created {} (schema version {})", file.display(), db.schema_version()?);
     Ok(())
 }
 
@@ -164,11 +182,14 @@ impl Config {
 
 /// The gateway database as the configuration's `[store]` says (the data directory's SQLite file, created
 /// when missing, or PostgreSQL). Every command that reads or changes the gateway's state opens it here.
+///
+/// On SQLite the file must exist: only `serve` and `init` create a gateway database. A command run from
+/// the wrong directory (or with the wrong configuration) would otherwise make a second, empty one and act
+/// on it; it fails with [`crate::datadir::NoDatabase`] instead, which `main` words with where it looked.
 pub fn database(config: Option<&PathBuf>, data_dir: &Path) -> Result<mailsift_store::Database> {
     let store = load(config.map(PathBuf::as_path))?.store;
     if store.postgres()?.is_none() {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
+        crate::datadir::require_gateway_database(data_dir)?;
     }
     Ok(mailsift_store::Database::open_configured(data_dir, &store)?)
 }
@@ -194,6 +215,10 @@ pub fn reputation_store(
     let loaded = load(config.map(PathBuf::as_path))?;
     if loaded.redis.is_none() && loaded.store.postgres()?.is_none() {
         return Ok(mailsift_store::Reputation::open_dir(data_dir, half_life_days)?);
+    }
+    if loaded.store.postgres()?.is_none() {
+        // With Redis, the gateway database is still the data directory's (what `database` refuses to make).
+        crate::datadir::require_gateway_database(data_dir)?;
     }
     let db = database(config, data_dir)?;
     Ok(mailsift_store::open_reputation(data_dir, &db, loaded.redis.as_ref(), half_life_days)?)
@@ -624,7 +649,10 @@ fn commented(text: &str) -> String {
 }
 
 /// The dump as text (see `mailsift config dump`).
-pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<String> {
+///
+/// `data_dir_from` says how the data directory was chosen; `data_dir` is written as a key (the effective
+/// one), by `--non-default` only when something chose it (not the zero-configuration default).
+pub fn dump_text(config: &Config, data_dir: &Path, data_dir_from: &str, non_default: bool) -> Result<String> {
     let (stored_domains, stored_policy) = stored(config, data_dir)?;
     let database = config.store.describe(data_dir);
     let mut out = String::new();
@@ -646,10 +674,21 @@ pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<
     ));
     out.push_str(PRECEDENCE);
     out.push('\n');
+    out.push_str(&format!("# data_dir: {data_dir_from}\n"));
 
     let mut main = main_tree(config)?;
     if non_default {
         main = differences(&main, &main_tree(&Config::default())?);
+    }
+    // The file's data_dir as every command resolves it (against the file's directory), so the dump reads
+    // back as the same configuration from anywhere; the header's comment says which directory is in effect.
+    if let Some(key) = &config.engine.data_dir {
+        let base = config.source.as_deref().and_then(|f| std::path::absolute(f).ok()?.parent().map(Path::to_path_buf));
+        let resolved = match base {
+            Some(b) if key.is_relative() => b.join(key),
+            _ => key.clone(),
+        };
+        main.insert("data_dir".into(), toml::Value::String(resolved.display().to_string()));
     }
     let mut main = toml::Value::Table(main);
     hide_secrets(&mut main);
@@ -711,9 +750,9 @@ pub fn dump_text(config: &Config, data_dir: &Path, non_default: bool) -> Result<
 }
 
 /// `mailsift config dump`.
-pub fn dump(config: Option<&PathBuf>, data_dir: &Path, non_default: bool) -> Result<()> {
-    let config = load(config.map(PathBuf::as_path))?;
-    let text = dump_text(&config, data_dir, non_default)?;
+pub fn dump(at: &crate::datadir::Location, non_default: bool) -> Result<()> {
+    let config = load(at.config.as_deref())?;
+    let text = dump_text(&config, &at.data_dir, &at.describe_data_dir(), non_default)?;
     use std::io::Write;
     std::io::stdout().write_all(text.as_bytes()).context("cannot write the dump")?;
     Ok(())

@@ -393,8 +393,6 @@ fn apply(
     loaded: &Loaded,
     raw: Option<&[u8]>,
 ) -> Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
     if let Change::Report { spam } = change {
         let raw = raw.context("the message log keeps no copy of this message: report the message itself")?;
         let side = if *spam { mailsift_engine::classify::Side::Spam } else { mailsift_engine::classify::Side::Ham };

@@ -18,9 +18,25 @@ use clap::Args;
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// The configuration file to write.
-    #[arg(long, short, default_value = "mailsift.toml", value_name = "FILE")]
-    output: PathBuf,
+    /// The configuration file to write: by default /etc/mailsift/mailsift.toml when /etc/mailsift exists
+    /// and is writable (a packaged install), else ./mailsift.toml.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// The first administrator of the console (a login name or an address): created in the data
+    /// directory's new gateway database. Its password comes from --admin-password-file, else standard input
+    /// when it is not a terminal, else it is generated and printed once.
+    #[arg(long, value_name = "NAME")]
+    admin: Option<String>,
+    /// A file whose first line is the administrator's password (at least 10 characters).
+    #[arg(long, value_name = "FILE", requires = "admin")]
+    admin_password_file: Option<PathBuf>,
+    /// The address the gateway sends mail from to the Internet (repeat for IPv4 and IPv6): it goes in the
+    /// SPF record printed for each domain. Without it the record has a placeholder to fill in.
+    #[arg(long = "public-ip", value_name = "IP")]
+    public_ips: Vec<std::net::IpAddr>,
+    /// The address that receives DMARC aggregate reports (rua=), by default dmarc-reports@<first domain>.
+    #[arg(long, value_name = "ADDRESS")]
+    dmarc_reports: Option<String>,
     /// One of our domains: mail for it is received and relayed to the next hop, and mail "from" it is
     /// ours (anti-spoofing, backscatter). Repeat for several.
     #[arg(long = "domain", required = true, value_name = "DOMAIN")]
@@ -62,29 +78,168 @@ pub struct InitArgs {
     force: bool,
 }
 
-pub fn run(data_dir: &Path, args: &InitArgs) -> Result<()> {
-    if args.output.exists() && !args.force {
-        bail!("{}: exists; give --force to overwrite it", args.output.display());
+pub fn run(at: &crate::datadir::Location, args: &InitArgs) -> Result<()> {
+    let output = match &args.output {
+        Some(o) => o.clone(),
+        None => default_output(),
+    };
+    if output.exists() && !args.force {
+        bail!("{}: exists; give --force to overwrite it", output.display());
     }
+    let data_dir = init_data_dir(at, &output);
+    let data_dir = data_dir.as_path();
+    // The password is settled before anything is written: a bad one leaves nothing behind.
+    let admin = match &args.admin {
+        None => None,
+        Some(name) => Some((name.clone(), admin_password(args)?)),
+    };
     let text = production_toml(data_dir, args)?;
     // The file must load with serve's own loaders before it is written: init never leaves a file that
     // `serve` refuses.
-    loads(&text)
-        .with_context(|| format!("{}: the configuration init made does not load (a bug)", args.output.display()))?;
+    loads(&text).with_context(|| format!("{}: the configuration init made does not load (a bug)", output.display()))?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
-    write_replacing(&args.output, &text)?;
+    write_replacing(&output, &text)?;
     let data = absolute(data_dir);
-    println!("wrote {}", args.output.display());
-    println!("data directory: {}", data.display());
+    let cfg = absolute(&output);
+    println!("wrote {}", output.display());
+    println!("data directory: {} (data_dir in the file)", data.display());
+    if let Some((name, (password, generated))) = &admin {
+        // init is one of the two commands that create the gateway database (serve is the other).
+        let db = mailsift_store::Database::open_in(data_dir)
+            .with_context(|| format!("{}: cannot create the gateway database", data.display()))?;
+        let id = crate::accounts::add(&db, name, mailsift_store::Role::Admin, &[], password, mailsift_engine::unix_now())?;
+        println!("administrator {name} added with id {id}");
+        if *generated {
+            println!("its password (shown this once; change it with `mailsift accounts password {name}`): {password}");
+        }
+    }
     for w in production_warnings(args) {
         eprintln!("mailsift: warning: {w}");
     }
-    let cfg = absolute(&args.output);
-    println!("check it:  mailsift --config {} --data-dir {} config check", cfg.display(), data.display());
-    println!("run it:    mailsift --config {} --data-dir {} serve", cfg.display(), data.display());
-    println!("then add an administrator: mailsift --data-dir {} accounts add admin --role admin", data.display());
+    let with = if cfg == crate::datadir::system_config() {
+        String::new()
+    } else {
+        format!(" --config {}", cfg.display())
+    };
+    println!("check it:  mailsift{with} config check");
+    println!("run it:    mailsift{with} serve");
+    if admin.is_none() {
+        println!("then add an administrator: mailsift{with} accounts add admin --role admin");
+    }
+    println!();
+    print!("{}", dns_records(args)?);
     Ok(())
+}
+
+/// Where init writes by default: the system configuration when its directory is there to take it (a
+/// packaged install), else the current directory.
+fn default_output() -> PathBuf {
+    let system = crate::datadir::system_config();
+    match system.parent() {
+        Some(dir) if dir.is_dir() && writable(dir) => system,
+        _ => PathBuf::from("mailsift.toml"),
+    }
+}
+
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// The data directory init writes into the file: the one given (--data-dir, MAILSIFT_DATA_DIR), else
+/// /var/lib/mailsift for the system configuration, else `mailsift-data` next to the file.
+fn init_data_dir(at: &crate::datadir::Location, output: &Path) -> PathBuf {
+    use crate::datadir::DataDirFrom;
+    if matches!(at.data_dir_from, DataDirFrom::Flag | DataDirFrom::Env) {
+        return absolute(&at.data_dir);
+    }
+    let output = absolute(output);
+    if output == absolute(&crate::datadir::system_config()) {
+        return PathBuf::from(crate::datadir::SYSTEM_DATA_DIR);
+    }
+    output.parent().map(Path::to_path_buf).unwrap_or_default().join(crate::datadir::DEFAULT_DATA_DIR)
+}
+
+/// The administrator's password and whether init made it up.
+fn admin_password(args: &InitArgs) -> Result<(String, bool)> {
+    use std::io::IsTerminal;
+    if let Some(file) = &args.admin_password_file {
+        let f = std::fs::File::open(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let from = file.display().to_string();
+        return Ok((crate::accounts::read_password_from(&mut std::io::BufReader::new(f), &from)?, false));
+    }
+    if !std::io::stdin().is_terminal() {
+        let mut input = std::io::stdin().lock();
+        let mut peek = String::new();
+        use std::io::BufRead;
+        input.read_line(&mut peek).context("cannot read the password from standard input")?;
+        if !peek.trim_end_matches(['\r', '\n']).is_empty() {
+            return Ok((crate::accounts::read_password_from(&mut peek.as_bytes(), "standard input")?, false));
+        }
+    }
+    // 15 random bytes, 30 hexadecimal digits: typed once, then changed or kept in a password manager.
+    let bytes = mailsift_web::tokens::random_bytes::<15>();
+    Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), true))
+}
+
+/// The DNS records each domain must publish (or already has) for the gateway, as zone-file lines with a
+/// sentence on each.
+fn dns_records(a: &InitArgs) -> Result<String> {
+    let domains = a.domains.iter().map(|d| clean_domain(d)).collect::<Result<Vec<_>>>()?;
+    let hostname = match &a.hostname {
+        Some(h) => clean_domain(h)?,
+        None => system_hostname().unwrap_or_else(|| format!("mail.{}", domains[0])),
+    };
+    let mut spf_ips: Vec<String> = a
+        .public_ips
+        .iter()
+        .map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => format!("ip4:{v4}"),
+            std::net::IpAddr::V6(v6) => format!("ip6:{v6}"),
+        })
+        .collect();
+    if spf_ips.is_empty() {
+        spf_ips.push("ip4:PUBLIC_IP".into());
+    }
+    // The organisation's own sending servers keep their place in the record: the gateway is added, not
+    // substituted.
+    for s in &a.sending_servers {
+        let s = s.trim();
+        let mech = if s.contains(':') { format!("ip6:{s}") } else { format!("ip4:{s}") };
+        if !spf_ips.contains(&mech) {
+            spf_ips.push(mech);
+        }
+    }
+    let mut t = String::new();
+    let mut line = |s: &str| {
+        t.push_str(s);
+        t.push('\n');
+    };
+    line("DNS records to publish (or check) for each domain:");
+    for d in &domains {
+        let rua = a.dmarc_reports.clone().unwrap_or_else(|| format!("dmarc-reports@{}", domains[0]));
+        line("");
+        line(&format!("; {d}"));
+        line(&format!("{d}. MX 10 {hostname}."));
+        line(&format!("{d}. TXT \"v=spf1 mx {} -all\"", spf_ips.join(" ")));
+        line(&format!("_dmarc.{d}. TXT \"v=DMARC1; p=none; rua=mailto:{rua}\""));
+    }
+    line("");
+    line(&format!("MX: mail for the domains comes to this gateway ({hostname}, which needs an A/AAAA record)."));
+    if a.public_ips.is_empty() {
+        line("SPF: PUBLIC_IP is a placeholder: replace it with the address the gateway sends from (or run init");
+        line("     again with --public-ip); keep every other server that sends as the domain in the record.");
+    } else {
+        line("SPF: the gateway's public address, `mx`, and the --sending-server addresses; add any other server");
+        line("     (a newsletter service, a CRM) that sends as the domain before publishing.");
+    }
+    line("DMARC: p=none first: receivers report (rua) without acting, so a forgotten sender shows in the");
+    line("     reports instead of losing mail; after a few weeks of clean reports, p=quarantine, then p=reject.");
+    line("DKIM: mailsift does not sign outgoing mail yet; keep the DKIM records of the servers that sign now.");
+    Ok(t)
 }
 
 /// Parses `text` as every command reads a configuration file (engine, `[smtp]`, `[web]`), and compiles
@@ -205,11 +360,14 @@ fn production_toml(data_dir: &Path, a: &InitArgs) -> Result<String> {
     };
     line("# mailsift production configuration, written by `mailsift init`.");
     line("#");
-    line(&format!("# Data directory: {}", data.display()));
-    line("# (not a key of this file: give it to every command, --data-dir DIR, or set MAILSIFT_DATA_DIR)");
-    line("# Check it:  mailsift --config THIS_FILE --data-dir DIR config check");
-    line("# Run it:    mailsift --config THIS_FILE --data-dir DIR serve");
+    line("# Check it:  mailsift --config THIS_FILE config check   (no --config for /etc/mailsift/mailsift.toml)");
+    line("# Run it:    mailsift --config THIS_FILE serve");
     line("# Every key not written here has its documented default (see the README's Configuration section).");
+    line("");
+    line("# The data directory: the gateway database, the classifier and reputation stores, the keys. Every");
+    line("# command given this file (--config, MAILSIFT_CONFIG, or the system configuration) uses it, from");
+    line("# whatever directory it runs; --data-dir or MAILSIFT_DATA_DIR overrides it.");
+    line(&format!("data_dir = {}", q(&data.display().to_string())));
     line("");
     line("[organisation]");
     line("# Our own domains: mail claiming to be from them is checked as ours (anti-spoofing, backscatter), and");

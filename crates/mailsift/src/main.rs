@@ -2,7 +2,9 @@
 
 mod accounts;
 mod bench;
+mod backup;
 mod config_cmd;
+mod datadir;
 mod diagnose;
 mod domains;
 mod eval;
@@ -32,13 +34,15 @@ use mailsift_engine::{Engine, Envelope};
 #[derive(Parser)]
 #[command(name = "mailsift", version, about = "An email security gateway: every verdict explained.")]
 struct Cli {
-    /// Configuration file (TOML). Without it the embedded defaults apply.
+    /// Configuration file (TOML). Without it and MAILSIFT_CONFIG, /etc/mailsift/mailsift.toml when it
+    /// exists, else the embedded defaults.
     #[arg(long, short, global = true, env = "MAILSIFT_CONFIG")]
     config: Option<PathBuf>,
-    /// Data directory: the classifier store (`classifier.sqlite`) lives here. Scans use the trained
-    /// model found there, if any.
-    #[arg(long, global = true, env = "MAILSIFT_DATA_DIR", default_value = "mailsift-data")]
-    data_dir: PathBuf,
+    /// Data directory: the gateway database, the classifier and reputation stores, the keys. Without it and
+    /// MAILSIFT_DATA_DIR, the configuration's `data_dir` (relative to the file), else /var/lib/mailsift with
+    /// the system configuration, else ./mailsift-data. Only `serve` and `init` create a gateway database.
+    #[arg(long, global = true, env = "MAILSIFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +123,14 @@ enum Command {
     /// schema is newer than this mailsift or a search would be wrong).
     #[command(subcommand)]
     Store(config_cmd::StoreCommand),
+    /// Copy the data directory into DIR while the gateway runs: every SQLite database with SQLite's online
+    /// backup API (each as of one moment), the keys and other files byte for byte, and MANIFEST.json
+    /// (sizes, SHA-256, schema versions). With [store] on PostgreSQL, back that up with pg_dump.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty data directory (or --force), after checking every file against the
+    /// manifest and SQLite's integrity check; refuses a backup whose schema is newer than this mailsift and
+    /// a data directory a running process has open.
+    Restore(backup::RestoreArgs),
     /// Hash an SMTP AUTH password for `password = "..."` in `[[smtp.users]]` (Argon2id, fresh salt). The
     /// password is read from standard input (one line), never from the command line.
     AuthHash,
@@ -184,7 +196,12 @@ pub fn with_trained_model(config: Option<&PathBuf>, engine: Engine, data_dir: &s
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if !matches!(cli.command, Command::Serve(_) | Command::SmtpSink(_) | Command::SmtpLoad(_)) {
         // A report command piped into `head` ends quietly when the reader goes, as Unix tools do, instead of
         // panicking in println!. Only for commands that write to people: the servers keep Rust's default
@@ -195,17 +212,40 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    match run(cli) {
-        Ok(code) => code,
+    let from_env = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable);
+    let config = cli.config.clone().map(|p| {
+        let from = if from_env("config") { datadir::ConfigFrom::Env } else { datadir::ConfigFrom::Flag };
+        (p, from)
+    });
+    let data_dir = cli.data_dir.clone().map(|p| {
+        let from = if from_env("data_dir") { datadir::DataDirFrom::Env } else { datadir::DataDirFrom::Flag };
+        (p, from)
+    });
+    let read_key =
+        !matches!(cli.command, Command::Init(_) | Command::SmtpSink(_) | Command::SmtpLoad(_) | Command::AuthHash);
+    let at = match datadir::Location::resolve(config, data_dir, read_key) {
+        Ok(at) => at,
         Err(e) => {
             eprintln!("mailsift: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli, &at) {
+        Ok(code) => code,
+        Err(e) => {
+            // A command that will not create a database says where it looked and how it chose the place.
+            match e.chain().find_map(|c| c.downcast_ref::<datadir::NoDatabase>()) {
+                Some(missing) => eprintln!("mailsift: {}", at.refusal(missing)),
+                None => eprintln!("mailsift: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    let data_dir = cli.data_dir.as_path();
+fn run(mut cli: Cli, at: &datadir::Location) -> Result<ExitCode> {
+    cli.config = at.config.clone();
+    let data_dir = at.data_dir.as_path();
     let trained = || with_trained_model(cli.config.as_ref(), load_engine(cli.config.as_ref())?, data_dir);
     match cli.command {
         Command::Scan(args) => scan::run_cli(cli.config.as_ref(), data_dir, &args),
@@ -237,18 +277,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Lists(cmd) => policy::run_lists(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Policy(cmd) => policy::run_policy(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
-        Command::Init(args) => init::run(data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Init(args) => init::run(at, &args).map(|_| ExitCode::SUCCESS),
         Command::Config(config_cmd::ConfigCommand::Check) => {
             init::check(cli.config.as_ref(), data_dir).map(|_| ExitCode::SUCCESS)
         }
         Command::Config(config_cmd::ConfigCommand::Dump { non_default }) => {
-            config_cmd::dump(cli.config.as_ref(), data_dir, non_default).map(|_| ExitCode::SUCCESS)
+            config_cmd::dump(at, non_default).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Store(config_cmd::StoreCommand::Create) => {
+            config_cmd::store_create(cli.config.as_ref(), data_dir).map(|_| ExitCode::SUCCESS)
         }
         Command::Store(config_cmd::StoreCommand::Check) => config_cmd::store_check(cli.config.as_ref(), data_dir),
         Command::Store(config_cmd::StoreCommand::Migrate { to, password_file, ca_file }) => {
             config_cmd::store_migrate(data_dir, &to, password_file.as_deref(), ca_file.as_deref())
                 .map(|_| ExitCode::SUCCESS)
         }
+        Command::Backup(args) => backup::backup(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Restore(args) => backup::restore(data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::SmtpSink(args) => serve::sink(&args).map(|_| ExitCode::SUCCESS),
         Command::SmtpLoad(args) => load::run(&args).map(|_| ExitCode::SUCCESS),
         Command::Generate(cmd) => generate::run(&cmd).map(|_| ExitCode::SUCCESS),

@@ -138,6 +138,9 @@ fn maildir_count(data: &Path, rcpt: &str) -> usize {
 
 /// An API token for a new administrator, made with the CLI as an operator would.
 fn api_token(data: &Path) -> String {
+    // Only serve, init and `store create` make a gateway database; the account is stored in one.
+    let made = bin().arg("--data-dir").arg(data).args(["store", "create"]).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let mut add = bin()
         .arg("--data-dir")
         .arg(data)

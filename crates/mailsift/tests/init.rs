@@ -285,3 +285,88 @@ fn the_annotated_production_example_loads_as_serve_loads_it() {
     assert!(!out.contains("warning:"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `init` as a first installation runs it: the data directory goes into the file (next to it, since the
+/// file is not the system configuration), the first administrator is created in a new gateway database
+/// there, and the DNS records to publish are printed; afterwards the file alone (MAILSIFT_CONFIG, no
+/// --data-dir) finds the administrator from any directory.
+#[test]
+fn init_creates_the_first_administrator_and_prints_the_dns_records() {
+    let dir = temp_dir("admin");
+    let (cert, key) = certificate(&dir);
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let config = etc.join("mailsift.toml");
+    let password = dir.join("admin-password");
+    std::fs::write(&password, "a long enough password\n").unwrap();
+    let flags = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("MAILSIFT_SYSTEM_CONFIG", dir.join("no-system.toml")).arg("init").arg("--output").arg(&config);
+        for (k, v) in [
+            ("--domain", "acme.test"),
+            ("--domain", "two.test"),
+            ("--next-hop", "127.0.0.1:2526"),
+            ("--public-url", "https://mailsift.acme.test"),
+            ("--hostname", "mx.acme.test"),
+            ("--sending-server", "192.0.2.10"),
+        ] {
+            cmd.arg(k).arg(v);
+        }
+        cmd.arg("--cert").arg(&cert).arg("--key").arg(&key).args(extra);
+        cmd
+    };
+    let o = flags(&["--admin", "root@acme.test", "--public-ip", "203.0.113.7", "--admin-password-file"])
+        .arg(&password)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = text(&o.stdout);
+    for record in [
+        "acme.test. MX 10 mx.acme.test.",
+        "two.test. MX 10 mx.acme.test.",
+        "acme.test. TXT \"v=spf1 mx ip4:203.0.113.7 ip4:192.0.2.10 -all\"",
+        "_dmarc.acme.test. TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@acme.test\"",
+        "_dmarc.two.test. TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@acme.test\"",
+        "DKIM: mailsift does not sign outgoing mail yet",
+        "administrator root@acme.test added",
+    ] {
+        assert!(out.contains(record), "{record}: {out}");
+    }
+    assert!(!out.contains("a long enough password"), "a password from a file is never printed: {out}");
+    let data = etc.join("mailsift-data");
+    let t: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(t["data_dir"].as_str(), Some(data.to_str().unwrap()));
+    assert!(data.join("mailsift.sqlite").is_file());
+
+    // The file loads as serve loads it, and finds the administrator from another directory.
+    let o = bin()
+        .env("MAILSIFT_CONFIG", &config)
+        .env("MAILSIFT_SYSTEM_CONFIG", dir.join("no-system.toml"))
+        .current_dir(&dir)
+        .args(["accounts", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(text(&o.stdout).contains("root@acme.test") && text(&o.stdout).contains("admin"), "{}", show(&o));
+    let o = bin().arg("--config").arg(&config).args(["config", "check"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!dir.join("mailsift-data").exists(), "nothing made where the commands ran");
+
+    // No password given and no terminal: one is generated and printed once; no --public-ip: a placeholder.
+    let o = flags(&["--force", "--admin", "second"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert!(out.contains("ip4:PUBLIC_IP") && out.contains("PUBLIC_IP is a placeholder"), "{out}");
+    let generated = out
+        .lines()
+        .find_map(|l| l.split_once("(shown this once").map(|(_, rest)| rest.rsplit(' ').next().unwrap().to_string()))
+        .unwrap_or_else(|| panic!("no generated password: {out}"));
+    assert!(generated.len() >= 20, "{generated}");
+    let o = bin().arg("--config").arg(&config).args(["accounts", "list"]).output().unwrap();
+    assert!(text(&o.stdout).contains("second"), "{}", show(&o));
+    // A short password is refused before anything is written.
+    std::fs::write(&password, "short\n").unwrap();
+    let o = flags(&["--force", "--admin", "third", "--admin-password-file"]).arg(&password).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(text(&o.stderr).contains("at least 10 characters"), "{}", show(&o));
+}

@@ -31,6 +31,11 @@ fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// Runs and expects success; returns stdout.
+/// The gateway database the commands store the policy in: only serve, init and `store create` make one.
+fn create_store(dir: &Path) {
+    ok(dir, &["store", "create"]);
+}
+
 fn ok(dir: &Path, args: &[&str]) -> String {
     let out = run(dir, args, None);
     assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -69,6 +74,7 @@ fn rules_are_added_listed_moved_switched_off_shown_and_removed() {
     // Nothing stored yet: reading creates nothing.
     assert!(ok(&dir, &["rules", "list"]).contains("no filter rules"));
     assert!(!dir.join("data").exists());
+    create_store(&dir);
 
     // From a TOML file, from standard input, from options.
     std::fs::write(dir.join("web-forms.toml"), WEB_FORMS).unwrap();
@@ -136,6 +142,7 @@ fn rules_are_added_listed_moved_switched_off_shown_and_removed() {
 #[test]
 fn an_invalid_rule_is_refused_with_the_field_and_the_reason_and_nothing_is_stored() {
     let dir = temp_dir("invalid");
+    create_store(&dir);
     std::fs::write(dir.join("web-forms.toml"), WEB_FORMS).unwrap();
     ok(&dir, &["rules", "add", dir.join("web-forms.toml").to_str().unwrap()]);
 
@@ -162,6 +169,7 @@ fn an_invalid_rule_is_refused_with_the_field_and_the_reason_and_nothing_is_store
 #[test]
 fn rules_test_shows_which_rule_matched_and_why() {
     let dir = temp_dir("test");
+    create_store(&dir);
     std::fs::write(dir.join("web-forms.toml"), WEB_FORMS).unwrap();
     ok(&dir, &["rules", "add", dir.join("web-forms.toml").to_str().unwrap()]);
     let ham = fixture("rspamd_ham.eml");
@@ -249,6 +257,7 @@ fn rules_test_shows_which_rule_matched_and_why() {
 fn lists_are_added_listed_with_last_match_and_expiry_and_removed() {
     let dir = temp_dir("lists");
     assert!(ok(&dir, &["lists", "list"]).contains("no entries"));
+    create_store(&dir);
     let out = ok(
         &dir,
         &["lists", "add", "allow", "sender@example.com", "--recipient", "recipient@example.com", "--expires", "30d"],
@@ -360,6 +369,7 @@ action = "reject"
 #[test]
 fn the_policy_exports_and_imports_exactly_and_a_bad_file_changes_nothing() {
     let dir = temp_dir("import");
+    create_store(&dir);
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     let out = ok(&dir, &["policy", "import", dir.join("policy.toml").to_str().unwrap(), "--replace"]);
     assert!(out.contains("rules 3 added") && out.contains("entries 2 added"), "{out}");
@@ -368,6 +378,7 @@ fn the_policy_exports_and_imports_exactly_and_a_bad_file_changes_nothing() {
 
     // Into another data directory, and out again: the same text.
     let other = temp_dir("import-other");
+    create_store(&other);
     let out = run(&other, &["policy", "import", "-", "--replace"], Some(&exported));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(ok(&other, &["policy", "export"]), exported);
@@ -406,6 +417,7 @@ const WEB_FORM_MESSAGE: &str = "Received: from web01.hoster.test (web01.hoster.t
 #[test]
 fn rules_on_what_the_sender_writes_are_marked_forgeable_and_warned_about_everywhere() {
     let dir = temp_dir("forgeable");
+    create_store(&dir);
     // Adding is allowed, and the warning cannot be missed: set apart on standard error, naming each
     // condition a forger writes.
     std::fs::write(dir.join("web-forms.toml"), WEB_FORMS).unwrap();
