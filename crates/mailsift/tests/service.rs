@@ -46,7 +46,12 @@ fn serve(data: &Path, config: &Path, smtp: SocketAddr, http: SocketAddr, extra: 
         cmd.env(k, v);
     }
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
+    // The first stdout line comes once the SMTP listener is bound (tests that do not watch NOTIFY_SOCKET
+    // wait for it); the rest is drained so the child never blocks on a full pipe.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains("listening on"), "{first:?}");
     std::thread::spawn(move || {
         let mut sink = String::new();
         let _ = out.read_to_string(&mut sink);
@@ -237,7 +242,7 @@ fn manual_pages_and_completions_come_from_the_command_line_definition() {
         let out = bin().args(["generate", "completions", shell]).output().unwrap();
         assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
         let script = String::from_utf8(out.stdout).unwrap();
-        assert!(script.contains("serve") && script.contains("smtp-sink") && script.contains("--log-file"), "{shell}");
+        assert!(script.contains("serve") && script.contains("smtp-sink") && script.contains("log-file"), "{shell}");
     }
     let bad = bin().args(["generate", "completions", "tcsh"]).output().unwrap();
     assert!(!bad.status.success());
