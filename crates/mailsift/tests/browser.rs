@@ -302,6 +302,12 @@ impl Stack {
         let data_b = work.path().join(if postgres.is_some() { "data-b" } else { "data" });
 
         // The account is made through node A's installation; the token (below) is node B's, signed with its key.
+        if postgres.is_none() {
+            // Only serve, init and `store create` make a gateway database; the account is stored in one.
+            let mut made = bin();
+            made.arg("--config").arg(&config).arg("--data-dir").arg(&data_a).args(["store", "create"]);
+            assert!(made.output().unwrap().status.success(), "store create");
+        }
         let mut add = bin();
         add.arg("--config")
             .arg(&config)

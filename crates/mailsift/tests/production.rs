@@ -1057,6 +1057,9 @@ fn run(mode: Mode, build: impl FnOnce(&World) -> Scenario) {
     let base = world.new_dir("base", &world.config(&sc.config));
     if let Some(p) = &sc.policy {
         std::fs::write(base.join("policy.toml"), p).unwrap();
+        // Only serve, init and `store create` make a gateway database; the policy is stored in one.
+        let o = cli(&base, &["store", "create"]);
+        assert!(o.status.success(), "store create: {}", text(&o));
         let o = cli(&base, &["policy", "import", "policy.toml"]);
         assert!(o.status.success(), "policy import: {}", text(&o));
     }
