@@ -109,6 +109,9 @@ pub fn run(at: &crate::datadir::Location, args: &InitArgs) -> Result<()> {
         let db = mailsift_store::Database::open_in(data_dir)
             .with_context(|| format!("{}: cannot create the gateway database", data.display()))?;
         let id = crate::accounts::add(&db, name, mailsift_store::Role::Admin, &[], password, mailsift_engine::unix_now())?;
+        drop(db);
+        hand_to_data_dir_owner(data_dir)
+            .with_context(|| format!("{}: cannot hand the new database to the directory's owner", data.display()))?;
         println!("administrator {name} added with id {id}");
         if *generated {
             println!("its password (shown this once; change it with `mailsift accounts password {name}`): {password}");
@@ -261,7 +264,50 @@ fn write_replacing(path: &Path, text: &str) -> Result<()> {
     tmp.write_all(text.as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("{}: cannot write", path.display()))?;
+    keep_access(tmp.path(), path, &dir).with_context(|| format!("{}: cannot set its owner and mode", path.display()))?;
     tmp.persist(path).map_err(|e| anyhow::anyhow!("{}: cannot write: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// The file that replaces `path` gets the access the old one had: its mode and, as root, its owner and
+/// group (the package ships /etc/mailsift/mailsift.toml as root:mailsift 0640, so the service reads it
+/// through its group; a new file with the temporary file's 0600 root:root would stop the service from
+/// starting). A new file is 0640, and as root takes the group of its directory.
+fn keep_access(tmp: &Path, path: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (mode, owner) = match std::fs::metadata(path) {
+        Ok(old) => (old.mode() & 0o7777, Some((old.uid(), old.gid()))),
+        Err(_) => (0o640, std::fs::metadata(dir).ok().map(|d| (0, d.gid()))),
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(tmp, Some(uid), Some(gid))?;
+        }
+    }
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
+}
+
+/// Run as root (`sudo mailsift init --admin ...`), init creates the gateway database in a data directory
+/// the service's user owns (/var/lib/mailsift, mailsift:mailsift): what it made there is handed to that
+/// user, or the service could not write its own database.
+fn hand_to_data_dir_owner(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let dir = std::fs::metadata(data_dir)?;
+    if dir.uid() == 0 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.uid() == 0 && meta.is_file() {
+            std::os::unix::fs::chown(entry.path(), Some(dir.uid()), Some(dir.gid()))?;
+        }
+    }
     Ok(())
 }
 
