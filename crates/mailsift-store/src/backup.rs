@@ -63,10 +63,8 @@ pub fn integrity_check(path: &Path) -> Result<(), StoreError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| sqlite_error(path, e))?;
     let mut stmt = conn.prepare("PRAGMA integrity_check(20)").map_err(|e| sqlite_error(path, e))?;
-    let answers: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(|e| sqlite_error(path, e))?;
+    let answers: Vec<String> =
+        stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(|e| sqlite_error(path, e))?;
     if answers == ["ok"] {
         Ok(())
     } else {

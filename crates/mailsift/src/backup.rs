@@ -177,7 +177,12 @@ pub fn backup(config: Option<&PathBuf>, data_dir: &Path, args: &BackupArgs) -> R
 }
 
 fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root).unwrap_or(path).components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn copy_tree(
@@ -228,12 +233,15 @@ fn copy_tree(
                     skipped.push(format!("{rel} (removed while the backup ran)"));
                     continue;
                 }
-                Err(e) => return Err(e).with_context(|| format!("{}: cannot copy to {}", path.display(), to.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{}: cannot copy to {}", path.display(), to.display()))
+                }
             }
             ("file", None)
         };
         private(&to)?;
-        let (sha256, size) = sqlite_backup::sha256_file(&to).with_context(|| format!("{}: cannot read", to.display()))?;
+        let (sha256, size) =
+            sqlite_backup::sha256_file(&to).with_context(|| format!("{}: cannot read", to.display()))?;
         files.push(ManifestFile { path: rel, kind: kind.into(), size, sha256, schema });
     }
     Ok(())
@@ -274,8 +282,8 @@ pub fn restore(data_dir: &Path, args: &RestoreArgs) -> Result<()> {
     let manifest_path = from.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("{}: cannot read (not a finished `mailsift backup`?)", manifest_path.display()))?;
-    let manifest: Manifest =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a mailsift backup manifest", manifest_path.display()))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a mailsift backup manifest", manifest_path.display()))?;
     if manifest.format > FORMAT {
         bail!(
             "{}: backup format {} is newer than this mailsift's ({FORMAT}); restore it with mailsift {} or newer",
@@ -293,7 +301,11 @@ pub fn restore(data_dir: &Path, args: &RestoreArgs) -> Result<()> {
         let (sha256, size) = sqlite_backup::sha256_file(&path)
             .with_context(|| format!("{}: listed in the manifest but cannot be read", path.display()))?;
         if size != f.size || sha256 != f.sha256 {
-            bail!("{}: differs from the manifest (size {size}, expected {}): the backup is damaged", path.display(), f.size);
+            bail!(
+                "{}: differs from the manifest (size {size}, expected {}): the backup is damaged",
+                path.display(),
+                f.size
+            );
         }
         if f.kind == "sqlite" {
             sqlite_backup::integrity_check(&path)?;
@@ -349,7 +361,9 @@ pub fn restore(data_dir: &Path, args: &RestoreArgs) -> Result<()> {
         let tmp = PathBuf::from(tmp);
         std::fs::copy(path, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
         private(&tmp)?;
-        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("{}: cannot sync", tmp.display()))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("{}: cannot sync", tmp.display()))?;
         std::fs::rename(&tmp, &to).with_context(|| format!("{}: cannot write", to.display()))?;
     }
     println!(

@@ -112,10 +112,9 @@ impl Location {
         let why = match self.data_dir_from {
             DataDirFrom::Flag => "--data-dir".to_string(),
             DataDirFrom::Env => "MAILSIFT_DATA_DIR".to_string(),
-            DataDirFrom::ConfigKey => format!(
-                "data_dir in {}",
-                self.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
-            ),
+            DataDirFrom::ConfigKey => {
+                format!("data_dir in {}", self.config.as_deref().map(|p| p.display().to_string()).unwrap_or_default())
+            }
             DataDirFrom::System => "the system configuration has no data_dir: the packaged default".to_string(),
             DataDirFrom::Default => format!(
                 "the default, {DEFAULT_DATA_DIR} in the current directory: no --data-dir, MAILSIFT_DATA_DIR or \
@@ -143,7 +142,8 @@ impl Location {
 /// The `data_dir` key of the configuration file at `path`, resolved against the file's directory. Only that
 /// key is read here; the command loads and checks the whole file as it always does.
 fn data_dir_key(path: &Path) -> Result<Option<PathBuf>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read configuration", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read configuration", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{}: invalid configuration", path.display()))?;
     let Some(value) = table.get("data_dir") else { return Ok(None) };
@@ -206,6 +206,9 @@ mod tests {
             .unwrap();
         assert_eq!(at.data_dir, PathBuf::from("x"));
         std::fs::write(&file, "data_dir = 3\n").unwrap();
-        assert!(Location::resolve(Some((file, ConfigFrom::Env)), None, true).unwrap_err().to_string().contains("a path"));
+        assert!(Location::resolve(Some((file, ConfigFrom::Env)), None, true)
+            .unwrap_err()
+            .to_string()
+            .contains("a path"));
     }
 }

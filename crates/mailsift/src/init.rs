@@ -108,7 +108,8 @@ pub fn run(at: &crate::datadir::Location, args: &InitArgs) -> Result<()> {
         // init is one of the two commands that create the gateway database (serve is the other).
         let db = mailsift_store::Database::open_in(data_dir)
             .with_context(|| format!("{}: cannot create the gateway database", data.display()))?;
-        let id = crate::accounts::add(&db, name, mailsift_store::Role::Admin, &[], password, mailsift_engine::unix_now())?;
+        let id =
+            crate::accounts::add(&db, name, mailsift_store::Role::Admin, &[], password, mailsift_engine::unix_now())?;
         drop(db);
         hand_to_data_dir_owner(data_dir)
             .with_context(|| format!("{}: cannot hand the new database to the directory's owner", data.display()))?;
@@ -120,11 +121,8 @@ pub fn run(at: &crate::datadir::Location, args: &InitArgs) -> Result<()> {
     for w in production_warnings(args) {
         eprintln!("mailsift: warning: {w}");
     }
-    let with = if cfg == crate::datadir::system_config() {
-        String::new()
-    } else {
-        format!(" --config {}", cfg.display())
-    };
+    let with =
+        if cfg == crate::datadir::system_config() { String::new() } else { format!(" --config {}", cfg.display()) };
     println!("check it:  mailsift{with} config check");
     println!("run it:    mailsift{with} serve");
     if admin.is_none() {
@@ -264,7 +262,8 @@ fn write_replacing(path: &Path, text: &str) -> Result<()> {
     tmp.write_all(text.as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("{}: cannot write", path.display()))?;
-    keep_access(tmp.path(), path, &dir).with_context(|| format!("{}: cannot set its owner and mode", path.display()))?;
+    keep_access(tmp.path(), path, &dir)
+        .with_context(|| format!("{}: cannot set its owner and mode", path.display()))?;
     tmp.persist(path).map_err(|e| anyhow::anyhow!("{}: cannot write: {}", path.display(), e.error))?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The `mailsift` command: scan, explain, evaluate and benchmark messages, and print the symbol registry.
 
 mod accounts;
-mod bench;
 mod backup;
+mod bench;
 mod config_cmd;
 mod datadir;
 mod diagnose;

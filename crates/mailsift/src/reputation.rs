@@ -36,11 +36,9 @@ pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, cmd: &Rep
     let loaded = crate::config_cmd::load(config.map(PathBuf::as_path))?;
     if loaded.redis.is_none() && loaded.store.postgres()?.is_none() && !mailsift_store::reputation::exists(data_dir) {
         // Showing or forgetting never makes an empty store (in a directory that may be the wrong one).
-        return Err(crate::datadir::NoDatabase {
-            what: "reputation store",
-            path: data_dir.join("reputation.sqlite"),
-        }
-        .into());
+        return Err(
+            crate::datadir::NoDatabase { what: "reputation store", path: data_dir.join("reputation.sqlite") }.into()
+        );
     }
     // Where the gateway keeps it: shared by the nodes (Redis or PostgreSQL) or this data directory's file.
     let store = crate::config_cmd::reputation_store(config, data_dir, engine.config().reputation.half_life_days)?;

@@ -182,7 +182,8 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
         );
         // Every listener is bound (connections wait in the kernel's queue until the accept loops below take
         // them) and the gateway's state is built: the service manager may now order what depends on mail.
-        let listening: Vec<String> = listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).collect();
+        let listening: Vec<String> =
+            listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).map(|a| a.to_string()).collect();
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!("accepting mail on {}", listening.join(", "))),
@@ -297,7 +298,10 @@ fn spawn_signal_handlers(
             _ = int.recv() => {}
         }
         tracing::info!("shutting down: finishing sessions in flight");
-        notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("draining: finishing sessions in flight")]);
+        notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("draining: finishing sessions in flight"),
+        ]);
         g.shutdown();
     });
     // SIGUSR1 reopens the log file (after a rotation renamed it). Handled even without --log-file, since
@@ -308,7 +312,9 @@ fn spawn_signal_handlers(
             match &log_file {
                 Some(f) => match f.reopen() {
                     Ok(()) => tracing::info!(path = %f.path.display(), "log file reopened"),
-                    Err(e) => tracing::error!(path = %f.path.display(), error = %e, "cannot reopen the log file; still writing to the old one"),
+                    Err(e) => {
+                        tracing::error!(path = %f.path.display(), error = %e, "cannot reopen the log file; still writing to the old one")
+                    }
                 },
                 None => tracing::info!("SIGUSR1: no log file to reopen (logging to standard error)"),
             }

@@ -115,9 +115,13 @@ fn a_backup_taken_under_load_restores_every_message_answered_250_before_it_began
                     }
                     let subject = if i % 3 == 0 { format!("holdme {s}-{i}") } else { format!("plain {s}-{i}") };
                     let raw = message(&subject);
-                    let (code, reply) =
-                        mailsift_testkit::clients::smtp_send(addr, "alice@sender.example", &["bob@localhost"], raw.as_bytes())
-                            .unwrap();
+                    let (code, reply) = mailsift_testkit::clients::smtp_send(
+                        addr,
+                        "alice@sender.example",
+                        &["bob@localhost"],
+                        raw.as_bytes(),
+                    )
+                    .unwrap();
                     let at = Instant::now();
                     assert_eq!(code, 250, "{subject}: {reply}");
                     let reference = reply.rsplit("[ref ").next().unwrap().trim_end_matches(']').to_string();
@@ -188,7 +192,9 @@ fn a_backup_taken_under_load_restores_every_message_answered_250_before_it_began
         .collect();
     let logged: BTreeMap<&str, &serde_json::Value> = log.iter().map(|r| (r["id"].as_str().unwrap(), r)).collect();
     for a in &before {
-        let row = logged.get(a.reference.as_str()).unwrap_or_else(|| panic!("{} ({}) not in the log", a.reference, a.subject));
+        let row = logged
+            .get(a.reference.as_str())
+            .unwrap_or_else(|| panic!("{} ({}) not in the log", a.reference, a.subject));
         assert_eq!(row["subject"].as_str(), Some(a.subject.as_str()));
         let held = a.subject.starts_with("holdme");
         assert_eq!(row["action"].as_str() == Some("quarantine"), held, "{}: {row}", a.subject);
@@ -226,9 +232,13 @@ fn a_backup_taken_under_load_restores_every_message_answered_250_before_it_began
 
     // The restored directory serves again, and its log goes on.
     let (gw, addr) = serve(&restored, &config);
-    let reply =
-        mailsift_testkit::clients::smtp_send(addr, "alice@sender.example", &["bob@localhost"], message("after restore").as_bytes())
-            .unwrap();
+    let reply = mailsift_testkit::clients::smtp_send(
+        addr,
+        "alice@sender.example",
+        &["bob@localhost"],
+        message("after restore").as_bytes(),
+    )
+    .unwrap();
     assert_eq!(reply.0, 250, "{reply:?}");
     stop(gw);
     assert!(ok(&restored, &config, &["log", "list", "--subject", "after restore"]).contains("after restore"));

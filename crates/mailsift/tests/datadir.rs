@@ -107,9 +107,13 @@ fn a_command_run_from_another_directory_finds_the_gateways_database_and_refuses_
     let mut cmd = bin();
     cmd.env("MAILSIFT_CONFIG", &config).current_dir(&started_from);
     let (gw, addr) = serve(cmd);
-    let reply =
-        mailsift_testkit::clients::smtp_send(addr, "alice@sender.example", &["bob@localhost"], message("found me").as_bytes())
-            .unwrap();
+    let reply = mailsift_testkit::clients::smtp_send(
+        addr,
+        "alice@sender.example",
+        &["bob@localhost"],
+        message("found me").as_bytes(),
+    )
+    .unwrap();
     assert_eq!(reply.0, 250, "{reply:?}");
     stop(gw);
     assert!(state.join("mailsift.sqlite").is_file(), "serve made its database in data_dir");
@@ -221,7 +225,8 @@ fn a_database_newer_than_this_mailsift_is_refused_by_every_command_and_by_serve(
     let data = root.join("data");
     let o = bin().arg("--data-dir").arg(&data).args(["store", "create"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let ours: u32 = text(&o.stdout).rsplit("schema version ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
+    let ours: u32 =
+        text(&o.stdout).rsplit("schema version ").next().unwrap().trim_end_matches([')', '\n']).parse().unwrap();
     // The file is closed cleanly: no WAL holds a newer first page than the file.
     assert!(!data.join("mailsift.sqlite-wal").exists());
     let copy = root.join("copy");

@@ -37,7 +37,14 @@ impl Proc {
 }
 
 /// Starts `serve` on the given SMTP and HTTP addresses; stdout is drained, stderr goes to `stderr`.
-fn serve(data: &Path, config: &Path, smtp: SocketAddr, http: SocketAddr, extra: &[&str], env: &[(&str, &Path)]) -> Proc {
+fn serve(
+    data: &Path,
+    config: &Path,
+    smtp: SocketAddr,
+    http: SocketAddr,
+    extra: &[&str],
+    env: &[(&str, &Path)],
+) -> Proc {
     let mut cmd = bin();
     cmd.arg("--data-dir").arg(data).arg("--config").arg(config);
     cmd.args(["serve", "--listen", &smtp.to_string(), "--http-listen", &http.to_string()]);
@@ -133,7 +140,10 @@ fn the_service_manager_is_told_ready_after_the_ports_answer_and_about_reloads_an
     assert!(status.success() && started.elapsed() < Duration::from_secs(30), "{status:?}");
     let mut stderr = String::new();
     gw.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(stderr.contains("reload failed") && !stderr.contains("hunter2"), "the log says it too, no secret: {stderr}");
+    assert!(
+        stderr.contains("reload failed") && !stderr.contains("hunter2"),
+        "the log says it too, no secret: {stderr}"
+    );
 }
 
 #[test]
@@ -155,7 +165,12 @@ fn the_log_file_is_reopened_on_sigusr1_after_a_rotation() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    let _ = mailsift_testkit::clients::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("before rotation"));
+    let _ = mailsift_testkit::clients::smtp_send(
+        smtp,
+        "alice@sender.example",
+        &["bob@localhost"],
+        &message("before rotation"),
+    );
     let first = wait_for(&log, "message");
     assert!(first.contains("action"), "{first}");
 
@@ -188,10 +203,12 @@ fn the_json_log_carries_the_reference_of_the_250_reply() {
     let log = data.join("mailsift.json");
     let (smtp, http) = (mailsift_testkit::quiet_loopback_port(), mailsift_testkit::quiet_loopback_port());
     let gw = serve(&data, &config, smtp, http, &["--log-format", "json", "--log-file", log.to_str().unwrap()], &[]);
-    let reply = mailsift_testkit::clients::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("json log"))
-        .unwrap_or_else(|e| panic!("SMTP {smtp}: {e}"));
+    let reply =
+        mailsift_testkit::clients::smtp_send(smtp, "alice@sender.example", &["bob@localhost"], &message("json log"))
+            .unwrap_or_else(|e| panic!("SMTP {smtp}: {e}"));
     assert_eq!(reply.0, 250, "{reply:?}");
-    let reference = reply.1.split("[ref ").nth(1).and_then(|r| r.split(']').next()).unwrap_or_else(|| panic!("{reply:?}"));
+    let reference =
+        reply.1.split("[ref ").nth(1).and_then(|r| r.split(']').next()).unwrap_or_else(|| panic!("{reply:?}"));
     gw.signal("TERM");
     let mut gw = gw;
     gw.0.wait().unwrap();
