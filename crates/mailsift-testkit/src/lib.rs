@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod clients;
 pub mod dns;
+pub mod gateway;
 pub mod postfix;
 pub mod postgres;
 pub mod redis;

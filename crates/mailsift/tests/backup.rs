@@ -4,11 +4,13 @@
 //! checks the manifest and refuses what it must (a damaged file, a non-empty or running data directory).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use mailsift_testkit::gateway::{self, stop};
+use mailsift_testkit::Proc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,34 +31,10 @@ fn show(o: &Output) -> String {
     format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(data: &Path, config: &Path) -> (Proc, SocketAddr) {
     let mut cmd = bin();
     cmd.arg("--data-dir").arg(data).arg("--config").arg(config);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line.rsplit(' ').next().unwrap().trim().parse().unwrap_or_else(|_| panic!("no address in {line:?}"));
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
-    (Proc(child), addr)
-}
-
-fn stop(mut p: Proc) {
-    assert!(Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap().success());
-    p.0.wait().unwrap();
+    gateway::serve(cmd)
 }
 
 fn cli(data: &Path, config: &Path, args: &[&str]) -> Output {

@@ -3,10 +3,11 @@
 //! and a command pointed at a directory without a database refuses to make one, saying where it looked.
 //! Also: a database whose schema is newer than this mailsift is refused by every command and by serve.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+use mailsift_testkit::gateway::{serve, stop};
 
 /// The binary with no configuration or data directory from the environment, and no system configuration
 /// (whatever this machine has in /etc/mailsift).
@@ -32,36 +33,6 @@ fn with_input(mut cmd: Command, stdin: &str) -> Output {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
-}
-
-/// A child process killed when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `serve` on loopback ports started by `cmd`; its SMTP address.
-fn serve(mut cmd: Command) -> (Proc, SocketAddr) {
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line.rsplit(' ').next().unwrap().trim().parse().unwrap_or_else(|_| panic!("no address in {line:?}"));
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = out.read_to_string(&mut sink);
-    });
-    (Proc(child), addr)
-}
-
-fn stop(mut p: Proc) {
-    assert!(Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status().unwrap().success());
-    p.0.wait().unwrap();
 }
 
 fn message(subject: &str) -> String {
