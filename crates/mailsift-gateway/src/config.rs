@@ -126,6 +126,14 @@ pub struct SmtpConfig {
     pub milter: MilterConfig,
     /// The spamd-protocol listener, for spamc and SpamAssassin clients (see `spamd.rs`); off unless `listen` is set.
     pub spamd: SpamdConfig,
+    /// Virus scanning through clamd (see `virus.rs`).
+    pub virus: crate::virus::VirusConfig,
+    /// Token-bucket rate limits by client, sender, recipient and user (see `limits.rs`).
+    pub rate_limits: crate::limits::RateLimitsConfig,
+    /// Greylisting, off by default (see `greylist.rs`).
+    pub greylisting: crate::greylist::GreylistConfig,
+    /// Compromised-account protection for outbound users (see `guard.rs`).
+    pub account_guard: crate::guard::AccountGuardConfig,
 }
 
 /// What the gateway does with a bare CR or LF in message data (see `SmtpConfig::bare_line_endings`).
@@ -288,6 +296,10 @@ impl Default for SmtpConfig {
             reports: ReportsConfig::default(),
             milter: MilterConfig::default(),
             spamd: SpamdConfig::default(),
+            virus: Default::default(),
+            rate_limits: Default::default(),
+            greylisting: Default::default(),
+            account_guard: Default::default(),
         }
     }
 }
@@ -578,6 +590,10 @@ impl SmtpConfig {
         if let Some(h) = &self.outbound.smarthost {
             check_host_port(h).map_err(|r| invalid("outbound.smarthost", r))?;
         }
+        self.virus.validate()?;
+        self.rate_limits.validate()?;
+        self.greylisting.validate()?;
+        self.account_guard.validate()?;
         for (field, mode) in [
             ("milter.unix_socket_mode", self.milter.unix_socket_mode),
             ("spamd.unix_socket_mode", self.spamd.unix_socket_mode),

@@ -16,6 +16,16 @@ pub struct Counters {
     pub tempfailed: AtomicU64,
     pub relay_failures: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Messages in which the virus scanner found a virus.
+    pub virus_found: AtomicU64,
+    /// Messages the virus scanner could not scan (down, slow, failed).
+    pub virus_scan_failed: AtomicU64,
+    /// Commands answered with a temporary failure by a rate limit.
+    pub rate_limited: AtomicU64,
+    /// Recipients deferred by greylisting.
+    pub greylisted: AtomicU64,
+    /// Outbound users held by the compromised-account protection.
+    pub accounts_held: AtomicU64,
     /// Scan-to-answer latency.
     pub latency: Histogram,
     /// Where a message's time goes, one histogram per [`Stage`] (indexed by `Stage as usize`).
@@ -99,6 +109,11 @@ impl Counters {
             ("tempfailed", get(&self.tempfailed)),
             ("relay_failures", get(&self.relay_failures)),
             ("timeouts", get(&self.timeouts)),
+            ("virus_found", get(&self.virus_found)),
+            ("virus_scan_failed", get(&self.virus_scan_failed)),
+            ("rate_limited", get(&self.rate_limited)),
+            ("greylisted", get(&self.greylisted)),
+            ("accounts_held", get(&self.accounts_held)),
         ]
     }
 }
