@@ -352,10 +352,12 @@ impl Limiter {
         if rules.is_empty() {
             return None;
         }
-        let mut keys: Vec<(String, Rate, KeyKind)> = Vec::new();
+        let mut keys: Vec<(String, Rate)> = Vec::new();
+        let mut kinds: Vec<KeyKind> = Vec::new();
         for rule in rules {
             if let Some(key) = key_for(rule, &attempt) {
-                keys.push((key, rule.rate, rule.kind));
+                keys.push((key, rule.rate));
+                kinds.push(rule.kind);
             }
         }
         if keys.is_empty() {
@@ -364,32 +366,23 @@ impl Limiter {
         let store = self.store();
         let now = self.now_ms();
         let at_rcpt = attempt.recipient.is_some();
-        let run = move |store: &dyn LimitStore| -> Result<Option<(KeyKind, u64)>, mailsift_store::StoreError> {
-            for (key, rate, kind) in &keys {
-                let t = store.take(key, *rate, 1.0, now)?;
-                if !t.allowed {
-                    return Ok(Some((*kind, t.retry_after_secs)));
-                }
-            }
-            Ok(None)
-        };
         let answer = if store.is_remote() {
-            // Redis calls block (bounded by the timeout): not on the async threads.
-            match tokio::task::spawn_blocking(move || run(store.as_ref())).await {
+            // Redis calls block (bounded by the timeout): not on the async threads. One round trip for all.
+            match tokio::task::spawn_blocking(move || store.take_each(&keys, now)).await {
                 Ok(a) => a,
                 Err(_) => return None,
             }
         } else {
-            run(store.as_ref())
+            store.take_each(&keys, now)
         };
         match answer {
             Ok(None) => None,
-            Ok(Some((kind, retry))) => Some(Refusal {
+            Ok(Some((i, retry))) => Some(Refusal {
                 code: if at_rcpt { 450 } else { 451 },
                 enhanced: "4.7.1",
                 text: format!(
                     "Rate limit reached for {}; try again in {} (mail is accepted again at the configured rate)",
-                    kind.described(),
+                    kinds[i].described(),
                     human_secs(retry)
                 ),
             }),

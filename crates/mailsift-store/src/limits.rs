@@ -98,6 +98,17 @@ pub enum Grey {
 pub trait LimitStore: Send + Sync {
     /// Takes `cost` tokens from the bucket `key` if it has them.
     fn take(&self, key: &str, rate: Rate, cost: f64, now_ms: i64) -> Result<Take, StoreError>;
+    /// Takes one token from each bucket in turn, stopping at the first that has none: `Some((index, seconds
+    /// until it has one))` then, `None` when every bucket gave its token. One round trip for a shared store.
+    fn take_each(&self, keys: &[(String, Rate)], now_ms: i64) -> Result<Option<(usize, u64)>, StoreError> {
+        for (i, (key, rate)) in keys.iter().enumerate() {
+            let t = self.take(key, *rate, 1.0, now_ms)?;
+            if !t.allowed {
+                return Ok(Some((i, t.retry_after_secs)));
+            }
+        }
+        Ok(None)
+    }
     /// The tokens in bucket `key` now, without taking any (a missing bucket is full).
     fn peek(&self, key: &str, rate: Rate, now_ms: i64) -> Result<f64, StoreError>;
     /// Records an attempt of the triplet `key` and says whether it passes.
@@ -429,6 +440,16 @@ mod tests {
         assert!(!m.take("ip:192.0.2.1", RATE, 1.0, T0).unwrap().allowed);
         assert_eq!(m.peek("ip:192.0.2.1", RATE, T0 + 1000).unwrap(), 0.0);
         assert_eq!(m.peek("ip:192.0.2.9", RATE, T0).unwrap(), 3.0);
+    }
+
+    #[test]
+    fn take_each_stops_at_the_first_empty_bucket() {
+        let m = MemoryLimits::new(1000);
+        let one = Rate { per_sec: 0.1, burst: 1.0 };
+        let keys = [("ip:9".to_string(), RATE), ("from:x".to_string(), one), ("dom:x".to_string(), RATE)];
+        assert_eq!(m.take_each(&keys, T0).unwrap(), None);
+        assert_eq!(m.take_each(&keys, T0).unwrap(), Some((1, 10)));
+        assert_eq!((m.peek("ip:9", RATE, T0).unwrap(), m.peek("dom:x", RATE, T0).unwrap()), (1.0, 2.0));
     }
 
     #[test]

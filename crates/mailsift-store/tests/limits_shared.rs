@@ -50,6 +50,20 @@ fn two_nodes_share_one_bucket_and_one_triplet() {
 }
 
 #[test]
+fn take_each_takes_in_one_round_trip_and_stops_at_the_first_empty_bucket() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (node(&redis), node(&redis));
+    let one = Rate { per_sec: 0.1, burst: 1.0 };
+    let keys = [("ip:9".to_string(), RATE), ("from:x".to_string(), one), ("dom:x".to_string(), RATE)];
+    assert_eq!(a.take_each(&keys, T0).unwrap(), None);
+    // The second bucket is empty now: refused there, after the first gave a token and before the third.
+    assert_eq!(b.take_each(&keys, T0).unwrap(), Some((1, 10)));
+    assert_eq!(a.peek("ip:9", RATE, T0).unwrap(), 3.0);
+    assert_eq!(a.peek("dom:x", RATE, T0).unwrap(), 4.0);
+    assert_eq!(b.take_each(&keys, T0 + 10_000).unwrap(), None);
+}
+
+#[test]
 fn eight_threads_on_two_nodes_never_get_more_than_the_burst() {
     let Some(redis) = Redis::start() else { return };
     let nodes = [Arc::new(node(&redis)), Arc::new(node(&redis))];

@@ -45,6 +45,28 @@ redis.call('PEXPIRE', k, ttl)
 return {ok, string.format('%.17g', t)}
 ";
 
+/// [`TAKE`] for every key in turn, one token each, stopping at the first refusal. ARGV: now, then tokens per
+/// ms and burst per key. Returns {0} when all gave, else {index (1-based), tokens left as text}.
+const TAKE_EACH: &str = r"
+local now = tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  if redis.call('TYPE', k).ok ~= 'hash' then redis.call('DEL', k) end
+  local v = redis.call('HMGET', k, 't', 'u')
+  local t, u = tonumber(v[1]), tonumber(v[2])
+  if not t or not u then t, u = burst, now end
+  if now > u then t = t + (now - u) * rate; u = now end
+  if t > burst then t = burst end
+  if t < 1 then return {i, string.format('%.17g', t)} end
+  t = t - 1
+  redis.call('HSET', k, 't', string.format('%.17g', t), 'u', string.format('%.0f', u))
+  local ttl = 1000
+  if rate > 0 then ttl = math.ceil((burst - t) / rate) + 1000 end
+  redis.call('PEXPIRE', k, ttl)
+end
+return {0}
+";
+
 /// Records an attempt of the triplet KEYS[1]. ARGV: now, delay, window, pass ttl (ms). Returns {state,
 /// ms left}: 1 known, 2 passed now, 0 deferred.
 const GREY: &str = r"
@@ -73,6 +95,7 @@ pub struct RedisLimits {
     password: Option<String>,
     timeout: Duration,
     take: redis::Script,
+    take_each: redis::Script,
     grey: redis::Script,
     idle: Mutex<Vec<redis::Connection>>,
     resting_until: Mutex<Option<Instant>>,
@@ -115,6 +138,7 @@ impl RedisLimits {
             password,
             timeout: Duration::from_millis(config.timeout_ms),
             take: redis::Script::new(TAKE),
+            take_each: redis::Script::new(TAKE_EACH),
             grey: redis::Script::new(GREY),
             idle: Mutex::new(Vec::new()),
             resting_until: Mutex::new(None),
@@ -183,6 +207,32 @@ impl LimitStore for RedisLimits {
         let allowed = ok == 1;
         let retry_after_secs = if allowed { 0 } else { rate.wait_ms(tokens, cost).div_ceil(1000).max(1) };
         Ok(Take { allowed, tokens, retry_after_secs })
+    }
+
+    fn take_each(&self, keys: &[(String, Rate)], now_ms: i64) -> Result<Option<(usize, u64)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let mut inv = self.take_each.prepare_invoke();
+        inv.arg(now_ms);
+        for (key, rate) in keys {
+            inv.key(format!("{BUCKET_PREFIX}{key}")).arg(rate.per_sec / 1000.0).arg(rate.burst);
+        }
+        let answer: Vec<redis::Value> = self.with(|c| inv.invoke(c))?;
+        let index = match answer.first() {
+            Some(redis::Value::Int(i)) => *i,
+            _ => 0,
+        };
+        if index < 1 || index as usize > keys.len() {
+            return Ok(None);
+        }
+        let tokens = match answer.get(1) {
+            Some(redis::Value::BulkString(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse::<f64>().ok()),
+            _ => None,
+        }
+        .unwrap_or(0.0);
+        let rate = keys[index as usize - 1].1;
+        Ok(Some((index as usize - 1, rate.wait_ms(tokens, 1.0).div_ceil(1000).max(1))))
     }
 
     fn peek(&self, key: &str, rate: Rate, now_ms: i64) -> Result<f64, StoreError> {
