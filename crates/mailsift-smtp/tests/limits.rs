@@ -26,6 +26,11 @@ struct Node {
 
 /// A gateway with `extra` in `[smtp]` (and tables after it), its data in `dir`.
 async fn start(extra: &str, dir: &Path) -> Node {
+    start_with(extra, dir, |s| s).await
+}
+
+/// As [`start`], the state changed by `f` (reputation added).
+async fn start_with(extra: &str, dir: &Path, f: impl FnOnce(GatewayState) -> GatewayState) -> Node {
     let sink = Sink::start("127.0.0.1:0".parse().unwrap(), true).await.unwrap();
     let hop = sink.addr();
     let hash = mailsift_smtp::auth::hash_password("s3cret-pass");
@@ -52,7 +57,7 @@ password = "{hash}"
     );
     let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
     let config = SmtpConfig::from_toml(&text).unwrap();
-    let state = GatewayState::new(engine, config, dir).unwrap();
+    let state = f(GatewayState::new(engine, config, dir).unwrap());
     let db = Database::open_in(dir).unwrap();
     let gateway = Gateway::new(state, db, dir);
     let listeners = gateway.bind().await.unwrap();
@@ -282,6 +287,24 @@ s.quit()
     assert_eq!(stdout.trim(), "OK {}", "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(node.sink.messages().len(), 2);
     assert_eq!(node.gateway.counters.greylisted.load(std::sync::atomic::Ordering::Relaxed), 0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greylisting_skips_a_client_with_a_good_local_reputation() {
+    let dir = tempfile::tempdir().unwrap();
+    let reputation = mailsift_store::SqliteReputation::open_dir(dir.path(), 14.0).unwrap();
+    let now = mailsift_engine::unix_now();
+    let good = [(mailsift_engine::evidence::ReputationKind::Ip, "127.0.0.1".to_string())];
+    for _ in 0..6 {
+        reputation.record(&good, mailsift_store::ReputationEvent::Verdict(0), now).unwrap();
+    }
+    reputation.flush().unwrap();
+    let node = start_with(GREYLISTING, dir.path(), |s| s.with_reputation(reputation)).await;
+    let mut known = client(&node, "127.0.0.1").await;
+    assert_eq!(known.send("alice@sender.example", &["bob@example.com"], "good name").await, [250, 250, 250]);
+    let mut stranger = client(&node, "127.0.4.1").await;
+    assert_eq!(stranger.send("alice@sender.example", &["bob@example.com"], "no name").await, [250, 451]);
     node.stop().await;
 }
 
