@@ -50,8 +50,9 @@
 #                       instead of one sender for all: SPF lookups and reputation keys spread over the corpus
 #   --limits            also the phases "mailsift-limits" (as `mailsift`, with rate-limit rules on every inbound key,
 #                       generous enough never to refuse) and "mailsift-grey" (greylisting on, the load's one triplet
-#                       passed beforehand through the data directory's limits.snapshot, so every message is checked
-#                       and none deferred; not with --senders-from-headers): their cost as ratios to `mailsift`
+#                       passed beforehand through the data directory's limits.snapshot, and the reputation skip off,
+#                       so every message's triplet is checked and none deferred; not with --senders-from-headers):
+#                       their cost as ratios to `mailsift`
 #   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
@@ -438,7 +439,8 @@ rate = \"10000000/hour\"
     done
     run_mailsift "mailsift-limits.r$r" "$rules"
     run_mailsift "mailsift-grey.r$r" "[smtp.greylisting]
-enabled = true"
+enabled = true
+skip_good_reputation = false"
   fi
   if [ "$with_dns" = 1 ]; then
     run_mailsift "mailsift-dns.r$r" "[dns]

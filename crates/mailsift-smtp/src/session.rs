@@ -669,15 +669,18 @@ impl Session {
             }
         }
         let ip = self.client.peer.ip();
-        if config.skip_good_reputation {
-            if let Some(rep) = self.state.reputation() {
-                let key = [(mailsift_engine::evidence::ReputationKind::Ip, limits::plain_ip(ip).to_string())];
-                let good = rep.lookup(&key, mailsift_engine::unix_now()).is_ok_and(|f| {
-                    f.entries.iter().any(|e| e.ham >= config.good_reputation_ham && e.spam * 10.0 <= e.ham)
-                });
-                if good {
-                    return None;
-                }
+        if config.skip_good_reputation && self.state.reputation().is_some() {
+            // The store may read the disk or ask Redis: off the async threads.
+            let (state, min_ham) = (self.state.clone(), config.good_reputation_ham);
+            let key = [(mailsift_engine::evidence::ReputationKind::Ip, limits::plain_ip(ip).to_string())];
+            let good = tokio::task::spawn_blocking(move || {
+                let rep = state.reputation()?;
+                let facts = rep.lookup(&key, mailsift_engine::unix_now()).ok()?;
+                Some(facts.entries.iter().any(|e| e.ham >= min_ham && e.spam * 10.0 <= e.ham))
+            })
+            .await;
+            if matches!(good, Ok(Some(true))) {
+                return None;
             }
         }
         let key = config.triplet_key(ip, &txn.mail_from, to);
