@@ -48,12 +48,17 @@
 #                       the msg/s column then says whether the gateway kept up
 #   --senders-from-headers  each message's From: address is its envelope sender (smtp-load --sender-from-header)
 #                       instead of one sender for all: SPF lookups and reputation keys spread over the corpus
+#   --limits            also the phases "mailsift-limits" (as `mailsift`, with rate-limit rules on every inbound key,
+#                       generous enough never to refuse) and "mailsift-grey" (greylisting on, the load's one triplet
+#                       passed beforehand through the data directory's limits.snapshot, and the reputation skip off,
+#                       so every message's triplet is checked and none deferred; not with --senders-from-headers):
+#                       their cost as ratios to `mailsift`
 #   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--postgres] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_pg=0 with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--postgres] [--limits] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_limits=0 with_pg=0 with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -71,6 +76,7 @@ while [ $# -gt 0 ]; do
     --senders-from-headers) load_opts+=(--sender-from-header) ;;
     --rate) load_opts+=(--rate "${2:?$usage}"); shift ;;
     --postgres) with_pg=1 ;;
+    --limits) with_limits=1 ;;
     -h|--help) echo "$usage"; exit 0 ;;
     -*) echo "$usage" >&2; exit 2 ;;
     *) positional+=("$1") ;;
@@ -230,6 +236,12 @@ run_mailsift() {
   local name=$1 dns_toml=${2:-} port web_port
   port=$(free_port) web_port=$(free_port)
   cp -a "$work/trained" "$work/data-$name"
+  if [[ "$name" == mailsift-grey* ]]; then
+    # The triplet of smtp-load's defaults (127.0.0.1, load@example.org, user@localhost), passed an hour ago.
+    local now_ms=$(($(date +%s) * 1000))
+    echo "g $((now_ms - 3600000)) $((now_ms - 3000000)) $((now_ms - 3000000)) $((now_ms + 86400000)) g:127.0.0.0/24|load@example.org|user@localhost" \
+      > "$work/data-$name/limits.snapshot"
+  fi
   cat > "$work/$name.toml" <<TOML
 [smtp]
 listen = ["127.0.0.1:$port"]
@@ -417,6 +429,19 @@ for r in $(seq "$rounds"); do
 backend = \"postgres\"
 url = \"postgresql://mailsift@127.0.0.1:$pg_port/loadtest_r$r\""
   fi
+  if [ "$with_limits" = 1 ]; then
+    rules=""
+    for key in client_ip client_net sender sender_domain recipient; do
+      rules+="[[smtp.rate_limits.rule]]
+key = \"$key\"
+rate = \"10000000/hour\"
+"
+    done
+    run_mailsift "mailsift-limits.r$r" "$rules"
+    run_mailsift "mailsift-grey.r$r" "[smtp.greylisting]
+enabled = true
+skip_good_reputation = false"
+  fi
   if [ "$with_dns" = 1 ]; then
     run_mailsift "mailsift-dns.r$r" "[dns]
 enabled = true
@@ -440,7 +465,7 @@ echo "loadtest: load after: $(uptime | sed 's/.*load average/load average/')"
 python3 - "$work" "$json_out" "$commit" "$count" "$concurrency" "$dns_delay_ms" "$rounds" <<'PY'
 import glob, json, os, statistics, sys
 work, out, commit, count, conc, delay, rounds = sys.argv[1:]
-names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns", "mailsift-pg"]
+names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns", "mailsift-pg", "mailsift-limits", "mailsift-grey"]
 runs = {}
 for n in names:
     files = sorted(glob.glob(os.path.join(work, f"{n}.r*.json")), key=lambda f: int(f.rsplit(".r", 1)[1].split(".")[0]))
@@ -498,6 +523,8 @@ ratio("mailsift / postfix (in_flow_delay 1s)", "mailsift", "postfix")
 ratio("mailsift / postfix (in_flow_delay 0s)", "mailsift", "postfix-noflow")
 ratio(f"mailsift dns {delay}ms / dns off", "mailsift-dns", "mailsift")
 ratio("mailsift on PostgreSQL / on SQLite", "mailsift-pg", "mailsift")
+ratio("rate limits on / off", "mailsift-limits", "mailsift")
+ratio("greylisting on (passed) / off", "mailsift-grey", "mailsift")
 if out:
     json.dump({"commit": commit, "count": int(count), "concurrency": int(conc), "dns_delay_ms": int(delay),
                "rounds": int(rounds), "runs": runs, "medians": summary, "ratios": ratios,

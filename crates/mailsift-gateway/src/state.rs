@@ -321,6 +321,9 @@ pub struct Gateway {
     stress: tokio::sync::watch::Sender<bool>,
     /// AUTH failures per client address and per account, across sessions.
     pub auth_limiter: crate::auth::AuthLimiter,
+    /// Rate-limit buckets and greylisting triplets (`[smtp.rate_limits]`, `[smtp.greylisting]`), kept across
+    /// reloads: in memory with a snapshot in the data directory, or Redis once serve sets it.
+    pub limits: crate::limits::Limiter,
     idle: tokio::sync::Notify,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The policy in force: the configuration's `[policy]` and the store's rules and lists, compiled once
@@ -398,6 +401,7 @@ impl Gateway {
             active: AtomicUsize::new(0),
             stress: tokio::sync::watch::channel(false).0,
             auth_limiter: crate::auth::AuthLimiter::new(),
+            limits: crate::limits::Limiter::in_memory(data_dir),
             idle: tokio::sync::Notify::new(),
             shutdown: tokio::sync::watch::channel(false).0,
             policy: RwLock::new(Arc::new(Policy::default())),
@@ -591,5 +595,7 @@ impl Gateway {
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "message log flush failed at shutdown");
         }
+        // Throttled senders stay throttled and greylisted triplets known after the restart.
+        self.limits.save();
     }
 }

@@ -26,7 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use mailsift_gateway::effects::{self, Submission};
 use mailsift_gateway::log::{append_log, door_log_entry, relay_denied_entry};
 use mailsift_gateway::route::Route;
-use mailsift_gateway::{auth, Counters, DoorFacts, Gateway, GatewayState, Stream};
+use mailsift_gateway::{auth, greylist, limits, Counters, DoorFacts, Gateway, GatewayState, Stream};
+use mailsift_store::limits::Grey;
 
 use crate::door::Listener;
 use crate::proto::{self, reply, Command, DataDecoder, DataProblem, Framing, MailParams};
@@ -336,7 +337,7 @@ impl Session {
                 }
                 Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
                 Command::Mail { from, params } => self.mail(from, params).await,
-                Command::Rcpt { to } => self.rcpt(to),
+                Command::Rcpt { to } => self.rcpt(to).await,
                 Command::Data => {
                     if self.ready_for_data() {
                         self.say(354, "", "End data with <CR><LF>.<CR><LF>");
@@ -579,6 +580,9 @@ impl Session {
                 Ok(facts) => door = facts,
             }
         }
+        if let Some(r) = self.rate_limit(&from, direction, None).await {
+            return self.say(r.code, r.enhanced, &r.text);
+        }
         self.txn = Some(Transaction {
             mail_from: from,
             params,
@@ -619,7 +623,83 @@ impl Session {
         Err(format!("Refused: {} [ref {}]", proto::sanitize(&reason, 200), verdict.id))
     }
 
-    fn rcpt(&mut self, to: String) {
+    /// The rate limits of `[smtp.rate_limits]` at MAIL FROM (`rcpt` none) or RCPT TO: the refusal to answer,
+    /// counted and logged, when a bucket is empty. Nothing to do without rules.
+    async fn rate_limit(&self, from: &str, direction: Direction, rcpt: Option<&str>) -> Option<limits::Refusal> {
+        let config = &self.state.config.rate_limits;
+        if config.is_empty() {
+            return None;
+        }
+        let attempt = limits::Attempt {
+            ip: self.client.peer.ip(),
+            sender: from,
+            user: self.client.user.as_deref(),
+            direction,
+            recipient: rcpt,
+        };
+        let refusal = self.gateway.limits.check(config, attempt).await?;
+        Counters::bump(&self.gateway.counters.rate_limited);
+        tracing::info!(
+            client = %self.client.peer,
+            from = %proto::sanitize(from, 100),
+            rcpt = %proto::sanitize(rcpt.unwrap_or(""), 100),
+            reason = %refusal.text,
+            "rate limited"
+        );
+        Some(refusal)
+    }
+
+    /// Greylisting at RCPT TO (`[smtp.greylisting]`): the 451 text when this triplet is deferred. Outbound
+    /// mail, clients of good reputation and SPF-authenticated senders of the skip list pass; so does
+    /// everything when the store does not answer (counted by the limiter).
+    async fn greylisted(&self, txn: &Transaction, to: &str) -> Option<String> {
+        let config = &self.state.config.greylisting;
+        if !config.enabled || txn.direction == Direction::Outbound {
+            return None;
+        }
+        if !config.skip_authenticated_domains.is_empty() {
+            let facts = txn.door.as_ref().map(|d| d.facts());
+            let spf_pass = facts.is_some_and(|f| f.spf == Some(mailsift_engine::evidence::SpfResult::Pass));
+            let spf_domain = facts.and_then(|f| f.spf_domain.as_deref()).unwrap_or("");
+            if spf_pass
+                && spf_domain.eq_ignore_ascii_case(&proto::domain_of(&txn.mail_from))
+                && config.skips_domain(spf_domain)
+            {
+                return None;
+            }
+        }
+        let ip = self.client.peer.ip();
+        if config.skip_good_reputation && self.state.reputation().is_some() {
+            // The store may read the disk or ask Redis: off the async threads.
+            let (state, min_ham) = (self.state.clone(), config.good_reputation_ham);
+            let key = [(mailsift_engine::evidence::ReputationKind::Ip, limits::plain_ip(ip).to_string())];
+            let good = tokio::task::spawn_blocking(move || {
+                let rep = state.reputation()?;
+                let facts = rep.lookup(&key, mailsift_engine::unix_now()).ok()?;
+                Some(facts.entries.iter().any(|e| e.ham >= min_ham && e.spam * 10.0 <= e.ham))
+            })
+            .await;
+            if matches!(good, Ok(Some(true))) {
+                return None;
+            }
+        }
+        let key = config.triplet_key(ip, &txn.mail_from, to);
+        match self.gateway.limits.greylist(key, config.times()).await? {
+            Grey::Known | Grey::Passed => None,
+            Grey::Defer { wait_secs } => {
+                Counters::bump(&self.gateway.counters.greylisted);
+                tracing::info!(
+                    client = %self.client.peer,
+                    from = %proto::sanitize(&txn.mail_from, 100),
+                    rcpt = %proto::sanitize(to, 100),
+                    "greylisted"
+                );
+                Some(greylist::deferral_text(wait_secs))
+            }
+        }
+    }
+
+    async fn rcpt(&mut self, to: String) {
         let Some(txn) = &self.txn else {
             return self.say(503, "5.5.1", "Need MAIL before RCPT");
         };
@@ -663,6 +743,14 @@ impl Session {
         };
         if !to.is_ascii() && !txn.params.smtputf8 {
             return self.say(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+        }
+        // A recipient the transaction already holds was answered above; a recipient another transaction
+        // must carry (add_recipient's 452) is counted here all the same, as its client will retry it.
+        if let Some(r) = self.rate_limit(&txn.mail_from, txn.direction, Some(&to)).await {
+            return self.say(r.code, r.enhanced, &r.text);
+        }
+        if let Some(text) = self.greylisted(txn, &to).await {
+            return self.say(451, "4.7.1", &text);
         }
         self.add_recipient(to, route);
     }

@@ -15,6 +15,7 @@ pub mod classifier;
 pub mod config;
 pub mod gateway;
 pub mod learner;
+pub mod limits;
 pub mod migrate;
 pub mod reputation;
 pub mod sqlite;
@@ -30,6 +31,7 @@ pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, Q
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
 pub use gateway::{NewSpoolItem, SpoolItem};
 pub use learner::Learner;
+pub use limits::{LimitStore, MemoryLimits};
 pub use reputation::{open_configured as open_reputation, RedisConfig, Reputation, SqliteReputation};
 pub use reputation::{Event as ReputationEvent, ReputationHook, ReputationStats};
 pub use sqlite::SqliteStore;

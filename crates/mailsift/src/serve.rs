@@ -115,11 +115,18 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, args: &ServeArgs) -> Resul
             .with_context(|| format!("{}: cannot create the data directory", data_dir.display()))?;
         // The gateway database where `[store]` says: SQLite in the data directory, or PostgreSQL shared with
         // the other nodes (the classifier's model with it).
-        let store = crate::config_cmd::load(config.map(PathBuf::as_path))?.store;
+        let loaded = crate::config_cmd::load(config.map(PathBuf::as_path))?;
+        let (store, redis) = (loaded.store, loaded.redis);
         let db = mailsift_store::Database::open_configured(data_dir, &store)
             .with_context(|| format!("the gateway database ({})", store.describe(data_dir)))?;
         let state = build_state(config, data_dir, &args.listen, Some(&db))?;
         let gateway = Gateway::new(state, db.clone(), data_dir);
+        // Rate-limit buckets and greylisting triplets where the other nodes see them: the `[redis]` of
+        // reputation, else memory with a snapshot in the data directory.
+        if let Some(redis) = &redis {
+            let limits = mailsift_store::limits::redis::RedisLimits::open(redis).context("[redis] for rate limits")?;
+            gateway.limits.use_store(Arc::new(limits));
+        }
         let listeners = gateway.bind().await?;
         // Every listener is bound before any is announced, so a taken port stops the start with nothing said
         // to be listening.
