@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use mailsift_engine::cidr::IpRange;
 use serde::{Deserialize, Serialize};
 
+pub use crate::config_error::ConfigError;
+
 /// The file as the gateway sees it: only `[smtp]`; the engine checks every other table.
 #[derive(Debug, Default, Deserialize)]
 struct File {
@@ -469,14 +471,6 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig { connect_timeout_secs: 30, reply_timeout_secs: 120, starttls: true }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0}")]
-    Toml(String),
-    #[error("[smtp] {field}: {reason}")]
-    Invalid { field: String, reason: String },
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use mailsift_store::limits::GreyTimes;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::limits::{network_of, push_key_part};
 
 /// `[smtp.greylisting]`.

@@ -11,8 +11,9 @@
 //! What it is not: a listener. It binds no port and speaks no protocol; `mailsift-smtp` does (SMTP, milter,
 //! spamd), `mailsift-web` does HTTP.
 //!
-//! Module dependencies (no cycles): the leaves are `text`, `passwords`, `stream`, `counters`, `headers`,
-//! `route`, `disposition`; then `config` (text, passwords), `auth` and `tls` (config), `relay` (text, stream),
+//! Module dependencies (no cycles): the leaves are `config_error`, `text`, `passwords`, `stream`, `counters`, `headers`,
+//! `route`, `disposition`; `virus`, `limits`, `greylist` and `guard` (config_error: their own settings); then
+//! `config` (text, passwords, and the settings of those four), `auth` and `tls` (config), `relay` (text, stream),
 //! `state` (config, auth, tls, relay, route, counters), `delivery` (state, route, relay), `log` (state, text),
 //! `spool` (state, delivery, route, relay), `background` (state, spool), `judge` (state, text, log), `release` (state, delivery, relay),
 //! `reports` (state, log, disposition), `effects` (all of the above).
@@ -21,6 +22,7 @@ pub mod actions;
 pub mod auth;
 pub mod background;
 pub mod config;
+pub mod config_error;
 pub mod counters;
 pub mod delivery;
 pub mod disposition;

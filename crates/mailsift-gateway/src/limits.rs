@@ -32,7 +32,7 @@ use mailsift_engine::Direction;
 use mailsift_store::limits::{Grey, GreyTimes, LimitStore, MemoryLimits, Rate, Take};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 
 /// `[smtp.rate_limits]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
