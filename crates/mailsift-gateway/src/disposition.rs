@@ -66,6 +66,7 @@ impl Disposition {
             redirect: effects.redirect.as_deref(),
             copies: &effects.copy,
             reject_message: effects.reject_message.as_deref(),
+            virus: verdict.virus.as_ref().and_then(|v| v.found.as_deref()),
         })
     }
 
@@ -104,6 +105,8 @@ pub struct Decision<'a> {
     pub redirect: Option<&'a str>,
     pub copies: &'a [String],
     pub reject_message: Option<&'a str>,
+    /// The signature of a virus found in the message: its refusal is `554 5.7.0` and names it.
+    pub virus: Option<&'a str>,
 }
 
 /// The rules, in order: a defer wins; then each recipient's action (a redirect replaces the recipients by
@@ -123,6 +126,10 @@ pub fn decide(d: &Decision<'_>) -> Disposition {
         None => d.per_recipient.to_vec(),
     };
     if actions.iter().all(|(_, a)| *a == Action::Reject) {
+        if let Some(name) = d.virus {
+            let text = format!("Virus found: {} [ref {id}]", sanitize(name, 200));
+            return Disposition::Reject { answer: answer(554, "5.7.0", text) };
+        }
         let text = match d.reject_message {
             Some(m) => format!("{} [ref {id}]", sanitize(m, 200)),
             None => format!("Message rejected as spam [ref {id}]"),
@@ -311,6 +318,7 @@ mod tests {
                 redirect: row.redirect,
                 copies: &copies,
                 reject_message: row.reject_message,
+                virus: None,
             });
             assert_eq!(got, row.want, "{}", row.name);
         }
