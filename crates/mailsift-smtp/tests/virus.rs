@@ -370,6 +370,17 @@ async fn a_domain_that_quarantines_viruses_keeps_them_in_the_quarantine() {
     let held = g.gateway.db.quarantine_list(&QuarantineQuery::default()).unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].reason, format!("virus: {}", clamd::EICAR_NAME));
+    assert!(held[0].is_virus());
+
+    // Its recipient (and a digest link, which releases as the recipient) cannot release it; an
+    // administrator can.
+    use mailsift_gateway::actions;
+    let by_user = actions::release(&g.gateway, held[0].id, "erin@hold.test").await;
+    assert!(matches!(by_user, Err(actions::ReleaseError::Virus(id)) if id == held[0].id), "{by_user:?}");
+    assert!(g.sink.messages().is_empty());
+    let by_admin = actions::release_as_admin(&g.gateway, held[0].id, "admin").await.unwrap();
+    assert_eq!(by_admin.recipient, "erin@hold.test");
+    assert_eq!(g.sink.messages().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
