@@ -325,6 +325,28 @@ mod tests {
     }
 
     #[test]
+    fn a_virus_is_refused_with_554_naming_it_whatever_the_rules_reject_text() {
+        let rcpts = v(&["a@x.example"]);
+        let d = Decision {
+            id: "ID1",
+            defer: None,
+            action: Reject,
+            per_recipient: &[],
+            recipients: &rcpts,
+            redirect: None,
+            copies: &[],
+            reject_message: Some("rule text"),
+            virus: Some("Eicar\r\n250 ok"),
+        };
+        assert_eq!(
+            decide(&d),
+            Disposition::Reject { answer: answer(554, "5.7.0", "Virus found: Eicar  250 ok [ref ID1]") }
+        );
+        // Quarantined instead (the domain's virus_action): accepted, held.
+        assert_eq!(decide(&Decision { action: Quarantine, ..d }), accept(&["a@x.example"], &[], false, None, &[]));
+    }
+
+    #[test]
     fn action_names() {
         assert_eq!(accept(&["a"], &[], false, None, &[]).action_name(), "quarantine");
         assert_eq!(accept(&["a"], &["b"], true, None, &[]).action_name(), "tag");

@@ -566,6 +566,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn settings_are_checked_by_name() {
+        assert!(VirusConfig::default().validate().is_ok());
+        let bad = |c: VirusConfig| c.validate().unwrap_err().to_string();
+        let c = VirusConfig { clamd: Some("clamd.sock".into()), ..VirusConfig::default() };
+        assert!(bad(c).contains("virus.clamd"));
+        assert!(bad(VirusConfig { timeout_ms: 0, ..VirusConfig::default() }).contains("virus.timeout_ms"));
+        assert!(bad(VirusConfig { max_stream_bytes: 0, ..VirusConfig::default() }).contains("virus.max_stream_bytes"));
+        let toml = "clamd = \"127.0.0.1:3310\"\naction = \"quarantine\"\non_failure = \"deliver\"\n";
+        let c: VirusConfig = toml::from_str(toml).unwrap();
+        assert_eq!((c.action, c.on_failure, c.timeout_ms), (VirusAction::Quarantine, OnFailure::Deliver, 30_000));
+        assert!(toml::from_str::<VirusConfig>("action = \"drop\"").is_err());
+        assert!(toml::from_str::<VirusConfig>("clamd_socket = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_found_virus_overrides_allow_lists_copies_and_defers() {
+        let engine = mailsift_engine::Engine::new(Default::default()).unwrap();
+        let mut v = engine.scan(b"Subject: hi\r\n\r\nhello\r\n", &Default::default(), &Default::default());
+        v.defer = Some("dns".into());
+        v.policy_effects.copy.push("legal@x.example".into());
+        let how = Handling { action: VirusAction::Reject, on_failure: OnFailure::Tempfail };
+        apply(&mut v, &Scan::Found("Eicar".into()), None, how);
+        assert_eq!((v.action, v.defer.as_deref()), (Action::Reject, None));
+        assert!(v.policy_effects.copy.is_empty());
+        assert_eq!(v.virus.as_ref().unwrap().header, "found Eicar; engine=clamd; db=unknown");
+        assert_eq!(v.symbols[0].name, "VIRUS_FOUND");
+        let mut v = engine.scan(b"Subject: hi\r\n\r\nhello\r\n", &Default::default(), &Default::default());
+        apply(&mut v, &Scan::Failed("slow".into()), None, how);
+        assert_eq!(v.defer.as_deref(), Some(DEFER_TEXT));
+        assert!(!v.engines.contains(&"clamav"));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_reply_is_parsed_without_panic_and_names_are_printable(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
