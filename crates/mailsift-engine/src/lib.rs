@@ -36,7 +36,7 @@ pub use evidence::Evidence;
 pub use message::Message;
 pub use settings::{Settings, SettingsConfig};
 pub use symbols::{Group, Registry};
-pub use verdict::{Action, Verdict};
+pub use verdict::{Action, Verdict, VirusNote};
 
 use checks::rules::RuleSet;
 use config::AsfMode;
@@ -530,6 +530,7 @@ impl Engine {
             policy_effects: Default::default(),
             recipient_actions: Vec::new(),
             policy_matches: Vec::new(),
+            virus: None,
         }
     }
 }

@@ -101,6 +101,23 @@ pub struct Verdict {
     /// can record when each last matched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policy_matches: Vec<PolicyMatch>,
+    /// What the virus scan said, when the gateway asked for one (the engine never fills it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virus: Option<VirusNote>,
+}
+
+/// The outcome of the gateway's virus scan as the verdict carries it: the `X-Mailsift-Virus` value, and what
+/// the disposition needs (the signature of a virus found).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VirusNote {
+    /// The signature's name when a virus was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// Why the message could not be scanned (or the engine was out of date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// The `X-Mailsift-Virus` value: `clean | found NAME | failed REASON | not scanned`, then the engine.
+    pub header: String,
 }
 
 /// One recipient's outcome when the recipients' outcomes differ.
@@ -166,6 +183,9 @@ impl Verdict {
             (format!("{HEADER_PREFIX}Action"), self.action.as_str().to_string()),
             (format!("{HEADER_PREFIX}Scanned"), self.engines.join(", ")),
         ];
+        if let Some(v) = &self.virus {
+            h.push((format!("{HEADER_PREFIX}Virus"), v.header.clone()));
+        }
         let syms: Vec<String> = self
             .symbols
             .iter()

@@ -66,6 +66,11 @@ pub async fn release(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Releas
     crate::release::release(gateway, id, by).await
 }
 
+/// As [`release`], for an administrator: a copy in the virus quarantine is released too.
+pub async fn release_as_admin(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Released, ReleaseError> {
+    crate::release::release_as_admin(gateway, id, by).await
+}
+
 /// The entry that lets `sender`'s mail reach `recipient`, keeping the safe defaults: it never lets through
 /// mail that spoofs our domains or fails DMARC, and needs no authentication.
 pub fn allow_entry(sender: &str, recipient: &str, comment: String) -> AllowEntry {

@@ -352,6 +352,11 @@ pub struct DomainConfig {
     /// open relay, so they are refused at RCPT with `550 5.1.3`. Turn it on only when the domain's own
     /// server really has such mailboxes and does not route on them.
     pub allow_special_local_parts: bool,
+    /// What a virus in mail of this domain gets, instead of `[smtp.virus] action`: `reject` | `quarantine`.
+    pub virus_action: Option<crate::virus::VirusAction>,
+    /// What a failed virus scan does to mail of this domain, instead of `[smtp.virus] on_failure`:
+    /// `tempfail` | `deliver`.
+    pub virus_on_failure: Option<crate::virus::OnFailure>,
 }
 
 impl DomainConfig {

@@ -66,6 +66,7 @@ impl Disposition {
             redirect: effects.redirect.as_deref(),
             copies: &effects.copy,
             reject_message: effects.reject_message.as_deref(),
+            virus: verdict.virus.as_ref().and_then(|v| v.found.as_deref()),
         })
     }
 
@@ -104,6 +105,8 @@ pub struct Decision<'a> {
     pub redirect: Option<&'a str>,
     pub copies: &'a [String],
     pub reject_message: Option<&'a str>,
+    /// The signature of a virus found in the message: its refusal is `554 5.7.0` and names it.
+    pub virus: Option<&'a str>,
 }
 
 /// The rules, in order: a defer wins; then each recipient's action (a redirect replaces the recipients by
@@ -123,6 +126,10 @@ pub fn decide(d: &Decision<'_>) -> Disposition {
         None => d.per_recipient.to_vec(),
     };
     if actions.iter().all(|(_, a)| *a == Action::Reject) {
+        if let Some(name) = d.virus {
+            let text = format!("Virus found: {} [ref {id}]", sanitize(name, 200));
+            return Disposition::Reject { answer: answer(554, "5.7.0", text) };
+        }
         let text = match d.reject_message {
             Some(m) => format!("{} [ref {id}]", sanitize(m, 200)),
             None => format!("Message rejected as spam [ref {id}]"),
@@ -311,9 +318,32 @@ mod tests {
                 redirect: row.redirect,
                 copies: &copies,
                 reject_message: row.reject_message,
+                virus: None,
             });
             assert_eq!(got, row.want, "{}", row.name);
         }
+    }
+
+    #[test]
+    fn a_virus_is_refused_with_554_naming_it_whatever_the_rules_reject_text() {
+        let rcpts = v(&["a@x.example"]);
+        let d = Decision {
+            id: "ID1",
+            defer: None,
+            action: Reject,
+            per_recipient: &[],
+            recipients: &rcpts,
+            redirect: None,
+            copies: &[],
+            reject_message: Some("rule text"),
+            virus: Some("Eicar\r\n250 ok"),
+        };
+        assert_eq!(
+            decide(&d),
+            Disposition::Reject { answer: answer(554, "5.7.0", "Virus found: Eicar  250 ok [ref ID1]") }
+        );
+        // Quarantined instead (the domain's virus_action): accepted, held.
+        assert_eq!(decide(&Decision { action: Quarantine, ..d }), accept(&["a@x.example"], &[], false, None, &[]));
     }
 
     #[test]

@@ -103,9 +103,15 @@ async fn judged(
     learn: bool,
 ) -> Result<Judged, String> {
     let policy = gateway.policy();
+    // The virus scan runs beside the content scan, on its own copy and under its own deadline.
+    let virus = state.virus.clone().map(|scanner| {
+        let copy = data.clone();
+        tokio::spawn(async move { scanner.scan(&copy).await })
+    });
     let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace, door).await?;
+    let scanning = state.clone();
     let state = state.clone();
-    let (judged, waited, ran) = gateway
+    let (mut judged, waited, ran) = gateway
         .judges
         .run_measured(move || {
             let (envelope, parsed) = input.parse(&state, envelope);
@@ -120,7 +126,41 @@ async fn judged(
         .await?;
     gateway.counters.observe_stage(crate::Stage::JudgeWait, waited);
     gateway.counters.observe_stage(crate::Stage::Judge, ran);
+    match virus {
+        Some(task) => {
+            let (scan, version) = task
+                .await
+                .unwrap_or_else(|e| (crate::virus::Scan::Failed(format!("virus scan task failed: {e}")), None));
+            let domain = settings_domain(&judged.envelope, judged.envelope.direction);
+            let handling = virus_handling(&scanning, &domain);
+            if learn {
+                use crate::counters::Counters;
+                match &scan {
+                    crate::virus::Scan::Found(name) => {
+                        Counters::bump(&gateway.counters.virus_found);
+                        tracing::warn!(reference = %judged.verdict.id, signature = %name, "virus found");
+                    }
+                    crate::virus::Scan::Failed(why) => {
+                        Counters::bump(&gateway.counters.virus_scan_failed);
+                        tracing::warn!(reference = %judged.verdict.id, error = %why, "virus scan failed");
+                    }
+                    crate::virus::Scan::Clean => {}
+                }
+            }
+            crate::virus::apply(&mut judged.verdict, &scan, version.as_ref(), handling);
+        }
+        None => judged.verdict.virus = Some(crate::virus::not_scanned()),
+    }
     Ok(judged)
+}
+
+/// The virus settings for mail of `domain`: its own, else `[smtp.virus]`'s.
+fn virus_handling(state: &GatewayState, domain: &str) -> crate::virus::Handling {
+    let d = state.local_domain(domain);
+    crate::virus::Handling {
+        action: d.and_then(|d| d.virus_action).unwrap_or(state.config.virus.action),
+        on_failure: d.and_then(|d| d.virus_on_failure).unwrap_or(state.config.virus.on_failure),
+    }
 }
 
 /// The evidence the gateway judges a message with, and nothing more: sender evidence as [`verdict`] gathers

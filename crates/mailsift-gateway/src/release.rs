@@ -20,6 +20,8 @@ pub enum ReleaseError {
     NoRoute { id: i64, rcpt: String },
     #[error("quarantine item {id}: delivery failed: {reason}")]
     Delivery { id: i64, reason: String },
+    #[error("quarantine item {0} holds a virus: only an administrator can release it")]
+    Virus(i64),
     #[error("{0}")]
     Store(#[from] mailsift_store::StoreError),
 }
@@ -37,8 +39,18 @@ pub struct Released {
 }
 
 /// Releases one quarantined copy to its recipient. `by` is recorded in the header (an administrator's name,
-/// "digest link", the user's address).
+/// "digest link", the user's address). A copy in the virus quarantine is refused ([`ReleaseError::Virus`]):
+/// only [`release_as_admin`] releases it.
 pub async fn release(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Released, ReleaseError> {
+    release_checked(gateway, id, by, false).await
+}
+
+/// As [`release`], for an administrator: a copy in the virus quarantine is released too.
+pub async fn release_as_admin(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Released, ReleaseError> {
+    release_checked(gateway, id, by, true).await
+}
+
+async fn release_checked(gateway: &Arc<Gateway>, id: i64, by: &str, admin: bool) -> Result<Released, ReleaseError> {
     let db = gateway.db.clone();
     let (item, raw) = tokio::task::spawn_blocking(move || -> Result<_, mailsift_store::StoreError> {
         Ok((db.quarantine_get(id)?, db.quarantine_raw(id)?))
@@ -48,6 +60,9 @@ pub async fn release(gateway: &Arc<Gateway>, id: i64, by: &str) -> Result<Releas
     let (Some(item), Some(raw)) = (item, raw) else { return Err(ReleaseError::NotFound(id)) };
     if item.released_at.is_some() {
         return Err(ReleaseError::AlreadyReleased(id));
+    }
+    if item.is_virus() && !admin {
+        return Err(ReleaseError::Virus(id));
     }
     let state = gateway.state();
     let route = state

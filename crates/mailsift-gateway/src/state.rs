@@ -80,6 +80,8 @@ pub struct GatewayState {
     data_dir: std::path::PathBuf,
     /// The stored domains (name, JSON) this state includes.
     stored_domains: Vec<(String, String)>,
+    /// The clamd client, when `[smtp.virus] clamd` is set.
+    pub virus: Option<Arc<crate::virus::Scanner>>,
 }
 
 impl GatewayState {
@@ -144,6 +146,7 @@ impl GatewayState {
             Some(g) => Ok(g.clone()),
             None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
         };
+        let virus = crate::virus::Scanner::from_config(&config.virus);
         Ok(GatewayState {
             engine: Arc::new(engine),
             config,
@@ -161,6 +164,7 @@ impl GatewayState {
             base_smtp,
             data_dir: data_dir.to_path_buf(),
             stored_domains,
+            virus,
         })
     }
 

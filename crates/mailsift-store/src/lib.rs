@@ -27,7 +27,7 @@ pub use config::StoreConfig;
 /// The PostgreSQL backend (`gateway::pg`), by its short name.
 pub use gateway::pg;
 pub use gateway::{Account, HourlyCount, Role};
-pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery};
+pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery, VIRUS_REASON_PREFIX};
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
 pub use gateway::{NewSpoolItem, SpoolItem};
 pub use learner::Learner;

@@ -7,6 +7,7 @@
 //! - [`clients`]: blocking SMTP and HTTP clients over loopback, for driving the gateway and its console.
 
 pub mod auth;
+pub mod clamd;
 pub mod clients;
 pub mod dns;
 pub mod gateway;

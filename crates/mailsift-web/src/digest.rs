@@ -149,7 +149,7 @@ pub async fn send_digests(web: &AppState) -> Result<DigestRun, ApiError> {
     .await?;
     let high = items.iter().map(|i| i.id).max().unwrap_or(last_id);
     let mut by_rcpt: BTreeMap<String, Vec<QuarantineItem>> = BTreeMap::new();
-    for item in items.into_iter().filter(|i| i.direction == "inbound" && i.released_at.is_none()) {
+    for item in items.into_iter().filter(|i| i.direction == "inbound" && i.released_at.is_none() && !i.is_virus()) {
         by_rcpt.entry(item.recipient.to_ascii_lowercase()).or_default().push(item);
     }
     let mut run = DigestRun::default();

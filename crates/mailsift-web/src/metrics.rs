@@ -79,6 +79,38 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
         "Messages whose sender checks had a DNS lookup time out or fail temporarily.",
         &[("", dns)],
     );
+    // The virus scanner ([smtp.virus]): its counters, and the engine's state when clamd is set.
+    metric("mailsift_virus_found_total", "counter", "Messages with a virus found.", &[("", get(&c.virus_found))]);
+    metric(
+        "mailsift_virus_scan_failed_total",
+        "counter",
+        "Messages the virus scanner could not scan (clamd down, slow, out of date; message too large).",
+        &[("", get(&c.virus_scan_failed))],
+    );
+    if let Some(scanner) = web.gateway.state().virus.clone() {
+        let st = scanner.engine_state();
+        metric(
+            "mailsift_virus_engine_up",
+            "gauge",
+            "Whether the last exchange with clamd worked.",
+            &[("", st.up.into())],
+        );
+        if let Some(age) = scanner.database_age() {
+            let help = "Age of the database clamd reports (from its VERSION).";
+            metric("mailsift_virus_database_age_seconds", "gauge", help, &[("", age as u64)]);
+        }
+        if let Some(v) = &st.version {
+            let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+            let db = v.db_version.map(|d| d.to_string()).unwrap_or_default();
+            let labels = format!("{{engine=\"{}\",database=\"{db}\"}}", esc(&v.engine));
+            metric(
+                "mailsift_virus_engine_info",
+                "gauge",
+                "The virus engine and its database version.",
+                &[(&labels, 1)],
+            );
+        }
+    }
     if let Some(n) = quarantine_held {
         metric("mailsift_quarantine_held", "gauge", "Quarantined copies not released.", &[("", n)]);
     }

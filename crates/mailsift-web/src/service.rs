@@ -96,6 +96,7 @@ impl From<ReleaseError> for ServiceError {
         match e {
             ReleaseError::AlreadyReleased(_) => ServiceError::conflict(e.to_string()),
             ReleaseError::NotFound(_) => ServiceError::not_found(e.to_string()),
+            ReleaseError::Virus(_) => ServiceError::forbidden(e.to_string()),
             ReleaseError::Store(e) => ServiceError::internal(e),
             other => ServiceError::new(Failure::NextHop, other.to_string()),
         }
@@ -509,6 +510,8 @@ pub async fn act_on(
     // Reach first: a copy the caller may not see is "not found", whatever the action.
     let (item, raw) = quarantine_item(gateway, p, id).await?;
     match action {
+        // The virus quarantine: an administrator's release only.
+        QuarantineAction::Release if p.is_admin() => Ok(actions::release_as_admin(gateway, id, by).await?.describe()),
         QuarantineAction::Release => Ok(actions::release(gateway, id, by).await?.describe()),
         QuarantineAction::Approve => Ok(actions::approve(gateway, &item, by).await?.describe()),
         QuarantineAction::Block => {

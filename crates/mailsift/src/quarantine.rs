@@ -175,7 +175,10 @@ fn act_all(config: Option<&PathBuf>, data_dir: &Path, db: &Database, ids: &[i64]
     let mut failed = 0;
     for id in ids {
         let done = match act {
-            Act::Release { .. } => runtime.block_on(actions::release(&gateway, *id, by)).map_err(anyhow::Error::from),
+            // The command line is the administrator's: the virus quarantine too.
+            Act::Release { .. } => {
+                runtime.block_on(actions::release_as_admin(&gateway, *id, by)).map_err(anyhow::Error::from)
+            }
             Act::Approve => match db.quarantine_get(*id)? {
                 Some(item) => runtime
                     .block_on(actions::approve(&gateway, &item, by))

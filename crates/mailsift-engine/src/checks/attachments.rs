@@ -14,6 +14,8 @@ pub mod sym {
         ATTACH_TYPE_MISMATCH,
         ATTACH_ARCHIVE_EXECUTABLE,
         ATTACH_HTML,
+        VIRUS_FOUND,
+        VIRUS_SCAN_FAILED,
     ];
 }
 
@@ -52,6 +54,22 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         1.1,
         "An HTML file is attached (a common carrier of fake login pages).",
         "If expected from this sender, allow the sender.",
+    ),
+    // The gateway's virus scan (clamd) reports these; they add no score: a virus is refused or quarantined
+    // by its own rule (`[smtp.virus] action`), and a failed scan is retried or flagged (`on_failure`).
+    SymbolSpec::of(
+        sym::VIRUS_FOUND,
+        Attachments,
+        0.0,
+        "The virus scanner found a virus in the message (the detail names the signature).",
+        "Nothing to allow: a virus is never delivered. If the signature is a false positive, report it to the engine's vendor.",
+    ),
+    SymbolSpec::of(
+        sym::VIRUS_SCAN_FAILED,
+        Attachments,
+        0.0,
+        "The message could not be scanned for viruses (the scanner was down, slow, out of date, or the message too large).",
+        "Check that clamd runs and its database is updated (freshclam); see [smtp.virus].",
     ),
 ];
 

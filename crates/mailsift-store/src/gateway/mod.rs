@@ -48,7 +48,7 @@ pub use msglog::{LogEntry, LogQuery, DEFAULT_LIMIT};
 pub use policy::{
     ImportMode, ImportSummary, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy,
 };
-pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery};
+pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery, VIRUS_REASON_PREFIX};
 pub use spool::{NewSpoolItem, SpoolItem};
 pub use stats::HourlyCount;
 pub use web::{ThrottleTake, WebSession};

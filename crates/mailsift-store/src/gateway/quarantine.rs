@@ -52,6 +52,17 @@ pub struct QuarantineItem {
     pub released_at: Option<i64>,
 }
 
+/// How the reason of a copy held for a virus begins (`virus: SIGNATURE`): such a copy is in the virus
+/// quarantine, which only administrators can release (never its recipient, never a digest link).
+pub const VIRUS_REASON_PREFIX: &str = "virus: ";
+
+impl QuarantineItem {
+    /// Whether the copy is in the virus quarantine (held because the virus scanner found a virus).
+    pub fn is_virus(&self) -> bool {
+        self.reason.starts_with(VIRUS_REASON_PREFIX)
+    }
+}
+
 /// A search of the quarantine. Every filter given must match; results come newest first.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
