@@ -487,4 +487,21 @@ mod tests {
             assert_eq!(g.observe(&off, "e", true, 0), Judgement::Pass);
         }
     }
+
+    /// Hot-path cost: `cargo test --release -p mailsift-gateway --lib guard::tests::cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn cost_of_observe() {
+        let g = AccountGuard::default();
+        let c = AccountGuardConfig { hourly_floor: u64::MAX, daily_limit: 0, ..cfg() };
+        let names: Vec<String> = (0..1000).map(|i| format!("user{i}@example.com")).collect();
+        let n = 200_000;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            let _ = g.observe(&c, &names[i % names.len()], i % 7 == 0, 1_800_000_000 + (i / 50) as i64);
+        }
+        let per = t.elapsed().as_nanos() / n as u128;
+        println!("observe: {per} ns per message (1000 users, {n} messages)");
+    }
 }
+
