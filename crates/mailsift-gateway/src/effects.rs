@@ -113,7 +113,7 @@ pub async fn process(
         commit_log(gateway, entry).await;
         return refusal;
     }
-    let Judged { verdict, meta, data, envelope } =
+    let Judged { mut verdict, meta, data, envelope } =
         match judge(gateway, state, submission.envelope.clone(), data, false, submission.door.as_deref()).await {
             Ok(j) => j,
             Err(e) => {
@@ -122,8 +122,16 @@ pub async fn process(
                 return refusal;
             }
         };
+    let mut disposition = Disposition::of(&verdict, &envelope.rcpt_to);
+    if let Err(e) = crate::guard::check(gateway, state, &envelope, &mut verdict, &mut disposition).await {
+        let refusal = local_failure(&verdict.id, &e);
+        entry.reference_id = verdict.id.clone();
+        entry.action = refusal.action.into();
+        entry.reason = refusal.reason;
+        commit_log(gateway, entry).await;
+        return refusal.answer;
+    }
     let shown = log_verdict(&mut entry, &verdict, meta);
-    let disposition = Disposition::of(&verdict, &envelope.rcpt_to);
     let submission = Submission { envelope, ..submission };
     let carrying = Instant::now();
     let result = carry_out(gateway, state, &submission, &verdict, &disposition, data, shown).await;

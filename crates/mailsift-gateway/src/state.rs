@@ -335,6 +335,8 @@ pub struct Gateway {
     policy: RwLock<Arc<Policy>>,
     /// The store's policy version the compiled policy was built from (-1: not read yet).
     policy_version: std::sync::atomic::AtomicI64,
+    /// Compromised-account protection: per-user outbound volumes and verdicts, and the held users.
+    pub account_guard: crate::guard::AccountGuard,
 }
 
 /// Counts a connection while it lives: taken at accept ([`Gateway::take_slot`]), given back when dropped.
@@ -410,6 +412,7 @@ impl Gateway {
             shutdown: tokio::sync::watch::channel(false).0,
             policy: RwLock::new(Arc::new(Policy::default())),
             policy_version: std::sync::atomic::AtomicI64::new(-1),
+            account_guard: crate::guard::AccountGuard::default(),
         })
         .with_policy_loaded()
     }
