@@ -72,6 +72,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts_list, account_add))
         .routes(routes!(account_remove))
         .routes(routes!(api_token))
+        .routes(routes!(crate::held::held_list))
+        .routes(routes!(crate::held::held_release))
         .routes(routes!(crate::digest::send_now))
         .routes(routes!(crate::diagnosis::log_diagnosis))
         .routes(routes!(crate::diagnosis::quarantine_diagnosis))

@@ -32,6 +32,7 @@ pub mod console;
 pub mod diagnosis;
 pub mod digest;
 pub mod health;
+pub mod held;
 pub mod metrics;
 pub mod routes;
 pub mod server;

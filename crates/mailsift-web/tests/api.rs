@@ -923,3 +923,35 @@ fn rules_a_forger_can_satisfy_carry_warnings_in_the_api_and_the_console() {
     assert!(r.text().contains("condition 1: field"), "{}", r.text());
     assert!(s.web.db.rule_get("bad").unwrap().is_none());
 }
+
+#[test]
+fn administrators_list_held_accounts_and_release_a_hold() {
+    use mailsift_gateway::guard::{AccountGuardConfig, Judgement};
+    let s = start();
+    let guard = &s.web.gateway.account_guard;
+    let config = AccountGuardConfig::default();
+    let now = mailsift_engine::unix_now();
+    // Spam after spam from one authenticated sender: the guard holds it (as the gateway's effects would).
+    let held =
+        (0..config.spam_window).any(|_| matches!(guard.observe(&config, "app", true, now), Judgement::NewHold(_)));
+    assert!(held, "the spam share holds the user");
+    assert!(matches!(guard.observe(&config, "other", false, now), Judgement::Pass));
+
+    let mut admin = s.login("admin", ADMIN_PW);
+    let mut bob = s.login("bob@example.com", BOB_PW);
+    // End users see no one's holds and lift none.
+    assert_eq!(bob.get("/api/v1/held-accounts").status, 403);
+    assert_eq!(bob.post_json("/api/v1/held-accounts/app/release", &json!({})).status, 403);
+    let list = admin.get("/api/v1/held-accounts");
+    assert_eq!(list.status, 200, "{}", list.text());
+    let list = list.json();
+    let users: Vec<&str> = list.as_array().unwrap().iter().map(|h| h["user"].as_str().unwrap()).collect();
+    assert_eq!(users, ["app"], "{list}");
+    assert!(list[0]["reason"].as_str().unwrap().contains("spam"), "{list}");
+
+    let r = admin.post_json("/api/v1/held-accounts/app/release", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(matches!(guard.observe(&config, "app", false, now), Judgement::Pass), "released: mail flows");
+    assert_eq!(admin.post_json("/api/v1/held-accounts/app/release", &json!({})).status, 404);
+    assert_eq!(admin.get("/api/v1/held-accounts").json(), json!([]));
+}
