@@ -53,12 +53,17 @@
 #                       passed beforehand through the data directory's limits.snapshot, and the reputation skip off,
 #                       so every message's triplet is checked and none deferred; not with --senders-from-headers):
 #                       their cost as ratios to `mailsift`
+#   --virus             also the phase "mailsift-virus": as `mailsift`, with [smtp.virus] scanning every message
+#                       through a private clamd (Debian's /usr/sbin/clamd, foreground, a Unix socket in the work
+#                       directory, a two-signature database written here: no official database, so this measures
+#                       the round trip and clamd's parsing of each message, not the official signatures' cost);
+#                       its cost as a ratio to `mailsift`
 #   --json FILE         also write every phase's smtp-load JSON and the ratios to FILE
 #   --keep              keep the work directory (logs, configs, Postfix maillog) and print where it is
 set -euo pipefail
 
-usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--postgres] [--limits] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
-with_limits=0 with_pg=0 with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
+usage="usage: tools/loadtest.sh [--no-postfix] [--no-dns] [--dns-delay-ms MS] [--max-secs S] [--rounds N] [--no-build] [--bin PATH] [--load-bin PATH] [--dns-bin PATH] [--senders-from-headers] [--rate R] [--postgres] [--limits] [--virus] [--json FILE] [--keep] CORPUS_DATA_DIR [COUNT] [CONCURRENCY]"
+with_limits=0 with_virus=0 with_pg=0 with_postfix=1 with_dns=1 dns_delay_ms=50 max_secs=120 build=1 json_out="" keep=0 bin="" dns_bin="" load_bin="" rounds=1 load_opts=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -77,6 +82,7 @@ while [ $# -gt 0 ]; do
     --rate) load_opts+=(--rate "${2:?$usage}"); shift ;;
     --postgres) with_pg=1 ;;
     --limits) with_limits=1 ;;
+    --virus) with_virus=1 ;;
     -h|--help) echo "$usage"; exit 0 ;;
     -*) echo "$usage" >&2; exit 2 ;;
     *) positional+=("$1") ;;
@@ -411,6 +417,32 @@ if [ "$with_dns" = 1 ]; then
   dns_addr=$(sed -n 's/^listening //p' "$work/dns.out")
 fi
 # Rounds alternate the phases, so that what else the machine is doing falls on all of them alike.
+if [ "$with_virus" = 1 ]; then
+  [ -x /usr/sbin/clamd ] || { echo "loadtest: --virus needs clamd (apt-get install clamav-daemon)" >&2; exit 1; }
+  mkdir -p "$work/clamd/db"
+  # The EICAR test string and a marker, as hex (.ndb: name:any file:anywhere:bytes).
+  eicar_hex=$(printf '%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' | od -An -tx1 | tr -d ' \n')
+  printf 'Loadtest.Eicar:0:*:%s\nLoadtest.Marker:0:*:%s\n' "$eicar_hex" "$(printf 'mailsift-loadtest-marker' | od -An -tx1 | tr -d ' \n')" \
+    > "$work/clamd/db/loadtest.ndb"
+  cat > "$work/clamd/clamd.conf" <<CONF
+Foreground yes
+LocalSocket $work/clamd/clamd.sock
+DatabaseDirectory $work/clamd/db
+LogFile $work/clamd/clamd.log
+PidFile $work/clamd/clamd.pid
+TemporaryDirectory $work/clamd
+ScanMail yes
+ScanArchive yes
+StreamMaxLength 25M
+MaxThreads 10
+CONF
+  /usr/sbin/clamd -c "$work/clamd/clamd.conf" > "$work/clamd/clamd.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do [ -S "$work/clamd/clamd.sock" ] && break; sleep 0.1; done
+  [ -S "$work/clamd/clamd.sock" ] || { echo "loadtest: clamd did not start:" >&2; cat "$work/clamd/clamd.out" >&2; exit 1; }
+  echo "loadtest: clamd $(/usr/sbin/clamd --version) on $work/clamd/clamd.sock"
+fi
+
 for r in $(seq "$rounds"); do
   run_mailsift "mailsift.r$r"
   if [ "$with_postfix" = 1 ]; then
@@ -442,6 +474,11 @@ rate = \"10000000/hour\"
 enabled = true
 skip_good_reputation = false"
   fi
+  if [ "$with_virus" = 1 ]; then
+    run_mailsift "mailsift-virus.r$r" "[smtp.virus]
+clamd = \"unix:$work/clamd/clamd.sock\"
+timeout_ms = 30000"
+  fi
   if [ "$with_dns" = 1 ]; then
     run_mailsift "mailsift-dns.r$r" "[dns]
 enabled = true
@@ -465,7 +502,7 @@ echo "loadtest: load after: $(uptime | sed 's/.*load average/load average/')"
 python3 - "$work" "$json_out" "$commit" "$count" "$concurrency" "$dns_delay_ms" "$rounds" <<'PY'
 import glob, json, os, statistics, sys
 work, out, commit, count, conc, delay, rounds = sys.argv[1:]
-names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns", "mailsift-pg", "mailsift-limits", "mailsift-grey"]
+names = ["mailsift", "postfix", "postfix-noflow", "mailsift-dns", "mailsift-pg", "mailsift-limits", "mailsift-grey", "mailsift-virus"]
 runs = {}
 for n in names:
     files = sorted(glob.glob(os.path.join(work, f"{n}.r*.json")), key=lambda f: int(f.rsplit(".r", 1)[1].split(".")[0]))
@@ -525,6 +562,7 @@ ratio(f"mailsift dns {delay}ms / dns off", "mailsift-dns", "mailsift")
 ratio("mailsift on PostgreSQL / on SQLite", "mailsift-pg", "mailsift")
 ratio("rate limits on / off", "mailsift-limits", "mailsift")
 ratio("greylisting on (passed) / off", "mailsift-grey", "mailsift")
+ratio("clamd scanning on / off", "mailsift-virus", "mailsift")
 if out:
     json.dump({"commit": commit, "count": int(count), "concurrency": int(conc), "dns_delay_ms": int(delay),
                "rounds": int(rounds), "runs": runs, "medians": summary, "ratios": ratios,

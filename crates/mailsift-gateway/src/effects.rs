@@ -123,7 +123,7 @@ pub async fn process(
             }
         };
     let mut disposition = Disposition::of(&verdict, &envelope.rcpt_to);
-    if let Err(e) = crate::guard::check(gateway, state, &envelope, &mut verdict, &mut disposition).await {
+    if let Err(e) = crate::held::check(gateway, state, &envelope, &mut verdict, &mut disposition).await {
         let refusal = local_failure(&verdict.id, &e);
         entry.reference_id = verdict.id.clone();
         entry.action = refusal.action.into();

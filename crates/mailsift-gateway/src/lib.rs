@@ -16,7 +16,8 @@
 //! `config` (text, passwords, and the settings of those four), `auth` and `tls` (config), `relay` (text, stream),
 //! `state` (config, auth, tls, relay, route, counters), `delivery` (state, route, relay), `log` (state, text),
 //! `spool` (state, delivery, route, relay), `background` (state, spool), `judge` (state, text, log), `release` (state, delivery, relay),
-//! `reports` (state, log, disposition), `effects` (all of the above).
+//! `reports` (state, log, disposition), `held` (guard, state, spool: the guard's effects), `effects` (all of the
+//! above).
 
 pub mod actions;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod effects;
 pub mod greylist;
 pub mod guard;
 pub mod headers;
+pub mod held;
 pub mod judge;
 pub mod limits;
 pub mod log;

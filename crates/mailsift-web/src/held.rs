@@ -6,13 +6,12 @@
 use axum::extract::{Path, State};
 use axum::Json;
 
-use crate::api::ApiResult;
 use crate::app::{blocking, ApiError, AppState, Caller};
 
 /// The held users, oldest hold first: user, since (Unix seconds), why, the counts when it was held, the
 /// usual hourly volume and how many messages were quarantined since.
 #[utoipa::path(get, path = "/api/v1/held-accounts", responses((status = 200, body = Vec<Object>), (status = 403)))]
-pub async fn held_list(State(web): State<AppState>, caller: Caller) -> ApiResult<Vec<serde_json::Value>> {
+pub async fn held_list(State(web): State<AppState>, caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     caller.require_admin()?;
     let gateway = web.gateway.clone();
     let holds = blocking(move || {
@@ -33,11 +32,11 @@ pub async fn held_release(
     State(web): State<AppState>,
     caller: Caller,
     Path(user): Path<String>,
-) -> ApiResult<serde_json::Value> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require_admin()?;
     let gateway = web.gateway.clone();
     let u = user.clone();
-    let was = blocking(move || mailsift_gateway::guard::release(&gateway, &u).map_err(ApiError::internal)).await?;
+    let was = blocking(move || mailsift_gateway::held::release(&gateway, &u).map_err(ApiError::internal)).await?;
     if !was {
         return Err(ApiError::not_found("that account is not held"));
     }
