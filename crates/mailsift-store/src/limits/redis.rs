@@ -12,16 +12,13 @@
 //! and lets mail through). As with reputation, a Redis that restarted empty has forgotten: buckets start
 //! full and triplets are greylisted again (persist Redis, `appendonly yes`, to avoid that).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use super::{Grey, GreyTimes, LimitStore, Rate, Take};
+use crate::reputation::redis::RedisPool;
 use crate::reputation::RedisConfig;
 use crate::StoreError;
 
 /// How long the store leaves Redis alone after a failure to reach it.
-pub const RETRY_AFTER: Duration = Duration::from_secs(1);
-const IDLE_CONNECTIONS: usize = 16;
+pub use crate::reputation::redis::RETRY_AFTER;
 const BUCKET_PREFIX: &str = "mailsift:limit:";
 const TRIPLET_PREFIX: &str = "mailsift:grey:";
 
@@ -88,112 +85,24 @@ redis.call('PEXPIRE', k, window + 1000)
 return {0, delay}
 ";
 
-/// Buckets and triplets shared through Redis.
+/// Buckets and triplets shared through Redis, over the connections reputation uses too ([`RedisPool`]).
 pub struct RedisLimits {
-    client: redis::Client,
-    target: String,
-    password: Option<String>,
-    timeout: Duration,
+    pool: RedisPool,
     take: redis::Script,
     take_each: redis::Script,
     grey: redis::Script,
-    idle: Mutex<Vec<redis::Connection>>,
-    resting_until: Mutex<Option<Instant>>,
-}
-
-fn describe(info: &redis::ConnectionInfo) -> String {
-    let db = info.redis_settings().db();
-    match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
-        redis::ConnectionAddr::Unix(path) => format!("redis+unix://{}?db={db}", path.display()),
-        _ => format!("redis (database {db})"),
-    }
 }
 
 impl RedisLimits {
     /// Checks the URL and the timeout as reputation does; connects only when first used, so a node starts
     /// while Redis is down.
     pub fn open(config: &RedisConfig) -> Result<RedisLimits, StoreError> {
-        if config.url.trim_start().to_ascii_lowercase().starts_with("rediss:") {
-            return Err(StoreError::Invalid {
-                path: "[redis] url".into(),
-                reason: "TLS (rediss://) is not supported yet".into(),
-            });
-        }
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Invalid {
-            path: "[redis] url".into(),
-            reason: format!("not a Redis URL ({:?})", e.kind()),
-        })?;
-        if !(1..=60_000).contains(&config.timeout_ms) {
-            return Err(StoreError::Invalid {
-                path: "[redis] timeout_ms".into(),
-                reason: format!("{} is not between 1 and 60000", config.timeout_ms),
-            });
-        }
-        let info = client.get_connection_info();
-        let password = info.redis_settings().password().map(str::to_string).filter(|p| !p.is_empty());
         Ok(RedisLimits {
-            target: describe(info),
-            client,
-            password,
-            timeout: Duration::from_millis(config.timeout_ms),
+            pool: RedisPool::open(config, None)?,
             take: redis::Script::new(TAKE),
             take_each: redis::Script::new(TAKE_EACH),
             grey: redis::Script::new(GREY),
-            idle: Mutex::new(Vec::new()),
-            resting_until: Mutex::new(None),
         })
-    }
-
-    fn error(&self, e: &redis::RedisError) -> StoreError {
-        let mut reason = e.to_string();
-        if let Some(p) = &self.password {
-            reason = reason.replace(p.as_str(), "***");
-        }
-        StoreError::Postgres { target: self.target.clone(), reason, temporary: true }
-    }
-
-    /// Runs `f` on an idle connection or a new one; fails at once while resting after a failure to reach
-    /// the server.
-    fn with<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        if let Some(until) = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) {
-            if Instant::now() < until {
-                return Err(StoreError::Postgres {
-                    target: self.target.clone(),
-                    reason: format!("unreachable a moment ago; trying again within {RETRY_AFTER:?}"),
-                    temporary: true,
-                });
-            }
-        }
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let result = match idle {
-            Some(c) => Ok(c),
-            None => self.connect(),
-        }
-        .and_then(|mut c| f(&mut c).map(|out| (out, c)));
-        match result {
-            Ok((out, c)) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                if idle.len() < IDLE_CONNECTIONS {
-                    idle.push(c);
-                }
-                Ok(out)
-            }
-            Err(e) => {
-                if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
-                    *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RETRY_AFTER);
-                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                }
-                Err(self.error(&e))
-            }
-        }
-    }
-
-    fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let c = self.client.get_connection_with_timeout(self.timeout)?;
-        c.set_read_timeout(Some(self.timeout))?;
-        c.set_write_timeout(Some(self.timeout))?;
-        Ok(c)
     }
 }
 
@@ -202,7 +111,7 @@ impl LimitStore for RedisLimits {
         let mut inv = self.take.key(format!("{BUCKET_PREFIX}{key}"));
         inv.arg(rate.per_sec / 1000.0).arg(rate.burst).arg(cost).arg(now_ms);
         // `invoke` sends EVALSHA and loads the script when the server does not have it.
-        let (ok, tokens): (i64, String) = self.with(|c| inv.invoke(c))?;
+        let (ok, tokens): (i64, String) = self.pool.with(|c| inv.invoke(c))?;
         let tokens = tokens.parse::<f64>().unwrap_or(0.0);
         let allowed = ok == 1;
         let retry_after_secs = if allowed { 0 } else { rate.wait_ms(tokens, cost).div_ceil(1000).max(1) };
@@ -218,7 +127,7 @@ impl LimitStore for RedisLimits {
         for (key, rate) in keys {
             inv.key(format!("{BUCKET_PREFIX}{key}")).arg(rate.per_sec / 1000.0).arg(rate.burst);
         }
-        let answer: Vec<redis::Value> = self.with(|c| inv.invoke(c))?;
+        let answer: Vec<redis::Value> = self.pool.with(|c| inv.invoke(c))?;
         let index = match answer.first() {
             Some(redis::Value::Int(i)) => *i,
             _ => 0,
@@ -238,7 +147,7 @@ impl LimitStore for RedisLimits {
     fn peek(&self, key: &str, rate: Rate, now_ms: i64) -> Result<f64, StoreError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(format!("{BUCKET_PREFIX}{key}")).arg("t").arg("u");
-        let fields: Vec<Option<String>> = self.with(|c| cmd.query(c))?;
+        let fields: Vec<Option<String>> = self.pool.with(|c| cmd.query(c))?;
         let number = |i: usize| fields.get(i).cloned().flatten().and_then(|s| s.parse::<f64>().ok());
         Ok(match (number(0), number(1)) {
             (Some(t), Some(u)) if t.is_finite() => rate.refill(t, u as i64, now_ms),
@@ -249,7 +158,7 @@ impl LimitStore for RedisLimits {
     fn greylist(&self, key: &str, times: GreyTimes, now_ms: i64) -> Result<Grey, StoreError> {
         let mut inv = self.grey.key(format!("{TRIPLET_PREFIX}{key}"));
         inv.arg(now_ms).arg(times.delay_ms).arg(times.window_ms).arg(times.pass_ttl_ms);
-        let (state, left): (i64, i64) = self.with(|c| inv.invoke(c))?;
+        let (state, left): (i64, i64) = self.pool.with(|c| inv.invoke(c))?;
         Ok(match state {
             1 => Grey::Known,
             2 => Grey::Passed,
@@ -262,7 +171,7 @@ impl LimitStore for RedisLimits {
     }
 
     fn describe(&self) -> String {
-        self.target.clone()
+        self.pool.target.clone()
     }
 }
 

@@ -79,17 +79,26 @@ impl RedisConfig {
     }
 }
 
-pub(super) struct RedisRemote {
+/// Connections to one Redis, shared by every store that keeps something there (reputation, rate limits and
+/// greylisting): the URL and timeout checked once, idle connections reused, the password scrubbed from error
+/// texts, and a rest of [`RETRY_AFTER`] after a failure to reach the server.
+pub(crate) struct RedisPool {
     client: redis::Client,
-    target: String,
+    pub(crate) target: String,
     /// The password, to scrub from any error text the client produces.
     password: Option<String>,
     timeout: Duration,
-    half_life_secs: f64,
-    fold: redis::Script,
+    /// A script each new connection loads, so calls send only its hash.
+    init: Option<&'static str>,
     idle: Mutex<Vec<redis::Connection>>,
     /// Until when a failure keeps the store from trying again.
     resting_until: Mutex<Option<Instant>>,
+}
+
+pub(super) struct RedisRemote {
+    pool: RedisPool,
+    half_life_secs: f64,
+    fold: redis::Script,
 }
 
 /// The server and database, for messages: never the user or password.
@@ -106,6 +115,14 @@ fn describe(info: &redis::ConnectionInfo) -> String {
 impl RedisRemote {
     /// Checks the URL and the timeout; connects only when first used, so a node starts while Redis is down.
     pub(super) fn open(config: &RedisConfig, half_life_secs: f64) -> Result<RedisRemote, StoreError> {
+        Ok(RedisRemote { pool: RedisPool::open(config, Some(FOLD))?, half_life_secs, fold: redis::Script::new(FOLD) })
+    }
+}
+
+impl RedisPool {
+    /// Checks the URL and the timeout; connects only when first used, so a node starts while Redis is down.
+    /// `init`: a script every new connection loads.
+    pub(crate) fn open(config: &RedisConfig, init: Option<&'static str>) -> Result<RedisPool, StoreError> {
         if config.url.trim_start().to_ascii_lowercase().starts_with("rediss:") {
             return Err(StoreError::Invalid {
                 path: "[redis] url".into(),
@@ -127,13 +144,12 @@ impl RedisRemote {
         }
         let info = client.get_connection_info();
         let password = info.redis_settings().password().map(str::to_string).filter(|p| !p.is_empty());
-        Ok(RedisRemote {
+        Ok(RedisPool {
             target: describe(info),
             client,
             password,
             timeout: Duration::from_millis(config.timeout_ms),
-            half_life_secs,
-            fold: redis::Script::new(FOLD),
+            init,
             idle: Mutex::new(Vec::new()),
             resting_until: Mutex::new(None),
         })
@@ -141,7 +157,7 @@ impl RedisRemote {
 
     /// A failure as the store reports it. `StoreError` has no variant for Redis; `Postgres` is the one for
     /// "a shared server refused or could not be reached", with the same text (`target: reason`).
-    fn error(&self, e: &redis::RedisError) -> StoreError {
+    pub(crate) fn error(&self, e: &redis::RedisError) -> StoreError {
         let mut reason = e.to_string();
         if let Some(p) = &self.password {
             reason = reason.replace(p.as_str(), "***");
@@ -151,7 +167,10 @@ impl RedisRemote {
 
     /// Runs `f` on a connection: an idle one, or a new one (which loads the fold script). Fails at once
     /// while resting after a failure; a failure that says the server is unreachable starts a rest.
-    fn with<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
         if let Some(until) = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) {
             if Instant::now() < until {
                 return Err(StoreError::Postgres {
@@ -193,7 +212,9 @@ impl RedisRemote {
         c.set_write_timeout(Some(self.timeout))?;
         // Loaded once per connection, so batches send only the script's hash; a restarted Redis comes with
         // new connections and so gets it again.
-        redis::cmd("SCRIPT").arg("LOAD").arg(FOLD).query::<String>(&mut c)?;
+        if let Some(script) = self.init {
+            redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut c)?;
+        }
         Ok(c)
     }
 }
@@ -212,7 +233,7 @@ fn parse_row(fields: &[Option<String>]) -> Option<Row> {
 
 impl Remote for RedisRemote {
     fn target(&self) -> &str {
-        &self.target
+        &self.pool.target
     }
 
     fn fetch(&self, keys: &[Identity]) -> Result<Vec<Option<Row>>, StoreError> {
@@ -220,7 +241,7 @@ impl Remote for RedisRemote {
         for key in keys {
             pipe.cmd("HMGET").arg(hash_key(key)).arg("spam").arg("ham").arg("updated");
         }
-        let answers: Vec<Vec<Option<String>>> = self.with(|c| pipe.query(c))?;
+        let answers: Vec<Vec<Option<String>>> = self.pool.with(|c| pipe.query(c))?;
         Ok(answers.iter().map(|fields| parse_row(fields)).collect())
     }
 
@@ -232,7 +253,7 @@ impl Remote for RedisRemote {
             invocation.key(hash_key(identity)).arg(row.spam).arg(row.ham).arg(row.updated);
         }
         // `invoke` sends EVALSHA and, should the server have lost the script (SCRIPT FLUSH), loads it again.
-        self.with(|c| invocation.invoke::<i64>(c)).map(|_| ())
+        self.pool.with(|c| invocation.invoke::<i64>(c)).map(|_| ())
     }
 
     fn reset(&self, key: &str) -> Result<usize, StoreError> {
@@ -240,7 +261,7 @@ impl Remote for RedisRemote {
         for kind in KINDS {
             del.arg(hash_key(&(kind, key.to_string())));
         }
-        self.with(|c| del.query::<usize>(c))
+        self.pool.with(|c| del.query::<usize>(c))
     }
 
     fn show(&self, key: &str) -> Result<Vec<(Identity, Row)>, StoreError> {
