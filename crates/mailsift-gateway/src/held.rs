@@ -22,7 +22,6 @@ pub async fn check(
     let Some(spam) = disposition.is_spam() else { return Ok(()) };
     let config = &state.config.account_guard;
     let guard = &gateway.account_guard;
-    guard.load_once(&gateway.db);
     let hold = match guard.observe(config, user, spam, mailsift_engine::unix_now()) {
         Judgement::Pass => return Ok(()),
         Judgement::Held(h) => h,
@@ -60,7 +59,6 @@ pub async fn check(
 /// Lifts a hold and keeps the change in the store. Returns whether the user was held.
 pub fn release(gateway: &crate::state::Gateway, user: &str) -> Result<bool, String> {
     let guard = &gateway.account_guard;
-    guard.load_once(&gateway.db);
     let was = guard.release(user);
     if was {
         gateway.db.setting_put(HELD_KEY, &guard.holds_json()).map_err(|e| e.to_string())?;

@@ -418,6 +418,8 @@ impl Gateway {
     }
 
     fn with_policy_loaded(self: Arc<Self>) -> Arc<Self> {
+        // The account guard's holds, kept in the store, are in force from the first message on.
+        self.account_guard.load_once(&self.db);
         if let Err(e) = self.refresh_policy(true) {
             tracing::error!(error = %e, "policy not loaded; filtering with the configuration's policy only");
             if let Ok(p) = Policy::new(&self.state().engine.config().policy) {

@@ -13,13 +13,7 @@ use crate::app::{blocking, ApiError, AppState, Caller};
 #[utoipa::path(get, path = "/api/v1/held-accounts", responses((status = 200, body = Vec<Object>), (status = 403)))]
 pub async fn held_list(State(web): State<AppState>, caller: Caller) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     caller.require_admin()?;
-    let gateway = web.gateway.clone();
-    let holds = blocking(move || {
-        // After a restart the holds are read from the store on first use.
-        gateway.account_guard.load_once(&gateway.db);
-        Ok(gateway.account_guard.held())
-    })
-    .await?;
+    let holds = web.gateway.account_guard.held();
     let holds = holds.into_iter().map(|h| serde_json::to_value(h).unwrap_or_default()).collect();
     Ok(Json(holds))
 }
