@@ -136,6 +136,10 @@ pub struct SmtpConfig {
     pub greylisting: crate::greylist::GreylistConfig,
     /// Compromised-account protection for outbound users (see `guard.rs`).
     pub account_guard: crate::guard::AccountGuardConfig,
+    /// DKIM signing of outbound mail and ARC sealing of inbound mail we change (see `signing.rs`).
+    pub dkim: crate::signing::DkimConfig,
+    /// DMARC aggregate reports: collected, sent to other domains, received for ours (see `dmarc.rs`).
+    pub dmarc_reports: crate::dmarc::DmarcReportsConfig,
 }
 
 /// What the gateway does with a bare CR or LF in message data (see `SmtpConfig::bare_line_endings`).
@@ -302,6 +306,8 @@ impl Default for SmtpConfig {
             rate_limits: Default::default(),
             greylisting: Default::default(),
             account_guard: Default::default(),
+            dkim: Default::default(),
+            dmarc_reports: Default::default(),
         }
     }
 }
@@ -442,11 +448,30 @@ pub struct OutboundConfig {
     pub smarthost: Option<String>,
     /// Port used for MX delivery (25; tests point it elsewhere).
     pub mx_port: u16,
+    /// Outbound mail to other domains is accepted once it is durably queued, then delivered with retries
+    /// (see `spool.rs`); `false` relays it before the answer, as inbound mail is.
+    pub queue: bool,
+    /// Hours an outbound message is retried before it is bounced to its sender (RFC 3464).
+    pub queue_lifetime_hours: u64,
+    /// Deliveries at once to one destination (a recipient domain, or the smarthost).
+    pub max_per_destination: usize,
+    /// Transport security towards the smarthost and MX hosts (TLS required and verified, AUTH, MTA-STS,
+    /// DANE; see `transport.rs`).
+    pub security: crate::transport::OutboundSecurity,
 }
 
 impl Default for OutboundConfig {
     fn default() -> Self {
-        OutboundConfig { listen: Vec::new(), trusted_networks: Vec::new(), smarthost: None, mx_port: 25 }
+        OutboundConfig {
+            listen: Vec::new(),
+            trusted_networks: Vec::new(),
+            smarthost: None,
+            mx_port: 25,
+            queue: true,
+            queue_lifetime_hours: 120,
+            max_per_destination: 8,
+            security: Default::default(),
+        }
     }
 }
 
@@ -593,6 +618,9 @@ impl SmtpConfig {
         self.rate_limits.validate()?;
         self.greylisting.validate()?;
         self.account_guard.validate()?;
+        self.dkim.validate()?;
+        self.dmarc_reports.validate()?;
+        self.outbound.security.validate()?;
         for (field, mode) in [
             ("milter.unix_socket_mode", self.milter.unix_socket_mode),
             ("spamd.unix_socket_mode", self.spamd.unix_socket_mode),

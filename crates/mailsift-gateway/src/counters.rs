@@ -26,6 +26,24 @@ pub struct Counters {
     pub greylisted: AtomicU64,
     /// Outbound users held by the compromised-account protection.
     pub accounts_held: AtomicU64,
+    /// Outbound messages accepted into the queue (one per recipient).
+    pub outbound_queued: AtomicU64,
+    /// Outbound queue items delivered.
+    pub outbound_delivered: AtomicU64,
+    /// Outbound queue items given up (a DSN goes to the sender).
+    pub outbound_bounced: AtomicU64,
+    /// Messages signed with DKIM (one per message, however many signatures).
+    pub dkim_signed: AtomicU64,
+    /// Messages we changed and sealed with ARC.
+    pub arc_sealed: AtomicU64,
+    /// Signing or sealing that failed (the message left unsigned; logged).
+    pub signing_failed: AtomicU64,
+    /// Deliveries refused by the outbound TLS policy (MTA-STS, DANE, a smarthost's required TLS).
+    pub tls_policy_failures: AtomicU64,
+    /// DMARC aggregate reports sent (spooled) to other domains.
+    pub dmarc_reports_sent: AtomicU64,
+    /// DMARC aggregate reports received for our domains.
+    pub dmarc_reports_received: AtomicU64,
     /// Scan-to-answer latency.
     pub latency: Histogram,
     /// Where a message's time goes, one histogram per [`Stage`] (indexed by `Stage as usize`).
@@ -114,6 +132,15 @@ impl Counters {
             ("rate_limited", get(&self.rate_limited)),
             ("greylisted", get(&self.greylisted)),
             ("accounts_held", get(&self.accounts_held)),
+            ("outbound_queued", get(&self.outbound_queued)),
+            ("outbound_delivered", get(&self.outbound_delivered)),
+            ("outbound_bounced", get(&self.outbound_bounced)),
+            ("dkim_signed", get(&self.dkim_signed)),
+            ("arc_sealed", get(&self.arc_sealed)),
+            ("signing_failed", get(&self.signing_failed)),
+            ("tls_policy_failures", get(&self.tls_policy_failures)),
+            ("dmarc_reports_sent", get(&self.dmarc_reports_sent)),
+            ("dmarc_reports_received", get(&self.dmarc_reports_received)),
         ]
     }
 }

@@ -65,6 +65,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(domain_get, domain_put, domain_remove))
         .routes(routes!(asf_options))
         .routes(routes!(symbols))
+        // DKIM (issue 21): add the routes of crate::dkim here.
         .routes(routes!(report_submit))
         .routes(routes!(reports_summary))
         .routes(routes!(reputation_lookup))
@@ -72,9 +73,11 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts_list, account_add))
         .routes(routes!(account_remove))
         .routes(routes!(api_token))
+        // DMARC reports (issue 21): add the routes of crate::dmarc here.
         .routes(routes!(crate::held::held_list))
         .routes(routes!(crate::held::held_release))
         .routes(routes!(crate::digest::send_now))
+        // The outbound queue (issue 21): add the routes of crate::queue here.
         .routes(routes!(crate::diagnosis::log_diagnosis))
         .routes(routes!(crate::diagnosis::quarantine_diagnosis))
         .routes(routes!(crate::diagnosis::diagnose_posted))

@@ -6,6 +6,8 @@ mod bench;
 mod config_cmd;
 mod datadir;
 mod diagnose;
+mod dkim;
+mod dmarc;
 mod domains;
 mod eval;
 mod generate;
@@ -15,6 +17,7 @@ mod load;
 mod log;
 mod policy;
 mod quarantine;
+mod queue;
 mod report;
 mod reports;
 mod reputation;
@@ -92,6 +95,15 @@ enum Command {
     /// The quarantine: list, show, release (once), delete, purge.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// The outbound queue: list, show, retry now, remove.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// DKIM keys for signing outbound mail: make one and print its DNS record, check what is published.
+    #[command(subcommand)]
+    Dkim(dkim::DkimCommand),
+    /// DMARC aggregate reports: what would be sent (--dry-run), send them, summarise those received.
+    #[command(subcommand)]
+    Dmarc(dmarc::DmarcCommand),
     /// Console accounts: administrators, domain administrators and end users; API tokens.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
@@ -272,6 +284,9 @@ fn run(mut cli: Cli, at: &datadir::Location) -> Result<ExitCode> {
         Command::Log(cmd) => log::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Domains(cmd) => domains::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Reports(args) => reports::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
+        Command::Queue(cmd) => queue::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Dkim(cmd) => dkim::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Dmarc(cmd) => dmarc::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Accounts(cmd) => accounts::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Quarantine(cmd) => quarantine::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Rules(cmd) => policy::run_rules(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),

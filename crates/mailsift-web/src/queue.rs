@@ -1,0 +1,1 @@
+//! The outbound queue as the API shows it: list, retry, remove.
