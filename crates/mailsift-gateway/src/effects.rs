@@ -29,7 +29,7 @@ use crate::disposition::{answer, Accepted, Answer, Disposition};
 use crate::headers::{hop_count, tag_subject};
 use crate::judge::{judge, log_verdict, Judged};
 use crate::log::{commit_log, message_entry};
-use crate::relay::{RelayError, Reply};
+use crate::relay::RelayError;
 use crate::route::Route;
 use crate::state::{Gateway, GatewayState};
 use crate::text::{rfc5322_date, sanitize};
@@ -215,8 +215,8 @@ pub async fn carry_out(
     let bytes = crate::outgoing::finish(gateway, state, env, changed, bytes).await;
     if !accepted.deliver.is_empty() {
         outcome = Some(match deliver_accepted(gateway, state, submission, accepted, verdict, &bytes).await {
-            Ok((outcome, bounce)) => {
-                owed.extend(bounce);
+            Ok((outcome, more)) => {
+                owed.extend(more);
                 outcome
             }
             Err(outcome) => return outcome,
@@ -244,8 +244,10 @@ pub async fn carry_out(
     }
 }
 
-/// Delivers to the accepted recipients on the transaction's route (or the redirect's). `Ok` carries the
-/// outcome and the bounce owed for recipients the next hop refused; `Err` an outcome that ends the message.
+/// Delivers to the accepted recipients on the transaction's route (or the redirect's), or queues them when
+/// the message is outbound mail for the durable queue. `Ok` carries the outcome and what is owed once the
+/// client hears 250 (the queued messages, or the bounce for recipients the next hop refused); `Err` an
+/// outcome that ends the message.
 async fn deliver_accepted(
     gateway: &Arc<Gateway>,
     state: &Arc<GatewayState>,
@@ -253,7 +255,7 @@ async fn deliver_accepted(
     accepted: &Accepted,
     verdict: &Verdict,
     bytes: &[u8],
-) -> Result<(Outcome, Option<(NewSpoolItem, Vec<u8>)>), Outcome> {
+) -> Result<(Outcome, Vec<(NewSpoolItem, Vec<u8>)>), Outcome> {
     let id = &verdict.id;
     let action = if accepted.tag { "tag" } else { "deliver" };
     let route = match &accepted.redirect {
@@ -261,9 +263,30 @@ async fn deliver_accepted(
         None => submission.route.clone().unwrap_or(Route::Maildir),
     };
     let mail_from = submission.envelope.mail_from.as_deref().unwrap_or("");
+    if queued(state, &submission.envelope, &route) {
+        // Outbound mail to other domains: accepted once it is in the durable queue (committed with the
+        // rest of what is owed, before the 250), then delivered by the spool's runner with retries.
+        let items: Vec<_> = accepted
+            .deliver
+            .iter()
+            .map(|to| (spool_item(crate::spool::OUTBOUND, id, mail_from, to), bytes.to_vec()))
+            .collect();
+        gateway.counters.outbound_queued.fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let outcome = Outcome {
+            action,
+            answer: answer(250, "2.0.0", format!("Message queued for delivery [ref {id}]")),
+            next_hop: Some(format!("queued for {} recipient(s)", items.len())),
+            reason: None,
+        };
+        return Ok((outcome, items));
+    }
     match deliver(gateway, state, &route, mail_from, &accepted.deliver, bytes).await {
         Ok(d) => {
-            let bounce = if d.refused.is_empty() { None } else { bounce(state, mail_from, &d.refused, bytes, id) };
+            let bounce: Vec<_> = if d.refused.is_empty() {
+                Vec::new()
+            } else {
+                crate::spool::bounce(state, mail_from, &d.refused, bytes, id).into_iter().collect()
+            };
             Ok((
                 Outcome {
                     action,
@@ -296,13 +319,22 @@ async fn deliver_accepted(
                 next_hop: Some(reply.to_string()),
                 reason: Some("refused by the next hop".into()),
             },
-            None,
+            Vec::new(),
         )),
     }
 }
 
+/// Whether a message goes through the outbound queue: outbound mail leaving the organisation (smarthost or
+/// MX) with `[smtp.outbound] queue` on. Inbound mail and outbound mail for our own domains are relayed
+/// before the answer, as ever.
+fn queued(state: &GatewayState, envelope: &Envelope, route: &Route) -> bool {
+    state.config.outbound.queue
+        && envelope.direction == Direction::Outbound
+        && matches!(route, Route::Smarthost(_) | Route::Mx(_))
+}
+
 /// A message the gateway owes, for the spool.
-fn spool_item(kind: &str, id: &str, mail_from: &str, to: &str) -> NewSpoolItem {
+pub(crate) fn spool_item(kind: &str, id: &str, mail_from: &str, to: &str) -> NewSpoolItem {
     NewSpoolItem {
         kind: kind.into(),
         reference_id: id.to_string(),
@@ -392,32 +424,4 @@ fn received_header(state: &GatewayState, env: &Envelope, with: &str, id: &str) -
         rfc5322_date(mailsift_engine::unix_now())
     )
     .into_bytes()
-}
-
-/// The bounce telling the sender which recipients the next hop refused after others accepted the message
-/// (RFC 3464), for the spool. Never for the null sender (no bounce loops), nor when the sender cannot be
-/// reached.
-fn bounce(
-    state: &GatewayState,
-    sender: &str,
-    refused: &[(String, Reply)],
-    original: &[u8],
-    id: &str,
-) -> Option<(NewSpoolItem, Vec<u8>)> {
-    if sender.is_empty() {
-        return None;
-    }
-    let msg = crate::dsn::delivery_status_notification(
-        &state.config.hostname,
-        sender,
-        refused,
-        original,
-        id,
-        mailsift_engine::unix_now(),
-    )?;
-    if state.route_for(sender, true).is_none() {
-        tracing::warn!(reference = %id, to = %sanitize(sender, 320), "bounce: no route to the sender");
-        return None;
-    }
-    Some((spool_item("bounce", id, "", sender), msg))
 }

@@ -29,8 +29,10 @@ use std::time::Duration;
 use mailsift_store::gateway::now_ms;
 use mailsift_store::{NewSpoolItem, SpoolItem};
 
-use crate::relay::RelayError;
-use crate::state::Gateway;
+use crate::relay::{RelayError, Reply};
+use crate::route::Route;
+use crate::state::{Gateway, GatewayState};
+use crate::text::sanitize;
 
 /// How the spool retries. The defaults suit a production gateway; tests shorten them.
 #[derive(Debug, Clone)]
@@ -53,6 +55,9 @@ pub struct SpoolPolicy {
     pub failed_retention: Duration,
     /// Maildir `tmp/` files older than this are deleted (36 hours, the Maildir convention).
     pub maildir_tmp_max_age: Duration,
+    /// How long outbound mail in the queue is retried before it is bounced; `None`: `[smtp.outbound]
+    /// queue_lifetime_hours` (tests shorten it here).
+    pub outbound_lifetime: Option<Duration>,
 }
 
 impl Default for SpoolPolicy {
@@ -66,9 +71,14 @@ impl Default for SpoolPolicy {
             poll: Duration::from_secs(30),
             failed_retention: Duration::from_secs(30 * 86_400),
             maildir_tmp_max_age: Duration::from_secs(36 * 3600),
+            outbound_lifetime: None,
         }
     }
 }
+
+/// The kind of the items that are the outbound queue: mail of the organisation's users and servers to other
+/// domains, accepted once queued (see `effects.rs`). When one is given up, its sender gets a bounce.
+pub const OUTBOUND: &str = "outbound";
 
 /// What one attempt at an item came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,12 +262,108 @@ pub fn backoff(policy: &SpoolPolicy, attempts: u32) -> Duration {
     policy.first_retry.saturating_mul(1u32 << doublings).min(policy.max_retry)
 }
 
+/// Where an item goes, as the per-destination limit counts it: the smarthost, the recipient domain (its
+/// MX hosts), the next hop, the Maildir.
+fn destination(route: &Route) -> String {
+    match route {
+        Route::NextHop(t) | Route::Smarthost(t) => t.to_ascii_lowercase(),
+        Route::Mx(domain) => domain.to_ascii_lowercase(),
+        Route::Maildir => "maildir".into(),
+        Route::Report(_) => "report".into(),
+    }
+}
+
+/// A delivery slot towards `dest`: at most `limit` deliveries to one destination at once, over every runner
+/// of this process (as Postfix's per-destination concurrency). The map keeps one entry per destination
+/// seen; it is cleared of idle entries when it grows past a bound.
+async fn slot(dest: String, limit: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    type Slots = Mutex<HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>>;
+    static SLOTS: OnceLock<Slots> = OnceLock::new();
+    let limit = limit.max(1);
+    let sem = {
+        let mut slots = SLOTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        if slots.len() >= 4096 {
+            slots.retain(|_, (n, sem)| sem.available_permits() < *n);
+        }
+        let entry = slots.entry(dest).or_insert_with(|| (limit, Arc::new(tokio::sync::Semaphore::new(limit))));
+        if entry.0 != limit {
+            // The limit was changed by a reload: new deliveries use a new gate.
+            *entry = (limit, Arc::new(tokio::sync::Semaphore::new(limit)));
+        }
+        entry.1.clone()
+    };
+    sem.acquire_owned().await.ok()
+}
+
+/// The bounce telling `sender` that `refused` (each recipient with the reply it got) did not get the message
+/// `original` (RFC 3464), for the spool. Never for the null sender (no bounce loops), nor when the sender
+/// cannot be reached.
+pub fn bounce(
+    state: &GatewayState,
+    sender: &str,
+    refused: &[(String, Reply)],
+    original: &[u8],
+    id: &str,
+) -> Option<(NewSpoolItem, Vec<u8>)> {
+    if sender.is_empty() {
+        return None;
+    }
+    let msg = crate::dsn::delivery_status_notification(
+        &state.config.hostname,
+        sender,
+        refused,
+        original,
+        id,
+        mailsift_engine::unix_now(),
+    )?;
+    if state.route_for(sender, true).is_none() {
+        tracing::warn!(reference = %id, to = %sanitize(sender, 320), "bounce: no route to the sender");
+        return None;
+    }
+    let item = NewSpoolItem {
+        kind: "bounce".into(),
+        reference_id: id.to_string(),
+        mail_from: String::new(),
+        recipient: sender.to_string(),
+        outbound: true,
+    };
+    Some((item, msg))
+}
+
+/// Makes queued items due now (`id`, or every pending item) and wakes the runner; returns how many. Items
+/// being delivered are left to their attempt.
+pub async fn retry_now(gateway: &Arc<Gateway>, id: Option<i64>) -> Result<usize, String> {
+    let db = gateway.db.clone();
+    let n = tokio::task::spawn_blocking(move || db.spool_due_now(id))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    wake().notify_waiters();
+    Ok(n)
+}
+
+/// How long an item of `kind` is retried before it is given up.
+fn lifetime(state: &GatewayState, policy: &SpoolPolicy, kind: &str) -> Duration {
+    if kind == OUTBOUND {
+        policy
+            .outbound_lifetime
+            .unwrap_or(Duration::from_secs(state.config.outbound.queue_lifetime_hours.saturating_mul(3600)))
+    } else {
+        policy.give_up_after
+    }
+}
+
 /// Delivers one claimed item and records the outcome.
 async fn attempt(gateway: &Arc<Gateway>, policy: &SpoolPolicy, item: SpoolItem, raw: Vec<u8>) -> Attempt {
     let state = gateway.state();
     let result = match state.route_for(&item.recipient, item.outbound) {
-        None => Attempt::Failed(format!("no route to {}", item.recipient)),
+        None => Attempt::Failed(format!("550 5.1.2 no route to {}", item.recipient)),
         Some(route) => {
+            let _slot = if item.kind == OUTBOUND {
+                slot(destination(&route), state.config.outbound.max_per_destination).await
+            } else {
+                None
+            };
             let rcpts = [item.recipient.clone()];
             match crate::delivery::deliver(gateway, &state, &route, &item.mail_from, &rcpts, &raw).await {
                 Ok(d) if !d.accepted.is_empty() => Attempt::Delivered(d.reply.to_string()),
@@ -273,8 +379,27 @@ async fn attempt(gateway: &Arc<Gateway>, policy: &SpoolPolicy, item: SpoolItem, 
     };
     let now = now_ms();
     let result = match result {
-        Attempt::Retry(why) if now - item.created_ms >= policy.give_up_after.as_millis() as i64 => {
+        Attempt::Retry(why) if now - item.created_ms >= lifetime(&state, policy, &item.kind).as_millis() as i64 => {
             Attempt::Failed(format!("given up after {} attempts; the last: {why}", item.attempts))
+        }
+        other => other,
+    };
+    // Queued outbound mail that will not be delivered: its sender is told (RFC 3464), through the spool
+    // too. The bounce is committed before the item is marked failed; if that fails, the item stays
+    // pending and is tried (and given up) again, so the bounce is never lost.
+    let result = match result {
+        Attempt::Failed(why) if item.kind == OUTBOUND => {
+            match outbound_bounce(gateway, &state, &item, &raw, &why).await {
+                Ok(()) => {
+                    crate::counters::Counters::bump(&gateway.counters.outbound_bounced);
+                    Attempt::Failed(why)
+                }
+                Err(e) => Attempt::Retry(format!("{why} (the bounce could not be spooled: {e})")),
+            }
+        }
+        Attempt::Delivered(reply) if item.kind == OUTBOUND => {
+            crate::counters::Counters::bump(&gateway.counters.outbound_delivered);
+            Attempt::Delivered(reply)
         }
         other => other,
     };
@@ -311,4 +436,32 @@ async fn attempt(gateway: &Arc<Gateway>, policy: &SpoolPolicy, item: SpoolItem, 
         Err(e) => tracing::error!(id = item.id, error = %e, "spool: outcome task failed"),
     }
     result
+}
+
+/// Spools the bounce of a queued outbound item that was given up (`why`: the refusal, or the expiry with
+/// the last error), and kicks it.
+async fn outbound_bounce(
+    gateway: &Arc<Gateway>,
+    state: &GatewayState,
+    item: &SpoolItem,
+    raw: &[u8],
+    why: &str,
+) -> Result<(), String> {
+    let reply = refusal_of(why);
+    let Some(b) = bounce(state, &item.mail_from, &[(item.recipient.clone(), reply)], raw, &item.reference_id) else {
+        return Ok(());
+    };
+    let ids = put(gateway, vec![b]).await?;
+    kick(gateway, ids);
+    Ok(())
+}
+
+/// The reply a bounce reports for a given-up item: the next hop's own permanent refusal when that ended it
+/// (`550 5.1.1 ...`), else the expiry (`4.4.7`, RFC 3463) with the last temporary error.
+fn refusal_of(why: &str) -> Reply {
+    let code = why.get(..3).and_then(|c| c.parse::<u16>().ok()).filter(|c| (500..600).contains(c));
+    match code {
+        Some(code) => Reply { code, text: why.get(4..).unwrap_or("").to_string() },
+        None => Reply { code: 450, text: format!("4.4.7 Delivery time expired: {why}") },
+    }
 }

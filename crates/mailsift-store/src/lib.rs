@@ -29,7 +29,7 @@ pub use gateway::pg;
 pub use gateway::{Account, HourlyCount, Role};
 pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery, VIRUS_REASON_PREFIX};
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};
-pub use gateway::{NewSpoolItem, SpoolItem};
+pub use gateway::{NewSpoolItem, SpoolCount, SpoolItem};
 pub use learner::Learner;
 pub use limits::{LimitStore, MemoryLimits};
 pub use reputation::{open_configured as open_reputation, RedisConfig, Reputation, SqliteReputation};

@@ -77,7 +77,9 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crate::held::held_list))
         .routes(routes!(crate::held::held_release))
         .routes(routes!(crate::digest::send_now))
-        // The outbound queue (issue 21): add the routes of crate::queue here.
+        .routes(routes!(crate::queue::queue_list))
+        .routes(routes!(crate::queue::queue_retry))
+        .routes(routes!(crate::queue::queue_remove))
         .routes(routes!(crate::diagnosis::log_diagnosis))
         .routes(routes!(crate::diagnosis::quarantine_diagnosis))
         .routes(routes!(crate::diagnosis::diagnose_posted))

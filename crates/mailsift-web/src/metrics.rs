@@ -29,8 +29,14 @@ pub async fn handler(
             .into_response();
     }
     let db = web.db.clone();
-    let held = tokio::task::spawn_blocking(move || db.quarantine_count(true, &[])).await.ok().and_then(Result::ok);
-    let body = render(&web, held);
+    let (held, queue) =
+        tokio::task::spawn_blocking(move || (db.quarantine_count(true, &[]).ok(), db.spool_counts().ok()))
+            .await
+            .unwrap_or((None, None));
+    let mut body = render(&web, held);
+    if let Some(queue) = queue {
+        queue_metrics(&mut body, &queue, mailsift_store::gateway::now_ms());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -78,6 +84,42 @@ fn render(web: &AppState, quarantine_held: Option<u64>) -> String {
         "counter",
         "Messages whose sender checks had a DNS lookup time out or fail temporarily.",
         &[("", dns)],
+    );
+    // Outbound trust (issue 21): the queue's deliveries, signing, transport policy, DMARC reports.
+    metric(
+        "mailsift_outbound_total",
+        "counter",
+        "Outbound queue items (one per recipient): queued, delivered, bounced after a refusal or expiry.",
+        &[
+            ("{event=\"queued\"}", get(&c.outbound_queued)),
+            ("{event=\"delivered\"}", get(&c.outbound_delivered)),
+            ("{event=\"bounced\"}", get(&c.outbound_bounced)),
+        ],
+    );
+    metric(
+        "mailsift_signing_total",
+        "counter",
+        "Messages DKIM-signed (outbound) or ARC-sealed (inbound we changed), and signing that failed.",
+        &[
+            ("{kind=\"dkim\"}", get(&c.dkim_signed)),
+            ("{kind=\"arc\"}", get(&c.arc_sealed)),
+            ("{kind=\"failed\"}", get(&c.signing_failed)),
+        ],
+    );
+    metric(
+        "mailsift_tls_policy_failures_total",
+        "counter",
+        "Outbound deliveries refused by the transport policy (MTA-STS, DANE, the smarthost's required TLS).",
+        &[("", get(&c.tls_policy_failures))],
+    );
+    metric(
+        "mailsift_dmarc_reports_total",
+        "counter",
+        "DMARC aggregate reports sent to other domains and received for ours.",
+        &[
+            ("{direction=\"sent\"}", get(&c.dmarc_reports_sent)),
+            ("{direction=\"received\"}", get(&c.dmarc_reports_received)),
+        ],
     );
     // The virus scanner ([smtp.virus]): its counters, and the engine's state when clamd is set.
     metric("mailsift_virus_found_total", "counter", "Messages with a virus found.", &[("", get(&c.virus_found))]);
@@ -177,4 +219,37 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &mailsift_gateway::c
     }
     let _ = writeln!(out, "{name}_sum{} {}", braces(labels), get(&h.sum_us) as f64 / 1e6);
     let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels));
+}
+
+/// The durable queue's size and age by kind (outbound, bounce, copy, digest...) and state (pending, failed),
+/// read from the database at each scrape.
+fn queue_metrics(out: &mut String, counts: &[mailsift_store::SpoolCount], now_ms: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP mailsift_queue_messages Items in the durable queue (outbound mail and what the gateway owes), \
+         by kind and state.\n# TYPE mailsift_queue_messages gauge"
+    );
+    for c in counts {
+        let _ = writeln!(
+            out,
+            "mailsift_queue_messages{{kind=\"{}\",state=\"{}\"}} {}",
+            label(&c.kind),
+            label(&c.state),
+            c.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP mailsift_queue_oldest_age_seconds Age of the oldest pending item, by kind.\n\
+         # TYPE mailsift_queue_oldest_age_seconds gauge"
+    );
+    for c in counts.iter().filter(|c| c.state == "pending") {
+        let age = (now_ms - c.oldest_ms).max(0) / 1000;
+        let _ = writeln!(out, "mailsift_queue_oldest_age_seconds{{kind=\"{}\"}} {age}", label(&c.kind));
+    }
+}
+
+/// A label value as Prometheus' text format needs it (kinds are ours, but stay safe).
+fn label(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(40).collect()
 }

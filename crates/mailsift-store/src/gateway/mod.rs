@@ -49,7 +49,7 @@ pub use policy::{
     ImportMode, ImportSummary, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy,
 };
 pub use quarantine::{NewQuarantine, QuarantineItem, QuarantineQuery, VIRUS_REASON_PREFIX};
-pub use spool::{NewSpoolItem, SpoolItem};
+pub use spool::{NewSpoolItem, SpoolCount, SpoolItem};
 pub use stats::HourlyCount;
 pub use web::{ThrottleTake, WebSession};
 use writer::{Call, Command};
@@ -433,6 +433,47 @@ impl Database {
             return pg.spool_due();
         }
         self.read(spool::next_due)
+    }
+
+    /// Row `id` and its message (`None` for a failed row, whose message is gone), if it is there.
+    pub fn spool_get(&self, id: i64) -> Result<Option<(SpoolItem, Option<Vec<u8>>)>, StoreError> {
+        let row = match &self.pg {
+            Some(pg) => pg.spool_get(id)?,
+            None => self.read(move |c| spool::get(c, id))?,
+        };
+        let Some((item, encoding, size, data)) = row else { return Ok(None) };
+        if item.state != "pending" {
+            return Ok(Some((item, None)));
+        }
+        let raw = quarantine::decode(&encoding, size, data)
+            .map_err(|reason| self.invalid(format!("spool item {id}: stored message unreadable: {reason}")))?;
+        Ok(Some((item, Some(raw))))
+    }
+
+    /// Makes pending rows due now (row `only`, or all), except those being delivered (claimed and still
+    /// under their lease); returns how many.
+    pub fn spool_due_now(&self, only: Option<i64>) -> Result<usize, StoreError> {
+        let now = now_ms();
+        if let Some(pg) = &self.pg {
+            return pg.spool_due_now(now, only);
+        }
+        self.write(move |c| spool::due_now(c, now, only))
+    }
+
+    /// Deletes row `id` (pending or failed): the operator gave up on it. `false` if it was not there.
+    pub fn spool_remove(&self, id: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_delete(id);
+        }
+        self.write(move |c| spool::remove(c, id))
+    }
+
+    /// How many rows per kind and state, and the oldest of each (for the console and `/metrics`).
+    pub fn spool_counts(&self) -> Result<Vec<SpoolCount>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.spool_counts();
+        }
+        self.read(spool::counts)
     }
 
     /// Deletes the failed rows given up on before `older_than_ms`; returns how many.

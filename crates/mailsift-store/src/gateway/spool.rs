@@ -47,7 +47,20 @@ pub struct SpoolItem {
     pub last_error: Option<String>,
     /// `pending` or `failed`.
     pub state: String,
+    /// A failed row: when it was given up. A pending row: the end of the lease of the attempt in flight
+    /// (`None` when none is).
     pub finished_ms: Option<i64>,
+}
+
+/// How many rows of one kind are in one state, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolCount {
+    pub kind: String,
+    /// `pending` or `failed`.
+    pub state: String,
+    pub count: u64,
+    /// The oldest row's creation time (Unix ms).
+    pub oldest_ms: i64,
 }
 
 const COLUMNS: &str = "id, kind, reference_id, created_ms, mail_from, recipient, outbound, size, attempts, \
@@ -120,8 +133,10 @@ pub(super) fn claim(
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        conn.prepare_cached("UPDATE spool SET attempts = attempts + 1, next_attempt_ms = ?2 WHERE id = ?1")?
-            .execute(params![id, lease_until_ms])?;
+        conn.prepare_cached(
+            "UPDATE spool SET attempts = attempts + 1, next_attempt_ms = ?2, finished_ms = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, lease_until_ms])?;
         let row = conn
             .prepare_cached(&format!("SELECT {COLUMNS}, encoding, data FROM spool WHERE id = ?1"))?
             .query_row([id], |r| {
@@ -142,7 +157,7 @@ pub(super) fn done(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
 
 /// A temporary failure: due again at `next_ms`, with the reason kept.
 pub(super) fn retry(conn: &Connection, id: i64, next_ms: i64, error: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE spool SET next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1 AND state = 'pending'")?
+    conn.prepare_cached("UPDATE spool SET next_attempt_ms = ?2, last_error = ?3, finished_ms = NULL WHERE id = ?1 AND state = 'pending'")?
         .execute(params![id, next_ms, error])?;
     Ok(())
 }
@@ -170,6 +185,44 @@ pub(super) fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
         .query_row([], |r| r.get(0))
         .optional()
         .map(Option::flatten)
+}
+
+/// Row `id` with its stored message (still encoded; empty for a failed row), if it is there.
+pub(super) fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Claimed>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS}, encoding, data FROM spool WHERE id = ?1"))?
+        .query_row([id], |r| {
+            let item = read_row(r)?;
+            let size = item.size;
+            Ok((item, r.get::<_, String>(13)?, size, r.get::<_, Vec<u8>>(14)?))
+        })
+        .optional()
+}
+
+/// Makes pending rows due at `now_ms` (row `only`, or every pending row); returns how many. A row under a
+/// lease (being delivered: its `finished_ms` holds the lease's end) is left alone, so that asking for a
+/// retry never starts a second delivery of a message already on its way.
+pub(super) fn due_now(conn: &Connection, now_ms: i64, only: Option<i64>) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE spool SET next_attempt_ms = ?1 WHERE state = 'pending' AND (?2 IS NULL OR id = ?2) \
+         AND (finished_ms IS NULL OR finished_ms <= ?1)",
+    )?
+    .execute(params![now_ms, only])
+}
+
+/// Deletes row `id` whatever its state; `false` if it was not there.
+pub(super) fn remove(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    done(conn, id)
+}
+
+/// Per kind and state: how many rows, and the oldest one's creation time.
+pub(super) fn counts(conn: &Connection) -> rusqlite::Result<Vec<SpoolCount>> {
+    conn.prepare_cached(
+        "SELECT kind, state, count(*), min(created_ms) FROM spool GROUP BY kind, state ORDER BY kind, state",
+    )?
+    .query_map([], |r| {
+        Ok(SpoolCount { kind: r.get(0)?, state: r.get(1)?, count: r.get::<_, i64>(2)? as u64, oldest_ms: r.get(3)? })
+    })?
+    .collect()
 }
 
 /// Deletes failed rows finished before `older_than_ms`.

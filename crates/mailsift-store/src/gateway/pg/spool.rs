@@ -9,7 +9,7 @@ use postgres::Row;
 
 use super::PgStore;
 use crate::gateway::quarantine::StoredRaw;
-use crate::gateway::spool::{NewSpoolItem, SpoolItem};
+use crate::gateway::spool::{NewSpoolItem, SpoolCount, SpoolItem};
 use crate::StoreError;
 
 const COLUMNS: &str = "id, kind, reference_id, created_ms, mail_from, recipient, outbound, size, attempts, \
@@ -93,7 +93,7 @@ impl PgStore {
                     "WITH due AS (SELECT id, next_attempt_ms AS was FROM spool WHERE state = 'pending' \
                        AND next_attempt_ms <= $1 AND ($3::bigint IS NULL OR id = $3) \
                        ORDER BY next_attempt_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     UPDATE spool s SET attempts = s.attempts + 1, next_attempt_ms = $2 FROM due WHERE s.id = due.id \
+                     UPDATE spool s SET attempts = s.attempts + 1, next_attempt_ms = $2, finished_ms = $2 FROM due WHERE s.id = due.id \
                      RETURNING {cols}, s.encoding, s.data, due.was"
                 ),
                 &[&now_ms, &lease_until_ms, &only, &limit],
@@ -120,7 +120,7 @@ impl PgStore {
     pub(crate) fn spool_set_retry(&self, id: i64, next_ms: i64, error: String) -> Result<(), StoreError> {
         self.call(move |c| {
             c.execute(
-                "UPDATE spool SET next_attempt_ms = $2, last_error = $3 WHERE id = $1 AND state = 'pending'",
+                "UPDATE spool SET next_attempt_ms = $2, last_error = $3, finished_ms = NULL WHERE id = $1 AND state = 'pending'",
                 &[&id, &next_ms, &error],
             )
             .map(|_| ())
@@ -158,6 +158,43 @@ impl PgStore {
     pub(crate) fn spool_purge(&self, older_than_ms: i64) -> Result<usize, StoreError> {
         self.call(move |c| {
             Ok(c.execute("DELETE FROM spool WHERE state = 'failed' AND finished_ms < $1", &[&older_than_ms])? as usize)
+        })
+    }
+
+    pub(crate) fn spool_get(&self, id: i64) -> Result<Option<Claimed>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_opt(&format!("SELECT {COLUMNS}, encoding, data FROM spool WHERE id = $1"), &[&id])?.map(|r| {
+                let it = item(&r);
+                let size = it.size;
+                (it, r.get::<_, String>(13), size, r.get::<_, Vec<u8>>(14))
+            }))
+        })
+    }
+
+    pub(crate) fn spool_due_now(&self, now_ms: i64, only: Option<i64>) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE spool SET next_attempt_ms = $1 WHERE state = 'pending' AND ($2::bigint IS NULL OR id = $2) \
+                 AND (finished_ms IS NULL OR finished_ms <= $1)",
+                &[&now_ms, &only],
+            )? as usize)
+        })
+    }
+
+    pub(crate) fn spool_counts(&self) -> Result<Vec<SpoolCount>, StoreError> {
+        self.call(|c| {
+            Ok(c.query(
+                "SELECT kind, state, count(*), min(created_ms) FROM spool GROUP BY kind, state ORDER BY kind, state",
+                &[],
+            )?
+            .iter()
+            .map(|r| SpoolCount {
+                kind: r.get(0),
+                state: r.get(1),
+                count: r.get::<_, i64>(2) as u64,
+                oldest_ms: r.get(3),
+            })
+            .collect())
         })
     }
 }
