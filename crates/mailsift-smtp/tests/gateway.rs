@@ -733,6 +733,7 @@ fn _unused(_: &Path) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_mail_without_a_smarthost_goes_to_the_recipient_domains_mx() {
+    // Before-queue relaying (`queue = false`); the queued way is in outbound_queue.rs.
     use mailsift_testkit::dns::{TestDns, Zone};
     let sink = Sink::start("127.0.0.1:0".parse().unwrap(), true).await.unwrap();
     let mut zone = Zone::new();
@@ -741,7 +742,7 @@ async fn outbound_mail_without_a_smarthost_goes_to_the_recipient_domains_mx() {
     let dns = TestDns::start(zone);
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[dns]\nnameservers = [\"{}\"]\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[smtp.outbound]\ntrusted_networks = [\"127.0.0.0/8\"]\nmx_port = {}\n",
+        "[dns]\nnameservers = [\"{}\"]\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n[smtp.outbound]\ntrusted_networks = [\"127.0.0.0/8\"]\nmx_port = {}\nqueue = false\n",
         dns.addr(),
         sink.addr().port()
     );

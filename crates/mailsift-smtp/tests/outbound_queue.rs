@@ -333,3 +333,44 @@ async fn outsiders_cannot_queue_and_queue_off_relays_before_the_answer() {
     assert!(g.db.spool_list(None, 10).unwrap().is_empty());
     g.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_mail_goes_to_the_recipient_domains_mx_and_a_null_mx_is_bounced_at_once() {
+    use mailsift_testkit::dns::{TestDns, Zone};
+    let sink = Sink::start("127.0.0.1:0".parse().unwrap(), true).await.unwrap();
+    let mut zone = Zone::new();
+    zone.mx("elsewhere.example", 10, "mx1.elsewhere.example").a("mx1.elsewhere.example", "127.0.0.1");
+    zone.mx("nullmx.example", 0, ".");
+    let dns = TestDns::start(zone);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[dns]\nnameservers = [\"{}\"]\n[smtp]\nlisten = [\"127.0.0.1:0\"]\nhostname = \"mx.local.test\"\n\
+         [smtp.outbound]\ntrusted_networks = [\"127.0.0.0/8\"]\nmx_port = {}\n[[smtp.domains]]\nname = \"local.test\"\n",
+        dns.addr(),
+        sink.addr().port()
+    );
+    let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
+    let state = GatewayState::new(engine, SmtpConfig::from_toml(&text).unwrap(), dir.path()).unwrap();
+    let g = Gateway::new(state, Database::open_in(dir.path()).unwrap(), dir.path());
+    spool::set_policy(&g, quick(None));
+    let listeners = g.bind().await.unwrap();
+    let addr = listeners[0].0.local_addr().unwrap();
+    tokio::spawn(g.clone().serve(listeners));
+    spool::start(g.clone());
+
+    assert_eq!(send(addr, "alice@local.test", &["customer@elsewhere.example"], "order shipped").await.0, 250);
+    eventually("delivered to the MX", Duration::from_secs(10), || sink.messages().len() == 1).await;
+    assert_eq!(sink.messages()[0].rcpts, vec!["customer@elsewhere.example".to_string()]);
+    // A domain that takes no mail (null MX, RFC 7505): given up at once, and alice is told.
+    assert_eq!(send(addr, "alice@local.test", &["x@nullmx.example"], "nowhere").await.0, 250);
+    eventually("alice has the bounce", Duration::from_secs(10), || mailbox(dir.path(), "alice@local.test").len() == 1)
+        .await;
+    let bounce = &mailbox(dir.path(), "alice@local.test")[0];
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; x@nullmx.example") && bounce.contains("Status: 5.1.2"),
+        "{bounce}"
+    );
+    assert_eq!(g.db.spool_list(Some("failed"), 10).unwrap()[0].attempts, 1);
+    assert_eq!(sink.messages().len(), 1);
+    g.shutdown();
+}
