@@ -1079,7 +1079,13 @@ fn run(mode: Mode, build: impl FnOnce(&World) -> Scenario) {
                     .push(format!("baseline: outbound mail from the trusted network gets {own}: {}", legit.brief()));
             }
         }
-        if mode == Mode::Smtp && !world.sink.messages().iter().any(|m| m.rcpts.iter().any(|r| r == &sc.legit.rcpt)) {
+        // Outbound mail is queued at the 250 and delivered by the queue right after: wait for it (bounded).
+        let reached = || world.sink.messages().iter().any(|m| m.rcpts.iter().any(|r| r == &sc.legit.rcpt));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while mode == Mode::Smtp && !reached() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if mode == Mode::Smtp && !reached() {
             failures.push("baseline: the outbound message did not reach the smarthost".into());
         }
     }
