@@ -957,3 +957,67 @@ fn administrators_list_held_accounts_and_release_a_hold() {
     assert_eq!(admin.post_json("/api/v1/held-accounts/app/release", &json!({})).status, 404);
     assert_eq!(admin.get("/api/v1/held-accounts").json(), json!([]));
 }
+
+#[test]
+fn administrators_see_the_outbound_queue_retry_and_remove_items() {
+    let s = start();
+    let db = &s.web.gateway.db;
+    let item = |rcpt: &str| {
+        let new = mailsift_store::NewSpoolItem {
+            kind: "outbound".into(),
+            reference_id: "MXAPIQUEUE00001".into(),
+            mail_from: "alice@example.com".into(),
+            recipient: rcpt.into(),
+            outbound: true,
+        };
+        (new, format!("From: alice@example.com\r\nTo: {rcpt}\r\nSubject: figures\r\n\r\nfigures\r\n").into_bytes())
+    };
+    let ids = db
+        .spool_put(vec![item("carol@remote.example"), item("dan@remote.example"), item("erin@remote.example")])
+        .unwrap();
+    // One waits an hour, one is being delivered (claimed, under its lease), one was given up.
+    let now = mailsift_store::gateway::now_ms();
+    db.spool_retry(ids[0], now + 3_600_000, "451 4.4.1 later").unwrap();
+    assert_eq!(db.spool_claim(now, now + 600_000, 1, Some(ids[1])).unwrap().len(), 1);
+    db.spool_fail(ids[2], now, "550 5.1.1 no such user").unwrap();
+
+    let mut admin = s.login("admin", ADMIN_PW);
+    let mut bob = s.login("bob@example.com", BOB_PW);
+    assert_eq!(bob.get("/api/v1/queue").status, 403, "end users do not see everyone's outgoing mail");
+    assert_eq!(bob.post_json(&format!("/api/v1/queue/{}/retry", ids[0]), &json!({})).status, 403);
+    assert_eq!(bob.delete(&format!("/api/v1/queue/{}", ids[0])).status, 403);
+
+    let q = admin.get("/api/v1/queue");
+    assert_eq!(q.status, 200, "{}", q.text());
+    let q = q.json();
+    let items = q["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "pending only by default: {q}");
+    assert_eq!(items[1]["sending"], true, "{q}");
+    let totals = q["totals"].as_array().unwrap();
+    assert!(totals.iter().any(|t| t["kind"] == "outbound" && t["state"] == "pending" && t["count"] == 2), "{q}");
+    assert!(totals.iter().any(|t| t["state"] == "failed" && t["count"] == 1), "{q}");
+    assert_eq!(admin.get("/api/v1/queue?state=failed").json()["items"][0]["recipient"], "erin@remote.example");
+    assert_eq!(admin.get("/api/v1/queue?state=nonsense").status, 400);
+
+    // Retry: the waiting one is due now; the one on its way is left to its attempt; the given-up one cannot.
+    let r = admin.post_json(&format!("/api/v1/queue/{}/retry", ids[0]), &json!({}));
+    assert_eq!((r.status, r.json()["result"].clone()), (200, json!("due now")));
+    let r = admin.post_json(&format!("/api/v1/queue/{}/retry", ids[1]), &json!({}));
+    assert_eq!((r.status, r.json()["result"].clone()), (200, json!("sending")));
+    assert_eq!(admin.post_json(&format!("/api/v1/queue/{}/retry", ids[2]), &json!({})).status, 409);
+    assert_eq!(admin.post_json("/api/v1/queue/999999/retry", &json!({})).status, 404);
+
+    // The queue's size and age on /metrics.
+    let m = s.client().get("/metrics").text();
+    assert!(m.contains("mailsift_queue_messages{kind=\"outbound\",state=\"pending\"} 2"), "{m}");
+    assert!(m.contains("mailsift_queue_messages{kind=\"outbound\",state=\"failed\"} 1"), "{m}");
+    assert!(m.contains("mailsift_queue_oldest_age_seconds{kind=\"outbound\"}"), "{m}");
+
+    assert_eq!(admin.delete(&format!("/api/v1/queue/{}", ids[2])).status, 200);
+    assert_eq!(admin.delete(&format!("/api/v1/queue/{}", ids[2])).status, 404);
+    // (The retried item was tried by the gateway's runner meanwhile: it may have been bounced, so only the
+    // removed item's absence is certain.)
+    let all = admin.get("/api/v1/queue?state=all&kind=outbound").json();
+    let left: Vec<i64> = all["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(!left.contains(&ids[2]) && left.contains(&ids[1]), "{all}");
+}
