@@ -154,3 +154,89 @@ fn keygen_writes_a_private_key_and_the_record_that_verifies_its_signatures() {
     let out = String::from_utf8_lossy(&check.stdout).to_string();
     assert!(out.contains("\"revoked\""), "{}", text(&check));
 }
+
+/// `GET /api/v1/dkim` on a running gateway: the configured keys and whether their records match, for
+/// administrators only.
+#[test]
+fn the_api_lists_the_keys_and_whether_their_records_match() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let made = mailsift(&data, None, &["dkim", "keygen", "ours.test", "--selector", "e1", "--algorithm", "ed25519"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let (record, file) = printed(&made, "e1._domainkey.ours.test");
+    let made = mailsift(&data, None, &["dkim", "keygen", "ours.test", "--selector", "e2", "--algorithm", "ed25519"]);
+    let (_, file2) = printed(&made, "e2._domainkey.ours.test");
+    let mut zone = Zone::new();
+    zone.txt("e1._domainkey.ours.test", &record);
+    let dns = TestDns::start(zone);
+    let config = dir.path().join("mailsift.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dns]\nenabled = true\nnameservers = [\"{}\"]\ntimeout_ms = 500\n[smtp.dkim]\n\
+             [[smtp.dkim.keys]]\ndomain = \"ours.test\"\nselector = \"e1\"\nkey_file = \"{}\"\n\
+             [[smtp.dkim.keys]]\ndomain = \"ours.test\"\nselector = \"e2\"\nkey_file = \"{}\"\nsign = false\n",
+            dns.addr(),
+            file.display(),
+            file2.display()
+        ),
+    )
+    .unwrap();
+    // An administrator's API token (the account lives in the gateway database).
+    let store = mailsift(&data, None, &["store", "create"]);
+    assert!(store.status.success(), "{}", text(&store));
+    let mut add = Command::new(env!("CARGO_BIN_EXE_mailsift"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["accounts", "add", "admin", "--role", "admin"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let token = mailsift(&data, None, &["accounts", "token", "admin"]);
+    assert!(token.status.success(), "{}", text(&token));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailsift"));
+    cmd.arg("--data-dir").arg(&data).arg("--config").arg(&config);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+    let mut child = mailsift_testkit::Proc(cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap());
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut http: Option<std::net::SocketAddr> = None;
+    for _ in 0..50 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(a) = line.trim().strip_prefix("mailsift: HTTP listening on ") {
+            http = Some(a.parse().unwrap());
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    let http = http.expect("serve announces its HTTP listener");
+    let mut client =
+        mailsift_testkit::clients::HttpClient::new(http).with_header("Authorization", &format!("Bearer {token}"));
+    let answer = client.get("/api/v1/dkim");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let json = answer.json();
+    let keys = json["keys"].as_array().unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(keys.len(), 2, "{json}");
+    assert_eq!(keys[0]["selector"], "e1");
+    assert_eq!(keys[0]["algorithm"], "ed25519");
+    assert_eq!(keys[0]["status"], "match", "{json}");
+    assert_eq!(keys[0]["signing"], true);
+    assert_eq!(keys[0]["file"], file.display().to_string());
+    assert_eq!(keys[1]["status"], "missing", "{json}");
+    assert_eq!(keys[1]["signing"], false);
+    // Not for anonymous callers.
+    let anonymous = mailsift_testkit::clients::HttpClient::new(http).get("/api/v1/dkim");
+    assert!(anonymous.status == 401 || anonymous.status == 403, "{}", anonymous.status);
+    drop(child);
+}
