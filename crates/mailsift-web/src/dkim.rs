@@ -4,14 +4,13 @@
 use axum::extract::State;
 use axum::Json;
 
-use crate::api::ApiResult;
-use crate::app::{AppState, Caller};
+use crate::app::{ApiError, AppState, Caller};
 
 /// `GET /api/v1/dkim` (administrators): every configured key (domain, selector, algorithm, bits, file,
 /// whether it signs), the record to publish, and what DNS has (`status`: match, missing, mismatch, revoked,
 /// temperror). ARC sealing's domain and selector when sealing is on.
 #[utoipa::path(get, path = "/api/v1/dkim", responses((status = 200, body = Object), (status = 403)))]
-pub async fn dkim_keys(State(web): State<AppState>, caller: Caller) -> ApiResult<serde_json::Value> {
+pub async fn dkim_keys(State(web): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require_admin()?;
     let state = web.gateway.state();
     let Some(keys) = state.config.dkim.loaded().cloned() else {
