@@ -57,7 +57,7 @@ fn keys_toml(keys: &[&Key]) -> String {
 }
 
 struct Running {
-    _gateway: Arc<Gateway>,
+    gateway: Arc<Gateway>,
     addr: SocketAddr,
     sink: Sink,
     _dir: tempfile::TempDir,
@@ -91,7 +91,7 @@ async fn gateway(dns: &TestDns, hostname: &str, extra: &str, sink: Option<Sink>)
     let listeners = g.bind().await.unwrap();
     let addr = listeners[0].0.local_addr().unwrap();
     tokio::spawn(g.clone().serve(listeners));
-    Running { _gateway: g, addr, sink, _dir: dir }
+    Running { gateway: g, addr, sink, _dir: dir }
 }
 
 /// Moves every `[smtp...]` table after the others, keeping each table whole and `[smtp]` first among them.
@@ -297,6 +297,9 @@ async fn outbound_mail_carries_rsa_and_ed25519_signatures_that_verify() {
     assert_eq!(got.len(), 1);
     let signed = &got[0].data;
     assert_eq!(header_count(signed, "DKIM-Signature"), 2, "{}", String::from_utf8_lossy(signed));
+    let counters = &g.gateway.counters;
+    assert_eq!(counters.dkim_signed.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.signing_failed.load(Ordering::Relaxed), 0);
 
     let results = verify(&dns, signed).await;
     assert_eq!(results.len(), 2, "{results:?}");
@@ -474,6 +477,8 @@ async fn a_tagged_inbound_message_is_sealed_and_the_next_hop_trusts_the_seal() {
     assert_eq!(header_count(sealed.as_bytes(), "ARC-Seal"), 1, "{sealed}");
     assert_eq!(header_count(sealed.as_bytes(), "ARC-Message-Signature"), 1);
     assert_eq!(header_count(sealed.as_bytes(), "ARC-Authentication-Results"), 1);
+    assert_eq!(ours.gateway.counters.arc_sealed.load(Ordering::Relaxed), 1);
+    assert_eq!(ours.gateway.counters.dkim_signed.load(Ordering::Relaxed), 0, "inbound mail is not DKIM-signed");
     assert!(sealed.contains("i=1") && sealed.contains("cv=none"), "{sealed}");
     let aar = field(&sealed, "ARC-Authentication-Results");
     assert!(
