@@ -642,6 +642,53 @@ impl SenderGatherer {
         let iprev = iprev.ok().flatten();
         (facts, RawAnswers { spf: spf_out, iprev })
     }
+
+    /// What an ARC sealer needs (RFC 8617 §5.1): `message` as it was received, its DKIM signatures and ARC
+    /// chain verified again, and the Authentication-Results it is sealed with (DKIM, the envelope's SPF, ARC;
+    /// authserv-id the configured hostname). `None` when the checks did not finish within the evidence
+    /// deadline: a chain that could not be checked is not sealed over.
+    pub async fn arc_seal_inputs<'x>(
+        &'x self,
+        message: &'x AuthenticatedMessage<'x>,
+        envelope: &Envelope,
+    ) -> Option<(mail_auth::ArcOutput<'x>, AuthenticationResults<'x>)> {
+        let deadline = Duration::from_millis(self.config.deadline_ms.max(1));
+        let helo = envelope.helo.as_deref().unwrap_or("");
+        let mail_from = envelope.mail_from.as_deref().unwrap_or("");
+        let spf_fut = async {
+            let ip = envelope.client_ip?;
+            let (domain, sender) = match mail_from.rsplit_once('@') {
+                Some((_, d)) => (d.to_string(), mail_from.to_string()),
+                None => (helo.to_string(), format!("postmaster@{helo}")),
+            };
+            let result = crate::spf::check_host(self, ip, &domain, &sender, helo).await;
+            Some((mail_auth::SpfOutput::new(domain).with_result(to_auth_spf(result)), ip))
+        };
+        let checks = async {
+            tokio::join!(
+                self.auth.verify_dkim(params!(self, message)),
+                self.auth.verify_arc(params!(self, message)),
+                spf_fut
+            )
+        };
+        let (dkim, arc, spf) = tokio::time::timeout(deadline, checks).await.ok()?;
+        let mut ar = AuthenticationResults::new(&self.config.hostname);
+        let header_from = message.from.first().map(String::as_str).unwrap_or("");
+        if !dkim.is_empty() {
+            ar = ar.with_dkim_results(&dkim, header_from);
+        }
+        if let Some((spf, ip)) = &spf {
+            ar = if mail_from.contains('@') {
+                ar.with_spf_mailfrom_result(spf, *ip, mail_from, helo)
+            } else {
+                ar.with_spf_ehlo_result(spf, *ip, helo)
+            };
+            if !arc.sets().is_empty() {
+                ar = ar.with_arc_result(&arc, *ip);
+            }
+        }
+        Some((arc, ar))
+    }
 }
 
 /// mail-auth's own SPF and iprev answers for one gathering: the Authentication-Results header is written

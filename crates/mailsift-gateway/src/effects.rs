@@ -212,7 +212,7 @@ pub async fn carry_out(
     let bytes = final_bytes(accepted.tag);
     // Signed (outbound) or sealed (inbound, when the subject tag changed it) once the bytes are final.
     let changed = accepted.tag && !state.config.subject_tag.is_empty();
-    let bytes = crate::outgoing::finish(gateway, state, env, changed, bytes).await;
+    let bytes = crate::outgoing::finish(gateway, state, env, changed, &data, bytes).await;
     if !accepted.deliver.is_empty() {
         outcome = Some(match deliver_accepted(gateway, state, submission, accepted, verdict, &bytes).await {
             Ok((outcome, more)) => {

@@ -27,6 +27,7 @@ pub mod config_error;
 pub mod counters;
 pub mod delivery;
 pub mod disposition;
+pub mod dkim_check;
 pub mod dmarc;
 pub mod dsn;
 pub mod effects;

@@ -66,6 +66,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(asf_options))
         .routes(routes!(symbols))
         // DKIM (issue 21): add the routes of crate::dkim here.
+        .routes(routes!(crate::dkim::dkim_keys))
         .routes(routes!(report_submit))
         .routes(routes!(reports_summary))
         .routes(routes!(reputation_lookup))
