@@ -676,3 +676,55 @@ async fn smarthost_auth_sends_the_credentials_only_over_tls_and_never_shows_the_
     assert!(reason.contains("TLS"), "{reason}");
     assert!(cleartext.server.seen.lock().unwrap().auth.is_empty());
 }
+
+/// One SMTP command line and the gateway's (last) reply line.
+async fn command(io: &mut BufReader<TcpStream>, line: &str) -> String {
+    if !line.is_empty() {
+        io.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    }
+    loop {
+        let mut reply = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(60), io.read_line(&mut reply)).await.unwrap().unwrap();
+        assert!(n > 0, "the gateway closed the connection after {line:?}");
+        if reply.as_bytes().get(3) != Some(&b'-') {
+            return reply.trim_end().to_string();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_gateway_a_refused_mx_is_a_451_and_the_log_names_mta_sts() {
+    use mailsift_smtp::Listen;
+    let w = mta_sts_world().await;
+    let gateway = w.gw.gateway.clone();
+    let listeners = gateway.bind().await.unwrap();
+    let addr = listeners[0].0.local_addr().unwrap();
+    let task = tokio::spawn(gateway.clone().serve(listeners));
+    let mut io = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    assert!(command(&mut io, "").await.starts_with("220"));
+    command(&mut io, "EHLO app.internal.test").await;
+    for (rcpt, expected) in [("x@bad.test", "451"), ("y@good.test", "250")] {
+        assert!(command(&mut io, "MAIL FROM:<app@sender.test>").await.starts_with("250"));
+        assert!(command(&mut io, &format!("RCPT TO:<{rcpt}>")).await.starts_with("250"));
+        assert!(command(&mut io, "DATA").await.starts_with("354"));
+        let body = format!("From: app@sender.test\r\nTo: {rcpt}\r\nSubject: invoice\r\n\r\nHello.\r\n.");
+        let reply = command(&mut io, &body).await;
+        assert!(reply.starts_with(expected), "{rcpt}: {reply}");
+    }
+    assert!(delivered_to(&w, "x@bad.test").is_empty());
+    assert_eq!(delivered_to(&w, "y@good.test").len(), 1);
+    // The message log says why the first one waits.
+    let mut found = None;
+    for _ in 0..50 {
+        let log = gateway.db.log_search(&mailsift_store::LogQuery::default()).unwrap();
+        found = log.into_iter().find(|e| e.recipients == ["x@bad.test"]);
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entry = found.expect("a log entry for the deferred message");
+    assert_eq!(entry.action, "tempfail");
+    assert!(entry.reason.as_deref().unwrap_or("").contains("MTA-STS"), "{entry:?}");
+    task.abort();
+}
