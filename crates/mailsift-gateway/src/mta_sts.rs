@@ -490,6 +490,64 @@ mod tests {
         assert!(parse_http_answer(big.as_bytes()).is_err());
     }
 
+    /// DNS for `policy_for`: the TXT records given, no addresses (so every fetch fails).
+    struct FakeDns(Result<Vec<String>, bool>);
+
+    impl SpfDns for FakeDns {
+        fn txt(
+            &self,
+            _: &str,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, bool>> + Send + '_>> {
+            let answer = self.0.clone();
+            Box::pin(async move { answer })
+        }
+        fn a(
+            &self,
+            _: &str,
+            _: bool,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<std::net::IpAddr>, bool>> + Send + '_>>
+        {
+            Box::pin(async { Err(true) })
+        }
+        fn mx(
+            &self,
+            _: &str,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, bool>> + Send + '_>> {
+            Box::pin(async { Err(true) })
+        }
+        fn ptr(
+            &self,
+            _: std::net::IpAddr,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, bool>> + Send + '_>> {
+            Box::pin(async { Err(true) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_policy_holds_until_max_age_when_dns_or_the_fetch_fail() {
+        let tls = crate::trust::verifying_config(None).unwrap();
+        let fetcher = |dns| Fetcher { dns, tls: tls.clone(), port: 443, timeout: Duration::from_secs(2) };
+        let cache = PolicyCache::default();
+        let policy =
+            Arc::new(parse_policy(b"version: STSv1\nmode: enforce\nmx: mx.example.net\nmax_age: 600\n").unwrap());
+        // Nothing kept: a record whose policy cannot be fetched is no policy (§5.1).
+        let new_id = FakeDns(Ok(vec!["v=STSv1; id=2".into()]));
+        assert_eq!(policy_for(&cache, "example.net", &fetcher(&new_id)).await, None);
+        cache.put("example.net", "1".into(), policy.clone());
+        // The record's id changed but the new policy cannot be fetched: the kept one holds.
+        assert_eq!(policy_for(&cache, "example.net", &fetcher(&new_id)).await, Some(policy.clone()));
+        // The record is gone, or DNS fails: the kept one holds.
+        let gone = FakeDns(Err(true));
+        assert_eq!(policy_for(&cache, "Example.NET.", &fetcher(&gone)).await, Some(policy.clone()));
+        let failing = FakeDns(Err(false));
+        assert_eq!(policy_for(&cache, "example.net", &fetcher(&failing)).await, Some(policy));
+        // Past max_age it is gone.
+        let expired =
+            Arc::new(Policy { max_age: 0, ..parse_policy(b"version: STSv1\nmode: none\nmax_age: 1\n").unwrap() });
+        cache.put("example.org", "1".into(), expired);
+        assert_eq!(policy_for(&cache, "example.org", &fetcher(&gone)).await, None);
+    }
+
     proptest! {
         #[test]
         fn parsers_take_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {

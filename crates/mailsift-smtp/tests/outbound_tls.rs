@@ -728,3 +728,37 @@ async fn through_the_gateway_a_refused_mx_is_a_451_and_the_log_names_mta_sts() {
     assert!(entry.reason.as_deref().unwrap_or("").contains("MTA-STS"), "{entry:?}");
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_kept_from_an_unverified_session_never_carries_a_verified_delivery() {
+    use mailsift_gateway::relay::{ConnectionCache, HopSecurity, HopTls, RelayClient, SecuredError};
+    let ca = Ca::new("Test CA");
+    let server = SmtpServer::start(SmtpOptions { tls: tls_with(self_signed(&["localhost"])), auth: None }).await;
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = write(files.path(), "ca.pem", &ca.pem);
+    let cache = Arc::new(ConnectionCache::default());
+    let client = RelayClient {
+        helo: "gw.sender.test".into(),
+        connect_timeout: Duration::from_secs(10),
+        reply_timeout: Duration::from_secs(10),
+        tls: Some(mailsift_gateway::tls::client_config()),
+        cache: cache.clone(),
+    };
+    let target = format!("localhost:{}", server.addr.port());
+    let rcpts = vec!["a@remote.test".to_string()];
+    let message = b"Subject: x\r\n\r\nx\r\n";
+    client.deliver(&target, "app@sender.test", &rcpts, message).await.unwrap();
+    assert_eq!(cache.idle_connections(), 1, "the opportunistic connection is kept");
+    let verify = HopSecurity {
+        tls: HopTls::Verify(mailsift_gateway::trust::verifying_config(Some(&ca_file)).unwrap(), "test CA".into()),
+        server_name: Some("localhost".into()),
+        auth: None,
+        required_by: "this test".into(),
+    };
+    let e = client.deliver_secured(&target, &verify, "app@sender.test", &rcpts, message).await.unwrap_err();
+    assert!(matches!(&e, SecuredError::Policy(reason) if reason.contains("this test")), "{e:?}");
+    assert_eq!(server.messages().len(), 1, "not delivered over the kept unverified connection");
+    // The kept connection still serves opportunistic deliveries.
+    client.deliver(&target, "app@sender.test", &rcpts, message).await.unwrap();
+    assert_eq!(server.messages().len(), 2);
+}
