@@ -30,6 +30,9 @@ const MAX_MX_PATTERNS: usize = 256;
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Domains whose policies are kept.
 const MAX_CACHED: usize = 10_000;
+/// How long a policy that could not be fetched is not asked for again (for the same record id), so that
+/// every retry of a queue does not wait on a broken policy server.
+const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -221,6 +224,8 @@ struct Cached {
 #[derive(Default)]
 pub struct PolicyCache {
     entries: Mutex<rustc_hash::FxHashMap<String, Cached>>,
+    /// Fetches that failed lately: domain, the record id, until when it is not fetched again.
+    failed: Mutex<rustc_hash::FxHashMap<String, (String, Instant)>>,
 }
 
 impl PolicyCache {
@@ -245,6 +250,30 @@ impl PolicyCache {
         }
         let expires = now + Duration::from_secs(policy.max_age);
         map.insert(domain.to_string(), Cached { id, policy, expires });
+    }
+
+    fn failed_lately(&self, domain: &str, id: &str) -> bool {
+        let mut map = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(domain) {
+            Some((failed_id, until)) if failed_id == id && *until > Instant::now() => true,
+            Some(_) => {
+                map.remove(domain);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn fetch_failed(&self, domain: &str, id: &str) {
+        let mut map = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if map.len() >= MAX_CACHED {
+            map.retain(|_, (_, until)| *until > now);
+            if map.len() >= MAX_CACHED {
+                return;
+            }
+        }
+        map.insert(domain.to_string(), (id.to_string(), now + FAILED_FETCH_BACKOFF));
     }
 
     /// Domains with a policy kept now.
@@ -288,6 +317,9 @@ pub async fn policy_for(cache: &PolicyCache, domain: &str, fetcher: &Fetcher<'_>
             return Some(p.clone());
         }
     }
+    if cache.failed_lately(&domain, &id) {
+        return cached.map(|(_, p)| p);
+    }
     let fetched = match tokio::time::timeout(fetcher.timeout, fetch(&domain, fetcher)).await {
         Ok(Ok(body)) => parse_policy(&body),
         Ok(Err(e)) => Err(e),
@@ -302,6 +334,7 @@ pub async fn policy_for(cache: &PolicyCache, domain: &str, fetcher: &Fetcher<'_>
         }
         Err(reason) => {
             tracing::warn!(domain = %domain, id = %id, reason = %reason, kept = cached.is_some(), "MTA-STS policy fetch failed");
+            cache.fetch_failed(&domain, &id);
             cached.map(|(_, p)| p)
         }
     }
@@ -541,6 +574,9 @@ mod tests {
         assert_eq!(policy_for(&cache, "Example.NET.", &fetcher(&gone)).await, Some(policy.clone()));
         let failing = FakeDns(Err(false));
         assert_eq!(policy_for(&cache, "example.net", &fetcher(&failing)).await, Some(policy));
+        // The failed fetch is remembered for this id: not tried again at once.
+        assert!(cache.failed_lately("example.net", "2"));
+        assert!(!cache.failed_lately("example.net", "3"));
         // Past max_age it is gone.
         let expired =
             Arc::new(Policy { max_age: 0, ..parse_policy(b"version: STSv1\nmode: none\nmax_age: 1\n").unwrap() });
