@@ -73,9 +73,12 @@ pub fn chain_matches(records: &[Tlsa], chain: &[&[u8]]) -> bool {
     })
 }
 
+/// A DER element: its tag, the whole element, its contents, and what follows it.
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
 /// One DER element at the start of `input`: (tag, the whole element, its contents, the rest). Definite
 /// lengths of up to four bytes only; no recursion.
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+fn der_element(input: &[u8]) -> Option<Element<'_>> {
     let tag = *input.first()?;
     let first = *input.get(1)? as usize;
     let (len, header) = if first < 0x80 {

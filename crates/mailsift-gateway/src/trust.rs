@@ -16,8 +16,11 @@ use tokio_rustls::rustls::pki_types::CertificateDer;
 
 type Key = Option<(PathBuf, u64, Option<SystemTime>)>;
 
-fn cache() -> &'static Mutex<Vec<(Key, Arc<rustls::ClientConfig>)>> {
-    static CACHE: OnceLock<Mutex<Vec<(Key, Arc<rustls::ClientConfig>)>>> = OnceLock::new();
+/// Configurations built so far, by trust set.
+type Built = Mutex<Vec<(Key, Arc<rustls::ClientConfig>)>>;
+
+fn cache() -> &'static Built {
+    static CACHE: OnceLock<Built> = OnceLock::new();
     CACHE.get_or_init(Mutex::default)
 }
 
