@@ -4,6 +4,12 @@
 //! It reports what the next hop said, recipient by recipient, so the gateway can answer its own client
 //! truthfully: 250 only when the next hop took the message, the next hop's 5xx when it refused for good,
 //! 451 when it could not be reached or failed temporarily.
+//!
+//! How a connection is secured is chosen per delivery ([`HopSecurity`]): opportunistic STARTTLS (RFC 3207,
+//! the certificate not verified), STARTTLS required, or required with the certificate verified for a host
+//! name (a smarthost, an MX host under an MTA-STS policy); and SMTP AUTH (PLAIN or LOGIN, RFC 4954) towards
+//! a smarthost, only over TLS. A next hop that falls short of what is required is a [`SecuredError::Policy`]
+//! failure, which callers treat as temporary (the mail waits) and count.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +66,85 @@ pub enum RelayError {
     /// next hop. The text is for the log (it may name paths), never for the client.
     #[error("{0}")]
     Local(String),
+}
+
+/// How one delivery secures its connection to the next hop.
+#[derive(Clone, Default)]
+pub struct HopSecurity {
+    pub tls: HopTls,
+    /// The name sent in SNI and, with [`HopTls::Verify`], the name the certificate must be valid for (the
+    /// smarthost's host name, the MX host name). `None`: the target's host part.
+    pub server_name: Option<String>,
+    /// AUTH credentials (user, password), sent only over TLS.
+    pub auth: Option<(String, crate::transport::Secret)>,
+    /// What requires the TLS, for error messages ("the smarthost's tls = \"verify\"", "the MTA-STS policy
+    /// of example.net (enforce)").
+    pub required_by: String,
+}
+
+/// TLS towards one next hop.
+#[derive(Clone, Default)]
+pub enum HopTls {
+    /// STARTTLS when offered (with the client's own opportunistic configuration, when it has one).
+    #[default]
+    Opportunistic,
+    /// STARTTLS mandatory; this configuration (which need not verify).
+    Required(Arc<rustls::ClientConfig>),
+    /// STARTTLS mandatory, with a configuration that verifies the certificate, and a label of its trust
+    /// roots (connections verified against different roots are not shared).
+    Verify(Arc<rustls::ClientConfig>, String),
+}
+
+impl HopSecurity {
+    /// What distinguishes connections made with these settings in the connection cache (never the
+    /// password itself: a hash of it, so a changed password does not reuse a connection authenticated with
+    /// the old one).
+    fn cache_key(&self) -> String {
+        let mut key = match &self.tls {
+            HopTls::Opportunistic => String::new(),
+            HopTls::Required(_) => "tls-required".to_string(),
+            HopTls::Verify(_, roots) => format!("tls-verify:{roots}"),
+        };
+        if let Some(name) = &self.server_name {
+            key.push_str(&format!(" name:{name}"));
+        }
+        if let Some((user, password)) = &self.auth {
+            use std::hash::{Hash, Hasher};
+            let mut h = rustc_hash::FxHasher::default();
+            password.expose().hash(&mut h);
+            key.push_str(&format!(" auth:{user}:{:x}", h.finish()));
+        }
+        key
+    }
+
+    fn tls_mandatory(&self) -> bool {
+        !matches!(self.tls, HopTls::Opportunistic)
+    }
+}
+
+/// A delivery that failed, with TLS-policy failures told apart.
+#[derive(Debug, Clone)]
+pub enum SecuredError {
+    /// The next hop did not meet the TLS requirement: no STARTTLS, STARTTLS refused, a certificate that
+    /// does not verify, a handshake that fails. The text says what and what required it.
+    Policy(String),
+    Relay(RelayError),
+}
+
+impl From<RelayError> for SecuredError {
+    fn from(e: RelayError) -> Self {
+        SecuredError::Relay(e)
+    }
+}
+
+impl From<SecuredError> for RelayError {
+    /// A policy failure is temporary: the mail waits for the next hop to be fixed (RFC 8461 §5).
+    fn from(e: SecuredError) -> Self {
+        match e {
+            SecuredError::Policy(reason) => RelayError::Temporary(reason),
+            SecuredError::Relay(e) => e,
+        }
+    }
 }
 
 /// How to reach next hops.
@@ -216,6 +301,66 @@ fn offers(ehlo: &Reply, ext: &str) -> bool {
     ehlo.text.split(' ').any(|w| w.eq_ignore_ascii_case(ext))
 }
 
+/// Whether an EHLO reply announces an AUTH mechanism (`AUTH PLAIN LOGIN`, or the old `AUTH=LOGIN`). The
+/// reply's lines are joined, so a mechanism's name is looked for after the `AUTH` keyword.
+fn offers_auth(ehlo: &Reply, mechanism: &str) -> bool {
+    let mut after_auth = false;
+    for w in ehlo.text.split(' ') {
+        if w.eq_ignore_ascii_case("AUTH") {
+            after_auth = true;
+            continue;
+        }
+        let old_form = w.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("AUTH="))
+            && w.get(5..).is_some_and(|t| t.eq_ignore_ascii_case(mechanism));
+        if old_form || (after_auth && w.eq_ignore_ascii_case(mechanism)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// SMTP AUTH (RFC 4954) with PLAIN when offered, else LOGIN. Neither the password nor what encodes it ever
+/// reaches an error or the log; a refusal (535) is logged loudly, since no retry will fix it by itself.
+async fn authenticate(
+    conn: &mut Conn,
+    target: &str,
+    user: &str,
+    password: &crate::transport::Secret,
+) -> Result<(), SecuredError> {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let reply = if offers_auth(&conn.ehlo, "PLAIN") {
+        let mut token = Vec::with_capacity(user.len() + password.expose().len() + 2);
+        token.push(0);
+        token.extend_from_slice(user.as_bytes());
+        token.push(0);
+        token.extend_from_slice(password.expose().as_bytes());
+        conn.command(&format!("AUTH PLAIN {}", b64(&token))).await?
+    } else if offers_auth(&conn.ehlo, "LOGIN") {
+        let mut reply = conn.command("AUTH LOGIN").await?;
+        if reply.code == 334 {
+            reply = conn.command(&b64(user.as_bytes())).await?;
+        }
+        if reply.code == 334 {
+            reply = conn.command(&b64(password.expose().as_bytes())).await?;
+        }
+        reply
+    } else {
+        return Err(RelayError::Temporary(format!(
+            "{target} offers neither AUTH PLAIN nor AUTH LOGIN; the mail waits (credentials are configured for it)"
+        ))
+        .into());
+    };
+    if reply.code == 235 {
+        return Ok(());
+    }
+    tracing::error!(
+        target = %target, user = %user, reply = %reply,
+        "the smarthost refused our AUTH credentials: check [smtp.outbound.security] auth_user and auth_password_file; mail stays queued"
+    );
+    Err(RelayError::Temporary(format!("{target} refused AUTH for {user}: {reply}")).into())
+}
+
 /// A 4xx is temporary, a 5xx permanent, anything else positive.
 fn expect_ok(reply: Reply, step: &str) -> Result<Reply, RelayError> {
     match reply.code {
@@ -235,19 +380,32 @@ impl RelayClient {
         recipients: &[String],
         data: &[u8],
     ) -> Result<Delivered, RelayError> {
-        let key = format!("{target} {} {}", self.helo, self.tls.is_some());
+        self.deliver_secured(target, &HopSecurity::default(), mail_from, recipients, data).await.map_err(Into::into)
+    }
+
+    /// Delivers one message to `target` with the connection secured as `security` says. Connections made
+    /// with other settings are never reused for it.
+    pub async fn deliver_secured(
+        &self,
+        target: &str,
+        security: &HopSecurity,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+    ) -> Result<Delivered, SecuredError> {
+        let key = format!("{target} {} {} {}", self.helo, self.tls.is_some(), security.cache_key());
         // A kept connection first. If the next hop closed it meanwhile, the first command fails before
         // anything of the message is committed, and the message goes over a new connection.
         if let Some(mut conn) = self.cache.take(&key) {
             conn.timeout = self.reply_timeout;
             match self.transaction(&mut conn, mail_from, recipients, data).await {
                 Err(Attempt::Stale(_)) => {}
-                result => return self.finish(&key, conn, result),
+                result => return self.finish(&key, conn, result).map_err(Into::into),
             }
         }
-        let mut conn = self.connect(target).await?;
+        let mut conn = self.connect(target, security).await?;
         let result = self.transaction(&mut conn, mail_from, recipients, data).await;
-        self.finish(&key, conn, result)
+        self.finish(&key, conn, result).map_err(Into::into)
     }
 
     /// Keeps the connection for the next message when the transaction ended in a state to go on from.
@@ -266,14 +424,16 @@ impl RelayClient {
         }
     }
 
-    /// A new connection: greeting, EHLO (HELO when EHLO is refused), STARTTLS when offered and configured.
-    async fn connect(&self, target: &str) -> Result<Conn, RelayError> {
+    /// A new connection: greeting, EHLO (HELO when EHLO is refused), STARTTLS when offered and configured
+    /// (or when `security` requires it), AUTH when `security` has credentials.
+    async fn connect(&self, target: &str, security: &HopSecurity) -> Result<Conn, SecuredError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(target))
             .await
             .map_err(|_| RelayError::Temporary(format!("connecting to {target} timed out")))?
             .map_err(|e| RelayError::Temporary(format!("cannot connect to {target}: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target).to_string();
+        let host = target.rsplit_once(':').map(|(h, _)| h).unwrap_or(target);
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let empty = Reply { code: 0, text: String::new() };
         let mut conn =
             Conn { io: BufReader::new(Stream::Plain(tcp)), timeout: self.reply_timeout, ehlo: empty, used: 0 };
@@ -282,25 +442,69 @@ impl RelayClient {
         if !ehlo.is_positive() {
             ehlo = expect_ok(conn.command(&format!("HELO {}", self.helo)).await?, "HELO")?;
         }
-        if let (true, Some(tls)) = (offers(&ehlo, "STARTTLS"), &self.tls) {
-            expect_ok(conn.command("STARTTLS").await?, "STARTTLS")?;
+        let required_by = &security.required_by;
+        let tls = match &security.tls {
+            HopTls::Opportunistic => self.tls.clone().filter(|_| offers(&ehlo, "STARTTLS")),
+            HopTls::Required(c) | HopTls::Verify(c, _) => {
+                if !offers(&ehlo, "STARTTLS") {
+                    return Err(SecuredError::Policy(format!(
+                        "{target} does not offer STARTTLS, which {required_by} requires"
+                    )));
+                }
+                Some(c.clone())
+            }
+        };
+        let mut encrypted = false;
+        if let Some(tls) = tls {
+            let reply = conn.command("STARTTLS").await?;
+            if security.tls_mandatory() && !reply.is_positive() {
+                return Err(SecuredError::Policy(format!(
+                    "{target} answered STARTTLS with {reply}; {required_by} requires TLS"
+                )));
+            }
+            expect_ok(reply, "STARTTLS")?;
             let io = std::mem::replace(&mut conn.io, BufReader::new(Stream::Closed));
             let Stream::Plain(tcp) = io.into_inner() else {
-                return Err(RelayError::Temporary("STARTTLS on an encrypted connection".into()));
+                return Err(RelayError::Temporary("STARTTLS on an encrypted connection".into()).into());
             };
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("localhost").expect("valid name"));
-            let stream = tokio::time::timeout(
-                self.reply_timeout,
-                tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
-            )
-            .await
-            .map_err(|_| RelayError::Temporary("TLS handshake with the next hop timed out".into()))?
-            .map_err(|e| RelayError::Temporary(format!("TLS handshake with the next hop failed: {e}")))?;
+            let wanted = security.server_name.clone().unwrap_or(host);
+            let name = match rustls::pki_types::ServerName::try_from(wanted.clone()) {
+                Ok(name) => name,
+                Err(_) if matches!(security.tls, HopTls::Verify(..)) => {
+                    return Err(SecuredError::Policy(format!(
+                        "{wanted:?} is not a name a certificate can be verified for, which {required_by} requires"
+                    )))
+                }
+                Err(_) => rustls::pki_types::ServerName::try_from("localhost").expect("valid name"),
+            };
+            let handshake =
+                tokio::time::timeout(self.reply_timeout, tokio_rustls::TlsConnector::from(tls).connect(name, tcp))
+                    .await;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) if security.tls_mandatory() => {
+                    return Err(SecuredError::Policy(format!(
+                        "TLS with {target} ({wanted}) failed, which {required_by} requires: {e}"
+                    )))
+                }
+                Ok(Err(e)) => {
+                    return Err(RelayError::Temporary(format!("TLS handshake with the next hop failed: {e}")).into())
+                }
+                Err(_) => return Err(RelayError::Temporary("TLS handshake with the next hop timed out".into()).into()),
+            };
             conn.io = BufReader::new(Stream::ClientTls(Box::new(stream)));
             ehlo = expect_ok(conn.command(&format!("EHLO {}", self.helo)).await?, "EHLO")?;
+            encrypted = true;
         }
         conn.ehlo = ehlo;
+        if let Some((user, password)) = &security.auth {
+            if !encrypted {
+                return Err(SecuredError::Policy(format!(
+                    "{target} offers no STARTTLS and AUTH is only sent over TLS"
+                )));
+            }
+            authenticate(&mut conn, target, user, password).await?;
+        }
         Ok(conn)
     }
 

@@ -317,6 +317,8 @@ pub struct Gateway {
     pub client_tls: Arc<rustls::ClientConfig>,
     /// Connections to next hops kept open between messages (across reloads).
     pub relay_connections: Arc<crate::relay::ConnectionCache>,
+    /// MTA-STS policies of recipient domains, in memory (across reloads).
+    pub mta_sts: crate::mta_sts::PolicyCache,
     /// The threads that parse and judge messages, one per core, first come first judged ([`crate::pool`]).
     pub judges: crate::pool::JudgePool,
     per_ip: Mutex<FxHashMap<IpAddr, usize>>,
@@ -402,6 +404,7 @@ impl Gateway {
             data_dir: data_dir.to_path_buf(),
             client_tls: crate::tls::client_config(),
             relay_connections: Arc::default(),
+            mta_sts: Default::default(),
             judges: crate::pool::JudgePool::per_core(),
             per_ip: Mutex::new(FxHashMap::default()),
             active: AtomicUsize::new(0),
