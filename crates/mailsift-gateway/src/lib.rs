@@ -28,6 +28,7 @@ pub mod counters;
 pub mod delivery;
 pub mod disposition;
 pub mod dmarc;
+pub mod dmarc_send;
 pub mod dsn;
 pub mod effects;
 pub mod greylist;
