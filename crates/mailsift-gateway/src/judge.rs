@@ -110,7 +110,8 @@ async fn judged(
     });
     let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace, door).await?;
     // DMARC aggregate reports: what DMARC found, counted for the period (queued on the judge thread).
-    let dmarc_seen = learn.then(|| crate::dmarc_send::seen(state, &envelope, &evidence, mailsift_engine::unix_now())).flatten();
+    let dmarc_seen =
+        learn.then(|| crate::dmarc_send::seen(state, &envelope, &evidence, mailsift_engine::unix_now())).flatten();
     let db = dmarc_seen.as_ref().map(|_| gateway.db.clone());
     let scanning = state.clone();
     let state = state.clone();
