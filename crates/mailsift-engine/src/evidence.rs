@@ -91,6 +91,23 @@ pub struct DmarcFacts {
     pub dkim_aligned: bool,
 }
 
+/// The DMARC record the policy came from, as far as aggregate reports (RFC 7489 §7.2) need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmarcRecordFacts {
+    /// `p=`, `sp=` (`sp` is `p`'s value when the record has none), as published.
+    pub p: DmarcPolicy,
+    pub sp: DmarcPolicy,
+    /// `pct=`: 100, or 0 under `t=y` (mail-auth keeps no `pct` of its own).
+    pub pct: u8,
+    /// `adkim=s`, `aspf=s` (strict); relaxed otherwise.
+    pub adkim_strict: bool,
+    pub aspf_strict: bool,
+    /// `fo=` as published (`0` by default).
+    pub fo: String,
+    /// `rua=` URIs and their `!size` limits in bytes (0: none).
+    pub rua: Vec<(String, u64)>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArcFacts {
     pub result: Outcome,
@@ -111,6 +128,9 @@ pub struct SenderFacts {
     pub spf_domain: Option<String>,
     pub dkim: Vec<DkimFacts>,
     pub dmarc: Option<DmarcFacts>,
+    /// The record `dmarc` was evaluated against, for DMARC aggregate reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc_record: Option<DmarcRecordFacts>,
     pub arc: Option<ArcFacts>,
     /// The RFC 8601 Authentication-Results header value (without the field name).
     pub authentication_results: Option<String>,

@@ -23,7 +23,8 @@ use mail_auth::{
 use mailsift_engine::config::{ConnectionConfig, DnsConfig, DnsListConfig, DnsListKind};
 use mailsift_engine::envelope::Envelope;
 use mailsift_engine::evidence::{
-    ArcFacts, DkimFacts, DkimVerdict, DmarcFacts, DmarcPolicy, DnsListHit, Outcome, PtrFacts, SenderFacts, SpfResult,
+    ArcFacts, DkimFacts, DkimVerdict, DmarcFacts, DmarcPolicy, DmarcRecordFacts, DnsListHit, Outcome, PtrFacts,
+    SenderFacts, SpfResult,
 };
 
 use crate::cache::TtlCache;
@@ -603,6 +604,32 @@ impl SenderGatherer {
                         policy,
                         spf_aligned: *out.spf_result() == DmarcResult::Pass,
                         dkim_aligned: *out.dkim_result() == DmarcResult::Pass,
+                    });
+                    // What aggregate reports (RFC 7489 §7.2) say about the policy, and where they go.
+                    facts.dmarc_record = out.dmarc_record().map(|r| {
+                        use mail_auth::dmarc::{Alignment, Policy, Report};
+                        let p = |p: Policy| match p {
+                            Policy::Reject => DmarcPolicy::Reject,
+                            Policy::Quarantine => DmarcPolicy::Quarantine,
+                            _ => DmarcPolicy::None,
+                        };
+                        let fo = match r.fo {
+                            Report::All => "0",
+                            Report::Any => "1",
+                            Report::Dkim => "d",
+                            Report::Spf => "s",
+                            Report::DkimSpf => "d:s",
+                        };
+                        DmarcRecordFacts {
+                            p: p(r.p),
+                            sp: if r.sp == Policy::Unspecified { p(r.p) } else { p(r.sp) },
+                            pct: if r.t { 0 } else { 100 },
+                            adkim_strict: r.adkim == Alignment::Strict,
+                            aspf_strict: r.aspf == Alignment::Strict,
+                            fo: fo.into(),
+                            // mail-auth keeps only `mailto:` URIs, without the scheme.
+                            rua: r.rua.iter().map(|u| (format!("mailto:{}", u.uri()), u.max_size() as u64)).collect(),
+                        }
                     });
                 }
                 dmarc_out = Some(out);

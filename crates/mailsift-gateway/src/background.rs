@@ -12,6 +12,7 @@ use crate::state::Gateway;
 /// periods hourly. Stop them with [`Background::stop`].
 pub fn start(gateway: &Arc<Gateway>) -> Background {
     let spool = crate::spool::start(gateway.clone());
+    let _dmarc_reports = crate::dmarc_send::start(gateway.clone());
     let g = gateway.clone();
     let watcher = tokio::spawn(async move {
         // Every second: a change made through any node (the store's policy version) is in force on every

@@ -132,6 +132,7 @@ pub async fn process(
         return refusal.answer;
     }
     let shown = log_verdict(&mut entry, &verdict, meta);
+    crate::dmarc_send::received(gateway, state, &envelope, &data).await;
     let submission = Submission { envelope, ..submission };
     let carrying = Instant::now();
     let result = carry_out(gateway, state, &submission, &verdict, &disposition, data, shown).await;

@@ -109,11 +109,18 @@ async fn judged(
         tokio::spawn(async move { scanner.scan(&copy).await })
     });
     let (envelope, evidence, input) = sender_evidence(Some(gateway), state, envelope, data, from_trace, door).await?;
+    // DMARC aggregate reports: what DMARC found, counted for the period (queued on the judge thread).
+    let dmarc_seen =
+        learn.then(|| crate::dmarc_send::seen(state, &envelope, &evidence, mailsift_engine::unix_now())).flatten();
+    let db = dmarc_seen.as_ref().map(|_| gateway.db.clone());
     let scanning = state.clone();
     let state = state.clone();
     let (mut judged, waited, ran) = gateway
         .judges
         .run_measured(move || {
+            if let (Some(seen), Some(db)) = (dmarc_seen, db) {
+                crate::dmarc_send::note(&db, seen);
+            }
             let (envelope, parsed) = input.parse(&state, envelope);
             let msg = &parsed.get().0;
             let (verdict, keys) = judge_parsed(&state, &policy, msg, &envelope, evidence);

@@ -30,6 +30,7 @@ pub mod delivery;
 pub mod disposition;
 pub mod dkim_check;
 pub mod dmarc;
+pub mod dmarc_send;
 pub mod dsn;
 pub mod effects;
 pub mod greylist;

@@ -75,6 +75,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(account_remove))
         .routes(routes!(api_token))
         // DMARC reports (issue 21): add the routes of crate::dmarc here.
+        .routes(routes!(crate::dmarc::received))
         .routes(routes!(crate::held::held_list))
         .routes(routes!(crate::held::held_release))
         .routes(routes!(crate::digest::send_now))

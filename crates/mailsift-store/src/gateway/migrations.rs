@@ -240,6 +240,50 @@ CREATE TABLE web_login_failures (
 CREATE INDEX web_login_failures_since ON web_login_failures (since);
 ",
     },
+    Migration {
+        name: "dmarc reports",
+        // DMARC aggregate reports (RFC 7489 §7.2), see `dmarc.rs`. `dmarc_rows`: what we saw of other
+        // domains' mail, one row per reporting period and distinct result set with a count (a day of traffic
+        // is a few rows per sending source, not one per message); `policy` is the record's JSON, last seen.
+        // `dmarc_received`: the rows of the reports others sent us about our domains.
+        sql: "
+CREATE TABLE dmarc_rows (
+    period_begin INTEGER NOT NULL,
+    period_end INTEGER NOT NULL,
+    domain TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    envelope_from TEXT NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    auth TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    UNIQUE (period_begin, domain, source_ip, header_from, envelope_from, disposition, dkim, spf, auth)
+);
+CREATE INDEX dmarc_rows_end ON dmarc_rows (period_end);
+CREATE TABLE dmarc_received (
+    id INTEGER PRIMARY KEY,
+    received INTEGER NOT NULL,
+    reporter TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    begin INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    domain TEXT NOT NULL,
+    source_ip TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    disposition TEXT NOT NULL,
+    dkim TEXT NOT NULL,
+    spf TEXT NOT NULL,
+    header_from TEXT NOT NULL,
+    dkim_results TEXT NOT NULL,
+    spf_results TEXT NOT NULL
+);
+CREATE INDEX dmarc_received_domain_end ON dmarc_received (domain, end);
+CREATE INDEX dmarc_received_report ON dmarc_received (reporter, report_id);
+",
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

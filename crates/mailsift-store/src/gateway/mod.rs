@@ -18,6 +18,7 @@
 //! rhythms), nor the policy that decides what to log, quarantine or purge.
 
 mod accounts;
+mod dmarc;
 mod domains;
 pub(crate) mod filter;
 mod lease;
@@ -43,6 +44,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::StoreError;
 pub use accounts::{Account, Role};
+pub use dmarc::{DmarcCounted, DmarcReceivedRow, DmarcSeen, DmarcSourceSummary};
 pub use migrations::SCHEMA_VERSION;
 pub use msglog::{LogEntry, LogQuery, DEFAULT_LIMIT};
 pub use policy::{
