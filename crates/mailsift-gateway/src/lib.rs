@@ -12,12 +12,15 @@
 //! spamd), `mailsift-web` does HTTP.
 //!
 //! Module dependencies (no cycles): the leaves are `config_error`, `text`, `passwords`, `stream`, `counters`, `headers`,
-//! `route`, `disposition`; `virus`, `limits`, `greylist` and `guard` (config_error: their own settings); then
-//! `config` (text, passwords, and the settings of those four), `auth` and `tls` (config), `relay` (text, stream),
-//! `state` (config, auth, tls, relay, route, counters), `delivery` (state, route, relay), `log` (state, text),
-//! `spool` (state, delivery, route, relay), `background` (state, spool), `judge` (state, text, log), `release` (state, delivery, relay),
-//! `reports` (state, log, disposition), `held` (guard, state, spool: the guard's effects), `effects` (all of the
-//! above).
+//! `route`, `disposition`, `trust` and `dane`; `virus`, `limits`, `greylist`, `guard`, `signing`, `dmarc` and
+//! `transport` (config_error: their own settings and pure work); `mta_sts` (text); then `config` (text, passwords,
+//! and those settings), `auth` and `tls` (config), `relay` (text, stream, transport), `state` (config, auth, tls,
+//! relay, route, counters, mta_sts), `delivery` (state, route, relay, mta_sts, transport, trust), `log` (state,
+//! text), `spool` (state, delivery, route, relay, dsn), `dmarc_send` (state, counters, spool, dmarc, text),
+//! `background` (state, spool, dmarc_send), `judge` (state, text, log, dmarc_send), `release` (state, delivery,
+//! relay), `reports` (state, log, disposition), `held` (guard, state, spool: the guard's effects), `outgoing`
+//! (state, signing, headers: DKIM signatures and ARC seals on the final bytes), `dkim_check` (signing, the
+//! evidence crate's DNS), `effects` (all of the above).
 
 pub mod actions;
 pub mod auth;

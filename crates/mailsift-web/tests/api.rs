@@ -517,10 +517,15 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
         "/api/v1/digest/send",
         "/api/v1/held-accounts",
         "/api/v1/held-accounts/{user}/release",
+        "/api/v1/dkim",
+        "/api/v1/dmarc/received",
+        "/api/v1/queue",
+        "/api/v1/queue/{id}",
+        "/api/v1/queue/{id}/retry",
     ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
-    assert_eq!(paths.len(), 36, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 41, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 /// The links in the digest addressed to `rcpt` at the next hop, in order (release, approve, block per item,
