@@ -12,6 +12,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("quarantine.html", include_str!("../templates/quarantine.html")),
         ("quarantine_item.html", include_str!("../templates/quarantine_item.html")),
         ("policy.html", include_str!("../templates/policy.html")),
+        ("outbound.html", include_str!("../templates/outbound.html")),
         ("policy_with_rule_form.html", RULE_FORM),
         ("link.html", include_str!("../templates/link.html")),
         ("error.html", include_str!("../templates/error.html")),

@@ -1026,3 +1026,35 @@ fn administrators_see_the_outbound_queue_retry_and_remove_items() {
     let left: Vec<i64> = all["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect();
     assert!(!left.contains(&ids[2]) && left.contains(&ids[1]), "{all}");
 }
+
+#[test]
+fn the_console_outbound_page_shows_the_queue_dkim_and_dmarc_to_administrators_only() {
+    let s = start();
+    let mut admin = s.login("admin", ADMIN_PW);
+    let page = admin.get("/console/outbound");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("The queue is empty"), "{html}");
+    assert!(html.contains("No DKIM key is configured"), "{html}");
+    assert!(html.contains("No report received"), "{html}");
+    // A queued outbound message appears with its totals and its age.
+    let item = mailsift_store::NewSpoolItem {
+        kind: "outbound".into(),
+        reference_id: "MXCONSOLEQ00001".into(),
+        mail_from: "alice@example.com".into(),
+        recipient: "carol@far-away.example".into(),
+        outbound: true,
+    };
+    let ids = s.web.gateway.db.spool_put(vec![(item, b"Subject: hi\r\n\r\nhi\r\n".to_vec())]).unwrap();
+    s.web.gateway.db.spool_retry(ids[0], mailsift_store::gateway::now_ms() + 3_600_000, "451 4.4.1 try later").unwrap();
+    let html = admin.get("/console/outbound").text();
+    assert!(html.contains("carol@far-away.example") && html.contains("451 4.4.1 try later"), "{html}");
+    assert!(html.contains("<td>outbound</td><td>pending</td><td class=\"num\">1</td>"), "{html}");
+    assert!(html.contains("href=\"/console/outbound\""), "the menu links it for administrators");
+    // Domain administrators and end users: not their business, and no menu entry.
+    let mut da = s.login("da", DA_PW);
+    assert_eq!(da.get("/console/outbound").status, 403);
+    assert!(!da.get("/console/policy").text().contains("href=\"/console/outbound\""));
+    let mut bob = s.login("bob@example.com", BOB_PW);
+    assert_eq!(bob.get("/console/outbound").status, 403);
+}
