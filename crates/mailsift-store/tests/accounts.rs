@@ -189,7 +189,7 @@ fn a_version_4_file_gains_the_tables_and_keeps_its_rows() {
     // mailsift left it: every table of a later migration goes.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE web_login_failures; DROP TABLE web_sessions; \
+        "DROP TABLE dmarc_received; DROP TABLE dmarc_rows; DROP TABLE web_login_failures; DROP TABLE web_sessions; \
          DROP TABLE leases; DROP TABLE spool; DROP TABLE accounts; DROP TABLE settings; PRAGMA user_version = 4;",
     )
     .unwrap();
