@@ -191,6 +191,46 @@ fn a_retry_waits_for_its_time() {
 }
 
 #[test]
+fn the_operators_calls_show_retry_count_and_remove_items_on_both_backends() {
+    each_backend(|open| {
+        let db = open();
+        let ids = db
+            .spool_put(vec![
+                (spooled("outbound", "d@x.example"), b"Subject: one\r\n\r\n1\r\n".to_vec()),
+                (spooled("outbound", "e@x.example"), b"Subject: two\r\n\r\n2\r\n".to_vec()),
+            ])
+            .unwrap();
+        let now = now_ms();
+        // One is on its way (claimed, under its lease), the other waits an hour after a failure.
+        assert_eq!(db.spool_claim(now, now + 600_000, 1, Some(ids[0])).unwrap().len(), 1);
+        assert_eq!(db.spool_claim(now, now + 600_000, 1, Some(ids[1])).unwrap().len(), 1);
+        db.spool_retry(ids[1], now + 3_600_000, "451 later").unwrap();
+        let (item, raw) = db.spool_get(ids[0]).unwrap().unwrap();
+        assert!(item.sending(now_ms()), "{item:?}");
+        assert_eq!(raw.as_deref(), Some(&b"Subject: one\r\n\r\n1\r\n"[..]));
+        assert!(!db.spool_get(ids[1]).unwrap().unwrap().0.sending(now_ms()));
+        // "Retry all": the waiting one is due now, the one on its way is left to its attempt.
+        assert_eq!(db.spool_due_now(None).unwrap(), 1);
+        let rows = db.spool_list(Some("pending"), 10).unwrap();
+        assert!(rows.iter().find(|i| i.id == ids[1]).unwrap().next_attempt_ms <= now_ms());
+        assert_eq!(rows.iter().find(|i| i.id == ids[0]).unwrap().next_attempt_ms, now + 600_000);
+        assert_eq!(db.spool_due_now(Some(ids[0])).unwrap(), 0);
+        assert_eq!(db.spool_list_of(Some("pending"), Some("outbound"), 10).unwrap().len(), 2);
+        assert!(db.spool_list_of(None, Some("bounce"), 10).unwrap().is_empty());
+        let counts = db.spool_counts().unwrap();
+        assert_eq!(counts.len(), 1, "{counts:?}");
+        assert_eq!((counts[0].kind.as_str(), counts[0].state.as_str(), counts[0].count), ("outbound", "pending", 2));
+        // Given up: shown without its message; removed: gone.
+        db.spool_fail(ids[1], now, "550 no").unwrap();
+        assert_eq!(db.spool_get(ids[1]).unwrap().unwrap().1, None);
+        assert!(db.spool_remove(ids[1]).unwrap());
+        assert!(!db.spool_remove(ids[1]).unwrap());
+        assert!(db.spool_get(ids[1]).unwrap().is_none());
+        assert!(db.spool_remove(ids[0]).unwrap());
+    });
+}
+
+#[test]
 fn the_high_water_mark_moves_only_with_the_spooled_digests() {
     each_backend(|open| {
         let db = open();

@@ -321,7 +321,7 @@ async fn outbound_page(State(web): State<AppState>, page: Page) -> Response {
     let items: Vec<_> = items
         .iter()
         .map(|i| {
-            let next = if i.finished_ms.is_some_and(|lease| lease > now) {
+            let next = if i.sending(now) {
                 "sending now".to_string()
             } else if i.next_attempt_ms <= now {
                 "now".to_string()

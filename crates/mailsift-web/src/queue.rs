@@ -35,19 +35,8 @@ pub async fn queue_list(
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let db = web.db.clone();
     let kind = p.kind.clone();
-    let (counts, items) = blocking(move || {
-        let counts = db.spool_counts()?;
-        // The kind filter runs over a bounded read, oldest first.
-        let read = if kind.is_some() { limit * 20 } else { limit };
-        let items: Vec<_> = db
-            .spool_list(state.as_deref(), read)?
-            .into_iter()
-            .filter(|i| kind.as_deref().is_none_or(|k| i.kind == k))
-            .take(limit)
-            .collect();
-        Ok((counts, items))
-    })
-    .await?;
+    let (counts, items) =
+        blocking(move || Ok((db.spool_counts()?, db.spool_list_of(state.as_deref(), kind.as_deref(), limit)?))).await?;
     let now = mailsift_store::gateway::now_ms();
     let totals: Vec<_> = counts
         .iter()
@@ -66,7 +55,7 @@ pub async fn queue_list(
                 "mail_from": i.mail_from, "recipient": i.recipient, "size": i.size,
                 "queued_ms": i.created_ms, "attempts": i.attempts,
                 "next_attempt_ms": (i.state == "pending").then_some(i.next_attempt_ms),
-                "sending": i.state == "pending" && i.finished_ms.is_some_and(|lease| lease > now),
+                "sending": i.sending(now),
                 "last_error": i.last_error,
             })
         })

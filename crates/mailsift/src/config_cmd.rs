@@ -225,6 +225,17 @@ pub fn reputation_store(
 }
 
 /// As [`database`], but `None` when the store is SQLite and the data directory has no database yet.
+/// The gateway database the read-and-act commands (log, quarantine, queue) work on; an error saying where
+/// it was looked for when there is none (they never create one).
+pub fn required_database(config: Option<&PathBuf>, data_dir: &Path) -> Result<mailsift_store::Database> {
+    match existing_database(config, data_dir)? {
+        Some(db) => Ok(db),
+        None => Err(crate::datadir::require_gateway_database(data_dir).err().map(anyhow::Error::from).unwrap_or_else(
+            || anyhow::anyhow!("{}: the gateway database disappeared while opening it", data_dir.display()),
+        )),
+    }
+}
+
 pub fn existing_database(config: Option<&PathBuf>, data_dir: &Path) -> Result<Option<mailsift_store::Database>> {
     let store = load(config.map(PathBuf::as_path))?.store;
     Ok(mailsift_store::Database::open_existing(data_dir, &store)?)

@@ -72,13 +72,7 @@ pub struct QuarantineFilters {
 }
 
 fn open(config: Option<&PathBuf>, data_dir: &Path) -> Result<Database> {
-    match crate::config_cmd::existing_database(config, data_dir)? {
-        Some(db) => Ok(db),
-        // Read-only: nothing is created; `main` says where it looked and how the place was chosen.
-        None => Err(crate::datadir::require_gateway_database(data_dir).err().map(anyhow::Error::from).unwrap_or_else(
-            || anyhow::anyhow!("{}: the gateway database disappeared while opening it", data_dir.display()),
-        )),
-    }
+    crate::config_cmd::required_database(config, data_dir)
 }
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QuarantineCommand) -> Result<()> {

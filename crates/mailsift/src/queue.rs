@@ -51,12 +51,7 @@ pub enum QueueCommand {
 }
 
 fn open(config: Option<&PathBuf>, data_dir: &Path) -> Result<Database> {
-    match crate::config_cmd::existing_database(config, data_dir)? {
-        Some(db) => Ok(db),
-        None => Err(crate::datadir::require_gateway_database(data_dir).err().map(anyhow::Error::from).unwrap_or_else(
-            || anyhow::anyhow!("{}: the gateway database disappeared while opening it", data_dir.display()),
-        )),
-    }
+    crate::config_cmd::required_database(config, data_dir)
 }
 
 pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QueueCommand) -> Result<()> {
@@ -71,13 +66,7 @@ pub fn run(config: Option<&PathBuf>, data_dir: &Path, cmd: &QueueCommand) -> Res
             } else {
                 Some("pending")
             };
-            // The store lists oldest first; the kind filter is applied here, over a bounded read.
-            let items: Vec<SpoolItem> = db
-                .spool_list(state, limit.saturating_mul(if kind.is_some() { 20 } else { 1 }).min(100_000))?
-                .into_iter()
-                .filter(|i| kind.as_deref().is_none_or(|k| i.kind == k))
-                .take(*limit)
-                .collect();
+            let items: Vec<SpoolItem> = db.spool_list_of(state, kind.as_deref(), *limit)?;
             if *json {
                 for i in &items {
                     println!("{}", serde_json::to_string(&json_of(i, now_ms))?);
@@ -159,7 +148,7 @@ fn next_attempt(i: &SpoolItem, now_ms: i64) -> String {
     if i.state != "pending" {
         return "-".into();
     }
-    if i.finished_ms.is_some_and(|lease| lease > now_ms) {
+    if i.sending(now_ms) {
         return "sending".into();
     }
     match (i.next_attempt_ms - now_ms) / 1000 {
@@ -190,7 +179,7 @@ fn json_of(i: &SpoolItem, now_ms: i64) -> serde_json::Value {
         "queued_ms": i.created_ms,
         "attempts": i.attempts,
         "next_attempt_ms": (i.state == "pending").then_some(i.next_attempt_ms),
-        "sending": i.state == "pending" && i.finished_ms.is_some_and(|lease| lease > now_ms),
+        "sending": i.sending(now_ms),
         "last_error": i.last_error,
         "given_up_ms": if i.state == "failed" { i.finished_ms } else { None },
     })

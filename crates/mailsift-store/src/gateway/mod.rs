@@ -423,10 +423,20 @@ impl Database {
 
     /// The spool's rows in `state` (`pending`, `failed`; any for `None`), oldest first.
     pub fn spool_list(&self, state: Option<&str>, limit: usize) -> Result<Vec<SpoolItem>, StoreError> {
+        self.spool_list_of(state, None, limit)
+    }
+
+    /// As [`Database::spool_list`], only rows of `kind` (`outbound`, `bounce`...) when given.
+    pub fn spool_list_of(
+        &self,
+        state: Option<&str>,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SpoolItem>, StoreError> {
         if let Some(pg) = &self.pg {
-            return pg.spool_rows(state.map(str::to_string), limit);
+            return pg.spool_rows(state.map(str::to_string), kind.map(str::to_string), limit);
         }
-        self.read(|c| spool::list(c, state, limit))
+        self.read(|c| spool::list(c, state, kind, limit))
     }
 
     /// When the next pending row is due (Unix ms), if there is one.

@@ -63,6 +63,13 @@ pub struct SpoolCount {
     pub oldest_ms: i64,
 }
 
+impl SpoolItem {
+    /// Whether an attempt at this pending item is under way at `now_ms` (claimed, its lease not over).
+    pub fn sending(&self, now_ms: i64) -> bool {
+        self.state == "pending" && self.finished_ms.is_some_and(|lease| lease > now_ms)
+    }
+}
+
 const COLUMNS: &str = "id, kind, reference_id, created_ms, mail_from, recipient, outbound, size, attempts, \
                        next_attempt_ms, last_error, state, finished_ms";
 
@@ -173,10 +180,17 @@ pub(super) fn fail(conn: &Connection, id: i64, now_ms: i64, error: &str) -> rusq
 }
 
 /// The rows in `state` (any when `None`), oldest first, at most `limit`.
-pub(super) fn list(conn: &Connection, state: Option<&str>, limit: usize) -> rusqlite::Result<Vec<SpoolItem>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM spool WHERE (?1 IS NULL OR state = ?1) ORDER BY id LIMIT ?2"))?
-        .query_map(params![state, limit as i64], read_row)?
-        .collect()
+pub(super) fn list(
+    conn: &Connection,
+    state: Option<&str>,
+    kind: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<SpoolItem>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM spool WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR kind = ?2) ORDER BY id LIMIT ?3"
+    ))?
+    .query_map(params![state, kind, limit as i64], read_row)?
+    .collect()
 }
 
 /// When the next pending row is due, if any.

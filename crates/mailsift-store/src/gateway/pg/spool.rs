@@ -138,12 +138,20 @@ impl PgStore {
         })
     }
 
-    pub(crate) fn spool_rows(&self, state: Option<String>, limit: usize) -> Result<Vec<SpoolItem>, StoreError> {
+    pub(crate) fn spool_rows(
+        &self,
+        state: Option<String>,
+        kind: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SpoolItem>, StoreError> {
         let limit = limit.min(i64::MAX as usize) as i64;
         self.call(move |c| {
             Ok(c.query(
-                &format!("SELECT {COLUMNS} FROM spool WHERE ($1::text IS NULL OR state = $1) ORDER BY id LIMIT $2"),
-                &[&state, &limit],
+                &format!(
+                    "SELECT {COLUMNS} FROM spool WHERE ($1::text IS NULL OR state = $1) \
+                     AND ($2::text IS NULL OR kind = $2) ORDER BY id LIMIT $3"
+                ),
+                &[&state, &kind, &limit],
             )?
             .iter()
             .map(item)
