@@ -8,6 +8,9 @@
 // - "digest": an end user opens a "Release" link from their quarantine digest, confirms it, and follows the
 //   page's link to their own quarantine (and may not see the administrators' pages).
 //
+// - anything else: scenarios/<SCENARIO>.mjs, whose default export is called with this file's tools
+//   ({ BASE, env, page, context, seen, shot, check, text, open, clickAndLoad, foreign }).
+//
 // Every page visited is saved as a PNG in SHOTS. On success the last line on standard output is a JSON object
 // with what the browser saw; on failure the script saves failure.png, prints the page's URL and text to
 // standard error and exits non-zero.
@@ -196,7 +199,13 @@ let failed = false;
 try {
   if (SCENARIO === 'console') await consoleScenario();
   else if (SCENARIO === 'digest') await digestScenario();
-  else throw new Error(`unknown SCENARIO ${SCENARIO}`);
+  else {
+    // Other scenarios live in scenarios/<SCENARIO>.mjs, one file each, and get the same tools.
+    const file = path.join(path.dirname(new URL(import.meta.url).pathname), 'scenarios', `${SCENARIO}.mjs`);
+    check(fs.existsSync(file), `unknown SCENARIO ${SCENARIO} (no ${file})`);
+    const { default: run } = await import(file);
+    await run({ BASE, env, page, context, seen, shot, check, text, open, clickAndLoad, foreign });
+  }
   check(foreign.length === 0, `the console asked for other sites: ${foreign.join(', ')}`);
 } catch (e) {
   failed = true;
