@@ -37,6 +37,7 @@ pub mod health;
 pub mod held;
 pub mod metrics;
 pub mod queue;
+pub mod range;
 pub mod routes;
 pub mod server;
 pub mod service;

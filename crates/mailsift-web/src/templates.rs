@@ -23,7 +23,7 @@ pub fn templates() -> minijinja::Environment<'static> {
     ] {
         env.add_template(name, text).expect("the console's templates compile");
     }
-    let presets: Vec<(&str, i64, &str)> = crate::console::range::PRESETS.to_vec();
+    let presets: Vec<(&str, i64, &str)> = crate::range::PRESETS.to_vec();
     env.add_global("range_presets", minijinja::Value::from_serialize(&presets));
     env.add_filter("when", |t: i64| mailsift_gateway::text::rfc5322_date(t).replace(" +0000", ""));
     env

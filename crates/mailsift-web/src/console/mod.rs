@@ -9,7 +9,7 @@
 //! One file per area, each with its routes: `login`, `dashboard`, `log` (the message log, a message's page
 //! and the fixes applied from it), `quarantine`, `policy`, `lists` (an end user's own senders), `domains`
 //! (a page per sender domain), `reports` (users' false-positive and false-negative reports), `outbound`,
-//! `links` (digest links); `range` is the time range every view takes.
+//! `links` (digest links). The time range every view takes is `crate::range`.
 
 // A console check's refusal is a whole page (a `Response`), returned as it is; boxing it would only add
 // noise to every handler.
@@ -44,7 +44,6 @@ mod login;
 mod outbound;
 mod policy;
 mod quarantine;
-pub mod range;
 mod reports;
 
 pub fn router() -> Router<AppState> {
