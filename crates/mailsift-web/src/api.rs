@@ -74,6 +74,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts_list, account_add))
         .routes(routes!(account_remove))
         .routes(routes!(api_token))
+        // Insights (issue 22): add the routes of crate::insights here.
         // DMARC reports (issue 21): add the routes of crate::dmarc here.
         .routes(routes!(crate::dmarc::received))
         .routes(routes!(crate::held::held_list))

@@ -35,6 +35,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod health;
 pub mod held;
+pub mod insights;
 pub mod metrics;
 pub mod queue;
 pub mod range;
@@ -43,6 +44,7 @@ pub mod server;
 pub mod service;
 pub mod templates;
 pub mod tokens;
+pub mod words;
 
 pub use app::{ApiError, AppState, Caller, Peer, Web, WebError};
 pub use auth::Principal;

@@ -20,6 +20,7 @@
 mod accounts;
 mod dmarc;
 mod domains;
+pub mod insights;
 pub(crate) mod filter;
 mod lease;
 pub(crate) mod migrations;

@@ -14,6 +14,7 @@
 
 pub mod classifier;
 mod filter;
+mod insights;
 pub mod migrations;
 mod msglog;
 pub(crate) mod policy;

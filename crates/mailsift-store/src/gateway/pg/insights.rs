@@ -1,0 +1,1 @@
+//! The insight queries of `gateway/insights.rs` on PostgreSQL.
