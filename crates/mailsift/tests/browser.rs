@@ -134,6 +134,38 @@ fn an_end_user_releases_a_message_from_a_digest_link() {
     eprintln!("digest scenario: {:.1} s in all", started.elapsed().as_secs_f64());
 }
 
+/// The digest read in webmail on another site: "Your whole quarantine" clicked there is a cross-site
+/// navigation, on which browsers do not send the console's SameSite=Strict session cookie. The user must
+/// still land on their own quarantine (and stay signed in to it), not on the login page.
+#[test]
+fn a_digest_link_clicked_in_webmail_on_another_site_opens_the_quarantine() {
+    let Some(b) = browser() else { return };
+    let stack = Stack::start();
+    let held = "quarantineme: invoice from the print shop";
+    stack.send("dave@example.com", held, "The invoice for the posters.");
+    assert_eq!(stack.logged(held)["action"], "quarantine");
+    let run = stack.api().post_json("/api/v1/digest/send", &serde_json::json!({}));
+    assert_eq!(run.status, 200, "{}", run.text());
+    let delivered = stack.next_hop.wait_for(1);
+    assert_eq!(delivered.len(), 1, "{}", stack.next_hop.log());
+    let text = digest_text(&delivered[0]);
+    let link = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Your whole quarantine: "))
+        .unwrap_or_else(|| panic!("no whole-quarantine link in {text}"))
+        .trim()
+        .to_string();
+    assert!(link.starts_with(&format!("{}/d/", stack.base_url())), "{link}");
+    let seen = run_browser(
+        &b,
+        "webmail",
+        &[("BASE_URL", stack.base_url()), ("QUARANTINE_LINK", link), ("HELD_SUBJECT", held.into())],
+    );
+    assert_eq!(seen["landed"], "/console/quarantine", "{seen}");
+    assert_eq!(seen["heading"], "Quarantine of dave@example.com", "{seen}");
+    assert_eq!(seen["second"], "Quarantine of dave@example.com", "{seen}");
+}
+
 /// Two nodes on one PostgreSQL: the same scenario with mail entering at node A and the browser and the API
 /// at node B. Node B's dashboard counts, its log finds and its console releases what node A quarantined,
 /// and it is delivered once.

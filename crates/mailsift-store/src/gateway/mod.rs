@@ -20,8 +20,8 @@
 mod accounts;
 mod dmarc;
 mod domains;
-pub mod insights;
 pub(crate) mod filter;
+pub mod insights;
 mod lease;
 pub(crate) mod migrations;
 pub mod msglog;

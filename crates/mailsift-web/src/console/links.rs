@@ -34,15 +34,21 @@ async fn link_page(State(web): State<AppState>, Path(token): Path<String>) -> Re
     };
     let user = end_user(&claims.subject);
     if claims.purpose == Purpose::Digest {
-        // The recipient's own quarantine, in a session limited to it.
+        // The recipient's own quarantine, in a session limited to it. The link is usually clicked in webmail,
+        // on another site: on that navigation, and on a redirect it leads to, browsers do not send a
+        // SameSite=Strict cookie, so a redirect to the quarantine would land on the login page. This page
+        // sets the cookie and moves on by itself (a refresh is a navigation from our own site, which sends
+        // it), with a link for browsers that do not refresh.
         let id = match web.sessions.create(user, web.session_ttl()) {
             Ok((id, _)) => id,
             Err(e) => return api_error_page(ApiError::internal(e)),
         };
-        return (
-            [(header::SET_COOKIE, auth::session_cookie(&id, web.session_ttl(), web.config.tls))],
-            Redirect::to("/console/quarantine"),
-        )
+        let page = render(
+            &web,
+            "link.html",
+            context! { title => "Your quarantine", heading => "Opening your quarantine", go_to => "/console/quarantine" },
+        );
+        return ([(header::SET_COOKIE, auth::session_cookie(&id, web.session_ttl(), web.config.tls))], page)
             .into_response();
     }
     let item = match service::quarantine_item(&web.gateway, &user, claims.id).await {

@@ -174,6 +174,8 @@ async function digestScenario() {
 
   // The page's own link opens the recipient's quarantine, in a session limited to it.
   await clickAndLoad(page.locator('a', { hasText: 'Your quarantine' }));
+  // The link's page moves on to the quarantine by itself (it sets the session first).
+  await page.waitForURL('**/console/quarantine');
   check(new URL(page.url()).pathname === '/console/quarantine', `quarantine link: ${page.url()}`);
   check((await text('h1')) === 'Quarantine of carol@example.com', `heading: ${await text('h1')}`);
   const list = await text('#quarantine');
