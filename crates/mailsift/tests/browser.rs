@@ -166,6 +166,73 @@ fn a_digest_link_clicked_in_webmail_on_another_site_opens_the_quarantine() {
     assert_eq!(seen["second"], "Quarantine of dave@example.com", "{seen}");
 }
 
+/// Every page as each role sees it: an administrator, a domain administrator (of example.org only) and an
+/// end user (carol@example.com) follow every link of their menu; each page answers 200 with its menu and a
+/// heading, the pages that are not theirs are refused, and what a page counts agrees with the CLI's view of
+/// the same installation (held messages, the end user's quarantine rows). Screenshots of every page land in
+/// target/browser-screenshots/walk/.
+#[test]
+fn every_page_answers_each_role_as_the_cli_sees_it() {
+    let Some(b) = browser() else { return };
+    let stack = Stack::start_with(None, "\n[[smtp.domains]]\nname = \"example.org\"\n");
+    stack.add_account("ops", "domain_admin", "ops password one", &["example.org"]);
+    stack.add_account("carol@example.com", "user", "carol password one", &[]);
+    stack.send("bob@example.com", "Lunch on Friday", "Shall we meet at noon?");
+    stack.send("carol@example.com", "quarantineme: your parcel is waiting", "Your parcel could not be delivered.");
+    stack.send("carol@example.com", "quarantineme: weekly offers", "This week's offers.");
+    stack.send("erin@example.org", "quarantineme: invoice 77", "Pay now.");
+    for s in ["Lunch", "parcel", "weekly", "invoice 77"] {
+        stack.logged(s);
+    }
+    let accounts = serde_json::json!([
+        { "name": ADMIN, "password": ADMIN_PASSWORD, "role": "admin" },
+        { "name": "ops", "password": "ops password one", "role": "domain_admin" },
+        { "name": "carol@example.com", "password": "carol password one", "role": "user" },
+    ]);
+    let forbidden = serde_json::json!({
+        "domain_admin": ["/console/outbound"],
+        "user": ["/console/log", "/console/policy", "/console/reports", "/console/domains", "/console/outbound"],
+    });
+    let seen = run_browser(
+        &b,
+        "walk",
+        &[("BASE_URL", stack.base_url()), ("ACCOUNTS", accounts.to_string()), ("FORBIDDEN", forbidden.to_string())],
+    );
+    let roles = &seen["roles"];
+    for (role, wanted) in [
+        ("admin", &["Dashboard", "Message log", "Quarantine", "Senders", "Reports", "Policy", "Outbound"][..]),
+        ("domain_admin", &["Dashboard", "Message log", "Quarantine", "Senders", "Reports", "Policy"][..]),
+        ("user", &["Quarantine", "Your senders"][..]),
+    ] {
+        let nav: Vec<&str> = roles[role]["nav"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(nav, wanted, "{role}'s menu: {seen}");
+        for name in wanted {
+            let p = &roles[role]["pages"][name];
+            assert_eq!(p["status"], 200, "{role} {name}: {p}");
+            assert_eq!(p["has_nav"], true, "{role} {name} is not a console page: {p}");
+            assert!(!p["h1"].as_str().unwrap_or("").is_empty(), "{role} {name} has no heading: {p}");
+        }
+        for (path, status) in roles[role]["refused"].as_object().unwrap() {
+            assert_eq!(status, 403, "{role} opened {path}: {seen}");
+        }
+    }
+    // The CLI's view of the same quarantine.
+    let held = |rcpt: Option<&str>| {
+        let mut args = vec!["quarantine", "list", "--json"];
+        if let Some(r) = rcpt {
+            args.extend(["--rcpt", r]);
+        }
+        stack.cli(&args, "").lines().filter(|l| !l.trim().is_empty()).count()
+    };
+    assert_eq!(held(None), 3);
+    assert_eq!(roles["admin"]["pages"]["Dashboard"]["held"], held(None).to_string(), "{seen}");
+    assert_eq!(roles["admin"]["pages"]["Quarantine"]["quarantine_rows"], held(None), "{seen}");
+    assert_eq!(roles["domain_admin"]["pages"]["Dashboard"]["held"], held(Some("erin@example.org")).to_string());
+    assert_eq!(roles["domain_admin"]["pages"]["Quarantine"]["quarantine_rows"], 1, "{seen}");
+    assert_eq!(roles["user"]["home"], "/console/quarantine");
+    assert_eq!(roles["user"]["pages"]["Quarantine"]["quarantine_rows"], held(Some("carol@example.com")), "{seen}");
+}
+
 /// Two nodes on one PostgreSQL: the same scenario with mail entering at node A and the browser and the API
 /// at node B. Node B's dashboard counts, its log finds and its console releases what node A quarantined,
 /// and it is delivered once.
