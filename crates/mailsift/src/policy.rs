@@ -34,6 +34,7 @@ pub enum RulesCommand {
     /// Show one rule as TOML (ready to edit and give to `rules replace`), with when it was added, changed
     /// and last matched.
     Show {
+        /// The rule's name, or its position (1 is evaluated first; a rule named so wins).
         name: String,
         #[arg(long)]
         json: bool,
@@ -42,15 +43,32 @@ pub enum RulesCommand {
     Add(Box<AddRule>),
     /// Replace a rule where it stands with the rule in FILE (TOML, as `rules show` prints it; - for
     /// standard input).
-    Replace { name: String, file: PathBuf },
+    Replace {
+        /// The rule's name, or its position (1 is evaluated first; a rule named so wins).
+        name: String,
+        file: PathBuf,
+    },
     /// Remove a rule.
-    Rm { name: String },
+    Rm {
+        /// The rule's name, or its position (1 is evaluated first; a rule named so wins).
+        name: String,
+    },
     /// Move a rule to a position (1 is evaluated first).
-    Move { name: String, position: usize },
+    Move {
+        /// The rule's name, or its position (1 is evaluated first; a rule named so wins).
+        name: String,
+        position: usize,
+    },
     /// Enable a rule.
-    Enable { name: String },
+    Enable {
+        /// The rule's name, or its position (1 is evaluated first; a rule named so wins).
+        name: String,
+    },
     /// Disable a rule (it is kept, and not evaluated).
-    Disable { name: String },
+    Disable {
+        /// The rule's name, or its position (1 is evaluated first; a rule named so wins).
+        name: String,
+    },
     /// Scan a message with the stored policy (after the configuration's) and show which rules match and
     /// why, what each recipient's allowed/blocked senders decide, and the resulting action.
     Test {
@@ -231,6 +249,22 @@ pub enum PolicyCommand {
 
 // ---- running ----
 
+/// The name of the rule `given` names: a stored rule of that name, else the rule at that position (from 1, as
+/// `rules list` numbers them and the console shows them).
+fn rule_named(db: &Database, given: &str) -> Result<String> {
+    if db.rule_get(given)?.is_some() {
+        return Ok(given.trim().to_string());
+    }
+    if let Ok(n) = given.trim().parse::<usize>() {
+        let rules = db.rules()?;
+        return match n.checked_sub(1).and_then(|i| rules.get(i)) {
+            Some(r) => Ok(r.rule.name.clone()),
+            None => bail!("no rule at position {n} (there are {} rules, numbered from 1)", rules.len()),
+        };
+    }
+    bail!("no rule named {given:?}")
+}
+
 pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) -> Result<()> {
     match cmd {
         RulesCommand::List { json } => {
@@ -254,6 +288,7 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
         RulesCommand::Show { name, json } => {
             let db =
                 existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let name = &rule_named(&db, name)?;
             let r = db.rule_get(name)?.with_context(|| format!("no rule named {name:?}"))?;
             if *json {
                 let mut v = serde_json::to_value(&r)?;
@@ -311,6 +346,7 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             }
             let db =
                 existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let name = &rule_named(&db, name)?;
             db.rule_replace(name, rule.clone())?;
             println!("replaced rule {:?} with {:?}", name.trim(), rule.name.trim());
             for line in condition_lines(&rule) {
@@ -321,6 +357,7 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
         RulesCommand::Rm { name } => {
             let db =
                 existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let name = &rule_named(&db, name)?;
             db.rule_remove(name)?;
             println!("removed rule {:?}", name.trim());
         }
@@ -334,6 +371,7 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             if *position > count {
                 bail!("position {position}: there are {count} rules");
             }
+            let name = &rule_named(&db, name)?;
             db.rule_move(name, position - 1)?;
             println!("moved rule {:?} to position {position}", name.trim());
         }
@@ -341,6 +379,7 @@ pub fn run_rules(config: Option<&PathBuf>, data_dir: &Path, cmd: &RulesCommand) 
             let enable = matches!(cmd, RulesCommand::Enable { .. });
             let db =
                 existing(config, data_dir)?.with_context(|| format!("no rule named {name:?} (no rules stored)"))?;
+            let name = &rule_named(&db, name)?;
             let changed = db.rule_set_enabled(name, enable)?;
             let state = if enable { "enabled" } else { "disabled" };
             if changed {

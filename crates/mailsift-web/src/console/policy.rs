@@ -13,7 +13,12 @@ pub(super) fn routes() -> Router<AppState> {
 
 #[derive(Serialize)]
 struct RuleRow {
+    /// Where the rule is evaluated, from 0 (the forms' hidden move targets).
     position: usize,
+    /// The rule's number as people read it and the CLI takes it: from 1.
+    number: usize,
+    /// Said here because the rule's own serialisation leaves `enabled = true` out.
+    enabled: bool,
     rule: FilterRule,
     /// The rule as TOML, led by comments saying how a forger gets through it and which conditions are
     /// forgeable (the page shows this text as the rule).
@@ -42,6 +47,8 @@ impl RuleRow {
         toml.push_str(&mailsift_store::gateway::policy::rule_to_toml(&r.rule).unwrap_or_default());
         RuleRow {
             position: r.position,
+            number: r.position + 1,
+            enabled: r.rule.enabled,
             toml,
             rule: r.rule,
             last_matched: r.last_matched,
@@ -152,14 +159,16 @@ async fn rules_op(State(web): State<AppState>, page: Page, Path(op): Path<String
     let result: Result<String, ApiError> = match op.as_str() {
         "add" => {
             let text = f.all("rule").first().copied().unwrap_or("").to_string();
-            let at = f.get("at").and_then(|a| a.parse().ok());
+            // Positions count from 1 here, as on the page and in the CLI.
+            let at = f.get("at").and_then(|a| a.parse::<usize>().ok()).map(|a| a.saturating_sub(1));
             match toml::from_str::<FilterRule>(&text) {
                 Ok(rule) => add_rule(&web, rule, at).await,
                 Err(e) => Err(ApiError::bad_request(format!("the rule does not read: {e}"))),
             }
         }
         "build" => {
-            let at = f.get("at").and_then(|a| a.parse().ok());
+            // Positions count from 1 here, as on the page and in the CLI.
+            let at = f.get("at").and_then(|a| a.parse::<usize>().ok()).map(|a| a.saturating_sub(1));
             match rule_from_form(&f) {
                 Ok(rule) => add_rule(&web, rule, at).await,
                 Err(e) => Err(ApiError::bad_request(e)),
@@ -210,8 +219,8 @@ async fn add_rule(web: &AppState, rule: FilterRule, at: Option<usize>) -> Result
     let db = web.db.clone();
     let pos = blocking(move || db.rule_add(rule, at).map_err(api::policy_error)).await?;
     Ok(match warning {
-        Some(w) => format!("rule {n:?} added at {pos}. WARNING: FORGEABLE: {w}"),
-        None => format!("rule {n:?} added at {pos}"),
+        Some(w) => format!("rule {n:?} added at position {}. WARNING: FORGEABLE: {w}", pos + 1),
+        None => format!("rule {n:?} added at position {}", pos + 1),
     })
 }
 
@@ -360,22 +369,34 @@ async fn domain_save(State(web): State<AppState>, page: Page, form: RawForm) -> 
         }
     }
     if let Some(asf) = f.get("asf") {
-        let mut map = BTreeMap::new();
+        // Merged into the domain's overrides, as the CLI does: the options given change, the others stay;
+        // `option=default` removes an override (the organisation's mode applies again).
+        let known: Vec<String> = service::asf_list(&web.gateway).into_iter().map(|o| o.name.to_string()).collect();
+        let mut map = std::mem::take(&mut d.asf);
         for pair in split_list(Some(asf)) {
             let Some((k, v)) = pair.split_once('=') else {
                 return policy_render(&web, &page, None, Some(format!("asf: {pair:?} is not option=mode")), None, None)
                     .await;
             };
+            let k = k.trim();
+            if !known.iter().any(|o| o == k) {
+                let msg = format!("asf: no such ASF option {k:?} (the options are listed at the end of this page)");
+                return policy_render(&web, &page, None, Some(msg), None, None).await;
+            }
+            if v.trim() == "default" {
+                map.remove(k);
+                continue;
+            }
             match serde_json::from_value(serde_json::Value::String(v.trim().to_string())) {
                 Ok(mode) => {
-                    map.insert(k.trim().to_string(), mode);
+                    map.insert(k.to_string(), mode);
                 }
                 Err(_) => {
                     return policy_render(
                         &web,
                         &page,
                         None,
-                        Some(format!("asf: {v:?} is not on, off or test")),
+                        Some(format!("asf: {v:?} is not on, off, test or default")),
                         None,
                         None,
                     )
