@@ -1,3 +1,127 @@
 //! Plain words for people who are not mail administrators: why a message was held, what its authentication
 //! says ("this message claims to come from acme.test but was not sent by acme.test's servers"), shown in the
-//! quarantine, the digest and a message's page.
+//! quarantine, the digest and the sender pages. Symbols stay for administrators; these sentences are read
+//! from the same symbols, so the two cannot disagree.
+
+use serde::Serialize;
+
+/// What the authentication of a message says about its From: domain, in words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuthWords {
+    /// "verified", "not verified" or "unknown".
+    pub state: &'static str,
+    pub sentence: String,
+}
+
+fn has(symbols: &[(String, f64)], name: &str) -> bool {
+    symbols.iter().any(|(s, _)| s == name)
+}
+
+/// The domain of an address as written in a From: field (`"Name" <a@b>` or `a@b`), lowercased.
+pub fn domain_of(from: &str) -> Option<String> {
+    let addr = match (from.rfind('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from,
+    };
+    let d = addr.trim().rsplit_once('@')?.1.trim().trim_end_matches('.').to_ascii_lowercase();
+    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')).then_some(d)
+}
+
+/// The authentication of a message with these symbols and this From: domain, in one sentence.
+pub fn auth(symbols: &[(String, f64)], from_domain: Option<&str>) -> AuthWords {
+    let d = from_domain.unwrap_or("its sender");
+    let not = |sentence: String| AuthWords { state: "not verified", sentence };
+    if has(symbols, "SPOOF_OWN_DOMAIN") {
+        return not(format!(
+            "This message claims to come from {d}, your own organisation, but was not sent by {d}'s servers."
+        ));
+    }
+    if ["DMARC_POLICY_REJECT", "DMARC_POLICY_QUARANTINE", "DMARC_POLICY_NONE"].iter().any(|s| has(symbols, s)) {
+        return not(format!("This message claims to come from {d} but was not sent by {d}'s servers."));
+    }
+    if has(symbols, "DMARC_PASS") {
+        return AuthWords { state: "verified", sentence: format!("Verified: sent by {d}'s own servers.") };
+    }
+    if has(symbols, "SPF_FAIL") {
+        return not(format!("The server that sent it is not on {d}'s list of servers allowed to send its mail."));
+    }
+    if has(symbols, "DKIM_INVALID") || has(symbols, "DKIM_BODY_MODIFIED") {
+        return not(format!("Its signature does not match: it was changed after {d} signed it, or forged."));
+    }
+    AuthWords { state: "unknown", sentence: format!("Whether {d} really sent it could not be verified.") }
+}
+
+/// Why a message was held, as sentences a person can read: the descriptions of the checks that added the most
+/// points (at most `max`), most points first; a decision by a rule or a list says so first.
+pub fn why(
+    symbols: &[(String, f64)],
+    reason: &str,
+    describe: impl Fn(&str) -> Option<String>,
+    max: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let lower = reason.to_ascii_lowercase();
+    if lower.contains("block") && (lower.contains("list") || lower.contains("sender")) {
+        out.push("Its sender is on a list of blocked senders.".to_string());
+    } else if lower.starts_with("virus") {
+        out.push("It carries a virus; only an administrator can release it.".to_string());
+    } else if lower.contains("rule") {
+        out.push("One of your organisation's filter rules holds messages like this one.".to_string());
+    }
+    let mut scored: Vec<&(String, f64)> = symbols.iter().filter(|(_, s)| *s > 0.0).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, _) in scored {
+        if out.len() >= max {
+            break;
+        }
+        if let Some(d) = describe(name) {
+            let d = d.trim().to_string();
+            if !d.is_empty() && !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push("Several small signs together made it look like spam.".to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syms(names: &[&str]) -> Vec<(String, f64)> {
+        names.iter().map(|n| (n.to_string(), 1.0)).collect()
+    }
+
+    #[test]
+    fn a_spoof_and_the_real_newsletter_read_differently() {
+        let spoof = auth(&syms(&["DMARC_POLICY_REJECT", "SPF_FAIL"]), Some("acme.test"));
+        let real = auth(&syms(&["DMARC_PASS", "DKIM_VALID", "SPF_PASS"]), Some("acme.test"));
+        assert_eq!(spoof.state, "not verified");
+        assert_eq!(
+            spoof.sentence,
+            "This message claims to come from acme.test but was not sent by acme.test's servers."
+        );
+        assert_eq!(real.state, "verified");
+        assert!(auth(&syms(&["SPOOF_OWN_DOMAIN"]), Some("ours.test")).sentence.contains("your own organisation"));
+        assert_eq!(auth(&[], None).state, "unknown");
+    }
+
+    #[test]
+    fn domains_of_from_fields() {
+        assert_eq!(domain_of("\"Acme\" <news@Acme.Test>").as_deref(), Some("acme.test"));
+        assert_eq!(domain_of("a@b.example").as_deref(), Some("b.example"));
+        assert_eq!(domain_of("<script>@x"), None);
+        assert_eq!(domain_of("no address"), None);
+    }
+
+    #[test]
+    fn why_reads_descriptions_biggest_first() {
+        let s = vec![("A".to_string(), 1.0), ("B".to_string(), 5.0), ("C".to_string(), -2.0)];
+        let w = why(&s, "score", |n| Some(format!("check {n}.")), 3);
+        assert_eq!(w, vec!["check B.", "check A."]);
+        assert_eq!(why(&[], "blocked sender list", |_| None, 3)[0], "Its sender is on a list of blocked senders.");
+    }
+}

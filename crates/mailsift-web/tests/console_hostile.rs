@@ -6,97 +6,12 @@
 //! `javascript:` link, no template evaluated. New pages are covered as soon as a link leads to them.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::net::SocketAddr;
 
-use mailsift_engine::{Engine, EngineConfig};
-use mailsift_smtp::sink::Sink;
-use mailsift_smtp::{Gateway, GatewayState, Listen, Listener, SmtpConfig};
-use mailsift_store::{Database, Role};
 use mailsift_testkit::clients::{smtp_send, HttpClient};
-use mailsift_web::{AppState, Web, WebConfig};
 
-struct Stack {
-    _rt: tokio::runtime::Runtime,
-    smtp: SocketAddr,
-    http: SocketAddr,
-    _sink: Sink,
-    web: AppState,
-    _dir: tempfile::TempDir,
-}
-
-const ADMIN_PW: &str = "admin-password-1";
-const DA_PW: &str = "domain-admin-pw-2";
-const BOB_PW: &str = "bob-password-333";
-
-fn start() -> Stack {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (smtp, http, sink, web) = rt.block_on(async {
-        let sink = Sink::start("127.0.0.1:0".parse().unwrap(), true).await.unwrap();
-        let hop = sink.addr();
-        let text = format!(
-            r#"
-[group_caps]
-content = 1000.0
-
-[thresholds]
-tag = 4.0
-quarantine = 8.0
-reject = 500.0
-
-[[rules]]
-name = "TEST_QUARANTINE_WORD"
-target = "subject"
-phrase = "quarantineme"
-score = 11.0
-
-[smtp]
-listen = ["127.0.0.1:0"]
-hostname = "mx.test"
-
-[[smtp.domains]]
-name = "example.com"
-next_hop = "{hop}"
-
-[[smtp.domains]]
-name = "other.test"
-next_hop = "{hop}"
-
-[web]
-listen = "127.0.0.1:0"
-
-[web.digest]
-enabled = false
-"#
-        );
-        let engine = Engine::new(EngineConfig::from_toml(&text).unwrap()).unwrap();
-        let config = SmtpConfig::from_toml(&text).unwrap();
-        let web_config = WebConfig::from_toml(&text).unwrap();
-        let learner =
-            mailsift_store::Learner::open(mailsift_store::SqliteStore::open_dir(dir.path()).unwrap()).unwrap();
-        let engine = engine.with_model(learner.model());
-        let state = GatewayState::new(engine, config, dir.path()).unwrap().with_learner(learner);
-        let db = Database::open_in(dir.path()).unwrap();
-        let now = mailsift_engine::unix_now();
-        for (name, role, domains, pw) in [
-            ("admin", Role::Admin, vec![], ADMIN_PW),
-            ("da", Role::DomainAdmin, vec!["other.test".to_string()], DA_PW),
-            ("bob@example.com", Role::User, vec![], BOB_PW),
-        ] {
-            db.account_add(name, role, &domains, &mailsift_web::auth::hash_password(pw).unwrap(), now).unwrap();
-        }
-        let gateway = Gateway::new(state, db, dir.path());
-        let listeners = gateway.bind().await.unwrap();
-        let smtp = listeners.iter().find(|(_, l)| *l == Listener::Inbound).unwrap().0.local_addr().unwrap();
-        tokio::spawn(gateway.clone().serve(listeners));
-        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = http_listener.local_addr().unwrap();
-        let web = Web::new(gateway, web_config, http).unwrap();
-        tokio::spawn(mailsift_web::serve(web.clone(), http_listener));
-        (smtp, http, sink, web)
-    });
-    Stack { _rt: rt, smtp, http, _sink: sink, web, _dir: dir }
-}
+#[path = "support/stack.rs"]
+mod support;
+use support::*;
 
 /// The payloads: markup in every place a sender writes, and template syntax.
 const PAYLOADS: &[&str] = &[
@@ -118,13 +33,6 @@ fn hostile(to: &str, i: usize, payload: &str) -> String {
          --b{i}\r\nContent-Type: text/plain\r\n\r\nSee {payload} at javascript:alert(5)\r\n\
          --b{i}\r\nContent-Type: text/html\r\n\r\n<p>{payload}</p><a href=\"javascript:alert(6)\">x</a>\r\n--b{i}--\r\n"
     )
-}
-
-fn login(s: &Stack, name: &str, password: &str) -> HttpClient {
-    let mut c = HttpClient::new(s.http);
-    let r = c.post_form("/login", &[("name", name), ("password", password)]);
-    assert_eq!(r.status, 303, "{name} logs in: {}", r.text());
-    c
 }
 
 /// The page's real tags (what a browser would build elements from): name and attributes (name, value),
@@ -294,7 +202,7 @@ fn no_page_of_any_role_carries_a_hostile_message_as_markup() {
         ("da", DA_PW, PAYLOADS.len()),
         ("bob@example.com", BOB_PW, PAYLOADS.len()),
     ] {
-        let mut c = login(&s, name, pw);
+        let (mut c, _) = login(&s, name, pw);
         let pages = crawl(&mut c, &starts, 300);
         let ok = pages.iter().filter(|(_, st)| *st == 200).count();
         eprintln!("{name}: {} pages crawled, {ok} answered 200", pages.len());

@@ -591,3 +591,37 @@ fn rules_on_what_the_sender_writes_are_marked_forgeable_and_warned_about_everywh
     assert!(out.contains("\"web form\"") && out.contains("decided by rule \"web form\""), "{out}");
     assert!(!out.contains("WARNING"), "{out}");
 }
+
+/// Rules are numbered from 1, as `rules list` prints them and the console shows them, and every rule command
+/// takes that number as well as a name; a rule whose name is a number keeps its name first.
+#[test]
+fn rule_commands_take_the_number_rules_list_prints() {
+    let dir = temp_dir("rules-by-number");
+    create_store(&dir);
+    for name in ["alpha", "beta", "2"] {
+        let rule = format!(
+            "name = \"{name}\"\nconditions = [{{ field = \"subject\", op = \"is\", value = \"{name}\" }}]\n\
+             actions = [{{ action = \"tag\" }}]\n"
+        );
+        let out = run(&dir, &["rules", "add", "-"], Some(&rule));
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(listed(&dir), ["alpha", "beta", "2"]);
+    assert!(ok(&dir, &["rules", "disable", "1"]).contains("rule \"alpha\" disabled"));
+    assert!(ok(&dir, &["rules", "show", "1"]).starts_with("# rule 1 of 3, disabled"));
+    // "2" is a rule's name: the name wins over the position.
+    assert!(ok(&dir, &["rules", "disable", "2"]).contains("rule \"2\" disabled"));
+    let enabled: Vec<bool> = ok(&dir, &["rules", "list", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"]["enabled"] != false)
+        .collect();
+    assert_eq!(enabled, [false, true, false]);
+    ok(&dir, &["rules", "move", "3", "1"]);
+    assert_eq!(listed(&dir), ["2", "alpha", "beta"]);
+    ok(&dir, &["rules", "rm", "3"]);
+    assert_eq!(listed(&dir), ["2", "alpha"]);
+    let e = fails(&dir, &["rules", "enable", "9"]);
+    assert!(e.contains("no rule at position 9 (there are 2 rules, numbered from 1)"), "{e}");
+    let e = fails(&dir, &["rules", "enable", "0"]);
+    assert!(e.contains("no rule at position 0"), "{e}");
+}

@@ -21,7 +21,6 @@ mod accounts;
 mod dmarc;
 mod domains;
 pub(crate) mod filter;
-pub mod insights;
 mod lease;
 pub(crate) mod migrations;
 pub mod msglog;

@@ -10,26 +10,76 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/quarantine/{id}/{action}", post(quarantine_action))
 }
 
+/// What a person reads beside a quarantined message: why it was held and whether its sender is verified,
+/// in words (from the log row's symbols), and when the signed-in person reported it as not spam.
+#[derive(Serialize)]
+struct Explained {
+    why: Vec<String>,
+    auth: crate::words::AuthWords,
+    reported: Option<i64>,
+}
+
+async fn explain(web: &AppState, p: &Principal, items: &[mailsift_store::QuarantineItem]) -> BTreeMap<i64, Explained> {
+    let gateway = web.gateway.clone();
+    let who = p.name.clone();
+    let items: Vec<_> = items
+        .iter()
+        .map(|i| (i.id, i.reference_id.clone(), i.reason.clone(), i.from_header.clone().or(i.mail_from.clone())))
+        .collect();
+    let done = blocking(move || {
+        let state = gateway.state();
+        let registry = state.engine.registry();
+        let ids: Vec<i64> = items.iter().map(|i| i.0).collect();
+        let reported = crate::insights::reported_by(&gateway, &who, &ids).unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for (id, reference, reason, from) in items {
+            let q = mailsift_store::LogQuery { reference_id: Some(reference), limit: 1, ..Default::default() };
+            let symbols = gateway.db.log_search(&q)?.into_iter().next().map(|e| e.symbols).unwrap_or_default();
+            let domain = from.as_deref().and_then(crate::words::domain_of);
+            let why = crate::words::why(&symbols, &reason, |n| registry.by_name(n).map(|d| d.description.clone()), 3);
+            let auth = crate::words::auth(&symbols, domain.as_deref());
+            out.insert(id, Explained { why, auth, reported: reported.get(&id).copied() });
+        }
+        Ok(out)
+    })
+    .await;
+    done.unwrap_or_default()
+}
+
 async fn quarantine_page(
     State(web): State<AppState>,
     page: Page,
     Query(p): Query<QuarantineParams>,
     Query(f): Query<FlashParams>,
+    Query(rp): Query<crate::range::RangeParams>,
 ) -> Response {
-    let q = match p.query(&page.principal) {
+    let mut q = match p.query(&page.principal) {
         Ok(q) => q,
         Err(e) => return api_error_page(e),
     };
+    // A time range narrows the list when one is asked for; without one, everything held is listed.
+    let asked = rp.range.is_some() || rp.from.is_some() || rp.to.is_some();
+    let range = match rp.resolve(mailsift_engine::unix_now(), "30d") {
+        Ok(r) => r,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, "Not a time range", &e),
+    };
+    if asked {
+        q.since = Some(range.since);
+        q.until = Some(range.until - 1);
+    }
     let db = web.db.clone();
     let items = match blocking(move || Ok(db.quarantine_list(&q)?)).await {
         Ok(i) => i,
         Err(e) => return api_error_page(e),
     };
+    let explained = explain(&web, &page.principal, &items).await;
+    let explained: BTreeMap<String, Explained> = explained.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     render(
         &web,
         "quarantine.html",
         context! { title => "Quarantine", page => "quarantine", principal => &page.principal, csrf => &page.csrf, flash => f.flash,
-        items, q => context! { recipient => p.recipient, sender => p.sender, subject => p.subject, all => p.all } },
+        items, explained, range, asked, keep => context! { recipient => p.recipient, sender => p.sender, subject => p.subject },
+        q => context! { recipient => p.recipient, sender => p.sender, subject => p.subject, all => p.all } },
     )
 }
 
@@ -44,11 +94,12 @@ async fn quarantine_item_page(
         Err(e) => return api_error_page(e),
     };
     let (headers, text) = service::preview(&web.gateway, &raw);
+    let explained = explain(&web, &page.principal, std::slice::from_ref(&item)).await.remove(&item.id);
     render(
         &web,
         "quarantine_item.html",
         context! { title => "Quarantined message", page => "quarantine", principal => &page.principal, csrf => &page.csrf,
-        flash => f.flash, item, headers, text },
+        flash => f.flash, item, headers, text, explained },
     )
 }
 

@@ -14,7 +14,6 @@
 
 pub mod classifier;
 mod filter;
-mod insights;
 pub mod migrations;
 mod msglog;
 pub(crate) mod policy;

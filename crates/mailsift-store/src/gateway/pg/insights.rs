@@ -1,1 +1,0 @@
-//! The insight queries of `gateway/insights.rs` on PostgreSQL.
