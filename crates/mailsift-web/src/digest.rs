@@ -168,7 +168,26 @@ pub async fn send_digests(web: &AppState) -> Result<DigestRun, ApiError> {
             failed.push((rcpt.clone(), format!("no route to {rcpt}")));
             continue;
         }
-        let message = build(web, &from, &rcpt, &list);
+        // Whether each sender is verified, in words, from the messages' log rows: a spoof and the real
+        // newsletter must not look the same here.
+        let db = web.db.clone();
+        let refs: Vec<(i64, String, Option<String>)> = list
+            .iter()
+            .map(|i| (i.id, i.reference_id.clone(), i.from_header.clone().or(i.mail_from.clone())))
+            .collect();
+        let auth = blocking(move || {
+            let mut out = std::collections::BTreeMap::new();
+            for (id, reference, from) in refs {
+                let q = mailsift_store::LogQuery { reference_id: Some(reference), limit: 1, ..Default::default() };
+                let symbols = db.log_search(&q)?.into_iter().next().map(|e| e.symbols).unwrap_or_default();
+                let domain = from.as_deref().and_then(crate::words::domain_of);
+                out.insert(id, crate::words::auth(&symbols, domain.as_deref()));
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap_or_default();
+        let message = build(web, &from, &rcpt, &list, &auth);
         let item = NewSpoolItem {
             kind: "digest".into(),
             reference_id: format!("digest-{high}"),
@@ -221,7 +240,13 @@ fn html_escape(s: &str) -> String {
 }
 
 /// The digest message, built with mail-builder: text and HTML alternatives, base64 so any next hop takes it.
-pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -> Vec<u8> {
+pub fn build(
+    web: &AppState,
+    from: &str,
+    rcpt: &str,
+    items: &[QuarantineItem],
+    auth: &std::collections::BTreeMap<i64, crate::words::AuthWords>,
+) -> Vec<u8> {
     let now = mailsift_engine::unix_now();
     let mut text = format!(
         "{} message(s) addressed to you were held back as suspected spam.\r\nNothing is lost: \
@@ -231,7 +256,7 @@ pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -
     let mut html = format!(
         "<html><body><p>{} message(s) addressed to you were held back as suspected spam. Nothing is lost: \
          they are kept for a while in your quarantine.</p><table border=\"1\" cellpadding=\"4\">\
-         <tr><th>From</th><th>Subject</th><th>Date (UTC)</th><th>Why</th><th></th></tr>",
+         <tr><th>From</th><th>Subject</th><th>Date (UTC)</th><th>Why</th><th>Sender</th><th></th></tr>",
         items.len()
     );
     for i in items {
@@ -239,22 +264,28 @@ pub fn build(web: &AppState, from: &str, rcpt: &str, items: &[QuarantineItem]) -
         let subject = i.subject.as_deref().unwrap_or("(no subject)");
         let date = mailsift_gateway::text::rfc5322_date(i.time);
         let why = reason_word(&i.reason);
+        let (state, sentence) = match auth.get(&i.id) {
+            Some(a) => (a.state, a.sentence.clone()),
+            None => ("unknown", "Whether its sender really sent it could not be verified.".to_string()),
+        };
+        let verified = format!("{}: {sentence}", state.to_uppercase());
         let (release, approve, block) = (
             link(web, Purpose::Release, i.id, rcpt),
             link(web, Purpose::Approve, i.id, rcpt),
             link(web, Purpose::Block, i.id, rcpt),
         );
         text.push_str(&format!(
-            "From:    {sender}\r\nSubject: {subject}\r\nDate:    {date}\r\nWhy:     {why}\r\n\
+            "From:    {sender}\r\nSubject: {subject}\r\nDate:    {date}\r\nWhy:     {why}\r\nSender:  {verified}\r\n\
              Release:             {release}\r\nRelease and approve: {approve}\r\nBlock sender:        {block}\r\n\r\n"
         ));
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{release}\">Release</a> | \
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{release}\">Release</a> | \
              <a href=\"{approve}\">Release and approve sender</a> | <a href=\"{block}\">Block sender</a></td></tr>",
             html_escape(sender),
             html_escape(subject),
             html_escape(&date),
-            why
+            why,
+            html_escape(&verified)
         ));
     }
     let all = link(web, Purpose::Digest, 0, rcpt);

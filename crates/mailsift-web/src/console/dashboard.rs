@@ -118,7 +118,7 @@ async fn dashboard(
         let reports = charts::stacked_bars(
             "User reports per day",
             &labels,
-            &[("false positives (not spam)".into(), "#d9822b", fp), ("false negatives (spam)".into(), "#23395d", fn_)],
+            &[("not spam".into(), "#d9822b", fp), ("spam".into(), "#23395d", fn_)],
         );
         let actions = charts::stacked_bars(
             "Acted on (tagged, quarantined, rejected) and delivered, per day",
