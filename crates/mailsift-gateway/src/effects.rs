@@ -139,9 +139,7 @@ pub async fn process(
     gateway.counters.observe_stage(crate::Stage::Disposition, carrying.elapsed());
     entry.action = result.action.into();
     entry.next_hop_response = result.next_hop.clone();
-    if entry.reason.is_none() {
-        entry.reason = result.reason.clone();
-    }
+    entry.reason = crate::judge::merge_reasons(entry.reason.take(), result.reason.clone());
     let env = &submission.envelope;
     tracing::info!(
         reference = %verdict.id,
@@ -400,11 +398,8 @@ pub async fn quarantine(
 
 /// The reason shown in the quarantine list, in a few words: the rule that decided, or the strongest symbols.
 fn quarantine_reason(v: &Verdict) -> String {
-    if let Some(rule) = &v.decided_by {
-        return rule.clone();
-    }
-    let top: Vec<&str> = v.symbols.iter().filter(|s| s.score > 0.0).take(3).map(|s| s.name.as_str()).collect();
-    format!("score {:.2}: {}", v.score, top.join(", "))
+    // A recipient's own list can quarantine a message the score delivers: its entry decided, so it is named.
+    crate::judge::verdict_reason(v).unwrap_or_else(|| format!("score {:.2}", v.score))
 }
 
 /// Our `Received:` header (RFC 5321 §4.4): `with` is the protocol the front end names (ESMTPS...).

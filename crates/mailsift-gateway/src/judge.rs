@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mailsift_engine::evidence::ReputationKind;
 use mailsift_engine::policy::Policy;
-use mailsift_engine::{Direction, Envelope, Evidence, Message, Verdict};
+use mailsift_engine::{Action, Direction, Envelope, Evidence, Message, Verdict};
 use mailsift_evidence::DoorFacts;
 use mailsift_store::LogEntry;
 
@@ -339,8 +339,49 @@ pub fn log_verdict(entry: &mut LogEntry, verdict: &Verdict, meta: Meta) -> (Opti
     entry.score = Some(verdict.score);
     entry.required = Some(verdict.thresholds.tag);
     entry.symbols = verdict.symbols.iter().map(|s| (s.name.clone(), s.score)).collect();
-    entry.reason = verdict.decided_by.clone();
+    entry.reason = verdict_reason(verdict);
     (entry.from_header.clone(), entry.subject.clone())
+}
+
+/// Why a verdict is not a plain delivery, in one line for the message log and the quarantine: the rule or
+/// list entry that decided, or the score against the level it reached and the checks that added the most.
+/// `None` for a message delivered on its score.
+pub fn verdict_reason(v: &Verdict) -> Option<String> {
+    if let Some(rule) = &v.decided_by {
+        return Some(rule.clone());
+    }
+    let t = &v.thresholds;
+    let (level, at) = match v.action {
+        Action::Deliver => return None,
+        Action::Tag => ("tag", t.tag),
+        Action::Quarantine => ("quarantine", t.quarantine),
+        Action::Reject => ("reject", t.reject),
+    };
+    let mut top: Vec<&mailsift_engine::verdict::SymbolResult> = v.symbols.iter().filter(|s| s.score > 0.0).collect();
+    top.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let top: Vec<String> = top.iter().take(3).map(|s| format!("{} {:+.2}", s.name, s.score)).collect();
+    let most = if top.is_empty() { String::new() } else { format!("; most points from {}", top.join(", ")) };
+    let capped: Vec<String> = v
+        .capped
+        .iter()
+        .map(|c| format!("; the {} checks added {:+.2} but count at most {:.2}", c.group, c.total, c.cap))
+        .collect();
+    if v.high_confidence && v.score < at {
+        return Some(format!(
+            "high-confidence spam (an Additional Spam Filtering option set to on), score {:.2}{most}",
+            v.score
+        ));
+    }
+    Some(format!("score {:.2} reached the {level} level {at:.2}{most}{}", v.score, capped.concat()))
+}
+
+/// The log row's reason once the message's outcome is known: the verdict's, and the outcome's when it adds
+/// something (a temporary failure, the next hop's refusal).
+pub fn merge_reasons(verdict: Option<String>, outcome: Option<String>) -> Option<String> {
+    match (verdict, outcome) {
+        (Some(v), Some(o)) if v != o => Some(format!("{o} ({v})")),
+        (v, o) => v.or(o),
+    }
 }
 
 #[cfg(test)]

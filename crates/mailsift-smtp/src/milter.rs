@@ -520,9 +520,7 @@ impl Session {
         let (action, what, reason) = self.act(&verdict, &disposition, envelope.direction, data, shown).await;
         entry.action = action.into();
         entry.next_hop_response = told(&what);
-        if entry.reason.is_none() {
-            entry.reason = reason;
-        }
+        entry.reason = mailsift_gateway::judge::merge_reasons(entry.reason.take(), reason);
         tracing::info!(
             reference = %verdict.id,
             mta = ?self.peer,

@@ -180,6 +180,13 @@ async fn postfix_with_our_milter_delivers_tags_rejects_and_quarantines() {
     }
     assert_eq!(log[3].recipients, vec!["bob@example.com".to_string()]);
     assert!(log[1].symbols.iter().any(|(s, _)| s == "GTUBE"), "{:?}", log[1]);
+    // Each message not delivered on its score says why (the console's "Why"), through the milter too: the
+    // level it reached and the checks that added the most.
+    for (e, level) in [(&log[2], "tag"), (&log[1], "reject"), (&log[0], "quarantine")] {
+        let why = e.reason.as_deref().unwrap_or("");
+        assert!(why.contains(&format!("reached the {level} level")), "{level}: {e:?}");
+    }
+    assert_eq!(log[3].reason, None, "a plain delivery has no reason: {:?}", log[3]);
 }
 
 /// A milter client that speaks like an MTA, for what Postfix would never send.

@@ -463,6 +463,20 @@ pub fn preview(gateway: &Gateway, raw: &[u8]) -> (Vec<(String, String)>, String)
     (headers, clip(&text, 100_000).to_string())
 }
 
+/// The header block of a stored message exactly as it was received (folding, `<>` and all), for people who
+/// read headers: up to the first empty line, invalid UTF-8 shown as U+FFFD, at most 64 KiB. Rendered as text
+/// by the templates, so it is never markup.
+pub fn raw_headers(raw: &[u8]) -> String {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1))
+        .unwrap_or(raw.len());
+    let head = &raw[..end.min(64 * 1024)];
+    String::from_utf8_lossy(head).replace("\r\n", "\n")
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ActionAnswer {
     pub id: i64,

@@ -8,6 +8,7 @@ pub fn templates() -> minijinja::Environment<'static> {
         ("login.html", include_str!("../templates/login.html")),
         ("dashboard.html", include_str!("../templates/dashboard.html")),
         ("log.html", include_str!("../templates/log.html")),
+        ("diagnosis.html", include_str!("../templates/diagnosis.html")),
         ("log_detail.html", include_str!("../templates/log_detail.html")),
         ("quarantine.html", include_str!("../templates/quarantine.html")),
         ("quarantine_item.html", include_str!("../templates/quarantine_item.html")),

@@ -71,57 +71,140 @@ async fn log_detail_page(
         Ok(d) => d,
         Err(e) => return api_error_page(e),
     };
-    // The headers, when a copy of the message is kept (the log itself keeps none).
+    // The headers as received, when a copy of the message is kept (the log itself keeps none).
     let headers = match d.quarantine.first() {
         Some(i) => match service::quarantine_item(&web.gateway, &page.principal, i.id).await {
-            Ok((_, raw)) => service::preview(&web.gateway, &raw).0,
-            Err(_) => Vec::new(),
+            Ok((_, raw)) => Some(service::raw_headers(&raw)),
+            Err(_) => None,
         },
-        None => Vec::new(),
+        None => None,
     };
     let sender = d.entry.from_header.clone().or(d.entry.mail_from.clone()).filter(|s| s.contains('@'));
-    // The diagnosis: why it was judged so, and the narrowest fixes (each tried on this message).
-    let diagnosis =
-        match crate::diagnosis::diagnose_target(&web, &page.principal, crate::diagnosis::Target::Log(reference), None)
-            .await
-        {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e.message, "diagnosis failed");
-                None
-            }
-        };
-    let fixes: Vec<serde_json::Value> = diagnosis
-        .as_ref()
-        .map(|r| {
-            r.fixes
-                .iter()
-                .map(|f| {
-                    // What the fix still lets through goes with its note, where the page shows it under the
-                    // fix's title: an administrator reads the risk before the Apply button.
-                    let risk = f.fix.risk.trim();
-                    let note = if risk.is_empty() {
-                        f.fix.note.clone()
-                    } else {
-                        format!("{} Still lets through: {risk}", f.fix.note.trim_end())
-                    };
-                    serde_json::json!({
-                        "title": f.fix.title, "note": note, "risk": risk, "command": f.fix.command,
-                        "change": serde_json::to_string(&f.fix.change).unwrap_or_default(),
-                        "with_fix": f.with_fix,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let (diagnosis, category, fixes) = diagnosis_context(&web, &page.principal, &reference).await;
+    let verdict = verdict_words(&web, &d);
+    let covered = covered_symbols(diagnosis.as_ref(), &d.entry.symbols);
     let quarantine_id = d.quarantine.first().map(|q| q.id);
     render(
         &web,
         "log_detail.html",
         context! { title => "Message", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash, d, headers, sender,
-        diagnosis => diagnosis.as_ref().map(|r| &r.diagnosis), category => diagnosis.as_ref().map(|r| r.diagnosis.category.title()),
-        fixes, quarantine_id },
+        diagnosis, category, fixes, quarantine_id, verdict, covered, back => format!("/console/log/{}", d.entry.reference_id) },
     )
+}
+
+/// The diagnosis of a logged message for a page: its findings, its cause in words, and its fixes (narrowest
+/// first, each tried on this message) with what each still lets through beside its Apply button. `None`
+/// when it cannot be made (the page still shows the verdict).
+pub(super) async fn diagnosis_context(
+    web: &AppState,
+    p: &Principal,
+    reference: &str,
+) -> (Option<mailsift_engine::diagnose::Diagnosis>, Option<&'static str>, Vec<serde_json::Value>) {
+    let target = crate::diagnosis::Target::Log(reference.to_string());
+    let report = match crate::diagnosis::diagnose_target(web, p, target, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "diagnosis failed");
+            return (None, None, Vec::new());
+        }
+    };
+    let fixes = report
+        .fixes
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "title": f.fix.title, "note": f.fix.note.trim(), "risk": f.fix.risk.trim(), "command": f.fix.command,
+                "change": serde_json::to_string(&f.fix.change).unwrap_or_default(),
+                "with_fix": f.with_fix,
+            })
+        })
+        .collect();
+    let category = report.diagnosis.category.title();
+    (Some(report.diagnosis), Some(category), fixes)
+}
+
+/// The symbols a diagnosis speaks of (it names them in its findings): their generic remedies would be a second,
+/// less precise voice on the same page, so the page points to the diagnosis's fixes instead.
+pub(super) fn covered_symbols(
+    d: Option<&mailsift_engine::diagnose::Diagnosis>,
+    symbols: &[(String, f64)],
+) -> Vec<String> {
+    let Some(d) = d else { return Vec::new() };
+    let text = format!("{} {}", d.summary, d.findings.join(" "));
+    let word = |name: &str| {
+        text.match_indices(name).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + name.len()..].chars().next();
+            let part = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            !part(before) && !part(after)
+        })
+    };
+    symbols.iter().filter(|(n, _)| word(n)).map(|(n, _)| n.clone()).collect()
+}
+
+/// The verdict of a logged message in sentences: what was done and why, the score against the levels, and
+/// the groups whose points were capped (the symbols keep their own scores; the total counts each capped
+/// group at most at its cap, so the table's points can add up to more than the score).
+fn verdict_words(web: &AppState, d: &service::LogDetail) -> serde_json::Value {
+    let e = &d.entry;
+    let state = web.gateway.state();
+    let registry = state.engine.registry();
+    let caps = &state.engine.config().group_caps;
+    let reason = e.reason.clone().unwrap_or_default();
+    let done = match e.action.as_str() {
+        "deliver" => "Delivered to the next hop.",
+        "tag" => "Delivered with the spam tag (headers, and the subject tag when one is set).",
+        "quarantine" => "Held in the quarantine; the recipients got nothing.",
+        "reject" => "Refused at the end of the message (SMTP 5xx): the sending server keeps it and tells its sender.",
+        "refused" => "Refused before the message was sent (at the connection, the sender or a recipient).",
+        "tempfail" => "Answered \"try again later\" (SMTP 4xx): the sending server keeps it and retries.",
+        "failed" => "The next hop refused it; its sender was told.",
+        _ => "",
+    };
+    let plain = if matches!(e.action.as_str(), "deliver") && e.reason.is_none() {
+        Vec::new()
+    } else {
+        crate::words::why(&e.symbols, &reason, |n| registry.by_name(n).map(|x| x.description.clone()), 3)
+    };
+    let added: f64 = e.symbols.iter().map(|s| s.1).sum();
+    let score = e.score.map(|s| match e.required {
+        Some(r) if s >= r => format!("{s:.2}, at or over the spam level {r:.2}"),
+        Some(r) => format!("{s:.2}, under the spam level {r:.2}"),
+        None => format!("{s:.2}"),
+    });
+    let capped: Vec<serde_json::Value> = d
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let cap = *caps.get(&g.group)?;
+            (g.total > cap).then(|| serde_json::json!({ "group": g.group, "total": g.total, "cap": cap }))
+        })
+        .collect();
+    let cap_sentence = (!capped.is_empty() && e.score.is_some()).then(|| {
+        let parts: Vec<String> = capped
+            .iter()
+            .map(|c| {
+                format!(
+                    "the {} checks added {:+.2} but count at most {:.2} (group_caps.{})",
+                    c["group"].as_str().unwrap_or(""),
+                    c["total"].as_f64().unwrap_or(0.0),
+                    c["cap"].as_f64().unwrap_or(0.0),
+                    c["group"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        format!(
+            "The checks below add {added:+.2}; {}, so the score is {:.2}.",
+            parts.join(", and "),
+            e.score.unwrap_or(0.0)
+        )
+    });
+    let caps_by_group: BTreeMap<String, f64> = capped
+        .iter()
+        .map(|c| (c["group"].as_str().unwrap_or("").to_string(), c["cap"].as_f64().unwrap_or(0.0)))
+        .collect();
+    serde_json::json!({ "done": done, "reason": e.reason, "plain": plain, "score": score,
+        "cap_sentence": cap_sentence, "caps": caps_by_group })
 }
 
 /// "Allow the sender" from a log entry: an allow entry in each recipient's own list (the narrowest that

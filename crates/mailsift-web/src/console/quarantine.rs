@@ -93,13 +93,22 @@ async fn quarantine_item_page(
         Ok(x) => x,
         Err(e) => return api_error_page(e),
     };
-    let (headers, text) = service::preview(&web.gateway, &raw);
+    let text = service::preview(&web.gateway, &raw).1;
+    let headers = service::raw_headers(&raw);
     let explained = explain(&web, &page.principal, std::slice::from_ref(&item)).await.remove(&item.id);
+    // Where an administrator decides to release, the diagnosis and what each fix still lets through.
+    let (diagnosis, category, fixes) = if page.principal.is_manager() {
+        super::log::diagnosis_context(&web, &page.principal, &item.reference_id).await
+    } else {
+        (None, None, Vec::new())
+    };
+    let back = format!("/console/quarantine/{}", item.id);
+    let quarantine_id = item.id;
     render(
         &web,
         "quarantine_item.html",
         context! { title => "Quarantined message", page => "quarantine", principal => &page.principal, csrf => &page.csrf,
-        flash => f.flash, item, headers, text, explained },
+        flash => f.flash, item, headers, text, explained, diagnosis, category, fixes, back, quarantine_id },
     )
 }
 

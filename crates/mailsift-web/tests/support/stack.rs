@@ -29,6 +29,11 @@ pub const BOB_PW: &str = "bob-password-333";
 /// A gateway with its console: example.com and other.test, a quarantining subject word, rejects only
 /// above 500 points; `extra` is more TOML appended at the end.
 pub fn start_with(extra: &str) -> Stack {
+    start_full("[group_caps]\ncontent = 1000.0\n\n[thresholds]\ntag = 4.0\nquarantine = 8.0\nreject = 500.0", extra)
+}
+
+/// [`start_with`], with the `[group_caps]` and `[thresholds]` tables given (`head`).
+pub fn start_full(head: &str, extra: &str) -> Stack {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (smtp, http, sink, web) = rt.block_on(async {
@@ -36,13 +41,7 @@ pub fn start_with(extra: &str) -> Stack {
         let hop = sink.addr();
         let text = format!(
             r#"
-[group_caps]
-content = 1000.0
-
-[thresholds]
-tag = 4.0
-quarantine = 8.0
-reject = 500.0
+{head}
 
 [[rules]]
 name = "TEST_QUARANTINE_WORD"
