@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mailsift_engine::classify::{LearnOutcome, Side};
-use mailsift_engine::config::OrganisationConfig;
+use mailsift_engine::config::{AsfMode, OrganisationConfig};
 use mailsift_engine::diagnose::{Change, PastMessage};
 use mailsift_engine::evidence::ClassifierScores;
 use mailsift_engine::policy::{AllowEntry, BlockEntry, PolicyConfig};
@@ -282,16 +282,23 @@ pub struct Judging {
     pub stored: Vec<DomainConfig>,
     /// The stored policy (rules, allowed and blocked senders).
     pub stored_policy: PolicyConfig,
+    /// The organisation's stored settings (organisation-wide ASF modes over the configuration's).
+    pub organisation: crate::config::OrganisationSettings,
 }
 
 impl Judging {
     /// Reads the stored domains and policy from `db` (none: nothing stored yet).
     pub fn new(base: Engine, configured: Vec<DomainConfig>, db: Option<&Database>) -> Result<Judging, ActionError> {
-        let (stored, stored_policy) = match db {
-            Some(db) => (stored_domains(db)?, db.load_policy()?.config),
-            None => (Vec::new(), PolicyConfig::default()),
+        let (stored, stored_policy, organisation) = match db {
+            Some(db) => (
+                stored_domains(db)?,
+                db.load_policy()?.config,
+                crate::config::OrganisationSettings::parse(db.organisation_settings()?.as_deref())
+                    .map_err(|e| ActionError::Invalid(e.to_string()))?,
+            ),
+            None => (Vec::new(), PolicyConfig::default(), Default::default()),
         };
-        Ok(Judging { base, configured, stored, stored_policy })
+        Ok(Judging { base, configured, stored, stored_policy, organisation })
     }
 
     /// The configured and stored domains; a stored one replaces a configured one of the same name.
@@ -303,6 +310,7 @@ impl Judging {
     /// domains folded in. A domain's own thresholds and ASF modes are its settings ([`Judging::settings_for`]).
     pub fn engine(&self) -> Result<Engine, ActionError> {
         let mut config = self.base.config().clone();
+        self.organisation.fold(&mut config).map_err(|e| ActionError::Invalid(e.to_string()))?;
         crate::config::fold_domains(&mut config, &self.domains());
         Engine::new(config).map_err(|e| ActionError::Invalid(format!("the engine with the stored domains: {e}")))
     }
@@ -496,6 +504,75 @@ pub fn put_domain(db: &Database, d: &DomainConfig) -> Result<(), ActionError> {
     let json = serde_json::to_string(d).map_err(|e| ActionError::Invalid(format!("domain {}: {e}", d.name)))?;
     db.domain_put(&d.name, &json, mailsift_engine::unix_now())?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The organisation's stored settings (organisation-wide ASF modes)
+
+/// One ASF option as the organisation has it: the configuration file's mode, the stored one over it (set
+/// from the console or `mailsift asf set`), and the mode in force.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OrganisationAsf {
+    pub option: &'static str,
+    pub configured: AsfMode,
+    pub stored: Option<AsfMode>,
+    pub mode: AsfMode,
+}
+
+/// Every ASF option with its configured, stored and effective mode, in the configuration's order.
+pub fn organisation_asf(configured: &EngineConfig, db: &Database) -> Result<Vec<OrganisationAsf>, ActionError> {
+    let org = crate::config::OrganisationSettings::parse(db.organisation_settings()?.as_deref())
+        .map_err(|e| ActionError::Invalid(e.to_string()))?;
+    Ok(mailsift_engine::config::AsfConfig::OPTIONS
+        .iter()
+        .map(|o| {
+            let configured = configured.asf.get(o).unwrap_or_default();
+            let stored = org.asf.get(*o).copied();
+            OrganisationAsf { option: o, configured, stored, mode: stored.unwrap_or(configured) }
+        })
+        .collect())
+}
+
+/// Sets organisation-wide ASF modes in the store, over the configuration file's: each change is
+/// `(option, mode)` with mode `on`, `off`, `test`, or `default` (drop the stored mode: the configuration's
+/// applies again). All or nothing: an unknown option or mode is refused by name and nothing is written.
+/// Returns the stored settings as they now are.
+pub fn set_organisation_asf(
+    configured: &EngineConfig,
+    db: &Database,
+    changes: &[(String, String)],
+) -> Result<crate::config::OrganisationSettings, ActionError> {
+    let mut org = crate::config::OrganisationSettings::parse(db.organisation_settings()?.as_deref())
+        .map_err(|e| ActionError::Invalid(e.to_string()))?;
+    for (option, mode) in changes {
+        let option = option.trim().to_ascii_lowercase();
+        if !mailsift_engine::config::AsfConfig::OPTIONS.contains(&option.as_str()) {
+            return Err(ActionError::Invalid(format!(
+                "no ASF option {option:?} (the options: {})",
+                mailsift_engine::config::AsfConfig::OPTIONS.join(", ")
+            )));
+        }
+        match mode.trim().to_ascii_lowercase().as_str() {
+            "default" => {
+                org.asf.remove(&option);
+            }
+            "on" => _ = org.asf.insert(option, AsfMode::On),
+            "off" => _ = org.asf.insert(option, AsfMode::Off),
+            "test" => _ = org.asf.insert(option, AsfMode::Test),
+            other => {
+                return Err(ActionError::Invalid(format!(
+                    "asf {option}: {other:?} is not a mode (on, off, test, or default for the configuration's)"
+                )))
+            }
+        }
+    }
+    // Checked as the gateway will fold it, before anything is written.
+    let mut check = configured.clone();
+    org.fold(&mut check).map_err(|e| ActionError::Invalid(e.to_string()))?;
+    Engine::new(check).map_err(|e| ActionError::Invalid(format!("the engine with these ASF modes: {e}")))?;
+    let json = serde_json::to_string(&org).map_err(|e| ActionError::Invalid(e.to_string()))?;
+    db.organisation_put(&json, mailsift_engine::unix_now())?;
+    Ok(org)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -405,6 +405,40 @@ pub fn parse_stored_domain(name: &str, json: &str) -> Result<DomainConfig, Confi
         .map_err(|e| ConfigError::Invalid { field: format!("domains.{name} (stored)"), reason: e.to_string() })
 }
 
+/// The organisation's own stored settings (the store's organisation row): the organisation-wide ASF modes
+/// an administrator set from the console or `mailsift asf set`, over the configuration file's `[asf]`.
+/// A domain's own ASF modes still win for its mail.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrganisationSettings {
+    pub asf: std::collections::BTreeMap<String, mailsift_engine::config::AsfMode>,
+}
+
+impl OrganisationSettings {
+    /// The stored row read back (none stored: nothing set).
+    pub fn parse(json: Option<&str>) -> Result<OrganisationSettings, ConfigError> {
+        match json {
+            None => Ok(OrganisationSettings::default()),
+            Some(j) => serde_json::from_str(j).map_err(|e| ConfigError::Invalid {
+                field: "organisation settings (stored)".into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Puts these settings over an engine configuration's; whether anything changed. An unknown option
+    /// is named.
+    pub fn fold(&self, config: &mut mailsift_engine::EngineConfig) -> Result<bool, ConfigError> {
+        let mut changed = false;
+        for (option, mode) in &self.asf {
+            let before = config.asf.get(option);
+            config.asf.set(option, *mode).map_err(|reason| invalid("organisation settings (stored)", reason))?;
+            changed |= before != Some(*mode);
+        }
+        Ok(changed)
+    }
+}
+
 /// Folds the organisation-wide facts of the gateway's domains into an engine configuration: a domain with
 /// sending servers or trusted relays becomes protected against spoofing (and one of ours), and its
 /// spamtraps join the classifier's. Returns whether anything changed. One function for the gateway and the
@@ -572,7 +606,9 @@ impl SmtpConfig {
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.domains {
             let name = d.name.to_ascii_lowercase();
-            if name.is_empty() || name.contains(['@', ' ']) {
+            // Letters (IDN included), digits, dots, hyphens and underscores; `*` is the store's organisation row.
+            let domain_char = |c: char| c.is_alphanumeric() || matches!(c, '.' | '-' | '_');
+            if name.is_empty() || !name.chars().all(domain_char) || name.starts_with('.') {
                 return Err(invalid("domains", format!("{:?} is not a domain name", d.name)));
             }
             if !seen.insert(name) {

@@ -100,8 +100,13 @@ impl GatewayState {
     ) -> Result<GatewayState, GatewayError> {
         let base_engine = engine.config().clone();
         let mut config = base_smtp.clone();
+        // The organisation's own row (organisation-wide ASF modes), when the store has one.
+        let organisation = crate::config::OrganisationSettings::parse(
+            stored_domains.iter().find(|(n, _)| n == mailsift_store::ORGANISATION_ROW).map(|(_, j)| j.as_str()),
+        )?;
         let stored = stored_domains
             .iter()
+            .filter(|(name, _)| name != mailsift_store::ORGANISATION_ROW)
             .map(|(name, json)| crate::config::parse_stored_domain(name, json))
             .collect::<Result<Vec<DomainConfig>, _>>()?;
         config.domains = crate::config::merge_domains(&base_smtp.domains, &stored);
@@ -141,7 +146,7 @@ impl GatewayState {
         };
         let trusted = config.trusted_networks();
         let proxies = config.trusted_proxies();
-        let (engine, domain_settings) = domain_settings(engine, &config.domains)?;
+        let (engine, domain_settings) = domain_settings(engine, &config.domains, &organisation)?;
         let mx = match &gatherer {
             Some(g) => Ok(g.clone()),
             None => SenderGatherer::new(&engine.config().dns).map(Arc::new).map_err(|e| e.to_string()),
@@ -181,7 +186,13 @@ impl GatewayState {
         Ok(state)
     }
 
-    /// The stored domains this state was built with.
+    /// The engine configuration of the configuration file alone (before stored domains and the organisation's
+    /// stored settings are folded in).
+    pub fn configured_engine(&self) -> &mailsift_engine::EngineConfig {
+        &self.base_engine
+    }
+
+    /// The stored domains this state was built with (and the organisation's row, named `*`, when stored).
     pub fn stored_domains(&self) -> &[(String, String)] {
         &self.stored_domains
     }
@@ -287,9 +298,11 @@ impl GatewayState {
 fn domain_settings(
     base: Engine,
     domains: &[DomainConfig],
+    organisation: &crate::config::OrganisationSettings,
 ) -> Result<(Engine, FxHashMap<String, Settings>), GatewayError> {
     let mut config = base.config().clone();
-    let engine = if crate::config::fold_domains(&mut config, domains) {
+    let org_changed = organisation.fold(&mut config)?;
+    let engine = if crate::config::fold_domains(&mut config, domains) | org_changed {
         let e = Engine::new(config).map_err(|e| GatewayError::DomainEngine(e.to_string()))?;
         match base.model() {
             Some(m) => e.with_model(m.clone()),
@@ -461,7 +474,10 @@ impl Gateway {
             return Ok(false);
         }
         let stored = self.db.load_policy().map_err(|e| e.to_string())?;
-        let domains = self.db.domains().map_err(|e| e.to_string())?;
+        let mut domains = self.db.domains().map_err(|e| e.to_string())?;
+        if let Some(org) = self.db.organisation_settings().map_err(|e| e.to_string())? {
+            domains.push((mailsift_store::ORGANISATION_ROW.to_string(), org));
+        }
         if domains != self.state().stored_domains() {
             let rebuilt = self.state().rebuild_with_domains(domains).map_err(|e| e.to_string())?;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rebuilt);

@@ -26,6 +26,7 @@ pub use classifier::ClassifierStore;
 pub use config::StoreConfig;
 /// The PostgreSQL backend (`gateway::pg`), by its short name.
 pub use gateway::pg;
+pub use gateway::ORGANISATION_ROW;
 pub use gateway::{Account, HourlyCount, Role};
 pub use gateway::{Database, LogEntry, LogQuery, NewQuarantine, QuarantineItem, QuarantineQuery, VIRUS_REASON_PREFIX};
 pub use gateway::{ImportMode, ListEntry, PolicyStore, PolicyStoreError, StoredEntry, StoredRule, VersionedPolicy};

@@ -63,7 +63,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_remove))
         .routes(routes!(domains_list))
         .routes(routes!(domain_get, domain_put, domain_remove))
-        .routes(routes!(asf_options))
+        .routes(routes!(asf_options, asf_set))
         .routes(routes!(symbols))
         // DKIM (issue 21): add the routes of crate::dkim here.
         .routes(routes!(crate::dkim::dkim_keys))
@@ -755,7 +755,27 @@ async fn domain_remove(
 #[utoipa::path(get, path = "/api/v1/asf", responses((status = 200, body = Vec<AsfOption>)))]
 async fn asf_options(State(web): State<AppState>, caller: Caller) -> ApiResult<Vec<AsfOption>> {
     caller.require_manager()?;
-    Ok(Json(service::asf_list(&web.gateway)))
+    let g = web.gateway.clone();
+    Ok(Json(blocking(move || Ok(service::asf_list(&g)?)).await?))
+}
+
+/// Organisation-wide ASF modes to store over the configuration file's: `{"changes": {"option": "on" | "off" |
+/// "test" | "default"}}`, all or nothing.
+#[derive(Deserialize, ToSchema)]
+struct AsfChanges {
+    changes: BTreeMap<String, String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/asf", request_body = AsfChanges, responses((status = 200, body = Vec<AsfOption>), (status = 400), (status = 403)))]
+async fn asf_set(
+    State(web): State<AppState>,
+    caller: Caller,
+    Json(body): Json<AsfChanges>,
+) -> ApiResult<Vec<AsfOption>> {
+    caller.require_admin()?;
+    service::set_asf(&web.gateway, &caller.principal, body.changes.into_iter().collect()).await?;
+    let g = web.gateway.clone();
+    Ok(Json(blocking(move || Ok(service::asf_list(&g)?)).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/symbols", responses((status = 200, body = Vec<Object>)))]

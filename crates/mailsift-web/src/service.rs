@@ -631,32 +631,82 @@ pub struct AsfOption {
     pub name: String,
     /// off, on or test, for the organisation.
     pub mode: String,
+    /// Where the mode comes from: the configuration file, or stored over it (console, `mailsift asf set`).
+    pub source: String,
+    /// Whether a mode is stored over the configuration file's.
+    pub stored: bool,
+    /// The configuration file's mode.
+    pub configured: String,
     pub symbol: String,
     pub description: String,
 }
 
 /// The ASF options and the organisation's setting of each (domains override them in their settings), from
-/// the registry's ASF symbols, so every option that can fire is listed with its description.
-pub fn asf_list(gateway: &Gateway) -> Vec<AsfOption> {
+/// the registry's ASF symbols, so every option that can fire is listed with its description; the mode is the
+/// store's when one is stored over the configuration file's (`source` says which).
+pub fn asf_list(gateway: &Gateway) -> ServiceResult<Vec<AsfOption>> {
     use mailsift_engine::checks::asf;
     let state = gateway.state();
-    let engine = &state.engine;
-    let config = &engine.config().asf;
-    engine
+    let modes = mailsift_gateway::actions::organisation_asf(state.configured_engine(), &gateway.db)?;
+    let name = |m: mailsift_engine::config::AsfMode| {
+        serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    };
+    Ok(state
+        .engine
         .registry()
         .iter()
         .filter(|d| d.asf.is_some())
         .filter_map(|d| {
-            let name = asf::option_key(&d.name)?;
-            let mode = serde_json::to_value(asf::mode_of(&d.name, config)).ok()?;
+            let key = asf::option_key(&d.name)?;
+            let m = modes.iter().find(|m| m.option == key)?;
             Some(AsfOption {
-                name: name.to_string(),
-                mode: mode.as_str().unwrap_or("").to_string(),
+                name: key.to_string(),
+                mode: name(m.mode),
+                source: match m.stored {
+                    Some(_) => format!("stored (the configuration file says {})", name(m.configured)),
+                    None => "configuration file".into(),
+                },
+                stored: m.stored.is_some(),
+                configured: name(m.configured),
                 symbol: d.name.clone(),
                 description: d.description.clone(),
             })
         })
-        .collect()
+        .collect())
+}
+
+/// Sets organisation-wide ASF modes (administrators): `option=on|off|test|default` pairs, all or nothing;
+/// the gateway applies them at once.
+pub async fn set_asf(gateway: &Arc<Gateway>, p: &Principal, changes: Vec<(String, String)>) -> ServiceResult<String> {
+    if !p.is_admin() {
+        return Err(ServiceError::forbidden("organisation-wide ASF options are for administrators"));
+    }
+    let g = gateway.clone();
+    let org = blocking(move || {
+        let state = g.state();
+        let org = mailsift_gateway::actions::set_organisation_asf(state.configured_engine(), &g.db, &changes)
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+        if let Err(e) = g.refresh_policy(false) {
+            tracing::warn!(error = %e, "the new ASF modes are applied at the next policy refresh");
+        }
+        Ok(org)
+    })
+    .await?;
+    let stored: Vec<String> = org
+        .asf
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+            )
+        })
+        .collect();
+    Ok(if stored.is_empty() {
+        "organisation-wide ASF options: the configuration file's again".into()
+    } else {
+        format!("organisation-wide ASF options stored: {}", stored.join(", "))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------

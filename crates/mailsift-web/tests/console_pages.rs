@@ -236,3 +236,101 @@ fn sender_domains_and_reports_have_pages_scoped_like_the_log() {
     assert_eq!(bob.get("/console/reports").status, 403);
     assert_eq!(bob.get("/console/domains").status, 403);
 }
+
+/// An HTML message with a web bug (a 1×1 remote image), which the `web_bugs` ASF option catches.
+fn web_bug_message(to: &str, subject: &str) -> String {
+    format!(
+        "From: news@sender.example\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+         Message-ID: <{}@sender.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <html><body><p>Our news this week.</p><img src=\"http://track.sender.example/o.gif?u=1\" width=\"1\" \
+         height=\"1\"></body></html>\r\n",
+        subject.replace(' ', ".")
+    )
+}
+
+/// Whether the log row of the message with this subject has the web-bug symbol.
+fn caught_web_bug(s: &Stack, subject: &str) -> bool {
+    s.web.db.flush().unwrap();
+    let q = mailsift_store::LogQuery { subject: Some(subject.into()), limit: 1, ..Default::default() };
+    let row = s.web.db.log_search(&q).unwrap().into_iter().next().unwrap_or_else(|| panic!("no row for {subject}"));
+    row.symbols.iter().any(|(n, _)| n == "ASF_WEB_BUGS")
+}
+
+#[test]
+fn organisation_wide_asf_options_are_set_in_the_console_and_the_gateway_applies_them() {
+    let s = start();
+    let (mut admin, csrf) = login(&s, "admin", ADMIN_PW);
+    let (mut da, da_csrf) = login(&s, "da", DA_PW);
+    // The control: off (the embedded default), nothing stored, the web bug is not scored.
+    assert_eq!(
+        send(&s, "news@sender.example", "bob@example.com", &web_bug_message("bob@example.com", "week one")),
+        250
+    );
+    assert!(!caught_web_bug(&s, "week one"), "web_bugs is off by default");
+    let page = admin.get("/console/policy").text();
+    let select = page.split("name=\"asf.web_bugs\"").nth(1).unwrap().split("</select>").next().unwrap();
+    assert!(select.contains("<option value=\"default\" selected>off (the configuration file&#39;s)"), "{select}");
+
+    // A domain administrator sees the modes but cannot change them.
+    let da_page = da.get("/console/policy").text();
+    assert!(da_page.contains("id=\"asf-mode-web_bugs\">off") && !da_page.contains("name=\"asf.web_bugs\""));
+    assert_eq!(post(&mut da, &da_csrf, "/console/policy/asf", &[("asf.web_bugs", "on")]).0, 403);
+    assert_eq!(s.web.db.organisation_settings().unwrap(), None, "nothing stored by a refused change");
+
+    // The administrator turns it on; the form sends every option, the untouched ones as "default".
+    let fields: Vec<(String, String)> = mailsift_engine::config::AsfConfig::OPTIONS
+        .iter()
+        .map(|o| (format!("asf.{o}"), if *o == "web_bugs" { "on" } else { "default" }.to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, location) = post(&mut admin, &csrf, "/console/policy/asf", &refs);
+    assert_eq!(status, 303, "{location}");
+    assert!(location.contains("web_bugs%3Don") || location.contains("web_bugs=on"), "{location}");
+    let stored: serde_json::Value = serde_json::from_str(&s.web.db.organisation_settings().unwrap().unwrap()).unwrap();
+    assert_eq!(stored, serde_json::json!({ "asf": { "web_bugs": "on" } }), "only what was changed is stored");
+    assert!(s.web.db.domains().unwrap().iter().all(|(n, _)| n != "*"), "the organisation's row is not a domain");
+    let page = admin.get("/console/policy").text();
+    let row = page.split("id=\"asf-mode-web_bugs\"").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(row.contains("<option value=\"on\" selected>") && row.contains("stored (the configuration file says off)"));
+
+    // The running gateway judges with it at once, for every domain...
+    assert_eq!(
+        send(&s, "news@sender.example", "bob@example.com", &web_bug_message("bob@example.com", "week two")),
+        250
+    );
+    assert!(caught_web_bug(&s, "week two"), "the organisation-wide mode is applied");
+    // ...and a domain's own override still wins for its mail.
+    assert_eq!(
+        post(&mut admin, &csrf, "/console/policy/domain", &[("name", "other.test"), ("asf", "web_bugs=off")]).0,
+        303
+    );
+    s.web.gateway.refresh_policy(false).unwrap();
+    assert_eq!(
+        send(&s, "news@sender.example", "carol@other.test", &web_bug_message("carol@other.test", "week three")),
+        250
+    );
+    assert!(!caught_web_bug(&s, "week three"), "other.test's own off wins");
+
+    // Refused, all or nothing, with the option named; then back to the configuration file's.
+    let mut api = mailsift_testkit::clients::HttpClient::new(s.http);
+    let r = api.post_json("/api/v1/login", &serde_json::json!({ "name": "admin", "password": ADMIN_PW }));
+    let token = r.json()["csrf"].as_str().unwrap().to_string();
+    api.set_header("X-CSRF-Token", &token);
+    let bad =
+        api.post_json("/api/v1/asf", &serde_json::json!({ "changes": { "web_bugs": "default", "iframe": "on" } }));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("no ASF option \\\"iframe\\\""), "{}", bad.text());
+    let bad = api.post_json("/api/v1/asf", &serde_json::json!({ "changes": { "web_bugs": "maybe" } }));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(s.web.db.organisation_settings().unwrap().unwrap().contains("\"web_bugs\":\"on\""), "unchanged");
+    let ok = api.post_json("/api/v1/asf", &serde_json::json!({ "changes": { "web_bugs": "default" } }));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let modes = ok.json();
+    let web_bugs = modes.as_array().unwrap().iter().find(|o| o["name"] == "web_bugs").unwrap().clone();
+    assert_eq!((web_bugs["mode"].as_str(), web_bugs["source"].as_str()), (Some("off"), Some("configuration file")));
+    assert_eq!(
+        send(&s, "news@sender.example", "bob@example.com", &web_bug_message("bob@example.com", "week four")),
+        250
+    );
+    assert!(!caught_web_bug(&s, "week four"), "back to the configuration file's off");
+}

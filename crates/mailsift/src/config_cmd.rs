@@ -743,6 +743,24 @@ pub fn dump_text(config: &Config, data_dir: &Path, data_dir_from: &str, non_defa
         out.push_str(&entry_toml(&["smtp", "domains"], domain_entry(s)?)?);
     }
 
+    // The organisation-wide ASF modes stored over the file's `[asf]` (`mailsift asf set`, the console): as
+    // comments, since the database keeps providing them (a second `[asf]` table would not read back).
+    if let Some(db) = mailsift_store::Database::open_existing(data_dir, &config.store).ok().flatten() {
+        let org = mailsift_gateway::config::OrganisationSettings::parse(db.organisation_settings()?.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !org.asf.is_empty() {
+            out.push_str(
+                "
+# source: database (`mailsift asf set`); in effect over the [asf] values above:
+",
+            );
+            for (option, mode) in &org.asf {
+                let mode = toml::Value::try_from(mode).context("an ASF mode")?;
+                out.push_str(&format!("# asf.{option} = {mode}\n"));
+            }
+        }
+    }
+
     // Policy: the file's entries, then the database's, in evaluation order.
     for (source, policy) in [("configuration file", &config.engine.policy), ("database", &stored_policy)] {
         let kinds: [(&str, Vec<toml::Table>); 3] = [

@@ -1,6 +1,7 @@
 //! The `mailsift` command: scan, explain, evaluate and benchmark messages, and print the symbol registry.
 
 mod accounts;
+mod asf;
 mod backup;
 mod bench;
 mod config_cmd;
@@ -92,6 +93,9 @@ enum Command {
     /// The organisation's domains: next hop, recipients, thresholds, ASF options, spamtraps, sending servers.
     #[command(subcommand)]
     Domains(domains::DomainsCommand),
+    /// The organisation-wide Additional Spam Filtering options: list them, set them over the configuration's.
+    #[command(subcommand)]
+    Asf(asf::AsfCommand),
     /// The quarantine: list, show, release (once), delete, purge.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
@@ -283,6 +287,7 @@ fn run(mut cli: Cli, at: &datadir::Location) -> Result<ExitCode> {
         Command::Serve(args) => serve::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Log(cmd) => log::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Domains(cmd) => domains::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
+        Command::Asf(cmd) => asf::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Reports(args) => reports::run(cli.config.as_ref(), data_dir, &args).map(|_| ExitCode::SUCCESS),
         Command::Queue(cmd) => queue::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),
         Command::Dkim(cmd) => dkim::run(cli.config.as_ref(), data_dir, &cmd).map(|_| ExitCode::SUCCESS),

@@ -216,6 +216,19 @@ fn every_page_answers_each_role_as_the_cli_sees_it() {
             assert_eq!(status, 403, "{role} opened {path}: {seen}");
         }
     }
+    // One level down: a message's page and a quarantined message's page for the managers, a quarantined
+    // message for the end user, a sender domain's page for the managers; each answers 200 with a heading.
+    for (role, wanted) in [
+        ("admin", &["message", "quarantined", "sender-domain"][..]),
+        ("domain_admin", &["message", "quarantined", "sender-domain"][..]),
+        ("user", &["quarantined"][..]),
+    ] {
+        for name in wanted {
+            let d = &roles[role]["details"][name];
+            assert_eq!(d["status"], 200, "{role} {name}: {seen}");
+            assert!(!d["h1"].as_str().unwrap_or("").is_empty(), "{role} {name}: {seen}");
+        }
+    }
     // The CLI's view of the same quarantine.
     let held = |rcpt: Option<&str>| {
         let mut args = vec!["quarantine", "list", "--json"];
@@ -231,6 +244,123 @@ fn every_page_answers_each_role_as_the_cli_sees_it() {
     assert_eq!(roles["domain_admin"]["pages"]["Quarantine"]["quarantine_rows"], 1, "{seen}");
     assert_eq!(roles["user"]["home"], "/console/quarantine");
     assert_eq!(roles["user"]["pages"]["Quarantine"]["quarantine_rows"], held(Some("carol@example.com")), "{seen}");
+}
+
+/// The policy as people change it in the console is the policy the CLI reads: an administrator adds two rules
+/// and disables the first, sets two organisation-wide ASF options and blocks a sender for the organisation;
+/// an end user allows a sender of their own; a domain administrator of example.org reads their policy page.
+/// Each page's rows are compared with `rules list`, `asf list` and `lists list` over the same store.
+#[test]
+fn the_policy_the_console_shows_is_the_policy_the_cli_reads() {
+    let Some(b) = browser() else { return };
+    let stack = Stack::start_with(None, "\n[[smtp.domains]]\nname = \"example.org\"\n");
+    stack.add_account("ops", "domain_admin", "ops password one", &["example.org"]);
+    stack.add_account("carol@example.com", "user", "carol password one", &[]);
+    // One entry of each scope the pages must keep apart.
+    stack.cli(&["lists", "add", "allow", "billing@vendor.test", "--recipient", "example.org"], "");
+    stack.cli(&["lists", "add", "block", "pest@nuisance.test", "--recipient", "bob@example.com"], "");
+    let accounts = serde_json::json!({
+        "admin": { "name": ADMIN, "password": ADMIN_PASSWORD },
+        "domain_admin": { "name": "ops", "password": "ops password one" },
+        "user": { "name": "carol@example.com", "password": "carol password one" },
+    });
+    let seen = run_browser(&b, "policy", &[("BASE_URL", stack.base_url()), ("ACCOUNTS", accounts.to_string())]);
+    let json_lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        stack.cli(args, "").lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let cells = |v: &serde_json::Value| -> Vec<Vec<String>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect())
+            .collect()
+    };
+
+    // Rules: number, name, enabled, as `rules list` says (positions from 1, a disabled rule says so).
+    let cli_rules: Vec<(String, String, String)> = json_lines(&["rules", "list", "--json"])
+        .iter()
+        .map(|r| {
+            let enabled = r["rule"]["enabled"].as_bool().unwrap_or(true);
+            (
+                (r["position"].as_u64().unwrap() + 1).to_string(),
+                r["rule"]["name"].as_str().unwrap().to_string(),
+                if enabled { "yes" } else { "no" }.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cli_rules,
+        [("1".into(), "tag invoices".into(), "no".into()), ("2".into(), "hold wire transfers".into(), "yes".into())],
+        "{seen}"
+    );
+    let page_rules: Vec<(String, String, String)> =
+        cells(&seen["admin"]["rules"]).into_iter().map(|r| (r[0].clone(), r[1].clone(), r[2].clone())).collect();
+    assert_eq!(page_rules, cli_rules, "the policy page's rules: {seen}");
+
+    // ASF: the mode each select shows is the mode `asf list` says is in force, stored ones marked so.
+    let cli_asf: std::collections::BTreeMap<String, (String, bool)> =
+        serde_json::from_str::<serde_json::Value>(&stack.cli(&["asf", "list", "--json"], ""))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["option"].as_str().unwrap().to_string(),
+                    (o["mode"].as_str().unwrap().to_string(), !o["stored"].is_null()),
+                )
+            })
+            .collect();
+    assert_eq!(cli_asf["web_bugs"], ("on".to_string(), true));
+    assert_eq!(cli_asf["empty_messages"], ("test".to_string(), true));
+    assert_eq!(cli_asf.values().filter(|(_, stored)| *stored).count(), 2, "only what was changed is stored");
+    let page_asf = cells(&seen["admin"]["asf"]);
+    assert_eq!(page_asf.len(), cli_asf.len(), "{seen}");
+    for row in &page_asf {
+        let (mode, stored) = &cli_asf[&row[0]];
+        let shown = if *stored {
+            format!("select:{mode}:{mode}")
+        } else {
+            format!("select:default:{mode} (the configuration file's)")
+        };
+        assert_eq!(row[1], shown, "{}: {seen}", row[0]);
+    }
+    for row in cells(&seen["domain_admin"]["asf"]) {
+        assert_eq!(row[1], cli_asf[&row[0]].0, "the domain administrator reads the mode in force: {seen}");
+    }
+    assert_eq!(seen["domain_admin"]["asf_form"], 0, "{seen}");
+    assert_eq!(seen["domain_admin"]["rules_table"], 0, "filter rules are the administrator's: {seen}");
+
+    // Lists: the same entries (id, list, sender, whose), and each role sees its own scope.
+    let cli_lists: Vec<(String, String, String, String)> = json_lines(&["lists", "list", "--json"])
+        .iter()
+        .map(|e| {
+            let inner = &e["entry"]["entry"];
+            (
+                e["id"].to_string(),
+                e["list"].as_str().unwrap().to_string(),
+                inner["sender"].as_str().unwrap().to_string(),
+                inner["recipient"].as_str().unwrap_or("organisation").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(cli_lists.len(), 4, "two seeded, the administrator's block, carol's allow: {cli_lists:?}");
+    assert!(cli_lists.iter().any(|e| e.1 == "block" && e.2 == "offers@spammy.test" && e.3 == "organisation"));
+    assert!(cli_lists.iter().any(|e| e.1 == "allow" && e.2 == "friend@partner.test" && e.3 == "carol@example.com"));
+    let page = |v: &serde_json::Value| -> Vec<(String, String, String, String)> {
+        cells(v).into_iter().map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone())).collect()
+    };
+    // (The administrator's page was read before carol added hers.)
+    let before_carol: Vec<_> = cli_lists.iter().filter(|e| e.3 != "carol@example.com").cloned().collect();
+    assert_eq!(page(&seen["admin"]["lists"]), before_carol, "the administrator sees every entry: {seen}");
+    let ops: Vec<_> = cli_lists.iter().filter(|e| e.3 == "example.org").cloned().collect();
+    assert_eq!(page(&seen["domain_admin"]["lists"]), ops, "example.org's entries only: {seen}");
+    let own: Vec<Vec<String>> = cells(&seen["user"]["own"]);
+    assert_eq!(own.len(), 1, "{seen}");
+    assert_eq!((own[0][0].as_str(), own[0][1].as_str()), ("friend@partner.test", "allowed"), "{seen}");
+    let others = cells(&seen["user"]["others"]);
+    assert!(others.iter().any(|r| r[0] == "offers@spammy.test"), "the organisation's block applies to carol: {seen}");
+    assert!(!others.iter().any(|r| r[0] == "pest@nuisance.test"), "bob's own entry is not carol's: {seen}");
 }
 
 /// Two nodes on one PostgreSQL: the same scenario with mail entering at node A and the browser and the API

@@ -625,3 +625,53 @@ fn rule_commands_take_the_number_rules_list_prints() {
     let e = fails(&dir, &["rules", "enable", "0"]);
     assert!(e.contains("no rule at position 0"), "{e}");
 }
+
+#[test]
+fn organisation_wide_asf_options_are_listed_set_and_judged_with_and_bad_ones_refused() {
+    let dir = temp_dir("asf");
+    create_store(&dir);
+    let bug = dir.join("web-bug.eml");
+    std::fs::write(
+        &bug,
+        "From: news@sender.example\r\nTo: bob@example.com\r\nSubject: news\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html\r\n\r\n<html><body><p>News.</p><img src=\"http://t.sender.example/o.gif\" \
+         width=\"1\" height=\"1\"></body></html>\r\n",
+    )
+    .unwrap();
+    let bug = bug.to_str().unwrap();
+    let mode_of = |dir: &Path, option: &str| {
+        let all: serde_json::Value = serde_json::from_str(&ok(dir, &["asf", "list", "--json"])).unwrap();
+        let o = all.as_array().unwrap().iter().find(|o| o["option"] == option).unwrap().clone();
+        (o["mode"].as_str().unwrap().to_string(), o["stored"].clone())
+    };
+    assert_eq!(mode_of(&dir, "web_bugs"), ("off".into(), serde_json::Value::Null));
+    // (`scan` answers 1 for spam, as spamc does: stdout says why.)
+    let scan = |dir: &Path| String::from_utf8(run(dir, &["scan", bug], None).stdout).unwrap();
+    assert!(scan(&dir).contains("\ttag\t"), "a verdict line: {}", scan(&dir));
+    assert!(!scan(&dir).contains("ASF_WEB_BUGS"), "off: not scored");
+
+    let said = ok(&dir, &["asf", "set", "web_bugs=on", "empty_messages=test"]);
+    assert!(said.contains("empty_messages=test, web_bugs=on"), "{said}");
+    assert_eq!(mode_of(&dir, "web_bugs"), ("on".into(), serde_json::json!("on")));
+    let text = ok(&dir, &["asf", "list"]);
+    let line = text.lines().find(|l| l.starts_with("web_bugs ")).unwrap();
+    assert!(line.contains("on") && line.contains("database (configuration: off)"), "{line}");
+    let scanned = scan(&dir);
+    assert!(scanned.contains("ASF_WEB_BUGS"), "the command-line scan judges as the gateway: {scanned}");
+
+    let dump = ok(&dir, &["config", "dump"]);
+    assert!(dump.contains("# asf.web_bugs = \"on\""), "config dump says what the database sets: {dump}");
+
+    // All or nothing, the bad part named.
+    let err = fails(&dir, &["asf", "set", "web_bugs=off", "iframe=on"]);
+    assert!(err.contains("no ASF option \"iframe\""), "{err}");
+    let err = fails(&dir, &["asf", "set", "web_bugs=sometimes"]);
+    assert!(err.contains("\"sometimes\" is not a mode"), "{err}");
+    assert_eq!(mode_of(&dir, "web_bugs").0, "on", "nothing changed");
+    // `default` hands the option back to the configuration file; the organisation's row is no domain.
+    ok(&dir, &["asf", "set", "web_bugs=default"]);
+    assert_eq!(mode_of(&dir, "web_bugs"), ("off".into(), serde_json::Value::Null));
+    assert!(!ok(&dir, &["domains", "list"]).contains('*'));
+    let err = fails(&dir, &["domains", "set", "*", "--asf", "web_bugs=on"]);
+    assert!(err.contains("is not a domain name"), "{err}");
+}

@@ -45,6 +45,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 pub use accounts::{Account, Role};
 pub use dmarc::{DmarcCounted, DmarcReceivedRow, DmarcSeen, DmarcSourceSummary};
+pub use domains::ORGANISATION_ROW;
 pub use migrations::SCHEMA_VERSION;
 pub use msglog::{LogEntry, LogQuery, DEFAULT_LIMIT};
 pub use policy::{

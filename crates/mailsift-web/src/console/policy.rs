@@ -9,6 +9,34 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/policy/rules/{op}", post(rules_op))
         .route("/console/policy/lists/{op}", post(lists_op))
         .route("/console/policy/domain", post(domain_save))
+        .route("/console/policy/asf", post(asf_save))
+}
+
+/// The organisation-wide ASF modes (administrators): one select per option, `default` for the configuration
+/// file's; all saved at once, all or nothing.
+async fn asf_save(State(web): State<AppState>, page: Page, form: RawForm) -> Response {
+    let f = match page.form(&form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !page.principal.is_admin() {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "organisation-wide ASF options are for administrators",
+        );
+    }
+    let changes: Vec<(String, String)> = mailsift_engine::config::AsfConfig::OPTIONS
+        .iter()
+        .filter_map(|o| f.get(&format!("asf.{o}")).map(|m| (o.to_string(), m.to_string())))
+        .collect();
+    if changes.is_empty() {
+        return policy_render(&web, &page, None, Some("asf: no option was given".into()), None, None).await;
+    }
+    match service::set_asf(&web.gateway, &page.principal, changes).await {
+        Ok(done) => back("/console/policy", &done),
+        Err(e) => policy_render(&web, &page, None, Some(e.message), None, None).await,
+    }
 }
 
 #[derive(Serialize)]
@@ -92,10 +120,11 @@ async fn policy_render(
             .filter(|(d, _)| p.manages_domain(&d.name))
             .map(|(settings, source)| api::DomainView { settings, source: source.into() })
             .collect();
-        Ok((rules, entries, domains))
+        let asf = service::asf_list(&w.gateway)?;
+        Ok((rules, entries, domains, asf))
     })
     .await;
-    let (rules, entries, domains) = match loaded {
+    let (rules, entries, domains, asf) = match loaded {
         Ok(x) => x,
         Err(e) => return api_error_page(e),
     };
@@ -111,7 +140,7 @@ async fn policy_render(
         web,
         "policy_with_rule_form.html",
         context! { title => "Policy", page => "policy", principal => &page.principal, csrf => &page.csrf, flash, error,
-        rules, entries, domains, thresholds, asf => service::asf_list(&web.gateway), test, result, forgeable_rules, rule_fields,
+        rules, entries, domains, thresholds, asf, test, result, forgeable_rules, rule_fields,
         rule_ops },
     )
 }
@@ -371,7 +400,7 @@ async fn domain_save(State(web): State<AppState>, page: Page, form: RawForm) -> 
     if let Some(asf) = f.get("asf") {
         // Merged into the domain's overrides, as the CLI does: the options given change, the others stay;
         // `option=default` removes an override (the organisation's mode applies again).
-        let known: Vec<String> = service::asf_list(&web.gateway).into_iter().map(|o| o.name.to_string()).collect();
+        let known = mailsift_engine::config::AsfConfig::OPTIONS;
         let mut map = std::mem::take(&mut d.asf);
         for pair in split_list(Some(asf)) {
             let Some((k, v)) = pair.split_once('=') else {
@@ -379,7 +408,7 @@ async fn domain_save(State(web): State<AppState>, page: Page, form: RawForm) -> 
                     .await;
             };
             let k = k.trim();
-            if !known.iter().any(|o| o == k) {
+            if !known.iter().any(|o| *o == k) {
                 let msg = format!("asf: no such ASF option {k:?} (the options are listed at the end of this page)");
                 return policy_render(&web, &page, None, Some(msg), None, None).await;
             }

@@ -47,6 +47,24 @@ export default async function walk({ BASE, env, page, seen, shot, check, text, o
       n += 1;
       await shot(`${a.role}-${String(n).padStart(2, '0')}-${name.toLowerCase().replace(/[^a-z]+/g, '-')}`);
     }
+    // The pages one level down, where decisions are taken: a message of the log, a quarantined message,
+    // a sender domain (the first link of each list the role has).
+    role.details = {};
+    for (const [name, list, link] of [
+      ['message', '/console/log', 'table a[href^="/console/log/"]'],
+      ['quarantined', '/console/quarantine', '#quarantine a[href^="/console/quarantine/"]'],
+      ['sender-domain', '/console/domains', 'a[href^="/console/domains/"]'],
+    ]) {
+      if (!role.nav.length || !links.some(([, href]) => href.startsWith(list))) continue;
+      await visit(page, `${BASE}${list}`);
+      const first = page.locator(link).first();
+      if (!(await first.count())) continue;
+      const href = await first.getAttribute('href');
+      const { status } = await visit(page, `${BASE}${href}`);
+      role.details[name] = { status, path: href, h1: (await page.locator('h1').count()) ? await text('h1') : '' };
+      n += 1;
+      await shot(`${a.role}-${String(n).padStart(2, '0')}-${name}`);
+    }
     for (const path of forbidden[a.role] || []) {
       role.refused[path] = (await visit(page, `${BASE}${path}`)).status;
     }
