@@ -1667,10 +1667,16 @@ fn content_score(engine: &Engine, policy: &PolicyConfig, s: &Subject<'_, '_>, d:
     let mut by_engine: Vec<(&'static str, f64, Vec<String>)> = Vec::new();
     for sym in s.observed.symbols.iter().filter(|x| x.score > 0.0) {
         let (Some(g), Some(side)) = (group_of(engine, &sym.name), side_of(engine, &sym.name)) else { continue };
-        if side.is_senders() || matches!(side, Side::Policy | Side::AsfOption) {
+        if side.is_senders() || side == Side::AsfOption {
             continue;
         }
-        let name = if g == Group::Classifier { "the statistical classifiers" } else { "the content heuristics" };
+        // A scoring rule of the configuration's [[rules]] weighs the content too: named as ours, so the
+        // summary does not credit the classifiers with points our own rule added.
+        let name = match (g, side) {
+            (_, Side::Policy) => "your own configured rules",
+            (Group::Classifier, _) => "the statistical classifiers",
+            _ => "the content heuristics",
+        };
         match by_engine.iter_mut().find(|e| e.0 == name) {
             Some(e) => {
                 e.1 += sym.score;

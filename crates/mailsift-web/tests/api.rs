@@ -788,6 +788,9 @@ fn a_quarantined_message_is_diagnosed_on_its_page_and_over_the_api_with_a_replay
     assert_eq!(admin.get(&format!("/api/v1/quarantine/{}/diagnosis?replay_days=0", item.id)).status, 400);
     let by_log = admin.get(&format!("/api/v1/log/{}/diagnosis", item.reference_id)).json();
     assert_eq!(by_log["diagnosis"]["category"], "content");
+    // Our own configured rule added 11 of its points: the summary says so, not "the classifiers".
+    let summary = by_log["diagnosis"]["summary"].as_str().unwrap();
+    assert!(summary.contains("mostly by your own configured rules"), "{summary}");
     // The console's message page shows it.
     let mut c = s.client();
     c.post_form("/login", &[("name", "admin"), ("password", ADMIN_PW)]);
