@@ -51,6 +51,46 @@ pub fn auth(symbols: &[(String, f64)], from_domain: Option<&str>) -> AuthWords {
     AuthWords { state: "unknown", sentence: format!("Whether {d} really sent it could not be verified.") }
 }
 
+/// What a check means for someone who is not a mail administrator, in one sentence: by the family of evidence
+/// (the symbol's group), with a few common kinds named on their own. Several checks of one family read as one
+/// sentence, which [`why`] then gives once.
+pub fn plain(name: &str, group: mailsift_engine::Group) -> &'static str {
+    use mailsift_engine::Group;
+    let n = name.to_ascii_uppercase();
+    if n == "SPOOF_OWN_DOMAIN" {
+        return "It pretends to come from your own organisation.";
+    }
+    if n.contains("PHISH") {
+        return "It asks you to confirm an account, a password or a payment, as phishing does.";
+    }
+    if n.contains("ADVANCE_FEE") {
+        return "It offers a large sum of money in exchange for your help, as advance-fee fraud does.";
+    }
+    if n.contains("PRIZE") || n.contains("LOTTERY") {
+        return "It says you have won a prize or a lottery.";
+    }
+    if n.contains("EXTORTION") {
+        return "It threatens you or demands a payment, as extortion mail does.";
+    }
+    match group {
+        Group::Auth => "Its sender could not be verified: the servers that sent it are not the sender's own.",
+        Group::Reputation => "The server that sent it is known for sending spam.",
+        Group::Connection => "The server that sent it is not set up the way proper mail servers are.",
+        Group::Headers => "Its headers are put together the way spam software writes them.",
+        Group::Content => "Its wording is common in spam (offers, money, urgency).",
+        Group::Obfuscation => "It hides its text or its links, as spam does to slip past filters.",
+        Group::Urls => "Its links lead to places spam often links to.",
+        Group::Html => "Its layout is typical of spam (mostly images, hidden or tiny text).",
+        Group::Attachments => "It carries a kind of attachment often used to spread malware.",
+        Group::Classifier => "It reads like spam your organisation has received before.",
+        Group::Asf => {
+            "It contains something your organisation treats as spam (such as hidden tracking images or forms)."
+        }
+        Group::Policy => "One of your organisation's filter rules scores messages like this one.",
+        Group::Test => "It is a test message that every spam filter catches.",
+    }
+}
+
 /// Why a message was held, as sentences a person can read: the descriptions of the checks that added the most
 /// points (at most `max`), most points first; a decision by a rule or a list says so first.
 pub fn why(
@@ -107,6 +147,22 @@ mod tests {
         assert_eq!(real.state, "verified");
         assert!(auth(&syms(&["SPOOF_OWN_DOMAIN"]), Some("ours.test")).sentence.contains("your own organisation"));
         assert_eq!(auth(&[], None).state, "unknown");
+    }
+
+    #[test]
+    fn plain_words_name_the_family_and_never_a_symbol() {
+        use mailsift_engine::Group;
+        assert_eq!(
+            plain("BAYES_SPAM_99", Group::Classifier),
+            "It reads like spam your organisation has received before."
+        );
+        assert!(plain("PHRASE_PHISHING", Group::Content).contains("phishing"));
+        assert!(plain("SPOOF_OWN_DOMAIN", Group::Auth).contains("your own organisation"));
+        let registry = mailsift_engine::Engine::new(mailsift_engine::EngineConfig::default()).unwrap();
+        for def in registry.registry().iter() {
+            let s = plain(&def.name, def.group);
+            assert!(!s.contains('_') && s.ends_with('.'), "{}: {s}", def.name);
+        }
     }
 
     #[test]

@@ -134,6 +134,16 @@ fn message_pages_explain_rejects_quarantines_caps_and_fixes_with_dns_on() {
         !page.contains("id=\"diagnosis\"") && !page.contains("/console/diagnosis/apply"),
         "no diagnosis for end users".into(),
     );
+    let why = page.split("id=\"why\"").nth(1).unwrap_or("").split("</td>").next().unwrap_or("").to_string();
+    check(why.contains("It pretends to come from your own organisation."), format!("plain words: {why}"));
+    check(!why.contains("SPOOF_OWN_DOMAIN") && !why.contains("DMARC"), format!("no symbol or jargon for bob: {why}"));
+    let fraud_item = item.iter().find(|i| i.subject.as_deref() == Some("Confidential proposal")).expect("held");
+    let page = bob.get(&format!("/console/quarantine/{}", fraud_item.id)).text();
+    check(
+        page.contains("Its wording is common in spam") && page.contains("as phishing does"),
+        "the fraud in plain words".into(),
+    );
+    let page = bob.get(&format!("/console/quarantine/{}", spoof_item.id)).text();
     check(
         by_id(&page, "auth").contains("Not verified"),
         format!("the end user reads that the sender is not verified: {}", by_id(&page, "auth")),

@@ -36,7 +36,10 @@ async fn explain(web: &AppState, p: &Principal, items: &[mailsift_store::Quarant
             let q = mailsift_store::LogQuery { reference_id: Some(reference), limit: 1, ..Default::default() };
             let symbols = gateway.db.log_search(&q)?.into_iter().next().map(|e| e.symbols).unwrap_or_default();
             let domain = from.as_deref().and_then(crate::words::domain_of);
-            let why = crate::words::why(&symbols, &reason, |n| registry.by_name(n).map(|d| d.description.clone()), 3);
+            // In plain words: the quarantine is where end users read it (administrators have the symbols on
+            // the message's page).
+            let plain = |n: &str| registry.by_name(n).map(|d| crate::words::plain(&d.name, d.group).to_string());
+            let why = crate::words::why(&symbols, &reason, plain, 3);
             let auth = crate::words::auth(&symbols, domain.as_deref());
             out.insert(id, Explained { why, auth, reported: reported.get(&id).copied() });
         }
