@@ -67,14 +67,15 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(symbols))
         // DKIM (issue 21): add the routes of crate::dkim here.
         .routes(routes!(crate::dkim::dkim_keys))
-        .routes(routes!(report_submit))
+        .routes(routes!(report_submit, reports_list))
         .routes(routes!(reports_summary))
         .routes(routes!(reputation_lookup))
         .routes(routes!(stats))
         .routes(routes!(accounts_list, account_add))
         .routes(routes!(account_remove))
         .routes(routes!(api_token))
-        // Insights (issue 22): add the routes of crate::insights here.
+        .routes(routes!(senders_list))
+        .routes(routes!(sender_one))
         // DMARC reports (issue 21): add the routes of crate::dmarc here.
         .routes(routes!(crate::dmarc::received))
         .routes(routes!(crate::held::held_list))
@@ -823,6 +824,75 @@ async fn report_submit(
 pub struct SinceParams {
     /// Unix seconds or a period such as `30d` (default 30d).
     pub since: Option<String>,
+}
+
+/// A time range as the console's pages take it: `range` = 24h, 7d, 30d or 90d, or whole UTC days `from`..`to`
+/// (YYYY-MM-DD, at most 366 days).
+fn range_of(p: crate::range::RangeParams, default: &str) -> Result<crate::range::TimeRange, ApiError> {
+    p.resolve(mailsift_engine::unix_now(), default).map_err(ApiError::bad_request)
+}
+
+#[derive(Deserialize, Default)]
+struct SenderFilter {
+    q: Option<String>,
+}
+
+/// The sender domains of a time range (managers, scoped like the log): messages, what was done, how many
+/// verified. Read from the newest 5,000 log rows of the range; `cut` says when the read stopped there.
+#[utoipa::path(get, path = "/api/v1/senders", params(
+    ("range" = Option<String>, Query, description = "24h, 7d (default), 30d or 90d"),
+    ("from" = Option<String>, Query, description = "first UTC day, YYYY-MM-DD"),
+    ("to" = Option<String>, Query, description = "last UTC day, YYYY-MM-DD"),
+    ("q" = Option<String>, Query, description = "only domains containing this")),
+    responses((status = 200, body = Object), (status = 400), (status = 403)))]
+async fn senders_list(
+    State(web): State<AppState>,
+    caller: Caller,
+    Query(rp): Query<crate::range::RangeParams>,
+    Query(f): Query<SenderFilter>,
+) -> ApiResult<serde_json::Value> {
+    caller.require_manager()?;
+    let range = range_of(rp, "7d")?;
+    let q = f.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_string());
+    let (rows, cut) = crate::insights::senders(&web.gateway, &caller.principal, &range, q).await?;
+    Ok(Json(
+        serde_json::json!({ "since": range.since, "until": range.until, "label": range.label, "cut": cut, "senders": rows }),
+    ))
+}
+
+/// One sender domain over a range (managers, scoped like the log): its counts, newest messages with their
+/// authentication in words, list entries naming it, users' reports about it (administrators).
+#[utoipa::path(get, path = "/api/v1/senders/{domain}", params(("domain" = String, Path),
+    ("range" = Option<String>, Query, description = "24h, 7d, 30d (default) or 90d"),
+    ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 400), (status = 403)))]
+async fn sender_one(
+    State(web): State<AppState>,
+    caller: Caller,
+    Path(domain): Path<String>,
+    Query(rp): Query<crate::range::RangeParams>,
+) -> ApiResult<serde_json::Value> {
+    caller.require_manager()?;
+    let range = range_of(rp, "30d")?;
+    let view = crate::insights::sender(&web.gateway, &caller.principal, &domain, &range).await?;
+    Ok(Json(serde_json::to_value(view).map_err(ApiError::internal)?))
+}
+
+/// Users' false-positive and false-negative reports of a range, each with who, which side, the message and
+/// what came of it (managers, scoped to their domains).
+#[utoipa::path(get, path = "/api/v1/reports", params(
+    ("range" = Option<String>, Query, description = "24h, 7d, 30d (default) or 90d"),
+    ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
+    responses((status = 200, body = Object), (status = 400), (status = 403)))]
+async fn reports_list(
+    State(web): State<AppState>,
+    caller: Caller,
+    Query(rp): Query<crate::range::RangeParams>,
+) -> ApiResult<serde_json::Value> {
+    caller.require_manager()?;
+    let range = range_of(rp, "30d")?;
+    let rows = crate::insights::reports(&web.gateway, &caller.principal, &range).await?;
+    Ok(Json(serde_json::json!({ "since": range.since, "until": range.until, "label": range.label, "reports": rows })))
 }
 
 #[utoipa::path(get, path = "/api/v1/reports/summary", params(SinceParams), responses((status = 200, body = Object)))]

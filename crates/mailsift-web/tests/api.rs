@@ -507,6 +507,8 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
         "/api/v1/domains",
         "/api/v1/domains/{name}",
         "/api/v1/asf",
+        "/api/v1/senders",
+        "/api/v1/senders/{domain}",
         "/api/v1/symbols",
         "/api/v1/reports",
         "/api/v1/reports/summary",
@@ -525,7 +527,7 @@ fn reports_reputation_stats_metrics_accounts_and_the_openapi_document() {
     ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
-    assert_eq!(paths.len(), 41, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 43, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 /// The links in the digest addressed to `rcpt` at the next hop, in order (release, approve, block per item,

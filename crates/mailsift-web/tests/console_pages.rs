@@ -235,6 +235,32 @@ fn sender_domains_and_reports_have_pages_scoped_like_the_log() {
     assert!(page.contains("id=\"fp-count\">1<"), "{page}");
     assert_eq!(bob.get("/console/reports").status, 403);
     assert_eq!(bob.get("/console/domains").status, 403);
+
+    // The same over the JSON API, for scripts: the same counts, the same scope, the same refusals.
+    let senders = api(&s, "admin", ADMIN_PW).get("/api/v1/senders?range=30d").json();
+    let acme = senders["senders"].as_array().unwrap().iter().find(|r| r["domain"] == "acme.example").unwrap().clone();
+    assert_eq!((acme["total"].as_u64(), acme["by_action"]["quarantine"].as_u64()), (Some(3), Some(1)), "{senders}");
+    assert_eq!(senders["cut"], false);
+    let one = api(&s, "da", DA_PW).get("/api/v1/senders/acme.example").json();
+    assert_eq!(one["row"]["total"], 1, "scoped to other.test: {one}");
+    let reports = api(&s, "admin", ADMIN_PW).get("/api/v1/reports?range=7d").json();
+    let list = reports["reports"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{reports}");
+    assert_eq!((list[0]["said"].as_str(), list[0]["reporter"].as_str()), (Some("not spam"), Some("bob@example.com")));
+    let mut bob_api = api(&s, "bob@example.com", BOB_PW);
+    assert_eq!(bob_api.get("/api/v1/senders").status, 403);
+    assert_eq!(bob_api.get("/api/v1/reports").status, 403);
+    assert_eq!(api(&s, "admin", ADMIN_PW).get("/api/v1/senders?range=forever").status, 400);
+}
+
+/// An API client signed in as `name` (session and its CSRF header).
+fn api(s: &Stack, name: &str, password: &str) -> mailsift_testkit::clients::HttpClient {
+    let mut c = mailsift_testkit::clients::HttpClient::new(s.http);
+    let r = c.post_json("/api/v1/login", &serde_json::json!({ "name": name, "password": password }));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let csrf = r.json()["csrf"].as_str().unwrap().to_string();
+    c.set_header("X-CSRF-Token", &csrf);
+    c
 }
 
 /// An HTML message with a web bug (a 1×1 remote image), which the `web_bugs` ASF option catches.
@@ -312,10 +338,7 @@ fn organisation_wide_asf_options_are_set_in_the_console_and_the_gateway_applies_
     assert!(!caught_web_bug(&s, "week three"), "other.test's own off wins");
 
     // Refused, all or nothing, with the option named; then back to the configuration file's.
-    let mut api = mailsift_testkit::clients::HttpClient::new(s.http);
-    let r = api.post_json("/api/v1/login", &serde_json::json!({ "name": "admin", "password": ADMIN_PW }));
-    let token = r.json()["csrf"].as_str().unwrap().to_string();
-    api.set_header("X-CSRF-Token", &token);
+    let mut api = api(&s, "admin", ADMIN_PW);
     let bad =
         api.post_json("/api/v1/asf", &serde_json::json!({ "changes": { "web_bugs": "default", "iframe": "on" } }));
     assert_eq!(bad.status, 400, "{}", bad.text());
