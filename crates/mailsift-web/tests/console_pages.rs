@@ -211,6 +211,13 @@ fn sender_domains_and_reports_have_pages_scoped_like_the_log() {
     }
     s.web.db.flush().unwrap();
     let (mut admin, _) = login(&s, "admin", ADMIN_PW);
+    // The message log takes the same time range: today's four, none on days long past, filters kept.
+    let rows = |html: &str| html.split("id=\"log\"").nth(1).unwrap().matches("href=\"/console/log/").count() / 2;
+    assert_eq!(rows(&admin.get("/console/log?range=24h").text()), 4);
+    let old = admin.get("/console/log?from=2020-01-01&to=2020-01-02").text();
+    assert_eq!(rows(&old), 0, "{old}");
+    assert!(old.contains("2020-01-01 to 2020-01-02"), "the range is said");
+    assert_eq!(rows(&admin.get("/console/log?range=24h&subject=acme").text()), 3);
     let index = admin.get("/console/domains").text();
     let rows = index.split("id=\"senders\"").nth(1).unwrap();
     let acme = rows.find("acme.example").unwrap();

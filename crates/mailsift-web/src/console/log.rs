@@ -15,6 +15,7 @@ async fn log_page(
     page: Page,
     Query(p): Query<LogParams>,
     Query(f): Query<FlashParams>,
+    Query(rp): Query<crate::range::RangeParams>,
 ) -> Response {
     if let Err(r) = page.require_manager() {
         return r;
@@ -23,6 +24,16 @@ async fn log_page(
         Ok(q) => q,
         Err(e) => return api_error_page(e),
     };
+    // A time range narrows the search when one is asked for (the picker); `since` still works alone.
+    let asked = rp.range.is_some() || rp.from.is_some() || rp.to.is_some();
+    let range = match rp.resolve(mailsift_engine::unix_now(), "7d") {
+        Ok(r) => r,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, "Not a time range", &e),
+    };
+    if asked {
+        q.since = Some(q.since.map_or(range.since, |s| s.max(range.since)));
+        q.until = Some(q.until.map_or(range.until - 1, |u| u.min(range.until - 1)));
+    }
     q.limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let db = web.db.clone();
     let started = std::time::Instant::now();
@@ -47,13 +58,15 @@ async fn log_page(
             }
         }
         s.append_pair("offset", &(q.offset + q.limit).to_string());
-        format!("/console/log?{}", s.finish())
+        let range = if asked { format!("&{}", range.query) } else { String::new() };
+        format!("/console/log?{}{range}", s.finish())
     });
     render(
         &web,
         "log.html",
         context! { title => "Message log", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash,
-        entries, elapsed, more, q => context! { sender => p.sender, recipient => p.recipient, subject => p.subject,
+        entries, elapsed, more, range, asked, keep => context! { sender => p.sender, recipient => p.recipient,
+        subject => p.subject, action => p.action, symbol => p.symbol }, q => context! { sender => p.sender, recipient => p.recipient, subject => p.subject,
         action => p.action, symbol => p.symbol, since => p.since } },
     )
 }
