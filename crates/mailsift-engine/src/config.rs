@@ -600,6 +600,11 @@ pub struct RuleConfig {
     pub score: f64,
     #[serde(default)]
     pub description: Option<String>,
+    /// How many different phrases or patterns of the rule must appear for it to fire (1 when unset): for
+    /// wording that is ordinary alone and telling only in company ("compensation", "beneficiary" in a
+    /// job offer or a will; several of them together in an advance-fee letter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_matches: Option<u32>,
 }
 
 impl RuleConfig {

@@ -261,6 +261,37 @@ fn weights_and_thresholds_come_from_configuration() {
     assert!(Engine::new(t).is_err());
 }
 
+/// A configured rule with `min_matches` fires only on that many different phrases or patterns; a minimum its
+/// phrases can never reach, or 0, is refused by name.
+#[test]
+fn an_administrators_rule_can_ask_for_several_phrases() {
+    let c = EngineConfig::from_toml(
+        r#"
+[[rules]]
+name = "TENDER_FRAUD"
+target = "body"
+score = 6.0
+min_matches = 2
+phrases = ["tender documents", "processing fee"]
+regex = '(?i)\bwire\s+transfer\b'
+"#,
+    )
+    .unwrap();
+    let engine = Engine::new(c).unwrap();
+    let fired = |body: &str| {
+        let v = engine.scan(plain(&with_header("Subject", "tender"), body).as_bytes(), &Envelope::default(), &Evidence::default());
+        v.symbols.iter().any(|s| s.name == "TENDER_FRAUD")
+    };
+    assert!(!fired("Please find the tender documents attached."));
+    assert!(fired("Please find the tender documents attached; pay the processing fee first."));
+    assert!(fired("The tender documents follow your wire transfer."));
+    for (min, what) in [(4, "could never fire"), (0, "at least 1")] {
+        let toml = format!("[[rules]]\nname = \"X_RULE\"\ntarget = \"body\"\nscore = 1.0\nmin_matches = {min}\nphrases = [\"a b\", \"c d\"]\nregex = \"e+f\"\n");
+        let err = Engine::new(EngineConfig::from_toml(&toml).unwrap()).err().expect("refused").to_string();
+        assert!(err.contains("X_RULE") && err.contains(what), "{err}");
+    }
+}
+
 #[test]
 fn administrators_rules_become_symbols() {
     let mut c = EngineConfig::default();
@@ -273,6 +304,7 @@ fn administrators_rules_become_symbols() {
         regexes: vec![],
         score: 7.5,
         description: Some("Leak of the secret project name".into()),
+        min_matches: None,
     });
     c.rules.push(RuleConfig {
         name: "ORDER_NUMBER".into(),
@@ -283,6 +315,7 @@ fn administrators_rules_become_symbols() {
         regexes: vec![],
         score: -1.0,
         description: None,
+        min_matches: None,
     });
     let engine = Engine::new(c).unwrap();
     let raw = plain(&with_header("Subject", "Your order #123456"), "About Project Falcon: details inside.");
@@ -301,6 +334,7 @@ fn administrators_rules_become_symbols() {
         regexes: vec![],
         score: 1.0,
         description: None,
+        min_matches: None,
     });
     let err = Engine::new(bad).err().expect("bad regex refused").to_string();
     assert!(err.contains("BROKEN") && err.contains("regex"), "{err}");

@@ -145,3 +145,32 @@ fn archived_mail_without_received_lines_is_dated_by_its_delivery_date() {
     assert!(fires(&without_headers(&archived, &["Delivery-Date"]), "DATE_IN_PAST"));
     assert!(fires(&corpus("spam_date_in_past.eml"), "DATE_IN_PAST"));
 }
+
+/// Advance-fee wording counts only in company (`min_matches = 2`): a list post quoting "a spurious
+/// compensation claim" is not a 419 letter; the real letter names five of the phrases and still gets it.
+#[test]
+fn one_advance_fee_phrase_alone_is_ordinary_wording() {
+    let post = corpus("ham_list_compensation.eml");
+    assert!(post.contains("compensation claim"), "the fixture has its phrase");
+    assert!(!fires(&post, "PHRASE_ADVANCE_FEE"), "{:?}", symbols(&post));
+    let letter = scan(&corpus("spam_advance_fee.eml"));
+    let hit = letter.symbols.iter().find(|s| s.name == "PHRASE_ADVANCE_FEE").expect("the 419 letter is scored");
+    assert!(hit.score > 0.0 && hit.detail.matches(", ").count() >= 1, "{hit:?}");
+    // One phrase is not enough even when it is the strongest; two different ones are.
+    let one = "From: a@example.net\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nI write about my late husband.\r\n";
+    assert!(!fires(one, "PHRASE_ADVANCE_FEE"));
+    let two = one.replace("husband.", "husband, and his next of kin.");
+    assert!(fires(&two, "PHRASE_ADVANCE_FEE"), "{:?}", symbols(&two));
+    // The same phrase twice is still one phrase.
+    let again = one.replace("husband.", "husband. My late husband.");
+    assert!(!fires(&again, "PHRASE_ADVANCE_FEE"));
+}
+
+/// "XXX" marks a to-do in a programmer's list post, not adult content; the adult spam names several such words.
+#[test]
+fn one_adult_word_alone_is_everyday_language() {
+    let post = corpus("ham_code_review_xxx.eml");
+    assert!(post.contains("# XXX"), "the fixture has its placeholder");
+    assert!(!fires(&post, "PHRASE_ADULT"), "{:?}", symbols(&post));
+    assert!(fires(&corpus("spam_adult.eml"), "PHRASE_ADULT"));
+}

@@ -114,6 +114,8 @@ pub struct RuleSet {
     views: Vec<(View, ViewRules)>,
     many: SymbolId,
     lots: SymbolId,
+    /// The rules that need more than one different phrase or pattern to fire (`min_matches`).
+    minimums: Vec<(SymbolId, usize)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,8 +129,12 @@ impl RuleSet {
     pub fn compile(configured: &[RuleConfig], registry: &mut Registry) -> Result<RuleSet, RuleError> {
         // (target, symbol, phrase, regex, built-in)
         let mut items: Vec<RuleItem> = Vec::new();
+        let mut minimums = Vec::new();
         for r in builtin() {
             let id = registry.id(&r.name).expect("builtin rule registered");
+            if let Some(n) = r.min_matches.filter(|&n| n > 1) {
+                minimums.push((id, n as usize));
+            }
             items.extend(r.all_phrases().map(|p| (r.target, id, Some(p.to_string()), None, true)));
             items.extend(r.all_regexes().map(|x| (r.target, id, None, Some(x.to_string()), true)));
         }
@@ -148,6 +154,16 @@ impl RuleSet {
             }
             if !r.score.is_finite() {
                 return Err(invalid("the score must be a number"));
+            }
+            let patterns = r.all_phrases().count() + r.all_regexes().count();
+            match r.min_matches {
+                Some(0) => return Err(invalid("min_matches must be at least 1")),
+                Some(n) if n as usize > patterns => {
+                    return Err(invalid(&format!(
+                        "min_matches = {n}, but the rule has only {patterns} phrases and patterns: it could never fire"
+                    )))
+                }
+                _ => {}
             }
             let id = match registry.id(&r.name) {
                 Some(id) if registry.get(id).group == Group::Policy => id,
@@ -169,6 +185,10 @@ impl RuleSet {
             };
             items.extend(r.all_phrases().map(|p| (r.target, id, Some(p.to_string()), None, false)));
             items.extend(r.all_regexes().map(|x| (r.target, id, None, Some(x.to_string()), false)));
+            if let Some(n) = r.min_matches.filter(|&n| n > 1) {
+                minimums.retain(|(s, _)| *s != id);
+                minimums.push((id, n as usize));
+            }
         }
         let mut compiled = Vec::new();
         for view in [View::Subject, View::Body, View::Headers, View::Url, View::From] {
@@ -217,7 +237,7 @@ impl RuleSet {
         let lots = registry.id("SPAM_PHRASES_LOTS").expect("registered");
         let items =
             items.into_iter().map(|(_, symbol, p, _, b)| Item { symbol, stock_phrase: b && p.is_some() }).collect();
-        Ok(RuleSet { items, views: compiled, many, lots })
+        Ok(RuleSet { items, views: compiled, many, lots, minimums })
     }
 
     pub fn check(&self, ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
@@ -225,6 +245,15 @@ impl RuleSet {
         // Items already reported: one hit per phrase or pattern, and the distinct stock phrases counted.
         let mut seen: Vec<usize> = Vec::new();
         let mut stock = 0usize;
+        // Matches of rules with a minimum wait here until the count is known (few: only those rules').
+        let mut pending: Vec<(SymbolId, String)> = Vec::new();
+        let mut hit = |hits: &mut Hits<'_>, symbol: SymbolId, detail: String| {
+            if self.minimums.iter().any(|(s, _)| *s == symbol) {
+                pending.push((symbol, detail));
+            } else {
+                hits.hit_id(symbol, detail);
+            }
+        };
         for (view, rules) in &self.views {
             let owned;
             let text: &str = match view {
@@ -258,7 +287,7 @@ impl RuleSet {
                     }
                     seen.push(item);
                     let it = &self.items[item];
-                    hits.hit_id(it.symbol, text[mat.start()..mat.end()].to_lowercase());
+                    hit(hits, it.symbol, text[mat.start()..mat.end()].to_lowercase());
                     stock += it.stock_phrase as usize;
                 }
             }
@@ -273,7 +302,15 @@ impl RuleSet {
                         .find(text)
                         .map(|m| m.as_str().chars().take(40).collect())
                         .unwrap_or_default();
-                    hits.hit_id(self.items[item].symbol, detail);
+                    hit(hits, self.items[item].symbol, detail);
+                }
+            }
+        }
+        // Each item is seen once, so the pending matches of a symbol are its different phrases and patterns.
+        for &(symbol, min) in &self.minimums {
+            if pending.iter().filter(|(s, _)| *s == symbol).count() >= min {
+                for (_, detail) in pending.iter().filter(|(s, _)| *s == symbol) {
+                    hits.hit_id(symbol, detail.clone());
                 }
             }
         }
