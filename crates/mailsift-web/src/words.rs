@@ -17,14 +17,14 @@ fn has(symbols: &[(String, f64)], name: &str) -> bool {
     symbols.iter().any(|(s, _)| s == name)
 }
 
-/// The domain of an address as written in a From: field (`"Name" <a@b>` or `a@b`), lowercased.
+/// The domain of the address in a From: field (`"Name" <a@b>` or `a@b`), as every part of mailsift reads a
+/// domain ([`mailsift_engine::address::domain_of`]); `None` when there is none.
 pub fn domain_of(from: &str) -> Option<String> {
     let addr = match (from.rfind('<'), from.rfind('>')) {
         (Some(a), Some(b)) if a < b => &from[a + 1..b],
         _ => from,
     };
-    let d = addr.trim().rsplit_once('@')?.1.trim().trim_end_matches('.').to_ascii_lowercase();
-    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')).then_some(d)
+    Some(mailsift_engine::address::domain_of(addr)).filter(|d| !d.is_empty() && !d.starts_with('['))
 }
 
 /// The authentication of a message with these symbols and this From: domain, in one sentence.
