@@ -279,7 +279,11 @@ regex = '(?i)\bwire\s+transfer\b'
     .unwrap();
     let engine = Engine::new(c).unwrap();
     let fired = |body: &str| {
-        let v = engine.scan(plain(&with_header("Subject", "tender"), body).as_bytes(), &Envelope::default(), &Evidence::default());
+        let v = engine.scan(
+            plain(&with_header("Subject", "tender"), body).as_bytes(),
+            &Envelope::default(),
+            &Evidence::default(),
+        );
         v.symbols.iter().any(|s| s.name == "TENDER_FRAUD")
     };
     assert!(!fired("Please find the tender documents attached."));

@@ -980,3 +980,56 @@ fn every_policy_symbol_is_registered_and_documented() {
         assert!(e.registry().id(&cap[1]).is_some(), "lib.rs emits unregistered {}", &cap[1]);
     }
 }
+
+/// A domain written in Unicode and the same domain in its ASCII (IDNA) form are one domain to policy: a block
+/// entry or a rule written either way catches mail written the other way (a spoofer cannot escape a block by
+/// spelling the domain as `xn--…`, or as Unicode under SMTPUTF8), for the envelope, the From: address and
+/// their domains. A look-alike domain that merely resembles it is another domain.
+#[test]
+fn unicode_and_ascii_forms_of_a_domain_are_one_domain_to_blocks_and_rules() {
+    let e = engine("");
+    let (unicode, ascii) = ("bücher.example", "xn--bcher-kva.example");
+    let blocked_by = |entry: &str, envelope_from: &str, from: &str| {
+        let p = lists(&format!("[[block]]\nsender = \"{entry}\"\naction = \"reject\"\n"));
+        let env = envelope("198.51.100.1", envelope_from, &["staff@ourdomain.example"]);
+        let v = judge(&e, &p, &message(from, "hello", &[], "hi"), &env, &Evidence::default());
+        (v.action == Action::Reject && has(&v, "POLICY_BLOCKED_SENDER"), show(&v))
+    };
+    for (entry, other) in [(unicode, ascii), (ascii, unicode), ("BÜCHER.Example.", ascii)] {
+        let (hit, why) = blocked_by(entry, &format!("news@mail.{other}"), "clean@mailer.example");
+        assert!(hit, "entry {entry}, envelope in {other}: {why}");
+        let (hit, why) = blocked_by(entry, "bounce@mailer.example", &format!("Shop <shop@{other}>"));
+        assert!(hit, "entry {entry}, From in {other}: {why}");
+        let (hit, why) = blocked_by(&format!("shop@{entry}"), "bounce@mailer.example", &format!("shop@{other}"));
+        assert!(hit, "address entry in {entry}, From in {other}: {why}");
+    }
+    let (hit, why) = blocked_by(unicode, "news@bucher.example", "shop@bucher.example");
+    assert!(!hit, "a look-alike is another domain: {why}");
+
+    for (rule_domain, mail_domain) in [(unicode, ascii), (ascii, unicode)] {
+        let e = engine(&format!(
+            r#"
+[[policy.rules]]
+name = "no books"
+match = "any"
+conditions = [
+  {{ field = "from_domain", op = "is", value = "{rule_domain}" }},
+  {{ field = "envelope_from_domain", op = "ends_with", value = "{rule_domain}" }},
+  {{ field = "from", op = "is", value = "shop@{rule_domain}" }},
+]
+actions = [{{ action = "reject" }}]
+"#
+        ));
+        for (env_from, from) in [
+            (format!("news@mail.{mail_domain}"), "clean@mailer.example".to_string()),
+            ("bounce@mailer.example".to_string(), format!("Shop <shop@{mail_domain}>")),
+        ] {
+            let env = envelope("198.51.100.1", &env_from, &["staff@ourdomain.example"]);
+            let v = scan(&e, &message(&from, "hello", &[], "hi"), &env);
+            assert_eq!(v.action, Action::Reject, "rule in {rule_domain}, mail {env_from} / {from}: {}", show(&v));
+        }
+        let env = envelope("198.51.100.1", "bounce@mailer.example", &["staff@ourdomain.example"]);
+        let v = scan(&e, &message("shop@bucher.example", "hello", &[], "hi"), &env);
+        assert_ne!(v.action, Action::Reject, "{}", show(&v));
+    }
+}

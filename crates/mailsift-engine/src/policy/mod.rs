@@ -200,8 +200,27 @@ fn spf_str(r: SpfResult) -> &'static str {
     }
 }
 
+/// A domain as policy compares it: trimmed, without the trailing dot, lower case, and a Unicode name as its
+/// ASCII (IDNA) form, so an entry or rule written `bücher.example` and mail from `xn--bcher-kva.example` (or
+/// the other way round) are one domain: a block is not escaped by writing the other form.
 pub(crate) fn normal_domain(d: &str) -> String {
-    d.trim().trim_end_matches('.').to_lowercase()
+    let t = d.trim().trim_end_matches('.');
+    if t.is_ascii() {
+        return t.to_ascii_lowercase();
+    }
+    match crate::address::Domain::parse(t) {
+        Ok(domain) => domain.as_str().to_string(),
+        Err(_) => t.to_lowercase(),
+    }
+}
+
+/// An address as policy compares its domain: the text after the last `@` as [`normal_domain`] reads it (the
+/// local part as it was); a text without `@` unchanged.
+pub(crate) fn normal_address_domain(a: &str) -> std::borrow::Cow<'_, str> {
+    match a.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => format!("{local}@{}", normal_domain(domain)).into(),
+        _ => a.into(),
+    }
 }
 
 /// The registrable domain, for "aligned" comparisons (relaxed alignment, as DMARC's default).

@@ -82,6 +82,50 @@ impl Source {
     fn is_domain(&self) -> bool {
         matches!(self, Source::ClientPtr | Source::DkimDomain | Source::DkimHeadersDomain | Source::ArcSealer)
     }
+
+    /// Fields whose values are domain names or addresses, compared in the ASCII (IDNA) form of their
+    /// domain whichever form the rule or the mail wrote it in (see [`super::normal_domain`]).
+    fn names(&self) -> Names {
+        match self {
+            Source::EnvelopeFromDomain
+            | Source::FromDomain
+            | Source::RecipientDomain
+            | Source::AuthDomain
+            | Source::Helo
+            | Source::ClientPtr
+            | Source::DkimDomain
+            | Source::DkimHeadersDomain
+            | Source::ArcSealer => Names::Domain,
+            Source::EnvelopeFrom | Source::From | Source::Recipient => Names::Address,
+            _ => Names::Neither,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names {
+    Domain,
+    Address,
+    Neither,
+}
+
+impl Names {
+    /// A value of such a field (from the mail, or a rule's whole value) in the form compared: unchanged when
+    /// it is ASCII, the common case, so the hot path allocates nothing.
+    fn normal<'a>(self, v: &'a str) -> Cow<'a, str> {
+        if v.is_ascii() {
+            return Cow::Borrowed(v);
+        }
+        match self {
+            Names::Domain => match v.strip_prefix('.') {
+                // A suffix written with its dot (".bücher.example") keeps it.
+                Some(rest) => Cow::Owned(format!(".{}", super::normal_domain(rest))),
+                None => Cow::Owned(super::normal_domain(v)),
+            },
+            Names::Address => super::normal_address_domain(v),
+            Names::Neither => Cow::Borrowed(v),
+        }
+    }
 }
 
 /// The rule stage's result for one message.
@@ -898,6 +942,8 @@ impl CompiledRules {
 /// Calls `f` with each value of a field for this message (several for recipients, authenticated domains,
 /// attachments), borrowed where it can be: this runs for every message.
 fn for_each_value(source: &Source, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts, mut f: impl FnMut(&str)) {
+    let names = source.names();
+    let mut f = |v: &str| f(&names.normal(v));
     let (env, msg) = (input.envelope, input.message);
     // Domains compare lower-case; `Slot::feed` folds case itself, so only the trailing dot goes here.
     fn domain_of(a: &str) -> Option<&str> {
@@ -1178,7 +1224,8 @@ impl Builder {
                     // Exact values compare trimmed; literals keep their inner and outer spaces ("open sesame ");
                     // regular expressions are left alone (lower-casing `\S` would change its meaning).
                     Checked::Texts(t) => match c.op {
-                        Operator::Is => t.into_iter().map(|t| t.trim().to_lowercase()).collect(),
+                        Operator::Is => t.into_iter().map(|t| source.names().normal(t.trim()).to_lowercase()).collect(),
+                        Operator::EndsWith => t.into_iter().map(|t| source.names().normal(&t).to_lowercase()).collect(),
                         Operator::Matches => t,
                         _ => t.into_iter().map(|t| t.to_lowercase()).collect(),
                     },
