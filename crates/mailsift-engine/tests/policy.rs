@@ -1032,4 +1032,17 @@ actions = [{{ action = "reject" }}]
         let v = scan(&e, &message("shop@bucher.example", "hello", &[], "hi"), &env);
         assert_ne!(v.action, Action::Reject, "{}", show(&v));
     }
+
+    // A part of a Unicode name (`contains`) still meets the name as the mail wrote it.
+    let e = engine(
+        r#"
+[[policy.rules]]
+name = "books anywhere"
+conditions = [{ field = "from_domain", op = "contains", value = "bücher" }]
+actions = [{ action = "reject" }]
+"#,
+    );
+    let env = envelope("198.51.100.1", "bounce@mailer.example", &["staff@ourdomain.example"]);
+    let v = scan(&e, &message(&format!("shop@{unicode}"), "hello", &[], "hi"), &env);
+    assert_eq!(v.action, Action::Reject, "{}", show(&v));
 }

@@ -214,13 +214,11 @@ pub(crate) fn normal_domain(d: &str) -> String {
     }
 }
 
-/// An address as policy compares its domain: the text after the last `@` as [`normal_domain`] reads it (the
-/// local part as it was); a text without `@` unchanged.
-pub(crate) fn normal_address_domain(a: &str) -> std::borrow::Cow<'_, str> {
-    match a.rsplit_once('@') {
-        Some((local, domain)) if !domain.is_ascii() => format!("{local}@{}", normal_domain(domain)).into(),
-        _ => a.into(),
-    }
+/// An address whose domain is Unicode, with that domain as [`normal_domain`] reads it (the local part as it
+/// was); `None` when the domain is ASCII already or there is no `@`.
+pub(crate) fn normal_address_domain(a: &str) -> Option<String> {
+    let (local, domain) = a.rsplit_once('@')?;
+    (!domain.is_ascii()).then(|| format!("{local}@{}", normal_domain(domain)))
 }
 
 /// The registrable domain, for "aligned" comparisons (relaxed alignment, as DMARC's default).

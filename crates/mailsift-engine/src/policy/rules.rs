@@ -110,21 +110,25 @@ enum Names {
 }
 
 impl Names {
-    /// A value of such a field (from the mail, or a rule's whole value) in the form compared: unchanged when
-    /// it is ASCII, the common case, so the hot path allocates nothing.
-    fn normal<'a>(self, v: &'a str) -> Cow<'a, str> {
-        if v.is_ascii() {
-            return Cow::Borrowed(v);
+    /// A value of such a field (from the mail, or a rule's whole value) in its ASCII form, or `None` when it
+    /// has no other form: not a name field (nothing is scanned, a body included), or already ASCII.
+    fn ascii_form(self, v: &str) -> Option<String> {
+        if self == Names::Neither || v.is_ascii() {
+            return None;
         }
         match self {
-            Names::Domain => match v.strip_prefix('.') {
+            Names::Domain => Some(match v.strip_prefix('.') {
                 // A suffix written with its dot (".bücher.example") keeps it.
-                Some(rest) => Cow::Owned(format!(".{}", super::normal_domain(rest))),
-                None => Cow::Owned(super::normal_domain(v)),
-            },
-            Names::Address => super::normal_address_domain(v),
-            Names::Neither => Cow::Borrowed(v),
+                Some(rest) => format!(".{}", super::normal_domain(rest)),
+                None => super::normal_domain(v),
+            }),
+            _ => super::normal_address_domain(v),
         }
+    }
+
+    /// A rule's value in the form compared: [`Self::ascii_form`], else as written.
+    fn normal<'a>(self, v: &'a str) -> Cow<'a, str> {
+        self.ascii_form(v).map_or(Cow::Borrowed(v), Cow::Owned)
     }
 }
 
@@ -942,8 +946,15 @@ impl CompiledRules {
 /// Calls `f` with each value of a field for this message (several for recipients, authenticated domains,
 /// attachments), borrowed where it can be: this runs for every message.
 fn for_each_value(source: &Source, input: &PolicyInput<'_, '_>, facts: &ConnectionFacts, mut f: impl FnMut(&str)) {
+    // A name in Unicode is offered in both forms: its ASCII form meets `is`/`ends_with` values (which are
+    // stored in that form), the text as written still meets `contains`, `starts_with` and patterns.
     let names = source.names();
-    let mut f = |v: &str| f(&names.normal(v));
+    let mut f = |v: &str| {
+        f(v);
+        if let Some(ascii) = names.ascii_form(v) {
+            f(&ascii);
+        }
+    };
     let (env, msg) = (input.envelope, input.message);
     // Domains compare lower-case; `Slot::feed` folds case itself, so only the trailing dot goes here.
     fn domain_of(a: &str) -> Option<&str> {
