@@ -161,9 +161,12 @@ fn one_advance_fee_phrase_alone_is_ordinary_wording() {
     assert!(!fires(one, "PHRASE_ADVANCE_FEE"));
     let two = one.replace("husband.", "husband, and his next of kin.");
     assert!(fires(&two, "PHRASE_ADVANCE_FEE"), "{:?}", symbols(&two));
-    // The same phrase twice is still one phrase.
+    // The same phrase twice is still one phrase, and one sum of millions is one, however it is written.
     let again = one.replace("husband.", "husband. My late husband.");
     assert!(!fires(&again, "PHRASE_ADVANCE_FEE"));
+    let sum = one.replace("my late husband.", "a deal worth US$10 million dollars.");
+    assert!(!fires(&sum, "PHRASE_ADVANCE_FEE"), "{:?}", symbols(&sum));
+    assert!(fires(&sum.replace("a deal", "your funds, a deal"), "PHRASE_ADVANCE_FEE"));
 }
 
 /// "XXX" marks a to-do in a programmer's list post, not adult content; the adult spam names several such words.

@@ -56,21 +56,17 @@ pub fn auth(symbols: &[(String, f64)], from_domain: Option<&str>) -> AuthWords {
 /// sentence, which [`why`] then gives once.
 pub fn plain(name: &str, group: mailsift_engine::Group) -> &'static str {
     use mailsift_engine::Group;
-    let n = name.to_ascii_uppercase();
-    if n == "SPOOF_OWN_DOMAIN" {
-        return "It pretends to come from your own organisation.";
-    }
-    if n.contains("PHISH") {
-        return "It asks you to confirm an account, a password or a payment, as phishing does.";
-    }
-    if n.contains("ADVANCE_FEE") {
-        return "It offers a large sum of money in exchange for your help, as advance-fee fraud does.";
-    }
-    if n.contains("PRIZE") || n.contains("LOTTERY") {
-        return "It says you have won a prize or a lottery.";
-    }
-    if n.contains("EXTORTION") {
-        return "It threatens you or demands a payment, as extortion mail does.";
+    // By exact name: a configured rule that happens to contain "PHISH" is the organisation's rule, not these.
+    match name {
+        "SPOOF_OWN_DOMAIN" => return "It pretends to come from your own organisation.",
+        "PHRASE_PHISHING" => return "It asks you to confirm an account, a password or a payment, as phishing does.",
+        "PHISHING_LINK_MISMATCH" => return "Its links show one address and lead to another, as phishing does.",
+        "PHRASE_ADVANCE_FEE" => {
+            return "It offers a large sum of money in exchange for your help, as advance-fee fraud does.";
+        }
+        "PHRASE_PRIZE" => return "It says you have won a prize or a lottery.",
+        "PHRASE_EXTORTION" => return "It threatens you or demands a payment, as extortion mail does.",
+        _ => {}
     }
     match group {
         Group::Auth => "Its sender could not be verified: the servers that sent it are not the sender's own.",
@@ -158,6 +154,8 @@ mod tests {
         );
         assert!(plain("PHRASE_PHISHING", Group::Content).contains("phishing"));
         assert!(plain("SPOOF_OWN_DOMAIN", Group::Auth).contains("your own organisation"));
+        assert!(plain("PHISHING_LINK_MISMATCH", Group::Urls).contains("lead to another"));
+        assert!(plain("NO_PHISH_TANK", Group::Policy).contains("filter rules"), "a configured rule is ours");
         let registry = mailsift_engine::Engine::new(mailsift_engine::EngineConfig::default()).unwrap();
         for def in registry.registry().iter() {
             let s = plain(&def.name, def.group);
