@@ -832,6 +832,15 @@ fn range_of(p: crate::range::RangeParams, default: &str) -> Result<crate::range:
     p.resolve(mailsift_engine::unix_now(), default).map_err(ApiError::bad_request)
 }
 
+/// A list over a time range as the API answers it: the range's bounds and label, then `fields`.
+fn over_range(range: &crate::range::TimeRange, fields: serde_json::Value) -> Json<serde_json::Value> {
+    let mut out = serde_json::json!({ "since": range.since, "until": range.until, "label": range.label });
+    if let (Some(o), serde_json::Value::Object(f)) = (out.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    Json(out)
+}
+
 #[derive(Deserialize, Default)]
 struct SenderFilter {
     q: Option<String>,
@@ -855,9 +864,7 @@ async fn senders_list(
     let range = range_of(rp, "7d")?;
     let q = f.q.filter(|q| !q.trim().is_empty()).map(|q| q.trim().to_string());
     let (rows, cut) = crate::insights::senders(&web.gateway, &caller.principal, &range, q).await?;
-    Ok(Json(
-        serde_json::json!({ "since": range.since, "until": range.until, "label": range.label, "cut": cut, "senders": rows }),
-    ))
+    Ok(over_range(&range, serde_json::json!({ "cut": cut, "senders": rows })))
 }
 
 /// One sender domain over a range (managers, scoped like the log): its counts, newest messages with their
@@ -892,7 +899,7 @@ async fn reports_list(
     caller.require_manager()?;
     let range = range_of(rp, "30d")?;
     let rows = crate::insights::reports(&web.gateway, &caller.principal, &range).await?;
-    Ok(Json(serde_json::json!({ "since": range.since, "until": range.until, "label": range.label, "reports": rows })))
+    Ok(over_range(&range, serde_json::json!({ "reports": rows })))
 }
 
 #[utoipa::path(get, path = "/api/v1/reports/summary", params(SinceParams), responses((status = 200, body = Object)))]

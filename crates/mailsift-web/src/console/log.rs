@@ -61,13 +61,14 @@ async fn log_page(
         let range = if asked { format!("&{}", range.query) } else { String::new() };
         format!("/console/log?{}{range}", s.finish())
     });
+    // The search terms the range picker keeps; the search form shows them with `since`.
+    let keep = context! { sender => p.sender, recipient => p.recipient, subject => p.subject, action => p.action,
+    symbol => p.symbol };
     render(
         &web,
         "log.html",
         context! { title => "Message log", page => "log", principal => &page.principal, csrf => &page.csrf, flash => f.flash,
-        entries, elapsed, more, range, asked, keep => context! { sender => p.sender, recipient => p.recipient,
-        subject => p.subject, action => p.action, symbol => p.symbol }, q => context! { sender => p.sender, recipient => p.recipient, subject => p.subject,
-        action => p.action, symbol => p.symbol, since => p.since } },
+        entries, elapsed, more, range, asked, q => context! { since => p.since, ..keep.clone() }, keep },
     )
 }
 
