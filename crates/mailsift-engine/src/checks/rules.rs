@@ -132,8 +132,8 @@ impl RuleSet {
         let mut minimums = Vec::new();
         for r in builtin() {
             let id = registry.id(&r.name).expect("builtin rule registered");
-            if let Some(n) = r.min_matches.filter(|&n| n > 1) {
-                minimums.push((id, n as usize));
+            if let Some(n) = minimum(&r).map_err(|reason| RuleError::Invalid { name: r.name.clone(), reason })? {
+                minimums.push((id, n));
             }
             items.extend(r.all_phrases().map(|p| (r.target, id, Some(p.to_string()), None, true)));
             items.extend(r.all_regexes().map(|x| (r.target, id, None, Some(x.to_string()), true)));
@@ -155,16 +155,7 @@ impl RuleSet {
             if !r.score.is_finite() {
                 return Err(invalid("the score must be a number"));
             }
-            let patterns = r.all_phrases().count() + r.all_regexes().count();
-            match r.min_matches {
-                Some(0) => return Err(invalid("min_matches must be at least 1")),
-                Some(n) if n as usize > patterns => {
-                    return Err(invalid(&format!(
-                        "min_matches = {n}, but the rule has only {patterns} phrases and patterns: it could never fire"
-                    )))
-                }
-                _ => {}
-            }
+            let min = minimum(r).map_err(|reason| invalid(&reason))?;
             let id = match registry.id(&r.name) {
                 Some(id) if registry.get(id).group == Group::Policy => id,
                 Some(_) => return Err(invalid("the name is already a built-in symbol")),
@@ -185,9 +176,10 @@ impl RuleSet {
             };
             items.extend(r.all_phrases().map(|p| (r.target, id, Some(p.to_string()), None, false)));
             items.extend(r.all_regexes().map(|x| (r.target, id, None, Some(x.to_string()), false)));
-            if let Some(n) = r.min_matches.filter(|&n| n > 1) {
+            if let Some(n) = min {
+                // Two configured rules of one name are one symbol: the later minimum counts.
                 minimums.retain(|(s, _)| *s != id);
-                minimums.push((id, n as usize));
+                minimums.push((id, n));
             }
         }
         let mut compiled = Vec::new();
@@ -319,6 +311,20 @@ impl RuleSet {
             4..=7 => hits.hit_id(self.many, format!("{stock} phrases")),
             n => hits.hit_id(self.lots, format!("{n} phrases")),
         }
+    }
+}
+
+/// A rule's `min_matches` when it asks for more than one, checked: at least 1, and no more than the rule's
+/// phrases and patterns (or it could never fire).
+fn minimum(r: &RuleConfig) -> Result<Option<usize>, String> {
+    let patterns = r.all_phrases().count() + r.all_regexes().count();
+    match r.min_matches.map(|n| n as usize) {
+        Some(0) => Err("min_matches must be at least 1".into()),
+        Some(n) if n > patterns => Err(format!(
+            "min_matches = {n}, but the rule has only {patterns} phrases and patterns: it could never fire"
+        )),
+        Some(n) if n > 1 => Ok(Some(n)),
+        _ => Ok(None),
     }
 }
 
