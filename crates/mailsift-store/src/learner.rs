@@ -106,10 +106,18 @@ impl<S: TokenStore> Learner<S> {
     /// then gives the linear model `extra_passes` more passes over the newly learned examples in a fixed
     /// shuffled order, as online learners are trained on a corpus. Returns how many were new, relearned,
     /// already known.
+    ///
+    /// The first pass takes ham and spam interleaved in proportion (see [`interleaved`]), each kind in the
+    /// order given: a corpus is usually handed over as all its ham and then all its spam, and an online
+    /// model stepped through it in that order ends up leaning to whichever came last (on the SpamAssassin
+    /// split, inside TRAIN's cross-validation, 13 false positives of 3,134 against 11 interleaved).
+    /// The extra passes run only when the new examples hold both kinds: passes over one kind alone would
+    /// only push the model further towards it.
     pub fn train(&mut self, examples: &[Example], extra_passes: usize) -> Result<[usize; 3], StoreError> {
         let mut counts = [0usize; 3];
         let mut fresh = Vec::with_capacity(examples.len());
-        for (i, ex) in examples.iter().enumerate() {
+        for i in interleaved(examples) {
+            let ex = &examples[i];
             match self.learn_example(ex)? {
                 LearnOutcome::Learned => {
                     counts[0] += 1;
@@ -119,6 +127,9 @@ impl<S: TokenStore> Learner<S> {
                 LearnOutcome::AlreadyKnown => counts[2] += 1,
             }
         }
+        let both =
+            fresh.iter().any(|&i| examples[i].side.is_spam()) && fresh.iter().any(|&i| !examples[i].side.is_spam());
+        let extra_passes = if both { extra_passes } else { 0 };
         let mut model = self.model.write().unwrap_or_else(|e| e.into_inner());
         let mut rng = 0x9E37_79B9_7F4A_7C15u64;
         for pass in 0..extra_passes {
@@ -300,4 +311,28 @@ impl<S: TokenStore> Learner<S> {
         }
         Ok(removed.len())
     }
+}
+
+/// The order bulk training takes `examples` in its first pass: ham and spam interleaved in proportion, so
+/// that at every point the share of each kind learned so far is about its share of the whole, and each
+/// kind in the order given (when the same message is given twice on one side, the later still counts).
+/// Deterministic: the same examples give the same order.
+pub fn interleaved(examples: &[Example]) -> Vec<usize> {
+    let (spam, ham): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| examples[i].side.is_spam());
+    let (ns, nh) = (spam.len(), ham.len());
+    let mut order = Vec::with_capacity(examples.len());
+    let (mut a, mut b) = (0usize, 0usize);
+    while a < ns || b < nh {
+        // Take spam when its next item's place in its own list, (a + 1/2) / ns, comes no later than ham's:
+        // compared as integers, (2a + 1) * nh <= (2b + 1) * ns.
+        let spam_next = b >= nh || (a < ns && (2 * a + 1) * nh <= (2 * b + 1) * ns);
+        if spam_next {
+            order.push(spam[a]);
+            a += 1;
+        } else {
+            order.push(ham[b]);
+            b += 1;
+        }
+    }
+    order
 }

@@ -353,3 +353,69 @@ fn autolearn_learns_only_far_from_the_thresholds() {
         assert_eq!(learner.after_verdict(&Envelope::default(), &msg, &v, &config).unwrap(), None);
     });
 }
+
+/// Bulk training's first pass takes a corpus handed over as all its ham and then all its spam interleaved in
+/// proportion, each kind in the order given.
+#[test]
+fn bulk_training_interleaves_ham_and_spam_in_proportion() {
+    use mailsift_engine::classify::Features;
+    use mailsift_store::learner::{interleaved, Example};
+    let example = |n: u8, side| Example { digest: [n; 16], features: Features::default(), side };
+    let mut examples: Vec<Example> = (0..6).map(|n| example(n, Side::Ham)).collect();
+    examples.extend((6..9).map(|n| example(n, Side::Spam)));
+    let order = interleaved(&examples);
+    let sides: String = order.iter().map(|&i| if examples[i].side == Side::Spam { 's' } else { 'h' }).collect();
+    assert_eq!(sides, "hshhshhsh");
+    let ham: Vec<usize> = order.iter().copied().filter(|&i| examples[i].side == Side::Ham).collect();
+    let spam: Vec<usize> = order.iter().copied().filter(|&i| examples[i].side == Side::Spam).collect();
+    assert_eq!(ham, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(spam, vec![6, 7, 8]);
+    // One kind alone, or nothing, keeps its order.
+    assert_eq!(interleaved(&examples[..6]), vec![0, 1, 2, 3, 4, 5]);
+    assert!(interleaved(&[]).is_empty());
+    // At every prefix each kind's share stays within one message of its share of the whole.
+    let big: Vec<Example> =
+        (0..200u16).map(|n| example((n % 250) as u8, if n < 137 { Side::Ham } else { Side::Spam })).collect();
+    let order = interleaved(&big);
+    let mut spam_so_far = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        spam_so_far += big[i].side.is_spam() as u8 as f64;
+        let expected = (k + 1) as f64 * 63.0 / 200.0;
+        assert!((spam_so_far - expected).abs() <= 1.0, "after {} messages {spam_so_far} spam", k + 1);
+    }
+}
+
+/// A bulk run of one kind only takes one step per message and no extra passes (they would push the linear
+/// model further the same way); a run of both kinds takes its passes. Bayes counts every message either way.
+#[test]
+fn a_bulk_run_of_one_kind_takes_no_extra_passes() {
+    use mailsift_store::learner::Example;
+    let engine = engine(small_gate());
+    let margin = |learner: &Learner<ClassifierStore>, raw: &[u8]| {
+        let f = mailsift_engine::classify::features(&engine.parse(raw));
+        learner.model().read().unwrap().linear.margin(&f.ids)
+    };
+    let spam: Vec<Example> =
+        (0..20).map(|n| Example::new(&engine.parse(&synthetic(Side::Spam, n)), Side::Spam)).collect();
+    let probe = synthetic(Side::Spam, 99);
+    let mut trained = Vec::new();
+    for passes in [0, 8] {
+        let place = Place::Sqlite(tempfile::tempdir().unwrap());
+        let mut learner = open(&place);
+        assert_eq!(learner.train(&spam, passes).unwrap(), [20, 0, 0]);
+        assert_eq!(counts(&learner).1, 20);
+        trained.push(margin(&learner, &probe));
+    }
+    assert_eq!(trained[0], trained[1], "one kind: the passes were skipped");
+
+    let mut both = spam;
+    both.extend((0..20).map(|n| Example::new(&engine.parse(&synthetic(Side::Ham, n)), Side::Ham)));
+    let mut mixed = Vec::new();
+    for passes in [0, 8] {
+        let place = Place::Sqlite(tempfile::tempdir().unwrap());
+        let mut learner = open(&place);
+        learner.train(&both, passes).unwrap();
+        mixed.push(margin(&learner, &probe));
+    }
+    assert_ne!(mixed[0], mixed[1], "both kinds: the passes ran");
+}

@@ -95,6 +95,14 @@ pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, args: &Tr
     let mut learner = Learner::open(store).with_context(|| format!("{at}: cannot load the classifier store"))?;
     let report = train_files(engine, &mut learner, &files, args.threads, args.passes, true)?;
     report.print();
+    if (report.ham == 0) != (report.spam == 0) {
+        let (given, missing) = if report.ham == 0 { ("spam", "--ham") } else { ("ham", "--spam") };
+        eprintln!(
+            "mailsift: note: only {given} in this run. Bayes counts it exactly, but the linear model learns from \
+             ham and spam side by side, and a run of one kind moves it towards that kind (and skips its extra \
+             passes); train a collection with {missing} in the same run"
+        );
+    }
     println!(
         "model: {} ham and {} spam learned in total, in {}",
         learner.model().read().map(|m| m.bayes.ham).unwrap_or(0),
