@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use mailsift_engine::classify::{self, Features, LearnOutcome, Model, NoReputation, Side, SpamtrapHook};
+use mailsift_engine::classify::{self, Balance, Features, LearnOutcome, Model, NoReputation, Side, SpamtrapHook};
 use mailsift_engine::config::ClassifierConfig;
 use mailsift_engine::{Envelope, Message, SharedModel, Verdict};
 use rustc_hash::FxHashMap;
@@ -34,6 +34,9 @@ pub struct Learner<S: TokenStore> {
     /// Digests learned (or forgotten: `None`) since the last commit; the store does not know yet.
     pending: FxHashMap<[u8; 16], Option<Side>>,
     hook: Box<dyn SpamtrapHook>,
+    /// How lopsided recent online learning is (spamtraps, reports, auto-learning): damps the linear model's
+    /// steps on a long run of one kind. Bulk training is interleaved and not damped.
+    balance: Balance,
 }
 
 impl<S: TokenStore> Learner<S> {
@@ -46,6 +49,7 @@ impl<S: TokenStore> Learner<S> {
             changes: Changes::default(),
             pending: FxHashMap::default(),
             hook: Box::new(NoReputation),
+            balance: Balance::default(),
         })
     }
 
@@ -57,6 +61,7 @@ impl<S: TokenStore> Learner<S> {
             changes: self.changes,
             pending: self.pending,
             hook: self.hook,
+            balance: self.balance,
         }
     }
 
@@ -87,15 +92,33 @@ impl<S: TokenStore> Learner<S> {
         }
     }
 
-    /// Learns one message (not saved until [`Learner::commit`]).
+    /// Learns one message as it comes (a spamtrap hit, auto-learning, one file): online, so the linear
+    /// model's step is damped when recent learning has been mostly of this kind (see [`Balance`]). Not
+    /// saved until [`Learner::commit`].
     pub fn learn(&mut self, msg: &Message<'_>, side: Side) -> Result<LearnOutcome, StoreError> {
-        self.learn_example(&Example::new(msg, side))
+        let ex = Example::new(msg, side);
+        if self.trained_side(&ex.digest)? == Some(side) {
+            return Ok(LearnOutcome::AlreadyKnown);
+        }
+        let rate = self.online_rate(side);
+        self.learn_example_at(&ex, rate)
     }
 
+    /// The linear model's rate for one more online message of `side`; counts it in the recent balance.
+    fn online_rate(&mut self, side: Side) -> f32 {
+        let usual = self.model.read().unwrap_or_else(|e| e.into_inner()).spam_share();
+        self.balance.factor(side.is_spam(), usual)
+    }
+
+    /// Learns one example at the full rate (bulk training's first pass).
     pub fn learn_example(&mut self, ex: &Example) -> Result<LearnOutcome, StoreError> {
+        self.learn_example_at(ex, 1.0)
+    }
+
+    fn learn_example_at(&mut self, ex: &Example, linear_rate: f32) -> Result<LearnOutcome, StoreError> {
         let before = self.trained_side(&ex.digest)?;
         self.note_base(&ex.features);
-        let outcome = self.write_model().learn(&ex.features, ex.side, before);
+        let outcome = self.write_model().learn_at(&ex.features, ex.side, before, linear_rate);
         if outcome != LearnOutcome::AlreadyKnown {
             self.touch(ex);
         }
@@ -212,16 +235,19 @@ impl<S: TokenStore> Learner<S> {
         let ex = Example::new(msg, correct_side);
         let before = self.trained_side(&ex.digest)?;
         self.note_base(&ex.features);
+        // Reports come mostly one way (spam that got through): damped like every online step, so a week of
+        // reports cannot tilt the model (a correction moves it at most 20 damped steps).
+        let rate = if before == Some(correct_side) { 1.0 } else { self.online_rate(correct_side) };
         let outcome = {
             let mut model = self.write_model();
             match before {
                 // Never trained: learn it, and make sure the linear model now gets it right.
                 None => {
-                    let o = model.learn(&ex.features, correct_side, None);
-                    model.linear.correct(&ex.features.ids, correct_side.is_spam(), 20);
+                    let o = model.learn_at(&ex.features, correct_side, None, rate);
+                    model.linear.correct_at(&ex.features.ids, correct_side.is_spam(), 20, rate);
                     o
                 }
-                b => model.learn(&ex.features, correct_side, b),
+                b => model.learn_at(&ex.features, correct_side, b, rate),
             }
         };
         if outcome != LearnOutcome::AlreadyKnown {
@@ -260,7 +286,8 @@ impl<S: TokenStore> Learner<S> {
                 // Auto-learning never overrides a decision a person or a trap made.
                 let ex = Example::new(msg, side);
                 if self.trained_side(&ex.digest)?.is_none() {
-                    self.learn_example(&ex)?;
+                    let rate = self.online_rate(side);
+                    self.learn_example_at(&ex, rate)?;
                     return Ok(Some(side));
                 }
                 Ok(None)

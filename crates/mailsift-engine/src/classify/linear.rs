@@ -79,8 +79,14 @@ impl LinearModel {
     /// Learns a message, or corrects the model about one: steps until the message is on the `spam` side by
     /// a margin (at most `max_steps`).
     pub fn correct(&mut self, ids: &[u64], spam: bool, max_steps: usize) {
+        self.correct_at(ids, spam, max_steps, 1.0)
+    }
+
+    /// As [`LinearModel::correct`], each step scaled by `rate_factor` (so at most `max_steps * rate_factor`
+    /// full steps in all).
+    pub fn correct_at(&mut self, ids: &[u64], spam: bool, max_steps: usize, rate_factor: f32) {
         for _ in 0..max_steps.max(1) {
-            let p = self.step(ids, spam, 1.0);
+            let p = self.step(ids, spam, rate_factor);
             let ok = if spam { p > 0.9 } else { p < 0.1 };
             if ok {
                 break;

@@ -7,6 +7,7 @@
 //! honest about being unsure; the linear model weighs every feature at once and generalises across
 //! correlated features, which Bayes' independence assumption double-counts.
 
+pub mod balance;
 pub mod bayes;
 pub mod day_one;
 pub mod linear;
@@ -21,6 +22,7 @@ use crate::evidence::ClassifierScores;
 use crate::message::Message;
 use crate::verdict::Verdict;
 
+pub use balance::Balance;
 pub use bayes::BayesCounts;
 pub use linear::LinearModel;
 pub use tokens::{features, Features};
@@ -93,19 +95,35 @@ impl Model {
 
     /// Learns a message's features on `side`, given on which side (if any) it was learned before.
     pub fn learn(&mut self, f: &Features, side: Side, before: Option<Side>) -> LearnOutcome {
+        self.learn_at(f, side, before, 1.0)
+    }
+
+    /// As [`Model::learn`], the linear model's steps scaled by `linear_rate` (see [`Balance`]); Bayes
+    /// counts the message in full either way.
+    pub fn learn_at(&mut self, f: &Features, side: Side, before: Option<Side>, linear_rate: f32) -> LearnOutcome {
         match before {
             Some(b) if b == side => LearnOutcome::AlreadyKnown,
             Some(b) => {
                 self.bayes.apply(f.bayes_ids(), b.is_spam(), -1);
                 self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
-                self.linear.correct(&f.ids, side.is_spam(), 20);
+                self.linear.correct_at(&f.ids, side.is_spam(), 20, linear_rate);
                 LearnOutcome::Relearned
             }
             None => {
                 self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
-                self.linear.step(&f.ids, side.is_spam(), 1.0);
+                self.linear.step(&f.ids, side.is_spam(), linear_rate);
                 LearnOutcome::Learned
             }
+        }
+    }
+
+    /// The share of spam among the messages Bayes has learned (a half when it has learned nothing).
+    pub fn spam_share(&self) -> f64 {
+        let total = self.bayes.ham + self.bayes.spam;
+        if total == 0 {
+            0.5
+        } else {
+            self.bayes.spam as f64 / total as f64
         }
     }
 
