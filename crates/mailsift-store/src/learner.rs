@@ -134,14 +134,23 @@ impl<S: TokenStore> Learner<S> {
     /// order given: a corpus is usually handed over as all its ham and then all its spam, and an online
     /// model stepped through it in that order ends up leaning to whichever came last (on the SpamAssassin
     /// split, inside TRAIN's cross-validation, 13 false positives of 3,134 against 11 interleaved).
-    /// The extra passes run only when the new examples hold both kinds: passes over one kind alone would
-    /// only push the model further towards it.
+    /// A run of one kind (a folder of new spam added to a trained model) cannot be interleaved: it is a
+    /// lopsided stream like a spamtrap's, so it is learned as online learning is, its linear steps damped by
+    /// the recent balance (see [`Balance`]), and the extra passes, which would only push the model further
+    /// towards that kind, are skipped.
     pub fn train(&mut self, examples: &[Example], extra_passes: usize) -> Result<[usize; 3], StoreError> {
         let mut counts = [0usize; 3];
         let mut fresh = Vec::with_capacity(examples.len());
+        let one_kind = examples.windows(2).all(|w| w[0].side == w[1].side);
         for i in interleaved(examples) {
             let ex = &examples[i];
-            match self.learn_example(ex)? {
+            let learned = if one_kind && self.trained_side(&ex.digest)? != Some(ex.side) {
+                let rate = self.online_rate(ex.side);
+                self.learn_example_at(ex, rate)?
+            } else {
+                self.learn_example(ex)?
+            };
+            match learned {
                 LearnOutcome::Learned => {
                     counts[0] += 1;
                     fresh.push(i);

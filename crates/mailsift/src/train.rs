@@ -99,8 +99,9 @@ pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, args: &Tr
         let (given, missing) = if report.ham == 0 { ("spam", "--ham") } else { ("ham", "--spam") };
         eprintln!(
             "mailsift: note: only {given} in this run. Bayes counts it exactly, but the linear model learns from \
-             ham and spam side by side, and a run of one kind moves it towards that kind (and skips its extra \
-             passes); train a collection with {missing} in the same run"
+             ham and spam side by side: a run of one kind would tilt it, so it was learned as mail that comes \
+             one message at a time is (damped, no extra passes); to train a new collection, give {missing} in \
+             the same run"
         );
     }
     println!(
