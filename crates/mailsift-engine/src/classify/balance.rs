@@ -3,17 +3,19 @@
 //! Bulk training takes ham and spam together (interleaved, see the store's learner). Online learning does
 //! not: a spamtrap feeds spam only, users mostly report spam, and an online logistic model stepped through
 //! a long run of one kind drifts toward it, weights shared by all mail (the common words, the ordinary
-//! headers) included, until ordinary ham scores as spam. Simulated on the SpamAssassin corpus: a model
-//! trained on three quarters of TRAIN, then fed the last quarter's 354 spam one at a time as a trap would,
-//! flags 7 of TEST's 1,016 ham instead of 2 (the linear model alone at p >= 0.9: 14 instead of 2).
+//! headers) included, until ordinary ham scores as spam. On the SpamAssassin corpus: a model trained on three
+//! quarters of TRAIN, then fed the last quarter's 354 spam one at a time as a trap would, undamped, had its
+//! linear model alone (p >= 0.9) flag 14 of TEST's 1,016 ham instead of 2 (the verdict, simulated from the
+//! engines' scores, 7 instead of 2).
 //!
 //! So each online step of the linear model is scaled by how lopsided the recent stream is compared with
 //! the model's own mix: `recent` is a moving share of spam among recently learned messages (each message
 //! moves it by [`RATE`] of the way, so it remembers about the last hundred), `usual` the share of spam among
 //! everything Bayes has learned. A message of the kind that is recently over-represented moves the model by
 //! the ratio of the two odds (at most 1): in a mix like the usual one nothing changes; a trap's hundredth
-//! spam in a row moves it a few per cent of a full step; the first ham after it moves it fully. In the same
-//! simulation: 3 ham flagged, and the feed still teaches (spam caught 95.8% -> 97.1%, against 98.5% ungated).
+//! spam in a row moves it a few per cent of a full step; the first ham after it moves it fully. In the store's
+//! test (`mailsift-store`'s `tests/learning.rs`): the linear model alone flags 3 ham, and the feed still teaches
+//! (TEST spam it catches at p >= 0.9: 454 of 480 before the feed, 466 after; 479 undamped, with 14 ham).
 //! Bayes, which counts and does not drift, always learns in full.
 
 /// How far one learned message moves the recent share toward its kind.
@@ -36,11 +38,6 @@ impl Balance {
         let factor = ((1.0 - now) / now.max(1e-9)) / ((1.0 - then) / then);
         *recent += (if spam { 1.0 } else { 0.0 } - *recent) * RATE;
         factor.min(1.0) as f32
-    }
-
-    /// The recent share of spam, once a message has been learned.
-    pub fn recent(&self) -> Option<f64> {
-        self.recent
     }
 }
 
