@@ -106,6 +106,38 @@ fn forged_freemail_needs_a_chain_without_the_provider() {
     assert!(!fired(&plain(&real, BODY)).contains(&"FORGED_FREEMAIL_RCVD".to_string()));
 }
 
+/// A pasted address list (eight or more unrelated domains in To and Cc) fires; a long list inside one
+/// organisation, or seven domains, does not. An encoded word inside an address fires; in a display name,
+/// where RFC 2047 puts it, it does not.
+#[test]
+fn harvested_recipient_lists_and_encoded_addresses() {
+    let fires = |h: &str, sym: &str| fired(&plain(h, BODY)).iter().any(|s| s == sym);
+    let list = |n: usize, domain: &dyn Fn(usize) -> String| -> String {
+        (0..n).map(|i| format!("user{i}@{}", domain(i))).collect::<Vec<_>>().join(", ")
+    };
+    let pasted = with_header("To", &list(10, &|i| format!("isp{i}.example")));
+    assert!(fires(&pasted, "RCPT_MANY_DOMAINS"));
+    // Split between To and Cc, still one list.
+    let split = with_header("To", &list(4, &|i| format!("isp{i}.example")))
+        + &format!("Cc: {}
+", list(4, &|i| format!("net{i}.example")));
+    assert!(fires(&split, "RCPT_MANY_DOMAINS"));
+    let seven = with_header("To", &list(7, &|i| format!("isp{i}.example")));
+    assert!(!fires(&seven, "RCPT_MANY_DOMAINS"));
+    // Twenty colleagues in one organisation's departments: one registrable domain.
+    let colleagues = with_header("To", &list(20, &|i| format!("dept{i}.example.ac.uk")));
+    assert!(!fires(&colleagues, "RCPT_MANY_DOMAINS"));
+
+    let encoded_local = with_header("From", "=?iso-2022-jp?B?c291czFAYWEuZXhhbXBsZQ==?=@mx2.example.jp");
+    assert!(fires(&encoded_local, "ADDR_ENCODED_WORD"));
+    let encoded_bracketed = with_header("To", "Bob <=?utf-8?B?Ym9i?=@example.net>");
+    assert!(fires(&encoded_bracketed, "ADDR_ENCODED_WORD"));
+    let encoded_name = with_header("From", "=?utf-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.org>");
+    assert!(!fires(&encoded_name, "ADDR_ENCODED_WORD"), "{:?}", fired(&plain(&encoded_name, BODY)));
+    let encoded_subject = with_header("Subject", "=?utf-8?B?TMO8bmNo?= @ noon");
+    assert!(!fires(&encoded_subject, "ADDR_ENCODED_WORD"));
+}
+
 #[test]
 fn url_checks_fire_on_their_trick() {
     let cases = [

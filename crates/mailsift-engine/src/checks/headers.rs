@@ -3,9 +3,14 @@
 //! Detects missing or malformed Date, Message-ID and From; dates far from the time the message was received;
 //! a display name that shows an address other than the real sender; Reply-To leading to a free-mail account
 //! of another domain; Received chains that claim a free-mail provider the message never passed through; and
-//! "shouting" subjects. Deliberately not here: anything that needs DNS (the sender-evidence stage) or the
+//! "shouting" subjects; a visible recipient list spanning many unrelated domains, and encoded words inside
+//! addresses. Deliberately not here: anything that needs DNS (the sender-evidence stage) or the
 //! envelope's authentication.
 //! Ideas from RFC 5322 §3.6 (required fields) and SpamAssassin's header tests.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
 
 use super::{Ctx, FREEMAIL_DOMAINS};
 use crate::symbols::{Group::Headers, Hits, SymbolSpec};
@@ -32,6 +37,8 @@ pub mod sym {
         SUBJ_TRAILING_ID,
         MISSING_SUBJECT,
         UNDISCLOSED_RECIPIENTS,
+        RCPT_MANY_DOMAINS,
+        ADDR_ENCODED_WORD,
         MIME_MISSING_BOUNDARY,
         X_PRIORITY_HIGH,
         MIME_ENCODING_ERRORS,
@@ -173,6 +180,23 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Bulk senders hide their recipient list; allow the sender if legitimate.",
     ),
     SymbolSpec::of(
+        sym::RCPT_MANY_DOMAINS,
+        Headers,
+        1.5,
+        "The visible To and Cc list addresses in eight or more unrelated domains: a harvested address list \
+         pasted into one message.",
+        "A real message to people of many organisations (a committee, a project) can do this; allow the sender \
+         if it is one. Mail to many recipients is usually sent with Bcc or through a list.",
+    ),
+    SymbolSpec::of(
+        sym::ADDR_ENCODED_WORD,
+        Headers,
+        2.0,
+        "An address (not a display name) in From, To, Cc, Reply-To or Sender holds an RFC 2047 encoded word, \
+         which RFC 2047 forbids there and no mail program writes.",
+        "A hand-made or broken mailer; ask the sender to fix it.",
+    ),
+    SymbolSpec::of(
         sym::MIME_MISSING_BOUNDARY,
         Headers,
         1.5,
@@ -278,6 +302,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     {
         hits.hit(sym::UNDISCLOSED_RECIPIENTS, "");
     }
+    check_recipients(m, hits);
     if m.problems.missing_boundary {
         hits.hit(sym::MIME_MISSING_BOUNDARY, "");
     }
@@ -386,6 +411,48 @@ fn is_list_bounce_address(sender: &str) -> bool {
         || local.ends_with("-owner")
         || local.ends_with("-bounces")
         || local.contains("-bounces+")
+}
+
+/// How many unrelated domains the visible recipients may span before it counts as a pasted address list.
+/// On the TRAIN half of the SpamAssassin corpus, 8 or more distinct domains in To and Cc: 2 of 3,134 ham (a
+/// thread copied to a project's many contributors), 153 of 1,416 spam; 6 or more: 6 ham, 183 spam.
+const MANY_RECIPIENT_DOMAINS: usize = 8;
+
+fn check_recipients(m: &crate::message::Message<'_>, hits: &mut Hits<'_>) {
+    // Counted by registrable domain, so one organisation's departments and hosts count once; bounded by
+    // the parsed lists, which the header size limit bounds.
+    let mut domains: Vec<String> = Vec::new();
+    for r in m.to.iter().chain(&m.cc) {
+        if r.domain.is_empty() {
+            continue;
+        }
+        let d = crate::message::urls::registrable_domain(&r.domain);
+        if !domains.contains(&d) {
+            domains.push(d);
+            if domains.len() >= MANY_RECIPIENT_DOMAINS {
+                hits.hit(sym::RCPT_MANY_DOMAINS, format!("{}+ domains in To and Cc", domains.len()));
+                break;
+            }
+        }
+    }
+    const ADDRESS_FIELDS: &[&str] = &["From", "To", "Cc", "Reply-To", "Sender"];
+    for h in m.headers.iter().filter(|h| ADDRESS_FIELDS.iter().any(|f| h.name.eq_ignore_ascii_case(f))) {
+        if encoded_word_in_address(&h.value) {
+            hits.hit(sym::ADDR_ENCODED_WORD, format!("{}: {}", h.name, h.value.chars().take(60).collect::<String>()));
+            break;
+        }
+    }
+}
+
+/// Whether an address field puts an RFC 2047 encoded word inside an address: right before its `@`
+/// (`=?iso-2022-jp?B?...?=@host`), or anywhere between the angle brackets of `<...@...>`. Encoded words
+/// belong in display names and comments only (RFC 2047 section 5).
+fn encoded_word_in_address(value: &str) -> bool {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=\s*@|<[^<>]*=\?[^<>]*@[^<>]*>").expect("encoded-word regex")
+    });
+    re.is_match(value)
 }
 
 fn check_subject(s: &str, hits: &mut Hits<'_>) {

@@ -127,8 +127,9 @@ pub struct Message<'a> {
     /// Number of addresses in From: (more than one is unusual).
     pub from_count: usize,
     pub reply_to: Option<Mailbox>,
+    /// The To and Cc addresses that parsed, in order (display name, address, domain).
     pub to: Vec<Mailbox>,
-    pub cc_count: usize,
+    pub cc: Vec<Mailbox>,
     pub subject: Option<String>,
     /// The raw Date header and its value as a Unix time when it parsed.
     pub date_raw: Option<String>,
@@ -178,7 +179,7 @@ impl<'a> Message<'a> {
             from_count: 0,
             reply_to: None,
             to: Vec::new(),
-            cc_count: 0,
+            cc: Vec::new(),
             subject: None,
             date_raw: None,
             date: None,
@@ -243,8 +244,9 @@ impl<'a> Message<'a> {
         if let Some(to) = parsed.to().or_else(|| again.as_ref().and_then(|a| a.to())) {
             self.to = to.iter().filter_map(|a| a.address().map(|ad| Mailbox::from_parts(a.name(), ad))).collect();
         }
-        self.cc_count =
-            parsed.cc().or_else(|| again.as_ref().and_then(|a| a.cc())).map(|c| c.iter().count()).unwrap_or(0);
+        if let Some(cc) = parsed.cc().or_else(|| again.as_ref().and_then(|a| a.cc())) {
+            self.cc = cc.iter().filter_map(|a| a.address().map(|ad| Mailbox::from_parts(a.name(), ad))).collect();
+        }
         self.subject = parsed.subject().or_else(|| again.as_ref().and_then(|a| a.subject())).map(str::to_string);
         self.date_raw = self.header("Date").map(str::to_string);
         self.date = parsed.date().filter(|d| d.is_valid()).map(|d| d.to_timestamp());
