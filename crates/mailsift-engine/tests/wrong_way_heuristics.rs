@@ -177,3 +177,32 @@ fn one_adult_word_alone_is_everyday_language() {
     assert!(!fires(&post, "PHRASE_ADULT"), "{:?}", symbols(&post));
     assert!(fires(&corpus("spam_adult.eml"), "PHRASE_ADULT"));
 }
+
+// The header heuristics added with the fixes above, held to the same standard: a real list post where each
+// must stay silent and a real spam where it must fire.
+
+/// A conference announcement cross-posted to six lists names six domains in To: a real message, not a
+/// harvested list. A spam that pastes its victims into To and Cc names dozens.
+#[test]
+fn a_pasted_address_list_is_not_a_cross_posted_announcement() {
+    let post = corpus("ham_crossposted_announcement.eml");
+    assert!(post.contains("fork@xent.com, irregulars@tb.tf"), "the fixture has its recipients");
+    assert!(!fires(&post, "RCPT_MANY_DOMAINS"), "{:?}", symbols(&post));
+    let spam = corpus("spam_pasted_recipients.eml");
+    let hit = scan(&spam).symbols.into_iter().find(|s| s.name == "RCPT_MANY_DOMAINS");
+    assert!(hit.is_some_and(|h| h.score > 0.0), "{:?}", symbols(&spam));
+}
+
+/// Encoded words belong in display names: the list post encodes none in an address, the spam's mailer
+/// encoded the whole local part of From and To.
+#[test]
+fn an_encoded_word_inside_an_address_is_a_broken_mailer() {
+    let post = corpus("ham_crossposted_announcement.eml");
+    assert!(!fires(&post, "ADDR_ENCODED_WORD"), "{:?}", symbols(&post));
+    let spam = corpus("spam_encoded_address.eml");
+    assert!(spam.contains("From: =?iso-2022-jp?B?"), "the fixture has its encoded address");
+    assert!(fires(&spam, "ADDR_ENCODED_WORD"), "{:?}", symbols(&spam));
+    // The list post again with a display name encoded as RFC 2047 says: still silent.
+    let named = post.replace("From: \"R. A. Hettinga\"", "From: =?utf-8?Q?R=2E_A=2E_Hettinga?=");
+    assert!(named != post && !fires(&named, "ADDR_ENCODED_WORD"), "{:?}", symbols(&named));
+}
