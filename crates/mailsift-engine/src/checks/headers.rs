@@ -364,7 +364,7 @@ fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'
     // relay): the author's provider never shows, however genuine the author. Measured on a university's
     // mail, this rule fired on 3.8% of ham, nearly all list posts, against 1.3% of spam. A spammer can write
     // list headers to dodge it; he loses the 2.8 points of this one rule, nothing else.
-    if is_list_post(m) {
+    if m.is_list_post() {
         return;
     }
     let seen = m.hops.iter().any(|h| {
@@ -374,43 +374,6 @@ fn check_forged_freemail(ctx: &Ctx<'_, '_>, from_domain: &str, hits: &mut Hits<'
     if !seen {
         hits.hit(sym::FORGED_FREEMAIL_RCVD, from_domain.to_string());
     }
-}
-
-/// Whether the message came through a mailing list, by the marks list software writes: List-Id or List-Post
-/// (RFC 2919, RFC 2369), the older Mailing-List, X-Mailing-List and X-BeenThere, `Precedence: list`, or a
-/// Sender that is the list's bounce address (majordomo's `owner-x@`, Mailman's `x-bounces@`, Lyris's
-/// `bounce-x@`). Not `Precedence: bulk` nor List-Unsubscribe alone: bulk senders of every kind, spammers
-/// included, write those. A list relays mail it did not write, so the author's own route, or the links a
-/// digest carries, say little about the post. Spammers can write these fields too; rules that use this only
-/// stand aside, they never count a list as evidence of good mail.
-pub(super) fn is_list_post(m: &crate::message::Message<'_>) -> bool {
-    const LIST_FIELDS: &[&str] = &["List-Id", "List-Post", "Mailing-List", "X-Mailing-List", "X-BeenThere"];
-    if LIST_FIELDS.iter().any(|h| m.has_header(h)) {
-        return true;
-    }
-    if m.header("Precedence").is_some_and(|p| p.trim().eq_ignore_ascii_case("list")) {
-        return true;
-    }
-    m.header("Sender").is_some_and(is_list_bounce_address)
-}
-
-/// A Sender whose mailbox is a list server's bounce address.
-fn is_list_bounce_address(sender: &str) -> bool {
-    // The mailbox in angle brackets when there is a display name, else the whole field.
-    let mailbox = match (sender.rfind('<'), sender.rfind('>')) {
-        (Some(a), Some(b)) if a < b => &sender[a + 1..b],
-        _ => sender,
-    };
-    let Ok(address) = crate::address::Address::parse(mailbox) else { return false };
-    if address.domain().is_none() {
-        return false;
-    }
-    let local = address.local_part().to_ascii_lowercase();
-    local.starts_with("owner-")
-        || local.starts_with("bounce-")
-        || local.ends_with("-owner")
-        || local.ends_with("-bounces")
-        || local.contains("-bounces+")
 }
 
 /// How many unrelated domains the visible recipients may span before it counts as a pasted address list.

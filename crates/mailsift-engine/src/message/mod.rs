@@ -409,6 +409,24 @@ impl<'a> Message<'a> {
         self.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
     }
 
+    /// Whether the message came through a mailing list, by the marks list software writes: List-Id or
+    /// List-Post (RFC 2919, RFC 2369), the older Mailing-List, X-Mailing-List and X-BeenThere, `Precedence:
+    /// list`, or a Sender that is the list's bounce address (majordomo's `owner-x@`, Mailman's `x-bounces@`,
+    /// Lyris's `bounce-x@`). Not `Precedence: bulk` nor List-Unsubscribe alone: bulk senders of every kind,
+    /// spammers included, write those. A list relays mail it did not write, so the author's own route, the
+    /// links a digest carries, or the list's own wrapping say little about the post. Spammers can write these
+    /// fields too; whatever uses this only stands aside, nothing counts a list as evidence of good mail.
+    pub fn is_list_post(&self) -> bool {
+        const LIST_FIELDS: &[&str] = &["List-Id", "List-Post", "Mailing-List", "X-Mailing-List", "X-BeenThere"];
+        if LIST_FIELDS.iter().any(|h| self.has_header(h)) {
+            return true;
+        }
+        if self.header("Precedence").is_some_and(|p| p.trim().eq_ignore_ascii_case("list")) {
+            return true;
+        }
+        self.header("Sender").is_some_and(is_list_bounce_address)
+    }
+
     /// The raw header block (everything before the first empty line).
     pub fn raw_headers(&self) -> &[u8] {
         let r = self.parsed.raw_message.as_ref();
@@ -538,6 +556,25 @@ pub(crate) fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
 
+/// A Sender whose mailbox is a list server's bounce address.
+fn is_list_bounce_address(sender: &str) -> bool {
+    // The mailbox in angle brackets when there is a display name, else the whole field.
+    let mailbox = match (sender.rfind('<'), sender.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &sender[a + 1..b],
+        _ => sender,
+    };
+    let Ok(address) = crate::address::Address::parse(mailbox) else { return false };
+    if address.domain().is_none() {
+        return false;
+    }
+    let local = address.local_part().to_ascii_lowercase();
+    local.starts_with("owner-")
+        || local.starts_with("bounce-")
+        || local.ends_with("-owner")
+        || local.ends_with("-bounces")
+        || local.contains("-bounces+")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,3 +649,4 @@ mod tests {
         }
     }
 }
+
