@@ -492,7 +492,19 @@ const FOOTER_BARE_LINES: usize = 3;
 /// (`-- `, or a row of ten or more `_`, `-` or `=`) in the last [`FOOTER_WINDOW`] bytes after which the text
 /// names the list's machinery (listinfo, unsubscribe, mailing list), so that a sponsor's advertisement the
 /// list inserts above its own footer goes with it; else the last few lines when each names it.
+///
+/// A footer is the small end of a post. Anyone can write list headers and an "unsubscribe" under a `-- `,
+/// so a "footer" longer than what stays is kept: a spammer can hide at most half of his text from the
+/// classifiers this way (the heuristics read all of it).
 fn without_list_footer(body: &str) -> &str {
+    let kept = footer_start(body);
+    if body[kept..].trim().len() > body[..kept].trim().len() {
+        return body;
+    }
+    body[..kept].trim_end()
+}
+
+fn footer_start(body: &str) -> usize {
     let mut from = body.len().saturating_sub(FOOTER_WINDOW);
     while !body.is_char_boundary(from) {
         from += 1;
@@ -502,7 +514,7 @@ fn without_list_footer(body: &str) -> &str {
         let t = line.trim_end();
         let row = t.len() >= 10 && t.bytes().all(|b| matches!(b, b'_' | b'-' | b'=') && b == t.as_bytes()[0]);
         if (t == "--" || row) && names_list_machinery(&body[offset..]) {
-            return body[..offset].trim_end();
+            return offset;
         }
         offset += line.len();
     }
@@ -514,7 +526,7 @@ fn without_list_footer(body: &str) -> &str {
         }
         end = body[..start].trim_end().len();
     }
-    &body[..end]
+    end
 }
 
 fn names_list_machinery(text: &str) -> bool {
@@ -779,7 +791,8 @@ mod tests {
         let post = |list: &str, footer: &str| {
             feats(&format!(
                 "From: a@example.com\nSubject: Re: [{list}] FREE FREE FREE!\nList-Id: <{list}.lists.example>\n\
-                 X-BeenThere: {list}@lists.example\n\nfree web cams, click http://cams.example\n{footer}"
+                 X-BeenThere: {list}@lists.example\n\nfree web cams, click http://cams.example\n{}\n{footer}",
+                "Thats right free unlimited web cam feeds, chat, pictures, videos, all free, you pay nothing. ".repeat(3)
             ))
         };
         let ilug = post(
@@ -807,6 +820,20 @@ mod tests {
         );
         assert!(own.ids.contains(&word("maintainer")) || own.ids.contains(&word("mailing")));
         assert!(own.ids.contains(&subject_word("ilug")));
+    }
+
+    /// List headers are anyone's to write: a spam that puts its pitch under a `-- ` with an "unsubscribe"
+    /// keeps its words, because a footer longer than the post is not a footer.
+    #[test]
+    fn a_forged_footer_does_not_hide_the_pitch() {
+        let word = |w: &str| xxh3_64_with_seed(w.as_bytes(), Kind::Word as u64);
+        let spam = feats(
+            "From: a@example.com\nSubject: hi\nList-Id: <x.lists.example>\n\nhi\n-- \n\
+             Cheap pills, no prescription, order at http://pills.example today. To unsubscribe reply STOP.\n",
+        );
+        assert!(spam.ids.contains(&word("prescription")));
+        let url = xxh3_64_with_seed(b"pills.example", Kind::UrlDomain as u64);
+        assert!(spam.ids.contains(&url));
     }
 
     #[test]
