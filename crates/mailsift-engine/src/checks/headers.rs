@@ -2,8 +2,8 @@
 //!
 //! Detects missing or malformed Date, Message-ID and From; dates far from the time the message was received;
 //! a display name that shows an address other than the real sender; Reply-To leading to a free-mail account
-//! of another domain; Received chains that claim a free-mail provider the message never passed through; and
-//! "shouting" subjects; a visible recipient list spanning many unrelated domains, and encoded words inside
+//! of another domain; Received chains that claim a free-mail provider the message never passed through;
+//! "shouting" subjects; a visible recipient list spanning many unrelated domains; and encoded words inside
 //! addresses. Deliberately not here: anything that needs DNS (the sender-evidence stage) or the
 //! envelope's authentication.
 //! Ideas from RFC 5322 §3.6 (required fields) and SpamAssassin's header tests.
