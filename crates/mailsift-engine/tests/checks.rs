@@ -119,8 +119,11 @@ fn harvested_recipient_lists_and_encoded_addresses() {
     assert!(fires(&pasted, "RCPT_MANY_DOMAINS"));
     // Split between To and Cc, still one list.
     let split = with_header("To", &list(4, &|i| format!("isp{i}.example")))
-        + &format!("Cc: {}
-", list(4, &|i| format!("net{i}.example")));
+        + &format!(
+            "Cc: {}
+",
+            list(4, &|i| format!("net{i}.example"))
+        );
     assert!(fires(&split, "RCPT_MANY_DOMAINS"));
     let seven = with_header("To", &list(7, &|i| format!("isp{i}.example")));
     assert!(!fires(&seven, "RCPT_MANY_DOMAINS"));
