@@ -207,10 +207,7 @@ pub fn features(msg: &Message<'_>) -> Features {
     words.text(body, Kind::Word);
     // The footer's links (the list's own pages) go with it, unless the author's text links there too.
     let footer = &msg.body_text[body.len()..];
-    // By host: a bare `sf.net` in a sponsor's line is a link the parser completed.
-    let in_footer_only =
-        |u: &UrlInfo| !u.host.is_empty() && contains_ci(footer, &u.host) && !contains_ci(body, &u.host);
-    let urls: Vec<&UrlInfo> = msg.urls.iter().filter(|u| !in_footer_only(u)).collect();
+    let urls = urls_outside(&msg.urls, body, footer);
     header_features(msg, list, &urls, &mut c);
     let singles = c.ids.len();
     let mut ids = c.ids;
@@ -496,10 +493,25 @@ fn without_list_tag(subject: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Whether `text` contains `needle` (lower-case ASCII), ignoring ASCII case, without allocating.
-fn contains_ci(text: &str, needle: &str) -> bool {
-    let n = needle.as_bytes();
-    !n.is_empty() && text.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+/// The URLs that are not only the footer's: by host (a bare `sf.net` in a sponsor's line is a link the parser
+/// completed), each host looked up once. A footer longer than [`FOOTER_WINDOW`] keeps its links: a real one is
+/// short, and the bound keeps the lookups cheap (at most one search of the post per distinct host).
+fn urls_outside<'u>(urls: &'u [UrlInfo], body: &str, footer: &str) -> Vec<&'u UrlInfo> {
+    if footer.trim().is_empty() || footer.len() > FOOTER_WINDOW {
+        return urls.iter().collect();
+    }
+    let (footer, body) = (footer.to_ascii_lowercase(), body.to_ascii_lowercase());
+    let mut footer_only: rustc_hash::FxHashMap<&str, bool> = Default::default();
+    urls.iter()
+        .filter(|u| {
+            let host = u.host.as_str();
+            !*footer_only.entry(host).or_insert_with(|| {
+                !host.is_empty()
+                    && memchr::memmem::find(footer.as_bytes(), host.as_bytes()).is_some()
+                    && memchr::memmem::find(body.as_bytes(), host.as_bytes()).is_none()
+            })
+        })
+        .collect()
 }
 
 /// How far from the end of a list post its footer is looked for.
