@@ -170,6 +170,31 @@ proptest! {
         prop_assert!(v.score.is_finite());
     }
 
+    /// A list post's tag and footer are cut out of arbitrary text (separators, multi-byte characters near
+    /// the footer window's edge, links repeated in and out of the footer) without panicking.
+    #[test]
+    fn list_posts_with_arbitrary_text_never_panic(
+        subject in "(Re: ?)?(\\[[^\\]]{0,50}\\]?)? ?.{0,60}",
+        lines in proptest::collection::vec(
+            prop_oneof![
+                "-- ",
+                "_{10,20}",
+                ".{0,120}",
+                "(see )?https?://[a-z]{1,8}\\.example/[a-z]{0,8}",
+                "listinfo|unsubscribe|mailing list",
+                "é{0,700}",
+            ],
+            0..40,
+        ),
+    ) {
+        let raw = format!("From: a@example.com\nSubject: {subject}\nList-Id: <l.example>\n\n{}\n", lines.join("\n"));
+        let engine = shared_engine();
+        let features = mailsift_engine::classify::features(&engine.parse(raw.as_bytes()));
+        prop_assert!(features.singles <= features.ids.len());
+        let v = engine.scan(raw.as_bytes(), &Envelope::default(), &Evidence::default());
+        prop_assert!(v.score.is_finite());
+    }
+
     #[test]
     fn arbitrary_mime_never_panics(raw in mime_message()) {
         let engine = shared_engine();
