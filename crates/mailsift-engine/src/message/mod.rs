@@ -147,6 +147,9 @@ pub struct Message<'a> {
     pub problems: ParseProblems,
     pub has_gtube: bool,
     pub mime_parts: usize,
+    /// Whether it came through a mailing list: found once at parse time, read by the header and URL checks
+    /// and the tokenizer (see [`Message::is_list_post`]).
+    list_post: bool,
 }
 
 impl<'a> Message<'a> {
@@ -193,9 +196,11 @@ impl<'a> Message<'a> {
             problems: ParseProblems { truncated_for_scan: truncated, mime_limit: prefix.hit, ..Default::default() },
             has_gtube: false,
             mime_parts: 0,
+            list_post: false,
             parsed,
         };
         m.build_header_views();
+        m.list_post = m.find_list_marks();
         m.build_body_views();
         m
     }
@@ -417,6 +422,10 @@ impl<'a> Message<'a> {
     /// links a digest carries, or the list's own wrapping say little about the post. Spammers can write these
     /// fields too; whatever uses this only stands aside, nothing counts a list as evidence of good mail.
     pub fn is_list_post(&self) -> bool {
+        self.list_post
+    }
+
+    fn find_list_marks(&self) -> bool {
         const LIST_FIELDS: &[&str] = &["List-Id", "List-Post", "Mailing-List", "X-Mailing-List", "X-BeenThere"];
         if LIST_FIELDS.iter().any(|h| self.has_header(h)) {
             return true;
