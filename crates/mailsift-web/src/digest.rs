@@ -86,8 +86,19 @@ pub fn spawn_scheduler(web: AppState) {
             let last: i64 = last.flatten().and_then(|s| s.parse().ok()).unwrap_or(0);
             let now = mailsift_engine::unix_now();
             if now - last >= web.config.digest.interval_hours as i64 * 3600 {
-                match send_digests(&web).await {
-                    Ok(run) if run.items > 0 => {
+                // A run can take longer than the lease (many recipients, a slow next hop, a busy machine): the
+                // lease is renewed beside it, or another node would find the period still due and send the same
+                // digests again. A run whose lease was lost anyway (renewals missed for a whole lease) stops,
+                // and the new holder sends.
+                let run = tokio::select! {
+                    run = send_digests(&web) => Some(run),
+                    () = keep_lease(&web, &holder, lease_ms, check_every) => None,
+                };
+                match run {
+                    None => {
+                        tracing::warn!("quarantine digests stopped: the lease passed to another node, which sends them")
+                    }
+                    Some(Ok(run)) if run.items > 0 => {
                         tracing::info!(
                             sent = run.sent.len(),
                             failed = run.failed.len(),
@@ -95,8 +106,8 @@ pub fn spawn_scheduler(web: AppState) {
                             "quarantine digests"
                         )
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e.message, "quarantine digests failed"),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::error!(error = %e.message, "quarantine digests failed"),
                 }
             }
             tokio::select! {
@@ -110,6 +121,23 @@ pub fn spawn_scheduler(web: AppState) {
             }
         }
     });
+}
+
+/// Renews the digest's lease every `every` while a run goes on; returns only when the lease is lost.
+async fn keep_lease(web: &AppState, holder: &str, lease_ms: i64, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let (db, me) = (web.db.clone(), holder.to_string());
+        let now_ms = mailsift_store::gateway::now_ms();
+        let held = tokio::task::spawn_blocking(move || db.lease_acquire(DIGEST_LEASE, &me, now_ms, now_ms + lease_ms))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        // A failed renewal (the store unreachable) is tried again; only another holder ends the run.
+        if held == Some(false) {
+            return;
+        }
+    }
 }
 
 /// The lease whose holder runs the digest's schedule (see `mailsift_store`'s leases).

@@ -800,7 +800,9 @@ mod tests {
             ))
         };
         let old = html("<font color=red><b>Cheap</b> pills</font> <a href=\"http://shop.example/x\">here</a>");
-        let new = html("<span style=\"color:red\"><strong>Cheap</strong> pills</span> <a href=\"http://shop.example/x\">here</a>");
+        let new = html(
+            "<span style=\"color:red\"><strong>Cheap</strong> pills</span> <a href=\"http://shop.example/x\">here</a>",
+        );
         assert_eq!(old, new);
         // The words a reader sees are still there.
         assert!(old.ids.contains(&xxh3_64_with_seed(b"pills", Kind::Word as u64)));
