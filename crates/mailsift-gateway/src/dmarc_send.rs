@@ -367,18 +367,24 @@ pub fn start(gateway: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
             if !gateway.state().config.dmarc_reports.send {
                 continue;
             }
-            let (db, me) = (gateway.db.clone(), holder.clone());
-            let now_ms = mailsift_store::gateway::now_ms();
-            let lease_ms = 3 * CHECK_EVERY.as_millis() as i64;
-            let held = tokio::task::spawn_blocking(move || db.lease_acquire(LEASE, &me, now_ms, now_ms + lease_ms))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(false);
-            if !held {
+            let lease = 3 * CHECK_EVERY;
+            if !crate::lease::renew(&gateway.db, LEASE, &holder, lease).await.unwrap_or(false) {
                 continue;
             }
-            match send_due(&gateway, mailsift_engine::unix_now()).await {
+            // Renewed beside the run, as the digest's: a run longer than the lease is not repeated elsewhere.
+            let run = crate::lease::while_held(
+                &gateway.db,
+                LEASE,
+                &holder,
+                lease,
+                send_due(&gateway, mailsift_engine::unix_now()),
+            )
+            .await;
+            let Some(run) = run else {
+                tracing::warn!("DMARC aggregate reports stopped: the lease passed to another node, which sends them");
+                continue;
+            };
+            match run {
                 Ok(run) if run.mails > 0 || run.reports > 0 => {
                     tracing::info!(
                         mails = run.mails,

@@ -41,6 +41,7 @@ pub mod guard;
 pub mod headers;
 pub mod held;
 pub mod judge;
+pub mod lease;
 pub mod limits;
 pub mod log;
 pub mod mta_sts;

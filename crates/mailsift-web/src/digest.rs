@@ -26,6 +26,7 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 use mailsift_engine::address::Address;
+use mailsift_gateway::lease;
 use mailsift_gateway::spool::Attempt;
 use mailsift_store::{NewSpoolItem, QuarantineItem, QuarantineQuery};
 use serde::Serialize;
@@ -61,20 +62,12 @@ pub fn spawn_scheduler(web: AppState) {
     let holder = format!("{}:{}", std::process::id(), crate::tokens::random_id());
     // Renewed every third of the lease: a holder that misses one check keeps it, and a dead one's schedule is
     // taken over within one lease.
-    let lease_ms = web.config.digest.lease_secs as i64 * 1000;
-    let check_every = Duration::from_millis(lease_ms as u64 / 3);
+    let lease = Duration::from_secs(web.config.digest.lease_secs);
+    let check_every = lease / 3;
     tokio::spawn(async move {
         let mut shutdown = web.gateway.shutdown_signal();
         loop {
-            let db = web.db.clone();
-            let me = holder.clone();
-            let now_ms = mailsift_store::gateway::now_ms();
-            let held =
-                tokio::task::spawn_blocking(move || db.lease_acquire(DIGEST_LEASE, &me, now_ms, now_ms + lease_ms))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(false);
+            let held = lease::renew(&web.db, DIGEST_LEASE, &holder, lease).await.unwrap_or(false);
             if !held {
                 tokio::select! {
                     _ = tokio::time::sleep(check_every) => continue,
@@ -87,13 +80,9 @@ pub fn spawn_scheduler(web: AppState) {
             let now = mailsift_engine::unix_now();
             if now - last >= web.config.digest.interval_hours as i64 * 3600 {
                 // A run can take longer than the lease (many recipients, a slow next hop, a busy machine): the
-                // lease is renewed beside it, or another node would find the period still due and send the same
-                // digests again. A run whose lease was lost anyway (renewals missed for a whole lease) stops,
-                // and the new holder sends.
-                let run = tokio::select! {
-                    run = send_digests(&web) => Some(run),
-                    () = keep_lease(&web, &holder, lease_ms, check_every) => None,
-                };
+                // lease is renewed beside it, or another node would find the period still due (its mark is
+                // written with the spooled digests, at the end) and send the same digests again.
+                let run = lease::while_held(&web.db, DIGEST_LEASE, &holder, lease, send_digests(&web)).await;
                 match run {
                     None => {
                         tracing::warn!("quarantine digests stopped: the lease passed to another node, which sends them")
@@ -121,23 +110,6 @@ pub fn spawn_scheduler(web: AppState) {
             }
         }
     });
-}
-
-/// Renews the digest's lease every `every` while a run goes on; returns only when the lease is lost.
-async fn keep_lease(web: &AppState, holder: &str, lease_ms: i64, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let (db, me) = (web.db.clone(), holder.to_string());
-        let now_ms = mailsift_store::gateway::now_ms();
-        let held = tokio::task::spawn_blocking(move || db.lease_acquire(DIGEST_LEASE, &me, now_ms, now_ms + lease_ms))
-            .await
-            .ok()
-            .and_then(Result::ok);
-        // A failed renewal (the store unreachable) is tried again; only another holder ends the run.
-        if held == Some(false) {
-            return;
-        }
-    }
 }
 
 /// The lease whose holder runs the digest's schedule (see `mailsift_store`'s leases).
