@@ -41,7 +41,12 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Ask the sender to include text; allow the sender if legitimate."),
     SymbolSpec::of(sym::HTML_PASSWORD_FORM, Html, 3.0, "The message contains a form that asks for a password.",
         "Legitimate services never ask for passwords inside a message."),
-    SymbolSpec::of(sym::HTML_SCRIPT, Html, 0.5, "The HTML contains scripts or event handlers, which mail clients never run.",
+    // The HTML group is weighed by how a sign separates HTML ham from HTML spam, not plain-text ham from HTML
+    // spam: the SpamAssassin corpus's ham is mostly plain text and its spam mostly HTML, so any sign of HTML
+    // looks like spam there, and today's newsletters are all HTML. On TRAIN's mail with HTML (157 ham, 806
+    // spam): scripts 36% of ham, 7% of spam (the wrong way: weight 0, kept to explain); tiny text 15% against
+    // 21% (ratio 1.3: 0.2). Shouting fonts (6% against 28%) and image-only mail (none of the ham) keep theirs.
+    SymbolSpec::of(sym::HTML_SCRIPT, Html, 0.0, "The HTML contains scripts or event handlers, which mail clients never run.",
         "Ask the sender to remove scripts from their template."),
     // Weight 0, kept to explain: most mail clients do not load frames, and the newsletters that carry them (an
     // advertising frame in every CNET and ZDNet issue) outnumber spam: 42 ham against 3 spam on the
@@ -52,7 +57,7 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "No legitimate message needs this."),
     SymbolSpec::of(sym::HTML_SHOUTING_FONTS, Html, 1.6, "The HTML uses several very large fonts.",
         "Harmless alone; typical of aggressive marketing."),
-    SymbolSpec::of(sym::HTML_TINY_TEXT, Html, 1.1, "A good part of the visible text is in a tiny font.",
+    SymbolSpec::of(sym::HTML_TINY_TEXT, Html, 0.2, "A good part of the visible text is in a tiny font.",
         "Small print is common in footers; this only adds to other evidence."),
 ];
 
