@@ -168,6 +168,27 @@ fn url_checks_fire_on_their_trick() {
     assert!(!ok.contains(&"PHISHING_LINK_MISMATCH".to_string()), "{ok:?}");
 }
 
+/// The phisher who sends from his own look-alike domain links to that domain too: a link into the From:
+/// domain is no excuse for showing another one (it used to silence the rule). It scores half the weight;
+/// from an unrelated sender the same link scores in full, and a second, foreign mismatch restores the full
+/// weight.
+#[test]
+fn a_mismatched_link_into_the_senders_own_domain_still_counts() {
+    let link = "<p>Please confirm your details at <a href=\"https://paypa1-secure.example/login\">www.paypal.com</a> \
+        within 24 hours.</p>";
+    let score = |from: &str, body: &str| {
+        let headers = HEADERS.replace("Alice Example <alice@example.org>", from);
+        let v = scan(&html(&headers, body));
+        v.symbols.iter().find(|s| s.name == "PHISHING_LINK_MISMATCH").map(|h| h.score)
+    };
+    let own = score("PayPal <service@paypa1-secure.example>", link);
+    let foreign = score("PayPal <service@mailer.example.net>", link);
+    assert!(own.is_some_and(|s| s >= 1.5), "{own:?}");
+    assert!(foreign.is_some_and(|s| s >= 3.0), "{foreign:?}");
+    let both = format!("{link}<p><a href=\"http://evil.example/x\">www.paypal.com</a></p>");
+    assert_eq!(score("PayPal <service@paypa1-secure.example>", &both), foreign);
+}
+
 #[test]
 fn html_checks_fire_on_their_trick() {
     let filler = "<p>Dear Bob, here is the quarterly report you asked about last week, with the figures.</p>";
