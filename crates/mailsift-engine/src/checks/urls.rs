@@ -190,20 +190,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     // It is a weaker sign, though: newsletters that show a partner's site and count the click on their own
     // host have that shape too (with no excuse at all, the rule fired on 15 more of the SpamAssassin corpus's
     // TRAIN ham, all hard-ham newsletters, and 3 more spam). So it scores half the weight; a mismatch into
-    // any other domain scores in full.
-    let mut share = 0.0f64;
-    let mut details = Vec::new();
+    // any other domain scores in full (a symbol hit again keeps its strongest share).
     for v in &m.html {
         for l in &v.links {
             if let Some((detail, into_sender)) = phishing_mismatch(&l.text, &l.href, &sender_domain) {
-                share = share.max(if into_sender { OWN_DOMAIN_SHARE } else { 1.0 });
-                details.push(detail);
+                let share = if into_sender { OWN_DOMAIN_SHARE } else { 1.0 };
+                hits.hit_scaled(sym::PHISHING_LINK_MISMATCH, share, detail);
             }
         }
-    }
-    if share > 0.0 {
-        details.truncate(3);
-        hits.hit_scaled(sym::PHISHING_LINK_MISMATCH, share, details.join(", "));
     }
 }
 
@@ -249,8 +243,8 @@ fn phishing_mismatch(text: &str, href: &str, sender_domain: &str) -> Option<(Str
         return None;
     }
     let into_sender = !sender_domain.is_empty() && target.domain == sender_domain;
-    let detail = format!("shows {} goes to {}", shown.host, target.host);
-    Some(if into_sender { (format!("{detail} (the From: domain)"), true) } else { (detail, false) })
+    let from = if into_sender { " (the From: domain)" } else { "" };
+    Some((format!("shows {} goes to {}{from}", shown.host, target.host), into_sender))
 }
 
 #[cfg(test)]
