@@ -20,6 +20,7 @@ pub mod sym {
     crate::symbols::syms![
         FROM_DUPLICATE_HEADER,
         FROM_NAME_IMPERSONATES_BRAND,
+        FROM_NAME_DRUG,
         MISSING_DATE,
         INVALID_DATE,
         DATE_IN_FUTURE,
@@ -59,6 +60,14 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         2.0,
         "The From display name names a well-known brand, but the address is in an unrelated domain.",
         "If the brand really sends from this domain (a mailing partner), allow the sender address.",
+    ),
+    SymbolSpec::of(
+        sym::FROM_NAME_DRUG,
+        Headers,
+        3.0,
+        "The From display name sells a prescription drug (Viagra, Xanax ...): a pharmacy spammer's signature.",
+        "A drug's maker sending from its own domain is not counted; if a legitimate sender names a drug in its \
+         From name, allow the sender address.",
     ),
     SymbolSpec::of(
         sym::MISSING_DATE,
@@ -257,6 +266,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     if let Some(f) = &m.from {
         if let Some(brand) = f.name.as_deref().and_then(|n| impersonated_brand(n, &f.domain)) {
             hits.hit(sym::FROM_NAME_IMPERSONATES_BRAND, format!("\"{brand}\" from {}", f.domain));
+        }
+        if let Some(drug) = f.name.as_deref().and_then(|n| drug_in_name(n, &f.domain)) {
+            hits.hit(sym::FROM_NAME_DRUG, format!("\"{drug}\" from {}", f.domain));
         }
     }
     match &m.from {
@@ -511,6 +523,43 @@ fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
     })
 }
 
+/// Prescription-drug brands that pharmacy spam puts in its sender's name and no person or legitimate
+/// shop does (a pharmacy names itself, not a drug). The long names are found inside joined words as well
+/// ("BrandViagra", "RealViagraFromPfizer"); the short ones only as whole words ("cialis" is inside
+/// "specialist", "valium" could be inside a name).
+const DRUGS_ANYWHERE: &[&str] =
+    &["viagra", "levitra", "kamagra", "xanax", "vicodin", "phentermine", "tramadol", "propecia", "oxycontin"];
+const DRUGS_WORD: &[&str] = &["cialis", "valium", "ambien", "adderall"];
+/// Makers whose own domain may name their drug.
+const DRUG_MAKERS: &[&str] = &["pfizer", "lilly", "bayer", "gsk", "merck", "pfizerpro", "pfizermail"];
+
+/// The prescription drug a From display name sells, if any: letters folded from the usual disguises
+/// (`V1AGRA`, `Vi@gra`, `X.a.n.a.x` keeps its letters), compared as words and, for the long names, inside
+/// words. Mail from the drug's own domain or its maker's is not counted. Bounded: display names are at most
+/// a header line, and only the first 80 characters are read.
+fn drug_in_name(name: &str, domain: &str) -> Option<&'static str> {
+    let folded: String = name
+        .chars()
+        .take(80)
+        .map(|c| match c {
+            '1' | '!' | '|' => 'i',
+            '0' => 'o',
+            '@' => 'a',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    let site = crate::message::urls::registrable_domain(domain);
+    let label = site.split('.').next().unwrap_or("");
+    let own = |drug: &str| label.contains(drug) || DRUG_MAKERS.contains(&label);
+    // Letters only, so "V.I.A.G.R.A" and "VIAGRA®" read as the word.
+    let squeezed: String = folded.chars().filter(|c| c.is_ascii_alphabetic()).collect();
+    if let Some(d) = DRUGS_ANYWHERE.iter().find(|d| squeezed.contains(*d)) {
+        return (!own(d)).then_some(*d);
+    }
+    let d = folded.split(|c: char| !c.is_ascii_alphanumeric()).find_map(|w| DRUGS_WORD.iter().find(|d| w == **d))?;
+    (!own(d)).then_some(*d)
+}
+
 /// An e-mail address written inside a display name, if any.
 fn address_in(name: &str) -> Option<&str> {
     let at = name.find('@')?;
@@ -534,6 +583,38 @@ fn address_in(name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drug_display_names() {
+        // Real pharmacy-spam sender names (2009-2010) and their disguises.
+        for name in [
+            "BrandViagra USA",
+            "RealViagraFromPfizer",
+            "Authorized VIAGRA \u{ae} Distributor",
+            "Genuine Pfizer VIAGRA",
+            "V1AGRA Official",
+            "Cialis Online",
+            "x.a.n.a.x delivery",
+        ] {
+            assert!(drug_in_name(name, "speakeasy.net").is_some(), "{name}");
+        }
+        // People, shops and departments that are not selling a drug by name.
+        for name in [
+            "Lockergnome Tech Specialist",
+            "CVS/pharmacy",
+            "School of Pharmacy",
+            "Pfizer Investor Relations",
+            "Somerset County News",
+            "Niagara Falls Tourism",
+            "Valerie Liumbruno",
+            "Soma Ghosh",
+        ] {
+            assert_eq!(drug_in_name(name, "example.com"), None, "{name}");
+        }
+        // The maker or the drug's own site may name it.
+        assert_eq!(drug_in_name("VIAGRA Patient Support", "pfizer.com"), None);
+        assert_eq!(drug_in_name("Viagra", "news.viagra.com"), None);
+    }
 
     #[test]
     fn brand_display_names() {
