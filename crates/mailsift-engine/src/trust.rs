@@ -190,10 +190,22 @@ fn verified_names(envelope: &Envelope, evidence: &Evidence) -> Vec<String> {
     names
 }
 
-/// The client name a Received line records in its `from` clause as `(name [ip])` (Postfix, Sendmail and
-/// most MTAs write the verified reverse DNS name there; Postfix writes "unknown" when it did not verify,
-/// Sendmail adds "may be forged"). None when there is no such name.
-fn recorded_name(raw: &str) -> Option<String> {
+/// What a Received line records about its client's reverse DNS in its `from` clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedName {
+    /// `(name [ip])`: the name the receiving server verified (Postfix, Sendmail and most MTAs write the
+    /// forward-confirmed reverse DNS name there).
+    Name(String),
+    /// `(unknown [ip])`: Postfix's (and Sendmail's) word for a client whose reverse DNS did not verify.
+    Unknown,
+    /// Sendmail's "may be forged": a PTR name that does not resolve back.
+    Forged,
+}
+
+/// The client name a Received line records in its `from` clause, when it writes one in the `(name [ip])`
+/// form; None when the line has no such clause (Exchange's `(ip)`, Exim's `([ip] helo=...)`, qmail's forms:
+/// no statement about reverse DNS).
+pub fn recorded_client(raw: &str) -> Option<RecordedName> {
     // Only the `from` clause: the text up to " by ", bounded so a huge line costs little.
     let head = &raw[..floor_char_boundary(raw, 1024)];
     let lower = head.to_ascii_lowercase();
@@ -204,10 +216,26 @@ fn recorded_name(raw: &str) -> Option<String> {
     let close = clause[open..].find(')').map(|c| open + c)?;
     let comment = &clause[open + 1..close];
     if comment.contains("forged") {
+        return Some(RecordedName::Forged);
+    }
+    // The address must be in the same parentheses: `(name [ip])`.
+    let (name, rest) = comment.split_once('[')?;
+    if !rest.contains(']') {
         return None;
     }
-    let name = comment.split('[').next()?.trim().trim_end_matches('.');
-    (is_host_name(name) && name != "unknown").then(|| name.to_string())
+    let name = name.trim().trim_end_matches('.');
+    if name == "unknown" {
+        return Some(RecordedName::Unknown);
+    }
+    is_host_name(name).then(|| RecordedName::Name(name.to_string()))
+}
+
+/// The verified client name a Received line records (see [`recorded_client`]).
+fn recorded_name(raw: &str) -> Option<String> {
+    match recorded_client(raw)? {
+        RecordedName::Name(n) => Some(n),
+        RecordedName::Unknown | RecordedName::Forged => None,
+    }
 }
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
@@ -308,6 +336,31 @@ mod tests {
         assert_eq!(f.trusted_hops.len(), 1, "{f:?}");
         assert!(f.trusted_hops[0].text.contains("outbound.mcsv.test"));
         assert_eq!(f.sender_ip(), Some("192.0.2.77".parse().unwrap()));
+    }
+
+    #[test]
+    fn what_a_received_line_records_about_reverse_dns() {
+        let rec = |l: &str| recorded_client(l);
+        // Postfix, verified and not.
+        assert_eq!(
+            rec("from mail.example.org (mail.example.org [192.0.2.10]) by mx.example.net (Postfix)"),
+            Some(RecordedName::Name("mail.example.org".into()))
+        );
+        assert_eq!(
+            rec("from spammer (unknown [203.0.113.9]) by mx.example.net (Postfix)"),
+            Some(RecordedName::Unknown)
+        );
+        // Sendmail's doubt.
+        assert_eq!(
+            rec("from x (adsl.example [198.51.100.4] (may be forged)) by mx.example.net"),
+            Some(RecordedName::Forged)
+        );
+        // Forms that say nothing about reverse DNS: Exchange, Exim without a name, qmail, a bare IP.
+        assert_eq!(rec("from mail.sender.example (198.51.100.4) by mx.example.net with Microsoft SMTP Server"), None);
+        assert_eq!(rec("from [198.51.100.4] (helo=x) by mx.example.net with esmtp (Exim 4.96)"), None);
+        assert_eq!(rec("from unknown (HELO x) (198.51.100.4) by mx.example.net with SMTP"), None);
+        // The name must sit with the address in the same parentheses, and a clause after " by " is not read.
+        assert_eq!(rec("from x (comment) by mx.example.net (mail.example.org [192.0.2.10])"), None);
     }
 
     #[test]

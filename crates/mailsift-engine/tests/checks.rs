@@ -538,3 +538,49 @@ fn verdict_headers_replace_forged_ones() {
     assert!(out.contains("X-Mailsift-Symbols: GTUBE(1000.00)"));
     assert!(out.contains("X-Mailsift-Scanned: heuristics"));
 }
+
+/// Without reverse-DNS evidence of our own (DNS off; spamd, `scan --from-trace` and `eval` judge stored mail),
+/// what the receiving server recorded about the client stands in, against the sender only: Postfix's
+/// "unknown" and a residential name count, a good name earns nothing, and our own lookup, when there is
+/// one, decides.
+#[test]
+fn the_receiving_servers_record_of_reverse_dns_counts_against_the_sender_only() {
+    use mailsift_engine::evidence::{Outcome, PtrFacts, SenderFacts};
+    let judge = |received: &str, evidence: &Evidence| {
+        let raw = plain(&with_header("Received", received), BODY);
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let msg = engine.parse(raw.as_bytes());
+        let mut envelope = Envelope::default();
+        envelope.fill_from_trace(&msg);
+        engine.judge(&msg, &envelope, evidence).symbols.into_iter().map(|s| s.name).collect::<Vec<_>>()
+    };
+    let none = Evidence::default();
+    let unknown = judge(
+        "from mail.example.org (unknown [203.0.113.9]) by mx.example.net (Postfix); Mon, 6 Jan 2025 10:00:02 +0000",
+        &none,
+    );
+    assert!(unknown.contains(&"RDNS_NONE".to_string()), "{unknown:?}");
+    let dynamic = judge(
+        "from pc (adsl-203-0-113-9.dsl.isp.example [203.0.113.9]) by mx.example.net; Mon, 6 Jan 2025 10:00:02 +0000",
+        &none,
+    );
+    assert!(dynamic.contains(&"RDNS_DYNAMIC".to_string()), "{dynamic:?}");
+    let good = judge(
+        "from mail.example.org (mail.example.org [203.0.113.9]) by mx.example.net; Mon, 6 Jan 2025 10:00:02 +0000",
+        &none,
+    );
+    assert!(!good.iter().any(|s| s.starts_with("RDNS_")), "{good:?}");
+    // Sendmail's "may be forged" is too common on legitimate servers to count.
+    let doubted = judge("from mail.example.org (mail.example.org [203.0.113.9] (may be forged)) by mx.example.net; Mon, 6 Jan 2025 10:00:02 +0000", &none);
+    assert!(!doubted.iter().any(|s| s.starts_with("RDNS_")), "{doubted:?}");
+    // Our own lookup decides when we made one: a confirmed name outweighs the recorded "unknown".
+    let looked_up = Evidence::from_sender(SenderFacts {
+        ptr: Some(PtrFacts { result: Outcome::Pass, names: vec!["mail.example.org".into()] }),
+        ..SenderFacts::default()
+    });
+    let ours = judge(
+        "from mail.example.org (unknown [203.0.113.9]) by mx.example.net (Postfix); Mon, 6 Jan 2025 10:00:02 +0000",
+        &looked_up,
+    );
+    assert!(!ours.iter().any(|s| s.starts_with("RDNS_")), "{ours:?}");
+}

@@ -288,7 +288,11 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                     let msg = engine.parse(raw);
                     let scores = engine.classify(&msg);
                     let evidence = Evidence { classifier: scores, ..Evidence::default() };
-                    let v = engine.judge(&msg, &Envelope::default(), &evidence);
+                    // Judged as stored mail is (`scan --from-trace`): the connection the receiving server
+                    // recorded stands in for the SMTP session, so the connection checks run as at the gateway.
+                    let mut envelope = Envelope::default();
+                    envelope.fill_from_trace(&msg);
+                    let v = engine.judge(&msg, &envelope, &evidence);
                     let o = Outcome {
                         // The verdict's score (group caps applied) without the classifiers' part.
                         heuristics: v.score

@@ -13,6 +13,7 @@ use super::Ctx;
 use crate::evidence::Outcome;
 use crate::message::urls::registrable_domain;
 use crate::symbols::{FixKind, Group::Connection, Hits, SymbolSpec};
+use crate::trust::RecordedName;
 
 /// This module's symbols, typed (see [`crate::symbols::Sym`]).
 pub mod sym {
@@ -67,6 +68,8 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         if let Some(n) = p.names.iter().find(|n| looks_dynamic(n, ip)) {
             hits.hit(sym::RDNS_DYNAMIC, n.clone());
         }
+    } else {
+        recorded_rdns(ctx, ip, hits);
     }
     let Some(helo) = env.helo.as_deref().map(str::trim).filter(|h| !h.is_empty()) else { return };
     let lower = helo.trim_end_matches('.').to_ascii_lowercase();
@@ -105,6 +108,29 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         if !p.names.is_empty() && !p.names.iter().any(|n| registrable_domain(n) == helo_domain) {
             hits.hit(sym::HELO_NOT_PTR_DOMAIN, format!("{helo} vs {}", p.names[0]));
         }
+    }
+}
+
+/// Without reverse-DNS evidence of our own (DNS off, or mail judged after the fact: spamd, `scan
+/// --from-trace`, a milter without lookups), what the server that received the message from `ip` recorded
+/// about it: the newest Received line naming that client, `(unknown [ip])` or a dynamic-looking
+/// `(name [ip])`. The line is believed only against the sender: whoever wrote it, a forger gains nothing by
+/// writing "unknown" or a residential name for his own address, and a name recorded there never counts in
+/// the sender's favour (it does not reach the verified names that allow rules read; see `trust.rs`).
+/// Sendmail's "may be forged" is not counted: it marks many legitimate servers whose PTR and A records
+/// merely disagree (on the SpamAssassin corpus 68 ham against 95 spam).
+fn recorded_rdns(ctx: &Ctx<'_, '_>, ip: IpAddr, hits: &mut Hits<'_>) {
+    let Some(hop) = ctx.message.hops.iter().take(crate::trust::MAX_TRUSTED_HOPS).find(|h| h.from_ip == Some(ip)) else {
+        return;
+    };
+    match crate::trust::recorded_client(&hop.raw) {
+        Some(RecordedName::Unknown) => {
+            hits.hit(sym::RDNS_NONE, format!("{ip} (recorded as unknown by the receiving server)"))
+        }
+        Some(RecordedName::Name(n)) if looks_dynamic(&n, ip) => {
+            hits.hit(sym::RDNS_DYNAMIC, format!("{n} (as the receiving server recorded it)"))
+        }
+        _ => {}
     }
 }
 
