@@ -124,9 +124,12 @@ fn recorded_rdns(ctx: &Ctx<'_, '_>, ip: IpAddr, hits: &mut Hits<'_>) {
         return;
     };
     match crate::trust::recorded_client(&hop.raw) {
-        Some(RecordedName::Unknown) => {
-            hits.hit(sym::RDNS_NONE, format!("{ip} (recorded as unknown by the receiving server)"))
-        }
+        Some(RecordedName::Unknown) => hits.hit(
+            sym::RDNS_NONE,
+            format!(
+                "{ip} (recorded as unknown by the receiving server: no PTR name, or one that does not resolve back)"
+            ),
+        ),
         Some(RecordedName::Name(n)) if looks_dynamic(&n, ip) => {
             hits.hit(sym::RDNS_DYNAMIC, format!("{n} (as the receiving server recorded it)"))
         }

@@ -542,12 +542,15 @@ fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
 const DRUGS_ANYWHERE: &[&str] =
     &["viagra", "levitra", "kamagra", "xanax", "vicodin", "phentermine", "tramadol", "propecia", "oxycontin"];
 const DRUGS_WORD: &[&str] = &["cialis", "valium", "ambien", "adderall"];
-/// Makers whose own domain may name their drug.
-const DRUG_MAKERS: &[&str] = &["pfizer", "lilly", "bayer", "gsk", "merck", "pfizerpro", "pfizermail"];
+/// The registrable domains of the makers and their brand sites, which may name their own drugs. Whole
+/// domains, not labels: anyone can register `cheapviagra.example` or `pfizer.<any top-level domain>`.
+const DRUG_MAKERS: &[&str] =
+    &["pfizer.com", "pfizerpro.com", "lilly.com", "bayer.com", "gsk.com", "merck.com", "viagra.com", "cialis.com"];
 
 /// The prescription drug a From display name sells, if any: letters folded from the usual disguises
 /// (`V1AGRA`, `Vi@gra`, `X.a.n.a.x` keeps its letters), compared as words and, for the long names, inside
-/// words. Mail from the drug's own domain or its maker's is not counted. Bounded: display names are at most
+/// words. Mail from the drug's own domain or its maker's is not counted (a forged From: in those domains meets
+/// their DMARC policies instead). Bounded: display names are at most
 /// a header line, and only the first 80 characters are read.
 fn drug_in_name(name: &str, domain: &str) -> Option<&'static str> {
     let folded: String = name
@@ -560,16 +563,15 @@ fn drug_in_name(name: &str, domain: &str) -> Option<&'static str> {
             c => c.to_ascii_lowercase(),
         })
         .collect();
-    let site = crate::message::urls::registrable_domain(domain);
-    let label = site.split('.').next().unwrap_or("");
-    let own = |drug: &str| label.contains(drug) || DRUG_MAKERS.contains(&label);
+    if DRUG_MAKERS.contains(&crate::message::urls::registrable_domain(domain).to_ascii_lowercase().as_str()) {
+        return None;
+    }
     // Letters only, so "V.I.A.G.R.A" and "VIAGRA®" read as the word.
     let squeezed: String = folded.chars().filter(|c| c.is_ascii_alphabetic()).collect();
     if let Some(d) = DRUGS_ANYWHERE.iter().find(|d| squeezed.contains(*d)) {
-        return (!own(d)).then_some(*d);
+        return Some(*d);
     }
-    let d = folded.split(|c: char| !c.is_ascii_alphanumeric()).find_map(|w| DRUGS_WORD.iter().find(|d| w == **d))?;
-    (!own(d)).then_some(*d)
+    folded.split(|c: char| !c.is_ascii_alphanumeric()).find_map(|w| DRUGS_WORD.iter().find(|d| w == **d)).copied()
 }
 
 /// An e-mail address written inside a display name, if any.
@@ -652,9 +654,13 @@ mod tests {
         ] {
             assert_eq!(drug_in_name(name, "example.com"), None, "{name}");
         }
-        // The maker or the drug's own site may name it.
+        // The maker or the drug's own site may name it; a domain that merely contains a drug's or a maker's
+        // name is anybody's to register.
         assert_eq!(drug_in_name("VIAGRA Patient Support", "pfizer.com"), None);
         assert_eq!(drug_in_name("Viagra", "news.viagra.com"), None);
+        for domain in ["cheapviagra.example", "viagra.tk", "pfizer.tk", "pfizer-store.example"] {
+            assert!(drug_in_name("Viagra Shop", domain).is_some(), "{domain}");
+        }
     }
 
     #[test]
