@@ -547,31 +547,25 @@ const DRUGS_WORD: &[&str] = &["cialis", "valium", "ambien", "adderall"];
 const DRUG_MAKERS: &[&str] =
     &["pfizer.com", "pfizerpro.com", "lilly.com", "bayer.com", "gsk.com", "merck.com", "viagra.com", "cialis.com"];
 
-/// The prescription drug a From display name sells, if any: letters folded from the usual disguises
-/// (`V1AGRA`, `Vi@gra`, `X.a.n.a.x` keeps its letters), compared as words and, for the long names, inside
-/// words. Mail from the drug's own domain or its maker's is not counted (a forged From: in those domains meets
-/// their DMARC policies instead). Bounded: display names are at most
-/// a header line, and only the first 80 characters are read.
+/// The prescription drug a From display name sells, if any: letters folded from the usual disguises (the
+/// obfuscation check's look-alike letters and leet digits: `V1AGRA`, `Viаgra` with a Cyrillic a; `X.a.n.a.x`
+/// keeps its letters), compared as words and, for the long names, inside words. Mail from the drug's own
+/// domain or its maker's is not counted (a forged From: in those domains meets their DMARC policies instead).
+/// Bounded: only the first 80 characters of the name are read.
 fn drug_in_name(name: &str, domain: &str) -> Option<&'static str> {
     let folded: String = name
         .chars()
         .take(80)
-        .map(|c| match c {
-            '1' | '!' | '|' => 'i',
-            '0' => 'o',
-            '@' => 'a',
-            c => c.to_ascii_lowercase(),
-        })
+        .map(|c| super::obfuscation::confusable(c).or_else(|| super::obfuscation::leet(c)).unwrap_or(c))
+        .flat_map(char::to_lowercase)
         .collect();
-    if DRUG_MAKERS.contains(&crate::message::urls::registrable_domain(domain).to_ascii_lowercase().as_str()) {
-        return None;
-    }
     // Letters only, so "V.I.A.G.R.A" and "VIAGRA®" read as the word.
     let squeezed: String = folded.chars().filter(|c| c.is_ascii_alphabetic()).collect();
-    if let Some(d) = DRUGS_ANYWHERE.iter().find(|d| squeezed.contains(*d)) {
-        return Some(*d);
-    }
-    folded.split(|c: char| !c.is_ascii_alphanumeric()).find_map(|w| DRUGS_WORD.iter().find(|d| w == **d)).copied()
+    let drug = DRUGS_ANYWHERE.iter().find(|d| squeezed.contains(*d)).or_else(|| {
+        folded.split(|c: char| !c.is_ascii_alphanumeric()).find_map(|w| DRUGS_WORD.iter().find(|d| w == **d))
+    })?;
+    let site = crate::message::urls::registrable_domain(domain).to_ascii_lowercase();
+    (!DRUG_MAKERS.contains(&site.as_str())).then_some(*drug)
 }
 
 /// An e-mail address written inside a display name, if any.
@@ -636,6 +630,7 @@ mod tests {
             "Authorized VIAGRA \u{ae} Distributor",
             "Genuine Pfizer VIAGRA",
             "V1AGRA Official",
+            "Vi\u{430}gra Store",
             "Cialis Online",
             "x.a.n.a.x delivery",
         ] {

@@ -173,7 +173,7 @@ fn spam_words() -> &'static FxHashSet<&'static str> {
 }
 
 /// Folds the Cyrillic and Greek letters that look like Latin ones; None when `c` has no Latin look-alike.
-fn confusable(c: char) -> Option<char> {
+pub(super) fn confusable(c: char) -> Option<char> {
     Some(match c {
         'а' | 'α' => 'a',
         'в' | 'β' => 'b',
@@ -216,7 +216,8 @@ fn confusable(c: char) -> Option<char> {
     })
 }
 
-fn leet(c: char) -> Option<char> {
+/// The digit or sign a spammer writes for a letter (`v1agra`, `fr33`); None when `c` is not one.
+pub(super) fn leet(c: char) -> Option<char> {
     Some(match c {
         '0' => 'o',
         '1' | '!' | '|' => 'i',
