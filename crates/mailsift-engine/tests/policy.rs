@@ -1046,3 +1046,38 @@ actions = [{ action = "reject" }]
     let v = scan(&e, &message(&format!("shop@{unicode}"), "hello", &[], "hi"), &env);
     assert_eq!(v.action, Action::Reject, "{}", show(&v));
 }
+
+/// Stored mail judged without DNS (spamd, `scan --from-trace`, `eval`) fills its connection from the trace,
+/// and the connection checks read the name the receiving server recorded, against the sender only. A
+/// recorded name, whoever wrote the line, is never a verified name: neither a rule on `client_ptr` nor an
+/// allow asking for a confirmed PTR in the sender's service is met by it, while a recorded "unknown" still
+/// counts against the message.
+#[test]
+fn a_name_recorded_in_a_received_line_never_satisfies_an_allow() {
+    let e = engine(
+        "[[policy.rules]]\nname = \"our provider\"\n\
+         conditions = [{ field = \"client_ptr\", op = \"ends_with\", value = \".mailgun.net\" }]\n\
+         actions = [{ action = \"allow\" }]\n",
+    );
+    let p = lists("[[allow]]\nsender = \"partner.example\"\nfrom_ptr_domain = \"mailgun.net\"\n");
+    let offer = |received: &str| {
+        let raw = partner_offer("news@partner.example");
+        format!("Received: {received}\r\n{raw}")
+    };
+    let forged = offer(
+        "from so-42.mailgun.net (so-42.mailgun.net [203.0.113.7]) by mx.ourdomain.example; Mon, 6 Jan 2025 10:00:01 +0000",
+    );
+    let msg = e.parse(forged.as_bytes());
+    let mut env = Envelope::default();
+    env.fill_from_trace(&msg);
+    assert_eq!(env.client_ip, Some("203.0.113.7".parse().unwrap()), "the trace gives the client");
+    let v = e.judge(&msg, &env, &Evidence::default());
+    assert!(v.decided_by.is_none() && v.scl != -1, "the rule on client_ptr: {}", show(&v));
+    let v = e.judge_with_policy(&msg, &env, &Evidence::default(), &p);
+    assert!(v.scl != -1 && has(&v, "POLICY_ALLOW_CONDITION_UNMET"), "{}", show(&v));
+    let unknown =
+        offer("from so-42.mailgun.net (unknown [203.0.113.7]) by mx.ourdomain.example; Mon, 6 Jan 2025 10:00:01 +0000");
+    let msg = e.parse(unknown.as_bytes());
+    let v = e.judge(&msg, &env, &Evidence::default());
+    assert!(has(&v, "RDNS_NONE") && v.scl != -1, "{}", show(&v));
+}
