@@ -192,7 +192,7 @@ fn verified_names(envelope: &Envelope, evidence: &Evidence) -> Vec<String> {
 
 /// What a Received line records about its client's reverse DNS in its `from` clause.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordedName {
+pub(crate) enum RecordedName {
     /// `(name [ip])`: the name the receiving server verified (Postfix, Sendmail and most MTAs write the
     /// forward-confirmed reverse DNS name there).
     Name(String),
@@ -205,7 +205,7 @@ pub enum RecordedName {
 /// The client name a Received line records in its `from` clause, when it writes one in the `(name [ip])`
 /// form; None when the line has no such clause (Exchange's `(ip)`, Exim's `([ip] helo=...)`, qmail's forms:
 /// no statement about reverse DNS).
-pub fn recorded_client(raw: &str) -> Option<RecordedName> {
+pub(crate) fn recorded_client(raw: &str) -> Option<RecordedName> {
     // Only the `from` clause: the text up to " by ", bounded so a huge line costs little.
     let head = &raw[..floor_char_boundary(raw, 1024)];
     let lower = head.to_ascii_lowercase();

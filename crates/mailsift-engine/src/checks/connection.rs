@@ -118,7 +118,8 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
 /// writing "unknown" or a residential name for his own address, and a name recorded there never counts in
 /// the sender's favour (it does not reach the verified names that allow rules read; see `trust.rs`).
 /// Sendmail's "may be forged" is not counted: it marks many legitimate servers whose PTR and A records
-/// merely disagree (on the SpamAssassin corpus 68 ham against 95 spam).
+/// merely disagree (on the SpamAssassin corpus, counted by a script that reads the newest Received line with
+/// a public client the same way: 68 ham against 95 spam).
 fn recorded_rdns(ctx: &Ctx<'_, '_>, ip: IpAddr, hits: &mut Hits<'_>) {
     let Some(hop) = ctx.message.hops.iter().take(crate::trust::MAX_TRUSTED_HOPS).find(|h| h.from_ip == Some(ip)) else {
         return;
