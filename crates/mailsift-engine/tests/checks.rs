@@ -96,6 +96,62 @@ fn header_checks_fire_on_their_defect() {
     assert!(fired(&plain(&two_from, BODY)).contains(&"FROM_DUPLICATE_HEADER".to_string()));
 }
 
+/// Real From fields of phishing (rf-peixoto/phishing_pot, 2023-2024; the honeypot's address was replaced by
+/// the collection): each domain is one no mail system writes. Real senders' domains, internationalised ones
+/// and an address literal stay silent.
+#[test]
+fn a_from_domain_no_mail_system_writes() {
+    let invalid = [
+        "ADAC-Mitgliederservice <noreply@theskimm,com>",
+        "\"VistaFocus Deutschland\" <2j69hqc07ujd@bck6qaucupay.com'>",
+        "Carteira Digital - DETRAN <no-reply@prazoRegularizacao90819%cnh.net>",
+        "StreamBox IPTV <UnlimitedTV@'UnlimitedTV-ppazs.autoworkscoll.com>",
+        "eBay <service@\u{1d5f2}\u{1d5ef}\u{1d5ee}\u{1d606}.\u{1d5f1}\u{1d5f2}>",
+        "Support <support@mailhost>",
+    ];
+    for from in invalid {
+        let got = fired(&plain(&with_header("From", from), BODY));
+        assert!(got.iter().any(|s| s == "FROM_DOMAIN_INVALID"), "{from}: {got:?}");
+    }
+    let valid = [
+        "Alice Example <alice@example.org>",
+        "Jürgen <j@bücher.example>",
+        "Info <info@xn--bcher-kva.example>",
+        "Ops <ops@mail-01.eu-west.example.co.uk>",
+        "Old router <admin@[192.0.2.1]>",
+    ];
+    for from in valid {
+        let got = fired(&plain(&with_header("From", from), BODY));
+        assert!(!got.iter().any(|s| s == "FROM_DOMAIN_INVALID"), "{from}: {got:?}");
+    }
+}
+
+/// The recipient's own address in the subject: a phishing kit's personalisation (a real subject of the
+/// collection above, the honeypot's address swapped for Bob's). A list post naming its own address, an
+/// address that is not the recipient's and a subject that only mentions a name stay silent.
+#[test]
+fn the_recipients_address_in_the_subject() {
+    let rcpt = |subject: &str, extra: &str| {
+        let headers = format!("{}{extra}", with_header("Subject", subject));
+        fired(&plain(&headers, BODY)).iter().any(|s| s == "SUBJ_RCPT_ADDRESS")
+    };
+    assert!(rcpt("Critical Update: bob@example.net, renew your TotalAV subscription to stay protected", ""));
+    assert!(rcpt("BOB@EXAMPLE.NET - Ihr Konto wird gesperrt", ""));
+    assert!(!rcpt(
+        "Re: bob@example.net",
+        "List-Id: <devel.lists.example.net>\r\nList-Post: <mailto:bob@example.net>\r\n"
+    ));
+    assert!(!rcpt("Mail for alice@example.org bounced", ""));
+    assert!(!rcpt("Bob, your order has shipped", ""));
+    // Recipients only the envelope names count too.
+    let v = Engine::new(EngineConfig::default()).unwrap().scan(
+        plain(&with_header("Subject", "Password expiry notice for carol@example.net"), BODY).as_bytes(),
+        &Envelope { rcpt_to: vec!["carol@example.net".into()], ..Envelope::default() },
+        &Evidence::default(),
+    );
+    assert!(v.symbols.iter().any(|s| s.name == "SUBJ_RCPT_ADDRESS"), "{:?}", v.symbols);
+}
+
 #[test]
 fn forged_freemail_needs_a_chain_without_the_provider() {
     let forged = with_header("From", "Jane <jane@hotmail.com>")

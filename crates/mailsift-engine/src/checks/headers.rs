@@ -28,6 +28,7 @@ pub mod sym {
         MISSING_MESSAGE_ID,
         INVALID_MESSAGE_ID,
         MISSING_FROM,
+        FROM_DOMAIN_INVALID,
         MULTIPLE_FROM,
         FROM_DISPLAY_ADDR_MISMATCH,
         REPLYTO_FREEMAIL_DIFF,
@@ -36,6 +37,7 @@ pub mod sym {
         SUBJ_ALL_CAPS,
         SUBJ_EXCESS_PUNCT,
         SUBJ_TRAILING_ID,
+        SUBJ_RCPT_ADDRESS,
         MISSING_SUBJECT,
         UNDISCLOSED_RECIPIENTS,
         RCPT_MANY_DOMAINS,
@@ -119,6 +121,14 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Every message must say who it is from; fix the sending program.",
     ),
     SymbolSpec::of(
+        sym::FROM_DOMAIN_INVALID,
+        Headers,
+        2.5,
+        "The From address's domain is not a domain name (a single label, or characters no domain can hold: \
+         quotes, commas, percent signs, mathematical look-alike letters).",
+        "No mail system writes this; a script of yours that does should be given a real sender address.",
+    ),
+    SymbolSpec::of(
         sym::MULTIPLE_FROM,
         Headers,
         1.2,
@@ -173,6 +183,14 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         3.1,
         "The subject ends with white space and a random-looking code, a bulk-mailer habit.",
         "Bulk tools add such codes to defeat duplicate detection; allow the sender if legitimate.",
+    ),
+    SymbolSpec::of(
+        sym::SUBJ_RCPT_ADDRESS,
+        Headers,
+        1.5,
+        "The subject holds the recipient's own e-mail address, a phishing kit's way of making a message look \
+         personal.",
+        "Real services address you by name; if one you use does this, allow the sender.",
     ),
     SymbolSpec::of(
         sym::MISSING_SUBJECT,
@@ -275,6 +293,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         None => hits.hit(sym::MISSING_FROM, ""),
         Some(f) if f.domain.is_empty() => hits.hit(sym::MISSING_FROM, f.address.clone()),
         Some(f) => {
+            if !is_domain_name(&f.domain) {
+                hits.hit(sym::FROM_DOMAIN_INVALID, f.address.chars().take(80).collect::<String>());
+            }
             if m.from_count > 1 {
                 hits.hit(sym::MULTIPLE_FROM, format!("{} addresses", m.from_count));
             }
@@ -307,7 +328,12 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     }
     match &m.subject {
         None => hits.hit(sym::MISSING_SUBJECT, ""),
-        Some(s) => check_subject(s, hits),
+        Some(s) => {
+            check_subject(s, hits);
+            if let Some(a) = recipient_in_subject(ctx, s) {
+                hits.hit(sym::SUBJ_RCPT_ADDRESS, a);
+            }
+        }
     }
     let to = m.header("To");
     if (to.is_none() || to.is_some_and(|t| t.to_ascii_lowercase().contains("undisclosed"))) && m.header("Cc").is_none()
@@ -429,6 +455,62 @@ fn encoded_word_in_address(value: &str) -> bool {
         Regex::new(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=\s*@|<[^<>]*=\?[^<>]*@[^<>]*>").expect("encoded-word regex")
     });
     re.is_match(value)
+}
+
+/// Whether the domain of an address is a domain name as mail systems write one: at least two labels of
+/// letters, digits and inner hyphens (letters of any script, for internationalised names), each at most 63
+/// bytes, a top-level label that is not all digits. An address literal (`[192.0.2.1]`) is left alone. What
+/// fails: one label (`noreply@theskimm`), and the characters phishing kits leave or put in a domain to slip
+/// past filters that parse addresses loosely: quotes, commas, percent signs (`...@theskimm,com`,
+/// `...@host.com'`, `...@prazo90819%cnh.net`) and the mathematical alphanumerics that render as bold ASCII
+/// (`@𝗲𝗯𝗮𝘆.𝗱𝗲`), which IDNA disallows. Bounded by the address's length (the header limit).
+fn is_domain_name(domain: &str) -> bool {
+    if domain.starts_with('[') && domain.ends_with(']') {
+        return true;
+    }
+    if domain.is_empty() || domain.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let tld_ok = labels.last().is_some_and(|t| !t.chars().all(|c| c.is_ascii_digit()));
+    labels.len() >= 2
+        && tld_ok
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii() && letter_of_a_script(c))
+        })
+}
+
+/// A non-ASCII letter or digit that can stand in a domain name: not one of the compatibility forms that
+/// normalise to ASCII (mathematical alphanumerics, fullwidth forms, letter-like, circled and parenthesised
+/// letters, super- and subscripts), which IDNA disallows and which only deception writes into an address.
+fn letter_of_a_script(c: char) -> bool {
+    let u = c as u32;
+    let compatibility = matches!(u,
+        0x1D400..=0x1D7FF | 0xFF00..=0xFFEF | 0x2100..=0x214F | 0x2460..=0x24FF | 0x1F100..=0x1F1FF | 0x2070..=0x209F);
+    c.is_alphanumeric() && !compatibility
+}
+
+/// A recipient's full address written into the subject ("Critical update: jane@example.com, renew now"), a
+/// phishing kit's personalisation: people and real services address the reader by name, if at all. The
+/// recipients are the envelope's and the To and Cc fields'; a list post is left alone (its subject may name
+/// the list, which is also its recipient). Addresses shorter than 6 characters are not looked for.
+fn recipient_in_subject(ctx: &Ctx<'_, '_>, subject: &str) -> Option<String> {
+    let m = ctx.message;
+    if m.is_list_post() || !subject.contains('@') {
+        return None;
+    }
+    let subject = subject.to_lowercase();
+    let envelope = ctx.envelope.rcpt_to.iter().map(|r| r.trim_matches(['<', '>']).to_string());
+    let headers = m.to.iter().chain(&m.cc).map(|r| r.address.clone());
+    envelope
+        .chain(headers)
+        .take(100)
+        .map(|a| a.to_lowercase())
+        .find(|a| a.len() >= 6 && a.contains('@') && subject.contains(a.as_str()))
 }
 
 fn check_subject(s: &str, hits: &mut Hits<'_>) {
