@@ -640,7 +640,7 @@ const BRANDS: &[(&str, &[&str])] = &[
     ("barclays", &["barclays"]),
     ("santander", &["santander"]),
     ("bradesco", &["bradesco"]),
-    ("itaú", &["itau"]),
+    ("itau", &["itau"]),
     ("banco do brasil", &["bb", "bancodobrasil"]),
     ("nubank", &["nubank", "nu"]),
     ("mercado pago", &["mercadopago", "mercadolivre", "mercadolibre"]),
@@ -657,7 +657,7 @@ const BRANDS: &[(&str, &[&str])] = &[
 /// whole words (anywhere, or first for the names marked `^`), and a registrable domain whose first label
 /// is none of the brand's (or, for labels of four letters or more, contains none).
 fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
-    let lower: String = name.chars().take(200).collect::<String>().to_lowercase();
+    let lower = fold_display_name(name);
     let first = lower.find(char::is_alphanumeric).unwrap_or(0);
     let site = crate::message::urls::registrable_domain(domain);
     let label = site.split('.').next().unwrap_or("");
@@ -674,6 +674,24 @@ fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
         let legit = labels.iter().any(|l| label == *l || label.contains(l) && l.len() >= 4);
         (named && !legit).then_some(brand)
     })
+}
+
+/// A display name as a reader sees it, for finding a brand in it: compatibility forms to their letters
+/// (NFKD: mathematical bold and fullwidth letters to ASCII, accents split off), combining marks and
+/// invisible characters dropped ("Apܿplܿe ID" carries Syriac marks between the letters, "Pay\u{200b}Pal" a zero
+/// width space), Cyrillic and Greek look-alikes folded to Latin, lower case. The first 200 characters.
+fn fold_display_name(name: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    let invisible = |c: char| matches!(c as u32, 0x00AD | 0x034F | 0x200B..=0x200F | 0x2060..=0x2064 | 0xFEFF);
+    // Letters only: a symbol such as ™ would decompose into letters ("TM") glued to the brand before it.
+    name.chars()
+        .take(200)
+        .flat_map(|c| if c.is_alphanumeric() { std::iter::once(c).nfkd().collect() } else { vec![c] })
+        .filter(|&c| !is_combining_mark(c) && !invisible(c))
+        .map(|c| super::obfuscation::confusable(c).unwrap_or(c))
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// Prescription-drug brands that pharmacy spam puts in its sender's name and no person or legitimate
@@ -819,6 +837,17 @@ mod tests {
         assert_eq!(impersonated_brand("Stadtsparkasse München", "sskm.de"), None);
         assert_eq!(impersonated_brand("Mercado Pago", "pesnochao.com.br"), Some("mercado pago"));
         assert_eq!(impersonated_brand("Mercado Pago", "mercadopago.com.br"), None);
+        // Disguised letters are read as the reader sees them.
+        assert_eq!(impersonated_brand("Ap\u{73f}pl\u{73f}e ID", "lynnswig.com"), Some("apple id"));
+        assert_eq!(impersonated_brand("Pay\u{200b}Pal Service", "example.com"), Some("paypal"));
+        assert_eq!(
+            impersonated_brand("\u{1d5e3}\u{1d5ee}\u{1d606}\u{1d5e3}\u{1d5ee}\u{1d5f9}", "example.com"),
+            Some("paypal")
+        );
+        assert_eq!(impersonated_brand("\u{420}\u{430}y\u{420}\u{430}l", "example.com"), Some("paypal"));
+        assert_eq!(impersonated_brand("Itaú - saldo disponível", "gmail.com"), Some("itau"));
+        assert_eq!(impersonated_brand("Itau\u{301} Unibanco", "itau.com.br"), None);
+        assert_eq!(impersonated_brand("Mcafee™", "bottegadelsandalo.com"), Some("mcafee"));
     }
 
     #[test]
