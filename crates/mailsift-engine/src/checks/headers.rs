@@ -640,6 +640,7 @@ const BRANDS: &[(&str, &[&str])] = &[
     ("barclays", &["barclays"]),
     ("santander", &["santander"]),
     ("bradesco", &["bradesco"]),
+    ("itaú", &["itau"]),
     ("itau", &["itau"]),
     ("banco do brasil", &["bb", "bancodobrasil"]),
     ("nubank", &["nubank", "nu"]),
@@ -677,18 +678,34 @@ fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
 }
 
 /// A display name as a reader sees it, for finding a brand in it: compatibility forms to their letters
-/// (NFKD: mathematical bold and fullwidth letters to ASCII, accents split off), combining marks and
+/// (NFKC, as the tokenizer normalises: mathematical bold and fullwidth letters to ASCII), combining marks and
 /// invisible characters dropped ("Apܿplܿe ID" carries Syriac marks between the letters, "Pay\u{200b}Pal" a zero
-/// width space), Cyrillic and Greek look-alikes folded to Latin, lower case. The first 200 characters.
+/// width space), Cyrillic and Greek look-alikes folded to Latin, lower case. Only letters and digits are
+/// normalised: a symbol such as ™ would become letters ("TM") glued to the brand before it. The first 200
+/// characters.
 fn fold_display_name(name: &str) -> String {
-    use unicode_normalization::char::is_combining_mark;
     use unicode_normalization::UnicodeNormalization;
-    let invisible = |c: char| matches!(c as u32, 0x00AD | 0x034F | 0x200B..=0x200F | 0x2060..=0x2064 | 0xFEFF);
-    // Letters only: a symbol such as ™ would decompose into letters ("TM") glued to the brand before it.
+    // The combining blocks that attach to any letter (Latin, Cyrillic, Hebrew, Arabic, Syriac, Thaana, N'Ko
+    // and the general ones). A precomposed accent stays part of its letter ("Itaú"); a combining one is
+    // dropped ("Itau" + U+0301 reads "itau"), so accented brands are listed both ways.
+    let mark = |c: char| {
+        matches!(c as u32,
+            0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05C7 | 0x0610..=0x061A | 0x064B..=0x065F
+            | 0x0670 | 0x06D6..=0x06ED | 0x0711 | 0x0730..=0x074A | 0x07A6..=0x07B0 | 0x07EB..=0x07F3
+            | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
+    };
+    // Default-ignorable characters: rendered as nothing, so a phisher puts them between a brand's letters
+    // ("Mic" U+E0139 "ros" U+E0139 "o" U+E0139 "ft" in a real sample): soft hyphen, zero-width and joiners,
+    // invisible operators, variation selectors and their supplement, tags, Hangul fillers.
+    let invisible = |c: char| {
+        matches!(c as u32,
+            0x00AD | 0x034F | 0x115F | 0x1160 | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E
+            | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xE0000..=0xE0FFF)
+    };
     name.chars()
         .take(200)
-        .flat_map(|c| if c.is_alphanumeric() { std::iter::once(c).nfkd().collect() } else { vec![c] })
-        .filter(|&c| !is_combining_mark(c) && !invisible(c))
+        .filter(|&c| !mark(c) && !invisible(c))
+        .flat_map(|c| if c.is_alphanumeric() { std::iter::once(c).nfkc().collect() } else { vec![c] })
         .map(|c| super::obfuscation::confusable(c).unwrap_or(c))
         .collect::<String>()
         .to_lowercase()
@@ -845,9 +862,13 @@ mod tests {
             Some("paypal")
         );
         assert_eq!(impersonated_brand("\u{420}\u{430}y\u{420}\u{430}l", "example.com"), Some("paypal"));
-        assert_eq!(impersonated_brand("Itaú - saldo disponível", "gmail.com"), Some("itau"));
+        assert_eq!(impersonated_brand("Itaú - saldo disponível", "gmail.com"), Some("itaú"));
         assert_eq!(impersonated_brand("Itau\u{301} Unibanco", "itau.com.br"), None);
+        assert_eq!(impersonated_brand("Itau\u{301} Unibanco", "gmail.com"), Some("itau"));
         assert_eq!(impersonated_brand("Mcafee™", "bottegadelsandalo.com"), Some("mcafee"));
+        let tagged = "Mic\u{e0139}ros\u{e0139}o\u{e0139}ft Service";
+        assert_eq!(impersonated_brand(tagged, "lancerleather.com"), Some("microsoft"));
+        assert_eq!(impersonated_brand("Pay\u{fe0f}Pal", "example.com"), Some("paypal"));
     }
 
     #[test]
