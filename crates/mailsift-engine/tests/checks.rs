@@ -137,19 +137,23 @@ fn the_recipients_address_in_the_subject() {
     };
     assert!(rcpt("Critical Update: bob@example.net, renew your TotalAV subscription to stay protected", ""));
     assert!(rcpt("BOB@EXAMPLE.NET - Ihr Konto wird gesperrt", ""));
-    assert!(!rcpt(
-        "Re: bob@example.net",
-        "List-Id: <devel.lists.example.net>\r\nList-Post: <mailto:bob@example.net>\r\n"
-    ));
+    let list = "List-Id: <devel.lists.example.net>\r\nList-Post: <mailto:bob@example.net>\r\n";
+    assert!(!rcpt("Re: bob@example.net", list));
     assert!(!rcpt("Mail for alice@example.org bounced", ""));
     assert!(!rcpt("Bob, your order has shipped", ""));
-    // Recipients only the envelope names count too.
-    let v = Engine::new(EngineConfig::default()).unwrap().scan(
-        plain(&with_header("Subject", "Password expiry notice for carol@example.net"), BODY).as_bytes(),
-        &Envelope { rcpt_to: vec!["carol@example.net".into()], ..Envelope::default() },
-        &Evidence::default(),
-    );
-    assert!(v.symbols.iter().any(|s| s.name == "SUBJ_RCPT_ADDRESS"), "{:?}", v.symbols);
+    // Recipients only the envelope names count too, and forged list headers shed the header recipients
+    // only: the envelope's, the person the gateway delivers to, still counts.
+    let to_carol = |extra: &str| {
+        let headers = format!("{}{extra}", with_header("Subject", "Password expiry notice for carol@example.net"));
+        let v = Engine::new(EngineConfig::default()).unwrap().scan(
+            plain(&headers, BODY).as_bytes(),
+            &Envelope { rcpt_to: vec!["carol@example.net".into()], ..Envelope::default() },
+            &Evidence::default(),
+        );
+        v.symbols.iter().any(|s| s.name == "SUBJ_RCPT_ADDRESS")
+    };
+    assert!(to_carol(""));
+    assert!(to_carol(list));
 }
 
 #[test]

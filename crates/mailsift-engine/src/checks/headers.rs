@@ -484,32 +484,33 @@ fn is_domain_name(domain: &str) -> bool {
         })
 }
 
-/// A non-ASCII letter or digit that can stand in a domain name: not one of the compatibility forms that
-/// normalise to ASCII (mathematical alphanumerics, fullwidth forms, letter-like, circled and parenthesised
-/// letters, super- and subscripts), which IDNA disallows and which only deception writes into an address.
+/// A non-ASCII letter or digit that can stand in a domain name: not a compatibility form (one NFKC rewrites,
+/// such as mathematical bold, fullwidth, circled or superscript letters), which IDNA disallows and which
+/// only deception writes into an address.
 fn letter_of_a_script(c: char) -> bool {
-    let u = c as u32;
-    let compatibility = matches!(u,
-        0x1D400..=0x1D7FF | 0xFF00..=0xFFEF | 0x2100..=0x214F | 0x2460..=0x24FF | 0x1F100..=0x1F1FF | 0x2070..=0x209F);
-    c.is_alphanumeric() && !compatibility
+    use unicode_normalization::UnicodeNormalization;
+    c.is_alphanumeric() && std::iter::once(c).nfkc().eq(std::iter::once(c))
 }
 
 /// A recipient's full address written into the subject ("Critical update: jane@example.com, renew now"), a
 /// phishing kit's personalisation: people and real services address the reader by name, if at all. The
-/// recipients are the envelope's and the To and Cc fields'; a list post is left alone (its subject may name
-/// the list, which is also its recipient). Addresses shorter than 6 characters are not looked for.
+/// recipients are the envelope's, and the To and Cc fields' unless the message is a list post (there they
+/// name the list, whose address its subjects may quote). A sender who adds list headers so sheds only the
+/// header recipients: the envelope recipient, the person the gateway delivers to, still counts. Addresses
+/// shorter than 6 characters are not looked for; at most 100 recipients are.
 fn recipient_in_subject(ctx: &Ctx<'_, '_>, subject: &str) -> Option<String> {
     let m = ctx.message;
-    if m.is_list_post() || !subject.contains('@') {
+    if !subject.contains('@') {
         return None;
     }
     let subject = subject.to_lowercase();
-    let envelope = ctx.envelope.rcpt_to.iter().map(|r| r.trim_matches(['<', '>']).to_string());
-    let headers = m.to.iter().chain(&m.cc).map(|r| r.address.clone());
+    let envelope = ctx.envelope.rcpt_to.iter().map(|r| r.trim_matches(['<', '>']));
+    let list = m.is_list_post();
+    let headers = m.to.iter().chain(&m.cc).filter(|_| !list).map(|r| r.address.as_str());
     envelope
         .chain(headers)
         .take(100)
-        .map(|a| a.to_lowercase())
+        .map(str::to_lowercase)
         .find(|a| a.len() >= 6 && a.contains('@') && subject.contains(a.as_str()))
 }
 
@@ -644,9 +645,9 @@ const BRANDS: &[(&str, &[&str])] = &[
     ("itau", &["itau"]),
     ("banco do brasil", &["bb", "bancodobrasil"]),
     ("nubank", &["nubank", "nu"]),
-    ("mercado pago", &["mercadopago", "mercadolivre", "mercadolibre"]),
-    ("mercado livre", &["mercadopago", "mercadolivre", "mercadolibre"]),
-    ("mercado libre", &["mercadopago", "mercadolivre", "mercadolibre"]),
+    ("mercado pago", MERCADO),
+    ("mercado livre", MERCADO),
+    ("mercado libre", MERCADO),
     ("linkedin", &["linkedin"]),
     ("dropbox", &["dropbox"]),
     ("facebook", &["facebook", "facebookmail", "fb"]),
@@ -654,14 +655,19 @@ const BRANDS: &[(&str, &[&str])] = &[
     ("whatsapp", &["whatsapp"]),
 ];
 
+/// The labels of Mercado Libre's domains, which send for its three names.
+const MERCADO: &[&str] = &["mercadopago", "mercadolivre", "mercadolibre"];
+
 /// The brand a display name claims when the sending domain does not belong to it: the brand's name as
 /// whole words (anywhere, or first for the names marked `^`), and a registrable domain whose first label
 /// is none of the brand's (or, for labels of four letters or more, contains none).
 fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
     let lower = fold_display_name(name);
     let first = lower.find(char::is_alphanumeric).unwrap_or(0);
-    let site = crate::message::urls::registrable_domain(domain);
-    let label = site.split('.').next().unwrap_or("");
+    // The sending domain's first label, looked up only once a brand is named (most names name none).
+    let site = std::cell::OnceCell::new();
+    let label =
+        || site.get_or_init(|| crate::message::urls::registrable_domain(domain)).split('.').next().unwrap_or("");
     BRANDS.iter().find_map(|(entry, labels)| {
         let (brand, leading) = match entry.strip_prefix('^') {
             Some(b) => (b, true),
@@ -672,8 +678,12 @@ fn impersonated_brand<'b>(name: &str, domain: &str) -> Option<&'b str> {
             let after = lower[pos + brand.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric());
             before && after && (!leading || pos == first)
         });
+        if !named {
+            return None;
+        }
+        let label = label();
         let legit = labels.iter().any(|l| label == *l || label.contains(l) && l.len() >= 4);
-        (named && !legit).then_some(brand)
+        (!legit).then_some(brand)
     })
 }
 
@@ -702,13 +712,15 @@ fn fold_display_name(name: &str) -> String {
             0x00AD | 0x034F | 0x115F | 0x1160 | 0x180B..=0x180F | 0x200B..=0x200F | 0x202A..=0x202E
             | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xE0000..=0xE0FFF)
     };
-    name.chars()
-        .take(200)
-        .filter(|&c| !mark(c) && !invisible(c))
-        .flat_map(|c| if c.is_alphanumeric() { std::iter::once(c).nfkc().collect() } else { vec![c] })
-        .map(|c| super::obfuscation::confusable(c).unwrap_or(c))
-        .collect::<String>()
-        .to_lowercase()
+    let mut folded = String::with_capacity(name.len().min(800));
+    for c in name.chars().take(200).filter(|&c| !mark(c) && !invisible(c)) {
+        if c.is_alphanumeric() {
+            folded.extend(std::iter::once(c).nfkc().map(|n| super::obfuscation::confusable(n).unwrap_or(n)));
+        } else {
+            folded.push(c);
+        }
+    }
+    folded.to_lowercase()
 }
 
 /// Prescription-drug brands that pharmacy spam puts in its sender's name and no person or legitimate
