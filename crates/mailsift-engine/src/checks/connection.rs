@@ -5,7 +5,11 @@
 //! RFC 5321 §4.1.1.1 asks for a fully-qualified HELO (or an address literal); RFC 1912 §2.1 and every large
 //! receiver expect a PTR that resolves back (forward-confirmed reverse DNS). Each is weak evidence alone:
 //! plenty of small legitimate servers get one of them wrong, so weights stay low and every symbol says what
-//! the sender's administrator should fix. Deliberately not here: blocklists and reputation.
+//! the sender's administrator should fix. Low is not timid, though: a bot on a residential line is the commonest
+//! spam sender there is, and at a second organisation (a development sample of the TREC 2007 public corpus)
+//! a dynamic PTR marked 484 of 2,500 spam and 2 of 2,500 ham, a HELO that is no full name 353 and 4, a bare IP
+//! 77 and none; so RDNS_DYNAMIC and HELO_NOT_FQDN weigh 2, HELO_BARE_IP 2.5 (1.5 each before 2026-12-06), and
+//! still no two of them reach the tag threshold together. Deliberately not here: blocklists and reputation.
 
 use std::net::IpAddr;
 
@@ -36,14 +40,14 @@ pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::of(sym::RDNS_NOT_CONFIRMED, Connection, 1.0,
         "The sending server's PTR name does not resolve back to its IP address (no forward-confirmed reverse DNS).",
         "The sender must make the PTR name's A/AAAA record point at the sending IP.").fix(FixKind::ConfirmPtr),
-    SymbolSpec::of(sym::RDNS_DYNAMIC, Connection, 1.5,
+    SymbolSpec::of(sym::RDNS_DYNAMIC, Connection, 2.0,
         "The sending server's PTR name looks like a dynamic or residential address (IP digits, dsl, dhcp, pool...).",
         "Mail servers should send from a static address with its own name; the sender should relay through their provider.").fix(FixKind::StaticServer),
     SymbolSpec::of(sym::RDNS_TEMPERROR, Connection, 0.0, "Reverse DNS could not be looked up in time.",
         "A DNS problem on either side; nothing to fix in policy. Check the gateway's resolver if it is frequent."),
-    SymbolSpec::of(sym::HELO_NOT_FQDN, Connection, 1.5, "The HELO/EHLO name is not a fully-qualified host name.",
+    SymbolSpec::of(sym::HELO_NOT_FQDN, Connection, 2.0, "The HELO/EHLO name is not a fully-qualified host name.",
         "The sender's server must greet with its full host name (RFC 5321 §4.1.1.1).").fix(FixKind::HeloFullName),
-    SymbolSpec::of(sym::HELO_BARE_IP, Connection, 1.5, "The HELO/EHLO name is a bare IP address instead of a name or [literal].",
+    SymbolSpec::of(sym::HELO_BARE_IP, Connection, 2.5, "The HELO/EHLO name is a bare IP address instead of a name or [literal].",
         "The sender's server must greet with its host name, or an address literal in brackets.").fix(FixKind::HeloNotBareIp),
     SymbolSpec::of(sym::HELO_IP_LITERAL_MISMATCH, Connection, 2.5, "The HELO/EHLO address literal is not the client's IP address.",
         "The sender's server announces an address it does not connect from; its configuration is wrong or forged.").fix(FixKind::HeloLiteralMatch),

@@ -51,7 +51,7 @@ pub const SYMBOLS: &[SymbolSpec] = &[
     SymbolSpec::of(
         sym::BODY_SHOUTING,
         Content,
-        0.9,
+        0.5,
         "Much of the body is written in capital letters.",
         "Ask the sender to write normally, or allow the sender.",
     ),

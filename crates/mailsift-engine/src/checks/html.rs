@@ -37,7 +37,7 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Some newsletter templates hide preview text; if legitimate, ask the sender to drop it or allow the sender."),
     SymbolSpec::of(sym::HTML_MOSTLY_HIDDEN, Html, 2.0, "Most of the HTML's text is invisible to the reader.",
         "Hidden text is used to poison filters; no legitimate message needs it."),
-    SymbolSpec::of(sym::HTML_IMAGE_ONLY, Html, 1.9, "The HTML is images with almost no text.",
+    SymbolSpec::of(sym::HTML_IMAGE_ONLY, Html, 2.5, "The HTML is images with almost no text.",
         "Ask the sender to include text; allow the sender if legitimate."),
     SymbolSpec::of(sym::HTML_PASSWORD_FORM, Html, 3.0, "The message contains a form that asks for a password.",
         "Legitimate services never ask for passwords inside a message."),

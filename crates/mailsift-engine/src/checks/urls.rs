@@ -47,13 +47,13 @@ pub const SYMBOLS: &[SymbolSpec] = &[
     // as input (a translator, an accessibility checker) have the same shape; measured on the SpamAssassin
     // corpus's TRAIN half it fired on 11 ham and 6 spam even after leaving redirects into the sender's own
     // domain alone. It adds to other evidence; alone it says nothing.
-    SymbolSpec::of(sym::URL_REDIRECTOR, Urls, 0.2, "A link goes through an open redirect to another web address.",
+    SymbolSpec::of(sym::URL_REDIRECTOR, Urls, 0.0, "A link goes through an open redirect to another web address.",
         "Ask the sender to link to the destination directly."),
     SymbolSpec::of(sym::URL_USERINFO_TRICK, Urls, 3.6, "A link puts a host name before '@', so the reader sees the wrong site.",
         "Only used to deceive; no legitimate sender writes links like this."),
     SymbolSpec::of(sym::URL_RISKY_TLD, Urls, 0.3, "A link points to a top-level domain much abused by spammers.",
         "Allow the sender if their site really lives there."),
-    SymbolSpec::of(sym::URL_MANY_DOMAINS, Urls, 0.2, "The message links to ten or more different domains.",
+    SymbolSpec::of(sym::URL_MANY_DOMAINS, Urls, 0.0, "The message links to ten or more different domains.",
         "Newsletters can do this; allow the sender if legitimate."),
     // Phishing pages live where anyone can publish one in minutes and nobody checks: a bucket of a cloud
     // store serving an HTML page, a free app or static-site host, an IPFS gateway. On 7,909 real phishing
