@@ -74,6 +74,7 @@ fn header_checks_fire_on_their_defect() {
         (with_header("Date", "yesterday at noon"), "INVALID_DATE"),
         (with_header("Date", "Mon, 13 Jan 2025 10:00:00 +0000"), "DATE_IN_FUTURE"),
         (with_header("Date", "Mon, 6 Dec 2024 10:00:00 +0000"), "DATE_IN_PAST"),
+        (with_header("Date", "Mon, 6 Jan 2025 09:59:00 -0060"), "DATE_ZONE_ABSURD"),
         (with_header("Message-ID", ""), "MISSING_MESSAGE_ID"),
         (with_header("Message-ID", "no-brackets-here"), "INVALID_MESSAGE_ID"),
         (with_header("From", ""), "MISSING_FROM"),
@@ -85,6 +86,8 @@ fn header_checks_fire_on_their_defect() {
         (with_header("Subject", "Lunch on Thursday           4736"), "SUBJ_TRAILING_ID"),
         (with_header("Subject", "Great deals 9959GLXz3-738HFdN8831kbee5"), "SUBJ_TRAILING_ID"),
         (with_header("Subject", ""), "MISSING_SUBJECT"),
+        (with_header("Subject", "Snatch away Soft C1alis!"), "SUBJ_DRUG"),
+        (with_header("Subject", "=?utf-8?B?VmlhZ3JhIHRhYmxldCBqdXN0IGZvciAkMC44Nw==?="), "SUBJ_DRUG"),
         (with_header("To", ""), "UNDISCLOSED_RECIPIENTS"),
         (with_header("X-Priority", "1 (Highest)"), "X_PRIORITY_HIGH"),
     ];
@@ -124,6 +127,43 @@ fn a_from_domain_no_mail_system_writes() {
         let got = fired(&plain(&with_header("From", from), BODY));
         assert!(!got.iter().any(|s| s == "FROM_DOMAIN_INVALID"), "{from}: {got:?}");
     }
+}
+
+/// A drug in the subject: pharmacy spam's subjects (real ones of the TREC 2007 corpus) fire, disguised or
+/// encoded; a word that only contains a short drug name, and the maker writing about its own drug, do not.
+#[test]
+fn a_drug_in_the_subject() {
+    let drug = |subject: &str, from: &str| {
+        let headers = with_header("Subject", subject).replace("Alice Example <alice@example.org>", from);
+        fired(&plain(&headers, BODY)).iter().any(|s| s == "SUBJ_DRUG")
+    };
+    let someone = "Alice Example <alice@example.org>";
+    assert!(drug("Be healthy with Viagra!", someone));
+    assert!(drug("Cialis and Viagra Directly from Authentic Manufacturer", someone));
+    assert!(drug("Snatch away Soft C1alis!", someone));
+    assert!(!drug("Appointment with the specialist on Thursday", someone));
+    assert!(!drug("Lunch on Thursday", someone));
+    assert!(!drug("Viagra: updated prescribing information", "Pfizer Medical <medinfo@pfizer.com>"));
+}
+
+/// An Outlook-form Message-ID holds the time it was written, in UTC. A 2007 bot's message (TREC 2007 public
+/// corpus) says it was written at 10:31:56 UTC under a Date of 10:31:56 +0200: its local time taken for UTC.
+/// The same Message-ID under a Date that names that moment in any zone stays silent; the bot's Date, and a
+/// timestamp years away, fire.
+#[test]
+fn an_outlook_message_id_written_at_another_hour() {
+    let id = "<001101c77b5b$76833860$06b54d1c@xyz38be82b9485>";
+    let clock = |date: &str, id: &str| {
+        let headers = with_header("Date", date).replace("<20250106100000.1234@mail.example.org>", id);
+        fired(&plain(&headers, BODY)).iter().any(|s| s == "MSGID_CLOCK_MISMATCH")
+    };
+    assert!(!clock("Tue, 10 Apr 2007 12:31:56 +0200", id));
+    assert!(!clock("Tue, 10 Apr 2007 06:32:03 -0400", id));
+    assert!(clock("Tue, 10 Apr 2007 10:31:56 +0200", id));
+    assert!(clock("Mon, 6 Jan 2025 10:00:00 +0000", id));
+    // A gap no time zone explains (a draft sent later), and another form of Message-ID.
+    assert!(!clock("Tue, 10 Apr 2007 16:09:11 +0000", id));
+    assert!(!clock("Tue, 10 Apr 2007 18:31:56 +0000", "<20070410183156.77@mail.example.org>"));
 }
 
 /// The recipient's own address in the subject: a phishing kit's personalisation (a real subject of the
