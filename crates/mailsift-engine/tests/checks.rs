@@ -2,7 +2,7 @@
 //! fires the symbol it is about. Configuration: weights, ASF modes, the administrator's own rules.
 
 use mailsift_engine::config::{AsfMode, RuleConfig, RuleTarget};
-use mailsift_engine::evidence::SpfResult;
+use mailsift_engine::evidence::{DmarcFacts, DmarcPolicy, Outcome, SenderFacts, SpfResult};
 use mailsift_engine::{Action, Engine, EngineConfig, Envelope, Evidence, Verdict};
 
 const HEADERS: &str = "From: Alice Example <alice@example.org>\r\n\
@@ -144,6 +144,25 @@ fn a_drug_in_the_subject() {
     assert!(!drug("Appointment with the specialist on Thursday", someone));
     assert!(!drug("Lunch on Thursday", someone));
     assert!(!drug("Viagra: updated prescribing information", "Pfizer Medical <medinfo@pfizer.com>"));
+    // The maker's excuse rests on a From: anyone can write; at the gateway a forged one fails the maker's
+    // DMARC (p=reject), which outweighs the two points the excuse spared it.
+    let forged = with_header("Subject", "Viagra: updated prescribing information")
+        .replace("Alice Example <alice@example.org>", "Pfizer Medical <medinfo@pfizer.com>");
+    let evidence = Evidence::from_sender(SenderFacts {
+        spf: Some(SpfResult::Fail),
+        spf_domain: Some("pfizer.com".into()),
+        dmarc: Some(DmarcFacts {
+            domain: "pfizer.com".into(),
+            result: Outcome::Fail,
+            policy: DmarcPolicy::Reject,
+            spf_aligned: false,
+            dkim_aligned: false,
+        }),
+        ..SenderFacts::default()
+    });
+    let v = scan_with(EngineConfig::default(), &plain(&forged, BODY), &evidence);
+    assert!(v.symbols.iter().any(|s| s.name == "DMARC_POLICY_REJECT"), "{:?}", v.symbols);
+    assert_ne!(v.action, Action::Deliver, "{:?}", v.symbols);
 }
 
 /// An Outlook-form Message-ID holds the time it was written, in UTC. A 2007 bot's message (TREC 2007 public
@@ -645,7 +664,7 @@ fn verdict_headers_replace_forged_ones() {
 /// one, decides.
 #[test]
 fn the_receiving_servers_record_of_reverse_dns_counts_against_the_sender_only() {
-    use mailsift_engine::evidence::{Outcome, PtrFacts, SenderFacts};
+    use mailsift_engine::evidence::PtrFacts;
     let judge = |received: &str, evidence: &Evidence| {
         let raw = plain(&with_header("Received", received), BODY);
         let engine = Engine::new(EngineConfig::default()).unwrap();
