@@ -208,6 +208,10 @@ pub struct ClassifierScores {
     /// the share of the points it is given (`classifier.day_one_say`).
     #[serde(default)]
     pub day_one_say: Option<f64>,
+    /// The combination fitted on this installation's mail, when the local model has one
+    /// (`classify::combine`): each engine's points are scaled by its multiplier.
+    #[serde(default)]
+    pub combination: Option<crate::classify::Combination>,
 }
 
 /// What local reputation is kept about.

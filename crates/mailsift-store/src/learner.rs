@@ -7,7 +7,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use mailsift_engine::classify::{self, Balance, Features, LearnOutcome, Model, NoReputation, Side, SpamtrapHook};
+use mailsift_engine::classify::{
+    self, Balance, Combination, Features, HeldOut, LearnOutcome, Model, NoReputation, Side, SpamtrapHook,
+};
 use mailsift_engine::config::ClassifierConfig;
 use mailsift_engine::{Envelope, Message, SharedModel, Verdict};
 use rustc_hash::FxHashMap;
@@ -19,13 +21,20 @@ pub struct Example {
     pub digest: [u8; 16],
     pub features: Features,
     pub side: Side,
+    /// The heuristics' points for it (the verdict's score without the classifiers), when bulk training
+    /// judged it: what the engines' combination is fitted against (see [`Learner::train_and_combine`]).
+    pub heuristics: Option<f64>,
 }
 
 impl Example {
     pub fn new(msg: &Message<'_>, side: Side) -> Example {
-        Example { digest: classify::message_digest(msg), features: classify::features(msg), side }
+        Example { digest: classify::message_digest(msg), features: classify::features(msg), side, heuristics: None }
     }
 }
+
+/// How many parts bulk training's held-out judgement cuts the new examples into: each part is judged by
+/// engines trained on the others, so the engines that judge have learned two thirds of the batch.
+const FOLDS: usize = 3;
 
 pub struct Learner<S: TokenStore> {
     store: S,
@@ -141,6 +150,38 @@ impl<S: TokenStore> Learner<S> {
     /// the recent balance (see [`Balance`]), and the extra passes, which would only push the model further
     /// towards that kind, are skipped.
     pub fn train(&mut self, examples: &[Example], extra_passes: usize) -> Result<[usize; 3], StoreError> {
+        self.train_fresh(examples, extra_passes).map(|(counts, _)| counts)
+    }
+
+    /// As [`Learner::train`], then fits how the two engines' points combine at this installation
+    /// (`classify::combine`) from the newly learned examples that carry their heuristics' points: each third
+    /// is judged by engines trained on the other two, the same way, and the combination is fitted on those
+    /// judgements with `tag` as the threshold. Keeps the previous combination when the batch is too small
+    /// (fewer than `combine::MIN_HELD_OUT` of either kind) or the fit is refused. Returns the counts and the
+    /// combination fitted, if one was.
+    pub fn train_and_combine(
+        &mut self,
+        examples: &[Example],
+        extra_passes: usize,
+        tag: f64,
+    ) -> Result<([usize; 3], Option<Combination>), StoreError> {
+        let (counts, fresh) = self.train_fresh(examples, extra_passes)?;
+        let judged: Vec<usize> = fresh.into_iter().filter(|&i| examples[i].heuristics.is_some()).collect();
+        let held_out = held_out(examples, &judged, extra_passes);
+        let fitted = classify::combine::fit(&held_out, tag);
+        if let Some(c) = fitted {
+            self.write_model().combination = Some(c);
+            self.changes.combination = true;
+        }
+        Ok((counts, fitted))
+    }
+
+    /// [`Learner::train`]'s work; also returns the indices of the examples learned for the first time.
+    fn train_fresh(
+        &mut self,
+        examples: &[Example],
+        extra_passes: usize,
+    ) -> Result<([usize; 3], Vec<usize>), StoreError> {
         let mut counts = [0usize; 3];
         let mut fresh = Vec::with_capacity(examples.len());
         let one_kind = examples.windows(2).all(|w| w[0].side == w[1].side);
@@ -156,26 +197,10 @@ impl<S: TokenStore> Learner<S> {
                 LearnOutcome::AlreadyKnown => counts[2] += 1,
             }
         }
-        let both =
-            fresh.iter().any(|&i| examples[i].side.is_spam()) && fresh.iter().any(|&i| !examples[i].side.is_spam());
-        let extra_passes = if both { extra_passes } else { 0 };
         let mut model = self.model.write().unwrap_or_else(|e| e.into_inner());
-        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-        for pass in 0..extra_passes {
-            // Fisher-Yates with a fixed xorshift: reproducible training.
-            for i in (1..fresh.len()).rev() {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                fresh.swap(i, (rng % (i as u64 + 1)) as usize);
-            }
-            let rate = 1.0 / (pass as f32 + 2.0);
-            for &i in &fresh {
-                let ex = &examples[i];
-                model.linear.step(&ex.features.ids, ex.side.is_spam(), rate);
-            }
-        }
-        Ok(counts)
+        let learned = fresh.clone();
+        more_passes(&mut model, examples, learned, extra_passes);
+        Ok((counts, fresh))
     }
 
     /// For a store several nodes share: remembers the counts of the tokens about to change (and the totals)
@@ -345,14 +370,85 @@ impl<S: TokenStore> Learner<S> {
     }
 }
 
+/// The linear model's extra passes of bulk training over the examples at `fresh` (indices into
+/// `examples`), in a fixed shuffled order at a falling rate; none when they are all of one kind (they
+/// would only push the model further towards it).
+fn more_passes(model: &mut Model, examples: &[Example], mut fresh: Vec<usize>, extra_passes: usize) {
+    let both = fresh.iter().any(|&i| examples[i].side.is_spam()) && fresh.iter().any(|&i| !examples[i].side.is_spam());
+    let extra_passes = if both { extra_passes } else { 0 };
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    for pass in 0..extra_passes {
+        // Fisher-Yates with a fixed xorshift: reproducible training.
+        for i in (1..fresh.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            fresh.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        let rate = 1.0 / (pass as f32 + 2.0);
+        for &i in &fresh {
+            let ex = &examples[i];
+            model.linear.step(&ex.features.ids, ex.side.is_spam(), rate);
+        }
+    }
+}
+
+/// Each of `judged` (indices into `examples`) as engines trained without it judge it: the examples are cut
+/// into [`FOLDS`] parts by their place in the interleaved order (so each part has both kinds in
+/// proportion); for each part a fresh model learns the others as bulk training does (interleaved, then the
+/// same extra passes) and judges it. Returns the engines' points under the fixed combination with the
+/// heuristics' points, the input of `classify::combine::fit`. Memory: one extra model at a time.
+pub fn held_out(examples: &[Example], judged: &[usize], extra_passes: usize) -> Vec<HeldOut> {
+    let spam = judged.iter().filter(|&&i| examples[i].side.is_spam()).count();
+    if spam < classify::combine::MIN_HELD_OUT || judged.len() - spam < classify::combine::MIN_HELD_OUT {
+        return Vec::new();
+    }
+    let subset: Vec<&Example> = judged.iter().map(|&i| &examples[i]).collect();
+    let order = interleaved_by(subset.len(), |k| subset[k].side.is_spam());
+    let mut part = vec![0usize; subset.len()];
+    for (place, &k) in order.iter().enumerate() {
+        part[k] = place % FOLDS;
+    }
+    let config = mailsift_engine::config::ClassifierConfig { min_ham: 0, min_spam: 0, ..Default::default() };
+    let mut out = Vec::with_capacity(subset.len());
+    for fold in 0..FOLDS {
+        let mut model = Model::default();
+        let mut learned = Vec::new();
+        for &k in &order {
+            if part[k] != fold {
+                let ex = subset[k];
+                model.learn(&ex.features, ex.side, None);
+                learned.push(judged[k]);
+            }
+        }
+        more_passes(&mut model, examples, learned, extra_passes);
+        for (_, ex) in subset.iter().enumerate().filter(|(k, _)| part[*k] == fold) {
+            let s = model.classify(&ex.features, &config);
+            let points = |p: Option<f64>| p.map_or(0.0, mailsift_engine::checks::classifier::points);
+            out.push(HeldOut {
+                bayes: points(s.bayes),
+                linear: points(s.linear),
+                heuristics: ex.heuristics.unwrap_or(0.0),
+                spam: ex.side.is_spam(),
+            });
+        }
+    }
+    out
+}
+
 /// The order bulk training takes `examples` in its first pass: ham and spam interleaved in proportion, so
 /// that at every point the share of each kind learned so far is about its share of the whole, and each
 /// kind in the order given (when the same message is given twice on one side, the later still counts).
 /// Deterministic: the same examples give the same order.
 pub fn interleaved(examples: &[Example]) -> Vec<usize> {
-    let (spam, ham): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| examples[i].side.is_spam());
+    interleaved_by(examples.len(), |i| examples[i].side.is_spam())
+}
+
+/// [`interleaved`] over `n` items, `is_spam(i)` telling each item's kind.
+fn interleaved_by(n: usize, is_spam: impl Fn(usize) -> bool) -> Vec<usize> {
+    let (spam, ham): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| is_spam(i));
     let (ns, nh) = (spam.len(), ham.len());
-    let mut order = Vec::with_capacity(examples.len());
+    let mut order = Vec::with_capacity(n);
     let (mut a, mut b) = (0usize, 0usize);
     while a < ns || b < nh {
         // Take spam when its next item's place in its own list, (a + 1/2) / ns, comes no later than ham's:

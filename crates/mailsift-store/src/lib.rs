@@ -80,6 +80,49 @@ pub struct Changes {
     pub base: rustc_hash::FxHashMap<u64, [u32; 2]>,
     /// The same for the totals (Bayes ham and spam messages, the linear bias and update count).
     pub base_totals: Option<Totals>,
+    /// Bulk training fitted a new combination of the engines (`Model::combination`): save it.
+    pub combination: bool,
+}
+
+/// The names and values under which a store keeps the engines' fitted combination, beside the totals.
+pub fn combination_totals(c: &mailsift_engine::classify::Combination) -> [(&'static str, f64); 6] {
+    let [bs, bh, ls, lh] = c.multipliers();
+    [
+        ("combination_bayes_spam", bs),
+        ("combination_bayes_ham", bh),
+        ("combination_linear_spam", ls),
+        ("combination_linear_ham", lh),
+        ("combination_ham", c.ham as f64),
+        ("combination_spam", c.spam as f64),
+    ]
+}
+
+/// The combination from a store's (name, value) rows; `None` unless all six are there and finite.
+pub fn combination_from<'a>(
+    rows: impl Iterator<Item = (&'a str, f64)>,
+) -> Option<mailsift_engine::classify::Combination> {
+    let mut v = [f64::NAN; 6];
+    for (name, value) in rows {
+        let names = combination_totals(&mailsift_engine::classify::Combination {
+            bayes_spam: 0.0,
+            bayes_ham: 0.0,
+            linear_spam: 0.0,
+            linear_ham: 0.0,
+            ham: 0,
+            spam: 0,
+        });
+        if let Some(k) = names.iter().position(|(n, _)| *n == name) {
+            v[k] = value;
+        }
+    }
+    v.iter().all(|x| x.is_finite()).then(|| mailsift_engine::classify::Combination {
+        bayes_spam: v[0],
+        bayes_ham: v[1],
+        linear_spam: v[2],
+        linear_ham: v[3],
+        ham: v[4].clamp(0.0, u32::MAX as f64) as u32,
+        spam: v[5].clamp(0.0, u32::MAX as f64) as u32,
+    })
 }
 
 /// The model's totals, as a store keeps them.
@@ -89,11 +132,19 @@ pub struct Totals {
     pub spam: u64,
     pub bias: f32,
     pub updates: u64,
+    /// The engines' fitted combination (kept whole, not merged: the last bulk training's fit stands).
+    pub combination: Option<mailsift_engine::classify::Combination>,
 }
 
 impl Totals {
     pub fn of(model: &Model) -> Totals {
-        Totals { ham: model.bayes.ham, spam: model.bayes.spam, bias: model.linear.bias, updates: model.linear.updates }
+        Totals {
+            ham: model.bayes.ham,
+            spam: model.bayes.spam,
+            bias: model.linear.bias,
+            updates: model.linear.updates,
+            combination: model.combination,
+        }
     }
 }
 
@@ -134,13 +185,16 @@ impl Fresh {
             model.bayes.spam = t.spam;
             model.linear.bias = t.bias;
             model.linear.updates = t.updates;
+            if t.combination.is_some() {
+                model.combination = t.combination;
+            }
         }
     }
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.trained.is_empty()
+        self.tokens.is_empty() && self.trained.is_empty() && !self.combination
     }
 }
 

@@ -160,6 +160,22 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The engines' fitted combination, if bulk training saved one.
+    fn combination(&self) -> Result<Option<mailsift_engine::classify::Combination>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, value FROM totals WHERE name LIKE 'combination_%'")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(crate::combination_from(rows.iter().map(|(n, v)| (n.as_str(), *v))))
+    }
+}
+
 fn err(path: &Path, source: rusqlite::Error) -> StoreError {
     StoreError::Sqlite { path: path.display().to_string(), source }
 }
@@ -196,6 +212,7 @@ impl TokenStore for SqliteStore {
         model.bayes.spam = self.total("spam")? as u64;
         model.linear.bias = self.total("linear_bias")? as f32;
         model.linear.updates = self.total("linear_updates")? as u64;
+        model.combination = self.combination()?;
         let mut stmt = self.conn.prepare("SELECT chunk, weights FROM linear_chunks").map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
@@ -273,6 +290,11 @@ impl TokenStore for SqliteStore {
                 ("linear_updates", model.linear.updates as f64),
             ] {
                 total.execute(params![name, v]).map_err(e)?;
+            }
+            if let Some(c) = model.combination.filter(|_| changes.combination) {
+                for (name, v) in crate::combination_totals(&c) {
+                    total.execute(params![name, v]).map_err(e)?;
+                }
             }
             let mut trained =
                 tx.prepare("INSERT OR REPLACE INTO trained (digest, side, at) VALUES (?1, ?2, ?3)").map_err(e)?;

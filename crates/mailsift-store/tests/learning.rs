@@ -360,7 +360,7 @@ fn autolearn_learns_only_far_from_the_thresholds() {
 fn bulk_training_interleaves_ham_and_spam_in_proportion() {
     use mailsift_engine::classify::Features;
     use mailsift_store::learner::{interleaved, Example};
-    let example = |n: u8, side| Example { digest: [n; 16], features: Features::default(), side };
+    let example = |n: u8, side| Example { digest: [n; 16], features: Features::default(), side, heuristics: None };
     let mut examples: Vec<Example> = (0..6).map(|n| example(n, Side::Ham)).collect();
     examples.extend((6..9).map(|n| example(n, Side::Spam)));
     let order = interleaved(&examples);
@@ -524,4 +524,111 @@ fn a_spamtrap_feed_teaches_without_tilting_the_linear_model() {
     println!("the same spam as a folder: {added:?}");
     assert!(added.0 <= before.0 + 3, "ham flagged: {} before the folder, {} after", before.0, added.0);
     assert!(added.1 > before.1, "spam caught: {} before the folder, {} after", before.1, added.1);
+}
+
+/// The engines' combination (`classify::combine`) is fitted by bulk training on mail judged by engines that
+/// had not learned it, kept across a restart on each backend, kept when a later run is too small to refit,
+/// and scales the engines' points in the verdict. Trained on a part of the corpus's TRAIN half (md5 4-9).
+#[test]
+fn the_engines_combination_is_fitted_on_held_out_mail_and_kept() {
+    use mailsift_engine::classify::combine::{HIGH, LOW, MIN_HELD_OUT};
+    let Some(dir) = corpus() else { return };
+    let engine = engine(ClassifierConfig::default());
+    let judged = |raw: &[u8], side| {
+        let msg = engine.parse(raw);
+        let mut ex = mailsift_store::learner::Example::new(&msg, side);
+        let mut envelope = Envelope::default();
+        envelope.fill_from_trace(&msg);
+        ex.heuristics = Some(engine.judge(&msg, &envelope, &Evidence::default()).score);
+        ex
+    };
+    let (mut bulk, mut test) = (Vec::new(), Vec::new());
+    for (folder, side) in [("easy-ham-1", Side::Ham), ("hard-ham-1", Side::Ham), ("spam-2", Side::Spam)] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let raw = std::fs::read(&file).unwrap();
+            match u32::from_str_radix(&name[6..7], 16).unwrap() {
+                0 => test.push((raw, side)),
+                4..=9 => bulk.push(judged(&raw, side)),
+                _ => {}
+            }
+        }
+    }
+    let kinds = |v: &[mailsift_store::learner::Example]| v.iter().filter(|e| e.side == Side::Spam).count();
+    assert!(kinds(&bulk) >= MIN_HELD_OUT && bulk.len() - kinds(&bulk) >= MIN_HELD_OUT, "{}", bulk.len());
+    each_backend(|place| {
+        // Too little mail: nothing is fitted and the fixed combination stands.
+        let mut learner = open(place);
+        let few: Vec<_> = bulk.iter().filter(|e| e.side == Side::Spam).take(50).collect();
+        let few: Vec<_> = few
+            .iter()
+            .map(|e| mailsift_store::learner::Example {
+                digest: e.digest,
+                features: e.features.clone(),
+                side: e.side,
+                heuristics: e.heuristics,
+            })
+            .collect();
+        assert_eq!(learner.train_and_combine(&few, 8, 5.0).unwrap().1, None);
+        assert_eq!(learner.model().read().unwrap().combination, None);
+
+        let (_, fitted) = learner.train_and_combine(&bulk, 8, 5.0).unwrap();
+        let c = fitted.expect("enough held-out mail of each kind");
+        println!("fitted: {c:?}");
+        // Each new message once (the 50 spam learned before are not new; a message in two folders counts once).
+        assert!(c.spam as usize <= kinds(&bulk) - few.len() && c.ham as usize <= bulk.len() - kinds(&bulk), "{c:?}");
+        assert!((c.ham + c.spam) as usize * 100 >= (bulk.len() - few.len()) * 98, "{c:?} of {}", bulk.len());
+        for m in c.multipliers() {
+            assert!((LOW..=HIGH).contains(&m), "{c:?}");
+        }
+        learner.commit(NOW).unwrap();
+        drop(learner);
+        let mut learner = open(place);
+        assert_eq!(learner.model().read().unwrap().combination, Some(c), "kept across a restart");
+
+        // A later run too small to refit keeps the fitted combination.
+        let more: Vec<_> = test.iter().take(20).map(|(raw, side)| judged(raw, *side)).collect();
+        assert_eq!(learner.train_and_combine(&more, 8, 5.0).unwrap().1, None);
+        learner.commit(NOW).unwrap();
+        let learner = open(place);
+        assert_eq!(learner.model().read().unwrap().combination, Some(c));
+
+        // The verdict scales each engine's points by its multiplier and says so.
+        let scanning = engine_with(&learner);
+        let mut seen = 0;
+        for (raw, _) in test.iter().skip(20).take(40) {
+            let msg = scanning.parse(raw);
+            let scores = scanning.classify(&msg).expect("the model speaks");
+            assert_eq!(scores.combination, Some(c));
+            let fixed = mailsift_engine::evidence::ClassifierScores { combination: None, ..scores };
+            let judge = |s| {
+                scanning.judge(&msg, &Envelope::default(), &Evidence { classifier: Some(s), ..Evidence::default() })
+            };
+            let (with, without) = (judge(scores), judge(fixed));
+            for sym in with.symbols.iter().filter(|s| s.name.starts_with("LINEAR_") || s.name.starts_with("BAYES_")) {
+                let before = without.symbols.iter().find(|b| b.name == sym.name).expect("the same grade");
+                let m = c.multiplier(sym.name.starts_with("BAYES_"), before.score);
+                assert!(
+                    (sym.score - before.score * m).abs() < 0.02,
+                    "{}: {} vs {} x {m}",
+                    sym.name,
+                    sym.score,
+                    before.score
+                );
+                assert!(sym.detail.contains(&format!("x{m:.2}")), "{}", sym.detail);
+                seen += 1;
+            }
+        }
+        assert!(seen > 20, "{seen} engine symbols checked");
+    });
+}
+
+fn engine_with(learner: &Learner<ClassifierStore>) -> Engine {
+    engine(ClassifierConfig::default()).with_model(learner.model())
 }

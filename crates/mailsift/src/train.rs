@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mailsift_engine::classify::Side;
+use mailsift_engine::classify::{Combination, Side};
 use mailsift_engine::Engine;
 use mailsift_store::learner::Example;
 use mailsift_store::{Learner, TokenStore};
@@ -57,6 +57,8 @@ pub struct TrainReport {
     /// Learned for the first time, relearned on the other side, already known.
     pub outcomes: [usize; 3],
     pub unreadable: usize,
+    /// The engines' combination fitted on this run's mail, if it had enough of each kind.
+    pub combination: Option<Combination>,
     pub tokens: u64,
     pub seconds: f64,
 }
@@ -75,7 +77,22 @@ impl TrainReport {
             if self.unreadable > 0 { format!(", {} unreadable", self.unreadable) } else { String::new() },
             self.tokens
         );
+        if let Some(c) = &self.combination {
+            println!(
+                "the engines' combination, fitted on {} ham and {} spam each judged by engines trained without \
+                 it: Bayes x{:.2} toward spam, x{:.2} toward ham; linear x{:.2} toward spam, x{:.2} toward ham",
+                c.ham, c.spam, c.bayes_spam, c.bayes_ham, c.linear_spam, c.linear_ham
+            );
+        }
     }
+}
+
+/// The heuristics' points for a training message: its verdict with no classifier answer, judged as stored
+/// mail is (the connection its receiving server recorded stands in for the SMTP session), as `eval` does.
+fn heuristics(engine: &Engine, msg: &mailsift_engine::Message<'_>) -> f64 {
+    let mut envelope = mailsift_engine::Envelope::default();
+    envelope.fill_from_trace(msg);
+    engine.judge(msg, &envelope, &mailsift_engine::Evidence::default()).score
 }
 
 pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
@@ -163,8 +180,15 @@ pub fn train_files<S: TokenStore>(
                         continue;
                     }
                 };
-                let examples: Vec<Example> =
-                    split_mbox(bytes).iter().map(|raw| Example::new(&engine.parse(raw), *side)).collect();
+                let examples: Vec<Example> = split_mbox(bytes)
+                    .iter()
+                    .map(|raw| {
+                        let msg = engine.parse(raw);
+                        let mut ex = Example::new(&msg, *side);
+                        ex.heuristics = Some(heuristics(engine, &msg));
+                        ex
+                    })
+                    .collect();
                 slots.lock().expect("slots")[i] = examples;
                 bar.inc(1);
             });
@@ -174,7 +198,7 @@ pub fn train_files<S: TokenStore>(
     let examples: Vec<Example> = slots.into_inner().expect("slots").into_iter().flatten().collect();
     let ham = examples.iter().filter(|e| e.side == Side::Ham).count();
     let spam = examples.len() - ham;
-    let outcomes = learner.train(&examples, passes)?;
+    let (outcomes, combination) = learner.train_and_combine(&examples, passes, engine.config().thresholds.tag)?;
     let now = mailsift_engine::unix_now();
     learner.commit(now)?;
     learner.expire(&engine.config().classifier, now)?;
@@ -183,6 +207,7 @@ pub fn train_files<S: TokenStore>(
         spam,
         outcomes,
         unreadable: unreadable.into_inner(),
+        combination,
         tokens: learner.store().token_count()?,
         seconds: start.elapsed().as_secs_f64(),
     })

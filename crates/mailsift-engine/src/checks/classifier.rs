@@ -131,24 +131,44 @@ pub fn share_of_weight(p: f64) -> f64 {
     (x / top).min(1.0)
 }
 
+/// The points an engine's probability scores under the fixed combination and the default weights: its
+/// grade symbol's weight times its share (what `classify::combine` fits its multipliers on).
+pub fn points(p: f64) -> f64 {
+    match grade_index(p) {
+        Some(g) if p.is_finite() => SYMBOLS[g].weight * share_of_weight(p),
+        _ => 0.0,
+    }
+}
+
 pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     let Some(scores) = ctx.evidence.classifier else {
         return;
     };
     // The shipped day-one model speaks with its configured share of the points (see `classify::day_one`).
     let say = scores.day_one_say.filter(|s| s.is_finite()).map(|s| s.clamp(0.0, 1.0));
-    for (symbols, p) in [(&BAYES, scores.bayes), (&LINEAR, scores.linear)] {
+    for (is_bayes, symbols, p) in [(true, &BAYES, scores.bayes), (false, &LINEAR, scores.linear)] {
         let Some(p) = p.filter(|p| p.is_finite()) else {
             continue;
         };
         if let Some(g) = grade_index(p) {
-            let detail = match say {
-                Some(s) => {
+            // The installation's fitted combination scales the engine's points on this side.
+            let m = match (say, scores.combination) {
+                (None, Some(c)) => Some((c.multiplier(is_bayes, if g < 3 { 1.0 } else { -1.0 }), c)),
+                _ => None,
+            };
+            let detail = match (say, m) {
+                (Some(s), _) => {
                     format!("p={p:.4}, day-one model at {:.0}% (the local model has not learned enough)", s * 100.0)
                 }
-                None => format!("p={p:.4}"),
+                (None, Some((m, c))) => format!(
+                    "p={p:.4}, x{m:.2}: this engine's weight here, fitted on {} ham and {} spam of this \
+                     installation's training mail judged by engines trained without them",
+                    c.ham, c.spam
+                ),
+                (None, None) => format!("p={p:.4}"),
             };
-            hits.hit_scaled(symbols[g], share_of_weight(p) * say.unwrap_or(1.0), detail);
+            let scale = say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m);
+            hits.hit_scaled(symbols[g], share_of_weight(p) * scale, detail);
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod balance;
 pub mod bayes;
+pub mod combine;
 pub mod day_one;
 pub mod linear;
 pub mod portable;
@@ -24,6 +25,7 @@ use crate::verdict::Verdict;
 
 pub use balance::Balance;
 pub use bayes::BayesCounts;
+pub use combine::{Combination, HeldOut};
 pub use linear::LinearModel;
 pub use tokens::{features, Features};
 
@@ -60,6 +62,9 @@ impl Side {
 pub struct Model {
     pub bayes: BayesCounts,
     pub linear: LinearModel,
+    /// How the two engines' points combine here, fitted at the last bulk training (`None`: the fixed
+    /// combination; see [`combine`]).
+    pub combination: Option<Combination>,
 }
 
 /// What learning one message did, so a store can save exactly that.
@@ -90,6 +95,7 @@ impl Model {
             linear: Some(self.linear.score(&f.ids)),
             familiarity: Some(familiarity),
             day_one_say: None,
+            combination: self.combination,
         }
     }
 

@@ -118,7 +118,7 @@ pub fn decode(compressed: &[u8]) -> Result<Model, String> {
     if !linear.bias.is_finite() {
         return Err("the linear bias is not a number".into());
     }
-    Ok(Model { bayes, linear })
+    Ok(Model { bayes, linear, combination: None })
 }
 
 fn write_varint(out: &mut Vec<u8>, mut v: u32) {

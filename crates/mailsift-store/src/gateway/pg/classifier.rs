@@ -87,6 +87,7 @@ fn totals_from(rows: &[postgres::Row]) -> Totals {
             _ => {}
         }
     }
+    t.combination = crate::combination_from(rows.iter().map(|r| (r.get::<_, &str>(0), r.get::<_, f64>(1))));
     t
 }
 
@@ -214,6 +215,11 @@ impl TokenStore for PgTokenStore {
             ("linear_bias", now_totals.bias as f64 - base.bias as f64),
             ("linear_updates", now_totals.updates as f64 - base.updates as f64),
         ];
+        // A new fit replaces the stored one whole (see `Totals::combination`).
+        let combination: Vec<(&'static str, f64)> = match model.combination.filter(|_| changes.combination) {
+            Some(c) => crate::combination_totals(&c).to_vec(),
+            None => Vec::new(),
+        };
         let trained: Vec<(Vec<u8>, Option<&'static str>)> =
             changes.trained.iter().map(|(d, s)| (d.to_vec(), s.map(Side::as_str))).collect();
         let today = day(now);
@@ -274,6 +280,13 @@ impl TokenStore for PgTokenStore {
                 tx.execute(
                     "UPDATE classifier_totals SET value = value + $2, seq = $3 WHERE name = $1",
                     &[&name, &d, &seq],
+                )?;
+            }
+            for (name, v) in &combination {
+                tx.execute(
+                    "INSERT INTO classifier_totals (name, value, seq) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, seq = excluded.seq",
+                    &[name, v, &seq],
                 )?;
             }
             fresh.totals = Some(totals_from(&tx.query("SELECT name, value FROM classifier_totals", &[])?));
