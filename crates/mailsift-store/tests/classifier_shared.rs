@@ -7,6 +7,7 @@
 use mailsift_engine::classify::{Model, Side};
 use mailsift_engine::config::ClassifierConfig;
 use mailsift_engine::{Engine, EngineConfig};
+use mailsift_store::learner::Example;
 use mailsift_store::pg::PgConfig;
 use mailsift_store::{ClassifierStore, Database, Learner, SqliteStore, TokenStore};
 use mailsift_testkit::postgres::Postgres;
@@ -237,4 +238,36 @@ fn a_node_cut_off_from_the_database_keeps_its_model_and_catches_up() {
     b.sync(NOW).expect("node B reconnects by itself");
     assert_eq!(snapshot(&b).bayes.ham, 1, "the report made after the outage reached B");
     assert_eq!(snapshot(&a).bayes.tokens, snapshot(&b).bayes.tokens);
+}
+
+/// The engines' combination fitted by a bulk training at one node reaches the other node at its next
+/// sync, and a node started later loads it; a later online message at either node leaves it as it is.
+#[test]
+fn a_combination_fitted_at_one_node_reaches_the_other() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("combination");
+    let engine = engine();
+    let (mut a, _dba) = node(&url);
+    let (mut b, _dbb) = node(&url);
+    // Heuristics that half agree with the labels, so the fit has both kinds of evidence to weigh.
+    let examples: Vec<Example> = (0..500)
+        .map(|n| {
+            let side = if n % 2 == 0 { Side::Spam } else { Side::Ham };
+            let mut ex = Example::new(&engine.parse(&synthetic(side, n)), side);
+            ex.heuristics = Some(if side == Side::Spam && n % 4 == 0 { 3.0 } else { (n % 3) as f64 * 0.5 });
+            ex
+        })
+        .collect();
+    let (_, fitted) = a.train_and_combine(&examples, 2, 5.0).unwrap();
+    let c = fitted.expect("250 of each kind are enough to fit");
+    a.commit(NOW).unwrap();
+    assert_eq!(b.model().read().unwrap().combination, None, "not before B syncs");
+    b.sync(NOW).unwrap();
+    assert_eq!(b.model().read().unwrap().combination, Some(c), "B has A's fit after its sync");
+    b.learn(&engine.parse(&synthetic(Side::Spam, 9999)), Side::Spam).unwrap();
+    b.sync(NOW).unwrap();
+    a.sync(NOW).unwrap();
+    assert_eq!(a.model().read().unwrap().combination, Some(c), "an online message does not refit");
+    let (late, _dbl) = node(&url);
+    assert_eq!(late.model().read().unwrap().combination, Some(c), "a node started later loads it");
 }

@@ -22,6 +22,11 @@
 //! Nothing fires in the unsure middle (30% to 70%), nor while the model has learned too little (the
 //! experience gate, `classifier.min_ham` / `min_spam`).
 //!
+//! These are the points of the fixed combination. A local model that bulk training fitted a combination for
+//! (`classify::combine`: how far each engine has earned trust on this installation's own mail) scales each
+//! engine's points on each side by its multiplier, at least 1 and at most 3, and the symbol's detail says so;
+//! the shipped day-one model never has one.
+//!
 //! Measured against the fixed grade weights this replaced (where one linear 90% alone reached the tag
 //! threshold), on the SpamAssassin corpus (`mailsift eval`): in four-fold cross-validation inside TRAIN
 //! (`--split sa-tune`, where the form was chosen) 13 ham of 3,134 flagged against 11, 95.3% of spam caught

@@ -153,7 +153,7 @@ pub fn fit(held_out: &[HeldOut], tag: f64) -> Option<Combination> {
         }
     }
     let c = theta[0];
-    if !(c > 0.05) || theta.iter().any(|t| !t.is_finite()) {
+    if c.is_nan() || c <= 0.05 || theta.iter().any(|t| !t.is_finite()) {
         return None;
     }
     let m = |k: usize| (theta[k] / c).clamp(LOW, HIGH);
@@ -176,11 +176,12 @@ fn solve(mut a: [[f64; 5]; 5], mut b: [f64; 5]) -> Option<[f64; 5]> {
         if a[i][i].abs() < 1e-12 {
             return None;
         }
+        let pivot = a[i];
         for r in 0..5 {
             if r != i {
-                let f = a[r][i] / a[i][i];
-                for k in i..5 {
-                    a[r][k] -= f * a[i][k];
+                let f = a[r][i] / pivot[i];
+                for (x, p) in a[r][i..].iter_mut().zip(&pivot[i..]) {
+                    *x -= f * p;
                 }
                 b[r] -= f * b[i];
             }
