@@ -211,7 +211,45 @@ pub struct ClassifierScores {
     /// The combination fitted on this installation's mail, when the local model has one
     /// (`classify::combine`): each engine's points are scaled by its multiplier.
     #[serde(default)]
-    pub combination: Option<crate::classify::Combination>,
+    pub combination: Option<Combination>,
+}
+
+/// The least a fitted multiplier scales an engine's points by: the fixed combination (`classify::combine`).
+pub const MULTIPLIER_FLOOR: f64 = 1.0;
+
+/// How much of its points each engine's answer scores, per side, as fitted on this installation's mail.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Combination {
+    pub bayes_spam: f64,
+    pub bayes_ham: f64,
+    pub linear_spam: f64,
+    pub linear_ham: f64,
+    /// The held-out messages it was fitted on.
+    pub ham: u32,
+    pub spam: u32,
+}
+
+impl Combination {
+    /// The multiplier for an engine's points (`bayes`: Bayes, else the linear model) on the side the
+    /// points point to.
+    pub fn multiplier(&self, bayes: bool, points: f64) -> f64 {
+        let m = match (bayes, points >= 0.0) {
+            (true, true) => self.bayes_spam,
+            (true, false) => self.bayes_ham,
+            (false, true) => self.linear_spam,
+            (false, false) => self.linear_ham,
+        };
+        if m.is_finite() {
+            m.clamp(MULTIPLIER_FLOOR, crate::symbols::CLASSIFIER_FACTOR_MAX)
+        } else {
+            1.0
+        }
+    }
+
+    /// The multipliers in the store's order: Bayes spam, Bayes ham, linear spam, linear ham.
+    pub fn multipliers(&self) -> [f64; 4] {
+        [self.bayes_spam, self.bayes_ham, self.linear_spam, self.linear_ham]
+    }
 }
 
 /// What local reputation is kept about.

@@ -11,6 +11,10 @@ use std::fmt;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+/// The most a classifier symbol's weight can be scaled by: the ceiling of an installation's fitted
+/// combination of the engines (`classify::combine`).
+pub const CLASSIFIER_FACTOR_MAX: f64 = 3.0;
+
 /// The name of a built-in symbol, typed. Every check module declares its symbols as `Sym` constants
 /// beside its `SymbolSpec` table (with [`syms!`]) and emits them through [`Hits::hit`], so a misspelt
 /// name does not compile; the string name is what leaves the process (configuration, stored rows,
@@ -487,7 +491,7 @@ impl<'r> Hits<'r> {
 
     /// Records a built-in symbol that scores `factor` of its weight, clamped to [0, 1], or to [0, 3] for
     /// the classifiers, whose points an installation's fitted combination may scale up
-    /// (`classify::combine::HIGH`). A symbol hit
+    /// ([`CLASSIFIER_FACTOR_MAX`]). A symbol hit
     /// again keeps the strongest factor it was hit with (and gathers the details, as [`Hits::hit_id`] does).
     pub fn hit_scaled(&mut self, sym: Sym, factor: f64, detail: impl Into<String>) {
         let Some(id) = self.registry.id(sym.name()) else {
@@ -495,7 +499,7 @@ impl<'r> Hits<'r> {
             return;
         };
         let most = if sym.name().starts_with("BAYES_") || sym.name().starts_with("LINEAR_") {
-            crate::classify::combine::HIGH
+            CLASSIFIER_FACTOR_MAX
         } else {
             1.0
         };

@@ -33,7 +33,7 @@
 //! (two of them spam that TREC labels ham: a stock tout and pill spam relayed by a Debian list); the
 //! SpamAssassin protocols within 5 spam and 0 false positives of the fixed combination.
 
-use serde::{Deserialize, Serialize};
+pub use crate::evidence::Combination;
 
 /// How many false positives one missed spam is worth, in the fit.
 pub const HAM_COST: f64 = 20.0;
@@ -41,48 +41,14 @@ pub const HAM_COST: f64 = 20.0;
 pub const MIN_HELD_OUT: usize = 200;
 /// The range a multiplier is kept in. The floor is the fixed combination: it was chosen across
 /// organisations, so one installation's fit may give an engine more say where its mail shows the engine
-/// earns it, never less (see the module's documentation).
-pub const LOW: f64 = 1.0;
-pub const HIGH: f64 = 3.0;
+/// earns it, never less (see the module's documentation). The combination itself is plain data in the
+/// evidence ([`Combination`]), which applies these bounds.
+pub const LOW: f64 = crate::evidence::MULTIPLIER_FLOOR;
+pub const HIGH: f64 = crate::symbols::CLASSIFIER_FACTOR_MAX;
 /// The ridge that pulls each multiplier toward 1, and the small one that bounds the scale on mail the
 /// engines separate perfectly.
 const PULL: f64 = 0.01;
 const SCALE: f64 = 0.01;
-
-/// How much of its points each engine's answer scores, per side, as fitted on this installation's mail.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Combination {
-    pub bayes_spam: f64,
-    pub bayes_ham: f64,
-    pub linear_spam: f64,
-    pub linear_ham: f64,
-    /// The held-out messages it was fitted on.
-    pub ham: u32,
-    pub spam: u32,
-}
-
-impl Combination {
-    /// The multiplier for an engine's points (`bayes`: Bayes, else the linear model) on the side the
-    /// points point to.
-    pub fn multiplier(&self, bayes: bool, points: f64) -> f64 {
-        let m = match (bayes, points >= 0.0) {
-            (true, true) => self.bayes_spam,
-            (true, false) => self.bayes_ham,
-            (false, true) => self.linear_spam,
-            (false, false) => self.linear_ham,
-        };
-        if m.is_finite() {
-            m.clamp(LOW, HIGH)
-        } else {
-            1.0
-        }
-    }
-
-    /// The multipliers in the store's order: Bayes spam, Bayes ham, linear spam, linear ham.
-    pub fn multipliers(&self) -> [f64; 4] {
-        [self.bayes_spam, self.bayes_ham, self.linear_spam, self.linear_ham]
-    }
-}
 
 /// One training message as engines trained without it judged it: each engine's points under the fixed
 /// combination (`checks::classifier::points`), and the heuristics' points.
