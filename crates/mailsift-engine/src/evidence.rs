@@ -230,10 +230,10 @@ pub struct Combination {
 }
 
 impl Combination {
-    /// The multiplier for an engine's points (`bayes`: Bayes, else the linear model) on the side the
-    /// points point to.
-    pub fn multiplier(&self, bayes: bool, points: f64) -> f64 {
-        let m = match (bayes, points >= 0.0) {
+    /// The multiplier for an engine's points (`bayes`: Bayes, else the linear model) when they point
+    /// toward spam (`toward_spam`) or toward ham.
+    pub fn multiplier(&self, bayes: bool, toward_spam: bool) -> f64 {
+        let m = match (bayes, toward_spam) {
             (true, true) => self.bayes_spam,
             (true, false) => self.bayes_ham,
             (false, true) => self.linear_spam,

@@ -489,19 +489,18 @@ impl<'r> Hits<'r> {
         self.hit_scaled(sym, 1.0, detail);
     }
 
-    /// Records a built-in symbol that scores `factor` of its weight, clamped to [0, 1], or to [0, 3] for
-    /// the classifiers, whose points an installation's fitted combination may scale up
-    /// ([`CLASSIFIER_FACTOR_MAX`]). A symbol hit
+    /// Records a built-in symbol that scores `factor` (clamped to [0, 1]) of its weight. A symbol hit
     /// again keeps the strongest factor it was hit with (and gathers the details, as [`Hits::hit_id`] does).
     pub fn hit_scaled(&mut self, sym: Sym, factor: f64, detail: impl Into<String>) {
+        self.hit_scaled_up_to(sym, factor, 1.0, detail);
+    }
+
+    /// As [`Hits::hit_scaled`], the factor clamped to [0, `most`]: for the classifiers, whose points an
+    /// installation's fitted combination may scale up to [`CLASSIFIER_FACTOR_MAX`] times.
+    pub fn hit_scaled_up_to(&mut self, sym: Sym, factor: f64, most: f64, detail: impl Into<String>) {
         let Some(id) = self.registry.id(sym.name()) else {
             debug_assert!(false, "symbol {sym} is not registered");
             return;
-        };
-        let most = if sym.name().starts_with("BAYES_") || sym.name().starts_with("LINEAR_") {
-            CLASSIFIER_FACTOR_MAX
-        } else {
-            1.0
         };
         let factor = if factor.is_finite() { factor.clamp(0.0, most) } else { 0.0 };
         let again = self.hits.iter().any(|h| h.id == id);

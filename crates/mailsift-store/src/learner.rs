@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use crate::{Changes, StoreError, Submission, TokenStore};
 
 /// One message ready to learn: its digest and features (computed off the learner, in parallel).
+#[derive(Clone)]
 pub struct Example {
     pub digest: [u8; 16],
     pub features: Features,
@@ -422,7 +423,10 @@ pub fn held_out(examples: &[Example], judged: &[usize], extra_passes: usize) -> 
             }
         }
         more_passes(&mut model, examples, learned, extra_passes);
-        for (_, ex) in subset.iter().enumerate().filter(|(k, _)| part[*k] == fold) {
+        for (k, ex) in subset.iter().enumerate() {
+            if part[k] != fold {
+                continue;
+            }
             let s = model.classify(&ex.features, &config);
             let points = |p: Option<f64>| p.map_or(0.0, mailsift_engine::checks::classifier::points);
             out.push(HeldOut {

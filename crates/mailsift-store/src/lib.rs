@@ -20,7 +20,7 @@ pub mod migrate;
 pub mod reputation;
 pub mod sqlite;
 
-use mailsift_engine::classify::{Model, Side};
+use mailsift_engine::classify::{Combination, Model, Side};
 
 pub use classifier::ClassifierStore;
 pub use config::StoreConfig;
@@ -84,44 +84,40 @@ pub struct Changes {
     pub combination: bool,
 }
 
-/// The names and values under which a store keeps the engines' fitted combination, beside the totals.
-pub fn combination_totals(c: &mailsift_engine::classify::Combination) -> [(&'static str, f64); 6] {
+/// The names under which a store keeps the engines' fitted combination, beside the totals: the four
+/// multipliers in [`Combination::multipliers`]' order, then the held-out ham and spam it was fitted on.
+pub const COMBINATION_NAMES: [&str; 6] = [
+    "combination_bayes_spam",
+    "combination_bayes_ham",
+    "combination_linear_spam",
+    "combination_linear_ham",
+    "combination_ham",
+    "combination_spam",
+];
+
+/// The rows a store keeps for a combination: [`COMBINATION_NAMES`] and their values.
+pub fn combination_totals(c: &Combination) -> [(&'static str, f64); 6] {
     let [bs, bh, ls, lh] = c.multipliers();
-    [
-        ("combination_bayes_spam", bs),
-        ("combination_bayes_ham", bh),
-        ("combination_linear_spam", ls),
-        ("combination_linear_ham", lh),
-        ("combination_ham", c.ham as f64),
-        ("combination_spam", c.spam as f64),
-    ]
+    let values = [bs, bh, ls, lh, c.ham as f64, c.spam as f64];
+    std::array::from_fn(|k| (COMBINATION_NAMES[k], values[k]))
 }
 
 /// The combination from a store's (name, value) rows; `None` unless all six are there and finite.
-pub fn combination_from<'a>(
-    rows: impl Iterator<Item = (&'a str, f64)>,
-) -> Option<mailsift_engine::classify::Combination> {
+pub fn combination_from<'a>(rows: impl Iterator<Item = (&'a str, f64)>) -> Option<Combination> {
     let mut v = [f64::NAN; 6];
     for (name, value) in rows {
-        let names = combination_totals(&mailsift_engine::classify::Combination {
-            bayes_spam: 0.0,
-            bayes_ham: 0.0,
-            linear_spam: 0.0,
-            linear_ham: 0.0,
-            ham: 0,
-            spam: 0,
-        });
-        if let Some(k) = names.iter().position(|(n, _)| *n == name) {
+        if let Some(k) = COMBINATION_NAMES.iter().position(|n| *n == name) {
             v[k] = value;
         }
     }
-    v.iter().all(|x| x.is_finite()).then(|| mailsift_engine::classify::Combination {
+    let count = |x: f64| x.clamp(0.0, u32::MAX as f64) as u32;
+    v.iter().all(|x| x.is_finite()).then(|| Combination {
         bayes_spam: v[0],
         bayes_ham: v[1],
         linear_spam: v[2],
         linear_ham: v[3],
-        ham: v[4].clamp(0.0, u32::MAX as f64) as u32,
-        spam: v[5].clamp(0.0, u32::MAX as f64) as u32,
+        ham: count(v[4]),
+        spam: count(v[5]),
     })
 }
 
@@ -133,7 +129,7 @@ pub struct Totals {
     pub bias: f32,
     pub updates: u64,
     /// The engines' fitted combination (kept whole, not merged: the last bulk training's fit stands).
-    pub combination: Option<mailsift_engine::classify::Combination>,
+    pub combination: Option<Combination>,
 }
 
 impl Totals {

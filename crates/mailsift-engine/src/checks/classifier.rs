@@ -35,7 +35,7 @@
 //! 92.4%. The false positives left are commercial newsletters both engines are sure are spam.
 
 use super::Ctx;
-use crate::symbols::{Group::Classifier, Hits, Sym, SymbolSpec};
+use crate::symbols::{Group::Classifier, Hits, Sym, SymbolSpec, CLASSIFIER_FACTOR_MAX};
 
 const RETRAIN: &str = "Report the message with `mailsift report --false-positive FILE` (or \
     --false-negative) so both engines learn from it; check that training mail is sorted correctly.";
@@ -158,7 +158,8 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         if let Some(g) = grade_index(p) {
             // The installation's fitted combination scales the engine's points on this side.
             let m = match (say, scores.combination) {
-                (None, Some(c)) => Some((c.multiplier(is_bayes, if g < 3 { 1.0 } else { -1.0 }), c)),
+                // Grades 0-2 are the spam side (see GRADES).
+                (None, Some(c)) => Some((c.multiplier(is_bayes, g < 3), c)),
                 _ => None,
             };
             let detail = match (say, m) {
@@ -173,7 +174,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                 (None, None) => format!("p={p:.4}"),
             };
             let scale = say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m);
-            hits.hit_scaled(symbols[g], share_of_weight(p) * scale, detail);
+            hits.hit_scaled_up_to(symbols[g], share_of_weight(p) * scale, CLASSIFIER_FACTOR_MAX, detail);
         }
     }
 }

@@ -189,7 +189,9 @@ mod tests {
         let c = fit(&held, 5.0).expect("enough held-out mail");
         assert!(c.linear_spam > c.bayes_ham, "{c:?}");
         let score = |h: &HeldOut| {
-            h.heuristics + h.bayes * c.multiplier(true, h.bayes) + h.linear * c.multiplier(false, h.linear)
+            h.heuristics
+                + h.bayes * c.multiplier(true, h.bayes >= 0.0)
+                + h.linear * c.multiplier(false, h.linear >= 0.0)
         };
         let fixed = |h: &HeldOut| h.heuristics + h.bayes + h.linear;
         let caught = |f: &dyn Fn(&HeldOut) -> f64| held.iter().filter(|h| h.spam && f(h) >= 5.0).count();
@@ -218,8 +220,8 @@ mod tests {
         }
         let c =
             Combination { bayes_spam: f64::NAN, bayes_ham: 9.0, linear_spam: 0.0, linear_ham: 1.0, ham: 1, spam: 1 };
-        assert_eq!(c.multiplier(true, 1.0), 1.0);
-        assert_eq!(c.multiplier(true, -1.0), HIGH);
-        assert_eq!(c.multiplier(false, 1.0), LOW);
+        assert_eq!(c.multiplier(true, true), 1.0);
+        assert_eq!(c.multiplier(true, false), HIGH);
+        assert_eq!(c.multiplier(false, true), LOW);
     }
 }
