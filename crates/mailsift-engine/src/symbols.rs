@@ -538,6 +538,11 @@ impl<'r> Hits<'r> {
         self.hits.push(Hit { id, detail, factor: 1.0 });
     }
 
+    /// The configured weight of a built-in symbol (0 for one not registered).
+    pub fn weight(&self, sym: Sym) -> f64 {
+        self.registry.id(sym.name()).map_or(0.0, |id| self.registry.get(id).weight)
+    }
+
     pub fn has(&self, sym: Sym) -> bool {
         match self.registry.id(sym.name()) {
             Some(id) => self.hits.iter().any(|h| h.id == id),

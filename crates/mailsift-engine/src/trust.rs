@@ -205,6 +205,12 @@ pub(crate) enum RecordedName {
 /// The client name a Received line records in its `from` clause, when it writes one in the `(name [ip])`
 /// form; None when the line has no such clause (Exchange's `(ip)`, Exim's `([ip] helo=...)`, qmail's forms:
 /// no statement about reverse DNS).
+///
+/// Sendmail's `from HELO ([ip])`, the address without a name, is not read as "unknown" either. It should
+/// mean no PTR name, and at TREC 2007's university server it marked 332 of a 2,500-spam sample and no ham of
+/// 11,012; but the SpamAssassin corpus's Sendmail wrote it for most of its lists and correspondents (239 of
+/// the 1,016 TEST ham against 133 of the 480 spam): a Sendmail that did not look up, or could not, writes
+/// the same line. What it says depends on the receiving server's configuration, which the line does not show.
 pub(crate) fn recorded_client(raw: &str) -> Option<RecordedName> {
     // Only the `from` clause: the text up to " by ", bounded so a huge line costs little.
     let head = &raw[..floor_char_boundary(raw, 1024)];
@@ -359,6 +365,11 @@ mod tests {
         assert_eq!(rec("from mail.sender.example (198.51.100.4) by mx.example.net with Microsoft SMTP Server"), None);
         assert_eq!(rec("from [198.51.100.4] (helo=x) by mx.example.net with esmtp (Exim 4.96)"), None);
         assert_eq!(rec("from unknown (HELO x) (198.51.100.4) by mx.example.net with SMTP"), None);
+        // Sendmail's bare address: its meaning depends on the server's configuration (see above).
+        assert_eq!(
+            rec("from sbcglobal.net ([82.129.193.206]) by mx.example.net (8.12.8/8.12.5) with SMTP id l3GF6U0I015088"),
+            None
+        );
         // The name must sit with the address in the same parentheses, and a clause after " by " is not read.
         assert_eq!(rec("from x (comment) by mx.example.net (mail.example.org [192.0.2.10])"), None);
     }

@@ -703,3 +703,158 @@ fn the_receiving_servers_record_of_reverse_dns_counts_against_the_sender_only() 
     );
     assert!(!ours.iter().any(|s| s.starts_with("RDNS_")), "{ours:?}");
 }
+
+/// A 2007 spam program posing as Outlook Express, as the university server of the TREC 2007 public corpus
+/// received it (header fields of its bots; addresses and names replaced): `received` is the receiving
+/// server's line, `id` the Message-ID, `extra` more header fields.
+fn outlook_bot(id: &str, received: &str, extra: &str) -> String {
+    format!(
+        "Received: {received}\r\n\
+         Message-ID: {id}\r\n\
+         From: \"Stefanie Ashby\" <s.ashby@example.com>\r\n\
+         To: <bob@example.net>\r\n\
+         Subject: Re: the report\r\n\
+         Date: Mon, 9 Apr 2007 19:32:48 +0000\r\n\
+         MIME-Version: 1.0\r\n\
+         X-Priority: 3\r\n\
+         X-MSMail-Priority: Normal\r\n\
+         X-Mailer: Microsoft Outlook Express 6.00.2900.2180\r\n\
+         X-MimeOLE: Produced By Microsoft MimeOLE V6.00.2900.2180\r\n{extra}"
+    )
+}
+
+const BOT_LINE: &str = "from pc42 (p508473ae.dip.t-dialin.example [80.132.115.174]) by mx.example.net (8.12.8/8.12.5) \
+    with SMTP id l39JWc0I018695 for <bob@example.net>; Mon, 9 Apr 2007 19:32:49 +0000";
+const REAL_OUTLOOK_ID: &str = "<001101c77b5b$76833860$06b54d1c@pc42>";
+
+/// The message judged as mail after the fact is (eval, `scan --from-trace`, spamd): the envelope from the trace.
+fn fired_from_trace(raw: &str, evidence: &Evidence) -> Vec<String> {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let msg = engine.parse(raw.as_bytes());
+    let mut envelope = Envelope::default();
+    envelope.fill_from_trace(&msg);
+    engine.judge(&msg, &envelope, evidence).symbols.into_iter().map(|s| s.name).collect()
+}
+
+/// Outlook writes 12 hex digits in the Message-ID's first field; the bots of 2007 wrote 8. Fires only when
+/// the message claims Outlook (another program's identifiers of that shape are its own business).
+#[test]
+fn an_outlook_message_id_outlook_never_writes() {
+    let fake = "<01c77add$dacda5e0$6c822ecf@a_rath>";
+    let has = |raw: &str| fired(&plain(raw, BODY)).iter().any(|s| s == "MSGID_OUTLOOK_FAKE");
+    assert!(has(&outlook_bot(fake, BOT_LINE, "")));
+    assert!(!has(&outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "")));
+    // Without Outlook's fields the same identifier says nothing.
+    let other = outlook_bot(fake, BOT_LINE, "")
+        .replace("X-Mailer: Microsoft Outlook Express", "X-Mailer: Foo")
+        .replace("X-MimeOLE: Produced By Microsoft MimeOLE V6.00.2900.2180\r\n", "");
+    assert!(!has(&other));
+    // Four fields, or a non-hex one, are not the form.
+    assert!(!has(&outlook_bot("<01c77add$dacda5e0$6c822ecf$00000000@x>", BOT_LINE, "")));
+    assert!(!has(&outlook_bot("<01c77adg$dacda5e0$6c822ecf@x>", BOT_LINE, "")));
+}
+
+/// Outlook's headers on mail that came from the sending PC itself: nothing in the trace older than the
+/// receiving server's line. Sent through the provider's server (one line more), as our own outbound mail,
+/// or through a mailing list, it does not fire; nor does a mail program that does not claim Outlook.
+#[test]
+fn outlook_straight_from_the_pc_to_the_gateway() {
+    let direct =
+        |raw: &str| fired_from_trace(&plain(raw, BODY), &Evidence::default()).contains(&"OUTLOOK_DIRECT_TO_MX".into());
+    assert!(direct(&outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "")));
+    let submitted = outlook_bot(
+        REAL_OUTLOOK_ID,
+        "from smtp.isp.example (smtp.isp.example [192.0.2.25]) by mx.example.net (Postfix); Mon, 9 Apr 2007 19:32:50 +0000",
+        "Received: from pc42 (p508473ae.dip.t-dialin.example [80.132.115.174]) by smtp.isp.example with ESMTPA; Mon, 9 Apr 2007 19:32:49 +0000\r\n",
+    );
+    assert!(!direct(&submitted));
+    let list = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "List-Id: <talk.lists.example.org>\r\n");
+    assert!(!direct(&list));
+    let thunderbird = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "")
+        .replace("X-Mailer: Microsoft Outlook Express 6.00.2900.2180", "User-Agent: Thunderbird 2.0.0.0")
+        .replace("X-MimeOLE: Produced By Microsoft MimeOLE V6.00.2900.2180\r\n", "");
+    assert!(!direct(&thunderbird));
+    // Exchange's own X-MimeOLE is a server's: a mailing system built on it delivers straight to us (a CBS
+    // News advisory of TREC 2007's ham).
+    let exchange = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "")
+        .replace("X-Mailer: Microsoft Outlook Express 6.00.2900.2180\r\n", "")
+        .replace("Produced By Microsoft MimeOLE V6.00.2900.2180", "Produced By Microsoft Exchange V6.5");
+    assert!(!direct(&exchange));
+    // Our own users' mail, from a trusted network, is not judged this way.
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let raw = plain(&outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, ""), BODY);
+    let msg = engine.parse(raw.as_bytes());
+    let mut envelope = Envelope { authenticated_user: Some("alice".into()), ..Envelope::default() };
+    envelope.fill_from_trace(&msg);
+    let v = engine.judge(&msg, &envelope, &Evidence::default());
+    assert!(!v.symbols.iter().any(|s| s.name == "OUTLOOK_DIRECT_TO_MX"), "{:?}", v.symbols);
+    // A live connection judged before any Received line: the message has none at all.
+    let live =
+        plain(&outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "").replacen(&format!("Received: {BOT_LINE}\r\n"), "", 1), BODY);
+    let msg = engine.parse(live.as_bytes());
+    let envelope = Envelope { client_ip: Some("80.132.115.174".parse().unwrap()), ..Envelope::default() };
+    let v = engine.judge(&msg, &envelope, &Evidence::default());
+    assert!(v.symbols.iter().any(|s| s.name == "OUTLOOK_DIRECT_TO_MX"), "{:?}", v.symbols);
+}
+
+/// A GIF of its own shown inline, no link anywhere: image spam (the form of the 2007 stock-tout and pill
+/// pictures). A link, a small logo, a photo (JPEG), or a list post do not fire.
+#[test]
+fn a_picture_instead_of_text_and_no_link() {
+    fn with_picture(ctype: &str, size: usize, html_body: &str, extra: &str) -> String {
+        let mut data = b"GIF89a".to_vec();
+        if ctype == "image/jpeg" {
+            data = vec![0xff, 0xd8, 0xff, 0xe0];
+        }
+        data.resize(size, 0x55);
+        let b64 = mailsift_testkit::auth::base64(&data);
+        format!(
+            "{HEADERS}{extra}Content-Type: multipart/related; boundary=\"rel\"\r\n\r\n--rel\r\n\
+             Content-Type: text/html; charset=us-ascii\r\n\r\n{html_body}\r\n--rel\r\n\
+             Content-Type: {ctype}; name=\"Desktops.gif\"\r\nContent-Transfer-Encoding: base64\r\n\
+             Content-ID: <006901c77add$dacda5e0$6c822ecf@MP>\r\n\r\n{b64}\r\n--rel--\r\n"
+        )
+    }
+    let page = "<html><body><p>he cannot fathom. Does it not often dazzle your eyes</p>\
+                <img src=\"cid:006901c77add$dacda5e0$6c822ecf@MP\"></body></html>";
+    let has = |raw: &str| fired(raw).iter().any(|s| s == "HTML_GIF_NO_LINKS");
+    assert!(has(&with_picture("image/gif", 9000, page, "")));
+    let linked = page.replace("</p>", " <a href=\"https://shop.example.com/\">order</a></p>");
+    assert!(!has(&with_picture("image/gif", 9000, &linked, "")));
+    let address = page.replace("</p>", " see www.example.com</p>");
+    assert!(!has(&with_picture("image/gif", 9000, &address, "")));
+    assert!(!has(&with_picture("image/gif", 2000, page, "")), "a signature's logo");
+    assert!(!has(&with_picture("image/jpeg", 90000, page, "")), "a photo");
+    assert!(!has(&with_picture("image/gif", 9000, page, "List-Id: <talk.lists.example.org>\r\n")));
+    // Attached but not shown: not the form.
+    assert!(!has(&with_picture("image/gif", 9000, "<html><body><p>the picture you asked for</p></body></html>", "")));
+}
+
+/// A spam program's mark (here MSGID_OUTLOOK_FAKE) silences the engines' ham side: the grade still shows,
+/// says why, and scores nothing; the spam side is untouched. Without a mark, or with the mark weighted 0 by
+/// the administrator, the ham side counts as before.
+#[test]
+fn a_spam_programs_mark_silences_the_engines_ham_side() {
+    use mailsift_engine::evidence::ClassifierScores;
+    let evidence = |bayes: f64, linear: f64| Evidence {
+        classifier: Some(ClassifierScores { bayes: Some(bayes), linear: Some(linear), ..ClassifierScores::default() }),
+        ..Evidence::default()
+    };
+    let judge = |config: EngineConfig, id: &str, ev: &Evidence| {
+        let raw = plain(&outlook_bot(id, BOT_LINE, ""), BODY);
+        Engine::new(config).unwrap().scan(raw.as_bytes(), &Envelope::default(), ev)
+    };
+    let points =
+        |v: &Verdict, name: &str| v.symbols.iter().find(|s| s.name == name).map(|s| (s.score, s.detail.clone()));
+    let marked = judge(EngineConfig::default(), "<01c77add$dacda5e0$6c822ecf@a_rath>", &evidence(0.001, 0.95));
+    let (bayes, detail) = points(&marked, "BAYES_HAM_99").expect("the grade still shows");
+    assert_eq!(bayes, 0.0, "{detail}");
+    assert!(detail.contains("MSGID_OUTLOOK_FAKE"), "{detail}");
+    assert!(points(&marked, "LINEAR_SPAM_90").is_some_and(|(s, _)| s > 2.0), "{:?}", marked.symbols);
+    let clean = judge(EngineConfig::default(), REAL_OUTLOOK_ID, &evidence(0.001, 0.95));
+    assert!(points(&clean, "BAYES_HAM_99").is_some_and(|(s, _)| s < -2.0), "{:?}", clean.symbols);
+    let mut off = EngineConfig::default();
+    off.weights.insert("MSGID_OUTLOOK_FAKE".into(), 0.0);
+    let silenced = judge(off, "<01c77add$dacda5e0$6c822ecf@a_rath>", &evidence(0.001, 0.95));
+    assert!(points(&silenced, "BAYES_HAM_99").is_some_and(|(s, _)| s < -2.0), "{:?}", silenced.symbols);
+}

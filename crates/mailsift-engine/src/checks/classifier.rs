@@ -27,6 +27,16 @@
 //! engine's points on each side by its multiplier, at least 1 and at most 3, and the symbol's detail says so;
 //! the shipped day-one model never has one.
 //!
+//! A spam program's fingerprint silences the engines' ham side. Word salad (passages of novels, an
+//! encyclopedia) padded around an image or a pill price list reads as ham to both engines of a model that
+//! never saw its kind, and their pull toward ham cancelled the evidence the message's own headers gave.
+//! When one of [`FINGERPRINTS`] fired (weighted above zero: an administrator who sets one to 0 turns this
+//! off with it), a ham grade still shows, with the reason, and scores nothing; the spam side is untouched.
+//! Each fingerprint is a defect no mail program of a real sender writes (none fired on the ham of four
+//! organisations, 16,000 messages), so what it costs is confined to mail that is already suspect. Measured
+//! with the SpamAssassin corpus's TRAIN model on a TREC 2007 sample (another organisation): 1,798 -> 1,856 of
+//! 2,500 spam caught beside the fingerprints' own points, no false positive more on any protocol.
+//!
 //! Measured against the fixed grade weights this replaced (where one linear 90% alone reached the tag
 //! threshold), on the SpamAssassin corpus (`mailsift eval`): in four-fold cross-validation inside TRAIN
 //! (`--split sa-tune`, where the form was chosen) 13 ham of 3,134 flagged against 11, 95.3% of spam caught
@@ -34,8 +44,18 @@
 //! on the older half and judged on the newer (`--split time`) 8 ham of 2,523 against 20, 90.0% caught against
 //! 92.4%. The false positives left are commercial newsletters both engines are sure are spam.
 
-use super::Ctx;
+use super::{headers, html, Ctx};
 use crate::symbols::{Group::Classifier, Hits, Sym, SymbolSpec, CLASSIFIER_FACTOR_MAX};
+
+/// Marks only spam programs leave (see the module's documentation): with one of these, the engines' ham
+/// grades score nothing.
+pub const FINGERPRINTS: [Sym; 5] = [
+    headers::sym::MSGID_CLOCK_MISMATCH,
+    headers::sym::MSGID_OUTLOOK_FAKE,
+    headers::sym::DATE_ZONE_ABSURD,
+    headers::sym::OUTLOOK_DIRECT_TO_MX,
+    html::sym::HTML_GIF_NO_LINKS,
+];
 
 const RETRAIN: &str = "Report the message with `mailsift report --false-positive FILE` (or \
     --false-negative) so both engines learn from it; check that training mail is sorted correctly.";
@@ -151,6 +171,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     };
     // The shipped day-one model speaks with its configured share of the points (see `classify::day_one`).
     let say = scores.day_one_say.filter(|s| s.is_finite()).map(|s| s.clamp(0.0, 1.0));
+    let fingerprint = FINGERPRINTS.into_iter().find(|&f| hits.has(f) && hits.weight(f) > 0.0);
     for (is_bayes, symbols, p) in [(true, &BAYES, scores.bayes), (false, &LINEAR, scores.linear)] {
         let Some(p) = p.filter(|p| p.is_finite()) else {
             continue;
@@ -173,7 +194,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                 ),
                 (None, None) => format!("p={p:.4}"),
             };
-            let scale = say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m);
+            let mut scale = say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m);
+            let detail = match fingerprint {
+                Some(f) if g >= 3 => {
+                    scale = 0.0;
+                    format!("p={p:.4}, not counted: {f} marks a spam program, whose padding reads as ham")
+                }
+                _ => detail,
+            };
             hits.hit_scaled_up_to(symbols[g], share_of_weight(p) * scale, CLASSIFIER_FACTOR_MAX, detail);
         }
     }

@@ -29,6 +29,8 @@ pub mod sym {
         MISSING_MESSAGE_ID,
         INVALID_MESSAGE_ID,
         MSGID_CLOCK_MISMATCH,
+        MSGID_OUTLOOK_FAKE,
+        OUTLOOK_DIRECT_TO_MX,
         MISSING_FROM,
         FROM_DOMAIN_INVALID,
         MULTIPLE_FROM,
@@ -133,6 +135,34 @@ pub const SYMBOLS: &[SymbolSpec] = &[
          mailer imitating Outlook with a time-zone error. Outlook writes both from one clock.",
         "A real Outlook or Exchange never shows this; if a program of yours imitates Outlook's Message-ID, make \
          it write its own form of Message-ID.",
+    ),
+    // Measured on mail from four organisations (TREC 2007's university server: a 2,500-spam sample and 11,012
+    // ham; the SpamAssassin corpus, 1,896 spam and 4,150 ham; 708 list posts of 2010; 7,909 phishing
+    // messages of 2022-2026): 307 of the TREC spam, no ham anywhere.
+    SymbolSpec::of(
+        sym::MSGID_OUTLOOK_FAKE,
+        Headers,
+        3.0,
+        "The message claims Outlook (X-Mailer or X-MimeOLE) but its Message-ID is a copy of Outlook's with the \
+         first field 8 hex digits long; Outlook writes 12 there (a counter and the time). A bulk mailer posing \
+         as Outlook.",
+        "A real Outlook never writes this form; if a program of yours imitates Outlook's headers, make it \
+         write its own X-Mailer and Message-ID.",
+    ),
+    // Outlook and Outlook Express hand mail to their provider's submission server, which adds its Received
+    // line; mail that arrives from the client machine itself, with nothing older in its trace, is a spam
+    // program on an infected PC (SpamAssassin's "direct to MX" idea). TREC 2007 sample: 411 of 2,500 spam,
+    // no ham of 11,012; SpamAssassin corpus: 50 of 1,896 spam, no ham of 4,150 (two with Outlook's priority
+    // header but another mailer are not counted); 2010 list posts none; phishing 11 of 7,909.
+    SymbolSpec::of(
+        sym::OUTLOOK_DIRECT_TO_MX,
+        Headers,
+        2.5,
+        "The message carries Outlook's headers but came straight from the sending machine to this gateway: \
+         no submission server, no older Received line. Desktop mail programs send through their provider; \
+         spam programs on infected PCs imitate them and deliver directly.",
+        "Outbound mail of your own users is not judged this way. If a partner's server really sends like \
+         this, allow its sending IP; the fix for the partner is to send through its mail server.",
     ),
     SymbolSpec::of(
         sym::MISSING_FROM,
@@ -313,6 +343,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                     hits.hit(sym::MSGID_CLOCK_MISMATCH, off);
                 }
             }
+            if short_outlook_id(t) && claims_outlook(m) {
+                hits.hit(sym::MSGID_OUTLOOK_FAKE, t.chars().take(60).collect::<String>());
+            }
+        }
+    }
+    if let Some(ip) = ctx.envelope.client_ip {
+        if !ctx.envelope.is_outbound() && !m.is_list_post() && claims_outlook(m) && nothing_older(m, ip) {
+            hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}"));
         }
     }
     let from_fields = m.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("From")).count();
@@ -430,6 +468,34 @@ fn outlook_id_time(id: &str) -> Option<i64> {
     let low = u64::from_str_radix(low, 16).ok()?;
     let filetime = (high << 32) | low;
     Some((filetime / 10_000_000) as i64 - FILETIME_TO_UNIX)
+}
+
+/// An Outlook-shaped Message-ID with the first field cut to 8 hex digits: `<XXXXXXXX$XXXXXXXX$XXXXXXXX@host>`
+/// (Outlook writes `<SSSSHHHHHHHH$LLLLLLLL$XXXXXXXX@host>`, see [`outlook_id_time`]).
+fn short_outlook_id(id: &str) -> bool {
+    let Some(local) = id.strip_prefix('<').and_then(|r| r.split_once('@')).map(|(l, _)| l) else { return false };
+    let hex8 = |s: &str| s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = local.split('$');
+    (0..3).all(|_| parts.next().is_some_and(hex8)) && parts.next().is_none()
+}
+
+/// The message says Outlook or Outlook Express wrote it: an X-Mailer naming Outlook, or the X-MimeOLE they
+/// write ("Produced By Microsoft MimeOLE"). Exchange's own X-MimeOLE ("Produced By Microsoft Exchange") is a
+/// server's, and servers rightly deliver straight to the recipient's MX (a CBS News mailing of TREC 2007).
+fn claims_outlook(m: &crate::message::Message<'_>) -> bool {
+    let says = |field: &str, word: &str| m.header(field).is_some_and(|x| x.to_ascii_lowercase().contains(word));
+    says("X-Mailer", "outlook") || says("X-MimeOLE", "mimeole")
+}
+
+/// No Received line older than the one recording the client `ip` (the newest naming it): the client wrote
+/// the message itself, or claims to. Without such a line (a live connection judged before the gateway
+/// writes its own), no Received line at all. A sender can escape this by writing false older lines; it
+/// only ever counts against him.
+fn nothing_older(m: &crate::message::Message<'_>, ip: std::net::IpAddr) -> bool {
+    match m.hops.iter().position(|h| h.from_ip == Some(ip)) {
+        Some(i) => i + 1 == m.hops.len(),
+        None => m.hops.is_empty(),
+    }
 }
 
 /// The mismatch between the time a Message-ID was written and the Date header that a time-zone error makes:

@@ -15,6 +15,7 @@ pub mod sym {
         HTML_HIDDEN_TEXT,
         HTML_MOSTLY_HIDDEN,
         HTML_IMAGE_ONLY,
+        HTML_GIF_NO_LINKS,
         HTML_PASSWORD_FORM,
         HTML_SCRIPT,
         HTML_IFRAME,
@@ -39,6 +40,16 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Hidden text is used to poison filters; no legitimate message needs it."),
     SymbolSpec::of(sym::HTML_IMAGE_ONLY, Html, 2.5, "The HTML is images with almost no text.",
         "Ask the sender to include text; allow the sender if legitimate."),
+    // Image spam: the pitch is a picture (a stock tout, a pill price list) and the text, if any, is padding a
+    // filter reads as harmless. A GIF, shown inline, with no link anywhere: in a TREC 2007 sample 159 of
+    // 2,500 spam, 154 of them missed by a model trained at another organisation; no ham of 11,012 (TREC),
+    // 4,150 (SpamAssassin corpus) or 708 (2010 list posts), no phishing. Photos are JPEG and attached, and a
+    // signature's small logo stays under the size.
+    SymbolSpec::of(sym::HTML_GIF_NO_LINKS, Html, 3.0,
+        "The HTML shows a GIF picture of its own (4 KB or more) and the message has no link or web address \
+         anywhere: the text is in the picture, where a filter cannot read it (image spam).",
+        "Mailing lists are not judged this way. If a correspondent sends such mail, ask them to put their text \
+         in the message; allow the sender meanwhile."),
     SymbolSpec::of(sym::HTML_PASSWORD_FORM, Html, 3.0, "The message contains a form that asks for a password.",
         "Legitimate services never ask for passwords inside a message."),
     // The HTML group is weighed by how a sign separates HTML ham from HTML spam, not plain-text ham from HTML
@@ -107,7 +118,34 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     if big >= 2 {
         hits.hit(sym::HTML_SHOUTING_FONTS, format!("{big} large fonts"));
     }
+    if let Some(size) = gif_without_links(ctx.message) {
+        hits.hit(sym::HTML_GIF_NO_LINKS, format!("{} KB GIF shown inline, no link", size / 1024));
+    }
     if visible >= 100 && tiny * 3 >= visible {
         hits.hit(sym::HTML_TINY_TEXT, format!("{tiny} of {visible} characters"));
     }
+}
+
+/// The smallest GIF that counts: a signature's logo is a few kilobytes; 95% of the image spam of a TREC 2007
+/// sample carried 4.9 KB or more.
+const GIF_MIN: usize = 4096;
+
+/// The size of the largest GIF the message carries, when its HTML shows an attached image inline
+/// (`src="cid:..."`), the message has no link nor web address in any part, and it is not a list post.
+fn gif_without_links(m: &crate::message::Message<'_>) -> Option<usize> {
+    if m.is_list_post() || !m.urls.is_empty() {
+        return None;
+    }
+    let inline =
+        m.html.iter().flat_map(|v| &v.images).any(|i| i.src.trim_start().to_ascii_lowercase().starts_with("cid:"));
+    let linked = m.html.iter().any(|v| !v.links.is_empty() || !v.other_urls.is_empty());
+    if !inline || linked {
+        return None;
+    }
+    m.attachments
+        .iter()
+        .filter(|a| a.real_type == crate::message::sniff::RealType::Gif || a.declared_type == "image/gif")
+        .map(|a| a.size)
+        .filter(|&s| s >= GIF_MIN)
+        .max()
 }
