@@ -780,6 +780,10 @@ fn outlook_straight_from_the_pc_to_the_gateway() {
         .replace("X-Mailer: Microsoft Outlook Express 6.00.2900.2180\r\n", "")
         .replace("Produced By Microsoft MimeOLE V6.00.2900.2180", "Produced By Microsoft Exchange V6.5");
     assert!(!direct(&exchange));
+    // Nor is CDO's, the library Windows servers and web applications send with (it writes MimeOLE's field too).
+    let cdo = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "")
+        .replace("Microsoft Outlook Express 6.00.2900.2180", "Microsoft CDO for Windows 2000");
+    assert!(!direct(&cdo));
     // Our own users' mail, from a trusted network, is not judged this way.
     let engine = Engine::new(EngineConfig::default()).unwrap();
     let raw = plain(&outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, ""), BODY);

@@ -479,12 +479,17 @@ fn short_outlook_id(id: &str) -> bool {
     (0..3).all(|_| parts.next().is_some_and(hex8)) && parts.next().is_none()
 }
 
-/// The message says Outlook or Outlook Express wrote it: an X-Mailer naming Outlook, or the X-MimeOLE they
-/// write ("Produced By Microsoft MimeOLE"). Exchange's own X-MimeOLE ("Produced By Microsoft Exchange") is a
-/// server's, and servers rightly deliver straight to the recipient's MX (a CBS News mailing of TREC 2007).
+/// The message says Outlook or Outlook Express wrote it: an X-Mailer naming Outlook, or without an X-Mailer
+/// the X-MimeOLE they write ("Produced By Microsoft MimeOLE"). Servers and their libraries write MimeOLE too
+/// and rightly deliver straight to the recipient's MX: Exchange ("Produced By Microsoft Exchange", a CBS News
+/// mailing of TREC 2007) and CDO, whose X-Mailer names it ("Microsoft CDO for Windows 2000": 406 of TREC's
+/// 11,012 ham, weather alerts and web applications), so an X-Mailer that names anything else decides.
 fn claims_outlook(m: &crate::message::Message<'_>) -> bool {
-    let says = |field: &str, word: &str| m.header(field).is_some_and(|x| x.to_ascii_lowercase().contains(word));
-    says("X-Mailer", "outlook") || says("X-MimeOLE", "mimeole")
+    let says = |value: &str, word: &str| value.to_ascii_lowercase().contains(word);
+    match m.header("X-Mailer") {
+        Some(mailer) => says(mailer, "outlook"),
+        None => m.header("X-MimeOLE").is_some_and(|v| says(v, "mimeole")),
+    }
 }
 
 /// No Received line older than the one recording the client `ip` (the newest naming it): the client wrote
