@@ -25,11 +25,20 @@ pub struct Example {
     /// The heuristics' points for it (the verdict's score without the classifiers), when bulk training
     /// judged it: what the engines' combination is fitted against (see [`Learner::train_and_combine`]).
     pub heuristics: Option<f64>,
+    /// A spam program's fingerprint fired on it (`checks::classifier::FINGERPRINTS`): the verdict does not
+    /// count the engines' ham grades then, so neither does the fit.
+    pub fingerprint: bool,
 }
 
 impl Example {
     pub fn new(msg: &Message<'_>, side: Side) -> Example {
-        Example { digest: classify::message_digest(msg), features: classify::features(msg), side, heuristics: None }
+        Example {
+            digest: classify::message_digest(msg),
+            features: classify::features(msg),
+            side,
+            heuristics: None,
+            fingerprint: false,
+        }
     }
 }
 
@@ -397,8 +406,9 @@ fn more_passes(model: &mut Model, examples: &[Example], mut fresh: Vec<usize>, e
 /// Each of `judged` (indices into `examples`) as engines trained without it judge it: the examples are cut
 /// into [`FOLDS`] parts by their place in the interleaved order (so each part has both kinds in
 /// proportion); for each part a fresh model learns the others as bulk training does (interleaved, then the
-/// same extra passes) and judges it. Returns the engines' points under the fixed combination with the
-/// heuristics' points, the input of `classify::combine::fit`. Memory: one extra model at a time.
+/// same extra passes) and judges it. Returns the engines' points under the fixed combination (the ham side
+/// left out where a fingerprint fired, as in the verdict) with the heuristics' points, the input of
+/// `classify::combine::fit`. Memory: one extra model at a time.
 pub fn held_out(examples: &[Example], judged: &[usize], extra_passes: usize) -> Vec<HeldOut> {
     let spam = judged.iter().filter(|&&i| examples[i].side.is_spam()).count();
     if spam < classify::combine::MIN_HELD_OUT || judged.len() - spam < classify::combine::MIN_HELD_OUT {
@@ -428,7 +438,15 @@ pub fn held_out(examples: &[Example], judged: &[usize], extra_passes: usize) -> 
                 continue;
             }
             let s = model.classify(&ex.features, &config);
-            let points = |p: Option<f64>| p.map_or(0.0, mailsift_engine::checks::classifier::points);
+            // As the verdict scores them: nothing toward ham on a message with a spam program's fingerprint.
+            let points = |p: Option<f64>| {
+                let points = p.map_or(0.0, mailsift_engine::checks::classifier::points);
+                if ex.fingerprint {
+                    points.max(0.0)
+                } else {
+                    points
+                }
+            };
             out.push(HeldOut {
                 bayes: points(s.bayes),
                 linear: points(s.linear),

@@ -360,7 +360,13 @@ fn autolearn_learns_only_far_from_the_thresholds() {
 fn bulk_training_interleaves_ham_and_spam_in_proportion() {
     use mailsift_engine::classify::Features;
     use mailsift_store::learner::{interleaved, Example};
-    let example = |n: u8, side| Example { digest: [n; 16], features: Features::default(), side, heuristics: None };
+    let example = |n: u8, side| Example {
+        digest: [n; 16],
+        features: Features::default(),
+        side,
+        heuristics: None,
+        fingerprint: false,
+    };
     let mut examples: Vec<Example> = (0..6).map(|n| example(n, Side::Ham)).collect();
     examples.extend((6..9).map(|n| example(n, Side::Spam)));
     let order = interleaved(&examples);
@@ -418,6 +424,35 @@ fn a_bulk_run_of_one_kind_takes_no_extra_passes() {
         mixed.push(margin(&learner, &probe));
     }
     assert_ne!(mixed[0], mixed[1], "both kinds: the passes ran");
+}
+
+/// The fit sees what the verdict scores: on a held-out message that carries a spam program's fingerprint
+/// (`checks::classifier::FINGERPRINTS`) the engines' ham side counts nothing; their spam side is unchanged.
+#[test]
+fn the_fit_leaves_out_the_ham_side_where_a_fingerprint_fired() {
+    use mailsift_store::learner::{held_out, Example};
+    let engine = engine(small_gate());
+    let mut examples = Vec::new();
+    for n in 0..210 {
+        for side in [Side::Ham, Side::Spam] {
+            let mut ex = Example::new(&engine.parse(&synthetic(side, n)), side);
+            ex.heuristics = Some(0.0);
+            examples.push(ex);
+        }
+    }
+    let judged: Vec<usize> = (0..examples.len()).collect();
+    let plain = held_out(&examples, &judged, 0);
+    assert_eq!(plain.len(), examples.len());
+    let toward_ham = plain.iter().filter(|h| !h.spam && (h.bayes < 0.0 || h.linear < 0.0)).count();
+    assert!(toward_ham > 100, "the engines learned the ham: {toward_ham} of 210 held-out ham read as ham");
+    for ex in &mut examples {
+        ex.fingerprint = true;
+    }
+    let marked = held_out(&examples, &judged, 0);
+    assert!(marked.iter().all(|h| h.bayes >= 0.0 && h.linear >= 0.0), "no ham side where a fingerprint fired");
+    for (a, b) in plain.iter().zip(&marked) {
+        assert_eq!((a.bayes.max(0.0), a.linear.max(0.0), a.spam), (b.bayes, b.linear, b.spam));
+    }
 }
 
 /// The SpamAssassin corpus's `data` folder (installed by `.ci/run` with npm in crates/mailsift/tests/corpus,

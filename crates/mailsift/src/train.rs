@@ -88,11 +88,15 @@ impl TrainReport {
 }
 
 /// The heuristics' points for a training message: its verdict with no classifier answer, judged as stored
-/// mail is (the connection its receiving server recorded stands in for the SMTP session), as `eval` does.
-fn heuristics(engine: &Engine, msg: &mailsift_engine::Message<'_>) -> f64 {
+/// mail is (the connection its receiving server recorded stands in for the SMTP session), as `eval` does;
+/// and whether a spam program's fingerprint scored in it (`checks::classifier::FINGERPRINTS`).
+fn heuristics(engine: &Engine, msg: &mailsift_engine::Message<'_>) -> (f64, bool) {
     let mut envelope = mailsift_engine::Envelope::default();
     envelope.fill_from_trace(msg);
-    engine.judge(msg, &envelope, &mailsift_engine::Evidence::default()).score
+    let v = engine.judge(msg, &envelope, &mailsift_engine::Evidence::default());
+    let marks = mailsift_engine::checks::classifier::FINGERPRINTS;
+    let fingerprint = v.symbols.iter().any(|s| s.score > 0.0 && marks.iter().any(|f| s.name == *f));
+    (v.score, fingerprint)
 }
 
 pub fn run(config: Option<&PathBuf>, engine: &Engine, data_dir: &Path, args: &TrainArgs) -> Result<()> {
@@ -185,7 +189,8 @@ pub fn train_files<S: TokenStore>(
                     .map(|raw| {
                         let msg = engine.parse(raw);
                         let mut ex = Example::new(&msg, *side);
-                        ex.heuristics = Some(heuristics(engine, &msg));
+                        let (points, fingerprint) = heuristics(engine, &msg);
+                        (ex.heuristics, ex.fingerprint) = (Some(points), fingerprint);
                         ex
                     })
                     .collect();
