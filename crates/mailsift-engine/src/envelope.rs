@@ -39,21 +39,15 @@ impl Envelope {
     }
 
     /// Fills missing fields from the message's own trace headers: the newest `Received` hop that names a
-    /// client IP gives the IP and HELO (never a client name: see below); `Return-Path` gives MAIL FROM; `Delivered-To` or
-    /// `X-Original-To` (else To:) give the recipients. Used for scanning stored mail, where the SMTP facts
-    /// are gone.
+    /// client IP from outside the receiving organisation gives the IP and HELO (never a client name: see
+    /// below); `Return-Path` gives MAIL FROM; `Delivered-To` or `X-Original-To` (else To:) give the
+    /// recipients. Used for scanning stored mail, where the SMTP facts are gone.
+    ///
+    /// The receiving organisation's own relays are walked past (see [`organisation_relay`]): at TREC 2007's
+    /// university, 911 of a 2,500-spam sample reached the collecting server through a department's relay, and
+    /// judged as if the relay had been the client, their senders' dynamic addresses and "localhost" greetings
+    /// went unseen.
     pub fn fill_from_trace(&mut self, m: &Message<'_>) {
-        if self.client_ip.is_none() {
-            if let Some(hop) = m.hops.iter().find(|h| h.from_ip.is_some_and(|ip| !is_local(ip))) {
-                self.client_ip = hop.from_ip;
-                if self.helo.is_none() {
-                    self.helo = hop.helo.clone().or_else(|| hop.from_host.clone());
-                }
-                // No client name: a name in a Received line we did not write is the sender's claim, and
-                // `client_name` is believed as verified (the milter's MTA looked it up). Only DNS evidence
-                // gives stored mail a verified name.
-            }
-        }
         if self.mail_from.is_none() {
             if let Some(rp) = m.header("Return-Path") {
                 self.mail_from = Some(rp.trim().trim_matches(['<', '>']).to_string());
@@ -66,7 +60,53 @@ impl Envelope {
                 None => self.rcpt_to.extend(m.to.iter().map(|t| t.address.clone())),
             }
         }
+        if self.client_ip.is_none() {
+            let public: Vec<usize> =
+                (0..m.hops.len()).filter(|&i| m.hops[i].from_ip.is_some_and(|ip| !is_local(ip))).collect();
+            let mut pick = public.first().copied();
+            // Walk down while the client is one of the organisation's relays; if every client is (mail
+            // between two of its own machines), the newest stays.
+            if let Some(org) = receiving_organisation(m, &self.rcpt_to) {
+                if let Some(&k) = public.iter().find(|&&k| !organisation_relay(&m.hops[k].raw, &org)) {
+                    pick = Some(k);
+                }
+            }
+            if let Some(hop) = pick.map(|k| &m.hops[k]) {
+                self.client_ip = hop.from_ip;
+                if self.helo.is_none() {
+                    self.helo = hop.helo.clone().or_else(|| hop.from_host.clone());
+                }
+                // No client name: a name in a Received line we did not write is the sender's claim, and
+                // `client_name` is believed as verified (the milter's MTA looked it up). Only DNS evidence
+                // gives stored mail a verified name.
+            }
+        }
     }
+}
+
+/// The registrable domain of the organisation that stored the message: the server that wrote the newest
+/// Received line, when a recipient's address is in its domain too (mail a provider such as Gmail stored for
+/// its users has recipients in gmail.com and servers in google.com, and a provider's own relays include the
+/// servers its users submit through: their clients are not outsiders to walk to).
+fn receiving_organisation(m: &Message<'_>, recipients: &[String]) -> Option<String> {
+    let org = crate::message::urls::registrable_domain(m.hops.first()?.by_host.as_deref()?);
+    let ours = recipients
+        .iter()
+        .filter_map(|r| r.rsplit_once('@'))
+        .any(|(_, d)| crate::message::urls::registrable_domain(d) == org);
+    (ours && org.contains('.')).then_some(org)
+}
+
+/// Whether a Received line records its client as one of the organisation's own servers: the name its
+/// receiving server verified (`(name [ip])`, see `trust::recorded_client`) lies in the organisation's
+/// domain. The chain is read from the top: the newest line was written by the server that stored the
+/// message, and each line walked past names a verified server of the organisation, which wrote the line
+/// below it; an outsider's lines start below the first client outside, so a sender cannot be walked past
+/// unless his address has a reverse name in the organisation's own domain. A list server's lines, a
+/// greeting that claims the organisation, or an `X-Original-To` naming a list do not count.
+fn organisation_relay(raw: &str, org: &str) -> bool {
+    let Some(crate::trust::RecordedName::Name(name)) = crate::trust::recorded_client(raw) else { return false };
+    crate::message::urls::registrable_domain(&name) == org
 }
 
 fn is_local(ip: IpAddr) -> bool {

@@ -862,3 +862,71 @@ fn a_spam_programs_mark_silences_the_engines_ham_side() {
     let silenced = judge(off, "<01c77add$dacda5e0$6c822ecf@a_rath>", &evidence(0.001, 0.95));
     assert!(points(&silenced, "BAYES_HAM_99").is_some_and(|(s, _)| s < -2.0), "{:?}", silenced.symbols);
 }
+
+/// Stored mail judged after the fact: the receiving organisation's own relays (clients whose name, verified
+/// by the server that received from them, lies in a recipient's domain) are walked past to the first client
+/// outside it. The route is TREC 2007's: a department's relay handed a bot's message to the central server.
+#[test]
+fn stored_mail_is_judged_by_the_first_client_outside_the_organisation() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let client = |received: &str, to: &str| {
+        let raw = format!(
+            "{received}From: \"Walker Bryant\" <w.bryant@example.com>\r\nTo: <{to}>\r\nSubject: Buy OEM Software\r\n\
+             Date: Sat, 14 Apr 2007 14:13:40 +0300\r\nMessage-ID: <000001c77e85$a063e580$0100007f@localhost>\r\n\r\nbody\r\n"
+        );
+        let msg = engine.parse(raw.as_bytes());
+        let mut envelope = Envelope::default();
+        envelope.fill_from_trace(&msg);
+        (envelope.client_ip.map(|i| i.to_string()).unwrap_or_default(), envelope.helo.unwrap_or_default())
+    };
+    let date = "Sat, 14 Apr 2007 07:13:50 -0400";
+    let relay = format!(
+        "Received: from plg2.math.uni.example (plg2.math.uni.example [129.97.186.80]) by speedy.uni.example \
+         (8.12.8/8.12.5) with ESMTP id l3EBBm0I001092; {date}\r\n"
+    );
+    let bot = format!(
+        "Received: from localhost (84-232-157-31.rdsnet.example [84.232.157.31] (may be forged)) by \
+         plg2.math.uni.example (8.13.8/8.13.8) with SMTP id l3EBBKEk025218; {date}\r\n"
+    );
+    let staff = "theorize@plg.uni.example";
+    assert_eq!(client(&format!("{relay}{bot}"), staff), ("84.232.157.31".into(), "localhost".into()));
+    // Judged from there, the bot's own marks count.
+    let raw = format!("{relay}{bot}From: a@example.com\r\nTo: <{staff}>\r\nSubject: s\r\nDate: {date}\r\n\r\nbody\r\n");
+    let seen = fired_from_trace(&raw, &Evidence::default());
+    assert!(seen.contains(&"HELO_NOT_FQDN".to_string()), "{seen:?}");
+    // Mail for another organisation's recipients: its relays are not ours to walk past.
+    assert_eq!(client(&format!("{relay}{bot}"), "bob@example.net").0, "129.97.186.80");
+    // A list's server delivering a post (the recipient a list address, as its X-Original-To says): the list's
+    // relays are not the organisation's, and the poster behind them is the list's business.
+    let list = format!(
+        "Received: from murphy.lists.example (murphy.lists.example [70.103.162.31]) by speedy.uni.example \
+         (8.12.8/8.12.5) with ESMTP id l3HG3o0I029928; {date}\r\n\
+         Received: from benkatpc (e181186013.adsl.isp.example [85.181.186.13]) by murphy.lists.example (Postfix); {date}\r\n"
+    );
+    assert_eq!(client(&list, "debian-legal@lists.example").0, "70.103.162.31");
+    // A provider storing its users' mail (servers in one domain, users in another): its own relays include
+    // the servers users submit through, so nothing is walked.
+    let provider = format!(
+        "Received: from mail-qy0.provider.example (mail-qy0.provider.example [209.85.216.180]) by mx.provider.example; {date}\r\n\
+         Received: from [192.168.1.105] (c-24-5-41-187.hsd1.isp.example [24.5.41.187]) by smtp.provider.example; {date}\r\n"
+    );
+    assert_eq!(client(&provider, "someone@providermail.example").0, "209.85.216.180");
+    // Between two of the organisation's machines the newest stays.
+    let desk = format!(
+        "Received: from desk42.cs.uni.example (desk42.cs.uni.example [129.97.1.42]) by plg2.math.uni.example; {date}\r\n"
+    );
+    assert_eq!(client(&format!("{relay}{desk}"), staff).0, "129.97.186.80");
+    // An outsider's forged line naming the organisation, below his own: he is the client.
+    let outsider = format!(
+        "Received: from mx.spam.example (mx.spam.example [198.51.100.7]) by speedy.uni.example (8.12.8/8.12.5); {date}\r\n"
+    );
+    let forged = format!(
+        "Received: from plg2.math.uni.example (plg2.math.uni.example [129.97.186.80]) by mx.spam.example; {date}\r\n"
+    );
+    assert_eq!(client(&format!("{outsider}{forged}"), staff).0, "198.51.100.7");
+    // A greeting that claims the organisation counts for nothing: only the verified name does.
+    let claims = format!(
+        "Received: from plg2.math.uni.example (dsl-7.isp.example [203.0.113.7]) by speedy.uni.example (8.12.8/8.12.5); {date}\r\n"
+    );
+    assert_eq!(client(&format!("{claims}{bot}"), staff).0, "203.0.113.7");
+}
