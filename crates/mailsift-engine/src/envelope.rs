@@ -98,14 +98,17 @@ fn receiving_organisation(m: &Message<'_>, recipients: &[String]) -> Option<Stri
 }
 
 /// Whether a Received line records its client as one of the organisation's own servers: the name its
-/// receiving server verified (`(name [ip])`, see `trust::recorded_client`) lies in the organisation's
+/// receiving server verified (`(name [ip])`, see `message::received::recorded_client`) lies in the organisation's
 /// domain. The chain is read from the top: the newest line was written by the server that stored the
 /// message, and each line walked past names a verified server of the organisation, which wrote the line
 /// below it; an outsider's lines start below the first client outside, so a sender cannot be walked past
 /// unless his address has a reverse name in the organisation's own domain. A list server's lines, a
 /// greeting that claims the organisation, or an `X-Original-To` naming a list do not count.
 fn organisation_relay(raw: &str, org: &str) -> bool {
-    let Some(crate::trust::RecordedName::Name(name)) = crate::trust::recorded_client(raw) else { return false };
+    let Some(crate::message::received::RecordedName::Name(name)) = crate::message::received::recorded_client(raw)
+    else {
+        return false;
+    };
     crate::message::urls::registrable_domain(&name) == org
 }
 

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 
 use super::Ctx;
 use crate::evidence::Outcome;
+use crate::message::received::RecordedName;
 use crate::message::urls::registrable_domain;
 use crate::symbols::{FixKind, Group::Connection, Hits, SymbolSpec};
-use crate::trust::RecordedName;
 
 /// This module's symbols, typed (see [`crate::symbols::Sym`]).
 pub mod sym {
@@ -128,7 +128,7 @@ fn recorded_rdns(ctx: &Ctx<'_, '_>, ip: IpAddr, hits: &mut Hits<'_>) {
     let Some(hop) = ctx.message.hops.iter().take(crate::trust::MAX_TRUSTED_HOPS).find(|h| h.from_ip == Some(ip)) else {
         return;
     };
-    match crate::trust::recorded_client(&hop.raw) {
+    match crate::message::received::recorded_client(&hop.raw) {
         Some(RecordedName::Unknown) => hits.hit(
             sym::RDNS_NONE,
             format!(

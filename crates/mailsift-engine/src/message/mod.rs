@@ -24,6 +24,7 @@
 pub mod adversarial;
 pub mod html;
 pub mod limits;
+pub(crate) mod received;
 pub mod sniff;
 pub mod urls;
 
