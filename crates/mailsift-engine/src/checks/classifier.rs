@@ -194,13 +194,12 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                 ),
                 (None, None) => format!("p={p:.4}"),
             };
-            let mut scale = say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m);
-            let detail = match fingerprint {
-                Some(f) if g >= 3 => {
-                    scale = 0.0;
-                    format!("p={p:.4}, not counted: {f} marks a spam program, whose padding reads as ham")
+            // Grades 3-5 are the ham side: silenced by a spam program's fingerprint.
+            let (scale, detail) = match fingerprint.filter(|_| g >= 3) {
+                Some(f) => {
+                    (0.0, format!("p={p:.4}, not counted: {f} marks a spam program, whose padding reads as ham"))
                 }
-                _ => detail,
+                None => (say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m), detail),
             };
             hits.hit_scaled_up_to(symbols[g], share_of_weight(p) * scale, CLASSIFIER_FACTOR_MAX, detail);
         }

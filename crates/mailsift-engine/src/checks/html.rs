@@ -136,8 +136,11 @@ fn gif_without_links(m: &crate::message::Message<'_>) -> Option<usize> {
     if m.is_list_post() || !m.urls.is_empty() {
         return None;
     }
-    let inline =
-        m.html.iter().flat_map(|v| &v.images).any(|i| i.src.trim_start().to_ascii_lowercase().starts_with("cid:"));
+    let inline = m
+        .html
+        .iter()
+        .flat_map(|v| &v.images)
+        .any(|i| i.src.trim_start().get(..4).is_some_and(|s| s.eq_ignore_ascii_case("cid:")));
     let linked = m.html.iter().any(|v| !v.links.is_empty() || !v.other_urls.is_empty());
     if !inline || linked {
         return None;
