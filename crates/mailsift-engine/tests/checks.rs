@@ -754,6 +754,27 @@ fn an_outlook_message_id_outlook_never_writes() {
     assert!(!has(&outlook_bot("<01c77adg$dacda5e0$6c822ecf@x>", BOT_LINE, "")));
 }
 
+/// A tab between a field's colon and its value: the template of a 2007 spam wave ("Date: <TAB>Sat, 21 Apr
+/// 2007 ..."), which no mail program writes. Only the fields a mail program writes count, a folded line
+/// (which begins with a tab) is not a field, and a message without the tab says nothing.
+#[test]
+fn a_tab_after_the_colon_of_a_field_a_mail_program_writes() {
+    let has = |raw: &str| fired(&plain(raw, BODY)).iter().any(|s| s == "HEADER_TAB_PADDED");
+    let bot = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "");
+    assert!(!has(&bot));
+    assert!(has(&bot.replace("Date: Mon,", "Date: \tMon,")));
+    assert!(has(&bot.replace("Date: Mon,", "Date:\tMon,")));
+    assert!(has(&bot.replace("Subject: Re:", "subject: \tRe:")));
+    // A folded value: the continuation line begins with a tab, as RFC 5322 allows.
+    assert!(!has(&bot.replace("Subject: Re: the report", "Subject: Re: the\r\n\treport")));
+    // Another program's own field is its business.
+    assert!(!has(&format!("{bot}X-Campaign: \t42\r\n")));
+    // Two spaces are sloppy, not this template.
+    assert!(!has(&bot.replace("Date: Mon,", "Date:  Mon,")));
+    // It is a spam program's mark: with it, the engines' ham grades score nothing.
+    assert!(mailsift_engine::checks::classifier::FINGERPRINTS.iter().any(|f| f.name() == "HEADER_TAB_PADDED"));
+}
+
 /// Outlook's headers on mail that came from the sending PC itself: nothing in the trace older than the
 /// receiving server's line. Sent through the provider's server (one line more), as our own outbound mail,
 /// or through a mailing list, it does not fire; nor does a mail program that does not claim Outlook.

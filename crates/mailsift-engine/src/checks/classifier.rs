@@ -49,11 +49,12 @@ use crate::symbols::{Group::Classifier, Hits, Sym, SymbolSpec, CLASSIFIER_FACTOR
 
 /// Marks only spam programs leave (see the module's documentation): with one of these, the engines' ham
 /// grades score nothing.
-pub const FINGERPRINTS: [Sym; 5] = [
+pub const FINGERPRINTS: [Sym; 6] = [
     headers::sym::MSGID_CLOCK_MISMATCH,
     headers::sym::MSGID_OUTLOOK_FAKE,
     headers::sym::DATE_ZONE_ABSURD,
     headers::sym::OUTLOOK_DIRECT_TO_MX,
+    headers::sym::HEADER_TAB_PADDED,
     html::sym::HTML_GIF_NO_LINKS,
 ];
 

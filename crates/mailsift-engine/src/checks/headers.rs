@@ -31,6 +31,7 @@ pub mod sym {
         MSGID_CLOCK_MISMATCH,
         MSGID_OUTLOOK_FAKE,
         OUTLOOK_DIRECT_TO_MX,
+        HEADER_TAB_PADDED,
         MISSING_FROM,
         FROM_DOMAIN_INVALID,
         MULTIPLE_FROM,
@@ -148,6 +149,20 @@ pub const SYMBOLS: &[SymbolSpec] = &[
          as Outlook.",
         "A real Outlook never writes this form; if a program of yours imitates Outlook's headers, make it \
          write its own X-Mailer and Message-ID.",
+    ),
+    // A mail program writes "Name: value"; the bulk mailer behind a spam wave of 2007 (pill, stock and
+    // word-salad mail with Outlook Express headers) wrote "Date: <TAB>value". Measured on mail from four
+    // organisations: 277 of a 2,500-spam TREC 2007 sample, 250 of another 2,500; one of TREC's 11,012 ham (a
+    // ratware message with a made-up Outlook 2003 header, spam labelled ham); none of the SpamAssassin corpus
+    // (4,150 ham, 1,896 spam), 708 list posts of 2010 or 7,909 phishing messages of 2022-2026.
+    SymbolSpec::of(
+        sym::HEADER_TAB_PADDED,
+        Headers,
+        3.0,
+        "A field a mail program writes (Date, From, To, Cc, Subject, Message-ID, Reply-To, Sender) has a tab \
+         between the colon and its value (\"Date: <TAB>Sat, 21 Apr 2007\"): no mail program writes that; a \
+         bulk mailer's template does.",
+        "If a script of yours writes headers, make it write one space after the colon.",
     ),
     // Outlook and Outlook Express hand mail to their provider's submission server, which adds its Received
     // line; mail that arrives from the client machine itself, with nothing older in its trace, is a spam
@@ -354,6 +369,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}"));
         }
     }
+    if let Some(name) = tab_padded_field(m.raw_headers()) {
+        hits.hit(sym::HEADER_TAB_PADDED, format!("{name}: <TAB>"));
+    }
     let from_fields = m.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("From")).count();
     if from_fields > 1 {
         hits.hit(sym::FROM_DUPLICATE_HEADER, format!("{from_fields} From headers"));
@@ -493,6 +511,23 @@ fn claims_outlook(m: &crate::message::Message<'_>) -> bool {
         Some(mailer) => says(mailer, "outlook"),
         None => m.header("X-MimeOLE").is_some_and(|v| says(v, "mimeole")),
     }
+}
+
+/// The fields a mail program writes itself, where a template's tab after the colon shows (see
+/// `HEADER_TAB_PADDED`).
+const PROGRAM_FIELDS: [&str; 8] = ["Date", "From", "To", "Cc", "Subject", "Message-ID", "Reply-To", "Sender"];
+
+/// The first of [`PROGRAM_FIELDS`] whose value begins with a tab after the colon (after at most one space):
+/// `Date: \tSat, ...` or `Date:\tSat, ...`. Reads the raw header block once, line by line; a continuation
+/// line (which begins with white space) is never a field's first line.
+fn tab_padded_field(raw: &[u8]) -> Option<&'static str> {
+    raw.split(|&b| b == b'\n').find_map(|line| {
+        let colon = line.iter().take(16).position(|&b| b == b':')?;
+        let name = PROGRAM_FIELDS.into_iter().find(|f| f.as_bytes().eq_ignore_ascii_case(&line[..colon]))?;
+        let value = &line[colon + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        (value.first() == Some(&b'\t')).then_some(name)
+    })
 }
 
 /// No Received line older than the one recording the client `ip` (the newest naming it): the client wrote
@@ -958,6 +993,18 @@ mod tests {
     fn outlook_id(t: i64) -> String {
         let ft = ((t + FILETIME_TO_UNIX) as u64) * 10_000_000 + 1_234_567;
         format!("<0011{:08x}${:08x}$06b54d1c@xyz38be82b9485>", ft >> 32, ft & 0xffff_ffff)
+    }
+
+    #[test]
+    fn a_tab_padded_field_is_found_on_its_own_line_only() {
+        let mbox = b"From a@b.example  Sat Apr 21 20:40:08 2007\nReceived: from x\n\tby y; Sat, 21 Apr 2007\n";
+        assert_eq!(tab_padded_field(mbox), None);
+        assert_eq!(tab_padded_field(b"To: a@b.example\r\nDate: \tSat, 21 Apr 2007 17:41:26 -0700\r\n"), Some("Date"));
+        assert_eq!(tab_padded_field(b"MESSAGE-ID:\t<1@x>\r\n"), Some("Message-ID"));
+        assert_eq!(tab_padded_field(b"X-Mailer: \tfoo\r\nSubject: hi\r\n"), None);
+        assert_eq!(tab_padded_field(b"Date:  \tSat\r\n"), None);
+        assert_eq!(tab_padded_field(b"Date:"), None);
+        assert_eq!(tab_padded_field(b""), None);
     }
 
     #[test]
