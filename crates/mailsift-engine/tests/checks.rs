@@ -789,6 +789,13 @@ fn outlook_straight_from_the_pc_to_the_gateway() {
         "Received: from pc42 (p508473ae.dip.t-dialin.example [80.132.115.174]) by smtp.isp.example with ESMTPA; Mon, 9 Apr 2007 19:32:49 +0000\r\n",
     );
     assert!(!direct(&submitted));
+    // Older lines the program made up ("from pc42 by example.com with ASMTP") hide nothing when the Message-ID
+    // was written on the very address that connected (80.132.115.174, bytes lowest first); written on a
+    // private address behind a router, the older lines decide as before.
+    let forged = "Received: from pc42 by example.com with ASMTP id A7B2595A; Mon, 9 Apr 2007 19:32:47 +0000\r\n";
+    assert!(direct(&outlook_bot("<001101c77b5b$76833860$ae738450@pc42>", BOT_LINE, forged)));
+    assert!(!direct(&outlook_bot("<001101c77b5b$76833860$0a01a8c0@pc42>", BOT_LINE, forged)));
+    assert!(!direct(&outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, forged)));
     let list = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "List-Id: <talk.lists.example.org>\r\n");
     assert!(!direct(&list));
     let thunderbird = outlook_bot(REAL_OUTLOOK_ID, BOT_LINE, "")

@@ -174,8 +174,10 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         Headers,
         2.5,
         "The message carries Outlook's headers but came straight from the sending machine to this gateway: \
-         no submission server, no older Received line. Desktop mail programs send through their provider; \
-         spam programs on infected PCs imitate them and deliver directly.",
+         no submission server, no older Received line (or older lines, but the connecting address is the \
+         one the Message-ID was written on, which Outlook takes from the machine's own network card: those \
+         lines were made up). Desktop mail programs send through their provider; spam programs on infected \
+         PCs imitate them and deliver directly.",
         "Outbound mail of your own users is not judged this way. If a partner's server really sends like \
          this, allow its sending IP; the fix for the partner is to send through its mail server.",
     ),
@@ -364,9 +366,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             }
         }
     }
-    if let Some(ip) = ctx.envelope.client_ip {
-        if outlook && !ctx.envelope.is_outbound() && !m.is_list_post() && nothing_older(m, ip) {
-            hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}"));
+    if let Some(ip) = ctx.envelope.client_ip.filter(|_| outlook) {
+        if !ctx.envelope.is_outbound() && !m.is_list_post() {
+            let own_address = m.message_id.as_deref().and_then(outlook_id_address) == Some(ip);
+            if own_address {
+                hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}, the address its Message-ID was written on"));
+            } else if nothing_older(m, ip) {
+                hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}"));
+            }
         }
     }
     if let Some(name) = tab_padded_field(m.raw_headers()) {
@@ -487,6 +494,21 @@ fn outlook_id_time(id: &str) -> Option<i64> {
     let low = u64::from_str_radix(low, 16).ok()?;
     let filetime = (high << 32) | low;
     Some((filetime / 10_000_000) as i64 - FILETIME_TO_UNIX)
+}
+
+/// The IPv4 address an Outlook-family Message-ID was written on: its third field, the machine's address
+/// as four bytes, lowest first (`<...$...$80a4fe47@pc>` is 71.254.164.128). `None` for any other form. A PC
+/// behind a router writes its private address there; one that connects to us itself, its public one.
+fn outlook_id_address(id: &str) -> Option<std::net::IpAddr> {
+    let local = id.trim().strip_prefix('<')?.split_once('@')?.0;
+    let mut parts = local.split('$');
+    let (first, second, third) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if parts.next().is_some() || !hex(first) || second.len() != 8 || !hex(second) || third.len() != 8 {
+        return None;
+    }
+    let n = u32::from_str_radix(third, 16).ok()?;
+    Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(n.swap_bytes())))
 }
 
 /// An Outlook-shaped Message-ID with the first field cut to 8 hex digits: `<XXXXXXXX$XXXXXXXX$XXXXXXXX@host>`
@@ -993,6 +1015,18 @@ mod tests {
     fn outlook_id(t: i64) -> String {
         let ft = ((t + FILETIME_TO_UNIX) as u64) * 10_000_000 + 1_234_567;
         format!("<0011{:08x}${:08x}$06b54d1c@xyz38be82b9485>", ft >> 32, ft & 0xffff_ffff)
+    }
+
+    #[test]
+    fn the_address_an_outlook_message_id_was_written_on() {
+        let ip = |id: &str| outlook_id_address(id).map(|a| a.to_string());
+        assert_eq!(ip("<001001c78476$f5c934c0$80a4fe47@Mitch>").as_deref(), Some("71.254.164.128"));
+        assert_eq!(ip(" <c6f91ec1$c6f91ec1$c6f91ec1@x> ").as_deref(), Some("193.30.249.198"));
+        assert_eq!(ip("<001001c78476$f5c934c0$80a4fe4@Mitch>"), None);
+        assert_eq!(ip("<001001c78476$f5c934c0$80a4fe4g@Mitch>"), None);
+        assert_eq!(ip("<001001c78476$f5c934c0$80a4fe47$00@Mitch>"), None);
+        assert_eq!(ip("<$f5c934c0$80a4fe47@Mitch>"), None);
+        assert_eq!(ip("<a.b.c@example.com>"), None);
     }
 
     #[test]
