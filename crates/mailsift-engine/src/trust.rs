@@ -195,7 +195,7 @@ fn verified_names(envelope: &Envelope, evidence: &Evidence) -> Vec<String> {
 fn recorded_name(raw: &str) -> Option<String> {
     match recorded_client(raw)? {
         RecordedName::Name(n) => Some(n),
-        RecordedName::Unknown | RecordedName::Forged => None,
+        RecordedName::Unknown | RecordedName::Forged(_) => None,
     }
 }
 
@@ -298,8 +298,9 @@ mod tests {
         // Sendmail's doubt.
         assert_eq!(
             rec("from x (adsl.example [198.51.100.4] (may be forged)) by mx.example.net"),
-            Some(RecordedName::Forged)
+            Some(RecordedName::Forged(Some("adsl.example".into())))
         );
+        assert_eq!(rec("from x (may be forged) by mx.example.net"), Some(RecordedName::Forged(None)));
         // Forms that say nothing about reverse DNS: Exchange, Exim without a name, qmail, a bare IP.
         assert_eq!(rec("from mail.sender.example (198.51.100.4) by mx.example.net with Microsoft SMTP Server"), None);
         assert_eq!(rec("from [198.51.100.4] (helo=x) by mx.example.net with esmtp (Exim 4.96)"), None);

@@ -692,6 +692,10 @@ fn the_receiving_servers_record_of_reverse_dns_counts_against_the_sender_only() 
     // Sendmail's "may be forged" is too common on legitimate servers to count.
     let doubted = judge("from mail.example.org (mail.example.org [203.0.113.9] (may be forged)) by mx.example.net; Mon, 6 Jan 2025 10:00:02 +0000", &none);
     assert!(!doubted.iter().any(|s| s.starts_with("RDNS_")), "{doubted:?}");
+    // But the PTR name it doubts is still the address owner's word for it: a residential one counts, as it
+    // does when we look it up ourselves and the forward lookup fails.
+    let doubted_home = judge("from localhost (200.84.246-96.dyn.dsl.isp.example [200.84.246.96] (may be forged)) by mx.example.net; Mon, 6 Jan 2025 10:00:02 +0000", &none);
+    assert!(doubted_home.contains(&"RDNS_DYNAMIC".to_string()), "{doubted_home:?}");
     // Our own lookup decides when we made one: a confirmed name outweighs the recorded "unknown".
     let looked_up = Evidence::from_sender(SenderFacts {
         ptr: Some(PtrFacts { result: Outcome::Pass, names: vec!["mail.example.org".into()] }),

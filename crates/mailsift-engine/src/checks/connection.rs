@@ -121,9 +121,11 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
 /// `(name [ip])`. The line is believed only against the sender: whoever wrote it, a forger gains nothing by
 /// writing "unknown" or a residential name for his own address, and a name recorded there never counts in
 /// the sender's favour (it does not reach the verified names that allow rules read; see `trust.rs`).
-/// Sendmail's "may be forged" is not counted: it marks many legitimate servers whose PTR and A records
-/// merely disagree (on the SpamAssassin corpus, counted by a script that reads the newest Received line with
-/// a public client the same way: 68 ham against 95 spam).
+/// Sendmail's "may be forged" is not counted as a missing name: it marks many legitimate servers whose PTR
+/// and A records merely disagree (on the SpamAssassin corpus, counted by a script that reads the newest
+/// Received line with a public client the same way: 68 ham against 95 spam). The PTR name it records is
+/// still judged for a residential or dynamic look, as the live check judges the PTR names whatever the
+/// forward lookup found: the address's owner wrote that name.
 fn recorded_rdns(ctx: &Ctx<'_, '_>, ip: IpAddr, hits: &mut Hits<'_>) {
     let Some(hop) = ctx.message.hops.iter().take(crate::trust::MAX_TRUSTED_HOPS).find(|h| h.from_ip == Some(ip)) else {
         return;
@@ -138,6 +140,12 @@ fn recorded_rdns(ctx: &Ctx<'_, '_>, ip: IpAddr, hits: &mut Hits<'_>) {
         Some(RecordedName::Name(n)) if looks_dynamic(&n, ip) => {
             hits.hit(sym::RDNS_DYNAMIC, format!("{n} (as the receiving server recorded it)"))
         }
+        // A PTR name that does not resolve back still says what the address's owner calls it, as it does
+        // live (the live check above reads the PTR names whatever the forward lookup found).
+        Some(RecordedName::Forged(Some(n))) if looks_dynamic(&n, ip) => hits.hit(
+            sym::RDNS_DYNAMIC,
+            format!("{n} (as the receiving server recorded it: the PTR name, which does not resolve back)"),
+        ),
         _ => {}
     }
 }

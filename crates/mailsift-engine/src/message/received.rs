@@ -12,8 +12,8 @@ pub(crate) enum RecordedName {
     Name(String),
     /// `(unknown [ip])`: Postfix's (and Sendmail's) word for a client whose reverse DNS did not verify.
     Unknown,
-    /// Sendmail's "may be forged": a PTR name that does not resolve back.
-    Forged,
+    /// Sendmail's "may be forged": a PTR name (kept when the line gives one) that does not resolve back.
+    Forged(Option<String>),
 }
 
 /// The client name a Received line records in its `from` clause, when it writes one in the `(name [ip])`
@@ -35,15 +35,15 @@ pub(crate) fn recorded_client(raw: &str) -> Option<RecordedName> {
     let open = clause.find('(')?;
     let close = clause[open..].find(')').map(|c| open + c)?;
     let comment = &clause[open + 1..close];
-    if comment.contains("forged") {
-        return Some(RecordedName::Forged);
-    }
-    // The address must be in the same parentheses: `(name [ip])`.
-    let (name, rest) = comment.split_once('[')?;
-    if !rest.contains(']') {
-        return None;
-    }
+    // The address must be in the same parentheses: `(name [ip])`, or Sendmail's
+    // `(name [ip] (may be forged))`, where the first closing parenthesis ends the comment early.
+    let Some((name, rest)) = comment.split_once('[').filter(|(_, rest)| rest.contains(']')) else {
+        return comment.contains("forged").then_some(RecordedName::Forged(None));
+    };
     let name = name.trim().trim_end_matches('.');
+    if comment.contains("forged") {
+        return Some(RecordedName::Forged(is_host_name(name).then(|| name.to_string())));
+    }
     if name == "unknown" {
         return Some(RecordedName::Unknown);
     }
