@@ -779,6 +779,32 @@ fn a_tab_after_the_colon_of_a_field_a_mail_program_writes() {
     assert!(mailsift_engine::checks::classifier::FINGERPRINTS.iter().any(|f| f.name() == "HEADER_TAB_PADDED"));
 }
 
+/// Mail from the recipient's own address to himself, from outside: spam posing as a note to self. Not for two
+/// recipients, a list post, nor our own users' outbound mail.
+#[test]
+fn the_recipient_writing_to_himself_from_outside() {
+    let msg = |from: &str, to: &str, extra: &str| {
+        plain(
+            &format!(
+                "From: \"Canadian Doctor\" <{from}>\r\nTo: <{to}>\r\nSubject: RE: MedHelp 1234\r\n\
+                 Date: Tue, 1 May 2007 06:52:33 -0400\r\nMessage-ID: <1@x.example>\r\n{extra}"
+            ),
+            BODY,
+        )
+    };
+    let has = |raw: &str| fired(raw).iter().any(|s| s == "FROM_EQUALS_TO");
+    assert!(has(&msg("theorize@plg.uni.example", "theorize@plg.uni.example", "")));
+    assert!(has(&msg("Theorize@plg.uni.example", "theorize@PLG.uni.example", "")));
+    assert!(!has(&msg("alice@example.org", "theorize@plg.uni.example", "")));
+    assert!(!has(&msg("theorize@plg.uni.example", "theorize@plg.uni.example>, <bob@example.net", "")));
+    assert!(!has(&msg("theorize@plg.uni.example", "theorize@plg.uni.example", "List-Id: <talk.lists.example>\r\n")));
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let raw = msg("alice@example.com", "alice@example.com", "");
+    let own = Envelope { authenticated_user: Some("alice".into()), ..Envelope::default() };
+    let v = engine.scan(raw.as_bytes(), &own, &Evidence::default());
+    assert!(!v.symbols.iter().any(|s| s.name == "FROM_EQUALS_TO"), "{:?}", v.symbols);
+}
+
 /// Outlook's headers on mail that came from the sending PC itself: nothing in the trace older than the
 /// receiving server's line. Sent through the provider's server (one line more), as our own outbound mail,
 /// or through a mailing list, it does not fire; nor does a mail program that does not claim Outlook.
