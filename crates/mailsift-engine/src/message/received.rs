@@ -37,7 +37,7 @@ pub(crate) fn recorded_client(raw: &str) -> Option<RecordedName> {
     let comment = &clause[open + 1..close];
     // The address must be in the same parentheses: `(name [ip])`, or Sendmail's
     // `(name [ip] (may be forged))`, where the first closing parenthesis ends the comment early.
-    let Some((name, rest)) = comment.split_once('[').filter(|(_, rest)| rest.contains(']')) else {
+    let Some((name, _)) = comment.split_once('[').filter(|(_, rest)| rest.contains(']')) else {
         return comment.contains("forged").then_some(RecordedName::Forged(None));
     };
     let name = name.trim().trim_end_matches('.');
