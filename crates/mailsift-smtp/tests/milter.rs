@@ -189,6 +189,51 @@ async fn postfix_with_our_milter_delivers_tags_rejects_and_quarantines() {
     assert_eq!(log[3].reason, None, "a plain delivery has no reason: {:?}", log[3]);
 }
 
+/// A header's exact form reaches the engine through Postfix: the milter asks for header values with their
+/// leading white space, so a bulk mailer's `Date: <TAB>...` template is still seen (HEADER_TAB_PADDED), and a
+/// message from the recipient's own address to himself is judged as such (FROM_EQUALS_TO); the ordinary
+/// message beside them carries neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_passes_the_headers_as_written_to_our_milter() {
+    if !Postfix::available_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (g, milter_addr) = gateway("", dir.path()).await;
+    let milter = format!("inet:{milter_addr}");
+    let postfix = Postfix::start_with(
+        &["example.com"],
+        &[("smtpd_milters", &milter), ("milter_default_action", "tempfail"), ("milter_protocol", "6")],
+    )
+    .unwrap();
+    let padded = message("stock tip", "Buy now.").replace("Date: Mon,", "Date: \tMon,");
+    let to_self = message("note to self", "Remember.").replace("From: alice@sender.example", "From: bob@example.com");
+    let answers = send_all(
+        postfix.smtp_addr(),
+        &[
+            ("bob@example.com", &message("lunch plans", "Hello Bob.")),
+            ("bob@example.com", &padded),
+            ("bob@example.com", &to_self),
+        ],
+    )
+    .await;
+    assert!(answers.iter().all(|a| a.0 == 250), "{answers:?}\n{}", postfix.log());
+    let _ = postfix.wait_for_messages(3, Duration::from_secs(20));
+    g.db.flush().unwrap();
+    let log = g.db.log_search(&LogQuery::default()).unwrap();
+    assert_eq!(log.len(), 3, "{log:?}");
+    let has = |subject: &str, symbol: &str| {
+        let e = log.iter().find(|e| e.subject.as_deref() == Some(subject)).expect(subject);
+        e.symbols.iter().any(|(s, _)| s == symbol)
+    };
+    assert!(has("stock tip", "HEADER_TAB_PADDED"), "{log:?}");
+    assert!(has("note to self", "FROM_EQUALS_TO"), "{log:?}");
+    for symbol in ["HEADER_TAB_PADDED", "FROM_EQUALS_TO"] {
+        assert!(!has("lunch plans", symbol), "{log:?}");
+    }
+    assert!(!has("stock tip", "FROM_EQUALS_TO") && !has("note to self", "HEADER_TAB_PADDED"), "{log:?}");
+}
+
 /// A milter client that speaks like an MTA, for what Postfix would never send.
 struct Mta {
     stream: TcpStream,

@@ -295,8 +295,9 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         1.5,
         "The message is from the address it is sent to (From and the only To are the same), and it did not \
          come from our own users: spam poses as the recipient writing to himself.",
-        "A sender who writes to himself and blind-copies the recipients looks like this; allow the sender if \
-         the mail is wanted.",
+        "A sender who writes to himself and blind-copies the recipients looks like this: ask him to address \
+         them in To or Cc. Do not allow the address: anyone can write it in From (allow the sending server, \
+         by its authenticated domain, instead).",
     ),
     SymbolSpec::of(
         sym::RCPT_MANY_DOMAINS,
