@@ -61,17 +61,13 @@ impl Envelope {
             }
         }
         if self.client_ip.is_none() {
-            let public: Vec<usize> =
-                (0..m.hops.len()).filter(|&i| m.hops[i].from_ip.is_some_and(|ip| !is_local(ip))).collect();
-            let mut pick = public.first().copied();
+            let mut public = m.hops.iter().filter(|h| h.from_ip.is_some_and(|ip| !is_local(ip)));
+            let newest = public.clone().next();
             // Walk down while the client is one of the organisation's relays; if every client is (mail
             // between two of its own machines), the newest stays.
-            if let Some(org) = receiving_organisation(m, &self.rcpt_to) {
-                if let Some(&k) = public.iter().find(|&&k| !organisation_relay(&m.hops[k].raw, &org)) {
-                    pick = Some(k);
-                }
-            }
-            if let Some(hop) = pick.map(|k| &m.hops[k]) {
+            let outside = receiving_organisation(m, &self.rcpt_to)
+                .and_then(|org| public.find(|h| !organisation_relay(&h.raw, &org)));
+            if let Some(hop) = outside.or(newest) {
                 self.client_ip = hop.from_ip;
                 if self.helo.is_none() {
                     self.helo = hop.helo.clone().or_else(|| hop.from_host.clone());

@@ -48,6 +48,19 @@ async fn gateway(extra: &str, dir: &std::path::Path) -> (Arc<Gateway>, String) {
     (g, addr)
 }
 
+/// Our gateway as the milter of Debian's Postfix on loopback (milter protocol 6; Postfix tempfails the
+/// message if the milter does not answer), for mail to example.com.
+async fn behind_postfix(dir: &std::path::Path) -> (Arc<Gateway>, Postfix) {
+    let (g, milter_addr) = gateway("", dir).await;
+    let milter = format!("inet:{milter_addr}");
+    let postfix = Postfix::start_with(
+        &["example.com"],
+        &[("smtpd_milters", &milter), ("milter_default_action", "tempfail"), ("milter_protocol", "6")],
+    )
+    .unwrap();
+    (g, postfix)
+}
+
 /// One SMTP reply, all its lines; code 0 when the connection closed.
 async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> (u16, String) {
     let mut text = String::new();
@@ -111,13 +124,7 @@ async fn postfix_with_our_milter_delivers_tags_rejects_and_quarantines() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (g, milter_addr) = gateway("", dir.path()).await;
-    let milter = format!("inet:{milter_addr}");
-    let postfix = Postfix::start_with(
-        &["example.com"],
-        &[("smtpd_milters", &milter), ("milter_default_action", "tempfail"), ("milter_protocol", "6")],
-    )
-    .unwrap();
+    let (g, postfix) = behind_postfix(dir.path()).await;
 
     // Four messages in one SMTP session: Postfix keeps one milter connection for it, several messages on it.
     let answers = send_all(
@@ -199,13 +206,7 @@ async fn postfix_passes_the_headers_as_written_to_our_milter() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (g, milter_addr) = gateway("", dir.path()).await;
-    let milter = format!("inet:{milter_addr}");
-    let postfix = Postfix::start_with(
-        &["example.com"],
-        &[("smtpd_milters", &milter), ("milter_default_action", "tempfail"), ("milter_protocol", "6")],
-    )
-    .unwrap();
+    let (g, postfix) = behind_postfix(dir.path()).await;
     let padded = message("stock tip", "Buy now.").replace("Date: Mon,", "Date: \tMon,");
     let to_self = message("note to self", "Remember.").replace("From: alice@sender.example", "From: bob@example.com");
     let answers = send_all(

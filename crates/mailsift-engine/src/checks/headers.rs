@@ -382,14 +382,12 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             }
         }
     }
-    if let Some(ip) = ctx.envelope.client_ip.filter(|_| outlook) {
-        if !ctx.envelope.is_outbound() && !m.is_list_post() {
-            let own_address = m.message_id.as_deref().and_then(outlook_id_address) == Some(ip);
-            if own_address {
-                hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}, the address its Message-ID was written on"));
-            } else if nothing_older(m, ip) {
-                hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}"));
-            }
+    let judged = outlook && !ctx.envelope.is_outbound() && !m.is_list_post();
+    if let Some(ip) = ctx.envelope.client_ip.filter(|_| judged) {
+        if m.message_id.as_deref().and_then(outlook_id_address) == Some(ip) {
+            hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}, the address its Message-ID was written on"));
+        } else if nothing_older(m, ip) {
+            hits.hit(sym::OUTLOOK_DIRECT_TO_MX, format!("from {ip}"));
         }
     }
     if let Some(name) = tab_padded_field(m.raw_headers()) {
@@ -505,11 +503,8 @@ const FILETIME_TO_UNIX: i64 = 11_644_473_600;
 /// FILETIME (100 ns since 1601, in UTC) and `SSSS` a counter. `None` for any other form. The high half must
 /// begin `01` (the years 1829 to 2057), so that other identifiers of the same shape are not read as a time.
 fn outlook_id_time(id: &str) -> Option<i64> {
-    let local = id.strip_prefix('<')?.split_once('@')?.0;
-    let mut parts = local.split('$');
-    let (first, low, third) = (parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if parts.next().is_some() || !hex(first, 12) || !hex(low, 8) || !hex(third, 8) || !first[4..].starts_with("01") {
+    let [first, low, _] = outlook_id_fields(id)?;
+    if first.len() != 12 || !first[4..].starts_with("01") {
         return None;
     }
     let high = u64::from_str_radix(&first[4..], 16).ok()?;
@@ -522,24 +517,28 @@ fn outlook_id_time(id: &str) -> Option<i64> {
 /// as four bytes, lowest first (`<...$...$80a4fe47@pc>` is 71.254.164.128). `None` for any other form. A PC
 /// behind a router writes its private address there; one that connects to us itself, its public one.
 fn outlook_id_address(id: &str) -> Option<std::net::IpAddr> {
-    let local = id.trim().strip_prefix('<')?.split_once('@')?.0;
-    let mut parts = local.split('$');
-    let (first, second, third) = (parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if parts.next().is_some() || !hex(first) || second.len() != 8 || !hex(second) || third.len() != 8 {
-        return None;
-    }
+    let [_, _, third] = outlook_id_fields(id)?;
     let n = u32::from_str_radix(third, 16).ok()?;
     Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(n.swap_bytes())))
+}
+
+/// The three `$`-separated hex fields of an Outlook-family Message-ID, `<FIRST$XXXXXXXX$XXXXXXXX@host>`, the
+/// last two 8 hex digits each and the first any non-empty run of hex digits (its length is each reader's
+/// business). `None` for any other form. The one reading of the form that [`outlook_id_time`],
+/// [`outlook_id_address`] and [`short_outlook_id`] share.
+fn outlook_id_fields(id: &str) -> Option<[&str; 3]> {
+    let local = id.trim().strip_prefix('<')?.split_once('@')?.0;
+    let mut parts = local.split('$');
+    let fields = [parts.next()?, parts.next()?, parts.next()?];
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = parts.next().is_none() && fields.iter().all(|f| hex(f)) && fields[1].len() == 8 && fields[2].len() == 8;
+    ok.then_some(fields)
 }
 
 /// An Outlook-shaped Message-ID with the first field cut to 8 hex digits: `<XXXXXXXX$XXXXXXXX$XXXXXXXX@host>`
 /// (Outlook writes `<SSSSHHHHHHHH$LLLLLLLL$XXXXXXXX@host>`, see [`outlook_id_time`]).
 fn short_outlook_id(id: &str) -> bool {
-    let Some(local) = id.strip_prefix('<').and_then(|r| r.split_once('@')).map(|(l, _)| l) else { return false };
-    let hex8 = |s: &str| s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut parts = local.split('$');
-    (0..3).all(|_| parts.next().is_some_and(hex8)) && parts.next().is_none()
+    outlook_id_fields(id).is_some_and(|[first, _, _]| first.len() == 8)
 }
 
 /// The message says Outlook or Outlook Express wrote it: an X-Mailer naming Outlook, or without an X-Mailer

@@ -27,7 +27,7 @@ pub(crate) enum RecordedName {
 /// the same line. What it says depends on the receiving server's configuration, which the line does not show.
 pub(crate) fn recorded_client(raw: &str) -> Option<RecordedName> {
     // Only the `from` clause: the text up to " by ", bounded so a huge line costs little.
-    let head = &raw[..floor_char_boundary(raw, 1024)];
+    let head = &raw[..raw.floor_char_boundary(1024)];
     let lower = head.to_ascii_lowercase();
     let from = lower.find("from ")?;
     let end = lower[from..].find(" by ").map(|e| from + e).unwrap_or(lower.len());
@@ -48,14 +48,6 @@ pub(crate) fn recorded_client(raw: &str) -> Option<RecordedName> {
         return Some(RecordedName::Unknown);
     }
     is_host_name(name).then(|| RecordedName::Name(name.to_string()))
-}
-
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    let mut i = max.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// A dotted host name (not an address literal), as reverse DNS gives.
