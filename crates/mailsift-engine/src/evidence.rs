@@ -212,6 +212,10 @@ pub struct ClassifierScores {
     /// (`classify::combine`): each engine's points are scaled by its multiplier.
     #[serde(default)]
     pub combination: Option<Combination>,
+    /// The local head's spam probability (`classify::linear::LinearModel::local_score`), when the model has
+    /// learned enough of the organisation this message was addressed to.
+    #[serde(default)]
+    pub local: Option<f64>,
 }
 
 /// The least a fitted multiplier scales an engine's points by: the fixed combination (`classify::combine`).

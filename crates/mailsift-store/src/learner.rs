@@ -380,6 +380,9 @@ impl<S: TokenStore> Learner<S> {
     }
 }
 
+/// The local head's extra passes (see `classify::tokens::local_features`).
+const LOCAL_PASSES: usize = 2;
+
 /// The linear model's extra passes of bulk training over the examples at `fresh` (indices into
 /// `examples`), in a fixed shuffled order at a falling rate; none when they are all of one kind (they
 /// would only push the model further towards it).
@@ -399,6 +402,10 @@ fn more_passes(model: &mut Model, examples: &[Example], mut fresh: Vec<usize>, e
         for &i in &fresh {
             let ex = &examples[i];
             model.linear.step(&ex.features.ids, ex.side.is_spam(), rate);
+            // The local head takes the first LOCAL_PASSES of them (three passes in all, as it was measured).
+            if pass < LOCAL_PASSES {
+                model.linear.local_step(&ex.features.local, ex.side.is_spam(), rate);
+            }
         }
     }
 }

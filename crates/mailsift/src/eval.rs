@@ -184,6 +184,8 @@ struct Outcome {
     bayes: Option<f64>,
     linear: Option<f64>,
     familiarity: Option<f64>,
+    /// The local head's probability, when it spoke.
+    local: Option<f64>,
 }
 
 pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
@@ -300,6 +302,7 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                         bayes: scores.and_then(|s| s.bayes),
                         linear: scores.and_then(|s| s.linear),
                         familiarity: scores.and_then(|s| s.familiarity),
+                        local: scores.and_then(|s| s.local),
                         folder: folder.clone(),
                         is_spam: *is_spam,
                         flagged: v.action.is_spam(),
@@ -322,11 +325,11 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
         println!("\nROC curves drawn to {}", path.display());
     }
     if let Some(path) = &args.scores_tsv {
-        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\tsymbols\tfamiliarity\n");
+        let mut out = String::from("file\tlabel\tscore\theuristics\tbayes\tlinear\tsymbols\tfamiliarity\tlocal\n");
         let opt = |p: Option<f64>| p.map(|p| p.to_string()).unwrap_or_default();
         for r in &results {
             out.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 r.file.display(),
                 if r.is_spam { "spam" } else { "ham" },
                 r.score,
@@ -334,7 +337,8 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
                 opt(r.bayes),
                 opt(r.linear),
                 r.symbols.join(" "),
-                opt(r.familiarity)
+                opt(r.familiarity),
+                opt(r.local)
             ));
         }
         std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;

@@ -8,9 +8,22 @@
 //! repeats the step until the message lands on the right side with a margin, since a logistic model has
 //! no exact "unlearn".
 
-/// log2 of the number of weights: 2^22 f32 = 16 MiB.
+/// log2 of the number of the portable model's weights: 2^22 f32 = 16 MiB.
 pub const BITS: u32 = 22;
-pub const SIZE: usize = 1 << BITS;
+/// The portable model's weights: `weights[..PORTABLE]`, what an exported model carries.
+pub const PORTABLE: usize = 1 << BITS;
+/// log2 of the number of the local head's weights (see [`LinearModel::local_score`]): 2^20 f32 = 4 MiB.
+pub const LOCAL_BITS: u32 = 20;
+/// The local head's weights, after the portable ones.
+const LOCAL: usize = 1 << LOCAL_BITS;
+/// How many organisations the local head counts learned mail for (two counters each, ham and spam).
+const ORGS: usize = 1 << 13;
+/// Every weight the model keeps and a store saves: the portable model's, the local head's, and the local
+/// head's per-organisation counters (kept in the same vector so that they are saved, and merged between
+/// nodes, as the weights are: a count merges by adding, as a weight's change does).
+pub const SIZE: usize = PORTABLE + LOCAL + 2 * ORGS;
+/// The learning rate of one local-head step (its features are scaled by 1/sqrt(n) as the portable ones are).
+const LOCAL_RATE: f32 = 5.0;
 /// Weights are stored in chunks of this many, so a correction rewrites a few chunks, not the model.
 pub const CHUNK: usize = 1 << 14;
 /// The learning rate of one step.
@@ -32,6 +45,18 @@ impl Default for LinearModel {
     fn default() -> Self {
         LinearModel { weights: vec![0.0; SIZE], bias: 0.0, updates: 0, dirty: vec![false; SIZE / CHUNK] }
     }
+}
+
+/// The slot of a local-head feature (see [`crate::classify::tokens::Features::local`]).
+#[inline]
+fn local_slot(id: u64) -> usize {
+    PORTABLE + (id >> (64 - LOCAL_BITS)) as usize
+}
+
+/// The slot of an organisation's ham (`spam` false) or spam counter.
+#[inline]
+fn org_slot(org: u64, spam: bool) -> usize {
+    PORTABLE + LOCAL + 2 * ((org >> (64 - 13)) as usize) + spam as usize
 }
 
 #[inline]
@@ -92,6 +117,46 @@ impl LinearModel {
                 break;
             }
         }
+    }
+
+    /// The local head's spam probability for a message's header-form features (`Features::local`): a second
+    /// logistic regression, kept apart from the portable model because what it reads (how the senders'
+    /// mail programs write their headers) is true of one organisation's mail and not of another's (see
+    /// `classify::tokens`). It has no bias of its own: the features include a constant one.
+    pub fn local_score(&self, ids: &[u64]) -> f64 {
+        if ids.is_empty() {
+            return 0.5;
+        }
+        let x = scale(ids.len());
+        let sum: f32 = ids.iter().map(|id| self.weights[local_slot(*id)]).sum();
+        sigmoid((sum * x) as f64)
+    }
+
+    /// One local-head step towards `spam` (the portable model, its bias and its update count untouched).
+    pub fn local_step(&mut self, ids: &[u64], spam: bool, rate_factor: f32) {
+        if ids.is_empty() {
+            return;
+        }
+        let p = self.local_score(ids);
+        let y = if spam { 1.0 } else { 0.0 };
+        let g = (y - p) as f32 * LOCAL_RATE * rate_factor * scale(ids.len());
+        for id in ids {
+            let s = local_slot(*id);
+            self.weights[s] += g;
+            self.dirty[s / CHUNK] = true;
+        }
+    }
+
+    /// How many ham and spam addressed to the organisation `org` (`Features::org`) the model has learned.
+    pub fn org_counts(&self, org: u64) -> [f32; 2] {
+        [self.weights[org_slot(org, false)], self.weights[org_slot(org, true)]]
+    }
+
+    /// Counts (`delta` 1) or uncounts (-1) one learned message of `side` addressed to `org`.
+    pub fn count_org(&mut self, org: u64, spam: bool, delta: f32) {
+        let s = org_slot(org, spam);
+        self.weights[s] = (self.weights[s] + delta).max(0.0);
+        self.dirty[s / CHUNK] = true;
     }
 
     pub fn clear_dirty(&mut self) {

@@ -29,6 +29,10 @@ pub use combine::{Combination, HeldOut};
 pub use linear::LinearModel;
 pub use tokens::{features, Features};
 
+/// The fewest ham, and spam, addressed to an organisation the model must have learned before its local head
+/// speaks for that organisation's mail (see [`Model::knows_organisation`]).
+pub const LOCAL_MIN_MESSAGES: u32 = 50;
+
 /// Which way a message is (to be) learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +100,25 @@ impl Model {
             familiarity: Some(familiarity),
             day_one_say: None,
             combination: self.combination,
+            local: self.knows_organisation(f).then(|| self.linear.local_score(&f.local)),
+        }
+    }
+
+    /// Whether the local head may speak for this message: the model has learned at least
+    /// [`LOCAL_MIN_MESSAGES`] ham and as many spam addressed to the message's organisation. A model trained
+    /// on another organisation's mail (the shipped day-one model, a borrowed one) never has; a model trained
+    /// on this organisation's own mail has, for its own domains.
+    pub fn knows_organisation(&self, f: &Features) -> bool {
+        f.org.is_some_and(|org| {
+            self.linear.org_counts(org).iter().all(|&n| n >= LOCAL_MIN_MESSAGES as f32) && !f.local.is_empty()
+        })
+    }
+
+    /// The local head learns a message as the portable model does, and counts it for its organisation.
+    fn learn_local(&mut self, f: &Features, spam: bool, rate: f32, count: f32) {
+        self.linear.local_step(&f.local, spam, rate);
+        if let Some(org) = f.org {
+            self.linear.count_org(org, spam, count);
         }
     }
 
@@ -113,11 +136,21 @@ impl Model {
                 self.bayes.apply(f.bayes_ids(), b.is_spam(), -1);
                 self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
                 self.linear.correct_at(&f.ids, side.is_spam(), 20, linear_rate);
+                if let Some(org) = f.org {
+                    self.linear.count_org(org, b.is_spam(), -1.0);
+                }
+                for _ in 0..3 {
+                    self.learn_local(f, side.is_spam(), linear_rate, 0.0);
+                }
+                if let Some(org) = f.org {
+                    self.linear.count_org(org, side.is_spam(), 1.0);
+                }
                 LearnOutcome::Relearned
             }
             None => {
                 self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
                 self.linear.step(&f.ids, side.is_spam(), linear_rate);
+                self.learn_local(f, side.is_spam(), linear_rate, 1.0);
                 LearnOutcome::Learned
             }
         }
@@ -138,6 +171,10 @@ impl Model {
     pub fn unlearn(&mut self, f: &Features, side: Side) {
         self.bayes.apply(f.bayes_ids(), side.is_spam(), -1);
         self.linear.step(&f.ids, !side.is_spam(), 1.0);
+        self.linear.local_step(&f.local, !side.is_spam(), 1.0);
+        if let Some(org) = f.org {
+            self.linear.count_org(org, side.is_spam(), -1.0);
+        }
     }
 }
 

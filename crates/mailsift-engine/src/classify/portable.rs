@@ -5,7 +5,8 @@
 //! tokens met in at least `min_messages` trained messages, and the linear model's weights of at least
 //! `min_weight` in magnitude, quantised to 16 bits (a model trained on 4,550 messages gives 1.2 million
 //! non-zero weights, most of them features met once; 0.05 keeps a fifth of them, 98% of the weights' squared
-//! sum). Slots are written as varint gaps. Integers are little-endian; the whole is zstd-compressed. Decoding
+//! sum). The local head (`LinearModel::local_score`) stays behind: it reads how one organisation's
+//! correspondents write their headers, which is not true elsewhere. Slots are written as varint gaps. Integers are little-endian; the whole is zstd-compressed. Decoding
 //! checks every length against the bytes that remain before it allocates, so a damaged file is an error, not
 //! a crash or a huge allocation.
 
@@ -54,6 +55,7 @@ pub fn encode(model: &Model, pruning: Pruning) -> Vec<u8> {
         .linear
         .weights
         .iter()
+        .take(super::linear::PORTABLE)
         .enumerate()
         .filter(|(_, w)| w.abs() >= pruning.min_weight && **w != 0.0)
         .map(|(i, w)| (i as u32, *w))
@@ -76,7 +78,7 @@ pub fn decode(compressed: &[u8]) -> Result<Model, String> {
     use std::io::Read;
     // The largest model encode writes: 3 million tokens (the store's default ceiling) and every weight. The
     // output grows as it is read, so a small file cannot make this allocate the ceiling.
-    const MAX_BYTES: u64 = (8 + 16 + 8 + 3_000_000 * 16 + 8 + 4 + 8 + super::linear::SIZE * 8) as u64;
+    const MAX_BYTES: u64 = (8 + 16 + 8 + 3_000_000 * 16 + 8 + 4 + 8 + super::linear::PORTABLE * 8) as u64;
     let mut raw = Vec::new();
     zstd::stream::read::Decoder::new(compressed)
         .and_then(|d| d.take(MAX_BYTES + 1).read_to_end(&mut raw))
@@ -107,7 +109,7 @@ pub fn decode(compressed: &[u8]) -> Result<Model, String> {
     for i in 0..n {
         let gap = r.varint()? as usize;
         slot = slot.saturating_add(gap);
-        if (i > 0 && gap == 0) || slot >= linear.weights.len() {
+        if (i > 0 && gap == 0) || slot >= super::linear::PORTABLE {
             return Err(format!("linear weight slot {slot} is out of order or range"));
         }
         linear.weights[slot] = r.i16()? as f32 * step;

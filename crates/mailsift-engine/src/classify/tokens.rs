@@ -84,6 +84,10 @@ enum Kind {
     UrlHost = 24,
     UrlWord = 25,
     ToShape = 26,
+    /// The local head's header-form grams (see [`local_features`]).
+    Form = 27,
+    /// The organisation a message was addressed to (see [`organisation`]).
+    Organisation = 28,
 }
 
 /// Header names that only a sender (its mail program or its list server) writes. Their presence is a
@@ -149,6 +153,11 @@ const VALUE_HEADERS: &[&str] = &["x-priority", "x-msmail-priority", "precedence"
 pub struct Features {
     pub ids: Vec<u64>,
     pub singles: usize,
+    /// The local head's features ([`local_features`]): the form of the sender-written header fields.
+    pub local: Vec<u64>,
+    /// The organisation the message was addressed to ([`organisation`]), hashed: the local head speaks only
+    /// for an organisation whose mail it has learned.
+    pub org: Option<u64>,
 }
 
 impl Features {
@@ -226,7 +235,91 @@ pub fn features(msg: &Message<'_>) -> Features {
     let singles = c.ids.len();
     let mut ids = c.ids;
     ids.extend_from_slice(&c.pairs);
-    Features { ids, singles }
+    let local = local_features(msg.raw_headers());
+    let org = organisation(msg).map(|d| xxh3_64_with_seed(d.as_bytes(), Kind::Organisation as u64));
+    Features { ids, singles, local, org }
+}
+
+/// The header fields a sender's mail program writes, read as the local head reads them (see
+/// [`local_features`]). Not the trace, not the list wrapping's own fields, not the recipients.
+const FORM_FIELDS: &[&str] = &[
+    "from",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "x-mailer",
+    "x-mimeole",
+    "x-priority",
+    "x-msmail-priority",
+    "reply-to",
+    "user-agent",
+    "thread-index",
+    "in-reply-to",
+    "references",
+];
+
+/// How much of those fields the local head reads.
+const FORM_BYTES: usize = 3000;
+
+/// The local head's features: every 4-byte sequence of the sender-written header fields ([`FORM_FIELDS`],
+/// as written, in their order, line ends as LF, at most [`FORM_BYTES`]), hashed, plus a constant one (its
+/// bias). What they capture is form: how the Message-ID and the Date are laid out, the MIME boundary, the
+/// mailer, the quoting of names, which fields come in which order. Trained on an organisation's own mail
+/// (TREC 2007's university, two folds) they separate its ham from its spam nearly as well as the words do
+/// (1-ROCA 0.035% to 0.040%), and differently: beside the other engines they catch a tenth of what those
+/// miss. Trained on another organisation's mail they fail (a model from the SpamAssassin corpus ranks the
+/// university's mail at 1-ROCA 6%: which mail programs a server's correspondents use, which newsletters
+/// its users read, is that server's own), which is why the portable model leaves form out and this head
+/// speaks only for an organisation it learned (`classify::Model::classify`).
+pub fn local_features(raw_headers: &[u8]) -> Vec<u64> {
+    let mut text: Vec<u8> = Vec::with_capacity(FORM_BYTES);
+    let mut keep = false;
+    for line in raw_headers.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if !matches!(line[0], b' ' | b'\t') {
+            let name = line.split(|&b| b == b':').next().unwrap_or(b"");
+            keep = line.contains(&b':') && FORM_FIELDS.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(name));
+        }
+        if keep {
+            let room = FORM_BYTES - text.len();
+            text.extend_from_slice(&line[..line.len().min(room)]);
+            if text.len() < FORM_BYTES {
+                text.push(b'\n');
+            }
+            if text.len() >= FORM_BYTES {
+                break;
+            }
+        }
+    }
+    let mut seen: FxHashSet<u64> = FxHashSet::with_capacity_and_hasher(text.len() + 1, Default::default());
+    let mut ids = Vec::with_capacity(text.len() + 1);
+    for id in std::iter::once(xxh3_64_with_seed(b"(bias)", Kind::Form as u64))
+        .chain(text.windows(4).map(|g| xxh3_64_with_seed(g, Kind::Form as u64)))
+    {
+        if seen.insert(id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// The organisation a message was addressed to: the registrable domain of its first recipient
+/// (`Delivered-To` or `X-Original-To`, which the receiving server writes, else the first `To:` address).
+pub fn organisation(msg: &Message<'_>) -> Option<String> {
+    let recipient = msg
+        .header("Delivered-To")
+        .or_else(|| msg.header("X-Original-To"))
+        .map(|r| r.trim().trim_matches(['<', '>']).to_string())
+        .or_else(|| msg.to.first().map(|t| t.address.clone()))?;
+    let (_, domain) = recipient.rsplit_once('@')?;
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    (domain.contains('.') && !domain.is_empty()).then(|| crate::message::urls::registrable_domain(&domain))
 }
 
 fn header_features(msg: &Message<'_>, list: bool, urls: &[&UrlInfo], c: &mut Collector) {
@@ -762,6 +855,53 @@ mod tests {
         features(&Message::parse(raw.as_bytes(), 1 << 20))
     }
 
+    /// The local head reads the sender's fields as written: not the trace, the recipients or the list's own
+    /// fields; the same with CRLF or LF line ends; a changed layout is a changed feature set; the read is
+    /// bounded however long the header.
+    #[test]
+    fn the_local_head_reads_the_senders_fields_only() {
+        let head = "Message-ID: <000a01c7$4f2b1e30$c0a80001@pc>\nFrom: \"Bert\" <b@shop.example>\n\
+                    Subject: hello\nX-Mailer: Microsoft Outlook Express 6.00\nContent-Type: text/plain;\n\tcharset=\"x\"\n";
+        let base = feats(&format!("Received: from a by b\nTo: x@ours.example\n{head}\nbody\n"));
+        let trace = feats(&format!(
+            "Received: from c by d (8.13/8.13) id 1\nDelivered-To: y@ours.example\nTo: z@ours.example\n\
+             List-Id: <l.example>\nX-Spam-Status: Yes\n{head}\nother words\n"
+        ));
+        assert_eq!(base.local, trace.local);
+        assert_eq!(
+            base.local,
+            feats(&format!("To: x@ours.example\r\n{}\r\nbody\r\n", head.replace('\n', "\r\n"))).local
+        );
+        let other =
+            feats(&format!("{}\nbody\n", head.replace("<000a01c7$4f2b1e30$c0a80001@pc>", "<1234.ABCD@shop.example>")));
+        assert_ne!(base.local, other.local);
+        // Grams of the fields plus the constant bias, each once.
+        let mut unique = base.local.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), base.local.len());
+        assert!(base.local.len() > 50 && base.local.len() <= FORM_BYTES, "{}", base.local.len());
+        let long = feats(&format!("Subject: {}\n\nx\n", "y".repeat(100_000)));
+        assert!(long.local.len() <= FORM_BYTES);
+        // No sender field at all: only the bias.
+        assert_eq!(feats("Received: from a\n\nx\n").local.len(), 1);
+    }
+
+    /// The organisation is the first recipient's registrable domain, from the receiving server's fields
+    /// first.
+    #[test]
+    fn the_organisation_is_the_recipients_domain() {
+        let org = |raw: &str| organisation(&Message::parse(raw.as_bytes(), 1 << 20));
+        assert_eq!(org("To: a@mail.ours.example\n\nx\n").as_deref(), Some("ours.example"));
+        assert_eq!(
+            org("Delivered-To: b@dept.uni.ac.uk\nTo: list@lists.other.org\n\nx\n").as_deref(),
+            Some("uni.ac.uk")
+        );
+        assert_eq!(org("To: undisclosed-recipients:;\n\nx\n"), None);
+        assert_eq!(org("Subject: no recipient\n\nx\n"), None);
+        assert_eq!(feats("To: a@ours.example\n\nx\n").org, feats("To: Z <z@OURS.example>\n\ny\n").org);
+    }
+
     #[test]
     fn lookalikes_and_case_give_the_same_word() {
         let a = feats("Subject: x\n\nbuy cheap viagra\n");
@@ -786,7 +926,9 @@ mod tests {
              X-Mailsift-Action: reject\nDelivered-To: trap@collector.example\nX-Loop: collector\n\
              \nsee you tomorrow\n",
         );
-        assert_eq!(a, b);
+        assert_eq!(a.ids, b.ids);
+        // The local head does not read them either (only the organisation differs: the Delivered-To).
+        assert_eq!(a.local, b.local);
     }
 
     /// The markup's tag names are the mail program's, not the sender's: the same words in two HTML
@@ -823,9 +965,11 @@ mod tests {
         let b64 = msg("text/html", "base64", "PHA+T3VyIHNwcmluZyBjYXRhbG9ndWUgaXMgb3V0PC9wPg==");
         let bit8 = msg("text/html", "8bit", html);
         assert!(qp.ids.contains(&xxh3_64_with_seed(b"catalogue", Kind::Word as u64)), "the words are read");
-        assert_eq!(qp, b64);
-        assert_eq!(qp, bit8);
-        assert_eq!(qp, msg("text/plain", "7bit", "Our spring catalogue is out"));
+        // The portable features; the local head reads the form on purpose (`local_features`).
+        assert_eq!(qp.ids, b64.ids);
+        assert_eq!(qp.ids, bit8.ids);
+        assert_eq!(qp.ids, msg("text/plain", "7bit", "Our spring catalogue is out").ids);
+        assert_ne!(qp.local, b64.local);
     }
 
     /// A list post's tag, footer and List-Id are the list's, not the author's: the same post through two
@@ -852,8 +996,10 @@ mod tests {
              Jabber - the world's fastest growing\n_______________________________________________\n\
              Spamassassin-talk mailing list\nhttps://lists.sourceforge.net/lists/listinfo/spamassassin-talk\n",
         );
-        assert_eq!(ilug, fork);
-        assert_eq!(ilug, sf);
+        // The portable features (the local head, which reads the subject as written, speaks only for an
+        // organisation whose own lists it learned).
+        assert_eq!(ilug.ids, fork.ids);
+        assert_eq!(ilug.ids, sf.ids);
         // The author's words stay, and so does the reply marker.
         let word = |w: &str| xxh3_64_with_seed(w.as_bytes(), Kind::Word as u64);
         let subject_word = |w: &str| xxh3_64_with_seed(w.as_bytes(), Kind::SubjectWord as u64);
