@@ -350,9 +350,10 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
 /// the tag threshold) and the full verdict. Returns the ROC curves for the plot.
 fn engine_report(results: &[Outcome], tag: f64) -> Vec<crate::roc::Curve> {
     type Pick = fn(&Outcome) -> Option<f64>;
-    let engines: [(&str, Pick, f64); 4] = [
+    let engines: [(&str, Pick, f64); 5] = [
         ("bayes", |r| r.bayes, 0.5),
         ("linear", |r| r.linear, 0.5),
+        ("local", |r| r.local, 0.5),
         ("heuristics", |r| Some(r.heuristics), tag),
         ("combined", |r| Some(r.score), tag),
     ];
@@ -391,7 +392,10 @@ fn engine_report(results: &[Outcome], tag: f64) -> Vec<crate::roc::Curve> {
         );
         curves.push(crate::roc::Curve::new(name, &scored, at));
     }
-    println!("(bayes and linear alone decide at probability 0.5; silent engines are left out)");
+    println!(
+        "(bayes, linear and the local head alone decide at probability 0.5; the local head only on mail to an \
+         organisation it learned; silent engines are left out)"
+    );
     curves
 }
 
