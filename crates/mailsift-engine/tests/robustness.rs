@@ -195,6 +195,41 @@ proptest! {
         prop_assert!(v.score.is_finite());
     }
 
+    /// The local head reads the sender's header fields byte by byte: whatever the bytes (folded lines, CR
+    /// without LF, names without a colon, 8-bit garbage, huge fields), it reads at most 3,000 of them, gives
+    /// at most one feature per byte plus its bias, each once, and finds the organisation without panicking.
+    #[test]
+    fn the_local_heads_reading_is_bounded(
+        fields in proptest::collection::vec(
+            (
+                prop_oneof![
+                    Just("From"), Just("Subject"), Just("Message-ID"), Just("To"), Just("Delivered-To"),
+                    Just("Content-Type"), Just("X-Mailer"), Just("Received"), Just(" "), Just("\t"), Just(""),
+                ],
+                proptest::collection::vec(any::<u8>(), 0..600),
+            ),
+            0..40,
+        ),
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut raw = Vec::new();
+        for (name, value) in &fields {
+            raw.extend_from_slice(name.as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(&body);
+        let msg = shared_engine().parse(&raw);
+        let f = mailsift_engine::classify::features(&msg);
+        prop_assert!(!f.local.is_empty() && f.local.len() <= 3_001, "{}", f.local.len());
+        prop_assert!(f.local.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+        let org = mailsift_engine::classify::tokens::organisation(&msg);
+        prop_assert!(org.is_none_or(|d| d.contains('.')));
+        prop_assert_eq!(f.local, mailsift_engine::classify::tokens::local_features(msg.raw_headers()));
+    }
+
     #[test]
     fn arbitrary_mime_never_panics(raw in mime_message()) {
         let engine = shared_engine();
