@@ -282,10 +282,11 @@ impl<S: TokenStore> Learner<S> {
         let outcome = {
             let mut model = self.write_model();
             match before {
-                // Never trained: learn it, and make sure the linear model now gets it right.
+                // Never trained: learn it, and make sure the linear model and the local head now get it right.
                 None => {
                     let o = model.learn_at(&ex.features, correct_side, None, rate);
                     model.linear.correct_at(&ex.features.ids, correct_side.is_spam(), 20, rate);
+                    model.linear.local_correct_at(&ex.features.local, correct_side.is_spam(), 20, rate);
                     o
                 }
                 b => model.learn_at(&ex.features, correct_side, b, rate),

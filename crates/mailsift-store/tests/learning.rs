@@ -732,11 +732,21 @@ fn the_local_head_speaks_only_for_the_organisation_it_learned() {
         let sym = v.symbols.iter().find(|s| s.name == "LOCAL_FORM_SPAM").expect("LOCAL_FORM_SPAM in the verdict");
         assert!(sym.score > 2.0 && sym.score <= 4.0, "{sym:?}");
         // A restart reads the head and its counts back.
-        let learner = open(place);
+        let mut learner = open(place);
         assert_eq!(local(&engine, &learner, &probe), Some(spam));
-        // Forgetting eleven ham closes the gate again (49 of 60 left).
-        let mut learner = learner;
-        for n in 0..11 {
+        // A user's false-positive report of a message never trained corrects the head about it...
+        let odd = formed(1, 700, "frank@ours.example");
+        assert!(local(&engine, &learner, &odd).unwrap() > 0.9);
+        learner.report(&engine.parse(&odd), Side::Ham, "test", NOW).unwrap();
+        assert!(local(&engine, &learner, &odd).unwrap() < 0.5, "the report lands on the ham side");
+        // ... and counts it as ham; a trained spam reported as ham moves its count to the ham side: 62 ham (60
+        // trained, the report, the move) and 59 spam.
+        learner.report(&engine.parse(&formed(1, 59, "bob@ours.example")), Side::Ham, "test", NOW).unwrap();
+        learner.commit(NOW).unwrap();
+        let org = mailsift_engine::classify::features(&engine.parse(&probe)).org.expect("an organisation");
+        assert_eq!(learner.model().read().unwrap().linear.org_counts(org), [62.0, 59.0]);
+        // Forgetting thirteen ham closes the gate again (49 of 62 left).
+        for n in 0..13 {
             assert_eq!(learner.forget(&engine.parse(&formed(0, n, "bob@ours.example"))).unwrap(), Some(Side::Ham));
         }
         learner.commit(NOW).unwrap();

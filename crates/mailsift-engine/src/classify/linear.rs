@@ -16,8 +16,9 @@ pub const PORTABLE: usize = 1 << BITS;
 pub const LOCAL_BITS: u32 = 20;
 /// The local head's weights, after the portable ones.
 const LOCAL: usize = 1 << LOCAL_BITS;
-/// How many organisations the local head counts learned mail for (two counters each, ham and spam).
-const ORGS: usize = 1 << 13;
+/// log2 of how many organisations the local head counts learned mail for (two counters each, ham and spam).
+const ORG_BITS: u32 = 13;
+const ORGS: usize = 1 << ORG_BITS;
 /// Every weight the model keeps and a store saves: the portable model's, the local head's, and the local
 /// head's per-organisation counters (kept in the same vector so that they are saved, and merged between
 /// nodes, as the weights are: a count merges by adding, as a weight's change does).
@@ -56,7 +57,7 @@ fn local_slot(id: u64) -> usize {
 /// The slot of an organisation's ham (`spam` false) or spam counter.
 #[inline]
 fn org_slot(org: u64, spam: bool) -> usize {
-    PORTABLE + LOCAL + 2 * ((org >> (64 - 13)) as usize) + spam as usize
+    PORTABLE + LOCAL + 2 * ((org >> (64 - ORG_BITS)) as usize) + spam as usize
 }
 
 #[inline]
@@ -147,6 +148,18 @@ impl LinearModel {
         }
     }
 
+    /// Corrects the local head about a message, as [`LinearModel::correct_at`] does the portable model: steps
+    /// until the message is on the `spam` side by a margin (at most `max_steps`).
+    pub fn local_correct_at(&mut self, ids: &[u64], spam: bool, max_steps: usize, rate_factor: f32) {
+        for _ in 0..max_steps.max(1) {
+            let p = self.local_score(ids);
+            if if spam { p > 0.9 } else { p < 0.1 } {
+                break;
+            }
+            self.local_step(ids, spam, rate_factor);
+        }
+    }
+
     /// How many ham and spam addressed to the organisation `org` (`Features::org`) the model has learned.
     pub fn org_counts(&self, org: u64) -> [f32; 2] {
         [self.weights[org_slot(org, false)], self.weights[org_slot(org, true)]]
@@ -185,5 +198,29 @@ mod tests {
         assert!(m.score(&ham) < 0.1);
         m.correct(&spam, false, 50);
         assert!(m.score(&spam) < 0.5);
+    }
+
+    /// The local head learns in its own slots: the portable model's margin, bias and update count do not move,
+    /// and an organisation's counters never go below zero.
+    #[test]
+    fn the_local_head_keeps_to_its_own_slots() {
+        let mut m = LinearModel::default();
+        let spam = [1u64 << 60, 2u64 << 60];
+        let ham = [4u64 << 60, 5u64 << 60];
+        for _ in 0..50 {
+            m.local_step(&spam, true, 1.0);
+            m.local_step(&ham, false, 1.0);
+        }
+        assert!(m.local_score(&spam) > 0.9 && m.local_score(&ham) < 0.1);
+        assert_eq!((m.margin(&spam), m.bias, m.updates), (0.0, 0.0, 0));
+        assert!(m.weights[..PORTABLE].iter().all(|w| *w == 0.0));
+        m.local_correct_at(&spam, false, 50, 1.0);
+        assert!(m.local_score(&spam) < 0.1);
+        m.count_org(7 << 60, true, 1.0);
+        m.count_org(7 << 60, true, -1.0);
+        m.count_org(7 << 60, true, -1.0);
+        assert_eq!(m.org_counts(7 << 60), [0.0, 0.0]);
+        m.count_org(7 << 60, false, 1.0);
+        assert_eq!(m.org_counts(7 << 60), [1.0, 0.0]);
     }
 }

@@ -114,14 +114,6 @@ impl Model {
         })
     }
 
-    /// The local head learns a message as the portable model does, and counts it for its organisation.
-    fn learn_local(&mut self, f: &Features, spam: bool, rate: f32, count: f32) {
-        self.linear.local_step(&f.local, spam, rate);
-        if let Some(org) = f.org {
-            self.linear.count_org(org, spam, count);
-        }
-    }
-
     /// Learns a message's features on `side`, given on which side (if any) it was learned before.
     pub fn learn(&mut self, f: &Features, side: Side, before: Option<Side>) -> LearnOutcome {
         self.learn_at(f, side, before, 1.0)
@@ -136,13 +128,9 @@ impl Model {
                 self.bayes.apply(f.bayes_ids(), b.is_spam(), -1);
                 self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
                 self.linear.correct_at(&f.ids, side.is_spam(), 20, linear_rate);
+                self.linear.local_correct_at(&f.local, side.is_spam(), 20, linear_rate);
                 if let Some(org) = f.org {
                     self.linear.count_org(org, b.is_spam(), -1.0);
-                }
-                for _ in 0..3 {
-                    self.learn_local(f, side.is_spam(), linear_rate, 0.0);
-                }
-                if let Some(org) = f.org {
                     self.linear.count_org(org, side.is_spam(), 1.0);
                 }
                 LearnOutcome::Relearned
@@ -150,7 +138,10 @@ impl Model {
             None => {
                 self.bayes.apply(f.bayes_ids(), side.is_spam(), 1);
                 self.linear.step(&f.ids, side.is_spam(), linear_rate);
-                self.learn_local(f, side.is_spam(), linear_rate, 1.0);
+                self.linear.local_step(&f.local, side.is_spam(), linear_rate);
+                if let Some(org) = f.org {
+                    self.linear.count_org(org, side.is_spam(), 1.0);
+                }
                 LearnOutcome::Learned
             }
         }
