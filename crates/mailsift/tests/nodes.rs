@@ -271,6 +271,90 @@ fn what_one_node_learns_moves_the_other_nodes_scores_within_seconds() {
     assert!(reports.contains("sender.example"), "{reports}");
 }
 
+/// One of the organisation's messages as one mail program writes it: `spam` false a desktop client, true a
+/// spam program; the words are the same on both sides, so only the form tells them apart.
+fn formed(spam: bool, n: usize, to: &str) -> String {
+    let body = words(&["schedule", "report", "offer", "today", "update", "account", "review", "price"], n);
+    if spam {
+        format!(
+            "Message-ID: <000a01c7{n:04x}$4f2b1e30$c0a8{:04x}@pc{n}>\r\nFrom: \"Bert\" <bert{n}@shop.example>\r\n\
+             To: <{to}>\r\nSubject: note {n}\r\nDate: Mon, 2 Jun 2025 03:{:02}:00 -0800\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain;\r\n\tcharset=\"windows-1250\"\r\nX-Priority: 3\r\n\
+             X-Mailer: Microsoft Outlook Express 6.00.2900.2180\r\n\r\n{body}\r\n",
+            n * 13,
+            n % 60
+        )
+    } else {
+        format!(
+            "From: Alice Example <alice{n}@work.example>\r\nTo: {to}\r\nSubject: note {n}\r\n\
+             Date: Mon, 2 Jun 2025 10:{:02}:00 +0200\r\nMessage-ID: <{n:08x}-aaaa-bbbb@work.example>\r\n\
+             User-Agent: Mozilla Thunderbird\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=UTF-8; format=flowed\r\n\r\n{body}\r\n",
+            n % 60
+        )
+    }
+}
+
+/// The local head through the running gateway: trained by the CLI at node A on mail addressed to the
+/// organisation, node B (sharing the store) scores a spam program's form over SMTP with LOCAL_FORM_SPAM, and
+/// the same message addressed in its To: to another organisation gets nothing from the head.
+#[test]
+fn the_local_head_trained_at_one_node_speaks_at_the_other_over_smtp() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("local_head");
+    let extra = "[classifier]\nday_one_say = 0.0\n";
+    let a = Node::start_with("local-a", &url, extra);
+    let b = Node::start_with("local-b", &url, extra);
+    let corpus = mailsift_testkit::temp_dir("mailsift-nodes", "local-corpus");
+    for (side, spam) in [("ham", false), ("spam", true)] {
+        std::fs::create_dir_all(corpus.join(side)).unwrap();
+        for n in 0..210 {
+            std::fs::write(corpus.join(side).join(format!("{n}.eml")), formed(spam, n, "bob@ours.example")).unwrap();
+        }
+    }
+    let ham = corpus.join("ham").display().to_string();
+    let spam = corpus.join("spam").display().to_string();
+    a.ok(&["train", "--ham", &ham, "--spam", &spam]);
+
+    let local_symbols = |to: &str, n: usize| -> Vec<String> {
+        let raw = formed(true, n, to).replace(&format!("Subject: note {n}"), &format!("Subject: probe {n}"));
+        let (code, text) =
+            mailsift_testkit::clients::smtp_send(b.smtp, "bert@shop.example", &["bob@localhost"], raw.as_bytes())
+                .unwrap();
+        // Accepted, or refused as spam at the door: judged and logged either way.
+        assert!(code == 250 || code == 550, "{code} {text}");
+        let start = Instant::now();
+        let log = loop {
+            let log = b.ok(&["log", "list", "--json", "--subject", &format!("probe {n}")]);
+            if !log.trim().is_empty() || start.elapsed() > Duration::from_secs(3) {
+                break log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let entry: serde_json::Value = serde_json::from_str(log.lines().next().expect("logged")).unwrap();
+        entry["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"].as_str().unwrap().starts_with("LOCAL_FORM") && s["score"].as_f64() != Some(0.0))
+            .map(|s| format!("{} {}", s["name"].as_str().unwrap(), s["score"]))
+            .collect()
+    };
+    let trained = Instant::now();
+    let mut n = 1000;
+    let ours = loop {
+        let symbols = local_symbols("carol@ours.example", n);
+        if !symbols.is_empty() || trained.elapsed() > Duration::from_secs(5) {
+            break symbols;
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ours.iter().any(|s| s.starts_with("LOCAL_FORM_SPAM")), "B never scored with the head: {ours:?}");
+    // Another organisation's mail (as its To: says): the head never learned what its correspondents write.
+    assert_eq!(local_symbols("carol@elsewhere.example", n + 1), Vec::<String>::new());
+}
+
 /// Spamtrap hits at node A make the sender's reputation bad at node B: through a shared Redis, and without
 /// Redis through the shared PostgreSQL table.
 #[test]
