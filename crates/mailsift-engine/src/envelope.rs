@@ -54,11 +54,7 @@ impl Envelope {
             }
         }
         if self.rcpt_to.is_empty() {
-            let rcpt = m.header("Delivered-To").or_else(|| m.header("X-Original-To"));
-            match rcpt {
-                Some(r) => self.rcpt_to.push(r.trim().trim_matches(['<', '>']).to_string()),
-                None => self.rcpt_to.extend(m.to.iter().map(|t| t.address.clone())),
-            }
+            self.rcpt_to = stored_recipients(m);
         }
         if self.client_ip.is_none() {
             let mut public = m.hops.iter().filter(|h| h.from_ip.is_some_and(|ip| !is_local(ip)));
@@ -77,6 +73,15 @@ impl Envelope {
                 // gives stored mail a verified name.
             }
         }
+    }
+}
+
+/// The recipients a stored message names: `Delivered-To` or `X-Original-To`, which the receiving server
+/// writes, else the `To:` addresses.
+pub fn stored_recipients(m: &Message<'_>) -> Vec<String> {
+    match m.header("Delivered-To").or_else(|| m.header("X-Original-To")) {
+        Some(r) => vec![r.trim().trim_matches(['<', '>']).to_string()],
+        None => m.to.iter().map(|t| t.address.clone()).collect(),
     }
 }
 

@@ -174,9 +174,13 @@ impl Engine {
     pub fn classify(&self, msg: &Message<'_>) -> Option<evidence::ClassifierScores> {
         let config = &self.config.classifier;
         let model = self.model.as_ref().filter(|_| config.enabled)?;
-        let features = classify::features(msg);
+        let mut features = classify::portable_features(msg);
         let local = model.read().unwrap_or_else(|e| e.into_inner());
         let scores = if local.is_ready(config) {
+            // The local head's grams only for mail it may judge.
+            if local.knows_organisation(&features) {
+                features.local = classify::tokens::local_features(msg.raw_headers());
+            }
             local.classify(&features, config)
         } else if config.day_one_say > 0.0 {
             drop(local);

@@ -27,7 +27,7 @@ pub use balance::Balance;
 pub use bayes::BayesCounts;
 pub use combine::{Combination, HeldOut};
 pub use linear::LinearModel;
-pub use tokens::{features, Features};
+pub use tokens::{features, portable_features, Features};
 
 /// The fewest ham, and spam, addressed to an organisation the model must have learned before its local head
 /// speaks for that organisation's mail (see [`Model::knows_organisation`]).
@@ -100,7 +100,7 @@ impl Model {
             familiarity: Some(familiarity),
             day_one_say: None,
             combination: self.combination,
-            local: self.knows_organisation(f).then(|| self.linear.local_score(&f.local)),
+            local: (!f.local.is_empty() && self.knows_organisation(f)).then(|| self.linear.local_score(&f.local)),
         }
     }
 
@@ -109,9 +109,7 @@ impl Model {
     /// on another organisation's mail (the shipped day-one model, a borrowed one) never has; a model trained
     /// on this organisation's own mail has, for its own domains.
     pub fn knows_organisation(&self, f: &Features) -> bool {
-        f.org.is_some_and(|org| {
-            self.linear.org_counts(org).iter().all(|&n| n >= LOCAL_MIN_MESSAGES as f32) && !f.local.is_empty()
-        })
+        f.org.is_some_and(|org| self.linear.org_counts(org).iter().all(|&n| n >= LOCAL_MIN_MESSAGES as f32))
     }
 
     /// Learns a message's features on `side`, given on which side (if any) it was learned before.
