@@ -663,32 +663,9 @@ fn engine_with(learner: &Learner<ClassifierStore>) -> Engine {
     engine(ClassifierConfig::default()).with_model(learner.model())
 }
 
-/// A message of one organisation's mail in the form one mail program writes: `form` 0 is a desktop client
-/// writing ham, 1 the spam program; the words are the same on both sides, so only the form tells them apart.
-fn formed(form: u8, n: usize, to: &str) -> Vec<u8> {
-    let words = ["schedule", "report", "offer", "today", "update", "account", "review", "price", "week", "team"];
-    let body: Vec<&str> = (0..30).map(|i| words[(n * 3 + i * 7) % words.len()]).collect();
-    let head = match form {
-        0 => format!(
-            "From: Alice Example <alice{n}@work.example>\r\nTo: {to}\r\nSubject: {} {n}\r\n\
-             Date: Mon, 2 Jun 2025 10:{:02}:00 +0200\r\nMessage-ID: <{n:08x}-aaaa-bbbb@work.example>\r\n\
-             User-Agent: Mozilla Thunderbird\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain; charset=UTF-8; format=flowed\r\nContent-Transfer-Encoding: 7bit\r\n",
-            words[n % 10],
-            n % 60
-        ),
-        _ => format!(
-            "Message-ID: <000a01c7{n:04x}$4f2b1e30$c0a8{:04x}@pc{n}>\r\nFrom: \"Bert\" <bert{n}@shop.example>\r\n\
-             To: <{to}>\r\nSubject: {} {n}\r\nDate: Mon, 2 Jun 2025 03:{:02}:00 -0800\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain;\r\n\tcharset=\"windows-1250\"\r\nContent-Transfer-Encoding: 7bit\r\n\
-             X-Priority: 3\r\nX-MSMail-Priority: Normal\r\nX-Mailer: Microsoft Outlook Express 6.00.2900.2180\r\n\
-             X-MimeOLE: Produced By Microsoft MimeOLE V6.00.2900.2180\r\n",
-            n * 13,
-            words[n % 10],
-            n % 60
-        ),
-    };
-    format!("{head}\r\n{}\r\n", body.join(" ")).into_bytes()
+/// One of the organisation's messages in a desktop client's form (`spam` false) or a spam program's.
+fn formed(spam: u8, n: usize, to: &str) -> Vec<u8> {
+    mailsift_testkit::messages::formed(spam == 1, n, to, &format!("note {n}")).into_bytes()
 }
 
 fn local(engine: &Engine, learner: &Learner<ClassifierStore>, raw: &[u8]) -> Option<f64> {

@@ -5,12 +5,14 @@
 //! - [`postfix::Postfix`]: a private, throwaway Postfix instance on 127.0.0.1 (needs Postfix installed and
 //!   root) that delivers to a Maildir the test reads, so gateway tests have a real SMTP peer.
 //! - [`clients`]: blocking SMTP and HTTP clients over loopback, for driving the gateway and its console.
+//! - [`messages`]: messages built for tests (one organisation's mail in two mail programs' forms).
 
 pub mod auth;
 pub mod clamd;
 pub mod clients;
 pub mod dns;
 pub mod gateway;
+pub mod messages;
 pub mod postfix;
 pub mod postgres;
 pub mod redis;

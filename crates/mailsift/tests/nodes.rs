@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mailsift_testkit::messages::formed;
 use mailsift_testkit::postgres::Postgres;
 use mailsift_testkit::Proc;
 
@@ -187,9 +188,9 @@ fn words(vocabulary: &[&str], n: usize) -> String {
     (0..30).map(|i| vocabulary[(n * 7 + i * 3) % vocabulary.len()]).collect::<Vec<_>>().join(" ")
 }
 
-/// The score and the classifier's symbols of the newest logged message with this subject, at `node`
+/// The score and the symbols (name, points) of the newest logged message with this subject, at `node`
 /// (waiting a little for the log's writer).
-fn logged(node: &Node, subject: &str) -> Option<(f64, Vec<String>)> {
+fn logged_symbols(node: &Node, subject: &str) -> Option<(f64, Vec<(String, f64)>)> {
     let start = Instant::now();
     let log = loop {
         let log = node.ok(&["log", "list", "--json", "--subject", subject]);
@@ -199,9 +200,32 @@ fn logged(node: &Node, subject: &str) -> Option<(f64, Vec<String>)> {
         std::thread::sleep(Duration::from_millis(50));
     };
     let entry: serde_json::Value = serde_json::from_str(log.lines().next()?).unwrap();
-    let symbols = entry["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string());
-    let classifier = symbols.filter(|s| s.starts_with("BAYES") || s.starts_with("LINEAR")).collect();
-    Some((entry["score"].as_f64().unwrap(), classifier))
+    let symbols = entry["symbols"].as_array().unwrap().iter();
+    let symbols = symbols.map(|s| (s["name"].as_str().unwrap().to_string(), s["score"].as_f64().unwrap_or(0.0)));
+    Some((entry["score"].as_f64().unwrap(), symbols.collect()))
+}
+
+/// The score and the classifier's symbols of the newest logged message with this subject, at `node`.
+fn logged(node: &Node, subject: &str) -> Option<(f64, Vec<String>)> {
+    let (score, symbols) = logged_symbols(node, subject)?;
+    let classifier = symbols.into_iter().map(|(name, _)| name);
+    Some((score, classifier.filter(|s| s.starts_with("BAYES") || s.starts_with("LINEAR")).collect()))
+}
+
+/// Writes `count` ham and as many spam (`text(spam, n)`) under a fresh corpus directory and has `node`'s CLI
+/// train them: what an installation does with its own sorted mail. Returns the corpus directory.
+fn train_corpus(node: &Node, name: &str, count: usize, text: impl Fn(bool, usize) -> String) -> PathBuf {
+    let corpus = mailsift_testkit::temp_dir("mailsift-nodes", name);
+    for (side, spam) in [("ham", false), ("spam", true)] {
+        std::fs::create_dir_all(corpus.join(side)).unwrap();
+        for n in 0..count {
+            std::fs::write(corpus.join(side).join(format!("{n}.eml")), text(spam, n)).unwrap();
+        }
+    }
+    let ham = corpus.join("ham").display().to_string();
+    let spam = corpus.join("spam").display().to_string();
+    node.ok(&["train", "--ham", &ham, "--spam", &spam]);
+    corpus
 }
 
 #[test]
@@ -213,21 +237,14 @@ fn what_one_node_learns_moves_the_other_nodes_scores_within_seconds() {
     let b = Node::start_with("learn-b", &url, extra);
 
     // Training through A's installation (the CLI with A's configuration) goes to the shared store.
-    let corpus = mailsift_testkit::temp_dir("mailsift-nodes", "corpus");
-    for (side, vocabulary) in [("ham", HAM_WORDS), ("spam", SPAM_WORDS)] {
-        std::fs::create_dir_all(corpus.join(side)).unwrap();
-        for n in 0..20 {
-            let text = format!(
-                "From: x{n}@{side}.example\r\nTo: bob@localhost\r\nSubject: {side} {n}\r\n\
-                 Message-ID: <{n}@{side}.example>\r\n\r\n{}\r\n",
-                words(vocabulary, n)
-            );
-            std::fs::write(corpus.join(side).join(format!("{n}.eml")), text).unwrap();
-        }
-    }
-    let ham = corpus.join("ham").display().to_string();
-    let spam = corpus.join("spam").display().to_string();
-    a.ok(&["train", "--ham", &ham, "--spam", &spam]);
+    let corpus = train_corpus(&a, "corpus", 20, |spam, n| {
+        let (side, vocabulary) = if spam { ("spam", SPAM_WORDS) } else { ("ham", HAM_WORDS) };
+        format!(
+            "From: x{n}@{side}.example\r\nTo: bob@localhost\r\nSubject: {side} {n}\r\n\
+             Message-ID: <{n}@{side}.example>\r\n\r\n{}\r\n",
+            words(vocabulary, n)
+        )
+    });
 
     // A newsletter in the spam vocabulary that its readers want. Both running nodes pulled the model
     // the CLI trained: B scores the message as spam.
@@ -271,30 +288,6 @@ fn what_one_node_learns_moves_the_other_nodes_scores_within_seconds() {
     assert!(reports.contains("sender.example"), "{reports}");
 }
 
-/// One of the organisation's messages as one mail program writes it: `spam` false a desktop client, true a
-/// spam program; the words are the same on both sides, so only the form tells them apart.
-fn formed(spam: bool, n: usize, to: &str) -> String {
-    let body = words(&["schedule", "report", "offer", "today", "update", "account", "review", "price"], n);
-    if spam {
-        format!(
-            "Message-ID: <000a01c7{n:04x}$4f2b1e30$c0a8{:04x}@pc{n}>\r\nFrom: \"Bert\" <bert{n}@shop.example>\r\n\
-             To: <{to}>\r\nSubject: note {n}\r\nDate: Mon, 2 Jun 2025 03:{:02}:00 -0800\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain;\r\n\tcharset=\"windows-1250\"\r\nX-Priority: 3\r\n\
-             X-Mailer: Microsoft Outlook Express 6.00.2900.2180\r\n\r\n{body}\r\n",
-            n * 13,
-            n % 60
-        )
-    } else {
-        format!(
-            "From: Alice Example <alice{n}@work.example>\r\nTo: {to}\r\nSubject: note {n}\r\n\
-             Date: Mon, 2 Jun 2025 10:{:02}:00 +0200\r\nMessage-ID: <{n:08x}-aaaa-bbbb@work.example>\r\n\
-             User-Agent: Mozilla Thunderbird\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain; charset=UTF-8; format=flowed\r\n\r\n{body}\r\n",
-            n % 60
-        )
-    }
-}
-
 /// The local head through the running gateway: trained by the CLI at node A on mail addressed to the
 /// organisation, node B (sharing the store) scores a spam program's form over SMTP with LOCAL_FORM_SPAM, and
 /// the same message addressed in its To: to another organisation gets nothing from the head.
@@ -305,40 +298,18 @@ fn the_local_head_trained_at_one_node_speaks_at_the_other_over_smtp() {
     let extra = "[classifier]\nday_one_say = 0.0\n";
     let a = Node::start_with("local-a", &url, extra);
     let b = Node::start_with("local-b", &url, extra);
-    let corpus = mailsift_testkit::temp_dir("mailsift-nodes", "local-corpus");
-    for (side, spam) in [("ham", false), ("spam", true)] {
-        std::fs::create_dir_all(corpus.join(side)).unwrap();
-        for n in 0..210 {
-            std::fs::write(corpus.join(side).join(format!("{n}.eml")), formed(spam, n, "bob@ours.example")).unwrap();
-        }
-    }
-    let ham = corpus.join("ham").display().to_string();
-    let spam = corpus.join("spam").display().to_string();
-    a.ok(&["train", "--ham", &ham, "--spam", &spam]);
+    let _ = train_corpus(&a, "local-corpus", 210, |spam, n| formed(spam, n, "bob@ours.example", &format!("note {n}")));
 
-    let local_symbols = |to: &str, n: usize| -> Vec<String> {
-        let raw = formed(true, n, to).replace(&format!("Subject: note {n}"), &format!("Subject: probe {n}"));
+    // The head's symbols that scored, for a spam program's message addressed (in its To:) to `to`.
+    let local_symbols = |to: &str, n: usize| -> Vec<(String, f64)> {
+        let raw = formed(true, n, to, &format!("probe {n}"));
         let (code, text) =
             mailsift_testkit::clients::smtp_send(b.smtp, "bert@shop.example", &["bob@localhost"], raw.as_bytes())
                 .unwrap();
         // Accepted, or refused as spam at the door: judged and logged either way.
         assert!(code == 250 || code == 550, "{code} {text}");
-        let start = Instant::now();
-        let log = loop {
-            let log = b.ok(&["log", "list", "--json", "--subject", &format!("probe {n}")]);
-            if !log.trim().is_empty() || start.elapsed() > Duration::from_secs(3) {
-                break log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let entry: serde_json::Value = serde_json::from_str(log.lines().next().expect("logged")).unwrap();
-        entry["symbols"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["name"].as_str().unwrap().starts_with("LOCAL_FORM") && s["score"].as_f64() != Some(0.0))
-            .map(|s| format!("{} {}", s["name"].as_str().unwrap(), s["score"]))
-            .collect()
+        let (_, symbols) = logged_symbols(&b, &format!("probe {n}")).expect("logged");
+        symbols.into_iter().filter(|(name, score)| name.starts_with("LOCAL_FORM") && *score != 0.0).collect()
     };
     let trained = Instant::now();
     let mut n = 1000;
@@ -350,9 +321,12 @@ fn the_local_head_trained_at_one_node_speaks_at_the_other_over_smtp() {
         n += 1;
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(ours.iter().any(|s| s.starts_with("LOCAL_FORM_SPAM")), "B never scored with the head: {ours:?}");
+    assert!(
+        ours.iter().any(|(s, points)| s == "LOCAL_FORM_SPAM" && *points > 0.0),
+        "B never scored with the head: {ours:?}"
+    );
     // Another organisation's mail (as its To: says): the head never learned what its correspondents write.
-    assert_eq!(local_symbols("carol@elsewhere.example", n + 1), Vec::<String>::new());
+    assert_eq!(local_symbols("carol@elsewhere.example", n + 1), Vec::new());
 }
 
 /// Spamtrap hits at node A make the sender's reputation bad at node B: through a shared Redis, and without
