@@ -605,6 +605,13 @@ pub struct RuleConfig {
     /// job offer or a will; several of them together in an advance-fee letter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_matches: Option<u32>,
+    /// Stay silent when one of the message's links (not an image) goes into the From: domain's registrable
+    /// domain: for wording that is a sign of spam when it sends the reader to someone else's site and the
+    /// ordinary call of a newsletter that sends the reader to its own ("click here" to read the article on
+    /// the sender's site). A spammer who links into his own From: domain escapes the rule, which only takes
+    /// a sign away; it never adds credit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unless_links_to_sender: bool,
 }
 
 impl RuleConfig {

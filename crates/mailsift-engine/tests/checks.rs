@@ -471,6 +471,39 @@ regex = '(?i)\bwire\s+transfer\b'
     }
 }
 
+/// A configured rule with `unless_links_to_sender` is silent for a message that links into its own From:
+/// domain (a subdomain counts), and fires when the links go elsewhere or the From: names another domain.
+#[test]
+fn an_administrators_rule_can_leave_links_to_the_sender_alone() {
+    let c = EngineConfig::from_toml(
+        r#"
+[[rules]]
+name = "READ_ON"
+target = "body"
+score = 2.0
+unless_links_to_sender = true
+phrases = ["read the full story"]
+"#,
+    )
+    .unwrap();
+    assert!(c.rules[0].unless_links_to_sender);
+    let engine = Engine::new(c).unwrap();
+    let fired = |from: &str, link: &str| {
+        let headers = HEADERS.replace("From: Alice Example <alice@example.org>", from);
+        let body = format!("<p>Big news. <a href=\"{link}\">Read the full story</a></p>");
+        let v = engine.scan(html(&headers, &body).as_bytes(), &Envelope::default(), &Evidence::default());
+        v.symbols.iter().any(|s| s.name == "READ_ON")
+    };
+    assert!(!fired("From: News <news@mail.example.org>", "https://www.example.org/story"));
+    assert!(fired("From: News <news@mail.example.org>", "https://www.example.com/story"));
+    assert!(fired("From: News <news@example-news.example>", "https://www.example.org/story"));
+    // An image from the sender's site is not a link to it.
+    let headers = HEADERS.replace("From: Alice Example <alice@example.org>", "From: News <news@example.org>");
+    let body = "<p><img src=\"https://example.org/logo.png\">Read the full story at https://elsewhere.example/x</p>";
+    let v = engine.scan(html(&headers, body).as_bytes(), &Envelope::default(), &Evidence::default());
+    assert!(v.symbols.iter().any(|s| s.name == "READ_ON"), "{:?}", v.symbols);
+}
+
 #[test]
 fn administrators_rules_become_symbols() {
     let mut c = EngineConfig::default();
@@ -484,6 +517,7 @@ fn administrators_rules_become_symbols() {
         score: 7.5,
         description: Some("Leak of the secret project name".into()),
         min_matches: None,
+        unless_links_to_sender: false,
     });
     c.rules.push(RuleConfig {
         name: "ORDER_NUMBER".into(),
@@ -495,6 +529,7 @@ fn administrators_rules_become_symbols() {
         score: -1.0,
         description: None,
         min_matches: None,
+        unless_links_to_sender: false,
     });
     let engine = Engine::new(c).unwrap();
     let raw = plain(&with_header("Subject", "Your order #123456"), "About Project Falcon: details inside.");
@@ -514,6 +549,7 @@ fn administrators_rules_become_symbols() {
         score: 1.0,
         description: None,
         min_matches: None,
+        unless_links_to_sender: false,
     });
     let err = Engine::new(bad).err().expect("bad regex refused").to_string();
     assert!(err.contains("BROKEN") && err.contains("regex"), "{err}");

@@ -251,3 +251,25 @@ fn the_html_format_is_not_evidence_of_spam_on_its_own() {
     let spam = corpus("spam_hidden_text.eml");
     assert!(fires(&spam, "HTML_TINY_TEXT") || fires(&spam, "MIME_HTML_ONLY"), "{:?}", symbols(&spam));
 }
+
+/// "Click here" is wording spam uses, but at the university whose mail we measure on it showed in more ham than
+/// spam (12% of the ham: newsletters and alerts asking the reader to read on at the sender's own site). It
+/// stays silent when a link goes into the From: domain (`unless_links_to_sender` in `default_rules.toml`).
+/// A real newsletter linking to lockergnome.com from lockergnome.com: silent. The same newsletter under a
+/// From: of another domain (what a spammer who copies it sends): fires. A phish: fires.
+#[test]
+fn click_here_into_the_senders_own_site_is_a_newsletter() {
+    let news = corpus("ham_lyris_newsletter.eml");
+    assert!(
+        news.to_lowercase().contains("click here") && news.contains("href=\"http://www.lockergnome.com/"),
+        "the fixture asks to click and links to its own site"
+    );
+    assert!(!fires(&news, "PHRASE_CLICK_HERE"), "{:?}", symbols(&news));
+    let copied = format!(
+        "From: Lockergnome Windows Daily <subscriptions@lockergnome-news.example>\n{}",
+        without_headers(&news, &["From"])
+    );
+    assert!(fires(&copied, "PHRASE_CLICK_HERE"), "{:?}", symbols(&copied));
+    let phish = testdata("rspamd_html_phishing.eml");
+    assert!(fires(&phish, "PHRASE_CLICK_HERE"), "{:?}", symbols(&phish));
+}

@@ -116,6 +116,8 @@ pub struct RuleSet {
     lots: SymbolId,
     /// The rules that need more than one different phrase or pattern to fire (`min_matches`).
     minimums: Vec<(SymbolId, usize)>,
+    /// The rules that stay silent when the message links into its From: domain (`unless_links_to_sender`).
+    unless_sender: Vec<SymbolId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +132,12 @@ impl RuleSet {
         // (target, symbol, phrase, regex, built-in)
         let mut items: Vec<RuleItem> = Vec::new();
         let mut minimums = Vec::new();
+        let mut unless_sender = Vec::new();
         for r in builtin() {
             let id = registry.id(&r.name).expect("builtin rule registered");
+            if r.unless_links_to_sender {
+                unless_sender.push(id);
+            }
             if let Some(n) = minimum(&r).map_err(|reason| RuleError::Invalid { name: r.name.clone(), reason })? {
                 minimums.push((id, n));
             }
@@ -181,6 +187,9 @@ impl RuleSet {
                 minimums.retain(|(s, _)| *s != id);
                 minimums.push((id, n));
             }
+            if r.unless_links_to_sender {
+                unless_sender.push(id);
+            }
         }
         let mut compiled = Vec::new();
         for view in [View::Subject, View::Body, View::Headers, View::Url, View::From] {
@@ -229,11 +238,14 @@ impl RuleSet {
         let lots = registry.id("SPAM_PHRASES_LOTS").expect("registered");
         let items =
             items.into_iter().map(|(_, symbol, p, _, b)| Item { symbol, stock_phrase: b && p.is_some() }).collect();
-        Ok(RuleSet { items, views: compiled, many, lots, minimums })
+        Ok(RuleSet { items, views: compiled, many, lots, minimums, unless_sender })
     }
 
     pub fn check(&self, ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         let m = ctx.message;
+        // The rules that are silent for this message: it links into its own From: domain.
+        let silent: &[SymbolId] =
+            if !self.unless_sender.is_empty() && links_to_sender(m) { &self.unless_sender } else { &[] };
         // Items already reported: one hit per phrase or pattern, and the distinct stock phrases counted.
         let mut seen: Vec<usize> = Vec::new();
         let mut stock = 0usize;
@@ -274,7 +286,10 @@ impl RuleSet {
             if let Some(ac) = &rules.phrases {
                 for mat in ac.find_overlapping_iter(text) {
                     let item = rules.phrase_item[mat.pattern().as_usize()];
-                    if seen.contains(&item) || !on_word_boundary(text, mat.start(), mat.end()) {
+                    if seen.contains(&item)
+                        || silent.contains(&self.items[item].symbol)
+                        || !on_word_boundary(text, mat.start(), mat.end())
+                    {
                         continue;
                     }
                     seen.push(item);
@@ -286,7 +301,7 @@ impl RuleSet {
             if let Some(set) = &rules.regexes {
                 for i in set.matches(text).iter() {
                     let item = rules.regex_item[i];
-                    if seen.contains(&item) {
+                    if seen.contains(&item) || silent.contains(&self.items[item].symbol) {
                         continue;
                     }
                     seen.push(item);
@@ -312,6 +327,16 @@ impl RuleSet {
             n => hits.hit_id(self.lots, format!("{n} phrases")),
         }
     }
+}
+
+/// Whether one of the message's links (an address the reader is sent to, not an image) goes into the
+/// registrable domain of its From: address.
+fn links_to_sender(m: &crate::message::Message<'_>) -> bool {
+    let Some(from) = m.from.as_ref().filter(|f| !f.domain.is_empty()) else {
+        return false;
+    };
+    let own = crate::message::urls::registrable_domain(&from.domain);
+    m.urls.iter().any(|u| u.source != crate::message::urls::UrlSource::Image && u.ip.is_none() && u.domain == own)
 }
 
 /// A rule's `min_matches` when it asks for more than one, checked: at least 1, and no more than the rule's
