@@ -273,3 +273,17 @@ fn click_here_into_the_senders_own_site_is_a_newsletter() {
     let phish = testdata("rspamd_html_phishing.eml");
     assert!(fires(&phish, "PHRASE_CLICK_HERE"), "{:?}", symbols(&phish));
 }
+
+/// A shortened link among a newsletter's many is a citation: a real media digest cites an SEC filing through
+/// tinyurl.com among links to a dozen news sites. Silent. The same shortened link as the one link of a short
+/// message (the shape phishing uses it in) fires.
+#[test]
+fn a_shortened_link_among_many_is_a_citation() {
+    let news = corpus("ham_media_unspun_tinyurl.eml");
+    assert!(news.contains("http://tinyurl.com/10kz"), "the fixture cites through a shortener");
+    assert!(!fires(&news, "URL_SHORTENER"), "{:?}", symbols(&news));
+    let short = "From: Accounts <accounts@mediaunspun.imakenews.net>\nTo: reader@example.org\n\
+                 Subject: Your account\nDate: Thu, 1 Aug 2002 10:00:00 -0400\nMessage-ID: <a1@imakenews.net>\n\n\
+                 Please confirm your details at http://tinyurl.com/10kz today.\n";
+    assert!(fires(short, "URL_SHORTENER"), "{:?}", symbols(short));
+}

@@ -40,7 +40,7 @@ pub const SYMBOLS: &[SymbolSpec] = &[
         "Common for self-hosted services; allow the sender if legitimate."),
     // Low: people and newsletters paste shortened links as readily as spammers do (a university's mail server
     // saw it on as much ham as spam; on the SpamAssassin corpus's TRAIN half 4 ham, no spam). It adds to other
-    // evidence; alone it says nothing.
+    // evidence; alone it says nothing. Only in a message of few link domains (`SHORTENER_MAX_DOMAINS`).
     SymbolSpec::of(sym::URL_SHORTENER, Urls, 0.2, "A link goes through a URL shortener that hides its destination.",
         "Ask the sender to link to the real destination."),
     // Low: newsletters count clicks through their mailing house's redirector, and services that take an address
@@ -195,6 +195,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
     // Domains the reader is sent to (not images), and those of them under a risky top-level domain.
     let mut linked = FxHashSet::default();
     let mut risky = FxHashSet::default();
+    let mut shortened: Vec<&str> = Vec::new();
     for u in &m.urls {
         domains.insert(u.domain.as_str());
         if u.source != UrlSource::Image && u.ip.is_none() {
@@ -216,7 +217,7 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
             }
         }
         if SHORTENERS.contains(&u.domain.as_str()) || SHORTENERS.contains(&u.host.as_str()) {
-            hits.hit(sym::URL_SHORTENER, u.host.clone());
+            shortened.push(u.host.as_str());
         }
         // A redirect into the sender's own domain is its click tracking (a mailing house counting clicks for
         // the shop that sent the newsletter), not a destination hidden from the reader.
@@ -234,6 +235,15 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         if matches!(u.source, UrlSource::Href | UrlSource::Text) && u.ip.is_none() && free_hosting(u) {
             hits.hit(sym::URL_FREE_HOSTING, u.host.clone());
         }
+    }
+    // A shortened link among a digest's or a newsletter's many is a citation (a list post pointing at an
+    // archive, a news alert at a story); as one of a short message's few links it hides where the reader is
+    // sent, which is how phishing uses it. On the SpamAssassin corpus and two TREC 2007 samples every ham it
+    // fired on linked to six domains or more (9 of 9), against 184 of 1,144 phishing messages.
+    if !shortened.is_empty() && linked.len() <= SHORTENER_MAX_DOMAINS {
+        shortened.sort_unstable();
+        shortened.dedup();
+        hits.hit(sym::URL_SHORTENER, shortened.join(", "));
     }
     // Spam sends the reader to its own site, so a risky domain is most of what it links to; a newsletter or
     // digest that links to thirty sites will name a .biz or a .info among them by chance (on the SpamAssassin
@@ -265,6 +275,9 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
         }
     }
 }
+
+/// URL_SHORTENER counts in a message that links to at most this many domains (see `check`).
+const SHORTENER_MAX_DOMAINS: usize = 5;
 
 /// The share of PHISHING_LINK_MISMATCH's weight a mismatched link into the From: domain scores.
 const OWN_DOMAIN_SHARE: f64 = 0.5;
