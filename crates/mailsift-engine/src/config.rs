@@ -230,6 +230,13 @@ pub struct ClassifierConfig {
     /// day-one model shipped in the binary, with this share of the points (0 turns it off, 1 gives it the
     /// local model's full say). See `classify::day_one`.
     pub day_one_say: f64,
+    /// A local model that has not learned this organisation's own ham (fewer than 50 ham addressed to one of
+    /// `[organisation] domains`, or to the message's own recipient domain when none are configured) was
+    /// trained on someone else's mail: a public corpus, another installation's. Its engines' spam side then
+    /// scores this share of its points, unless the rest of the evidence agrees (2 points or more of it, or a
+    /// sign that the message hides where it sends the reader); the ham side is untouched. 1 turns this off.
+    /// See `checks::classifier`.
+    pub stranger_say: f64,
     /// Learn from the gateway's own verdicts, far from the thresholds only. Off by default: a model that
     /// learns from itself can drift; user reports and spamtraps are the safer teachers.
     pub autolearn: bool,
@@ -253,6 +260,7 @@ impl Default for ClassifierConfig {
             min_ham: 200,
             min_spam: 200,
             day_one_say: 0.25,
+            stranger_say: 0.5,
             autolearn: false,
             autolearn_spam_score: 15.0,
             autolearn_ham_score: -2.0,

@@ -208,6 +208,10 @@ pub struct ClassifierScores {
     /// the share of the points it is given (`classifier.day_one_say`).
     #[serde(default)]
     pub day_one_say: Option<f64>,
+    /// Set when the local model has not learned this organisation's own ham (`classifier.stranger_say`): the
+    /// share of the points its engines' spam side scores unless the rest of the evidence agrees.
+    #[serde(default)]
+    pub stranger_say: Option<f64>,
     /// The combination fitted on this installation's mail, when the local model has one
     /// (`classify::combine`): each engine's points are scaled by its multiplier.
     #[serde(default)]

@@ -80,6 +80,10 @@ pub struct Engine {
     policy: policy::Policy,
     /// The trained classifiers, shared with whoever keeps them learning (reports, auto-learn).
     model: Option<SharedModel>,
+    /// The organisation's own domains as the model counts them (`classify::tokens::organisation_id` of each
+    /// registrable domain of `[organisation] domains`): whether the model learned their ham decides whether
+    /// it is a stranger here (`classifier.stranger_say`). Empty: each message's own recipient domain.
+    home: Vec<u64>,
     /// Built-in and configured composites, evaluated after the checks and before the thresholds.
     composites: composites::Composites,
     /// The registry ids of the composites' fact symbols, resolved once.
@@ -142,6 +146,11 @@ impl Engine {
         if !(0.0..=1.0).contains(&say) {
             return Err(EngineError::Classifier(format!("day_one_say must be between 0 and 1 (got {say})")));
         }
+        let say = config.classifier.stranger_say;
+        if !(0.0..=1.0).contains(&say) {
+            return Err(EngineError::Classifier(format!("stranger_say must be between 0 and 1 (got {say})")));
+        }
+        let home = home_ids(&config.organisation.domains);
         let policy = policy::Policy::new(&config.policy)?;
         Ok(Engine {
             config,
@@ -151,6 +160,7 @@ impl Engine {
             trust,
             policy,
             model: None,
+            home,
             composites,
             fact_ids,
             default_settings: Settings::default(),
@@ -167,11 +177,27 @@ impl Engine {
         self.model.as_ref()
     }
 
+    /// Judges as the installation of these domains would (`classifier.stranger_say` asks whether the model
+    /// learned their ham), whatever `[organisation] domains` says: for `mailsift eval`, which judges another
+    /// organisation's mail than the configuration's.
+    pub fn with_home(mut self, domains: &[String]) -> Engine {
+        self.home = home_ids(domains);
+        self
+    }
+
     /// The classifiers' answers about a parsed message: the local model's once it has learned enough, until
     /// then the shipped day-one model's with its smaller say (`classify::day_one`); `None` when the
     /// classifiers are off, no local model is attached (an engine used without a learning store: library
     /// use, heuristics-only scans) or neither answers.
     pub fn classify(&self, msg: &Message<'_>) -> Option<evidence::ClassifierScores> {
+        self.classify_for(msg, &[])
+    }
+
+    /// As [`Engine::classify`], for mail addressed to `organisations` (registrable domains: the SMTP
+    /// envelope's, which the sender cannot make up) when `[organisation] domains` does not say whose the
+    /// installation is; with neither, the message's own recipient domain. Whether the model learned that
+    /// organisation's ham decides `classifier.stranger_say`.
+    pub fn classify_for(&self, msg: &Message<'_>, organisations: &[String]) -> Option<evidence::ClassifierScores> {
         let config = &self.config.classifier;
         let model = self.model.as_ref().filter(|_| config.enabled)?;
         let mut features = classify::portable_features(msg);
@@ -181,7 +207,22 @@ impl Engine {
             if local.knows_organisation(&features) {
                 features.local = classify::tokens::local_features(msg.raw_headers());
             }
-            local.classify(&features, config)
+            let mut scores = local.classify(&features, config);
+            // A model that never learned this organisation's own ham was trained on someone else's mail.
+            // Whose mail: the installation's domains, else the envelope's (a name without a dot, such as
+            // `localhost`, says nothing), else the message's own recipient.
+            let given = home_ids(organisations);
+            let home_known = if !self.home.is_empty() {
+                self.home.iter().any(|&org| local.learned_ham_of(org))
+            } else if !given.is_empty() {
+                given.into_iter().any(|org| local.learned_ham_of(org))
+            } else {
+                features.org.is_some_and(|org| local.learned_ham_of(org))
+            };
+            if !home_known && config.stranger_say < 1.0 {
+                scores.stranger_say = Some(config.stranger_say);
+            }
+            scores
         } else if config.day_one_say > 0.0 {
             drop(local);
             let scores = classify::day_one::model()?.classify(&features, config);
@@ -264,7 +305,17 @@ impl Engine {
         let now = unix_now();
         // Classifier probabilities are evidence; compute them here unless the caller brought them.
         let with_scores;
-        let evidence = match evidence.classifier.is_none().then(|| self.classify(msg)) {
+        // Whose mail it is: the recipients' organisation inbound, the sender's outbound.
+        let organisations: Vec<String> = if envelope.is_outbound() {
+            envelope.mail_from.iter().filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_string())).collect()
+        } else {
+            envelope
+                .rcpt_to
+                .iter()
+                .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('>').to_string()))
+                .collect()
+        };
+        let evidence = match evidence.classifier.is_none().then(|| self.classify_for(msg, &organisations)) {
             Some(Some(scores)) => {
                 with_scores = Evidence { classifier: Some(scores), ..evidence.clone() };
                 &with_scores
@@ -618,4 +669,17 @@ fn base36(mut n: u64) -> String {
     }
     s.reverse();
     String::from_utf8(s).unwrap_or_default()
+}
+
+/// The model's ids of the registrable domains of `domains` (see `Engine::home`).
+fn home_ids(domains: &[String]) -> Vec<u64> {
+    let mut ids: Vec<u64> = domains
+        .iter()
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| d.contains('.'))
+        .map(|d| classify::tokens::organisation_id(&message::urls::registrable_domain(&d)))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }

@@ -550,6 +550,16 @@ impl<'r> Hits<'r> {
         }
     }
 
+    /// The points of the hits so far outside `group`, at their configured weights (before any group cap).
+    pub fn points_outside(&self, group: Group) -> f64 {
+        self.hits
+            .iter()
+            .map(|h| (self.registry.get(h.id), h.factor))
+            .filter(|(d, _)| d.group != group)
+            .map(|(d, f)| d.weight * f)
+            .sum()
+    }
+
     pub fn into_vec(self) -> Vec<Hit> {
         self.hits
     }

@@ -730,3 +730,83 @@ fn the_local_head_speaks_only_for_the_organisation_it_learned() {
         assert_eq!(local(&engine, &learner, &probe), None);
     });
 }
+
+/// The classifiers' spam points of a verdict, and whether a classifier symbol says the model is a stranger.
+fn classifier_points(v: &mailsift_engine::Verdict) -> (f64, bool) {
+    let ours = v.symbols.iter().filter(|s| s.group == mailsift_engine::symbols::Group::Classifier && s.score > 0.0);
+    let points = ours.clone().map(|s| s.score).sum();
+    (points, ours.into_iter().any(|s| s.detail.contains("has not learned this organisation's own ham")))
+}
+
+/// A model that never learned an organisation's own ham was trained on someone else's mail: for that
+/// organisation its engines' spam side scores `classifier.stranger_say` (half) of its points, unless the rest
+/// of the evidence agrees. Which organisation is judged for: `[organisation] domains`, else the message's own
+/// recipient domain.
+#[test]
+fn a_model_that_never_learned_the_organisations_ham_speaks_with_half_a_say() {
+    each_backend(|place| {
+        let mut learner = open(place);
+        let base = engine(small_gate());
+        for n in 0..60 {
+            learner.learn(&base.parse(&formed(0, n, "bob@ours.example")), Side::Ham).unwrap();
+            learner.learn(&base.parse(&formed(1, n, "bob@ours.example")), Side::Spam).unwrap();
+        }
+        learner.commit(NOW).unwrap();
+        let scan = |config: EngineConfig, raw: &[u8]| {
+            let e = Engine::new(config).unwrap().with_model(learner.model());
+            e.scan(raw, &Envelope::default(), &Evidence::default())
+        };
+        let plain = || EngineConfig { classifier: small_gate(), ..EngineConfig::default() };
+        // The spam program's form without its fingerprints (Outlook Express ids, no trace): only the words and
+        // the sender speak, so nothing else agrees.
+        let probe = |to: &str| {
+            String::from_utf8(formed(1, 500, to))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("Message-ID") && !l.starts_with("X-M"))
+                .collect::<Vec<_>>()
+                .join("\r\n")
+                .into_bytes()
+        };
+        let home = scan(plain(), &probe("carol@ours.example"));
+        let (full, stranger) = classifier_points(&home);
+        assert!(full > 4.0 && !stranger, "{:?}", home.symbols);
+        // The same engines' answers, not halved (turned off), and halved.
+        let mut off = plain();
+        off.classifier.stranger_say = 1.0;
+        let (whole, stranger) = classifier_points(&scan(off, &probe("erin@elsewhere.example")));
+        assert!(whole > 4.0 && !stranger, "{whole}");
+        let away = scan(plain(), &probe("erin@elsewhere.example"));
+        let (half, stranger) = classifier_points(&away);
+        assert!(stranger && (half - whole / 2.0).abs() < 0.02, "{whole} then {half}: {:?}", away.symbols);
+        // The installation is ours.example: its model knows it, whatever the To: says.
+        let mut ours = plain();
+        ours.organisation.domains = vec!["ours.example".into()];
+        assert_eq!(classifier_points(&scan(ours, &probe("erin@elsewhere.example"))), (whole, false));
+        // At a gateway the SMTP envelope says whose mail it is, not the To: the sender wrote: a spam for ours
+        // claiming to be addressed elsewhere is judged as ours, and the other way round.
+        let at_gateway = |rcpt: &str, raw: &[u8]| {
+            let e = Engine::new(plain()).unwrap().with_model(learner.model());
+            let envelope = Envelope { rcpt_to: vec![rcpt.to_string()], ..Envelope::default() };
+            classifier_points(&e.scan(raw, &envelope, &Evidence::default()))
+        };
+        assert_eq!(at_gateway("carol@ours.example", &probe("erin@elsewhere.example")), (whole, false));
+        assert!(at_gateway("erin@elsewhere.example", &probe("carol@ours.example")).1);
+        // An installation of elsewhere.example: the model is a stranger even to mail that names ours.example.
+        let mut theirs = plain();
+        theirs.organisation.domains = vec!["mail.elsewhere.example".into()];
+        assert!(classifier_points(&scan(theirs, &probe("carol@ours.example"))).1);
+        // Agreement: hidden recipients count the engines in full.
+        let hidden = String::from_utf8(probe("erin@elsewhere.example")).unwrap().replace(
+            "To: <erin@elsewhere.example>",
+            "To: undisclosed-recipients:;\r\nDelivered-To: erin@elsewhere.example",
+        );
+        let v = scan(plain(), hidden.as_bytes());
+        assert!(v.symbols.iter().any(|s| s.name == "UNDISCLOSED_RECIPIENTS"), "{:?}", v.symbols);
+        let (agreed, stranger) = classifier_points(&v);
+        assert!(agreed > 4.0 && !stranger, "{:?}", v.symbols);
+        let mut bad = plain();
+        bad.classifier.stranger_say = 1.5;
+        assert!(Engine::new(bad).is_err());
+    });
+}

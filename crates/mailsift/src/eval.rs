@@ -264,8 +264,9 @@ pub fn run(engine: Engine, data_dir: &Path, args: &EvalArgs) -> Result<()> {
             engine.with_model(learner.model())
         }
     };
-    let engine = &engine;
     anyhow::ensure!(!jobs.is_empty(), "no messages: give --ham and --spam folders");
+    let engine = judged_as_home(engine, &jobs);
+    let engine = &engine;
     let results = Mutex::new(Vec::with_capacity(jobs.len()));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -463,5 +464,38 @@ fn pct(a: usize, b: usize) -> f64 {
         0.0
     } else {
         a as f64 * 100.0 / b as f64
+    }
+}
+
+/// The engine judging as the installation of the judged mail would. Without `[organisation] domains`, the
+/// organisation is the registrable domain most of the judged messages (ham and spam, their labels unread) were
+/// delivered to: at a gateway every message is addressed to its own organisation, which is what decides
+/// whether a model learned elsewhere is a stranger there (`classifier.stranger_say`).
+fn judged_as_home(engine: Engine, jobs: &[(PathBuf, String, bool)]) -> Engine {
+    if !engine.config().organisation.domains.is_empty() {
+        return engine;
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (file, _, _) in jobs {
+        let Ok(bytes) = std::fs::read(file) else { continue };
+        for raw in split_mbox(bytes) {
+            // The recipients are in the header: parse that only.
+            let end = raw.windows(2).position(|w| w == b"\n\n").map_or(raw.len(), |i| i + 2);
+            let msg = engine.parse(&raw[..end]);
+            if let Some(org) = mailsift_engine::classify::tokens::organisation(&msg) {
+                *counts.entry(org).or_default() += 1;
+            }
+        }
+    }
+    let total: usize = counts.values().sum();
+    match counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))) {
+        Some((org, n)) => {
+            println!(
+                "judged as the installation of {org} ({n} of the {total} messages with a recipient were delivered \
+                 there; [organisation] domains says it for an installation)"
+            );
+            engine.with_home(&[org])
+        }
+        None => engine,
     }
 }

@@ -99,6 +99,7 @@ impl Model {
             linear: Some(self.linear.score(&f.ids)),
             familiarity: Some(familiarity),
             day_one_say: None,
+            stranger_say: None,
             combination: self.combination,
             local: (!f.local.is_empty() && self.knows_organisation(f)).then(|| self.linear.local_score(&f.local)),
         }
@@ -110,6 +111,13 @@ impl Model {
     /// on this organisation's own mail has, for its own domains.
     pub fn knows_organisation(&self, f: &Features) -> bool {
         f.org.is_some_and(|org| self.linear.org_counts(org).iter().all(|&n| n >= LOCAL_MIN_MESSAGES as f32))
+    }
+
+    /// Whether the model has learned at least [`LOCAL_MIN_MESSAGES`] ham addressed to `org`
+    /// ([`tokens::organisation_id`]): ham is what is an organisation's own (spam goes to everyone), so a model
+    /// that never learned an organisation's ham was trained on someone else's mail.
+    pub fn learned_ham_of(&self, org: u64) -> bool {
+        self.linear.org_counts(org)[0] >= LOCAL_MIN_MESSAGES as f32
     }
 
     /// Learns a message's features on `side`, given on which side (if any) it was learned before.

@@ -250,7 +250,7 @@ pub fn portable_features(msg: &Message<'_>) -> Features {
     let singles = c.ids.len();
     let mut ids = c.ids;
     ids.extend_from_slice(&c.pairs);
-    let org = organisation(msg).map(|d| xxh3_64_with_seed(d.as_bytes(), Kind::Organisation as u64));
+    let org = organisation(msg).map(|d| organisation_id(&d));
     Features { ids, singles, local: Vec::new(), org }
 }
 
@@ -321,6 +321,12 @@ pub fn local_features(raw_headers: &[u8]) -> Vec<u64> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// The id the model counts an organisation's learned mail under: `domain` is a registrable domain (as
+/// [`organisation`] gives it).
+pub fn organisation_id(domain: &str) -> u64 {
+    xxh3_64_with_seed(domain.as_bytes(), Kind::Organisation as u64)
 }
 
 /// The organisation a message was addressed to: the registrable domain of its first recipient as a stored
