@@ -457,3 +457,52 @@ fn store_check_says_where_the_state_is_and_whether_this_mailsift_can_use_it() {
     let (code, text) = check(&data, Some(&config));
     assert!(code == Some(2) && text.contains("newer than this mailsift"), "{text}");
 }
+
+/// Through the running gateway: a model trained on ours.example's mail judges mail to elsewhere.example as a
+/// stranger's (its engines' spam side at half) and mail to ours.example in full. The envelope names
+/// `localhost` (no organisation), so the message's recipient decides here. Bayes is sure of both probes (99%
+/// and more, its full weight times the fitted multiplier), so its symbol shows the half exactly.
+#[test]
+fn a_model_trained_on_another_organisations_mail_speaks_with_half_a_say_over_smtp() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("stranger");
+    let node = Node::start_with("stranger", &url, "[classifier]\nday_one_say = 0.0\n");
+    let _ = train_corpus(&node, "stranger-corpus", 210, |spam, n| {
+        formed(spam, n, "bob@ours.example", &format!("note {n}"))
+    });
+    // A spam program's message without its fingerprints, so that nothing but the engines speaks against it.
+    let probe = |to: &str, subject: &str| -> String {
+        formed(true, 900, to, subject)
+            .lines()
+            .filter(|l| !l.starts_with("Message-ID") && !l.starts_with("X-M"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    };
+    // The points of BAYES_SPAM_99 in the logged verdict, if it fired.
+    let bayes = |to: &str, subject: &str| -> Option<f64> {
+        let (code, text) = mailsift_testkit::clients::smtp_send(
+            node.smtp,
+            "bert@shop.example",
+            &["bob@localhost"],
+            probe(to, subject).as_bytes(),
+        )
+        .unwrap();
+        assert!(code == 250 || code == 550, "{code} {text}");
+        let (_, symbols) = logged_symbols(&node, subject).expect("logged");
+        symbols.into_iter().find(|(name, _)| name == "BAYES_SPAM_99").map(|(_, points)| points)
+    };
+    // The serving node reads the trained model from the shared store within seconds.
+    let trained = Instant::now();
+    let mut n = 0;
+    let home = loop {
+        n += 1;
+        let seen = bayes("carol@ours.example", &format!("probe home {n}"));
+        if seen.is_some() || trained.elapsed() > Duration::from_secs(10) {
+            break seen.expect("Bayes never spoke at the node");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(home >= 4.0, "ours: {home}");
+    let away = bayes("erin@elsewhere.example", "probe away").expect("Bayes speaks for elsewhere too");
+    assert!((away - home / 2.0).abs() < 0.01, "elsewhere: {away} against {home} at home");
+}

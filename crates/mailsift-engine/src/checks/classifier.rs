@@ -286,12 +286,14 @@ pub fn check(ctx: &Ctx<'_, '_>, hits: &mut Hits<'_>) {
                 None => {
                     let scale = say.unwrap_or(1.0) * m.map_or(1.0, |(m, _)| m);
                     match stranger.filter(|_| g < 3) {
+                        // Said first: the detail is bounded, and the fitted combination's story is long.
                         Some(s) => (
                             scale * s,
                             format!(
-                                "{detail}; at {:.0}%: the model has not learned this organisation's own ham and \
-                                 nothing else in the message agrees",
-                                s * 100.0
+                                "p={p:.4}, at {:.0}%: the model has not learned this organisation's own ham and \
+                                 nothing else in the message agrees; {}",
+                                s * 100.0,
+                                detail.trim_start_matches(&format!("p={p:.4}")).trim_start_matches(", ")
                             ),
                         ),
                         None => (scale, detail),

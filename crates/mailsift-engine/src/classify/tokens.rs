@@ -335,7 +335,8 @@ pub fn organisation_id(domain: &str) -> u64 {
 pub fn organisation(msg: &Message<'_>) -> Option<String> {
     let recipient = crate::envelope::stored_recipients(msg).into_iter().next()?;
     let (_, domain) = recipient.rsplit_once('@')?;
-    domain.contains('.').then(|| crate::message::urls::registrable_domain(domain))
+    // A dotted name can still reduce to nothing registrable ("@." in a forged Delivered-To).
+    domain.contains('.').then(|| crate::message::urls::registrable_domain(domain)).filter(|d| d.contains('.'))
 }
 
 fn header_features(msg: &Message<'_>, list: bool, urls: &[&UrlInfo], c: &mut Collector) {
