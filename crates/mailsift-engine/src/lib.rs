@@ -142,13 +142,12 @@ impl Engine {
                 return Err(EngineError::GroupCaps(format!("{group}: the cap must be a number of at least 0")));
             }
         }
-        let say = config.classifier.day_one_say;
-        if !(0.0..=1.0).contains(&say) {
-            return Err(EngineError::Classifier(format!("day_one_say must be between 0 and 1 (got {say})")));
-        }
-        let say = config.classifier.stranger_say;
-        if !(0.0..=1.0).contains(&say) {
-            return Err(EngineError::Classifier(format!("stranger_say must be between 0 and 1 (got {say})")));
+        for (name, say) in
+            [("day_one_say", config.classifier.day_one_say), ("stranger_say", config.classifier.stranger_say)]
+        {
+            if !(0.0..=1.0).contains(&say) {
+                return Err(EngineError::Classifier(format!("{name} must be between 0 and 1 (got {say})")));
+            }
         }
         let home = home_ids(&config.organisation.domains);
         let policy = policy::Policy::new(&config.policy)?;
@@ -211,13 +210,11 @@ impl Engine {
             // A model that never learned this organisation's own ham was trained on someone else's mail.
             // Whose mail: the installation's domains, else the envelope's (a name without a dot, such as
             // `localhost`, says nothing), else the message's own recipient.
-            let given = home_ids(organisations);
-            let home_known = if !self.home.is_empty() {
-                self.home.iter().any(|&org| local.learned_ham_of(org))
-            } else if !given.is_empty() {
-                given.into_iter().any(|org| local.learned_ham_of(org))
-            } else {
-                features.org.is_some_and(|org| local.learned_ham_of(org))
+            let given = if self.home.is_empty() { home_ids(organisations) } else { Vec::new() };
+            let home_known = match (self.home.is_empty(), given.is_empty()) {
+                (false, _) => self.home.iter().any(|&org| local.learned_ham_of(org)),
+                (true, false) => given.into_iter().any(|org| local.learned_ham_of(org)),
+                (true, true) => features.org.is_some_and(|org| local.learned_ham_of(org)),
             };
             if !home_known && config.stranger_say < 1.0 {
                 scores.stranger_say = Some(config.stranger_say);
@@ -305,8 +302,11 @@ impl Engine {
         let now = unix_now();
         // Classifier probabilities are evidence; compute them here unless the caller brought them.
         let with_scores;
-        // Whose mail it is: the recipients' organisation inbound, the sender's outbound.
-        let organisations: Vec<String> = if envelope.is_outbound() {
+        // Whose mail it is: the recipients' organisation inbound, the sender's outbound (only read when the
+        // configuration does not name the installation's domains).
+        let organisations: Vec<String> = if !self.home.is_empty() || evidence.classifier.is_some() {
+            Vec::new()
+        } else if envelope.is_outbound() {
             envelope.mail_from.iter().filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_string())).collect()
         } else {
             envelope
